@@ -1,0 +1,106 @@
+// The attention family: one function per op, the same signature on CPU and CUDA (llm.c launcher
+// style: check preconditions, launch, check the last error, return a Status naming any bad
+// argument). Layout everywhere: q, k, v, o, do, dq, dk, dv are contiguous [B, H, N, D].
+//   CPU : fp32 pointers (host memory).   CUDA: bf16 tensors (dtype kBF16) or fp32 (kF32) in device
+//   memory, fp32 accumulation; lse and other statistics are always fp32.
+// Depends only on the C++ standard library (and the CUDA toolkit in the .cu files).
+#pragma once
+
+#include <cstdint>
+
+#include "common/status.h"
+
+namespace scion::kernels {
+
+enum class Backend { kCpu, kCuda };
+enum class DType { kF32, kBF16 };
+
+struct Launch {
+  Backend backend = Backend::kCpu;
+  DType dtype = DType::kF32;  // CPU supports kF32 only
+  void* stream = nullptr;     // cudaStream_t on CUDA
+};
+
+struct AttnDims {
+  int64_t B = 0, H = 0, N = 0, D = 0;
+};
+
+// Block-sparse layout in CSR form over blocks of `block_size` tokens: query block r attends to key
+// blocks col_indices[row_offsets[r] .. row_offsets[r+1]). Pointers live on the op's backend.
+struct BlockLayout {
+  int block_size = 64;
+  int num_blocks = 0;               // ceil(N / block_size) query (and key) blocks
+  const int32_t* row_offsets = nullptr;  // (num_blocks + 1)
+  const int32_t* col_indices = nullptr;  // (row_offsets[num_blocks])
+};
+
+// Which (i, j) pairs softmax attention may use. All conditions combine (logical and).
+struct Mask {
+  bool causal = true;          // j <= i
+  int64_t window = 0;          // > 0: only i - window < j (sliding window of `window` tokens)
+  const BlockLayout* blocks = nullptr;  // non-null: only pairs inside listed blocks
+};
+
+// ---- 1, 4, 6: softmax attention (full causal, sliding window, block-sparse) ------------------
+// o = softmax(q kᵀ·scale + mask) v; lse (B, H, N) fp32 = log Σ_j exp(q·k_j·scale) per row, saved for
+// the backward. A row with no allowed key yields o = 0 and lse = -inf.
+Status AttentionForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v,
+                        void* o, float* lse, const Mask& mask, float scale);
+// Recomputes the weights from lse; writes dq, dk, dv.
+Status AttentionBackward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v,
+                         const void* o, const void* dout, const float* lse, void* dq, void* dk,
+                         void* dv, const Mask& mask, float scale);
+
+// ---- 2: linear attention with a feature map φ ----------------------------------------------
+enum class FeatureMapKind { kEluPlus1, kRelu, kPerformer, kCosFormer, kTaylor2, kHedgehog, kHedgehogExp };
+
+// Parameters of φ, applied per head to q and k (separate maps for q and k where learnable).
+//   kHedgehog/kHedgehogExp: wq, wk (H, D, F) fp32, φ(x) = [softmax(xW), softmax(-xW)] -> 2F dims
+//   kPerformer: wq = wk = Ω (H, F, D) fp32 fixed random features -> F dims
+//   kTaylor2: q, k are used as given (callers project to d' first) -> 1 + D + D² dims
+//   kEluPlus1, kRelu: -> D dims.   kCosFormer: relu(x) re-weighted by cos/sin(π i / 2N) -> 2D dims
+struct FeatureMap {
+  FeatureMapKind kind = FeatureMapKind::kHedgehog;
+  int64_t F = 0;               // learned/random feature count (hedgehog, performer)
+  const float* wq = nullptr;   // see above; on the op's backend
+  const float* wk = nullptr;
+};
+// Output width of φ for head dim D.
+int64_t FeatureDim(const FeatureMap& fm, int64_t D);
+
+// y_i = φ(q_i)ᵀ S_i / (φ(q_i)ᵀ z_i + eps), S_i = Σ_{j<=i} φ(k_j) v_jᵀ, z_i = Σ_{j<=i} φ(k_j)
+// (sums over all j when !causal). Chunked algorithm on CUDA.
+Status LinearAttentionForward(const Launch& l, AttnDims d, const void* q, const void* k,
+                              const void* v, void* o, const FeatureMap& fm, bool causal, float eps);
+// dwq, dwk (same shape as wq, wk, fp32, accumulated into: callers zero them) for learnable maps;
+// may be null otherwise.
+Status LinearAttentionBackward(const Launch& l, AttnDims d, const void* q, const void* k,
+                               const void* v, const void* dout, void* dq, void* dk, void* dv,
+                               const FeatureMap& fm, float* dwq, float* dwk, bool causal, float eps);
+
+// ---- 5: hybrid: softmax over the last `window` tokens + linear attention over the rest --------
+// y_i = (Σ_{i-w<j<=i} exp(q_i·k_j·scale) v_j + Σ_{j<=i-w} φ(q_i)·φ(k_j) v_j)
+//       / (Σ_{i-w<j<=i} exp(q_i·k_j·scale) + Σ_{j<=i-w} φ(q_i)·φ(k_j) + eps)   (LoLCATs form; the
+// kernels factor a per-row max out of both sums for stability).
+Status HybridAttentionForward(const Launch& l, AttnDims d, const void* q, const void* k,
+                              const void* v, void* o, int64_t window, const FeatureMap& fm,
+                              float scale, float eps);
+Status HybridAttentionBackward(const Launch& l, AttnDims d, const void* q, const void* k,
+                               const void* v, const void* dout, void* dq, void* dk, void* dv,
+                               int64_t window, const FeatureMap& fm, float* dwq, float* dwk,
+                               float scale, float eps);
+
+// ---- 3: Hedgehog attention distillation ----------------------------------------------------
+// loss (B, H) fp32 = -Σ_i Σ_{j<=i} a_ij log â_ij / N, a = causal softmax(q kᵀ·scale),
+// â_ij = φ(q_i)·φ(k_j) / Σ_{m<=i} φ(q_i)·φ(k_m). Blockwise: N×N never stored in global memory.
+// dwq, dwk: gradient of Σ loss w.r.t. the map parameters (accumulated into; may be null).
+struct AttentionStats {
+  float* kl = nullptr;               // (B, H) mean over rows of KL(a || â)
+  float* teacher_entropy = nullptr;  // (B, H) mean row entropy of a
+  float* student_entropy = nullptr;  // (B, H) mean row entropy of â
+};
+Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, const FeatureMap& fm,
+                   float scale, float eps, float* loss, float* dwq, float* dwk,
+                   const AttentionStats& stats);
+
+}  // namespace scion::kernels
