@@ -1,0 +1,22 @@
+// The table of job kinds. Each kind lives in its own file and contributes one entry here.
+#include "jobs/job.h"
+
+namespace scion::jobs {
+
+// One declaration per kind file (jobs/<kind>.cc).
+// Kind CommandKind();
+
+const std::vector<Kind>& AllKinds() {
+  static const std::vector<Kind> kinds = {
+      // CommandKind(),
+  };
+  return kinds;
+}
+
+const Kind* FindKind(const std::string& name) {
+  for (const Kind& k : AllKinds())
+    if (k.name == name) return &k;
+  return nullptr;
+}
+
+}  // namespace scion::jobs
