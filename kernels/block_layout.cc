@@ -82,8 +82,7 @@ Result<HostBlockLayout> HmarBlockCausal(int num_scales, int block_size) {
   return HmarLayout(num_scales, block_size, /*causal=*/true);
 }
 
-Status ValidateBlockLayout(int block_size, int num_blocks, const int32_t* row_offsets,
-                           const int32_t* col_indices, int64_t n) {
+Status ValidateBlockGrid(int block_size, int num_blocks, int64_t n) {
   if (block_size <= 0 || block_size % kAttentionTile != 0) {
     return Status::InvalidArgument("mask.blocks.block_size must be a positive multiple of the tile " +
                                    std::to_string(kAttentionTile) + ", got " + std::to_string(block_size));
@@ -93,6 +92,12 @@ Status ValidateBlockLayout(int block_size, int num_blocks, const int32_t* row_of
     return Status::InvalidArgument("mask.blocks.num_blocks must be ceil(N / block_size) = " + std::to_string(want) +
                                    ", got " + std::to_string(num_blocks));
   }
+  return Status::Ok();
+}
+
+Status ValidateBlockLayout(int block_size, int num_blocks, const int32_t* row_offsets,
+                           const int32_t* col_indices, int64_t n) {
+  SCION_RETURN_IF_ERROR(ValidateBlockGrid(block_size, num_blocks, n));
   if (row_offsets == nullptr) return Status::InvalidArgument("mask.blocks.row_offsets is null");
   if (row_offsets[0] != 0) {
     return Status::InvalidArgument("mask.blocks.row_offsets[0] must be 0, got " + std::to_string(row_offsets[0]));

@@ -36,6 +36,10 @@ Result<HostBlockLayout> HmarBlockDiagonal(int num_scales, int block_size);
 // Block-causal by scale: listed when some key's scale is <= some query's scale in the pair.
 Result<HostBlockLayout> HmarBlockCausal(int num_scales, int block_size);
 
+// The host-side part of the check: block_size a positive multiple of kAttentionTile and
+// num_blocks = ceil(n / block_size). Callers run it before copying device arrays of that length.
+Status ValidateBlockGrid(int block_size, int num_blocks, int64_t n);
+
 // Checks a CSR layout held in host memory against sequence length n: block_size a positive
 // multiple of kAttentionTile, num_blocks = ceil(n / block_size), row_offsets starting at 0 and
 // non-decreasing, col_indices in [0, num_blocks) and increasing within each row. The message

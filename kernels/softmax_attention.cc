@@ -43,8 +43,8 @@ Status CheckCommon(const char* op, const Launch& l, AttnDims d, const Mask& mask
     if (l.backend == Backend::kCuda) {
       // The arrays live on the device: check a host copy before any kernel indexes with them.
       if (b.row_offsets == nullptr) return Status::InvalidArgument(p + "mask.blocks.row_offsets is null");
-      if (b.num_blocks <= 0 || b.num_blocks > (1 << 24)) {
-        return Status::InvalidArgument(p + "mask.blocks.num_blocks out of range: " + std::to_string(b.num_blocks));
+      if (Status grid = ValidateBlockGrid(b.block_size, b.num_blocks, d.N); !grid.ok()) {
+        return Status::InvalidArgument(p + grid.message());
       }
       std::vector<int32_t> offsets, cols;
       SCION_RETURN_IF_ERROR(cuda::CopyLayoutToHost(l, b, &offsets, &cols));
@@ -60,7 +60,7 @@ Status CheckCommon(const char* op, const Launch& l, AttnDims d, const Mask& mask
 // Which keys row i may use, for the CPU reference.
 class MaskPolicy {
  public:
-  MaskPolicy(const Mask& m, int64_t n) : causal_(m.causal), window_(m.window) {
+  explicit MaskPolicy(const Mask& m) : causal_(m.causal), window_(m.window) {
     if (m.blocks == nullptr) return;
     const BlockLayout& b = *m.blocks;
     block_size_ = b.block_size;
@@ -69,7 +69,6 @@ class MaskPolicy {
     for (int r = 0; r < nb_; ++r) {
       for (int32_t e = b.row_offsets[r]; e < b.row_offsets[r + 1]; ++e) allowed_[static_cast<size_t>(r) * nb_ + b.col_indices[e]] = 1;
     }
-    (void)n;
   }
   bool Allowed(int64_t i, int64_t j) const {
     if (causal_ && j > i) return false;
@@ -185,7 +184,7 @@ Status AttentionForward(const Launch& l, AttnDims d, const void* q, const void* 
                                     {{"q", q}, {"k", k}, {"v", v}, {"o", o}, {"lse", lse}}));
   if (l.backend == Backend::kCuda) return cuda::SoftmaxForward(l, d, q, k, v, o, lse, mask, scale);
   CpuForward(d, static_cast<const float*>(q), static_cast<const float*>(k), static_cast<const float*>(v),
-             static_cast<float*>(o), lse, MaskPolicy(mask, d.N), scale);
+             static_cast<float*>(o), lse, MaskPolicy(mask), scale);
   return Status::Ok();
 }
 
@@ -198,7 +197,7 @@ Status AttentionBackward(const Launch& l, AttnDims d, const void* q, const void*
   if (l.backend == Backend::kCuda) return cuda::SoftmaxBackward(l, d, q, k, v, o, dout, lse, dq, dk, dv, mask, scale);
   CpuBackward(d, static_cast<const float*>(q), static_cast<const float*>(k), static_cast<const float*>(v),
               static_cast<const float*>(o), static_cast<const float*>(dout), lse, static_cast<float*>(dq),
-              static_cast<float*>(dk), static_cast<float*>(dv), MaskPolicy(mask, d.N), scale);
+              static_cast<float*>(dk), static_cast<float*>(dv), MaskPolicy(mask), scale);
   return Status::Ok();
 }
 
