@@ -36,24 +36,13 @@ Result<nlohmann::json> ReadSpec(const std::string& source, std::istream& in) {
   return spec;
 }
 
-// Every page of a paged list op (logs, metrics): keeps asking after the last seq until empty.
+// Every item of a paged list op (logs, metrics).
 Result<nlohmann::json> AllPages(Client& client, const std::string& op, nlohmann::json fields, const char* key) {
   nlohmann::json all = nlohmann::json::array();
   int64_t after = 0;
-  while (true) {
-    fields["after_seq"] = after;
-    auto r = client.Call(op, fields);
-    if (!r.ok()) return r.status();
-    const auto& page = (*r)[key];
-    if (!page.is_array() || page.empty()) return all;
-    int64_t last = after;
-    for (const auto& item : page) {
-      all.push_back(item);
-      last = std::max(last, item.value("seq", last));
-    }
-    if (last == after) return all;  // no seq to page on: the reply was the whole list
-    after = last;
-  }
+  Status s = ReadNew(client, op, std::move(fields), key, &after, [&](const nlohmann::json& item) { all.push_back(item); });
+  if (!s.ok()) return s;
+  return all;
 }
 
 int Fail(std::ostream& err, const Status& s) {
@@ -62,6 +51,24 @@ int Fail(std::ostream& err, const Status& s) {
 }
 
 }  // namespace
+
+Status ReadNew(Client& client, const std::string& op, nlohmann::json fields, const char* key, int64_t* after_seq,
+               const std::function<void(const nlohmann::json&)>& each) {
+  while (true) {
+    fields["after_seq"] = *after_seq;
+    auto r = client.Call(op, fields);
+    if (!r.ok()) return r.status();
+    const auto& page = (*r)[key];
+    if (!page.is_array() || page.empty()) return Status::Ok();
+    const int64_t before = *after_seq;
+    for (const auto& item : page) {
+      each(item);
+      if (item.contains("seq") && item["seq"].is_number_integer())
+        *after_seq = std::max(*after_seq, item["seq"].get<int64_t>());
+    }
+    if (*after_seq == before) return Status::Ok();  // no seq to page on: the reply was the whole list
+  }
+}
 
 int ExitFor(const Status& s) {
   if (s.ok()) return kExitOk;

@@ -2,6 +2,7 @@
 // `err`, and returns the process exit status (see ExitCode).
 #pragma once
 
+#include <functional>
 #include <ostream>
 
 #include "cli/args.h"
@@ -27,6 +28,11 @@ int RunCommand(const Invocation& inv, Client& client, std::istream& in, std::ost
 // the job's final state, or the Status that stopped the follow.
 Result<std::string> FollowJob(Client& client, int64_t job_id, bool logs, bool progress, std::ostream& out,
                               Terminal term);
+
+// Reads every item of a paged op (logs: "lines", metrics: "metrics") after *after_seq, page by page,
+// calling `each` per item and advancing *after_seq. Stops at an empty page or one without progress.
+Status ReadNew(Client& client, const std::string& op, nlohmann::json fields, const char* key, int64_t* after_seq,
+               const std::function<void(const nlohmann::json&)>& each);
 
 // Artifact transfer over the client socket (chunks of proto::kArtifactChunkBytes).
 Result<std::string> UploadArtifact(Client& client, const std::string& path);  // returns sha256

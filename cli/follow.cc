@@ -42,30 +42,18 @@ Result<std::string> FollowJob(Client& client, int64_t job_id, bool logs, bool pr
     const std::string state = job.value("state", "");
 
     if (logs) {
-      while (true) {
-        auto r = client.Call("logs", {{"job_id", job_id}, {"after_seq", log_seq}});
-        if (!r.ok()) return r.status();
-        const auto& lines = (*r)["lines"];
-        if (!lines.is_array() || lines.empty()) break;
+      Status s = ReadNew(client, "logs", {{"job_id", job_id}}, "lines", &log_seq, [&](const nlohmann::json& l) {
         clear_line();
-        for (const auto& l : lines) {
-          out << l.value("line", "") << "\n";
-          log_seq = std::max(log_seq, l.value("seq", log_seq));
-        }
-      }
+        out << l.value("line", "") << "\n";
+      });
+      if (!s.ok()) return s;
     }
     if (progress) {
-      while (true) {
-        auto r = client.Call("metrics", {{"job_id", job_id}, {"after_seq", metric_seq}});
-        if (!r.ok()) return r.status();
-        const auto& ms = (*r)["metrics"];
-        if (!ms.is_array() || ms.empty()) break;
-        for (const auto& m : ms) {
-          metric_seq = std::max(metric_seq, m.value("seq", metric_seq));
-          if (m.contains("name") && m["name"].is_string())
-            latest[m["name"].get<std::string>()] = {{"step", m.value("step", int64_t{0})}, {"value", m["value"]}};
-        }
-      }
+      Status s = ReadNew(client, "metrics", {{"job_id", job_id}}, "metrics", &metric_seq, [&](const nlohmann::json& m) {
+        if (m.contains("name") && m["name"].is_string())
+          latest[m["name"].get<std::string>()] = {{"step", m.value("step", int64_t{0})}, {"value", m["value"]}};
+      });
+      if (!s.ok()) return s;
       std::string line = ProgressLine(job, latest, Now());
       if (term.is_tty) {
         clear_line();

@@ -21,24 +21,13 @@
 
 #include "bench/control/fleet.h"
 #include "cli/client.h"
+#include "common/free_port.h"
 #include "common/protocol.h"
 
 namespace scion::bench {
 namespace {
 
 using std::chrono::milliseconds;
-
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
@@ -166,8 +155,8 @@ double Percentile(std::vector<double>& v, double p) {
 Result<std::vector<Measurement>> RunLoad(const LoadConfig& config) {
   std::filesystem::create_directories(config.data_dir);
   Coordinator coord;
-  coord.worker_addr = "tcp://127.0.0.1:" + std::to_string(FreePort());
-  coord.client_addr = "tcp://127.0.0.1:" + std::to_string(FreePort());
+  coord.worker_addr = "tcp://127.0.0.1:" + std::to_string(FreeLoopbackPort());
+  coord.client_addr = "tcp://127.0.0.1:" + std::to_string(FreeLoopbackPort());
   coord.log = config.data_dir + "/coordinator.log";
   std::vector<Measurement> rows;
   auto fail = [&](const Status& s) {

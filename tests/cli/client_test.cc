@@ -1,8 +1,5 @@
 #include "cli/client.h"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <thread>
 
@@ -11,25 +8,13 @@
 #include <zmq_addon.hpp>
 
 #include "cli/commands.h"
+#include "common/free_port.h"
 
 namespace scion::cli {
 namespace {
 
-// A loopback port nobody listens on: bound by the kernel, then released.
-int UnusedPort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
 TEST(Client, NoCoordinatorGivesCannotReachWithinTheTimeout) {
-  const std::string addr = "tcp://127.0.0.1:" + std::to_string(UnusedPort());
+  const std::string addr = "tcp://127.0.0.1:" + std::to_string(FreeLoopbackPort());
   Client c(addr, std::chrono::milliseconds(200));
   auto t0 = std::chrono::steady_clock::now();
   auto r = c.Call("ls");

@@ -22,7 +22,7 @@ class CliTest : public ClusterTest {
 TEST(CliProcess, UnreachableCoordinatorExitsThreeWithAClearMessage) {
   const std::string scion = BinaryPath("scion");
   if (scion.empty()) GTEST_SKIP() << "skipped: scion is not built in this tree";
-  const std::string addr = "tcp://127.0.0.1:" + std::to_string(FreePort());
+  const std::string addr = "tcp://127.0.0.1:" + std::to_string(FreeLoopbackPort());
   Ran r = RunCapture({scion, "--addr", addr, "--timeout", "0.3", "ls"});
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_EQ(r.output, "scion: cannot reach coordinator at " + addr + " (no reply within 0.30s)\n");

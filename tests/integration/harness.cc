@@ -14,6 +14,8 @@
 #include <sstream>
 #include <thread>
 
+#include "common/free_port.h"
+
 extern char** environ;
 
 namespace scion::testing {
@@ -38,18 +40,6 @@ std::string FindOnPath(const std::string& name) {
     if (::access(p.c_str(), X_OK) == 0) return p.string();
   }
   return "";
-}
-
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
 }
 
 TempDir::TempDir(const std::string& prefix) {
@@ -227,9 +217,9 @@ Ran RunCapture(const std::vector<std::string>& argv, const std::string& stdin_te
 Cluster::Cluster(ClusterOptions options)
     : options_(std::move(options)),
       root_("scion-it"),
-      worker_port_(FreePort()),
-      client_port_(FreePort()),
-      coord_metrics_port_(FreePort()) {}
+      worker_port_(FreeLoopbackPort()),
+      client_port_(FreeLoopbackPort()),
+      coord_metrics_port_(FreeLoopbackPort()) {}
 
 Cluster::~Cluster() {
   for (auto& [id, w] : workers_) w->Stop(milliseconds(3000));
@@ -285,7 +275,7 @@ Status Cluster::StartWorker(const std::string& id) {
     if (it->second->Running()) return Status::FailedPrecondition("worker " + id + " already running");
     old_logs_.push_back(it->second->Log());
   }
-  if (!worker_metrics_ports_.count(id)) worker_metrics_ports_[id] = FreePort();
+  if (!worker_metrics_ports_.count(id)) worker_metrics_ports_[id] = FreeLoopbackPort();
   std::vector<std::string> argv = {
       BinaryPath("scion-worker"),
       "--coordinator=tcp://127.0.0.1:" + std::to_string(worker_port_),

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/client.h"
+#include "common/free_port.h"
 #include "common/status.h"
 
 namespace scion::testing {
@@ -28,8 +29,6 @@ std::string BinaryPath(const std::string& name);
 // Path of a program on $PATH ("prometheus", "promtool"); empty when absent.
 std::string FindOnPath(const std::string& name);
 
-// A loopback TCP port that was free a moment ago (bound to port 0 by the kernel, then released).
-int FreePort();
 // A fresh directory under $TMPDIR (or /tmp), removed by the destructor unless the test failed.
 class TempDir {
  public:

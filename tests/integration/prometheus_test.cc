@@ -40,7 +40,7 @@ TEST_F(ClusterTest, PrometheusScrapesCoordinatorAndWorkerAndPromtoolAcceptsBoth)
         << "  - job_name: scion-coordinator\n    static_configs:\n      - targets: ['127.0.0.1:" << coord_port << "']\n"
         << "  - job_name: scion-worker\n    static_configs:\n      - targets: ['127.0.0.1:" << worker_port << "']\n";
   }
-  const int web_port = FreePort();
+  const int web_port = FreeLoopbackPort();
   auto prom = Process::Spawn({prometheus, "--config.file=" + dir + "/prometheus.yml", "--storage.tsdb.path=" + dir + "/data",
                               "--web.listen-address=127.0.0.1:" + std::to_string(web_port)},
                              dir + "/prometheus.log");
