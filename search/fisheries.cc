@@ -39,7 +39,7 @@ Mdp BuildHarvestMdp(const std::vector<double>& grid, const NextStockCdf& next) {
     for (int a = 0; a < n; ++a) {
       const double x = grid[s], h = grid[a];
       mdp.R(s, a) = std::min(x, h);
-      const std::vector<double> p = DiscretizeOntoGrid(grid, next(std::max(0.0, x - h)));
+      const std::vector<double> p = DiscretizeOntoGrid(grid, next(std::max(0.0, x - h)), GridEdges::kLowestAbsorbsBelowSecond);
       std::copy(p.begin(), p.end(), &mdp.transition[(size_t(a) * n + s) * n]);
     }
   }

@@ -42,10 +42,7 @@ Status ValidateMdp(const Mdp& mdp) {
   return Status::Ok();
 }
 
-namespace {
-
-// One Bellman backup: next_value[s] = max_a R(s,a) + γ Σ P(s'|s,a) V(s').
-void Backup(const Mdp& mdp, double discount, const std::vector<double>& value,
+void BellmanBackup(const Mdp& mdp, double discount, const std::vector<double>& value,
             std::vector<double>& next_value, std::vector<int>& policy) {
   for (int s = 0; s < mdp.num_states; ++s) {
     double best = -std::numeric_limits<double>::infinity();
@@ -64,8 +61,6 @@ void Backup(const Mdp& mdp, double discount, const std::vector<double>& value,
   }
 }
 
-}  // namespace
-
 Result<DpSolution> SolveValueIteration(const Mdp& mdp, const ValueIterationOptions& options) {
   SCION_RETURN_IF_ERROR(ValidateMdp(mdp));
   if (!(options.discount >= 0.0 && options.discount <= 1.0))
@@ -81,7 +76,7 @@ Result<DpSolution> SolveValueIteration(const Mdp& mdp, const ValueIterationOptio
   if (options.horizon > 0) {
     sol.stage_policy.assign(options.horizon, {});
     for (int t = options.horizon - 1; t >= 0; --t) {
-      Backup(mdp, options.discount, value, next, policy);
+      BellmanBackup(mdp, options.discount, value, next, policy);
       sol.stage_policy[t] = policy;
       value.swap(next);
     }
@@ -92,7 +87,7 @@ Result<DpSolution> SolveValueIteration(const Mdp& mdp, const ValueIterationOptio
     return sol;
   }
   for (int it = 0; it < options.max_iterations; ++it) {
-    Backup(mdp, options.discount, value, next, policy);
+    BellmanBackup(mdp, options.discount, value, next, policy);
     double change = 0.0;
     for (int i = 0; i < s; ++i) change = std::max(change, std::fabs(next[i] - value[i]));
     value.swap(next);
@@ -100,20 +95,20 @@ Result<DpSolution> SolveValueIteration(const Mdp& mdp, const ValueIterationOptio
     if (change < options.tolerance) { sol.converged = true; break; }
   }
   // The greedy policy with respect to the final values.
-  Backup(mdp, options.discount, value, next, policy);
+  BellmanBackup(mdp, options.discount, value, next, policy);
   sol.value = value;
   sol.policy = policy;
   return sol;
 }
 
 std::vector<double> DiscretizeOntoGrid(const std::vector<double>& grid,
-                                       const std::function<double(double)>& cdf) {
+                                       const std::function<double(double)>& cdf, GridEdges edges) {
   const size_t n = grid.size();
   std::vector<double> p(n, 0.0);
   if (n == 0) return p;
   if (n == 1) { p[0] = 1.0; return p; }
   std::vector<double> upper(n);  // upper edge of each cell's interval
-  upper[0] = grid[1];
+  upper[0] = edges == GridEdges::kMidpoints ? 0.5 * (grid[0] + grid[1]) : grid[1];
   for (size_t i = 1; i + 1 < n; ++i) upper[i] = 0.5 * (grid[i] + grid[i + 1]);
   double below = 0.0;
   for (size_t i = 0; i + 1 < n; ++i) {

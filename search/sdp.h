@@ -52,13 +52,22 @@ struct DpSolution {
 // Ties between actions go to the lowest index, so results are deterministic.
 Result<DpSolution> SolveValueIteration(const Mdp& mdp, const ValueIterationOptions& options);
 
-// Probability mass of a continuous next-state distribution (given by its CDF) on a sorted grid.
-// Grid point 0 takes all mass below grid[1] (a stock below the first non-zero grid point is
-// treated as lost, as in the reference SDP); point 1 takes [grid[1], midpoint(1, 2)); point i > 1
-// takes the mass between the midpoints to its neighbours; the last point takes everything above.
-// Returns (S) summing to 1.
+// How a continuous distribution's mass is assigned to grid points. With kMidpoints each point
+// takes the mass between the midpoints to its neighbours (the ends take the tails). With
+// kLowestAbsorbsBelowSecond point 0 takes all mass below grid[1] (a stock below the first non-zero
+// grid point is treated as lost, as in the reference fisheries SDP) and point 1 takes
+// [grid[1], midpoint(1, 2)).
+enum class GridEdges { kMidpoints, kLowestAbsorbsBelowSecond };
+
+// Probability mass of a next-state distribution (given by its CDF) on a sorted grid: (S), sums to 1.
 std::vector<double> DiscretizeOntoGrid(const std::vector<double>& grid,
-                                       const std::function<double(double)>& cdf);
+                                       const std::function<double(double)>& cdf,
+                                       GridEdges edges = GridEdges::kMidpoints);
+
+// One Bellman backup for every state: next_value[s] = max_a R(s,a) + γ Σ P(s'|s,a) V(s'), and the
+// maximising action (ties to the lowest index). No validation: callers pass a valid MDP.
+void BellmanBackup(const Mdp& mdp, double discount, const std::vector<double>& value,
+                   std::vector<double>& next_value, std::vector<int>& policy);
 
 // Nearest grid index to x (ties to the lower index).
 int NearestIndex(const std::vector<double>& grid, double x);
