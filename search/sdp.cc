@@ -42,23 +42,57 @@ Status ValidateMdp(const Mdp& mdp) {
   return Status::Ok();
 }
 
-void BellmanBackup(const Mdp& mdp, double discount, const std::vector<double>& value,
+namespace {
+
+// [first, last] non-zero next states of each (action, state) row. Transitions from a narrow
+// predictive distribution touch a handful of grid points, so skipping the zeros makes value
+// iteration several times faster on the fisheries grids.
+struct RowSpans {
+  std::vector<int> first, last;  // (A, S)
+};
+
+RowSpans FindSpans(const Mdp& mdp) {
+  RowSpans spans;
+  const size_t rows = size_t(mdp.num_actions) * mdp.num_states;
+  spans.first.assign(rows, 0);
+  spans.last.assign(rows, -1);
+  for (size_t r = 0; r < rows; ++r) {
+    const double* row = &mdp.transition[r * mdp.num_states];
+    int lo = 0, hi = mdp.num_states - 1;
+    while (lo <= hi && row[lo] == 0.0) ++lo;
+    while (hi >= lo && row[hi] == 0.0) --hi;
+    spans.first[r] = lo;
+    spans.last[r] = hi;
+  }
+  return spans;
+}
+
+void Backup(const Mdp& mdp, const RowSpans* spans, double discount, const std::vector<double>& value,
             std::vector<double>& next_value, std::vector<int>& policy) {
   for (int s = 0; s < mdp.num_states; ++s) {
     double best = -std::numeric_limits<double>::infinity();
     int best_a = 0;
     for (int a = 0; a < mdp.num_actions; ++a) {
-      const double* row = &mdp.transition[(size_t(a) * mdp.num_states + s) * mdp.num_states];
+      const size_t r = size_t(a) * mdp.num_states + s;
+      const double* row = &mdp.transition[r * mdp.num_states];
+      const int lo = spans ? spans->first[r] : 0, hi = spans ? spans->last[r] : mdp.num_states - 1;
       double expect = 0.0;
-      for (int n = 0; n < mdp.num_states; ++n) expect += row[n] * value[n];
+      for (int n = lo; n <= hi; ++n) expect += row[n] * value[n];
       const double q = mdp.R(s, a) + discount * expect;
-      // Strict comparison plus a relative margin keeps ties on the lowest action index even
-      // when rounding differs by an ulp between actions.
+      // A relative margin keeps ties on the lowest action index even when rounding differs by an
+      // ulp between actions.
       if (a == 0 || q > best + 1e-12 * std::max(1.0, std::fabs(best))) { best = q; best_a = a; }
     }
     next_value[s] = best;
     policy[s] = best_a;
   }
+}
+
+}  // namespace
+
+void BellmanBackup(const Mdp& mdp, double discount, const std::vector<double>& value,
+                   std::vector<double>& next_value, std::vector<int>& policy) {
+  Backup(mdp, nullptr, discount, value, next_value, policy);
 }
 
 Result<DpSolution> SolveValueIteration(const Mdp& mdp, const ValueIterationOptions& options) {
@@ -73,10 +107,11 @@ Result<DpSolution> SolveValueIteration(const Mdp& mdp, const ValueIterationOptio
   std::vector<double> value = mdp.terminal.empty() ? std::vector<double>(s, 0.0) : mdp.terminal;
   std::vector<double> next(s);
   std::vector<int> policy(s, 0);
+  const RowSpans spans = FindSpans(mdp);
   if (options.horizon > 0) {
     sol.stage_policy.assign(options.horizon, {});
     for (int t = options.horizon - 1; t >= 0; --t) {
-      BellmanBackup(mdp, options.discount, value, next, policy);
+      Backup(mdp, &spans, options.discount, value, next, policy);
       sol.stage_policy[t] = policy;
       value.swap(next);
     }
@@ -87,7 +122,7 @@ Result<DpSolution> SolveValueIteration(const Mdp& mdp, const ValueIterationOptio
     return sol;
   }
   for (int it = 0; it < options.max_iterations; ++it) {
-    BellmanBackup(mdp, options.discount, value, next, policy);
+    Backup(mdp, &spans, options.discount, value, next, policy);
     double change = 0.0;
     for (int i = 0; i < s; ++i) change = std::max(change, std::fabs(next[i] - value[i]));
     value.swap(next);
@@ -95,7 +130,7 @@ Result<DpSolution> SolveValueIteration(const Mdp& mdp, const ValueIterationOptio
     if (change < options.tolerance) { sol.converged = true; break; }
   }
   // The greedy policy with respect to the final values.
-  BellmanBackup(mdp, options.discount, value, next, policy);
+  Backup(mdp, &spans, options.discount, value, next, policy);
   sol.value = value;
   sol.policy = policy;
   return sol;
