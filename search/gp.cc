@@ -13,7 +13,9 @@ namespace {
 
 using Rows = std::vector<std::vector<double>>;
 
-Matrix KernelMatrix(KernelType kernel, const GpHyperparameters& h, const Rows& x) {
+// K = k(X, X) + σ_n² diag(noise_scale) (noise_scale empty: all ones).
+Matrix KernelMatrix(KernelType kernel, const GpHyperparameters& h, const Rows& x,
+                    const std::vector<double>& noise_scale = {}) {
   const int n = int(x.size());
   Matrix k(n, n);
   const double noise = std::exp(h.log_noise_variance);
@@ -23,7 +25,7 @@ Matrix KernelMatrix(KernelType kernel, const GpHyperparameters& h, const Rows& x
       k(i, j) = v;
       k(j, i) = v;
     }
-    k(i, i) += noise;
+    k(i, i) += noise * (noise_scale.empty() ? 1.0 : noise_scale[i]);
   }
   return k;
 }
@@ -212,7 +214,8 @@ Result<GaussianProcess> GaussianProcess::Fit(const Rows& x, const std::vector<do
 
 Result<GaussianProcess> GaussianProcess::Build(const Rows& x, const std::vector<double>& y,
                                                const GpOptions& options,
-                                               std::vector<GpHyperparameters> hyper) {
+                                               std::vector<GpHyperparameters> hyper,
+                                               std::vector<double> noise_scale) {
   GaussianProcess gp;
   gp.options_ = options;
   gp.dim_ = int(x.front().size());
@@ -229,7 +232,7 @@ Result<GaussianProcess> GaussianProcess::Build(const Rows& x, const std::vector<
   std::vector<double> yn(n);
   for (int i = 0; i < n; ++i) yn[i] = (y[i] - gp.y_offset_) / gp.y_scale_;
   for (size_t s = 0; s < hyper.size(); ++s) {
-    Result<Cholesky> chol = FactorWithJitter(KernelMatrix(options.kernel, hyper[s], x));
+    Result<Cholesky> chol = FactorWithJitter(KernelMatrix(options.kernel, hyper[s], x, noise_scale));
     if (!chol.ok()) return chol.status();
     Posterior post{std::move(*chol), {}};
     post.alpha = post.chol.Solve(yn);
@@ -241,6 +244,7 @@ Result<GaussianProcess> GaussianProcess::Build(const Rows& x, const std::vector<
     gp.posteriors_.push_back(std::move(post));
   }
   gp.hyper_ = std::move(hyper);
+  gp.noise_scale_ = std::move(noise_scale);
   return gp;
 }
 
@@ -268,8 +272,9 @@ GpPrediction GaussianProcess::Predict(const std::vector<double>& x, bool include
 }
 
 Result<GaussianProcess> GaussianProcess::Condition(const Rows& extra_x,
-                                                   const std::vector<double>& extra_y) const {
+                                                   const std::vector<double>& extra_y, bool exact) const {
   if (extra_x.empty()) return *this;
+  if (extra_x.size() != extra_y.size()) return Status::InvalidArgument("gp: extra x and y differ in length");
   Rows x = x_;
   std::vector<double> y = y_;
   x.insert(x.end(), extra_x.begin(), extra_x.end());
@@ -280,7 +285,10 @@ Result<GaussianProcess> GaussianProcess::Condition(const Rows& extra_x,
   o.normalize_y = false;
   std::vector<double> shifted(y.size());
   for (size_t i = 0; i < y.size(); ++i) shifted[i] = (y[i] - y_offset_) / y_scale_;
-  Result<GaussianProcess> gp = Build(x, shifted, o, hyper_);
+  std::vector<double> scale = noise_scale_;
+  scale.resize(x_.size(), 1.0);
+  scale.resize(x.size(), exact ? 0.0 : 1.0);
+  Result<GaussianProcess> gp = Build(x, shifted, o, hyper_, std::move(scale));
   if (!gp.ok()) return gp;
   gp->y_ = y;
   gp->y_offset_ = y_offset_;

@@ -70,8 +70,11 @@ class GaussianProcess {
   GpPrediction Predict(const std::vector<double>& x, bool include_noise = false) const;
 
   // The same hyperparameters conditioned on extra observations (kriging believer / constant liar).
+  // With `exact` the extra values are taken as noise-free (values of the latent function, as a
+  // fantasy is): otherwise a noisy GP would barely lower its variance there and a batch would
+  // pile onto one point.
   Result<GaussianProcess> Condition(const std::vector<std::vector<double>>& extra_x,
-                                    const std::vector<double>& extra_y) const;
+                                    const std::vector<double>& extra_y, bool exact = false) const;
 
   // One entry in ML-II mode; the retained samples in MCMC mode.
   const std::vector<GpHyperparameters>& hyperparameters() const { return hyper_; }
@@ -87,12 +90,14 @@ class GaussianProcess {
   };
   static Result<GaussianProcess> Build(const std::vector<std::vector<double>>& x,
                                        const std::vector<double>& y, const GpOptions& options,
-                                       std::vector<GpHyperparameters> hyper);
+                                       std::vector<GpHyperparameters> hyper,
+                                       std::vector<double> noise_scale = {});
 
   GpOptions options_;
   int dim_ = 0;
   std::vector<std::vector<double>> x_;  // (n, d)
   std::vector<double> y_;               // (n) raw outputs
+  std::vector<double> noise_scale_;     // (n) 1 for observations, 0 for exact fantasies; empty = all 1
   double y_offset_ = 0.0, y_scale_ = 1.0;
   std::vector<GpHyperparameters> hyper_;
   std::vector<Posterior> posteriors_;   // one per hyperparameter set

@@ -78,18 +78,23 @@ class BayesOptStrategy : public Strategy {
       }
       return best;
     };
+    double incumbent = best;
     auto add_fantasy = [&](const Assignment& a) -> Status {
       const std::vector<double> e = space_.Encode(a);
-      Result<GaussianProcess> next = gp.Condition({e}, {fantasy_value(e)});
+      const double believed = fantasy_value(e);
+      Result<GaussianProcess> next = gp.Condition({e}, {believed}, /*exact=*/true);
       if (!next.ok()) return next.status();
       gp = std::move(*next);
+      // The fantasy counts as observed, also as the incumbent: otherwise a believed improvement
+      // keeps EI high right beside it and the batch collapses onto one point.
+      incumbent = std::min(incumbent, believed);
       return Status::Ok();
     };
     for (const Assignment& a : pending) SCION_RETURN_IF_ERROR(add_fantasy(a));
 
     for (int i = 0; i < count; ++i) {
       std::mt19937_64 rng(MixSeed(options_.seed, first + uint64_t(i)));
-      Assignment a = Maximize(gp, best, taken, rng);
+      Assignment a = Maximize(gp, incumbent, taken, rng);
       taken.insert(space_.Key(a));
       SCION_RETURN_IF_ERROR(add_fantasy(a));
       out.push_back(std::move(a));
