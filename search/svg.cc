@@ -97,8 +97,15 @@ std::string RenderSvg(const LinePlot& plot) {
       if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i])) continue;
       points += Fmt(px(s.x[i])) + "," + Fmt(py(s.y[i])) + " ";
     }
-    o << "<polyline fill=\"none\" stroke=\"" << EscapeXml(color) << "\" stroke-width=\"1.8\""
-      << (s.dashed ? " stroke-dasharray=\"6,4\"" : "") << " points=\"" << points << "\"/>\n";
+    if (s.markers) {
+      for (size_t i = 0; i < std::min(s.x.size(), s.y.size()); ++i)
+        if (std::isfinite(s.x[i]) && std::isfinite(s.y[i]))
+          o << "<circle cx=\"" << Fmt(px(s.x[i])) << "\" cy=\"" << Fmt(py(s.y[i])) << "\" r=\"2.5\" fill=\""
+            << EscapeXml(color) << "\"/>\n";
+    } else {
+      o << "<polyline fill=\"none\" stroke=\"" << EscapeXml(color) << "\" stroke-width=\"1.8\""
+        << (s.dashed ? " stroke-dasharray=\"6,4\"" : "") << " points=\"" << points << "\"/>\n";
+    }
     const double ly = top + 14 + 18.0 * k;
     o << "<line x1=\"" << left + pw + 10 << "\" y1=\"" << ly << "\" x2=\"" << left + pw + 34 << "\" y2=\"" << ly
       << "\" stroke=\"" << EscapeXml(color) << "\" stroke-width=\"2\"" << (s.dashed ? " stroke-dasharray=\"6,4\"" : "")

@@ -15,6 +15,7 @@ struct PlotSeries {
   std::vector<double> y;
   std::string color;   // CSS colour; empty picks from the palette
   bool dashed = false;
+  bool markers = false;  // draw the points as dots instead of joining them
 };
 
 struct LinePlot {
