@@ -5,10 +5,12 @@ namespace scion::jobs {
 
 // One declaration per kind file (jobs/<kind>.cc).
 Kind CommandKind();
+Kind GpdpKind();
 
 const std::vector<Kind>& AllKinds() {
   static const std::vector<Kind> kinds = {
       CommandKind(),
+      GpdpKind(),
   };
   return kinds;
 }
