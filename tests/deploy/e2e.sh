@@ -10,7 +10,8 @@ build=$2
 coordinator=$build/coordinator/scion-coordinator
 worker=$build/worker/scion-worker
 cli=$build/cli/scion
-for b in "$coordinator" "$worker" "$cli"; do
+job=$build/jobs/scion-job
+for b in "$coordinator" "$worker" "$cli" "$job"; do
   if [ ! -x "$b" ]; then
     echo "skip: $b is not built"
     exit 77
@@ -40,13 +41,13 @@ wait_http() {  # URL: until it answers, at most 20 s
 }
 
 wport=$(free_port); cport=$(free_port); mport=$(free_port); m0=$(free_port); m1=$(free_port); pport=$(free_port)
-"$coordinator" --data-dir "$tmp/coord" --worker-bind "tcp://127.0.0.1:$wport" \
-  --client-bind "tcp://127.0.0.1:$cport" --metrics "127.0.0.1:$mport" >"$tmp/coordinator.log" 2>&1 &
+"$coordinator" --data-dir "$tmp/coord" --worker-addr "tcp://127.0.0.1:$wport" \
+  --client-addr "tcp://127.0.0.1:$cport" --metrics-addr "127.0.0.1:$mport" >"$tmp/coordinator.log" 2>&1 &
 pids+=($!)
 for i in 0 1; do
   port=$m0; [ "$i" = 1 ] && port=$m1
-  CUDA_VISIBLE_DEVICES="" "$worker" --id "e2e-worker-$i" --coordinator "tcp://127.0.0.1:$wport" \
-    --metrics "127.0.0.1:$port" --work-dir "$tmp/w$i/work" --cache-dir "$tmp/w$i/cache" >"$tmp/worker$i.log" 2>&1 &
+  "$worker" --id "e2e-worker-$i" --coordinator "tcp://127.0.0.1:$wport" --gpus none \
+    --metrics-addr "127.0.0.1:$port" --data "$tmp/w$i" --job-binary "$job" >"$tmp/worker$i.log" 2>&1 &
   pids+=($!)
 done
 
