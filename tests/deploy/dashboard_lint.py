@@ -6,6 +6,8 @@
     datasource ${datasource}; the dashboard declares the variables its queries use
   - every query is valid PromQL (promtool parses each one as a recording rule)
   - every scion_* metric a dashboard or alert uses is in docs/PROTOCOL.md's list
+  - every such metric is registered in the daemons' sources (coordinator/, worker/: prometheus-cpp
+    `.Name("scion_...")`), once those sources define any metric
   - with --exported FILE (a /metrics scrape of the running daemons), every such metric is exported
 
 Usage: dashboard_lint.py --repo DIR [--promtool PATH] [--exported FILE]
@@ -34,6 +36,15 @@ def protocol_metrics(repo):
     names = set(re.findall(r"`(scion_[a-z0-9_]+)", section[1]))
     if not names:
         sys.exit("docs/PROTOCOL.md: no metric names found")
+    return names
+
+
+def source_metrics(repo):
+    """Metric names the daemons register with prometheus-cpp (`.Name("scion_...")`)."""
+    names = set()
+    for folder in ("coordinator", "worker"):
+        for f in sorted((repo / folder).rglob("*.cc")) + sorted((repo / folder).rglob("*.h")):
+            names.update(re.findall(r'\.Name\(\s*"(scion_[a-z0-9_]+)"', f.read_text(errors="replace")))
     return names
 
 
@@ -168,6 +179,13 @@ def main():
     for name, where in sorted(used.items()):
         if name not in known:
             problems.append(f"{where}: metric {name} is not in docs/PROTOCOL.md's list")
+    registered = source_metrics(args.repo)
+    if registered:
+        for name, where in sorted(used.items()):
+            if name in known and name not in registered:
+                problems.append(f"{where}: metric {name} is not registered in coordinator/ or worker/ sources")
+    else:
+        print("note: the daemons' sources register no metrics yet; registration not checked")
     if args.exported:
         exported = {base_metric(n, known) for n in re.findall(r"^# TYPE (scion_\w+)", args.exported.read_text(), re.M)}
         for name, where in sorted(used.items()):
