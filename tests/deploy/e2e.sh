@@ -71,7 +71,9 @@ wait_http "http://127.0.0.1:$m0/metrics"
 wait_http "http://127.0.0.1:$m1/metrics"
 wait_http "http://127.0.0.1:$pport/-/ready"
 
-# A few command jobs: successes reporting live metrics, and one failure.
+# A few command jobs: successes reporting live metrics, one failure, and one still running while
+# the dashboards are queried (live job metrics exist only while a job runs).
+start=$(date +%s)
 addr="tcp://127.0.0.1:$cport"
 for i in 1 2 3; do
   cat >"$tmp/job$i.json" <<JSON
@@ -82,7 +84,11 @@ JSON
 done
 echo '{"kind": "command", "name": "e2e-fail", "params": {"argv": ["sh", "-c", "exit 3"]}}' >"$tmp/fail.json"
 "$cli" --addr "$addr" submit "$tmp/fail.json" >/dev/null || true
-sleep 2  # live metrics of running jobs get scraped while they run
+cat >"$tmp/long.json" <<'JSON'
+{"kind": "command", "name": "e2e-long", "params": {"argv": ["sh", "-c",
+  "s=0; while [ $s -lt 240 ]; do s=$((s+1)); echo SCION_METRIC '{\"step\": '$s', \"name\": \"accuracy\", \"value\": 0.5}'; sleep 0.5; done"]}}
+JSON
+"$cli" --addr "$addr" submit "$tmp/long.json" >/dev/null
 "$cli" --addr "$addr" submit "$tmp/job1.json" --wait >/dev/null
 sleep 3  # a few more scrapes after the last completion
 
@@ -95,8 +101,8 @@ done
 here=$(cd "$(dirname "$0")" && pwd)
 status=0
 python3 "$here/dashboard_lint.py" --repo "$repo" --exported "$tmp/exported.txt" || status=1
-python3 "$here/e2e_queries.py" --repo "$repo" --prometheus "http://127.0.0.1:$pport" \
-  --may-be-empty scion_gpu_ scion_worker_child_crashes_total scion_malformed_messages_total || status=1
+python3 "$here/e2e_queries.py" --repo "$repo" --prometheus "http://127.0.0.1:$pport" --start "$start" \
+  --may-be-empty scion_gpu_ scion_malformed_messages_total || status=1
 if [ "$status" != 0 ]; then
   tail -n 20 "$tmp"/*.log >&2
 fi

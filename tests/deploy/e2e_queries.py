@@ -2,15 +2,19 @@
 """Evaluates every dashboard query through a running Prometheus' HTTP API and requires data.
 
 Grafana's variables get the values a person would see with 'All' selected; $__rate_interval and
-$__range become windows that fit a short run. Queries over series that cannot exist on this
+$__range become windows that fit a short run. A panel's range queries are evaluated as Grafana
+does, over a time range (--start to now), and pass when any step has a value; instant queries
+(tables) are evaluated now. Queries over series that cannot exist on this
 machine (GPU metrics without a GPU) are listed with --may-be-empty and reported, not failed.
-Usage: e2e_queries.py --repo DIR --prometheus http://127.0.0.1:PORT [--may-be-empty METRIC...]
+Usage: e2e_queries.py --repo DIR --prometheus http://127.0.0.1:PORT --start UNIX_SECONDS
+                      [--may-be-empty METRIC...]
 """
 import argparse
 import json
 import pathlib
 import re
 import sys
+import time
 import urllib.parse
 import urllib.request
 
@@ -22,8 +26,12 @@ def substitute(expr):
     return VARIABLE.sub(lambda m: WINDOWS.get(m.group(1) or m.group(2), ".*"), expr)
 
 
-def query(base, expr):
-    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+def query(base, expr, start=None):
+    if start is None:
+        url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    else:
+        url = f"{base}/api/v1/query_range?" + urllib.parse.urlencode(
+            {"query": expr, "start": f"{start:.3f}", "end": f"{time.time():.3f}", "step": "1"})
     with urllib.request.urlopen(url, timeout=10) as r:
         body = json.load(r)
     if body.get("status") != "success":
@@ -35,6 +43,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repo", required=True, type=pathlib.Path)
     ap.add_argument("--prometheus", required=True)
+    ap.add_argument("--start", required=True, type=float)
     ap.add_argument("--may-be-empty", nargs="*", default=[])
     args = ap.parse_args()
     failed, empty_ok, total = [], [], 0
@@ -46,7 +55,7 @@ def main():
                 expr = substitute(t["expr"])
                 where = f"{path.name} panel {p['id']} {p['title']!r}: {expr}"
                 try:
-                    result = query(args.prometheus, expr)
+                    result = query(args.prometheus, expr, None if t.get("instant") else args.start)
                 except Exception as e:  # noqa: BLE001 - report and go on to the next query
                     failed.append(f"{where}: {e}")
                     continue
