@@ -125,6 +125,8 @@ def layout(items):
         for w, h, panel in item:
             if x + w > 24:
                 x, y, row_h = 0, y + row_h, 0
+            if "targets" in panel:  # Grafana names each query of a panel A, B, ...
+                panel = dict(panel, targets=[dict(t, refId=chr(ord("A") + i)) for i, t in enumerate(panel["targets"])])
             panels.append(dict(panel, id=next_id, gridPos={"h": h, "w": w, "x": x, "y": y}))
             next_id, x, row_h = next_id + 1, x + w, max(row_h, h)
         y += row_h

@@ -114,6 +114,9 @@ def lint_dashboard(path, known, problems, queries):
             check_ds(p.get("datasource", p.get("targets", [{}])[0].get("datasource")), what)
         if p.get("type") not in ("row", "text") and not targets:
             problems.append(f"{where}: {what}: has no queries")
+        ref_ids = [t.get("refId") for t in targets]
+        if None in ref_ids or len(set(ref_ids)) != len(ref_ids):
+            problems.append(f"{where}: {what}: every query needs a refId, unique within its panel, got {ref_ids}")
         for i, t in enumerate(targets):
             check_ds(t.get("datasource"), f"{what} query {i}")
             expr = t.get("expr", "")
