@@ -4,11 +4,11 @@
 namespace scion::jobs {
 
 // One declaration per kind file (jobs/<kind>.cc).
-// Kind CommandKind();
+Kind CommandKind();
 
 const std::vector<Kind>& AllKinds() {
   static const std::vector<Kind> kinds = {
-      // CommandKind(),
+      CommandKind(),
   };
   return kinds;
 }
