@@ -548,10 +548,10 @@ Status BackwardForD(const Launch& l, AttnDims d, const void* q, const void* k, c
                           4 * 64 * sizeof(float);
   auto kernel = BackwardKernel<D>;
   static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  Status st = Status::Ok();
-  if (attr != cudaSuccess) {
-    st = Status::Internal(std::string("AttentionBackward: smem attribute: ") + cudaGetErrorString(attr));
-  } else {
+  auto launch = [&]() -> Status {
+    if (attr != cudaSuccess) {
+      return Status::Internal(std::string("AttentionBackward: smem attribute: ") + cudaGetErrorString(attr));
+    }
     const dim3 grid(static_cast<unsigned>((d.N + kBN - 1) / kBN), static_cast<unsigned>(d.B * d.H));
     kernel<<<grid, 128, smem, stream>>>(static_cast<const bf16*>(q), static_cast<const bf16*>(k),
                                         static_cast<const bf16*>(v), static_cast<const bf16*>(dout), lse, delta,
@@ -560,8 +560,9 @@ Status BackwardForD(const Launch& l, AttnDims d, const void* q, const void* k, c
     const int64_t count = rows * D;
     ScaleToBF16Kernel<<<static_cast<unsigned>((count / 4 + 255) / 256 + 1), 256, 0, stream>>>(
         dq_acc, static_cast<bf16*>(dq), scale, count);
-    st = LastError("AttentionBackward launch");
-  }
+    return LastError("AttentionBackward launch");
+  };
+  const Status st = launch();
   cudaFreeAsync(dq_acc, stream);
   cudaFreeAsync(delta, stream);
   return st;
