@@ -25,7 +25,7 @@ def main(scion_csv, peers_csv):
     print("| op | shape | scion ms | peer | peer ms | ratio | TFLOP/s | of GEMM ceiling |")
     print("|---|---|---|---|---|---|---|---|")
     for op, shape, key, ms, gflop in rows:
-        tflops = gflop / ms * 1e-3 if ms > 0 else float("nan")
+        tflops = gflop / ms if ms > 0 else float("nan")
         frac = f"{tflops / gemm:.2f}" if gemm else "-"
         for name, pms in peers.get(key, [("-", float("nan"))]):
             ratio = pms / ms if ms > 0 else float("nan")

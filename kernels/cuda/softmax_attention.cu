@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <string>
 
 #include "kernels/block_layout.h"
@@ -21,7 +22,13 @@ namespace {
 using bf16 = __nv_bfloat16;
 using namespace mma;
 
-constexpr int kBN = kAttentionTile;  // tokens per key tile (forward) / key block (backward)
+constexpr int kQTile = 64;  // query rows per backward step (and the layout granularity)
+__device__ __forceinline__ float Exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
@@ -38,9 +45,9 @@ __device__ __forceinline__ bool AllowedPair(const MaskArgs& m, int64_t i, int64_
   return j < n && i < n && (!m.causal || j <= i) && (m.window <= 0 || j > i - m.window);
 }
 
-// Whether any pair of the tile (queries [q0, q0+qn), keys [k0, k0+64)) needs an element mask.
-__device__ __forceinline__ bool TileNeedsMask(const MaskArgs& m, int64_t q0, int qn, int64_t k0, int64_t n) {
-  const int64_t q1 = q0 + qn - 1, k1 = k0 + kBN - 1;
+// Whether any pair of the tile (queries [q0, q0+qn), keys [k0, k0+kn)) needs an element mask.
+__device__ __forceinline__ bool TileNeedsMask(const MaskArgs& m, int64_t q0, int qn, int64_t k0, int kn, int64_t n) {
+  const int64_t q1 = q0 + qn - 1, k1 = k0 + kn - 1;
   return q1 >= n || k1 >= n || (m.causal && k1 > q0) || (m.window > 0 && k0 <= q1 - m.window);
 }
 
@@ -50,7 +57,7 @@ struct KeyTiles {
   int lo = 0, count = 0;      // band: tiles lo .. lo + count
   const int32_t* cols = nullptr;  // layout: col_indices of the row, count = entries · tiles_per_block
   int tiles_per_block = 1;
-  __device__ void Init(const MaskArgs& m, int64_t q0, int bm, int64_t n) {
+  __device__ void Init(const MaskArgs& m, int64_t q0, int bm, int kBN, int64_t n) {
     const int total = static_cast<int>((n + kBN - 1) / kBN);
     if (m.block_size > 0) {
       const int r = static_cast<int>(q0 / m.block_size);
@@ -64,7 +71,7 @@ struct KeyTiles {
     if (m.window > 0) lo = static_cast<int>((q0 - m.window + 1 > 0 ? q0 - m.window + 1 : 0) / kBN);
     count = max(0, hi - lo);
   }
-  __device__ int Tile(int t) const {
+  __device__ __forceinline__ int Tile(int t) const {
     return cols == nullptr ? lo + t : cols[t / tiles_per_block] * tiles_per_block + t % tiles_per_block;
   }
 };
@@ -82,8 +89,10 @@ __device__ __forceinline__ void LoadTile(bf16* smem, const bf16* g, int64_t row0
 }
 
 // ---- forward ---------------------------------------------------------------------------------
-// kMT m-tiles (16 rows each) per warp, kWarps warps: BM = 16·kMT·kWarps queries per CTA.
-template <int D, int kMT, int kWarps>
+// kMT m-tiles (16 rows each) per warp, kWarps warps: BM = 16·kMT·kWarps queries per CTA; kBN keys
+// per tile. kQInRegs keeps the Q fragments in registers (else re-read from shared memory per tile,
+// which frees registers for a wider S tile).
+template <int D, int kMT, int kWarps, int kBN, bool kQInRegs>
 __global__ void __launch_bounds__(kWarps * 32)
     ForwardKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
                   bf16* __restrict__ o, float* __restrict__ lse, int64_t n, MaskArgs mask, float scale_log2) {
@@ -102,7 +111,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   const bf16* vh = v + head;
 
   KeyTiles tiles;
-  tiles.Init(mask, q0, kBM, n);
+  tiles.Init(mask, q0, kBM, kBN, n);
 
   LoadTile<D, kThreads>(sQ, qh, q0, kBM, n, tid);
   if (tiles.count > 0) {
@@ -115,11 +124,13 @@ __global__ void __launch_bounds__(kWarps * 32)
   __syncthreads();
 
   const int wrow = warp * 16 * kMT;  // this warp's first query row in the tile
-  uint32_t qf[kMT][D / 16][4];       // Q fragments, resident for the whole loop
+  uint32_t qf[kQInRegs ? kMT : 1][kQInRegs ? D / 16 : 1][4];  // Q fragments when resident
+  if constexpr (kQInRegs) {
 #pragma unroll
-  for (int mt = 0; mt < kMT; ++mt)
+    for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
-    for (int kd = 0; kd < D / 16; ++kd) LoadA(qf[mt][kd], sQ, kLd, wrow + mt * 16, kd * 16, lane);
+      for (int kd = 0; kd < D / 16; ++kd) LoadA(qf[mt][kd], sQ, kLd, wrow + mt * 16, kd * 16, lane);
+  }
 
   float acc[kMT][D / 8][4] = {};  // O accumulator (16·kMT × D per warp)
   float row_max[kMT][2], row_sum[kMT][2];
@@ -142,21 +153,31 @@ __global__ void __launch_bounds__(kWarps * 32)
     const bf16* sVs = sV + stage * kBN * kLd;
     const int64_t k0 = static_cast<int64_t>(tiles.Tile(t)) * kBN;
 
-    float s[kMT][kBN / 8][4] = {};  // S = Q Kᵀ (16·kMT × 64 per warp)
+    float s[kMT][kBN / 8][4] = {};  // S = Q Kᵀ (16·kMT × kBN per warp)
 #pragma unroll
     for (int kd = 0; kd < D / 16; ++kd) {
+      uint32_t qa[kMT][4];
+#pragma unroll
+      for (int mt = 0; mt < kMT; ++mt) {
+        if constexpr (kQInRegs) {
+#pragma unroll
+          for (int r = 0; r < 4; ++r) qa[mt][r] = qf[mt][kd][r];
+        } else {
+          LoadA(qa[mt], sQ, kLd, wrow + mt * 16, kd * 16, lane);
+        }
+      }
 #pragma unroll
       for (int np = 0; np < kBN / 16; ++np) {
         uint32_t b[4];
         LoadBnk(b, sKs, kLd, np * 16, kd * 16, lane);
 #pragma unroll
         for (int mt = 0; mt < kMT; ++mt) {
-          Mma(s[mt][2 * np], qf[mt][kd], b[0], b[1]);
-          Mma(s[mt][2 * np + 1], qf[mt][kd], b[2], b[3]);
+          Mma(s[mt][2 * np], qa[mt], b[0], b[1]);
+          Mma(s[mt][2 * np + 1], qa[mt], b[2], b[3]);
         }
       }
     }
-    const bool need_mask = TileNeedsMask(mask, q0, kBM, k0, n);
+    const bool need_mask = TileNeedsMask(mask, q0, kBM, k0, kBN, n);
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt) {
       float mx[2] = {-INFINITY, -INFINITY};
@@ -179,7 +200,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
         const float m_new = fmaxf(row_max[mt][h], mx[h]);
         const float m_use = m_new == -INFINITY ? 0.f : m_new;  // a fully masked row so far
-        const float alpha = exp2f(row_max[mt][h] - m_use);
+        const float alpha = Exp2(row_max[mt][h] - m_use);
         row_max[mt][h] = m_new;
         row_sum[mt][h] *= alpha;
 #pragma unroll
@@ -190,7 +211,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       for (int nt = 0; nt < kBN / 8; ++nt)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const float p = exp2f(s[mt][nt][e] - mx[e >> 1]);
+          const float p = Exp2(s[mt][nt][e] - mx[e >> 1]);
           s[mt][nt][e] = p;
           row_sum[mt][e >> 1] += p;
         }
@@ -270,12 +291,12 @@ __global__ void ScaleToBF16Kernel(const float* __restrict__ src, bf16* __restric
   }
 }
 
-// Query tiles (64 rows) visited by the backward CTA of key block kt.
+// Query tiles (kQTile rows) visited by the backward CTA of key block kt (kBN keys).
 struct QueryTiles {
   const MaskArgs* m;
-  int kt = 0, total = 0, lo = 0, hi = 0;
+  int kt = 0, kbn = 0, lo = 0, hi = 0;
   __device__ bool RowHasKey(int r) const {  // binary search: col_indices increase within a row
-    const int c = kt * kBN / m->block_size;
+    const int c = static_cast<int>(static_cast<int64_t>(kt) * kbn / m->block_size);
     int a = m->row_offsets[r], b = m->row_offsets[r + 1];
     while (a < b) {
       const int mid = (a + b) >> 1;
@@ -285,22 +306,23 @@ struct QueryTiles {
     }
     return false;
   }
-  __device__ void Init(const MaskArgs& mask, int key_tile, int64_t n) {
+  __device__ void Init(const MaskArgs& mask, int key_block, int kBN, int64_t n) {
     m = &mask;
-    kt = key_tile;
-    total = static_cast<int>((n + kBN - 1) / kBN);
+    kt = key_block;
+    kbn = kBN;
     lo = 0;
-    hi = total;
-    if (mask.causal) lo = kt;  // query tile == key tile size
+    hi = static_cast<int>((n + kQTile - 1) / kQTile);
+    const int64_t k0 = static_cast<int64_t>(kt) * kBN;
+    if (mask.causal) lo = static_cast<int>(k0 / kQTile);  // queries before the block see none of it
     if (mask.window > 0) {
-      const int64_t last = (static_cast<int64_t>(kt) * kBN + kBN - 1 + mask.window - 1) / kBN + 1;
+      const int64_t last = (k0 + kBN - 1 + mask.window - 1) / kQTile + 1;
       if (last < hi) hi = static_cast<int>(last);
     }
   }
   // First visited tile >= t, or hi when none.
   __device__ int Next(int t) const {
     if (m->block_size == 0) return t;
-    const int tpb = m->block_size / kBN;
+    const int tpb = m->block_size / kQTile;
     while (t < hi) {
       if (RowHasKey(t / tpb)) return t;
       t = (t / tpb + 1) * tpb;
@@ -309,13 +331,27 @@ struct QueryTiles {
   }
 };
 
-template <int D>
-__global__ void __launch_bounds__(128)
+// dq_acc += part: sm_90 has 8-byte vector atomics, half the L2 atomic operations.
+__device__ __forceinline__ void AtomicAdd2(float* dst, float a, float b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  atomicAdd(reinterpret_cast<float2*>(dst), make_float2(a, b));
+#else
+  atomicAdd(dst, a);
+  atomicAdd(dst + 1, b);
+#endif
+}
+
+// CTA = kBN keys (16 per warp) of one (b, h); steps over 64-query tiles.
+template <int D, int kBN>
+__global__ void __launch_bounds__(kBN * 2)
     BackwardKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
                    const bf16* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ delta,
                    float* __restrict__ dq_acc, bf16* __restrict__ dk, bf16* __restrict__ dv, int64_t n, MaskArgs mask,
                    float scale, float scale_log2) {
-  constexpr int kBM = 64, kThreads = 128, kLd = D + 8, kLdS = kBM + 8;
+  constexpr int kBM = kQTile, kWarps = kBN / 16, kThreads = kWarps * 32, kLd = D + 8, kLdS = kBM + 8;
+  // dQ = dS K: 4 warps cover the 64 queries; with 8 warps each half of D goes to one group of 4.
+  constexpr int kDqSplit = (kWarps == 8 && D >= 32) ? 2 : 1;
+  constexpr int kDqCols = D / kDqSplit;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* sK = reinterpret_cast<bf16*>(smem_raw);  // (kBN, kLd)
   bf16* sV = sK + kBN * kLd;                      // (kBN, kLd)
@@ -332,7 +368,7 @@ __global__ void __launch_bounds__(128)
   const int64_t row_base = static_cast<int64_t>(blockIdx.y) * n;
 
   QueryTiles tiles;
-  tiles.Init(mask, kt, n);
+  tiles.Init(mask, kt, kBN, n);
   auto load_q = [&](int qt, int stage) {
     const int64_t r0 = static_cast<int64_t>(qt) * kBM;
     LoadTile<D, kThreads>(sQ + stage * kBM * kLd, q + head, r0, kBM, n, tid);
@@ -385,13 +421,13 @@ __global__ void __launch_bounds__(128)
       }
     }
     // Pᵀ and dSᵀ = Pᵀ ∘ (dPᵀ − delta); rows are keys, columns queries.
-    const bool need_mask = TileNeedsMask(mask, q0, kBM, k0, n);
+    const bool need_mask = TileNeedsMask(mask, q0, kBM, k0 + wk, 16, n);
 #pragma unroll
     for (int nt = 0; nt < kBM / 8; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int qi = nt * 8 + 2 * (lane & 3) + (e & 1);
-        float p = exp2f(st[nt][e] * scale_log2 - lse_s[qi]);
+        float p = Exp2(st[nt][e] * scale_log2 - lse_s[qi]);
         if (need_mask) {
           const int64_t j = k0 + wk + (lane >> 2) + (e >> 1) * 8;
           if (!AllowedPair(mask, q0 + qi, j, n)) p = 0.f;
@@ -430,18 +466,18 @@ __global__ void __launch_bounds__(128)
       }
     }
     __syncthreads();
-    // dQ (this warp's 16 queries × D) = dS K over the block's 64 keys, added into fp32.
-    {
-      const int wq = warp * 16;
-      float dq_part[D / 8][4] = {};
+    // dQ (16 queries × kDqCols per warp) = dS K over the block's kBN keys, added into fp32.
+    if (warp < 4 * kDqSplit) {
+      const int wq = (warp & 3) * 16, c0 = (warp >> 2) * kDqCols;
+      float dq_part[kDqCols / 8][4] = {};
 #pragma unroll
       for (int kk = 0; kk < kBN / 16; ++kk) {
         uint32_t a[4];
         LoadAT(a, sDS, kLdS, wq, kk * 16, lane);
 #pragma unroll
-        for (int dp = 0; dp < D / 16; ++dp) {
+        for (int dp = 0; dp < kDqCols / 16; ++dp) {
           uint32_t b[4];
-          LoadBkn(b, sK, kLd, kk * 16, dp * 16, lane);
+          LoadBkn(b, sK, kLd, kk * 16, c0 + dp * 16, lane);
           Mma(dq_part[2 * dp], a, b[0], b[1]);
           Mma(dq_part[2 * dp + 1], a, b[2], b[3]);
         }
@@ -450,12 +486,10 @@ __global__ void __launch_bounds__(128)
       for (int h = 0; h < 2; ++h) {
         const int64_t i = q0 + wq + (lane >> 2) + h * 8;
         if (i < n) {
-          float* dst = dq_acc + head + i * D;
+          float* dst = dq_acc + head + i * D + c0;
 #pragma unroll
-          for (int dt = 0; dt < D / 8; ++dt) {
-            const int c = dt * 8 + 2 * (lane & 3);
-            atomicAdd(dst + c, dq_part[dt][2 * h]);
-            atomicAdd(dst + c + 1, dq_part[dt][2 * h + 1]);
+          for (int dt = 0; dt < kDqCols / 8; ++dt) {
+            AtomicAdd2(dst + dt * 8 + 2 * (lane & 3), dq_part[dt][2 * h], dq_part[dt][2 * h + 1]);
           }
         }
       }
@@ -483,6 +517,12 @@ __global__ void __launch_bounds__(128)
 }
 
 // ---- launchers ---------------------------------------------------------------------------------
+// Tile-shape variants for tuning runs (0 = the default).
+int TuningVariant(const char* name) {
+  const char* v = std::getenv(name);
+  return v == nullptr ? 0 : std::atoi(v);
+}
+
 Status LastError(const char* what) {
   const cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return Status::Internal(std::string(what) + ": " + cudaGetErrorString(e));
@@ -500,12 +540,12 @@ MaskArgs ToArgs(const Mask& m) {
   return a;
 }
 
-template <int D, int kMT, int kWarps>
+template <int D, int kMT, int kWarps, int kBN, bool kQInRegs>
 Status LaunchForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o, float* lse,
                      const MaskArgs& m, float scale) {
   constexpr int kBM = 16 * kMT * kWarps;
   constexpr size_t smem = (kBM + 4 * kBN) * (D + 8) * sizeof(bf16);
-  auto kernel = ForwardKernel<D, kMT, kWarps>;
+  auto kernel = ForwardKernel<D, kMT, kWarps, kBN, kQInRegs>;
   static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (attr != cudaSuccess) return Status::Internal(std::string("AttentionForward: smem attribute: ") + cudaGetErrorString(attr));
   const dim3 grid(static_cast<unsigned>((d.N + kBM - 1) / kBM), static_cast<unsigned>(d.B * d.H));
@@ -518,14 +558,40 @@ Status LaunchForward(const Launch& l, AttnDims d, const void* q, const void* k, 
 template <int D>
 Status ForwardForD(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o, float* lse,
                    const MaskArgs& m, float scale) {
-  // Block layouts pin one layout row per CTA: 64-query CTAs. Otherwise 128 queries per CTA so each
-  // K/V tile in shared memory feeds twice the MMAs.
-  if (m.block_size > 0) return LaunchForward<D, 1, 4>(l, d, q, k, v, o, lse, m, scale);
+  // A CTA's queries must sit in one layout row and its key tiles inside listed blocks: layouts
+  // with 64-token blocks take 64×64 tiles; everything else 128 queries × 128 keys (64 for D=128,
+  // where the wider S tile would spill), so each K/V tile in shared memory feeds twice the MMAs.
+  if (m.block_size % 128 != 0) return LaunchForward<D, 1, 4, 64, true>(l, d, q, k, v, o, lse, m, scale);
   if constexpr (D == 128) {
-    return LaunchForward<D, 1, 8>(l, d, q, k, v, o, lse, m, scale);
+    return LaunchForward<D, 1, 8, 64, true>(l, d, q, k, v, o, lse, m, scale);
   } else {
-    return LaunchForward<D, 2, 4>(l, d, q, k, v, o, lse, m, scale);
+    switch (TuningVariant("SCION_ATTN_FWD_VARIANT")) {
+      case 1: return LaunchForward<D, 2, 4, 64, true>(l, d, q, k, v, o, lse, m, scale);
+      case 2: return LaunchForward<D, 1, 8, 128, true>(l, d, q, k, v, o, lse, m, scale);
+      case 3: return LaunchForward<D, 2, 4, 64, false>(l, d, q, k, v, o, lse, m, scale);
+      case 4: return LaunchForward<D, 1, 4, 128, true>(l, d, q, k, v, o, lse, m, scale);
+      default: return LaunchForward<D, 2, 4, 128, false>(l, d, q, k, v, o, lse, m, scale);
+    }
   }
+}
+
+template <int D, int kBN>
+Status LaunchBackward(cudaStream_t stream, AttnDims d, const void* q, const void* k, const void* v, const void* dout,
+                      const float* lse, const float* delta, float* dq_acc, void* dk, void* dv, const MaskArgs& m,
+                      float scale) {
+  constexpr size_t smem = (2 * kBN + 4 * kQTile) * (D + 8) * sizeof(bf16) + kBN * (kQTile + 8) * sizeof(bf16) +
+                          4 * kQTile * sizeof(float);
+  auto kernel = BackwardKernel<D, kBN>;
+  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (attr != cudaSuccess) {
+    return Status::Internal(std::string("AttentionBackward: smem attribute: ") + cudaGetErrorString(attr));
+  }
+  const dim3 grid(static_cast<unsigned>((d.N + kBN - 1) / kBN), static_cast<unsigned>(d.B * d.H));
+  kernel<<<grid, kBN * 2, smem, stream>>>(static_cast<const bf16*>(q), static_cast<const bf16*>(k),
+                                          static_cast<const bf16*>(v), static_cast<const bf16*>(dout), lse, delta,
+                                          dq_acc, static_cast<bf16*>(dk), static_cast<bf16*>(dv), d.N, m, scale,
+                                          scale * kLog2e);
+  return LastError("AttentionBackward launch");
 }
 
 template <int D>
@@ -544,25 +610,17 @@ Status BackwardForD(const Launch& l, AttnDims d, const void* q, const void* k, c
   cudaMemsetAsync(dq_acc, 0, rows * D * sizeof(float), stream);
   DeltaKernel<D><<<static_cast<unsigned>((rows + 7) / 8), 256, 0, stream>>>(
       static_cast<const bf16*>(o), static_cast<const bf16*>(dout), delta, rows);
-  constexpr size_t smem = (2 * kBN + 4 * 64) * (D + 8) * sizeof(bf16) + kBN * (64 + 8) * sizeof(bf16) +
-                          4 * 64 * sizeof(float);
-  auto kernel = BackwardKernel<D>;
-  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  auto launch = [&]() -> Status {
-    if (attr != cudaSuccess) {
-      return Status::Internal(std::string("AttentionBackward: smem attribute: ") + cudaGetErrorString(attr));
-    }
-    const dim3 grid(static_cast<unsigned>((d.N + kBN - 1) / kBN), static_cast<unsigned>(d.B * d.H));
-    kernel<<<grid, 128, smem, stream>>>(static_cast<const bf16*>(q), static_cast<const bf16*>(k),
-                                        static_cast<const bf16*>(v), static_cast<const bf16*>(dout), lse, delta,
-                                        dq_acc, static_cast<bf16*>(dk), static_cast<bf16*>(dv), d.N, m, scale,
-                                        scale * kLog2e);
+  // 128-key CTAs halve the dQ atomics; layouts with 64-token blocks need 64-key CTAs, and D=128
+  // keeps 64 (its dK, dV accumulators already fill the registers).
+  const bool wide = D <= 64 && m.block_size % 128 == 0 && TuningVariant("SCION_ATTN_BWD_VARIANT") == 0;
+  const Status st = [&]() -> Status {
+    auto launch = wide ? LaunchBackward<D, 128> : LaunchBackward<D, 64>;
+    SCION_RETURN_IF_ERROR(launch(stream, d, q, k, v, dout, lse, delta, dq_acc, dk, dv, m, scale));
     const int64_t count = rows * D;
     ScaleToBF16Kernel<<<static_cast<unsigned>((count / 4 + 255) / 256 + 1), 256, 0, stream>>>(
         dq_acc, static_cast<bf16*>(dq), scale, count);
-    return LastError("AttentionBackward launch");
-  };
-  const Status st = launch();
+    return LastError("AttentionBackward scale");
+  }();
   cudaFreeAsync(dq_acc, stream);
   cudaFreeAsync(delta, stream);
   return st;

@@ -318,7 +318,14 @@ std::vector<Outcome> CudaVsCpu(const Spec& s, bool backward) {
       {"dq", {&gQ, &dq}}, {"dk", {&gK, &dk}}, {"dv", {&gV, &dv}}};
   for (const auto& [name, pair] : grads) {
     const auto got = pair.first->Download();
-    Outcome oc = Measured(std::string(name) + " rel-L2 vs CPU", RelL2(Head(got, n), *pair.second), 2e-2);
+    double ref_sq = 0, got_sq = 0;
+    for (size_t i = 0; i < n; ++i) ref_sq += double((*pair.second)[i]) * (*pair.second)[i], got_sq += double(got[i]) * got[i];
+    // With one allowed key per row (N = 1) the softmax is constant: dq = dk = 0 exactly, and the
+    // device keeps only the summation-order residue of dp − delta (~1e-7 of O(1) terms), so the
+    // RMS of its output is checked against an absolute 1e-4 instead of a ratio to zero.
+    Outcome oc = std::sqrt(ref_sq / n) < 1e-6
+                     ? Measured(std::string(name) + " rms (ref is 0)", std::sqrt(got_sq / n), 1e-4)
+                     : Measured(std::string(name) + " rel-L2 vs CPU", RelL2(Head(got, n), *pair.second), 2e-2);
     CheckBuffer(&oc, got, n, name);
     out.push_back(oc);
   }
