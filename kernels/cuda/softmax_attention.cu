@@ -63,7 +63,11 @@ Status ForwardForD(const Launch& l, AttnDims d, const void* q, const void* k, co
   // Otherwise 128 queries (two 16-row m-tiles per warp, so each K/V fragment read from shared
   // memory feeds two MMAs) × 64 keys; measured on the H100 (docs/PERF.md), 128 keys per tile was
   // slower for D=64 (spills with the wider S tile) and 8 warps of one m-tile each was slower too.
-  if (m.block_size % 128 != 0) return LaunchForward<D, 1, 4, 64, true>(l, d, q, k, v, o, lse, m, scale);
+  // Narrow windows also take 64-query CTAs: a CTA then visits (64 + w) / 64 key tiles for w useful
+  // keys per row instead of (128 + w) / 64, and 153 registers let 3 CTAs share an SM to hide the
+  // short loop's prologue (measured at w=256 on the H100, docs/PERF.md).
+  const bool narrow_window = m.window > 0 && m.window < 1024;
+  if (m.block_size % 128 != 0 || narrow_window) return LaunchForward<D, 1, 4, 64, true>(l, d, q, k, v, o, lse, m, scale);
   if constexpr (D == 128) {
     return LaunchForward<D, 1, 8, 64, true>(l, d, q, k, v, o, lse, m, scale);
   } else {
