@@ -67,7 +67,9 @@ Status ForwardForD(const Launch& l, AttnDims d, const void* q, const void* k, co
   // keys per row instead of (128 + w) / 64, and 153 registers let 3 CTAs share an SM to hide the
   // short loop's prologue (measured at w=256 on the H100, docs/PERF.md).
   const bool narrow_window = m.window > 0 && m.window < 1024;
-  if (m.block_size % 128 != 0 || narrow_window) return LaunchForward<D, 1, 4, 64, true>(l, d, q, k, v, o, lse, m, scale);
+  if (m.block_size % 128 != 0 || narrow_window) {
+    return LaunchForward<D, 1, 4, 64, true>(l, d, q, k, v, o, lse, m, scale);
+  }
   if constexpr (D == 128) {
     return LaunchForward<D, 1, 8, 64, true>(l, d, q, k, v, o, lse, m, scale);
   } else {
