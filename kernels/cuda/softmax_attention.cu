@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <string>
+#include <utility>
 
 #include "kernels/block_layout.h"
 #include "kernels/cuda/softmax_backward.cuh"
@@ -166,6 +167,17 @@ Status SoftmaxBackward(const Launch& l, AttnDims d, const void* q, const void* k
 Status CopyLayoutToHost(const Launch& l, const BlockLayout& layout, std::vector<int32_t>* row_offsets,
                         std::vector<int32_t>* col_indices) {
   cudaStream_t stream = static_cast<cudaStream_t>(l.stream);
+  // Host arrays would pass the copy below (unified addressing) and then fault inside the kernel.
+  for (const auto& [name, ptr] : {std::pair{"row_offsets", static_cast<const void*>(layout.row_offsets)},
+                                  std::pair{"col_indices", static_cast<const void*>(layout.col_indices)}}) {
+    if (ptr == nullptr) continue;
+    cudaPointerAttributes attr{};
+    if (cudaPointerGetAttributes(&attr, ptr) != cudaSuccess || (attr.type != cudaMemoryTypeDevice &&
+                                                                 attr.type != cudaMemoryTypeManaged)) {
+      cudaGetLastError();
+      return Status::InvalidArgument(std::string("mask.blocks.") + name + " must point to device memory");
+    }
+  }
   row_offsets->assign(static_cast<size_t>(layout.num_blocks) + 1, 0);
   cudaError_t e = cudaMemcpyAsync(row_offsets->data(), layout.row_offsets, row_offsets->size() * sizeof(int32_t),
                                   cudaMemcpyDeviceToHost, stream);

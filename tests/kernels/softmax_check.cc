@@ -394,6 +394,21 @@ std::vector<Outcome> Invalid(kernels::Backend backend) {
     }
     out.push_back(oc);
   }
+  if (backend == kernels::Backend::kCuda) {
+    // A layout left in host memory is refused before any kernel could read it.
+    const std::vector<int32_t> offsets = {0, 1, 2}, cols = {0, 1};
+    const kernels::BlockLayout host_layout{64, 2, offsets.data(), cols.data()};
+    DeviceBuffer q = DeviceBuffer::Upload(std::vector<float>(128 * 16, 0.5f), Precision::kBF16);
+    DeviceBuffer o = DeviceBuffer::Poisoned(128 * 16, Precision::kBF16), lse = DeviceBuffer::Poisoned(128, Precision::kF32);
+    const kernels::Launch l{kernels::Backend::kCuda, kernels::DType::kBF16, nullptr};
+    const Status st = kernels::AttentionForward(l, {1, 1, 128, 16}, q.get(), q.get(), q.get(), o.get(), lse.f32(),
+                                                {false, 0, &host_layout}, 0.25f);
+    Outcome oc = Measured("host-memory layout", 0, 0);
+    if (st.code() != Status::Code::kInvalidArgument || st.message().find("device memory") == std::string::npos) {
+      oc.failure = "expected InvalidArgument naming device memory, got " + st.ToString();
+    }
+    out.push_back(oc);
+  }
   return out;
 }
 
