@@ -1,0 +1,243 @@
+// CUDA linear attention forward (bf16 in/out, fp32 state and accumulation), chunked with φ fused:
+// φ(q), φ(k) are computed per 64-token chunk in shared memory and never reach global memory.
+// See linear_common.cuh for the work split; the backward lives in linear_backward.cu.
+#include <string>
+
+#include "kernels/cuda/linear_common.cuh"
+#include "kernels/cuda/linear_cuda.h"
+#include "kernels/cuda/linear_launch.h"
+#include "kernels/feature_map.h"
+
+namespace scion::kernels::cuda {
+namespace linear {
+
+namespace {
+
+struct FwdArgs {
+  const bf16 *q, *k, *v;
+  bf16* o;
+  const float *wq, *wk;
+  float* states;  // (B·H, nseg, Fp, D) segment sums, then exclusive prefixes
+  float* zs;      // (B·H, nseg, Fp)
+  Geometry g;
+  bool state_only;  // pass 1: sum the segment's state; else the output pass
+  bool has_prefix;  // output pass: start from states/zs (else from zero)
+};
+
+__global__ void __launch_bounds__(kThreads) LinearForwardKernel(FwdArgs a, SmemPlan p) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  const Geometry& g = a.g;
+  const int D = g.D, Fp = g.Fp, N = g.N;
+  const int seg = blockIdx.x, bh = blockIdx.y, head = bh % g.H;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  bf16* sb = reinterpret_cast<bf16*>(smem + p.sb);
+  bf16* phq = reinterpret_cast<bf16*>(smem + p.phq);
+  bf16* phk = reinterpret_cast<bf16*>(smem + p.phk);
+  bf16* qr = reinterpret_cast<bf16*>(smem + p.qr);
+  bf16* kr = reinterpret_cast<bf16*>(smem + p.kr);
+  bf16* vr = reinterpret_cast<bf16*>(smem + p.vr);
+  float* of = reinterpret_cast<float*>(smem + p.qr);  // (64, D) fp32 over qr + kr, once φ is done
+  float* af = reinterpret_cast<float*>(smem + p.af);
+  bf16* ab = reinterpret_cast<bf16*>(smem + p.ab);
+  bf16* wq = reinterpret_cast<bf16*>(smem + p.wq);
+  bf16* wk = reinterpret_cast<bf16*>(smem + p.wk);
+  float* stage = reinterpret_cast<float*>(smem + p.stage) + warp * 256;
+  float* z = reinterpret_cast<float*>(smem + p.z);
+  float* rows = reinterpret_cast<float*>(smem + p.rows);  // [0,64) den, [64,128) scratch
+  const size_t seq = static_cast<size_t>(bh) * N * D;
+  const size_t state_off = (static_cast<size_t>(bh) * g.nseg + seg) * Fp * D;
+  const size_t z_off = (static_cast<size_t>(bh) * g.nseg + seg) * Fp;
+  const bool learned = g.F > 0;
+  if (learned) {
+    LoadWeights(wq, a.wq + static_cast<size_t>(head) * g.F * D, g.F * D);
+    LoadWeights(wk, (a.wk ? a.wk : a.wq) + static_cast<size_t>(head) * g.F * D, g.F * D);
+  }
+  // The state S (Fp, D) in accumulators: warp w owns tiles w, w + 8, ...
+  const int dt = D / 16, state_tiles = (Fp / 16) * dt;
+  AccFrag s_acc[kMaxTilesPerWarp];
+#pragma unroll
+  for (int i = 0; i < kMaxTilesPerWarp; ++i) {
+    const int t = warp + i * kWarps;
+    if (t < state_tiles) {
+      if (a.has_prefix && !a.state_only)
+        wmma::load_matrix_sync(s_acc[i], a.states + state_off + (t / dt) * 16 * D + (t % dt) * 16, D,
+                               wmma::mem_row_major);
+      else
+        wmma::fill_fragment(s_acc[i], 0.0f);
+    }
+  }
+  for (int f = threadIdx.x; f < Fp; f += kThreads)
+    z[f] = (a.has_prefix && !a.state_only) ? a.zs[z_off + f] : 0.0f;
+  if (!a.state_only) {
+#pragma unroll
+    for (int i = 0; i < kMaxTilesPerWarp; ++i) {
+      const int t = warp + i * kWarps;
+      if (t < state_tiles) StoreAccBf16(s_acc[i], stage, sb + (t / dt) * 16 * D + (t % dt) * 16, D);
+    }
+  }
+  const bool update_state = a.state_only || g.causal;
+  const int c_end = min(g.nchunks, (seg + 1) * g.seg_chunks);
+  for (int c = seg * g.seg_chunks; c < c_end; ++c) {
+    const int row0 = c * kChunk, valid = min(kChunk, N - row0);
+    __syncthreads();  // the previous chunk's readers of of/rows/sb are done
+    if (!a.state_only) LoadChunk(qr, a.q + seq, row0, N, D);
+    LoadChunk(kr, a.k + seq, row0, N, D);
+    LoadChunk(vr, a.v + seq, row0, N, D);
+    __syncthreads();
+    ComputePhi(g, kr, wk, phk, af, rows + 64, row0, valid);
+    if (!a.state_only) {
+      ComputePhi(g, qr, wq, phq, af, rows + 64, row0, kChunk);
+      if (g.causal) {
+        // Intra-chunk scores A = φq φkᵀ (64, 64); tiles above the diagonal are all masked.
+        for (int t = warp; t < 16; t += kWarps) {
+          const int tm = t / 4, tn = t % 4;
+          AccFrag acc;
+          wmma::fill_fragment(acc, 0.0f);
+          if (tn <= tm)
+            for (int kk = 0; kk < Fp / 16; ++kk) {
+              wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
+              wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> fb;
+              wmma::load_matrix_sync(fa, phq + tm * 16 * Fp + kk * 16, Fp);
+              wmma::load_matrix_sync(fb, phk + tn * 16 * Fp + kk * 16, Fp);
+              wmma::mma_sync(acc, fa, fb, acc);
+            }
+          wmma::store_matrix_sync(af + tm * 16 * kChunk + tn * 16, acc, kChunk, wmma::mem_row_major);
+        }
+        __syncthreads();
+        // Mask, round to bf16 and sum the rounded weights (the normaliser sees exactly the
+        // weights the numerator uses).
+        for (int r = warp; r < kChunk; r += kWarps) {
+          float sum = 0;
+          for (int cc = lane; cc < kChunk; cc += 32) {
+            const bf16 w = __float2bfloat16(cc <= r ? af[r * kChunk + cc] : 0.0f);
+            ab[r * kChunk + cc] = w;
+            sum += __bfloat162float(w);
+          }
+          for (int s = 16; s > 0; s >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, s);
+          if (lane == 0) rows[r] = sum;
+        }
+        __syncthreads();
+      }
+      // Numerator (64, D) = A v + φq S, into of (fp32, over the raw q/k buffers).
+      const int out_tiles = 4 * dt;
+      for (int t = warp; t < out_tiles; t += kWarps) {
+        const int tm = t / dt, tn = t % dt;
+        AccFrag acc;
+        wmma::fill_fragment(acc, 0.0f);
+        if (g.causal)
+          for (int kk = 0; kk < kChunk / 16; ++kk) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> fb;
+            wmma::load_matrix_sync(fa, ab + tm * 16 * kChunk + kk * 16, kChunk);
+            wmma::load_matrix_sync(fb, vr + kk * 16 * D + tn * 16, D);
+            wmma::mma_sync(acc, fa, fb, acc);
+          }
+        for (int kk = 0; kk < Fp / 16; ++kk) {
+          wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
+          wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> fb;
+          wmma::load_matrix_sync(fa, phq + tm * 16 * Fp + kk * 16, Fp);
+          wmma::load_matrix_sync(fb, sb + kk * 16 * D + tn * 16, D);
+          wmma::mma_sync(acc, fa, fb, acc);
+        }
+        wmma::store_matrix_sync(of + tm * 16 * D + tn * 16, acc, D, wmma::mem_row_major);
+      }
+      // Denominator: intra-chunk row sum + φq·z (z still the state before this chunk).
+      for (int r = warp; r < kChunk; r += kWarps) {
+        float dot = 0;
+        for (int f = lane; f < Fp; f += 32) dot += __bfloat162float(phq[r * Fp + f]) * z[f];
+        for (int s = 16; s > 0; s >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, s);
+        if (lane == 0) rows[r] = (g.causal ? rows[r] : 0.0f) + dot + g.eps;
+      }
+      __syncthreads();
+      for (int i = threadIdx.x; i < valid * D; i += kThreads)
+        a.o[seq + static_cast<size_t>(row0) * D + i] = __float2bfloat16(of[i] / rows[i / D]);
+    }
+    if (update_state) {
+      // S += φkᵀ v, z += Σ_rows φk. Readers of sb and z above finished at the last barrier.
+#pragma unroll
+      for (int i = 0; i < kMaxTilesPerWarp; ++i) {
+        const int t = warp + i * kWarps;
+        if (t < state_tiles) {
+          const int tf = t / dt, td = t % dt;
+          for (int kk = 0; kk < kChunk / 16; ++kk) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::col_major> fa;
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> fb;
+            wmma::load_matrix_sync(fa, phk + kk * 16 * Fp + tf * 16, Fp);
+            wmma::load_matrix_sync(fb, vr + kk * 16 * D + td * 16, D);
+            wmma::mma_sync(s_acc[i], fa, fb, s_acc[i]);
+          }
+          if (!a.state_only) StoreAccBf16(s_acc[i], stage, sb + tf * 16 * D + td * 16, D);
+        }
+      }
+      for (int f = threadIdx.x; f < Fp; f += kThreads) {
+        float sum = 0;
+        for (int r = 0; r < kChunk; ++r) sum += __bfloat162float(phk[r * Fp + f]);
+        z[f] += sum;
+      }
+    }
+  }
+  if (a.state_only) {
+#pragma unroll
+    for (int i = 0; i < kMaxTilesPerWarp; ++i) {
+      const int t = warp + i * kWarps;
+      if (t < state_tiles)
+        wmma::store_matrix_sync(a.states + state_off + (t / dt) * 16 * D + (t % dt) * 16, s_acc[i], D,
+                                wmma::mem_row_major);
+    }
+    __syncthreads();
+    for (int f = threadIdx.x; f < Fp; f += kThreads) a.zs[z_off + f] = z[f];
+  }
+}
+
+}  // namespace
+
+// In place over (B·H, nseg, elems): causal -> exclusive prefix over segments; else every segment
+// gets the total.
+__global__ void SegmentScanKernel(float* x, int nseg, int elems, bool causal) {
+  const int e = blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= elems) return;
+  float* base = x + static_cast<size_t>(blockIdx.y) * nseg * elems + e;
+  float run = 0;
+  for (int s = 0; s < nseg; ++s) {
+    const float v = base[static_cast<size_t>(s) * elems];
+    if (causal) base[static_cast<size_t>(s) * elems] = run;
+    run += v;
+  }
+  if (!causal)
+    for (int s = 0; s < nseg; ++s) base[static_cast<size_t>(s) * elems] = run;
+}
+
+void ScanStates(float* states, float* zs, const Geometry& g, int BH, cudaStream_t stream) {
+  const int elems = g.Fp * g.D;
+  SegmentScanKernel<<<dim3((elems + 255) / 256, BH), 256, 0, stream>>>(states, g.nseg, elems, g.causal);
+  SegmentScanKernel<<<dim3((g.Fp + 255) / 256, BH), 256, 0, stream>>>(zs, g.nseg, g.Fp, g.causal);
+}
+
+}  // namespace linear
+
+Status LinearAttentionForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,
+                              const FeatureMap& fm, bool causal, float eps) {
+  using namespace linear;
+  Geometry g;
+  SCION_RETURN_IF_ERROR(MakeGeometry("LinearAttentionForward", l, d, fm, causal, eps, &g));
+  const SmemPlan plan = PlanSmem(g, false);
+  SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(&LinearForwardKernel), plan.total));
+  auto stream = static_cast<cudaStream_t>(l.stream);
+  const int BH = static_cast<int>(d.B * d.H);
+  const bool need_states = !causal || g.nseg > 1;
+  ScratchStates scratch;
+  if (need_states) SCION_RETURN_IF_ERROR(scratch.Allocate(g, BH, stream));
+  FwdArgs a{static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
+            static_cast<bf16*>(o), fm.wq, fm.wk, scratch.states, scratch.zs, g, true, need_states};
+  const dim3 grid(g.nseg, BH);
+  if (need_states) {
+    LinearForwardKernel<<<grid, kThreads, plan.total, stream>>>(a, plan);
+    ScanStates(scratch.states, scratch.zs, g, BH, stream);
+  }
+  a.state_only = false;
+  LinearForwardKernel<<<grid, kThreads, plan.total, stream>>>(a, plan);
+  SCION_RETURN_IF_ERROR(scratch.Release(stream));
+  return CheckLaunch("LinearAttentionForward");
+}
+
+}  // namespace scion::kernels::cuda

@@ -1,0 +1,223 @@
+// Shared pieces of the CUDA linear-attention kernels (forward and backward): geometry, the
+// shared-memory plan, chunk loads, and φ computed in shared memory (never written to global).
+//
+// Work split: a (b, h) sequence is cut into segments of `seg_chunks` chunks of 64 tokens. Each
+// segment is one thread block, so long sequences with few heads still fill the GPU. A first pass
+// sums each segment's state (S = Σ φ(k) vᵀ, z = Σ φ(k)), a scan turns those into prefixes, and
+// the main pass walks its segment's chunks: intra-chunk masked product + the running state.
+// Matrix products use WMMA (bf16 in, fp32 accumulate) on 16×16 tiles.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <mma.h>
+
+#include <cstdint>
+
+#include "kernels/attention.h"
+
+namespace scion::kernels::cuda::linear {
+
+using bf16 = __nv_bfloat16;
+namespace wmma = nvcuda::wmma;
+
+constexpr int kChunk = 64;
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+// The running state (Fp, D) lives in WMMA accumulators spread over the warps: at most
+// kMaxTilesPerWarp 16×16 tiles each, so Fp·D <= 16384 (e.g. Hedgehog 2·64 features at D = 128).
+constexpr int kMaxTilesPerWarp = 8;
+constexpr int kMaxStateElems = kMaxTilesPerWarp * kWarps * 256;
+
+using AccFrag = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+
+struct Geometry {
+  int H = 0, N = 0, D = 0;
+  int kind = 0;      // FeatureMapKind
+  int F = 0;         // learned / random feature count (Hedgehog, Performer)
+  int Fp = 0;        // FeatureDim rounded up to 16 (zero-padded features)
+  int nchunks = 0, seg_chunks = 0, nseg = 0;
+  float eps = 0;
+  bool causal = true;
+};
+
+// Byte offsets into dynamic shared memory; every region starts 128-byte aligned.
+struct SmemPlan {
+  int sb = 0;      // (Fp, D) bf16: the state as the tensor cores read it
+  int phq = 0;     // (64, Fp) bf16 φ(q) of the chunk
+  int phk = 0;     // (64, Fp) bf16 φ(k)
+  int qr = 0;      // (64, D) bf16 raw q; with kr after it, reused as (64, D) fp32 scratch
+  int kr = 0;      // (64, D) bf16 raw k
+  int vr = 0;      // (64, D) bf16 v
+  int gr = 0;      // (64, D) bf16 dout (backward only)
+  int af = 0;      // (64, 64) fp32 scores; also φ's (64, F) pre-activation u
+  int ab = 0;      // (64, 64) bf16 masked scores
+  int wq = 0;      // (D, F) or (F, D) bf16 map weights for q
+  int wk = 0;      // for k
+  int stage = 0;   // kWarps × (16, 16) fp32: accumulator -> bf16 conversion
+  int z = 0;       // (Fp) fp32 running normaliser state
+  int rows = 0;    // (4, 64) fp32 per-row scalars
+  int total = 0;
+};
+
+inline int Align128(int x) { return (x + 127) / 128 * 128; }
+
+inline SmemPlan PlanSmem(const Geometry& g, bool backward) {
+  SmemPlan p;
+  int off = 0;
+  auto take = [&](int bytes) { const int at = off; off += Align128(bytes); return at; };
+  p.sb = take(g.Fp * g.D * 2);
+  p.phq = take(kChunk * g.Fp * 2);
+  p.phk = take(kChunk * g.Fp * 2);
+  p.qr = take(kChunk * g.D * 2);
+  p.kr = take(kChunk * g.D * 2);
+  p.vr = take(kChunk * g.D * 2);
+  p.gr = backward ? take(kChunk * g.D * 2) : off;
+  p.af = take(kChunk * kChunk * 4);
+  p.ab = take(kChunk * kChunk * 2);
+  const int wbytes = g.F * g.D * 2;
+  p.wq = take(wbytes);
+  p.wk = take(wbytes);
+  p.stage = take(kWarps * 256 * 4);
+  p.z = take(g.Fp * 4);
+  p.rows = take(4 * kChunk * 4);
+  p.total = off;
+  return p;
+}
+
+// Copies rows [row0, row0 + 64) of a (N, D) bf16 matrix into smem, zero rows past N.
+__device__ inline void LoadChunk(bf16* dst, const bf16* src, int row0, int N, int D) {
+  const int vec_per_row = D / 8;
+  for (int i = threadIdx.x; i < kChunk * vec_per_row; i += kThreads) {
+    const int r = i / vec_per_row, c = i % vec_per_row;
+    uint4 val = make_uint4(0, 0, 0, 0);
+    if (row0 + r < N) val = reinterpret_cast<const uint4*>(src + static_cast<size_t>(row0 + r) * D)[c];
+    reinterpret_cast<uint4*>(dst + r * D)[c] = val;
+  }
+}
+
+// Head weights (fp32 global) -> bf16 smem, same layout.
+__device__ inline void LoadWeights(bf16* dst, const float* src, int count) {
+  for (int i = threadIdx.x; i < count; i += kThreads) dst[i] = __float2bfloat16(src[i]);
+}
+
+// φ of the 64 rows in x (smem, (64, D)) into phi ((64, Fp), zero-padded). u: (64, F) fp32 scratch.
+// zero_from: rows at or past it get φ = 0 (keys past N must not enter the state). Contains
+// __syncthreads: every thread of the block must call it.
+__device__ inline void ComputePhi(const Geometry& g, const bf16* x, const bf16* w, bf16* phi, float* u,
+                                  float* row_scalar, int row0, int zero_from) {
+  const int D = g.D, Fp = g.Fp, F = g.F;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const auto kind = static_cast<FeatureMapKind>(g.kind);
+  if (kind == FeatureMapKind::kHedgehog || kind == FeatureMapKind::kHedgehogExp ||
+      kind == FeatureMapKind::kPerformer) {
+    // u = x W (Hedgehog, W (D, F)) or x Ωᵀ (Performer, Ω (F, D)): (64, F), tiles 4 × F/16.
+    const int tiles = 4 * (F / 16);
+    for (int t = warp; t < tiles; t += kWarps) {
+      const int tm = t / (F / 16), tn = t % (F / 16);
+      AccFrag acc;
+      wmma::fill_fragment(acc, 0.0f);
+      for (int kk = 0; kk < D / 16; ++kk) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
+        wmma::load_matrix_sync(fa, x + tm * 16 * D + kk * 16, D);
+        if (kind == FeatureMapKind::kPerformer) {
+          wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> fb;
+          wmma::load_matrix_sync(fb, w + tn * 16 * D + kk * 16, D);
+          wmma::mma_sync(acc, fa, fb, acc);
+        } else {
+          wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> fb;
+          wmma::load_matrix_sync(fb, w + kk * 16 * F + tn * 16, F);
+          wmma::mma_sync(acc, fa, fb, acc);
+        }
+      }
+      wmma::store_matrix_sync(u + tm * 16 * F + tn * 16, acc, F, wmma::mem_row_major);
+    }
+    if (kind == FeatureMapKind::kPerformer) {
+      for (int r = warp; r < kChunk; r += kWarps) {
+        float sq = 0;
+        for (int c = lane; c < D; c += 32) { const float v = __bfloat162float(x[r * D + c]); sq += v * v; }
+        for (int s = 16; s > 0; s >>= 1) sq += __shfl_xor_sync(0xffffffffu, sq, s);
+        if (lane == 0) row_scalar[r] = sq;
+      }
+    }
+    __syncthreads();
+    if (kind == FeatureMapKind::kPerformer) {
+      const float s = rsqrtf(sqrtf(static_cast<float>(D))), norm = rsqrtf(static_cast<float>(F));
+      for (int i = threadIdx.x; i < kChunk * Fp; i += kThreads) {
+        const int r = i / Fp, c = i % Fp;
+        float val = 0;
+        if (c < F && r < zero_from) val = __expf(u[r * F + c] * s - 0.5f * row_scalar[r] * s * s) * norm;
+        phi[i] = __float2bfloat16(val);
+      }
+    } else {
+      const bool normalise = kind == FeatureMapKind::kHedgehog;
+      for (int r = warp; r < kChunk; r += kWarps) {
+        float hi = -INFINITY, lo = INFINITY;
+        for (int c = lane; c < F; c += 32) { hi = fmaxf(hi, u[r * F + c]); lo = fminf(lo, u[r * F + c]); }
+        for (int s = 16; s > 0; s >>= 1) {
+          hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, s));
+          lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, s));
+        }
+        float sp = 0, sn = 0;
+        for (int c = lane; c < F; c += 32) { sp += __expf(u[r * F + c] - hi); sn += __expf(lo - u[r * F + c]); }
+        for (int s = 16; s > 0; s >>= 1) {
+          sp += __shfl_xor_sync(0xffffffffu, sp, s);
+          sn += __shfl_xor_sync(0xffffffffu, sn, s);
+        }
+        const float ip = normalise ? 1.0f / sp : 1.0f, in = normalise ? 1.0f / sn : 1.0f;
+        const bool live = r < zero_from;
+        for (int c = lane; c < F; c += 32) {
+          phi[r * Fp + c] = __float2bfloat16(live ? __expf(u[r * F + c] - hi) * ip : 0.0f);
+          phi[r * Fp + F + c] = __float2bfloat16(live ? __expf(lo - u[r * F + c]) * in : 0.0f);
+        }
+        for (int c = 2 * F + lane; c < Fp; c += 32) phi[r * Fp + c] = __float2bfloat16(0.0f);
+      }
+    }
+  } else {
+    const float s1 = rsqrtf(sqrtf(static_cast<float>(D))), s2 = rsqrtf(2.0f * D);
+    for (int i = threadIdx.x; i < kChunk * Fp; i += kThreads) {
+      const int r = i / Fp, c = i % Fp;
+      const bf16* xr = x + r * D;
+      float val = 0;
+      if (r < zero_from) {
+        switch (kind) {
+          case FeatureMapKind::kEluPlus1:
+            if (c < D) { const float v = __bfloat162float(xr[c]); val = v > 0 ? 1.0f + v : __expf(v); }
+            break;
+          case FeatureMapKind::kRelu:
+            if (c < D) val = fmaxf(__bfloat162float(xr[c]), 0.0f);
+            break;
+          case FeatureMapKind::kCosFormer:
+            if (c < 2 * D) {
+              const float angle = 3.14159265358979f * static_cast<float>(row0 + r) / (2.0f * g.N);
+              const float p = fmaxf(__bfloat162float(xr[c % D]), 0.0f);
+              val = p * (c < D ? cosf(angle) : sinf(angle));
+            }
+            break;
+          case FeatureMapKind::kTaylor2:
+            if (c == 0) val = 1.0f;
+            else if (c <= D) val = __bfloat162float(xr[c - 1]) * s1;
+            else if (c < 1 + D + D * D) {
+              const int t = c - 1 - D;
+              val = __bfloat162float(xr[t / D]) * __bfloat162float(xr[t % D]) * s2;
+            }
+            break;
+          default: break;
+        }
+      }
+      phi[i] = __float2bfloat16(val);
+    }
+  }
+  __syncthreads();
+}
+
+// Per-warp: accumulator tile -> bf16 at dst (row stride ld), through the warp's fp32 stage.
+__device__ inline void StoreAccBf16(const AccFrag& acc, float* stage, bf16* dst, int ld) {
+  const int lane = threadIdx.x % 32;
+  wmma::store_matrix_sync(stage, acc, 16, wmma::mem_row_major);
+  __syncwarp();
+  for (int i = lane; i < 256; i += 32) dst[(i / 16) * ld + i % 16] = __float2bfloat16(stage[i]);
+  __syncwarp();
+}
+
+}  // namespace scion::kernels::cuda::linear
