@@ -17,14 +17,13 @@ struct FwdArgs {
   const bf16 *q, *k, *v;
   bf16* o;
   const float *wq, *wk;
-  float* states;  // (B·H, nseg, Fp, D) segment sums, then exclusive prefixes
-  float* zs;      // (B·H, nseg, Fp)
+  const float* states;  // (B·H, nseg, Fp, D) state before each segment (causal) or the total
+  const float* zs;      // (B·H, nseg, Fp)
   Geometry g;
-  bool state_only;  // pass 1: sum the segment's state; else the output pass
-  bool has_prefix;  // output pass: start from states/zs (else from zero)
+  bool has_prefix;      // start from states/zs (else from zero: one segment, causal)
 };
 
-__global__ void __launch_bounds__(kThreads) LinearForwardKernel(FwdArgs a, SmemPlan p) {
+__global__ void __launch_bounds__(kThreads, 1) LinearForwardKernel(FwdArgs a, SmemPlan p) {
   extern __shared__ __align__(128) unsigned char smem[];
   const Geometry& g = a.g;
   const int D = g.D, Fp = g.Fp, N = g.N;
@@ -59,7 +58,7 @@ __global__ void __launch_bounds__(kThreads) LinearForwardKernel(FwdArgs a, SmemP
   for (int i = 0; i < kMaxTilesPerWarp; ++i) {
     const int t = warp + i * kWarps;
     if (t < state_tiles) {
-      if (a.has_prefix && !a.state_only)
+      if (a.has_prefix)
         wmma::load_matrix_sync(s_acc[i], a.states + state_off + (t / dt) * 16 * D + (t % dt) * 16, D,
                                wmma::mem_row_major);
       else
@@ -67,25 +66,22 @@ __global__ void __launch_bounds__(kThreads) LinearForwardKernel(FwdArgs a, SmemP
     }
   }
   for (int f = threadIdx.x; f < Fp; f += kThreads)
-    z[f] = (a.has_prefix && !a.state_only) ? a.zs[z_off + f] : 0.0f;
-  if (!a.state_only) {
+    z[f] = (a.has_prefix) ? a.zs[z_off + f] : 0.0f;
 #pragma unroll
-    for (int i = 0; i < kMaxTilesPerWarp; ++i) {
-      const int t = warp + i * kWarps;
-      if (t < state_tiles) StoreAccBf16(s_acc[i], stage, sb + (t / dt) * 16 * D + (t % dt) * 16, D);
-    }
+  for (int i = 0; i < kMaxTilesPerWarp; ++i) {
+    const int t = warp + i * kWarps;
+    if (t < state_tiles) StoreAccBf16(s_acc[i], stage, sb + (t / dt) * 16 * D + (t % dt) * 16, D);
   }
-  const bool update_state = a.state_only || g.causal;
   const int c_end = min(g.nchunks, (seg + 1) * g.seg_chunks);
   for (int c = seg * g.seg_chunks; c < c_end; ++c) {
     const int row0 = c * kChunk, valid = min(kChunk, N - row0);
     __syncthreads();  // the previous chunk's readers of of/rows/sb are done
-    if (!a.state_only) LoadChunk(qr, a.q + seq, row0, N, D);
+    LoadChunk(qr, a.q + seq, row0, N, D);
     LoadChunk(kr, a.k + seq, row0, N, D);
     LoadChunk(vr, a.v + seq, row0, N, D);
     __syncthreads();
     ComputePhi(g, kr, wk, phk, af, rows + 64, row0, valid);
-    if (!a.state_only) {
+    {
       ComputePhi(g, qr, wq, phq, af, rows + 64, row0, kChunk);
       if (g.causal) {
         // Intra-chunk scores A = φq φkᵀ (64, 64); tiles above the diagonal are all masked.
@@ -152,7 +148,7 @@ __global__ void __launch_bounds__(kThreads) LinearForwardKernel(FwdArgs a, SmemP
       for (int i = threadIdx.x; i < valid * D; i += kThreads)
         a.o[seq + static_cast<size_t>(row0) * D + i] = __float2bfloat16(of[i] / rows[i / D]);
     }
-    if (update_state) {
+    if (g.causal) {
       // S += φkᵀ v, z += Σ_rows φk. Readers of sb and z above finished at the last barrier.
 #pragma unroll
       for (int i = 0; i < kMaxTilesPerWarp; ++i) {
@@ -166,7 +162,7 @@ __global__ void __launch_bounds__(kThreads) LinearForwardKernel(FwdArgs a, SmemP
             wmma::load_matrix_sync(fb, vr + kk * 16 * D + td * 16, D);
             wmma::mma_sync(s_acc[i], fa, fb, s_acc[i]);
           }
-          if (!a.state_only) StoreAccBf16(s_acc[i], stage, sb + tf * 16 * D + td * 16, D);
+          StoreAccBf16(s_acc[i], stage, sb + tf * 16 * D + td * 16, D);
         }
       }
       for (int f = threadIdx.x; f < Fp; f += kThreads) {
@@ -176,42 +172,9 @@ __global__ void __launch_bounds__(kThreads) LinearForwardKernel(FwdArgs a, SmemP
       }
     }
   }
-  if (a.state_only) {
-#pragma unroll
-    for (int i = 0; i < kMaxTilesPerWarp; ++i) {
-      const int t = warp + i * kWarps;
-      if (t < state_tiles)
-        wmma::store_matrix_sync(a.states + state_off + (t / dt) * 16 * D + (t % dt) * 16, s_acc[i], D,
-                                wmma::mem_row_major);
-    }
-    __syncthreads();
-    for (int f = threadIdx.x; f < Fp; f += kThreads) a.zs[z_off + f] = z[f];
-  }
 }
 
 }  // namespace
-
-// In place over (B·H, nseg, elems): causal -> exclusive prefix over segments; else every segment
-// gets the total.
-__global__ void SegmentScanKernel(float* x, int nseg, int elems, bool causal) {
-  const int e = blockIdx.x * blockDim.x + threadIdx.x;
-  if (e >= elems) return;
-  float* base = x + static_cast<size_t>(blockIdx.y) * nseg * elems + e;
-  float run = 0;
-  for (int s = 0; s < nseg; ++s) {
-    const float v = base[static_cast<size_t>(s) * elems];
-    if (causal) base[static_cast<size_t>(s) * elems] = run;
-    run += v;
-  }
-  if (!causal)
-    for (int s = 0; s < nseg; ++s) base[static_cast<size_t>(s) * elems] = run;
-}
-
-void ScanStates(float* states, float* zs, const Geometry& g, int BH, cudaStream_t stream) {
-  const int elems = g.Fp * g.D;
-  SegmentScanKernel<<<dim3((elems + 255) / 256, BH), 256, 0, stream>>>(states, g.nseg, elems, g.causal);
-  SegmentScanKernel<<<dim3((g.Fp + 255) / 256, BH), 256, 0, stream>>>(zs, g.nseg, g.Fp, g.causal);
-}
 
 }  // namespace linear
 
@@ -226,16 +189,14 @@ Status LinearAttentionForward(const Launch& l, AttnDims d, const void* q, const 
   const int BH = static_cast<int>(d.B * d.H);
   const bool need_states = !causal || g.nseg > 1;
   ScratchStates scratch;
-  if (need_states) SCION_RETURN_IF_ERROR(scratch.Allocate(g, BH, stream));
-  FwdArgs a{static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
-            static_cast<bf16*>(o), fm.wq, fm.wk, scratch.states, scratch.zs, g, true, need_states};
-  const dim3 grid(g.nseg, BH);
   if (need_states) {
-    LinearForwardKernel<<<grid, kThreads, plan.total, stream>>>(a, plan);
-    ScanStates(scratch.states, scratch.zs, g, BH, stream);
+    SCION_RETURN_IF_ERROR(scratch.Allocate(g, BH, stream));
+    SCION_RETURN_IF_ERROR(SegmentStates({static_cast<const bf16*>(k), static_cast<const bf16*>(v), fm.wk ? fm.wk : fm.wq,
+                                         nullptr, nullptr, scratch.states, scratch.zs, g}, BH, false, stream));
   }
-  a.state_only = false;
-  LinearForwardKernel<<<grid, kThreads, plan.total, stream>>>(a, plan);
+  const FwdArgs a{static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
+                  static_cast<bf16*>(o), fm.wq, fm.wk, scratch.states, scratch.zs, g, need_states};
+  LinearForwardKernel<<<dim3(g.nseg, BH), kThreads, plan.total, stream>>>(a, plan);
   SCION_RETURN_IF_ERROR(scratch.Release(stream));
   return CheckLaunch("LinearAttentionForward");
 }

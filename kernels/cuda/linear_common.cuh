@@ -13,6 +13,7 @@
 #include <mma.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/attention.h"
 
@@ -57,6 +58,9 @@ struct SmemPlan {
   int stage = 0;   // kWarps × (16, 16) fp32: accumulator -> bf16 conversion
   int z = 0;       // (Fp) fp32 running normaliser state
   int rows = 0;    // (4, 64) fp32 per-row scalars
+  int dab = 0;     // backward: (64, 64) bf16 masked score gradients
+  int dphi = 0;    // backward: (64, max(Fp, D)) fp32 ∂φ; first holds the (64, D) numerator
+  int ub = 0;      // backward: (64, F) bf16 ∂u of the learned maps
   int total = 0;
 };
 
@@ -81,6 +85,11 @@ inline SmemPlan PlanSmem(const Geometry& g, bool backward) {
   p.stage = take(kWarps * 256 * 4);
   p.z = take(g.Fp * 4);
   p.rows = take(4 * kChunk * 4);
+  if (backward) {
+    p.dab = take(kChunk * kChunk * 2);
+    p.dphi = take(kChunk * (g.Fp > g.D ? g.Fp : g.D) * 4);
+    p.ub = take(kChunk * g.F * 2);
+  }
   p.total = off;
   return p;
 }
@@ -210,6 +219,24 @@ __device__ inline void ComputePhi(const Geometry& g, const bf16* x, const bf16* 
   }
   __syncthreads();
 }
+
+// acc += A (16 × 16·ksteps) · B (16·ksteps × 16), operands in smem. Row-major A advances 16
+// columns per step, column-major A 16 rows (16·lda); row-major B 16 rows (16·ldb), column-major
+// B 16 columns.
+template <typename LayoutA, typename LayoutB>
+__device__ inline void MmaK(AccFrag& acc, const bf16* a, int lda, const bf16* b, int ldb, int ksteps) {
+  constexpr bool kRowA = std::is_same_v<LayoutA, wmma::row_major>;
+  constexpr bool kRowB = std::is_same_v<LayoutB, wmma::row_major>;
+  for (int kk = 0; kk < ksteps; ++kk) {
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, LayoutA> fa;
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, LayoutB> fb;
+    wmma::load_matrix_sync(fa, a + kk * 16 * (kRowA ? 1 : lda), lda);
+    wmma::load_matrix_sync(fb, b + kk * 16 * (kRowB ? ldb : 1), ldb);
+    wmma::mma_sync(acc, fa, fb, acc);
+  }
+}
+using Row = wmma::row_major;
+using Col = wmma::col_major;
 
 // Per-warp: accumulator tile -> bf16 at dst (row stride ld), through the warp's fp32 stage.
 __device__ inline void StoreAccBf16(const AccFrag& acc, float* stage, bf16* dst, int ld) {

@@ -89,7 +89,20 @@ struct ScratchStates {
   }
 };
 
-void ScanStates(float* states, float* zs, const Geometry& g, int BH, cudaStream_t stream);
+// Per-segment state of one side: S = Σ_rows φ(x_r) (y_r / den_r)ᵀ, z = Σ_rows e_r φ(x_r), with
+// den = 1 and e = 1 where those pointers are null; then scanned over segments: causal -> the
+// state before each segment (from the front, or from the back when `reverse`), else the total.
+struct StateArgs {
+  const bf16* x;           // (B·H, N, D) rows fed through φ
+  const bf16* y;           // (B·H, N, D)
+  const float* w;          // map weights of this side (Hedgehog W, Performer Ω) or null
+  const float* den;        // (B·H, N) or null
+  const float* e;          // (B·H, N) or null
+  float* states;           // (B·H, nseg, Fp, D)
+  float* zs;               // (B·H, nseg, Fp)
+  Geometry g;
+};
+Status SegmentStates(const StateArgs& a, int BH, bool reverse, cudaStream_t stream);
 
 inline Status CheckLaunch(const char* op) {
   const cudaError_t e = cudaGetLastError();

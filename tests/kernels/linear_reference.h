@@ -37,19 +37,19 @@ inline const char* MapName(kernels::FeatureMapKind k) {
 }
 
 // Hedgehog starts from identity plus noise (a pure identity would hide transposed-W bugs);
-// Performer uses F = D + 8 so the last block of Ω is partial.
-inline MapSetup MakeMap(kernels::FeatureMapKind kind, int64_t H, int64_t D, std::mt19937_64& rng) {
+// Performer uses F = D + 8 by default so the last block of Ω is partial. F > 0 overrides.
+inline MapSetup MakeMap(kernels::FeatureMapKind kind, int64_t H, int64_t D, std::mt19937_64& rng, int64_t F = 0) {
   MapSetup m;
   m.name = MapName(kind);
   m.fm.kind = kind;
   if (kind == kernels::FeatureMapKind::kPerformer) {
-    m.fm.F = D + 8;
+    m.fm.F = F > 0 ? F : D + 8;
     m.wq = kernels::PerformerOmega(H, m.fm.F, D, rng());
     m.fm.wq = m.wq.data();
     m.fm.wk = m.wq.data();
   } else if (kernels::HasLearnedWeights(kind)) {
-    m.fm.F = D;
-    m.wq = kernels::HedgehogIdentity(H, D, D);
+    m.fm.F = F > 0 ? F : D;
+    m.wq = kernels::HedgehogIdentity(H, D, m.fm.F);
     m.wk = m.wq;
     std::normal_distribution<float> noise(0.0f, 0.3f);
     for (float& w : m.wq) w += noise(rng);

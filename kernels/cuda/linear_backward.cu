@@ -1,0 +1,442 @@
+// CUDA linear attention backward (bf16 in/out, fp32 accumulation), chunked with φ recomputed in
+// shared memory. With A_ij = φq_i·φk_j (j <= i), den_i = Σ_j A_ij + eps, y_i = Σ_j A_ij v_j / den_i:
+//   g_i = dy_i / den_i, e_i = −(dy_i·y_i) / den_i, dA_ij = g_i·v_j + e_i
+//   dφQ = dA φK + G Sᵀ + e zᵀ            (forward sweep; S, z the state before the chunk)
+//   dφK = dAᵀ φQ + V Rᵀ + 1 rᵀ, dV = Aᵀ G + φK R   (reverse sweep; R = Σ_later φq gᵀ, r = Σ e φq)
+// Passes: key state + scan; the query sweep (dq, dWq; saves den and e per row); the reverse state
+// from φ(q), dout/den and e + reverse scan; the key sweep (dk, dv, dWk).
+#include <string>
+
+#include "kernels/cuda/linear_common.cuh"
+#include "kernels/cuda/linear_cuda.h"
+#include "kernels/cuda/linear_launch.h"
+#include "kernels/feature_map.h"
+
+namespace scion::kernels::cuda {
+namespace linear {
+
+namespace {
+
+constexpr int kMaxWeightTilesPerWarp = 4;  // D·F <= 128·64 -> 32 tiles over 8 warps
+using WeightGrad = AccFrag[kMaxWeightTilesPerWarp];
+
+struct BwdArgs {
+  const bf16 *q, *k, *v, *dout;
+  bf16 *dq, *dk, *dv;
+  const float *wq, *wk;
+  float *dwq, *dwk;      // (H, D, F) or null
+  const float* states;   // key state before each segment (query sweep) / reverse state after it
+  const float* zs;
+  float* den;            // (B·H, N) written by the query sweep
+  float* e;              // (B·H, N)
+  Geometry g;
+  bool has_prefix;
+};
+
+struct Buffers {
+  bf16 *sb, *phq, *phk, *qr, *kr, *vr, *gr, *ab, *dab, *wq, *wk, *ub;
+  float *af, *stage, *z, *rows, *dphi;
+};
+
+__device__ Buffers Carve(unsigned char* smem, const SmemPlan& p) {
+  auto b = [&](int off) { return reinterpret_cast<bf16*>(smem + off); };
+  auto f = [&](int off) { return reinterpret_cast<float*>(smem + off); };
+  return {b(p.sb), b(p.phq), b(p.phk), b(p.qr), b(p.kr), b(p.vr), b(p.gr), b(p.ab), b(p.dab), b(p.wq), b(p.wk),
+          b(p.ub), f(p.af), f(p.stage) + (threadIdx.x / 32) * 256, f(p.z), f(p.rows), f(p.dphi)};
+}
+
+// Loads the state (prefix or zero) into accumulators, its bf16 copy into sb and z.
+__device__ void InitState(const BwdArgs& a, const Buffers& s, AccFrag (&acc)[kMaxTilesPerWarp], int bh, int seg) {
+  const Geometry& g = a.g;
+  const int warp = threadIdx.x / 32, dt = g.D / 16, tiles = (g.Fp / 16) * dt;
+  const size_t off = (static_cast<size_t>(bh) * g.nseg + seg) * g.Fp * g.D;
+#pragma unroll
+  for (int i = 0; i < kMaxTilesPerWarp; ++i) {
+    const int t = warp + i * kWarps;
+    if (t < tiles) {
+      if (a.has_prefix)
+        wmma::load_matrix_sync(acc[i], a.states + off + (t / dt) * 16 * g.D + (t % dt) * 16, g.D, wmma::mem_row_major);
+      else
+        wmma::fill_fragment(acc[i], 0.0f);
+      StoreAccBf16(acc[i], s.stage, s.sb + (t / dt) * 16 * g.D + (t % dt) * 16, g.D);
+    }
+  }
+  const size_t zoff = (static_cast<size_t>(bh) * g.nseg + seg) * g.Fp;
+  for (int f = threadIdx.x; f < g.Fp; f += kThreads) s.z[f] = a.has_prefix ? a.zs[zoff + f] : 0.0f;
+}
+
+// acc += φᵀ Y over the chunk, refresh sb; z += Σ_rows w_r φ_r (w = rows_w or 1). Callers put a
+// barrier between the last reader of sb / z and this.
+__device__ void UpdateState(const Geometry& g, const Buffers& s, AccFrag (&acc)[kMaxTilesPerWarp], const bf16* phi,
+                            const bf16* y, const float* rows_w) {
+  const int warp = threadIdx.x / 32, dt = g.D / 16, tiles = (g.Fp / 16) * dt;
+#pragma unroll
+  for (int i = 0; i < kMaxTilesPerWarp; ++i) {
+    const int t = warp + i * kWarps;
+    if (t < tiles) {
+      const int tf = t / dt, td = t % dt;
+      MmaK<Col, Row>(acc[i], phi + tf * 16, g.Fp, y + td * 16, g.D, kChunk / 16);
+      StoreAccBf16(acc[i], s.stage, s.sb + tf * 16 * g.D + td * 16, g.D);
+    }
+  }
+  for (int f = threadIdx.x; f < g.Fp; f += kThreads) {
+    float sum = 0;
+    for (int r = 0; r < kChunk; ++r) sum += (rows_w ? rows_w[r] : 1.0f) * __bfloat162float(phi[r * g.Fp + f]);
+    s.z[f] += sum;
+  }
+}
+
+// Scores (64, 64) = P Qᵀ-style product of two (64, Fp) or (64, D) operands into af, then masked
+// (j <= i) into out as bf16, adding add_row[i] to every kept entry when non-null.
+__device__ void MaskedScores(const bf16* left, const bf16* right, int ld, int ksteps, const Buffers& s, bf16* out,
+                             const float* add_row) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int t = warp; t < 16; t += kWarps) {
+    const int tm = t / 4, tn = t % 4;
+    AccFrag acc;
+    wmma::fill_fragment(acc, 0.0f);
+    if (tn <= tm) MmaK<Row, Col>(acc, left + tm * 16 * ld, ld, right + tn * 16 * ld, ld, ksteps);
+    wmma::store_matrix_sync(s.af + tm * 16 * kChunk + tn * 16, acc, kChunk, wmma::mem_row_major);
+  }
+  __syncthreads();
+  for (int r = warp; r < kChunk; r += kWarps)
+    for (int c = lane; c < kChunk; c += 32)
+      out[r * kChunk + c] = __float2bfloat16(c <= r ? s.af[r * kChunk + c] + (add_row ? add_row[r] : 0.0f) : 0.0f);
+  __syncthreads();
+}
+
+// ∂φ (dphi, (64, Fp) fp32) -> dx rows < valid (bf16 global, row stride D) and, for learned maps,
+// dW += xᵀ ∂u. x raw (64, D), phi and w in smem. Contains barriers.
+__device__ void PhiBackward(const Geometry& g, const Buffers& s, const bf16* x, const bf16* w, const bf16* phi,
+                            bf16* dx, int row0, int valid, WeightGrad& dw) {
+  const int D = g.D, Fp = g.Fp, F = g.F;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const auto kind = static_cast<FeatureMapKind>(g.kind);
+  float* dphi = s.dphi;
+  if (kind == FeatureMapKind::kHedgehog || kind == FeatureMapKind::kHedgehogExp) {
+    for (int r = warp; r < kChunk; r += kWarps) {
+      float dp = 0, dn = 0;
+      for (int f = lane; f < F; f += 32) {
+        dp += dphi[r * Fp + f] * __bfloat162float(phi[r * Fp + f]);
+        dn += dphi[r * Fp + F + f] * __bfloat162float(phi[r * Fp + F + f]);
+      }
+      for (int o = 16; o > 0; o >>= 1) {
+        dp += __shfl_xor_sync(0xffffffffu, dp, o);
+        dn += __shfl_xor_sync(0xffffffffu, dn, o);
+      }
+      // Exp variant: the max's gradient goes to its argmax, the first feature where φ+ is 1.
+      int arg_hi = F, arg_lo = F;
+      if (kind == FeatureMapKind::kHedgehogExp)
+        for (int base = 0; base < F; base += 32) {
+          const bool in = base + lane < F;
+          const unsigned hi = __ballot_sync(0xffffffffu, in && __bfloat162float(phi[r * Fp + base + lane]) == 1.0f);
+          const unsigned lo = __ballot_sync(0xffffffffu, in && __bfloat162float(phi[r * Fp + F + base + lane]) == 1.0f);
+          if (arg_hi == F && hi) arg_hi = base + __ffs(hi) - 1;
+          if (arg_lo == F && lo) arg_lo = base + __ffs(lo) - 1;
+        }
+      for (int f = lane; f < F; f += 32) {
+        const float pp = __bfloat162float(phi[r * Fp + f]), pn = __bfloat162float(phi[r * Fp + F + f]);
+        const float gp = dphi[r * Fp + f], gn = dphi[r * Fp + F + f];
+        float du;
+        if (kind == FeatureMapKind::kHedgehog) {
+          du = pp * (gp - dp) - pn * (gn - dn);
+        } else {
+          du = gp * pp - gn * pn;
+          if (f == arg_hi) du -= dp;
+          if (f == arg_lo) du += dn;
+        }
+        s.ub[r * F + f] = __float2bfloat16(r < valid ? du : 0.0f);
+      }
+    }
+    __syncthreads();
+    // dx = ∂u Wᵀ (64, D); W is (D, F) so Wᵀ is W read column-major.
+    for (int t = warp; t < 4 * (D / 16); t += kWarps) {
+      const int tm = t / (D / 16), tn = t % (D / 16);
+      AccFrag acc;
+      wmma::fill_fragment(acc, 0.0f);
+      MmaK<Row, Col>(acc, s.ub + tm * 16 * F, F, w + tn * 16 * F, F, F / 16);
+      wmma::store_matrix_sync(s.stage, acc, 16, wmma::mem_row_major);
+      __syncwarp();
+      for (int i = lane; i < 256; i += 32) {
+        const int r = tm * 16 + i / 16;
+        if (r < valid) dx[static_cast<size_t>(row0 + r) * D + tn * 16 + i % 16] = __float2bfloat16(s.stage[i]);
+      }
+      __syncwarp();
+    }
+    // dW += xᵀ ∂u (D, F).
+    const int ft = F / 16, wtiles = (D / 16) * ft;
+#pragma unroll
+    for (int i = 0; i < kMaxWeightTilesPerWarp; ++i) {
+      const int t = warp + i * kWarps;
+      if (t < wtiles) MmaK<Col, Row>(dw[i], x + (t / ft) * 16, D, s.ub + (t % ft) * 16, F, kChunk / 16);
+    }
+    __syncthreads();
+    return;
+  }
+  if (kind == FeatureMapKind::kPerformer) {
+    // ∂u_f = ∂φ_f φ_f, in place; per-row Σ_f ∂u_f for the norm term.
+    for (int r = warp; r < kChunk; r += kWarps) {
+      float tot = 0;
+      for (int f = lane; f < F; f += 32) {
+        const float du = dphi[r * Fp + f] * __bfloat162float(phi[r * Fp + f]);
+        dphi[r * Fp + f] = du;
+        tot += du;
+      }
+      for (int o = 16; o > 0; o >>= 1) tot += __shfl_xor_sync(0xffffffffu, tot, o);
+      if (lane == 0) s.rows[192 + r] = tot;
+    }
+    __syncthreads();
+  }
+  const float s1 = rsqrtf(sqrtf(static_cast<float>(D))), s2 = rsqrtf(2.0f * D);
+  for (int i = threadIdx.x; i < valid * D; i += kThreads) {
+    const int r = i / D, c = i % D;
+    const float xv = __bfloat162float(x[r * D + c]);
+    const float* gp = dphi + r * Fp;
+    float out = 0;
+    switch (kind) {
+      case FeatureMapKind::kEluPlus1: out = gp[c] * (xv > 0 ? 1.0f : __expf(xv)); break;
+      case FeatureMapKind::kRelu: out = xv > 0 ? gp[c] : 0.0f; break;
+      case FeatureMapKind::kCosFormer: {
+        const float angle = 3.14159265358979f * static_cast<float>(row0 + r) / (2.0f * g.N);
+        out = xv > 0 ? gp[c] * cosf(angle) + gp[D + c] * sinf(angle) : 0.0f;
+        break;
+      }
+      case FeatureMapKind::kTaylor2: {
+        out = gp[1 + c] * s1;
+        for (int b = 0; b < D; ++b)
+          out += (gp[1 + D + c * D + b] + gp[1 + D + b * D + c]) * __bfloat162float(x[r * D + b]) * s2;
+        break;
+      }
+      case FeatureMapKind::kPerformer: {
+        float acc = 0;
+        for (int f = 0; f < F; ++f) acc += __bfloat162float(w[f * D + c]) * gp[f];
+        out = s1 * acc - s1 * s1 * xv * s.rows[192 + r];
+        break;
+      }
+      default: break;
+    }
+    dx[static_cast<size_t>(row0 + r) * D + c] = __float2bfloat16(out);
+  }
+  __syncthreads();
+}
+
+__device__ void FlushWeightGrad(const Geometry& g, const Buffers& s, WeightGrad& dw, float* dst) {
+  if (dst == nullptr || g.F == 0 || g.kind == static_cast<int>(FeatureMapKind::kPerformer)) return;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, ft = g.F / 16, wtiles = (g.D / 16) * ft;
+#pragma unroll
+  for (int i = 0; i < kMaxWeightTilesPerWarp; ++i) {
+    const int t = warp + i * kWarps;
+    if (t < wtiles) {
+      wmma::store_matrix_sync(s.stage, dw[i], 16, wmma::mem_row_major);
+      __syncwarp();
+      for (int j = lane; j < 256; j += 32)
+        atomicAdd(dst + ((t / ft) * 16 + j / 16) * g.F + (t % ft) * 16 + j % 16, s.stage[j]);
+      __syncwarp();
+    }
+  }
+}
+
+__global__ void __launch_bounds__(kThreads, 1) QuerySweepKernel(BwdArgs a, SmemPlan p) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  const Buffers s = Carve(smem, p);
+  const Geometry& g = a.g;
+  const int D = g.D, Fp = g.Fp, N = g.N, dt = D / 16;
+  const int seg = blockIdx.x, bh = blockIdx.y, head = bh % g.H;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const size_t seq = static_cast<size_t>(bh) * N * D;
+  if (g.F > 0) {
+    LoadWeights(s.wq, a.wq + static_cast<size_t>(head) * g.F * D, g.F * D);
+    LoadWeights(s.wk, (a.wk ? a.wk : a.wq) + static_cast<size_t>(head) * g.F * D, g.F * D);
+  }
+  AccFrag st[kMaxTilesPerWarp];
+  InitState(a, s, st, bh, seg);
+  WeightGrad dw;
+#pragma unroll
+  for (int i = 0; i < kMaxWeightTilesPerWarp; ++i) wmma::fill_fragment(dw[i], 0.0f);
+  float* den = s.rows;        // [0, 64)
+  float* e = s.rows + 128;    // [128, 192)
+  float* of = s.dphi;         // (64, D) numerator, before dphi is needed
+  const int c_end = min(g.nchunks, (seg + 1) * g.seg_chunks);
+  for (int c = seg * g.seg_chunks; c < c_end; ++c) {
+    const int row0 = c * kChunk, valid = min(kChunk, N - row0);
+    __syncthreads();
+    LoadChunk(s.qr, a.q + seq, row0, N, D);
+    LoadChunk(s.kr, a.k + seq, row0, N, D);
+    LoadChunk(s.vr, a.v + seq, row0, N, D);
+    LoadChunk(s.gr, a.dout + seq, row0, N, D);
+    __syncthreads();
+    ComputePhi(g, s.kr, s.wk, s.phk, s.af, s.rows + 64, row0, valid);
+    ComputePhi(g, s.qr, s.wq, s.phq, s.af, s.rows + 64, row0, kChunk);
+    if (g.causal) MaskedScores(s.phq, s.phk, Fp, Fp / 16, s, s.ab, nullptr);
+    for (int t = warp; t < 4 * dt; t += kWarps) {
+      const int tm = t / dt, tn = t % dt;
+      AccFrag acc;
+      wmma::fill_fragment(acc, 0.0f);
+      if (g.causal) MmaK<Row, Row>(acc, s.ab + tm * 16 * kChunk, kChunk, s.vr + tn * 16, D, kChunk / 16);
+      MmaK<Row, Row>(acc, s.phq + tm * 16 * Fp, Fp, s.sb + tn * 16, D, Fp / 16);
+      wmma::store_matrix_sync(of + tm * 16 * D + tn * 16, acc, D, wmma::mem_row_major);
+    }
+    for (int r = warp; r < kChunk; r += kWarps) {
+      float dot = 0, intra = 0;
+      for (int f = lane; f < Fp; f += 32) dot += __bfloat162float(s.phq[r * Fp + f]) * s.z[f];
+      if (g.causal)
+        for (int cc = lane; cc < kChunk; cc += 32) intra += __bfloat162float(s.ab[r * kChunk + cc]);
+      for (int o = 16; o > 0; o >>= 1) {
+        dot += __shfl_xor_sync(0xffffffffu, dot, o);
+        intra += __shfl_xor_sync(0xffffffffu, intra, o);
+      }
+      if (lane == 0) den[r] = intra + dot + g.eps;
+    }
+    __syncthreads();
+    // e_r = −(dy_r·y_r)/den_r with y = numerator/den; then G = dy/den in place of dy.
+    for (int r = warp; r < kChunk; r += kWarps) {
+      float dot = 0;
+      for (int cc = lane; cc < D; cc += 32) dot += __bfloat162float(s.gr[r * D + cc]) * of[r * D + cc];
+      for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+      const float er = r < valid ? -dot / (den[r] * den[r]) : 0.0f;
+      if (lane == 0) {
+        e[r] = er;
+        if (r < valid) {
+          a.den[static_cast<size_t>(bh) * N + row0 + r] = den[r];
+          a.e[static_cast<size_t>(bh) * N + row0 + r] = er;
+        }
+      }
+      for (int cc = lane; cc < D; cc += 32)
+        s.gr[r * D + cc] = __float2bfloat16(r < valid ? __bfloat162float(s.gr[r * D + cc]) / den[r] : 0.0f);
+    }
+    __syncthreads();
+    if (g.causal) MaskedScores(s.gr, s.vr, D, dt, s, s.dab, e);
+    for (int t = warp; t < 4 * (Fp / 16); t += kWarps) {
+      const int tm = t / (Fp / 16), tn = t % (Fp / 16);
+      AccFrag acc;
+      wmma::fill_fragment(acc, 0.0f);
+      if (g.causal) MmaK<Row, Row>(acc, s.dab + tm * 16 * kChunk, kChunk, s.phk + tn * 16, Fp, kChunk / 16);
+      MmaK<Row, Col>(acc, s.gr + tm * 16 * D, D, s.sb + tn * 16 * D, D, dt);
+      wmma::store_matrix_sync(s.dphi + tm * 16 * Fp + tn * 16, acc, Fp, wmma::mem_row_major);
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < kChunk * Fp; i += kThreads) s.dphi[i] += e[i / Fp] * s.z[i % Fp];
+    __syncthreads();
+    PhiBackward(g, s, s.qr, s.wq, s.phq, a.dq + seq, row0, valid, dw);
+    if (g.causal) UpdateState(g, s, st, s.phk, s.vr, nullptr);
+  }
+  FlushWeightGrad(g, s, dw, a.dwq ? a.dwq + static_cast<size_t>(head) * D * g.F : nullptr);
+}
+
+__global__ void __launch_bounds__(kThreads, 1) KeySweepKernel(BwdArgs a, SmemPlan p) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  const Buffers s = Carve(smem, p);
+  const Geometry& g = a.g;
+  const int D = g.D, Fp = g.Fp, N = g.N, dt = D / 16;
+  const int seg = blockIdx.x, bh = blockIdx.y, head = bh % g.H;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const size_t seq = static_cast<size_t>(bh) * N * D;
+  if (g.F > 0) {
+    LoadWeights(s.wq, a.wq + static_cast<size_t>(head) * g.F * D, g.F * D);
+    LoadWeights(s.wk, (a.wk ? a.wk : a.wq) + static_cast<size_t>(head) * g.F * D, g.F * D);
+  }
+  AccFrag rt[kMaxTilesPerWarp];  // R (Fp, D); its bf16 copy in sb, r in z
+  InitState(a, s, rt, bh, seg);
+  WeightGrad dw;
+#pragma unroll
+  for (int i = 0; i < kMaxWeightTilesPerWarp; ++i) wmma::fill_fragment(dw[i], 0.0f);
+  float* e = s.rows + 128;
+  const int c_begin = seg * g.seg_chunks, c_end = min(g.nchunks, (seg + 1) * g.seg_chunks);
+  for (int c = c_end - 1; c >= c_begin; --c) {
+    const int row0 = c * kChunk, valid = min(kChunk, N - row0);
+    __syncthreads();
+    LoadChunk(s.qr, a.q + seq, row0, N, D);
+    LoadChunk(s.kr, a.k + seq, row0, N, D);
+    LoadChunk(s.vr, a.v + seq, row0, N, D);
+    LoadChunk(s.gr, a.dout + seq, row0, N, D);
+    for (int r = threadIdx.x; r < kChunk; r += kThreads) {
+      s.rows[r] = r < valid ? a.den[static_cast<size_t>(bh) * N + row0 + r] : 1.0f;
+      e[r] = r < valid ? a.e[static_cast<size_t>(bh) * N + row0 + r] : 0.0f;
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < kChunk * D; i += kThreads)
+      s.gr[i] = __float2bfloat16(__bfloat162float(s.gr[i]) / s.rows[i / D]);
+    ComputePhi(g, s.kr, s.wk, s.phk, s.af, s.rows + 64, row0, valid);
+    ComputePhi(g, s.qr, s.wq, s.phq, s.af, s.rows + 64, row0, kChunk);
+    if (g.causal) {
+      MaskedScores(s.phq, s.phk, Fp, Fp / 16, s, s.ab, nullptr);
+      MaskedScores(s.gr, s.vr, D, dt, s, s.dab, e);
+    }
+    // dV = Aᵀ G + φK R -> global.
+    for (int t = warp; t < 4 * dt; t += kWarps) {
+      const int tm = t / dt, tn = t % dt;
+      AccFrag acc;
+      wmma::fill_fragment(acc, 0.0f);
+      if (g.causal) MmaK<Col, Row>(acc, s.ab + tm * 16, kChunk, s.gr + tn * 16, D, kChunk / 16);
+      MmaK<Row, Row>(acc, s.phk + tm * 16 * Fp, Fp, s.sb + tn * 16, D, Fp / 16);
+      wmma::store_matrix_sync(s.stage, acc, 16, wmma::mem_row_major);
+      __syncwarp();
+      for (int i = lane; i < 256; i += 32) {
+        const int r = tm * 16 + i / 16;
+        if (r < valid) a.dv[seq + static_cast<size_t>(row0 + r) * D + tn * 16 + i % 16] = __float2bfloat16(s.stage[i]);
+      }
+      __syncwarp();
+    }
+    // dφK = dAᵀ φQ + V Rᵀ + 1 rᵀ.
+    for (int t = warp; t < 4 * (Fp / 16); t += kWarps) {
+      const int tm = t / (Fp / 16), tn = t % (Fp / 16);
+      AccFrag acc;
+      wmma::fill_fragment(acc, 0.0f);
+      if (g.causal) MmaK<Col, Row>(acc, s.dab + tm * 16, kChunk, s.phq + tn * 16, Fp, kChunk / 16);
+      MmaK<Row, Col>(acc, s.vr + tm * 16 * D, D, s.sb + tn * 16 * D, D, dt);
+      wmma::store_matrix_sync(s.dphi + tm * 16 * Fp + tn * 16, acc, Fp, wmma::mem_row_major);
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < kChunk * Fp; i += kThreads) s.dphi[i] += s.z[i % Fp];
+    __syncthreads();
+    PhiBackward(g, s, s.kr, s.wk, s.phk, a.dk + seq, row0, valid, dw);
+    if (g.causal) UpdateState(g, s, rt, s.phq, s.gr, e);
+  }
+  FlushWeightGrad(g, s, dw, a.dwk ? a.dwk + static_cast<size_t>(head) * D * g.F : nullptr);
+}
+
+}  // namespace
+}  // namespace linear
+
+Status LinearAttentionBackward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v,
+                               const void* dout, void* dq, void* dk, void* dv, const FeatureMap& fm, float* dwq,
+                               float* dwk, bool causal, float eps) {
+  using namespace linear;
+  Geometry g;
+  SCION_RETURN_IF_ERROR(MakeGeometry("LinearAttentionBackward", l, d, fm, causal, eps, &g));
+  if (g.F * g.D > kMaxWeightTilesPerWarp * kWarps * 256)
+    return Status::Unimplemented("LinearAttentionBackward (CUDA): D·F too large for the weight gradient tiles");
+  const SmemPlan plan = PlanSmem(g, true);
+  SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(&QuerySweepKernel), plan.total));
+  SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(&KeySweepKernel), plan.total));
+  auto stream = static_cast<cudaStream_t>(l.stream);
+  const int BH = static_cast<int>(d.B * d.H);
+  const bool need_states = !causal || g.nseg > 1;
+  ScratchStates scratch;
+  if (need_states) SCION_RETURN_IF_ERROR(scratch.Allocate(g, BH, stream));
+  float* rows = nullptr;  // den then e, (B·H, N) each
+  if (cudaMallocAsync(reinterpret_cast<void**>(&rows), 2 * sizeof(float) * BH * d.N, stream) != cudaSuccess)
+    return Status::Unavailable("LinearAttentionBackward (CUDA): out of device memory");
+  const bool learned = HasLearnedWeights(fm.kind);
+  const float* wk_or_q = fm.wk ? fm.wk : fm.wq;
+  BwdArgs a{static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
+            static_cast<const bf16*>(dout), static_cast<bf16*>(dq), static_cast<bf16*>(dk), static_cast<bf16*>(dv),
+            fm.wq, fm.wk, learned ? dwq : nullptr, learned ? dwk : nullptr, scratch.states, scratch.zs, rows,
+            rows + static_cast<size_t>(BH) * d.N, g, need_states};
+  const dim3 grid(g.nseg, BH);
+  Status st;
+  if (need_states)
+    st = SegmentStates({a.k, a.v, wk_or_q, nullptr, nullptr, scratch.states, scratch.zs, g}, BH, false, stream);
+  if (st.ok()) {
+    QuerySweepKernel<<<grid, kThreads, plan.total, stream>>>(a, plan);
+    if (need_states)
+      st = SegmentStates({a.q, a.dout, fm.wq, a.den, a.e, scratch.states, scratch.zs, g}, BH, true, stream);
+  }
+  if (st.ok()) KeySweepKernel<<<grid, kThreads, plan.total, stream>>>(a, plan);
+  cudaFreeAsync(rows, stream);
+  SCION_RETURN_IF_ERROR(scratch.Release(stream));
+  SCION_RETURN_IF_ERROR(st);
+  return CheckLaunch("LinearAttentionBackward");
+}
+
+}  // namespace scion::kernels::cuda
