@@ -6,6 +6,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 #include <string>
 
 #include "kernels/cuda/linear_common.cuh"
@@ -58,7 +60,13 @@ inline Status MakeGeometry(const char* op, const Launch& l, AttnDims d, const Fe
   return Status::Ok();
 }
 
+// Raises the kernel's dynamic shared-memory limit to `bytes` (once per kernel and size, so calls
+// inside CUDA-graph capture make no attribute changes after the first warm-up call).
 inline Status AllowSmem(const void* kernel, int bytes) {
+  static std::mutex mu;
+  static std::map<const void*, int> granted;
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto it = granted.find(kernel); it != granted.end() && it->second >= bytes) return Status::Ok();
   int dev = 0, max_optin = 0;
   cudaGetDevice(&dev);
   cudaDeviceGetAttribute(&max_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
@@ -67,6 +75,7 @@ inline Status AllowSmem(const void* kernel, int bytes) {
                                  " bytes of shared memory, the device allows " + std::to_string(max_optin));
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) != cudaSuccess)
     return Status::Internal("linear attention (CUDA): cudaFuncSetAttribute failed");
+  granted[kernel] = bytes;
   return Status::Ok();
 }
 
