@@ -15,6 +15,9 @@
 
 #include "kernels/attention.h"
 #include "kernels/feature_map.h"
+#if SCION_WITH_CUDA
+#include "kernels/cuda/linear_cuda.h"
+#endif
 
 namespace scion::kernels {
 
@@ -28,8 +31,13 @@ Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, co
   SCION_RETURN_IF_ERROR(ValidateLinearCall("DistillLoss", l, d, fm, eps));
   if (!q || !k || !loss) return Status::InvalidArgument("DistillLoss: q, k, loss must be non-null");
   if (!std::isfinite(scale)) return Status::InvalidArgument("DistillLoss: scale must be finite");
-  if (l.backend == Backend::kCuda)
-    return Status::Unimplemented("DistillLoss: no CUDA kernel yet; use the CPU backend");
+  if (l.backend == Backend::kCuda) {
+#if SCION_WITH_CUDA
+    return cuda::DistillLoss(l, d, q, k, fm, scale, eps, loss, dwq, dwk, stats);
+#else
+    return Status::Unavailable("DistillLoss: built without CUDA");
+#endif
+  }
   const int64_t N = d.N, D = d.D, Fp = FeatureDim(fm, D);
   const bool want_grad = HasLearnedWeights(fm.kind) && (dwq != nullptr || dwk != nullptr);
   HeadGradSlots dwq_bh(fm, d, dwq), dwk_bh(fm, d, dwk);

@@ -73,7 +73,44 @@ Result<std::vector<Row>> Run(int64_t n, bool backward, cudaStream_t stream) {
   return std::vector<Row>{r};
 }
 
+// Hedgehog distillation loss with dWq, dWk at N = 2048 (B = 16): FLOPs per causal pair are three
+// passes of q·k (2D) and φq·φk (2Fp) plus the two ∂A·φ products (2·2Fp).
+Result<std::vector<Row>> RunDistill(cudaStream_t stream) {
+  const int64_t n = 2048;
+  const AttnDims d{kTokens / n, kH, n, kD};
+  const size_t count = static_cast<size_t>(d.B * d.H * d.N * d.D), bh = static_cast<size_t>(d.B * d.H);
+  DeviceArray q, k, wq, dwq, dwk, loss, kl, ht, hs;
+  SCION_RETURN_IF_ERROR(AllocRandomBF16(&q, count, 21));
+  SCION_RETURN_IF_ERROR(AllocRandomBF16(&k, count, 22));
+  std::vector<float> w = kernels::HedgehogIdentity(kH, kD, kF);
+  SCION_RETURN_IF_ERROR(Upload(&wq, w.data(), w.size() * 4));
+  SCION_RETURN_IF_ERROR(AllocBytes(&dwq, w.size() * 4));
+  SCION_RETURN_IF_ERROR(AllocBytes(&dwk, w.size() * 4));
+  for (DeviceArray* a : {&loss, &kl, &ht, &hs}) SCION_RETURN_IF_ERROR(AllocBytes(a, bh * 4));
+  kernels::FeatureMap fm;
+  fm.kind = kernels::FeatureMapKind::kHedgehog;
+  fm.F = kF;
+  fm.wq = fm.wk = static_cast<const float*>(wq.ptr);
+  auto call = [&](cudaStream_t s) -> Status {
+    const kernels::Launch l{kernels::Backend::kCuda, kernels::DType::kBF16, s};
+    return kernels::DistillLoss(l, d, q.ptr, k.ptr, fm, 0.125f, 1e-6f, static_cast<float*>(loss.ptr),
+                                static_cast<float*>(dwq.ptr), static_cast<float*>(dwk.ptr),
+                                {static_cast<float*>(kl.ptr), static_cast<float*>(ht.ptr), static_cast<float*>(hs.ptr)});
+  };
+  auto ms = TimeMs(call, stream);
+  if (!ms.ok()) return ms.status();
+  const double pairs = static_cast<double>(n) * (n + 1) / 2, fp = 2.0 * kF;
+  Row r;
+  r.op = "distill_hh";
+  r.shape = "B" + std::to_string(d.B) + " H" + std::to_string(d.H) + " N" + std::to_string(n) + " D64 F64";
+  r.key = "distill_hh_N2048";
+  r.ms = ms.value();
+  r.gflop = pairs * d.B * d.H * (3 * (2.0 * kD + 2 * fp) + 4 * fp) * 1e-9;
+  return std::vector<Row>{r};
+}
+
 void RegisterLinearWorkloads(std::vector<Workload>& w) {
+  w.push_back({"distill_hh 2048", [](cudaStream_t s) { return RunDistill(s); }});
   for (int64_t n : {2048, 8192, 32768})
     for (bool bwd : {false, true})
       w.push_back({"linear_hh " + std::to_string(n) + (bwd ? " fwdbwd" : " fwd"),

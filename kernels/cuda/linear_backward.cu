@@ -9,6 +9,7 @@
 
 #include "kernels/cuda/linear_common.cuh"
 #include "kernels/cuda/linear_cuda.h"
+#include "kernels/cuda/linear_grad.cuh"
 #include "kernels/cuda/linear_launch.h"
 #include "kernels/feature_map.h"
 
@@ -16,9 +17,6 @@ namespace scion::kernels::cuda {
 namespace linear {
 
 namespace {
-
-constexpr int kMaxWeightTilesPerWarp = 4;  // D·F <= 128·64 -> 32 tiles over 8 warps
-using WeightGrad = AccFrag[kMaxWeightTilesPerWarp];
 
 struct BwdArgs {
   const bf16 *q, *k, *v, *dout;
@@ -32,18 +30,6 @@ struct BwdArgs {
   Geometry g;
   bool has_prefix;
 };
-
-struct Buffers {
-  bf16 *sb, *phq, *phk, *qr, *kr, *vr, *gr, *ab, *dab, *wq, *wk, *ub;
-  float *af, *stage, *z, *rows, *dphi;
-};
-
-__device__ Buffers Carve(unsigned char* smem, const SmemPlan& p) {
-  auto b = [&](int off) { return reinterpret_cast<bf16*>(smem + off); };
-  auto f = [&](int off) { return reinterpret_cast<float*>(smem + off); };
-  return {b(p.sb), b(p.phq), b(p.phk), b(p.qr), b(p.kr), b(p.vr), b(p.gr), b(p.ab), b(p.dab), b(p.wq), b(p.wk),
-          b(p.ub), f(p.af), f(p.stage) + (threadIdx.x / 32) * 256, f(p.z), f(p.rows), f(p.dphi)};
-}
 
 // Loads the state (prefix or zero) into accumulators, its bf16 copy into sb and z.
 __device__ void InitState(const BwdArgs& a, const Buffers& s, AccFrag (&acc)[kMaxTilesPerWarp], int bh, int seg) {
@@ -103,137 +89,6 @@ __device__ void MaskedScores(const bf16* left, const bf16* right, int ld, int ks
     for (int c = lane; c < kChunk; c += 32)
       out[r * kChunk + c] = __float2bfloat16(c <= r ? s.af[r * kChunk + c] + (add_row ? add_row[r] : 0.0f) : 0.0f);
   __syncthreads();
-}
-
-// ∂φ (dphi, (64, Fp) fp32) -> dx rows < valid (bf16 global, row stride D) and, for learned maps,
-// dW += xᵀ ∂u. x raw (64, D), phi and w in smem. Contains barriers.
-__device__ void PhiBackward(const Geometry& g, const Buffers& s, const bf16* x, const bf16* w, const bf16* phi,
-                            bf16* dx, int row0, int valid, WeightGrad& dw) {
-  const int D = g.D, Fp = g.Fp, F = g.F;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const auto kind = static_cast<FeatureMapKind>(g.kind);
-  float* dphi = s.dphi;
-  if (kind == FeatureMapKind::kHedgehog || kind == FeatureMapKind::kHedgehogExp) {
-    for (int r = warp; r < kChunk; r += kWarps) {
-      float dp = 0, dn = 0;
-      for (int f = lane; f < F; f += 32) {
-        dp += dphi[r * Fp + f] * __bfloat162float(phi[r * Fp + f]);
-        dn += dphi[r * Fp + F + f] * __bfloat162float(phi[r * Fp + F + f]);
-      }
-      for (int o = 16; o > 0; o >>= 1) {
-        dp += __shfl_xor_sync(0xffffffffu, dp, o);
-        dn += __shfl_xor_sync(0xffffffffu, dn, o);
-      }
-      // Exp variant: the max's gradient goes to its argmax, the first feature where φ+ is 1.
-      int arg_hi = F, arg_lo = F;
-      if (kind == FeatureMapKind::kHedgehogExp)
-        for (int base = 0; base < F; base += 32) {
-          const bool in = base + lane < F;
-          const unsigned hi = __ballot_sync(0xffffffffu, in && __bfloat162float(phi[r * Fp + base + lane]) == 1.0f);
-          const unsigned lo = __ballot_sync(0xffffffffu, in && __bfloat162float(phi[r * Fp + F + base + lane]) == 1.0f);
-          if (arg_hi == F && hi) arg_hi = base + __ffs(hi) - 1;
-          if (arg_lo == F && lo) arg_lo = base + __ffs(lo) - 1;
-        }
-      for (int f = lane; f < F; f += 32) {
-        const float pp = __bfloat162float(phi[r * Fp + f]), pn = __bfloat162float(phi[r * Fp + F + f]);
-        const float gp = dphi[r * Fp + f], gn = dphi[r * Fp + F + f];
-        float du;
-        if (kind == FeatureMapKind::kHedgehog) {
-          du = pp * (gp - dp) - pn * (gn - dn);
-        } else {
-          du = gp * pp - gn * pn;
-          if (f == arg_hi) du -= dp;
-          if (f == arg_lo) du += dn;
-        }
-        s.ub[r * F + f] = __float2bfloat16(r < valid ? du : 0.0f);
-      }
-    }
-    __syncthreads();
-    // dx = ∂u Wᵀ (64, D); W is (D, F) so Wᵀ is W read column-major.
-    for (int t = warp; t < 4 * (D / 16); t += kWarps) {
-      const int tm = t / (D / 16), tn = t % (D / 16);
-      AccFrag acc;
-      wmma::fill_fragment(acc, 0.0f);
-      MmaK<Row, Col>(acc, s.ub + tm * 16 * F, F, w + tn * 16 * F, F, F / 16);
-      wmma::store_matrix_sync(s.stage, acc, 16, wmma::mem_row_major);
-      __syncwarp();
-      for (int i = lane; i < 256; i += 32) {
-        const int r = tm * 16 + i / 16;
-        if (r < valid) dx[static_cast<size_t>(row0 + r) * D + tn * 16 + i % 16] = __float2bfloat16(s.stage[i]);
-      }
-      __syncwarp();
-    }
-    // dW += xᵀ ∂u (D, F).
-    const int ft = F / 16, wtiles = (D / 16) * ft;
-#pragma unroll
-    for (int i = 0; i < kMaxWeightTilesPerWarp; ++i) {
-      const int t = warp + i * kWarps;
-      if (t < wtiles) MmaK<Col, Row>(dw[i], x + (t / ft) * 16, D, s.ub + (t % ft) * 16, F, kChunk / 16);
-    }
-    __syncthreads();
-    return;
-  }
-  if (kind == FeatureMapKind::kPerformer) {
-    // ∂u_f = ∂φ_f φ_f, in place; per-row Σ_f ∂u_f for the norm term.
-    for (int r = warp; r < kChunk; r += kWarps) {
-      float tot = 0;
-      for (int f = lane; f < F; f += 32) {
-        const float du = dphi[r * Fp + f] * __bfloat162float(phi[r * Fp + f]);
-        dphi[r * Fp + f] = du;
-        tot += du;
-      }
-      for (int o = 16; o > 0; o >>= 1) tot += __shfl_xor_sync(0xffffffffu, tot, o);
-      if (lane == 0) s.rows[192 + r] = tot;
-    }
-    __syncthreads();
-  }
-  const float s1 = rsqrtf(sqrtf(static_cast<float>(D))), s2 = rsqrtf(2.0f * D);
-  for (int i = threadIdx.x; i < valid * D; i += kThreads) {
-    const int r = i / D, c = i % D;
-    const float xv = __bfloat162float(x[r * D + c]);
-    const float* gp = dphi + r * Fp;
-    float out = 0;
-    switch (kind) {
-      case FeatureMapKind::kEluPlus1: out = gp[c] * (xv > 0 ? 1.0f : __expf(xv)); break;
-      case FeatureMapKind::kRelu: out = xv > 0 ? gp[c] : 0.0f; break;
-      case FeatureMapKind::kCosFormer: {
-        const float angle = 3.14159265358979f * static_cast<float>(row0 + r) / (2.0f * g.N);
-        out = xv > 0 ? gp[c] * cosf(angle) + gp[D + c] * sinf(angle) : 0.0f;
-        break;
-      }
-      case FeatureMapKind::kTaylor2: {
-        out = gp[1 + c] * s1;
-        for (int b = 0; b < D; ++b)
-          out += (gp[1 + D + c * D + b] + gp[1 + D + b * D + c]) * __bfloat162float(x[r * D + b]) * s2;
-        break;
-      }
-      case FeatureMapKind::kPerformer: {
-        float acc = 0;
-        for (int f = 0; f < F; ++f) acc += __bfloat162float(w[f * D + c]) * gp[f];
-        out = s1 * acc - s1 * s1 * xv * s.rows[192 + r];
-        break;
-      }
-      default: break;
-    }
-    dx[static_cast<size_t>(row0 + r) * D + c] = __float2bfloat16(out);
-  }
-  __syncthreads();
-}
-
-__device__ void FlushWeightGrad(const Geometry& g, const Buffers& s, WeightGrad& dw, float* dst) {
-  if (dst == nullptr || g.F == 0 || g.kind == static_cast<int>(FeatureMapKind::kPerformer)) return;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, ft = g.F / 16, wtiles = (g.D / 16) * ft;
-#pragma unroll
-  for (int i = 0; i < kMaxWeightTilesPerWarp; ++i) {
-    const int t = warp + i * kWarps;
-    if (t < wtiles) {
-      wmma::store_matrix_sync(s.stage, dw[i], 16, wmma::mem_row_major);
-      __syncwarp();
-      for (int j = lane; j < 256; j += 32)
-        atomicAdd(dst + ((t / ft) * 16 + j / 16) * g.F + (t % ft) * 16 + j % 16, s.stage[j]);
-      __syncwarp();
-    }
-  }
 }
 
 __global__ void __launch_bounds__(kThreads, 1) QuerySweepKernel(BwdArgs a, SmemPlan p) {
@@ -424,15 +279,17 @@ Status LinearAttentionBackward(const Launch& l, AttnDims d, const void* q, const
             fm.wq, fm.wk, learned ? dwq : nullptr, learned ? dwk : nullptr, scratch.states, scratch.zs, rows,
             rows + static_cast<size_t>(BH) * d.N, g, need_states};
   const dim3 grid(g.nseg, BH);
-  Status st;
-  if (need_states)
-    st = SegmentStates({a.k, a.v, wk_or_q, nullptr, nullptr, scratch.states, scratch.zs, g}, BH, false, stream);
-  if (st.ok()) {
+  auto passes = [&]() -> Status {
+    if (need_states)
+      SCION_RETURN_IF_ERROR(
+          SegmentStates({a.k, a.v, wk_or_q, nullptr, nullptr, scratch.states, scratch.zs, g}, BH, false, stream));
     QuerySweepKernel<<<grid, kThreads, plan.total, stream>>>(a, plan);
     if (need_states)
-      st = SegmentStates({a.q, a.dout, fm.wq, a.den, a.e, scratch.states, scratch.zs, g}, BH, true, stream);
-  }
-  if (st.ok()) KeySweepKernel<<<grid, kThreads, plan.total, stream>>>(a, plan);
+      SCION_RETURN_IF_ERROR(SegmentStates({a.q, a.dout, fm.wq, a.den, a.e, scratch.states, scratch.zs, g}, BH, true, stream));
+    KeySweepKernel<<<grid, kThreads, plan.total, stream>>>(a, plan);
+    return Status::Ok();
+  };
+  const Status st = passes();
   cudaFreeAsync(rows, stream);
   SCION_RETURN_IF_ERROR(scratch.Release(stream));
   SCION_RETURN_IF_ERROR(st);

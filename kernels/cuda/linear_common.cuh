@@ -61,6 +61,7 @@ struct SmemPlan {
   int dab = 0;     // backward: (64, 64) bf16 masked score gradients
   int dphi = 0;    // backward: (64, max(Fp, D)) fp32 ∂φ; first holds the (64, D) numerator
   int ub = 0;      // backward: (64, F) bf16 ∂u of the learned maps
+  int stats = 0;   // backward: (8, 64) fp32 per-row accumulators (distillation)
   int total = 0;
 };
 
@@ -89,6 +90,7 @@ inline SmemPlan PlanSmem(const Geometry& g, bool backward) {
     p.dab = take(kChunk * kChunk * 2);
     p.dphi = take(kChunk * (g.Fp > g.D ? g.Fp : g.D) * 4);
     p.ub = take(kChunk * g.F * 2);
+    p.stats = take(8 * kChunk * 4);
   }
   p.total = off;
   return p;

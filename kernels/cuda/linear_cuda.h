@@ -1,5 +1,5 @@
 // CUDA entry points of the linear-attention family, called by the dispatching functions in
-// kernels/linear_attention.cc after the shared argument checks. Defined in kernels/cuda/linear_*.cu.
+// kernels/linear_attention.cc after the shared argument checks. Defined in kernels/cuda/linear_*.cu and distill.cu.
 #pragma once
 
 #include "kernels/attention.h"
@@ -11,5 +11,8 @@ Status LinearAttentionForward(const Launch& l, AttnDims d, const void* q, const 
 Status LinearAttentionBackward(const Launch& l, AttnDims d, const void* q, const void* k,
                                const void* v, const void* dout, void* dq, void* dk, void* dv,
                                const FeatureMap& fm, float* dwq, float* dwk, bool causal, float eps);
+
+Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, const FeatureMap& fm, float scale,
+                   float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats);
 
 }  // namespace scion::kernels::cuda

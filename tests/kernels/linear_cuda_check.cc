@@ -112,6 +112,49 @@ std::vector<Outcome> CudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F, bool 
   return out;
 }
 
+// Distillation: loss and statistics from bf16 φ (2^-9 relative) summed in fp32: ~1e-3; KL is a
+// difference of two O(1) terms, so 10x looser; dW as the backward above.
+constexpr double kDistillTol = 5e-3;
+
+std::vector<Outcome> DistillCudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F) {
+  if (!HaveCudaDevice()) return {Skip("no CUDA device")};
+  std::mt19937_64 rng(Seed() ^ (static_cast<uint64_t>(kind) * 7777 + d.N));
+  const MapSetup m = MakeMap(kind, d.H, d.D, rng, F);
+  const size_t n = static_cast<size_t>(d.B * d.H * d.N * d.D), bh = static_cast<size_t>(d.B * d.H);
+  const std::vector<float> q = RoundBF16(Random(n, rng)), k = RoundBF16(Random(n, rng));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d.D)), eps = 1e-6f;
+  DeviceBuffer wq, wk;
+  const kernels::FeatureMap dfm = DeviceMap(m, wq, wk);
+  DeviceBuffer dq_in = DeviceBuffer::Upload(q, Precision::kBF16), dk_in = DeviceBuffer::Upload(k, Precision::kBF16);
+  DeviceBuffer loss = DeviceBuffer::Poisoned(bh, Precision::kF32), kl = DeviceBuffer::Poisoned(bh, Precision::kF32),
+               ht = DeviceBuffer::Poisoned(bh, Precision::kF32), hs = DeviceBuffer::Poisoned(bh, Precision::kF32);
+  const bool learned = kernels::HasLearnedWeights(kind);
+  const size_t wn = m.wq.size();
+  DeviceBuffer gwq = DeviceBuffer::Upload(std::vector<float>(learned ? wn : 0, 0.0f), Precision::kF32);
+  DeviceBuffer gwk = DeviceBuffer::Upload(std::vector<float>(learned ? wn : 0, 0.0f), Precision::kF32);
+  kernels::Launch cuda{kernels::Backend::kCuda, kernels::DType::kBF16, nullptr};
+  const Status st = kernels::DistillLoss(cuda, d, dq_in.get(), dk_in.get(), dfm, scale, eps, loss.f32(),
+                                         learned ? gwq.f32() : nullptr, learned ? gwk.f32() : nullptr,
+                                         {kl.f32(), ht.f32(), hs.f32()});
+  if (st.code() == Status::Code::kUnimplemented) return {Skip("unsupported: " + st.message())};
+  if (!st.ok()) return {Outcome{false, 0, 0, "loss", st.ToString()}};
+  DeviceSync();
+  std::vector<float> rl(bh), rkl(bh), rht(bh), rhs(bh), rwq(learned ? wn : 0, 0.0f), rwk(rwq.size(), 0.0f);
+  if (!kernels::DistillLoss({}, d, q.data(), k.data(), m.fm, scale, eps, rl.data(), learned ? rwq.data() : nullptr,
+                            learned ? rwk.data() : nullptr, {rkl.data(), rht.data(), rhs.data()})
+           .ok())
+    return {Outcome{false, 0, 0, "loss", "CPU reference failed"}};
+  std::vector<Outcome> out = {Check("loss rel-L2 vs CPU", loss, bh, rl, kDistillTol),
+                              Check("KL rel-L2 vs CPU", kl, bh, rkl, 10 * kDistillTol),
+                              Check("teacher entropy vs CPU", ht, bh, rht, kDistillTol),
+                              Check("student entropy vs CPU", hs, bh, rhs, kDistillTol)};
+  if (learned) {
+    out.push_back(Check("dWq rel-L2 vs CPU", gwq, wn, rwq, kBackwardTol));
+    out.push_back(Check("dWk rel-L2 vs CPU", gwk, wn, rwk, kBackwardTol));
+  }
+  return out;
+}
+
 std::string Shape(AttnDims d, const char* map, bool causal) {
   return "B" + std::to_string(d.B) + " H" + std::to_string(d.H) + " N" + std::to_string(d.N) + " D" +
          std::to_string(d.D) + " " + map + (causal ? " causal" : " full");
@@ -140,6 +183,12 @@ void RegisterLinearCudaCases(std::vector<Case>& cases) {
         cases.push_back({backward ? "linear_bwd" : "linear_fwd", Shape(d, MapName(mc.kind), causal), "cuda-vs-cpu",
                          [=] { return CudaVsCpu(mc.kind, d, mc.F, causal, backward); }});
       }
+  for (FeatureMapKind kind : {FeatureMapKind::kHedgehog, FeatureMapKind::kHedgehogExp, FeatureMapKind::kEluPlus1,
+                              FeatureMapKind::kPerformer}) {
+    const AttnDims d{1, 2, 203, 64};  // 4 query blocks, the last one partial
+    cases.push_back({"distill", Shape(d, MapName(kind), true), "cuda-vs-cpu",
+                     [=] { return DistillCudaVsCpu(kind, d, kind == FeatureMapKind::kPerformer ? 32 : 64); }});
+  }
   // A single short segment (no state pass), and several heads and batches.
   for (bool backward : {false, true}) {
     const AttnDims d{2, 3, 77, 64};
