@@ -32,18 +32,18 @@ struct DistillArgs {
 };
 
 // Scores of one (query block, key block) tile: s (64, 64) into af, A = φq φkᵀ (64, 64) into
-// a_out. Ends with a barrier.
+// a_out, both fp32 with row stride kLda. Ends with a barrier.
 __device__ void TileScores(const Buffers& s, const Geometry& g, float* a_out) {
   const int warp = threadIdx.x / 32;
   for (int t = warp; t < 16; t += kWarps) {
     const int tm = t / 4, tn = t % 4;
     AccFrag acc;
     wmma::fill_fragment(acc, 0.0f);
-    MmaK<Row, Col>(acc, s.qr + tm * 16 * g.D, g.D, s.kr + tn * 16 * g.D, g.D, g.D / 16);
-    wmma::store_matrix_sync(s.af + tm * 16 * kChunk + tn * 16, acc, kChunk, wmma::mem_row_major);
+    MmaK<Row, Col>(acc, s.qr + tm * 16 * g.ldx, g.ldx, s.kr + tn * 16 * g.ldx, g.ldx, g.D / 16);
+    wmma::store_matrix_sync(s.af + tm * 16 * kLda + tn * 16, acc, kLda, wmma::mem_row_major);
     wmma::fill_fragment(acc, 0.0f);
-    MmaK<Row, Col>(acc, s.phq + tm * 16 * g.Fp, g.Fp, s.phk + tn * 16 * g.Fp, g.Fp, g.Fp / 16);
-    wmma::store_matrix_sync(a_out + tm * 16 * kChunk + tn * 16, acc, kChunk, wmma::mem_row_major);
+    MmaK<Row, Col>(acc, s.phq + tm * 16 * g.ldf, g.ldf, s.phk + tn * 16 * g.ldf, g.ldf, g.Fp / 16);
+    wmma::store_matrix_sync(a_out + tm * 16 * kLda + tn * 16, acc, kLda, wmma::mem_row_major);
   }
   __syncthreads();
 }
@@ -52,7 +52,7 @@ __device__ void LoadPhiBlock(const DistillArgs& a, const Buffers& s, bool query,
   const Geometry& g = a.g;
   const int row0 = block * kChunk;
   __syncthreads();
-  LoadChunk(query ? s.qr : s.kr, (query ? a.q : a.k) + seq, row0, g.N, g.D);
+  LoadChunk(query ? s.qr : s.kr, (query ? a.q : a.k) + seq, row0, g.N, g.D, g.ldx);
   __syncthreads();
   ComputePhi(g, query ? s.qr : s.kr, query ? s.wq : s.wk, query ? s.phq : s.phk, s.af, s.rows + 64, row0,
              query ? kChunk : min(kChunk, g.N - row0));
@@ -70,8 +70,9 @@ __global__ void __launch_bounds__(kThreads, 1) DistillQueryKernel(DistillArgs a,
   const size_t seq = static_cast<size_t>(bh) * N * D;
   float* a_tile = s.dphi;  // (64, 64) fp32 student weights during the passes
   if (g.F > 0) {
-    LoadWeights(s.wq, a.wq + static_cast<size_t>(head) * g.F * D, g.F * D);
-    LoadWeights(s.wk, (a.wk ? a.wk : a.wq) + static_cast<size_t>(head) * g.F * D, g.F * D);
+    const int cols = g.w_rows == D ? g.F : D;
+    LoadWeights(s.wq, a.wq + static_cast<size_t>(head) * g.F * D, g.w_rows, cols, g.ldw);
+    LoadWeights(s.wk, (a.wk ? a.wk : a.wq) + static_cast<size_t>(head) * g.F * D, g.w_rows, cols, g.ldw);
   }
   for (int i = threadIdx.x; i < 8 * kChunk; i += kThreads) st[i] = i < kChunk ? -INFINITY : 0.0f;
   LoadPhiBlock(a, s, true, qb, seq);
@@ -83,7 +84,7 @@ __global__ void __launch_bounds__(kThreads, 1) DistillQueryKernel(DistillArgs a,
       float mx = -INFINITY, lsum = 0;
       for (int c = lane; c < kChunk; c += 32) {
         const int j = kb * kChunk + c;
-        if (j <= row0 + r && j < N) { mx = fmaxf(mx, s.af[r * kChunk + c] * a.scale); lsum += a_tile[r * kChunk + c]; }
+        if (j <= row0 + r && j < N) { mx = fmaxf(mx, s.af[r * kLda + c] * a.scale); lsum += a_tile[r * kLda + c]; }
       }
       for (int o = 16; o > 0; o >>= 1) {
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
@@ -93,7 +94,7 @@ __global__ void __launch_bounds__(kThreads, 1) DistillQueryKernel(DistillArgs a,
       float e = 0;
       for (int c = lane; c < kChunk; c += 32) {
         const int j = kb * kChunk + c;
-        if (j <= row0 + r && j < N) e += __expf(s.af[r * kChunk + c] * a.scale - m_new);
+        if (j <= row0 + r && j < N) e += __expf(s.af[r * kLda + c] * a.scale - m_new);
       }
       for (int o = 16; o > 0; o >>= 1) e += __shfl_xor_sync(0xffffffffu, e, o);
       if (lane == 0 && m_new > -INFINITY) {
@@ -128,14 +129,14 @@ __global__ void __launch_bounds__(kThreads, 1) DistillQueryKernel(DistillArgs a,
         const int j = kb * kChunk + c;
         float grad = 0;
         if (j <= row0 + r && j < N) {
-          const float sc = s.af[r * kChunk + c] * a.scale, w = a_tile[r * kChunk + c];
+          const float sc = s.af[r * kLda + c] * a.scale, w = a_tile[r * kLda + c];
           const float t = __expf(sc - lse), log_w = __logf(fmaxf(w, kMinWeight));
           alog += t * log_w;
           as += t * sc;
           if (w > 0) hs -= (w / L) * (log_w - log_l);
           grad = (1.0f / L - (w > kMinWeight ? t / w : 0.0f)) * inv_n;
         }
-        s.ab[r * kChunk + c] = __float2bfloat16(grad);
+        s.ab[r * kLdc + c] = __float2bfloat16(grad);
       }
       for (int o = 16; o > 0; o >>= 1) {
         alog += __shfl_xor_sync(0xffffffffu, alog, o);
@@ -150,7 +151,7 @@ __global__ void __launch_bounds__(kThreads, 1) DistillQueryKernel(DistillArgs a,
       const int t = warp + i * kWarps;
       if (t < phi_tiles) {
         const int tm = t / (Fp / 16), tn = t % (Fp / 16);
-        MmaK<Row, Row>(dphi[i], s.ab + tm * 16 * kChunk, kChunk, s.phk + tn * 16, Fp, kChunk / 16);
+        MmaK<Row, Row>(dphi[i], s.ab + tm * 16 * kLdc, kLdc, s.phk + tn * 16, g.ldf, kChunk / 16);
       }
     }
   }
@@ -183,7 +184,8 @@ __global__ void __launch_bounds__(kThreads, 1) DistillQueryKernel(DistillArgs a,
   for (int i = 0; i < kMaxPhiTilesPerWarp; ++i) {
     const int t = warp + i * kWarps;
     if (t < phi_tiles)
-      wmma::store_matrix_sync(s.dphi + (t / (Fp / 16)) * 16 * Fp + (t % (Fp / 16)) * 16, dphi[i], Fp, wmma::mem_row_major);
+      wmma::store_matrix_sync(s.dphi + (t / (Fp / 16)) * 16 * g.ldp + (t % (Fp / 16)) * 16, dphi[i], g.ldp,
+                              wmma::mem_row_major);
   }
   __syncthreads();
   WeightGrad dw;
@@ -205,8 +207,9 @@ __global__ void __launch_bounds__(kThreads, 1) DistillKeyKernel(DistillArgs a, S
   const size_t seq = static_cast<size_t>(bh) * N * D;
   float* a_tile = s.dphi;
   if (g.F > 0) {
-    LoadWeights(s.wq, a.wq + static_cast<size_t>(head) * g.F * D, g.F * D);
-    LoadWeights(s.wk, (a.wk ? a.wk : a.wq) + static_cast<size_t>(head) * g.F * D, g.F * D);
+    const int cols = g.w_rows == D ? g.F : D;
+    LoadWeights(s.wq, a.wq + static_cast<size_t>(head) * g.F * D, g.w_rows, cols, g.ldw);
+    LoadWeights(s.wk, (a.wk ? a.wk : a.wq) + static_cast<size_t>(head) * g.F * D, g.w_rows, cols, g.ldw);
   }
   LoadPhiBlock(a, s, false, kb, seq);
   const int phi_tiles = 4 * (Fp / 16);
@@ -228,10 +231,10 @@ __global__ void __launch_bounds__(kThreads, 1) DistillKeyKernel(DistillArgs a, S
         const int i = row0 + r, j = kb * kChunk + c;
         float grad = 0;
         if (j <= i && i < N && j < N) {
-          const float w = a_tile[r * kChunk + c], t = __expf(s.af[r * kChunk + c] * a.scale - st[r]);
+          const float w = a_tile[r * kLda + c], t = __expf(s.af[r * kLda + c] * a.scale - st[r]);
           grad = (1.0f / st[kChunk + r] - (w > kMinWeight ? t / w : 0.0f)) * inv_n;
         }
-        s.ab[r * kChunk + c] = __float2bfloat16(grad);
+        s.ab[r * kLdc + c] = __float2bfloat16(grad);
       }
     __syncthreads();
 #pragma unroll
@@ -239,7 +242,7 @@ __global__ void __launch_bounds__(kThreads, 1) DistillKeyKernel(DistillArgs a, S
       const int t = warp + i * kWarps;
       if (t < phi_tiles) {
         const int tm = t / (Fp / 16), tn = t % (Fp / 16);
-        MmaK<Col, Row>(dphi[i], s.ab + tm * 16, kChunk, s.phq + tn * 16, Fp, kChunk / 16);
+        MmaK<Col, Row>(dphi[i], s.ab + tm * 16, kLdc, s.phq + tn * 16, g.ldf, kChunk / 16);
       }
     }
   }
@@ -248,7 +251,8 @@ __global__ void __launch_bounds__(kThreads, 1) DistillKeyKernel(DistillArgs a, S
   for (int i = 0; i < kMaxPhiTilesPerWarp; ++i) {
     const int t = warp + i * kWarps;
     if (t < phi_tiles)
-      wmma::store_matrix_sync(s.dphi + (t / (Fp / 16)) * 16 * Fp + (t % (Fp / 16)) * 16, dphi[i], Fp, wmma::mem_row_major);
+      wmma::store_matrix_sync(s.dphi + (t / (Fp / 16)) * 16 * g.ldp + (t % (Fp / 16)) * 16, dphi[i], g.ldp,
+                              wmma::mem_row_major);
   }
   __syncthreads();
   WeightGrad dw;

@@ -26,7 +26,7 @@ struct FwdArgs {
 __global__ void __launch_bounds__(kThreads, 1) LinearForwardKernel(FwdArgs a, SmemPlan p) {
   extern __shared__ __align__(128) unsigned char smem[];
   const Geometry& g = a.g;
-  const int D = g.D, Fp = g.Fp, N = g.N;
+  const int D = g.D, Fp = g.Fp, N = g.N, ldx = g.ldx, ldf = g.ldf, ldo = g.ldo;
   const int seg = blockIdx.x, bh = blockIdx.y, head = bh % g.H;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   bf16* sb = reinterpret_cast<bf16*>(smem + p.sb);
@@ -42,14 +42,14 @@ __global__ void __launch_bounds__(kThreads, 1) LinearForwardKernel(FwdArgs a, Sm
   bf16* wk = reinterpret_cast<bf16*>(smem + p.wk);
   float* stage = reinterpret_cast<float*>(smem + p.stage) + warp * 256;
   float* z = reinterpret_cast<float*>(smem + p.z);
-  float* rows = reinterpret_cast<float*>(smem + p.rows);  // [0,64) den, [64,128) scratch
+  float* rows = reinterpret_cast<float*>(smem + p.rows);  // [0,64) den, [64,128) φ scratch
   const size_t seq = static_cast<size_t>(bh) * N * D;
   const size_t state_off = (static_cast<size_t>(bh) * g.nseg + seg) * Fp * D;
   const size_t z_off = (static_cast<size_t>(bh) * g.nseg + seg) * Fp;
-  const bool learned = g.F > 0;
-  if (learned) {
-    LoadWeights(wq, a.wq + static_cast<size_t>(head) * g.F * D, g.F * D);
-    LoadWeights(wk, (a.wk ? a.wk : a.wq) + static_cast<size_t>(head) * g.F * D, g.F * D);
+  if (g.F > 0) {
+    const int cols = g.w_rows == D ? g.F : D;
+    LoadWeights(wq, a.wq + static_cast<size_t>(head) * g.F * D, g.w_rows, cols, g.ldw);
+    LoadWeights(wk, (a.wk ? a.wk : a.wq) + static_cast<size_t>(head) * g.F * D, g.w_rows, cols, g.ldw);
   }
   // The state S (Fp, D) in accumulators: warp w owns tiles w, w + 8, ...
   const int dt = D / 16, state_tiles = (Fp / 16) * dt;
@@ -63,91 +63,63 @@ __global__ void __launch_bounds__(kThreads, 1) LinearForwardKernel(FwdArgs a, Sm
                                wmma::mem_row_major);
       else
         wmma::fill_fragment(s_acc[i], 0.0f);
+      StoreAccBf16(s_acc[i], stage, sb + (t / dt) * 16 * ldx + (t % dt) * 16, ldx);
     }
   }
-  for (int f = threadIdx.x; f < Fp; f += kThreads)
-    z[f] = (a.has_prefix) ? a.zs[z_off + f] : 0.0f;
-#pragma unroll
-  for (int i = 0; i < kMaxTilesPerWarp; ++i) {
-    const int t = warp + i * kWarps;
-    if (t < state_tiles) StoreAccBf16(s_acc[i], stage, sb + (t / dt) * 16 * D + (t % dt) * 16, D);
-  }
+  for (int f = threadIdx.x; f < Fp; f += kThreads) z[f] = a.has_prefix ? a.zs[z_off + f] : 0.0f;
   const int c_end = min(g.nchunks, (seg + 1) * g.seg_chunks);
   for (int c = seg * g.seg_chunks; c < c_end; ++c) {
     const int row0 = c * kChunk, valid = min(kChunk, N - row0);
     __syncthreads();  // the previous chunk's readers of of/rows/sb are done
-    LoadChunk(qr, a.q + seq, row0, N, D);
-    LoadChunk(kr, a.k + seq, row0, N, D);
-    LoadChunk(vr, a.v + seq, row0, N, D);
+    LoadChunk(qr, a.q + seq, row0, N, D, ldx);
+    LoadChunk(kr, a.k + seq, row0, N, D, ldx);
+    LoadChunk(vr, a.v + seq, row0, N, D, ldx);
     __syncthreads();
     ComputePhi(g, kr, wk, phk, af, rows + 64, row0, valid);
-    {
-      ComputePhi(g, qr, wq, phq, af, rows + 64, row0, kChunk);
-      if (g.causal) {
-        // Intra-chunk scores A = φq φkᵀ (64, 64); tiles above the diagonal are all masked.
-        for (int t = warp; t < 16; t += kWarps) {
-          const int tm = t / 4, tn = t % 4;
-          AccFrag acc;
-          wmma::fill_fragment(acc, 0.0f);
-          if (tn <= tm)
-            for (int kk = 0; kk < Fp / 16; ++kk) {
-              wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
-              wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> fb;
-              wmma::load_matrix_sync(fa, phq + tm * 16 * Fp + kk * 16, Fp);
-              wmma::load_matrix_sync(fb, phk + tn * 16 * Fp + kk * 16, Fp);
-              wmma::mma_sync(acc, fa, fb, acc);
-            }
-          wmma::store_matrix_sync(af + tm * 16 * kChunk + tn * 16, acc, kChunk, wmma::mem_row_major);
-        }
-        __syncthreads();
-        // Mask, round to bf16 and sum the rounded weights (the normaliser sees exactly the
-        // weights the numerator uses).
-        for (int r = warp; r < kChunk; r += kWarps) {
-          float sum = 0;
-          for (int cc = lane; cc < kChunk; cc += 32) {
-            const bf16 w = __float2bfloat16(cc <= r ? af[r * kChunk + cc] : 0.0f);
-            ab[r * kChunk + cc] = w;
-            sum += __bfloat162float(w);
-          }
-          for (int s = 16; s > 0; s >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, s);
-          if (lane == 0) rows[r] = sum;
-        }
-        __syncthreads();
-      }
-      // Numerator (64, D) = A v + φq S, into of (fp32, over the raw q/k buffers).
-      const int out_tiles = 4 * dt;
-      for (int t = warp; t < out_tiles; t += kWarps) {
-        const int tm = t / dt, tn = t % dt;
+    ComputePhi(g, qr, wq, phq, af, rows + 64, row0, kChunk);
+    if (g.causal) {
+      // Intra-chunk scores A = φq φkᵀ (64, 64); tiles above the diagonal are all masked.
+      for (int t = warp; t < 16; t += kWarps) {
+        const int tm = t / 4, tn = t % 4;
         AccFrag acc;
         wmma::fill_fragment(acc, 0.0f);
-        if (g.causal)
-          for (int kk = 0; kk < kChunk / 16; ++kk) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> fb;
-            wmma::load_matrix_sync(fa, ab + tm * 16 * kChunk + kk * 16, kChunk);
-            wmma::load_matrix_sync(fb, vr + kk * 16 * D + tn * 16, D);
-            wmma::mma_sync(acc, fa, fb, acc);
-          }
-        for (int kk = 0; kk < Fp / 16; ++kk) {
-          wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
-          wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> fb;
-          wmma::load_matrix_sync(fa, phq + tm * 16 * Fp + kk * 16, Fp);
-          wmma::load_matrix_sync(fb, sb + kk * 16 * D + tn * 16, D);
-          wmma::mma_sync(acc, fa, fb, acc);
-        }
-        wmma::store_matrix_sync(of + tm * 16 * D + tn * 16, acc, D, wmma::mem_row_major);
-      }
-      // Denominator: intra-chunk row sum + φq·z (z still the state before this chunk).
-      for (int r = warp; r < kChunk; r += kWarps) {
-        float dot = 0;
-        for (int f = lane; f < Fp; f += 32) dot += __bfloat162float(phq[r * Fp + f]) * z[f];
-        for (int s = 16; s > 0; s >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, s);
-        if (lane == 0) rows[r] = (g.causal ? rows[r] : 0.0f) + dot + g.eps;
+        if (tn <= tm) MmaK<Row, Col>(acc, phq + tm * 16 * ldf, ldf, phk + tn * 16 * ldf, ldf, Fp / 16);
+        wmma::store_matrix_sync(af + tm * 16 * kLda + tn * 16, acc, kLda, wmma::mem_row_major);
       }
       __syncthreads();
-      for (int i = threadIdx.x; i < valid * D; i += kThreads)
-        a.o[seq + static_cast<size_t>(row0) * D + i] = __float2bfloat16(of[i] / rows[i / D]);
+      // Mask, round to bf16 and sum the rounded weights (the normaliser sees exactly the
+      // weights the numerator uses).
+      for (int r = warp; r < kChunk; r += kWarps) {
+        float sum = 0;
+        for (int cc = lane; cc < kChunk; cc += 32) {
+          const bf16 w = __float2bfloat16(cc <= r ? af[r * kLda + cc] : 0.0f);
+          ab[r * kLdc + cc] = w;
+          sum += __bfloat162float(w);
+        }
+        for (int s = 16; s > 0; s >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, s);
+        if (lane == 0) rows[r] = sum;
+      }
+      __syncthreads();
     }
+    // Numerator (64, D) = A v + φq S, into of (fp32, over the raw q/k buffers).
+    for (int t = warp; t < 4 * dt; t += kWarps) {
+      const int tm = t / dt, tn = t % dt;
+      AccFrag acc;
+      wmma::fill_fragment(acc, 0.0f);
+      if (g.causal) MmaK<Row, Row>(acc, ab + tm * 16 * kLdc, kLdc, vr + tn * 16, ldx, kChunk / 16);
+      MmaK<Row, Row>(acc, phq + tm * 16 * ldf, ldf, sb + tn * 16, ldx, Fp / 16);
+      wmma::store_matrix_sync(of + tm * 16 * ldo + tn * 16, acc, ldo, wmma::mem_row_major);
+    }
+    // Denominator: intra-chunk row sum + φq·z (z still the state before this chunk).
+    for (int r = warp; r < kChunk; r += kWarps) {
+      float dot = 0;
+      for (int f = lane; f < Fp; f += 32) dot += __bfloat162float(phq[r * ldf + f]) * z[f];
+      for (int s = 16; s > 0; s >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, s);
+      if (lane == 0) rows[r] = (g.causal ? rows[r] : 0.0f) + dot + g.eps;
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < valid * D; i += kThreads)
+      a.o[seq + static_cast<size_t>(row0) * D + i] = __float2bfloat16(of[(i / D) * ldo + i % D] / rows[i / D]);
     if (g.causal) {
       // S += φkᵀ v, z += Σ_rows φk. Readers of sb and z above finished at the last barrier.
 #pragma unroll
@@ -155,19 +127,13 @@ __global__ void __launch_bounds__(kThreads, 1) LinearForwardKernel(FwdArgs a, Sm
         const int t = warp + i * kWarps;
         if (t < state_tiles) {
           const int tf = t / dt, td = t % dt;
-          for (int kk = 0; kk < kChunk / 16; ++kk) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::col_major> fa;
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> fb;
-            wmma::load_matrix_sync(fa, phk + kk * 16 * Fp + tf * 16, Fp);
-            wmma::load_matrix_sync(fb, vr + kk * 16 * D + td * 16, D);
-            wmma::mma_sync(s_acc[i], fa, fb, s_acc[i]);
-          }
-          StoreAccBf16(s_acc[i], stage, sb + tf * 16 * D + td * 16, D);
+          MmaK<Col, Row>(s_acc[i], phk + tf * 16, ldf, vr + td * 16, ldx, kChunk / 16);
+          StoreAccBf16(s_acc[i], stage, sb + tf * 16 * ldx + td * 16, ldx);
         }
       }
       for (int f = threadIdx.x; f < Fp; f += kThreads) {
         float sum = 0;
-        for (int r = 0; r < kChunk; ++r) sum += __bfloat162float(phk[r * Fp + f]);
+        for (int r = 0; r < kChunk; ++r) sum += __bfloat162float(phk[r * ldf + f]);
         z[f] += sum;
       }
     }

@@ -44,7 +44,7 @@ __device__ void InitState(const BwdArgs& a, const Buffers& s, AccFrag (&acc)[kMa
         wmma::load_matrix_sync(acc[i], a.states + off + (t / dt) * 16 * g.D + (t % dt) * 16, g.D, wmma::mem_row_major);
       else
         wmma::fill_fragment(acc[i], 0.0f);
-      StoreAccBf16(acc[i], s.stage, s.sb + (t / dt) * 16 * g.D + (t % dt) * 16, g.D);
+      StoreAccBf16(acc[i], s.stage, s.sb + (t / dt) * 16 * g.ldx + (t % dt) * 16, g.ldx);
     }
   }
   const size_t zoff = (static_cast<size_t>(bh) * g.nseg + seg) * g.Fp;
@@ -61,19 +61,19 @@ __device__ void UpdateState(const Geometry& g, const Buffers& s, AccFrag (&acc)[
     const int t = warp + i * kWarps;
     if (t < tiles) {
       const int tf = t / dt, td = t % dt;
-      MmaK<Col, Row>(acc[i], phi + tf * 16, g.Fp, y + td * 16, g.D, kChunk / 16);
-      StoreAccBf16(acc[i], s.stage, s.sb + tf * 16 * g.D + td * 16, g.D);
+      MmaK<Col, Row>(acc[i], phi + tf * 16, g.ldf, y + td * 16, g.ldx, kChunk / 16);
+      StoreAccBf16(acc[i], s.stage, s.sb + tf * 16 * g.ldx + td * 16, g.ldx);
     }
   }
   for (int f = threadIdx.x; f < g.Fp; f += kThreads) {
     float sum = 0;
-    for (int r = 0; r < kChunk; ++r) sum += (rows_w ? rows_w[r] : 1.0f) * __bfloat162float(phi[r * g.Fp + f]);
+    for (int r = 0; r < kChunk; ++r) sum += (rows_w ? rows_w[r] : 1.0f) * __bfloat162float(phi[r * g.ldf + f]);
     s.z[f] += sum;
   }
 }
 
-// Scores (64, 64) = P Qᵀ-style product of two (64, Fp) or (64, D) operands into af, then masked
-// (j <= i) into out as bf16, adding add_row[i] to every kept entry when non-null.
+// Scores (64, 64) = left rightᵀ of two (64, ·) smem operands (row stride ld) into af, then masked
+// (j <= i) into out (ld kLdc) as bf16, adding add_row[i] to every kept entry when non-null.
 __device__ void MaskedScores(const bf16* left, const bf16* right, int ld, int ksteps, const Buffers& s, bf16* out,
                              const float* add_row) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -82,12 +82,12 @@ __device__ void MaskedScores(const bf16* left, const bf16* right, int ld, int ks
     AccFrag acc;
     wmma::fill_fragment(acc, 0.0f);
     if (tn <= tm) MmaK<Row, Col>(acc, left + tm * 16 * ld, ld, right + tn * 16 * ld, ld, ksteps);
-    wmma::store_matrix_sync(s.af + tm * 16 * kChunk + tn * 16, acc, kChunk, wmma::mem_row_major);
+    wmma::store_matrix_sync(s.af + tm * 16 * kLda + tn * 16, acc, kLda, wmma::mem_row_major);
   }
   __syncthreads();
   for (int r = warp; r < kChunk; r += kWarps)
     for (int c = lane; c < kChunk; c += 32)
-      out[r * kChunk + c] = __float2bfloat16(c <= r ? s.af[r * kChunk + c] + (add_row ? add_row[r] : 0.0f) : 0.0f);
+      out[r * kLdc + c] = __float2bfloat16(c <= r ? s.af[r * kLda + c] + (add_row ? add_row[r] : 0.0f) : 0.0f);
   __syncthreads();
 }
 
@@ -95,13 +95,14 @@ __global__ void __launch_bounds__(kThreads, 1) QuerySweepKernel(BwdArgs a, SmemP
   extern __shared__ __align__(128) unsigned char smem[];
   const Buffers s = Carve(smem, p);
   const Geometry& g = a.g;
-  const int D = g.D, Fp = g.Fp, N = g.N, dt = D / 16;
+  const int D = g.D, Fp = g.Fp, N = g.N, dt = D / 16, ldx = g.ldx, ldf = g.ldf, ldp = g.ldp, ldo = g.ldo;
   const int seg = blockIdx.x, bh = blockIdx.y, head = bh % g.H;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const size_t seq = static_cast<size_t>(bh) * N * D;
   if (g.F > 0) {
-    LoadWeights(s.wq, a.wq + static_cast<size_t>(head) * g.F * D, g.F * D);
-    LoadWeights(s.wk, (a.wk ? a.wk : a.wq) + static_cast<size_t>(head) * g.F * D, g.F * D);
+    const int cols = g.w_rows == D ? g.F : D;
+    LoadWeights(s.wq, a.wq + static_cast<size_t>(head) * g.F * D, g.w_rows, cols, g.ldw);
+    LoadWeights(s.wk, (a.wk ? a.wk : a.wq) + static_cast<size_t>(head) * g.F * D, g.w_rows, cols, g.ldw);
   }
   AccFrag st[kMaxTilesPerWarp];
   InitState(a, s, st, bh, seg);
@@ -110,32 +111,32 @@ __global__ void __launch_bounds__(kThreads, 1) QuerySweepKernel(BwdArgs a, SmemP
   for (int i = 0; i < kMaxWeightTilesPerWarp; ++i) wmma::fill_fragment(dw[i], 0.0f);
   float* den = s.rows;        // [0, 64)
   float* e = s.rows + 128;    // [128, 192)
-  float* of = s.dphi;         // (64, D) numerator, before dphi is needed
+  float* of = s.dphi;         // (64, D) numerator (ld ldo), before dphi is needed
   const int c_end = min(g.nchunks, (seg + 1) * g.seg_chunks);
   for (int c = seg * g.seg_chunks; c < c_end; ++c) {
     const int row0 = c * kChunk, valid = min(kChunk, N - row0);
     __syncthreads();
-    LoadChunk(s.qr, a.q + seq, row0, N, D);
-    LoadChunk(s.kr, a.k + seq, row0, N, D);
-    LoadChunk(s.vr, a.v + seq, row0, N, D);
-    LoadChunk(s.gr, a.dout + seq, row0, N, D);
+    LoadChunk(s.qr, a.q + seq, row0, N, D, ldx);
+    LoadChunk(s.kr, a.k + seq, row0, N, D, ldx);
+    LoadChunk(s.vr, a.v + seq, row0, N, D, ldx);
+    LoadChunk(s.gr, a.dout + seq, row0, N, D, ldx);
     __syncthreads();
     ComputePhi(g, s.kr, s.wk, s.phk, s.af, s.rows + 64, row0, valid);
     ComputePhi(g, s.qr, s.wq, s.phq, s.af, s.rows + 64, row0, kChunk);
-    if (g.causal) MaskedScores(s.phq, s.phk, Fp, Fp / 16, s, s.ab, nullptr);
+    if (g.causal) MaskedScores(s.phq, s.phk, ldf, Fp / 16, s, s.ab, nullptr);
     for (int t = warp; t < 4 * dt; t += kWarps) {
       const int tm = t / dt, tn = t % dt;
       AccFrag acc;
       wmma::fill_fragment(acc, 0.0f);
-      if (g.causal) MmaK<Row, Row>(acc, s.ab + tm * 16 * kChunk, kChunk, s.vr + tn * 16, D, kChunk / 16);
-      MmaK<Row, Row>(acc, s.phq + tm * 16 * Fp, Fp, s.sb + tn * 16, D, Fp / 16);
-      wmma::store_matrix_sync(of + tm * 16 * D + tn * 16, acc, D, wmma::mem_row_major);
+      if (g.causal) MmaK<Row, Row>(acc, s.ab + tm * 16 * kLdc, kLdc, s.vr + tn * 16, ldx, kChunk / 16);
+      MmaK<Row, Row>(acc, s.phq + tm * 16 * ldf, ldf, s.sb + tn * 16, ldx, Fp / 16);
+      wmma::store_matrix_sync(of + tm * 16 * ldo + tn * 16, acc, ldo, wmma::mem_row_major);
     }
     for (int r = warp; r < kChunk; r += kWarps) {
       float dot = 0, intra = 0;
-      for (int f = lane; f < Fp; f += 32) dot += __bfloat162float(s.phq[r * Fp + f]) * s.z[f];
+      for (int f = lane; f < Fp; f += 32) dot += __bfloat162float(s.phq[r * ldf + f]) * s.z[f];
       if (g.causal)
-        for (int cc = lane; cc < kChunk; cc += 32) intra += __bfloat162float(s.ab[r * kChunk + cc]);
+        for (int cc = lane; cc < kChunk; cc += 32) intra += __bfloat162float(s.ab[r * kLdc + cc]);
       for (int o = 16; o > 0; o >>= 1) {
         dot += __shfl_xor_sync(0xffffffffu, dot, o);
         intra += __shfl_xor_sync(0xffffffffu, intra, o);
@@ -146,7 +147,7 @@ __global__ void __launch_bounds__(kThreads, 1) QuerySweepKernel(BwdArgs a, SmemP
     // e_r = −(dy_r·y_r)/den_r with y = numerator/den; then G = dy/den in place of dy.
     for (int r = warp; r < kChunk; r += kWarps) {
       float dot = 0;
-      for (int cc = lane; cc < D; cc += 32) dot += __bfloat162float(s.gr[r * D + cc]) * of[r * D + cc];
+      for (int cc = lane; cc < D; cc += 32) dot += __bfloat162float(s.gr[r * ldx + cc]) * of[r * ldo + cc];
       for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
       const float er = r < valid ? -dot / (den[r] * den[r]) : 0.0f;
       if (lane == 0) {
@@ -157,20 +158,20 @@ __global__ void __launch_bounds__(kThreads, 1) QuerySweepKernel(BwdArgs a, SmemP
         }
       }
       for (int cc = lane; cc < D; cc += 32)
-        s.gr[r * D + cc] = __float2bfloat16(r < valid ? __bfloat162float(s.gr[r * D + cc]) / den[r] : 0.0f);
+        s.gr[r * ldx + cc] = __float2bfloat16(r < valid ? __bfloat162float(s.gr[r * ldx + cc]) / den[r] : 0.0f);
     }
     __syncthreads();
-    if (g.causal) MaskedScores(s.gr, s.vr, D, dt, s, s.dab, e);
+    if (g.causal) MaskedScores(s.gr, s.vr, ldx, dt, s, s.dab, e);
     for (int t = warp; t < 4 * (Fp / 16); t += kWarps) {
       const int tm = t / (Fp / 16), tn = t % (Fp / 16);
       AccFrag acc;
       wmma::fill_fragment(acc, 0.0f);
-      if (g.causal) MmaK<Row, Row>(acc, s.dab + tm * 16 * kChunk, kChunk, s.phk + tn * 16, Fp, kChunk / 16);
-      MmaK<Row, Col>(acc, s.gr + tm * 16 * D, D, s.sb + tn * 16 * D, D, dt);
-      wmma::store_matrix_sync(s.dphi + tm * 16 * Fp + tn * 16, acc, Fp, wmma::mem_row_major);
+      if (g.causal) MmaK<Row, Row>(acc, s.dab + tm * 16 * kLdc, kLdc, s.phk + tn * 16, ldf, kChunk / 16);
+      MmaK<Row, Col>(acc, s.gr + tm * 16 * ldx, ldx, s.sb + tn * 16 * ldx, ldx, dt);
+      wmma::store_matrix_sync(s.dphi + tm * 16 * ldp + tn * 16, acc, ldp, wmma::mem_row_major);
     }
     __syncthreads();
-    for (int i = threadIdx.x; i < kChunk * Fp; i += kThreads) s.dphi[i] += e[i / Fp] * s.z[i % Fp];
+    for (int i = threadIdx.x; i < kChunk * Fp; i += kThreads) s.dphi[(i / Fp) * ldp + i % Fp] += e[i / Fp] * s.z[i % Fp];
     __syncthreads();
     PhiBackward(g, s, s.qr, s.wq, s.phq, a.dq + seq, row0, valid, dw);
     if (g.causal) UpdateState(g, s, st, s.phk, s.vr, nullptr);
@@ -182,13 +183,14 @@ __global__ void __launch_bounds__(kThreads, 1) KeySweepKernel(BwdArgs a, SmemPla
   extern __shared__ __align__(128) unsigned char smem[];
   const Buffers s = Carve(smem, p);
   const Geometry& g = a.g;
-  const int D = g.D, Fp = g.Fp, N = g.N, dt = D / 16;
+  const int D = g.D, Fp = g.Fp, N = g.N, dt = D / 16, ldx = g.ldx, ldf = g.ldf, ldp = g.ldp;
   const int seg = blockIdx.x, bh = blockIdx.y, head = bh % g.H;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const size_t seq = static_cast<size_t>(bh) * N * D;
   if (g.F > 0) {
-    LoadWeights(s.wq, a.wq + static_cast<size_t>(head) * g.F * D, g.F * D);
-    LoadWeights(s.wk, (a.wk ? a.wk : a.wq) + static_cast<size_t>(head) * g.F * D, g.F * D);
+    const int cols = g.w_rows == D ? g.F : D;
+    LoadWeights(s.wq, a.wq + static_cast<size_t>(head) * g.F * D, g.w_rows, cols, g.ldw);
+    LoadWeights(s.wk, (a.wk ? a.wk : a.wq) + static_cast<size_t>(head) * g.F * D, g.w_rows, cols, g.ldw);
   }
   AccFrag rt[kMaxTilesPerWarp];  // R (Fp, D); its bf16 copy in sb, r in z
   InitState(a, s, rt, bh, seg);
@@ -200,30 +202,32 @@ __global__ void __launch_bounds__(kThreads, 1) KeySweepKernel(BwdArgs a, SmemPla
   for (int c = c_end - 1; c >= c_begin; --c) {
     const int row0 = c * kChunk, valid = min(kChunk, N - row0);
     __syncthreads();
-    LoadChunk(s.qr, a.q + seq, row0, N, D);
-    LoadChunk(s.kr, a.k + seq, row0, N, D);
-    LoadChunk(s.vr, a.v + seq, row0, N, D);
-    LoadChunk(s.gr, a.dout + seq, row0, N, D);
+    LoadChunk(s.qr, a.q + seq, row0, N, D, ldx);
+    LoadChunk(s.kr, a.k + seq, row0, N, D, ldx);
+    LoadChunk(s.vr, a.v + seq, row0, N, D, ldx);
+    LoadChunk(s.gr, a.dout + seq, row0, N, D, ldx);
     for (int r = threadIdx.x; r < kChunk; r += kThreads) {
       s.rows[r] = r < valid ? a.den[static_cast<size_t>(bh) * N + row0 + r] : 1.0f;
       e[r] = r < valid ? a.e[static_cast<size_t>(bh) * N + row0 + r] : 0.0f;
     }
     __syncthreads();
-    for (int i = threadIdx.x; i < kChunk * D; i += kThreads)
-      s.gr[i] = __float2bfloat16(__bfloat162float(s.gr[i]) / s.rows[i / D]);
+    for (int i = threadIdx.x; i < kChunk * D; i += kThreads) {
+      bf16& gv = s.gr[(i / D) * ldx + i % D];
+      gv = __float2bfloat16(__bfloat162float(gv) / s.rows[i / D]);
+    }
     ComputePhi(g, s.kr, s.wk, s.phk, s.af, s.rows + 64, row0, valid);
     ComputePhi(g, s.qr, s.wq, s.phq, s.af, s.rows + 64, row0, kChunk);
     if (g.causal) {
-      MaskedScores(s.phq, s.phk, Fp, Fp / 16, s, s.ab, nullptr);
-      MaskedScores(s.gr, s.vr, D, dt, s, s.dab, e);
+      MaskedScores(s.phq, s.phk, ldf, Fp / 16, s, s.ab, nullptr);
+      MaskedScores(s.gr, s.vr, ldx, dt, s, s.dab, e);
     }
     // dV = Aᵀ G + φK R -> global.
     for (int t = warp; t < 4 * dt; t += kWarps) {
       const int tm = t / dt, tn = t % dt;
       AccFrag acc;
       wmma::fill_fragment(acc, 0.0f);
-      if (g.causal) MmaK<Col, Row>(acc, s.ab + tm * 16, kChunk, s.gr + tn * 16, D, kChunk / 16);
-      MmaK<Row, Row>(acc, s.phk + tm * 16 * Fp, Fp, s.sb + tn * 16, D, Fp / 16);
+      if (g.causal) MmaK<Col, Row>(acc, s.ab + tm * 16, kLdc, s.gr + tn * 16, ldx, kChunk / 16);
+      MmaK<Row, Row>(acc, s.phk + tm * 16 * ldf, ldf, s.sb + tn * 16, ldx, Fp / 16);
       wmma::store_matrix_sync(s.stage, acc, 16, wmma::mem_row_major);
       __syncwarp();
       for (int i = lane; i < 256; i += 32) {
@@ -237,12 +241,12 @@ __global__ void __launch_bounds__(kThreads, 1) KeySweepKernel(BwdArgs a, SmemPla
       const int tm = t / (Fp / 16), tn = t % (Fp / 16);
       AccFrag acc;
       wmma::fill_fragment(acc, 0.0f);
-      if (g.causal) MmaK<Col, Row>(acc, s.dab + tm * 16, kChunk, s.phq + tn * 16, Fp, kChunk / 16);
-      MmaK<Row, Col>(acc, s.vr + tm * 16 * D, D, s.sb + tn * 16 * D, D, dt);
-      wmma::store_matrix_sync(s.dphi + tm * 16 * Fp + tn * 16, acc, Fp, wmma::mem_row_major);
+      if (g.causal) MmaK<Col, Row>(acc, s.dab + tm * 16, kLdc, s.phq + tn * 16, ldf, kChunk / 16);
+      MmaK<Row, Col>(acc, s.vr + tm * 16 * ldx, ldx, s.sb + tn * 16 * ldx, ldx, dt);
+      wmma::store_matrix_sync(s.dphi + tm * 16 * ldp + tn * 16, acc, ldp, wmma::mem_row_major);
     }
     __syncthreads();
-    for (int i = threadIdx.x; i < kChunk * Fp; i += kThreads) s.dphi[i] += s.z[i % Fp];
+    for (int i = threadIdx.x; i < kChunk * Fp; i += kThreads) s.dphi[(i / Fp) * ldp + i % Fp] += s.z[i % Fp];
     __syncthreads();
     PhiBackward(g, s, s.kr, s.wk, s.phk, a.dk + seq, row0, valid, dw);
     if (g.causal) UpdateState(g, s, rt, s.phq, s.gr, e);

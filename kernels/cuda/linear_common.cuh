@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 #include <mma.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -40,7 +41,14 @@ struct Geometry {
   int nchunks = 0, seg_chunks = 0, nseg = 0;
   float eps = 0;
   bool causal = true;
+  // Shared-memory row strides (elements), padded by 16 bytes so the 16 rows of a tensor-core
+  // fragment fall in different banks: raw rows and the state (D wide), φ rows (Fp wide), map
+  // weights (F or D wide), fp32 (64, D) and (64, Fp) scratch.
+  int ldx = 0, ldf = 0, ldw = 0, ldo = 0, ldp = 0;
+  int w_rows = 0;  // rows of the (w_rows, ldw) weight tile: D for Hedgehog, F for Performer
 };
+constexpr int kLdc = kChunk + 8;  // bf16 (64, 64) tiles
+constexpr int kLda = kChunk + 4;  // fp32 (64, 64) tiles, and φ's (64, F <= 64) pre-activation
 
 // Byte offsets into dynamic shared memory; every region starts 128-byte aligned.
 struct SmemPlan {
@@ -53,7 +61,7 @@ struct SmemPlan {
   int gr = 0;      // (64, D) bf16 dout (backward only)
   int af = 0;      // (64, 64) fp32 scores; also φ's (64, F) pre-activation u
   int ab = 0;      // (64, 64) bf16 masked scores
-  int wq = 0;      // (D, F) or (F, D) bf16 map weights for q
+  int wq = 0;      // (D, F) or (F, D) bf16 map weights for q: high part, then the low part
   int wk = 0;      // for k
   int stage = 0;   // kWarps × (16, 16) fp32: accumulator -> bf16 conversion
   int z = 0;       // (Fp) fp32 running normaliser state
@@ -71,82 +79,74 @@ inline SmemPlan PlanSmem(const Geometry& g, bool backward) {
   SmemPlan p;
   int off = 0;
   auto take = [&](int bytes) { const int at = off; off += Align128(bytes); return at; };
-  p.sb = take(g.Fp * g.D * 2);
-  p.phq = take(kChunk * g.Fp * 2);
-  p.phk = take(kChunk * g.Fp * 2);
-  p.qr = take(kChunk * g.D * 2);
-  p.kr = take(kChunk * g.D * 2);
-  p.vr = take(kChunk * g.D * 2);
-  p.gr = backward ? take(kChunk * g.D * 2) : off;
-  p.af = take(kChunk * kChunk * 4);
-  p.ab = take(kChunk * kChunk * 2);
-  const int wbytes = g.F * g.D * 2;
+  p.sb = take(g.Fp * g.ldx * 2);
+  p.phq = take(kChunk * g.ldf * 2);
+  p.phk = take(kChunk * g.ldf * 2);
+  p.qr = take(kChunk * g.ldx * 2);
+  p.kr = take(kChunk * g.ldx * 2);
+  p.vr = take(kChunk * g.ldx * 2);
+  p.gr = backward ? take(kChunk * g.ldx * 2) : off;
+  p.af = take(kChunk * kLda * 4);
+  p.ab = take(kChunk * kLdc * 2);
+  const int wbytes = 2 * g.w_rows * g.ldw * 2;
   p.wq = take(wbytes);
   p.wk = take(wbytes);
   p.stage = take(kWarps * 256 * 4);
   p.z = take(g.Fp * 4);
   p.rows = take(4 * kChunk * 4);
   if (backward) {
-    p.dab = take(kChunk * kChunk * 2);
-    p.dphi = take(kChunk * (g.Fp > g.D ? g.Fp : g.D) * 4);
-    p.ub = take(kChunk * g.F * 2);
+    p.dab = take(kChunk * kLdc * 2);
+    p.dphi = take(kChunk * std::max(std::max(g.ldp, g.ldo), kLda) * 4);  // also a (64, 64) fp32 tile
+    p.ub = take(kChunk * (g.F + 8) * 2);
     p.stats = take(8 * kChunk * 4);
   }
   p.total = off;
   return p;
 }
 
-// Copies rows [row0, row0 + 64) of a (N, D) bf16 matrix into smem, zero rows past N.
-__device__ inline void LoadChunk(bf16* dst, const bf16* src, int row0, int N, int D) {
+// Copies rows [row0, row0 + 64) of a (N, D) bf16 matrix into smem (row stride ld), zero rows
+// past N.
+__device__ inline void LoadChunk(bf16* dst, const bf16* src, int row0, int N, int D, int ld) {
   const int vec_per_row = D / 8;
   for (int i = threadIdx.x; i < kChunk * vec_per_row; i += kThreads) {
     const int r = i / vec_per_row, c = i % vec_per_row;
     uint4 val = make_uint4(0, 0, 0, 0);
     if (row0 + r < N) val = reinterpret_cast<const uint4*>(src + static_cast<size_t>(row0 + r) * D)[c];
-    reinterpret_cast<uint4*>(dst + r * D)[c] = val;
+    reinterpret_cast<uint4*>(dst + r * ld)[c] = val;
   }
 }
 
-// Head weights (fp32 global) -> bf16 smem, same layout.
-__device__ inline void LoadWeights(bf16* dst, const float* src, int count) {
-  for (int i = threadIdx.x; i < count; i += kThreads) dst[i] = __float2bfloat16(src[i]);
+// Head weights (fp32 global, (rows, cols)) -> smem as two bf16 tiles with row stride ld: the
+// rounded value and the rounding remainder, so x·W_hi + x·W_lo keeps ~16 bits of W (the exp
+// variant's argmax and Performer's exponent are sensitive to W's rounding).
+__device__ inline void LoadWeights(bf16* dst, const float* src, int rows, int cols, int ld) {
+  for (int i = threadIdx.x; i < rows * cols; i += kThreads) {
+    const int r = i / cols, c = i % cols;
+    const bf16 hi = __float2bfloat16(src[i]);
+    dst[r * ld + c] = hi;
+    dst[rows * ld + r * ld + c] = __float2bfloat16(src[i] - __bfloat162float(hi));
+  }
 }
 
-// φ of the 64 rows in x (smem, (64, D)) into phi ((64, Fp), zero-padded). u: (64, F) fp32 scratch.
-// zero_from: rows at or past it get φ = 0 (keys past N must not enter the state). Contains
-// __syncthreads: every thread of the block must call it.
+// u = x W (Hedgehog, W (D, F)) or x Ωᵀ (Performer, Ω (F, D)) into u ((64, F) fp32, ld kLda), with
+// W in its high and low bf16 parts. Per warp; callers synchronise.
+__device__ inline void ProjectRows(const Geometry& g, const bf16* x, const bf16* w, float* u);
+
+// φ of the 64 rows in x (smem, (64, D), ld ldx) into phi ((64, Fp), ld ldf, zero-padded). u:
+// (64, F) fp32 scratch (ld kLda). zero_from: rows at or past it get φ = 0 (keys past N must not
+// enter the state). Contains __syncthreads: every thread of the block must call it.
 __device__ inline void ComputePhi(const Geometry& g, const bf16* x, const bf16* w, bf16* phi, float* u,
                                   float* row_scalar, int row0, int zero_from) {
-  const int D = g.D, Fp = g.Fp, F = g.F;
+  const int D = g.D, Fp = g.Fp, F = g.F, ldx = g.ldx, ldf = g.ldf;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const auto kind = static_cast<FeatureMapKind>(g.kind);
   if (kind == FeatureMapKind::kHedgehog || kind == FeatureMapKind::kHedgehogExp ||
       kind == FeatureMapKind::kPerformer) {
-    // u = x W (Hedgehog, W (D, F)) or x Ωᵀ (Performer, Ω (F, D)): (64, F), tiles 4 × F/16.
-    const int tiles = 4 * (F / 16);
-    for (int t = warp; t < tiles; t += kWarps) {
-      const int tm = t / (F / 16), tn = t % (F / 16);
-      AccFrag acc;
-      wmma::fill_fragment(acc, 0.0f);
-      for (int kk = 0; kk < D / 16; ++kk) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
-        wmma::load_matrix_sync(fa, x + tm * 16 * D + kk * 16, D);
-        if (kind == FeatureMapKind::kPerformer) {
-          wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> fb;
-          wmma::load_matrix_sync(fb, w + tn * 16 * D + kk * 16, D);
-          wmma::mma_sync(acc, fa, fb, acc);
-        } else {
-          wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> fb;
-          wmma::load_matrix_sync(fb, w + kk * 16 * F + tn * 16, F);
-          wmma::mma_sync(acc, fa, fb, acc);
-        }
-      }
-      wmma::store_matrix_sync(u + tm * 16 * F + tn * 16, acc, F, wmma::mem_row_major);
-    }
+    ProjectRows(g, x, w, u);
     if (kind == FeatureMapKind::kPerformer) {
       for (int r = warp; r < kChunk; r += kWarps) {
         float sq = 0;
-        for (int c = lane; c < D; c += 32) { const float v = __bfloat162float(x[r * D + c]); sq += v * v; }
+        for (int c = lane; c < D; c += 32) { const float v = __bfloat162float(x[r * ldx + c]); sq += v * v; }
         for (int s = 16; s > 0; s >>= 1) sq += __shfl_xor_sync(0xffffffffu, sq, s);
         if (lane == 0) row_scalar[r] = sq;
       }
@@ -157,20 +157,21 @@ __device__ inline void ComputePhi(const Geometry& g, const bf16* x, const bf16* 
       for (int i = threadIdx.x; i < kChunk * Fp; i += kThreads) {
         const int r = i / Fp, c = i % Fp;
         float val = 0;
-        if (c < F && r < zero_from) val = __expf(u[r * F + c] * s - 0.5f * row_scalar[r] * s * s) * norm;
-        phi[i] = __float2bfloat16(val);
+        if (c < F && r < zero_from) val = __expf(u[r * kLda + c] * s - 0.5f * row_scalar[r] * s * s) * norm;
+        phi[r * ldf + c] = __float2bfloat16(val);
       }
     } else {
       const bool normalise = kind == FeatureMapKind::kHedgehog;
       for (int r = warp; r < kChunk; r += kWarps) {
+        const float* ur = u + r * kLda;
         float hi = -INFINITY, lo = INFINITY;
-        for (int c = lane; c < F; c += 32) { hi = fmaxf(hi, u[r * F + c]); lo = fminf(lo, u[r * F + c]); }
+        for (int c = lane; c < F; c += 32) { hi = fmaxf(hi, ur[c]); lo = fminf(lo, ur[c]); }
         for (int s = 16; s > 0; s >>= 1) {
           hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, s));
           lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, s));
         }
         float sp = 0, sn = 0;
-        for (int c = lane; c < F; c += 32) { sp += __expf(u[r * F + c] - hi); sn += __expf(lo - u[r * F + c]); }
+        for (int c = lane; c < F; c += 32) { sp += __expf(ur[c] - hi); sn += __expf(lo - ur[c]); }
         for (int s = 16; s > 0; s >>= 1) {
           sp += __shfl_xor_sync(0xffffffffu, sp, s);
           sn += __shfl_xor_sync(0xffffffffu, sn, s);
@@ -178,17 +179,17 @@ __device__ inline void ComputePhi(const Geometry& g, const bf16* x, const bf16* 
         const float ip = normalise ? 1.0f / sp : 1.0f, in = normalise ? 1.0f / sn : 1.0f;
         const bool live = r < zero_from;
         for (int c = lane; c < F; c += 32) {
-          phi[r * Fp + c] = __float2bfloat16(live ? __expf(u[r * F + c] - hi) * ip : 0.0f);
-          phi[r * Fp + F + c] = __float2bfloat16(live ? __expf(lo - u[r * F + c]) * in : 0.0f);
+          phi[r * ldf + c] = __float2bfloat16(live ? __expf(ur[c] - hi) * ip : 0.0f);
+          phi[r * ldf + F + c] = __float2bfloat16(live ? __expf(lo - ur[c]) * in : 0.0f);
         }
-        for (int c = 2 * F + lane; c < Fp; c += 32) phi[r * Fp + c] = __float2bfloat16(0.0f);
+        for (int c = 2 * F + lane; c < Fp; c += 32) phi[r * ldf + c] = __float2bfloat16(0.0f);
       }
     }
   } else {
     const float s1 = rsqrtf(sqrtf(static_cast<float>(D))), s2 = rsqrtf(2.0f * D);
     for (int i = threadIdx.x; i < kChunk * Fp; i += kThreads) {
       const int r = i / Fp, c = i % Fp;
-      const bf16* xr = x + r * D;
+      const bf16* xr = x + r * ldx;
       float val = 0;
       if (r < zero_from) {
         switch (kind) {
@@ -216,7 +217,7 @@ __device__ inline void ComputePhi(const Geometry& g, const bf16* x, const bf16* 
           default: break;
         }
       }
-      phi[i] = __float2bfloat16(val);
+      phi[r * ldf + c] = __float2bfloat16(val);
     }
   }
   __syncthreads();
@@ -239,6 +240,26 @@ __device__ inline void MmaK(AccFrag& acc, const bf16* a, int lda, const bf16* b,
 }
 using Row = wmma::row_major;
 using Col = wmma::col_major;
+
+__device__ inline void ProjectRows(const Geometry& g, const bf16* x, const bf16* w, float* u) {
+  const int F = g.F, ft = F / 16, warp = threadIdx.x / 32;
+  const bf16* w_lo = w + g.w_rows * g.ldw;
+  const bool performer = static_cast<FeatureMapKind>(g.kind) == FeatureMapKind::kPerformer;
+  for (int t = warp; t < 4 * ft; t += kWarps) {
+    const int tm = t / ft, tn = t % ft;
+    AccFrag acc;
+    wmma::fill_fragment(acc, 0.0f);
+    const bf16* xa = x + tm * 16 * g.ldx;
+    if (performer) {  // Ωᵀ: Ω (F, D) read column-major
+      MmaK<Row, Col>(acc, xa, g.ldx, w + tn * 16 * g.ldw, g.ldw, g.D / 16);
+      MmaK<Row, Col>(acc, xa, g.ldx, w_lo + tn * 16 * g.ldw, g.ldw, g.D / 16);
+    } else {
+      MmaK<Row, Row>(acc, xa, g.ldx, w + tn * 16, g.ldw, g.D / 16);
+      MmaK<Row, Row>(acc, xa, g.ldx, w_lo + tn * 16, g.ldw, g.D / 16);
+    }
+    wmma::store_matrix_sync(u + tm * 16 * kLda + tn * 16, acc, kLda, wmma::mem_row_major);
+  }
+}
 
 // Per-warp: accumulator tile -> bf16 at dst (row stride ld), through the warp's fp32 stage.
 __device__ inline void StoreAccBf16(const AccFrag& acc, float* stage, bf16* dst, int ld) {

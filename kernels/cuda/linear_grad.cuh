@@ -21,61 +21,77 @@ __device__ inline Buffers Carve(unsigned char* smem, const SmemPlan& p) {
           b(p.ub), f(p.af), f(p.stage) + (threadIdx.x / 32) * 256, f(p.z), f(p.rows), f(p.dphi)};
 }
 
-// ∂φ (dphi, (64, Fp) fp32) -> dx rows < valid (bf16 global, row stride D; skipped when dx is
-// null) and, for learned maps, dW += xᵀ ∂u. x raw (64, D), phi and w in smem. Contains barriers.
+// ∂φ (dphi, (64, Fp) fp32, ld ldp) -> dx rows < valid (bf16 global, row stride D; skipped when dx
+// is null) and, for learned maps, dW += xᵀ ∂u. x raw (64, D, ld ldx), phi (ld ldf) and w (high and
+// low parts) in smem; af is scratch. Contains barriers.
 __device__ inline void PhiBackward(const Geometry& g, const Buffers& s, const bf16* x, const bf16* w, const bf16* phi,
-                            bf16* dx, int row0, int valid, WeightGrad& dw) {
-  const int D = g.D, Fp = g.Fp, F = g.F;
+                                   bf16* dx, int row0, int valid, WeightGrad& dw) {
+  const int D = g.D, F = g.F, ldx = g.ldx, ldf = g.ldf, ldp = g.ldp, ldu = F + 8;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const auto kind = static_cast<FeatureMapKind>(g.kind);
   float* dphi = s.dphi;
   if (kind == FeatureMapKind::kHedgehog || kind == FeatureMapKind::kHedgehogExp) {
+    const bool exp_variant = kind == FeatureMapKind::kHedgehogExp;
+    if (exp_variant) {
+      ProjectRows(g, x, w, s.af);  // u again, exactly as the forward computed it, for its argmax
+      __syncthreads();
+    }
     for (int r = warp; r < kChunk; r += kWarps) {
       float dp = 0, dn = 0;
       for (int f = lane; f < F; f += 32) {
-        dp += dphi[r * Fp + f] * __bfloat162float(phi[r * Fp + f]);
-        dn += dphi[r * Fp + F + f] * __bfloat162float(phi[r * Fp + F + f]);
+        dp += dphi[r * ldp + f] * __bfloat162float(phi[r * ldf + f]);
+        dn += dphi[r * ldp + F + f] * __bfloat162float(phi[r * ldf + F + f]);
       }
       for (int o = 16; o > 0; o >>= 1) {
         dp += __shfl_xor_sync(0xffffffffu, dp, o);
         dn += __shfl_xor_sync(0xffffffffu, dn, o);
       }
-      // Exp variant: the max's gradient goes to its argmax, the first feature where φ+ is 1.
+      // Exp variant: the max's own gradient goes to its argmax (the first index, as on the CPU).
       int arg_hi = F, arg_lo = F;
-      if (kind == FeatureMapKind::kHedgehogExp)
+      if (exp_variant) {
+        const float* ur = s.af + r * kLda;
+        float hi = -INFINITY, lo = INFINITY;
+        for (int c = lane; c < F; c += 32) { hi = fmaxf(hi, ur[c]); lo = fminf(lo, ur[c]); }
+        for (int o = 16; o > 0; o >>= 1) {
+          hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, o));
+          lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, o));
+        }
         for (int base = 0; base < F; base += 32) {
           const bool in = base + lane < F;
-          const unsigned hi = __ballot_sync(0xffffffffu, in && __bfloat162float(phi[r * Fp + base + lane]) == 1.0f);
-          const unsigned lo = __ballot_sync(0xffffffffu, in && __bfloat162float(phi[r * Fp + F + base + lane]) == 1.0f);
-          if (arg_hi == F && hi) arg_hi = base + __ffs(hi) - 1;
-          if (arg_lo == F && lo) arg_lo = base + __ffs(lo) - 1;
+          const unsigned bh = __ballot_sync(0xffffffffu, in && ur[base + lane] == hi);
+          const unsigned bl = __ballot_sync(0xffffffffu, in && ur[base + lane] == lo);
+          if (arg_hi == F && bh) arg_hi = base + __ffs(bh) - 1;
+          if (arg_lo == F && bl) arg_lo = base + __ffs(bl) - 1;
         }
+      }
       for (int f = lane; f < F; f += 32) {
-        const float pp = __bfloat162float(phi[r * Fp + f]), pn = __bfloat162float(phi[r * Fp + F + f]);
-        const float gp = dphi[r * Fp + f], gn = dphi[r * Fp + F + f];
+        const float pp = __bfloat162float(phi[r * ldf + f]), pn = __bfloat162float(phi[r * ldf + F + f]);
+        const float gp = dphi[r * ldp + f], gn = dphi[r * ldp + F + f];
         float du;
-        if (kind == FeatureMapKind::kHedgehog) {
+        if (!exp_variant) {
           du = pp * (gp - dp) - pn * (gn - dn);
         } else {
           du = gp * pp - gn * pn;
           if (f == arg_hi) du -= dp;
           if (f == arg_lo) du += dn;
         }
-        s.ub[r * F + f] = __float2bfloat16(r < valid ? du : 0.0f);
+        s.ub[r * ldu + f] = __float2bfloat16(r < valid ? du : 0.0f);
       }
     }
     __syncthreads();
     // dx = ∂u Wᵀ (64, D); W is (D, F) so Wᵀ is W read column-major.
+    const bf16* w_lo = w + g.w_rows * g.ldw;
     for (int t = warp; dx && t < 4 * (D / 16); t += kWarps) {
       const int tm = t / (D / 16), tn = t % (D / 16);
       AccFrag acc;
       wmma::fill_fragment(acc, 0.0f);
-      MmaK<Row, Col>(acc, s.ub + tm * 16 * F, F, w + tn * 16 * F, F, F / 16);
+      MmaK<Row, Col>(acc, s.ub + tm * 16 * ldu, ldu, w + tn * 16 * g.ldw, g.ldw, F / 16);
+      MmaK<Row, Col>(acc, s.ub + tm * 16 * ldu, ldu, w_lo + tn * 16 * g.ldw, g.ldw, F / 16);
       wmma::store_matrix_sync(s.stage, acc, 16, wmma::mem_row_major);
       __syncwarp();
       for (int i = lane; i < 256; i += 32) {
         const int r = tm * 16 + i / 16;
-        if (dx && r < valid) dx[static_cast<size_t>(row0 + r) * D + tn * 16 + i % 16] = __float2bfloat16(s.stage[i]);
+        if (r < valid) dx[static_cast<size_t>(row0 + r) * D + tn * 16 + i % 16] = __float2bfloat16(s.stage[i]);
       }
       __syncwarp();
     }
@@ -84,7 +100,7 @@ __device__ inline void PhiBackward(const Geometry& g, const Buffers& s, const bf
 #pragma unroll
     for (int i = 0; i < kMaxWeightTilesPerWarp; ++i) {
       const int t = warp + i * kWarps;
-      if (t < wtiles) MmaK<Col, Row>(dw[i], x + (t / ft) * 16, D, s.ub + (t % ft) * 16, F, kChunk / 16);
+      if (t < wtiles) MmaK<Col, Row>(dw[i], x + (t / ft) * 16, ldx, s.ub + (t % ft) * 16, ldu, kChunk / 16);
     }
     __syncthreads();
     return;
@@ -94,8 +110,8 @@ __device__ inline void PhiBackward(const Geometry& g, const Buffers& s, const bf
     for (int r = warp; r < kChunk; r += kWarps) {
       float tot = 0;
       for (int f = lane; f < F; f += 32) {
-        const float du = dphi[r * Fp + f] * __bfloat162float(phi[r * Fp + f]);
-        dphi[r * Fp + f] = du;
+        const float du = dphi[r * ldp + f] * __bfloat162float(phi[r * ldf + f]);
+        dphi[r * ldp + f] = du;
         tot += du;
       }
       for (int o = 16; o > 0; o >>= 1) tot += __shfl_xor_sync(0xffffffffu, tot, o);
@@ -104,10 +120,11 @@ __device__ inline void PhiBackward(const Geometry& g, const Buffers& s, const bf
     __syncthreads();
   }
   const float s1 = rsqrtf(sqrtf(static_cast<float>(D))), s2 = rsqrtf(2.0f * D);
+  const bf16* w_lo = w + g.w_rows * g.ldw;
   for (int i = threadIdx.x; dx && i < valid * D; i += kThreads) {
     const int r = i / D, c = i % D;
-    const float xv = __bfloat162float(x[r * D + c]);
-    const float* gp = dphi + r * Fp;
+    const float xv = __bfloat162float(x[r * ldx + c]);
+    const float* gp = dphi + r * ldp;
     float out = 0;
     switch (kind) {
       case FeatureMapKind::kEluPlus1: out = gp[c] * (xv > 0 ? 1.0f : __expf(xv)); break;
@@ -120,12 +137,13 @@ __device__ inline void PhiBackward(const Geometry& g, const Buffers& s, const bf
       case FeatureMapKind::kTaylor2: {
         out = gp[1 + c] * s1;
         for (int b = 0; b < D; ++b)
-          out += (gp[1 + D + c * D + b] + gp[1 + D + b * D + c]) * __bfloat162float(x[r * D + b]) * s2;
+          out += (gp[1 + D + c * D + b] + gp[1 + D + b * D + c]) * __bfloat162float(x[r * ldx + b]) * s2;
         break;
       }
       case FeatureMapKind::kPerformer: {
         float acc = 0;
-        for (int f = 0; f < F; ++f) acc += __bfloat162float(w[f * D + c]) * gp[f];
+        for (int f = 0; f < F; ++f)
+          acc += (__bfloat162float(w[f * g.ldw + c]) + __bfloat162float(w_lo[f * g.ldw + c])) * gp[f];
         out = s1 * acc - s1 * s1 * xv * s.rows[192 + r];
         break;
       }

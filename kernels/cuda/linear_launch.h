@@ -50,6 +50,12 @@ inline Status MakeGeometry(const char* op, const Launch& l, AttnDims d, const Fe
                                  std::to_string(kMaxStateElems) + ")");
   g->eps = eps;
   g->causal = causal;
+  g->ldx = g->D + 8;
+  g->ldf = g->Fp + 8;
+  g->w_rows = fm.kind == FeatureMapKind::kPerformer ? g->F : g->D;
+  g->ldw = (fm.kind == FeatureMapKind::kPerformer ? g->D : g->F) + 8;
+  g->ldo = g->D + 4;
+  g->ldp = g->Fp + 4;
   g->nchunks = static_cast<int>((d.N + kChunk - 1) / kChunk);
   // About four blocks per SM in total: enough to fill the GPU when B·H is small, few enough that
   // segment states (Fp·D fp32 each) stay a small fraction of the traffic.

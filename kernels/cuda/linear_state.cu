@@ -11,7 +11,7 @@ namespace {
 __global__ void __launch_bounds__(kThreads, 1) SegmentStateKernel(StateArgs a, SmemPlan p) {
   extern __shared__ __align__(128) unsigned char smem[];
   const Geometry& g = a.g;
-  const int D = g.D, Fp = g.Fp, N = g.N;
+  const int D = g.D, Fp = g.Fp, N = g.N, ldx = g.ldx, ldf = g.ldf;
   const int seg = blockIdx.x, bh = blockIdx.y, head = bh % g.H;
   const int warp = threadIdx.x / 32;
   bf16* ph = reinterpret_cast<bf16*>(smem + p.phk);
@@ -22,7 +22,8 @@ __global__ void __launch_bounds__(kThreads, 1) SegmentStateKernel(StateArgs a, S
   float* z = reinterpret_cast<float*>(smem + p.z);
   float* rows = reinterpret_cast<float*>(smem + p.rows);  // [0,64) z weights, [64,128) φ scratch
   const size_t seq = static_cast<size_t>(bh) * N * D;
-  if (g.F > 0) LoadWeights(w, a.w + static_cast<size_t>(head) * g.F * D, g.F * D);
+  if (g.F > 0)
+    LoadWeights(w, a.w + static_cast<size_t>(head) * g.F * D, g.w_rows, g.w_rows == D ? g.F : D, g.ldw);
   const int dt = D / 16, state_tiles = (Fp / 16) * dt;
   AccFrag acc[kMaxTilesPerWarp];
 #pragma unroll
@@ -32,32 +33,28 @@ __global__ void __launch_bounds__(kThreads, 1) SegmentStateKernel(StateArgs a, S
   for (int c = seg * g.seg_chunks; c < c_end; ++c) {
     const int row0 = c * kChunk, valid = min(kChunk, N - row0);
     __syncthreads();
-    LoadChunk(xr, a.x + seq, row0, N, D);
-    LoadChunk(yr, a.y + seq, row0, N, D);
+    LoadChunk(xr, a.x + seq, row0, N, D, ldx);
+    LoadChunk(yr, a.y + seq, row0, N, D, ldx);
     for (int r = threadIdx.x; r < kChunk; r += kThreads)
       rows[r] = r < valid ? (a.e ? a.e[static_cast<size_t>(bh) * N + row0 + r] : 1.0f) : 0.0f;
     __syncthreads();
     if (a.den)
-      for (int i = threadIdx.x; i < valid * D; i += kThreads)
-        yr[i] = __float2bfloat16(__bfloat162float(yr[i]) / a.den[static_cast<size_t>(bh) * N + row0 + i / D]);
+      for (int i = threadIdx.x; i < valid * D; i += kThreads) {
+        bf16& y = yr[(i / D) * ldx + i % D];
+        y = __float2bfloat16(__bfloat162float(y) / a.den[static_cast<size_t>(bh) * N + row0 + i / D]);
+      }
     ComputePhi(g, xr, w, ph, af, rows + 64, row0, valid);  // ends with a barrier
 #pragma unroll
     for (int i = 0; i < kMaxTilesPerWarp; ++i) {
       const int t = warp + i * kWarps;
       if (t < state_tiles) {
         const int tf = t / dt, td = t % dt;
-        for (int kk = 0; kk < kChunk / 16; ++kk) {
-          wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::col_major> fa;
-          wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> fb;
-          wmma::load_matrix_sync(fa, ph + kk * 16 * Fp + tf * 16, Fp);
-          wmma::load_matrix_sync(fb, yr + kk * 16 * D + td * 16, D);
-          wmma::mma_sync(acc[i], fa, fb, acc[i]);
-        }
+        MmaK<Col, Row>(acc[i], ph + tf * 16, ldf, yr + td * 16, ldx, kChunk / 16);
       }
     }
     for (int f = threadIdx.x; f < Fp; f += kThreads) {
       float sum = 0;
-      for (int r = 0; r < kChunk; ++r) sum += rows[r] * __bfloat162float(ph[r * Fp + f]);
+      for (int r = 0; r < kChunk; ++r) sum += rows[r] * __bfloat162float(ph[r * ldf + f]);
       z[f] += sum;
     }
   }
