@@ -75,10 +75,23 @@ struct SmemPlan {
 
 inline int Align128(int x) { return (x + 127) / 128 * 128; }
 
-inline SmemPlan PlanSmem(const Geometry& g, bool backward) {
+// keys_only: the segment-state pass, which needs only φ of one side, its raw rows, the values,
+// the u scratch, one weight tile and z (a third of the memory, so more blocks fit per SM).
+inline SmemPlan PlanSmem(const Geometry& g, bool backward, bool keys_only = false) {
   SmemPlan p;
   int off = 0;
   auto take = [&](int bytes) { const int at = off; off += Align128(bytes); return at; };
+  if (keys_only) {
+    p.phk = take(kChunk * g.ldf * 2);
+    p.kr = take(kChunk * g.ldx * 2);
+    p.vr = take(kChunk * g.ldx * 2);
+    p.af = take(kChunk * kLda * 4);
+    p.wk = take(2 * g.w_rows * g.ldw * 2);
+    p.z = take(g.Fp * 4);
+    p.rows = take(4 * kChunk * 4);
+    p.total = off;
+    return p;
+  }
   p.sb = take(g.Fp * g.ldx * 2);
   p.phq = take(kChunk * g.ldf * 2);
   p.phk = take(kChunk * g.ldf * 2);

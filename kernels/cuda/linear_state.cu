@@ -8,7 +8,7 @@ namespace scion::kernels::cuda::linear {
 
 namespace {
 
-__global__ void __launch_bounds__(kThreads, 1) SegmentStateKernel(StateArgs a, SmemPlan p) {
+__global__ void __launch_bounds__(kThreads, 2) SegmentStateKernel(StateArgs a, SmemPlan p) {
   extern __shared__ __align__(128) unsigned char smem[];
   const Geometry& g = a.g;
   const int D = g.D, Fp = g.Fp, N = g.N, ldx = g.ldx, ldf = g.ldf;
@@ -90,7 +90,7 @@ __global__ void SegmentScanKernel(float* x, int nseg, int elems, bool causal, bo
 }  // namespace
 
 Status SegmentStates(const StateArgs& a, int BH, bool reverse, cudaStream_t stream) {
-  const SmemPlan plan = PlanSmem(a.g, false);
+  const SmemPlan plan = PlanSmem(a.g, false, true);
   SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(&SegmentStateKernel), plan.total));
   SegmentStateKernel<<<dim3(a.g.nseg, BH), kThreads, plan.total, stream>>>(a, plan);
   const int elems = a.g.Fp * a.g.D;
