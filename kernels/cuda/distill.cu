@@ -58,6 +58,25 @@ __device__ void LoadPhiBlock(const DistillArgs& a, const Buffers& s, bool query,
              query ? kChunk : min(kChunk, g.N - row0));
 }
 
+// ∂φ accumulated in fragments ((64, Fp) over the warps) -> dphi in smem -> dW += xᵀ ∂u, flushed
+// to dst. Contains barriers.
+__device__ void FinishWeightGrad(const Geometry& g, const Buffers& s, AccFrag (&dphi)[kMaxPhiTilesPerWarp],
+                                 const bf16* x, const bf16* w, const bf16* phi, int row0, int valid, float* dst) {
+  const int warp = threadIdx.x / 32, ft = g.Fp / 16;
+#pragma unroll
+  for (int i = 0; i < kMaxPhiTilesPerWarp; ++i) {
+    const int t = warp + i * kWarps;
+    if (t < 4 * ft)
+      wmma::store_matrix_sync(s.dphi + (t / ft) * 16 * g.ldp + (t % ft) * 16, dphi[i], g.ldp, wmma::mem_row_major);
+  }
+  __syncthreads();
+  WeightGrad dw;
+#pragma unroll
+  for (int i = 0; i < kMaxWeightTilesPerWarp; ++i) wmma::fill_fragment(dw[i], 0.0f);
+  PhiBackward(g, s, x, w, phi, nullptr, row0, valid, dw);
+  FlushWeightGrad(g, s, dw, dst);
+}
+
 __global__ void __launch_bounds__(kThreads, 1) DistillQueryKernel(DistillArgs a, SmemPlan p) {
   extern __shared__ __align__(128) unsigned char smem[];
   const Buffers s = Carve(smem, p);
@@ -69,11 +88,7 @@ __global__ void __launch_bounds__(kThreads, 1) DistillQueryKernel(DistillArgs a,
   const int row0 = qb * kChunk, valid = min(kChunk, N - row0);
   const size_t seq = static_cast<size_t>(bh) * N * D;
   float* a_tile = s.dphi;  // (64, 64) fp32 student weights during the passes
-  if (g.F > 0) {
-    const int cols = g.w_rows == D ? g.F : D;
-    LoadWeights(s.wq, a.wq + static_cast<size_t>(head) * g.F * D, g.w_rows, cols, g.ldw);
-    LoadWeights(s.wk, (a.wk ? a.wk : a.wq) + static_cast<size_t>(head) * g.F * D, g.w_rows, cols, g.ldw);
-  }
+  LoadMapWeights(g, a.wq, a.wk, head, s.wq, s.wk);
   for (int i = threadIdx.x; i < 8 * kChunk; i += kThreads) st[i] = i < kChunk ? -INFINITY : 0.0f;
   LoadPhiBlock(a, s, true, qb, seq);
   // Pass 1: teacher max/sum (online) and the student normaliser.
@@ -180,19 +195,7 @@ __global__ void __launch_bounds__(kThreads, 1) DistillQueryKernel(DistillArgs a,
     }
   }
   if (a.dwq == nullptr) return;
-#pragma unroll
-  for (int i = 0; i < kMaxPhiTilesPerWarp; ++i) {
-    const int t = warp + i * kWarps;
-    if (t < phi_tiles)
-      wmma::store_matrix_sync(s.dphi + (t / (Fp / 16)) * 16 * g.ldp + (t % (Fp / 16)) * 16, dphi[i], g.ldp,
-                              wmma::mem_row_major);
-  }
-  __syncthreads();
-  WeightGrad dw;
-#pragma unroll
-  for (int i = 0; i < kMaxWeightTilesPerWarp; ++i) wmma::fill_fragment(dw[i], 0.0f);
-  PhiBackward(g, s, s.qr, s.wq, s.phq, nullptr, row0, valid, dw);
-  FlushWeightGrad(g, s, dw, a.dwq + static_cast<size_t>(head) * D * g.F);
+  FinishWeightGrad(g, s, dphi, s.qr, s.wq, s.phq, row0, valid, a.dwq + static_cast<size_t>(head) * D * g.F);
 }
 
 __global__ void __launch_bounds__(kThreads, 1) DistillKeyKernel(DistillArgs a, SmemPlan p) {
@@ -206,11 +209,7 @@ __global__ void __launch_bounds__(kThreads, 1) DistillKeyKernel(DistillArgs a, S
   const int nqb = (N + kChunk - 1) / kChunk;
   const size_t seq = static_cast<size_t>(bh) * N * D;
   float* a_tile = s.dphi;
-  if (g.F > 0) {
-    const int cols = g.w_rows == D ? g.F : D;
-    LoadWeights(s.wq, a.wq + static_cast<size_t>(head) * g.F * D, g.w_rows, cols, g.ldw);
-    LoadWeights(s.wk, (a.wk ? a.wk : a.wq) + static_cast<size_t>(head) * g.F * D, g.w_rows, cols, g.ldw);
-  }
+  LoadMapWeights(g, a.wq, a.wk, head, s.wq, s.wk);
   LoadPhiBlock(a, s, false, kb, seq);
   const int phi_tiles = 4 * (Fp / 16);
   AccFrag dphi[kMaxPhiTilesPerWarp];
@@ -247,19 +246,8 @@ __global__ void __launch_bounds__(kThreads, 1) DistillKeyKernel(DistillArgs a, S
     }
   }
   __syncthreads();
-#pragma unroll
-  for (int i = 0; i < kMaxPhiTilesPerWarp; ++i) {
-    const int t = warp + i * kWarps;
-    if (t < phi_tiles)
-      wmma::store_matrix_sync(s.dphi + (t / (Fp / 16)) * 16 * g.ldp + (t % (Fp / 16)) * 16, dphi[i], g.ldp,
-                              wmma::mem_row_major);
-  }
-  __syncthreads();
-  WeightGrad dw;
-#pragma unroll
-  for (int i = 0; i < kMaxWeightTilesPerWarp; ++i) wmma::fill_fragment(dw[i], 0.0f);
-  PhiBackward(g, s, s.kr, s.wk, s.phk, nullptr, kb * kChunk, min(kChunk, N - kb * kChunk), dw);
-  FlushWeightGrad(g, s, dw, a.dwk + static_cast<size_t>(head) * D * g.F);
+  FinishWeightGrad(g, s, dphi, s.kr, s.wk, s.phk, kb * kChunk, min(kChunk, N - kb * kChunk),
+                   a.dwk + static_cast<size_t>(head) * D * g.F);
 }
 
 }  // namespace

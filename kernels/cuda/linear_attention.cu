@@ -46,11 +46,7 @@ __global__ void __launch_bounds__(kThreads, 1) LinearForwardKernel(FwdArgs a, Sm
   const size_t seq = static_cast<size_t>(bh) * N * D;
   const size_t state_off = (static_cast<size_t>(bh) * g.nseg + seg) * Fp * D;
   const size_t z_off = (static_cast<size_t>(bh) * g.nseg + seg) * Fp;
-  if (g.F > 0) {
-    const int cols = g.w_rows == D ? g.F : D;
-    LoadWeights(wq, a.wq + static_cast<size_t>(head) * g.F * D, g.w_rows, cols, g.ldw);
-    LoadWeights(wk, (a.wk ? a.wk : a.wq) + static_cast<size_t>(head) * g.F * D, g.w_rows, cols, g.ldw);
-  }
+  LoadMapWeights(g, a.wq, a.wk, head, wq, wk);
   // The state S (Fp, D) in accumulators: warp w owns tiles w, w + 8, ...
   const int dt = D / 16, state_tiles = (Fp / 16) * dt;
   AccFrag s_acc[kMaxTilesPerWarp];

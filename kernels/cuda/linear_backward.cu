@@ -99,11 +99,7 @@ __global__ void __launch_bounds__(kThreads, 1) QuerySweepKernel(BwdArgs a, SmemP
   const int seg = blockIdx.x, bh = blockIdx.y, head = bh % g.H;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const size_t seq = static_cast<size_t>(bh) * N * D;
-  if (g.F > 0) {
-    const int cols = g.w_rows == D ? g.F : D;
-    LoadWeights(s.wq, a.wq + static_cast<size_t>(head) * g.F * D, g.w_rows, cols, g.ldw);
-    LoadWeights(s.wk, (a.wk ? a.wk : a.wq) + static_cast<size_t>(head) * g.F * D, g.w_rows, cols, g.ldw);
-  }
+  LoadMapWeights(g, a.wq, a.wk, head, s.wq, s.wk);
   AccFrag st[kMaxTilesPerWarp];
   InitState(a, s, st, bh, seg);
   WeightGrad dw;
@@ -187,11 +183,7 @@ __global__ void __launch_bounds__(kThreads, 1) KeySweepKernel(BwdArgs a, SmemPla
   const int seg = blockIdx.x, bh = blockIdx.y, head = bh % g.H;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const size_t seq = static_cast<size_t>(bh) * N * D;
-  if (g.F > 0) {
-    const int cols = g.w_rows == D ? g.F : D;
-    LoadWeights(s.wq, a.wq + static_cast<size_t>(head) * g.F * D, g.w_rows, cols, g.ldw);
-    LoadWeights(s.wk, (a.wk ? a.wk : a.wq) + static_cast<size_t>(head) * g.F * D, g.w_rows, cols, g.ldw);
-  }
+  LoadMapWeights(g, a.wq, a.wk, head, s.wq, s.wk);
   AccFrag rt[kMaxTilesPerWarp];  // R (Fp, D); its bf16 copy in sb, r in z
   InitState(a, s, rt, bh, seg);
   WeightGrad dw;

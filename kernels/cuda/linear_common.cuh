@@ -145,6 +145,16 @@ __device__ inline void LoadWeights(bf16* dst, const float* src, int rows, int co
 // W in its high and low bf16 parts. Per warp; callers synchronise.
 __device__ inline void ProjectRows(const Geometry& g, const bf16* x, const bf16* w, float* u);
 
+// Both maps' weights of one head into smem (no-op for maps without weights).
+__device__ inline void LoadMapWeights(const Geometry& g, const float* wq, const float* wk, int head, bf16* sq,
+                                      bf16* sk) {
+  if (g.F == 0) return;
+  const int cols = g.w_rows == g.D ? g.F : g.D;
+  const size_t off = static_cast<size_t>(head) * g.F * g.D;
+  if (sq) LoadWeights(sq, wq + off, g.w_rows, cols, g.ldw);
+  if (sk) LoadWeights(sk, (wk ? wk : wq) + off, g.w_rows, cols, g.ldw);
+}
+
 // φ of the 64 rows in x (smem, (64, D), ld ldx) into phi ((64, Fp), ld ldf, zero-padded). u:
 // (64, F) fp32 scratch (ld kLda). zero_from: rows at or past it get φ = 0 (keys past N must not
 // enter the state). Contains __syncthreads: every thread of the block must call it.

@@ -22,8 +22,7 @@ __global__ void __launch_bounds__(kThreads, 2) SegmentStateKernel(StateArgs a, S
   float* z = reinterpret_cast<float*>(smem + p.z);
   float* rows = reinterpret_cast<float*>(smem + p.rows);  // [0,64) z weights, [64,128) φ scratch
   const size_t seq = static_cast<size_t>(bh) * N * D;
-  if (g.F > 0)
-    LoadWeights(w, a.w + static_cast<size_t>(head) * g.F * D, g.w_rows, g.w_rows == D ? g.F : D, g.ldw);
+  LoadMapWeights(g, a.w, nullptr, head, w, nullptr);
   const int dt = D / 16, state_tiles = (Fp / 16) * dt;
   AccFrag acc[kMaxTilesPerWarp];
 #pragma unroll

@@ -130,6 +130,19 @@ void SeparateExtremes(const MapSetup& m, Inputs& in, std::mt19937_64& rng) {
   }
 }
 
+// Directional checks of dq, dk, dv and, for learned maps, dWq, dWk (grads in that order).
+std::vector<Outcome> AllGradients(Inputs& in, MapSetup& m, const std::vector<const std::vector<float>*>& grads,
+                                  bool learned, const std::function<double()>& loss, std::mt19937_64& rng) {
+  std::vector<Outcome> out = {Directional("dq vs central FD", in.q, *grads[0], loss, rng),
+                              Directional("dk vs central FD", in.k, *grads[1], loss, rng),
+                              Directional("dv vs central FD", in.v, *grads[2], loss, rng)};
+  if (learned) {
+    out.push_back(Directional("dWq vs central FD", m.wq, *grads[3], loss, rng));
+    out.push_back(Directional("dWk vs central FD", m.wk, *grads[4], loss, rng));
+  }
+  return out;
+}
+
 // ---- linear attention -----------------------------------------------------------------------
 
 std::vector<Outcome> LinearForwardVsF64(FeatureMapKind kind, AttnDims d, bool causal) {
@@ -167,14 +180,7 @@ std::vector<Outcome> LinearBackwardFd(FeatureMapKind kind, AttnDims d, bool caus
       return NAN * 1.0;
     return Sum(o, in.dout);
   };
-  std::vector<Outcome> out = {Directional("dq vs central FD", in.q, dq, loss, rng),
-                              Directional("dk vs central FD", in.k, dk, loss, rng),
-                              Directional("dv vs central FD", in.v, dv, loss, rng)};
-  if (learned) {
-    out.push_back(Directional("dWq vs central FD", m.wq, dwq, loss, rng));
-    out.push_back(Directional("dWk vs central FD", m.wk, dwk, loss, rng));
-  }
-  return out;
+  return AllGradients(in, m, {&dq, &dk, &dv, &dwq, &dwk}, learned, loss, rng);
 }
 
 // ---- hybrid -----------------------------------------------------------------------------------
@@ -215,14 +221,7 @@ std::vector<Outcome> HybridBackwardFd(FeatureMapKind kind, AttnDims d, int64_t w
       return NAN * 1.0;
     return Sum(o, in.dout);
   };
-  std::vector<Outcome> out = {Directional("dq vs central FD", in.q, dq, loss, rng),
-                              Directional("dk vs central FD", in.k, dk, loss, rng),
-                              Directional("dv vs central FD", in.v, dv, loss, rng)};
-  if (learned) {
-    out.push_back(Directional("dWq vs central FD", m.wq, dwq, loss, rng));
-    out.push_back(Directional("dWk vs central FD", m.wk, dwk, loss, rng));
-  }
-  return out;
+  return AllGradients(in, m, {&dq, &dk, &dv, &dwq, &dwk}, learned, loss, rng);
 }
 
 // Large scores: a naive exp would overflow (q·k·scale ≈ 200); the stabilised form must stay finite
