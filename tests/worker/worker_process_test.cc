@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <regex>
 #include <thread>
 
@@ -133,6 +134,32 @@ TEST_F(WorkerProcessTest, RunsACommandJobToSuccessOnItsGpu) {
   EXPECT_EQ(metrics_[0]["name"], "loss");
   EXPECT_EQ(metrics_[0]["step"], 1);
   Ack(7);
+}
+
+TEST_F(WorkerProcessTest, ManyLinesArriveInOrderInBoundedBatches) {
+  StartWorker();
+  const int kLines = 20000;
+  auto t0 = std::chrono::steady_clock::now();
+  Assign(30, Command({"seq", "1", std::to_string(kLines)}));
+  size_t max_batch = 0;
+  std::vector<std::string> lines;
+  json result;
+  while (result.is_null() && std::chrono::steady_clock::now() - t0 < 30s) {
+    auto r = coord_.Next(100ms);
+    if (!r) continue;
+    if (r->message.command == Command::kProgress) {
+      max_batch = std::max(max_batch, r->message.body["logs"].size() + r->message.body["metrics"].size());
+      for (const auto& l : r->message.body["logs"]) lines.push_back(l.get<std::string>());
+    }
+    if (r->message.command == Command::kResult) result = r->message.body;
+  }
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(result["outcome"], "succeeded");
+  ASSERT_EQ(lines.size(), static_cast<size_t>(kLines));
+  for (int i = 0; i < kLines; ++i) ASSERT_EQ(lines[i], std::to_string(i + 1));
+  EXPECT_LE(max_batch, 256u);
+  std::cout << "[ measure ] " << kLines << " log lines ASSIGN->RESULT in " << seconds << " s ("
+            << static_cast<int>(kLines / seconds) << " lines/s)\n";
 }
 
 TEST_F(WorkerProcessTest, CpuJobSeesNoGpu) {
