@@ -475,6 +475,13 @@ void Worker::OnResultAck(const json& b) {
   if (!JobRef(b, &job_id, &attempt)) return;
   Job* job = Find(job_id, attempt);
   if (job == nullptr || job->phase != Phase::kReporting) return;
+  if (job->result.value("outcome", "") == "succeeded") {
+    // Its outputs are uploaded and it will not resume: free the disk. Failed attempts keep their
+    // workdir (runner.log, partial outputs) for whoever investigates.
+    std::error_code ec;
+    fs::remove_all(job->workdir, ec);
+    fs::remove_all(fs::path(config_.data_dir) / "checkpoints" / std::to_string(job->id), ec);
+  }
   jobs_.erase(Key(job_id, attempt));
   UpdateSnapshot();
 }

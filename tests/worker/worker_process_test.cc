@@ -133,7 +133,13 @@ TEST_F(WorkerProcessTest, RunsACommandJobToSuccessOnItsGpu) {
   ASSERT_EQ(metrics_.size(), 1u);
   EXPECT_EQ(metrics_[0]["name"], "loss");
   EXPECT_EQ(metrics_[0]["step"], 1);
+  const std::string workdir = dir_ + "/data/jobs/7-1";
+  EXPECT_TRUE(fs::exists(workdir + "/spec.json"));
+  EXPECT_TRUE(fs::exists(workdir + "/job.json"));
   Ack(7);
+  // Once acknowledged, a succeeded job's workdir is removed.
+  for (int i = 0; i < 100 && fs::exists(workdir); ++i) coord_.Next(20ms);
+  EXPECT_FALSE(fs::exists(workdir));
 }
 
 TEST_F(WorkerProcessTest, ManyLinesArriveInOrderInBoundedBatches) {
