@@ -462,7 +462,8 @@ void Worker::ReportFailureBeforeRun(Job& job, const std::string& outcome, const 
 
 void Worker::SendResult(Job& job, json result) {
   job.phase = Phase::kReporting;
-  job.result = std::move(result);
+  // Reasons may quote paths or program output: make sure the body is valid UTF-8 so it can be sent.
+  job.result = json::parse(result.dump(-1, ' ', false, json::error_handler_t::replace));
   job.result_sent = Clock::now();
   metrics_->JobFinished(job.result["outcome"].get<std::string>());
   link_->Send(Message{Command::kResult, job.result, {}});

@@ -134,6 +134,22 @@ TEST(GpuJson, HasTheDocumentedFields) {
   EXPECT_EQ(j["memory_free_bytes"], 70);
 }
 
+TEST(Nvml, DescribesRealGpusWhenPresent) {
+  auto nvml = Nvml::Load();
+  if (!nvml.ok()) GTEST_SKIP() << nvml.status().message();
+  auto gpus = (*nvml)->Query();
+  ASSERT_TRUE(gpus.ok()) << gpus.status().ToString();
+  for (const Gpu& g : *gpus) {
+    EXPECT_FALSE(g.name.empty());
+    EXPECT_EQ(g.uuid.rfind("GPU-", 0), 0u) << g.uuid;
+    EXPECT_GT(g.memory_total_bytes, 0u);
+    EXPECT_LE(g.memory_free_bytes, g.memory_total_bytes);
+    EXPECT_GE(g.compute_capability, 3.0);
+    EXPECT_GE(g.utilization, 0.0);
+    EXPECT_LE(g.utilization, 1.0);
+  }
+}
+
 TEST(CudaVisibleDevices, JoinsIndices) {
   EXPECT_EQ(CudaVisibleDevices({}), "");
   EXPECT_EQ(CudaVisibleDevices({2}), "2");
