@@ -151,7 +151,8 @@ void Link::Run() {
           }
           if (msg->command == Command::kHeartbeat) continue;
           if (msg->command == Command::kDisconnect) {
-            std::string reason = msg->body.value("reason", std::string("no reason given"));
+            auto r = msg->body.find("reason");
+            std::string reason = r != msg->body.end() && r->is_string() ? r->get<std::string>() : "no reason given";
             drop_and_wait("coordinator sent DISCONNECT (" + reason + ")");
             break;
           }

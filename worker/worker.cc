@@ -356,8 +356,8 @@ void Worker::OnCancel(const json& b) {
     LogWarn("CANCEL for job " + Key(job_id, attempt) + ", which is not on this worker");
     return;
   }
-  std::string reason = b.value("reason", std::string("cancelled"));
-  if (reason.empty()) reason = "cancelled";
+  auto r = b.find("reason");
+  std::string reason = r != b.end() && r->is_string() && !r->get_ref<const std::string&>().empty() ? r->get<std::string>() : "cancelled";
   LogInfo("cancelling job " + Key(job_id, attempt) + ": " + reason);
   if (job->phase == Phase::kFetching) return ReportFailureBeforeRun(*job, "cancelled", reason);
   if (job->phase == Phase::kRunning) Stop(*job, SIGTERM, false, reason);

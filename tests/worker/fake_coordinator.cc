@@ -27,10 +27,11 @@ FakeCoordinator::FakeCoordinator() : ctx_(1), router_(ctx_, zmq::socket_type::ro
 }
 
 void FakeCoordinator::Send(const std::string& identity, Command command, nlohmann::json body) {
-  Message m{command, std::move(body), {}};
-  std::vector<std::string> frames = proto::Encode(m);
-  frames.insert(frames.begin(), identity);
-  std::vector<zmq::const_buffer> bufs;
+  SendRaw(identity, proto::Encode(Message{command, std::move(body), {}}));
+}
+
+void FakeCoordinator::SendRaw(const std::string& identity, const std::vector<std::string>& frames) {
+  std::vector<zmq::const_buffer> bufs = {zmq::buffer(identity)};
   for (const auto& f : frames) bufs.push_back(zmq::buffer(f));
   zmq::send_multipart(router_, bufs, zmq::send_flags::dontwait);
 }
@@ -62,12 +63,8 @@ bool FakeCoordinator::HandleInternally(const Received& r) {
       }
       uint64_t offset = b.value("offset", uint64_t{0}), length = b.value("length", uint64_t{0});
       std::string chunk = it->second.substr(offset, length);
-      Message m{Command::kArtifactChunk, {{"sha256", it->first}, {"offset", offset}, {"size", chunk.size()}}, chunk};
-      std::vector<std::string> frames = proto::Encode(m);
-      frames.insert(frames.begin(), r.identity);
-      std::vector<zmq::const_buffer> bufs;
-      for (const auto& f : frames) bufs.push_back(zmq::buffer(f));
-      zmq::send_multipart(router_, bufs);
+      SendRaw(r.identity, proto::Encode(Message{
+                              Command::kArtifactChunk, {{"sha256", it->first}, {"offset", offset}, {"size", chunk.size()}}, chunk}));
       return true;
     }
     case Command::kArtifactPut: {

@@ -32,6 +32,8 @@ class FakeCoordinator {
   std::optional<Received> WaitFor(proto::Command command, std::chrono::milliseconds timeout,
                                   std::vector<Received>* skipped = nullptr);
   void Send(const std::string& identity, proto::Command command, nlohmann::json body);
+  // Any frames at all (after the identity), for malformed-input tests.
+  void SendRaw(const std::string& identity, const std::vector<std::string>& frames);
   // While silent, it neither answers nor heartbeats (the worker should think it dead).
   void set_silent(bool silent) { silent_ = silent; }
   // Content served to ARTIFACT_GET and what ARTIFACT_PUT stored, by sha256.

@@ -308,6 +308,34 @@ TEST_F(WorkerProcessTest, RejectsWhatItCannotRun) {
   EXPECT_NE(r->message.body["reason"].get<std::string>().find("busy"), std::string::npos);
 }
 
+TEST_F(WorkerProcessTest, SurvivesMalformedMessagesAndKeepsWorking) {
+  StartWorker();
+  const std::string magic(proto::kMagic);
+  std::vector<std::vector<std::string>> garbage = {
+      {"junk"},
+      {"SCION9", std::string(1, '\x03'), "{}"},
+      {magic, std::string(1, '\x7f'), "{}"},
+      {magic, std::string(1, '\x03'), "not json"},
+      {magic, std::string(1, '\x03'), "[1,2]"},
+      {magic, std::string(1, '\x03'), "{}", "payload", "extra"},
+  };
+  for (const auto& frames : garbage) coord_.SendRaw("w1", frames);
+  for (json body : {json::object(), json{{"job_id", "1"}, {"attempt", 1}}, json{{"job_id", 1}, {"attempt", 1}, {"spec", 5}},
+                    json{{"job_id", 2}, {"attempt", 1}, {"spec", Command({"true"})}, {"gpus", "all"}},
+                    json{{"job_id", 3}, {"attempt", 1}, {"spec", Command({"true"})}, {"inputs", {{"x", {{"sha256", "zz"}}}}}}})
+    coord_.Send("w1", Command::kAssign, body);
+  coord_.Send("w1", Command::kCancel, {{"job_id", "x"}});
+  coord_.Send("w1", Command::kResultAck, {{"attempt", 1}});
+  coord_.Send("w1", Command::kArtifactChunk, {{"sha256", 5}, {"offset", -1}});
+  coord_.Send("w1", Command::kArtifactPutAck, {{"complete", "yes"}});
+  coord_.Send("w1", Command::kReady, {});
+  // Still alive, still taking work.
+  Assign(40, Command({"true"}));
+  json result = WaitResult(40);
+  EXPECT_EQ(result["outcome"], "succeeded");
+  EXPECT_FALSE(worker_->Wait(0ms).has_value()) << "worker exited";
+}
+
 TEST_F(WorkerProcessTest, SigtermDrainsRequeuesAndExitsZero) {
   StartWorker({"--drain-timeout", "0.3"});
   Assign(22, Command({"sleep", "30"}));

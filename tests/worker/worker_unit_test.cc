@@ -360,6 +360,21 @@ TEST_F(TransfersTest, UploadsInChunksUntilComplete) {
   EXPECT_EQ(got_sha, Sha256Hex(data));
 }
 
+TEST_F(TransfersTest, MalformedAcksAreIgnoredNotFatal) {
+  fs::path file = dir_ / "small.bin";
+  std::ofstream(file, std::ios::binary) << "abc";
+  Status result = Status::Internal("not called");
+  transfers_->Upload(file.string(), [&](Status st, const std::string&, uint64_t) { result = st; });
+  ASSERT_EQ(sent_.size(), 1u);
+  std::string sha = sent_[0].body["sha256"];
+  for (json body : {json{{"sha256", sha}, {"offset", "0"}, {"complete", true}}, json{{"sha256", sha}, {"offset", -4}},
+                    json{{"sha256", sha}, {"offset", 0}, {"complete", "yes"}}, json{{"sha256", 7}}})
+    transfers_->OnPutAck({proto::Command::kArtifactPutAck, body, {}});
+  EXPECT_EQ(result.code(), Status::Code::kInternal) << "no malformed ack may complete the upload";
+  transfers_->OnPutAck({proto::Command::kArtifactPutAck, {{"sha256", sha}, {"offset", 0}, {"complete", true}}, {}});
+  EXPECT_TRUE(result.ok()) << result.ToString();
+}
+
 TEST_F(TransfersTest, UploadOfAMissingFileFails) {
   Status result;
   transfers_->Upload((dir_ / "nope").string(), [&](Status st, const std::string&, uint64_t) { result = st; });
