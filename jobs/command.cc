@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -182,9 +183,13 @@ Outcome RunCommand(const json& spec, Context& ctx) {
   auto argv = CStrings(argv_strings);
   auto envp = CStrings(env_strings);
 
+  const pid_t runner = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) return Fail(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
+    // The command dies with its runner (which dies with its worker): nothing keeps running unseen.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != runner) ::_exit(127);
     // Child: only async-signal-safe calls until exec.
     ::dup2(out_pipe[1], STDOUT_FILENO);
     ::dup2(err_pipe[1], STDERR_FILENO);

@@ -222,6 +222,16 @@ TEST_F(WorkerProcessTest, CancelKillsTheWholeGroupEvenWhenTermIsIgnored) {
   EXPECT_TRUE(GroupGone(pgid)) << "process group " << pgid << " still has live members";
 }
 
+TEST_F(WorkerProcessTest, JobsDieWithAKilledWorker) {
+  StartWorker();
+  Assign(31, Command({"sh", "-c", "echo pid=$$; exec sleep 60"}));
+  pid_t command = std::stoi(WaitLog("pid=(\\d+)"));
+  ASSERT_FALSE(ProcessGone(command));
+  worker_->Signal(SIGKILL);
+  ASSERT_TRUE(worker_->Wait(5s).has_value());
+  EXPECT_TRUE(WaitGone(command, 5s)) << "job process " << command << " outlived its worker";
+}
+
 TEST_F(WorkerProcessTest, ResultIsResentUntilAcknowledged) {
   StartWorker();
   Assign(13, Command({"true"}));
