@@ -168,6 +168,26 @@ TEST_F(WorkerProcessTest, ManyLinesArriveInOrderInBoundedBatches) {
             << static_cast<int>(kLines / seconds) << " lines/s)\n";
 }
 
+TEST_F(WorkerProcessTest, RunsJobsConcurrently) {
+  StartWorker();
+  const int kJobs = 16;
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < kJobs; ++i) Assign(100 + i, Command({"sleep", "0.5"}));
+  int succeeded = 0;
+  while (succeeded < kJobs && std::chrono::steady_clock::now() - t0 < 20s) {
+    auto r = coord_.Next(100ms);
+    if (r && r->message.command == Command::kResult && r->message.body["outcome"] == "succeeded") {
+      ++succeeded;
+      coord_.Send("w1", Command::kResultAck, {{"job_id", r->message.body["job_id"]}, {"attempt", 1}});
+    }
+  }
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(succeeded, kJobs);
+  // Run one after another they would take 8 s; in parallel, 0.5 s plus process start-up.
+  EXPECT_LT(seconds, 5.0);
+  std::cout << "[ measure ] " << kJobs << " concurrent 0.5 s jobs: ASSIGN -> last RESULT in " << seconds << " s\n";
+}
+
 TEST_F(WorkerProcessTest, CpuJobSeesNoGpu) {
   StartWorker();
   Assign(8, Command({"sh", "-c", "echo \"gpus=[${CUDA_VISIBLE_DEVICES-unset}]\""}));
