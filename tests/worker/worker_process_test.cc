@@ -385,6 +385,23 @@ TEST_F(WorkerProcessTest, SigtermDrainsRequeuesAndExitsZero) {
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << *status;
 }
 
+TEST_F(WorkerProcessTest, SecondSignalCutsTheDrainShort) {
+  StartWorker({"--drain-timeout", "60"});
+  Assign(25, Command({"sleep", "30"}));
+  ASSERT_TRUE(coord_.WaitFor(Command::kAccept, 5s).has_value());
+  worker_->Signal(SIGTERM);
+  std::this_thread::sleep_for(200ms);
+  worker_->Signal(SIGINT);
+  auto t0 = std::chrono::steady_clock::now();
+  json result = WaitResult(25, 10s);
+  EXPECT_EQ(result["outcome"], "requeue");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  Ack(25);
+  auto status = worker_->Wait(5s);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
+}
+
 TEST_F(WorkerProcessTest, DrainLetsShortJobsFinish) {
   StartWorker({"--drain-timeout", "10"});
   Assign(24, Command({"sh", "-c", "sleep 0.3; echo done"}));
