@@ -1,6 +1,8 @@
 // Startup, recovery load, the event loop and the transport of the coordinator.
 #include "coordinator/coordinator.h"
 
+#include "common/sd_notify.h"
+
 #include <zmq.h>
 
 #include <chrono>
@@ -173,7 +175,9 @@ Status Coordinator::Run(const std::atomic<bool>& stop) {
   SCION_LOG(kInfo) << "serving";
   zmq_pollitem_t items[2] = {{static_cast<void*>(worker_socket_), 0, ZMQ_POLLIN, 0},
                              {static_cast<void*>(client_socket_), 0, ZMQ_POLLIN, 0}};
+  SdWatchdog watchdog;
   while (!stop.load() && fatal_.ok()) {
+    watchdog.Tick();
     double now = WallNow();
     double wait = kMaxPollSeconds;
     auto sooner = [&](double deadline) { wait = std::min(wait, std::max(0.0, deadline - now)); };
@@ -202,6 +206,7 @@ Status Coordinator::Run(const std::atomic<bool>& stop) {
     Status s = FlushOutbox();
     if (!s.ok()) SCION_LOG(kWarn) << s.message();
   }
+  SdNotify("STOPPING=1").ok();
   if (fatal_.ok()) {
     Status s = store_->Commit();
     if (s.ok()) {

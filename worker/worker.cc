@@ -1,5 +1,7 @@
 #include "worker/worker.h"
 
+#include "common/sd_notify.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -490,6 +492,7 @@ void Worker::OnResultAck(const json& b) {
 // ---- the periodic tick ------------------------------------------------------------------------
 
 void Worker::Tick() {
+  watchdog_.Tick();
   const auto now = Clock::now();
   for (auto& [key, job_ptr] : jobs_) {
     Job& job = *job_ptr;
@@ -547,6 +550,7 @@ void Worker::Tick() {
 }
 
 void Worker::StartDrain() {
+  SdNotify("STOPPING=1").ok();
   draining_ = true;
   drain_deadline_ = Clock::now() + config_.drain_timeout;
   LogInfo("draining: taking no new jobs; " + std::to_string(jobs_.size()) + " in progress may finish for up to " +
