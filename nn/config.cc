@@ -73,7 +73,9 @@ Status ModelConfig::Validate() const {
     if (s.window < 0) return bad(f + ".window", "must be >= 0");
     if (s.mlp_hidden < 0 || s.mlp_hidden > (1 << 20)) return bad(f + ".mlp_hidden", "must be in [0, 2^20]");
     if (s.mixer == MixerKind::kBlockSparse) {
-      if (s.block_size <= 0 || s.block_size > (1 << 16)) return bad(f + ".block_size", "must be in [1, 65536]");
+      // The attention kernels tile N by 64 on every backend, so block layouts come in multiples of it.
+      if (s.block_size <= 0 || s.block_size % 64 != 0 || s.block_size > (1 << 16))
+        return bad(f + ".block_size", "must be a positive multiple of 64");
       if (s.local_blocks <= 0) return bad(f + ".local_blocks", "must be > 0");
     }
     if (UsesFeatureMap(s.mixer)) {
