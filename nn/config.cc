@@ -54,6 +54,7 @@ ModelConfig ModelConfig::Gpt2(int64_t vocab, int64_t context, int64_t n_layer, i
   c.n_head = n_head;
   c.n_embd = n_embd;
   c.layers.assign(static_cast<size_t>(n_layer), LayerSpec{});
+  for (auto& l : c.layers) l.mlp_hidden = 4 * n_embd;
   return c;
 }
 

@@ -185,6 +185,7 @@ Result<Model> Model::Create(const ModelConfig& config, uint64_t seed) {
   SCION_RETURN_IF_ERROR(config.Validate());
   Model m;
   m.config_ = config;
+  for (int64_t i = 0; i < config.n_layer(); ++i) m.config_.layers[i].mlp_hidden = config.MlpHidden(i);  // explicit widths
   m.Layout();
   m.Initialise(seed);
   return m;
