@@ -160,6 +160,13 @@ Result<ModelConfig> ConfigFromJson(const Json& j, const std::string& where) {
   if (const Json* act = j.Find("activation_function");
       act && !(act->is_string() && (act->str() == "gelu_new" || act->str() == "gelu_pytorch_tanh")))
     return Status::InvalidArgument(where + ".activation_function: only gelu_new (tanh GELU) is supported");
+  // Attention variants GPT2Config can switch on that this model does not implement.
+  if (const Json* v = j.Find("scale_attn_weights"); v && !(v->is_bool() && v->bool_value()))
+    return Status::InvalidArgument(where + ".scale_attn_weights: only true (1/sqrt(head_dim) scaling) is supported");
+  if (const Json* v = j.Find("scale_attn_by_inverse_layer_idx"); v && !(v->is_bool() && !v->bool_value()))
+    return Status::InvalidArgument(where + ".scale_attn_by_inverse_layer_idx: only false is supported");
+  if (const Json* v = j.Find("tie_word_embeddings"); v && !(v->is_bool() && v->bool_value()))
+    return Status::InvalidArgument(where + ".tie_word_embeddings: the LM head is always tied to wte");
   int64_t n_inner = 0;
   if (const Json* ni = j.Find("n_inner"); ni && !ni->is_null()) SCION_RETURN_IF_ERROR(get("n_inner", n_inner));
   c.layers.assign(static_cast<size_t>(n_layer), LayerSpec{});
