@@ -16,7 +16,10 @@ Status SaveModel(const Model& m, const std::string& dir) {
   if (ec) return Status::IoError(dir + ": cannot create folder: " + ec.message());
   std::vector<TensorRef> refs;
   for (const ParamInfo& p : m.params()) refs.push_back({p.name, p.shape, m.data() + p.offset});
-  SCION_RETURN_IF_ERROR(WriteSafetensors(dir + "/" + kWeightsFile, refs, {{"format", "pt"}}));
+  // The config also rides in the metadata, so the weights file alone is a complete model (one
+  // artifact); transformers ignores unknown metadata keys.
+  const std::string config = ConfigToJson(m.config()).Dump();
+  SCION_RETURN_IF_ERROR(WriteSafetensors(dir + "/" + kWeightsFile, refs, {{"format", "pt"}, {kConfigMetadataKey, config}}));
   return WriteFileAtomic(dir + "/" + kConfigFile, ConfigToJson(m.config()).Dump() + "\n");
 }
 
@@ -29,12 +32,24 @@ Result<ModelConfig> LoadConfig(const std::string& dir) {
   return ConfigFromJson(*j, path);
 }
 
-Result<Model> LoadModel(const std::string& dir) {
-  auto config = LoadConfig(dir);
-  if (!config.ok()) return config.status();
-  const std::string path = dir + "/" + kWeightsFile;
+Result<Model> LoadModel(const std::string& location) {
+  std::error_code ec;
+  const bool is_file = fs::is_regular_file(location, ec);
+  const std::string dir = is_file ? fs::path(location).parent_path().string() : location;
+  const std::string path = is_file ? location : dir + "/" + kWeightsFile;
   auto file = ReadSafetensors(path);
   if (!file.ok()) return file.status();
+  Result<ModelConfig> config = Status::NotFound("");
+  auto it = file->metadata.find(kConfigMetadataKey);
+  const bool folder_config = !is_file && fs::exists(dir + "/" + kConfigFile, ec);
+  if (it != file->metadata.end() && !folder_config) {
+    auto j = ParseJson(it->second);
+    if (!j.ok()) return Status::InvalidArgument(path + ": __metadata__." + kConfigMetadataKey + ": " + j.status().message());
+    config = ConfigFromJson(*j, path + ": __metadata__." + kConfigMetadataKey);
+  } else {
+    config = LoadConfig(dir);
+  }
+  if (!config.ok()) return config.status();
   auto created = Model::Create(*config, 0);
   if (!created.ok()) return Status::InvalidArgument(dir + ": " + created.status().message());
   Model& m = *created;

@@ -169,6 +169,11 @@ TEST(Checkpoint, SaveLoadGivesIdenticalLogits) {
   ASSERT_TRUE(m->Forward(tok.data(), nullptr, 2, 20, nullptr).ok());
   ASSERT_TRUE(loaded->Forward(tok.data(), nullptr, 2, 20, nullptr).ok());
   ASSERT_EQ(0, std::memcmp(m->logits(), loaded->logits(), sizeof(float) * 2 * 20 * 37));
+  // The weights file alone is a complete model (its metadata carries the config).
+  std::filesystem::remove(dir + "/config.json");
+  auto alone = LoadModel(dir + "/model.safetensors");
+  ASSERT_TRUE(alone.ok()) << alone.status().ToString();
+  EXPECT_TRUE(alone->config() == m->config());
 }
 
 TEST(Checkpoint, ConfigRecordsEachLayersMixer) {
