@@ -4,13 +4,13 @@
 namespace scion::jobs {
 
 // One declaration per kind file (jobs/<kind>.cc).
-// Kind CommandKind();
+Kind CommandKind();
 Kind TrainKind();
 Kind EvalKind();
 
 const std::vector<Kind>& AllKinds() {
   static const std::vector<Kind> kinds = {
-      // CommandKind(),
+      CommandKind(),
       TrainKind(),
       EvalKind(),
   };
