@@ -7,6 +7,9 @@ every parameter, and the losses of 10 AdamW steps (constant lr, grad-norm clip, 
 matrices only). tests/nn/golden_test.cc compares the CPU path against these.
 
 Run on a machine with torch + transformers:  python3 scripts/hf_golden.py --out tests/nn/fixtures
+
+--check-scion DIR does the opposite direction: loads a Scion softmax-only checkpoint folder (with
+expected.safetensors: input_ids and the logits Scion computed) in GPT2LMHeadModel and compares.
 """
 import argparse
 import json
@@ -14,17 +17,32 @@ import os
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from transformers import GPT2Config, GPT2LMHeadModel
 
 B, T = 2, 16
 LR, BETAS, EPS, WD, CLIP, STEPS = 1e-3, (0.9, 0.95), 1e-8, 0.1, 1.0, 10
 
 
+def check_scion(folder):
+    model = GPT2LMHeadModel.from_pretrained(folder).float().eval()
+    exp = load_file(os.path.join(folder, "expected.safetensors"))
+    with torch.no_grad():
+        logits = model(exp["input_ids"].long()).logits
+    diff = (logits - exp["logits"]).abs().max().item()
+    # fp32 both sides, different summation order: agreement to ~1e-6; 1e-4 leaves headroom.
+    ok = diff < 1e-4
+    print(json.dumps({"check_scion": folder, "max_abs_logit_diff": diff, "ok": ok}))
+    return 0 if ok else 1
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out")
+    ap.add_argument("--check-scion")
     args = ap.parse_args()
+    if args.check_scion:
+        raise SystemExit(check_scion(args.check_scion))
     torch.manual_seed(1234)
     cfg = GPT2Config(vocab_size=96, n_positions=32, n_embd=32, n_layer=2, n_head=4,
                      activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0,

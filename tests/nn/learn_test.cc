@@ -19,7 +19,7 @@ int64_t EnvInt(const char* name, int64_t def) {
 
 TEST(Learn, TinyModelSolvesMqar) {
   MqarConfig mq;
-  mq.vocab = 64;
+  mq.vocab = EnvInt("MQ_V", 64);
   mq.seq_len = 64;
   mq.num_kv = 4;
   ModelConfig c = ModelConfig::Gpt2(mq.vocab, mq.seq_len, 2, EnvInt("MQ_H", 2), EnvInt("MQ_C", 32));
