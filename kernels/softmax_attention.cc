@@ -28,7 +28,10 @@ Status CheckCommon(const char* op, const Launch& l, AttnDims d, const Mask& mask
       return Status::InvalidArgument(p + "dims.D must be 16, 32, 64 or 128 on CUDA, got " + std::to_string(d.D));
     }
     if (l.dtype != DType::kBF16) return Status::InvalidArgument(p + "launch.dtype must be kBF16 on CUDA");
-    if (d.B * d.H > 65535 * 64) return Status::InvalidArgument(p + "dims.B*H too large for one launch");
+    // One CTA row per (b, h): gridDim.y is at most 65535.
+    if (d.B * d.H > 65535) {
+      return Status::InvalidArgument(p + "dims.B*H must be <= 65535 on CUDA, got " + std::to_string(d.B * d.H));
+    }
   } else if (l.dtype != DType::kF32) {
     return Status::InvalidArgument(p + "launch.dtype must be kF32 on the CPU");
   }

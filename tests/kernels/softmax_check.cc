@@ -318,7 +318,14 @@ std::vector<Outcome> CudaVsCpu(const Spec& s, bool backward) {
       {"dq", {&gQ, &dq}}, {"dk", {&gK, &dk}}, {"dv", {&gV, &dv}}};
   for (const auto& [name, pair] : grads) {
     const auto got = pair.first->Download();
-    Outcome oc = Measured(std::string(name) + " rel-L2 vs CPU", RelL2(Head(got, n), *pair.second), 2e-2);
+    double ref_sq = 0, got_sq = 0;
+    for (size_t i = 0; i < n; ++i) ref_sq += double((*pair.second)[i]) * (*pair.second)[i], got_sq += double(got[i]) * got[i];
+    // With one allowed key per row (N = 1) the softmax is constant: dq = dk = 0 exactly, and the
+    // device keeps only the summation-order residue of dp − delta (~1e-7 of O(1) terms), so the
+    // RMS of its output is checked against an absolute 1e-4 instead of a ratio to zero.
+    Outcome oc = std::sqrt(ref_sq / n) < 1e-6
+                     ? Measured(std::string(name) + " rms (ref is 0)", std::sqrt(got_sq / n), 1e-4)
+                     : Measured(std::string(name) + " rel-L2 vs CPU", RelL2(Head(got, n), *pair.second), 2e-2);
     CheckBuffer(&oc, got, n, name);
     out.push_back(oc);
   }
@@ -387,7 +394,45 @@ std::vector<Outcome> Invalid(kernels::Backend backend) {
     }
     out.push_back(oc);
   }
+  if (backend == kernels::Backend::kCuda) {
+    // A layout left in host memory is refused before any kernel could read it.
+    const std::vector<int32_t> offsets = {0, 1, 2}, cols = {0, 1};
+    const kernels::BlockLayout host_layout{64, 2, offsets.data(), cols.data()};
+    DeviceBuffer q = DeviceBuffer::Upload(std::vector<float>(128 * 16, 0.5f), Precision::kBF16);
+    DeviceBuffer o = DeviceBuffer::Poisoned(128 * 16, Precision::kBF16), lse = DeviceBuffer::Poisoned(128, Precision::kF32);
+    const kernels::Launch l{kernels::Backend::kCuda, kernels::DType::kBF16, nullptr};
+    const Status st = kernels::AttentionForward(l, {1, 1, 128, 16}, q.get(), q.get(), q.get(), o.get(), lse.f32(),
+                                                {false, 0, &host_layout}, 0.25f);
+    Outcome oc = Measured("host-memory layout", 0, 0);
+    if (st.code() != Status::Code::kInvalidArgument || st.message().find("device memory") == std::string::npos) {
+      oc.failure = "expected InvalidArgument naming device memory, got " + st.ToString();
+    }
+    out.push_back(oc);
+  }
   return out;
+}
+
+// ---- stub --------------------------------------------------------------------------------------
+// A CPU-only build answers every CUDA call with Unavailable instead of failing to link or crashing.
+std::vector<Outcome> CudaStub() {
+#if SCION_WITH_CUDA
+  return {Skipped("built with CUDA")};
+#else
+  std::vector<float> x(64 * 16, 1.0f), o(64 * 16), lse(64);
+  const kernels::Launch cuda{kernels::Backend::kCuda, kernels::DType::kBF16, nullptr};
+  const kernels::Mask mask{};
+  std::vector<Outcome> out;
+  const Status fwd = kernels::AttentionForward(cuda, {1, 1, 64, 16}, x.data(), x.data(), x.data(), o.data(), lse.data(),
+                                               mask, 0.25f);
+  const Status bwd = kernels::AttentionBackward(cuda, {1, 1, 64, 16}, x.data(), x.data(), x.data(), x.data(), x.data(),
+                                                lse.data(), o.data(), o.data(), o.data(), mask, 0.25f);
+  for (const auto& [name, st] : {std::pair{"forward -> Unavailable", fwd}, std::pair{"backward -> Unavailable", bwd}}) {
+    Outcome oc = Measured(name, 0, 0);
+    if (st.code() != Status::Code::kUnavailable) oc.failure = "got " + st.ToString();
+    out.push_back(oc);
+  }
+  return out;
+#endif
 }
 
 // ---- layout ------------------------------------------------------------------------------------
@@ -487,6 +532,7 @@ SCION_CHECK([](std::vector<Case>& cases) {
   }
   cases.push_back({"softmax_args", "table of 11", "invalid-cpu", [] { return Invalid(kernels::Backend::kCpu); }});
   cases.push_back({"softmax_args", "table of 11", "invalid-cuda", [] { return Invalid(kernels::Backend::kCuda); }});
+  cases.push_back({"softmax_args", "B1 H1 N64 D16", "cpu-only-build", [] { return CudaStub(); }});
   cases.push_back({"block_layout", "HMAR 16 scales N1496 /64", "layout", [] { return HmarLayouts(16, 64); }});
   cases.push_back({"block_layout", "HMAR 5 scales N55 /64", "layout", [] { return HmarLayouts(5, 64); }});
 });
