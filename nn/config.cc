@@ -24,6 +24,15 @@ constexpr MapEntry kMaps[] = {
     {FeatureMapKind::kHedgehogExp, "hedgehog_exp"},
 };
 
+// Reads obj[key] as an integer into *out; an absent key is an error only when `required`.
+Status ReadIntField(const Json& obj, const char* key, const std::string& where, bool required, int64_t* out) {
+  if (!required && !obj.Find(key)) return Status::Ok();
+  auto r = JsonInt(obj, key, where);
+  if (!r.ok()) return r.status();
+  *out = *r;
+  return Status::Ok();
+}
+
 bool UsesFeatureMap(MixerKind k) { return k == MixerKind::kLinear || k == MixerKind::kHybrid; }
 bool UsesWindow(MixerKind k) { return k == MixerKind::kSlidingWindow || k == MixerKind::kHybrid; }
 
@@ -144,12 +153,7 @@ Json ConfigToJson(const ModelConfig& c) {
 Result<ModelConfig> ConfigFromJson(const Json& j, const std::string& where) {
   if (!j.is_object()) return Status::InvalidArgument(where + ": config must be a JSON object");
   ModelConfig c;
-  auto get = [&](const char* key, int64_t& out) -> Status {
-    auto r = JsonInt(j, key, where);
-    if (!r.ok()) return r.status();
-    out = *r;
-    return Status::Ok();
-  };
+  auto get = [&](const char* key, int64_t& out) { return ReadIntField(j, key, where, true, &out); };
   SCION_RETURN_IF_ERROR(get("vocab_size", c.vocab_size));
   SCION_RETURN_IF_ERROR(get("n_positions", c.n_positions));
   SCION_RETURN_IF_ERROR(get("n_embd", c.n_embd));
@@ -184,13 +188,7 @@ Result<ModelConfig> ConfigFromJson(const Json& j, const std::string& where) {
       auto mk = ParseMixer(*mixer);
       if (!mk.ok()) return Status::InvalidArgument(f + ".mixer: " + mk.status().message());
       s.mixer = *mk;
-      auto opt_int = [&](const char* key, int64_t& out) -> Status {
-        if (!l.Find(key)) return Status::Ok();
-        auto r = JsonInt(l, key, f);
-        if (!r.ok()) return r.status();
-        out = *r;
-        return Status::Ok();
-      };
+      auto opt_int = [&](const char* key, int64_t& out) { return ReadIntField(l, key, f, false, &out); };
       SCION_RETURN_IF_ERROR(opt_int("mlp_hidden", s.mlp_hidden));
       SCION_RETURN_IF_ERROR(opt_int("window", s.window));
       SCION_RETURN_IF_ERROR(opt_int("feature_dim", s.feature_dim));
