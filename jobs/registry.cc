@@ -4,11 +4,13 @@
 namespace scion::jobs {
 
 // One declaration per kind file (jobs/<kind>.cc).
-// Kind CommandKind();
+Kind CommandKind();
+Kind GpdpKind();
 
 const std::vector<Kind>& AllKinds() {
   static const std::vector<Kind> kinds = {
-      // CommandKind(),
+      CommandKind(),
+      GpdpKind(),
   };
   return kinds;
 }

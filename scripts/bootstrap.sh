@@ -4,7 +4,13 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libzmq3-dev cppzmq-dev libsqlite3-dev sqlite3 libboost-dev
-          nlohmann-json3-dev prometheus-cpp-dev libgtest-dev libgmock-dev prometheus python3)
+          nlohmann-json3-dev prometheus-cpp-dev libgtest-dev libgmock-dev prometheus python3
+          systemd shellcheck yamllint nodejs)
+# Node.js may come from Debian (npm is then a separate package) or from a vendor build that bundles
+# npm; ask for Debian's npm only when no npm is on the PATH.
+if ! command -v npm >/dev/null 2>&1; then
+  packages+=(npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -35,7 +35,8 @@ struct Registrar {
 #define SCION_CHECK_CAT2(a, b) a##b
 #define SCION_CHECK_CAT(a, b) SCION_CHECK_CAT2(a, b)
 // Usage: SCION_CHECK([](std::vector<scion::check::Case>& cases) { cases.push_back({...}); });
-#define SCION_CHECK(fn) static ::scion::check::Registrar SCION_CHECK_CAT(scion_check_, __LINE__)(fn)
+// Variadic so that commas inside the lambda need no extra parentheses.
+#define SCION_CHECK(...) static ::scion::check::Registrar SCION_CHECK_CAT(scion_check_, __LINE__)(__VA_ARGS__)
 
 // ---- helpers ------------------------------------------------------------------------------
 // A fresh seed per process run unless SCION_CHECK_SEED is set (printed so failures reproduce).

@@ -1,0 +1,86 @@
+// Shared pieces of the softmax attention kernels: the mask policy (which tiles a CTA visits,
+// which pairs it keeps) and the cp.async tile loader.
+// Internal to kernels/cuda/softmax_attention.cu.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "kernels/block_layout.h"
+#include "kernels/cuda/mma.cuh"
+
+namespace scion::kernels::cuda::attn {
+
+using bf16 = __nv_bfloat16;
+using namespace mma;
+
+constexpr int kQTile = 64;  // query rows per backward step (and the layout granularity)
+
+// 2^x with flush-to-zero: one MUFU op, no denormal fix-up.
+__device__ __forceinline__ float Exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+struct MaskArgs {
+  bool causal;
+  int64_t window;        // 0: none
+  int block_size;        // 0: no layout
+  int num_blocks;
+  const int32_t* row_offsets;  // (num_blocks + 1), device
+  const int32_t* col_indices;  // device
+};
+
+__device__ __forceinline__ bool AllowedPair(const MaskArgs& m, int64_t i, int64_t j, int64_t n) {
+  return j < n && i < n && (!m.causal || j <= i) && (m.window <= 0 || j > i - m.window);
+}
+
+// Whether any pair of the tile (queries [q0, q0+qn), keys [k0, k0+kn)) needs an element mask.
+__device__ __forceinline__ bool TileNeedsMask(const MaskArgs& m, int64_t q0, int qn, int64_t k0, int kn, int64_t n) {
+  const int64_t q1 = q0 + qn - 1, k1 = k0 + kn - 1;
+  return q1 >= n || k1 >= n || (m.causal && k1 > q0) || (m.window > 0 && k0 <= q1 - m.window);
+}
+
+// Key tiles visited by the forward CTA of queries [q0, q0 + bm): a contiguous band, or the listed
+// blocks of the query's layout row (the element mask trims causal/window inside them).
+struct KeyTiles {
+  int lo = 0, count = 0;      // band: tiles lo .. lo + count
+  const int32_t* cols = nullptr;  // layout: col_indices of the row, count = entries · tiles_per_block
+  int tiles_per_block = 1;
+  __device__ void Init(const MaskArgs& m, int64_t q0, int bm, int kBN, int64_t n) {
+    const int total = static_cast<int>((n + kBN - 1) / kBN);
+    if (m.block_size > 0) {
+      const int r = static_cast<int>(q0 / m.block_size);
+      tiles_per_block = m.block_size / kBN;
+      cols = m.col_indices + m.row_offsets[r];
+      count = (m.row_offsets[r + 1] - m.row_offsets[r]) * tiles_per_block;
+      return;
+    }
+    int hi = total;
+    if (m.causal) hi = min(hi, static_cast<int>((min(q0 + bm, n) - 1) / kBN) + 1);
+    if (m.window > 0) lo = static_cast<int>((q0 - m.window + 1 > 0 ? q0 - m.window + 1 : 0) / kBN);
+    count = max(0, hi - lo);
+  }
+  __device__ __forceinline__ int Tile(int t) const {
+    return cols == nullptr ? lo + t : cols[t / tiles_per_block] * tiles_per_block + t % tiles_per_block;
+  }
+};
+
+// Async copy of `rows` × D bf16 from global rows [row0, row0 + rows) (zero past n) into smem with
+// row stride D + 8 (the 16-byte pad keeps ldmatrix free of bank conflicts).
+template <int D, int kThreads>
+__device__ __forceinline__ void LoadTile(bf16* smem, const bf16* g, int64_t row0, int rows, int64_t n, int tid) {
+  constexpr int kChunks = D / 8;  // 16-byte chunks per row
+  for (int c = tid; c < rows * kChunks; c += kThreads) {
+    const int r = c / kChunks, col = (c % kChunks) * 8;
+    const bool valid = row0 + r < n;
+    CpAsync16(smem + r * (D + 8) + col, g + (valid ? (row0 + r) * D + col : 0), valid);
+  }
+}
+
+}  // namespace scion::kernels::cuda::attn

@@ -1,0 +1,201 @@
+// FlashAttention-2 style softmax attention on tensor cores (mma.sync m16n8k16, bf16 in, fp32
+// accumulate). One kernel per direction; the mask policy (causal / sliding window / CSR block
+// layout) only decides which 64-token key (forward) or query (backward) tiles a CTA visits and
+// which tiles need element masks, so tiles outside the band or layout are never loaded.
+//   forward : CTA = 128 (64 for 64-token layouts) queries of one (b, h); online softmax over 64-key
+//             tiles, double-buffered with cp.async; saves lse.
+//   backward: delta = rowsum(dO∘O) preprocess; CTA = 128 or 64 keys (16 per warp), loops over
+//             64-query tiles, keeps dK, dV in registers, adds dQ into an fp32 buffer with vector
+//             atomics; a last pass scales dQ to bf16.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <string>
+#include <utility>
+
+#include "kernels/block_layout.h"
+#include "kernels/cuda/softmax_backward.cuh"
+#include "kernels/cuda/softmax_forward.cuh"
+#include "kernels/softmax_attention_cuda.h"
+
+namespace scion::kernels::cuda {
+namespace {
+
+using namespace attn;
+
+// ---- launchers ---------------------------------------------------------------------------------
+Status LastError(const char* what) {
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return Status::Internal(std::string(what) + ": " + cudaGetErrorString(e));
+  return Status::Ok();
+}
+
+MaskArgs ToArgs(const Mask& m) {
+  MaskArgs a{m.causal, m.window, 0, 0, nullptr, nullptr};
+  if (m.blocks != nullptr) {
+    a.block_size = m.blocks->block_size;
+    a.num_blocks = m.blocks->num_blocks;
+    a.row_offsets = m.blocks->row_offsets;
+    a.col_indices = m.blocks->col_indices;
+  }
+  return a;
+}
+
+template <int D, int kMT, int kWarps, int kBN, bool kQInRegs>
+Status LaunchForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o, float* lse,
+                     const MaskArgs& m, float scale) {
+  constexpr int kBM = 16 * kMT * kWarps;
+  constexpr size_t smem = (kBM + 4 * kBN) * (D + 8) * sizeof(bf16);
+  auto kernel = ForwardKernel<D, kMT, kWarps, kBN, kQInRegs>;
+  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (attr != cudaSuccess) return Status::Internal(std::string("AttentionForward: smem attribute: ") + cudaGetErrorString(attr));
+  const dim3 grid(static_cast<unsigned>((d.N + kBM - 1) / kBM), static_cast<unsigned>(d.B * d.H));
+  kernel<<<grid, kWarps * 32, smem, static_cast<cudaStream_t>(l.stream)>>>(
+      static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v), static_cast<bf16*>(o), lse,
+      d.N, m, scale * kLog2e);
+  return LastError("AttentionForward launch");
+}
+
+template <int D>
+Status ForwardForD(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o, float* lse,
+                   const MaskArgs& m, float scale) {
+  // A CTA's queries must sit in one layout row: layouts with 64-token blocks take 64-query CTAs.
+  // Otherwise 128 queries (two 16-row m-tiles per warp, so each K/V fragment read from shared
+  // memory feeds two MMAs) × 64 keys; measured on the H100 (docs/PERF.md), 128 keys per tile was
+  // slower for D=64 (spills with the wider S tile) and 8 warps of one m-tile each was slower too.
+  // Narrow windows also take 64-query CTAs: a CTA then visits (64 + w) / 64 key tiles for w useful
+  // keys per row instead of (128 + w) / 64, and 153 registers let 3 CTAs share an SM to hide the
+  // short loop's prologue (measured at w=256 on the H100, docs/PERF.md).
+  const bool narrow_window = m.window > 0 && m.window < 1024;
+  if (m.block_size % 128 != 0 || narrow_window) {
+    return LaunchForward<D, 1, 4, 64, true>(l, d, q, k, v, o, lse, m, scale);
+  }
+  if constexpr (D == 128) {
+    return LaunchForward<D, 1, 8, 64, true>(l, d, q, k, v, o, lse, m, scale);
+  } else {
+    return LaunchForward<D, 2, 4, 64, true>(l, d, q, k, v, o, lse, m, scale);
+  }
+}
+
+template <int D, int kBN>
+Status LaunchBackward(cudaStream_t stream, AttnDims d, const void* q, const void* k, const void* v, const void* dout,
+                      const float* lse, const float* delta, float* dq_acc, void* dk, void* dv, const MaskArgs& m,
+                      float scale) {
+  constexpr size_t smem = (2 * kBN + 4 * kQTile) * (D + 8) * sizeof(bf16) + kBN * (kQTile + 8) * sizeof(bf16) +
+                          4 * kQTile * sizeof(float);
+  auto kernel = BackwardKernel<D, kBN>;
+  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (attr != cudaSuccess) {
+    return Status::Internal(std::string("AttentionBackward: smem attribute: ") + cudaGetErrorString(attr));
+  }
+  const dim3 grid(static_cast<unsigned>((d.N + kBN - 1) / kBN), static_cast<unsigned>(d.B * d.H));
+  kernel<<<grid, kBN * 2, smem, stream>>>(static_cast<const bf16*>(q), static_cast<const bf16*>(k),
+                                          static_cast<const bf16*>(v), static_cast<const bf16*>(dout), lse, delta,
+                                          dq_acc, static_cast<bf16*>(dk), static_cast<bf16*>(dv), d.N, m, scale,
+                                          scale * kLog2e);
+  return LastError("AttentionBackward launch");
+}
+
+template <int D>
+Status BackwardForD(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, const void* o,
+                    const void* dout, const float* lse, void* dq, void* dk, void* dv, const MaskArgs& m, float scale) {
+  cudaStream_t stream = static_cast<cudaStream_t>(l.stream);
+  const int64_t rows = d.B * d.H * d.N;
+  float* delta = nullptr;
+  float* dq_acc = nullptr;  // (B, H, N, D) fp32
+  cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&delta), rows * sizeof(float), stream);
+  if (e == cudaSuccess) e = cudaMallocAsync(reinterpret_cast<void**>(&dq_acc), rows * D * sizeof(float), stream);
+  if (e != cudaSuccess) {
+    if (delta != nullptr) cudaFreeAsync(delta, stream);
+    return Status::Internal(std::string("AttentionBackward: workspace: ") + cudaGetErrorString(e));
+  }
+  cudaMemsetAsync(dq_acc, 0, rows * D * sizeof(float), stream);
+  DeltaKernel<D><<<static_cast<unsigned>((rows + 7) / 8), 256, 0, stream>>>(
+      static_cast<const bf16*>(o), static_cast<const bf16*>(dout), delta, rows);
+  // 128-key CTAs halve the dQ atomics; layouts with 64-token blocks need 64-key CTAs, and D=128
+  // keeps 64 (its dK, dV accumulators already fill the registers).
+  // Narrow windows visit few query tiles per key block, and 64-key CTAs then waste fewer of them on
+  // the band's edges (measured: w=256 1.38 vs 1.53 ms fwd+bwd at N=8192).
+  const bool narrow_window = m.window > 0 && m.window < 1024;
+  const bool wide = m.block_size % 128 == 0 && !narrow_window;
+  const Status st = [&]() -> Status {
+    auto launch_main = [&]() -> Status {
+      if constexpr (D <= 64) {
+        if (wide) return LaunchBackward<D, 128>(stream, d, q, k, v, dout, lse, delta, dq_acc, dk, dv, m, scale);
+      }
+      return LaunchBackward<D, 64>(stream, d, q, k, v, dout, lse, delta, dq_acc, dk, dv, m, scale);
+    };
+    SCION_RETURN_IF_ERROR(launch_main());
+    const int64_t count = rows * D;
+    ScaleToBF16Kernel<<<static_cast<unsigned>((count / 4 + 255) / 256 + 1), 256, 0, stream>>>(
+        dq_acc, static_cast<bf16*>(dq), scale, count);
+    return LastError("AttentionBackward scale");
+  }();
+  cudaFreeAsync(dq_acc, stream);
+  cudaFreeAsync(delta, stream);
+  return st;
+}
+
+}  // namespace
+
+Status SoftmaxForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o, float* lse,
+                      const Mask& mask, float scale) {
+  const MaskArgs m = ToArgs(mask);
+  switch (d.D) {
+    case 16: return ForwardForD<16>(l, d, q, k, v, o, lse, m, scale);
+    case 32: return ForwardForD<32>(l, d, q, k, v, o, lse, m, scale);
+    case 64: return ForwardForD<64>(l, d, q, k, v, o, lse, m, scale);
+    case 128: return ForwardForD<128>(l, d, q, k, v, o, lse, m, scale);
+  }
+  return Status::InvalidArgument("AttentionForward: dims.D must be 16, 32, 64 or 128 on CUDA");
+}
+
+Status SoftmaxBackward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, const void* o,
+                       const void* dout, const float* lse, void* dq, void* dk, void* dv, const Mask& mask,
+                       float scale) {
+  const MaskArgs m = ToArgs(mask);
+  switch (d.D) {
+    case 16: return BackwardForD<16>(l, d, q, k, v, o, dout, lse, dq, dk, dv, m, scale);
+    case 32: return BackwardForD<32>(l, d, q, k, v, o, dout, lse, dq, dk, dv, m, scale);
+    case 64: return BackwardForD<64>(l, d, q, k, v, o, dout, lse, dq, dk, dv, m, scale);
+    case 128: return BackwardForD<128>(l, d, q, k, v, o, dout, lse, dq, dk, dv, m, scale);
+  }
+  return Status::InvalidArgument("AttentionBackward: dims.D must be 16, 32, 64 or 128 on CUDA");
+}
+
+Status CopyLayoutToHost(const Launch& l, const BlockLayout& layout, std::vector<int32_t>* row_offsets,
+                        std::vector<int32_t>* col_indices) {
+  cudaStream_t stream = static_cast<cudaStream_t>(l.stream);
+  // Host arrays would pass the copy below (unified addressing) and then fault inside the kernel.
+  for (const auto& [name, ptr] : {std::pair{"row_offsets", static_cast<const void*>(layout.row_offsets)},
+                                  std::pair{"col_indices", static_cast<const void*>(layout.col_indices)}}) {
+    if (ptr == nullptr) continue;
+    cudaPointerAttributes attr{};
+    if (cudaPointerGetAttributes(&attr, ptr) != cudaSuccess || (attr.type != cudaMemoryTypeDevice &&
+                                                                 attr.type != cudaMemoryTypeManaged)) {
+      cudaGetLastError();
+      return Status::InvalidArgument(std::string("mask.blocks.") + name + " must point to device memory");
+    }
+  }
+  row_offsets->assign(static_cast<size_t>(layout.num_blocks) + 1, 0);
+  cudaError_t e = cudaMemcpyAsync(row_offsets->data(), layout.row_offsets, row_offsets->size() * sizeof(int32_t),
+                                  cudaMemcpyDeviceToHost, stream);
+  if (e == cudaSuccess) e = cudaStreamSynchronize(stream);
+  if (e != cudaSuccess) return Status::InvalidArgument(std::string("mask.blocks.row_offsets: ") + cudaGetErrorString(e));
+  const int64_t nnz = row_offsets->back();
+  const int64_t max_nnz = static_cast<int64_t>(layout.num_blocks) * layout.num_blocks;
+  if (nnz < 0 || nnz > max_nnz) {
+    return Status::InvalidArgument("mask.blocks.row_offsets[num_blocks] = " + std::to_string(nnz) +
+                                   " is outside [0, num_blocks²]");
+  }
+  col_indices->assign(static_cast<size_t>(nnz), 0);
+  if (nnz == 0) return Status::Ok();
+  if (layout.col_indices == nullptr) return Status::InvalidArgument("mask.blocks.col_indices is null");
+  e = cudaMemcpyAsync(col_indices->data(), layout.col_indices, nnz * sizeof(int32_t), cudaMemcpyDeviceToHost, stream);
+  if (e == cudaSuccess) e = cudaStreamSynchronize(stream);
+  if (e != cudaSuccess) return Status::InvalidArgument(std::string("mask.blocks.col_indices: ") + cudaGetErrorString(e));
+  return Status::Ok();
+}
+
+}  // namespace scion::kernels::cuda

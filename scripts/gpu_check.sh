@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# On the GPU machine: build the kernels (no control plane), run the consistency check, run
+# compute-sanitizer memcheck on a reduced check, time Scion's kernels and the PyTorch peers on the
+# same shapes, and print one table (op, shape, scion ms, peer, peer ms, ratio, TFLOP/s, fraction of
+# the measured bf16 GEMM ceiling).
+#   scripts/gpu_check.sh [out_dir]
+# Environment: STAGES (default "build check memcheck bench"), BENCH_FILTER (words passed to both
+# scion-kernel-bench and peers.py), MEMCHECK_FILTER (check cases run under memcheck), JOBS.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-${OUT:-/tmp/scion-gpu-check}}
+mkdir -p "$out"
+stages=${STAGES:-build check memcheck bench}
+build=${SCION_BUILD_DIR:-build-gpu}
+memcheck_filter=${MEMCHECK_FILTER:-N130 D,N63 D,N257 D64,rand10,hmar-diag,invalid-cuda,N77 D64,N203 D64 hedgehog causal}
+status=0
+summary=()
+has() { [[ " $stages " == *" $1 "* ]]; }
+
+if has build; then
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DSCION_CONTROL_PLANE=OFF -DSCION_TESTS=OFF \
+    -DSCION_CUDA=ON -DSCION_CUDA_ARCHS=90a >"$out/build.log" 2>&1 &&
+    cmake --build "$build" -j"${JOBS:-16}" --target scion-kernel-check scion-kernel-bench >>"$out/build.log" 2>&1 ||
+    { tail -30 "$out/build.log"; echo "build failed"; exit 1; }
+fi
+check=$build/tests/kernels/scion-kernel-check
+bench=$build/bench/kernels/scion-kernel-bench
+
+if has check; then
+  "$check" >"$out/check.log" 2>&1
+  rc=$?
+  grep -E 'FAIL' "$out/check.log" | head -20
+  summary+=("check: $(tail -1 "$out/check.log") (exit $rc)")
+  [[ $rc -ne 0 ]] && status=1
+fi
+if has memcheck; then
+  /usr/local/cuda/bin/compute-sanitizer --tool memcheck --error-exitcode 3 "$check" --filter "$memcheck_filter" \
+    >"$out/memcheck.log" 2>&1
+  rc=$?
+  summary+=("memcheck: $(grep -E 'ERROR SUMMARY' "$out/memcheck.log" | tail -1) $(grep -E 'passed,' "$out/memcheck.log" | tail -1) (exit $rc)")
+  [[ $rc -ne 0 ]] && status=1
+fi
+if has bench; then
+  "$bench" ${BENCH_FILTER:+--filter "$BENCH_FILTER"} >"$out/scion.csv" 2>"$out/bench.err" || status=1
+  : >"$out/peers.csv"; : >"$out/peers.err"
+  for peers in bench/kernels/*peers.py; do  # peers.py (softmax family, ceilings), linear_peers.py, ...
+    PYTHONUNBUFFERED=1 python3 "$peers" ${BENCH_FILTER:+--filter "$BENCH_FILTER"} \
+      >>"$out/peers.csv" 2>>"$out/peers.err" || status=1
+  done
+  python3 bench/kernels/report.py "$out/scion.csv" "$out/peers.csv" >"$out/table.md"
+  cat "$out/bench.err"; grep -v Warning "$out/peers.err" | tail -5
+fi
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv,noheader >"$out/gpu.txt" 2>&1
+for line in "${summary[@]}"; do echo "$line"; done
+cat "$out/gpu.txt"
+[[ -f "$out/table.md" ]] && cat "$out/table.md"
+exit $status

@@ -1,0 +1,33 @@
+// The worker's local artifact cache: content-addressed files under <data>/artifacts/<sha[0:2]>/<sha>.
+// A file enters the cache only after its sha256 was checked, so a present file of the right size is
+// trusted. Downloads go to <data>/artifacts/tmp/<sha>.part first.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace scion::worker {
+
+class ArtifactCache {
+ public:
+  explicit ArtifactCache(std::string dir) : dir_(std::move(dir)) {}
+  Status Init();  // creates the folders
+  std::string PathFor(const std::string& sha) const;
+  bool Has(const std::string& sha, uint64_t size) const;
+
+  // Partial download: Begin truncates, Append must continue exactly where the file ends,
+  // Commit checks size and hash and moves the file into place (returning its path).
+  Status BeginPart(const std::string& sha);
+  Status AppendPart(const std::string& sha, uint64_t offset, std::string_view data);
+  Result<std::string> CommitPart(const std::string& sha, uint64_t size);
+  void DropPart(const std::string& sha);
+
+ private:
+  std::string PartPath(const std::string& sha) const;
+  std::string dir_;
+};
+
+}  // namespace scion::worker
