@@ -192,7 +192,7 @@ Status Coordinator::Run(const std::atomic<bool>& stop) {
     if (!timeouts_.empty()) sooner(timeouts_.begin()->first);
     if (!cancel_deadlines_.empty()) sooner(cancel_deadlines_.begin()->first);
     if (!wait_deadlines_.empty()) sooner(wait_deadlines_.begin()->first);
-    if (!undelivered_.empty()) wait = 0;
+    if (!undelivered_.empty() || !unreachable_.empty()) wait = 0;
     if (zmq_poll(items, 2, static_cast<long>(wait * 1000)) < 0 && zmq_errno() != EINTR) {
       SCION_LOG(kError) << "poll: " << zmq_strerror(zmq_errno());
     }
@@ -293,7 +293,7 @@ Status Coordinator::FlushOutbox() {
   for (Outgoing& out : outbox_) {
     zmq::socket_t& sock = out.to_worker ? worker_socket_ : client_socket_;
     auto frames = proto::Encode(out.message);
-    bool sent = false;
+    bool sent = false, unreachable = false;
     try {
       if (sock.send(zmq::buffer(out.identity), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
         for (size_t i = 0; i < frames.size(); ++i) {
@@ -303,11 +303,12 @@ Status Coordinator::FlushOutbox() {
         }
         sent = true;
       }
-    } catch (const zmq::error_t&) {
-      sent = false;  // EHOSTUNREACH: the peer is gone
+    } catch (const zmq::error_t& e) {
+      unreachable = e.num() == EHOSTUNREACH;  // ROUTER_MANDATORY: no connection with that identity
     }
     if (!sent) {
       ++failed;
+      if (unreachable && out.to_worker) unreachable_.insert(out.identity);
       if (out.message.command == proto::Command::kAssign)
         undelivered_.emplace_back(out.message.body.value("job_id", int64_t{0}),
                                   out.message.body.value("attempt", 0));
@@ -328,6 +329,13 @@ void Coordinator::FireTimers() {
     RequeueOrFail(*job, "worker unreachable", "lost");
   }
   undelivered_.clear();
+  for (const std::string& identity : unreachable_) {
+    Worker* w = WorkerByIdentity(identity);
+    if (!w || w->state != "ready") continue;
+    Check(store_->EnsureTransaction());
+    MarkWorkerLost(*w, "worker " + w->id + " lost (connection closed)");
+  }
+  unreachable_.clear();
   while (!timeouts_.empty() && timeouts_.begin()->first <= now) {
     auto [id, attempt] = timeouts_.begin()->second;
     timeouts_.erase(timeouts_.begin());

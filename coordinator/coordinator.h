@@ -171,6 +171,7 @@ class Coordinator {
   uint64_t next_waiter_ = 1;
   std::vector<Outgoing> outbox_;
   std::vector<std::pair<int64_t, int>> undelivered_;        // ASSIGNs that could not be sent
+  std::set<std::string> unreachable_;                       // worker identities with no connection
   double recovery_deadline_ = 0;                            // 0: not recovering
   double next_heartbeat_ = 0;
   double next_liveness_check_ = 0;

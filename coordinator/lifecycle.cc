@@ -29,7 +29,9 @@ int64_t Coordinator::CreateJob(const JobSpec& spec, const std::string& spec_json
   for (const auto& [_, ref] : spec.inputs)
     if (ref.job_id > 0 && std::find(job.after.begin(), job.after.end(), ref.job_id) == job.after.end())
       job.after.push_back(ref.job_id);  // consuming a job's output implies waiting for it
-  job.state = JobState::kPending;
+  // A job with nothing to wait for is born queued: one row and one event, not two.
+  job.state = job.after.empty() ? JobState::kQueued : JobState::kPending;
+  job.queued = job.state == JobState::kQueued ? now : 0;
   auto id = store_->InsertJob(job);
   if (!id.ok()) {
     Fatal(id.status());
@@ -40,6 +42,10 @@ int64_t Coordinator::CreateJob(const JobSpec& spec, const std::string& spec_json
   metrics_.JobEntered(job.state);
   metrics_.Submitted();
   Job& stored = jobs_.emplace(job.id, std::move(job)).first->second;
+  if (stored.state == JobState::kQueued) {
+    ready_.emplace(-static_cast<int64_t>(stored.priority), stored.id);
+    return stored.id;
+  }
 
   int64_t failed_parent = 0;
   for (int64_t parent : stored.after) {
