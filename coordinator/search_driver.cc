@@ -182,7 +182,7 @@ Status SearchDriver::Settle(Search& s, Trial& t) {
   if (!job) {
     t.state = "failed";
     t.reason = "job " + std::to_string(t.job) + " is gone";
-  } else if (t.prune_requested) {
+  } else if (t.prune_requested || job->reason.rfind("pruned by search", 0) == 0) {  // the latter after a restart
     // A pruned trial still says something: its objective as far as it got, when it reported one.
     t.state = "pruned";
     t.reason = job->reason;

@@ -10,8 +10,7 @@ Result<std::vector<search::Assignment>> ProposeGpdp(const SearchSpec& spec, cons
                                                     int count, uint64_t round) {
   const StrategySpec& st = spec.strategy;
   const int layers = spec.space.size();
-  const std::vector<std::string>& choices = spec.space.dimensions()[0].choices;
-  const int actions = int(choices.size());
+  const int actions = int(spec.space.dimensions()[0].choices.size());
   std::vector<search::StageTransition> data;
   double initial_sum = 0;
   int complete = 0;
@@ -38,12 +37,7 @@ Result<std::vector<search::Assignment>> ProposeGpdp(const SearchSpec& spec, cons
   problem.num_actions = actions;
   for (int k = 0; k < st.state_points; ++k)
     problem.state_grid.push_back(st.state_low + (st.state_high - st.state_low) * k / (st.state_points - 1));
-  std::vector<double> reward(size_t(actions), 0.0);
-  for (int a = 0; a < actions; ++a) {
-    auto it = st.choice_reward.find(choices[size_t(a)]);
-    if (it != st.choice_reward.end()) reward[size_t(a)] = it->second;
-  }
-  problem.reward = [reward](int, double, int a, double) { return reward[size_t(a)]; };
+  problem.reward = [](int, double, int, double) { return 0.0; };  // all of the objective is the final state
   const Goal goal = spec.objectives[0].goal;
   problem.terminal = [goal](double final_state) { return -Minimized(goal, final_state); };  // plans maximise
   auto plan = search::PlanGpdp(problem, data, search::GpdpOptions{});

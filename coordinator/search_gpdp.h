@@ -1,8 +1,9 @@
 // The gpdp strategy of a search: layer choices decided stage by stage. Each finished trial
 // contributes its state curve (the state metric at step 0 before any layer, at step i+1 after
 // layer i) as transitions (stage, state, choice) -> next state; GPDP (search/strategy_gpdp.h) plans
-// over a GP of those transitions, and a new trial's choices follow the plan from the observed
-// initial state, each next state taken as the mean observed change for that (stage, choice).
+// over a GP of those transitions for the best final state (the objective), and a new trial's
+// choices follow the plan from the observed initial state, each next state taken as the mean
+// observed change for that (stage, choice).
 #pragma once
 
 #include <cstdint>

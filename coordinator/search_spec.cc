@@ -255,7 +255,7 @@ Status ParseStrategy(const json& s, SearchSpec& spec) {
   if (type == "gpdp") {
     out.type = StrategyType::kGpdp;
     SCION_RETURN_IF_ERROR(CheckKeys(st, "strategy", {"type", "group", "state_metric", "state_low", "state_high",
-                                                     "state_points", "choice_reward", "epsilon", "initial_random"}));
+                                                     "state_points", "epsilon", "initial_random"}));
     auto group = st.find("group");
     if (group == st.end() || !group->is_string()) return Invalid("strategy.group", "required: the per_layer decision decided stage by stage");
     out.stage_group = *group;
@@ -289,17 +289,6 @@ Status ParseStrategy(const json& s, SearchSpec& spec) {
     auto initial = Integer(st, "strategy", "initial_random", 4, 1);
     if (!initial.ok()) return initial.status();
     out.bo.initial_random = int(*initial);
-    if (auto r = st.find("choice_reward"); r != st.end()) {
-      if (!r->is_object()) return Invalid("strategy.choice_reward", "must be an object {choice: reward}");
-      const auto& choices = spec.space.dimensions()[size_t(g->dims[0])].choices;
-      for (const auto& [choice, v] : r->items()) {
-        if (std::find(choices.begin(), choices.end(), choice) == choices.end())
-          return Invalid("strategy.choice_reward." + choice, "not a choice of '" + out.stage_group + "'");
-        if (!v.is_number() || !std::isfinite(v.get<double>()))
-          return Invalid("strategy.choice_reward." + choice, "must be a finite number");
-        out.choice_reward[choice] = v.get<double>();
-      }
-    }
     if (spec.objectives.size() != 1 || spec.objectives[0].metric != out.state_metric)
       return Invalid("strategy.state_metric", "gpdp needs one objective on the state metric '" + out.state_metric + "'");
     return Status::Ok();

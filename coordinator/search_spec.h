@@ -51,14 +51,13 @@ struct StrategySpec {
   StrategyType type = StrategyType::kRandom;
   int grid_points = 5;                 // grid: values per real (and wide integer) dimension
   search::BayesOptOptions bo;          // bo: acquisition, kappa, initial_random
-  // gpdp: one per-layer group is decided stage by stage; trials report `state_metric` at step i
-  // (the state after layer i's choice, step 0 before the first) and the plan minimises (or
-  // maximises, with the objective's goal) the final state plus the per-choice rewards.
+  // gpdp: one per-layer group is decided stage by stage; trials report `state_metric` at step 0
+  // (before the first layer) and at step i+1 (after layer i's choice); the objective is that
+  // metric, and the plan minimises (or maximises, with the objective's goal) its final value.
   std::string stage_group;
   std::string state_metric;
   double state_low = 0, state_high = 1;
   int state_points = 41;
-  std::map<std::string, double> choice_reward;  // added per layer that takes the choice
   double epsilon = 0.1;                // gpdp: chance of a random choice per layer
 };
 

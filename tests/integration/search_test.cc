@@ -50,7 +50,7 @@ Result<json> WaitSearch(Cluster& c, int64_t id, seconds timeout) {
         return (*r)["search"]["state"] != "running";
       },
       timeout);
-  if (!done) return Status::DeadlineExceeded("search " + std::to_string(id) + " still running: " + last.dump());
+  if (!done) return Status::Unavailable("search " + std::to_string(id) + " still running: " + last.dump());
   return last;
 }
 
@@ -211,6 +211,77 @@ TEST_F(ClusterTest, SearchSurvivesACoordinatorRestart) {
     EXPECT_EQ(after["job_id"], t["job_id"]);
     EXPECT_EQ(after["params"], t["params"]);
   }
+}
+
+TEST_F(ClusterTest, MedianStoppingPrunesTrialsWorseThanTheFinishedOnes) {
+  Cluster& c = Start(1);
+  ASSERT_FALSE(HasFailure());
+  // Trial v reports loss 10 v + 4 - s at steps s = 0..4: every later trial is worse than the
+  // earlier ones at every step, so from the third on (two references) it is stopped at step 1.
+  json trial = ShellJob("curve-{{v}}",
+                        "for s in 0 1 2 3 4; do echo \"SCION_METRIC {\\\"step\\\": $s, \\\"name\\\": \\\"loss\\\", "
+                        "\\\"value\\\": $((10 * {{v}} + 4 - s))}\"; sleep 0.3; done");
+  json spec = {{"name", "curves"},
+               {"space", {{{"name", "v"}, {"type", "integer"}, {"low", 1}, {"high", 4}}}},
+               {"trial", trial},
+               {"objectives", {{{"metric", "loss"}}}},
+               {"budget", {{"max_trials", 4}, {"max_concurrent", 1},
+                           {"early_stop", {{"metric", "loss"}, {"min_step", 1}, {"min_trials", 2}}}}},
+               {"strategy", "grid"}};
+  auto created = c.Call("search_create", {{"spec", spec}});
+  ASSERT_OK(created);
+  auto done = WaitSearch(c, (*created)["search_id"], seconds(120));
+  ASSERT_OK(done);
+  const json& trials = (*done)["trials"];
+  ASSERT_EQ(trials.size(), 4u) << done->dump();
+  for (const json& t : trials) {
+    const int v = t["params"]["v"];
+    if (v <= 2) {
+      EXPECT_EQ(t["state"], "succeeded") << t.dump();
+      EXPECT_DOUBLE_EQ(t["objectives"][0].get<double>(), 10 * v) << t.dump();
+    } else {
+      EXPECT_EQ(t["state"], "pruned") << t.dump();
+      EXPECT_NE(t["reason"].get<std::string>().find("pruned by search"), std::string::npos) << t.dump();
+      // Its value is the loss it last reported before the cancel took effect: above the finished ones'.
+      ASSERT_EQ(t["objectives"].size(), 1u) << t.dump();
+      EXPECT_GT(t["objectives"][0].get<double>(), 10 * v) << t.dump();
+    }
+  }
+  EXPECT_EQ((*done)["search"]["best"]["params"]["v"], 1);
+}
+
+TEST_F(ClusterTest, GpdpSearchFindsTheBestLayerPlan) {
+  Cluster& c = Start(1);
+  ASSERT_FALSE(HasFailure());
+  // cost after layer i (1-based) adds 0.01 i - 0.025 for a window, -0.01 for linear, 0 for softmax:
+  // the best plan is window, linear, linear, linear (cost -0.045) among 81.
+  json trial = ShellJob(
+      "plan-{{trial}}",
+      "awk -v ops={{layer_ops}} 'BEGIN { n = split(ops, a, \",\"); t = 0; "
+      "printf \"SCION_METRIC {\\\"step\\\": 0, \\\"name\\\": \\\"cost\\\", \\\"value\\\": 0}\\n\"; "
+      "for (i = 1; i <= n; i++) { if (a[i] == \"window\") t += 0.01 * i - 0.025; else if (a[i] == \"linear\") t -= 0.01; "
+      "printf \"SCION_METRIC {\\\"step\\\": %d, \\\"name\\\": \\\"cost\\\", \\\"value\\\": %.12g}\\n\", i, t } }'");
+  json spec = {{"name", "plan"},
+               {"space", {{{"name", "layer_ops"}, {"type", "per_layer"}, {"layers", 4},
+                           {"choices", {"softmax", "window", "linear"}}}}},
+               {"trial", trial},
+               {"objectives", {{{"metric", "cost"}, {"goal", "minimize"}}}},
+               {"budget", {{"max_trials", 12}, {"max_concurrent", 1}}},
+               {"strategy", {{"type", "gpdp"}, {"group", "layer_ops"}, {"state_metric", "cost"},
+                             {"state_low", -0.2}, {"state_high", 0.2}, {"state_points", 41},
+                             {"initial_random", 4}, {"epsilon", 0.0}}},
+               {"seed", 5}};
+  auto created = c.Call("search_create", {{"spec", spec}});
+  ASSERT_OK(created);
+  auto done = WaitSearch(c, (*created)["search_id"], seconds(180));
+  ASSERT_OK(done);
+  EXPECT_EQ((*done)["search"]["state"], "finished") << done->dump();
+  ASSERT_EQ((*done)["trials"].size(), 12u) << done->dump();
+  const json& best = (*done)["search"]["best"];
+  ASSERT_TRUE(best.is_object()) << done->dump();
+  // awk prints 12 significant digits.
+  EXPECT_NEAR(best["objectives"][0].get<double>(), -0.045, 1e-9) << done->dump();
+  EXPECT_EQ(best["params"]["layer_ops"], json({"window", "linear", "linear", "linear"})) << done->dump();
 }
 
 }  // namespace
