@@ -108,18 +108,6 @@ Status Coordinator::LoadJobs() {
     Job& job = it->second;
     metrics_.JobEntered(job.state);
     if (IsTerminal(job.state)) return;
-    json spec_json = json::parse(job.spec, nullptr, /*allow_exceptions=*/false);
-    auto spec = spec_json.is_discarded() ? Result<JobSpec>(Status::Corruption("spec is not JSON"))
-                                         : ParseSpec(spec_json, kinds_);
-    if (spec.ok()) {
-      job.resources = spec->resources;
-      job.timeout_s = spec->timeout_s;
-      job.after = spec->after;
-      for (const auto& [_, ref] : spec->inputs)
-        if (ref.job_id > 0) job.after.push_back(ref.job_id);
-    } else {
-      SCION_LOG(kWarn) << "job " << job.id << ": stored spec no longer valid: " << spec.status().message();
-    }
     switch (job.state) {
       case JobState::kPending:
         for (int64_t parent : job.after) {
@@ -382,6 +370,11 @@ Coordinator::Worker* Coordinator::WorkerByIdentity(const std::string& identity) 
   if (it == worker_by_identity_.end()) return nullptr;
   auto w = workers_.find(it->second);
   return w == workers_.end() ? nullptr : &w->second;
+}
+
+json Coordinator::JobJson(const Job& job) {
+  auto spec = store_->JobSpec(job.id);
+  return JobToJson(job, spec.ok() ? *spec : std::string("{}"));
 }
 
 Job* Coordinator::FindJob(int64_t id) {

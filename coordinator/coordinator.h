@@ -109,9 +109,10 @@ class Coordinator {
   void ProcessDependencies();
   void Dispatch();
   bool AssignJob(Job& job, Worker& worker, const Placement& placement);
-  Result<nlohmann::json> ResolveInputs(const Job& job);
+  Result<nlohmann::json> ResolveInputs(const nlohmann::json& spec);
   void NotifyWaiters(const Job& job);
   Job* FindJob(int64_t id);
+  nlohmann::json JobJson(const Job& job);  // the protocol's Job object (reads the spec from the store)
 
   // ---- worker protocol (worker_handlers.cc) ----
   void HandleWorker(const std::string& identity, proto::Message& m);

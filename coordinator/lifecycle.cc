@@ -22,7 +22,6 @@ int64_t Coordinator::CreateJob(const JobSpec& spec, const std::string& spec_json
   job.priority = spec.priority;
   job.max_attempts = spec.max_attempts;
   job.created = now;
-  job.spec = spec_json;
   job.resources = spec.resources;
   job.timeout_s = spec.timeout_s;
   job.after = spec.after;
@@ -32,7 +31,7 @@ int64_t Coordinator::CreateJob(const JobSpec& spec, const std::string& spec_json
   // A job with nothing to wait for is born queued: one row and one event, not two.
   job.state = job.after.empty() ? JobState::kQueued : JobState::kPending;
   job.queued = job.state == JobState::kQueued ? now : 0;
-  auto id = store_->InsertJob(job);
+  auto id = store_->InsertJob(job, spec_json);
   if (!id.ok()) {
     Fatal(id.status());
     return 0;
@@ -202,10 +201,9 @@ void Coordinator::Dispatch() {
   }
 }
 
-Result<json> Coordinator::ResolveInputs(const Job& job) {
-  json spec = json::parse(job.spec, nullptr, /*allow_exceptions=*/false);
+Result<json> Coordinator::ResolveInputs(const json& spec) {
   json resolved = json::object();
-  if (spec.is_discarded() || !spec.contains("inputs") || !spec["inputs"].is_object()) return resolved;
+  if (!spec.is_object() || !spec.contains("inputs") || !spec["inputs"].is_object()) return resolved;
   for (const auto& [name, text] : spec["inputs"].items()) {
     if (!text.is_string()) continue;
     std::string field = "inputs." + name;
@@ -229,7 +227,14 @@ Result<json> Coordinator::ResolveInputs(const Job& job) {
 }
 
 bool Coordinator::AssignJob(Job& job, Worker& worker, const Placement& placement) {
-  auto inputs = ResolveInputs(job);
+  auto spec_text = store_->JobSpec(job.id);
+  if (!spec_text.ok()) {
+    Fatal(spec_text.status());
+    return false;
+  }
+  json spec = json::parse(*spec_text, nullptr, /*allow_exceptions=*/false);
+  if (spec.is_discarded()) spec = json::object();
+  auto inputs = ResolveInputs(spec);
   if (!inputs.ok()) {
     Transition(job, JobState::kFailed, inputs.status().message());
     return false;
@@ -246,8 +251,6 @@ bool Coordinator::AssignJob(Job& job, Worker& worker, const Placement& placement
   Check(store_->InsertAttempt(job.id, job.attempt, worker.id, job.gpus, now));
   Reserve(worker.view, placement);
   worker.jobs.insert(job.id);
-  json spec = json::parse(job.spec, nullptr, /*allow_exceptions=*/false);
-  if (spec.is_discarded()) spec = json::object();
   Send(true, worker.identity, proto::Command::kAssign,
        {{"job_id", job.id}, {"attempt", job.attempt}, {"spec", std::move(spec)}, {"gpus", job.gpus},
         {"inputs", std::move(*inputs)}});
@@ -262,7 +265,7 @@ void Coordinator::NotifyWaiters(const Job& job) {
     auto w = waiters_.find(wid);
     if (w == waiters_.end()) continue;
     Send(false, w->second.identity, proto::Command::kReply,
-         {{"id", w->second.request_id}, {"ok", true}, {"job", JobToJson(job)}});
+         {{"id", w->second.request_id}, {"ok", true}, {"job", JobJson(job)}});
     waiters_.erase(w);
   }
   waiters_by_job_.erase(it);

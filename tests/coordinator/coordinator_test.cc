@@ -278,6 +278,24 @@ TEST_F(CoordinatorTest, LostWorkerJobsAreRequeuedWithTheNextAttempt) {
   EXPECT_EQ(cancel->body["attempt"], 1);
 }
 
+// Regression: an ASSIGN to a worker whose connection had closed was requeued onto the same
+// (still "ready") worker again and again until the liveness timeout.
+TEST_F(CoordinatorTest, WorkerWithClosedConnectionIsLostBeforeLivenessExpires) {
+  auto gone = Worker("gone", /*cpu_cores=*/8);
+  gone->Ready();
+  ASSERT_TRUE(gone->peer.Expect(Command::kHeartbeat));  // registered
+  gone.reset();                                         // connection closed, no DISCONNECT sent
+  int64_t id = Submit({{"kind", "test"}});
+  auto w2 = Worker("w2", 1);
+  w2->Ready();
+  auto a = w2->NextAssign(1000);  // liveness is 20 x 100 ms: only the closed connection explains it
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->body["job_id"], id);
+  json workers = client_->Request({{"op", "workers"}});
+  EXPECT_EQ(workers["workers"][0]["id"], "gone");
+  EXPECT_EQ(workers["workers"][0]["state"], "lost");
+}
+
 TEST_F(CoordinatorTest, RestartReclaimsRunningJobsAndRequeuesUnclaimedOnes) {
   int64_t kept = Submit({{"kind", "test"}});
   int64_t orphan = Submit({{"kind", "test"}});

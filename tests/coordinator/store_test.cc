@@ -73,8 +73,9 @@ TEST(Store, JobsRoundTripThroughTheFile) {
     j.priority = 5;
     j.created = 100;
     j.queued = 100;
-    j.spec = R"({"kind":"test"})";
-    auto inserted = s.InsertJob(j);
+    j.resources.gpus = 2;
+    j.after = {7, 9};
+    auto inserted = s.InsertJob(j, R"({"kind":"test"})");
     ASSERT_TRUE(inserted.ok());
     id = j.id = *inserted;
     j.state = JobState::kSucceeded;
@@ -88,7 +89,7 @@ TEST(Store, JobsRoundTripThroughTheFile) {
     // Uncommitted work is rolled back when the store closes.
     ASSERT_TRUE(s.EnsureTransaction().ok());
     Job lost = j;
-    ASSERT_TRUE(s.InsertJob(lost).ok());
+    ASSERT_TRUE(s.InsertJob(lost, "{}").ok());
   }
   auto store = Store::Open(path);
   ASSERT_TRUE(store.ok());
@@ -104,6 +105,11 @@ TEST(Store, JobsRoundTripThroughTheFile) {
   EXPECT_DOUBLE_EQ(j.summary.at("loss"), 0.25);
   EXPECT_EQ(j.artifacts.at("model").size, 123);
   EXPECT_EQ(j.priority, 5);
+  EXPECT_EQ(j.resources.gpus, 2);
+  EXPECT_EQ(j.after, (std::vector<int64_t>{7, 9}));
+  auto spec = (*store)->JobSpec(id);
+  ASSERT_TRUE(spec.ok());
+  EXPECT_EQ(*spec, R"({"kind":"test"})");
 }
 
 TEST(Config, FlagsOverrideEnvironment) {
