@@ -106,7 +106,7 @@ Result<Invocation> ParseArgs(const std::vector<std::string>& args, const std::st
     static const std::set<std::string> kGlobalValues = {"addr", "timeout", "output"};
     // Which options take a value depends on the command, which may come later; every option with
     // a value in any command is listed here.
-    static const std::set<std::string> kAnyValues = {"state", "kind", "name", "limit", "job", "out"};
+    static const std::set<std::string> kAnyValues = {"state", "kind", "name", "limit", "job", "out", "plot"};
     bool takes_value = kGlobalValues.count(name) || kAnyValues.count(name);
     if (takes_value && !has_value) {
       if (i + 1 >= args.size()) return Status::InvalidArgument("option --" + name + ": missing value");
