@@ -1,6 +1,7 @@
 #include "coordinator/search_driver.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "common/log.h"
@@ -171,7 +172,7 @@ Status SearchDriver::Step() {
   dirty.swap(dirty_);
   for (int64_t id : dirty) {
     Search* s = FindSearch(id);
-    if (s && s->state == "running" && s->strategy) SCION_RETURN_IF_ERROR(TopUp(*s));
+    if (s && s->state == "running" && s->strategy) SCION_RETURN_IF_ERROR(TopUp(*s, /*inline_proposal=*/false));
   }
   return Status::Ok();
 }
@@ -182,18 +183,7 @@ Status SearchDriver::Settle(Search& s, Trial& t) {
   if (!job) {
     t.state = "failed";
     t.reason = "job " + std::to_string(t.job) + " is gone";
-  } else if (t.prune_requested || job->reason.rfind("pruned by search", 0) == 0) {  // the latter after a restart
-    // A pruned trial still says something: its objective as far as it got, when it reported one.
-    t.state = "pruned";
-    t.reason = job->reason;
-    t.values.clear();
-    for (const Objective& o : s.spec.objectives) {
-      auto c = t.curves.find(o.metric);
-      if (c == t.curves.end() || c->second.empty()) break;
-      t.values.push_back(c->second.rbegin()->second);
-    }
-    if (t.values.size() != s.spec.objectives.size()) t.values.clear();
-  } else if (job->state == JobState::kSucceeded) {
+  } else if (job->state == JobState::kSucceeded) {  // also when a prune came too late: the full result
     t.values.clear();
     for (const Objective& o : s.spec.objectives) {
       auto v = job->summary.find(o.metric);
@@ -207,6 +197,17 @@ Status SearchDriver::Settle(Search& s, Trial& t) {
     }
     t.state = "succeeded";
     t.reason.clear();
+  } else if (t.prune_requested || job->reason.rfind("pruned by search", 0) == 0) {  // the latter after a restart
+    // A pruned trial still says something: its objective as far as it got, when it reported one.
+    t.state = "pruned";
+    t.reason = job->reason;
+    t.values.clear();
+    for (const Objective& o : s.spec.objectives) {
+      auto c = t.curves.find(o.metric);
+      if (c == t.curves.end() || c->second.empty()) break;
+      t.values.push_back(c->second.rbegin()->second);
+    }
+    if (t.values.size() != s.spec.objectives.size()) t.values.clear();
   } else {
     t.state = "failed";
     t.reason = std::string("job ") + StateName(job->state) + (job->reason.empty() ? "" : ": " + job->reason);
@@ -214,76 +215,106 @@ Status SearchDriver::Settle(Search& s, Trial& t) {
   return SaveTrial(s, t);
 }
 
-Result<std::vector<search::Assignment>> SearchDriver::Propose(Search& s, int count) {
+std::function<Result<std::vector<search::Assignment>>()> SearchDriver::ProposalTask(Search& s, int count) const {
   std::vector<std::vector<double>> points;
-  std::vector<const Trial*> scored;
+  std::vector<search::Assignment> scored;
   std::vector<search::Assignment> pending;
+  std::vector<GpdpTrial> gpdp;
   for (const Trial& t : s.trials) {
     if (t.x.size() != size_t(s.spec.space.size())) continue;
     if (!t.values.empty()) {
       std::vector<double> p;
       for (size_t k = 0; k < t.values.size(); ++k) p.push_back(Minimized(s.spec.objectives[k].goal, t.values[k]));
       points.push_back(std::move(p));
-      scored.push_back(&t);
+      scored.push_back(t.x);
+      auto c = t.curves.find(s.spec.strategy.state_metric);
+      if (c != t.curves.end()) gpdp.push_back({t.x, c->second});
     } else {
       // Running and failed points alike: proposing them again would waste a trial.
       pending.push_back(t.x);
     }
   }
-  if (s.spec.strategy.type == StrategyType::kGpdp) {
-    std::vector<GpdpTrial> data;
-    for (size_t i = 0; i < scored.size(); ++i) {
-      auto c = scored[i]->curves.find(s.spec.strategy.state_metric);
-      if (c != scored[i]->curves.end()) data.push_back({scored[i]->x, c->second});
-    }
-    return ProposeGpdp(s.spec, data, count, s.trials.size());
-  }
   std::vector<double> scalars = Scalarize(points, scored.size());
   std::vector<search::Observation> completed;
-  for (size_t i = 0; i < scored.size(); ++i) completed.push_back({scored[i]->x, scalars[i]});
-  auto proposed = s.strategy->Propose(completed, pending, count);
-  if (proposed.ok()) return proposed;
-  // A model that cannot be fitted (degenerate data) must not stall the search: fall back to
-  // random points for this round.
-  SCION_LOG(kWarn) << "search " << s.id << ": " << s.strategy->name()
-                   << " could not propose (" << proposed.status().message() << "); using random points";
-  return search::MakeRandomStrategy(s.spec.space, search::MixSeed(s.spec.seed, s.trials.size()))
-      ->Propose(completed, pending, count);
+  for (size_t i = 0; i < scored.size(); ++i) completed.push_back({scored[i], scalars[i]});
+  std::vector<search::Assignment> tried = scored;
+  tried.insert(tried.end(), pending.begin(), pending.end());
+  const uint64_t round = s.trials.size();
+  search::Strategy* strategy = s.strategy.get();
+  return [spec = s.spec, id = s.id, strategy, completed = std::move(completed), pending = std::move(pending),
+          gpdp = std::move(gpdp), tried = std::move(tried), count, round]() -> Result<std::vector<search::Assignment>> {
+    if (spec.strategy.type == StrategyType::kGpdp) return ProposeGpdp(spec, gpdp, tried, count, round);
+    auto proposed = strategy->Propose(completed, pending, count);
+    if (proposed.ok()) return proposed;
+    // A model that cannot be fitted (degenerate data) must not stall the search: random points
+    // for this round.
+    SCION_LOG(kWarn) << "search " << id << ": " << strategy->name() << " could not propose ("
+                     << proposed.status().message() << "); using random points";
+    return search::MakeRandomStrategy(spec.space, search::MixSeed(spec.seed, round))->Propose(completed, pending, count);
+  };
 }
 
-Status SearchDriver::TopUp(Search& s) {
+int SearchDriver::Running(const Search& s) const {
   int running = 0;
   for (const Trial& t : s.trials) running += t.state == "running";
-  const int launched = int(s.trials.size());
-  const int want = std::min(s.spec.budget.max_concurrent - running, s.spec.budget.max_trials - launched);
-  if (want > 0) {
-    auto proposed = Propose(s, want);
-    if (!proposed.ok()) return Finish(s, "failed", "strategy: " + proposed.status().message());
-    for (const search::Assignment& x : *proposed) {
-      Trial t;
-      t.index = int(s.trials.size());
-      t.x = x;
-      t.created = WallNow();
-      auto job_spec = Substitute(s.spec.trial, s.spec, x, s.id, t.index);
-      Result<int64_t> job = job_spec.ok() ? host_.submit(*job_spec) : Result<int64_t>(job_spec.status());
-      if (job.ok()) {
-        t.job = *job;
-        trial_of_job_[t.job] = {s.id, t.index};
-        ++running;
-      } else {
-        t.state = "failed";
-        t.reason = "not submitted: " + job.status().message();
-        t.ended = t.created;
-      }
-      s.trials.push_back(std::move(t));
-      SCION_RETURN_IF_ERROR(SaveTrial(s, s.trials.back()));
+  return running;
+}
+
+Status SearchDriver::TopUp(Search& s, bool inline_proposal) {
+  if (s.proposing.valid()) {
+    if (s.proposing.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+      dirty_.insert(s.id);  // look again on the next Step
+      return Status::Ok();
     }
-    if (proposed->empty() && running == 0)
+    auto proposed = s.proposing.get();
+    if (!proposed.ok()) return Finish(s, "failed", "strategy: " + proposed.status().message());
+    const int want = std::min(s.spec.budget.max_concurrent - Running(s), s.spec.budget.max_trials - int(s.trials.size()));
+    SCION_RETURN_IF_ERROR(CreateTrials(s, *proposed, want));
+    if (proposed->empty() && Running(s) == 0)
       return Finish(s, "finished", "the strategy has no new points (" + std::to_string(s.trials.size()) + " trials)");
-    if (running == 0 && int(s.trials.size()) < s.spec.budget.max_trials) dirty_.insert(s.id);  // all failed to submit
   }
-  if (running == 0 && int(s.trials.size()) >= s.spec.budget.max_trials)
+  const int want = std::min(s.spec.budget.max_concurrent - Running(s), s.spec.budget.max_trials - int(s.trials.size()));
+  if (want > 0) {
+    auto task = ProposalTask(s, want);
+    if (!inline_proposal) {
+      s.proposing = std::async(std::launch::async, std::move(task));
+      dirty_.insert(s.id);
+      return Status::Ok();
+    }
+    auto proposed = task();
+    if (!proposed.ok()) return Finish(s, "failed", "strategy: " + proposed.status().message());
+    SCION_RETURN_IF_ERROR(CreateTrials(s, *proposed, want));
+    if (proposed->empty() && Running(s) == 0)
+      return Finish(s, "finished", "the strategy has no new points (" + std::to_string(s.trials.size()) + " trials)");
+  }
+  if (Running(s) == 0 && int(s.trials.size()) >= s.spec.budget.max_trials)
     return Finish(s, "finished", "budget spent (" + std::to_string(s.trials.size()) + " trials)");
+  return Status::Ok();
+}
+
+Status SearchDriver::CreateTrials(Search& s, const std::vector<search::Assignment>& points, int want) {
+  bool submitted = false;
+  for (size_t i = 0; i < points.size() && int(i) < want; ++i) {
+    Trial t;
+    t.index = int(s.trials.size());
+    t.x = points[i];
+    t.created = WallNow();
+    auto job_spec = Substitute(s.spec.trial, s.spec, t.x, s.id, t.index);
+    Result<int64_t> job = job_spec.ok() ? host_.submit(*job_spec) : Result<int64_t>(job_spec.status());
+    if (job.ok()) {
+      t.job = *job;
+      trial_of_job_[t.job] = {s.id, t.index};
+      submitted = true;
+    } else {
+      t.state = "failed";
+      t.reason = "not submitted: " + job.status().message();
+      t.ended = t.created;
+    }
+    s.trials.push_back(std::move(t));
+    SCION_RETURN_IF_ERROR(SaveTrial(s, s.trials.back()));
+  }
+  // Points that could not be submitted leave free slots: propose again (bounded by the budget).
+  if (!submitted && !points.empty()) dirty_.insert(s.id);
   return Status::Ok();
 }
 
@@ -344,7 +375,7 @@ Result<json> SearchDriver::OpCreate(const json& req) {
   s.strategy = MakeSearchStrategy(s.spec);
   Search& stored = searches_.emplace(s.id, std::move(s)).first->second;
   // The first trials are created in this same transaction: the reply names their jobs.
-  SCION_RETURN_IF_ERROR(TopUp(stored));
+  SCION_RETURN_IF_ERROR(TopUp(stored, /*inline_proposal=*/true));
   json jobs = json::array();
   for (const Trial& t : stored.trials)
     if (t.job > 0) jobs.push_back(t.job);

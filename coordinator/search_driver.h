@@ -4,10 +4,15 @@
 // the loop's transaction, so a trial's job and its search_trials row commit together, before any
 // reply. After a restart, Load() rebuilds each search from its recorded trials: strategies are
 // deterministic functions of (seed, history), so nothing else needs storing.
+//
+// Proposals after the first batch run on a helper thread: a GP fit over many trials takes long
+// enough (seconds on a loaded machine) to stall heartbeats if it ran on the loop. The loop hands
+// the thread a snapshot of the history and picks the points up on a later Step().
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <set>
@@ -71,14 +76,22 @@ class SearchDriver {
     std::unique_ptr<search::Strategy> strategy;
     std::vector<Trial> trials;
     double created = 0, ended = 0;
+    // Last member: destroyed first, so a proposal still running finishes before the strategy goes.
+    std::future<Result<std::vector<search::Assignment>>> proposing;
   };
 
-  Status TopUp(Search& s);
+  // Creates trials for up to the free slots. `inline_proposal`: compute the points here (the first
+  // batch, with no history, is cheap for every strategy) instead of on the helper thread.
+  Status TopUp(Search& s, bool inline_proposal);
+  Status CreateTrials(Search& s, const std::vector<search::Assignment>& points, int want);
+  int Running(const Search& s) const;
   Status Settle(Search& s, Trial& t);
   Status SaveTrial(const Search& s, const Trial& t);
   Status SaveSearch(const Search& s);
   Status Finish(Search& s, const std::string& state, const std::string& reason);
-  Result<std::vector<search::Assignment>> Propose(Search& s, int count);
+  // A proposal over a snapshot of the search's history, safe to run on another thread (the
+  // strategy object is used by one proposal at a time).
+  std::function<Result<std::vector<search::Assignment>>()> ProposalTask(Search& s, int count) const;
   std::set<std::string> WatchedMetrics(const Search& s) const;
   Search* FindSearch(int64_t id);
 

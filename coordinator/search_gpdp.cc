@@ -1,13 +1,23 @@
 #include "coordinator/search_gpdp.h"
 
 #include <random>
+#include <set>
+#include <string>
 
 #include "search/strategy_gpdp.h"
 
 namespace scion::coord {
 
+namespace {
+
+// Roll-outs tried per proposal before a repeat is accepted; exploration grows to uniform by the last.
+constexpr int kNoveltyTries = 20;
+
+}  // namespace
+
 Result<std::vector<search::Assignment>> ProposeGpdp(const SearchSpec& spec, const std::vector<GpdpTrial>& trials,
-                                                    int count, uint64_t round) {
+                                                    const std::vector<search::Assignment>& tried, int count,
+                                                    uint64_t round) {
   const StrategySpec& st = spec.strategy;
   const int layers = spec.space.size();
   const int actions = int(spec.space.dimensions()[0].choices.size());
@@ -59,17 +69,25 @@ Result<std::vector<search::Assignment>> ProposeGpdp(const SearchSpec& spec, cons
     if (auto it = by_action.find(action); it != by_action.end()) return it->second.first / it->second.second;
     return 0.0;
   };
+  std::set<std::string> seen;
+  for (const auto& x : tried) seen.insert(spec.space.Key(x));
   for (int i = 0; i < count; ++i) {
     std::mt19937_64 rng(search::MixSeed(spec.seed, round + uint64_t(i)));
-    // The first proposal of a round follows the plan exactly; the rest explore with ε.
-    const double epsilon = i == 0 ? 0.0 : st.epsilon;
-    double state = initial_sum / complete;
     search::Assignment x(size_t(layers), 0.0);
-    for (int t = 0; t < layers; ++t) {
-      const int a = search::NextDecision(problem, *plan, t, state, epsilon, rng);
-      x[size_t(t)] = a;
-      state += change(t, a);
+    for (int attempt = 0; attempt < kNoveltyTries; ++attempt) {
+      // The first proposal of a round follows the plan exactly; the rest explore with ε, and a
+      // repeat is retried with ε rising towards 1.
+      const double base = i == 0 ? 0.0 : st.epsilon;
+      const double epsilon = base + (1.0 - base) * attempt / (kNoveltyTries - 1);
+      double state = initial_sum / complete;
+      for (int t = 0; t < layers; ++t) {
+        const int a = search::NextDecision(problem, *plan, t, state, epsilon, rng);
+        x[size_t(t)] = a;
+        state += change(t, a);
+      }
+      if (!seen.count(spec.space.Key(x))) break;
     }
+    seen.insert(spec.space.Key(x));
     out.push_back(std::move(x));
   }
   return out;

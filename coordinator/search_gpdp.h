@@ -21,8 +21,11 @@ struct GpdpTrial {
 };
 
 // `count` new choice sequences. Until `initial_random` trials have full state curves the points are
-// random (seeded with (seed, round + i)).
+// random (seeded with (seed, round + i)). A plan that repeats a sequence in `tried` (or one proposed
+// earlier in the batch) is rolled out again with more exploration, so the budget buys new points
+// while there are any.
 Result<std::vector<search::Assignment>> ProposeGpdp(const SearchSpec& spec, const std::vector<GpdpTrial>& trials,
-                                                    int count, uint64_t round);
+                                                    const std::vector<search::Assignment>& tried, int count,
+                                                    uint64_t round);
 
 }  // namespace scion::coord
