@@ -101,7 +101,8 @@ TEST_F(ClusterTest, RandomAndBayesSearchesSpendTheirBudgetAndReportTheBestTrial)
   ExpectBowlTrials(*bo_done, 10);
   // The GP's proposals are new points, not repeats of the random start.
   std::set<std::pair<double, double>> points;
-  for (const json& t : (*bo_done)["trials"]) points.insert({t["params"]["x"], t["params"]["y"]});
+  for (const json& t : (*bo_done)["trials"])
+    points.insert({t["params"]["x"].get<double>(), t["params"]["y"].get<double>()});
   EXPECT_EQ(points.size(), 10u);
 
   // The trial's job carries the same objective in its summary.
