@@ -80,7 +80,7 @@ TEST(SearchSpec, InvalidSpecsNameTheField) {
       {"unknown field", [](json& s) { s["budjet"] = 1; }, "budjet", "unknown field"},
       {"unknown budget field", [](json& s) { s["budget"]["max_trails"] = 1; }, "budget.max_trails", "unknown field"},
       {"trial kind unknown", [](json& s) { s["trial"]["kind"] = "nope"; }, "trial.kind", ""},
-      {"trial params invalid", [](json& s) { s["trial"]["params"]["argv"] = json::array(); }, "trial.params.argv", ""},
+      {"trial params invalid", [](json& s) { s["trial"]["params"]["argv"][0] = ""; }, "trial.params.argv[0]", "program"},
       {"negative seed", [](json& s) { s["seed"] = -1; }, "seed", ">= 0"},
       {"early stop without metric", [](json& s) { s["budget"]["early_stop"] = json::object(); },
        "budget.early_stop.metric", "required"},
