@@ -250,7 +250,8 @@ std::function<Result<std::vector<search::Assignment>>()> SearchDriver::ProposalT
     // for this round.
     SCION_LOG(kWarn) << "search " << id << ": " << strategy->name() << " could not propose ("
                      << proposed.status().message() << "); using random points";
-    return search::MakeRandomStrategy(spec.space, search::MixSeed(spec.seed, round))->Propose(completed, pending, count);
+    auto fallback = search::MakeRandomStrategy(spec.space, search::MixSeed(spec.seed, round));
+    return fallback->Propose(completed, pending, count);
   };
 }
 
@@ -268,7 +269,8 @@ Status SearchDriver::TopUp(Search& s, bool inline_proposal) {
     }
     auto proposed = s.proposing.get();
     if (!proposed.ok()) return Finish(s, "failed", "strategy: " + proposed.status().message());
-    const int want = std::min(s.spec.budget.max_concurrent - Running(s), s.spec.budget.max_trials - int(s.trials.size()));
+    const int want =
+        std::min(s.spec.budget.max_concurrent - Running(s), s.spec.budget.max_trials - int(s.trials.size()));
     SCION_RETURN_IF_ERROR(CreateTrials(s, *proposed, want));
     if (proposed->empty() && Running(s) == 0)
       return Finish(s, "finished", "the strategy has no new points (" + std::to_string(s.trials.size()) + " trials)");

@@ -81,7 +81,8 @@ Result<std::vector<std::string>> Choices(const json& d, const std::string& where
   for (size_t i = 0; i < it->size(); ++i) {
     const json& c = (*it)[i];
     std::string text = c.is_string() ? c.get<std::string>() : c.is_number() ? c.dump() : "";
-    if (text.empty()) return Invalid(where + ".choices[" + std::to_string(i) + "]", "must be a non-empty string or a number");
+    if (text.empty())
+      return Invalid(where + ".choices[" + std::to_string(i) + "]", "must be a non-empty string or a number");
     if (std::find(out.begin(), out.end(), text) != out.end())
       return Invalid(where + ".choices[" + std::to_string(i) + "]", "duplicate choice '" + text + "'");
     out.push_back(text);
@@ -103,7 +104,8 @@ Status ParseDecision(const json& d, const std::string& where, SearchSpec& spec) 
   for (const DecisionGroup& g : spec.groups)
     if (g.name == n) return Invalid(where + ".name", "duplicate decision '" + n + "'");
   auto type = d.find("type");
-  if (type == d.end() || !type->is_string()) return Invalid(where + ".type", "required: categorical, integer, real or per_layer");
+  if (type == d.end() || !type->is_string())
+    return Invalid(where + ".type", "required: categorical, integer, real or per_layer");
   const std::string t = type->get<std::string>();
   const bool log = d.value("log", false);
   if (d.contains("log") && !d["log"].is_boolean()) return Invalid(where + ".log", "must be true or false");
@@ -210,7 +212,8 @@ Status ParseBudget(const json& s, SearchSpec& spec) {
 
 Status ParseStrategy(const json& s, SearchSpec& spec) {
   auto it = s.find("strategy");
-  if (it == s.end()) return Invalid("strategy", "required: \"grid\", \"random\", \"bo\", \"gpdp\" or an object {type, ...}");
+  if (it == s.end())
+    return Invalid("strategy", "required: \"grid\", \"random\", \"bo\", \"gpdp\" or an object {type, ...}");
   json st = it->is_string() ? json{{"type", *it}} : *it;
   if (!st.is_object() || !st.contains("type") || !st["type"].is_string())
     return Invalid("strategy.type", "required: grid, random, bo or gpdp");
@@ -257,7 +260,8 @@ Status ParseStrategy(const json& s, SearchSpec& spec) {
     SCION_RETURN_IF_ERROR(CheckKeys(st, "strategy", {"type", "group", "state_metric", "state_low", "state_high",
                                                      "state_points", "epsilon", "initial_random"}));
     auto group = st.find("group");
-    if (group == st.end() || !group->is_string()) return Invalid("strategy.group", "required: the per_layer decision decided stage by stage");
+    if (group == st.end() || !group->is_string())
+      return Invalid("strategy.group", "required: the per_layer decision decided stage by stage");
     out.stage_group = *group;
     const DecisionGroup* g = nullptr;
     for (const DecisionGroup& candidate : spec.groups)
@@ -290,7 +294,8 @@ Status ParseStrategy(const json& s, SearchSpec& spec) {
     if (!initial.ok()) return initial.status();
     out.bo.initial_random = int(*initial);
     if (spec.objectives.size() != 1 || spec.objectives[0].metric != out.state_metric)
-      return Invalid("strategy.state_metric", "gpdp needs one objective on the state metric '" + out.state_metric + "'");
+      return Invalid("strategy.state_metric",
+                     "gpdp needs one objective on the state metric '" + out.state_metric + "'");
     return Status::Ok();
   }
   return Invalid("strategy.type", "'" + type + "' is not grid, random, bo or gpdp");
@@ -426,7 +431,8 @@ Result<SearchSpec> ParseSearchSpec(const json& s, const KindCatalog& kinds) {
   SCION_RETURN_IF_ERROR(ParseStrategy(s, spec));
 
   auto trial = s.find("trial");
-  if (trial == s.end() || !trial->is_object()) return Invalid("trial", "required: a job spec with {{decision}} placeholders");
+  if (trial == s.end() || !trial->is_object())
+    return Invalid("trial", "required: a job spec with {{decision}} placeholders");
   spec.trial = *trial;
   // Every placeholder names a decision, and every decision reaches the trial: a decision no
   // placeholder uses would spend the budget on points that run identical jobs.
@@ -444,7 +450,8 @@ Result<SearchSpec> ParseSearchSpec(const json& s, const KindCatalog& kinds) {
     bool reached = used.count(g.name) > 0;
     for (int d : g.dims) reached = reached || used.count(spec.space.dimensions()[size_t(d)].name) > 0;
     if (!reached)
-      return Invalid("space[" + std::to_string(i) + "]", "decision '" + g.name + "' is used by no placeholder in trial");
+      return Invalid("space[" + std::to_string(i) + "]",
+                     "decision '" + g.name + "' is used by no placeholder in trial");
   }
   // The template, filled with one point of the space, must be a spec `submit` accepts.
   std::mt19937_64 rng(spec.seed);
@@ -456,13 +463,15 @@ Result<SearchSpec> ParseSearchSpec(const json& s, const KindCatalog& kinds) {
     std::string known;
     if (!KindCanReport(job->kind, spec.objectives[i].metric, &known))
       return Invalid("objectives[" + std::to_string(i) + "].metric",
-                     "kind '" + job->kind + "' never reports '" + spec.objectives[i].metric + "' (it reports " + known + ")");
+                     "kind '" + job->kind + "' never reports '" + spec.objectives[i].metric + "' (it reports " +
+                         known + ")");
   }
   if (spec.budget.early_stop.enabled) {
     std::string known;
     if (!KindCanReport(job->kind, spec.budget.early_stop.metric, &known))
       return Invalid("budget.early_stop.metric",
-                     "kind '" + job->kind + "' never reports '" + spec.budget.early_stop.metric + "' (it reports " + known + ")");
+                     "kind '" + job->kind + "' never reports '" + spec.budget.early_stop.metric +
+                         "' (it reports " + known + ")");
   }
   return spec;
 }

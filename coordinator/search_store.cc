@@ -11,7 +11,9 @@ int BindText(sqlite3_stmt* s, int i, const std::string& v) {
 }
 
 // Stored 0 means "not yet"; NULL in the table.
-int BindTime(sqlite3_stmt* s, int i, double t) { return t > 0 ? sqlite3_bind_double(s, i, t) : sqlite3_bind_null(s, i); }
+int BindTime(sqlite3_stmt* s, int i, double t) {
+  return t > 0 ? sqlite3_bind_double(s, i, t) : sqlite3_bind_null(s, i);
+}
 
 std::string ColumnText(sqlite3_stmt* s, int col) {
   const unsigned char* t = sqlite3_column_text(s, col);

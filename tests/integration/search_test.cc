@@ -21,7 +21,8 @@ const char* kBowlScript =
     "printf \"SCION_METRIC {\\\"step\\\": 0, \\\"name\\\": \\\"objective\\\", \\\"value\\\": %.12g}\\n\", "
     "(x - 0.3) ^ 2 + (y - 0.7) ^ 2 }'";
 
-json BowlSearch(const std::string& strategy_type, int max_trials, int max_concurrent, const std::string& script = kBowlScript) {
+json BowlSearch(const std::string& strategy_type, int max_trials, int max_concurrent,
+               const std::string& script = kBowlScript) {
   json strategy = {{"type", strategy_type}};
   if (strategy_type == "bo") {
     strategy["acquisition"] = "ei";
@@ -139,7 +140,8 @@ TEST_F(ClusterTest, FailingTrialsAreRecordedAndTheSearchContinues) {
   ASSERT_FALSE(HasFailure());
   // mode=ok prints the objective k; mode=crash exits 3; mode=silent exits 0 without the objective.
   json trial = ShellJob("mode-{{mode}}-{{k}}",
-                        "case {{mode}} in ok) echo 'SCION_METRIC {\"step\": 0, \"name\": \"objective\", \"value\": {{k}}}';; "
+                        "case {{mode}} in "
+                        "ok) echo 'SCION_METRIC {\"step\": 0, \"name\": \"objective\", \"value\": {{k}}}';; "
                         "crash) exit 3;; silent) echo nothing to say;; esac");
   trial["max_attempts"] = 1;
   json spec = {{"name", "modes"},
@@ -260,7 +262,8 @@ TEST_F(ClusterTest, GpdpSearchFindsTheBestLayerPlan) {
       "plan-{{trial}}",
       "awk -v ops={{layer_ops}} 'BEGIN { n = split(ops, a, \",\"); t = 0; "
       "printf \"SCION_METRIC {\\\"step\\\": 0, \\\"name\\\": \\\"cost\\\", \\\"value\\\": 0}\\n\"; "
-      "for (i = 1; i <= n; i++) { if (a[i] == \"window\") t += 0.01 * i - 0.025; else if (a[i] == \"linear\") t -= 0.01; "
+      "for (i = 1; i <= n; i++) { "
+      "if (a[i] == \"window\") t += 0.01 * i - 0.025; else if (a[i] == \"linear\") t -= 0.01; "
       "printf \"SCION_METRIC {\\\"step\\\": %d, \\\"name\\\": \\\"cost\\\", \\\"value\\\": %.12g}\\n\", i, t } }'");
   json spec = {{"name", "plan"},
                {"space", {{{"name", "layer_ops"}, {"type", "per_layer"}, {"layers", 4},
