@@ -288,5 +288,44 @@ TEST_F(ClusterTest, GpdpSearchFindsTheBestLayerPlan) {
   EXPECT_EQ(best["params"]["layer_ops"], json({"window", "linear", "linear", "linear"})) << done->dump();
 }
 
+TEST_F(ClusterTest, StoppedSearchCancelsItsTrialsAndBadRequestsNameTheField) {
+  Cluster& c = Start(1);
+  ASSERT_FALSE(HasFailure());
+  json spec = BowlSearch("random", 10, 2, std::string("sleep 60; ") + kBowlScript);
+  auto created = c.Call("search_create", {{"spec", spec}});
+  ASSERT_OK(created);
+  const int64_t id = (*created)["search_id"];
+  ASSERT_EQ((*created)["jobs"].size(), 2u);
+  for (const json& job : (*created)["jobs"]) ASSERT_OK(c.WaitState(job.get<int64_t>(), {"running"}, seconds(30)));
+  auto stopped = c.Call("search_stop", {{"search_id", id}});
+  ASSERT_OK(stopped);
+  EXPECT_EQ((*stopped)["state"], "stopped");
+  EXPECT_EQ((*stopped)["cancelled_jobs"], (*created)["jobs"]);
+  json shown;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto r = c.Call("search_show", {{"search_id", id}});
+        if (!r.ok()) return false;
+        shown = *r;
+        return (*r)["search"]["trials"]["running"] == 0;
+      },
+      seconds(30)))
+      << shown.dump();
+  ASSERT_EQ(shown["trials"].size(), 2u) << "a stopped search creates no more trials: " << shown.dump();
+  for (const json& t : shown["trials"]) {
+    EXPECT_EQ(t["state"], "failed") << t.dump();
+    EXPECT_NE(t["reason"].get<std::string>().find("stopped"), std::string::npos) << t.dump();
+  }
+
+  auto missing = c.Call("search_show", {{"search_id", 999}});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("search_id: no search 999"), std::string::npos)
+      << missing.status().ToString();
+  json bad = BowlSearch("random", 0, 1);
+  auto refused = c.Call("search_create", {{"spec", bad}});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("budget.max_trials"), std::string::npos) << refused.status().ToString();
+}
+
 }  // namespace
 }  // namespace scion::testing
