@@ -223,7 +223,7 @@ TEST_F(ClusterTest, MedianStoppingPrunesTrialsWorseThanTheFinishedOnes) {
   // earlier ones at every step, so from the third on (two references) it is stopped at step 1.
   json trial = ShellJob("curve-{{v}}",
                         "for s in 0 1 2 3 4; do echo \"SCION_METRIC {\\\"step\\\": $s, \\\"name\\\": \\\"loss\\\", "
-                        "\\\"value\\\": $((10 * {{v}} + 4 - s))}\"; sleep 0.3; done");
+                        "\\\"value\\\": $((10 * {{v}} + 4 - s))}\"; sleep 0.5; done");
   json spec = {{"name", "curves"},
                {"space", {{{"name", "v"}, {"type", "integer"}, {"low", 1}, {"high", 4}}}},
                {"trial", trial},
