@@ -34,6 +34,10 @@ const std::vector<CommandSpec>& Commands() {
       {"artifacts get", "artifacts get <job:ID/NAME|SHA256> [--out FILE]   download an artifact", {"out"}, {}, 1, 1},
       {"artifacts put", "artifacts put <file>   upload a file; prints its sha256", {}, {}, 1, 1},
       {"compare", "compare <job> <job>... [--csv | -o json]   final metrics side by side", {}, {"csv"}, 1, kMany},
+      {"search create", "search create <spec.json>   start a search; prints its id", {}, {}, 1, 1},
+      {"search ls", "search ls [--state S] [-o json]   list searches", {"state"}, {}, 0, 0},
+      {"search show", "search show <search> [--plot out.svg] [-o json]   trials, best, Pareto front", {"plot"}, {}, 1, 1},
+      {"search stop", "search stop <search>   stop a search and cancel its running trials", {}, {}, 1, 1},
   };
   return table;
 }
@@ -102,7 +106,7 @@ Result<Invocation> ParseArgs(const std::vector<std::string>& args, const std::st
     static const std::set<std::string> kGlobalValues = {"addr", "timeout", "output"};
     // Which options take a value depends on the command, which may come later; every option with
     // a value in any command is listed here.
-    static const std::set<std::string> kAnyValues = {"state", "kind", "name", "limit", "job", "out"};
+    static const std::set<std::string> kAnyValues = {"state", "kind", "name", "limit", "job", "out", "plot"};
     bool takes_value = kGlobalValues.count(name) || kAnyValues.count(name);
     if (takes_value && !has_value) {
       if (i + 1 >= args.size()) return Status::InvalidArgument("option --" + name + ": missing value");
@@ -122,7 +126,11 @@ Result<Invocation> ParseArgs(const std::vector<std::string>& args, const std::st
   }
   inv.command = rest[0];
   size_t first_pos = 1;
-  if (inv.command == "artifacts") {
+  if (inv.command == "search") {
+    if (rest.size() < 2) return Status::InvalidArgument("search: missing subcommand (create, ls, show or stop)");
+    inv.command += " " + rest[1];
+    first_pos = 2;
+  } else if (inv.command == "artifacts") {
     if (rest.size() < 2) return Status::InvalidArgument("artifacts: missing subcommand (ls, get or put)");
     inv.command += " " + rest[1];
     first_pos = 2;

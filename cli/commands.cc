@@ -91,6 +91,8 @@ int RunCommand(const Invocation& inv, Client& client, std::istream& in, std::ost
     }
   }
 
+  if (cmd.rfind("search ", 0) == 0) return RunSearchCommand(inv, client, out, err);
+
   if (cmd == "submit") {
     auto spec = ReadSpec(inv.positional[0], in);
     if (!spec.ok()) return Fail(err, spec.status());

@@ -34,6 +34,9 @@ Result<std::string> FollowJob(Client& client, int64_t job_id, bool logs, bool pr
 Status ReadNew(Client& client, const std::string& op, nlohmann::json fields, const char* key, int64_t* after_seq,
                const std::function<void(const nlohmann::json&)>& each);
 
+// `search create|ls|show|stop` (cli/search_cmd.cc).
+int RunSearchCommand(const Invocation& inv, Client& client, std::ostream& out, std::ostream& err);
+
 // Artifact transfer over the client socket (chunks of proto::kArtifactChunkBytes).
 Result<std::string> UploadArtifact(Client& client, const std::string& path);  // returns sha256
 Status DownloadArtifact(Client& client, const std::string& sha256, const std::string& path);

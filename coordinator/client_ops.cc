@@ -63,6 +63,7 @@ Result<json> Coordinator::ClientOp(const std::string& identity, const json& req,
   if (*op == "retry") return OpRetry(req);
   if (*op == "workers") return OpWorkers();
   if (*op == "compare") return OpCompare(req);
+  if (searches_ && SearchDriver::IsSearchOp(*op)) return searches_->HandleOp(*op, req);
   if (*op == "logs" || *op == "metrics") {
     auto id = RequiredJobId(req);
     if (!id.ok()) return id.status();
@@ -258,6 +259,25 @@ void Coordinator::ExpireWaiters(double now) {
     if (list.empty()) waiters_by_job_.erase(w->second.job_id);
     waiters_.erase(w);
   }
+}
+
+Status Coordinator::StartSearches() {
+  SearchHost host;
+  host.submit = [this](const json& spec) -> Result<int64_t> {
+    auto r = OpSubmit(json{{"spec", spec}});
+    if (!r.ok()) return r.status();
+    return r->value("job_id", int64_t{0});
+  };
+  host.find_job = [this](int64_t id) -> const Job* { return FindJob(id); };
+  host.cancel = [this](int64_t id, const std::string& reason) {
+    if (Job* job = FindJob(id)) {
+      Check(store_->EnsureTransaction());
+      RequestCancel(*job, reason);
+    }
+  };
+  searches_ = std::make_unique<SearchDriver>(store_.get(), kinds_, std::move(host));
+  SCION_RETURN_IF_ERROR(searches_->Load());
+  return store_->Commit();
 }
 
 }  // namespace scion::coord

@@ -78,6 +78,7 @@ Status Coordinator::Open() {
   store_ = std::move(store.value());
   auto t0 = std::chrono::steady_clock::now();
   SCION_RETURN_IF_ERROR(LoadJobs());
+  SCION_RETURN_IF_ERROR(StartSearches());
   SCION_RETURN_IF_ERROR(store_->Commit());
   double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   SCION_LOG(kInfo) << "store " << config_.data_dir << "/scion.db schema v" << store_->schema_version() << ": "
@@ -191,6 +192,7 @@ Status Coordinator::Run(const std::atomic<bool>& stop) {
     DrainSockets();
     FireTimers();
     ProcessDependencies();
+    if (searches_) Check(searches_->Step());
     Dispatch();
     ProcessDependencies();
     if (!fatal_.ok()) break;

@@ -30,6 +30,7 @@
 #include "coordinator/job.h"
 #include "coordinator/metrics.h"
 #include "coordinator/placement.h"
+#include "coordinator/search_driver.h"
 #include "coordinator/store.h"
 
 namespace scion::coord {
@@ -139,6 +140,7 @@ class Coordinator {
   Result<nlohmann::json> OpWorkers();
   Result<nlohmann::json> OpCompare(const nlohmann::json& req);
   void ExpireWaiters(double now);
+  Status StartSearches();  // search_driver.h; called once the jobs are loaded
 
   // ---- artifacts (artifact_ops.cc) ----
   void HandleArtifact(bool worker_socket, const std::string& identity, proto::Message& m);
@@ -149,6 +151,7 @@ class Coordinator {
 
   // ---- loop-thread state ----
   std::unique_ptr<Store> store_;
+  std::unique_ptr<SearchDriver> searches_;  // after store_: it writes through it
   ArtifactStore artifacts_;
   CoordinatorMetrics metrics_;
   zmq::context_t context_;

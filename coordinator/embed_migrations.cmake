@@ -1,5 +1,6 @@
 # Writes OUT: a C++ source defining scion::coord::EmbeddedMigrations() from the FILES (sorted
 # schema/NNN_name.sql). Run by the build as `cmake -P`.
+string(REPLACE "|" ";" FILES "${FILES}")
 set(body "")
 foreach(f ${FILES})
   get_filename_component(name ${f} NAME)

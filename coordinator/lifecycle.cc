@@ -83,6 +83,7 @@ void Coordinator::Transition(Job& job, JobState to, const std::string& reason) {
     if (job.started > 0) metrics_.JobDuration(now - job.started);
     finished_.push_back(job.id);
     NotifyWaiters(job);
+    if (searches_) searches_->OnJobFinished(job.id);
   }
   Check(store_->InsertEvent(job.id, now, StateName(from), StateName(to), reason));
   Check(store_->UpdateJob(job));

@@ -24,6 +24,25 @@ struct sqlite3_stmt;
 
 namespace scion::coord {
 
+// One row of `searches` and of `search_trials` (schema/002_search_trials.sql).
+struct SearchRow {
+  int64_t id = 0;
+  std::string name, state, spec, reason;
+  double created = 0, ended = 0;
+};
+struct SearchTrialRow {
+  int64_t search = 0;
+  int trial = 0;
+  int64_t job = 0;                // 0: no job (its spec could not be submitted)
+  std::string state;              // running | succeeded | failed | pruned
+  std::string reason;
+  std::string params;             // {decision: value} (JSON)
+  std::string assignment;         // one number per dimension (JSON)
+  std::string objectives;         // one value per objective (JSON), [] until known
+  std::optional<double> value;    // the first objective
+  double created = 0, ended = 0;
+};
+
 class Store {
  public:
   // Opens (creating when absent) the database at `path` and applies the migrations not yet applied.
@@ -75,6 +94,13 @@ class Store {
   Result<nlohmann::json> Logs(int64_t job, int64_t after_seq, int64_t limit);
   Result<nlohmann::json> Metrics(int64_t job, int64_t after_seq, const std::string& name, int64_t limit);
   Result<nlohmann::json> Artifacts(std::optional<int64_t> job, int64_t limit);
+
+  // ---- searches (search_store.cc) ----
+  Result<int64_t> InsertSearch(const SearchRow& row);  // assigns the id
+  Status UpdateSearch(const SearchRow& row);           // state, reason, ended
+  Status UpsertSearchTrial(const SearchTrialRow& row);
+  Status LoadSearches(const std::function<void(SearchRow&&)>& fn);                // id order
+  Status LoadSearchTrials(const std::function<void(SearchTrialRow&&)>& fn);       // (search, trial) order
 
  private:
   explicit Store(sqlite3* db) : db_(db) {}

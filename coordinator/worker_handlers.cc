@@ -213,6 +213,7 @@ void Coordinator::OnProgress(Worker& w, const json& body) {
       if (!name || !value || name->empty()) continue;
       Check(store_->InsertMetric(job->id, job->attempt, IntField(m, "step").value_or(0), *name, *value,
                                  NumberField(m, "time").value_or(now)));
+      if (searches_) searches_->OnMetric(job->id, IntField(m, "step").value_or(0), *name, *value);
     }
   }
   if (auto it = body.find("logs"); it != body.end() && it->is_array()) {

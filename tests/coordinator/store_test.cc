@@ -28,20 +28,21 @@ TEST(Store, MigrationsApplyOnceAndAreIdempotent) {
   std::string path = dir.path() + "/s.db";
   std::vector<Migration> migrations = EmbeddedMigrations();
   ASSERT_FALSE(migrations.empty());
+  const int embedded = static_cast<int>(migrations.size());  // numbered 1..embedded
   {
     auto store = Store::Open(path, migrations);
     ASSERT_TRUE(store.ok()) << store.status().ToString();
-    EXPECT_EQ((*store)->schema_version(), 1);
+    EXPECT_EQ((*store)->schema_version(), embedded);
   }
   // A second migration is applied once on the next open; reopening again changes nothing (a
   // migration run twice would fail: CREATE TABLE of an existing table).
-  migrations.push_back({"002_extra.sql", "CREATE TABLE extra (x INTEGER);"});
+  migrations.push_back({"900_extra.sql", "CREATE TABLE extra (x INTEGER);"});
   for (int i = 0; i < 2; ++i) {
     auto store = Store::Open(path, migrations);
     ASSERT_TRUE(store.ok()) << store.status().ToString();
-    EXPECT_EQ((*store)->schema_version(), 2);
+    EXPECT_EQ((*store)->schema_version(), 900);
   }
-  EXPECT_EQ(CountRows(path, "SELECT COUNT(*) FROM schema_migrations"), 2);
+  EXPECT_EQ(CountRows(path, "SELECT COUNT(*) FROM schema_migrations"), embedded + 1);
   EXPECT_EQ(CountRows(path, "SELECT COUNT(*) FROM extra"), 0);
 }
 
@@ -49,11 +50,12 @@ TEST(Store, FailedMigrationLeavesNothingBehind) {
   TempDir dir;
   std::string path = dir.path() + "/s.db";
   std::vector<Migration> migrations = EmbeddedMigrations();
-  migrations.push_back({"002_bad.sql", "CREATE TABLE half (x INTEGER); THIS IS NOT SQL;"});
+  const int embedded = static_cast<int>(migrations.size());
+  migrations.push_back({"900_bad.sql", "CREATE TABLE half (x INTEGER); THIS IS NOT SQL;"});
   auto store = Store::Open(path, migrations);
   ASSERT_FALSE(store.ok());
-  EXPECT_NE(store.status().message().find("002_bad.sql"), std::string::npos) << store.status().message();
-  EXPECT_EQ(CountRows(path, "SELECT COUNT(*) FROM schema_migrations"), 1);
+  EXPECT_NE(store.status().message().find("900_bad.sql"), std::string::npos) << store.status().message();
+  EXPECT_EQ(CountRows(path, "SELECT COUNT(*) FROM schema_migrations"), embedded);
   EXPECT_EQ(CountRows(path, "SELECT COUNT(*) FROM sqlite_master WHERE name='half'"), 0);
 }
 
