@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # End-to-end check of the observability assets against the real daemons: a coordinator, two
-# CPU workers and a real Prometheus (with Scion's alert rules), all on loopback; a few command jobs
+# workers and a real Prometheus (with Scion's alert rules), all on loopback; a few command jobs
 # run; then every dashboard query must return data through Prometheus' HTTP API, and every metric
-# the dashboards use must be exported. Exits 77 (CTest: skipped) when the daemons are not built.
+# the dashboards use must be exported. The machines that run this have no GPU, so each worker
+# offers one GPU through its --fake-gpus test knob: the GPU series then come from the worker's own
+# metric code, with made-up device numbers. Exits 77 (CTest: skipped) when the daemons are not built.
 # Usage: e2e.sh REPO BUILD_DIR
 set -euo pipefail
-repo=$1
-build=$2
+repo=$(cd "$1" && pwd)
+build=$(cd "$2" && pwd)
 coordinator=$build/coordinator/scion-coordinator
 worker=$build/worker/scion-worker
 cli=$build/cli/scion
@@ -46,7 +48,7 @@ wport=$(free_port); cport=$(free_port); mport=$(free_port); m0=$(free_port); m1=
 pids+=($!)
 for i in 0 1; do
   port=$m0; [ "$i" = 1 ] && port=$m1
-  "$worker" --id "e2e-worker-$i" --coordinator "tcp://127.0.0.1:$wport" --gpus none \
+  "$worker" --id "e2e-worker-$i" --coordinator "tcp://127.0.0.1:$wport" --fake-gpus 1:16:9.0 --drain-timeout 1 \
     --metrics-addr "127.0.0.1:$port" --data "$tmp/w$i" --job-binary "$job" >"$tmp/worker$i.log" 2>&1 &
   pids+=($!)
 done
@@ -102,7 +104,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 status=0
 python3 "$here/dashboard_lint.py" --repo "$repo" --exported "$tmp/exported.txt" || status=1
 python3 "$here/e2e_queries.py" --repo "$repo" --prometheus "http://127.0.0.1:$pport" --start "$start" \
-  --may-be-empty scion_gpu_ || status=1
+  || status=1
 if [ "$status" != 0 ]; then
   tail -n 20 "$tmp"/*.log >&2
 fi
