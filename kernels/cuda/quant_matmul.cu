@@ -1,0 +1,319 @@
+// Fused dequant-matmul for packed LowRA matrices (format: kernels/quant_pack.h, docs/LOWRA.md).
+// Kernels section, then launchers. Each segment (rows of one width) is one launch, templated on
+// the width so every shift and mask is a compile-time constant.
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <mutex>
+#include <string>
+
+#include "kernels/quant_cuda.h"
+
+namespace scion::kernels::quant {
+namespace {
+
+constexpr int kWarps = 8;  // rows per decode CTA (one warp per row)
+
+struct Dims {
+  int64_t cols, blocks, groups;
+  int group_size;
+  int64_t out_rows;  // y's row stride (all rows of the matrix)
+};
+
+// Code i (compile-time after unrolling) of a block of B-bit codes held in registers.
+template <int B>
+__device__ __forceinline__ uint32_t Code(const uint32_t (&w)[B], int i) {
+  const int off = B * i, wi = off / 32, sh = off % 32;
+  uint32_t v = w[wi] >> sh;
+  if (sh + B > 32) v |= w[wi + 1] << (32 - sh);
+  return v & ((1u << B) - 1u);
+}
+
+// Widths 1 and 2 pick their level with selects from registers; 3 and 4 read a per-warp shared
+// table (16 distinct words: no bank conflicts).
+template <int B>
+__device__ __forceinline__ float Level(uint32_t c, const float (&lv)[4], const float* lut) {
+  if constexpr (B == 1) {
+    return c ? lv[1] : lv[0];
+  } else if constexpr (B == 2) {
+    const float lo = (c & 1u) ? lv[1] : lv[0], hi = (c & 1u) ? lv[3] : lv[2];
+    return (c & 2u) ? hi : lo;
+  } else {
+    return lut[c];
+  }
+}
+
+template <int B>
+__device__ __forceinline__ void LoadBlock(const uint32_t* p, uint32_t (&w)[B]) {
+  if constexpr (B == 2) {
+    const uint2 v = *reinterpret_cast<const uint2*>(p);
+    w[0] = v.x; w[1] = v.y;
+  } else if constexpr (B == 4) {
+    const uint4 v = *reinterpret_cast<const uint4*>(p);
+    w[0] = v.x; w[1] = v.y; w[2] = v.z; w[3] = v.w;
+  } else {
+#pragma unroll
+    for (int i = 0; i < B; ++i) w[i] = p[i];
+  }
+}
+
+// 8 activations x[j0 .. j0+8) of one row as fp32. kVec: cols % 8 == 0 and x 16-byte aligned, so
+// one 16-byte load; otherwise element loads with zeros past the end of the row.
+template <bool kVec>
+__device__ __forceinline__ void LoadX8(const __nv_bfloat16* x, int64_t j0, int64_t cols, float (&v)[8]) {
+  if constexpr (kVec) {
+    const uint4 u = *reinterpret_cast<const uint4*>(x + j0);
+    const uint32_t words[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      v[2 * i] = __uint_as_float(words[i] << 16);
+      v[2 * i + 1] = __uint_as_float(words[i] & 0xffff0000u);
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) v[i] = j0 + i < cols ? __bfloat162float(x[j0 + i]) : 0.0f;
+  }
+}
+
+// y[m, seg.rows[r]] = Σ_j x[m, j] · s_{r,g(j)} · ℓ_r[code_{r,j}] for m < M ≤ MT. One warp per row;
+// lane L takes blocks L, L+32, …, so a warp's code loads are contiguous.
+template <int B, int MT, bool kVec>
+__global__ void __launch_bounds__(kWarps * 32) DecodeKernel(DeviceQuantMatrix::Segment seg, Dims d,
+                                                            const __nv_bfloat16* __restrict__ x, int M,
+                                                            __nv_bfloat16* __restrict__ y) {
+  __shared__ float lut[kWarps][kMaxLevels];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + warp;
+  if (r >= seg.count) return;  // whole warps leave together; only __syncwarp below
+  float lv[4] = {0, 0, 0, 0};
+  if constexpr (B <= 2) {
+#pragma unroll
+    for (int l = 0; l < (1 << B); ++l) lv[l] = __half2float(__ushort_as_half(seg.levels[r * kMaxLevels + l]));
+  } else {
+    if (lane < kMaxLevels) lut[warp][lane] = __half2float(__ushort_as_half(seg.levels[r * kMaxLevels + lane]));
+    __syncwarp();
+  }
+  float acc[MT];
+#pragma unroll
+  for (int m = 0; m < MT; ++m) acc[m] = 0.0f;
+  const uint32_t* codes = seg.codes + r * d.blocks * B;
+  const uint16_t* scales = seg.scales + r * d.groups;
+  for (int64_t blk = lane; blk < d.blocks; blk += 32) {
+    uint32_t w[B];
+    LoadBlock<B>(codes + blk * B, w);
+    const float s = __half2float(__ushort_as_half(scales[blk * 32 / d.group_size]));
+    float part[MT];
+#pragma unroll
+    for (int m = 0; m < MT; ++m) part[m] = 0.0f;
+#pragma unroll
+    for (int c8 = 0; c8 < 4; ++c8) {
+      const int64_t j0 = blk * 32 + c8 * 8;
+      if (j0 >= d.cols) break;
+      float l[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) l[i] = Level<B>(Code<B>(w, c8 * 8 + i), lv, lut[warp]);
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+        if (m < M) {
+          float xv[8];
+          LoadX8<kVec>(x + m * d.cols, j0, d.cols, xv);
+#pragma unroll
+          for (int i = 0; i < 8; ++i) part[m] = fmaf(l[i], xv[i], part[m]);
+        }
+      }
+    }
+#pragma unroll
+    for (int m = 0; m < MT; ++m) acc[m] = fmaf(s, part[m], acc[m]);
+  }
+#pragma unroll
+  for (int m = 0; m < MT; ++m) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], o);
+  }
+  if (lane == 0) {
+    const int64_t out = seg.rows[r];
+#pragma unroll
+    for (int m = 0; m < MT; ++m) {
+      if (m < M) y[m * d.out_rows + out] = __float2bfloat16(acc[m]);
+    }
+  }
+}
+
+// Ŵ[seg.rows[r], :] in bf16; one thread per (row, block of 32).
+template <int B>
+__global__ void DequantKernel(DeviceQuantMatrix::Segment seg, Dims d, __nv_bfloat16* __restrict__ out) {
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= seg.count * d.blocks) return;
+  const int64_t r = t / d.blocks, blk = t % d.blocks;
+  uint32_t w[B];
+  LoadBlock<B>(seg.codes + (r * d.blocks + blk) * B, w);
+  const float s = __half2float(__ushort_as_half(seg.scales[r * d.groups + blk * 32 / d.group_size]));
+  const uint16_t* levels = seg.levels + r * kMaxLevels;
+  __nv_bfloat16* dst = out + static_cast<int64_t>(seg.rows[r]) * d.cols + blk * 32;
+  const bool vec = d.cols % 8 == 0;
+#pragma unroll
+  for (int c8 = 0; c8 < 4; ++c8) {
+    const int64_t j0 = blk * 32 + c8 * 8;
+    if (j0 >= d.cols) break;
+    __nv_bfloat16 v[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) v[i] = __float2bfloat16(s * __half2float(__ushort_as_half(levels[Code<B>(w, c8 * 8 + i)])));
+    if (vec) {
+      *reinterpret_cast<uint4*>(dst + c8 * 8) = *reinterpret_cast<const uint4*>(v);
+    } else {
+      for (int i = 0; i < 8 && j0 + i < d.cols; ++i) dst[c8 * 8 + i] = v[i];
+    }
+  }
+}
+
+// ---- launchers ---------------------------------------------------------------------------------
+Status Check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) return Status::Internal(std::string(what) + ": " + cudaGetErrorString(e));
+  return Status::Ok();
+}
+
+Dims DimsOf(const DeviceQuantMatrix& w) { return {w.cols, w.blocks, w.groups, w.group_size, w.rows}; }
+
+template <int B, int MT>
+void LaunchDecode(const DeviceQuantMatrix::Segment& s, Dims d, const __nv_bfloat16* x, int M, __nv_bfloat16* y,
+                  bool vec, cudaStream_t stream) {
+  const unsigned grid = static_cast<unsigned>((s.count + kWarps - 1) / kWarps);
+  if (vec) {
+    DecodeKernel<B, MT, true><<<grid, kWarps * 32, 0, stream>>>(s, d, x, M, y);
+  } else {
+    DecodeKernel<B, MT, false><<<grid, kWarps * 32, 0, stream>>>(s, d, x, M, y);
+  }
+}
+
+template <int B>
+void DecodeForWidth(const DeviceQuantMatrix::Segment& s, Dims d, const __nv_bfloat16* x, int M, __nv_bfloat16* y,
+                    bool vec, cudaStream_t stream) {
+  if (M <= 1) LaunchDecode<B, 1>(s, d, x, M, y, vec, stream);
+  else if (M <= 2) LaunchDecode<B, 2>(s, d, x, M, y, vec, stream);
+  else if (M <= 4) LaunchDecode<B, 4>(s, d, x, M, y, vec, stream);
+  else if (M <= 8) LaunchDecode<B, 8>(s, d, x, M, y, vec, stream);
+  else LaunchDecode<B, 16>(s, d, x, M, y, vec, stream);
+}
+
+void LaunchDequant(const DeviceQuantMatrix::Segment& s, Dims d, __nv_bfloat16* out, cudaStream_t stream) {
+  const int threads = 256;
+  const unsigned grid = static_cast<unsigned>((s.count * d.blocks + threads - 1) / threads);
+  switch (s.bits) {
+    case 1: DequantKernel<1><<<grid, threads, 0, stream>>>(s, d, out); break;
+    case 2: DequantKernel<2><<<grid, threads, 0, stream>>>(s, d, out); break;
+    case 3: DequantKernel<3><<<grid, threads, 0, stream>>>(s, d, out); break;
+    default: DequantKernel<4><<<grid, threads, 0, stream>>>(s, d, out); break;
+  }
+}
+
+// One cuBLAS handle for the process, with a fixed workspace so that calls can be captured in CUDA
+// graphs (cuBLAS must not allocate during capture).
+Result<cublasHandle_t> Handle() {
+  static std::once_flag once;
+  static cublasHandle_t handle = nullptr;
+  static const char* error = nullptr;
+  std::call_once(once, [] {
+    if (cublasCreate(&handle) != CUBLAS_STATUS_SUCCESS) {
+      error = "cublasCreate failed";
+      return;
+    }
+    void* ws = nullptr;
+    constexpr size_t kWorkspace = size_t{32} << 20;
+    if (cudaMalloc(&ws, kWorkspace) != cudaSuccess || cublasSetWorkspace(handle, ws, kWorkspace) != CUBLAS_STATUS_SUCCESS) {
+      error = "cuBLAS workspace allocation failed";
+    }
+  });
+  if (error != nullptr) return Status::Internal(error);
+  return handle;
+}
+
+}  // namespace
+
+void DeviceQuantMatrix::Release() {
+  for (void* p : allocations_) cudaFree(p);
+  allocations_.clear();
+  segments.clear();
+}
+
+Result<DeviceQuantMatrix> DeviceQuantMatrix::Upload(const PackedMatrix& p) {
+  DeviceQuantMatrix d;
+  d.rows = p.rows;
+  d.cols = p.cols;
+  d.blocks = p.blocks;
+  d.groups = p.groups;
+  d.group_size = p.group_size;
+  auto copy = [&](const void* host, size_t bytes, const void** dst) -> Status {
+    void* ptr = nullptr;
+    SCION_RETURN_IF_ERROR(Check(cudaMalloc(&ptr, bytes), "cudaMalloc"));
+    d.allocations_.push_back(ptr);
+    *dst = ptr;
+    return Check(cudaMemcpy(ptr, host, bytes, cudaMemcpyHostToDevice), "cudaMemcpy");
+  };
+  for (const PackedSegment& s : p.segments) {
+    Segment seg;
+    seg.bits = s.bits;
+    seg.count = static_cast<int64_t>(s.rows.size());
+    SCION_RETURN_IF_ERROR(copy(s.rows.data(), s.rows.size() * 4, reinterpret_cast<const void**>(&seg.rows)));
+    SCION_RETURN_IF_ERROR(copy(s.codes.data(), s.codes.size() * 4, reinterpret_cast<const void**>(&seg.codes)));
+    SCION_RETURN_IF_ERROR(copy(s.levels.data(), s.levels.size() * 2, reinterpret_cast<const void**>(&seg.levels)));
+    SCION_RETURN_IF_ERROR(copy(s.scales.data(), s.scales.size() * 2, reinterpret_cast<const void**>(&seg.scales)));
+    d.segments.push_back(seg);
+  }
+  return std::move(d);
+}
+
+size_t QuantMatmulWorkspaceBytes(const DeviceQuantMatrix& w, int64_t m) {
+  return m > kDecodeMaxM ? static_cast<size_t>(w.rows * w.cols * 2) : 0;
+}
+
+Status DequantizeCuda(const DeviceQuantMatrix& w, void* out, void* stream) {
+  if (out == nullptr) return Status::InvalidArgument("out: null");
+  auto s = static_cast<cudaStream_t>(stream);
+  for (const auto& seg : w.segments) LaunchDequant(seg, DimsOf(w), static_cast<__nv_bfloat16*>(out), s);
+  return Check(cudaGetLastError(), "DequantKernel");
+}
+
+Status QuantMatmulCuda(const DeviceQuantMatrix& w, const void* x, int64_t m, void* y, void* workspace,
+                       size_t workspace_bytes, void* stream) {
+  if (m <= 0 || m > (int64_t{1} << 31) - 1) return Status::InvalidArgument("m: must be in 1..2^31-1");
+  if (x == nullptr || y == nullptr) return Status::InvalidArgument("x, y: null");
+  if (w.rows <= 0 || w.rows > (int64_t{1} << 31) - 1 || w.cols > (int64_t{1} << 31) - 1) {
+    return Status::InvalidArgument("w: rows and cols must be in 1..2^31-1");
+  }
+  auto s = static_cast<cudaStream_t>(stream);
+  const auto* xb = static_cast<const __nv_bfloat16*>(x);
+  auto* yb = static_cast<__nv_bfloat16*>(y);
+  if (m <= kDecodeMaxM) {
+    const bool vec = w.cols % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
+    for (const auto& seg : w.segments) {
+      const int M = static_cast<int>(m);
+      switch (seg.bits) {
+        case 1: DecodeForWidth<1>(seg, DimsOf(w), xb, M, yb, vec, s); break;
+        case 2: DecodeForWidth<2>(seg, DimsOf(w), xb, M, yb, vec, s); break;
+        case 3: DecodeForWidth<3>(seg, DimsOf(w), xb, M, yb, vec, s); break;
+        default: DecodeForWidth<4>(seg, DimsOf(w), xb, M, yb, vec, s); break;
+      }
+    }
+    return Check(cudaGetLastError(), "DecodeKernel");
+  }
+  const size_t need = QuantMatmulWorkspaceBytes(w, m);
+  if (workspace == nullptr || workspace_bytes < need) {
+    return Status::InvalidArgument("workspace: needs " + std::to_string(need) + " bytes for m > 16");
+  }
+  SCION_RETURN_IF_ERROR(DequantizeCuda(w, workspace, stream));
+  auto handle = Handle();
+  if (!handle.ok()) return handle.status();
+  cublasSetStream(handle.value(), s);
+  // Row-major y (m, rows) = x (m, cols) · Ŵᵀ is column-major yᵀ = Ŵ · xᵀ with Ŵ read transposed.
+  const float alpha = 1.0f, beta = 0.0f;
+  const cublasStatus_t st = cublasGemmEx(handle.value(), CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(w.rows),
+                                         static_cast<int>(m), static_cast<int>(w.cols), &alpha, workspace, CUDA_R_16BF,
+                                         static_cast<int>(w.cols), x, CUDA_R_16BF, static_cast<int>(w.cols), &beta, y,
+                                         CUDA_R_16BF, static_cast<int>(w.rows), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  if (st != CUBLAS_STATUS_SUCCESS) return Status::Internal("cublasGemmEx failed: status " + std::to_string(st));
+  return Check(cudaGetLastError(), "QuantMatmulCuda");
+}
+
+}  // namespace scion::kernels::quant
