@@ -6,16 +6,16 @@
 namespace scion::kernels::quant {
 namespace {
 
-// Code i of a block of b-bit codes stored as a little-endian bit stream in `words`.
+// Code i of a block of b-bit codes (layout: CodeBit).
 uint32_t Extract(const uint32_t* words, int bits, int i) {
-  const int off = bits * i, w = off / 32, sh = off % 32;
+  const int off = CodeBit(bits, i), w = off / 32, sh = off % 32;
   uint32_t v = words[w] >> sh;
   if (sh + bits > 32) v |= words[w + 1] << (32 - sh);
   return v & ((1u << bits) - 1u);
 }
 
 void Insert(uint32_t* words, int bits, int i, uint32_t code) {
-  const int off = bits * i, w = off / 32, sh = off % 32;
+  const int off = CodeBit(bits, i), w = off / 32, sh = off % 32;
   words[w] |= code << sh;
   if (sh + bits > 32) words[w + 1] |= code >> (32 - sh);
 }

@@ -22,26 +22,50 @@ struct Dims {
   int64_t out_rows;  // y's row stride (all rows of the matrix)
 };
 
-// Code i (compile-time after unrolling) of a block of B-bit codes held in registers.
+// Code i (compile-time after unrolling) of a block held in registers (layout: CodeBit).
 template <int B>
 __device__ __forceinline__ uint32_t Code(const uint32_t (&w)[B], int i) {
-  const int off = B * i, wi = off / 32, sh = off % 32;
+  const int off = CodeBit(B, i), wi = off / 32, sh = off % 32;
   uint32_t v = w[wi] >> sh;
   if (sh + B > 32) v |= w[wi + 1] << (32 - sh);
   return v & ((1u << B) - 1u);
 }
 
-// Widths 1 and 2 pick their level with selects from registers; 3 and 4 read a per-warp shared
-// table (16 distinct words: no bank conflicts).
+__device__ __forceinline__ float2 HalfPair(uint32_t bits) {
+  __half2 h;
+  static_assert(sizeof(h) == 4);
+  memcpy(&h, &bits, 4);
+  return __half22float2(h);
+}
+
+// The 32 normalised levels of one block, in weight order.
+//   b = 1, 2: the row's fp16 levels sit in two registers (`pool`, 8 bytes); one mask lifts the codes
+//   of pairs (j, j+1) from both halves of a word as bytes, one multiply-add turns each byte pair into
+//   a byte-permute selector (nibbles 2c₀, 2c₀+1, 2c₁, 2c₁+1) and one PRMT yields both fp16 levels.
+//   b = 3, 4: a per-warp shared table of 16 words (distinct banks: no conflicts).
 template <int B>
-__device__ __forceinline__ float Level(uint32_t c, const float (&lv)[4], const float* lut) {
-  if constexpr (B == 1) {
-    return c ? lv[1] : lv[0];
-  } else if constexpr (B == 2) {
-    const float lo = (c & 1u) ? lv[1] : lv[0], hi = (c & 1u) ? lv[3] : lv[2];
-    return (c & 2u) ? hi : lo;
+__device__ __forceinline__ void DecodeBlock(const uint32_t (&w)[B], const uint32_t (&pool)[2], const float* lut,
+                                            float (&l)[32]) {
+  if constexpr (B <= 2) {
+    constexpr uint32_t kMask = B == 1 ? 0x01010101u : 0x03030303u;
+    constexpr int kPerWord = 32 / B, kHalf = kPerWord / 2;
+#pragma unroll
+    for (int wi = 0; wi < B; ++wi) {
+#pragma unroll
+      for (int k = 0; k < kHalf / 2; ++k) {
+        const uint32_t sel = ((w[wi] >> (B * k)) & kMask) * 0x22u + 0x10101010u;
+        const float2 lo = HalfPair(__byte_perm(pool[0], pool[1], sel));
+        const float2 hi = HalfPair(__byte_perm(pool[0], pool[1], sel >> 16));
+        const int base = wi * kPerWord + 2 * k;
+        l[base] = lo.x;
+        l[base + 1] = lo.y;
+        l[base + kHalf] = hi.x;
+        l[base + kHalf + 1] = hi.y;
+      }
+    }
   } else {
-    return lut[c];
+#pragma unroll
+    for (int i = 0; i < 32; ++i) l[i] = lut[Code<B>(w, i)];
   }
 }
 
@@ -87,12 +111,15 @@ __global__ void __launch_bounds__(kWarps * 32) DecodeKernel(DeviceQuantMatrix::S
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + warp;
   if (r >= seg.count) return;  // whole warps leave together; only __syncwarp below
-  float lv[4] = {0, 0, 0, 0};
-  if constexpr (B <= 2) {
-#pragma unroll
-    for (int l = 0; l < (1 << B); ++l) lv[l] = __half2float(__ushort_as_half(seg.levels[r * kMaxLevels + l]));
+  const uint16_t* levels = seg.levels + r * kMaxLevels;
+  uint32_t pool[2] = {0, 0};
+  if constexpr (B == 1) {
+    pool[0] = pool[1] = levels[0] | (static_cast<uint32_t>(levels[1]) << 16);
+  } else if constexpr (B == 2) {
+    pool[0] = levels[0] | (static_cast<uint32_t>(levels[1]) << 16);
+    pool[1] = levels[2] | (static_cast<uint32_t>(levels[3]) << 16);
   } else {
-    if (lane < kMaxLevels) lut[warp][lane] = __half2float(__ushort_as_half(seg.levels[r * kMaxLevels + lane]));
+    if (lane < kMaxLevels) lut[warp][lane] = __half2float(__ushort_as_half(levels[lane]));
     __syncwarp();
   }
   float acc[MT];
@@ -100,32 +127,31 @@ __global__ void __launch_bounds__(kWarps * 32) DecodeKernel(DeviceQuantMatrix::S
   for (int m = 0; m < MT; ++m) acc[m] = 0.0f;
   const uint32_t* codes = seg.codes + r * d.blocks * B;
   const uint16_t* scales = seg.scales + r * d.groups;
-  for (int64_t blk = lane; blk < d.blocks; blk += 32) {
+  const int blocks = static_cast<int>(d.blocks), cols = static_cast<int>(d.cols);
+#pragma unroll 2
+  for (int blk = lane; blk < blocks; blk += 32) {
     uint32_t w[B];
-    LoadBlock<B>(codes + blk * B, w);
-    const float s = __half2float(__ushort_as_half(scales[blk * 32 / d.group_size]));
-    float part[MT];
+    LoadBlock<B>(codes + static_cast<int64_t>(blk) * B, w);
+    const float s = __half2float(__ushort_as_half(scales[d.groups == 1 ? 0 : blk * 32 / d.group_size]));
+    float l[32];
+    DecodeBlock<B>(w, pool, lut[warp], l);
 #pragma unroll
-    for (int m = 0; m < MT; ++m) part[m] = 0.0f;
+    for (int m = 0; m < MT; ++m) {
+      if (m < M) {
+        float part = 0.0f;
 #pragma unroll
-    for (int c8 = 0; c8 < 4; ++c8) {
-      const int64_t j0 = blk * 32 + c8 * 8;
-      if (j0 >= d.cols) break;
-      float l[8];
+        for (int c8 = 0; c8 < 4; ++c8) {
+          const int j0 = blk * 32 + c8 * 8;
+          if (j0 < cols) {
+            float xv[8];
+            LoadX8<kVec>(x + static_cast<int64_t>(m) * cols, j0, cols, xv);
 #pragma unroll
-      for (int i = 0; i < 8; ++i) l[i] = Level<B>(Code<B>(w, c8 * 8 + i), lv, lut[warp]);
-#pragma unroll
-      for (int m = 0; m < MT; ++m) {
-        if (m < M) {
-          float xv[8];
-          LoadX8<kVec>(x + m * d.cols, j0, d.cols, xv);
-#pragma unroll
-          for (int i = 0; i < 8; ++i) part[m] = fmaf(l[i], xv[i], part[m]);
+            for (int i = 0; i < 8; ++i) part = fmaf(l[c8 * 8 + i], xv[i], part);
+          }
         }
+        acc[m] = fmaf(s, part, acc[m]);
       }
     }
-#pragma unroll
-    for (int m = 0; m < MT; ++m) acc[m] = fmaf(s, part[m], acc[m]);
   }
 #pragma unroll
   for (int m = 0; m < MT; ++m) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/quant.h"
+#include "kernels/quant_pack.h"
 #include "tests/kernels/check.h"
 
 namespace scion::check {
@@ -55,6 +56,20 @@ std::vector<Outcome> HalfRoundTrip() {
   int bad = 0;
   for (const Row& r : rows) bad += q::FloatToHalf(r.in) != r.bits || (r.bits != 0x7c00 && q::HalfToFloat(r.bits) != q::HalfToFloat(q::FloatToHalf(r.in)));
   return {Is("fp16 encodings wrong (of 11)", bad, 0)};
+}
+
+std::vector<Outcome> CodeLayout() {
+  // Every width's layout must be a bijection of 32 codes onto the block's 32·b bits.
+  int bad = 0;
+  for (int bits = 1; bits <= 4; ++bits) {
+    std::vector<int> owner(32 * bits, -1);
+    for (int i = 0; i < 32; ++i)
+      for (int k = 0; k < bits; ++k) {
+        const int bit = q::CodeBit(bits, i) + k;
+        if (bit < 0 || bit >= 32 * bits || owner[bit] >= 0) ++bad; else owner[bit] = i;
+      }
+  }
+  return {Is("code bits overlapping or out of block", bad, 0)};
 }
 
 // ---- Lloyd-Max -------------------------------------------------------------------------------
@@ -289,6 +304,7 @@ std::vector<Outcome> OutputAware() {
 SCION_CHECK([](std::vector<Case>& cases) {
   cases.push_back({"quant_codebook", "NF2 NF4", "unit", NormalFloatTable});
   cases.push_back({"quant_fp16", "table of 11", "unit", HalfRoundTrip});
+  cases.push_back({"quant_layout", "b1-4", "unit", CodeLayout});
   cases.push_back({"quant_lloyd", "K4096 b1-4", "unit", LloydMonotone});
   cases.push_back({"quant_lloyd", "K65536 gaussian optimum", "unit", LloydGaussianOptimum});
   cases.push_back({"quant_assign", "6 channels vs brute force", "unit", DpVsBruteForce});
