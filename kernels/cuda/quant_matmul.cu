@@ -101,16 +101,23 @@ __device__ __forceinline__ void LoadX8(const __nv_bfloat16* x, int64_t j0, int64
   }
 }
 
-// y[m, seg.rows[r]] = Σ_j x[m, j] · s_{r,g(j)} · ℓ_r[code_{r,j}] for m < M ≤ MT. One warp per row;
-// lane L takes blocks L, L+32, …, so a warp's code loads are contiguous.
+// Segments of one matrix for a single decode launch: CTAs [first_cta[i], first_cta[i+1]) serve
+// segment i, so rows of every width run in one grid with no tail between widths.
+struct SegmentTable {
+  DeviceQuantMatrix::Segment seg[4];
+  int first_cta[5];
+  int count;
+};
+
+// y[m, seg.rows[r]] = Σ_j x[m, j] · s_{r,g(j)} · ℓ_r[code_{r,j}] for m < M ≤ MT, one warp per row;
+// lane L takes blocks L, L+32, …, so a warp's code loads are contiguous. Codes and scales of
+// kDepth blocks are loaded before any is used: with one row per warp the loop is short, and the
+// loads in flight, not the arithmetic, set the pace.
 template <int B, int MT, bool kVec>
-__global__ void __launch_bounds__(kWarps * 32) DecodeKernel(DeviceQuantMatrix::Segment seg, Dims d,
-                                                            const __nv_bfloat16* __restrict__ x, int M,
-                                                            __nv_bfloat16* __restrict__ y) {
-  __shared__ float lut[kWarps][kMaxLevels];
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + warp;
-  if (r >= seg.count) return;  // whole warps leave together; only __syncwarp below
+__device__ __forceinline__ void DecodeRow(const DeviceQuantMatrix::Segment& seg, int64_t r, const Dims& d,
+                                          const __nv_bfloat16* __restrict__ x, int M, __nv_bfloat16* __restrict__ y,
+                                          float* lut, int lane) {
+  constexpr int kDepth = 4;
   const uint16_t* levels = seg.levels + r * kMaxLevels;
   uint32_t pool[2] = {0, 0};
   if constexpr (B == 1) {
@@ -119,7 +126,7 @@ __global__ void __launch_bounds__(kWarps * 32) DecodeKernel(DeviceQuantMatrix::S
     pool[0] = levels[0] | (static_cast<uint32_t>(levels[1]) << 16);
     pool[1] = levels[2] | (static_cast<uint32_t>(levels[3]) << 16);
   } else {
-    if (lane < kMaxLevels) lut[warp][lane] = __half2float(__ushort_as_half(levels[lane]));
+    if (lane < kMaxLevels) lut[lane] = __half2float(__ushort_as_half(levels[lane]));
     __syncwarp();
   }
   float acc[MT];
@@ -128,28 +135,39 @@ __global__ void __launch_bounds__(kWarps * 32) DecodeKernel(DeviceQuantMatrix::S
   const uint32_t* codes = seg.codes + r * d.blocks * B;
   const uint16_t* scales = seg.scales + r * d.groups;
   const int blocks = static_cast<int>(d.blocks), cols = static_cast<int>(d.cols);
-#pragma unroll 2
-  for (int blk = lane; blk < blocks; blk += 32) {
-    uint32_t w[B];
-    LoadBlock<B>(codes + static_cast<int64_t>(blk) * B, w);
-    const float s = __half2float(__ushort_as_half(scales[d.groups == 1 ? 0 : blk * 32 / d.group_size]));
-    float l[32];
-    DecodeBlock<B>(w, pool, lut[warp], l);
+  for (int base = lane; base < blocks; base += 32 * kDepth) {
+    uint32_t w[kDepth][B];
+    float sc[kDepth];
 #pragma unroll
-    for (int m = 0; m < MT; ++m) {
-      if (m < M) {
-        float part = 0.0f;
+    for (int u = 0; u < kDepth; ++u) {
+      const int blk = base + 32 * u;
+      if (blk < blocks) {
+        LoadBlock<B>(codes + static_cast<int64_t>(blk) * B, w[u]);
+        sc[u] = __half2float(__ushort_as_half(scales[d.groups == 1 ? 0 : blk * 32 / d.group_size]));
+      }
+    }
 #pragma unroll
-        for (int c8 = 0; c8 < 4; ++c8) {
-          const int j0 = blk * 32 + c8 * 8;
-          if (j0 < cols) {
-            float xv[8];
-            LoadX8<kVec>(x + static_cast<int64_t>(m) * cols, j0, cols, xv);
+    for (int u = 0; u < kDepth; ++u) {
+      const int blk = base + 32 * u;
+      if (blk >= blocks) break;
+      float l[32];
+      DecodeBlock<B>(w[u], pool, lut, l);
 #pragma unroll
-            for (int i = 0; i < 8; ++i) part = fmaf(l[c8 * 8 + i], xv[i], part);
+      for (int m = 0; m < MT; ++m) {
+        if (m < M) {
+          float part = 0.0f;
+#pragma unroll
+          for (int c8 = 0; c8 < 4; ++c8) {
+            const int j0 = blk * 32 + c8 * 8;
+            if (j0 < cols) {
+              float xv[8];
+              LoadX8<kVec>(x + static_cast<int64_t>(m) * cols, j0, cols, xv);
+#pragma unroll
+              for (int i = 0; i < 8; ++i) part = fmaf(l[c8 * 8 + i], xv[i], part);
+            }
           }
+          acc[m] = fmaf(sc[u], part, acc[m]);
         }
-        acc[m] = fmaf(s, part, acc[m]);
       }
     }
   }
@@ -167,30 +185,52 @@ __global__ void __launch_bounds__(kWarps * 32) DecodeKernel(DeviceQuantMatrix::S
   }
 }
 
-// Ŵ[seg.rows[r], :] in bf16; one thread per (row, block of 32).
+// MT ≤ 2 asks for 3 CTAs (24 warps) per SM: registers capped near 85, more loads in flight.
+template <int MT, bool kVec>
+__global__ void __launch_bounds__(kWarps * 32, MT <= 2 ? 3 : 1) DecodeKernel(SegmentTable t, Dims d, const __nv_bfloat16* __restrict__ x,
+                                                            int M, __nv_bfloat16* __restrict__ y) {
+  __shared__ float lut[kWarps][kMaxLevels];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  int i = 0;
+  while (i + 1 < t.count && static_cast<int>(blockIdx.x) >= t.first_cta[i + 1]) ++i;
+  const DeviceQuantMatrix::Segment& seg = t.seg[i];
+  const int64_t r = static_cast<int64_t>(blockIdx.x - t.first_cta[i]) * kWarps + warp;
+  if (r >= seg.count) return;  // whole warps leave together; only __syncwarp inside
+  switch (seg.bits) {  // uniform across the CTA
+    case 1: DecodeRow<1, MT, kVec>(seg, r, d, x, M, y, lut[warp], lane); break;
+    case 2: DecodeRow<2, MT, kVec>(seg, r, d, x, M, y, lut[warp], lane); break;
+    case 3: DecodeRow<3, MT, kVec>(seg, r, d, x, M, y, lut[warp], lane); break;
+    default: DecodeRow<4, MT, kVec>(seg, r, d, x, M, y, lut[warp], lane); break;
+  }
+}
+
+// Ŵ[seg.rows[r], :] in bf16; one thread per 8 weights, so a warp writes 512 contiguous bytes.
 template <int B>
 __global__ void DequantKernel(DeviceQuantMatrix::Segment seg, Dims d, __nv_bfloat16* __restrict__ out) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (t >= seg.count * d.blocks) return;
-  const int64_t r = t / d.blocks, blk = t % d.blocks;
+  if (t >= seg.count * d.blocks * 4) return;
+  const int c8 = static_cast<int>(t % 4);
+  const int64_t r = t / 4 / d.blocks, blk = t / 4 % d.blocks;
+  const int64_t j0 = blk * 32 + c8 * 8;
+  if (j0 >= d.cols) return;
   uint32_t w[B];
   LoadBlock<B>(seg.codes + (r * d.blocks + blk) * B, w);
   const float s = __half2float(__ushort_as_half(seg.scales[r * d.groups + blk * 32 / d.group_size]));
   const uint16_t* levels = seg.levels + r * kMaxLevels;
-  __nv_bfloat16* dst = out + static_cast<int64_t>(seg.rows[r]) * d.cols + blk * 32;
-  const bool vec = d.cols % 8 == 0;
+  __nv_bfloat16* dst = out + static_cast<int64_t>(seg.rows[r]) * d.cols + j0;
+  __nv_bfloat16 v[8];
 #pragma unroll
-  for (int c8 = 0; c8 < 4; ++c8) {
-    const int64_t j0 = blk * 32 + c8 * 8;
-    if (j0 >= d.cols) break;
-    __nv_bfloat16 v[8];
-#pragma unroll
-    for (int i = 0; i < 8; ++i) v[i] = __float2bfloat16(s * __half2float(__ushort_as_half(levels[Code<B>(w, c8 * 8 + i)])));
-    if (vec) {
-      *reinterpret_cast<uint4*>(dst + c8 * 8) = *reinterpret_cast<const uint4*>(v);
-    } else {
-      for (int i = 0; i < 8 && j0 + i < d.cols; ++i) dst[c8 * 8 + i] = v[i];
-    }
+  for (int i = 0; i < 8; ++i) {
+    const int off = CodeBit(B, c8 * 8 + i), wi = off / 32, sh = off % 32;
+    uint32_t c = w[wi] >> sh;
+    if (sh + B > 32) c |= w[wi + 1] << (32 - sh);
+    c &= (1u << B) - 1u;
+    v[i] = __float2bfloat16(s * __half2float(__ushort_as_half(levels[c])));
+  }
+  if (d.cols % 8 == 0) {
+    *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(v);
+  } else {
+    for (int i = 0; i < 8 && j0 + i < d.cols; ++i) dst[i] = v[i];
   }
 }
 
@@ -202,30 +242,20 @@ Status Check(cudaError_t e, const char* what) {
 
 Dims DimsOf(const DeviceQuantMatrix& w) { return {w.cols, w.blocks, w.groups, w.group_size, w.rows}; }
 
-template <int B, int MT>
-void LaunchDecode(const DeviceQuantMatrix::Segment& s, Dims d, const __nv_bfloat16* x, int M, __nv_bfloat16* y,
-                  bool vec, cudaStream_t stream) {
-  const unsigned grid = static_cast<unsigned>((s.count + kWarps - 1) / kWarps);
+template <int MT>
+void LaunchDecode(const SegmentTable& t, Dims d, const __nv_bfloat16* x, int M, __nv_bfloat16* y, bool vec,
+                  cudaStream_t stream) {
+  const unsigned grid = static_cast<unsigned>(t.first_cta[t.count]);
   if (vec) {
-    DecodeKernel<B, MT, true><<<grid, kWarps * 32, 0, stream>>>(s, d, x, M, y);
+    DecodeKernel<MT, true><<<grid, kWarps * 32, 0, stream>>>(t, d, x, M, y);
   } else {
-    DecodeKernel<B, MT, false><<<grid, kWarps * 32, 0, stream>>>(s, d, x, M, y);
+    DecodeKernel<MT, false><<<grid, kWarps * 32, 0, stream>>>(t, d, x, M, y);
   }
-}
-
-template <int B>
-void DecodeForWidth(const DeviceQuantMatrix::Segment& s, Dims d, const __nv_bfloat16* x, int M, __nv_bfloat16* y,
-                    bool vec, cudaStream_t stream) {
-  if (M <= 1) LaunchDecode<B, 1>(s, d, x, M, y, vec, stream);
-  else if (M <= 2) LaunchDecode<B, 2>(s, d, x, M, y, vec, stream);
-  else if (M <= 4) LaunchDecode<B, 4>(s, d, x, M, y, vec, stream);
-  else if (M <= 8) LaunchDecode<B, 8>(s, d, x, M, y, vec, stream);
-  else LaunchDecode<B, 16>(s, d, x, M, y, vec, stream);
 }
 
 void LaunchDequant(const DeviceQuantMatrix::Segment& s, Dims d, __nv_bfloat16* out, cudaStream_t stream) {
   const int threads = 256;
-  const unsigned grid = static_cast<unsigned>((s.count * d.blocks + threads - 1) / threads);
+  const unsigned grid = static_cast<unsigned>((s.count * d.blocks * 4 + threads - 1) / threads);
   switch (s.bits) {
     case 1: DequantKernel<1><<<grid, threads, 0, stream>>>(s, d, out); break;
     case 2: DequantKernel<2><<<grid, threads, 0, stream>>>(s, d, out); break;
@@ -313,15 +343,20 @@ Status QuantMatmulCuda(const DeviceQuantMatrix& w, const void* x, int64_t m, voi
   auto* yb = static_cast<__nv_bfloat16*>(y);
   if (m <= kDecodeMaxM) {
     const bool vec = w.cols % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
-    for (const auto& seg : w.segments) {
-      const int M = static_cast<int>(m);
-      switch (seg.bits) {
-        case 1: DecodeForWidth<1>(seg, DimsOf(w), xb, M, yb, vec, s); break;
-        case 2: DecodeForWidth<2>(seg, DimsOf(w), xb, M, yb, vec, s); break;
-        case 3: DecodeForWidth<3>(seg, DimsOf(w), xb, M, yb, vec, s); break;
-        default: DecodeForWidth<4>(seg, DimsOf(w), xb, M, yb, vec, s); break;
-      }
+    SegmentTable t{};
+    t.count = static_cast<int>(w.segments.size());
+    if (t.count == 0 || t.count > 4) return Status::InvalidArgument("w: needs 1 to 4 segments");
+    t.first_cta[0] = 0;
+    for (int i = 0; i < t.count; ++i) {
+      t.seg[i] = w.segments[i];
+      t.first_cta[i + 1] = t.first_cta[i] + static_cast<int>((w.segments[i].count + kWarps - 1) / kWarps);
     }
+    const int M = static_cast<int>(m);
+    if (M <= 1) LaunchDecode<1>(t, DimsOf(w), xb, M, yb, vec, s);
+    else if (M <= 2) LaunchDecode<2>(t, DimsOf(w), xb, M, yb, vec, s);
+    else if (M <= 4) LaunchDecode<4>(t, DimsOf(w), xb, M, yb, vec, s);
+    else if (M <= 8) LaunchDecode<8>(t, DimsOf(w), xb, M, yb, vec, s);
+    else LaunchDecode<16>(t, DimsOf(w), xb, M, yb, vec, s);
     return Check(cudaGetLastError(), "DecodeKernel");
   }
   const size_t need = QuantMatmulWorkspaceBytes(w, m);
