@@ -222,6 +222,7 @@ Status ValidateConfig(const QuantConfig& c, int64_t cols) {
                                    " bits); no assignment fits");
   }
   if (c.lloyd_iterations < 0) return Status::InvalidArgument("lloyd_iterations: negative");
+  if (c.max_dp_cells < 1) return Status::InvalidArgument("max_dp_cells: must be positive");
   if (cols <= 0) return Status::InvalidArgument("cols: must be positive");
   return Status::Ok();
 }
@@ -285,8 +286,8 @@ Result<QuantizedMatrix> Quantize(const float* w, int64_t rows, int64_t cols, con
   const int narrowest = *std::min_element(config.widths.begin(), config.widths.end());
   const int widest = *std::max_element(config.widths.begin(), config.widths.end());
   const double extra = std::min<double>(config.budget_bits - narrowest, widest - narrowest) * rows;
-  Result<Assignment> assignment = rows * (extra + 1) <= static_cast<double>(int64_t{1} << 26)
-                                      ? AssignExact(errors, config.widths, config.budget_bits)
+  Result<Assignment> assignment = rows * (extra + 1) <= static_cast<double>(config.max_dp_cells)
+                                      ? AssignExact(errors, config.widths, config.budget_bits, config.max_dp_cells)
                                       : AssignLagrangian(errors, config.widths, config.budget_bits);
   if (!assignment.ok()) return assignment.status();
   SCION_RETURN_IF_ERROR(parallel_rows([&](int64_t r) -> Status {

@@ -28,6 +28,7 @@ struct QuantConfig {
   Method method = Method::kLloydMax;
   Objective objective = Objective::kWeightMse;
   int lloyd_iterations = 100;           // upper bound; stops earlier once the error stalls
+  int64_t max_dp_cells = int64_t{1} << 26;  // larger knapsacks use AssignLagrangian (gap reported)
 };
 
 // One channel's quantization at one width.
@@ -88,8 +89,8 @@ Result<Assignment> AssignLagrangian(const std::vector<std::vector<double>>& erro
 
 // ---- the whole quantizer ----------------------------------------------------------------------
 // w (rows, cols); col_sq_mean (cols) = E[x_j²] over calibration activations, required for
-// Objective::kOutputDiag and ignored otherwise. Uses AssignExact when its table is small enough,
-// else AssignLagrangian (the gap is in total_error − lower_bound).
+// Objective::kOutputDiag and ignored otherwise. Uses AssignExact when its table has at most
+// config.max_dp_cells cells, else AssignLagrangian (the gap is in total_error − lower_bound).
 Result<QuantizedMatrix> Quantize(const float* w, int64_t rows, int64_t cols, const QuantConfig& config,
                                  const std::vector<float>& col_sq_mean = {});
 

@@ -249,6 +249,38 @@ std::vector<Outcome> Budgets() {
   return out;
 }
 
+std::vector<Outcome> SolversAndMethods() {
+  // The same matrix through the Lagrangian path (DP table capped), and through the baselines.
+  std::mt19937_64 rng(Seed() ^ 0x5e);
+  const int64_t rows = 48, cols = 256;
+  const auto w = ScaledRows(rows, cols, rng);
+  q::QuantConfig c;
+  c.budget_bits = 1.5;
+  auto exact = q::Quantize(w.data(), rows, cols, c);
+  c.max_dp_cells = 10;
+  auto lag = q::Quantize(w.data(), rows, cols, c);
+  c.max_dp_cells = int64_t{1} << 26;
+  c.method = q::Method::kRtnAbsmax;
+  auto rtn = q::Quantize(w.data(), rows, cols, c);
+  c.method = q::Method::kNormalFloat;
+  auto nf = q::Quantize(w.data(), rows, cols, c);
+  if (!exact.ok() || !lag.ok() || !rtn.ok() || !nf.ok()) return {Broken("quantize", "status not OK")};
+  std::vector<Outcome> out;
+  // Lagrangian: feasible, never better than the exact optimum, its bound never above it.
+  out.push_back(Is("lagrangian code bits - 1.5", lag->code_bits_per_weight - 1.5, 0));
+  out.push_back(Is("exact / lagrangian error", exact->total_error / lag->total_error, 1 + 1e-12));
+  out.push_back(Is("lagrangian bound / exact", lag->lower_bound / exact->total_error, 1 + 1e-12));
+  // The exact DP refuses a table over its cap, naming the field.
+  auto refused = q::AssignExact({{1.0, 0.5}, {1.0, 0.5}}, {1, 2}, 1.5, 2);
+  Outcome o = Is("AssignExact over max_cells refused", 0, 0);
+  if (refused.ok() || refused.status().message().find("max_cells") == std::string::npos) o.failure = "not refused";
+  out.push_back(o);
+  // Lloyd-Max levels beat both fixed codebooks on the whole matrix at the same budget.
+  out.push_back(Is("lloyd / rtn matrix error", exact->total_error / rtn->total_error, 0.95));
+  out.push_back(Is("lloyd / nf matrix error", exact->total_error / nf->total_error, 0.95));
+  return out;
+}
+
 std::vector<Outcome> Overhead() {
   // 4 rows × 256 weights, 2 bits, groups of 64: per row 4 fp16 levels + 4 fp16 scales = 128 bits,
   // i.e. 0.5 bits per weight on top of the 2 code bits.
@@ -311,6 +343,7 @@ SCION_CHECK([](std::vector<Case>& cases) {
   cases.push_back({"quant_assign", "300 channels lagrangian", "unit", LagrangianSandwich});
   cases.push_back({"quantize", "N64 K512 budgets", "unit", Budgets});
   cases.push_back({"quantize", "N4 K256 g64 overhead", "unit", Overhead});
+  cases.push_back({"quantize", "N48 K256 solvers and codebooks", "unit", SolversAndMethods});
   cases.push_back({"quantize", "N32 K256 output-aware", "unit", OutputAware});
 });
 
