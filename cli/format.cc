@@ -135,7 +135,8 @@ std::string JobsTable(const nlohmann::json& jobs, double now) {
   std::vector<Row> rows;
   for (const auto& j : jobs) {
     std::string progress = "-";
-    if (j.contains("progress") && j["progress"].is_number())
+    // Progress means something only while the job runs; a finished job's last report would mislead.
+    if (j.value("state", "") == "running" && j.contains("progress") && j["progress"].is_number())
       progress = std::to_string(static_cast<int>(std::lround(j["progress"].get<double>() * 100))) + "%";
     std::string attempt = Field(j, "attempt");
     if (j.contains("max_attempts")) attempt += "/" + Field(j, "max_attempts");

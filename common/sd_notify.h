@@ -39,4 +39,23 @@ std::optional<std::chrono::microseconds> SdWatchdogInterval();
 std::optional<std::chrono::microseconds> WatchdogIntervalFrom(const char* usec, const char* pid,
                                                               long self);
 
+// Sends WATCHDOG=1 from a daemon's event loop whenever SdWatchdogInterval() has passed since the
+// last one; does nothing outside systemd. Call Tick() from the loop itself (not a side thread) so a
+// hung loop is noticed.
+class SdWatchdog {
+ public:
+  SdWatchdog() : interval_(SdWatchdogInterval()) {}
+  void Tick() {
+    if (!interval_) return;
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_ < *interval_) return;
+    last_ = now;
+    SdNotify("WATCHDOG=1").ok();  // a failed tick is systemd's to notice
+  }
+
+ private:
+  std::optional<std::chrono::microseconds> interval_;
+  std::chrono::steady_clock::time_point last_{};
+};
+
 }  // namespace scion

@@ -106,7 +106,7 @@ Result<json> Coordinator::ClientOp(const std::string& identity, const json& req,
       if (!t || *t < 0) return Status::InvalidArgument("timeout_ms: must be an integer >= 0");
       timeout_ms = std::min(*t, kMaxWaitMs);
     }
-    if (IsTerminal(job->state) || timeout_ms == 0) return json{{"job", JobToJson(*job)}};
+    if (IsTerminal(job->state) || timeout_ms == 0) return json{{"job", JobJson(*job)}};
     uint64_t wid = next_waiter_++;
     double deadline = WallNow() + timeout_ms / 1000.0;
     waiters_[wid] = Waiter{identity, req.contains("id") ? req["id"] : json(nullptr), *id, deadline};
@@ -158,7 +158,7 @@ Result<json> Coordinator::OpLs(const json& req) {
     if (state && j.state != *state) continue;
     if (!kind.empty() && j.kind != kind) continue;
     if (!name.empty() && j.name.find(name) == std::string::npos) continue;
-    jobs.push_back(JobToJson(j));
+    jobs.push_back(JobJson(j));
   }
   return json{{"jobs", std::move(jobs)}};
 }
@@ -172,7 +172,7 @@ Result<json> Coordinator::OpShow(const json& req) {
   if (!events.ok()) return events.status();
   auto attempts = store_->Attempts(*id);
   if (!attempts.ok()) return attempts.status();
-  return json{{"job", JobToJson(*job)}, {"events", std::move(*events)}, {"attempts", std::move(*attempts)}};
+  return json{{"job", JobJson(*job)}, {"events", std::move(*events)}, {"attempts", std::move(*attempts)}};
 }
 
 Result<json> Coordinator::OpCancel(const json& req) {
@@ -193,7 +193,9 @@ Result<json> Coordinator::OpRetry(const json& req) {
   if (job->state != JobState::kFailed && job->state != JobState::kCancelled)
     return Status::FailedPrecondition("job_id: job " + std::to_string(*id) + " is " + StateName(job->state) +
                                       "; only failed or cancelled jobs can be retried");
-  json spec_json = json::parse(job->spec, nullptr, /*allow_exceptions=*/false);
+  auto spec_text = store_->JobSpec(*id);
+  if (!spec_text.ok()) return spec_text.status();
+  json spec_json = json::parse(*spec_text, nullptr, /*allow_exceptions=*/false);
   auto spec = ParseSpec(spec_json, kinds_);
   if (!spec.ok()) return Status::FailedPrecondition("job " + std::to_string(*id) + ": " + spec.status().message());
   Check(store_->EnsureTransaction());
@@ -249,7 +251,7 @@ void Coordinator::ExpireWaiters(double now) {
     if (w == waiters_.end()) continue;  // already answered
     const Job* job = FindJob(w->second.job_id);
     json body = {{"id", w->second.request_id}, {"ok", true}, {"timed_out", true}};
-    if (job) body["job"] = JobToJson(*job);
+    if (job) body["job"] = JobJson(*job);
     Send(false, w->second.identity, proto::Command::kReply, std::move(body));
     auto& list = waiters_by_job_[w->second.job_id];
     list.erase(std::remove(list.begin(), list.end(), wid), list.end());

@@ -1,6 +1,8 @@
 // Startup, recovery load, the event loop and the transport of the coordinator.
 #include "coordinator/coordinator.h"
 
+#include "common/sd_notify.h"
+
 #include <zmq.h>
 
 #include <chrono>
@@ -107,18 +109,6 @@ Status Coordinator::LoadJobs() {
     Job& job = it->second;
     metrics_.JobEntered(job.state);
     if (IsTerminal(job.state)) return;
-    json spec_json = json::parse(job.spec, nullptr, /*allow_exceptions=*/false);
-    auto spec = spec_json.is_discarded() ? Result<JobSpec>(Status::Corruption("spec is not JSON"))
-                                         : ParseSpec(spec_json, kinds_);
-    if (spec.ok()) {
-      job.resources = spec->resources;
-      job.timeout_s = spec->timeout_s;
-      job.after = spec->after;
-      for (const auto& [_, ref] : spec->inputs)
-        if (ref.job_id > 0) job.after.push_back(ref.job_id);
-    } else {
-      SCION_LOG(kWarn) << "job " << job.id << ": stored spec no longer valid: " << spec.status().message();
-    }
     switch (job.state) {
       case JobState::kPending:
         for (int64_t parent : job.after) {
@@ -185,14 +175,16 @@ Status Coordinator::Run(const std::atomic<bool>& stop) {
   SCION_LOG(kInfo) << "serving";
   zmq_pollitem_t items[2] = {{static_cast<void*>(worker_socket_), 0, ZMQ_POLLIN, 0},
                              {static_cast<void*>(client_socket_), 0, ZMQ_POLLIN, 0}};
+  SdWatchdog watchdog;
   while (!stop.load() && fatal_.ok()) {
+    watchdog.Tick();
     double now = WallNow();
     double wait = kMaxPollSeconds;
     auto sooner = [&](double deadline) { wait = std::min(wait, std::max(0.0, deadline - now)); };
     if (!timeouts_.empty()) sooner(timeouts_.begin()->first);
     if (!cancel_deadlines_.empty()) sooner(cancel_deadlines_.begin()->first);
     if (!wait_deadlines_.empty()) sooner(wait_deadlines_.begin()->first);
-    if (!undelivered_.empty()) wait = 0;
+    if (!undelivered_.empty() || !unreachable_.empty()) wait = 0;
     if (zmq_poll(items, 2, static_cast<long>(wait * 1000)) < 0 && zmq_errno() != EINTR) {
       SCION_LOG(kError) << "poll: " << zmq_strerror(zmq_errno());
     }
@@ -214,6 +206,7 @@ Status Coordinator::Run(const std::atomic<bool>& stop) {
     Status s = FlushOutbox();
     if (!s.ok()) SCION_LOG(kWarn) << s.message();
   }
+  SdNotify("STOPPING=1").ok();
   if (fatal_.ok()) {
     Status s = store_->Commit();
     if (s.ok()) {
@@ -293,7 +286,7 @@ Status Coordinator::FlushOutbox() {
   for (Outgoing& out : outbox_) {
     zmq::socket_t& sock = out.to_worker ? worker_socket_ : client_socket_;
     auto frames = proto::Encode(out.message);
-    bool sent = false;
+    bool sent = false, unreachable = false;
     try {
       if (sock.send(zmq::buffer(out.identity), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
         for (size_t i = 0; i < frames.size(); ++i) {
@@ -303,11 +296,12 @@ Status Coordinator::FlushOutbox() {
         }
         sent = true;
       }
-    } catch (const zmq::error_t&) {
-      sent = false;  // EHOSTUNREACH: the peer is gone
+    } catch (const zmq::error_t& e) {
+      unreachable = e.num() == EHOSTUNREACH;  // ROUTER_MANDATORY: no connection with that identity
     }
     if (!sent) {
       ++failed;
+      if (unreachable && out.to_worker) unreachable_.insert(out.identity);
       if (out.message.command == proto::Command::kAssign)
         undelivered_.emplace_back(out.message.body.value("job_id", int64_t{0}),
                                   out.message.body.value("attempt", 0));
@@ -328,6 +322,13 @@ void Coordinator::FireTimers() {
     RequeueOrFail(*job, "worker unreachable", "lost");
   }
   undelivered_.clear();
+  for (const std::string& identity : unreachable_) {
+    Worker* w = WorkerByIdentity(identity);
+    if (!w || w->state != "ready") continue;
+    Check(store_->EnsureTransaction());
+    MarkWorkerLost(*w, "worker " + w->id + " lost (connection closed)");
+  }
+  unreachable_.clear();
   while (!timeouts_.empty() && timeouts_.begin()->first <= now) {
     auto [id, attempt] = timeouts_.begin()->second;
     timeouts_.erase(timeouts_.begin());
@@ -372,6 +373,11 @@ Coordinator::Worker* Coordinator::WorkerByIdentity(const std::string& identity) 
   if (it == worker_by_identity_.end()) return nullptr;
   auto w = workers_.find(it->second);
   return w == workers_.end() ? nullptr : &w->second;
+}
+
+json Coordinator::JobJson(const Job& job) {
+  auto spec = store_->JobSpec(job.id);
+  return JobToJson(job, spec.ok() ? *spec : std::string("{}"));
 }
 
 Job* Coordinator::FindJob(int64_t id) {

@@ -108,9 +108,10 @@ class Coordinator {
   void ProcessDependencies();
   void Dispatch();
   bool AssignJob(Job& job, Worker& worker, const Placement& placement);
-  Result<nlohmann::json> ResolveInputs(const Job& job);
+  Result<nlohmann::json> ResolveInputs(const nlohmann::json& spec);
   void NotifyWaiters(const Job& job);
   Job* FindJob(int64_t id);
+  nlohmann::json JobJson(const Job& job);  // the protocol's Job object (reads the spec from the store)
 
   // ---- worker protocol (worker_handlers.cc) ----
   void HandleWorker(const std::string& identity, proto::Message& m);
@@ -171,6 +172,7 @@ class Coordinator {
   uint64_t next_waiter_ = 1;
   std::vector<Outgoing> outbox_;
   std::vector<std::pair<int64_t, int>> undelivered_;        // ASSIGNs that could not be sent
+  std::set<std::string> unreachable_;                       // worker identities with no connection
   double recovery_deadline_ = 0;                            // 0: not recovering
   double next_heartbeat_ = 0;
   double next_liveness_check_ = 0;

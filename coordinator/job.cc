@@ -48,10 +48,10 @@ bool CanTransition(JobState from, JobState to) {
   return false;
 }
 
-nlohmann::json JobToJson(const Job& job) {
+nlohmann::json JobToJson(const Job& job, const std::string& spec_text) {
   nlohmann::json artifacts = nlohmann::json::object();
   for (const auto& [name, a] : job.artifacts) artifacts[name] = a.sha256;
-  nlohmann::json spec = nlohmann::json::parse(job.spec, nullptr, /*allow_exceptions=*/false);
+  nlohmann::json spec = nlohmann::json::parse(spec_text, nullptr, /*allow_exceptions=*/false);
   if (spec.is_discarded()) spec = nlohmann::json::object();
   auto time_or_null = [](double t) { return t > 0 ? nlohmann::json(t) : nlohmann::json(nullptr); };
   return {{"id", job.id},

@@ -47,14 +47,12 @@ struct Job {
   double ended = 0;
   std::string reason;
   double progress = 0;
-  std::string spec;         // normalised spec JSON
   std::map<std::string, double> summary;
   std::map<std::string, ArtifactRef> artifacts;
-
-  // ---- derived from spec (kept for non-terminal jobs) ----
+  // From the spec (the spec itself stays in SQLite: 100k specs in memory would cost ~40 MB).
   Resources resources;
   double timeout_s = 0;
-  std::vector<int64_t> after;
+  std::vector<int64_t> after;   // parents: `after` plus jobs named in `inputs`
 
   // ---- runtime only ----
   int unmet_deps = 0;              // parents not yet succeeded (pending jobs)
@@ -66,7 +64,7 @@ struct Job {
 // Wall-clock time in Unix seconds, the unit of every stored time.
 double WallNow();
 
-// The `Job` object of docs/PROTOCOL.md.
-nlohmann::json JobToJson(const Job& job);
+// The `Job` object of docs/PROTOCOL.md; `spec` is the stored spec JSON text.
+nlohmann::json JobToJson(const Job& job, const std::string& spec);
 
 }  // namespace scion::coord

@@ -22,15 +22,16 @@ int64_t Coordinator::CreateJob(const JobSpec& spec, const std::string& spec_json
   job.priority = spec.priority;
   job.max_attempts = spec.max_attempts;
   job.created = now;
-  job.spec = spec_json;
   job.resources = spec.resources;
   job.timeout_s = spec.timeout_s;
   job.after = spec.after;
   for (const auto& [_, ref] : spec.inputs)
     if (ref.job_id > 0 && std::find(job.after.begin(), job.after.end(), ref.job_id) == job.after.end())
       job.after.push_back(ref.job_id);  // consuming a job's output implies waiting for it
-  job.state = JobState::kPending;
-  auto id = store_->InsertJob(job);
+  // A job with nothing to wait for is born queued: one row and one event, not two.
+  job.state = job.after.empty() ? JobState::kQueued : JobState::kPending;
+  job.queued = job.state == JobState::kQueued ? now : 0;
+  auto id = store_->InsertJob(job, spec_json);
   if (!id.ok()) {
     Fatal(id.status());
     return 0;
@@ -40,6 +41,10 @@ int64_t Coordinator::CreateJob(const JobSpec& spec, const std::string& spec_json
   metrics_.JobEntered(job.state);
   metrics_.Submitted();
   Job& stored = jobs_.emplace(job.id, std::move(job)).first->second;
+  if (stored.state == JobState::kQueued) {
+    ready_.emplace(-static_cast<int64_t>(stored.priority), stored.id);
+    return stored.id;
+  }
 
   int64_t failed_parent = 0;
   for (int64_t parent : stored.after) {
@@ -195,10 +200,9 @@ void Coordinator::Dispatch() {
   }
 }
 
-Result<json> Coordinator::ResolveInputs(const Job& job) {
-  json spec = json::parse(job.spec, nullptr, /*allow_exceptions=*/false);
+Result<json> Coordinator::ResolveInputs(const json& spec) {
   json resolved = json::object();
-  if (spec.is_discarded() || !spec.contains("inputs") || !spec["inputs"].is_object()) return resolved;
+  if (!spec.is_object() || !spec.contains("inputs") || !spec["inputs"].is_object()) return resolved;
   for (const auto& [name, text] : spec["inputs"].items()) {
     if (!text.is_string()) continue;
     std::string field = "inputs." + name;
@@ -222,7 +226,14 @@ Result<json> Coordinator::ResolveInputs(const Job& job) {
 }
 
 bool Coordinator::AssignJob(Job& job, Worker& worker, const Placement& placement) {
-  auto inputs = ResolveInputs(job);
+  auto spec_text = store_->JobSpec(job.id);
+  if (!spec_text.ok()) {
+    Fatal(spec_text.status());
+    return false;
+  }
+  json spec = json::parse(*spec_text, nullptr, /*allow_exceptions=*/false);
+  if (spec.is_discarded()) spec = json::object();
+  auto inputs = ResolveInputs(spec);
   if (!inputs.ok()) {
     Transition(job, JobState::kFailed, inputs.status().message());
     return false;
@@ -239,8 +250,6 @@ bool Coordinator::AssignJob(Job& job, Worker& worker, const Placement& placement
   Check(store_->InsertAttempt(job.id, job.attempt, worker.id, job.gpus, now));
   Reserve(worker.view, placement);
   worker.jobs.insert(job.id);
-  json spec = json::parse(job.spec, nullptr, /*allow_exceptions=*/false);
-  if (spec.is_discarded()) spec = json::object();
   Send(true, worker.identity, proto::Command::kAssign,
        {{"job_id", job.id}, {"attempt", job.attempt}, {"spec", std::move(spec)}, {"gpus", job.gpus},
         {"inputs", std::move(*inputs)}});
@@ -255,7 +264,7 @@ void Coordinator::NotifyWaiters(const Job& job) {
     auto w = waiters_.find(wid);
     if (w == waiters_.end()) continue;
     Send(false, w->second.identity, proto::Command::kReply,
-         {{"id", w->second.request_id}, {"ok", true}, {"job", JobToJson(job)}});
+         {{"id", w->second.request_id}, {"ok", true}, {"job", JobJson(job)}});
     waiters_.erase(w);
   }
   waiters_by_job_.erase(it);

@@ -170,12 +170,14 @@ void Store::Rollback() {
   in_txn_ = false;
 }
 
-Result<int64_t> Store::InsertJob(const Job& j) {
+Result<int64_t> Store::InsertJob(const Job& j, const std::string& spec) {
   SCION_STORE_WRITE(
       "INSERT INTO jobs (name, kind, state, priority, attempt, max_attempts, worker, gpus, created, queued, "
-      "reason, spec) VALUES (?, ?, ?, ?, ?, ?, NULL, '[]', ?, ?, ?, ?)",
+      "reason, spec, req_gpus, req_gpu_memory_gb, req_min_cc, req_cpu_ok, timeout_s, after_ids) "
+      "VALUES (?, ?, ?, ?, ?, ?, NULL, '[]', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
       "insert job", j.name, j.kind, StateName(j.state), j.priority, j.attempt, j.max_attempts, j.created,
-      j.queued, j.reason, j.spec);
+      j.queued, j.reason, spec, j.resources.gpus, j.resources.gpu_memory_gb, j.resources.min_compute_capability,
+      j.resources.cpu_ok ? 1 : 0, j.timeout_s, json(j.after).dump());
   return static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
 }
 
@@ -221,8 +223,8 @@ Status Store::EndAttempt(int64_t job, int attempt, double ended, std::string_vie
 Status Store::LoadJobs(const std::function<void(Job&&)>& fn) {
   auto st = Prepare(
       "SELECT id, name, kind, state, priority, attempt, max_attempts, COALESCE(worker, ''), gpus, created, "
-      "COALESCE(queued, 0), COALESCE(started, 0), COALESCE(ended, 0), reason, progress, spec, summary, "
-      "artifacts FROM jobs ORDER BY id");
+      "COALESCE(queued, 0), COALESCE(started, 0), COALESCE(ended, 0), reason, progress, summary, artifacts, "
+      "req_gpus, req_gpu_memory_gb, req_min_cc, req_cpu_ok, timeout_s, after_ids FROM jobs ORDER BY id");
   if (!st.ok()) return st.status();
   int rc;
   while ((rc = sqlite3_step(*st)) == SQLITE_ROW) {
@@ -247,16 +249,30 @@ Status Store::LoadJobs(const std::function<void(Job&&)>& fn) {
     j.ended = sqlite3_column_double(*st, 12);
     j.reason = Text(*st, 13);
     j.progress = sqlite3_column_double(*st, 14);
-    j.spec = Text(*st, 15);
-    json summary = ParseOr(Text(*st, 16), json::object());
+    // Terminal jobs keep '{}' summaries mostly; parse only what is there.
+    std::string summary_text = Text(*st, 15);
+    json summary = summary_text == "{}" ? json::object() : ParseOr(summary_text, json::object());
     if (summary.is_object())
       for (const auto& [k, v] : summary.items())
         if (v.is_number()) j.summary[k] = v.get<double>();
-    json artifacts = ParseOr(Text(*st, 17), json::object());
+    std::string artifacts_text = Text(*st, 16);
+    json artifacts = artifacts_text == "{}" ? json::object() : ParseOr(artifacts_text, json::object());
     if (artifacts.is_object())
       for (const auto& [k, v] : artifacts.items())
         if (v.is_object() && v.contains("sha256") && v["sha256"].is_string())
           j.artifacts[k] = {v["sha256"].get<std::string>(), v.value("size", int64_t{0})};
+    j.resources.gpus = sqlite3_column_int(*st, 17);
+    j.resources.gpu_memory_gb = sqlite3_column_double(*st, 18);
+    j.resources.min_compute_capability = sqlite3_column_double(*st, 19);
+    j.resources.cpu_ok = sqlite3_column_int(*st, 20) != 0;
+    j.timeout_s = sqlite3_column_double(*st, 21);
+    std::string after_text = Text(*st, 22);
+    if (after_text != "[]") {
+      json after = ParseOr(after_text, json::array());
+      if (after.is_array())
+        for (const auto& a : after)
+          if (a.is_number_integer()) j.after.push_back(a.get<int64_t>());
+    }
     fn(std::move(j));
   }
   if (rc != SQLITE_DONE) return Error("loading jobs");

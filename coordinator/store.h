@@ -42,7 +42,7 @@ class Store {
   bool in_transaction() const { return in_txn_; }
 
   // ---- jobs ----
-  Result<int64_t> InsertJob(const Job& job);  // assigns the id
+  Result<int64_t> InsertJob(const Job& job, const std::string& spec);  // assigns the id
   Status UpdateJob(const Job& job);           // every stored column but spec/created
   Status UpdateProgress(int64_t job, double progress);
   Status InsertEvent(int64_t job, double time, std::string_view from, std::string_view to,

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -128,6 +129,9 @@ std::string EnvName(const std::string& input_name) {
   return s;
 }
 
+// Where a command leaves the files named in the spec's "outputs": <workdir>/outputs/<name>.
+std::string OutputDir(const Context& ctx) { return (std::filesystem::path(ctx.workdir) / "outputs").string(); }
+
 // The command's environment: the runner's own, then Scion's job variables, then params.env.
 std::vector<std::string> BuildEnv(const json& params, const Context& ctx) {
   std::map<std::string, std::string> env;
@@ -141,6 +145,7 @@ std::vector<std::string> BuildEnv(const json& params, const Context& ctx) {
   env["SCION_CHECKPOINT_DIR"] = ctx.checkpoint_dir;
   env["SCION_JOB_ID"] = std::to_string(ctx.job_id);
   env["SCION_ATTEMPT"] = std::to_string(ctx.attempt);
+  env["SCION_OUTPUT_DIR"] = OutputDir(ctx);
   for (const auto& [name, path] : ctx.inputs) env[EnvName(name)] = path;
   if (params.contains("env"))
     for (auto it = params["env"].begin(); it != params["env"].end(); ++it) env[it.key()] = it->get<std::string>();
@@ -168,6 +173,7 @@ Outcome RunCommand(const json& spec, Context& ctx) {
   std::filesystem::path cwd = ctx.workdir.empty() ? std::filesystem::current_path() : std::filesystem::path(ctx.workdir);
   if (params.contains("cwd")) cwd /= params["cwd"].get<std::string>();
   std::error_code ec;
+  std::filesystem::create_directories(OutputDir(ctx), ec);
   if (!std::filesystem::is_directory(cwd, ec)) return Fail("params.cwd: " + cwd.string() + " is not a directory");
   std::string cwd_string = cwd.string();
 
@@ -177,9 +183,13 @@ Outcome RunCommand(const json& spec, Context& ctx) {
   auto argv = CStrings(argv_strings);
   auto envp = CStrings(env_strings);
 
+  const pid_t runner = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) return Fail(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
+    // The command dies with its runner (which dies with its worker): nothing keeps running unseen.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != runner) ::_exit(127);
     // Child: only async-signal-safe calls until exec.
     ::dup2(out_pipe[1], STDOUT_FILENO);
     ::dup2(err_pipe[1], STDERR_FILENO);
@@ -266,7 +276,16 @@ Outcome RunCommand(const json& spec, Context& ctx) {
   std::map<std::string, double> summary;
   if (malformed > 0) summary["malformed_metric_lines"] = malformed;
   if (WIFEXITED(status)) summary["exit_code"] = WEXITSTATUS(status);
-  if (ExitedCleanly(status)) return Outcome{Status::Ok(), summary};
+  if (ExitedCleanly(status)) {
+    // Declared outputs the command wrote become artifacts; the worker fails the job for any missing.
+    if (spec.contains("outputs") && spec["outputs"].is_array())
+      for (const json& name : spec["outputs"]) {
+        if (!name.is_string()) continue;
+        auto path = std::filesystem::path(OutputDir(ctx)) / name.get<std::string>();
+        if (std::filesystem::is_regular_file(path, ec)) rep.Artifact(name.get<std::string>(), path.string());
+      }
+    return Outcome{Status::Ok(), summary};
+  }
   return Fail("command " + DescribeWaitStatus(status), summary);
 }
 

@@ -1,7 +1,9 @@
 // The `command` job kind: runs any executable as a child of the job runner. Lines
 //   SCION_METRIC {"step": 3, "name": "loss", "value": 1.25}
 // on its stdout become metrics; every other stdout/stderr line is a log line; the exit status
-// decides the outcome. SIGTERM to the runner (cancel) is forwarded to the command.
+// decides the outcome. The command finds its job in the environment: SCION_WORKDIR, SCION_JOB_ID,
+// SCION_ATTEMPT, SCION_CHECKPOINT_DIR, SCION_INPUT_<NAME> (path of each input) and SCION_OUTPUT_DIR:
+// a file it writes there under a name listed in the spec's "outputs" becomes that artifact. SIGTERM to the runner (cancel) is forwarded to the command.
 //
 // params: {"argv": ["python3", "train.py"], "env": {"K": "V"}, "cwd": "relative/dir"}
 #pragma once

@@ -6,11 +6,15 @@ namespace scion::jobs {
 // One declaration per kind file (jobs/<kind>.cc).
 Kind CommandKind();
 Kind GpdpKind();
+Kind TrainKind();
+Kind EvalKind();
 
 const std::vector<Kind>& AllKinds() {
   static const std::vector<Kind> kinds = {
       CommandKind(),
       GpdpKind(),
+      TrainKind(),
+      EvalKind(),
   };
   return kinds;
 }

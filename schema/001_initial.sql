@@ -18,6 +18,13 @@ CREATE TABLE jobs (
   reason        TEXT NOT NULL DEFAULT '',
   progress      REAL NOT NULL DEFAULT 0,
   spec          TEXT NOT NULL,          -- normalised spec (JSON)
+  -- From the spec, as columns so a restart loads 100k jobs without parsing 100k JSON documents.
+  req_gpus      INTEGER NOT NULL DEFAULT 0,
+  req_gpu_memory_gb REAL NOT NULL DEFAULT 0,
+  req_min_cc    REAL NOT NULL DEFAULT 0,
+  req_cpu_ok    INTEGER NOT NULL DEFAULT 1,
+  timeout_s     REAL NOT NULL DEFAULT 0,
+  after_ids     TEXT NOT NULL DEFAULT '[]', -- parents: `after` plus the jobs named in `inputs` (JSON)
   summary       TEXT NOT NULL DEFAULT '{}',  -- {metric: value} from the final RESULT
   artifacts     TEXT NOT NULL DEFAULT '{}'   -- {name: {sha256, size}} outputs
 );

@@ -12,7 +12,7 @@ out=${1:-${OUT:-/tmp/scion-gpu-check}}
 mkdir -p "$out"
 stages=${STAGES:-build check memcheck bench}
 build=${SCION_BUILD_DIR:-build-gpu}
-memcheck_filter=${MEMCHECK_FILTER:-N130 D,N63 D,N257 D64,rand10,hmar-diag,invalid-cuda}
+memcheck_filter=${MEMCHECK_FILTER:-N130 D,N63 D,N257 D64,rand10,hmar-diag,invalid-cuda,N77 D64,N203 D64 hedgehog causal}
 status=0
 summary=()
 has() { [[ " $stages " == *" $1 "* ]]; }
@@ -42,8 +42,11 @@ if has memcheck; then
 fi
 if has bench; then
   "$bench" ${BENCH_FILTER:+--filter "$BENCH_FILTER"} >"$out/scion.csv" 2>"$out/bench.err" || status=1
-  PYTHONUNBUFFERED=1 python3 bench/kernels/peers.py ${BENCH_FILTER:+--filter "$BENCH_FILTER"} \
-    >"$out/peers.csv" 2>"$out/peers.err" || status=1
+  : >"$out/peers.csv"; : >"$out/peers.err"
+  for peers in bench/kernels/*peers.py; do  # peers.py (softmax family, ceilings), linear_peers.py, ...
+    PYTHONUNBUFFERED=1 python3 "$peers" ${BENCH_FILTER:+--filter "$BENCH_FILTER"} \
+      >>"$out/peers.csv" 2>>"$out/peers.err" || status=1
+  done
   python3 bench/kernels/report.py "$out/scion.csv" "$out/peers.csv" >"$out/table.md"
   cat "$out/bench.err"; grep -v Warning "$out/peers.err" | tail -5
 fi

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -58,6 +59,7 @@ Result<Spawned> SpawnRunner(const SpawnRequest& request) {
     return Status::IoError(std::string("pipe: ") + std::strerror(errno));
   }
 
+  const pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) {
     int err = errno;
@@ -66,6 +68,10 @@ Result<Spawned> SpawnRunner(const SpawnRequest& request) {
   }
   if (pid == 0) {
     ::setpgid(0, 0);
+    // A runner must not outlive its worker: a restarted worker cannot reattach to it, and it would
+    // hold its GPUs while the coordinator runs the job again elsewhere.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);  // the worker died before prctl took effect
     int devnull = ::open("/dev/null", O_RDONLY);
     if (devnull >= 0) ::dup2(devnull, STDIN_FILENO);
     ::dup2(log_fd, STDOUT_FILENO);

@@ -70,12 +70,13 @@ std::unique_ptr<zmq::socket_t> Connect(zmq::context_t& ctx, const LinkOptions& o
 }
 
 bool SendNow(zmq::socket_t& s, const Message& m) {
-  std::vector<std::string> frames = proto::Encode(m);
-  std::vector<zmq::const_buffer> bufs;
-  for (const auto& f : frames) bufs.push_back(zmq::buffer(f));
   try {
+    // Encode throws on a string that is not UTF-8; such a message is dropped, not the daemon.
+    std::vector<std::string> frames = proto::Encode(m);
+    std::vector<zmq::const_buffer> bufs;
+    for (const auto& f : frames) bufs.push_back(zmq::buffer(f));
     return zmq::send_multipart(s, bufs, zmq::send_flags::dontwait).has_value();
-  } catch (const zmq::error_t& e) {
+  } catch (const std::exception& e) {
     LogWarn(std::string("send ") + proto::CommandName(m.command) + ": " + e.what());
     return false;
   }
@@ -150,7 +151,8 @@ void Link::Run() {
           }
           if (msg->command == Command::kHeartbeat) continue;
           if (msg->command == Command::kDisconnect) {
-            std::string reason = msg->body.value("reason", std::string("no reason given"));
+            auto r = msg->body.find("reason");
+            std::string reason = r != msg->body.end() && r->is_string() ? r->get<std::string>() : "no reason given";
             drop_and_wait("coordinator sent DISCONNECT (" + reason + ")");
             break;
           }

@@ -11,6 +11,11 @@ namespace scion::worker {
 using proto::Command;
 using proto::Message;
 
+// A JSON integer >= 0, whether it was parsed (unsigned) or built in code (signed).
+static bool IsOffset(const nlohmann::json& j) {
+  return j.is_number_unsigned() || (j.is_number_integer() && j.get<int64_t>() >= 0);
+}
+
 Transfers::Transfers(ArtifactCache* cache, SendFn send, std::chrono::milliseconds timeout, int max_resends)
     : cache_(cache), send_(std::move(send)), timeout_(timeout), max_resends_(max_resends) {}
 
@@ -76,7 +81,7 @@ void Transfers::OnChunk(const Message& m) {
     return;
   }
   if (!b.contains("sha256") || b["sha256"] != download_->sha) return;
-  if (!b.contains("offset") || !b["offset"].is_number_unsigned() || b["offset"].get<uint64_t>() != download_->offset)
+  if (!b.contains("offset") || !IsOffset(b["offset"]) || b["offset"].get<uint64_t>() != download_->offset)
     return;  // stale (answer to a request we already resent)
   if (m.payload.empty() || download_->offset + m.payload.size() > download_->size) {
     FinishDownload(Status::Corruption("artifact " + download_->sha + ": bad chunk of " +
@@ -165,8 +170,12 @@ void Transfers::OnPutAck(const Message& m) {
   if (!b.contains("sha256")) return;
   Up& u = *upload_;
   // The ack names the chunk's offset (or, equally accepted, where the next chunk starts).
-  uint64_t offset = b.value("offset", uint64_t{0});
-  bool complete = b.value("complete", false);
+  auto off = b.find("offset");
+  auto comp = b.find("complete");
+  // Malformed: ignore it and let the resend timer ask again.
+  if (off == b.end() || !IsOffset(*off) || (comp != b.end() && !comp->is_boolean())) return;
+  uint64_t offset = off->get<uint64_t>();
+  bool complete = comp != b.end() && comp->is_boolean() && comp->get<bool>();
   if (complete) {
     bytes_uploaded_ += u.chunk;
     FinishUpload(Status::Ok());

@@ -1,5 +1,7 @@
 #include "worker/worker.h"
 
+#include "common/sd_notify.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -356,8 +358,8 @@ void Worker::OnCancel(const json& b) {
     LogWarn("CANCEL for job " + Key(job_id, attempt) + ", which is not on this worker");
     return;
   }
-  std::string reason = b.value("reason", std::string("cancelled"));
-  if (reason.empty()) reason = "cancelled";
+  auto r = b.find("reason");
+  std::string reason = r != b.end() && r->is_string() && !r->get_ref<const std::string&>().empty() ? r->get<std::string>() : "cancelled";
   LogInfo("cancelling job " + Key(job_id, attempt) + ": " + reason);
   if (job->phase == Phase::kFetching) return ReportFailureBeforeRun(*job, "cancelled", reason);
   if (job->phase == Phase::kRunning) Stop(*job, SIGTERM, false, reason);
@@ -462,7 +464,8 @@ void Worker::ReportFailureBeforeRun(Job& job, const std::string& outcome, const 
 
 void Worker::SendResult(Job& job, json result) {
   job.phase = Phase::kReporting;
-  job.result = std::move(result);
+  // Reasons may quote paths or program output: make sure the body is valid UTF-8 so it can be sent.
+  job.result = json::parse(result.dump(-1, ' ', false, json::error_handler_t::replace));
   job.result_sent = Clock::now();
   metrics_->JobFinished(job.result["outcome"].get<std::string>());
   link_->Send(Message{Command::kResult, job.result, {}});
@@ -475,6 +478,13 @@ void Worker::OnResultAck(const json& b) {
   if (!JobRef(b, &job_id, &attempt)) return;
   Job* job = Find(job_id, attempt);
   if (job == nullptr || job->phase != Phase::kReporting) return;
+  if (job->result.value("outcome", "") == "succeeded") {
+    // Its outputs are uploaded and it will not resume: free the disk. Failed attempts keep their
+    // workdir (runner.log, partial outputs) for whoever investigates.
+    std::error_code ec;
+    fs::remove_all(job->workdir, ec);
+    fs::remove_all(fs::path(config_.data_dir) / "checkpoints" / std::to_string(job->id), ec);
+  }
   jobs_.erase(Key(job_id, attempt));
   UpdateSnapshot();
 }
@@ -482,6 +492,7 @@ void Worker::OnResultAck(const json& b) {
 // ---- the periodic tick ------------------------------------------------------------------------
 
 void Worker::Tick() {
+  watchdog_.Tick();
   const auto now = Clock::now();
   for (auto& [key, job_ptr] : jobs_) {
     Job& job = *job_ptr;
@@ -539,6 +550,7 @@ void Worker::Tick() {
 }
 
 void Worker::StartDrain() {
+  SdNotify("STOPPING=1").ok();
   draining_ = true;
   drain_deadline_ = Clock::now() + config_.drain_timeout;
   LogInfo("draining: taking no new jobs; " + std::to_string(jobs_.size()) + " in progress may finish for up to " +

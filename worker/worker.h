@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/protocol.h"
+#include "common/sd_notify.h"
 #include "common/status.h"
 #include "jobs/report.h"
 #include "worker/artifact_cache.h"
@@ -138,6 +139,7 @@ class Worker {
   std::unique_ptr<WorkerMetrics> metrics_;
   std::unique_ptr<Link> link_;
   std::map<std::string, std::unique_ptr<Job>> jobs_;
+  SdWatchdog watchdog_;  // WATCHDOG=1 from Tick() when run by systemd
   uint64_t next_serial_ = 1;
   bool draining_ = false;
   bool drain_killed_ = false;

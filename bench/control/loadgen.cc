@@ -272,11 +272,14 @@ Result<std::vector<Measurement>> RunLoad(const LoadConfig& config) {
   SCION_RETURN_IF_ERROR(coord.Start(config));
   auto restart = coord.WaitReady(tr, milliseconds(60000));
   if (!restart.ok()) return fail(restart.status());
-  int64_t stored = 0;
+  // Every job submitted is in the store; the newest must still be there after the restart.
+  const size_t stored = idle_submitted.size() + bulk_submitted.size() + probe_submitted.size() + config.slots * 2;
   {
     cli::Client c(coord.client_addr, milliseconds(10000));
-    auto r = c.Call("ls", {{"state", "succeeded"}, {"limit", 1}});
-    if (r.ok() && !(*r)["jobs"].empty()) stored = (*r)["jobs"][0].value("id", int64_t{0});
+    const int64_t newest = bulk_submitted.empty() ? 0 : bulk_submitted.rbegin()->first;
+    auto r = c.Call("show", {{"job_id", newest}});
+    if (!r.ok() || (*r)["job"].value("state", "") != "succeeded")
+      return fail(Status::Corruption("job " + std::to_string(newest) + " is not succeeded after the restart"));
   }
   const double rss_restart = PeakRssMiB(coord.pid);
   coord.Stop(SIGTERM);

@@ -112,7 +112,7 @@ def softmax_peers(workloads):
         workloads.append((f"{kind}_nnz{nnz}_fwdbwd_N{n}", "flex-compiled", fwdbwd))
 
 
-def linear_peers(workloads):
+def lowra_peers(workloads):
     """bf16 y = x Wᵀ through cuBLAS (torch.nn.functional.linear), the peer of the LowRA rows."""
     n = k = 8192
     w = rand(n, k)  # 128 MiB: larger than L2, so every call streams W from HBM
@@ -122,14 +122,14 @@ def linear_peers(workloads):
         def fn(x=x):
             with torch.no_grad():
                 F.linear(x, w)
-        workloads.append((f"linear_M{m}_N{n}_K{k}", "torch-bf16-cublas", fn))
+        workloads.append((f"lowra_linear_M{m}_N{n}_K{k}", "torch-bf16-cublas", fn))
 
 
 # Families of workloads: (key prefixes, function adding them). A family whose keys no filter word
 # can match is not built (building the flex-attention peers compiles kernels).
 FAMILIES = [
     (("causal", "swa256", "hmar_diag", "rand25"), lambda wl: softmax_peers(wl)),
-    (("linear_",), lambda wl: linear_peers(wl)),
+    (("lowra_",), lambda wl: lowra_peers(wl)),
 ]
 
 

@@ -2,7 +2,7 @@
 // (Lloyd-Max levels, per-channel widths from the exact knapsack) and bf16 activations.
 //   decode (M = 1, 8): fixed 2-bit, mixed {1,2,4} at 1.5 bits, fixed 4-bit
 //   prefill (M = 1024): fixed 2-bit (dequantize + cuBLAS)
-// Keys are linear_M<m>_N<n>_K<k>, shared with the bf16 torch.nn.functional.linear peer in peers.py.
+// Keys are lowra_linear_M<m>_N<n>_K<k>, shared with the bf16 torch.nn.functional.linear peer in peers.py.
 // Each row's bytes moved (codes + levels + scales + x + y) and GB/s go to stderr as
 //   lowra,<op>,<key>,<bytes>,<GB/s>
 #include <cuda_runtime.h>
@@ -106,7 +106,7 @@ Result<std::vector<Row>> Run(const std::string& name, std::vector<int> widths, d
   std::snprintf(bits, sizeof bits, "%.2fb(%.3f)", quant.code_bits, quant.total_bits);
   r.op = "lowra_" + name;
   r.shape = "M" + std::to_string(m) + " N" + std::to_string(kN) + " K" + std::to_string(kK) + " " + bits;
-  r.key = "linear_M" + std::to_string(m) + "_N" + std::to_string(kN) + "_K" + std::to_string(kK);
+  r.key = "lowra_linear_M" + std::to_string(m) + "_N" + std::to_string(kN) + "_K" + std::to_string(kK);
   r.ms = ms.value();
   r.gflop = 2.0 * m * kN * kK * 1e-9;
   const double bytes = static_cast<double>(quant.packed.StorageBytes()) + 2.0 * m * (kN + kK);

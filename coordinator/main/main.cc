@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "common/sd_notify.h"
 #include "coordinator/coordinator.h"
 
 extern char** environ;
@@ -51,6 +52,7 @@ int main(int argc, char** argv) {
               (*coordinator)->worker_endpoint().c_str(), (*coordinator)->client_endpoint().c_str(),
               (*coordinator)->metrics_port());
   std::fflush(stdout);
+  scion::SdNotify("READY=1").ok();
   scion::Status s = (*coordinator)->Run(g_stop);
   if (!s.ok()) {
     SCION_LOG(kError) << s.ToString();

@@ -75,12 +75,15 @@ TEST(Format, JobsTable) {
     {"id": 3, "name": "lr-0.1", "kind": "command", "state": "running", "attempt": 2, "max_attempts": 3,
      "worker": "w1", "created": 1000, "progress": 0.375},
     {"id": 4, "name": "lr-0.2", "kind": "command", "state": "queued", "attempt": 1, "max_attempts": 3,
-     "worker": null, "created": 1090}
+     "worker": null, "created": 1090},
+    {"id": 5, "name": "done", "kind": "command", "state": "succeeded", "attempt": 1, "max_attempts": 3,
+     "worker": "w1", "created": 1090, "progress": 0}
   ])");
   EXPECT_EQ(JobsTable(jobs, 1100),
-            "ID  NAME    KIND     STATE    ATTEMPT  WORKER  AGE        PROGRESS\n"
-            " 3  lr-0.1  command  running  2/3      w1      1m40s ago       38%\n"
-            " 4  lr-0.2  command  queued   1/3      -       10s ago           -\n");
+            "ID  NAME    KIND     STATE      ATTEMPT  WORKER  AGE        PROGRESS\n"
+            " 3  lr-0.1  command  running    2/3      w1      1m40s ago       38%\n"
+            " 4  lr-0.2  command  queued     1/3      -       10s ago           -\n"
+            " 5  done    command  succeeded  1/3      w1      10s ago           -\n");
 }
 
 TEST(Format, CompareTableUnionsMetricNames) {

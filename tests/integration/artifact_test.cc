@@ -13,7 +13,7 @@ TEST_F(ClusterTest, ArtifactProducedOnOneWorkerIsConsumedOnAnother) {
   Cluster& c = Start(1);
   ASSERT_FALSE(HasFailure());
   // Enough bytes for several protocol chunks (1 MiB each), with content that depends on position.
-  nlohmann::json a = ShellJob("producer", "seq 1 400000 > \"$SCION_WORKDIR/data\"");
+  nlohmann::json a = ShellJob("producer", "seq 1 400000 > \"$SCION_OUTPUT_DIR/data\"");
   a["outputs"] = {"data"};
   auto ida = c.Submit(a);
   ASSERT_OK(ida);

@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "worker/config.h"
+#include "common/sd_notify.h"
 #include "worker/worker.h"
 
 int main(int argc, char** argv) {
@@ -30,5 +31,6 @@ int main(int argc, char** argv) {
   if (worker.metrics_port() > 0) std::printf("metrics_port=%d\n", worker.metrics_port());
   if (worker.health_port() > 0) std::printf("health_port=%d\n", worker.health_port());
   std::fflush(stdout);
+  scion::SdNotify("READY=1").ok();
   return worker.Run();
 }

@@ -1,0 +1,122 @@
+// Linear attention workloads (bf16, H=16, D=64, B·N = 32768, N ∈ {2048, 8192, 32768}): Hedgehog
+// feature map with F = 64 (feature dim 2·64), causal, forward and forward+backward (with dWq, dWk).
+// Keys linear_hh_{fwd,fwdbwd}_N<n>; bench/kernels/linear_peers.py times the PyTorch chunked form
+// (eager and torch.compile) and cuDNN softmax attention under the same keys.
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench/kernels/bench.h"
+#include "kernels/attention.h"
+#include "kernels/feature_map.h"
+
+namespace scion::bench {
+namespace {
+
+using kernels::AttnDims;
+
+constexpr int64_t kH = 16, kD = 64, kF = 64, kTokens = 32768, kChunk = 64;
+
+// Useful FLOPs per token and head of the chunked algorithm: φ for q and k (2·2·D·F), the
+// inter-chunk product φq·S and the state update φkᵀv (2·2·Fp·D), and the causal half of the
+// intra-chunk products φq φkᵀ and A v (2·64·(Fp + D) / 2). Backward counted as 2.5× forward.
+double ForwardGflop(const AttnDims& d) {
+  const double fp = 2.0 * kF;
+  const double per = 4.0 * d.D * kF + 4.0 * fp * d.D + kChunk * (fp + d.D);
+  return per * d.B * d.H * d.N * 1e-9;
+}
+
+Result<std::vector<Row>> Run(int64_t n, bool backward, cudaStream_t stream) {
+  const AttnDims d{kTokens / n, kH, n, kD};
+  const size_t count = static_cast<size_t>(d.B * d.H * d.N * d.D);
+  DeviceArray q, k, v, o, dout, dq, dk, dv, wq, wk, dwq, dwk;
+  SCION_RETURN_IF_ERROR(AllocRandomBF16(&q, count, 11));
+  SCION_RETURN_IF_ERROR(AllocRandomBF16(&k, count, 12));
+  SCION_RETURN_IF_ERROR(AllocRandomBF16(&v, count, 13));
+  SCION_RETURN_IF_ERROR(AllocRandomBF16(&dout, count, 14));
+  SCION_RETURN_IF_ERROR(AllocBytes(&o, count * 2));
+  SCION_RETURN_IF_ERROR(AllocBytes(&dq, count * 2));
+  SCION_RETURN_IF_ERROR(AllocBytes(&dk, count * 2));
+  SCION_RETURN_IF_ERROR(AllocBytes(&dv, count * 2));
+  // Identity plus noise, as after a little distillation.
+  std::vector<float> w = kernels::HedgehogIdentity(kH, kD, kF);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> noise(0.0f, 0.1f);
+  for (float& x : w) x += noise(rng);
+  SCION_RETURN_IF_ERROR(Upload(&wq, w.data(), w.size() * 4));
+  SCION_RETURN_IF_ERROR(Upload(&wk, w.data(), w.size() * 4));
+  SCION_RETURN_IF_ERROR(AllocBytes(&dwq, w.size() * 4));
+  SCION_RETURN_IF_ERROR(AllocBytes(&dwk, w.size() * 4));
+  kernels::FeatureMap fm;
+  fm.kind = kernels::FeatureMapKind::kHedgehog;
+  fm.F = kF;
+  fm.wq = static_cast<const float*>(wq.ptr);
+  fm.wk = static_cast<const float*>(wk.ptr);
+  const float eps = 1e-6f;
+  auto call = [&](cudaStream_t s) -> Status {
+    const kernels::Launch l{kernels::Backend::kCuda, kernels::DType::kBF16, s};
+    SCION_RETURN_IF_ERROR(kernels::LinearAttentionForward(l, d, q.ptr, k.ptr, v.ptr, o.ptr, fm, true, eps));
+    if (!backward) return Status::Ok();
+    return kernels::LinearAttentionBackward(l, d, q.ptr, k.ptr, v.ptr, dout.ptr, dq.ptr, dk.ptr, dv.ptr, fm,
+                                            static_cast<float*>(dwq.ptr), static_cast<float*>(dwk.ptr), true, eps);
+  };
+  auto ms = TimeMs(call, stream);
+  if (!ms.ok()) return ms.status();
+  Row r;
+  r.op = std::string("linear_hh") + (backward ? "_fwdbwd" : "_fwd");
+  r.shape = "B" + std::to_string(d.B) + " H" + std::to_string(d.H) + " N" + std::to_string(d.N) + " D" +
+            std::to_string(d.D) + " F" + std::to_string(kF);
+  r.key = r.op + "_N" + std::to_string(n);
+  r.ms = ms.value();
+  r.gflop = (backward ? 3.5 : 1.0) * ForwardGflop(d);
+  return std::vector<Row>{r};
+}
+
+// Hedgehog distillation loss with dWq, dWk at N = 2048 (B = 16): FLOPs per causal pair are three
+// passes of q·k (2D) and φq·φk (2Fp) plus the two ∂A·φ products (2·2Fp).
+Result<std::vector<Row>> RunDistill(cudaStream_t stream) {
+  const int64_t n = 2048;
+  const AttnDims d{kTokens / n, kH, n, kD};
+  const size_t count = static_cast<size_t>(d.B * d.H * d.N * d.D), bh = static_cast<size_t>(d.B * d.H);
+  DeviceArray q, k, wq, dwq, dwk, loss, kl, ht, hs;
+  SCION_RETURN_IF_ERROR(AllocRandomBF16(&q, count, 21));
+  SCION_RETURN_IF_ERROR(AllocRandomBF16(&k, count, 22));
+  std::vector<float> w = kernels::HedgehogIdentity(kH, kD, kF);
+  SCION_RETURN_IF_ERROR(Upload(&wq, w.data(), w.size() * 4));
+  SCION_RETURN_IF_ERROR(AllocBytes(&dwq, w.size() * 4));
+  SCION_RETURN_IF_ERROR(AllocBytes(&dwk, w.size() * 4));
+  for (DeviceArray* a : {&loss, &kl, &ht, &hs}) SCION_RETURN_IF_ERROR(AllocBytes(a, bh * 4));
+  kernels::FeatureMap fm;
+  fm.kind = kernels::FeatureMapKind::kHedgehog;
+  fm.F = kF;
+  fm.wq = fm.wk = static_cast<const float*>(wq.ptr);
+  auto call = [&](cudaStream_t s) -> Status {
+    const kernels::Launch l{kernels::Backend::kCuda, kernels::DType::kBF16, s};
+    return kernels::DistillLoss(l, d, q.ptr, k.ptr, fm, 0.125f, 1e-6f, static_cast<float*>(loss.ptr),
+                                static_cast<float*>(dwq.ptr), static_cast<float*>(dwk.ptr),
+                                {static_cast<float*>(kl.ptr), static_cast<float*>(ht.ptr), static_cast<float*>(hs.ptr)});
+  };
+  auto ms = TimeMs(call, stream);
+  if (!ms.ok()) return ms.status();
+  const double pairs = static_cast<double>(n) * (n + 1) / 2, fp = 2.0 * kF;
+  Row r;
+  r.op = "distill_hh";
+  r.shape = "B" + std::to_string(d.B) + " H" + std::to_string(d.H) + " N" + std::to_string(n) + " D64 F64";
+  r.key = "distill_hh_N2048";
+  r.ms = ms.value();
+  r.gflop = pairs * d.B * d.H * (3 * (2.0 * kD + 2 * fp) + 4 * fp) * 1e-9;
+  return std::vector<Row>{r};
+}
+
+void RegisterLinearWorkloads(std::vector<Workload>& w) {
+  w.push_back({"distill_hh 2048", [](cudaStream_t s) { return RunDistill(s); }});
+  for (int64_t n : {2048, 8192, 32768})
+    for (bool bwd : {false, true})
+      w.push_back({"linear_hh " + std::to_string(n) + (bwd ? " fwdbwd" : " fwd"),
+                   [n, bwd](cudaStream_t s) { return Run(n, bwd, s); }});
+}
+SCION_BENCH_CASE(RegisterLinearWorkloads);
+
+}  // namespace
+}  // namespace scion::bench

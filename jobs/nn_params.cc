@@ -1,0 +1,128 @@
+#include "jobs/nn_params.h"
+
+#include <cmath>
+#include <fstream>
+#include <string>
+
+#include "nn/checkpoint.h"
+#include "nn/json.h"
+
+namespace scion::jobs {
+
+using nlohmann::json;
+
+void FieldReader::Fail(const std::string& key, const std::string& why) {
+  if (status_.ok()) status_ = Status::InvalidArgument((key.empty() ? path_ : path_ + "." + key) + ": " + why);
+}
+
+int64_t FieldReader::Int(const char* key, int64_t def, int64_t lo, int64_t hi) {
+  if (!Has(key)) return def;
+  const json& v = obj_.at(key);
+  if (!v.is_number_integer()) { Fail(key, "must be an integer"); return def; }
+  const int64_t i = v.get<int64_t>();
+  if (i < lo || i > hi) { Fail(key, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]"); return def; }
+  return i;
+}
+
+double FieldReader::Number(const char* key, double def, double lo, double hi) {
+  if (!Has(key)) return def;
+  const json& v = obj_.at(key);
+  if (!v.is_number()) { Fail(key, "must be a number"); return def; }
+  const double d = v.get<double>();
+  if (!std::isfinite(d) || d < lo || d > hi) {
+    Fail(key, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    return def;
+  }
+  return d;
+}
+
+std::string FieldReader::String(const char* key, const std::string& def) {
+  if (!Has(key)) return def;
+  if (!obj_.at(key).is_string()) { Fail(key, "must be a string"); return def; }
+  return obj_.at(key).get<std::string>();
+}
+
+void FieldReader::OnlyKeys(std::initializer_list<const char*> known) {
+  if (!obj_.is_object()) return;
+  for (const auto& [k, v] : obj_.items()) {
+    bool ok = false;
+    for (const char* n : known) ok = ok || k == n;
+    if (!ok) Fail(k, "unknown field");
+  }
+}
+
+Result<nn::ModelConfig> ParseModelConfig(const json& model, const std::string& where) {
+  // The model config is config.json's schema; nn/ parses it (one parser for files and params).
+  auto j = nn::ParseJson(model.dump());
+  if (!j.ok()) return Status::InvalidArgument(where + ": " + j.status().message());
+  auto c = nn::ConfigFromJson(*j, where);
+  if (!c.ok()) return c.status();
+  return c;
+}
+
+Result<nn::Model> BuildModel(const json& params, const Context& ctx, uint64_t seed) {
+  if (auto it = ctx.inputs.find("model"); it != ctx.inputs.end()) {
+    auto m = nn::LoadModel(it->second);
+    if (!m.ok()) return Status::InvalidArgument("inputs.model: " + m.status().message());
+    return m;
+  }
+  if (!params.contains("model")) return Status::InvalidArgument("params.model: required when there is no inputs.model");
+  auto c = ParseModelConfig(params.at("model"), "params.model");
+  if (!c.ok()) return c.status();
+  return nn::Model::Create(*c, seed);
+}
+
+Status ValidateData(const json& data, const std::string& where) {
+  FieldReader r(data, where);
+  r.OnlyKeys({"kind", "path", "num_kv", "seq_len", "power_a"});
+  const std::string kind = r.String("kind", "");
+  if (kind != "mqar" && kind != "text" && kind != "tokens") r.Fail("kind", "must be mqar, text or tokens");
+  r.Int("num_kv", 4, 1, 1 << 20);
+  r.Int("seq_len", 64, 2, 1 << 20);
+  r.Number("power_a", 0.01, 1e-6, 1.0);
+  r.String("path", "");
+  return r.status();
+}
+
+Result<DataSource> BuildData(const json& data, const Context& ctx, int64_t vocab, double val_fraction, uint64_t seed) {
+  SCION_RETURN_IF_ERROR(ValidateData(data, "params.data"));
+  FieldReader r(data, "params.data");
+  DataSource d;
+  d.kind = r.String("kind", "");
+  if (d.kind == "mqar") {
+    d.mqar.vocab = vocab;
+    d.mqar.num_kv = r.Int("num_kv", 4, 1, 1 << 20);
+    d.mqar.seq_len = r.Int("seq_len", 64, 2, 1 << 20);
+    d.mqar.power_a = r.Number("power_a", 0.01, 1e-6, 1.0);
+    Status st = d.mqar.Validate();
+    if (!st.ok()) return Status::InvalidArgument("params.data." + st.message());
+    return d;
+  }
+  std::string path = r.String("path", "");
+  if (path.empty()) {
+    auto it = ctx.inputs.find("data");
+    if (it == ctx.inputs.end()) return Status::InvalidArgument("params.data.path: required when there is no inputs.data");
+    path = it->second;
+  }
+  auto tokens = d.kind == "text" ? nn::ReadByteText(path) : nn::ReadTokenFile(path);
+  if (!tokens.ok()) return Status::InvalidArgument("params.data.path: " + tokens.status().message());
+  auto b = nn::TokenBatcher::Create(std::move(*tokens), vocab, val_fraction, seed);
+  if (!b.ok()) return Status::InvalidArgument("params.data: " + b.status().message());
+  d.batcher = std::move(*b);
+  return d;
+}
+
+int64_t PeakRssBytes() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;  // kB
+  return 0;
+}
+
+void ResetPeakRss() {
+  std::ofstream out("/proc/self/clear_refs");
+  out << "5";
+}
+
+}  // namespace scion::jobs

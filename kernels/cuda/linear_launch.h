@@ -1,0 +1,128 @@
+// Host-side launch helpers shared by the CUDA linear-attention forward and backward: argument
+// checks for what the kernels support, the segment split, scratch for segment states, and the
+// launch error check. Included only from kernels/cuda/linear_*.cu.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "kernels/cuda/linear_common.cuh"
+#include "kernels/feature_map.h"
+
+namespace scion::kernels::cuda::linear {
+
+inline int SmCount() {
+  static const int count = [] {
+    int dev = 0, n = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+      return 132;
+    return n;
+  }();
+  return count;
+}
+
+// What the CUDA kernels support (the CPU reference takes everything): bf16, D a multiple of 16 up
+// to 128, learned/random maps with F a multiple of 16 up to 64 (u = xW is staged in a 64×64
+// fp32 tile), and a state Fp·D that fits the accumulators (Taylor-2 therefore needs D <= 16, as
+// BASED projects to d' = 16).
+inline Status MakeGeometry(const char* op, const Launch& l, AttnDims d, const FeatureMap& fm, bool causal,
+                           float eps, Geometry* g) {
+  const std::string where = std::string(op) + " (CUDA): ";
+  if (l.dtype != DType::kBF16) return Status::Unimplemented(where + "launch.dtype must be kBF16");
+  if (d.D % 16 != 0 || d.D > 128) return Status::Unimplemented(where + "D must be 16, 32, 64, 96 or 128, got " + std::to_string(d.D));
+  const bool weighted = fm.kind == FeatureMapKind::kHedgehog || fm.kind == FeatureMapKind::kHedgehogExp ||
+                        fm.kind == FeatureMapKind::kPerformer;
+  if (weighted && (fm.F % 16 != 0 || fm.F > 64))
+    return Status::Unimplemented(where + "feature_map.F must be a multiple of 16 up to 64, got " + std::to_string(fm.F));
+  g->H = static_cast<int>(d.H);
+  g->N = static_cast<int>(d.N);
+  g->D = static_cast<int>(d.D);
+  g->kind = static_cast<int>(fm.kind);
+  g->F = weighted ? static_cast<int>(fm.F) : 0;
+  g->Fp = static_cast<int>((FeatureDim(fm, d.D) + 15) / 16 * 16);
+  if (g->Fp * g->D > kMaxStateElems)
+    return Status::Unimplemented(where + "feature dim " + std::to_string(FeatureDim(fm, d.D)) + " × D " +
+                                 std::to_string(d.D) + " exceeds the state the kernel holds (" +
+                                 std::to_string(kMaxStateElems) + ")");
+  g->eps = eps;
+  g->causal = causal;
+  g->ldx = g->D + 8;
+  g->ldf = g->Fp + 8;
+  g->w_rows = fm.kind == FeatureMapKind::kPerformer ? g->F : g->D;
+  g->ldw = (fm.kind == FeatureMapKind::kPerformer ? g->D : g->F) + 8;
+  g->ldo = g->D + 4;
+  g->ldp = g->Fp + 4;
+  g->nchunks = static_cast<int>((d.N + kChunk - 1) / kChunk);
+  // About four blocks per SM in total: enough to fill the GPU when B·H is small, few enough that
+  // segment states (Fp·D fp32 each) stay a small fraction of the traffic.
+  const int64_t target = 4LL * SmCount();
+  const int64_t per_seg = std::max<int64_t>(1, (static_cast<int64_t>(g->nchunks) * d.B * d.H + target - 1) / target);
+  g->seg_chunks = static_cast<int>(std::min<int64_t>(per_seg, g->nchunks));
+  g->nseg = (g->nchunks + g->seg_chunks - 1) / g->seg_chunks;
+  return Status::Ok();
+}
+
+// Raises the kernel's dynamic shared-memory limit to `bytes` (once per kernel and size, so calls
+// inside CUDA-graph capture make no attribute changes after the first warm-up call).
+inline Status AllowSmem(const void* kernel, int bytes) {
+  static std::mutex mu;
+  static std::map<const void*, int> granted;
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto it = granted.find(kernel); it != granted.end() && it->second >= bytes) return Status::Ok();
+  int dev = 0, max_optin = 0;
+  cudaGetDevice(&dev);
+  cudaDeviceGetAttribute(&max_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+  if (bytes > max_optin)
+    return Status::Unimplemented("linear attention (CUDA): needs " + std::to_string(bytes) +
+                                 " bytes of shared memory, the device allows " + std::to_string(max_optin));
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) != cudaSuccess)
+    return Status::Internal("linear attention (CUDA): cudaFuncSetAttribute failed");
+  granted[kernel] = bytes;
+  return Status::Ok();
+}
+
+// Segment states (B·H, nseg, Fp, D) and normalisers (B·H, nseg, Fp), stream-ordered.
+struct ScratchStates {
+  float* states = nullptr;
+  float* zs = nullptr;
+  Status Allocate(const Geometry& g, int BH, cudaStream_t stream) {
+    const size_t n = static_cast<size_t>(BH) * g.nseg * g.Fp;
+    if (cudaMallocAsync(reinterpret_cast<void**>(&states), n * g.D * sizeof(float), stream) != cudaSuccess ||
+        cudaMallocAsync(reinterpret_cast<void**>(&zs), n * sizeof(float), stream) != cudaSuccess)
+      return Status::Unavailable("linear attention (CUDA): out of device memory for segment states");
+    return Status::Ok();
+  }
+  Status Release(cudaStream_t stream) {
+    if (states) cudaFreeAsync(states, stream);
+    if (zs) cudaFreeAsync(zs, stream);
+    states = zs = nullptr;
+    return Status::Ok();
+  }
+};
+
+// Per-segment state of one side: S = Σ_rows φ(x_r) (y_r / den_r)ᵀ, z = Σ_rows e_r φ(x_r), with
+// den = 1 and e = 1 where those pointers are null; then scanned over segments: causal -> the
+// state before each segment (from the front, or from the back when `reverse`), else the total.
+struct StateArgs {
+  const bf16* x;           // (B·H, N, D) rows fed through φ
+  const bf16* y;           // (B·H, N, D)
+  const float* w;          // map weights of this side (Hedgehog W, Performer Ω) or null
+  const float* den;        // (B·H, N) or null
+  const float* e;          // (B·H, N) or null
+  float* states;           // (B·H, nseg, Fp, D)
+  float* zs;               // (B·H, nseg, Fp)
+  Geometry g;
+};
+Status SegmentStates(const StateArgs& a, int BH, bool reverse, cudaStream_t stream);
+
+inline Status CheckLaunch(const char* op) {
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return Status::Internal(std::string(op) + " (CUDA): " + cudaGetErrorString(e));
+  return Status::Ok();
+}
+
+}  // namespace scion::kernels::cuda::linear

@@ -1,0 +1,202 @@
+// CUDA linear attention against the CPU reference on the same (bf16-rounded) inputs: odd N that
+// ends mid-chunk, several segments (the state scan), D ∈ {16, 32, 64, 128}, every feature map the
+// kernels take; outputs start poisoned (NaN) and carry sentinels. Cases SKIP without a device.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "kernels/attention.h"
+#include "kernels/feature_map.h"
+#include "tests/kernels/check.h"
+#include "tests/kernels/device.h"
+#include "tests/kernels/linear_reference.h"
+
+namespace scion::check {
+namespace {
+
+using kernels::AttnDims;
+using kernels::FeatureMapKind;
+
+// bf16 forward: φ, the chunk scores and the state S are rounded to bf16 before the tensor cores
+// (2^-9 relative each) and o is stored as bf16; with fp32 accumulation the expected relative L2
+// error is ~5e-3. A wrong mask, state or chunk boundary errs by > 1e-1.
+constexpr double kForwardTol = 2e-2;
+// bf16 backward: as above plus dout/den, the score gradients and ∂u rounded to bf16, and dW
+// summed over all B·N rows from those bf16 products: ~1e-2 expected.
+constexpr double kBackwardTol = 4e-2;
+
+Outcome Skip(const std::string& what) {
+  Outcome o;
+  o.skipped = true;
+  o.what = what;
+  return o;
+}
+
+Outcome Check(const std::string& what, const DeviceBuffer& buf, size_t n, const std::vector<float>& ref, double tol) {
+  std::vector<float> got = buf.Download();
+  Outcome o;
+  o.what = what;
+  o.tolerance = tol;
+  if (!SentinelsIntact(got, n)) o.failure = "sentinel overwritten";
+  got.resize(n);
+  if (!AllFinite(got)) o.failure = "non-finite (unwritten) output";
+  o.error = RelL2(got, ref);
+  return o;
+}
+
+kernels::FeatureMap DeviceMap(const MapSetup& m, DeviceBuffer& wq, DeviceBuffer& wk) {
+  kernels::FeatureMap fm = m.fm;
+  if (!m.wq.empty()) {
+    wq = DeviceBuffer::Upload(m.wq, Precision::kF32);
+    fm.wq = wq.f32();
+    fm.wk = fm.wq;
+  }
+  if (!m.wk.empty()) {
+    wk = DeviceBuffer::Upload(m.wk, Precision::kF32);
+    fm.wk = wk.f32();
+  }
+  return fm;
+}
+
+std::vector<Outcome> CudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F, bool causal, bool backward) {
+  if (!HaveCudaDevice()) return {Skip("no CUDA device")};
+  std::mt19937_64 rng(Seed() ^ (static_cast<uint64_t>(kind) * 1000003 + d.D * 31 + d.N + causal));
+  const MapSetup m = MakeMap(kind, d.H, d.D, rng, F);
+  const size_t n = static_cast<size_t>(d.B * d.H * d.N * d.D);
+  const std::vector<float> q = RoundBF16(Random(n, rng, 0.5f)), k = RoundBF16(Random(n, rng, 0.5f)),
+                           v = RoundBF16(Random(n, rng)), dout = RoundBF16(Random(n, rng));
+  const float eps = 1e-5f;
+  DeviceBuffer wq, wk;
+  const kernels::FeatureMap dfm = DeviceMap(m, wq, wk);
+  DeviceBuffer dq_in = DeviceBuffer::Upload(q, Precision::kBF16), dk_in = DeviceBuffer::Upload(k, Precision::kBF16),
+               dv_in = DeviceBuffer::Upload(v, Precision::kBF16);
+  kernels::Launch cuda{kernels::Backend::kCuda, kernels::DType::kBF16, nullptr};
+  if (!backward) {
+    DeviceBuffer o = DeviceBuffer::Poisoned(n, Precision::kBF16);
+    const Status st = kernels::LinearAttentionForward(cuda, d, dq_in.get(), dk_in.get(), dv_in.get(), o.get(), dfm,
+                                                      causal, eps);
+    if (st.code() == Status::Code::kUnimplemented) return {Skip("unsupported: " + st.message())};
+    if (!st.ok()) return {Outcome{false, 0, 0, "o", st.ToString()}};
+    DeviceSync();
+    std::vector<float> ref(n);
+    if (!kernels::LinearAttentionForward({}, d, q.data(), k.data(), v.data(), ref.data(), m.fm, causal, eps).ok())
+      return {Outcome{false, 0, 0, "o", "CPU reference failed"}};
+    return {Check("o rel-L2 vs CPU", o, n, ref, kForwardTol)};
+  }
+  DeviceBuffer ddout = DeviceBuffer::Upload(dout, Precision::kBF16);
+  DeviceBuffer gq = DeviceBuffer::Poisoned(n, Precision::kBF16), gk = DeviceBuffer::Poisoned(n, Precision::kBF16),
+               gv = DeviceBuffer::Poisoned(n, Precision::kBF16);
+  const bool learned = kernels::HasLearnedWeights(kind);
+  const size_t wn = m.wq.size();
+  DeviceBuffer gwq = DeviceBuffer::Upload(std::vector<float>(learned ? wn : 0, 0.0f), Precision::kF32);
+  DeviceBuffer gwk = DeviceBuffer::Upload(std::vector<float>(learned ? wn : 0, 0.0f), Precision::kF32);
+  const Status st = kernels::LinearAttentionBackward(cuda, d, dq_in.get(), dk_in.get(), dv_in.get(), ddout.get(),
+                                                     gq.get(), gk.get(), gv.get(), dfm, learned ? gwq.f32() : nullptr,
+                                                     learned ? gwk.f32() : nullptr, causal, eps);
+  if (st.code() == Status::Code::kUnimplemented) return {Skip("unsupported: " + st.message())};
+  if (!st.ok()) return {Outcome{false, 0, 0, "grads", st.ToString()}};
+  DeviceSync();
+  std::vector<float> rq(n), rk(n), rv(n), rwq(learned ? wn : 0, 0.0f), rwk(rwq.size(), 0.0f);
+  if (!kernels::LinearAttentionBackward({}, d, q.data(), k.data(), v.data(), dout.data(), rq.data(), rk.data(),
+                                        rv.data(), m.fm, learned ? rwq.data() : nullptr, learned ? rwk.data() : nullptr,
+                                        causal, eps)
+           .ok())
+    return {Outcome{false, 0, 0, "grads", "CPU reference failed"}};
+  std::vector<Outcome> out = {Check("dq rel-L2 vs CPU", gq, n, rq, kBackwardTol),
+                              Check("dk rel-L2 vs CPU", gk, n, rk, kBackwardTol),
+                              Check("dv rel-L2 vs CPU", gv, n, rv, kBackwardTol)};
+  if (learned) {
+    out.push_back(Check("dWq rel-L2 vs CPU", gwq, wn, rwq, kBackwardTol));
+    out.push_back(Check("dWk rel-L2 vs CPU", gwk, wn, rwk, kBackwardTol));
+  }
+  return out;
+}
+
+// Distillation: loss and statistics from bf16 φ (2^-9 relative) summed in fp32: ~1e-3; KL is a
+// difference of two O(1) terms, so 10x looser; dW as the backward above.
+constexpr double kDistillTol = 5e-3;
+
+std::vector<Outcome> DistillCudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F) {
+  if (!HaveCudaDevice()) return {Skip("no CUDA device")};
+  std::mt19937_64 rng(Seed() ^ (static_cast<uint64_t>(kind) * 7777 + d.N));
+  const MapSetup m = MakeMap(kind, d.H, d.D, rng, F);
+  const size_t n = static_cast<size_t>(d.B * d.H * d.N * d.D), bh = static_cast<size_t>(d.B * d.H);
+  const std::vector<float> q = RoundBF16(Random(n, rng)), k = RoundBF16(Random(n, rng));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d.D)), eps = 1e-6f;
+  DeviceBuffer wq, wk;
+  const kernels::FeatureMap dfm = DeviceMap(m, wq, wk);
+  DeviceBuffer dq_in = DeviceBuffer::Upload(q, Precision::kBF16), dk_in = DeviceBuffer::Upload(k, Precision::kBF16);
+  DeviceBuffer loss = DeviceBuffer::Poisoned(bh, Precision::kF32), kl = DeviceBuffer::Poisoned(bh, Precision::kF32),
+               ht = DeviceBuffer::Poisoned(bh, Precision::kF32), hs = DeviceBuffer::Poisoned(bh, Precision::kF32);
+  const bool learned = kernels::HasLearnedWeights(kind);
+  const size_t wn = m.wq.size();
+  DeviceBuffer gwq = DeviceBuffer::Upload(std::vector<float>(learned ? wn : 0, 0.0f), Precision::kF32);
+  DeviceBuffer gwk = DeviceBuffer::Upload(std::vector<float>(learned ? wn : 0, 0.0f), Precision::kF32);
+  kernels::Launch cuda{kernels::Backend::kCuda, kernels::DType::kBF16, nullptr};
+  const Status st = kernels::DistillLoss(cuda, d, dq_in.get(), dk_in.get(), dfm, scale, eps, loss.f32(),
+                                         learned ? gwq.f32() : nullptr, learned ? gwk.f32() : nullptr,
+                                         {kl.f32(), ht.f32(), hs.f32()});
+  if (st.code() == Status::Code::kUnimplemented) return {Skip("unsupported: " + st.message())};
+  if (!st.ok()) return {Outcome{false, 0, 0, "loss", st.ToString()}};
+  DeviceSync();
+  std::vector<float> rl(bh), rkl(bh), rht(bh), rhs(bh), rwq(learned ? wn : 0, 0.0f), rwk(rwq.size(), 0.0f);
+  if (!kernels::DistillLoss({}, d, q.data(), k.data(), m.fm, scale, eps, rl.data(), learned ? rwq.data() : nullptr,
+                            learned ? rwk.data() : nullptr, {rkl.data(), rht.data(), rhs.data()})
+           .ok())
+    return {Outcome{false, 0, 0, "loss", "CPU reference failed"}};
+  std::vector<Outcome> out = {Check("loss rel-L2 vs CPU", loss, bh, rl, kDistillTol),
+                              Check("KL rel-L2 vs CPU", kl, bh, rkl, 10 * kDistillTol),
+                              Check("teacher entropy vs CPU", ht, bh, rht, kDistillTol),
+                              Check("student entropy vs CPU", hs, bh, rhs, kDistillTol)};
+  if (learned) {
+    out.push_back(Check("dWq rel-L2 vs CPU", gwq, wn, rwq, kBackwardTol));
+    out.push_back(Check("dWk rel-L2 vs CPU", gwk, wn, rwk, kBackwardTol));
+  }
+  return out;
+}
+
+std::string Shape(AttnDims d, const char* map, bool causal) {
+  return "B" + std::to_string(d.B) + " H" + std::to_string(d.H) + " N" + std::to_string(d.N) + " D" +
+         std::to_string(d.D) + " " + map + (causal ? " causal" : " full");
+}
+
+void RegisterLinearCudaCases(std::vector<Case>& cases) {
+  struct MapCase {
+    FeatureMapKind kind;
+    int64_t D, F;
+  };
+  std::vector<MapCase> maps;
+  for (int64_t D : {16, 32, 64, 128}) {
+    maps.push_back({FeatureMapKind::kHedgehog, D, std::min<int64_t>(D, 64)});
+    maps.push_back({FeatureMapKind::kEluPlus1, D, 0});
+  }
+  maps.push_back({FeatureMapKind::kHedgehogExp, 64, 64});
+  maps.push_back({FeatureMapKind::kRelu, 32, 0});
+  maps.push_back({FeatureMapKind::kCosFormer, 64, 0});
+  maps.push_back({FeatureMapKind::kPerformer, 64, 32});
+  maps.push_back({FeatureMapKind::kTaylor2, 16, 0});
+  for (const MapCase& mc : maps)
+    for (bool causal : {true, false})
+      for (bool backward : {false, true}) {
+        // N = 1000: 16 chunks, the last one partial, split over several segments.
+        const AttnDims d{1, 2, 1000, mc.D};
+        cases.push_back({backward ? "linear_bwd" : "linear_fwd", Shape(d, MapName(mc.kind), causal), "cuda-vs-cpu",
+                         [=] { return CudaVsCpu(mc.kind, d, mc.F, causal, backward); }});
+      }
+  for (FeatureMapKind kind : {FeatureMapKind::kHedgehog, FeatureMapKind::kHedgehogExp, FeatureMapKind::kEluPlus1,
+                              FeatureMapKind::kPerformer}) {
+    const AttnDims d{1, 2, 203, 64};  // 4 query blocks, the last one partial
+    cases.push_back({"distill", Shape(d, MapName(kind), true), "cuda-vs-cpu",
+                     [=] { return DistillCudaVsCpu(kind, d, kind == FeatureMapKind::kPerformer ? 32 : 64); }});
+  }
+  // A single short segment (no state pass), and several heads and batches.
+  for (bool backward : {false, true}) {
+    const AttnDims d{2, 3, 77, 64};
+    cases.push_back({backward ? "linear_bwd" : "linear_fwd", Shape(d, "hedgehog", true), "cuda-vs-cpu",
+                     [=] { return CudaVsCpu(FeatureMapKind::kHedgehog, d, 64, true, backward); }});
+  }
+}
+SCION_CHECK(RegisterLinearCudaCases);
+
+}  // namespace
+}  // namespace scion::check

@@ -1,0 +1,148 @@
+// The train and eval kinds through the kind table: params validation naming fields, metrics,
+// checkpoints and resume on a new attempt, the model artifact, and evaluation of that artifact.
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "jobs/job.h"
+
+namespace scion::jobs {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct Recorder : Reporter {
+  std::vector<std::pair<std::string, double>> metrics;
+  std::vector<std::string> logs;
+  std::map<std::string, std::string> artifacts;
+  void Metric(int64_t, const std::string& n, double v) override { metrics.push_back({n, v}); }
+  void Log(const std::string& l) override { logs.push_back(l); }
+  void Progress(double) override {}
+  void Artifact(const std::string& n, const std::string& p) override { artifacts[n] = p; }
+  bool Has(const std::string& n) const {
+    for (const auto& [k, v] : metrics) if (k == n) return true;
+    return false;
+  }
+};
+
+std::string Fresh(const std::string& name) {
+  const std::string d = (fs::temp_directory_path() / ("scion_nnjobs_" + name + "_" + std::to_string(::getpid()))).string();
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+json TinyModel() {
+  return {{"vocab_size", 32}, {"n_positions", 32}, {"n_embd", 16}, {"n_layer", 2}, {"n_head", 2}, {"n_inner", 32},
+          {"scion_layers", json::array({{{"mixer", "softmax"}}, {{"mixer", "sliding_window"}, {"window", 8}}})}};
+}
+
+TEST(TrainKind, ValidationNamesTheField) {
+  const Kind* k = FindKind("train");
+  ASSERT_NE(k, nullptr);
+  struct Case { json params; const char* field; };
+  const Case cases[] = {
+      {{{"data", {{"kind", "mqar"}}}, {"steps", 0}}, "params.steps"},
+      {{{"data", {{"kind", "mqar"}}}, {"lr", "fast"}}, "params.lr"},
+      {{{"data", {{"kind", "nope"}}}}, "params.data.kind"},
+      {{{"steps", 5}}, "params.data"},
+      {{{"data", {{"kind", "mqar"}}}, {"stepz", 5}}, "params.stepz"},
+      {{{"data", {{"kind", "mqar"}}}, {"model", {{"vocab_size", 32}}}}, "params.model"},
+      {{{"data", {{"kind", "mqar"}}}, {"freeze", "mlp"}}, "params.freeze"},
+  };
+  for (const Case& c : cases) {
+    Status st = k->validate(c.params);
+    ASSERT_FALSE(st.ok()) << c.params.dump();
+    EXPECT_NE(st.message().find(c.field), std::string::npos) << st.message();
+  }
+  EXPECT_TRUE(k->validate({{"data", {{"kind", "mqar"}}}, {"model", TinyModel()}}).ok());
+}
+
+TEST(TrainKind, TrainsCheckpointsResumesAndEvalReadsTheArtifact) {
+  const Kind* train = FindKind("train");
+  const Kind* eval = FindKind("eval");
+  ASSERT_NE(train, nullptr);
+  ASSERT_NE(eval, nullptr);
+  const std::string ckpt = Fresh("ckpt");
+  json spec = {{"kind", "train"},
+               {"params", {{"model", TinyModel()}, {"data", {{"kind", "mqar"}, {"num_kv", 2}, {"seq_len", 16}}},
+                           {"steps", 12}, {"batch_size", 4}, {"lr", 3e-3}, {"warmup", 2}, {"log_every", 2},
+                           {"eval_every", 6}, {"eval_batches", 1}, {"checkpoint_every", 4}}}};
+  Recorder r1;
+  Context c1;
+  c1.workdir = Fresh("w1");
+  c1.checkpoint_dir = ckpt;
+  c1.reporter = &r1;
+  Outcome o1 = train->run(spec, c1);
+  ASSERT_TRUE(o1.status.ok()) << o1.status.ToString();
+  for (const char* m : {"loss", "lr", "grad_norm", "tokens_per_s", "memory_bytes", "mqar_accuracy"})
+    EXPECT_TRUE(r1.Has(m)) << m;
+  ASSERT_TRUE(r1.artifacts.count("model"));
+  EXPECT_TRUE(fs::exists(ckpt + "/step-00000012/state.json"));
+  EXPECT_TRUE(fs::exists(ckpt + "/step-00000008/state.json"));
+  EXPECT_FALSE(fs::exists(ckpt + "/step-00000004"));  // only the two newest are kept
+
+  // A new attempt with a longer run resumes from step 12 instead of starting over.
+  spec["params"]["steps"] = 16;
+  Recorder r2;
+  Context c2 = c1;
+  c2.workdir = Fresh("w2");
+  c2.reporter = &r2;
+  Outcome o2 = train->run(spec, c2);
+  ASSERT_TRUE(o2.status.ok()) << o2.status.ToString();
+  ASSERT_FALSE(r2.logs.empty());
+  EXPECT_NE(r2.logs[0].find("step 12"), std::string::npos) << r2.logs[0];
+  EXPECT_EQ(r2.metrics.front().first, "loss");
+
+  // A training text file, then eval of the trained model on MQAR, text and throughput.
+  const std::string text_path = c2.workdir + "/text.txt";
+  {
+    std::string s;
+    for (int i = 0; i < 200; ++i) s += "abcab cabba ";
+    std::FILE* f = std::fopen(text_path.c_str(), "w");
+    std::fputs(s.c_str(), f);
+    std::fclose(f);
+  }
+  Recorder r3;
+  Context c3;
+  c3.workdir = Fresh("w3");
+  c3.reporter = &r3;
+  c3.inputs["model"] = r2.artifacts.at("model");
+  c3.inputs["data"] = text_path;
+  json espec = {{"kind", "eval"},
+                {"params", {{"mqar", {{"num_kv", 2}, {"seq_len", 16}, {"count", 16}}},
+                            {"throughput", {{"seq_lens", {8, 32}}, {"iters", 1}}}}}};
+  Outcome o3 = eval->run(espec, c3);
+  ASSERT_TRUE(o3.status.ok()) << o3.status.ToString();
+  for (const char* m : {"mqar_accuracy", "tokens_per_s_n8", "tokens_per_s_n32", "peak_memory_bytes_n32"})
+    EXPECT_TRUE(o3.summary.count(m)) << m;
+  EXPECT_TRUE(r3.artifacts.count("report"));
+  // Bytes of this text fall outside the model's 32-token vocabulary: eval refuses and says where.
+  Context c4 = c3;
+  c4.reporter = nullptr;
+  Outcome o4 = eval->run({{"params", {{"text", {{"seq_len", 16}}}}}}, c4);
+  ASSERT_FALSE(o4.status.ok());
+  EXPECT_NE(o4.status.message().find("outside the vocabulary"), std::string::npos) << o4.status.ToString();
+}
+
+TEST(EvalKind, RejectsBadParamsAndInputs) {
+  const Kind* eval = FindKind("eval");
+  ASSERT_NE(eval, nullptr);
+  EXPECT_NE(eval->validate(json::object()).message().find("params"), std::string::npos);
+  EXPECT_NE(eval->validate({{"throughput", {{"seq_lens", {0}}}}}).message().find("params.throughput.seq_lens"),
+            std::string::npos);
+  EXPECT_NE(eval->validate({{"mqar", {{"count", -1}}}}).message().find("params.mqar.count"), std::string::npos);
+  Context c;
+  Outcome o = eval->run({{"params", {{"mqar", json::object()}}}}, c);
+  EXPECT_NE(o.status.message().find("inputs.model"), std::string::npos);
+  c.inputs["model"] = "/nonexistent/model.safetensors";
+  o = eval->run({{"params", {{"mqar", json::object()}}}}, c);
+  EXPECT_NE(o.status.message().find("inputs.model"), std::string::npos) << o.status.ToString();
+}
+
+}  // namespace
+}  // namespace scion::jobs
