@@ -8,6 +8,7 @@ Kind CommandKind();
 Kind GpdpKind();
 Kind TrainKind();
 Kind EvalKind();
+Kind LowraKind();
 
 const std::vector<Kind>& AllKinds() {
   static const std::vector<Kind> kinds = {
@@ -15,6 +16,7 @@ const std::vector<Kind>& AllKinds() {
       GpdpKind(),
       TrainKind(),
       EvalKind(),
+      LowraKind(),
   };
   return kinds;
 }

@@ -112,6 +112,27 @@ def softmax_peers(workloads):
         workloads.append((f"{kind}_nnz{nnz}_fwdbwd_N{n}", "flex-compiled", fwdbwd))
 
 
+def lowra_peers(workloads):
+    """bf16 y = x Wᵀ through cuBLAS (torch.nn.functional.linear), the peer of the LowRA rows."""
+    n = k = 8192
+    w = rand(n, k)  # 128 MiB: larger than L2, so every call streams W from HBM
+    for m in (1, 8, 1024):
+        x = rand(m, k)
+
+        def fn(x=x):
+            with torch.no_grad():
+                F.linear(x, w)
+        workloads.append((f"lowra_linear_M{m}_N{n}_K{k}", "torch-bf16-cublas", fn))
+
+
+# Families of workloads: (key prefixes, function adding them). A family whose keys no filter word
+# can match is not built (building the flex-attention peers compiles kernels).
+FAMILIES = [
+    (("causal", "swa256", "hmar_diag", "rand25"), lambda wl: softmax_peers(wl)),
+    (("lowra_",), lambda wl: lowra_peers(wl)),
+]
+
+
 def ceilings():
     a, b = rand(8192, 8192), rand(8192, 8192)
     ms = bench_ms(lambda: torch.matmul(a, b))
@@ -130,7 +151,9 @@ def main():
     words = [w for w in args.filter.split(",") if w]
     ceilings()
     workloads = []
-    softmax_peers(workloads)
+    for prefixes, add in FAMILIES:
+        if not words or any(w in p or p in w for w in words for p in prefixes):
+            add(workloads)
     failed = 0
     for key, name, fn in workloads:
         if words and not any(w in key for w in words):

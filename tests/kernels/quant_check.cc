@@ -1,0 +1,270 @@
+// Consistency cases for the LowRA packed matrices and the fused dequant-matmul:
+//   cpu-vs-f64   pack/dequantize reproduces the quantizer's Ŵ exactly; QuantMatmulCpu against a
+//                float64 x·Ŵᵀ
+//   cuda-vs-cpu  DequantizeCuda and QuantMatmulCuda (decode M ≤ 16 and GEMM M > 16) against the CPU
+//                reference on the same bf16-rounded activations
+//   invalid      bad configs and calls return InvalidArgument naming the field
+#include <cmath>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kernels/quant.h"
+#include "kernels/quant_cuda.h"
+#include "kernels/quant_pack.h"
+#include "tests/kernels/check.h"
+#include "tests/kernels/device.h"
+
+namespace scion::check {
+namespace {
+
+namespace q = kernels::quant;
+
+Outcome Bound(std::string what, double error, double tolerance) {
+  Outcome o;
+  o.what = std::move(what);
+  o.error = error;
+  o.tolerance = tolerance;
+  return o;
+}
+Outcome Skip(std::string why) {
+  Outcome o;
+  o.skipped = true;
+  o.what = std::move(why);
+  return o;
+}
+Outcome Fail(std::string what, std::string failure) {
+  Outcome o;
+  o.what = std::move(what);
+  o.failure = std::move(failure);
+  return o;
+}
+
+struct Spec {
+  int64_t rows, cols;
+  int group_size;
+  std::vector<int> widths;
+  double budget;
+  std::string Name() const {
+    std::string w;
+    for (int b : widths) w += std::to_string(b);
+    return "N" + std::to_string(rows) + " K" + std::to_string(cols) + " g" + std::to_string(group_size) + " w" + w +
+           " b" + std::to_string(budget).substr(0, 4);
+  }
+};
+
+// Rows with spread-out scales (0.2 … 5), so the assignment really mixes widths.
+std::vector<float> Weights(const Spec& s, std::mt19937_64& rng) {
+  std::vector<float> w = Random(static_cast<size_t>(s.rows * s.cols), rng);
+  std::uniform_real_distribution<float> log_scale(std::log(0.2f), std::log(5.0f));
+  for (int64_t r = 0; r < s.rows; ++r) {
+    const float k = std::exp(log_scale(rng));
+    for (int64_t j = 0; j < s.cols; ++j) w[r * s.cols + j] *= k;
+  }
+  return w;
+}
+
+Result<q::PackedMatrix> Build(const Spec& s, std::mt19937_64& rng, q::QuantizedMatrix* out = nullptr) {
+  const auto w = Weights(s, rng);
+  q::QuantConfig c;
+  c.widths = s.widths;
+  c.group_size = s.group_size;
+  c.budget_bits = s.budget;
+  auto qm = q::Quantize(w.data(), s.rows, s.cols, c);
+  if (!qm.ok()) return qm.status();
+  auto p = q::Pack(qm.value());
+  if (out) *out = std::move(qm.value());
+  return p;
+}
+
+std::vector<double> MatmulF64(const std::vector<float>& x, const std::vector<float>& w, int64_t m, int64_t n,
+                              int64_t k) {
+  std::vector<double> y(static_cast<size_t>(m * n));
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t r = 0; r < n; ++r) {
+      double acc = 0;
+      for (int64_t j = 0; j < k; ++j) acc += static_cast<double>(x[i * k + j]) * w[r * k + j];
+      y[i * n + r] = acc;
+    }
+  return y;
+}
+
+// ---- cpu-vs-f64 ----------------------------------------------------------------------------------
+std::vector<Outcome> CpuVsF64(const Spec& s, std::vector<int64_t> ms) {
+  std::mt19937_64 rng(Seed() ^ std::hash<std::string>{}(s.Name() + "cpu"));
+  q::QuantizedMatrix qm;
+  auto p = Build(s, rng, &qm);
+  if (!p.ok()) return {Fail("build", p.status().ToString())};
+  std::vector<Outcome> out;
+  // Packing is lossless: levels and scales are fp16 already, codes fit their width.
+  const auto a = q::Dequantize(p.value()), b = q::DequantizeFits(qm);
+  double max_diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) max_diff = std::max(max_diff, std::fabs(double(a[i]) - b[i]));
+  out.push_back(Bound("dequant max|diff| vs fits", max_diff, 0));
+  // Segments hold every row once, in ascending width.
+  std::vector<int> seen(s.rows, 0);
+  int last_bits = 0;
+  for (const auto& seg : p->segments) {
+    if (seg.bits <= last_bits) out.push_back(Fail("segments", "widths not ascending"));
+    last_bits = seg.bits;
+    for (int32_t r : seg.rows) ++seen[r];
+  }
+  int bad = 0;
+  for (int v : seen) bad += v != 1;
+  out.push_back(Bound("rows not in exactly one segment", bad, 0));
+  for (int64_t m : ms) {
+    const auto x = Random(static_cast<size_t>(m * s.cols), rng);
+    std::vector<float> y = Poisoned(static_cast<size_t>(m * s.rows));
+    if (Status st = q::QuantMatmulCpu(p.value(), x.data(), m, y.data()); !st.ok()) {
+      out.push_back(Fail("cpu status", st.ToString()));
+      continue;
+    }
+    // fp32 accumulation over K ≤ 1000 terms: ~√K·2⁻²⁴ relative, far under 1e-5.
+    Outcome o = Bound("y rel-L2 vs f64 (M" + std::to_string(m) + ")", RelL2(y, MatmulF64(x, a, m, s.rows, s.cols)), 1e-5);
+    if (!SentinelsIntact(y, static_cast<size_t>(m * s.rows))) o.failure = "sentinel overwritten";
+    out.push_back(o);
+  }
+  return out;
+}
+
+// ---- cuda-vs-cpu ---------------------------------------------------------------------------------
+std::vector<float> Head(const std::vector<float>& v, size_t n) { return {v.begin(), v.begin() + static_cast<long>(n)}; }
+
+std::vector<Outcome> CudaVsCpu(const Spec& s, std::vector<int64_t> ms) {
+  if (!HaveCudaDevice()) return {Skip("no CUDA device")};
+  std::mt19937_64 rng(Seed() ^ std::hash<std::string>{}(s.Name() + "cuda"));
+  auto p = Build(s, rng);
+  if (!p.ok()) return {Fail("build", p.status().ToString())};
+  auto dw = q::DeviceQuantMatrix::Upload(p.value());
+  if (!dw.ok()) return {Fail("upload", dw.status().ToString())};
+  std::vector<Outcome> out;
+  const size_t nw = static_cast<size_t>(s.rows * s.cols);
+  const auto w_cpu = q::Dequantize(p.value());
+  {
+    DeviceBuffer dq = DeviceBuffer::Poisoned(nw, Precision::kBF16);
+    if (Status st = q::DequantizeCuda(dw.value(), dq.get(), nullptr); !st.ok()) return {Fail("dequant", st.ToString())};
+    DeviceSync();
+    const auto got = dq.Download();
+    // Each element is rounded to bf16 once (≤ 2⁻⁹ relative).
+    Outcome o = Bound("Ŵ rel-L2 vs CPU", RelL2(Head(got, nw), w_cpu), 4e-3);
+    if (!SentinelsIntact(got, nw)) o.failure = "sentinel overwritten";
+    out.push_back(o);
+  }
+  for (int64_t m : ms) {
+    const auto x = RoundBF16(Random(static_cast<size_t>(m * s.cols), rng));
+    std::vector<float> y_cpu(static_cast<size_t>(m * s.rows));
+    if (Status st = q::QuantMatmulCpu(p.value(), x.data(), m, y_cpu.data()); !st.ok()) return {Fail("cpu", st.ToString())};
+    DeviceBuffer dx = DeviceBuffer::Upload(x, Precision::kBF16);
+    DeviceBuffer dy = DeviceBuffer::Poisoned(static_cast<size_t>(m * s.rows), Precision::kBF16);
+    const size_t ws_bytes = q::QuantMatmulWorkspaceBytes(dw.value(), m);
+    std::optional<DeviceBuffer> ws;
+    if (ws_bytes > 0) ws = DeviceBuffer::Poisoned(ws_bytes / 2, Precision::kBF16);
+    if (Status st = q::QuantMatmulCuda(dw.value(), dx.get(), m, dy.get(), ws ? ws->get() : nullptr, ws_bytes, nullptr);
+        !st.ok()) {
+      out.push_back(Fail("cuda status M" + std::to_string(m), st.ToString()));
+      continue;
+    }
+    DeviceSync();
+    const auto got = dy.Download();
+    const size_t ny = static_cast<size_t>(m * s.rows);
+    // Decode: fp32 sums of the exact fp16 levels, one bf16 rounding of y (≤ 2⁻⁹ relative, ~1e-3
+    // rel-L2). GEMM: Ŵ is rounded to bf16 before cuBLAS as well, which adds about as much again.
+    const double tol = m <= q::kDecodeMaxM ? 4e-3 : 8e-3;
+    Outcome o = Bound(std::string(m <= q::kDecodeMaxM ? "decode" : "gemm") + " y rel-L2 (M" + std::to_string(m) + ")",
+                      RelL2(Head(got, ny), y_cpu), tol);
+    if (!SentinelsIntact(got, ny)) o.failure = "sentinel overwritten";
+    out.push_back(o);
+  }
+  return out;
+}
+
+// ---- invalid -------------------------------------------------------------------------------------
+std::vector<Outcome> Invalid() {
+  struct Bad {
+    std::string name, field;
+    q::QuantConfig config;
+    bool output_objective_without_stats = false;
+  };
+  auto cfg = [](std::vector<int> widths, int group, double budget) {
+    q::QuantConfig c;
+    c.widths = std::move(widths);
+    c.group_size = group;
+    c.budget_bits = budget;
+    return c;
+  };
+  std::vector<Bad> bad = {
+      {"budget below narrowest", "budget_bits", cfg({1, 2, 4}, 0, 0.9)},
+      {"budget below narrowest (2,4)", "budget_bits", cfg({2, 4}, 0, 1.5)},
+      {"NaN budget", "budget_bits", cfg({1, 2}, 0, std::nan(""))},
+      {"width 5", "widths", cfg({1, 5}, 0, 2)},
+      {"width 0", "widths", cfg({0, 2}, 0, 2)},
+      {"duplicate width", "widths", cfg({2, 2}, 0, 2)},
+      {"no widths", "widths", cfg({}, 0, 2)},
+      {"group 48", "group_size", cfg({1, 2}, 48, 2)},
+      {"group -32", "group_size", cfg({1, 2}, -32, 2)},
+      {"output objective, no stats", "col_sq_mean", cfg({1, 2}, 0, 2), true},
+  };
+  std::vector<float> w(8 * 64, 0.5f);
+  std::vector<Outcome> out;
+  for (auto& b : bad) {
+    if (b.output_objective_without_stats) b.config.objective = q::Objective::kOutputDiag;
+    const auto r = q::Quantize(w.data(), 8, 64, b.config);
+    Outcome o = Bound(b.name, 0, 0);
+    if (r.ok() || r.status().code() != Status::Code::kInvalidArgument ||
+        r.status().message().find(b.field) == std::string::npos) {
+      o.failure = "expected InvalidArgument naming " + b.field + ", got " + (r.ok() ? "OK" : r.status().ToString());
+    }
+    out.push_back(o);
+  }
+  // The CUDA matmul refuses a missing GEMM workspace and a zero M (or, built without CUDA, answers
+  // Unavailable from Upload).
+  std::mt19937_64 rng(Seed());
+  auto p = Build({16, 64, 0, {1, 2}, 1.5}, rng);
+  if (!p.ok()) return {Fail("build", p.status().ToString())};
+  auto dw = q::DeviceQuantMatrix::Upload(p.value());
+#if SCION_WITH_CUDA
+  if (!HaveCudaDevice()) {
+    out.push_back(Skip("no CUDA device"));
+    return out;
+  }
+  if (!dw.ok()) return {Fail("upload", dw.status().ToString())};
+  DeviceBuffer x = DeviceBuffer::Upload(std::vector<float>(64 * 64, 0.5f), Precision::kBF16);
+  DeviceBuffer y = DeviceBuffer::Poisoned(64 * 16, Precision::kBF16);
+  const std::pair<std::string, Status> calls[] = {
+      {"workspace", q::QuantMatmulCuda(dw.value(), x.get(), 64, y.get(), nullptr, 0, nullptr)},
+      {"m:", q::QuantMatmulCuda(dw.value(), x.get(), 0, y.get(), nullptr, 0, nullptr)},
+  };
+  for (const auto& [field, st] : calls) {
+    Outcome o = Bound("cuda call naming " + field, 0, 0);
+    if (st.code() != Status::Code::kInvalidArgument || st.message().find(field) == std::string::npos) {
+      o.failure = "expected InvalidArgument naming " + field + ", got " + st.ToString();
+    }
+    out.push_back(o);
+  }
+#else
+  Outcome o = Bound("upload without CUDA", 0, 0);
+  if (dw.ok() || dw.status().code() != Status::Code::kUnavailable) o.failure = "expected Unavailable";
+  out.push_back(o);
+#endif
+  return out;
+}
+
+SCION_CHECK([](std::vector<Case>& cases) {
+  const std::vector<Spec> specs = {
+      {37, 100, 0, {1, 2, 4}, 1.5},       // K % 32 ≠ 0 and K % 8 ≠ 0: scalar activation path
+      {5, 33, 0, {1, 2, 4}, 2.0},         // one full block and one weight
+      {64, 256, 64, {1, 2, 4}, 1.15},     // groups of 64
+      {130, 1000, 96, {1, 2, 3, 4}, 2.5}, // 3-bit blocks straddle words; groups of 96
+      {96, 512, 0, {2, 4}, 4.0},          // wide budget: every row at 4 bits
+      {40, 128, 32, {1}, 1.0},            // 1 bit everywhere
+  };
+  for (const Spec& s : specs) {
+    cases.push_back({"quant_matmul", s.Name(), "cpu-vs-f64", [s] { return CpuVsF64(s, {1, 3, 17}); }});
+    cases.push_back({"quant_matmul", s.Name(), "cuda-vs-cpu", [s] { return CudaVsCpu(s, {1, 2, 5, 8, 16, 17, 64, 100}); }});
+  }
+  cases.push_back({"quant_args", "table of 12", "invalid", [] { return Invalid(); }});
+});
+
+}  // namespace
+}  // namespace scion::check
