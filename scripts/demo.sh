@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The main job: a local Scion cluster (one coordinator, one worker) runs a small learning-rate
-# sweep of `command` jobs that report SCION_METRIC lines, shows their progress, prints the results
-# table (`scion compare`) and shuts both daemons down cleanly.
-#
-# To run a different experiment, replace sweep_specs (it prints one job spec per line).
+# The main job: a local Scion cluster (one coordinator, one worker, data under ./data/demo) runs a
+# small learning-rate sweep of `command` jobs that report SCION_METRIC lines, then trains the same
+# byte-level GPT with three sequence mixers (softmax, sliding window, Hedgehog linear attention) as
+# `train` jobs, shows progress, prints results tables (`scion compare`) and shuts both daemons down
+# cleanly. Runs on the CPU when there is no GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -77,30 +77,60 @@ while IFS= read -r spec; do
 done < <(sweep_specs)
 echo "submitted jobs ${ids[*]}"
 
-log "progress"
-# One line per change until every job of the sweep has ended (updated in place on a terminal).
+# One line per change until every job whose name contains $1 has ended (updated in place on a
+# terminal).
 count_states='import json, sys, collections
 jobs = json.load(sys.stdin); c = collections.Counter(j["state"] for j in jobs)
 done = c["succeeded"] + c["failed"] + c["cancelled"]
 print("%d/%d finished  (%s)" % (done, len(jobs), ", ".join("%s %d" % kv for kv in sorted(c.items()))))
 sys.exit(0 if done == len(jobs) else 3)'
-last=""
-while true; do
-  rc=0
-  line=$(scion ls --name lr- -o json | python3 -c "$count_states") || rc=$?
-  [ $rc -le 3 ] || exit 1
-  if [ "$line" != "$last" ]; then
-    if [ -t 1 ]; then printf '\r\033[K%s' "$line"; else echo "$line"; fi
-    last=$line
-  fi
-  [ $rc -eq 0 ] && break
-  sleep 0.3
-done
-[ -t 1 ] && echo
-scion ls --name lr-
+wait_for() {
+  local last="" line rc
+  while true; do
+    rc=0
+    line=$(scion ls --name "$1" -o json | python3 -c "$count_states") || rc=$?
+    [ $rc -le 3 ] || exit 1
+    if [ "$line" != "$last" ]; then
+      if [ -t 1 ]; then printf '\r\033[K%s' "$line"; else echo "$line"; fi
+      last=$line
+    fi
+    [ $rc -eq 0 ] && break
+    sleep 0.3
+  done
+  if [ -t 1 ]; then echo; fi
+  scion ls --name "$1"
+}
+
+log "progress"
+wait_for lr-
 
 log "results"
 scion compare "${ids[@]}"
+
+# A real experiment on the model substrate: the same byte-level GPT trained on a text that every
+# Debian system carries, with three sequence mixers per layer, then compared on validation loss and
+# speed. (Searches, hedgehog conversion and grafting build on exactly these jobs.)
+corpus=${SCION_DEMO_CORPUS:-/usr/share/common-licenses/GPL-3}
+train_spec() {  # name, layer mixer JSON
+  python3 -c 'import json, sys
+layer = json.loads(sys.argv[2])
+print(json.dumps({"kind": "train", "name": sys.argv[1], "params": {
+  "model": {"vocab_size": 256, "n_positions": 64, "n_embd": 64, "n_layer": 2, "n_head": 4,
+            "n_inner": 256, "scion_layers": [layer, layer]},
+  "data": {"kind": "text", "path": sys.argv[3]},
+  "steps": 300, "batch_size": 8, "seq_len": 64, "lr": 3e-3, "warmup": 30,
+  "log_every": 10, "eval_every": 100, "checkpoint_every": 100}}))' "$1" "$2" "$corpus"
+}
+log "train a byte-level GPT on $corpus with three sequence mixers"
+train_ids=()
+train_ids+=("$(train_spec gpt-softmax '{"mixer": "softmax"}' | scion submit -)")
+train_ids+=("$(train_spec gpt-sliding16 '{"mixer": "sliding_window", "window": 16}' | scion submit -)")
+train_ids+=("$(train_spec gpt-hedgehog '{"mixer": "linear", "feature_map": "hedgehog"}' | scion submit -)")
+echo "submitted jobs ${train_ids[*]}"
+wait_for gpt-
+
+log "results: final training metrics side by side"
+scion compare "${train_ids[@]}"
 
 failed=$(scion ls --state failed -o json | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')
 log "shut down"
