@@ -9,7 +9,6 @@
 // Writes report.md (a table) and report.json as artifact "report".
 #include <chrono>
 #include <cmath>
-#include <sstream>
 
 #include "jobs/job.h"
 #include "jobs/nn_params.h"
@@ -131,18 +130,7 @@ Outcome RunEval(const json& spec, Context& ctx) {
       metric("peak_memory_bytes_n" + std::to_string(N), static_cast<double>(PeakRssBytes()));
     }
   }
-  json report = out.summary;
-  std::ostringstream md;
-  md << "| metric | value |\n|---|---|\n";
-  for (const auto& [k, v] : out.summary) md << "| " << k << " | " << v << " |\n";
-  if (!ctx.workdir.empty()) {
-    if (Status st = nn::WriteFileAtomic(ctx.workdir + "/report.json", report.dump(2) + "\n"); !st.ok()) return {st, out.summary};
-    if (Status st = nn::WriteFileAtomic(ctx.workdir + "/report.md", md.str()); !st.ok()) return {st, out.summary};
-    if (ctx.reporter) {
-      ctx.reporter->Artifact("report", ctx.workdir + "/report.md");
-      ctx.reporter->Artifact("report_json", ctx.workdir + "/report.json");
-    }
-  }
+  if (Status st = WriteSummaryReport(ctx, out.summary); !st.ok()) return {st, out.summary};
   return out;
 }
 

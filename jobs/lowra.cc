@@ -19,7 +19,6 @@
 // input statistics from the model.
 #include <algorithm>
 #include <cmath>
-#include <sstream>
 
 #include "jobs/job.h"
 #include "jobs/nn_params.h"
@@ -216,18 +215,7 @@ Outcome RunLowra(const json& spec, Context& ctx) {
     if (!l.ok()) return {l.status(), out.summary};
     metric("loss_finetuned", *l);
   }
-  std::ostringstream md;
-  md << "| metric | value |\n|---|---|\n";
-  for (const auto& [k, v] : out.summary) md << "| " << k << " | " << v << " |\n";
-  if (!ctx.workdir.empty()) {
-    if (Status st = nn::WriteFileAtomic(ctx.workdir + "/report.json", json(out.summary).dump(2) + "\n"); !st.ok())
-      return {st, out.summary};
-    if (Status st = nn::WriteFileAtomic(ctx.workdir + "/report.md", md.str()); !st.ok()) return {st, out.summary};
-    if (ctx.reporter) {
-      ctx.reporter->Artifact("report", ctx.workdir + "/report.md");
-      ctx.reporter->Artifact("report_json", ctx.workdir + "/report.json");
-    }
-  }
+  if (Status st = WriteSummaryReport(ctx, out.summary); !st.ok()) return {st, out.summary};
   return out;
 }
 

@@ -2,10 +2,13 @@
 
 #include <cmath>
 #include <fstream>
+#include <map>
+#include <sstream>
 #include <string>
 
 #include "nn/checkpoint.h"
 #include "nn/json.h"
+#include "nn/safetensors.h"
 
 namespace scion::jobs {
 
@@ -123,6 +126,20 @@ int64_t PeakRssBytes() {
 void ResetPeakRss() {
   std::ofstream out("/proc/self/clear_refs");
   out << "5";
+}
+
+Status WriteSummaryReport(const Context& ctx, const std::map<std::string, double>& summary) {
+  if (ctx.workdir.empty()) return Status::Ok();
+  std::ostringstream md;
+  md << "| metric | value |\n|---|---|\n";
+  for (const auto& [k, v] : summary) md << "| " << k << " | " << v << " |\n";
+  SCION_RETURN_IF_ERROR(nn::WriteFileAtomic(ctx.workdir + "/report.json", nlohmann::json(summary).dump(2) + "\n"));
+  SCION_RETURN_IF_ERROR(nn::WriteFileAtomic(ctx.workdir + "/report.md", md.str()));
+  if (ctx.reporter) {
+    ctx.reporter->Artifact("report", ctx.workdir + "/report.md");
+    ctx.reporter->Artifact("report_json", ctx.workdir + "/report.json");
+  }
+  return Status::Ok();
 }
 
 }  // namespace scion::jobs

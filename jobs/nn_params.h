@@ -63,4 +63,8 @@ Status ValidateData(const nlohmann::json& data, const std::string& where);
 int64_t PeakRssBytes();
 void ResetPeakRss();
 
+// Writes the summary as report.json and a metric/value table as report.md into ctx.workdir
+// (atomically) and declares them as artifacts "report_json" and "report". No-op without a workdir.
+Status WriteSummaryReport(const Context& ctx, const std::map<std::string, double>& summary);
+
 }  // namespace scion::jobs

@@ -1,5 +1,7 @@
 #include "nn/model.h"
 
+#include "kernels/feature_map.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -18,34 +20,6 @@ uint64_t NameHash(const std::string& s, uint64_t seed) {
   uint64_t h = 1469598103934665603ull ^ seed;
   for (unsigned char c : s) { h ^= c; h *= 1099511628211ull; }
   return h;
-}
-
-// Ω (F, D) with orthogonal rows in blocks of D, each row rescaled to the norm of a Gaussian vector
-// (Performer's orthogonal random features).
-void OrthogonalGaussian(float* out, int64_t F, int64_t D, Rng& rng) {
-  std::vector<double> block(static_cast<size_t>(D * D));
-  for (int64_t r0 = 0; r0 < F; r0 += D) {
-    for (auto& x : block) x = rng.Normal();
-    for (int64_t i = 0; i < D; ++i) {  // Gram-Schmidt on rows
-      double* ri = &block[i * D];
-      for (int64_t j = 0; j < i; ++j) {
-        const double* rj = &block[j * D];
-        double dot = 0;
-        for (int64_t c = 0; c < D; ++c) dot += ri[c] * rj[c];
-        for (int64_t c = 0; c < D; ++c) ri[c] -= dot * rj[c];
-      }
-      double n = 0;
-      for (int64_t c = 0; c < D; ++c) n += ri[c] * ri[c];
-      n = std::sqrt(std::max(n, 1e-30));
-      for (int64_t c = 0; c < D; ++c) ri[c] /= n;
-    }
-    for (int64_t i = 0; i < D && r0 + i < F; ++i) {
-      double g = 0;
-      for (int64_t c = 0; c < D; ++c) { double z = rng.Normal(); g += z * z; }
-      g = std::sqrt(g);
-      for (int64_t c = 0; c < D; ++c) out[(r0 + i) * D + c] = static_cast<float>(block[i * D + c] * g);
-    }
-  }
 }
 
 // (B, T, 3C) fused qkv -> q, k, v (B, H, T, D) and back.
@@ -167,12 +141,11 @@ void Model::Initialise(uint64_t seed) {
     } else if (ends(".bias") || ends(".lora_B")) {
       std::fill(x, x + p.numel, 0.0f);
     } else if (ends(".wq") || ends(".wk")) {  // hedgehog (H, D, F): identity on the leading min(D, F)
-      const int64_t H = p.shape[0], D = p.shape[1], F = p.shape[2];
-      std::fill(x, x + p.numel, 0.0f);
-      for (int64_t h = 0; h < H; ++h)
-        for (int64_t d = 0; d < std::min(D, F); ++d) x[(h * D + d) * F + d] = 1.0f;
-    } else if (ends(".omega")) {
-      for (int64_t h = 0; h < p.shape[0]; ++h) OrthogonalGaussian(x + h * p.shape[1] * p.shape[2], p.shape[1], p.shape[2], rng);
+      const auto w = kernels::HedgehogIdentity(p.shape[0], p.shape[1], p.shape[2]);
+      std::copy(w.begin(), w.end(), x);
+    } else if (ends(".omega")) {  // performer (H, F, D): fixed orthogonal random features
+      const auto omega = kernels::PerformerOmega(p.shape[0], p.shape[1], p.shape[2], rng.Next());
+      std::copy(omega.begin(), omega.end(), x);
     } else {
       const bool residual_proj = ends("c_proj.weight");
       const double std = residual_proj ? proj_std : 0.02;
