@@ -35,18 +35,43 @@ done
 tmp=$(mktemp -d)
 pids=()
 jobid=""
+# Every process of this cluster (daemons, slurmstepd, srun, workers) inherits SLURM_CONF naming
+# this check's slurm.conf: the last resort below kills exactly those, by pid.
+# shellcheck disable=SC2317  # called through the EXIT trap
+own_pids() {
+  local env
+  for env in /proc/[0-9]*/environ; do
+    if { tr '\0' '\n' <"$env"; } 2>/dev/null | grep -qxF "SLURM_CONF=$tmp/slurm.conf"; then
+      env=${env#/proc/}
+      echo "${env%/environ}"
+    fi
+  done
+}
 # shellcheck disable=SC2317  # called through the EXIT trap
 cleanup() {
-  if [ -n "$jobid" ]; then scancel "$jobid" 2>/dev/null || true; fi
-  # Reverse order: slurmd before slurmctld before munged, the coordinator last.
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
+  set +e
+  # Cancel the job while slurmd still runs, so SLURM itself ends its steps (KillWait=5 s).
+  if [ -n "$jobid" ]; then
+    scancel "$jobid" 2>/dev/null
+    for _ in $(seq 50); do
+      [ -z "$(squeue -h -j "$jobid" -o %T 2>/dev/null)" ] && break
+      sleep 0.2
+    done
+  fi
+  # Reverse order: slurmd before slurmctld before the coordinator before munged.
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null; done
   for pid in "${pids[@]}"; do
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
   done
-  # A worker SLURM failed to stop would otherwise outlive the check.
-  pkill -KILL -f -- "--id slurm-$jobid-" 2>/dev/null || true
+  local left
+  left=$(own_pids)
+  if [ -n "$left" ]; then
+    echo "cleanup: killing leftover processes $(echo "$left" | tr '\n' ' ')" >&2
+    # shellcheck disable=SC2086  # one pid per word
+    kill -KILL $left 2>/dev/null
+  fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -74,13 +99,14 @@ for _ in range(100):
         a.close(); b.close()
 PY
 }
-# until COMMAND... succeeds, at most SECONDS; DESCRIPTION names what is awaited in the failure.
+# Until COMMAND... succeeds, at most SECONDS of wall time; WHAT names the failure.
 wait_for() {
   local seconds=$1 what=$2
   shift 2
-  for _ in $(seq $((seconds * 10))); do
+  local deadline=$((SECONDS + seconds))
+  while [ "$SECONDS" -lt "$deadline" ]; do
     "$@" >/dev/null 2>&1 && return 0
-    sleep 0.1
+    sleep 0.2
   done
   fail "$what (waited ${seconds} s)"
 }
@@ -191,13 +217,14 @@ workers_gone() { ! pgrep -f -- "--id slurm-$jobid-" >/dev/null; }
 wait_for 20 "workers of job $jobid still run after scancel" workers_gone
 job_gone() { [ -z "$(squeue -h -j "$jobid" -o %T 2>/dev/null)" ]; }
 wait_for 20 "job $jobid still listed after scancel" job_gone
-# Each worker said goodbye on SIGTERM: the coordinator no longer counts it as ready.
-deregistered() {
+# Each worker drained on SLURM's SIGTERM and said goodbye: the coordinator marks a worker "gone"
+# only on its DISCONNECT ("lost" would mean it vanished without one).
+said_goodbye() {
   "$cli" --addr "$addr" workers -o json >"$tmp/workers.out" 2>/dev/null || return 1
   python3 -c '
 import json, sys
-ready = [w["id"] for w in json.load(open(sys.argv[1])) if w["id"].startswith(sys.argv[2]) and w["state"] == "ready"]
-sys.exit(1 if ready else 0)' "$tmp/workers.out" "slurm-$jobid-"
+states = [w["state"] for w in json.load(open(sys.argv[1])) if w["id"].startswith(sys.argv[2])]
+sys.exit(0 if states == ["gone", "gone"] else 1)' "$tmp/workers.out" "slurm-$jobid-"
 }
-wait_for 10 "the coordinator still lists workers of job $jobid as ready (last list in workers.out)" deregistered
-echo "ok: scancel stopped both workers; the coordinator saw them leave"
+wait_for 10 "the coordinator does not list both workers of job $jobid as gone (last list in workers.out)" said_goodbye
+echo "ok: scancel stopped both workers; each drained and disconnected"
