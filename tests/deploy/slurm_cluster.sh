@@ -6,7 +6,8 @@
 # CUDA_VISIBLE_DEVICES for the job as it would on a GPU node. Each worker offers the GPUs of its
 # --fake-gpus test knob, filtered by that variable as real GPUs are.
 # Checks: sbatch starts two workers under SLURM that register with a real coordinator, each with
-# its own GPU; one of them runs a command job; scancel stops both workers.
+# its own GPU; one of them runs a command job; scancel stops both workers, which drain and
+# disconnect (the coordinator lists them as gone, not lost).
 # Exits 77 (CTest: skipped) when the daemons are not built or when not run as root (slurmd must
 # be root to launch jobs).
 # Usage: slurm_cluster.sh REPO BUILD_DIR
@@ -213,7 +214,7 @@ echo "ok: a command job ran on a SLURM-started worker"
 
 # scancel: SLURM signals the batch script and the step; every worker must exit.
 scancel "$jobid"
-workers_gone() { ! pgrep -f -- "--id slurm-$jobid-" >/dev/null; }
+workers_gone() { ! pgrep -f -- "--data $tmp/scratch/" >/dev/null; }
 wait_for 20 "workers of job $jobid still run after scancel" workers_gone
 job_gone() { [ -z "$(squeue -h -j "$jobid" -o %T 2>/dev/null)" ]; }
 wait_for 20 "job $jobid still listed after scancel" job_gone
