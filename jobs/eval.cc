@@ -28,16 +28,7 @@ Status ValidateEval(const json& p) {
   if (!p.contains("text") && !p.contains("mqar") && !p.contains("throughput"))
     return Status::InvalidArgument("params: give at least one of text, mqar, throughput");
   if (p.contains("text")) {
-    FieldReader t(p.at("text"), "params.text");
-    t.OnlyKeys({"path", "kind", "seq_len", "batch_size", "batches", "seed"});
-    const std::string kind = t.String("kind", "text");
-    if (kind != "text" && kind != "tokens") t.Fail("kind", "must be text or tokens");
-    t.String("path", "");
-    t.Int("seq_len", 64, 1, 1 << 20);
-    t.Int("batch_size", 8, 1, 1 << 16);
-    t.Int("batches", 8, 1, 1 << 20);
-    t.Int("seed", 1, 0, int64_t{1} << 62);
-    SCION_RETURN_IF_ERROR(t.status());
+    SCION_RETURN_IF_ERROR(ValidateTextEval(p.at("text"), "params.text"));
   }
   if (p.contains("mqar")) {
     FieldReader q(p.at("mqar"), "params.mqar");

@@ -59,16 +59,7 @@ Status ValidateLowra(const json& p) {
   c.group_size = static_cast<int>(group);
   if (Status st = q::ValidateConfig(c, 1 << 20); !st.ok()) return Status::InvalidArgument("params." + st.message());
   if (p.contains("text")) {
-    FieldReader t(p.at("text"), "params.text");
-    t.OnlyKeys({"path", "kind", "seq_len", "batch_size", "batches", "seed"});
-    const std::string kind = t.String("kind", "text");
-    if (kind != "text" && kind != "tokens") t.Fail("kind", "must be text or tokens");
-    t.String("path", "");
-    t.Int("seq_len", 64, 1, 1 << 20);
-    t.Int("batch_size", 8, 1, 1 << 16);
-    t.Int("batches", 8, 1, 1 << 20);
-    t.Int("seed", 1, 0, int64_t{1} << 62);
-    SCION_RETURN_IF_ERROR(t.status());
+    SCION_RETURN_IF_ERROR(ValidateTextEval(p.at("text"), "params.text"));
   }
   if (p.contains("finetune")) {
     if (!p.contains("text")) return Status::InvalidArgument("params.finetune: needs params.text for its data");

@@ -128,6 +128,19 @@ void ResetPeakRss() {
   out << "5";
 }
 
+Status ValidateTextEval(const nlohmann::json& text, const std::string& where) {
+  FieldReader t(text, where);
+  t.OnlyKeys({"path", "kind", "seq_len", "batch_size", "batches", "seed"});
+  const std::string kind = t.String("kind", "text");
+  if (kind != "text" && kind != "tokens") t.Fail("kind", "must be text or tokens");
+  t.String("path", "");
+  t.Int("seq_len", 64, 1, 1 << 20);
+  t.Int("batch_size", 8, 1, 1 << 16);
+  t.Int("batches", 8, 1, 1 << 20);
+  t.Int("seed", 1, 0, int64_t{1} << 62);
+  return t.status();
+}
+
 Status WriteSummaryReport(const Context& ctx, const std::map<std::string, double>& summary) {
   if (ctx.workdir.empty()) return Status::Ok();
   std::ostringstream md;

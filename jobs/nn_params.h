@@ -63,6 +63,10 @@ Status ValidateData(const nlohmann::json& data, const std::string& where);
 int64_t PeakRssBytes();
 void ResetPeakRss();
 
+// Validates a held-out text evaluation block {path, kind: text|tokens, seq_len, batch_size,
+// batches, seed} (the eval and lowra kinds' params.text).
+Status ValidateTextEval(const nlohmann::json& text, const std::string& where);
+
 // Writes the summary as report.json and a metric/value table as report.md into ctx.workdir
 // (atomically) and declares them as artifacts "report_json" and "report". No-op without a workdir.
 Status WriteSummaryReport(const Context& ctx, const std::map<std::string, double>& summary);
