@@ -8,9 +8,10 @@
 // as does a wrong type or an enum value Grafana does not know.
 //
 // Usage: node dashboard_schema.mjs NPM_DIR DASHBOARD.json...
-import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
+
+import { typecheck } from "./typecheck.mjs";
 
 const PANEL_CFG = {  // panel type -> [module under @grafana/schema, has a FieldConfig type]
   timeseries: ["timeseries/panelcfg/x/TimeSeriesPanelCfg_types.gen", true],
@@ -64,30 +65,7 @@ files.forEach((file, d) => {
   }
 });
 
-const work = path.join(npmDir, "dashboard-check");
-mkdirSync(work, { recursive: true });
-writeFileSync(path.join(work, "check.ts"), lines.join("\n") + "\n");
-writeFileSync(path.join(work, "tsconfig.json"), JSON.stringify({
-  compilerOptions: { strict: true, noEmit: true, module: "esnext", moduleResolution: "bundler",
-                     skipLibCheck: true, target: "es2022", types: [] },
-  files: ["check.ts"],
-}));
-try {
-  execFileSync(path.join(npmDir, "node_modules", ".bin", "tsc"), ["-p", work, "--pretty", "false"],
-               { stdio: ["ignore", "pipe", "pipe"] });
-} catch (e) {
-  // Point each error at the dashboard and panel it came from (the comment line above it).
-  const src = readFileSync(path.join(work, "check.ts"), "utf8").split("\n");
-  const out = (e.stdout?.toString() ?? "") + (e.stderr?.toString() ?? "");
-  for (const line of out.split("\n").filter(Boolean)) {
-    const m = line.match(/check\.ts\((\d+),\d+\): (.*)/);
-    if (!m) { problems.push(line); continue; }
-    let i = Number(m[1]) - 1;
-    while (i >= 0 && !src[i].startsWith("//")) i--;
-    problems.push(`${i >= 0 ? src[i].slice(3) : "?"}: ${m[2]}`);
-  }
-  if (problems.length === 0) problems.push(`tsc failed: ${e.message}`);
-}
+typecheck(npmDir, "dashboard-check", lines, problems);
 if (problems.length) {
   for (const p of problems) console.error(p);
   console.error(`FAILED: ${problems.length} schema problem(s)`);

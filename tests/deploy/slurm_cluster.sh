@@ -12,18 +12,8 @@
 # be root to launch jobs).
 # Usage: slurm_cluster.sh REPO BUILD_DIR
 set -euo pipefail
-repo=$(cd "$1" && pwd)
-build=$(cd "$2" && pwd)
-coordinator=$build/coordinator/scion-coordinator
-worker=$build/worker/scion-worker
-cli=$build/cli/scion
-job=$build/jobs/scion-job
-for b in "$coordinator" "$worker" "$cli" "$job"; do
-  if [ ! -x "$b" ]; then
-    echo "skip: $b is not built"
-    exit 77
-  fi
-done
+# shellcheck source=daemons.sh
+source "$(dirname "$0")/daemons.sh"
 if [ "$(id -u)" -ne 0 ]; then
   echo "skip: slurmd launches jobs only as root"
   exit 77
