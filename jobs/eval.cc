@@ -7,12 +7,11 @@
 //   throughput {seq_lens [..], batch_size, iters} -> tokens_per_s_n<N>, peak_memory_bytes_n<N>
 //        (forward only, random tokens; peak RSS measured per length after a reset)
 // Writes report.md (a table) and report.json as artifact "report".
-#include <chrono>
 #include <cmath>
 
+#include "jobs/edit.h"
 #include "jobs/job.h"
 #include "jobs/nn_params.h"
-#include "nn/random.h"
 #include "nn/safetensors.h"
 #include "nn/trainer.h"
 
@@ -40,18 +39,7 @@ Status ValidateEval(const json& p) {
     q.Number("power_a", 0.01, 1e-6, 1);
     SCION_RETURN_IF_ERROR(q.status());
   }
-  if (p.contains("throughput")) {
-    FieldReader th(p.at("throughput"), "params.throughput");
-    th.OnlyKeys({"seq_lens", "batch_size", "iters"});
-    th.Int("batch_size", 1, 1, 1 << 16);
-    th.Int("iters", 3, 1, 1 << 20);
-    SCION_RETURN_IF_ERROR(th.status());
-    const json& s = p.at("throughput").value("seq_lens", json::array({64}));
-    if (!s.is_array() || s.empty()) return Status::InvalidArgument("params.throughput.seq_lens: must be a non-empty array");
-    for (const json& n : s)
-      if (!n.is_number_integer() || n.get<int64_t>() < 1)
-        return Status::InvalidArgument("params.throughput.seq_lens: entries must be positive integers");
-  }
+  if (p.contains("throughput")) SCION_RETURN_IF_ERROR(ValidateSpeed(p.at("throughput"), "params.throughput"));
   return Status::Ok();
 }
 
@@ -104,21 +92,13 @@ Outcome RunEval(const json& spec, Context& ctx) {
   }
   if (params.contains("throughput")) {
     const json& th = params.at("throughput");
-    const int64_t B = th.value("batch_size", int64_t{1}), iters = th.value("iters", int64_t{3});
-    nn::Rng rng(7);
-    for (const json& nj : th.value("seq_lens", json::array({64}))) {
-      const int64_t N = nj.get<int64_t>();
-      if (N > c.n_positions) return {Status::InvalidArgument("params.throughput.seq_lens: " + std::to_string(N) + " exceeds n_positions"), {}};
-      std::vector<int32_t> tok(static_cast<size_t>(B * N));
-      for (auto& x : tok) x = static_cast<int32_t>(rng.Below(static_cast<uint64_t>(c.vocab_size)));
-      ResetPeakRss();
-      if (Status st = m.Forward(tok.data(), nullptr, B, N, nullptr); !st.ok()) return {st, {}};  // warm-up
-      const auto t0 = std::chrono::steady_clock::now();
-      for (int64_t i = 0; i < iters; ++i)
-        if (Status st = m.Forward(tok.data(), nullptr, B, N, nullptr); !st.ok()) return {st, {}};
-      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      metric("tokens_per_s_n" + std::to_string(N), secs > 0 ? static_cast<double>(B * N * iters) / secs : 0);
-      metric("peak_memory_bytes_n" + std::to_string(N), static_cast<double>(PeakRssBytes()));
+    std::vector<int64_t> lens;
+    for (const json& n : th.value("seq_lens", json::array({64}))) lens.push_back(n.get<int64_t>());
+    auto speed = MeasureSpeed(m, lens, th.value("batch_size", int64_t{1}), th.value("iters", int64_t{3}));
+    if (!speed.ok()) return {Status::InvalidArgument("params.throughput." + speed.status().message()), {}};
+    for (const SpeedPoint& p : *speed) {
+      metric("tokens_per_s_n" + std::to_string(p.seq_len), p.tokens_per_s);
+      metric("peak_memory_bytes_n" + std::to_string(p.seq_len), p.peak_bytes);
     }
   }
   if (Status st = WriteSummaryReport(ctx, out.summary); !st.ok()) return {st, out.summary};

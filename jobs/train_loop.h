@@ -1,0 +1,55 @@
+// The optimisation loop the train kind runs and the editing kinds (hedgehog, graft, lowra) reuse
+// for their finetune stages: batches from a data source, gradient accumulation, periodic metrics,
+// evaluation, checkpoints that a new attempt resumes from, and a clean stop on SIGTERM.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/status.h"
+#include "jobs/job.h"
+#include "jobs/nn_params.h"
+#include "nn/model.h"
+#include "nn/optim.h"
+#include "nn/trainer.h"
+
+namespace scion::jobs {
+
+struct LoopConfig {
+  nn::TrainConfig train;
+  nn::AdamWConfig adam;
+  int64_t batch_size = 8;
+  int64_t seq_len = 64;         // text / tokens; MQAR uses its own length
+  int64_t log_every = 10;
+  int64_t eval_every = 100;
+  int64_t eval_batches = 4;
+  int64_t checkpoint_every = 200;
+  uint64_t seed = 1;
+  std::string metric_prefix;    // prepended to every metric name ("stage2_" for a finetune stage)
+  std::string checkpoint_dir;   // step-NNNNNNNN/ folders; empty: no checkpoints, no resume
+};
+
+struct LoopResult {
+  nn::StepStats last;           // the final step's loss, grad norm and lr
+  double tokens_per_s = 0;      // over the last logging interval
+  double eval = 0;              // the last evaluation (mqar_accuracy or val_loss)
+  int64_t steps_done = 0;       // steps completed, counting resumed ones
+  int64_t tokens = 0;           // tokens trained on in this and earlier attempts
+  bool stopped = false;         // ctx.stop was set: a checkpoint was written and the loop returned
+};
+
+// Batch `index` of the train or validation split: MQAR examples are generated from (seed, split,
+// index); text/token batches come from the batcher.
+Result<nn::TokenBatch> DataBatch(const DataSource& d, bool validation, int64_t index, int64_t B, int64_t T,
+                                 uint64_t seed);
+// The sequence length a data source trains at (MQAR: its own; otherwise `seq_len`).
+int64_t DataSeqLen(const DataSource& d, int64_t seq_len);
+// The task metric on `batches` validation batches: "mqar_accuracy" (higher is better) for MQAR,
+// "val_loss" otherwise.
+const char* TaskMetricName(const DataSource& d);
+Result<double> EvaluateTask(nn::Model& m, const DataSource& d, int64_t batches, int64_t B, int64_t T, uint64_t seed);
+
+// Runs steps [resumed step, c.train.steps) over the trainable parameters of `m`.
+Result<LoopResult> RunTrainLoop(nn::Model& m, const DataSource& d, const LoopConfig& c, Context& ctx);
+
+}  // namespace scion::jobs

@@ -1,0 +1,115 @@
+// Layer selections and operator swaps of the model-editing kinds: tables of accepted and rejected
+// inputs, each rejection naming the field.
+#include <gtest/gtest.h>
+
+#include "jobs/edit.h"
+
+namespace scion::jobs {
+namespace {
+
+using nlohmann::json;
+
+TEST(ParseLayers, Selections) {
+  struct Case { json v; int64_t n; std::vector<int64_t> want; };
+  const Case cases[] = {
+      {"all", 3, {0, 1, 2}},
+      {"odd", 6, {1, 3, 5}},
+      {"even", 5, {0, 2, 4}},
+      {"every:3", 7, {2, 5}},
+      {0.5, 6, {1, 3, 5}},    // half of six, evenly spread: the odd layers
+      {1.0, 2, {0, 1}},
+      {0.1, 4, {3}},          // rounds up to one layer: the last
+      {json::array({4, 0, 2}), 6, {0, 2, 4}},
+      {3, 6, {3}},
+  };
+  for (const Case& c : cases) {
+    auto r = ParseLayers(c.v, c.n, "params.layers");
+    ASSERT_TRUE(r.ok()) << c.v << ": " << r.status().message();
+    EXPECT_EQ(*r, c.want) << c.v;
+  }
+}
+
+TEST(ParseLayers, RejectionsNameTheField) {
+  struct Case { json v; int64_t n; const char* why; };
+  const Case cases[] = {
+      {"some", 4, "unknown selection"},
+      {"every:0", 4, "positive integer"},
+      {"every:x", 4, "positive integer"},
+      {"odd", 1, "selects no layer"},
+      {0.0, 4, "(0, 1]"},
+      {1.5, 4, "(0, 1]"},
+      {json::array({0, 6}), 6, "layer 6 out of range"},
+      {json::array({-1}), 6, "out of range"},
+      {json::array({1, 1}), 6, "twice"},
+      {json::array({"1"}), 6, "layer indices"},
+      {json::object(), 6, "must be"},
+  };
+  for (const Case& c : cases) {
+    auto r = ParseLayers(c.v, c.n, "params.layers");
+    ASSERT_FALSE(r.ok()) << c.v;
+    EXPECT_NE(r.status().message().find("params.layers: "), std::string::npos) << r.status().message();
+    EXPECT_NE(r.status().message().find(c.why), std::string::npos) << c.v << " -> " << r.status().message();
+  }
+}
+
+TEST(ParseOperator, Swaps) {
+  nn::LayerSpec teacher;
+  teacher.mlp_hidden = 96;
+  auto h = ParseOperator("hedgehog", teacher, 16, 0, "params.operator");
+  ASSERT_TRUE(h.ok()) << h.status().message();
+  EXPECT_EQ(h->mixer, nn::MixerKind::kLinear);
+  EXPECT_EQ(h->feature_map, kernels::FeatureMapKind::kHedgehog);
+  EXPECT_EQ(h->mlp_hidden, 96);  // the MLP is not part of the swap
+
+  auto e = ParseOperator("linear:elu", teacher, 16, 0, "params.operator");
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->feature_map, kernels::FeatureMapKind::kEluPlus1);
+
+  auto s = ParseOperator("sliding:32", teacher, 16, 0, "params.operator");
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->mixer, nn::MixerKind::kSlidingWindow);
+  EXPECT_EQ(s->window, 32);
+
+  auto y = ParseOperator("hybrid:8,taylor2", teacher, 16, 0, "params.operator");
+  ASSERT_TRUE(y.ok());
+  EXPECT_EQ(y->mixer, nn::MixerKind::kHybrid);
+  EXPECT_EQ(y->window, 8);
+  EXPECT_EQ(y->feature_map, kernels::FeatureMapKind::kTaylor2);
+
+  auto b = ParseOperator("block_sparse:3,128", teacher, 16, 0, "params.operator");
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->local_blocks, 3);
+  EXPECT_EQ(b->block_size, 128);
+
+  nn::LayerSpec sliding_teacher;
+  sliding_teacher.mixer = nn::MixerKind::kSlidingWindow;
+  sliding_teacher.window = 5;
+  auto self = ParseOperator("self", sliding_teacher, 16, 0, "params.operator");
+  ASSERT_TRUE(self.ok());
+  EXPECT_EQ(*self, sliding_teacher);
+}
+
+TEST(ParseOperator, RejectionsNameTheField) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"mamba", "unknown operator"},
+      {"linear:sigmoid", "unknown feature map"},
+      {"sliding:", "positive integer"},
+      {"sliding:-4", "positive integer"},
+      {"hybrid:x,elu", "positive integer"},
+      {"block_sparse:2,0", "positive integer"},
+      {"block_sparse:2,48", "multiple of 64"},  // the model's own validation speaks
+  };
+  for (const auto& [op, why] : cases) {
+    auto r = ParseOperator(op, nn::LayerSpec{}, 16, 0, "params.operator");
+    ASSERT_FALSE(r.ok()) << op;
+    EXPECT_EQ(r.status().message().rfind("params.operator: ", 0), 0u) << r.status().message();
+    EXPECT_NE(r.status().message().find(why), std::string::npos) << op << " -> " << r.status().message();
+  }
+  // taylor2's features grow as D²: the model refuses head dims above 64.
+  auto t = ParseOperator("linear:taylor2", nn::LayerSpec{}, 128, 0, "params.operator");
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("head_dim"), std::string::npos) << t.status().message();
+}
+
+}  // namespace
+}  // namespace scion::jobs
