@@ -362,12 +362,13 @@ void Coordinator::FireTimers() {
 }
 
 void Coordinator::PublishWorkerGauge() {
-  int ready = 0, lost = 0;
+  int ready = 0, lost = 0, draining = 0;
   for (const auto& [_, w] : workers_) {
-    ready += w.state == "ready";
+    ready += w.state == "ready" && !w.draining;
+    draining += w.state == "ready" && w.draining;
     lost += w.state == "lost";
   }
-  metrics_.SetWorkers(ready, lost, 0);
+  metrics_.SetWorkers(ready, lost, draining);
 }
 
 Coordinator::Worker* Coordinator::WorkerByIdentity(const std::string& identity) {

@@ -67,6 +67,7 @@ class Coordinator {
     std::set<int64_t> jobs;      // jobs assigned to it (assigned or running)
     double last_seen = 0;
     int missed = 0;              // heartbeat intervals missed so far in the current silence
+    bool draining = false;       // its heartbeats say it is finishing its jobs and takes no new ones
   };
   struct Outgoing {
     bool to_worker;

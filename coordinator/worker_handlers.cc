@@ -131,6 +131,7 @@ void Coordinator::OnReady(const std::string& identity, const json& body) {
   // Rebuild the capacity view from the report, then take back what its running jobs hold.
   w.view = WorkerView{};
   w.view.ready = true;
+  w.draining = false;
   for (size_t i = 0; i < w.gpus.size(); ++i)
     if (w.gpus[i].is_object()) w.view.gpus.push_back(ParseGpu(w.gpus[i], static_cast<int>(i)));
   w.view.cpu_slots = config_.cpu_slots > 0 ? static_cast<int>(config_.cpu_slots) : w.cpu_cores;
@@ -146,6 +147,15 @@ void Coordinator::OnReady(const std::string& identity, const json& body) {
 }
 
 void Coordinator::OnHeartbeat(Worker& w, const json& body) {
+  // A draining worker finishes what it runs and takes nothing new (it would reject an ASSIGN).
+  auto d = body.find("draining");
+  const bool draining = d != body.end() && d->is_boolean() && d->get<bool>();
+  if (draining != w.draining) {
+    w.draining = draining;
+    if (w.state == "ready") w.view.ready = !draining;
+    SCION_LOG(kInfo) << "worker " << w.id << (draining ? " draining" : " no longer draining");
+    PublishWorkerGauge();
+  }
   // Fresher free-memory figures for placement; busy flags are ours and stay.
   auto it = body.find("gpus");
   if (it == body.end() || !it->is_array()) return;

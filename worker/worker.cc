@@ -557,6 +557,7 @@ void Worker::StartDrain() {
           std::to_string(config_.drain_timeout.count() / 1000.0).substr(0, 6) + " s");
   for (auto& [key, job] : jobs_)
     if (job->phase == Phase::kFetching) ReportFailureBeforeRun(*job, "requeue", "worker draining");
+  UpdateSnapshot();  // the next heartbeat tells the coordinator
 }
 
 void Worker::Shutdown() {
@@ -584,6 +585,7 @@ void Worker::UpdateSnapshot() {
   std::lock_guard<std::mutex> lock(snapshot_mu_);
   running_snapshot_ = std::move(running);
   gpu_snapshot_ = std::move(gpus);
+  draining_snapshot_ = draining_;
 }
 
 json Worker::ReadyBody() {
@@ -594,7 +596,7 @@ json Worker::ReadyBody() {
 
 json Worker::HeartbeatBody() {
   std::lock_guard<std::mutex> lock(snapshot_mu_);
-  return {{"gpus", gpu_snapshot_}, {"running", running_snapshot_}};
+  return {{"gpus", gpu_snapshot_}, {"running", running_snapshot_}, {"draining", draining_snapshot_}};
 }
 
 }  // namespace scion::worker

@@ -152,6 +152,7 @@ class Worker {
   std::mutex snapshot_mu_;
   nlohmann::json running_snapshot_ = nlohmann::json::array();  // protected by snapshot_mu_
   nlohmann::json gpu_snapshot_ = nlohmann::json::array();      // protected by snapshot_mu_
+  bool draining_snapshot_ = false;                              // protected by snapshot_mu_
 };
 
 }  // namespace scion::worker

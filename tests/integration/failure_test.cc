@@ -1,4 +1,5 @@
 // Crash recovery on real processes: kill -9 of a worker and of the coordinator.
+#include <csignal>
 #include <set>
 #include <thread>
 
@@ -34,6 +35,37 @@ TEST_F(ClusterTest, WorkerKilledMidJobIsRequeuedAndSucceedsElsewhereOnAttemptTwo
     if (w["id"] == first) {
       EXPECT_NE(w["state"], "ready") << "a killed worker must not stay ready";
     }
+}
+
+TEST_F(ClusterTest, DrainingWorkerIsCountedFinishesItsJobAndTakesNoNewOnes) {
+  Cluster& c = Start(2);
+  ASSERT_FALSE(HasFailure());
+  auto first = c.Submit(ShellJob("drained", "sleep 3"));
+  ASSERT_OK(first);
+  auto running = c.WaitState(*first, {"running"}, std::chrono::seconds(30));
+  ASSERT_OK(running);
+  const std::string busy = (*running).value("worker", "");
+  const std::string other = busy == "w1" ? "w2" : "w1";
+  c.worker(busy)->Signal(SIGTERM);  // drain: finish the running job, take no new one
+
+  // The coordinator learns it from the next heartbeat and exports it.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto body = HttpGet("127.0.0.1", c.coordinator_metrics_port(), "/metrics");
+        return body.ok() && body->find("scion_workers{state=\"draining\"} 1") != std::string::npos;
+      },
+      std::chrono::seconds(10)))
+      << "scion_workers{state=\"draining\"} never read 1";
+  auto second = c.Submit(ShellJob("after-drain", "true"));
+  ASSERT_OK(second);
+  auto done = c.WaitState(*second, {"succeeded", "failed"}, std::chrono::seconds(30));
+  ASSERT_OK(done);
+  EXPECT_EQ((*done)["worker"], other) << "a draining worker was given a new job";
+  auto drained = c.WaitState(*first, {"succeeded", "failed"}, std::chrono::seconds(30));
+  ASSERT_OK(drained);
+  EXPECT_EQ((*drained)["state"], "succeeded") << drained->dump();
+  EXPECT_EQ((*drained)["attempt"], 1) << "the drained job should finish where it ran";
+  EXPECT_TRUE(c.worker(busy)->Wait(std::chrono::milliseconds(15000)).has_value()) << "the drained worker did not exit";
 }
 
 TEST_F(ClusterTest, CoordinatorKilledAndRestartedLosesNoAcknowledgedJob) {
