@@ -1,7 +1,9 @@
 #include "worker/artifact_cache.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include "common/sha256.h"
 
@@ -73,6 +75,32 @@ Result<std::string> ArtifactCache::CommitPart(const std::string& sha, uint64_t s
 void ArtifactCache::DropPart(const std::string& sha) {
   std::error_code ec;
   fs::remove(PartPath(sha), ec);
+}
+
+void ArtifactCache::Touch(const std::string& sha) {
+  std::error_code ec;
+  fs::last_write_time(PathFor(sha), fs::file_time_type::clock::now(), ec);
+}
+
+uint64_t ArtifactCache::Evict(const std::set<std::string>& in_use) {
+  if (max_bytes_ == 0) return 0;
+  struct Entry { fs::file_time_type used; uint64_t size; fs::path path; };
+  std::vector<Entry> files;
+  uint64_t total = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir_, ec); !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (!it->is_regular_file(ec) || it->path().parent_path().filename() == "tmp") continue;
+    const uint64_t size = it->file_size(ec);
+    total += size;
+    if (!in_use.count(it->path().filename().string())) files.push_back({it->last_write_time(ec), size, it->path()});
+  }
+  std::sort(files.begin(), files.end(), [](const Entry& a, const Entry& b) { return a.used < b.used; });
+  uint64_t freed = 0;
+  for (const Entry& e : files) {
+    if (total - freed <= max_bytes_) break;
+    if (fs::remove(e.path, ec)) freed += e.size;
+  }
+  return freed;
 }
 
 }  // namespace scion::worker

@@ -68,6 +68,8 @@ const std::vector<Option>& Options() {
        [](WorkerConfig& c, const std::string& v) { return ParseMs("--kill-grace-ms", v, 1, &c.kill_grace); }},
       {"--drain-timeout", nullptr, "seconds running jobs may finish on SIGTERM before requeue (60)",
        [](WorkerConfig& c, const std::string& v) { return ParseMs("--drain-timeout", v, 1000, &c.drain_timeout); }},
+      {"--cache-max-gb", "SCION_WORKER_CACHE_MAX_GB", "artifact cache cap in GiB; least recently used go first; 0: none (50)",
+       [](WorkerConfig& c, const std::string& v) { return ParseInt("--cache-max-gb", v, 0, &c.cache_max_gb); }},
       {"--progress-flush-ms", nullptr, "PROGRESS batching period (100)",
        [](WorkerConfig& c, const std::string& v) {
          SCION_RETURN_IF_ERROR(ParseMs("--progress-flush-ms", v, 1, &c.progress_flush));

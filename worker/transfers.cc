@@ -23,6 +23,7 @@ Transfers::Transfers(ArtifactCache* cache, SendFn send, std::chrono::millisecond
 
 void Transfers::Fetch(const std::string& sha256, uint64_t size, FetchDone done) {
   if (cache_->Has(sha256, size)) {
+    cache_->Touch(sha256);
     done(Status::Ok(), cache_->PathFor(sha256));
     return;
   }

@@ -60,7 +60,8 @@ Status Worker::Init() {
   devices_ = std::move(devices).value();
   if (devices_->from_nvml()) features_.push_back("nvml");
 
-  cache_ = std::make_unique<ArtifactCache>((fs::path(config_.data_dir) / "artifacts").string());
+  cache_ = std::make_unique<ArtifactCache>((fs::path(config_.data_dir) / "artifacts").string(),
+                                           static_cast<uint64_t>(config_.cache_max_gb) << 30);
   SCION_RETURN_IF_ERROR(cache_->Init());
   transfers_ = std::make_unique<Transfers>(cache_.get(), [this](Message m) { link_->Send(std::move(m)); },
                                            config_.transfer_timeout);
@@ -239,11 +240,23 @@ void Worker::OnAssign(const json& b) {
       auto it = jobs_.find(key);
       if (it == jobs_.end() || it->second->serial != serial || it->second->phase != Phase::kFetching) return;
       Job& job = *it->second;
-      if (st.ok()) job.input_paths[name] = path;
-      else if (job.fetch_error.ok()) job.fetch_error = Status::Unavailable("inputs." + name + ": " + st.message());
+      if (st.ok()) {
+        job.input_paths[name] = path;
+        EvictCache();
+      } else if (job.fetch_error.ok()) {
+        job.fetch_error = Status::Unavailable("inputs." + name + ": " + st.message());
+      }
       if (--job.inputs_pending == 0) InputsReady(job);
     });
   }
+}
+
+void Worker::EvictCache() {
+  std::set<std::string> in_use;  // the inputs of every job this worker holds
+  for (const auto& [key, job] : jobs_)
+    for (const auto& [name, path] : job->input_paths) in_use.insert(fs::path(path).filename().string());
+  if (uint64_t freed = cache_->Evict(in_use); freed > 0)
+    LogInfo("artifact cache: evicted " + std::to_string(freed >> 20) + " MiB of least recently used inputs");
 }
 
 void Worker::InputsReady(Job& job) {

@@ -101,6 +101,7 @@ class Worker {
   void Reject(int64_t job_id, int attempt, const std::string& reason);
 
   void InputsReady(Job& job);
+  void EvictCache();
   void StartReading(Job& job);
   void OnReportBytes(Job& job, size_t n);
   void OnRecord(Job& job, const jobs::Record& r);

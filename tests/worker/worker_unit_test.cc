@@ -382,5 +382,43 @@ TEST_F(TransfersTest, UploadOfAMissingFileFails) {
   EXPECT_TRUE(sent_.empty());
 }
 
+using ArtifactCacheTest = TempDir;
+
+// Puts `data` into the cache through the download path and returns its sha256.
+static std::string Put(ArtifactCache& cache, const std::string& data) {
+  const std::string sha = Sha256Hex(data);
+  EXPECT_TRUE(cache.BeginPart(sha).ok());
+  EXPECT_TRUE(cache.AppendPart(sha, 0, data).ok());
+  EXPECT_TRUE(cache.CommitPart(sha, data.size()).ok());
+  return sha;
+}
+
+TEST_F(ArtifactCacheTest, EvictsLeastRecentlyUsedFilesNotInUseUntilUnderTheCap) {
+  ArtifactCache cache((dir_ / "artifacts").string(), 2500);  // room for two 1000-byte files
+  ASSERT_TRUE(cache.Init().ok());
+  const std::string a = Put(cache, std::string(1000, 'a'));
+  const std::string b = Put(cache, std::string(1000, 'b'));
+  const std::string c = Put(cache, std::string(1000, 'c'));
+  // Oldest first: a, then b, then c; a was used again last, and b is an input of a running job.
+  const auto now = fs::file_time_type::clock::now();
+  fs::last_write_time(cache.PathFor(a), now - std::chrono::hours(3));
+  fs::last_write_time(cache.PathFor(b), now - std::chrono::hours(2));
+  fs::last_write_time(cache.PathFor(c), now - std::chrono::hours(1));
+  cache.Touch(a);
+  EXPECT_EQ(cache.Evict({b}), 1000u);  // c goes: the least recently used one not in use
+  EXPECT_TRUE(cache.Has(a, 1000));
+  EXPECT_TRUE(cache.Has(b, 1000));
+  EXPECT_FALSE(cache.Has(c, 1000));
+  EXPECT_EQ(cache.Evict({}), 0u);  // under the cap now
+
+  // Everything in use: over the cap, but nothing may go.
+  const std::string d = Put(cache, std::string(1000, 'd'));
+  EXPECT_EQ(cache.Evict({a, b, d}), 0u);
+  EXPECT_TRUE(cache.Has(a, 1000) && cache.Has(b, 1000) && cache.Has(d, 1000));
+
+  ArtifactCache uncapped((dir_ / "artifacts").string());
+  EXPECT_EQ(uncapped.Evict({}), 0u);
+}
+
 }  // namespace
 }  // namespace scion::worker
