@@ -16,8 +16,11 @@ static bool IsOffset(const nlohmann::json& j) {
   return j.is_number_unsigned() || (j.is_number_integer() && j.get<int64_t>() >= 0);
 }
 
-Transfers::Transfers(ArtifactCache* cache, SendFn send, std::chrono::milliseconds timeout, int max_resends)
-    : cache_(cache), send_(std::move(send)), timeout_(timeout), max_resends_(max_resends) {}
+Transfers::Transfers(ArtifactCache* cache, SendFn send, std::chrono::milliseconds timeout, int max_resends,
+                     Offload offload)
+    : cache_(cache), send_(std::move(send)), timeout_(timeout), max_resends_(max_resends), offload_(std::move(offload)) {
+  if (!offload_) offload_ = [](Work work, std::function<void(Result<std::string>)> then) { then(work()); };
+}
 
 // ---- downloads ------------------------------------------------------------------------------
 
@@ -39,16 +42,12 @@ void Transfers::StartNextDownload() {
     auto [sha, size] = download_queue_.front();
     download_queue_.pop_front();
     if (Status st = cache_->BeginPart(sha); !st.ok()) {
-      download_ = Download{sha, size, 0, 0, Clock::now()};
+      download_ = Download{sha, size, 0, 0, false, Clock::now()};
       FinishDownload(st, "");
       continue;
     }
-    download_ = Download{sha, size, 0, 0, Clock::now()};
-    if (size == 0) {
-      auto path = cache_->CommitPart(sha, 0);
-      FinishDownload(path.ok() ? Status::Ok() : path.status(), path.ok() ? *path : "");
-      continue;
-    }
+    download_ = Download{sha, size, 0, 0, false, Clock::now()};
+    if (size == 0) return Commit();
     RequestChunk();
   }
 }
@@ -59,6 +58,15 @@ void Transfers::RequestChunk() {
   send_(Message{Command::kArtifactGet,
                 {{"sha256", download_->sha}, {"offset", download_->offset}, {"length", length}},
                 {}});
+}
+
+// Hashes the complete part file and moves it into the cache, off the loop.
+void Transfers::Commit() {
+  download_->committing = true;
+  offload_([cache = cache_, sha = download_->sha, size = download_->size] { return cache->CommitPart(sha, size); },
+           [this](Result<std::string> path) {
+             FinishDownload(path.ok() ? Status::Ok() : path.status(), path.ok() ? *path : "");
+           });
 }
 
 void Transfers::FinishDownload(Status st, const std::string& path) {
@@ -72,7 +80,7 @@ void Transfers::FinishDownload(Status st, const std::string& path) {
 }
 
 void Transfers::OnChunk(const Message& m) {
-  if (!download_) return;  // a late duplicate after a resend
+  if (!download_ || download_->committing) return;  // a late duplicate after a resend
   const auto& b = m.body;
   if (b.contains("error")) {
     // An error may come without a sha256; with one download in flight it can only be ours.
@@ -102,8 +110,7 @@ void Transfers::OnChunk(const Message& m) {
     RequestChunk();
     return;
   }
-  auto path = cache_->CommitPart(download_->sha, download_->size);
-  FinishDownload(path.ok() ? Status::Ok() : path.status(), path.ok() ? *path : "");
+  Commit();
 }
 
 // ---- uploads --------------------------------------------------------------------------------
@@ -126,14 +133,13 @@ void Transfers::StartNextUpload() {
       FinishUpload(Status::NotFound(upload_->path + ": not a readable file"));
       continue;
     }
-    // Hashing blocks the loop; outputs are checkpoints and tables, hashed at hundreds of MB/s.
-    auto sha = Sha256File(upload_->path);
-    if (!sha.ok()) {
-      FinishUpload(sha.status());
-      continue;
-    }
-    upload_->sha = *sha;
-    SendUploadChunk();
+    upload_->hashing = true;
+    offload_([path = upload_->path] { return Sha256File(path); }, [this](Result<std::string> sha) {
+      upload_->hashing = false;
+      if (!sha.ok()) return FinishUpload(sha.status());
+      upload_->sha = *sha;
+      SendUploadChunk();
+    });
   }
 }
 
@@ -160,7 +166,7 @@ void Transfers::FinishUpload(Status st) {
 }
 
 void Transfers::OnPutAck(const Message& m) {
-  if (!upload_) return;
+  if (!upload_ || upload_->hashing) return;
   const auto& b = m.body;
   if (b.contains("sha256") && b["sha256"] != upload_->sha) return;
   if (b.contains("error")) {
@@ -194,7 +200,7 @@ void Transfers::OnPutAck(const Message& m) {
 }
 
 void Transfers::Tick(Clock::time_point now) {
-  if (download_ && now - download_->sent > timeout_) {
+  if (download_ && !download_->committing && now - download_->sent > timeout_) {
     if (++download_->resends > max_resends_) {
       FinishDownload(Status::Unavailable("artifact " + download_->sha + ": coordinator did not answer"), "");
     } else {
@@ -202,7 +208,7 @@ void Transfers::Tick(Clock::time_point now) {
       RequestChunk();
     }
   }
-  if (upload_ && now - upload_->sent > timeout_) {
+  if (upload_ && !upload_->hashing && now - upload_->sent > timeout_) {
     if (++upload_->resends > max_resends_) {
       FinishUpload(Status::Unavailable("upload of " + upload_->path + ": coordinator did not answer"));
     } else {

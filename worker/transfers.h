@@ -2,7 +2,8 @@
 // cache (sha256 checked) and chunked ARTIFACT_PUT of job outputs. One download and one upload are
 // in flight at a time (stop-and-wait, kArtifactChunkBytes per chunk): replies are matched by sha256
 // and offset, and an unanswered request is resent after a timeout (the coordinator may have
-// restarted). Single-threaded: call everything from the worker's event loop.
+// restarted). Single-threaded: call everything from the worker's event loop; hashing (a checkpoint
+// may be gigabytes) is handed to an Offload that runs it elsewhere and resumes on the loop.
 #pragma once
 
 #include <chrono>
@@ -27,8 +28,13 @@ class Transfers {
   // Fetch: the cached path. Upload: sha256 and size of what was stored.
   using FetchDone = std::function<void(Status, const std::string& path)>;
   using UploadDone = std::function<void(Status, const std::string& sha256, uint64_t size)>;
+  // Runs `work` off the caller's thread, then `then` with its result back on the caller's loop.
+  // Unset: both run inline.
+  using Work = std::function<Result<std::string>()>;
+  using Offload = std::function<void(Work work, std::function<void(Result<std::string>)> then)>;
 
-  Transfers(ArtifactCache* cache, SendFn send, std::chrono::milliseconds timeout, int max_resends = 30);
+  Transfers(ArtifactCache* cache, SendFn send, std::chrono::milliseconds timeout, int max_resends = 30,
+            Offload offload = {});
 
   // Calls done at once when the artifact is already cached.
   void Fetch(const std::string& sha256, uint64_t size, FetchDone done);
@@ -49,12 +55,14 @@ class Transfers {
     uint64_t size = 0;
     uint64_t offset = 0;
     int resends = 0;
+    bool committing = false;  // hashing the complete file off the loop
     Clock::time_point sent;
   };
   struct Up {
     std::string path, sha;
     uint64_t size = 0, offset = 0, chunk = 0;
     int resends = 0;
+    bool hashing = false;     // hashing the file off the loop before the first chunk
     Clock::time_point sent;
     UploadDone done;
   };
@@ -64,11 +72,13 @@ class Transfers {
   void StartNextUpload();
   void SendUploadChunk();
   void FinishUpload(Status st);
+  void Commit();
 
   ArtifactCache* cache_;
   SendFn send_;
   std::chrono::milliseconds timeout_;
   int max_resends_;
+  Offload offload_;
   std::map<std::string, std::vector<FetchDone>> waiters_;  // sha -> callers
   std::deque<std::pair<std::string, uint64_t>> download_queue_;
   std::optional<Download> download_;

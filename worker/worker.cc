@@ -63,8 +63,15 @@ Status Worker::Init() {
   cache_ = std::make_unique<ArtifactCache>((fs::path(config_.data_dir) / "artifacts").string(),
                                            static_cast<uint64_t>(config_.cache_max_gb) << 30);
   SCION_RETURN_IF_ERROR(cache_->Init());
+  // Hashes run on hash_pool_ and resume on the event loop, which keeps reaping and reporting.
+  auto offload = [this](Transfers::Work work, std::function<void(Result<std::string>)> then) {
+    boost::asio::post(hash_pool_, [this, work = std::move(work), then = std::move(then)]() mutable {
+      auto result = std::make_shared<Result<std::string>>(work());
+      boost::asio::post(io_, [then = std::move(then), result] { then(std::move(*result)); });
+    });
+  };
   transfers_ = std::make_unique<Transfers>(cache_.get(), [this](Message m) { link_->Send(std::move(m)); },
-                                           config_.transfer_timeout);
+                                           config_.transfer_timeout, 30, offload);
 
   auto metrics = WorkerMetrics::Create(config_.metrics_addr, id_);
   if (!metrics.ok()) return metrics.status();

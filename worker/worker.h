@@ -136,6 +136,7 @@ class Worker {
   std::unique_ptr<Devices> devices_;
   std::unique_ptr<ArtifactCache> cache_;
   std::unique_ptr<Transfers> transfers_;
+  boost::asio::thread_pool hash_pool_{1};  // declared after cache_ and io_: joined before they go
   std::unique_ptr<HealthServer> health_;
   std::unique_ptr<WorkerMetrics> metrics_;
   std::unique_ptr<Link> link_;

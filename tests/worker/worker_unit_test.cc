@@ -382,6 +382,50 @@ TEST_F(TransfersTest, UploadOfAMissingFileFails) {
   EXPECT_TRUE(sent_.empty());
 }
 
+// Hashing runs off the loop: until the offloaded hash returns, nothing is sent or resent, and
+// late chunks are ignored; then the transfer goes on where it stopped.
+TEST_F(TransfersTest, HashingIsOffloadedAndNothingIsResentMeanwhile) {
+  std::vector<std::pair<Transfers::Work, std::function<void(Result<std::string>)>>> pending;
+  Transfers t(cache_.get(), [this](proto::Message m) { sent_.push_back(std::move(m)); }, 100ms, 2,
+              [&](Transfers::Work w, std::function<void(Result<std::string>)> then) {
+                pending.emplace_back(std::move(w), std::move(then));
+              });
+  const std::string data(1000, 'u');
+  const fs::path file = dir_ / "out.bin";
+  std::ofstream(file, std::ios::binary) << data;
+  std::string stored;
+  t.Upload(file.string(), [&](Status st, const std::string& sha, uint64_t) { ASSERT_TRUE(st.ok()); stored = sha; });
+  ASSERT_EQ(pending.size(), 1u);
+  t.Tick(std::chrono::steady_clock::now() + std::chrono::hours(1));
+  EXPECT_TRUE(sent_.empty()) << "an upload was sent or resent before its hash was known";
+  auto [work, then] = std::move(pending.back());
+  pending.clear();
+  then(work());
+  ASSERT_EQ(sent_.size(), 1u);
+  EXPECT_EQ(sent_[0].command, proto::Command::kArtifactPut);
+  EXPECT_EQ(sent_[0].body["sha256"], Sha256Hex(data));
+  sent_.clear();
+  t.OnPutAck({proto::Command::kArtifactPutAck, {{"sha256", Sha256Hex(data)}, {"offset", 0}, {"complete", true}}, {}});
+  EXPECT_EQ(stored, Sha256Hex(data));
+
+  // A download: the last chunk hands the commit (hash + rename) off; the caller hears after it.
+  const std::string sha = Sha256Hex(data);
+  std::string path;
+  t.Fetch(sha, data.size(), [&](Status st, const std::string& p) { ASSERT_TRUE(st.ok()) << st.ToString(); path = p; });
+  ASSERT_EQ(sent_.size(), 1u);
+  sent_.clear();
+  t.OnChunk({proto::Command::kArtifactChunk, {{"sha256", sha}, {"offset", 0}, {"size", data.size()}}, data});
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_TRUE(path.empty());
+  t.OnChunk({proto::Command::kArtifactChunk, {{"sha256", sha}, {"offset", 0}, {"size", data.size()}}, data});
+  t.Tick(std::chrono::steady_clock::now() + std::chrono::hours(1));
+  EXPECT_TRUE(sent_.empty()) << "a chunk was requested again while the download was being committed";
+  auto [cwork, cthen] = std::move(pending.back());
+  cthen(cwork());
+  EXPECT_EQ(path, cache_->PathFor(sha));
+  EXPECT_TRUE(cache_->Has(sha, data.size()));
+}
+
 using ArtifactCacheTest = TempDir;
 
 // Puts `data` into the cache through the download path and returns its sha256.
