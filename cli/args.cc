@@ -38,6 +38,8 @@ const std::vector<CommandSpec>& Commands() {
       {"search ls", "search ls [--state S] [-o json]   list searches", {"state"}, {}, 0, 0},
       {"search show", "search show <search> [--plot out.svg] [-o json]   trials, best, Pareto front", {"plot"}, {}, 1, 1},
       {"search stop", "search stop <search>   stop a search and cancel its running trials", {}, {}, 1, 1},
+      {"keygen", "keygen <file>   write a CurveZMQ key pair to <file> (mode 0600) and its public half to <file>.pub",
+       {}, {}, 1, 1},
   };
   return table;
 }
@@ -62,7 +64,9 @@ std::string Usage(const std::string& command) {
   if (const CommandSpec* c = Find(command)) return std::string("usage: scion ") + c->synopsis + "\n";
   std::string out =
       "usage: scion [--addr tcp://HOST:PORT] [--timeout SECONDS] <command> [args]\n"
-      "The coordinator address comes from --addr, else $SCION_ADDR, else " + std::string(kDefaultAddr) + ".\n\n"
+      "The coordinator address comes from --addr, else $SCION_ADDR, else " + std::string(kDefaultAddr) + ".\n"
+      "With CURVE on, $SCION_CURVE_SECRET_FILE names this client's key file and $SCION_CURVE_SERVER_KEY the\n"
+      "coordinator's public key file.\n\n"
       "commands:\n";
   for (const auto& c : Commands()) out += std::string("  ") + c.synopsis + "\n";
   out += "\nexit status: 0 success, 1 error or job not successful, 2 usage error, 3 coordinator unreachable\n";

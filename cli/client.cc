@@ -7,12 +7,13 @@ namespace scion::cli {
 
 using Clock = std::chrono::steady_clock;
 
-Client::Client(std::string addr, std::chrono::milliseconds timeout)
+Client::Client(std::string addr, std::chrono::milliseconds timeout, const CurveKeys& mine, const std::string& server_key)
     : addr_(std::move(addr)), timeout_(timeout), ctx_(std::make_unique<zmq::context_t>(1)) {
   try {
     sock_ = std::make_unique<zmq::socket_t>(*ctx_, zmq::socket_type::dealer);
     // Exit promptly even when the coordinator never took our request.
     sock_->set(zmq::sockopt::linger, 0);
+    if (!server_key.empty()) MakeCurveClient(*sock_, mine, server_key);
     sock_->connect(addr_);
   } catch (const zmq::error_t& e) {
     connect_error_ = std::string("invalid coordinator address '") + addr_ + "': " + e.what();

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/curve.h"
 #include "common/protocol.h"
 #include "common/status.h"
 
@@ -22,8 +23,10 @@ namespace scion::cli {
 
 class Client {
  public:
-  // Connects lazily (ZeroMQ connects in the background); `timeout` bounds each call.
-  Client(std::string addr, std::chrono::milliseconds timeout);
+  // Connects lazily (ZeroMQ connects in the background); `timeout` bounds each call. With
+  // `server_key` (the coordinator's public key, Z85) the connection is CURVE with `mine`.
+  Client(std::string addr, std::chrono::milliseconds timeout, const CurveKeys& mine = {},
+         const std::string& server_key = "");
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;

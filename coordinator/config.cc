@@ -95,6 +95,9 @@ Status Validate(const Config& c) {
   if (c.max_batch < 1) return Status::InvalidArgument("--max-batch: must be >= 1");
   if (c.malformed_limit < 1) return Status::InvalidArgument("--malformed-limit: must be >= 1");
   if (c.data_dir.empty()) return Status::InvalidArgument("--data-dir: must not be empty");
+  if (c.curve_secret_file.empty() != c.worker_keys.empty() || c.curve_secret_file.empty() != c.client_keys.empty())
+    return Status::InvalidArgument(
+        "--curve-secret-file, --worker-keys and --client-keys: give all three (CURVE on) or none (plain, bind loopback)");
   if (c.metrics_addr.find(':') == std::string::npos)
     return Status::InvalidArgument("--metrics-addr: want host:port, got '" + c.metrics_addr + "'");
   return Status::Ok();

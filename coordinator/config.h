@@ -25,6 +25,9 @@ namespace scion::coord {
   X(int64_t, cpu_slots, 0, "concurrent CPU jobs per worker (0 = the worker's cpu_cores, min 1)")      \
   X(int64_t, max_batch, 4096, "most messages applied in one group-commit transaction")                \
   X(int64_t, malformed_limit, 10, "malformed messages from a worker before it gets DISCONNECT")       \
+  X(std::string, curve_secret_file, "", "CurveZMQ key file of the coordinator (scion keygen); on: both sockets") \
+  X(std::string, worker_keys, "", "allow-list of worker public keys (needed with --curve-secret-file)")   \
+  X(std::string, client_keys, "", "allow-list of client public keys (needed with --curve-secret-file)")   \
   X(std::string, log_level, "info", "debug, info, warn or error")
 
 struct Config {

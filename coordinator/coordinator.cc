@@ -45,6 +45,33 @@ Result<std::string> BindRouter(zmq::socket_t& sock, const std::string& addr, boo
 
 }  // namespace
 
+// CURVE when configured: the coordinator's key pair on both sockets, and a ZAP handler admitting
+// the allow-listed workers on one and clients on the other.
+Status Coordinator::SetUpCurve() {
+  if (config_.curve_secret_file.empty()) return Status::Ok();
+  auto keys = ReadCurveKeyFile(config_.curve_secret_file, /*need_secret=*/true);
+  if (!keys.ok()) return Status::InvalidArgument("--curve-secret-file: " + keys.status().message());
+  auto workers = ReadAllowList(config_.worker_keys);
+  if (!workers.ok()) return Status::InvalidArgument("--worker-keys: " + workers.status().message());
+  auto clients = ReadAllowList(config_.client_keys);
+  if (!clients.ok()) return Status::InvalidArgument("--client-keys: " + clients.status().message());
+  const size_t nw = workers->size(), nc = clients->size();
+  auto zap = ZapHandler::Start(context_, {{"workers", std::move(*workers)}, {"clients", std::move(*clients)}},
+                               [this](const std::string& domain, bool admitted) {
+                                 if (!admitted) metrics_.AuthDenied(domain);
+                               });
+  if (!zap.ok()) return zap.status();
+  zap_ = std::move(*zap);
+  try {
+    MakeCurveServer(worker_socket_, *keys, "workers");
+    MakeCurveServer(client_socket_, *keys, "clients");
+  } catch (const zmq::error_t& e) {
+    return Status::FailedPrecondition(std::string("CURVE: ") + e.what());
+  }
+  SCION_LOG(kInfo) << "CURVE on: " << nw << " worker keys, " << nc << " client keys allowed";
+  return Status::Ok();
+}
+
 KindCatalog DefaultKindCatalog() {
   KindCatalog catalog;
   for (const jobs::Kind& k : jobs::AllKinds()) catalog[k.name] = k.validate;
@@ -84,6 +111,7 @@ Status Coordinator::Open() {
   SCION_LOG(kInfo) << "store " << config_.data_dir << "/scion.db schema v" << store_->schema_version() << ": "
                    << jobs_.size() << " jobs loaded in " << load_s << " s, " << ready_.size() << " queued";
 
+  SCION_RETURN_IF_ERROR(SetUpCurve());
   auto w = BindRouter(worker_socket_, config_.worker_addr, /*handover=*/true);
   if (!w.ok()) return Status::Unavailable("--worker-addr: " + w.status().message());
   worker_endpoint_ = *w;

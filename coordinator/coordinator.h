@@ -22,6 +22,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "common/curve.h"
 #include "common/protocol.h"
 #include "common/spec.h"
 #include "common/status.h"
@@ -86,6 +87,7 @@ class Coordinator {
   Coordinator(const Config& config, KindCatalog kinds);
   Status Open();
   Status LoadJobs();
+  Status SetUpCurve();
 
   // ---- loop & transport (coordinator.cc) ----
   void DrainSockets();
@@ -158,6 +160,7 @@ class Coordinator {
   zmq::context_t context_;
   zmq::socket_t worker_socket_;
   zmq::socket_t client_socket_;
+  std::unique_ptr<ZapHandler> zap_;  // CURVE on: vets peers of both sockets; before them in teardown
   std::string worker_endpoint_, client_endpoint_;
   Status fatal_;
 

@@ -83,6 +83,12 @@ CoordinatorMetrics::CoordinatorMetrics() : registry_(std::make_shared<prometheus
                         .Register(*registry_);
   malformed_worker_ = &malformed.Add({{"socket", "worker"}});
   malformed_client_ = &malformed.Add({{"socket", "client"}});
+  auto& denied = prometheus::BuildCounter()
+                     .Name("scion_auth_denied_total")
+                     .Help("CURVE handshakes refused by the ZAP handler (key not on the allow-list), by socket")
+                     .Register(*registry_);
+  auth_denied_worker_ = &denied.Add({{"socket", "worker"}});
+  auth_denied_client_ = &denied.Add({{"socket", "client"}});
   commit_seconds_ = &prometheus::BuildHistogram()
                          .Name("scion_sqlite_commit_seconds")
                          .Help("Duration of one group-commit transaction's COMMIT")
@@ -131,6 +137,9 @@ void CoordinatorMetrics::SetWorkers(int ready, int lost, int draining) {
 void CoordinatorMetrics::HeartbeatMissed() { heartbeats_missed_->Increment(); }
 void CoordinatorMetrics::Malformed(bool worker_socket) {
   (worker_socket ? malformed_worker_ : malformed_client_)->Increment();
+}
+void CoordinatorMetrics::AuthDenied(const std::string& domain) {
+  (domain == "workers" ? auth_denied_worker_ : auth_denied_client_)->Increment();
 }
 void CoordinatorMetrics::CommitSeconds(double s) { commit_seconds_->Observe(s); }
 void CoordinatorMetrics::ArtifactBytes(bool upload, double bytes) {

@@ -39,6 +39,7 @@ class CoordinatorMetrics {
   void SetWorkers(int ready, int lost, int draining);
   void HeartbeatMissed();
   void Malformed(bool worker_socket);
+  void AuthDenied(const std::string& domain);  // thread-safe (called by the ZAP thread)
   void CommitSeconds(double seconds);
   void ArtifactBytes(bool upload, double bytes);
 
@@ -61,6 +62,8 @@ class CoordinatorMetrics {
   prometheus::Counter* heartbeats_missed_;
   prometheus::Counter* malformed_worker_;
   prometheus::Counter* malformed_client_;
+  prometheus::Counter* auth_denied_worker_;
+  prometheus::Counter* auth_denied_client_;
   prometheus::Histogram* commit_seconds_;
   prometheus::Counter* artifact_in_;
   prometheus::Counter* artifact_out_;

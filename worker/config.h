@@ -29,6 +29,8 @@ struct WorkerConfig {
   std::chrono::milliseconds progress_flush{100};   // PROGRESS batching period
   size_t progress_batch = 256;                     // ... or this many items, whichever first
   std::chrono::milliseconds transfer_timeout{10000};  // resend an artifact request unanswered this long
+  std::string curve_secret_file;  // this worker's CurveZMQ key file (scion keygen); with curve_server_key
+  std::string curve_server_key;   // the coordinator's public key file (<its key file>.pub)
   int cache_max_gb = 50;     // artifact cache cap; least recently used inputs not in use go first; 0: no cap
   std::string health_addr;   // host:port for /healthz and /readyz; empty: off
   std::string metrics_addr;  // host:port for Prometheus /metrics; empty: off; port 0: ephemeral

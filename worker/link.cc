@@ -65,6 +65,7 @@ std::unique_ptr<zmq::socket_t> Connect(zmq::context_t& ctx, const LinkOptions& o
   s->set(zmq::sockopt::linger, 0);  // a dropped connection's queue is stale: RESULTs are resent anyway
   s->set(zmq::sockopt::sndhwm, 100000);
   s->set(zmq::sockopt::rcvhwm, 100000);
+  if (!o.curve_server_key.empty()) MakeCurveClient(*s, o.curve, o.curve_server_key);
   s->connect(o.endpoint);
   return s;
 }

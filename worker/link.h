@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 
+#include "common/curve.h"
 #include "common/protocol.h"
 #include "common/status.h"
 
@@ -24,6 +25,8 @@ struct LinkOptions {
   int liveness = proto::kLiveness;
   std::chrono::milliseconds reconnect_initial{proto::kReconnectInitial};
   std::chrono::milliseconds reconnect_max{proto::kReconnectMax};
+  CurveKeys curve;               // this worker's key pair; empty: plain TCP
+  std::string curve_server_key;  // the coordinator's public key (Z85)
 };
 
 struct LinkCallbacks {

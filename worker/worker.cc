@@ -63,6 +63,16 @@ Status Worker::Init() {
   cache_ = std::make_unique<ArtifactCache>((fs::path(config_.data_dir) / "artifacts").string(),
                                            static_cast<uint64_t>(config_.cache_max_gb) << 30);
   SCION_RETURN_IF_ERROR(cache_->Init());
+  if (config_.curve_secret_file.empty() != config_.curve_server_key.empty())
+    return Status::InvalidArgument("--curve-secret-file and --curve-server-key: give both (CURVE on) or neither");
+  if (!config_.curve_secret_file.empty()) {
+    auto mine = ReadCurveKeyFile(config_.curve_secret_file, /*need_secret=*/true);
+    if (!mine.ok()) return Status::InvalidArgument("--curve-secret-file: " + mine.status().message());
+    auto server = ReadCurveKeyFile(config_.curve_server_key, /*need_secret=*/false);
+    if (!server.ok()) return Status::InvalidArgument("--curve-server-key: " + server.status().message());
+    curve_keys_ = *mine;
+    curve_server_key_ = server->public_key;
+  }
   // Hashes run on hash_pool_ and resume on the event loop, which keeps reaping and reporting.
   auto offload = [this](Transfers::Work work, std::function<void(Result<std::string>)> then) {
     boost::asio::post(hash_pool_, [this, work = std::move(work), then = std::move(then)]() mutable {
@@ -102,7 +112,7 @@ Status Worker::Init() {
 
 int Worker::Run() {
   LinkOptions lo{config_.coordinator, id_, config_.heartbeat, config_.liveness, config_.reconnect_initial,
-                 config_.reconnect_max};
+                 config_.reconnect_max, curve_keys_, curve_server_key_};
   LinkCallbacks cb;
   cb.on_message = [this](Message m) { asio::post(io_, [this, m = std::move(m)]() mutable { OnMessage(std::move(m)); }); };
   cb.ready_body = [this] { return ReadyBody(); };

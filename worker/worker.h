@@ -128,6 +128,8 @@ class Worker {
   std::string job_binary_;
   int cpu_cores_ = 1;
   std::vector<std::string> features_;
+  CurveKeys curve_keys_;          // empty unless CURVE is configured
+  std::string curve_server_key_;
 
   // Event-loop state.
   boost::asio::io_context io_;

@@ -270,7 +270,7 @@ Status Cluster::StopCoordinator() {
   return Status::Ok();
 }
 
-Status Cluster::StartWorker(const std::string& id) {
+Status Cluster::StartWorker(const std::string& id, milliseconds ready_within) {
   if (auto it = workers_.find(id); it != workers_.end()) {
     if (it->second->Running()) return Status::FailedPrecondition("worker " + id + " already running");
     old_logs_.push_back(it->second->Log());
@@ -287,6 +287,8 @@ Status Cluster::StartWorker(const std::string& id) {
       "--liveness=" + std::to_string(options_.liveness),
       "--metrics-addr=127.0.0.1:" + std::to_string(worker_metrics_ports_[id]),
   };
+  if (auto it = options_.extra_worker_flags.find(id); it != options_.extra_worker_flags.end())
+    argv.insert(argv.end(), it->second.begin(), it->second.end());
   auto p = Process::Spawn(argv, root() + "/worker-" + id + ".log");
   if (!p.ok()) return p.status();
   workers_[id] = std::move(*p);
@@ -300,9 +302,9 @@ Status Cluster::StartWorker(const std::string& id) {
           if (x.value("id", "") == id && x.value("state", "") == "ready") return true;
         return false;
       },
-      milliseconds(15000));
+      ready_within);
   if (!w->Running()) return Status::Internal("scion-worker " + id + " exited at start");
-  if (!ready) return Status::Unavailable("worker " + id + " was not listed ready within 15 s");
+  if (!ready) return Status::Unavailable("worker " + id + " was not listed ready within " + std::to_string(ready_within.count()) + " ms");
   return Status::Ok();
 }
 
@@ -318,7 +320,7 @@ Status Cluster::StopWorker(const std::string& id) {
 }
 
 Result<nlohmann::json> Cluster::Call(const std::string& op, nlohmann::json fields, milliseconds timeout) {
-  cli::Client c(client_addr(), timeout);
+  cli::Client c(client_addr(), timeout, options_.client_curve, options_.curve_server_key);
   return c.Call(op, std::move(fields));
 }
 

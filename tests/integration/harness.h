@@ -17,6 +17,7 @@
 
 #include "cli/client.h"
 #include "common/free_port.h"
+#include "common/curve.h"
 #include "common/status.h"
 
 namespace scion::testing {
@@ -87,6 +88,9 @@ struct ClusterOptions {
   int liveness = 3;
   int cpu_slots = 0;            // per worker; 0: the coordinator's default
   std::vector<std::string> extra_coordinator_flags;
+  std::map<std::string, std::vector<std::string>> extra_worker_flags;  // by worker id
+  CurveKeys client_curve;             // the test's own client key pair when CURVE is on
+  std::string curve_server_key;       // the coordinator's public key (Z85); empty: plain
 };
 
 // A coordinator and its workers on loopback, each with a data dir under one TempDir.
@@ -102,7 +106,7 @@ class Cluster {
   void KillCoordinator();              // kill -9
   Status StopCoordinator();            // SIGTERM; error when it does not exit in 10 s
   // Starts worker `id` (data dir <root>/worker-<id>) and waits until the coordinator lists it ready.
-  Status StartWorker(const std::string& id);
+  Status StartWorker(const std::string& id, milliseconds ready_within = milliseconds(15000));
   void KillWorker(const std::string& id);  // kill -9
   Status StopWorker(const std::string& id);
   Process* worker(const std::string& id) { return workers_.count(id) ? workers_[id].get() : nullptr; }
