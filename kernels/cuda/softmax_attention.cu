@@ -10,7 +10,9 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <string>
 #include <utility>
 
@@ -42,19 +44,37 @@ MaskArgs ToArgs(const Mask& m) {
   return a;
 }
 
+// Heads per group of OrderedTile: as many as keep `bytes_per_head` of streamed K/V (or Q/dO) within
+// 16 MiB, a third of the H100's L2, so the CTAs running together hit L2 for their heads' tiles.
+int HeadGroup(int64_t heads, int64_t bytes_per_head) {
+  constexpr int64_t kL2Budget = int64_t{16} << 20;
+  static const int forced = std::getenv("SCION_SOFTMAX_GROUP") ? std::atoi(std::getenv("SCION_SOFTMAX_GROUP")) : 0;  // TUNING-SWEEP
+  if (forced > 0) return static_cast<int>(std::min<int64_t>(forced, heads));
+  return static_cast<int>(std::max<int64_t>(1, std::min(heads, kL2Budget / std::max<int64_t>(1, bytes_per_head))));
+}
+
+template <int D, int kMT, int kWarps, int kBN, bool kQInRegs, bool kFoldScale>
+Status LaunchForwardAs(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o, float* lse,
+                       const MaskArgs& m, float scale, int group) {
+  constexpr int kBM = 16 * kMT * kWarps;
+  constexpr size_t smem = (kBM + 4 * kBN) * (D + 8) * sizeof(bf16);
+  auto kernel = ForwardKernel<D, kMT, kWarps, kBN, kQInRegs, kFoldScale>;
+  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (attr != cudaSuccess) return Status::Internal(std::string("AttentionForward: smem attribute: ") + cudaGetErrorString(attr));
+  const int64_t heads = d.B * d.H, ctas = heads * ((d.N + kBM - 1) / kBM);
+  if (ctas > 0x7fffffff) return Status::InvalidArgument("AttentionForward: B·H·N too large for one grid");
+  kernel<<<static_cast<unsigned>(ctas), kWarps * 32, smem, static_cast<cudaStream_t>(l.stream)>>>(
+      static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v), static_cast<bf16*>(o), lse,
+      d.N, heads, group, m, scale * kLog2e);
+  return LastError("AttentionForward launch");
+}
+
 template <int D, int kMT, int kWarps, int kBN, bool kQInRegs>
 Status LaunchForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o, float* lse,
                      const MaskArgs& m, float scale) {
-  constexpr int kBM = 16 * kMT * kWarps;
-  constexpr size_t smem = (kBM + 4 * kBN) * (D + 8) * sizeof(bf16);
-  auto kernel = ForwardKernel<D, kMT, kWarps, kBN, kQInRegs>;
-  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  if (attr != cudaSuccess) return Status::Internal(std::string("AttentionForward: smem attribute: ") + cudaGetErrorString(attr));
-  const dim3 grid(static_cast<unsigned>((d.N + kBM - 1) / kBM), static_cast<unsigned>(d.B * d.H));
-  kernel<<<grid, kWarps * 32, smem, static_cast<cudaStream_t>(l.stream)>>>(
-      static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v), static_cast<bf16*>(o), lse,
-      d.N, m, scale * kLog2e);
-  return LastError("AttentionForward launch");
+  const int group = HeadGroup(d.B * d.H, d.N * D * 2 * static_cast<int64_t>(sizeof(bf16)));
+  if (scale > 0.f) return LaunchForwardAs<D, kMT, kWarps, kBN, kQInRegs, true>(l, d, q, k, v, o, lse, m, scale, group);
+  return LaunchForwardAs<D, kMT, kWarps, kBN, kQInRegs, false>(l, d, q, k, v, o, lse, m, scale, group);
 }
 
 template <int D>
@@ -70,6 +90,16 @@ Status ForwardForD(const Launch& l, AttnDims d, const void* q, const void* k, co
   const bool narrow_window = m.window > 0 && m.window < 1024;
   if (m.block_size % 128 != 0 || narrow_window) {
     return LaunchForward<D, 1, 4, 64, true>(l, d, q, k, v, o, lse, m, scale);
+  }
+  if constexpr (D == 64) {  // TUNING-SWEEP (temporary)
+    static const std::string variant = std::getenv("SCION_SOFTMAX_FWD") ? std::getenv("SCION_SOFTMAX_FWD") : "";
+    const int group = HeadGroup(d.B * d.H, d.N * D * 4);
+    if (variant == "1x8x64") return LaunchForward<D, 1, 8, 64, true>(l, d, q, k, v, o, lse, m, scale);
+    if (variant == "2x4x128s") return LaunchForward<D, 2, 4, 128, false>(l, d, q, k, v, o, lse, m, scale);
+    if (variant == "1x8x128") return LaunchForward<D, 1, 8, 128, true>(l, d, q, k, v, o, lse, m, scale);
+    if (variant == "1x4x128") return LaunchForward<D, 1, 4, 128, true>(l, d, q, k, v, o, lse, m, scale);
+    if (variant == "nofold") return LaunchForwardAs<D, 2, 4, 64, true, false>(l, d, q, k, v, o, lse, m, scale, group);
+    if (variant == "1x4x64") return LaunchForward<D, 1, 4, 64, true>(l, d, q, k, v, o, lse, m, scale);
   }
   if constexpr (D == 128) {
     return LaunchForward<D, 1, 8, 64, true>(l, d, q, k, v, o, lse, m, scale);
@@ -89,11 +119,14 @@ Status LaunchBackward(cudaStream_t stream, AttnDims d, const void* q, const void
   if (attr != cudaSuccess) {
     return Status::Internal(std::string("AttentionBackward: smem attribute: ") + cudaGetErrorString(attr));
   }
-  const dim3 grid(static_cast<unsigned>((d.N + kBN - 1) / kBN), static_cast<unsigned>(d.B * d.H));
-  kernel<<<grid, kBN * 2, smem, stream>>>(static_cast<const bf16*>(q), static_cast<const bf16*>(k),
-                                          static_cast<const bf16*>(v), static_cast<const bf16*>(dout), lse, delta,
-                                          dq_acc, static_cast<bf16*>(dk), static_cast<bf16*>(dv), d.N, m, scale,
-                                          scale * kLog2e);
+  const int64_t heads = d.B * d.H, ctas = heads * ((d.N + kBN - 1) / kBN);
+  if (ctas > 0x7fffffff) return Status::InvalidArgument("AttentionBackward: B·H·N too large for one grid");
+  // Each key block streams its heads' Q, dO (bf16) and dQ accumulator (fp32) rows.
+  const int group = HeadGroup(heads, d.N * D * static_cast<int64_t>(2 * sizeof(bf16) + sizeof(float)));
+  kernel<<<static_cast<unsigned>(ctas), kBN * 2, smem, stream>>>(
+      static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
+      static_cast<const bf16*>(dout), lse, delta, dq_acc, static_cast<bf16*>(dk), static_cast<bf16*>(dv), d.N, heads,
+      group, m, scale, scale * kLog2e);
   return LastError("AttentionBackward launch");
 }
 
@@ -111,7 +144,7 @@ Status BackwardForD(const Launch& l, AttnDims d, const void* q, const void* k, c
     return Status::Internal(std::string("AttentionBackward: workspace: ") + cudaGetErrorString(e));
   }
   cudaMemsetAsync(dq_acc, 0, rows * D * sizeof(float), stream);
-  DeltaKernel<D><<<static_cast<unsigned>((rows + 7) / 8), 256, 0, stream>>>(
+  DeltaKernel<D><<<static_cast<unsigned>((rows * (D / 8) + 255) / 256), 256, 0, stream>>>(
       static_cast<const bf16*>(o), static_cast<const bf16*>(dout), delta, rows);
   // 128-key CTAs halve the dQ atomics; layouts with 64-token blocks need 64-key CTAs, and D=128
   // keeps 64 (its dK, dV accumulators already fill the registers).
