@@ -2,8 +2,9 @@
 // accumulate). One kernel per direction; the mask policy (causal / sliding window / CSR block
 // layout) only decides which 64-token key (forward) or query (backward) tiles a CTA visits and
 // which tiles need element masks, so tiles outside the band or layout are never loaded.
-//   forward : CTA = 128 (64 for 64-token layouts) queries of one (b, h); online softmax over 64-key
-//             tiles, double-buffered with cp.async; saves lse.
+//   forward : CTA = 128 queries of one (b, h) (64 for 64-token layouts, narrow windows and short
+//             causal sequences); online softmax over 64-key tiles, double-buffered with cp.async;
+//             saves lse. CTAs go heaviest causal tile first, heads grouped to share L2.
 //   backward: delta = rowsum(dO∘O) preprocess; CTA = 128 or 64 keys (16 per warp), loops over
 //             64-query tiles, keeps dK, dV in registers, adds dQ into an fp32 buffer with vector
 //             atomics; a last pass scales dQ to bf16.
@@ -12,7 +13,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <string>
 #include <utility>
 
@@ -48,8 +48,6 @@ MaskArgs ToArgs(const Mask& m) {
 // 16 MiB, a third of the H100's L2, so the CTAs running together hit L2 for their heads' tiles.
 int HeadGroup(int64_t heads, int64_t bytes_per_head) {
   constexpr int64_t kL2Budget = int64_t{16} << 20;
-  static const int forced = std::getenv("SCION_SOFTMAX_GROUP") ? std::atoi(std::getenv("SCION_SOFTMAX_GROUP")) : 0;  // TUNING-SWEEP
-  if (forced > 0) return static_cast<int>(std::min<int64_t>(forced, heads));
   return static_cast<int>(std::max<int64_t>(1, std::min(heads, kL2Budget / std::max<int64_t>(1, bytes_per_head))));
 }
 
@@ -73,7 +71,12 @@ template <int D, int kMT, int kWarps, int kBN, bool kQInRegs>
 Status LaunchForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o, float* lse,
                      const MaskArgs& m, float scale) {
   const int group = HeadGroup(d.B * d.H, d.N * D * 2 * static_cast<int64_t>(sizeof(bf16)));
-  if (scale > 0.f) return LaunchForwardAs<D, kMT, kWarps, kBN, kQInRegs, true>(l, d, q, k, v, o, lse, m, scale, group);
+  // The folded scale costs registers (the raw scores stay live into the exponent): with two m-tiles
+  // per warp the kernel sits at the 255-register cap and spilled, and measured 9% slower at
+  // N=8192 on the H100 (docs/PERF.md); one m-tile per warp has registers to spare.
+  if constexpr (kMT == 1) {
+    if (scale > 0.f) return LaunchForwardAs<D, kMT, kWarps, kBN, kQInRegs, true>(l, d, q, k, v, o, lse, m, scale, group);
+  }
   return LaunchForwardAs<D, kMT, kWarps, kBN, kQInRegs, false>(l, d, q, k, v, o, lse, m, scale, group);
 }
 
@@ -87,19 +90,13 @@ Status ForwardForD(const Launch& l, AttnDims d, const void* q, const void* k, co
   // Narrow windows also take 64-query CTAs: a CTA then visits (64 + w) / 64 key tiles for w useful
   // keys per row instead of (128 + w) / 64, and 153 registers let 3 CTAs share an SM to hide the
   // short loop's prologue (measured at w=256 on the H100, docs/PERF.md).
+  // Causal sequences shorter than 8192 take 64-query CTAs as well: twice the CTAs, a smaller
+  // diagonal, 3 CTAs per SM; measured at D=64 on the H100, N=2048 0.690 ms against 0.774 ms for
+  // 128-query CTAs, while at N=32768 the doubled K/V shared-memory reads cost 18% (docs/PERF.md).
   const bool narrow_window = m.window > 0 && m.window < 1024;
-  if (m.block_size % 128 != 0 || narrow_window) {
+  const bool short_causal = D == 64 && m.causal && m.block_size == 0 && d.N < 8192;
+  if (m.block_size % 128 != 0 || narrow_window || short_causal) {
     return LaunchForward<D, 1, 4, 64, true>(l, d, q, k, v, o, lse, m, scale);
-  }
-  if constexpr (D == 64) {  // TUNING-SWEEP (temporary)
-    static const std::string variant = std::getenv("SCION_SOFTMAX_FWD") ? std::getenv("SCION_SOFTMAX_FWD") : "";
-    const int group = HeadGroup(d.B * d.H, d.N * D * 4);
-    if (variant == "1x8x64") return LaunchForward<D, 1, 8, 64, true>(l, d, q, k, v, o, lse, m, scale);
-    if (variant == "2x4x128s") return LaunchForward<D, 2, 4, 128, false>(l, d, q, k, v, o, lse, m, scale);
-    if (variant == "1x8x128") return LaunchForward<D, 1, 8, 128, true>(l, d, q, k, v, o, lse, m, scale);
-    if (variant == "1x4x128") return LaunchForward<D, 1, 4, 128, true>(l, d, q, k, v, o, lse, m, scale);
-    if (variant == "nofold") return LaunchForwardAs<D, 2, 4, 64, true, false>(l, d, q, k, v, o, lse, m, scale, group);
-    if (variant == "1x4x64") return LaunchForward<D, 1, 4, 64, true>(l, d, q, k, v, o, lse, m, scale);
   }
   if constexpr (D == 128) {
     return LaunchForward<D, 1, 8, 64, true>(l, d, q, k, v, o, lse, m, scale);
