@@ -51,12 +51,12 @@ int HeadGroup(int64_t heads, int64_t bytes_per_head) {
   return static_cast<int>(std::max<int64_t>(1, std::min(heads, kL2Budget / std::max<int64_t>(1, bytes_per_head))));
 }
 
-template <int D, int kMT, int kWarps, int kBN, bool kQInRegs, bool kFoldScale>
+template <int D, int kMT, int kWarps, int kBN, bool kQInRegs, bool kFoldScale, int kMinCtas = 1>
 Status LaunchForwardAs(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o, float* lse,
                        const MaskArgs& m, float scale, int group) {
   constexpr int kBM = 16 * kMT * kWarps;
   constexpr size_t smem = (kBM + 4 * kBN) * (D + 8) * sizeof(bf16);
-  auto kernel = ForwardKernel<D, kMT, kWarps, kBN, kQInRegs, kFoldScale>;
+  auto kernel = ForwardKernel<D, kMT, kWarps, kBN, kQInRegs, kFoldScale, kMinCtas>;
   static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (attr != cudaSuccess) return Status::Internal(std::string("AttentionForward: smem attribute: ") + cudaGetErrorString(attr));
   const int64_t heads = d.B * d.H, ctas = heads * ((d.N + kBM - 1) / kBM);
@@ -67,7 +67,7 @@ Status LaunchForwardAs(const Launch& l, AttnDims d, const void* q, const void* k
   return LastError("AttentionForward launch");
 }
 
-template <int D, int kMT, int kWarps, int kBN, bool kQInRegs>
+template <int D, int kMT, int kWarps, int kBN, bool kQInRegs, int kMinCtas = 1>
 Status LaunchForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o, float* lse,
                      const MaskArgs& m, float scale) {
   const int group = HeadGroup(d.B * d.H, d.N * D * 2 * static_cast<int64_t>(sizeof(bf16)));
@@ -75,9 +75,11 @@ Status LaunchForward(const Launch& l, AttnDims d, const void* q, const void* k, 
   // per warp the kernel sits at the 255-register cap and spilled, and measured 9% slower at
   // N=8192 on the H100 (docs/PERF.md); one m-tile per warp has registers to spare.
   if constexpr (kMT == 1) {
-    if (scale > 0.f) return LaunchForwardAs<D, kMT, kWarps, kBN, kQInRegs, true>(l, d, q, k, v, o, lse, m, scale, group);
+    if (scale > 0.f) {
+      return LaunchForwardAs<D, kMT, kWarps, kBN, kQInRegs, true, kMinCtas>(l, d, q, k, v, o, lse, m, scale, group);
+    }
   }
-  return LaunchForwardAs<D, kMT, kWarps, kBN, kQInRegs, false>(l, d, q, k, v, o, lse, m, scale, group);
+  return LaunchForwardAs<D, kMT, kWarps, kBN, kQInRegs, false, kMinCtas>(l, d, q, k, v, o, lse, m, scale, group);
 }
 
 template <int D>
@@ -88,15 +90,22 @@ Status ForwardForD(const Launch& l, AttnDims d, const void* q, const void* k, co
   // memory feeds two MMAs) × 64 keys; measured on the H100 (docs/PERF.md), 128 keys per tile was
   // slower for D=64 (spills with the wider S tile) and 8 warps of one m-tile each was slower too.
   // Narrow windows also take 64-query CTAs: a CTA then visits (64 + w) / 64 key tiles for w useful
-  // keys per row instead of (128 + w) / 64, and 153 registers let 3 CTAs share an SM to hide the
-  // short loop's prologue (measured at w=256 on the H100, docs/PERF.md).
-  // Causal sequences shorter than 8192 take 64-query CTAs as well: twice the CTAs, a smaller
-  // diagonal, 3 CTAs per SM; measured at D=64 on the H100, N=2048 0.690 ms against 0.774 ms for
-  // 128-query CTAs, while at N=32768 the doubled K/V shared-memory reads cost 18% (docs/PERF.md).
+  // keys per row instead of (128 + w) / 64, and several CTAs share an SM to hide the short loop's
+  // prologue (measured at w=256 on the H100, docs/PERF.md).
+  // Causal sequences shorter than 8192 take 64-query CTAs as well: twice the CTAs and a smaller
+  // diagonal; measured at D=64 on the H100, N=2048 0.690 ms against 0.774 ms for 128-query CTAs,
+  // while at N=32768 the doubled K/V shared-memory reads cost 18% (docs/PERF.md).
   const bool narrow_window = m.window > 0 && m.window < 1024;
   const bool short_causal = D == 64 && m.causal && m.block_size == 0 && d.N < 8192;
   if (m.block_size % 128 != 0 || narrow_window || short_causal) {
-    return LaunchForward<D, 1, 4, 64, true>(l, d, q, k, v, o, lse, m, scale);
+    // D <= 64: Q fragments re-read from shared memory and a 128-register cap fit 4 CTAs (16 warps)
+    // per SM; measured at D=64, w=256, N=2048: 0.253 ms against 0.268 ms with Q in registers at 3
+    // CTAs per SM. D=128 keeps Q in registers (its K/V stages allow only 2 CTAs per SM anyway).
+    if constexpr (D <= 64) {
+      return LaunchForward<D, 1, 4, 64, false, 4>(l, d, q, k, v, o, lse, m, scale);
+    } else {
+      return LaunchForward<D, 1, 4, 64, true>(l, d, q, k, v, o, lse, m, scale);
+    }
   }
   if constexpr (D == 128) {
     return LaunchForward<D, 1, 8, 64, true>(l, d, q, k, v, o, lse, m, scale);
