@@ -74,19 +74,6 @@ __global__ void __launch_bounds__(kWarps * 32, kMinCtas)
     const bf16* sKs = sK + stage * kBN * kLd;
     const bf16* sVs = sV + stage * kBN * kLd;
     const int64_t k0 = static_cast<int64_t>(tiles.Tile(t)) * kBN;
-    const bool need_mask = TileNeedsMask(mask, q0, kBM, k0, kBN, n);
-    // Key columns [c_lo, c_hi) of the tile that any of this warp's rows may see: on the diagonal and
-    // window-edge tiles each warp skips the 16-key groups its rows cannot see (in both products),
-    // about 3/8 of those tiles' work with four 16-row warps.
-    int c_lo = 0, c_hi = kBN;
-    if (need_mask) {
-      const int64_t r_lo = q0 + wrow, r_hi = q0 + wrow + 16 * kMT - 1;
-      int64_t hi = min(static_cast<int64_t>(kBN), n - k0);
-      if (mask.causal) hi = min(hi, r_hi - k0 + 1);
-      const int64_t lo = mask.window > 0 ? r_lo - mask.window + 1 - k0 : 0;
-      c_hi = static_cast<int>(max(hi, int64_t{0}));
-      c_lo = static_cast<int>(min(max(lo, int64_t{0}), static_cast<int64_t>(kBN)));
-    }
 
     float s[kMT][kBN / 8][4] = {};  // S = Q Kᵀ (16·kMT × kBN per warp)
 #pragma unroll
@@ -103,7 +90,6 @@ __global__ void __launch_bounds__(kWarps * 32, kMinCtas)
       }
 #pragma unroll
       for (int np = 0; np < kBN / 16; ++np) {
-        if (np * 16 >= c_hi || np * 16 + 16 <= c_lo) continue;  // masked below, whatever S holds
         uint32_t b[4];
         LoadBnk(b, sKs, kLd, np * 16, kd * 16, lane);
 #pragma unroll
@@ -113,6 +99,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMinCtas)
         }
       }
     }
+    const bool need_mask = TileNeedsMask(mask, q0, kBM, k0, kBN, n);
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt) {
       float mx[2] = {-INFINITY, -INFINITY};
@@ -156,7 +143,6 @@ __global__ void __launch_bounds__(kWarps * 32, kMinCtas)
     // O += P V, P straight from the S registers.
 #pragma unroll
     for (int kk = 0; kk < kBN / 16; ++kk) {
-      if (kk * 16 >= c_hi || kk * 16 + 16 <= c_lo) continue;  // P = 0 there
       uint32_t a[kMT][4];
 #pragma unroll
       for (int mt = 0; mt < kMT; ++mt) {
