@@ -96,6 +96,11 @@ def softmax_peers(workloads):
             fwd, fwdbwd = fwd_and_fwdbwd(sdpa(backend), B, n)
             workloads.append((f"causal_fwd_N{n}", name, fwd))
             workloads.append((f"causal_fwdbwd_N{n}", name, fwdbwd))
+        # FlexAttention on the causal mask too: the strongest peer is whichever of the three is fastest.
+        bm = create_block_mask(lambda b, h, i, j: i >= j, None, None, n, n)
+        fwd, fwdbwd = fwd_and_fwdbwd(lambda q, k, v, bm=bm: flex(q, k, v, block_mask=bm), B, n)
+        workloads.append((f"causal_fwd_N{n}", "flex-compiled", fwd))
+        workloads.append((f"causal_fwdbwd_N{n}", "flex-compiled", fwdbwd))
         W = 256
         bm = create_block_mask(lambda b, h, i, j: (i >= j) & (i - j < W), None, None, n, n)
         fwd, fwdbwd = fwd_and_fwdbwd(lambda q, k, v, bm=bm: flex(q, k, v, block_mask=bm), B, n)

@@ -71,6 +71,21 @@ struct KeyTiles {
   }
 };
 
+// Position of a CTA of a 1-D grid: heads go in groups of `group` whose K/V fit in L2 together, and
+// within a group the tiles are ordered by rank across the group's heads (rank 0 of every head first).
+// Callers give rank 0 to their heaviest tile (longest-processing-time order), so the grid's tail is
+// short work, while the CTAs running at one time still share their heads' K/V in L2.
+struct GridTile {
+  int64_t bh;  // (b, h) index
+  int rank;    // 0 = first scheduled tile of the head
+};
+__device__ __forceinline__ GridTile OrderedTile(int64_t cta, int tiles, int64_t heads, int group) {
+  const int64_t per_group = static_cast<int64_t>(tiles) * group;
+  const int64_t g = cta / per_group, r = cta % per_group;
+  const int64_t in_group = min(static_cast<int64_t>(group), heads - g * group);  // last group may be short
+  return {g * group + r % in_group, static_cast<int>(r / in_group)};
+}
+
 // Async copy of `rows` × D bf16 from global rows [row0, row0 + rows) (zero past n) into smem with
 // row stride D + 8 (the 16-byte pad keeps ldmatrix free of bank conflicts).
 template <int D, int kThreads>

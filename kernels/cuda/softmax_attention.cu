@@ -2,14 +2,16 @@
 // accumulate). One kernel per direction; the mask policy (causal / sliding window / CSR block
 // layout) only decides which 64-token key (forward) or query (backward) tiles a CTA visits and
 // which tiles need element masks, so tiles outside the band or layout are never loaded.
-//   forward : CTA = 128 (64 for 64-token layouts) queries of one (b, h); online softmax over 64-key
-//             tiles, double-buffered with cp.async; saves lse.
+//   forward : CTA = 128 queries of one (b, h) (64 for 64-token layouts, narrow windows and short
+//             causal sequences); online softmax over 64-key tiles, double-buffered with cp.async;
+//             saves lse. CTAs go heaviest causal tile first, heads grouped to share L2.
 //   backward: delta = rowsum(dO∘O) preprocess; CTA = 128 or 64 keys (16 per warp), loops over
 //             64-query tiles, keeps dK, dV in registers, adds dQ into an fp32 buffer with vector
 //             atomics; a last pass scales dQ to bf16.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <utility>
@@ -42,19 +44,42 @@ MaskArgs ToArgs(const Mask& m) {
   return a;
 }
 
-template <int D, int kMT, int kWarps, int kBN, bool kQInRegs>
-Status LaunchForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o, float* lse,
-                     const MaskArgs& m, float scale) {
+// Heads per group of OrderedTile: as many as keep `bytes_per_head` of streamed K/V (or Q/dO) within
+// 16 MiB, a third of the H100's L2, so the CTAs running together hit L2 for their heads' tiles.
+int HeadGroup(int64_t heads, int64_t bytes_per_head) {
+  constexpr int64_t kL2Budget = int64_t{16} << 20;
+  return static_cast<int>(std::max<int64_t>(1, std::min(heads, kL2Budget / std::max<int64_t>(1, bytes_per_head))));
+}
+
+template <int D, int kMT, int kWarps, int kBN, bool kQInRegs, bool kFoldScale, int kMinCtas = 1>
+Status LaunchForwardAs(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o, float* lse,
+                       const MaskArgs& m, float scale, int group) {
   constexpr int kBM = 16 * kMT * kWarps;
   constexpr size_t smem = (kBM + 4 * kBN) * (D + 8) * sizeof(bf16);
-  auto kernel = ForwardKernel<D, kMT, kWarps, kBN, kQInRegs>;
+  auto kernel = ForwardKernel<D, kMT, kWarps, kBN, kQInRegs, kFoldScale, kMinCtas>;
   static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (attr != cudaSuccess) return Status::Internal(std::string("AttentionForward: smem attribute: ") + cudaGetErrorString(attr));
-  const dim3 grid(static_cast<unsigned>((d.N + kBM - 1) / kBM), static_cast<unsigned>(d.B * d.H));
-  kernel<<<grid, kWarps * 32, smem, static_cast<cudaStream_t>(l.stream)>>>(
+  const int64_t heads = d.B * d.H, ctas = heads * ((d.N + kBM - 1) / kBM);
+  if (ctas > 0x7fffffff) return Status::InvalidArgument("AttentionForward: B·H·N too large for one grid");
+  kernel<<<static_cast<unsigned>(ctas), kWarps * 32, smem, static_cast<cudaStream_t>(l.stream)>>>(
       static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v), static_cast<bf16*>(o), lse,
-      d.N, m, scale * kLog2e);
+      d.N, heads, group, m, scale * kLog2e);
   return LastError("AttentionForward launch");
+}
+
+template <int D, int kMT, int kWarps, int kBN, bool kQInRegs, int kMinCtas = 1>
+Status LaunchForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o, float* lse,
+                     const MaskArgs& m, float scale) {
+  const int group = HeadGroup(d.B * d.H, d.N * D * 2 * static_cast<int64_t>(sizeof(bf16)));
+  // The folded scale costs registers (the raw scores stay live into the exponent): with two m-tiles
+  // per warp the kernel sits at the 255-register cap and spilled, and measured 9% slower at
+  // N=8192 on the H100 (docs/PERF.md); one m-tile per warp has registers to spare.
+  if constexpr (kMT == 1) {
+    if (scale > 0.f) {
+      return LaunchForwardAs<D, kMT, kWarps, kBN, kQInRegs, true, kMinCtas>(l, d, q, k, v, o, lse, m, scale, group);
+    }
+  }
+  return LaunchForwardAs<D, kMT, kWarps, kBN, kQInRegs, false, kMinCtas>(l, d, q, k, v, o, lse, m, scale, group);
 }
 
 template <int D>
@@ -65,11 +90,22 @@ Status ForwardForD(const Launch& l, AttnDims d, const void* q, const void* k, co
   // memory feeds two MMAs) × 64 keys; measured on the H100 (docs/PERF.md), 128 keys per tile was
   // slower for D=64 (spills with the wider S tile) and 8 warps of one m-tile each was slower too.
   // Narrow windows also take 64-query CTAs: a CTA then visits (64 + w) / 64 key tiles for w useful
-  // keys per row instead of (128 + w) / 64, and 153 registers let 3 CTAs share an SM to hide the
-  // short loop's prologue (measured at w=256 on the H100, docs/PERF.md).
+  // keys per row instead of (128 + w) / 64, and several CTAs share an SM to hide the short loop's
+  // prologue (measured at w=256 on the H100, docs/PERF.md).
+  // Causal sequences shorter than 8192 take 64-query CTAs as well: twice the CTAs and a smaller
+  // diagonal; measured at D=64 on the H100, N=2048 0.690 ms against 0.774 ms for 128-query CTAs,
+  // while at N=32768 the doubled K/V shared-memory reads cost 18% (docs/PERF.md).
   const bool narrow_window = m.window > 0 && m.window < 1024;
-  if (m.block_size % 128 != 0 || narrow_window) {
-    return LaunchForward<D, 1, 4, 64, true>(l, d, q, k, v, o, lse, m, scale);
+  const bool short_causal = D == 64 && m.causal && m.block_size == 0 && d.N < 8192;
+  if (m.block_size % 128 != 0 || narrow_window || short_causal) {
+    // D <= 64: Q fragments re-read from shared memory and a 128-register cap fit 4 CTAs (16 warps)
+    // per SM; measured at D=64, w=256, N=2048: 0.253 ms against 0.268 ms with Q in registers at 3
+    // CTAs per SM. D=128 keeps Q in registers (its K/V stages allow only 2 CTAs per SM anyway).
+    if constexpr (D <= 64) {
+      return LaunchForward<D, 1, 4, 64, false, 4>(l, d, q, k, v, o, lse, m, scale);
+    } else {
+      return LaunchForward<D, 1, 4, 64, true>(l, d, q, k, v, o, lse, m, scale);
+    }
   }
   if constexpr (D == 128) {
     return LaunchForward<D, 1, 8, 64, true>(l, d, q, k, v, o, lse, m, scale);
@@ -89,11 +125,14 @@ Status LaunchBackward(cudaStream_t stream, AttnDims d, const void* q, const void
   if (attr != cudaSuccess) {
     return Status::Internal(std::string("AttentionBackward: smem attribute: ") + cudaGetErrorString(attr));
   }
-  const dim3 grid(static_cast<unsigned>((d.N + kBN - 1) / kBN), static_cast<unsigned>(d.B * d.H));
-  kernel<<<grid, kBN * 2, smem, stream>>>(static_cast<const bf16*>(q), static_cast<const bf16*>(k),
-                                          static_cast<const bf16*>(v), static_cast<const bf16*>(dout), lse, delta,
-                                          dq_acc, static_cast<bf16*>(dk), static_cast<bf16*>(dv), d.N, m, scale,
-                                          scale * kLog2e);
+  const int64_t heads = d.B * d.H, ctas = heads * ((d.N + kBN - 1) / kBN);
+  if (ctas > 0x7fffffff) return Status::InvalidArgument("AttentionBackward: B·H·N too large for one grid");
+  // Each key block streams its heads' Q, dO (bf16) and dQ accumulator (fp32) rows.
+  const int group = HeadGroup(heads, d.N * D * static_cast<int64_t>(2 * sizeof(bf16) + sizeof(float)));
+  kernel<<<static_cast<unsigned>(ctas), kBN * 2, smem, stream>>>(
+      static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
+      static_cast<const bf16*>(dout), lse, delta, dq_acc, static_cast<bf16*>(dk), static_cast<bf16*>(dv), d.N, heads,
+      group, m, scale, scale * kLog2e);
   return LastError("AttentionBackward launch");
 }
 
@@ -111,7 +150,7 @@ Status BackwardForD(const Launch& l, AttnDims d, const void* q, const void* k, c
     return Status::Internal(std::string("AttentionBackward: workspace: ") + cudaGetErrorString(e));
   }
   cudaMemsetAsync(dq_acc, 0, rows * D * sizeof(float), stream);
-  DeltaKernel<D><<<static_cast<unsigned>((rows + 7) / 8), 256, 0, stream>>>(
+  DeltaKernel<D><<<static_cast<unsigned>((rows * (D / 8) + 255) / 256), 256, 0, stream>>>(
       static_cast<const bf16*>(o), static_cast<const bf16*>(dout), delta, rows);
   // 128-key CTAs halve the dQ atomics; layouts with 64-token blocks need 64-key CTAs, and D=128
   // keeps 64 (its dK, dV accumulators already fill the registers).

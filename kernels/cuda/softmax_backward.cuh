@@ -7,18 +7,28 @@
 namespace scion::kernels::cuda::attn {
 
 // ---- backward ----------------------------------------------------------------------------------
-// delta_i = Σ_c dO_ic O_ic, one warp per row.
+// delta_i = Σ_c dO_ic O_ic: D/8 threads per row, each reading 16-byte vectors of o and dO.
 template <int D>
 __global__ void DeltaKernel(const bf16* __restrict__ o, const bf16* __restrict__ dout, float* __restrict__ delta,
                             int64_t rows) {
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-  const int lane = threadIdx.x & 31;
-  if (row >= rows) return;
+  constexpr int kPerRow = D / 8;  // 2..16 threads, a power of two dividing the warp
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t row = t / kPerRow;
   float acc = 0.f;
-  for (int c = lane; c < D; c += 32) acc += __bfloat162float(o[row * D + c]) * __bfloat162float(dout[row * D + c]);
+  if (row < rows) {
+    const uint4 a = *reinterpret_cast<const uint4*>(o + t * 8);
+    const uint4 b = *reinterpret_cast<const uint4*>(dout + t * 8);
+    const __nv_bfloat162* a2 = reinterpret_cast<const __nv_bfloat162*>(&a);
+    const __nv_bfloat162* b2 = reinterpret_cast<const __nv_bfloat162*>(&b);
 #pragma unroll
-  for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
-  if (lane == 0) delta[row] = acc;
+    for (int e = 0; e < 4; ++e) {
+      const float2 x = __bfloat1622float2(a2[e]), y = __bfloat1622float2(b2[e]);
+      acc += x.x * y.x + x.y * y.y;
+    }
+  }
+#pragma unroll
+  for (int off = kPerRow / 2; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+  if (row < rows && t % kPerRow == 0) delta[row] = acc;
 }
 
 __global__ void ScaleToBF16Kernel(const float* __restrict__ src, bf16* __restrict__ dst, float scale, int64_t count) {
@@ -82,13 +92,14 @@ __device__ __forceinline__ void AtomicAdd2(float* dst, float a, float b) {
 #endif
 }
 
-// CTA = kBN keys (16 per warp) of one (b, h); steps over 64-query tiles.
+// CTA = kBN keys (16 per warp) of one (b, h); steps over 64-query tiles. 1-D grid ordered by
+// OrderedTile with key block 0 (the most query tiles under a causal mask) first.
 template <int D, int kBN>
 __global__ void __launch_bounds__(kBN * 2)
     BackwardKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
                    const bf16* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ delta,
-                   float* __restrict__ dq_acc, bf16* __restrict__ dk, bf16* __restrict__ dv, int64_t n, MaskArgs mask,
-                   float scale, float scale_log2) {
+                   float* __restrict__ dq_acc, bf16* __restrict__ dk, bf16* __restrict__ dv, int64_t n, int64_t heads,
+                   int group, MaskArgs mask, float scale, float scale_log2) {
   constexpr int kBM = kQTile, kWarps = kBN / 16, kThreads = kWarps * 32, kLd = D + 8, kLdS = kBM + 8;
   // dQ = dS K: 4 warps cover the 64 queries; with 8 warps each half of D goes to one group of 4.
   constexpr int kDqSplit = (kWarps == 8 && D >= 32) ? 2 : 1;
@@ -103,10 +114,11 @@ __global__ void __launch_bounds__(kBN * 2)
   float* sDelta = sLse + 2 * kBM;                             // (2, kBM)
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int kt = blockIdx.x;
+  const GridTile gt = OrderedTile(blockIdx.x, static_cast<int>((n + kBN - 1) / kBN), heads, group);
+  const int kt = gt.rank;
   const int64_t k0 = static_cast<int64_t>(kt) * kBN;
-  const int64_t head = static_cast<int64_t>(blockIdx.y) * n * D;
-  const int64_t row_base = static_cast<int64_t>(blockIdx.y) * n;
+  const int64_t head = gt.bh * n * D;
+  const int64_t row_base = gt.bh * n;
 
   QueryTiles tiles;
   tiles.Init(mask, kt, kBN, n);

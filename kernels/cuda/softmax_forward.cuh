@@ -9,11 +9,14 @@ namespace scion::kernels::cuda::attn {
 // ---- forward ---------------------------------------------------------------------------------
 // kMT m-tiles (16 rows each) per warp, kWarps warps: BM = 16·kMT·kWarps queries per CTA; kBN keys
 // per tile. kQInRegs keeps the Q fragments in registers (else re-read from shared memory per tile,
-// which frees registers for a wider S tile).
-template <int D, int kMT, int kWarps, int kBN, bool kQInRegs>
-__global__ void __launch_bounds__(kWarps * 32)
+// which frees registers for a wider S tile). kFoldScale (scale > 0): the row max is taken over raw
+// scores and the scale folds into the exponent's FFMA, one instruction less per score.
+// 1-D grid over (b·h, query tile), ordered by OrderedTile with the last (heaviest causal) tile first.
+template <int D, int kMT, int kWarps, int kBN, bool kQInRegs, bool kFoldScale, int kMinCtas = 1>
+__global__ void __launch_bounds__(kWarps * 32, kMinCtas)
     ForwardKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
-                  bf16* __restrict__ o, float* __restrict__ lse, int64_t n, MaskArgs mask, float scale_log2) {
+                  bf16* __restrict__ o, float* __restrict__ lse, int64_t n, int64_t heads, int group, MaskArgs mask,
+                  float scale_log2) {
   constexpr int kBM = 16 * kMT * kWarps, kThreads = kWarps * 32, kLd = D + 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* sQ = reinterpret_cast<bf16*>(smem_raw);  // (kBM, kLd)
@@ -21,9 +24,10 @@ __global__ void __launch_bounds__(kWarps * 32)
   bf16* sV = sK + 2 * kBN * kLd;                  // (2 stages, kBN, kLd)
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  // Heaviest causal query tiles first, so the tail of the grid is short work.
-  const int64_t q0 = static_cast<int64_t>(gridDim.x - 1 - blockIdx.x) * kBM;
-  const int64_t head = static_cast<int64_t>(blockIdx.y) * n * D;
+  const int tiles_q = static_cast<int>((n + kBM - 1) / kBM);
+  const GridTile gt = OrderedTile(blockIdx.x, tiles_q, heads, group);
+  const int64_t q0 = static_cast<int64_t>(tiles_q - 1 - gt.rank) * kBM;
+  const int64_t head = gt.bh * n * D;
   const bf16* qh = q + head;
   const bf16* kh = k + head;
   const bf16* vh = v + head;
@@ -103,7 +107,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       for (int nt = 0; nt < kBN / 8; ++nt)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          float x = s[mt][nt][e] * scale_log2;
+          float x = kFoldScale ? s[mt][nt][e] : s[mt][nt][e] * scale_log2;
           if (need_mask) {
             const int64_t i = q0 + wrow + mt * 16 + (lane >> 2) + (e >> 1) * 8;
             const int64_t j = k0 + nt * 8 + 2 * (lane & 3) + (e & 1);
@@ -116,6 +120,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       for (int h = 0; h < 2; ++h) {
         mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
         mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+        if constexpr (kFoldScale) mx[h] *= scale_log2;
         const float m_new = fmaxf(row_max[mt][h], mx[h]);
         const float m_use = m_new == -INFINITY ? 0.f : m_new;  // a fully masked row so far
         const float alpha = Exp2(row_max[mt][h] - m_use);
@@ -129,7 +134,8 @@ __global__ void __launch_bounds__(kWarps * 32)
       for (int nt = 0; nt < kBN / 8; ++nt)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const float p = Exp2(s[mt][nt][e] - mx[e >> 1]);
+          const float p =
+              Exp2(kFoldScale ? fmaf(s[mt][nt][e], scale_log2, -mx[e >> 1]) : s[mt][nt][e] - mx[e >> 1]);
           s[mt][nt][e] = p;
           row_sum[mt][e >> 1] += p;
         }
@@ -177,7 +183,7 @@ __global__ void __launch_bounds__(kWarps * 32)
               __floats2bfloat162_rn(acc[mt][dt][2 * h] * inv, acc[mt][dt][2 * h + 1] * inv);
         }
         if ((lane & 3) == 0) {
-          lse[blockIdx.y * n + i] = sum > 0.f ? (row_max[mt][h] + log2f(sum)) * kLn2 : -INFINITY;
+          lse[gt.bh * n + i] = sum > 0.f ? (row_max[mt][h] + log2f(sum)) * kLn2 : -INFINITY;
         }
       }
     }
