@@ -61,7 +61,7 @@ Outcome RunEval(const json& spec, Context& ctx) {
     json data = {{"kind", t.value("kind", "text")}};
     if (t.contains("path")) data["path"] = t.at("path");
     // val_fraction 0.999…: the whole file is the evaluation split.
-    auto d = BuildData(data, ctx, c.vocab_size, 0.999999, t.value("seed", 1));
+    auto d = BuildData(data, ctx, c.vocab_size, 0.999999, t.value("seed", 1), "params.text");
     if (!d.ok()) return {d.status(), {}};
     const int64_t T = t.value("seq_len", int64_t{64}), B = t.value("batch_size", int64_t{8}), n = t.value("batches", int64_t{8});
     if (T > c.n_positions) return {Status::InvalidArgument("params.text.seq_len: exceeds the model's n_positions"), {}};

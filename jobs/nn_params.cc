@@ -87,9 +87,9 @@ Status ValidateData(const json& data, const std::string& where) {
   return r.status();
 }
 
-Result<DataSource> BuildData(const json& data, const Context& ctx, int64_t vocab, double val_fraction, uint64_t seed) {
-  SCION_RETURN_IF_ERROR(ValidateData(data, "params.data"));
-  FieldReader r(data, "params.data");
+Result<DataSource> BuildData(const json& data, const Context& ctx, int64_t vocab, double val_fraction, uint64_t seed, const std::string& where) {
+  SCION_RETURN_IF_ERROR(ValidateData(data, where));
+  FieldReader r(data, where);
   DataSource d;
   d.kind = r.String("kind", "");
   if (d.kind == "mqar") {
@@ -98,19 +98,19 @@ Result<DataSource> BuildData(const json& data, const Context& ctx, int64_t vocab
     d.mqar.seq_len = r.Int("seq_len", 64, 2, 1 << 20);
     d.mqar.power_a = r.Number("power_a", 0.01, 1e-6, 1.0);
     Status st = d.mqar.Validate();
-    if (!st.ok()) return Status::InvalidArgument("params.data." + st.message());
+    if (!st.ok()) return Status::InvalidArgument(where + "." + st.message());
     return d;
   }
   std::string path = r.String("path", "");
   if (path.empty()) {
     auto it = ctx.inputs.find("data");
-    if (it == ctx.inputs.end()) return Status::InvalidArgument("params.data.path: required when there is no inputs.data");
+    if (it == ctx.inputs.end()) return Status::InvalidArgument(where + ".path: required when there is no inputs.data");
     path = it->second;
   }
   auto tokens = d.kind == "text" ? nn::ReadByteText(path) : nn::ReadTokenFile(path);
-  if (!tokens.ok()) return Status::InvalidArgument("params.data.path: " + tokens.status().message());
+  if (!tokens.ok()) return Status::InvalidArgument(where + ".path: " + tokens.status().message());
   auto b = nn::TokenBatcher::Create(std::move(*tokens), vocab, val_fraction, seed);
-  if (!b.ok()) return Status::InvalidArgument("params.data: " + b.status().message());
+  if (!b.ok()) return Status::InvalidArgument(where + ": " + b.status().message());
   d.batcher = std::move(*b);
   return d;
 }

@@ -54,8 +54,9 @@ struct DataSource {
   nn::MqarConfig mqar;                       // kind mqar (vocab from the model)
   std::optional<nn::TokenBatcher> batcher;   // kind text / tokens
 };
+// Errors name fields under `where` (the block's path in params).
 Result<DataSource> BuildData(const nlohmann::json& data, const Context& ctx, int64_t vocab, double val_fraction,
-                             uint64_t seed);
+                             uint64_t seed, const std::string& where = "params.data");
 Status ValidateData(const nlohmann::json& data, const std::string& where);
 
 // Peak resident set size of this process in bytes (VmHWM), and a reset of that peak (Linux

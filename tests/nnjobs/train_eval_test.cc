@@ -1,5 +1,7 @@
 // The train and eval kinds through the kind table: params validation naming fields, metrics,
 // checkpoints and resume on a new attempt, the model artifact, and evaluation of that artifact.
+#include <unistd.h>
+
 #include <filesystem>
 #include <map>
 #include <string>
@@ -8,6 +10,8 @@
 #include <gtest/gtest.h>
 
 #include "jobs/job.h"
+#include "nn/checkpoint.h"
+#include "nn/model.h"
 
 namespace scion::jobs {
 namespace {
@@ -142,6 +146,17 @@ TEST(EvalKind, RejectsBadParamsAndInputs) {
   c.inputs["model"] = "/nonexistent/model.safetensors";
   o = eval->run({{"params", {{"mqar", json::object()}}}}, c);
   EXPECT_NE(o.status.message().find("inputs.model"), std::string::npos) << o.status.ToString();
+
+  // A text block's errors name the text block, not the train kind's params.data.
+  const std::string dir = ::testing::TempDir() + "/eval-text-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  auto m = nn::Model::Create(nn::ModelConfig::Gpt2(256, 16, 1, 2, 16), 1);
+  ASSERT_TRUE(m.ok());
+  ASSERT_TRUE(nn::SaveModel(*m, dir).ok());
+  c.inputs["model"] = dir;
+  o = eval->run({{"params", {{"text", {{"path", dir + "/missing.txt"}}}}}}, c);
+  EXPECT_EQ(o.status.message().rfind("params.text.path: ", 0), 0u) << o.status.ToString();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -1,0 +1,88 @@
+# A local Scion cluster for the scripts (sourced, not run): one coordinator and one worker on
+# loopback, the `scion` CLI pointed at them, waiting for jobs, and a clean shutdown on exit.
+#   source scripts/lib/cluster.sh
+#   cluster_build <build dir>            # builds the daemons and the CLI (Release when configuring)
+#   cluster_start <data dir> <base port> <worker id>
+#       worker socket = port, client = port+1, metrics = port+2 (coordinator) and port+3 (worker)
+#   wait_jobs <id>...                    # until every job has ended; fails when one did not succeed
+#   wait_named <substring>               # one progress line per change until the named jobs end
+# The daemons stop (worker first: it stops its jobs; then the coordinator: it commits and closes its
+# store) when the sourcing script exits.
+
+cluster_build() {
+  local build=$1
+  [ -f "$build/CMakeCache.txt" ] ||
+    cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DSCION_TESTS=OFF -DSCION_BENCH=OFF >/dev/null
+  cmake --build "$build" -j"${SCION_JOBS:-2}" --target scion-coordinator scion-worker scion-job scion >/dev/null
+  SCION_BIN=$(cd "$build" && pwd)
+}
+
+scion() { "$SCION_BIN/cli/scion" "$@"; }
+
+_cluster_pids=()
+cluster_stop() {
+  local i
+  for ((i = ${#_cluster_pids[@]} - 1; i >= 0; i--)); do
+    if kill -0 "${_cluster_pids[i]}" 2>/dev/null; then
+      kill -TERM "${_cluster_pids[i]}"
+      wait "${_cluster_pids[i]}" 2>/dev/null || true
+    fi
+  done
+  _cluster_pids=()
+}
+
+cluster_start() {
+  local data=$1 port=$2 id=$3
+  export SCION_ADDR=tcp://127.0.0.1:$((port + 1))
+  mkdir -p "$data"
+  trap 'status=$?; cluster_stop; [ $status -eq 0 ] || echo "failed; daemon logs in '"$data"'" >&2' EXIT
+  "$SCION_BIN/coordinator/scion-coordinator" --worker-addr=tcp://127.0.0.1:$port --client-addr="$SCION_ADDR" \
+    --metrics-addr=127.0.0.1:$((port + 2)) --data-dir="$data/coordinator" >"$data/coordinator.log" 2>&1 &
+  _cluster_pids+=($!)
+  "$SCION_BIN/worker/scion-worker" --coordinator=tcp://127.0.0.1:$port --id="$id" --data="$data/worker" \
+    --job-binary="$SCION_BIN/jobs/scion-job" --metrics-addr=127.0.0.1:$((port + 3)) >"$data/worker.log" 2>&1 &
+  _cluster_pids+=($!)
+  local _
+  for _ in $(seq 150); do
+    if scion workers -o json --timeout 0.5 2>/dev/null | grep -q '"ready"'; then return 0; fi
+    kill -0 "${_cluster_pids[0]}" && kill -0 "${_cluster_pids[1]}" || { echo "a daemon exited at start" >&2; return 1; }
+    sleep 0.2
+  done
+  echo "the worker did not become ready" >&2
+  return 1
+}
+
+wait_jobs() {
+  local id state
+  for id in "$@"; do
+    while true; do
+      state=$(scion show "$id" -o json | python3 -c 'import json, sys; print(json.load(sys.stdin)["job"]["state"])')
+      case $state in
+        succeeded) break ;;
+        failed | cancelled) echo "job $id $state:" >&2; scion logs "$id" | tail -5 >&2; return 1 ;;
+      esac
+      sleep 1
+    done
+  done
+}
+
+wait_named() {
+  local last="" line rc
+  local count='import json, sys, collections
+jobs = json.load(sys.stdin); c = collections.Counter(j["state"] for j in jobs)
+done = c["succeeded"] + c["failed"] + c["cancelled"]
+print("%d/%d finished  (%s)" % (done, len(jobs), ", ".join("%s %d" % kv for kv in sorted(c.items()))))
+sys.exit(0 if done == len(jobs) else 3)'
+  while true; do
+    rc=0
+    line=$(scion ls --name "$1" -o json | python3 -c "$count") || rc=$?
+    [ $rc -le 3 ] || return 1
+    if [ "$line" != "$last" ]; then
+      if [ -t 1 ]; then printf '\r\033[K%s' "$line"; else echo "$line"; fi
+      last=$line
+    fi
+    [ $rc -eq 0 ] && break
+    sleep 0.5
+  done
+  if [ -t 1 ]; then echo; fi
+}
