@@ -98,8 +98,9 @@ Result<HedgehogParams> ReadHedgehogParams(const json& p) {
   SCION_RETURN_IF_ERROR(ValidateData(p.at("data"), "params.data"));
   if (p.contains("speed")) SCION_RETURN_IF_ERROR(ValidateSpeed(p.at("speed"), "params.speed"));
 
-  const json none = json::object();
-  FieldReader s1(p.value("stage1", none), "params.stage1");
+  // FieldReader keeps a reference: the blocks must outlive it.
+  const json stage1 = p.value("stage1", json::object()), stage2 = p.value("stage2", json::object());
+  FieldReader s1(stage1, "params.stage1");
   s1.OnlyKeys({"steps", "lr", "batch_size", "seq_len", "warmup", "grad_clip", "log_every", "checkpoint_every"});
   Stage1& a = h.stage1;
   a.steps = s1.Int("steps", a.steps, 0, int64_t{1} << 40);
@@ -112,7 +113,7 @@ Result<HedgehogParams> ReadHedgehogParams(const json& p) {
   a.checkpoint_every = s1.Int("checkpoint_every", a.checkpoint_every, 1, int64_t{1} << 40);
   SCION_RETURN_IF_ERROR(s1.status());
 
-  FieldReader s2(p.value("stage2", none), "params.stage2");
+  FieldReader s2(stage2, "params.stage2");
   s2.OnlyKeys({"steps", "lr", "batch_size", "seq_len", "warmup", "weight_decay", "log_every", "eval_every",
                "checkpoint_every"});
   LoopConfig& b = h.stage2;
