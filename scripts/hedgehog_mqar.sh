@@ -24,7 +24,10 @@ scion() { "$bin/cli/scion" "$@"; }
 rm -rf "$out"
 mkdir -p "$out"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null && wait "$p" || true; done; }
+# Worker first (it stops its jobs), then the coordinator (it commits and closes its store).
+cleanup() {
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; wait "${pids[i]}" 2>/dev/null || true; done
+}
 trap cleanup EXIT
 "$bin/coordinator/scion-coordinator" --worker-addr=tcp://127.0.0.1:$port --client-addr="$SCION_ADDR" \
   --metrics-addr=127.0.0.1:$((port + 2)) --data-dir="$out/coordinator" >"$out/coordinator.log" 2>&1 &
@@ -60,7 +63,7 @@ done
 echo "conversions: jobs ${ids[*]}"
 for id in "$teacher" "${ids[@]}"; do
   until scion show "$id" -o json | python3 -c 'import json, sys
-sys.exit(0 if json.load(sys.stdin)["state"] in ("succeeded", "failed", "cancelled") else 1)'; do sleep 2; done
+sys.exit(0 if json.load(sys.stdin)["job"]["state"] in ("succeeded", "failed", "cancelled") else 1)'; do sleep 2; done
 done
 scion ls --name mqar-
 scion compare "${ids[@]}" -o json | python3 -c 'import json, sys
