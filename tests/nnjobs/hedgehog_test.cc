@@ -49,6 +49,19 @@ std::string Fresh(const std::string& name) {
 // MQAR at L = 32 with 4 pairs over a 32-token vocabulary (keys 1..15, values 16..31).
 const json kMqar = {{"kind", "mqar"}, {"num_kv", 4}, {"seq_len", 32}};
 
+Outcome Convert(const json& params, Context& c, const std::string& teacher) {
+  const Kind* k = FindKind("hedgehog");
+  EXPECT_NE(k, nullptr);
+  EXPECT_TRUE(k->validate(params).ok()) << k->validate(params).message();
+  c.inputs["teacher"] = teacher;
+  return k->run({{"kind", "hedgehog"}, {"params", params}}, c);
+}
+
+json Stage1Params(const std::string& map, int64_t steps) {
+  return {{"feature_map", map}, {"data", kMqar}, {"eval_batches", 4},
+          {"stage1", {{"steps", steps}, {"lr", 3e-2}, {"batch_size", 16}, {"log_every", 5}, {"checkpoint_every", 1000}}}};
+}
+
 // A 2-layer softmax teacher trained by the train kind on a fixed budget: width 64, four heads of 16
 // (the head width BASED uses for Taylor features), a high learning rate. Within a CI budget it
 // learns which four values an example holds (the ~25% plateau that precedes induction on MQAR;
@@ -73,19 +86,6 @@ class HedgehogKindTest : public ::testing::Test {
     ASSERT_TRUE(o.status.ok()) << o.status.message();
     teacher_accuracy_ = o.summary.at("mqar_accuracy");
     teacher_ = r.artifacts.at("model");
-  }
-
-  static Outcome Convert(const json& params, Context& c) {
-    const Kind* k = FindKind("hedgehog");
-    EXPECT_NE(k, nullptr);
-    EXPECT_TRUE(k->validate(params).ok()) << k->validate(params).message();
-    c.inputs["teacher"] = teacher_;
-    return k->run({{"kind", "hedgehog"}, {"params", params}}, c);
-  }
-
-  static json Stage1Params(const std::string& map, int64_t steps) {
-    return {{"feature_map", map}, {"data", kMqar}, {"eval_batches", 4},
-            {"stage1", {{"steps", steps}, {"lr", 3e-2}, {"batch_size", 16}, {"log_every", 5}, {"checkpoint_every", 1000}}}};
   }
 
   static inline std::string teacher_;
@@ -182,9 +182,9 @@ TEST_F(HedgehogKindTest, HedgehogKeepsMoreRecallAndLowerKlThanElu) {
   ce.reporter = &re;
   json hp = Stage1Params("hedgehog", 60);
   hp["speed"] = {{"seq_lens", json::array({16, 32})}, {"batch_size", 2}, {"iters", 1}};
-  const Outcome h = Convert(hp, ch);
+  const Outcome h = Convert(hp, ch, teacher_);
   ASSERT_TRUE(h.status.ok()) << h.status.message();
-  const Outcome e = Convert(Stage1Params("elu", 60), ce);
+  const Outcome e = Convert(Stage1Params("elu", 60), ce, teacher_);
   ASSERT_TRUE(e.status.ok()) << e.status.message();
 
   const double hacc = h.summary.at("converted_mqar_accuracy"), eacc = e.summary.at("converted_mqar_accuracy");
@@ -212,8 +212,13 @@ TEST_F(HedgehogKindTest, HedgehogKeepsMoreRecallAndLowerKlThanElu) {
   EXPECT_EQ(rep.at("speed").at("converted").size(), 2u);
 }
 
-// Stop in stage 1, then in stage 2, then finish: the same numbers as one uninterrupted run.
-TEST_F(HedgehogKindTest, StopAndResumeGiveTheSameResult) {
+// Stop in stage 1, then in stage 2, then finish: the same numbers as one uninterrupted run. The
+// teacher needs no training for this (a freshly initialised softmax model).
+TEST(HedgehogResume, StopAndResumeGiveTheSameResult) {
+  const std::string teacher = Fresh("random_teacher");
+  auto tm = nn::Model::Create(nn::ModelConfig::Gpt2(32, 32, 2, 4, 64), 5);
+  ASSERT_TRUE(tm.ok());
+  ASSERT_TRUE(nn::SaveModel(*tm, teacher).ok());
   json p = Stage1Params("hedgehog", 12);
   p["layers"] = json::array({1});
   p["stage2"] = {{"steps", 6}, {"lr", 1e-3}, {"batch_size", 8}, {"log_every", 1}, {"eval_every", 6}, {"checkpoint_every", 100}};
@@ -222,7 +227,7 @@ TEST_F(HedgehogKindTest, StopAndResumeGiveTheSameResult) {
   full.workdir = Fresh("full");
   full.checkpoint_dir = Fresh("full_ckpt");
   full.reporter = &full_r;
-  const Outcome want = Convert(p, full);
+  const Outcome want = Convert(p, full, teacher);
   ASSERT_TRUE(want.status.ok()) << want.status.message();
   ASSERT_TRUE(want.summary.count("finetuned_mqar_accuracy"));
 
@@ -236,7 +241,7 @@ TEST_F(HedgehogKindTest, StopAndResumeGiveTheSameResult) {
     c.checkpoint_dir = ckpt;
     c.reporter = &r;
     c.stop = &r.stop;
-    return Convert(p, c);
+    return Convert(p, c, teacher);
   };
   const Outcome s1 = attempt("stage1_loss", 5);
   EXPECT_EQ(s1.status.code(), Status::Code::kCancelled) << s1.status.message();
