@@ -91,6 +91,10 @@ Result<HedgehogParams> ReadHedgehogParams(const json& p) {
                                    " map has no feature dimension (only hedgehog, hedgehog_exp, performer take one)");
   if (p.contains("layers")) {
     h.layers = p.at("layers");
+    // The upper bound needs the teacher (checked at run); a negative index is wrong for any.
+    for (const json& e : h.layers.is_array() ? h.layers : json::array({h.layers}))
+      if (e.is_number_integer() && e.get<int64_t>() < 0)
+        return Status::InvalidArgument("params.layers: layer " + std::to_string(e.get<int64_t>()) + " is negative");
     auto l = ParseLayers(h.layers, kMaxLayersAtSubmit, "params.layers");
     if (!l.ok()) return l.status();
   }
