@@ -48,8 +48,8 @@ print(json.dumps({"kind": "train", "name": "mqar-teacher", "params": {
   "$L" "$KV" "$V" "$C" "$H" "$steps" "$lr" "$batch" | scion submit -)
 echo "teacher: job $teacher"
 ids=()
-for map in softmax hedgehog taylor2 hedgehog_exp elu relu performer cosformer; do
-  [ "$map" = softmax ] && continue   # the teacher's own row comes from every job's teacher_ metric
+# The table's softmax row is the teacher's, from every job's teacher_ metrics.
+for map in hedgehog taylor2 hedgehog_exp elu relu performer cosformer; do
   ids+=("$(python3 -c 'import json, sys
 map, teacher, L, KV, steps, lr = sys.argv[1:]
 print(json.dumps({"kind": "hedgehog", "name": "mqar-" + map, "after": [int(teacher)],
