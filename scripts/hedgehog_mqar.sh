@@ -13,29 +13,14 @@ root=$(pwd)
 build=${SCION_BUILD_DIR:-build}
 out=${SCION_HH_DATA:-$root/data/hedgehog-mqar}
 port=${SCION_HH_PORT:-15655}   # worker socket; client = +1, metrics = +2 and +3
-export SCION_ADDR=tcp://127.0.0.1:$((port + 1))
 L=${MQ_L:-32} KV=${MQ_KV:-4} V=${MQ_VOCAB:-32} C=${MQ_WIDTH:-64} H=${MQ_HEADS:-4}
 steps=${MQ_STEPS:-2000} lr=${MQ_LR:-1e-2} batch=${MQ_BATCH:-32}
 hh_steps=${HH_STEPS:-200} hh_lr=${HH_LR:-3e-2}
 
-cmake --build "$build" -j2 --target scion-coordinator scion-worker scion-job scion >/dev/null
-bin=$root/$build
-scion() { "$bin/cli/scion" "$@"; }
+source scripts/lib/cluster.sh
+cluster_build "$build"
 rm -rf "$out"
-mkdir -p "$out"
-pids=()
-# Worker first (it stops its jobs), then the coordinator (it commits and closes its store).
-cleanup() {
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; wait "${pids[i]}" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-"$bin/coordinator/scion-coordinator" --worker-addr=tcp://127.0.0.1:$port --client-addr="$SCION_ADDR" \
-  --metrics-addr=127.0.0.1:$((port + 2)) --data-dir="$out/coordinator" >"$out/coordinator.log" 2>&1 &
-pids+=($!)
-"$bin/worker/scion-worker" --coordinator=tcp://127.0.0.1:$port --id=hedgehog-mqar --data="$out/worker" \
-  --job-binary="$bin/jobs/scion-job" --metrics-addr=127.0.0.1:$((port + 3)) >"$out/worker.log" 2>&1 &
-pids+=($!)
-until scion workers -o json --timeout 0.5 2>/dev/null | grep -q '"ready"'; do sleep 0.2; done
+cluster_start "$out" "$port" hedgehog-mqar
 
 teacher=$(python3 -c 'import json, sys
 L, KV, V, C, H, steps, lr, B = sys.argv[1:]
@@ -61,10 +46,7 @@ print(json.dumps({"kind": "hedgehog", "name": "mqar-" + map, "after": [int(teach
     "$map" "$teacher" "$L" "$KV" "$hh_steps" "$hh_lr" | scion submit -)")
 done
 echo "conversions: jobs ${ids[*]}"
-for id in "$teacher" "${ids[@]}"; do
-  until scion show "$id" -o json | python3 -c 'import json, sys
-sys.exit(0 if json.load(sys.stdin)["job"]["state"] in ("succeeded", "failed", "cancelled") else 1)'; do sleep 2; done
-done
+wait_jobs "$teacher" "${ids[@]}"
 scion ls --name mqar-
 scion compare "${ids[@]}" -o json | python3 -c 'import json, sys
 rows = json.load(sys.stdin)

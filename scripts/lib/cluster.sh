@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # A local Scion cluster for the scripts (sourced, not run): one coordinator and one worker on
 # loopback, the `scion` CLI pointed at them, waiting for jobs, and a clean shutdown on exit.
 #   source scripts/lib/cluster.sh
@@ -35,17 +36,21 @@ cluster_start() {
   local data=$1 port=$2 id=$3
   export SCION_ADDR=tcp://127.0.0.1:$((port + 1))
   mkdir -p "$data"
-  trap 'status=$?; cluster_stop; [ $status -eq 0 ] || echo "failed; daemon logs in '"$data"'" >&2' EXIT
-  "$SCION_BIN/coordinator/scion-coordinator" --worker-addr=tcp://127.0.0.1:$port --client-addr="$SCION_ADDR" \
-    --metrics-addr=127.0.0.1:$((port + 2)) --data-dir="$data/coordinator" >"$data/coordinator.log" 2>&1 &
+  # shellcheck disable=SC2154  # rc is assigned inside the trap
+  trap 'rc=$?; cluster_stop; [ $rc -eq 0 ] || echo "failed; daemon logs in '"$data"'" >&2' EXIT
+  "$SCION_BIN/coordinator/scion-coordinator" --worker-addr=tcp://127.0.0.1:"$port" --client-addr="$SCION_ADDR" \
+    --metrics-addr=127.0.0.1:"$((port + 2))" --data-dir="$data/coordinator" >"$data/coordinator.log" 2>&1 &
   _cluster_pids+=($!)
-  "$SCION_BIN/worker/scion-worker" --coordinator=tcp://127.0.0.1:$port --id="$id" --data="$data/worker" \
-    --job-binary="$SCION_BIN/jobs/scion-job" --metrics-addr=127.0.0.1:$((port + 3)) >"$data/worker.log" 2>&1 &
+  "$SCION_BIN/worker/scion-worker" --coordinator=tcp://127.0.0.1:"$port" --id="$id" --data="$data/worker" \
+    --job-binary="$SCION_BIN/jobs/scion-job" --metrics-addr=127.0.0.1:"$((port + 3))" >"$data/worker.log" 2>&1 &
   _cluster_pids+=($!)
   local _
   for _ in $(seq 150); do
     if scion workers -o json --timeout 0.5 2>/dev/null | grep -q '"ready"'; then return 0; fi
-    kill -0 "${_cluster_pids[0]}" && kill -0 "${_cluster_pids[1]}" || { echo "a daemon exited at start" >&2; return 1; }
+    if ! kill -0 "${_cluster_pids[0]}" || ! kill -0 "${_cluster_pids[1]}"; then
+      echo "a daemon exited at start" >&2
+      return 1
+    fi
     sleep 0.2
   done
   echo "the worker did not become ready" >&2
