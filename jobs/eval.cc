@@ -12,6 +12,7 @@
 
 #include "jobs/job.h"
 #include "jobs/nn_params.h"
+#include "nn/engine.h"
 #include "nn/random.h"
 #include "nn/safetensors.h"
 #include "nn/trainer.h"
@@ -63,6 +64,8 @@ Outcome RunEval(const json& spec, Context& ctx) {
   if (!model.ok()) return {model.status(), {}};
   nn::Model& m = *model;
   const nn::ModelConfig& c = m.config();
+  nn::AdamW unused_opt({});  // evaluation takes no steps; the engine's interface carries one
+  auto engine = nn::StepEngine::Create(m, unused_opt, !ctx.gpus.empty());  // CUDA when the job holds a GPU
   Outcome out;
   auto metric = [&](const std::string& name, double v) {
     out.summary[name] = v;
@@ -81,7 +84,7 @@ Outcome RunEval(const json& spec, Context& ctx) {
     for (int64_t i = 0; i < n; ++i) {
       auto b = d->batcher->Batch(true, i, B, T);
       if (!b.ok()) return {Status::InvalidArgument("params.text: " + b.status().message()), {}};
-      auto l = nn::EvalLoss(m, *b);
+      auto l = engine->EvalLoss(*b);
       if (!l.ok()) return {l.status(), {}};
       loss += *l / static_cast<double>(n);
     }
@@ -98,7 +101,7 @@ Outcome RunEval(const json& spec, Context& ctx) {
     if (mc.seq_len > c.n_positions) return {Status::InvalidArgument("params.mqar.seq_len: exceeds the model's n_positions"), {}};
     auto b = nn::GenerateMqar(mc, q.value("count", int64_t{256}), nn::MqarSeed(q.value("seed", uint64_t{1}), true));
     if (!b.ok()) return {Status::InvalidArgument("params.mqar." + b.status().message()), {}};
-    auto a = nn::TargetAccuracy(m, *b);
+    auto a = engine->TargetAccuracy(*b);
     if (!a.ok()) return {a.status(), {}};
     metric("mqar_accuracy", *a);
   }
@@ -112,10 +115,10 @@ Outcome RunEval(const json& spec, Context& ctx) {
       std::vector<int32_t> tok(static_cast<size_t>(B * N));
       for (auto& x : tok) x = static_cast<int32_t>(rng.Below(static_cast<uint64_t>(c.vocab_size)));
       ResetPeakRss();
-      if (Status st = m.Forward(tok.data(), nullptr, B, N, nullptr); !st.ok()) return {st, {}};  // warm-up
+      if (Status st = engine->Forward(tok.data(), B, N); !st.ok()) return {st, {}};  // warm-up
       const auto t0 = std::chrono::steady_clock::now();
       for (int64_t i = 0; i < iters; ++i)
-        if (Status st = m.Forward(tok.data(), nullptr, B, N, nullptr); !st.ok()) return {st, {}};
+        if (Status st = engine->Forward(tok.data(), B, N); !st.ok()) return {st, {}};
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       metric("tokens_per_s_n" + std::to_string(N), secs > 0 ? static_cast<double>(B * N * iters) / secs : 0);
       metric("peak_memory_bytes_n" + std::to_string(N), static_cast<double>(PeakRssBytes()));

@@ -19,6 +19,7 @@
 #include "jobs/job.h"
 #include "jobs/nn_params.h"
 #include "nn/checkpoint.h"
+#include "nn/engine.h"
 #include "nn/optim.h"
 #include "nn/safetensors.h"
 #include "nn/trainer.h"
@@ -179,6 +180,12 @@ Outcome RunTrain(const json& spec, Context& ctx) {
     start = *resumed;
     if (ctx.reporter) ctx.reporter->Log("resumed from checkpoint at step " + std::to_string(start));
   }
+  // Steps run on the job's GPU when it holds one (CudaModel), else on the CPU Model; m and opt stay
+  // the checkpoint format and are synced before every save.
+  auto engine = nn::StepEngine::Create(m, opt, !ctx.gpus.empty());
+  if (ctx.reporter)
+    ctx.reporter->Log("training on " + engine->device() +
+                      (engine->fallback_reason().empty() ? "" : " (GPU not used: " + engine->fallback_reason() + ")"));
   auto batch = [&](bool val, int64_t index) -> Result<nn::TokenBatch> {
     if (data->kind == "mqar")
       return nn::GenerateMqar(data->mqar, t.batch_size, nn::MqarSeed(t.seed, val) + static_cast<uint64_t>(index) * 7919);
@@ -197,7 +204,7 @@ Outcome RunTrain(const json& spec, Context& ctx) {
     }
     std::vector<const nn::TokenBatch*> ptrs;
     for (const auto& b : micro) ptrs.push_back(&b);
-    auto s = nn::TrainStep(m, opt, ptrs, step, t.train);
+    auto s = engine->Step(ptrs, step, t.train);
     if (!s.ok()) return {s.status(), {}};
     if (!std::isfinite(s->loss)) return {Status::Internal("loss became non-finite at step " + std::to_string(step)), {}};
     last = *s;
@@ -222,11 +229,11 @@ Outcome RunTrain(const json& spec, Context& ctx) {
         if (!vb.ok()) return {vb.status(), {}};
         double v = 0;
         if (data->kind == "mqar") {
-          auto a = nn::TargetAccuracy(m, *vb);
+          auto a = engine->TargetAccuracy(*vb);
           if (!a.ok()) return {a.status(), {}};
           v = *a;
         } else {
-          auto l = nn::EvalLoss(m, *vb);
+          auto l = engine->EvalLoss(*vb);
           if (!l.ok()) return {l.status(), {}};
           v = *l;
         }
@@ -237,7 +244,9 @@ Outcome RunTrain(const json& spec, Context& ctx) {
       out.summary[name] = metric;
     }
     if (!ctx.checkpoint_dir.empty() && ((step + 1) % t.checkpoint_every == 0 || stopping)) {
-      if (Status st = SaveCheckpoint(ctx.checkpoint_dir, step + 1, m, opt); !st.ok()) return {st, out.summary};
+      Status st = engine->Sync();
+      if (st.ok()) st = SaveCheckpoint(ctx.checkpoint_dir, step + 1, m, opt);
+      if (!st.ok()) return {st, out.summary};
     }
     if (stopping) {
       out.status = Status::Cancelled("stopped at step " + std::to_string(step + 1) + " (checkpoint written)");
@@ -247,7 +256,9 @@ Outcome RunTrain(const json& spec, Context& ctx) {
   out.summary["loss"] = last.loss;
   out.summary["steps"] = static_cast<double>(t.train.steps);
   const std::string dir = ctx.workdir + "/model";
-  if (Status st = nn::SaveModel(m, dir); !st.ok()) return {st, out.summary};
+  Status saved = engine->Sync();
+  if (saved.ok()) saved = nn::SaveModel(m, dir);
+  if (!saved.ok()) return {saved, out.summary};
   if (ctx.reporter) ctx.reporter->Artifact("model", dir + "/" + nn::kWeightsFile);
   return out;
 }
