@@ -24,7 +24,8 @@ def run(impl, name, B, T, steps):
     torch.manual_seed(0)
     cfg = GPT2Config(vocab_size=50257, n_positions=max(1024, T), n_embd=768, n_layer=12, n_head=12,
                      activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-    model = GPT2LMHeadModel(cfg, attn_implementation="sdpa").cuda().train()
+    model = GPT2LMHeadModel(cfg).cuda().train()  # transformers picks SDPA attention where torch has it
+    print(f"{impl} T{T}: attention {model.config._attn_implementation}", file=sys.stderr)
     opt = torch.optim.AdamW(model.parameters(), lr=6e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
     fwd = torch.compile(model) if impl == "torch-compile" else model
     ids = torch.randint(0, 50257, (B, T), device="cuda")
