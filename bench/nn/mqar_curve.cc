@@ -1,7 +1,7 @@
 // scion-nn-mqar: an MQAR learning curve (held-out accuracy every --every steps) for one recipe, on
 // the CPU or the GPU (StepEngine), for choosing the budget tests/nn/learn_test.cc asserts.
 //   scion-nn-mqar [--gpu] [--steps N] [--lr X] [--C N] [--H N] [--layers N] [--B N] [--kv N] [--L N]
-//                 [--V N] [--wd X] [--warmup N] [--every N] [--seed N]
+//                 [--V N] [--wd X] [--warmup N] [--every N] [--seed N] [--mlp N] [--fill 0|1]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -16,7 +16,8 @@ int main(int argc, char** argv) {
   using namespace scion::nn;
   std::map<std::string, double> o = {{"steps", 1000}, {"lr", 3e-3}, {"C", 64}, {"H", 2}, {"layers", 2},
                                      {"B", 32}, {"kv", 4}, {"L", 64}, {"V", 64}, {"wd", 0.0},
-                                     {"warmup", 20}, {"every", 100}, {"seed", 1}, {"mlp", 0}};
+                                     {"warmup", 20}, {"every", 100}, {"seed", 1}, {"mlp", 0},
+                                     {"fill", 0}};
   bool gpu = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--gpu")) { gpu = true; continue; }
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
   mq.vocab = I("V");
   mq.seq_len = I("L");
   mq.num_kv = I("kv");
+  mq.random_fillers = I("fill") != 0;
   ModelConfig c = ModelConfig::Gpt2(mq.vocab, mq.seq_len, I("layers"), I("H"), I("C"));
   if (I("mlp") > 0)
     for (auto& l : c.layers) l.mlp_hidden = I("mlp");
