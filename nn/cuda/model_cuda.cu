@@ -562,18 +562,21 @@ Status CudaModel::AdamWStep(const AdamWConfig& c, float lr) {
 
 Status CudaModel::LoadOptimizer(AdamW& opt) {
   Impl& I = *impl_;
+  I.adam_t = opt.steps();
+  const bool has_state = static_cast<int64_t>(opt.m().size()) == I.P && static_cast<int64_t>(opt.v().size()) == I.P;
+  if (!has_state) {  // fresh moments: zeroed at the first AdamWStep (an eval-only model never holds them)
+    if (I.m) {
+      SCION_CUDA_TRY(cudaMemsetAsync(I.m, 0, sizeof(float) * I.P, I.stream));
+      SCION_CUDA_TRY(cudaMemsetAsync(I.v, 0, sizeof(float) * I.P, I.stream));
+    }
+    return Status::Ok();
+  }
   if (!I.m) {
     SCION_RETURN_IF_ERROR(I.Alloc(&I.m, I.P, &I.allocs));
     SCION_RETURN_IF_ERROR(I.Alloc(&I.v, I.P, &I.allocs));
   }
-  if (static_cast<int64_t>(opt.m().size()) == I.P && static_cast<int64_t>(opt.v().size()) == I.P) {
-    SCION_CUDA_TRY(cudaMemcpyAsync(I.m, opt.m().data(), sizeof(float) * I.P, cudaMemcpyHostToDevice, I.stream));
-    SCION_CUDA_TRY(cudaMemcpyAsync(I.v, opt.v().data(), sizeof(float) * I.P, cudaMemcpyHostToDevice, I.stream));
-  } else {
-    SCION_CUDA_TRY(cudaMemsetAsync(I.m, 0, sizeof(float) * I.P, I.stream));
-    SCION_CUDA_TRY(cudaMemsetAsync(I.v, 0, sizeof(float) * I.P, I.stream));
-  }
-  I.adam_t = opt.steps();
+  SCION_CUDA_TRY(cudaMemcpyAsync(I.m, opt.m().data(), sizeof(float) * I.P, cudaMemcpyHostToDevice, I.stream));
+  SCION_CUDA_TRY(cudaMemcpyAsync(I.v, opt.v().data(), sizeof(float) * I.P, cudaMemcpyHostToDevice, I.stream));
   SCION_CUDA_TRY(cudaStreamSynchronize(I.stream));
   return Status::Ok();
 }
