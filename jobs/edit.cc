@@ -161,7 +161,12 @@ Status ValidateSpeed(const json& speed, const std::string& where) {
 
 Result<std::vector<SpeedPoint>> MeasureSpeed(nn::Model& m, const std::vector<int64_t>& seq_lens, int64_t B,
                                              int64_t iters) {
-  const nn::ModelConfig& c = m.config();
+  nn::AdamW none({});  // forward passes only
+  return MeasureSpeed(*nn::StepEngine::Create(m, none, /*use_gpu=*/false), m.config(), seq_lens, B, iters);
+}
+
+Result<std::vector<SpeedPoint>> MeasureSpeed(nn::StepEngine& e, const nn::ModelConfig& c,
+                                             const std::vector<int64_t>& seq_lens, int64_t B, int64_t iters) {
   nn::Rng rng(7);
   std::vector<SpeedPoint> out;
   for (int64_t N : seq_lens) {
@@ -171,9 +176,9 @@ Result<std::vector<SpeedPoint>> MeasureSpeed(nn::Model& m, const std::vector<int
     std::vector<int32_t> tok(static_cast<size_t>(B * N));
     for (auto& x : tok) x = static_cast<int32_t>(rng.Below(static_cast<uint64_t>(c.vocab_size)));
     ResetPeakRss();
-    SCION_RETURN_IF_ERROR(m.Forward(tok.data(), nullptr, B, N, nullptr));  // warm-up; sizes the caches
+    SCION_RETURN_IF_ERROR(e.Forward(tok.data(), B, N));  // warm-up; sizes the caches
     const auto t0 = std::chrono::steady_clock::now();
-    for (int64_t i = 0; i < iters; ++i) SCION_RETURN_IF_ERROR(m.Forward(tok.data(), nullptr, B, N, nullptr));
+    for (int64_t i = 0; i < iters; ++i) SCION_RETURN_IF_ERROR(e.Forward(tok.data(), B, N));
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     out.push_back({N, secs > 0 ? static_cast<double>(B * N * iters) / secs : 0, static_cast<double>(PeakRssBytes())});
   }

@@ -11,6 +11,7 @@
 #include "common/status.h"
 #include "jobs/job.h"
 #include "nn/config.h"
+#include "nn/engine.h"
 #include "nn/model.h"
 
 namespace scion::jobs {
@@ -46,6 +47,9 @@ struct SpeedPoint {
 };
 Result<std::vector<SpeedPoint>> MeasureSpeed(nn::Model& m, const std::vector<int64_t>& seq_lens, int64_t B,
                                              int64_t iters);
+// The same through an engine (the eval kind on a GPU: peak is then host memory only).
+Result<std::vector<SpeedPoint>> MeasureSpeed(nn::StepEngine& e, const nn::ModelConfig& c,
+                                             const std::vector<int64_t>& seq_lens, int64_t B, int64_t iters);
 // MeasureSpeed driven by a params.speed block; empty when the block is absent.
 Result<std::vector<SpeedPoint>> MeasureSpeed(nn::Model& m, const nlohmann::json& params);
 

@@ -12,6 +12,7 @@
 #include "jobs/edit.h"
 #include "jobs/job.h"
 #include "jobs/nn_params.h"
+#include "nn/engine.h"
 #include "nn/safetensors.h"
 #include "nn/trainer.h"
 
@@ -51,6 +52,8 @@ Outcome RunEval(const json& spec, Context& ctx) {
   if (!model.ok()) return {model.status(), {}};
   nn::Model& m = *model;
   const nn::ModelConfig& c = m.config();
+  nn::AdamW unused_opt({});  // evaluation takes no steps; the engine's interface carries one
+  auto engine = nn::StepEngine::Create(m, unused_opt, !ctx.gpus.empty());  // CUDA when the job holds a GPU
   Outcome out;
   auto metric = [&](const std::string& name, double v) {
     out.summary[name] = v;
@@ -69,7 +72,7 @@ Outcome RunEval(const json& spec, Context& ctx) {
     for (int64_t i = 0; i < n; ++i) {
       auto b = d->batcher->Batch(true, i, B, T);
       if (!b.ok()) return {Status::InvalidArgument("params.text: " + b.status().message()), {}};
-      auto l = nn::EvalLoss(m, *b);
+      auto l = engine->EvalLoss(*b);
       if (!l.ok()) return {l.status(), {}};
       loss += *l / static_cast<double>(n);
     }
@@ -86,7 +89,7 @@ Outcome RunEval(const json& spec, Context& ctx) {
     if (mc.seq_len > c.n_positions) return {Status::InvalidArgument("params.mqar.seq_len: exceeds the model's n_positions"), {}};
     auto b = nn::GenerateMqar(mc, q.value("count", int64_t{256}), nn::MqarSeed(q.value("seed", uint64_t{1}), true));
     if (!b.ok()) return {Status::InvalidArgument("params.mqar." + b.status().message()), {}};
-    auto a = nn::TargetAccuracy(m, *b);
+    auto a = engine->TargetAccuracy(*b);
     if (!a.ok()) return {a.status(), {}};
     metric("mqar_accuracy", *a);
   }
@@ -94,7 +97,7 @@ Outcome RunEval(const json& spec, Context& ctx) {
     const json& th = params.at("throughput");
     std::vector<int64_t> lens;
     for (const json& n : th.value("seq_lens", json::array({64}))) lens.push_back(n.get<int64_t>());
-    auto speed = MeasureSpeed(m, lens, th.value("batch_size", int64_t{1}), th.value("iters", int64_t{3}));
+    auto speed = MeasureSpeed(*engine, c, lens, th.value("batch_size", int64_t{1}), th.value("iters", int64_t{3}));
     if (!speed.ok()) return {Status::InvalidArgument("params.throughput." + speed.status().message()), {}};
     for (const SpeedPoint& p : *speed) {
       metric("tokens_per_s_n" + std::to_string(p.seq_len), p.tokens_per_s);

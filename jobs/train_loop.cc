@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "nn/checkpoint.h"
+#include "nn/engine.h"
 #include "nn/safetensors.h"
 
 namespace scion::jobs {
@@ -95,24 +96,30 @@ int64_t DataSeqLen(const DataSource& d, int64_t seq_len) { return d.kind == "mqa
 
 const char* TaskMetricName(const DataSource& d) { return d.kind == "mqar" ? "mqar_accuracy" : "val_loss"; }
 
-Result<double> EvaluateTask(nn::Model& m, const DataSource& d, int64_t batches, int64_t B, int64_t T, uint64_t seed) {
+Result<double> EvaluateTask(nn::StepEngine& e, const DataSource& d, int64_t batches, int64_t B, int64_t T,
+                            uint64_t seed) {
   double metric = 0;
   for (int64_t i = 0; i < batches; ++i) {
     auto vb = DataBatch(d, true, i, B, T, seed);
     if (!vb.ok()) return vb.status();
     double v = 0;
     if (d.kind == "mqar") {
-      auto a = nn::TargetAccuracy(m, *vb);
+      auto a = e.TargetAccuracy(*vb);
       if (!a.ok()) return a.status();
       v = *a;
     } else {
-      auto l = nn::EvalLoss(m, *vb);
+      auto l = e.EvalLoss(*vb);
       if (!l.ok()) return l.status();
       v = *l;
     }
     metric += v / static_cast<double>(batches);
   }
   return metric;
+}
+
+Result<double> EvaluateTask(nn::Model& m, const DataSource& d, int64_t batches, int64_t B, int64_t T, uint64_t seed) {
+  nn::AdamW none({});  // evaluation takes no steps
+  return EvaluateTask(*nn::StepEngine::Create(m, none, /*use_gpu=*/false), d, batches, B, T, seed);
 }
 
 Result<LoopResult> RunTrainLoop(nn::Model& m, const DataSource& d, const LoopConfig& c, Context& ctx) {
@@ -128,6 +135,12 @@ Result<LoopResult> RunTrainLoop(nn::Model& m, const DataSource& d, const LoopCon
     start = *resumed;
     if (ctx.reporter) ctx.reporter->Log(c.metric_prefix + "resumed from checkpoint at step " + std::to_string(start));
   }
+  // Steps run on the job's GPU when it holds one (CudaModel), else on the CPU Model; m and opt stay
+  // the checkpoint format and are synced before every save.
+  auto engine = nn::StepEngine::Create(m, opt, !ctx.gpus.empty());
+  if (ctx.reporter)
+    ctx.reporter->Log(c.metric_prefix + "training on " + engine->device() +
+                      (engine->fallback_reason().empty() ? "" : " (GPU not used: " + engine->fallback_reason() + ")"));
   const std::string& p = c.metric_prefix;
   const int64_t tokens_per_step = c.train.accum * c.batch_size * T;
   auto t0 = std::chrono::steady_clock::now();
@@ -142,7 +155,7 @@ Result<LoopResult> RunTrainLoop(nn::Model& m, const DataSource& d, const LoopCon
     }
     std::vector<const nn::TokenBatch*> ptrs;
     for (const auto& b : micro) ptrs.push_back(&b);
-    auto s = nn::TrainStep(m, opt, ptrs, step, c.train);
+    auto s = engine->Step(ptrs, step, c.train);
     if (!s.ok()) return s.status();
     if (!std::isfinite(s->loss)) return Status::Internal("loss became non-finite at step " + std::to_string(step));
     out.last = *s;
@@ -164,19 +177,22 @@ Result<LoopResult> RunTrainLoop(nn::Model& m, const DataSource& d, const LoopCon
       tokens_since = 0;
     }
     if ((step + 1) % c.eval_every == 0 || step + 1 == c.train.steps) {
-      auto e = EvaluateTask(m, d, c.eval_batches, c.batch_size, T, c.seed);
+      auto e = EvaluateTask(*engine, d, c.eval_batches, c.batch_size, T, c.seed);
       if (!e.ok()) return e.status();
       out.eval = *e;
       if (ctx.reporter) ctx.reporter->Metric(step + 1, p + TaskMetricName(d), *e);
     }
-    if (!c.checkpoint_dir.empty() && ((step + 1) % c.checkpoint_every == 0 || stopping))
+    if (!c.checkpoint_dir.empty() && ((step + 1) % c.checkpoint_every == 0 || stopping)) {
+      SCION_RETURN_IF_ERROR(engine->Sync());
       SCION_RETURN_IF_ERROR(SaveCheckpoint(c.checkpoint_dir, step + 1, m, opt));
+    }
     if (stopping) {
       out.stopped = true;
       break;
     }
   }
   out.tokens = out.steps_done * tokens_per_step;
+  SCION_RETURN_IF_ERROR(engine->Sync());  // the caller's Model holds the trained weights
   return out;
 }
 

@@ -9,6 +9,7 @@
 #include "common/status.h"
 #include "jobs/job.h"
 #include "jobs/nn_params.h"
+#include "nn/engine.h"
 #include "nn/model.h"
 #include "nn/optim.h"
 #include "nn/trainer.h"
@@ -47,9 +48,13 @@ int64_t DataSeqLen(const DataSource& d, int64_t seq_len);
 // The task metric on `batches` validation batches: "mqar_accuracy" (higher is better) for MQAR,
 // "val_loss" otherwise.
 const char* TaskMetricName(const DataSource& d);
+Result<double> EvaluateTask(nn::StepEngine& e, const DataSource& d, int64_t batches, int64_t B, int64_t T,
+                            uint64_t seed);
 Result<double> EvaluateTask(nn::Model& m, const DataSource& d, int64_t batches, int64_t B, int64_t T, uint64_t seed);
 
-// Runs steps [resumed step, c.train.steps) over the trainable parameters of `m`.
+// Runs steps [resumed step, c.train.steps) over the trainable parameters of `m`: on the job's GPU
+// when ctx.gpus is non-empty and the model runs there (else on the CPU, saying why in the log);
+// `m` holds the trained weights when it returns.
 Result<LoopResult> RunTrainLoop(nn::Model& m, const DataSource& d, const LoopConfig& c, Context& ctx);
 
 }  // namespace scion::jobs

@@ -65,6 +65,9 @@ Result<TokenBatch> GenerateMqar(const MqarConfig& c, int64_t count, uint64_t see
       in[ctx + 2 * g] = keys[i];
       tg[ctx + 2 * g] = vals[i];
     }
+    if (c.random_fillers)  // every position after the context that is not a query
+      for (int64_t p = ctx; p < L; ++p)
+        if (tg[p] == kIgnoreTarget) in[p] = static_cast<int32_t>(rng.Below(static_cast<uint64_t>(c.vocab)));
   }
   return out;
 }

@@ -18,6 +18,7 @@ struct MqarConfig {
   int64_t seq_len = 64;     // L
   int64_t num_kv = 4;       // key-value pairs per example; 4·kv <= L
   double power_a = 0.01;    // gap distribution p(g) ∝ g^(a-1): short gaps favoured
+  bool random_fillers = false;  // Zoology's random_non_queries: fillers drawn from [0, V) instead of 0
   Status Validate() const;
 };
 

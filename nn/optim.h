@@ -32,6 +32,7 @@ class AdamW {
   // One update with learning rate `lr` (the schedule's value); `t` counts updates from 1.
   void Step(Model& m, float lr);
   int64_t steps() const { return t_; }
+  const AdamWConfig& config() const { return c_; }
   // State for checkpoints: first/second moments (num_params each) and the step counter.
   std::vector<float>& m() { return m_; }
   std::vector<float>& v() { return v_; }

@@ -3,9 +3,13 @@
 # compute-sanitizer memcheck on a reduced check, time Scion's kernels and the PyTorch peers on the
 # same shapes, and print one table (op, shape, scion ms, peer, peer ms, ratio, TFLOP/s, fraction of
 # the measured bf16 GEMM ceiling).
+# Stage "nn": the CUDA model check (scion-nn-check on a fresh transformers golden fixture) and the
+# GPT-2 small training benchmark (scion-nn-bench vs bench/nn/peers.py: PyTorch eager and
+# torch.compile), printed as a second table.
 #   scripts/gpu_check.sh [out_dir]
-# Environment: STAGES (default "build check memcheck bench"), BENCH_FILTER (words passed to both
-# scion-kernel-bench and peers.py), MEMCHECK_FILTER (check cases run under memcheck), JOBS.
+# Environment: STAGES (default "build check memcheck bench"; add "nn"), BENCH_FILTER (words passed to
+# both scion-kernel-bench and peers.py), NN_FILTER (scion-nn-bench and bench/nn/peers.py workloads),
+# MEMCHECK_FILTER (check cases run under memcheck), JOBS.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-/tmp/scion-gpu-check}}
@@ -18,9 +22,12 @@ summary=()
 has() { [[ " $stages " == *" $1 "* ]]; }
 
 if has build; then
+  targets=()
+  { has check || has memcheck || has bench; } && targets+=(scion-kernel-check scion-kernel-bench)
+  has nn && targets+=(scion-nn-check scion-nn-bench)
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DSCION_CONTROL_PLANE=OFF -DSCION_TESTS=OFF \
     -DSCION_CUDA=ON -DSCION_CUDA_ARCHS=90a >"$out/build.log" 2>&1 &&
-    cmake --build "$build" -j"${JOBS:-16}" --target scion-kernel-check scion-kernel-bench >>"$out/build.log" 2>&1 ||
+    cmake --build "$build" -j"${JOBS:-16}" --target "${targets[@]}" >>"$out/build.log" 2>&1 ||
     { tail -30 "$out/build.log"; echo "build failed"; exit 1; }
 fi
 check=$build/tests/kernels/scion-kernel-check
@@ -50,8 +57,23 @@ if has bench; then
   python3 bench/kernels/report.py "$out/scion.csv" "$out/peers.csv" >"$out/table.md"
   cat "$out/bench.err"; grep -v Warning "$out/peers.err" | tail -5
 fi
+if has nn; then
+  golden=${TMPDIR:-/tmp}/scion-golden-d16  # head width 16: what the CUDA attention kernels take
+  python3 scripts/hf_golden.py --out "$golden" --n-head 2 >"$out/nn_golden.log" 2>&1 || { cat "$out/nn_golden.log"; status=1; }
+  "$build/tests/nn/cuda/scion-nn-check" "$golden" >"$out/nn_check.log" 2>&1
+  rc=$?
+  cat "$out/nn_check.log"
+  summary+=("nn check: $(tail -1 "$out/nn_check.log") (exit $rc)")
+  [[ $rc -ne 0 ]] && status=1
+  "$build/bench/nn/scion-nn-bench" ${NN_FILTER:+--filter "$NN_FILTER"} >"$out/nn_scion.csv" 2>"$out/nn_bench.err" || status=1
+  PYTHONUNBUFFERED=1 python3 bench/nn/peers.py ${NN_FILTER:+--filter "$NN_FILTER"} >"$out/nn_peers.csv" \
+    2>"$out/nn_peers.err" || status=1
+  python3 bench/nn/report.py "$out/nn_scion.csv" "$out/nn_peers.csv" >"$out/nn_table.md"
+  cat "$out/nn_bench.err"; grep -v Warning "$out/nn_peers.err" | tail -5
+fi
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv,noheader >"$out/gpu.txt" 2>&1
 for line in "${summary[@]}"; do echo "$line"; done
 cat "$out/gpu.txt"
 [[ -f "$out/table.md" ]] && cat "$out/table.md"
+[[ -f "$out/nn_table.md" ]] && cat "$out/nn_table.md"
 exit $status

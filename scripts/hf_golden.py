@@ -7,6 +7,8 @@ every parameter, and the losses of 10 AdamW steps (constant lr, grad-norm clip, 
 matrices only). tests/nn/golden_test.cc compares the CPU path against these.
 
 Run on a machine with torch + transformers:  python3 scripts/hf_golden.py --out tests/nn/fixtures
+--n-head 2 gives head width 16 (the checked-in fixture has 8): the CUDA attention kernels take
+D in {16, 32, 64, 128}, so the CUDA model check (scion-nn-check) runs on such a fixture.
 
 --check-scion DIR does the opposite direction: loads a Scion softmax-only checkpoint folder (with
 expected.safetensors: input_ids and the logits Scion computed) in GPT2LMHeadModel and compares.
@@ -40,11 +42,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out")
     ap.add_argument("--check-scion")
+    ap.add_argument("--n-head", type=int, default=4)
     args = ap.parse_args()
     if args.check_scion:
         raise SystemExit(check_scion(args.check_scion))
     torch.manual_seed(1234)
-    cfg = GPT2Config(vocab_size=96, n_positions=32, n_embd=32, n_layer=2, n_head=4,
+    cfg = GPT2Config(vocab_size=96, n_positions=32, n_embd=32, n_layer=2, n_head=args.n_head,
                      activation_function="gelu_new", resid_pdrop=0.0, embd_pdrop=0.0,
                      attn_pdrop=0.0, layer_norm_epsilon=1e-5, tie_word_embeddings=True)
     model = GPT2LMHeadModel(cfg).float()

@@ -50,6 +50,39 @@ TEST(Mqar, ZoologySemantics) {
   }
 }
 
+TEST(Mqar, RandomFillersKeepContextQueriesAndTargets) {
+  MqarConfig c;
+  c.vocab = 64;
+  c.seq_len = 64;
+  c.num_kv = 4;
+  c.random_fillers = true;
+  auto r = GenerateMqar(c, 50, MqarSeed(2, false));
+  ASSERT_TRUE(r.ok());
+  int64_t nonzero_fillers = 0, fillers = 0;
+  for (int64_t e = 0; e < 50; ++e) {
+    const int32_t* in = r->inputs.data() + e * 64;
+    const int32_t* tg = r->targets.data() + e * 64;
+    std::map<int32_t, int32_t> kv;
+    for (int i = 0; i < 4; ++i) kv[in[2 * i]] = in[2 * i + 1];
+    ASSERT_EQ(kv.size(), 4u);
+    int queries = 0;
+    for (int t = 8; t < 64; ++t) {
+      EXPECT_GE(in[t], 0);
+      EXPECT_LT(in[t], 64);
+      if (tg[t] == kIgnoreTarget) {
+        ++fillers;
+        nonzero_fillers += in[t] != 0;
+        continue;
+      }
+      ++queries;
+      EXPECT_EQ(tg[t], kv.at(in[t]));
+    }
+    EXPECT_EQ(queries, 4);
+  }
+  // Fillers are uniform over V = 64: about 1/64 of them are 0, so most must be non-zero.
+  EXPECT_GT(nonzero_fillers, fillers * 9 / 10);
+}
+
 TEST(Mqar, DeterministicAndSplitsDiffer) {
   MqarConfig c;
   c.vocab = 128;

@@ -1,5 +1,6 @@
 // Learning within a fixed CPU step budget: a tiny softmax model learns MQAR (L=64, kv=4) beyond
 // chance on held-out examples, and a byte-level model lowers its validation loss on text.
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -17,12 +18,37 @@ int64_t EnvInt(const char* name, int64_t def) {
   return v ? std::atoll(v) : def;
 }
 
+// Fraction of query positions whose argmax is one of the example's own kv values (the context's
+// odd positions): the first stage of MQAR, before the model can tell which value a key owns.
+double ValueSetAccuracy(Model& m, const TokenBatch& b, int64_t num_kv) {
+  const int64_t V = m.config().vocab_size;
+  int64_t hit = 0, total = 0;
+  for (int64_t e = 0; e < b.B; ++e) {
+    EXPECT_TRUE(m.Forward(b.inputs.data() + e * b.T, nullptr, 1, b.T, nullptr).ok());
+    for (int64_t t = 0; t < b.T; ++t) {
+      if (b.targets[e * b.T + t] < 0) continue;
+      const float* l = m.logits() + t * V;
+      const int32_t arg = static_cast<int32_t>(std::max_element(l, l + V) - l);
+      bool in_set = false;
+      for (int64_t i = 0; i < num_kv; ++i) in_set |= b.inputs[e * b.T + 2 * i + 1] == arg;
+      hit += in_set;
+      ++total;
+    }
+  }
+  return total ? static_cast<double>(hit) / static_cast<double>(total) : 0.0;
+}
+
 // Zoology's bar is >= 90% held-out accuracy at (L=64, kv=4). That needs induction (a previous-token
-// head, then key matching), which in our runs appears only after a long plateau at ~25%: the
-// model first learns which four values an example holds (1 in 4 right) and then must learn which
-// one. Runs of 600-1100+ steps (C 32-64, lr 1e-3..1e-2, batch 32-64) stayed on the plateau, far
-// beyond a CI budget, so this test asserts what a short budget reliably teaches: the value set,
-// i.e. accuracy well above the 1/32 of guessing a value. MQ_STEPS etc. override for long runs.
+// head, then key matching), which appears only after a long plateau at ~25-29%: the model first
+// learns which four values an example holds (1 in 4 right) and then must learn which one. The
+// plateau is an optimisation plateau, not a data or model bug: on the GPU (scion-nn-mqar --gpu,
+// same data and model code) 2-layer models stayed on it for 10-20k steps of 64 examples across
+// lr 1e-3..1e-2, C 32-128, 1-4 heads, weight decay 0/0.1 and Zoology's random fillers, while a
+// 4-layer C=64 model (lr 1e-3, batch 64) left it at ~13-14k steps and reached 96%. That is
+// 10^4 steps, far beyond a 2-core CI budget, so this test asserts what a short budget reliably
+// teaches: the value set (the answer is one of the example's own values; measured 0.81 after 250
+// steps), and exact accuracy well above the 1/32 of guessing a value (measured 0.20).
+// MQ_STEPS etc. override for long runs.
 TEST(Learn, MqarLearnsTheValueSetWithinBudget) {
   MqarConfig mq;
   mq.vocab = EnvInt("MQ_V", 64);
@@ -52,9 +78,13 @@ TEST(Learn, MqarLearnsTheValueSetWithinBudget) {
   }
   auto a = TargetAccuracy(*m, *test);
   ASSERT_TRUE(a.ok());
-  std::printf("MQAR L=64 kv=4 held-out accuracy %.3f after %lld steps\n", *a, static_cast<long long>(tc.steps));
+  const double value_set = ValueSetAccuracy(*m, *test, mq.num_kv);
+  std::printf("MQAR L=64 kv=4 held-out accuracy %.3f, answer among the example's values %.3f, after %lld steps\n",
+              *a, value_set, static_cast<long long>(tc.steps));
   // 0.15 = 4.8x the 1/32 of a random value; the value-set plateau sits at 0.25.
   EXPECT_GE(*a, EnvInt("MQ_BAR_PCT", 15) / 100.0);
+  // 0.6: 5x the 1/8 of naming one of the 32 values at random, 0.2 below the measured 0.81.
+  EXPECT_GE(value_set, 0.6);
 }
 
 }  // namespace

@@ -1,0 +1,600 @@
+#include "nn/cuda/model_cuda.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "nn/cuda/gemm.cuh"
+#include "nn/cuda/layers.cuh"
+#include "nn/mixer.h"
+
+namespace scion::nn {
+
+using cuda::bf16;
+using cuda::Operand;
+
+namespace {
+
+#define SCION_CUDA_TRY(expr)                                                                              \
+  do {                                                                                                    \
+    const cudaError_t _e = (expr);                                                                        \
+    if (_e != cudaSuccess) return Status::Internal(std::string(#expr) + ": " + cudaGetErrorString(_e)); \
+  } while (0)
+
+// Where one block's tensors sit in the flat buffers (element offsets; -1: absent).
+struct LayerOffsets {
+  int64_t ln1_w, ln1_b, ln2_w, ln2_b;
+  int64_t attn_w, attn_b, proj_w, proj_b, fc_w, fc_b, mproj_w, mproj_b;
+  int64_t fq = -1, fk = -1;  // feature-map tensors (hedgehog wq/wk, performer Ω)
+  bool attn_w_t, attn_b_t, proj_w_t, proj_b_t, fc_w_t, fc_b_t, mproj_w_t, mproj_b_t, ln1_t, ln2_t, maps_t;
+};
+
+// Per-layer activations kept for the backward, for up to `rows` = B·T rows.
+struct LayerActs {
+  float* resid_mid = nullptr;                     // (BT, C) fp32
+  bf16 *ln1 = nullptr, *ln2 = nullptr;            // (BT, C)
+  float *ln1_mean = nullptr, *ln1_rstd = nullptr, *ln2_mean = nullptr, *ln2_rstd = nullptr;  // (BT)
+  bf16 *q = nullptr, *k = nullptr, *v = nullptr, *o = nullptr;  // (B, H, T, D)
+  float* lse = nullptr;                           // (B, H, T) softmax statistics
+  bf16* atty = nullptr;                           // (BT, C) mixer output, heads merged
+  bf16 *fch = nullptr, *fch_gelu = nullptr;       // (BT, Hm) pre-activation (with bias), GELU output
+  int32_t *rows = nullptr, *cols = nullptr;       // block-sparse CSR layout for the current T
+  int64_t layout_T = 0;
+  kernels::BlockLayout layout;
+};
+
+int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+}  // namespace
+
+bool CudaAvailable() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+struct CudaModel::Impl {
+  ModelConfig config;
+  std::vector<ParamInfo> params;
+  int64_t P = 0;        // parameter count
+  int64_t Vp = 0;       // vocabulary padded to 64 columns: the logits' leading dimension
+  cudaStream_t stream = nullptr;
+  cublasHandle_t blas = nullptr;
+  std::vector<void*> allocs;      // parameters, gradients, moments
+  std::vector<void*> act_allocs;  // activations and scratch (reallocated when B·T grows)
+  int64_t param_bytes = 0, act_bytes = 0;
+
+  float* w = nullptr;   // (P) fp32 master weights
+  bf16* wb = nullptr;   // (P) bf16 copy the GEMMs read
+  float* g = nullptr;   // (P) fp32 gradients
+  float* m = nullptr;   // (P) AdamW first moment (allocated at the first step)
+  float* v = nullptr;   // (P) second moment
+  int64_t adam_t = 0;
+  cuda::Segment* segs = nullptr;  // trainable runs of the flat buffer
+  int nsegs = 0;
+  int64_t max_seg = 0;
+  float* sumsq = nullptr;         // (1) Σ g² of the last ClipGradNorm
+  float clip_norm = 0;            // max_norm the next AdamW step applies (0: none)
+  int64_t wte = 0, wpe = 0, lnf_w = 0, lnf_b = 0;
+  bool wte_t = false, wpe_t = false, lnf_t = false;
+  std::vector<LayerOffsets> layer_off;
+
+  // Activations, sized for `cap` rows.
+  int64_t cap = 0;
+  int64_t B = 0, T = 0, count = 0;
+  bool has_targets = false;
+  int32_t *tokens = nullptr, *targets = nullptr, *argmax = nullptr;  // (BT)
+  std::vector<float*> resid;              // L + 1 × (BT, C) fp32 block inputs; resid[L] feeds ln_f
+  std::vector<LayerActs> acts;
+  bf16* lnf = nullptr;                    // (BT, C)
+  float *lnf_mean = nullptr, *lnf_rstd = nullptr;
+  bf16* logits = nullptr;                 // (BT, Vp); the backward overwrites it with dlogits
+  float *clf_lse = nullptr, *clf_loss = nullptr;  // (BT)
+  float* scratch = nullptr;               // (BT, max(3C, Hm)) fp32 GEMM outputs
+  bf16* scratch_b = nullptr;              // (BT, max(3C, Hm)) bf16 backward intermediates
+  float* dx = nullptr;                    // (BT, C) gradient of the residual stream
+  bf16* dx_b = nullptr;                   // (BT, C) its bf16 copy for the GEMMs
+  bf16 *dq = nullptr, *dk = nullptr, *dv = nullptr, *dout = nullptr;  // (B, H, T, D)
+
+  ~Impl() {
+    FreeActs();
+    for (void* p : allocs) cudaFree(p);
+    if (blas) cublasDestroy(blas);
+    if (stream) cudaStreamDestroy(stream);
+  }
+
+  template <typename T>
+  Status Alloc(T** out, int64_t n, std::vector<void*>* list) {
+    void* p = nullptr;
+    SCION_CUDA_TRY(cudaMalloc(&p, sizeof(T) * static_cast<size_t>(std::max<int64_t>(n, 1))));
+    list->push_back(p);
+    (list == &act_allocs ? act_bytes : param_bytes) += static_cast<int64_t>(sizeof(T)) * n;
+    *out = static_cast<T*>(p);
+    return Status::Ok();
+  }
+  void FreeActs() {
+    for (void* p : act_allocs) cudaFree(p);
+    act_allocs.clear();
+    cap = 0;
+    act_bytes = 0;
+  }
+
+  int64_t Offset(const std::string& name) const {
+    for (const ParamInfo& p : params)
+      if (p.name == name) return p.offset;
+    return -1;
+  }
+  bool Trainable(const std::string& name) const {
+    for (const ParamInfo& p : params)
+      if (p.name == name) return p.trainable;
+    return false;
+  }
+  float* G(int64_t off, bool trainable) const { return trainable ? g + off : nullptr; }
+
+  Status Layout(const Model& host);
+  Status EnsureCapacity(int64_t rows);
+  Status MixerForward(int64_t l, kernels::AttnDims d);
+  Status MixerBackward(int64_t l, kernels::AttnDims d);
+  Status Forward(const int32_t* tok, const int32_t* tgt, int64_t B, int64_t T, float* loss);
+  Status Backward(float scale);
+};
+
+Status CudaModel::Impl::Layout(const Model& host) {
+  config = host.config();
+  params = host.params();
+  P = host.num_params();
+  Vp = RoundUp(config.vocab_size, 64);
+  const std::string pre = "transformer.";
+  wte = Offset(pre + "wte.weight");
+  wpe = Offset(pre + "wpe.weight");
+  lnf_w = Offset(pre + "ln_f.weight");
+  lnf_b = Offset(pre + "ln_f.bias");
+  wte_t = Trainable(pre + "wte.weight");
+  wpe_t = Trainable(pre + "wpe.weight");
+  lnf_t = Trainable(pre + "ln_f.weight");
+  layer_off.clear();
+  for (int64_t l = 0; l < config.n_layer(); ++l) {
+    const std::string p = pre + "h." + std::to_string(l) + ".";
+    LayerOffsets o;
+    o.ln1_w = Offset(p + "ln_1.weight"); o.ln1_b = Offset(p + "ln_1.bias");
+    o.ln2_w = Offset(p + "ln_2.weight"); o.ln2_b = Offset(p + "ln_2.bias");
+    o.attn_w = Offset(p + "attn.c_attn.weight"); o.attn_b = Offset(p + "attn.c_attn.bias");
+    o.proj_w = Offset(p + "attn.c_proj.weight"); o.proj_b = Offset(p + "attn.c_proj.bias");
+    o.fc_w = Offset(p + "mlp.c_fc.weight"); o.fc_b = Offset(p + "mlp.c_fc.bias");
+    o.mproj_w = Offset(p + "mlp.c_proj.weight"); o.mproj_b = Offset(p + "mlp.c_proj.bias");
+    o.ln1_t = Trainable(p + "ln_1.weight"); o.ln2_t = Trainable(p + "ln_2.weight");
+    o.attn_w_t = Trainable(p + "attn.c_attn.weight"); o.attn_b_t = Trainable(p + "attn.c_attn.bias");
+    o.proj_w_t = Trainable(p + "attn.c_proj.weight"); o.proj_b_t = Trainable(p + "attn.c_proj.bias");
+    o.fc_w_t = Trainable(p + "mlp.c_fc.weight"); o.fc_b_t = Trainable(p + "mlp.c_fc.bias");
+    o.mproj_w_t = Trainable(p + "mlp.c_proj.weight"); o.mproj_b_t = Trainable(p + "mlp.c_proj.bias");
+    if (int64_t q = Offset(p + "attn.hedgehog.wq"); q >= 0) {
+      o.fq = q;
+      o.fk = Offset(p + "attn.hedgehog.wk");
+      o.maps_t = Trainable(p + "attn.hedgehog.wq");
+    } else if (int64_t om = Offset(p + "attn.performer.omega"); om >= 0) {
+      o.fq = o.fk = om;
+      o.maps_t = false;
+    } else {
+      o.maps_t = false;
+    }
+    layer_off.push_back(o);
+  }
+  // Trainable runs, adjacent tensors with the same decay merged: one AdamW launch covers them all.
+  std::vector<cuda::Segment> runs;
+  for (const ParamInfo& p : params) {
+    if (!p.trainable) continue;
+    const float decay = p.decay ? 1.0f : 0.0f;
+    if (!runs.empty() && runs.back().offset + runs.back().numel == p.offset && runs.back().decay == decay)
+      runs.back().numel += p.numel;
+    else
+      runs.push_back({p.offset, p.numel, decay});
+  }
+  if (!segs) SCION_RETURN_IF_ERROR(Alloc(&segs, static_cast<int64_t>(params.size()), &allocs));
+  nsegs = static_cast<int>(runs.size());
+  max_seg = 0;
+  for (const auto& r : runs) max_seg = std::max(max_seg, r.numel);
+  SCION_CUDA_TRY(cudaMemcpyAsync(segs, runs.data(), sizeof(cuda::Segment) * runs.size(), cudaMemcpyHostToDevice, stream));
+  return Status::Ok();
+}
+
+Status CudaModel::Impl::EnsureCapacity(int64_t rows) {
+  if (rows <= cap) return Status::Ok();
+  SCION_CUDA_TRY(cudaStreamSynchronize(stream));
+  FreeActs();
+  const int64_t C = config.n_embd, L = config.n_layer();
+  int64_t hm = 0;
+  for (int64_t l = 0; l < L; ++l) hm = std::max(hm, config.MlpHidden(l));
+  const int64_t wide = std::max(3 * C, hm);
+  auto& A = act_allocs;
+  SCION_RETURN_IF_ERROR(Alloc(&tokens, rows, &A));
+  SCION_RETURN_IF_ERROR(Alloc(&targets, rows, &A));
+  SCION_RETURN_IF_ERROR(Alloc(&argmax, rows, &A));
+  resid.assign(static_cast<size_t>(L + 1), nullptr);
+  for (auto& r : resid) SCION_RETURN_IF_ERROR(Alloc(&r, rows * C, &A));
+  acts.assign(static_cast<size_t>(L), LayerActs{});
+  for (int64_t l = 0; l < L; ++l) {
+    LayerActs& a = acts[l];
+    const int64_t Hm = config.MlpHidden(l);
+    SCION_RETURN_IF_ERROR(Alloc(&a.resid_mid, rows * C, &A));
+    SCION_RETURN_IF_ERROR(Alloc(&a.ln1, rows * C, &A));
+    SCION_RETURN_IF_ERROR(Alloc(&a.ln2, rows * C, &A));
+    for (float** s : {&a.ln1_mean, &a.ln1_rstd, &a.ln2_mean, &a.ln2_rstd}) SCION_RETURN_IF_ERROR(Alloc(s, rows, &A));
+    for (bf16** s : {&a.q, &a.k, &a.v, &a.o, &a.atty}) SCION_RETURN_IF_ERROR(Alloc(s, rows * C, &A));
+    SCION_RETURN_IF_ERROR(Alloc(&a.lse, rows * config.n_head, &A));
+    SCION_RETURN_IF_ERROR(Alloc(&a.fch, rows * Hm, &A));
+    SCION_RETURN_IF_ERROR(Alloc(&a.fch_gelu, rows * Hm, &A));
+  }
+  SCION_RETURN_IF_ERROR(Alloc(&lnf, rows * C, &A));
+  SCION_RETURN_IF_ERROR(Alloc(&lnf_mean, rows, &A));
+  SCION_RETURN_IF_ERROR(Alloc(&lnf_rstd, rows, &A));
+  SCION_RETURN_IF_ERROR(Alloc(&logits, rows * Vp, &A));
+  SCION_CUDA_TRY(cudaMemsetAsync(logits, 0, sizeof(bf16) * rows * Vp, stream));  // pad columns stay 0
+  SCION_RETURN_IF_ERROR(Alloc(&clf_lse, rows, &A));
+  SCION_RETURN_IF_ERROR(Alloc(&clf_loss, rows, &A));
+  SCION_RETURN_IF_ERROR(Alloc(&scratch, rows * wide, &A));
+  SCION_RETURN_IF_ERROR(Alloc(&scratch_b, rows * wide, &A));
+  SCION_RETURN_IF_ERROR(Alloc(&dx, rows * C, &A));
+  SCION_RETURN_IF_ERROR(Alloc(&dx_b, rows * C, &A));
+  for (bf16** s : {&dq, &dk, &dv, &dout}) SCION_RETURN_IF_ERROR(Alloc(s, rows * C, &A));
+  cap = rows;
+  return Status::Ok();
+}
+
+namespace {
+
+kernels::FeatureMap Map(const LayerSpec& s, const LayerOffsets& o, const float* w, int64_t D) {
+  kernels::FeatureMap fm;
+  fm.kind = s.feature_map;
+  fm.F = FeatureCount(s, D);
+  if (o.fq >= 0) fm.wq = w + o.fq;
+  if (o.fk >= 0) fm.wk = w + o.fk;
+  return fm;
+}
+
+}  // namespace
+
+Status CudaModel::Impl::MixerForward(int64_t l, kernels::AttnDims d) {
+  const LayerSpec& s = config.layers[l];
+  LayerActs& a = acts[l];
+  const kernels::Launch launch{kernels::Backend::kCuda, kernels::DType::kBF16, stream};
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d.D));
+  if (s.mixer == MixerKind::kLinear)
+    return kernels::LinearAttentionForward(launch, d, a.q, a.k, a.v, a.o, Map(s, layer_off[l], w, d.D), true, s.eps);
+  kernels::Mask mask;
+  if (s.mixer == MixerKind::kSlidingWindow) mask.window = s.window;
+  if (s.mixer == MixerKind::kBlockSparse) {
+    if (a.layout_T != d.N) {  // the layout depends on T only: built on the host once per length
+      std::vector<int32_t> rows, cols;
+      BuildBlockLayout(s, d.N, &rows, &cols);
+      if (a.rows) { cudaFree(a.rows); cudaFree(a.cols); }
+      SCION_CUDA_TRY(cudaMalloc(&a.rows, sizeof(int32_t) * rows.size()));
+      SCION_CUDA_TRY(cudaMalloc(&a.cols, sizeof(int32_t) * std::max<size_t>(cols.size(), 1)));
+      act_allocs.push_back(a.rows);  // freed with the activations, which reset layout_T
+      act_allocs.push_back(a.cols);
+      SCION_CUDA_TRY(cudaMemcpy(a.rows, rows.data(), sizeof(int32_t) * rows.size(), cudaMemcpyHostToDevice));
+      SCION_CUDA_TRY(cudaMemcpy(a.cols, cols.data(), sizeof(int32_t) * cols.size(), cudaMemcpyHostToDevice));
+      a.layout.block_size = static_cast<int>(s.block_size);
+      a.layout.num_blocks = static_cast<int>(rows.size() - 1);
+      a.layout.row_offsets = a.rows;
+      a.layout.col_indices = a.cols;
+      a.layout_T = d.N;
+    }
+    mask.blocks = &a.layout;
+  }
+  return kernels::AttentionForward(launch, d, a.q, a.k, a.v, a.o, a.lse, mask, scale);
+}
+
+Status CudaModel::Impl::MixerBackward(int64_t l, kernels::AttnDims d) {
+  const LayerSpec& s = config.layers[l];
+  LayerActs& a = acts[l];
+  const LayerOffsets& o = layer_off[l];
+  const kernels::Launch launch{kernels::Backend::kCuda, kernels::DType::kBF16, stream};
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d.D));
+  if (s.mixer == MixerKind::kLinear) {
+    float* dwq = o.maps_t ? g + o.fq : nullptr;
+    float* dwk = o.maps_t ? g + o.fk : nullptr;
+    return kernels::LinearAttentionBackward(launch, d, a.q, a.k, a.v, dout, dq, dk, dv, Map(s, o, w, d.D), dwq, dwk,
+                                            true, s.eps);
+  }
+  kernels::Mask mask;
+  if (s.mixer == MixerKind::kSlidingWindow) mask.window = s.window;
+  if (s.mixer == MixerKind::kBlockSparse) mask.blocks = &a.layout;
+  return kernels::AttentionBackward(launch, d, a.q, a.k, a.v, a.o, dout, a.lse, dq, dk, dv, mask, scale);
+}
+
+Status CudaModel::Impl::Forward(const int32_t* tok, const int32_t* tgt, int64_t Bn, int64_t Tn, float* loss) {
+  const ModelConfig& c = config;
+  if (Bn <= 0) return Status::InvalidArgument("batch: must be > 0");
+  if (Tn <= 0 || Tn > c.n_positions)
+    return Status::InvalidArgument("seq_len: " + std::to_string(Tn) + " must be in [1, n_positions=" +
+                                   std::to_string(c.n_positions) + "]");
+  const int64_t C = c.n_embd, H = c.n_head, D = c.head_dim(), V = c.vocab_size, BT = Bn * Tn, L = c.n_layer();
+  std::vector<int32_t> host_targets(static_cast<size_t>(BT), -1);
+  count = 0;
+  for (int64_t i = 0; i < BT; ++i) {
+    if (tok[i] < 0 || tok[i] >= V)
+      return Status::InvalidArgument("tokens[" + std::to_string(i) + "]: " + std::to_string(tok[i]) +
+                                     " outside the vocabulary [0, " + std::to_string(V) + ")");
+    if (tgt && tgt[i] >= V)
+      return Status::InvalidArgument("targets[" + std::to_string(i) + "]: " + std::to_string(tgt[i]) +
+                                     " outside the vocabulary");
+    if (tgt && tgt[i] >= 0) { host_targets[i] = tgt[i]; ++count; }
+  }
+  SCION_RETURN_IF_ERROR(EnsureCapacity(BT));
+  B = Bn;
+  T = Tn;
+  has_targets = tgt != nullptr;
+  cudaStream_t st = stream;
+  SCION_CUDA_TRY(cudaMemcpyAsync(tokens, tok, sizeof(int32_t) * BT, cudaMemcpyHostToDevice, st));
+  SCION_CUDA_TRY(cudaMemcpyAsync(targets, host_targets.data(), sizeof(int32_t) * BT, cudaMemcpyHostToDevice, st));
+
+  SCION_RETURN_IF_ERROR(cuda::EncoderForward(st, resid[0], tokens, w + wte, w + wpe, B, T, C));
+  SCION_RETURN_IF_ERROR(cuda::ResidualLayerNorm(st, resid[0], acts[0].ln1, acts[0].ln1_mean, acts[0].ln1_rstd,
+                                                resid[0], nullptr, nullptr, w + layer_off[0].ln1_w,
+                                                w + layer_off[0].ln1_b, BT, C));
+  const kernels::AttnDims dims{B, H, T, D};
+  for (int64_t l = 0; l < L; ++l) {
+    LayerActs& a = acts[l];
+    const LayerOffsets& o = layer_off[l];
+    const int64_t Hm = c.MlpHidden(l);
+    SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, 3 * C, {a.ln1, C}, {wb + o.attn_w, 3 * C}, BT, 3 * C, C, 1, 0));
+    bf16* qkv[3] = {a.q, a.k, a.v};
+    SCION_RETURN_IF_ERROR(cuda::RowsToHeads(st, qkv, 3, scratch, nullptr, w + o.attn_b, B, T, H, D));
+    if (Status s = MixerForward(l, dims); !s.ok())
+      return Status::Internal("layer " + std::to_string(l) + " mixer " + MixerName(c.layers[l].mixer) + ": " + s.ToString());
+    const bf16* heads[1] = {a.o};
+    SCION_RETURN_IF_ERROR(cuda::HeadsToRows(st, a.atty, 1, heads, B, T, H, D));
+    SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, C, {a.atty, C}, {wb + o.proj_w, C}, BT, C, C, 1, 0));
+    SCION_RETURN_IF_ERROR(cuda::ResidualLayerNorm(st, a.resid_mid, a.ln2, a.ln2_mean, a.ln2_rstd, resid[l], scratch,
+                                                  w + o.proj_b, w + o.ln2_w, w + o.ln2_b, BT, C));
+    SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, Hm, {a.ln2, C}, {wb + o.fc_w, Hm}, BT, Hm, C, 1, 0));
+    SCION_RETURN_IF_ERROR(cuda::BiasGelu(st, a.fch, a.fch_gelu, scratch, w + o.fc_b, BT, Hm));
+    SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, C, {a.fch_gelu, Hm}, {wb + o.mproj_w, C}, BT, C, Hm, 1, 0));
+    // The residual add of this block fused with the next LayerNorm (ln_1 of block l+1, or ln_f).
+    const bool last = l + 1 == L;
+    const int64_t nw = last ? lnf_w : layer_off[l + 1].ln1_w, nb = last ? lnf_b : layer_off[l + 1].ln1_b;
+    bf16* next_ln = last ? lnf : acts[l + 1].ln1;
+    float* next_mean = last ? lnf_mean : acts[l + 1].ln1_mean;
+    float* next_rstd = last ? lnf_rstd : acts[l + 1].ln1_rstd;
+    SCION_RETURN_IF_ERROR(cuda::ResidualLayerNorm(st, resid[l + 1], next_ln, next_mean, next_rstd, a.resid_mid, scratch,
+                                                  w + o.mproj_b, w + nw, w + nb, BT, C));
+  }
+  // Tied head: logits (BT, V; leading dim Vp) = lnf · wteᵀ.
+  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, logits, true, Vp, {lnf, C}, {wb + wte, C, true}, BT, V, C, 1, 0));
+  SCION_RETURN_IF_ERROR(cuda::ClassifierForward(st, clf_lse, clf_loss, logits, targets, BT, V, Vp));
+  if (loss) {
+    *loss = 0;
+    if (tgt && count > 0) {
+      std::vector<float> rows(static_cast<size_t>(BT));
+      SCION_CUDA_TRY(cudaMemcpyAsync(rows.data(), clf_loss, sizeof(float) * BT, cudaMemcpyDeviceToHost, st));
+      SCION_CUDA_TRY(cudaStreamSynchronize(st));
+      double sum = 0;
+      for (float x : rows) sum += x;
+      *loss = static_cast<float>(sum / static_cast<double>(count));
+    }
+  }
+  return Status::Ok();
+}
+
+Status CudaModel::Impl::Backward(float scale) {
+  if (!has_targets) return Status::FailedPrecondition("Backward: the last Forward had no targets");
+  const ModelConfig& c = config;
+  const int64_t C = c.n_embd, H = c.n_head, D = c.head_dim(), V = c.vocab_size, BT = B * T, L = c.n_layer();
+  cudaStream_t st = stream;
+  const kernels::AttnDims dims{B, H, T, D};
+  const float row_scale = count > 0 ? scale / static_cast<float>(count) : 0.0f;
+  SCION_RETURN_IF_ERROR(cuda::ClassifierBackward(st, logits, clf_lse, targets, BT, V, Vp, row_scale));
+  // dlnf (BT, C) = dlogits · wte; dwte (V, C) += dlogitsᵀ · lnf.
+  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, C, {logits, Vp}, {wb + wte, C}, BT, C, V, 1, 0));
+  if (wte_t)
+    SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + wte, false, C, {logits, Vp, true}, {lnf, C}, V, C, BT, 1, 1));
+  SCION_CUDA_TRY(cudaMemsetAsync(dx, 0, sizeof(float) * BT * C, st));
+  SCION_RETURN_IF_ERROR(cuda::LayerNormBackward(st, dx, dx_b, G(lnf_w, lnf_t), G(lnf_b, lnf_t), scratch, resid[L],
+                                                w + lnf_w, lnf_mean, lnf_rstd, BT, C));
+  for (int64_t l = L - 1; l >= 0; --l) {
+    LayerActs& a = acts[l];
+    const LayerOffsets& o = layer_off[l];
+    const int64_t Hm = c.MlpHidden(l);
+    // MLP branch; dx is the gradient of the block output.
+    if (o.mproj_w_t)
+      SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + o.mproj_w, false, C, {a.fch_gelu, Hm, true}, {dx_b, C}, Hm, C, BT, 1, 1));
+    SCION_RETURN_IF_ERROR(cuda::ColumnSum(st, G(o.mproj_b, o.mproj_b_t), dx, BT, C));
+    SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, Hm, {dx_b, C}, {wb + o.mproj_w, C, true}, BT, Hm, C, 1, 0));
+    bf16* dfch = scratch_b;  // (BT, Hm)
+    SCION_RETURN_IF_ERROR(cuda::GeluBackward(st, dfch, scratch, a.fch, BT * Hm));
+    SCION_RETURN_IF_ERROR(cuda::ColumnSum(st, G(o.fc_b, o.fc_b_t), dfch, BT, Hm));
+    if (o.fc_w_t)
+      SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + o.fc_w, false, Hm, {a.ln2, C, true}, {dfch, Hm}, C, Hm, BT, 1, 1));
+    SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, C, {dfch, Hm}, {wb + o.fc_w, Hm, true}, BT, C, Hm, 1, 0));
+    SCION_RETURN_IF_ERROR(cuda::LayerNormBackward(st, dx, dx_b, G(o.ln2_w, o.ln2_t), G(o.ln2_b, o.ln2_t), scratch,
+                                                  a.resid_mid, w + o.ln2_w, a.ln2_mean, a.ln2_rstd, BT, C));
+    // Mixer branch; dx is now the gradient of resid_mid.
+    if (o.proj_w_t)
+      SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + o.proj_w, false, C, {a.atty, C, true}, {dx_b, C}, C, C, BT, 1, 1));
+    SCION_RETURN_IF_ERROR(cuda::ColumnSum(st, G(o.proj_b, o.proj_b_t), dx, BT, C));
+    bf16* datty = scratch_b;  // (BT, C)
+    SCION_RETURN_IF_ERROR(cuda::Gemm(blas, datty, true, C, {dx_b, C}, {wb + o.proj_w, C, true}, BT, C, C, 1, 0));
+    bf16* dheads[1] = {dout};
+    SCION_RETURN_IF_ERROR(cuda::RowsToHeads(st, dheads, 1, nullptr, datty, nullptr, B, T, H, D));
+    for (bf16* p : {dq, dk, dv}) SCION_CUDA_TRY(cudaMemsetAsync(p, 0, sizeof(bf16) * BT * C, st));
+    if (Status s = MixerBackward(l, dims); !s.ok())
+      return Status::Internal("layer " + std::to_string(l) + " mixer backward " + MixerName(c.layers[l].mixer) +
+                              ": " + s.ToString());
+    bf16* dqkv = scratch_b;  // (BT, 3C)
+    const bf16* grads[3] = {dq, dk, dv};
+    SCION_RETURN_IF_ERROR(cuda::HeadsToRows(st, dqkv, 3, grads, B, T, H, D));
+    SCION_RETURN_IF_ERROR(cuda::ColumnSum(st, G(o.attn_b, o.attn_b_t), dqkv, BT, 3 * C));
+    if (o.attn_w_t)
+      SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + o.attn_w, false, 3 * C, {a.ln1, C, true}, {dqkv, 3 * C}, C, 3 * C, BT, 1, 1));
+    SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, C, {dqkv, 3 * C}, {wb + o.attn_w, 3 * C, true}, BT, C, 3 * C, 1, 0));
+    SCION_RETURN_IF_ERROR(cuda::LayerNormBackward(st, dx, dx_b, G(o.ln1_w, o.ln1_t), G(o.ln1_b, o.ln1_t), scratch,
+                                                  resid[l], w + o.ln1_w, a.ln1_mean, a.ln1_rstd, BT, C));
+  }
+  return cuda::EncoderBackward(st, G(wte, wte_t), G(wpe, wpe_t), dx, tokens, B, T, C);
+}
+
+// ---- CudaModel ----------------------------------------------------------------------------------
+
+CudaModel::CudaModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+CudaModel::~CudaModel() = default;
+
+Result<std::unique_ptr<CudaModel>> CudaModel::Create(const Model& host) {
+  if (!CudaAvailable()) return Status::Unavailable("CudaModel: no CUDA device is visible");
+  const ModelConfig& c = host.config();
+  if (c.lora_rank > 0) return Status::Unimplemented("CudaModel: LoRA adapters (lora_rank > 0) run on the CPU path only");
+  for (int64_t l = 0; l < c.n_layer(); ++l)
+    if (c.layers[l].mixer == MixerKind::kHybrid)
+      return Status::Unimplemented("CudaModel: layers[" + std::to_string(l) +
+                                   "].mixer hybrid has no CUDA kernel; it runs on the CPU path only");
+  auto impl = std::make_unique<Impl>();
+  SCION_CUDA_TRY(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking));
+  if (cublasCreate(&impl->blas) != CUBLAS_STATUS_SUCCESS) return Status::Internal("cublasCreate failed");
+  if (cublasSetStream(impl->blas, impl->stream) != CUBLAS_STATUS_SUCCESS) return Status::Internal("cublasSetStream failed");
+  const int64_t P = host.num_params();
+  SCION_RETURN_IF_ERROR(impl->Alloc(&impl->w, P, &impl->allocs));
+  SCION_RETURN_IF_ERROR(impl->Alloc(&impl->wb, P, &impl->allocs));
+  SCION_RETURN_IF_ERROR(impl->Alloc(&impl->g, P, &impl->allocs));
+  SCION_RETURN_IF_ERROR(impl->Alloc(&impl->sumsq, 1, &impl->allocs));
+  std::unique_ptr<CudaModel> m(new CudaModel(std::move(impl)));
+  SCION_RETURN_IF_ERROR(m->Upload(host));
+  SCION_RETURN_IF_ERROR(m->ZeroGrad());
+  return Result<std::unique_ptr<CudaModel>>(std::move(m));
+}
+
+Status CudaModel::Upload(const Model& host) {
+  Impl& I = *impl_;
+  if (I.P != 0 && !(host.config() == I.config)) return Status::InvalidArgument("Upload: the host model's config differs");
+  SCION_RETURN_IF_ERROR(I.Layout(host));
+  SCION_CUDA_TRY(cudaMemcpyAsync(I.w, host.data(), sizeof(float) * I.P, cudaMemcpyHostToDevice, I.stream));
+  SCION_RETURN_IF_ERROR(cuda::CastToBf16(I.stream, I.wb, I.w, I.P));
+  SCION_CUDA_TRY(cudaStreamSynchronize(I.stream));
+  return Status::Ok();
+}
+
+Status CudaModel::Download(Model* host) const {
+  const Impl& I = *impl_;
+  if (!(host->config() == I.config)) return Status::InvalidArgument("Download: the host model's config differs");
+  SCION_CUDA_TRY(cudaMemcpyAsync(host->data(), I.w, sizeof(float) * I.P, cudaMemcpyDeviceToHost, I.stream));
+  SCION_CUDA_TRY(cudaStreamSynchronize(I.stream));
+  return Status::Ok();
+}
+
+Status CudaModel::Forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T, float* loss) {
+  return impl_->Forward(tokens, targets, B, T, loss);
+}
+
+Status CudaModel::Backward(float scale) { return impl_->Backward(scale); }
+
+Status CudaModel::ZeroGrad() {
+  SCION_CUDA_TRY(cudaMemsetAsync(impl_->g, 0, sizeof(float) * impl_->P, impl_->stream));
+  return Status::Ok();
+}
+
+Result<std::vector<float>> CudaModel::Logits() const {
+  const Impl& I = *impl_;
+  const int64_t BT = I.B * I.T, V = I.config.vocab_size;
+  if (BT == 0) return Status::FailedPrecondition("Logits: no Forward yet");
+  std::vector<uint16_t> raw(static_cast<size_t>(BT * I.Vp));
+  SCION_CUDA_TRY(cudaMemcpyAsync(raw.data(), I.logits, sizeof(bf16) * BT * I.Vp, cudaMemcpyDeviceToHost, I.stream));
+  SCION_CUDA_TRY(cudaStreamSynchronize(I.stream));
+  std::vector<float> out(static_cast<size_t>(BT * V));
+  for (int64_t r = 0; r < BT; ++r)
+    for (int64_t v = 0; v < V; ++v) {
+      const uint32_t bits = static_cast<uint32_t>(raw[r * I.Vp + v]) << 16;
+      std::memcpy(&out[r * V + v], &bits, sizeof(float));
+    }
+  return out;
+}
+
+Result<std::vector<int32_t>> CudaModel::Argmax() const {
+  const Impl& I = *impl_;
+  const int64_t BT = I.B * I.T;
+  if (BT == 0) return Status::FailedPrecondition("Argmax: no Forward yet");
+  SCION_RETURN_IF_ERROR(cuda::Argmax(I.stream, I.argmax, I.logits, BT, I.config.vocab_size, I.Vp));
+  std::vector<int32_t> out(static_cast<size_t>(BT));
+  SCION_CUDA_TRY(cudaMemcpyAsync(out.data(), I.argmax, sizeof(int32_t) * BT, cudaMemcpyDeviceToHost, I.stream));
+  SCION_CUDA_TRY(cudaStreamSynchronize(I.stream));
+  return out;
+}
+
+Result<std::vector<float>> CudaModel::Grad() const {
+  const Impl& I = *impl_;
+  std::vector<float> out(static_cast<size_t>(I.P));
+  SCION_CUDA_TRY(cudaMemcpyAsync(out.data(), I.g, sizeof(float) * I.P, cudaMemcpyDeviceToHost, I.stream));
+  SCION_CUDA_TRY(cudaStreamSynchronize(I.stream));
+  return out;
+}
+
+Result<float> CudaModel::ClipGradNorm(float max_norm) {
+  Impl& I = *impl_;
+  SCION_RETURN_IF_ERROR(cuda::GradSumSquares(I.stream, I.sumsq, I.g, I.segs, I.nsegs, I.max_seg));
+  float s = 0;
+  SCION_CUDA_TRY(cudaMemcpyAsync(&s, I.sumsq, sizeof(float), cudaMemcpyDeviceToHost, I.stream));
+  SCION_CUDA_TRY(cudaStreamSynchronize(I.stream));
+  I.clip_norm = max_norm;
+  return std::sqrt(s);
+}
+
+Status CudaModel::AdamWStep(const AdamWConfig& c, float lr) {
+  Impl& I = *impl_;
+  if (!I.m) {
+    SCION_RETURN_IF_ERROR(I.Alloc(&I.m, I.P, &I.allocs));
+    SCION_RETURN_IF_ERROR(I.Alloc(&I.v, I.P, &I.allocs));
+    SCION_CUDA_TRY(cudaMemsetAsync(I.m, 0, sizeof(float) * I.P, I.stream));
+    SCION_CUDA_TRY(cudaMemsetAsync(I.v, 0, sizeof(float) * I.P, I.stream));
+  }
+  ++I.adam_t;
+  cuda::AdamWArgs a;
+  a.lr = lr;
+  a.beta1 = c.beta1;
+  a.beta2 = c.beta2;
+  a.eps = c.eps;
+  a.weight_decay = c.weight_decay;
+  a.bc1 = 1.0f - std::pow(c.beta1, static_cast<float>(I.adam_t));  // as nn/optim.cc, in float
+  a.bc2 = 1.0f - std::pow(c.beta2, static_cast<float>(I.adam_t));
+  a.max_norm = I.clip_norm;
+  I.clip_norm = 0;
+  return cuda::AdamW(I.stream, I.w, I.wb, I.m, I.v, I.g, I.sumsq, I.segs, I.nsegs, I.max_seg, a);
+}
+
+Status CudaModel::LoadOptimizer(AdamW& opt) {
+  Impl& I = *impl_;
+  I.adam_t = opt.steps();
+  const bool has_state = static_cast<int64_t>(opt.m().size()) == I.P && static_cast<int64_t>(opt.v().size()) == I.P;
+  if (!has_state) {  // fresh moments: zeroed at the first AdamWStep (an eval-only model never holds them)
+    if (I.m) {
+      SCION_CUDA_TRY(cudaMemsetAsync(I.m, 0, sizeof(float) * I.P, I.stream));
+      SCION_CUDA_TRY(cudaMemsetAsync(I.v, 0, sizeof(float) * I.P, I.stream));
+    }
+    return Status::Ok();
+  }
+  if (!I.m) {
+    SCION_RETURN_IF_ERROR(I.Alloc(&I.m, I.P, &I.allocs));
+    SCION_RETURN_IF_ERROR(I.Alloc(&I.v, I.P, &I.allocs));
+  }
+  SCION_CUDA_TRY(cudaMemcpyAsync(I.m, opt.m().data(), sizeof(float) * I.P, cudaMemcpyHostToDevice, I.stream));
+  SCION_CUDA_TRY(cudaMemcpyAsync(I.v, opt.v().data(), sizeof(float) * I.P, cudaMemcpyHostToDevice, I.stream));
+  SCION_CUDA_TRY(cudaStreamSynchronize(I.stream));
+  return Status::Ok();
+}
+
+Status CudaModel::SaveOptimizer(AdamW* opt) const {
+  const Impl& I = *impl_;
+  opt->set_steps(I.adam_t);
+  if (!I.m) return Status::Ok();
+  opt->m().resize(static_cast<size_t>(I.P));
+  opt->v().resize(static_cast<size_t>(I.P));
+  SCION_CUDA_TRY(cudaMemcpyAsync(opt->m().data(), I.m, sizeof(float) * I.P, cudaMemcpyDeviceToHost, I.stream));
+  SCION_CUDA_TRY(cudaMemcpyAsync(opt->v().data(), I.v, sizeof(float) * I.P, cudaMemcpyDeviceToHost, I.stream));
+  SCION_CUDA_TRY(cudaStreamSynchronize(I.stream));
+  return Status::Ok();
+}
+
+const ModelConfig& CudaModel::config() const { return impl_->config; }
+int64_t CudaModel::num_params() const { return impl_->P; }
+int64_t CudaModel::device_bytes() const { return impl_->param_bytes + impl_->act_bytes; }
+
+}  // namespace scion::nn

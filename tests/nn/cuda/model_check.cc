@@ -1,0 +1,218 @@
+// scion-nn-check: the CUDA model against Hugging Face transformers' golden state and against the
+// CPU Model, on the device (a plain executable: the GPU machine has no GoogleTest).
+//   scion-nn-check [fixture_dir]    fixture from scripts/hf_golden.py (--n-head 2: head width 16,
+//                                   which the CUDA attention kernels take; the default D = 8 one
+//                                   skips its golden part)
+// Checks: logits, loss, every parameter gradient and 10 AdamW steps against the fixture; the same
+// against the CPU path for a softmax model and a Hedgehog linear-attention model. Prints one line
+// per check with the measured error beside its tolerance; exit 1 on any failure, 0 when all pass
+// or when there is no device (SKIP).
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nn/checkpoint.h"
+#include "nn/cuda/model_cuda.h"
+#include "nn/optim.h"
+#include "nn/random.h"
+#include "nn/safetensors.h"
+
+namespace scion::nn {
+namespace {
+
+int failures = 0;
+
+void Expect(bool ok, const std::string& what, double got, double tol) {
+  std::printf("%s  %-58s %.3g (tolerance %.3g)\n", ok ? "PASS" : "FAIL", what.c_str(), got, tol);
+  if (!ok) ++failures;
+}
+void Fatal(const std::string& what, const Status& s) {
+  std::printf("FAIL  %s: %s\n", what.c_str(), s.ToString().c_str());
+  ++failures;
+}
+
+// max |a − b| / max |b|: errors relative to the tensor's scale, so tiny and large tensors compare alike.
+double RelMax(const float* a, const float* b, size_t n) {
+  double m = 0, s = 1e-12;
+  for (size_t i = 0; i < n; ++i) {
+    m = std::max(m, std::fabs(static_cast<double>(a[i]) - b[i]));
+    s = std::max(s, std::fabs(static_cast<double>(b[i])));
+  }
+  return m / s;
+}
+double Cosine(const float* a, const float* b, size_t n) {
+  double ab = 0, aa = 0, bb = 0;
+  for (size_t i = 0; i < n; ++i) { ab += double(a[i]) * b[i]; aa += double(a[i]) * a[i]; bb += double(b[i]) * b[i]; }
+  return aa == 0 && bb == 0 ? 1.0 : ab / std::sqrt(aa * bb + 1e-30);
+}
+
+// Tolerances for bf16 compute against fp32 (each a reason):
+// bf16 keeps 8 mantissa bits (relative rounding 2^-9 ≈ 0.002); weights, activations and GEMM
+// outputs are each rounded once per layer, so a 2-layer model's logits carry a few such errors:
+// 3% of the largest logit is ~10× that, while a wrong term (missing bias, LN, scale) is O(1).
+constexpr double kLogitTol = 3e-2;
+// The loss is a mean of log-softmax terms of those logits: absolute error of the same order.
+constexpr double kLossTol = 2e-2;
+// Gradients pass the same roundings twice (forward and backward) plus bf16 dlogits: 10% of the
+// tensor's largest entry, and direction (cosine) within 0.99 — a sign or transpose error gives
+// cosine near 0 or negative.
+constexpr double kGradTol = 1e-1;
+constexpr double kGradCos = 0.99;
+// Ten AdamW steps: Adam normalises updates, so bf16 gradient noise moves early updates by up to
+// lr per element; losses stay within 3e-2 of the fp32 trajectory (a wrong decay or bias
+// correction shows as 1e-1 or more over ten steps at lr 1e-3).
+constexpr double kStepLossTol = 3e-2;
+
+struct Reference {
+  std::vector<float> logits;  // (B, T, V)
+  float loss = 0;
+  std::vector<float> grad;    // (num_params) by the model's layout
+  std::vector<float> losses;  // 10 AdamW steps
+};
+
+void CompareModel(const std::string& name, Model host, const std::vector<int32_t>& tok, const std::vector<int32_t>& tgt,
+                  int64_t B, int64_t T, const Reference& ref, const AdamWConfig& ac, float clip) {
+  auto made = CudaModel::Create(host);
+  if (!made.ok()) return Fatal(name + " CudaModel::Create", made.status());
+  CudaModel& d = **made;
+  float loss = 0;
+  if (Status s = d.Forward(tok.data(), tgt.data(), B, T, &loss); !s.ok()) return Fatal(name + " Forward", s);
+  auto logits = d.Logits();
+  if (!logits.ok()) return Fatal(name + " Logits", logits.status());
+  const double le = RelMax(logits->data(), ref.logits.data(), ref.logits.size());
+  Expect(le < kLogitTol, name + ": logits max|Δ|/max|ref|", le, kLogitTol);
+  Expect(std::fabs(loss - ref.loss) < kLossTol, name + ": loss |Δ| (ref " + std::to_string(ref.loss) + ")",
+         std::fabs(loss - ref.loss), kLossTol);
+  if (Status s = d.ZeroGrad(); !s.ok()) return Fatal(name + " ZeroGrad", s);
+  if (Status s = d.Backward(); !s.ok()) return Fatal(name + " Backward", s);
+  auto grad = d.Grad();
+  if (!grad.ok()) return Fatal(name + " Grad", grad.status());
+  double worst = 0, worst_cos = 1;
+  std::string worst_name, worst_cos_name;
+  for (const ParamInfo& p : host.params()) {
+    if (!p.trainable) continue;
+    const double e = RelMax(grad->data() + p.offset, ref.grad.data() + p.offset, p.numel);
+    const double c = Cosine(grad->data() + p.offset, ref.grad.data() + p.offset, p.numel);
+    if (e > worst) { worst = e; worst_name = p.name; }
+    if (c < worst_cos) { worst_cos = c; worst_cos_name = p.name; }
+  }
+  Expect(worst < kGradTol, name + ": grads, worst max|Δ|/max|ref| (" + worst_name + ")", worst, kGradTol);
+  Expect(worst_cos > kGradCos, name + ": grads, worst cosine (" + worst_cos_name + ")", worst_cos, kGradCos);
+  double step_err = 0;
+  for (size_t step = 0; step < ref.losses.size(); ++step) {
+    float l = 0;
+    Status s = d.ZeroGrad();
+    if (s.ok()) s = d.Forward(tok.data(), tgt.data(), B, T, &l);
+    if (s.ok()) s = d.Backward();
+    if (s.ok()) s = d.ClipGradNorm(clip).status();
+    if (s.ok()) s = d.AdamWStep(ac, ac.lr);
+    if (!s.ok()) return Fatal(name + " AdamW step " + std::to_string(step), s);
+    step_err = std::max(step_err, std::fabs(static_cast<double>(l) - ref.losses[step]));
+  }
+  Expect(step_err < kStepLossTol, name + ": 10 AdamW steps, worst loss |Δ|", step_err, kStepLossTol);
+  // The round trip keeps one checkpoint format: the trained weights come back to the host model.
+  std::vector<float> before(host.data(), host.data() + host.num_params());
+  if (Status s = d.Download(&host); !s.ok()) return Fatal(name + " Download", s);
+  double moved = 0;
+  for (int64_t i = 0; i < host.num_params(); ++i) moved = std::max(moved, std::fabs(double(host.data()[i]) - before[i]));
+  Expect(moved > 1e-4, name + ": Download returns the trained weights (max change)", moved, 1e-4);
+}
+
+// The CPU path's answers for the same model and data: the reference for mixers transformers lacks.
+Reference CpuReference(Model m, const std::vector<int32_t>& tok, const std::vector<int32_t>& tgt, int64_t B, int64_t T,
+                       const AdamWConfig& ac, float clip) {
+  Reference r;
+  (void)m.Forward(tok.data(), tgt.data(), B, T, &r.loss);
+  r.logits.assign(m.logits(), m.logits() + B * T * m.config().vocab_size);
+  m.ZeroGrad();
+  (void)m.Backward();
+  r.grad.assign(m.grad(), m.grad() + m.num_params());
+  AdamW opt(ac);
+  for (int step = 0; step < 10; ++step) {
+    float l = 0;
+    m.ZeroGrad();
+    (void)m.Forward(tok.data(), tgt.data(), B, T, &l);
+    (void)m.Backward();
+    ClipGradNorm(m, clip);
+    opt.Step(m, ac.lr);
+    r.losses.push_back(l);
+  }
+  return r;
+}
+
+void GoldenChecks(const std::string& dir) {
+  auto g = ReadSafetensors(dir + "/hf_golden.safetensors");
+  if (!g.ok()) return Fatal("read " + dir + "/hf_golden.safetensors", g.status());
+  auto m = LoadModel(dir + "/hf_tiny");
+  if (!m.ok()) return Fatal("load " + dir + "/hf_tiny", m.status());
+  if (m->config().head_dim() % 16 != 0) {
+    std::printf("SKIP  golden: head width %lld (the CUDA attention kernels take 16, 32, 64, 128; make the "
+                "fixture with scripts/hf_golden.py --n-head 2)\n", static_cast<long long>(m->config().head_dim()));
+    return;
+  }
+  const LoadedTensor& ids = g->tensors.at("input_ids");
+  const int64_t B = ids.shape[0], T = ids.shape[1];
+  std::vector<int32_t> tok, tgt;
+  for (float x : ids.data) tok.push_back(static_cast<int32_t>(x));
+  for (float x : g->tensors.at("targets").data) tgt.push_back(static_cast<int32_t>(x));
+  Reference ref;
+  ref.logits = g->tensors.at("logits").data;
+  ref.loss = g->tensors.at("loss").data[0];
+  ref.grad.assign(static_cast<size_t>(m->num_params()), 0.0f);
+  for (const ParamInfo& p : m->params()) {
+    auto it = g->tensors.find("grad." + p.name);
+    if (it == g->tensors.end()) return Fatal("golden gradient " + p.name, Status::NotFound(p.name));
+    std::copy(it->second.data.begin(), it->second.data.end(), ref.grad.begin() + p.offset);
+  }
+  ref.losses = g->tensors.at("adam_losses").data;
+  const auto& md = g->metadata;
+  const AdamWConfig ac{std::stof(md.at("lr")), std::stof(md.at("beta1")), std::stof(md.at("beta2")),
+                       std::stof(md.at("eps")), std::stof(md.at("weight_decay"))};
+  const float clip = std::stof(md.at("grad_clip"));
+  CompareModel("golden (transformers)", *m, tok, tgt, B, T, ref, ac, clip);
+  CompareModel("golden vs CPU path", *m, tok, tgt, B, T, CpuReference(*m, tok, tgt, B, T, ac, clip), ac, clip);
+}
+
+void MixerChecks() {
+  // A 2-layer model, head width 16, per mixer: the CPU Model (fp32, checked against transformers
+  // for softmax) is the reference.
+  struct Case { const char* name; MixerKind mixer; };
+  for (const Case& c : {Case{"softmax", MixerKind::kSoftmax}, Case{"hedgehog linear", MixerKind::kLinear},
+                        Case{"sliding window 8", MixerKind::kSlidingWindow}}) {
+    ModelConfig cfg = ModelConfig::Gpt2(/*vocab=*/80, /*context=*/64, /*n_layer=*/2, /*n_head=*/2, /*n_embd=*/32);
+    for (LayerSpec& s : cfg.layers) {
+      s.mixer = c.mixer;
+      s.window = 8;
+      s.feature_map = kernels::FeatureMapKind::kHedgehog;
+      s.feature_dim = 16;
+    }
+    auto m = Model::Create(cfg, 7);
+    if (!m.ok()) return Fatal(std::string(c.name) + " Model::Create", m.status());
+    const int64_t B = 2, T = 48;
+    Rng rng(11);
+    std::vector<int32_t> tok(B * T), tgt(B * T);
+    for (auto& x : tok) x = static_cast<int32_t>(rng.Next() % 80);
+    for (auto& x : tgt) x = static_cast<int32_t>(rng.Next() % 80);
+    tgt[5] = -100;
+    const AdamWConfig ac{1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f};
+    CompareModel(std::string(c.name) + " vs CPU path", *m, tok, tgt, B, T, CpuReference(*m, tok, tgt, B, T, ac, 1.0f),
+                 ac, 1.0f);
+  }
+}
+
+}  // namespace
+}  // namespace scion::nn
+
+int main(int argc, char** argv) {
+  using namespace scion::nn;
+  if (!CudaAvailable()) {
+    std::printf("SKIP  scion-nn-check: no CUDA device (or built without CUDA)\n");
+    return 0;
+  }
+  GoldenChecks(argc > 1 ? argv[1] : SCION_NN_FIXTURES);
+  MixerChecks();
+  std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "OK", failures);
+  return failures ? 1 : 0;
+}
