@@ -103,8 +103,8 @@ std::map<std::string, double> ReportSummary(const HedgehogReport& r) {
   }
   auto speed = [&](const std::vector<SpeedPoint>& pts, const std::string& which) {
     for (const SpeedPoint& p : pts) {
-      s[which + "_tokens_per_s_" + std::to_string(p.seq_len)] = p.tokens_per_s;
-      s[which + "_peak_bytes_" + std::to_string(p.seq_len)] = p.peak_bytes;
+      s[which + "_tokens_per_s_n" + std::to_string(p.seq_len)] = p.tokens_per_s;
+      s[which + "_peak_memory_bytes_n" + std::to_string(p.seq_len)] = p.peak_bytes;
     }
   };
   speed(r.teacher_speed, "teacher");

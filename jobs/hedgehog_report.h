@@ -51,8 +51,8 @@ HeadFidelity MeanFidelity(const std::vector<HeadFidelity>& heads);
 
 // The flat summary a job outcome carries: task metrics (teacher_/converted_/finetuned_<metric>),
 // fidelity means (attention_ce, attention_kl, teacher_entropy, student_entropy, spearman_rho),
-// per-layer kl_layer<L> / student_entropy_layer<L>, speed (<which>_tokens_per_s_<N>,
-// <which>_peak_bytes_<N>).
+// per-layer kl_layer<L> / student_entropy_layer<L>, speed (<which>_tokens_per_s_n<N>,
+// <which>_peak_memory_bytes_n<N>, as the eval and graft kinds).
 std::map<std::string, double> ReportSummary(const HedgehogReport& r);
 nlohmann::json ReportJson(const HedgehogReport& r);
 std::string ReportMarkdown(const HedgehogReport& r);

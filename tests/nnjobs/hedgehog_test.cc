@@ -199,7 +199,7 @@ TEST_F(HedgehogKindTest, HedgehogKeepsMoreRecallAndLowerKlThanElu) {
   EXPECT_EQ(h.summary.at("stage1_steps"), 60);
   EXPECT_EQ(e.summary.at("stage1_steps"), 0);  // elu+1 has nothing to train
   EXPECT_LT(rh.last.at("stage1_kl"), 10.0);
-  for (const char* key : {"teacher_tokens_per_s_32", "converted_tokens_per_s_32", "kl_layer0", "kl_layer1", "spearman_rho"})
+  for (const char* key : {"teacher_tokens_per_s_n32", "converted_tokens_per_s_n32", "kl_layer0", "kl_layer1", "spearman_rho"})
     EXPECT_TRUE(h.summary.count(key)) << key;
 
   // Artifacts: the converted model loads with linear attention in both layers; the report parses.
