@@ -15,10 +15,11 @@ job=$build/jobs/scion-job
 text=${LOWRA_TEXT:-/usr/share/common-licenses/GPL-3}
 mkdir -p "$out"
 
-run_job() {  # run_job NAME SPEC_JSON
+run_job() {  # run_job NAME SPEC_JSON [INPUTS_JSON]: job.json carries the resolved inputs, as a worker writes it
   local dir=$out/$1
   mkdir -p "$dir"
   printf '%s\n' "$2" >"$dir/spec.json"
+  printf '{"job_id": 0, "attempt": 1, "inputs": %s}\n' "${3:-{\}}" >"$dir/job.json"
   "$job" --workdir "$dir" >"$dir/report.log" 2>&1 || { echo "job $1 failed:"; tail -3 "$dir/report.log"; exit 1; }
   grep '"type":"outcome"' "$dir/report.log" | tail -1 >"$dir/outcome.json"
 }
@@ -36,13 +37,15 @@ common='"text": {"path": "'"$text"'", "seq_len": 64, "batch_size": 8, "batches":
         "calibration": {"seq_len": 64, "batch_size": 8, "batches": 4}, "baselines": ["rtn", "nf"]'
 for budget in 1.15 1.5 1.75 2 2.5 4; do
   echo "lowra budget $budget"
-  run_job "lowra-b$budget" '{"kind": "lowra", "name": "lowra-b'"$budget"'", "inputs": {"model": "'"$teacher"'"},
+  run_job "lowra-b$budget" '{"kind": "lowra", "name": "lowra-b'"$budget"'",
     "params": {"budget_bits": '"$budget"', "widths": [1, 2, 4], "method": "lloyd", '"$common"',
-               "finetune": {"rank": 8, "alpha": 16, "steps": 60, "lr": 2e-3, "batch_size": 8, "seq_len": 64}}}'
+               "finetune": {"rank": 8, "alpha": 16, "steps": 60, "lr": 2e-3, "batch_size": 8, "seq_len": 64}}}' \
+    '{"model": "'"$teacher"'"}'
 done
 for width in 1 2 4; do
   echo "fixed width $width"
-  run_job "fixed-w$width" '{"kind": "lowra", "name": "fixed-w'"$width"'", "inputs": {"model": "'"$teacher"'"},
-    "params": {"budget_bits": '"$width"', "widths": ['"$width"'], "method": "lloyd", '"$common"'}}'
+  run_job "fixed-w$width" '{"kind": "lowra", "name": "fixed-w'"$width"'",
+    "params": {"budget_bits": '"$width"', "widths": ['"$width"'], "method": "lloyd", '"$common"'}}' \
+    '{"model": "'"$teacher"'"}'
 done
 python3 scripts/lowra_plot.py "$out" docs/lowra_loss_vs_bits.svg | tee "$out/table.md"

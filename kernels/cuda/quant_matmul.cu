@@ -1,6 +1,7 @@
 // Fused dequant-matmul for packed LowRA matrices (format: kernels/quant_pack.h, docs/LOWRA.md).
-// Kernels section, then launchers. Each segment (rows of one width) is one launch, templated on
-// the width so every shift and mask is a compile-time constant.
+// Kernels section, then launchers. Decode (M ≤ 16) is one launch for every segment (CTA ranges per
+// width, the width dispatched per CTA to code templated on it, so every shift and mask is a
+// compile-time constant) on bf16 tensor cores; prefill dequantizes per segment, then cuBLAS.
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
