@@ -247,3 +247,47 @@ TEST(LowraKindArtifact, CheckpointReproducesTheQuantizedLoss) {
 
 }  // namespace
 }  // namespace scion::jobs
+
+namespace scion::jobs {
+namespace {
+
+// LoRA targets: only the targeted adapters train; the others keep B = 0 (no effect on the model),
+// also with the LoftQ start, which first sets every adapter from its residual. The finetuned
+// checkpoint carries the adapters.
+TEST(LowraKindArtifact, LoftqFinetuneTrainsOnlyTheTargets) {
+  const fs::path dir = fs::temp_directory_path() / "scion_lowra_targets_test";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  {
+    std::ofstream f(dir / "text.txt");
+    for (int i = 0; i < 300; ++i) f << "abcabc xyz " << i % 7 << "\n";
+  }
+  const json params = {{"budget_bits", 1.5},
+                       {"model", {{"vocab_size", 256}, {"n_positions", 32}, {"n_embd", 64}, {"n_layer", 2}, {"n_head", 4}}},
+                       {"text", {{"path", (dir / "text.txt").string()}, {"seq_len", 16}, {"batch_size", 2}, {"batches", 2}}},
+                       {"baselines", json::array()},
+                       {"finetune", {{"rank", 4}, {"steps", 5}, {"lr", 1e-2}, {"init", "loftq"}, {"targets", {"attn.c_attn"}}}}};
+  Context ctx;
+  ctx.workdir = dir.string();
+  Outcome o = FindKind("lowra")->run({{"params", params}}, ctx);
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString();
+  EXPECT_TRUE(std::isfinite(o.summary.at("loss_finetuned")));
+  auto loaded = LoadQuantizedModel((dir / "quantized.scionq").string());
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(loaded->model.config().lora_rank, 4);
+  for (const nn::ParamInfo& p : loaded->model.params()) {
+    if (p.name.find(".lora_B") == std::string::npos) continue;
+    double norm = 0;
+    const float* b = loaded->model.Tensor(p.name);
+    for (int64_t i = 0; i < p.numel; ++i) norm += double(b[i]) * b[i];
+    if (p.name.find("attn.c_attn") != std::string::npos) {
+      EXPECT_GT(norm, 0) << p.name;
+    } else {
+      EXPECT_EQ(norm, 0) << p.name;
+    }
+  }
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace scion::jobs
