@@ -1,26 +1,30 @@
 // The `lowra` job kind: LowRA-style low-bit quantization of a model's linear weights
-// (docs/LOWRA.md), on the CPU path. Every attention and MLP weight matrix is quantized per output
-// channel (widths, Lloyd-Max levels, exact knapsack under budget_bits) and replaced by its
-// dequantized values, so the model then computes with exactly Ŵ; embeddings, LayerNorms and
-// biases stay fp32 (LowRA quantizes the linear layers of the frozen base).
+// (docs/LOWRA.md), on the CPU path. Every selected block weight matrix is quantized per output
+// channel (widths, Lloyd-Max levels, exact knapsack under budget_bits), optionally output-aware
+// (each input column weighted by its calibration E[x²]), and replaced by its dequantized values, so
+// the model computes with exactly Ŵ; embeddings, LayerNorms and biases stay fp32.
 //
 // params:
 //   budget_bits (2.0), widths [1, 2, 4], group_size (0 = per channel), method lloyd|rtn|nf,
 //   layers all|attention|mlp, model {...} (when there is no inputs.model),
-//   text {path (default inputs.data), kind text|tokens, seq_len, batch_size, batches, seed}
-//        -> loss_fp32, loss_quantized (the same batches before and after)
-//   finetune {rank 8, alpha 16, steps 50, lr 1e-3, seed 1} (needs text): LoRA adapters on every
-//        block linear layer of the quantized model, only they train (QLoRA setup), on the first 90 %
-//        of the text -> loss_finetuned on the text batches
-// Summary: code_bits_per_weight, total_bits_per_weight (with fp16 levels and scales),
-// weight_rel_error = Σ‖W − Ŵ‖² / Σ‖W‖² over the quantized matrices, quantized_params,
-// optimality_gap (0 when the exact DP ran). Writes report.md / report.json as artifacts.
-// Not here yet: activation-weighted (output-aware) calibration, which needs every linear layer's
-// input statistics from the model.
+//   objective output|weight (output when there is calibration data, else weight),
+//   text {path (default inputs.data), kind, seq_len, batch_size, batches, seed}: the evaluation text;
+//        losses are measured on its last val_fraction (held out), finetuning and calibration use the
+//        rest
+//   val_fraction (0.1), calibration {seq_len, batch_size, batches, seed} (defaults from text),
+//   baselines [rtn, nf] (with text: both): the same budget, widths and assignment with those levels
+//   finetune {rank 8, alpha 16, steps 50, lr 1e-3, seed 1, batch_size and seq_len (text's),
+//             init zero|loftq,
+//             targets [all | attention | mlp | attn.c_attn | attn.c_proj | mlp.c_fc | mlp.c_proj]}
+// Artifacts: quantized_model (lowra_checkpoint.h format: packed matrices + fp32 rest, with the LoRA
+// adapters when finetuned), report (markdown), report_json.
 #include <algorithm>
 #include <cmath>
+#include <sstream>
 
 #include "jobs/job.h"
+#include "jobs/lowra_checkpoint.h"
+#include "jobs/lowra_quantize.h"
 #include "jobs/nn_params.h"
 #include "kernels/quant.h"
 #include "nn/optim.h"
@@ -33,9 +37,14 @@ namespace {
 using nlohmann::json;
 namespace q = kernels::quant;
 
+const char* const kLoraTargets[] = {"all", "attention", "mlp", "attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
+
+bool HasData(const json& p) { return p.contains("text") || p.contains("calibration"); }
+
 Status ValidateLowra(const json& p) {
   FieldReader r(p, "params");
-  r.OnlyKeys({"budget_bits", "widths", "group_size", "method", "layers", "model", "text", "finetune"});
+  r.OnlyKeys({"budget_bits", "widths", "group_size", "method", "layers", "model", "text", "finetune", "objective",
+              "calibration", "baselines", "val_fraction"});
   SCION_RETURN_IF_ERROR(r.status());
   r.Number("budget_bits", 2.0, 0.0, 4.0);
   const int64_t group = r.Int("group_size", 0, 0, 1 << 20);
@@ -44,6 +53,10 @@ Status ValidateLowra(const json& p) {
   if (method != "lloyd" && method != "rtn" && method != "nf") r.Fail("method", "must be lloyd, rtn or nf");
   const std::string layers = r.String("layers", "all");
   if (layers != "all" && layers != "attention" && layers != "mlp") r.Fail("layers", "must be all, attention or mlp");
+  const std::string objective = r.String("objective", "");
+  if (!objective.empty() && objective != "output" && objective != "weight") r.Fail("objective", "must be output or weight");
+  if (objective == "output" && !HasData(p)) r.Fail("objective", "output needs calibration data (params.calibration or params.text)");
+  r.Number("val_fraction", 0.1, 0.01, 0.9);
   SCION_RETURN_IF_ERROR(r.status());
   q::QuantConfig c;
   if (p.contains("widths")) {
@@ -58,72 +71,185 @@ Status ValidateLowra(const json& p) {
   c.budget_bits = p.value("budget_bits", 2.0);
   c.group_size = static_cast<int>(group);
   if (Status st = q::ValidateConfig(c, 1 << 20); !st.ok()) return Status::InvalidArgument("params." + st.message());
-  if (p.contains("text")) {
-    SCION_RETURN_IF_ERROR(ValidateTextEval(p.at("text"), "params.text"));
+  if (p.contains("text")) SCION_RETURN_IF_ERROR(ValidateTextEval(p.at("text"), "params.text"));
+  if (p.contains("calibration")) {
+    FieldReader k(p.at("calibration"), "params.calibration");
+    k.OnlyKeys({"path", "kind", "seq_len", "batch_size", "batches", "seed"});
+    SCION_RETURN_IF_ERROR(k.status());
+    SCION_RETURN_IF_ERROR(ValidateTextEval(p.at("calibration"), "params.calibration"));
+    if (!p.contains("text") && !p.at("calibration").contains("path")) {
+      return Status::InvalidArgument("params.calibration.path: required without params.text");
+    }
+  }
+  if (p.contains("baselines")) {
+    const json& b = p.at("baselines");
+    if (!b.is_array()) return Status::InvalidArgument("params.baselines: must be an array of rtn, nf, lloyd");
+    for (const json& m : b) {
+      if (!m.is_string() || (m != "rtn" && m != "nf" && m != "lloyd")) {
+        return Status::InvalidArgument("params.baselines: must be an array of rtn, nf, lloyd");
+      }
+    }
+    if (!b.empty() && !p.contains("text")) return Status::InvalidArgument("params.baselines: need params.text to compare losses");
   }
   if (p.contains("finetune")) {
     if (!p.contains("text")) return Status::InvalidArgument("params.finetune: needs params.text for its data");
     FieldReader f(p.at("finetune"), "params.finetune");
-    f.OnlyKeys({"rank", "alpha", "steps", "lr", "seed"});
+    f.OnlyKeys({"rank", "alpha", "steps", "lr", "seed", "init", "targets", "batch_size", "seq_len"});
     f.Int("rank", 8, 1, 1 << 12);
     f.Number("alpha", 16, 1e-6, 1e6);
     f.Int("steps", 50, 1, 1 << 24);
     f.Number("lr", 1e-3, 1e-8, 1.0);
     f.Int("seed", 1, 0, int64_t{1} << 62);
+    f.Int("batch_size", 8, 1, 1 << 16);
+    f.Int("seq_len", 64, 1, 1 << 20);
+    const std::string init = f.String("init", "zero");
+    if (init != "zero" && init != "loftq") f.Fail("init", "must be zero or loftq");
     SCION_RETURN_IF_ERROR(f.status());
+    if (p.at("finetune").contains("targets")) {
+      const json& t = p.at("finetune").at("targets");
+      const std::string why = "must be a non-empty array of all, attention, mlp, attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj";
+      if (!t.is_array() || t.empty()) return Status::InvalidArgument("params.finetune.targets: " + why);
+      for (const json& m : t) {
+        if (!m.is_string() || std::find(std::begin(kLoraTargets), std::end(kLoraTargets), m.get<std::string>()) == std::end(kLoraTargets)) {
+          return Status::InvalidArgument("params.finetune.targets: " + why);
+        }
+      }
+    }
   }
   return Status::Ok();
 }
 
-// LoRA on the quantized model: adapters (B = 0, so the start equals the quantized model) on every
-// block linear layer; everything else frozen. Returns the adapted model.
-Result<nn::Model> Finetune(const nn::Model& base, const json& f, const json& t, const Context& ctx) {
+q::Method MethodOf(const std::string& m) {
+  return m == "rtn" ? q::Method::kRtnAbsmax : m == "nf" ? q::Method::kNormalFloat : q::Method::kLloydMax;
+}
+
+// The text's batcher: the last val_fraction is held out (losses), the rest trains and calibrates.
+Result<DataSource> TextData(const json& params, const json& block, const Context& ctx, int64_t vocab) {
+  json data = {{"kind", block.value("kind", "text")}};
+  if (block.contains("path")) data["path"] = block.at("path");
+  auto d = BuildData(data, ctx, vocab, params.value("val_fraction", 0.1), block.value("seed", 1));
+  if (!d.ok()) return Status::InvalidArgument(d.status().message());
+  return d;
+}
+
+Result<std::vector<nn::TokenBatch>> Batches(const DataSource& d, bool validation, int64_t n, int64_t B, int64_t T,
+                                            int64_t offset, const std::string& where) {
+  std::vector<nn::TokenBatch> out;
+  for (int64_t i = 0; i < n; ++i) {
+    auto b = d.batcher->Batch(validation, offset + i, B, T);
+    if (!b.ok()) return Status::InvalidArgument(where + ": " + b.status().message());
+    out.push_back(std::move(*b));
+  }
+  return out;
+}
+
+Result<double> MeanLoss(nn::Model& m, const std::vector<nn::TokenBatch>& batches) {
+  double loss = 0;
+  for (const nn::TokenBatch& b : batches) {
+    auto l = nn::EvalLoss(m, b);
+    if (!l.ok()) return l.status();
+    loss += *l / static_cast<double>(batches.size());
+  }
+  return loss;
+}
+
+bool LoraTargeted(const std::string& name, const std::vector<std::string>& targets) {
+  for (const std::string& t : targets) {
+    if (t == "all") return true;
+    if (t == "attention" && name.find(".attn.") != std::string::npos) return true;
+    if (t == "mlp" && name.find(".mlp.") != std::string::npos) return true;
+    if (name.find("." + t + ".lora_") != std::string::npos) return true;
+  }
+  return false;
+}
+
+// LoRA on the quantized model (QLoRA setup): adapters on the targeted block linear layers, B = 0
+// (or the LoftQ start), everything else frozen, AdamW without weight decay, on the train split.
+Result<nn::Model> Finetune(const nn::Model& base, const ModelQuantization& qz, const json& f, const json& text,
+                           const DataSource& d, const Context& ctx, json* log) {
   nn::ModelConfig c = base.config();
   c.lora_rank = f.value("rank", int64_t{8});
   c.lora_alpha = static_cast<float>(f.value("alpha", 16.0));
-  auto edited = base.Edited(c, f.value("seed", uint64_t{1}));
+  const uint64_t seed = f.value("seed", uint64_t{1});
+  auto edited = base.Edited(c, seed);
   if (!edited.ok()) return edited.status();
   nn::Model m = std::move(*edited);
+  const std::vector<std::string> targets = f.value("targets", std::vector<std::string>{"all"});
+  if (f.value("init", "zero") == "loftq") SCION_RETURN_IF_ERROR(LoftqInit(m, qz, seed));
+  // Adapters of layers not targeted stay out of the model: B = 0 and frozen.
+  for (const nn::ParamInfo& p : m.params()) {
+    if (p.group == "lora" && !LoraTargeted(p.name, targets) && p.name.find(".lora_B") != std::string::npos) {
+      std::fill(m.Tensor(p.name), m.Tensor(p.name) + p.numel, 0.0f);
+    }
+  }
   (void)m.SetTrainable("all", false);
-  if (Status st = m.SetTrainable("lora", true); !st.ok()) return st;
-  json data = {{"kind", t.value("kind", "text")}};
-  if (t.contains("path")) data["path"] = t.at("path");
-  auto d = BuildData(data, ctx, c.vocab_size, 0.1, t.value("seed", 1));  // train on the first 90 %
-  if (!d.ok()) return d.status();
+  m.SetTrainableWhere([&](const nn::ParamInfo& p) { return p.group == "lora" && LoraTargeted(p.name, targets); }, true);
   nn::TrainConfig tc;
   tc.steps = f.value("steps", int64_t{50});
   tc.warmup = std::max<int64_t>(1, tc.steps / 10);
   tc.lr = static_cast<float>(f.value("lr", 1e-3));
   nn::AdamW opt(nn::AdamWConfig{tc.lr, 0.9f, 0.95f, 1e-8f, 0.0f});
-  const int64_t T = t.value("seq_len", int64_t{64}), B = t.value("batch_size", int64_t{8});
+  const int64_t T = f.value("seq_len", text.value("seq_len", int64_t{64}));
+  const int64_t B = f.value("batch_size", text.value("batch_size", int64_t{8}));
+  if (T > m.config().n_positions) return Status::InvalidArgument("params.finetune.seq_len: exceeds the model's n_positions");
   for (int64_t step = 0; step < tc.steps; ++step) {
     if (ctx.stop && ctx.stop->load()) return Status::Cancelled("lowra: stopped");
-    auto b = d->batcher->Batch(false, step, B, T);
-    if (!b.ok()) return Status::InvalidArgument("params.text: " + b.status().message());
+    auto b = d.batcher->Batch(false, step, B, T);
+    if (!b.ok()) return Status::InvalidArgument("params.finetune: " + b.status().message());
     auto s = nn::TrainStep(m, opt, {&*b}, step, tc);
     if (!s.ok()) return s.status();
     if (ctx.reporter) ctx.reporter->Metric(step, "finetune_loss", s->loss);
+    log->push_back(s->loss);
   }
   return m;
 }
 
-// Mean loss over the params.text batches (the same batches every call).
-Result<double> TextLoss(nn::Model& m, const json& t, const Context& ctx) {
-  json data = {{"kind", t.value("kind", "text")}};
-  if (t.contains("path")) data["path"] = t.at("path");
-  auto d = BuildData(data, ctx, m.config().vocab_size, 0.999999, t.value("seed", 1));
-  if (!d.ok()) return d.status();
-  const int64_t T = t.value("seq_len", int64_t{64}), B = t.value("batch_size", int64_t{8}), n = t.value("batches", int64_t{8});
-  if (T > m.config().n_positions) return Status::InvalidArgument("params.text.seq_len: exceeds the model's n_positions");
-  double loss = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    auto b = d->batcher->Batch(true, i, B, T);
-    if (!b.ok()) return Status::InvalidArgument("params.text: " + b.status().message());
-    auto l = nn::EvalLoss(m, *b);
-    if (!l.ok()) return l.status();
-    loss += *l / static_cast<double>(n);
+std::string Fixed(double v, int digits) {
+  std::ostringstream o;
+  o.setf(std::ios::fixed);
+  o.precision(digits);
+  o << v;
+  return o.str();
+}
+
+// report.md: summary, per-matrix bit histogram and errors, baselines, memory.
+std::string Markdown(const std::map<std::string, double>& s, const ModelQuantization& qz, const json& baselines,
+                     const std::vector<int>& widths) {
+  std::ostringstream md;
+  auto get = [&](const char* k) { auto it = s.find(k); return it == s.end() ? NAN : it->second; };
+  md << "# LowRA quantization report\n\n";
+  md << "Budget " << Fixed(get("budget_bits"), 2) << " bits/weight; code bits " << Fixed(get("code_bits_per_weight"), 4)
+     << ", with fp16 levels and scales " << Fixed(get("total_bits_per_weight"), 4) << ".\n\n";
+  if (s.count("loss_fp32")) {
+    md << "| model | val loss | perplexity |\n|---|---|---|\n";
+    for (const auto& [label, key] : std::vector<std::pair<std::string, std::string>>{
+             {"fp32", "fp32"}, {"quantized", "quantized"}, {"quantized + LoRA", "finetuned"}}) {
+      if (!s.count("loss_" + key)) continue;
+      md << "| " << label << " | " << Fixed(s.at("loss_" + key), 4) << " | " << Fixed(std::exp(s.at("loss_" + key)), 3) << " |\n";
+    }
+    for (const auto& [method, b] : baselines.items()) {
+      md << "| " << method << " (same budget) | " << Fixed(b.at("loss"), 4) << " | " << Fixed(std::exp(b.at("loss").get<double>()), 3)
+         << " |\n";
+    }
+    md << "\n";
   }
-  return loss;
+  md << "| matrix | (out, in) |";
+  for (int w : widths) md << " " << w << "-bit ch |";
+  md << " code bits | weight rel err | output rel err | packed bytes |\n|---|---|";
+  for (size_t i = 0; i < widths.size(); ++i) md << "---|";
+  md << "---|---|---|---|\n";
+  for (const MatrixReport& r : qz.matrices) {
+    md << "| " << r.name << " | (" << r.rows << ", " << r.cols << ") |";
+    for (int w : widths) md << " " << (r.width_channels.count(w) ? r.width_channels.at(w) : 0) << " |";
+    md << " " << Fixed(r.code_bits, 3) << " | " << Fixed(r.weight_sq_norm > 0 ? r.weight_sq_error / r.weight_sq_norm : 0, 5) << " | "
+       << (r.output_sq_norm > 0 ? Fixed(r.output_sq_error / r.output_sq_norm, 5) : std::string("—")) << " | " << r.packed_bytes
+       << " |\n";
+  }
+  md << "\nMemory: quantized matrices " << Fixed(get("packed_bytes"), 0) << " bytes packed vs " << Fixed(get("bf16_bytes"), 0)
+     << " in bf16 (" << Fixed(get("bf16_bytes") / get("packed_bytes"), 2) << "x smaller); whole model "
+     << Fixed(get("model_bytes_quantized"), 0) << " vs " << Fixed(get("model_bytes_bf16"), 0)
+     << " bytes (other tensors counted in bf16).\n";
+  return md.str();
 }
 
 Outcome RunLowra(const json& spec, Context& ctx) {
@@ -137,83 +263,191 @@ Outcome RunLowra(const json& spec, Context& ctx) {
     out.summary[name] = v;
     if (ctx.reporter) ctx.reporter->Metric(0, name, v);
   };
-  if (params.contains("text")) {
-    auto l = TextLoss(m, params.at("text"), ctx);
-    if (!l.ok()) return {l.status(), {}};
-    metric("loss_fp32", *l);
+  auto fail = [&](const Status& st) { return Outcome{st, out.summary}; };
+
+  // ---- data: held-out evaluation batches, calibration batches from the train split
+  const bool has_text = params.contains("text");
+  const json text = params.value("text", json::object());
+  const json calib = params.value("calibration", json::object());
+  std::optional<DataSource> text_data, calib_data;
+  std::vector<nn::TokenBatch> eval, cal;
+  const int64_t vocab = m.config().vocab_size;
+  if (has_text) {
+    auto d = TextData(params, text, ctx, vocab);
+    if (!d.ok()) return fail(Status::InvalidArgument("params.text: " + d.status().message()));
+    text_data = std::move(*d);
+    const int64_t T = text.value("seq_len", int64_t{64});
+    if (T > m.config().n_positions) return fail(Status::InvalidArgument("params.text.seq_len: exceeds the model's n_positions"));
+    auto b = Batches(*text_data, true, text.value("batches", int64_t{8}), text.value("batch_size", int64_t{8}), T, 0, "params.text");
+    if (!b.ok()) return fail(b.status());
+    eval = std::move(*b);
   }
+  if (HasData(params)) {
+    const json& src = calib.contains("path") || !has_text ? calib : text;
+    if (calib.contains("path") || !has_text) {
+      auto d = TextData(params, calib, ctx, vocab);
+      if (!d.ok()) return fail(Status::InvalidArgument("params.calibration: " + d.status().message()));
+      calib_data = std::move(*d);
+    }
+    const DataSource& cd = calib_data ? *calib_data : *text_data;
+    const int64_t T = calib.value("seq_len", src.value("seq_len", int64_t{64}));
+    if (T > m.config().n_positions) return fail(Status::InvalidArgument("params.calibration.seq_len: exceeds the model's n_positions"));
+    // Calibration windows start after the ones finetuning reads first, so the two overlap little.
+    auto b = Batches(cd, false, calib.value("batches", src.value("batches", int64_t{8})),
+                     calib.value("batch_size", src.value("batch_size", int64_t{8})), T, 1 << 20, "params.calibration");
+    if (!b.ok()) return fail(b.status());
+    cal = std::move(*b);
+  }
+
   q::QuantConfig c;
   if (params.contains("widths")) c.widths = params.at("widths").get<std::vector<int>>();
   c.budget_bits = params.value("budget_bits", 2.0);
   c.group_size = params.value("group_size", 0);
   const std::string method = params.value("method", "lloyd");
-  c.method = method == "rtn" ? q::Method::kRtnAbsmax : method == "nf" ? q::Method::kNormalFloat : q::Method::kLloydMax;
-  const std::string layers = params.value("layers", "all");
+  c.method = MethodOf(method);
+  const std::string objective = params.value("objective", HasData(params) ? "output" : "weight");
+  c.objective = objective == "output" ? q::Objective::kOutputDiag : q::Objective::kWeightMse;
+  const std::vector<nn::ParamInfo> targets = QuantTargets(m, params.value("layers", "all"));
+  if (targets.empty()) return fail(Status::InvalidArgument("params.layers: the model has no such weight matrices"));
 
-  double code_bits = 0, total_bits = 0, err = 0, norm = 0, gap = 0;
-  int64_t count = 0, matrices = 0;
-  std::vector<nn::ParamInfo> targets;
-  for (const nn::ParamInfo& p : m.params()) {
-    const bool linear = (p.group == "attention" || p.group == "mlp") && p.shape.size() == 2 &&
-                        p.name.size() > 7 && p.name.compare(p.name.size() - 7, 7, ".weight") == 0;
-    if (linear && (layers == "all" || layers == p.group)) targets.push_back(p);
+  metric("budget_bits", c.budget_bits);
+  if (!eval.empty()) {
+    auto l = MeanLoss(m, eval);
+    if (!l.ok()) return fail(l.status());
+    metric("loss_fp32", *l);
   }
-  if (targets.empty()) return {Status::InvalidArgument("params.layers: the model has no such weight matrices"), {}};
-  for (size_t t = 0; t < targets.size(); ++t) {
-    if (ctx.stop && ctx.stop->load()) return {Status::Cancelled("lowra: stopped"), out.summary};
-    const nn::ParamInfo& p = targets[t];
-    // Conv1D weights are (in, out); the quantizer wants one row per output channel.
-    const int64_t in = p.shape[0], outc = p.shape[1];
-    float* w = m.Tensor(p.name);
-    std::vector<float> wt(static_cast<size_t>(in * outc));  // (out, in)
-    for (int64_t i = 0; i < in; ++i)
-      for (int64_t o = 0; o < outc; ++o) wt[o * in + i] = w[i * outc + o];
+  std::map<std::string, std::vector<float>> moments;
+  if (!cal.empty()) {
+    auto mo = InputSecondMoments(m, cal);
+    if (!mo.ok()) return fail(mo.status());
+    moments = std::move(*mo);
+  }
+  const nn::Model reference = m;  // W, for the output error and the baselines
+
+  // ---- one quantization of a copy of the model: errors and (with text) its loss
+  auto quantize = [&](nn::Model& target, q::Method how) -> Result<ModelQuantization> {
     q::QuantConfig cm = c;
-    if (cm.group_size > in) cm.group_size = 0;  // a group wider than the row is the row
-    auto qm = q::Quantize(wt.data(), outc, in, cm);
-    if (!qm.ok()) return {Status::InvalidArgument("params (" + p.name + "): " + qm.status().message()), {}};
-    for (int64_t o = 0; o < outc; ++o) {
-      const q::ChannelFit& f = qm->channels[o];
-      for (int64_t i = 0; i < in; ++i) {
-        const float v = f.scales[i / qm->group_size] * f.levels[f.codes[i]];
-        err += double(w[i * outc + o] - v) * (w[i * outc + o] - v);
-        norm += double(w[i * outc + o]) * w[i * outc + o];
-        w[i * outc + o] = v;
-      }
+    cm.method = how;
+    auto qz = QuantizeModel(target, targets, cm, moments);
+    if (!qz.ok()) return qz.status();
+    if (!cal.empty()) {
+      nn::Model ref = reference;
+      SCION_RETURN_IF_ERROR(MeasureOutputError(ref, *qz, cal));
     }
-    code_bits += qm->code_bits_per_weight * p.numel;
-    total_bits += qm->total_bits_per_weight * p.numel;
-    gap += qm->total_error - qm->lower_bound;
-    count += p.numel;
-    ++matrices;
-    if (ctx.reporter) ctx.reporter->Progress(static_cast<double>(t + 1) / targets.size());
+    return qz;
+  };
+  auto qz = quantize(m, c.method);
+  if (!qz.ok()) return fail(qz.status());
+  double code = 0, total = 0, werr = 0, wnorm = 0, oerr = 0, onorm = 0, gap = 0;
+  int64_t count = 0, packed_bytes = 0;
+  for (const MatrixReport& r : qz->matrices) {
+    const double n = static_cast<double>(r.rows * r.cols);
+    code += r.code_bits * n;
+    total += r.total_bits * n;
+    werr += r.weight_sq_error;
+    wnorm += r.weight_sq_norm;
+    oerr += r.output_sq_error;
+    onorm += r.output_sq_norm;
+    gap += r.optimality_gap;
+    count += r.rows * r.cols;
+    packed_bytes += r.packed_bytes;
   }
   metric("quantized_params", static_cast<double>(count));
-  metric("quantized_matrices", static_cast<double>(matrices));
-  metric("code_bits_per_weight", code_bits / count);
-  metric("total_bits_per_weight", total_bits / count);
-  metric("weight_rel_error", norm > 0 ? err / norm : 0.0);
+  metric("quantized_matrices", static_cast<double>(qz->matrices.size()));
+  metric("code_bits_per_weight", code / count);
+  metric("total_bits_per_weight", total / count);
+  metric("weight_rel_error", wnorm > 0 ? werr / wnorm : 0.0);
+  if (onorm > 0) metric("output_rel_error", oerr / onorm);
   metric("optimality_gap", gap);
-  if (params.contains("text")) {
-    auto l = TextLoss(m, params.at("text"), ctx);
-    if (!l.ok()) return {l.status(), out.summary};
+  metric("packed_bytes", static_cast<double>(packed_bytes));
+  metric("bf16_bytes", 2.0 * count);
+  metric("model_bytes_bf16", 2.0 * m.num_params());
+  metric("model_bytes_quantized", static_cast<double>(packed_bytes) + 2.0 * (m.num_params() - count));
+  metric("output_aware", c.objective == q::Objective::kOutputDiag ? 1.0 : 0.0);
+  if (ctx.reporter) ctx.reporter->Progress(0.4);
+  if (!eval.empty()) {
+    auto l = MeanLoss(m, eval);
+    if (!l.ok()) return fail(l.status());
     metric("loss_quantized", *l);
   }
-  if (params.contains("finetune")) {
-    auto tuned = Finetune(m, params.at("finetune"), params.at("text"), ctx);
-    if (!tuned.ok()) return {tuned.status(), out.summary};
-    auto l = TextLoss(*tuned, params.at("text"), ctx);
-    if (!l.ok()) return {l.status(), out.summary};
-    metric("loss_finetuned", *l);
+
+  // ---- baselines at the same budget, widths and assignment
+  json baselines = json::object();
+  const std::vector<std::string> base_methods =
+      params.value("baselines", has_text ? std::vector<std::string>{"rtn", "nf"} : std::vector<std::string>{});
+  for (const std::string& b : base_methods) {
+    if (b == method) continue;
+    nn::Model bm = reference;
+    auto bq = quantize(bm, MethodOf(b));
+    if (!bq.ok()) return fail(bq.status());
+    auto l = MeanLoss(bm, eval);
+    if (!l.ok()) return fail(l.status());
+    double e = 0, n = 0, oe = 0, on = 0;
+    for (const MatrixReport& r : bq->matrices) {
+      e += r.weight_sq_error; n += r.weight_sq_norm; oe += r.output_sq_error; on += r.output_sq_norm;
+    }
+    baselines[b] = {{"loss", *l}, {"weight_rel_error", n > 0 ? e / n : 0.0}};
+    metric("loss_" + b, *l);
+    metric("weight_rel_error_" + b, n > 0 ? e / n : 0.0);
+    if (on > 0) {
+      baselines[b]["output_rel_error"] = oe / on;
+      metric("output_rel_error_" + b, oe / on);
+    }
   }
-  if (Status st = WriteSummaryReport(ctx, out.summary); !st.ok()) return {st, out.summary};
+  if (ctx.reporter) ctx.reporter->Progress(0.6);
+
+  // ---- LoRA on the frozen quantized base
+  nn::Model final_model = m;
+  json finetune_log = json::array();
+  if (params.contains("finetune")) {
+    auto tuned = Finetune(m, *qz, params.at("finetune"), text, *text_data, ctx, &finetune_log);
+    if (!tuned.ok()) return fail(tuned.status());
+    auto l = MeanLoss(*tuned, eval);
+    if (!l.ok()) return fail(l.status());
+    metric("loss_finetuned", *l);
+    final_model = std::move(*tuned);
+  }
+  for (const char* k : {"fp32", "quantized", "finetuned", "rtn", "nf", "lloyd"}) {
+    const std::string key = std::string("loss_") + k;
+    if (out.summary.count(key)) metric(std::string("ppl_") + k, std::exp(out.summary.at(key)));
+  }
+
+  // ---- artifacts: the packed checkpoint and the report
+  if (!ctx.workdir.empty()) {
+    const std::string path = ctx.workdir + "/quantized.scionq";
+    if (Status st = SaveQuantizedModel(path, final_model, qz->packed); !st.ok()) return fail(st);
+    auto bytes = nn::ReadFile(path);
+    if (bytes.ok()) metric("checkpoint_bytes", static_cast<double>(bytes->size()));
+    if (ctx.reporter) ctx.reporter->Artifact("quantized_model", path);
+    json matrices = json::array();
+    for (const MatrixReport& r : qz->matrices) {
+      json hist = json::object();
+      for (const auto& [w, n] : r.width_channels) hist[std::to_string(w)] = n;
+      matrices.push_back({{"name", r.name}, {"rows", r.rows}, {"cols", r.cols}, {"width_channels", hist},
+                          {"code_bits", r.code_bits}, {"total_bits", r.total_bits},
+                          {"weight_rel_error", r.weight_sq_norm > 0 ? r.weight_sq_error / r.weight_sq_norm : 0.0},
+                          {"output_rel_error", r.output_sq_norm > 0 ? r.output_sq_error / r.output_sq_norm : 0.0},
+                          {"packed_bytes", r.packed_bytes}});
+    }
+    const json report = {{"summary", out.summary}, {"matrices", matrices}, {"baselines", baselines},
+                         {"finetune_loss", finetune_log}, {"method", method}, {"objective", objective}};
+    Status st = nn::WriteFileAtomic(ctx.workdir + "/report.json", report.dump(2) + "\n");
+    if (st.ok()) st = nn::WriteFileAtomic(ctx.workdir + "/report.md", Markdown(out.summary, *qz, baselines, c.widths));
+    if (!st.ok()) return fail(st);
+    if (ctx.reporter) {
+      ctx.reporter->Artifact("report", ctx.workdir + "/report.md");
+      ctx.reporter->Artifact("report_json", ctx.workdir + "/report.json");
+    }
+  }
   return out;
 }
 
 }  // namespace
 
 Kind LowraKind() {
-  return {"lowra", "LowRA-style mixed 1/2/4-bit quantization of a model's linear weights: bits, error, loss before/after",
+  return {"lowra",
+          "LowRA-style mixed 1/2/4-bit quantization of a model's linear weights: packed checkpoint, bits, errors, "
+          "loss before/after, RTN/NF baselines, LoRA",
           ValidateLowra, RunLowra};
 }
 

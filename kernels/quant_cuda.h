@@ -1,7 +1,8 @@
 // CUDA fused dequant-matmul for packed LowRA matrices (kernels/cuda/quant_matmul.cu;
 // kernels/quant_stub.cc answers Unavailable when built without CUDA).
 //   y (M, rows) bf16 = x (M, cols) bf16 · Ŵᵀ, fp32 accumulation.
-//   M ≤ 16 (decode): one warp per output row decodes its codes in registers and never writes Ŵ.
+//   M ≤ 16 (decode): 16-row tiles on bf16 tensor cores; codes are decoded into MMA fragments in
+//   registers (levels rounded to bf16) and Ŵ is never written.
 //   M > 16 (prefill): Ŵ is dequantized into a bf16 workspace and cuBLAS runs the GEMM.
 #pragma once
 

@@ -26,7 +26,7 @@ int64_t PackedMatrix::StorageBytes() const {
   int64_t bytes = 0;
   for (const PackedSegment& s : segments) {
     const int64_t r = static_cast<int64_t>(s.rows.size());
-    bytes += r * (blocks * s.bits * 4 + (int64_t{2} << s.bits) + groups * 2 + 4);
+    bytes += r * (RowWords(blocks, s.bits) * 4 + (int64_t{2} << s.bits) + groups * 2 + 4);
   }
   return bytes;
 }
@@ -56,7 +56,7 @@ Result<PackedMatrix> Pack(const QuantizedMatrix& q) {
       }
       seg.rows.push_back(static_cast<int32_t>(r));
       const size_t base = seg.codes.size();
-      seg.codes.resize(base + p.blocks * bits, 0u);
+      seg.codes.resize(base + RowWords(p.blocks, bits), 0u);
       for (int64_t j = 0; j < q.cols; ++j) {
         if (f.codes[j] >> bits) return Status::InvalidArgument("q.channels: code wider than its width");
         Insert(&seg.codes[base + (j / kBlock) * bits], bits, static_cast<int>(j % kBlock), f.codes[j]);
@@ -75,7 +75,7 @@ std::vector<float> Dequantize(const PackedMatrix& p) {
   std::vector<float> w(static_cast<size_t>(p.rows * p.cols), 0.0f);
   for (const PackedSegment& s : p.segments) {
     for (size_t r = 0; r < s.rows.size(); ++r) {
-      const uint32_t* codes = &s.codes[r * p.blocks * s.bits];
+      const uint32_t* codes = &s.codes[r * RowWords(p.blocks, s.bits)];
       float* out = &w[static_cast<size_t>(s.rows[r]) * p.cols];
       for (int64_t j = 0; j < p.cols; ++j) {
         const uint32_t c = Extract(codes + (j / kBlock) * s.bits, s.bits, static_cast<int>(j % kBlock));
@@ -103,7 +103,7 @@ Status QuantMatmulCpu(const PackedMatrix& p, const float* x, int64_t m, float* y
     float lut[kMaxLevels];
     for (size_t r = 0; r < s.rows.size(); ++r) {
       for (int l = 0; l < kMaxLevels; ++l) lut[l] = HalfToFloat(s.levels[r * kMaxLevels + l]);
-      const uint32_t* codes = &s.codes[r * p.blocks * s.bits];
+      const uint32_t* codes = &s.codes[r * RowWords(p.blocks, s.bits)];
       for (int64_t j = 0; j < p.cols; ++j) {  // decode one row once, use it for every x row
         const uint32_t c = Extract(codes + (j / kBlock) * s.bits, s.bits, static_cast<int>(j % kBlock));
         row[j] = HalfToFloat(s.scales[r * p.groups + j / p.group_size]) * lut[c];

@@ -288,15 +288,18 @@ Status Model::Forward(const int32_t* tokens, const int32_t* targets, int64_t B, 
       return Status::Internal("layer " + std::to_string(l) + " mixer " + MixerName(c.layers[l].mixer) + ": " + st.ToString());
     Resize(la.atty, BT * C);
     MergeHeads(la.atty.data(), la.o.data(), B, T, H, D);
+    if (hook_) hook_(l, HookPoint::kProjInput, la.atty.data(), B, T, C);
     LinearForward(r.attn_proj, tmp.data(), la.atty.data(), &la.xa[1], BT);
     if (hook_) hook_(l, HookPoint::kMixerOutput, tmp.data(), B, T, C);
     Resize(la.resid_mid, BT * C);
     for (int64_t i = 0; i < BT * C; ++i) la.resid_mid[i] = la.resid_in[i] + tmp[i];
     Resize(la.ln2, BT * C); Resize(la.ln2_mean, BT); Resize(la.ln2_rstd, BT);
     LayerNormForward(la.ln2.data(), la.ln2_mean.data(), la.ln2_rstd.data(), la.resid_mid.data(), P(r.ln2_w), P(r.ln2_b), BT, C);
+    if (hook_) hook_(l, HookPoint::kMlpInput, la.ln2.data(), B, T, C);
     Resize(la.fch, BT * Hm); Resize(la.fch_gelu, BT * Hm);
     LinearForward(r.c_fc, la.fch.data(), la.ln2.data(), &la.xa[2], BT);
     GeluForward(la.fch_gelu.data(), la.fch.data(), BT * Hm);
+    if (hook_) hook_(l, HookPoint::kMlpHidden, la.fch_gelu.data(), B, T, Hm);
     LinearForward(r.mlp_proj, tmp.data(), la.fch_gelu.data(), &la.xa[3], BT);
     for (int64_t i = 0; i < BT * C; ++i) x[i] = la.resid_mid[i] + tmp[i];
     if (hook_) hook_(l, HookPoint::kBlockOutput, x.data(), B, T, C);

@@ -1,11 +1,13 @@
 // Fused dequant-matmul for packed LowRA matrices (format: kernels/quant_pack.h, docs/LOWRA.md).
-// Kernels section, then launchers. Each segment (rows of one width) is one launch, templated on
-// the width so every shift and mask is a compile-time constant.
+// Kernels section, then launchers. Decode (M ≤ 16) is one launch for every segment (CTA ranges per
+// width, the width dispatched per CTA to code templated on it, so every shift and mask is a
+// compile-time constant) on bf16 tensor cores; prefill dequantizes per segment, then cuBLAS.
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <mutex>
 #include <string>
 
@@ -14,7 +16,13 @@
 namespace scion::kernels::quant {
 namespace {
 
-constexpr int kWarps = 8;  // rows per decode CTA (one warp per row)
+// Decode tiling (M ≤ 16): a CTA owns 16 rows of one segment (one tensor-core tile's rows) and its
+// kWarps warps split K between them (chunks of kStage blocks), so the 8192 × 8192 matrix is 512
+// CTAs of 8 warps, one wave at 4 CTAs per SM. Partial sums meet in shared memory: no atomics and
+// no second pass.
+constexpr int kWarps = 8;
+constexpr int kTileRows = 16;
+constexpr int kStage = 4;  // blocks of 32 weights per warp step (one 128-bit code load per row at b = 1)
 
 struct Dims {
   int64_t cols, blocks, groups;
@@ -22,83 +30,33 @@ struct Dims {
   int64_t out_rows;  // y's row stride (all rows of the matrix)
 };
 
-// Code i (compile-time after unrolling) of a block held in registers (layout: CodeBit).
-template <int B>
-__device__ __forceinline__ uint32_t Code(const uint32_t (&w)[B], int i) {
-  const int off = CodeBit(B, i), wi = off / 32, sh = off % 32;
-  uint32_t v = w[wi] >> sh;
-  if (sh + B > 32) v |= w[wi + 1] << (32 - sh);
-  return v & ((1u << B) - 1u);
+// bf16 bits of an fp16 level (round to nearest even: ≤ 2⁻⁹ relative).
+__device__ __forceinline__ uint32_t LevelBf16(uint16_t h) {
+  return __bfloat16_as_ushort(__float2bfloat16_rn(__half2float(__ushort_as_half(h))));
 }
 
-__device__ __forceinline__ float2 HalfPair(uint32_t bits) {
-  __half2 h;
-  static_assert(sizeof(h) == 4);
-  memcpy(&h, &bits, 4);
-  return __half22float2(h);
+// d += a (16 × 16, row-major, bf16) · b (16 × 8, column-major, bf16), fp32 accumulation.
+// Fragments (g = lane / 4, t = lane % 4): a0 (row g, k 2t..2t+1), a1 (row g+8, same k), a2 (row g,
+// k 2t+8..), a3 (row g+8, k 2t+8..); b0 (k 2t.., n g), b1 (k 2t+8.., n g); d0, d1 (row g,
+// n 2t, 2t+1), d2, d3 (row g+8, same n). Which column of W a k slot stands for is ours to choose as
+// long as a and b agree: slot pairs (2t, 2t+1) and (2t+8, 2t+9) of step e of a block are its columns
+// 8t+4e+{0,1} and 8t+4e+{2,3} (the CodeBit layout), so lane t's x is one contiguous 16-byte run.
+__device__ __forceinline__ void Mma(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                    uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-// The 32 normalised levels of one block, in weight order.
-//   b = 1, 2: the row's fp16 levels sit in two registers (`pool`, 8 bytes); one mask lifts the codes
-//   of pairs (j, j+1) from both halves of a word as bytes, one multiply-add turns each byte pair into
-//   a byte-permute selector (nibbles 2c₀, 2c₀+1, 2c₁, 2c₁+1) and one PRMT yields both fp16 levels.
-//   b = 3, 4: a per-warp shared table of 16 words (distinct banks: no conflicts).
-template <int B>
-__device__ __forceinline__ void DecodeBlock(const uint32_t (&w)[B], const uint32_t (&pool)[2], const float* lut,
-                                            float (&l)[32]) {
-  if constexpr (B <= 2) {
-    constexpr uint32_t kMask = B == 1 ? 0x01010101u : 0x03030303u;
-    constexpr int kPerWord = 32 / B, kHalf = kPerWord / 2;
-#pragma unroll
-    for (int wi = 0; wi < B; ++wi) {
-#pragma unroll
-      for (int k = 0; k < kHalf / 2; ++k) {
-        const uint32_t sel = ((w[wi] >> (B * k)) & kMask) * 0x22u + 0x10101010u;
-        const float2 lo = HalfPair(__byte_perm(pool[0], pool[1], sel));
-        const float2 hi = HalfPair(__byte_perm(pool[0], pool[1], sel >> 16));
-        const int base = wi * kPerWord + 2 * k;
-        l[base] = lo.x;
-        l[base + 1] = lo.y;
-        l[base + kHalf] = hi.x;
-        l[base + kHalf + 1] = hi.y;
-      }
-    }
-  } else {
-#pragma unroll
-    for (int i = 0; i < 32; ++i) l[i] = lut[Code<B>(w, i)];
-  }
-}
-
-template <int B>
-__device__ __forceinline__ void LoadBlock(const uint32_t* p, uint32_t (&w)[B]) {
-  if constexpr (B == 2) {
-    const uint2 v = *reinterpret_cast<const uint2*>(p);
-    w[0] = v.x; w[1] = v.y;
-  } else if constexpr (B == 4) {
-    const uint4 v = *reinterpret_cast<const uint4*>(p);
-    w[0] = v.x; w[1] = v.y; w[2] = v.z; w[3] = v.w;
-  } else {
-#pragma unroll
-    for (int i = 0; i < B; ++i) w[i] = p[i];
-  }
-}
-
-// 8 activations x[j0 .. j0+8) of one row as fp32. kVec: cols % 8 == 0 and x 16-byte aligned, so
-// one 16-byte load; otherwise element loads with zeros past the end of the row.
-template <bool kVec>
-__device__ __forceinline__ void LoadX8(const __nv_bfloat16* x, int64_t j0, int64_t cols, float (&v)[8]) {
-  if constexpr (kVec) {
-    const uint4 u = *reinterpret_cast<const uint4*>(x + j0);
-    const uint32_t words[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      v[2 * i] = __uint_as_float(words[i] << 16);
-      v[2 * i + 1] = __uint_as_float(words[i] & 0xffff0000u);
-    }
-  } else {
-#pragma unroll
-    for (int i = 0; i < 8; ++i) v[i] = j0 + i < cols ? __bfloat162float(x[j0 + i]) : 0.0f;
-  }
+// Four codes, one per byte (b ≤ 2), to two bf16 level pairs: byte c becomes the selector nibbles
+// (2c, 2c+1), so one byte-permute of the row's level pool (4 bf16 = 8 bytes in two registers) yields
+// the pair of bytes 0, 1 and another that of bytes 2, 3.
+__device__ __forceinline__ void Pairs(uint32_t code_bytes, const uint32_t (&pool)[2], uint32_t& lo, uint32_t& hi) {
+  const uint32_t sel = code_bytes * 0x22u + 0x10101010u;
+  lo = __byte_perm(pool[0], pool[1], sel);
+  hi = __byte_perm(pool[0], pool[1], sel >> 16);
 }
 
 // Segments of one matrix for a single decode launch: CTAs [first_cta[i], first_cta[i+1]) serve
@@ -109,99 +67,208 @@ struct SegmentTable {
   int count;
 };
 
-// y[m, seg.rows[r]] = Σ_j x[m, j] · s_{r,g(j)} · ℓ_r[code_{r,j}] for m < M ≤ MT, one warp per row;
-// lane L takes blocks L, L+32, …, so a warp's code loads are contiguous. Codes and scales of
-// kDepth blocks are loaded before any is used: with one row per warp the loop is short, and the
-// loads in flight, not the arithmetic, set the pace.
-template <int B, int MT, bool kVec>
-__device__ __forceinline__ void DecodeRow(const DeviceQuantMatrix::Segment& seg, int64_t r, const Dims& d,
-                                          const __nv_bfloat16* __restrict__ x, int M, __nv_bfloat16* __restrict__ y,
-                                          float* lut, int lane) {
-  constexpr int kDepth = 4;
-  const uint16_t* levels = seg.levels + r * kMaxLevels;
-  uint32_t pool[2] = {0, 0};
-  if constexpr (B == 1) {
-    pool[0] = pool[1] = levels[0] | (static_cast<uint32_t>(levels[1]) << 16);
-  } else if constexpr (B == 2) {
-    pool[0] = levels[0] | (static_cast<uint32_t>(levels[1]) << 16);
-    pool[1] = levels[2] | (static_cast<uint32_t>(levels[3]) << 16);
-  } else {
-    if (lane < kMaxLevels) lut[lane] = __half2float(__ushort_as_half(levels[lane]));
-    __syncwarp();
+// 16-byte global → shared copy that does not hold the thread (cp.async, L2 only).
+__device__ __forceinline__ void CopyAsync16(void* smem, const void* gmem) {
+  const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem));
+}
+__device__ __forceinline__ void WaitAsync() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+
+// Codes staged per warp in shared memory: up to kRoundWords words of each of the tile's 16 rows per
+// round, all in flight at once (one memory latency per round instead of one per step). Row stride
+// kSmemStride ≡ 4 (mod 32) words, so the 8 rows a warp reads at once (lanes g = 0..7) hit distinct
+// banks with 128-bit reads.
+constexpr int kRoundWords = 64;
+constexpr int kSmemStride = kRoundWords + 4;
+constexpr int RoundBlocks(int b) { return kRoundWords / b / kStage * kStage; }  // 64, 32, 20, 16
+
+// One warp's share of a 16-row tile: acc[nt] (the d fragment of n-tile nt, x rows 8nt … 8nt+7)
+// accumulates Σ_j x[n, j] · s · ℓ_r[code_{r,j}] over the warp's blocks [begin, end).
+// b ≤ 2: the 4 lanes of a quad read the same code words (each takes its own bit positions);
+// b = 3, 4: lane t reads just the 8b bits of its run and looks the levels up in the CTA's shared
+// table (bf16).
+template <int B, int NT, bool kVecX, bool kGrouped>
+__device__ __forceinline__ void DecodeTile(const DeviceQuantMatrix::Segment& seg, int64_t row0, const Dims& d,
+                                           const __nv_bfloat16* __restrict__ x, int M, int64_t begin, int64_t end,
+                                           const uint16_t (*lut)[kMaxLevels], uint32_t* smem, float (&acc)[NT][4]) {
+  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int64_t rg = row0 + g, rh = row0 + g + 8;
+  const bool vg = rg < seg.count, vh = rh < seg.count;
+  const int64_t row_words = RowWords(d.blocks, B);
+  uint32_t pg[2] = {0, 0}, ph[2] = {0, 0};
+  if constexpr (B <= 2) {
+    const uint16_t* lg = seg.levels + (vg ? rg : 0) * kMaxLevels;
+    const uint16_t* lh = seg.levels + (vh ? rh : 0) * kMaxLevels;
+    pg[0] = LevelBf16(lg[0]) | LevelBf16(lg[1]) << 16;
+    ph[0] = LevelBf16(lh[0]) | LevelBf16(lh[1]) << 16;
+    pg[1] = B == 1 ? pg[0] : LevelBf16(lg[2]) | LevelBf16(lg[3]) << 16;
+    ph[1] = B == 1 ? ph[0] : LevelBf16(lh[2]) | LevelBf16(lh[3]) << 16;
   }
-  float acc[MT];
+  float row_sg = 0.0f, row_sh = 0.0f;  // one scale per row: applied once, to the sums
+  if constexpr (!kGrouped) {
+    row_sg = vg ? __half2float(__ushort_as_half(seg.scales[rg * d.groups])) : 0.0f;
+    row_sh = vh ? __half2float(__ushort_as_half(seg.scales[rh * d.groups])) : 0.0f;
+  }
+  float tmp[NT][4];
 #pragma unroll
-  for (int m = 0; m < MT; ++m) acc[m] = 0.0f;
-  const uint32_t* codes = seg.codes + r * d.blocks * B;
-  const uint16_t* scales = seg.scales + r * d.groups;
-  const int blocks = static_cast<int>(d.blocks), cols = static_cast<int>(d.cols);
-  for (int base = lane; base < blocks; base += 32 * kDepth) {
-    uint32_t w[kDepth][B];
-    float sc[kDepth];
+  for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-    for (int u = 0; u < kDepth; ++u) {
-      const int blk = base + 32 * u;
-      if (blk < blocks) {
-        LoadBlock<B>(codes + static_cast<int64_t>(blk) * B, w[u]);
-        sc[u] = __half2float(__ushort_as_half(scales[d.groups == 1 ? 0 : blk * 32 / d.group_size]));
+    for (int c = 0; c < 4; ++c) acc[nt][c] = tmp[nt][c] = 0.0f;
+
+  constexpr int kRound = RoundBlocks(B);
+  constexpr int kChunks = kRound * B / 4;  // 16-byte copies per row in a full round
+  const int live_rows = static_cast<int>(seg.count - row0 < kTileRows ? seg.count - row0 : kTileRows);
+  const uint32_t* tile_codes = seg.codes + row0 * row_words;
+  const int cols = static_cast<int>(d.cols), data_words = static_cast<int>(d.blocks) * B;
+  const uint32_t* sa = smem + g * kSmemStride;        // row g's staged codes
+  const uint32_t* sb = smem + (g + 8) * kSmemStride;  // row g+8's
+  // Lane t's run at b = 3, 4: bits [8Bt, 8Bt + 8B) of a block (one word at b = 4, two at b = 3).
+  const int bit = 8 * B * t, lo = bit / 32, hi = (bit + 8 * B - 1) / 32;
+  const __nv_bfloat16* xl[NT];  // lane's x row (n = 8nt + g) at its run's column
+  bool live[NT];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    live[nt] = nt * 8 + g < M;
+    xl[nt] = x + static_cast<int64_t>(live[nt] ? nt * 8 + g : 0) * cols + 8 * t;
+  }
+  for (int r0 = static_cast<int>(begin); r0 < end; r0 += kRound) {
+    const int nblk = end - r0 < kRound ? static_cast<int>(end - r0) : kRound;
+    const int last_word = min(data_words, (r0 + nblk) * B);
+    // ---- the round's codes of all 16 rows: cp.async, 16 bytes per lane per copy, all in flight
+    for (int c = lane; c < kTileRows * kChunks; c += 32) {
+      const int row = c / kChunks, q = c % kChunks, w0 = r0 * B + 4 * q;
+      if (row < live_rows && w0 < last_word) {
+        CopyAsync16(smem + row * kSmemStride + 4 * q, tile_codes + row * row_words + w0);
       }
     }
+    WaitAsync();
+    __syncwarp();
+#pragma unroll 4
+    for (int u = 0; u < nblk; ++u) {
+      const int blk = r0 + u, j0 = blk * 32 + 8 * t;
+      uint32_t xr[NT][4];
 #pragma unroll
-    for (int u = 0; u < kDepth; ++u) {
-      const int blk = base + 32 * u;
-      if (blk >= blocks) break;
-      float l[32];
-      DecodeBlock<B>(w[u], pool, lut, l);
+      for (int nt = 0; nt < NT; ++nt) {
+        if constexpr (kVecX) {
+          uint4 v = make_uint4(0, 0, 0, 0);
+          if (live[nt] && j0 < cols) v = __ldg(reinterpret_cast<const uint4*>(xl[nt] + blk * 32));
+          xr[nt][0] = v.x; xr[nt][1] = v.y; xr[nt][2] = v.z; xr[nt][3] = v.w;
+        } else {
 #pragma unroll
-      for (int m = 0; m < MT; ++m) {
-        if (m < M) {
-          float part = 0.0f;
-#pragma unroll
-          for (int c8 = 0; c8 < 4; ++c8) {
-            const int j0 = blk * 32 + c8 * 8;
-            if (j0 < cols) {
-              float xv[8];
-              LoadX8<kVec>(x + static_cast<int64_t>(m) * cols, j0, cols, xv);
-#pragma unroll
-              for (int i = 0; i < 8; ++i) part = fmaf(l[c8 * 8 + i], xv[i], part);
-            }
+          for (int i = 0; i < 4; ++i) {
+            const uint32_t a = live[nt] && j0 + 2 * i < cols ? __bfloat16_as_ushort(xl[nt][blk * 32 + 2 * i]) : 0u;
+            const uint32_t b = live[nt] && j0 + 2 * i + 1 < cols ? __bfloat16_as_ushort(xl[nt][blk * 32 + 2 * i + 1]) : 0u;
+            xr[nt][i] = a | b << 16;
           }
-          acc[m] = fmaf(sc[u], part, acc[m]);
+        }
+      }
+      // The block's code words of rows g and g+8.
+      uint32_t wg[B <= 2 ? B : 1], wh[B <= 2 ? B : 1];
+      const uint32_t* pa = sa + u * B;
+      const uint32_t* pb = sb + u * B;
+      if constexpr (B == 2) {
+        const uint2 va = *reinterpret_cast<const uint2*>(pa), vb = *reinterpret_cast<const uint2*>(pb);
+        wg[0] = va.x; wg[1] = va.y; wh[0] = vb.x; wh[1] = vb.y;
+      } else if constexpr (B == 1) {
+        wg[0] = *pa; wh[0] = *pb;
+      } else {
+        wg[0] = B == 4 ? pa[t] : __funnelshift_r(pa[lo], pa[hi], bit % 32);
+        wh[0] = B == 4 ? pb[t] : __funnelshift_r(pb[lo], pb[hi], bit % 32);
+      }
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        uint32_t a0, a1, a2, a3;
+        if constexpr (B == 2) {
+          Pairs((wg[e] >> (2 * t)) & 0x03030303u, pg, a0, a2);
+          Pairs((wh[e] >> (2 * t)) & 0x03030303u, ph, a1, a3);
+        } else if constexpr (B == 1) {
+          Pairs((wg[0] >> (t + 4 * e)) & 0x01010101u, pg, a0, a2);
+          Pairs((wh[0] >> (t + 4 * e)) & 0x01010101u, ph, a1, a3);
+        } else {
+          constexpr uint32_t kMask = (1u << B) - 1u;
+          auto level = [&](uint32_t run, int row, int j) -> uint32_t { return lut[row][(run >> (B * j)) & kMask]; };
+          a0 = level(wg[0], g, 4 * e) | level(wg[0], g, 4 * e + 1) << 16;
+          a2 = level(wg[0], g, 4 * e + 2) | level(wg[0], g, 4 * e + 3) << 16;
+          a1 = level(wh[0], g + 8, 4 * e) | level(wh[0], g + 8, 4 * e + 1) << 16;
+          a3 = level(wh[0], g + 8, 4 * e + 2) | level(wh[0], g + 8, 4 * e + 3) << 16;
+        }
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+          Mma(kGrouped ? tmp[nt] : acc[nt], a0, a1, a2, a3, xr[nt][2 * e], xr[nt][2 * e + 1]);
+        }
+      }
+      if constexpr (kGrouped) {  // a block lies in one group (group sizes are multiples of 32)
+        const int64_t grp = static_cast<int64_t>(blk) * 32 / d.group_size;
+        const float sg = vg ? __half2float(__ushort_as_half(seg.scales[rg * d.groups + grp])) : 0.0f;
+        const float sh = vh ? __half2float(__ushort_as_half(seg.scales[rh * d.groups + grp])) : 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+          acc[nt][0] = fmaf(sg, tmp[nt][0], acc[nt][0]);
+          acc[nt][1] = fmaf(sg, tmp[nt][1], acc[nt][1]);
+          acc[nt][2] = fmaf(sh, tmp[nt][2], acc[nt][2]);
+          acc[nt][3] = fmaf(sh, tmp[nt][3], acc[nt][3]);
+#pragma unroll
+          for (int c = 0; c < 4; ++c) tmp[nt][c] = 0.0f;
         }
       }
     }
+    __syncwarp();  // every lane is done with the round's codes before the next round's copies
   }
+  if constexpr (!kGrouped) {
 #pragma unroll
-  for (int m = 0; m < MT; ++m) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], o);
-  }
-  if (lane == 0) {
-    const int64_t out = seg.rows[r];
-#pragma unroll
-    for (int m = 0; m < MT; ++m) {
-      if (m < M) y[m * d.out_rows + out] = __float2bfloat16(acc[m]);
+    for (int nt = 0; nt < NT; ++nt) {
+      acc[nt][0] *= row_sg; acc[nt][1] *= row_sg; acc[nt][2] *= row_sh; acc[nt][3] *= row_sh;
     }
   }
 }
 
-// MT ≤ 2 asks for 3 CTAs (24 warps) per SM: registers capped near 85, more loads in flight.
-template <int MT, bool kVec>
-__global__ void __launch_bounds__(kWarps * 32, MT <= 2 ? 3 : 1) DecodeKernel(SegmentTable t, Dims d, const __nv_bfloat16* __restrict__ x,
-                                                            int M, __nv_bfloat16* __restrict__ y) {
-  __shared__ float lut[kWarps][kMaxLevels];
+// y[n, seg.rows[r]] for the CTA's 16 rows and n < M ≤ 8·NT.
+template <int NT, bool kVecX, bool kGrouped>
+__global__ void __launch_bounds__(kWarps * 32, 4) DecodeKernel(SegmentTable t, Dims d, const __nv_bfloat16* __restrict__ x,
+                                                               int M, __nv_bfloat16* __restrict__ y) {
+  __shared__ uint16_t lut[kTileRows][kMaxLevels];  // b = 3, 4: the tile's levels in bf16
+  __shared__ float partial[kWarps][NT * 4][32];    // each warp's d fragments, for the K reduction
+  __shared__ __align__(16) uint32_t codes[kWarps][kTileRows * kSmemStride];  // each warp's staged codes
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   int i = 0;
   while (i + 1 < t.count && static_cast<int>(blockIdx.x) >= t.first_cta[i + 1]) ++i;
   const DeviceQuantMatrix::Segment& seg = t.seg[i];
-  const int64_t r = static_cast<int64_t>(blockIdx.x - t.first_cta[i]) * kWarps + warp;
-  if (r >= seg.count) return;  // whole warps leave together; only __syncwarp inside
-  switch (seg.bits) {  // uniform across the CTA
-    case 1: DecodeRow<1, MT, kVec>(seg, r, d, x, M, y, lut[warp], lane); break;
-    case 2: DecodeRow<2, MT, kVec>(seg, r, d, x, M, y, lut[warp], lane); break;
-    case 3: DecodeRow<3, MT, kVec>(seg, r, d, x, M, y, lut[warp], lane); break;
-    default: DecodeRow<4, MT, kVec>(seg, r, d, x, M, y, lut[warp], lane); break;
+  const int64_t row0 = static_cast<int64_t>(blockIdx.x - t.first_cta[i]) * kTileRows;
+  if (seg.bits >= 3) {
+    const int r = threadIdx.x / kMaxLevels, l = threadIdx.x % kMaxLevels;  // 256 threads, 256 entries
+    lut[r][l] = row0 + r < seg.count ? static_cast<uint16_t>(LevelBf16(seg.levels[(row0 + r) * kMaxLevels + l])) : 0;
+    __syncthreads();
   }
+  // Warp w takes chunks of kStage blocks [w·per, (w+1)·per).
+  const int64_t chunks = (d.blocks + kStage - 1) / kStage, per = (chunks + kWarps - 1) / kWarps;
+  const int64_t begin = std::min(d.blocks, warp * per * kStage), end = std::min(d.blocks, (warp + 1) * per * kStage);
+  float acc[NT][4];
+  switch (seg.bits) {  // uniform across the CTA
+    case 1: DecodeTile<1, NT, kVecX, kGrouped>(seg, row0, d, x, M, begin, end, lut, codes[warp], acc); break;
+    case 2: DecodeTile<2, NT, kVecX, kGrouped>(seg, row0, d, x, M, begin, end, lut, codes[warp], acc); break;
+    case 3: DecodeTile<3, NT, kVecX, kGrouped>(seg, row0, d, x, M, begin, end, lut, codes[warp], acc); break;
+    default: DecodeTile<4, NT, kVecX, kGrouped>(seg, row0, d, x, M, begin, end, lut, codes[warp], acc); break;
+  }
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int c = 0; c < 4; ++c) partial[warp][nt * 4 + c][lane] = acc[nt][c];
+  __syncthreads();
+  for (int k = threadIdx.x; k < NT * 4 * 32; k += kWarps * 32) {
+    const int fl = k % 32, c = k / 32 % 4, nt = k / 128;
+    float sum = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) sum += partial[w][nt * 4 + c][fl];
+    const int64_t r = row0 + fl / 4 + 8 * (c >> 1);
+    const int n = nt * 8 + 2 * (fl % 4) + (c & 1);
+    if (n < M && r < seg.count) y[static_cast<int64_t>(n) * d.out_rows + seg.rows[r]] = __float2bfloat16(sum);
+  }
+}
+
+template <int B>
+__device__ __forceinline__ void LoadBlock(const uint32_t* p, uint32_t (&w)[B]) {
+#pragma unroll
+  for (int i = 0; i < B; ++i) w[i] = p[i];
 }
 
 // Ŵ[seg.rows[r], :] in bf16; one thread per 8 weights, so a warp writes 512 contiguous bytes.
@@ -214,7 +281,7 @@ __global__ void DequantKernel(DeviceQuantMatrix::Segment seg, Dims d, __nv_bfloa
   const int64_t j0 = blk * 32 + c8 * 8;
   if (j0 >= d.cols) return;
   uint32_t w[B];
-  LoadBlock<B>(seg.codes + (r * d.blocks + blk) * B, w);
+  LoadBlock<B>(seg.codes + r * RowWords(d.blocks, B) + blk * B, w);
   const float s = __half2float(__ushort_as_half(seg.scales[r * d.groups + blk * 32 / d.group_size]));
   const uint16_t* levels = seg.levels + r * kMaxLevels;
   __nv_bfloat16* dst = out + static_cast<int64_t>(seg.rows[r]) * d.cols + j0;
@@ -242,15 +309,15 @@ Status Check(cudaError_t e, const char* what) {
 
 Dims DimsOf(const DeviceQuantMatrix& w) { return {w.cols, w.blocks, w.groups, w.group_size, w.rows}; }
 
-template <int MT>
+template <int NT>
 void LaunchDecode(const SegmentTable& t, Dims d, const __nv_bfloat16* x, int M, __nv_bfloat16* y, bool vec,
                   cudaStream_t stream) {
   const unsigned grid = static_cast<unsigned>(t.first_cta[t.count]);
-  if (vec) {
-    DecodeKernel<MT, true><<<grid, kWarps * 32, 0, stream>>>(t, d, x, M, y);
-  } else {
-    DecodeKernel<MT, false><<<grid, kWarps * 32, 0, stream>>>(t, d, x, M, y);
-  }
+  const bool grouped = d.groups > 1;
+  if (vec && !grouped) DecodeKernel<NT, true, false><<<grid, kWarps * 32, 0, stream>>>(t, d, x, M, y);
+  else if (vec) DecodeKernel<NT, true, true><<<grid, kWarps * 32, 0, stream>>>(t, d, x, M, y);
+  else if (!grouped) DecodeKernel<NT, false, false><<<grid, kWarps * 32, 0, stream>>>(t, d, x, M, y);
+  else DecodeKernel<NT, false, true><<<grid, kWarps * 32, 0, stream>>>(t, d, x, M, y);
 }
 
 void LaunchDequant(const DeviceQuantMatrix::Segment& s, Dims d, __nv_bfloat16* out, cudaStream_t stream) {
@@ -349,14 +416,11 @@ Status QuantMatmulCuda(const DeviceQuantMatrix& w, const void* x, int64_t m, voi
     t.first_cta[0] = 0;
     for (int i = 0; i < t.count; ++i) {
       t.seg[i] = w.segments[i];
-      t.first_cta[i + 1] = t.first_cta[i] + static_cast<int>((w.segments[i].count + kWarps - 1) / kWarps);
+      t.first_cta[i + 1] = t.first_cta[i] + static_cast<int>((w.segments[i].count + kTileRows - 1) / kTileRows);
     }
     const int M = static_cast<int>(m);
-    if (M <= 1) LaunchDecode<1>(t, DimsOf(w), xb, M, yb, vec, s);
-    else if (M <= 2) LaunchDecode<2>(t, DimsOf(w), xb, M, yb, vec, s);
-    else if (M <= 4) LaunchDecode<4>(t, DimsOf(w), xb, M, yb, vec, s);
-    else if (M <= 8) LaunchDecode<8>(t, DimsOf(w), xb, M, yb, vec, s);
-    else LaunchDecode<16>(t, DimsOf(w), xb, M, yb, vec, s);
+    if (M <= 8) LaunchDecode<1>(t, DimsOf(w), xb, M, yb, vec, s);
+    else LaunchDecode<2>(t, DimsOf(w), xb, M, yb, vec, s);
     return Check(cudaGetLastError(), "DecodeKernel");
   }
   const size_t need = QuantMatmulWorkspaceBytes(w, m);

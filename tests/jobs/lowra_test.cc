@@ -38,6 +38,18 @@ TEST(LowraKind, ValidationNamesTheField) {
       {{{"budget", 2}}, "params.budget"},
       {{{"finetune", {{"steps", 5}}}}, "params.finetune"},  // no text to train on
       {{{"text", json::object()}, {"finetune", {{"rank", 0}}}}, "params.finetune.rank"},
+      {{{"objective", "hessian"}}, "params.objective"},
+      {{{"objective", "output"}}, "params.objective"},  // no calibration data
+      {{{"val_fraction", 0.95}}, "params.val_fraction"},
+      {{{"calibration", {{"batches", 0}}}, {"text", json::object()}}, "params.calibration.batches"},
+      {{{"calibration", {{"seq_len", 8}}}}, "params.calibration.path"},  // no text to fall back on
+      {{{"calibration", {{"tokens", 8}}}, {"text", json::object()}}, "params.calibration.tokens"},
+      {{{"baselines", {"gptq"}}, {"text", json::object()}}, "params.baselines"},
+      {{{"baselines", {"rtn"}}}, "params.baselines"},  // no text to compare on
+      {{{"text", json::object()}, {"finetune", {{"init", "pissa"}}}}, "params.finetune.init"},
+      {{{"text", json::object()}, {"finetune", {{"targets", {"lm_head"}}}}}, "params.finetune.targets"},
+      {{{"text", json::object()}, {"finetune", {{"targets", json::array()}}}}, "params.finetune.targets"},
+      {{{"text", json::object()}, {"finetune", {{"batch_size", 0}}}}, "params.finetune.batch_size"},
   };
   for (const Case& c : cases) {
     Status s = Lowra().validate(c.params);
@@ -46,6 +58,9 @@ TEST(LowraKind, ValidationNamesTheField) {
   }
   EXPECT_TRUE(Lowra().validate(json::object()).ok());
   EXPECT_TRUE(Lowra().validate({{"budget_bits", 1.15}, {"widths", {1, 2, 4}}, {"group_size", 64}}).ok());
+  EXPECT_TRUE(Lowra().validate({{"text", json::object()}, {"objective", "output"}, {"baselines", {"rtn", "nf"}},
+                                {"finetune", {{"init", "loftq"}, {"targets", {"attention", "mlp.c_fc"}}}}})
+                  .ok());
 }
 
 

@@ -183,6 +183,8 @@ TEST(Model, HooksSeeMixerInputAndOutput) {
   std::vector<float> block_in, mixer_out, block_out;
   m->SetHook([&](int64_t layer, HookPoint point, const float* x, int64_t B, int64_t T, int64_t C) {
     ++calls;
+    // The linear-layer inputs: C wide, except the GELU output, which is the MLP's width.
+    EXPECT_EQ(C, point == HookPoint::kMlpHidden ? c.MlpHidden(layer) : c.n_embd);
     if (layer != 1) return;
     std::vector<float> v(x, x + B * T * C);
     if (point == HookPoint::kBlockInput) block_in = v;
@@ -191,7 +193,7 @@ TEST(Model, HooksSeeMixerInputAndOutput) {
   });
   Batch b = RandomBatch(1, 8, 11, 4);
   ASSERT_TRUE(m->Forward(b.tokens.data(), nullptr, 1, 8, nullptr).ok());
-  EXPECT_EQ(calls, 2 * 4);
+  EXPECT_EQ(calls, 2 * 7);  // 2 layers × 7 hook points
   ASSERT_EQ(block_in.size(), 8u * 8u);
   ASSERT_EQ(mixer_out.size(), block_in.size());
   // The residual stream after the mixer differs from the input by exactly the mixer's output,
