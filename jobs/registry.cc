@@ -9,6 +9,7 @@ Kind GpdpKind();
 Kind TrainKind();
 Kind EvalKind();
 Kind LowraKind();
+Kind GraftKind();
 
 const std::vector<Kind>& AllKinds() {
   static const std::vector<Kind> kinds = {
@@ -17,6 +18,7 @@ const std::vector<Kind>& AllKinds() {
       TrainKind(),
       EvalKind(),
       LowraKind(),
+      GraftKind(),
   };
   return kinds;
 }

@@ -30,9 +30,10 @@ struct ParamInfo {
   bool decay = false;          // AdamW weight decay applies (matrices, not biases/LN/embeddings' peers)
 };
 
-enum class HookPoint { kBlockInput, kMixerInput, kMixerOutput, kBlockOutput };
+enum class HookPoint { kBlockInput, kMixerInput, kMixerOutput, kBlockOutput, kMlpInput, kMlpOutput };
 // Called during Forward with an activation (B, T, C) of block `layer`. kMixerInput is ln_1's output,
-// kMixerOutput is c_proj's output before the residual add (what grafting regresses onto).
+// kMixerOutput is c_proj's output before the residual add (what grafting regresses onto);
+// kMlpInput is ln_2's output, kMlpOutput the MLP's c_proj output before its residual add.
 using ActivationHook = std::function<void(int64_t layer, HookPoint point, const float* x, int64_t B, int64_t T, int64_t C)>;
 
 class Model {
