@@ -13,7 +13,7 @@ root=$(pwd)
 build=${SCION_BUILD_DIR:-build}
 data=${SCION_GRAFT_DATA:-$root/data/graft-lm}
 base_port=${SCION_GRAFT_PORT:-17555}
-teacher_steps=${SCION_GRAFT_TEACHER_STEPS:-600}
+teacher_steps=${SCION_GRAFT_TEACHER_STEPS:-900}
 stage2_steps=${SCION_GRAFT_STAGE2_STEPS:-30}
 worker_addr=tcp://127.0.0.1:$base_port
 export SCION_ADDR=tcp://127.0.0.1:$((base_port + 1))
@@ -54,17 +54,17 @@ teacher=$(python3 -c 'import json, sys
 print(json.dumps({"kind": "train", "name": "graft-teacher", "resources": {"cpu_ok": True}, "params": {
   "model": {"vocab_size": 256, "n_positions": 512, "n_embd": 64, "n_layer": 6, "n_head": 4, "n_inner": 256},
   "data": {"kind": "text", "path": sys.argv[1]},
-  "steps": int(sys.argv[2]), "batch_size": 16, "seq_len": 128, "lr": 2e-3, "warmup": 50,
-  "log_every": 20, "eval_every": 200, "eval_batches": 16, "checkpoint_every": 200}}))' "$corpus" "$teacher_steps" \
+  "steps": int(sys.argv[2]), "batch_size": 8, "seq_len": 128, "lr": 3e-3, "warmup": 40,
+  "log_every": 20, "eval_every": 100, "eval_batches": 8, "checkpoint_every": 100}}))' "$corpus" "$teacher_steps" \
   | scion submit -)
 echo "teacher job $teacher"
 
 graft_spec() {  # name, params JSON (merged over the shared settings)
   python3 -c 'import json, sys
-p = {"layers": "odd", "init": "distilled", "data": {"kind": "text", "path": sys.argv[3]}, "eval_batches": 16,
-     "stage1": {"samples": 64, "steps": 150, "batch_size": 8, "lr": 2e-3, "loss": "l1", "eval_every": 25},
-     "stage2": {"steps": int(sys.argv[5]), "lr": 5e-4, "batch_size": 16, "seq_len": 128, "warmup": 3,
-                "log_every": 5, "eval_every": 1000},
+p = {"layers": "odd", "init": "distilled", "data": {"kind": "text", "path": sys.argv[3]}, "eval_batches": 8,
+     "stage1": {"samples": 48, "steps": 100, "batch_size": 8, "lr": 5e-4, "loss": "l1", "eval_every": 20},
+     "stage2": {"steps": int(sys.argv[5]), "lr": 1e-3, "batch_size": 8, "seq_len": 128, "warmup": 2,
+                "log_every": 2, "eval_every": 1000},
      "speed": {"seq_lens": [128, 256, 512], "batch_size": 2, "iters": 2}}
 p.update(json.loads(sys.argv[2]))
 print(json.dumps({"kind": "graft", "name": sys.argv[1], "after": [int(sys.argv[4])],
