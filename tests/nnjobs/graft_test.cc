@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -255,6 +256,11 @@ TEST_F(GraftEndToEnd, DistilledBeatsRandomAndResumes) {
   Outcome rnd = Run(Params("hedgehog", "random", 40), rr);
   ASSERT_TRUE(rnd.status.ok()) << rnd.status.ToString();
   EXPECT_EQ(rnd.summary.count("l1_attn_mse"), 0u);  // no stage 1
+  std::printf("val_loss teacher %.4f | distilled: stage1 %.4f stage2 %.4f | random: init %.4f stage2 %.4f | "
+              "l1 mse %.3g -> %.3g, l3 mse %.3g -> %.3g\n",
+              d.summary.at("teacher_val_loss"), d.summary.at("stage1_val_loss"), d.summary.at("stage2_val_loss"),
+              rnd.summary.at("stage1_val_loss"), rnd.summary.at("stage2_val_loss"), d.summary.at("l1_attn_mse_init"),
+              d.summary.at("l1_attn_mse"), d.summary.at("l3_attn_mse_init"), d.summary.at("l3_attn_mse"));
   // Same stage-2 budget: starting from the distilled operators ends lower than from fresh ones.
   EXPECT_LT(d.summary.at("stage2_val_loss"), rnd.summary.at("stage2_val_loss"));
   EXPECT_LT(d.summary.at("stage1_val_loss"), rnd.summary.at("stage1_val_loss"));
