@@ -98,6 +98,8 @@ scion compare "${ids[@]}"
 scion compare "${ids[@]}" -o json >"$data/grafts.json"
 scion compare "$teacher" -o json >"$data/teacher.json"
 echo "results in $data/grafts.json and $data/teacher.json"
+log "tables"
+scripts/graft_tables.py "$data/teacher.json" "$data/grafts.json"
 failed=$(scion ls --state failed -o json | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')
 stop_daemons
 [ "$failed" -eq 0 ] || { echo "$failed job(s) failed" >&2; exit 1; }
