@@ -54,8 +54,11 @@ done
 scion compare "${ids[@]}" -o json | python3 -c 'import json, sys
 rows = json.load(sys.stdin)
 lens = [128, 256, 512]
-print("| model (job) | " + " | ".join("tokens/s n=%d" % n for n in lens) + " |")
-print("|---|" + "---|" * len(lens))
+print("| model (job) | " + " | ".join("tokens/s n=%d" % n for n in lens) + " | "
+      + " | ".join("peak RSS MiB n=%d" % n for n in lens) + " |")
+print("|---|" + "---|" * (2 * len(lens)))
 for r in rows:
     s = r["summary"]
-    print("| %s | %s |" % (r["name"].replace("speed-of-", "job "), " | ".join("%.0f" % s.get("tokens_per_s_n%d" % n, float("nan")) for n in lens)))'
+    print("| %s | %s | %s |" % (r["name"].replace("speed-of-", "job "),
+        " | ".join("%.0f" % s.get("tokens_per_s_n%d" % n, float("nan")) for n in lens),
+        " | ".join("%.1f" % (s.get("peak_memory_bytes_n%d" % n, float("nan")) / 2**20) for n in lens)))'
