@@ -266,6 +266,22 @@ TEST_F(GraftEndToEnd, DistilledBeatsRandomAndResumes) {
   EXPECT_LT(d.summary.at("stage1_val_loss"), rnd.summary.at("stage1_val_loss"));
 }
 
+TEST_F(GraftEndToEnd, MlpRatioSwapRegressesTheNewMlp) {
+  json p = Params("self", "distilled", 0);
+  p.erase("operator");
+  p["mlp_ratio"] = 1;  // the teacher's MLP is 2·C wide (n_inner 64): halve it
+  p["layers"] = json::array({2});
+  p["stage1"]["memory_limit_mb"] = 64;  // in memory this time
+  Recorder r;
+  Outcome o = Run(p, r);
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString();
+  EXPECT_EQ(o.summary.at("replaced_sublayers"), 1);
+  EXPECT_LT(o.summary.at("grafted_params"), o.summary.at("teacher_params"));
+  // The resized MLP starts from fresh weights; stage 1 brings it toward the teacher's.
+  EXPECT_LT(o.summary.at("l2_mlp_mse"), 0.5 * o.summary.at("l2_mlp_mse_init"));
+  EXPECT_TRUE(r.Logged("(in memory)"));
+}
+
 TEST_F(GraftEndToEnd, LayerBeyondTheTeacherNamesTheField) {
   json p = Params("sliding:8", "distilled", 0);
   p["layers"] = json::array({1, 9});
