@@ -100,6 +100,8 @@ Result<GraftParams> ReadGraftParams(const json& p) {
       g.operators[layer] = v.get<std::string>();
     }
   }
+  if (p.contains("layers") && g.op.empty() && g.mlp_ratio == 0)
+    return Status::InvalidArgument("params.layers: selects layers for operator or mlp_ratio; operators names its own");
   if (g.op.empty() && g.operators.empty() && g.mlp_ratio == 0)
     return Status::InvalidArgument("params.operator: give operator, operators or mlp_ratio (what to graft)");
   std::vector<std::pair<std::string, std::string>> ops;

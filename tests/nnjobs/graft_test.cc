@@ -42,6 +42,7 @@ TEST(GraftParams, RejectionsNameTheField) {
       {{{"operators", {{"x", "hedgehog"}}}, {"data", Data()}}, "params.operators.x"},
       {{{"operators", {{"1", "linear:sigmoid"}}}, {"data", Data()}}, "params.operators.1"},
       {{{"operators", {{"1", 3}}}, {"data", Data()}}, "params.operators.1"},
+      {{{"operators", {{"1", "self"}}}, {"layers", "odd"}, {"data", Data()}}, "params.layers"},
       {{{"operator", "self"}, {"operators", {{"1", "self"}}}, {"data", Data()}}, "params.operators"},
       {{{"operator", "self"}, {"init", "warm"}, {"data", Data()}}, "params.init"},
       {{{"mlp_ratio", 0}, {"data", Data()}}, "params.mlp_ratio"},
