@@ -1,6 +1,6 @@
 // The `graft` job kind: replaces operators of a pretrained model (attention -> sliding window,
 // linear/Hedgehog, hybrid, block-sparse, or itself as the control; MLP -> another expansion ratio)
-// with two-stage distillation (docs in REFERENCES: grafting), on the CPU path.
+// with two-stage distillation (grafting, Chandrasegaran et al. 2025), on the CPU path.
 //
 // params: layers ("odd" default; all | even | every:K | a fraction | [i, ...]), operator or
 //   operators {"<layer>": "<op>"}, mlp_ratio, feature_dim, init distilled|random,

@@ -30,7 +30,7 @@ struct Stage1Params {
   int64_t batch_size = 8;       // sequences per step
   double val_fraction = 0.1;    // of the cached samples, held out to pick the best weights
   int64_t eval_every = 20;      // steps between validation errors
-  int64_t memory_limit_mb = 256;  // caches above this (x and y together) go to a file
+  int64_t memory_limit_mb = 256;  // a sublayer's cache above this (x and y together) goes to a file
 };
 
 struct GraftParams {
