@@ -153,10 +153,11 @@ struct Recorder : Reporter {
   std::map<std::string, std::vector<double>> metrics;
   std::vector<std::string> logs;
   std::map<std::string, std::string> artifacts;
-  std::atomic<bool>* stop_on_stage2 = nullptr;  // set when stage 2 reports its first loss
+  std::atomic<bool>* stop = nullptr;  // set when metric `stop_at` is first reported
+  std::string stop_at;
   void Metric(int64_t, const std::string& n, double v) override {
     metrics[n].push_back(v);
-    if (stop_on_stage2 && n == "stage2_loss") stop_on_stage2->store(true);
+    if (stop && n == stop_at) stop->store(true);
   }
   void Log(const std::string& l) override { logs.push_back(l); }
   void Progress(double) override {}
@@ -236,7 +237,8 @@ TEST_F(GraftEndToEnd, DistilledBeatsRandomAndResumes) {
   const std::string ckpt = Dir("ckpt");
   std::atomic<bool> stop{false};
   Recorder r1;
-  r1.stop_on_stage2 = &stop;
+  r1.stop = &stop;
+  r1.stop_at = "stage2_loss";
   Outcome first = Run(Params("hedgehog", "distilled", 40), r1, ckpt, &stop);
   ASSERT_EQ(first.status.code(), Status::Code::kCancelled) << first.status.ToString();
   stop = false;
@@ -265,6 +267,25 @@ TEST_F(GraftEndToEnd, DistilledBeatsRandomAndResumes) {
   // Same stage-2 budget: starting from the distilled operators ends lower than from fresh ones.
   EXPECT_LT(d.summary.at("stage2_val_loss"), rnd.summary.at("stage2_val_loss"));
   EXPECT_LT(d.summary.at("stage1_val_loss"), rnd.summary.at("stage1_val_loss"));
+}
+
+TEST_F(GraftEndToEnd, StopInStage1ResumesAfterTheLastFinishedSublayer) {
+  const std::string ckpt = Dir("ckpt1");
+  std::atomic<bool> stop{false};
+  Recorder r1;
+  r1.stop = &stop;
+  r1.stop_at = "stage1_l3_attn_val_mse";  // the second sublayer has started
+  json p = Params("sliding:8", "distilled", 0);
+  Outcome first = Run(p, r1, ckpt, &stop);
+  ASSERT_EQ(first.status.code(), Status::Code::kCancelled) << first.status.ToString();
+  stop = false;
+  Recorder r2;
+  Outcome second = Run(p, r2, ckpt, &stop);
+  ASSERT_TRUE(second.status.ok()) << second.status.ToString();
+  EXPECT_TRUE(r2.Logged("resumed after stage-1 unit 1 of 2"));
+  EXPECT_EQ(r2.metrics.count("stage1_l1_attn_val_mse"), 0u);  // layer 1 is not trained again
+  EXPECT_GT(r2.metrics["stage1_l3_attn_val_mse"].size(), 2u);
+  EXPECT_GT(second.summary.at("l1_attn_mse_init"), 0);         // its result came from the first attempt
 }
 
 TEST_F(GraftEndToEnd, MlpRatioSwapRegressesTheNewMlp) {
