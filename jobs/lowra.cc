@@ -127,7 +127,7 @@ q::Method MethodOf(const std::string& m) {
 Result<DataSource> TextData(const json& params, const json& block, const Context& ctx, int64_t vocab) {
   json data = {{"kind", block.value("kind", "text")}};
   if (block.contains("path")) data["path"] = block.at("path");
-  auto d = BuildData(data, ctx, vocab, params.value("val_fraction", 0.1), block.value("seed", 1));
+  auto d = BuildData(data, ctx, vocab, params.value("val_fraction", 0.1), block.value("seed", 1), "params.text");
   if (!d.ok()) return Status::InvalidArgument(d.status().message());
   return d;
 }

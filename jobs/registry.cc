@@ -10,6 +10,7 @@ Kind TrainKind();
 Kind EvalKind();
 Kind LowraKind();
 Kind HedgehogKind();
+Kind GraftKind();
 
 const std::vector<Kind>& AllKinds() {
   static const std::vector<Kind> kinds = {
@@ -19,6 +20,7 @@ const std::vector<Kind>& AllKinds() {
       EvalKind(),
       LowraKind(),
       HedgehogKind(),
+      GraftKind(),
   };
   return kinds;
 }

@@ -8,7 +8,8 @@
 //   mqar_accuracy (mqar) every eval_every steps.
 // Checkpoints: ctx.checkpoint_dir/step-NNNNNNNN/ (model + optimizer state + state.json written
 // last, the folder renamed into place), so a new attempt resumes from the latest complete one.
-// Artifact "model": the final weights file (config in its metadata).
+// Artifact "model": the final weights file (config and the tokens trained on, kTrainedTokensKey, in
+// its metadata).
 #include "jobs/job.h"
 #include "jobs/nn_params.h"
 #include "jobs/train_loop.h"
@@ -103,7 +104,11 @@ Outcome RunTrain(const json& spec, Context& ctx) {
   out.summary["loss"] = r->last.loss;
   out.summary["steps"] = static_cast<double>(t.loop.train.steps);
   const std::string dir = ctx.workdir + "/model";
-  if (Status st = nn::SaveModel(m, dir); !st.ok()) return {st, out.summary};
+  out.summary["tokens"] = static_cast<double>(r->tokens);
+  // The tokens ride in the weights' metadata so kinds that edit this model (graft) can weigh their
+  // own compute against the teacher's.
+  if (Status st = nn::SaveModel(m, dir, {{nn::kTrainedTokensKey, std::to_string(r->tokens)}}); !st.ok())
+    return {st, out.summary};
   if (ctx.reporter) ctx.reporter->Artifact("model", dir + "/" + nn::kWeightsFile);
   return out;
 }

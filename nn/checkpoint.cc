@@ -10,7 +10,7 @@ namespace scion::nn {
 
 namespace fs = std::filesystem;
 
-Status SaveModel(const Model& m, const std::string& dir) {
+Status SaveModel(const Model& m, const std::string& dir, const std::map<std::string, std::string>& metadata) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return Status::IoError(dir + ": cannot create folder: " + ec.message());
@@ -19,7 +19,10 @@ Status SaveModel(const Model& m, const std::string& dir) {
   // The config also rides in the metadata, so the weights file alone is a complete model (one
   // artifact); transformers ignores unknown metadata keys.
   const std::string config = ConfigToJson(m.config()).Dump();
-  SCION_RETURN_IF_ERROR(WriteSafetensors(dir + "/" + kWeightsFile, refs, {{"format", "pt"}, {kConfigMetadataKey, config}}));
+  std::map<std::string, std::string> meta = metadata;
+  meta["format"] = "pt";
+  meta[kConfigMetadataKey] = config;
+  SCION_RETURN_IF_ERROR(WriteSafetensors(dir + "/" + kWeightsFile, refs, meta));
   return WriteFileAtomic(dir + "/" + kConfigFile, ConfigToJson(m.config()).Dump() + "\n");
 }
 

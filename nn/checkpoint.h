@@ -4,6 +4,7 @@
 // tensors they share and namespace the new ones, e.g. transformer.h.3.attn.hedgehog.wq).
 #pragma once
 
+#include <map>
 #include <string>
 
 #include "common/status.h"
@@ -14,10 +15,12 @@ namespace scion::nn {
 inline constexpr char kConfigFile[] = "config.json";
 inline constexpr char kWeightsFile[] = "model.safetensors";
 inline constexpr char kConfigMetadataKey[] = "scion_config";  // config.json, copied into the metadata
+inline constexpr char kTrainedTokensKey[] = "scion_trained_tokens";  // tokens the train kind trained on
 
 // Writes dir/config.json and dir/model.safetensors (each atomically; creates dir). The weights
-// file carries the config in its metadata too, so it is a complete model on its own.
-Status SaveModel(const Model& m, const std::string& dir);
+// file carries the config in its metadata too, so it is a complete model on its own. `metadata`
+// adds string entries to the weights file's __metadata__ (e.g. kTrainedTokensKey).
+Status SaveModel(const Model& m, const std::string& dir, const std::map<std::string, std::string>& metadata = {});
 
 // Loads a model folder (config.json, which users may edit, over the metadata copy), or a weights
 // file alone (config from its metadata, else from the config.json beside it). Accepts names with or without the "transformer." prefix (the Hub's gpt2

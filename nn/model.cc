@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "nn/heads.h"
 #include "nn/ops.h"
 #include "nn/random.h"
 
@@ -20,47 +21,6 @@ uint64_t NameHash(const std::string& s, uint64_t seed) {
   uint64_t h = 1469598103934665603ull ^ seed;
   for (unsigned char c : s) { h ^= c; h *= 1099511628211ull; }
   return h;
-}
-
-// (B, T, 3C) fused qkv -> q, k, v (B, H, T, D) and back.
-void SplitHeads(const float* qkv, float* q, float* k, float* v, int64_t B, int64_t T, int64_t H, int64_t D) {
-  const int64_t C = H * D;
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t) {
-      const float* row = qkv + (b * T + t) * 3 * C;
-      for (int64_t h = 0; h < H; ++h) {
-        const int64_t dst = ((b * H + h) * T + t) * D;
-        std::memcpy(q + dst, row + h * D, sizeof(float) * D);
-        std::memcpy(k + dst, row + C + h * D, sizeof(float) * D);
-        std::memcpy(v + dst, row + 2 * C + h * D, sizeof(float) * D);
-      }
-    }
-}
-void MergeQkv(float* dqkv, const float* dq, const float* dk, const float* dv, int64_t B, int64_t T, int64_t H, int64_t D) {
-  const int64_t C = H * D;
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t) {
-      float* row = dqkv + (b * T + t) * 3 * C;
-      for (int64_t h = 0; h < H; ++h) {
-        const int64_t src = ((b * H + h) * T + t) * D;
-        std::memcpy(row + h * D, dq + src, sizeof(float) * D);
-        std::memcpy(row + C + h * D, dk + src, sizeof(float) * D);
-        std::memcpy(row + 2 * C + h * D, dv + src, sizeof(float) * D);
-      }
-    }
-}
-// (B, H, T, D) <-> (B, T, C)
-void MergeHeads(float* y, const float* o, int64_t B, int64_t T, int64_t H, int64_t D) {
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h)
-      for (int64_t t = 0; t < T; ++t)
-        std::memcpy(y + (b * T + t) * H * D + h * D, o + ((b * H + h) * T + t) * D, sizeof(float) * D);
-}
-void SplitOne(float* o, const float* y, int64_t B, int64_t T, int64_t H, int64_t D) {
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < H; ++h)
-      for (int64_t t = 0; t < T; ++t)
-        std::memcpy(o + ((b * H + h) * T + t) * D, y + (b * T + t) * H * D + h * D, sizeof(float) * D);
 }
 
 void Resize(std::vector<float>& v, int64_t n) { v.assign(static_cast<size_t>(n), 0.0f); }
@@ -302,6 +262,7 @@ Status Model::Forward(const int32_t* tokens, const int32_t* targets, int64_t B, 
     if (hook_) hook_(l, HookPoint::kMlpHidden, la.fch_gelu.data(), B, T, Hm);
     LinearForward(r.mlp_proj, tmp.data(), la.fch_gelu.data(), &la.xa[3], BT);
     for (int64_t i = 0; i < BT * C; ++i) x[i] = la.resid_mid[i] + tmp[i];
+    if (hook_) hook_(l, HookPoint::kMlpOutput, tmp.data(), B, T, C);
     if (hook_) hook_(l, HookPoint::kBlockOutput, x.data(), B, T, C);
   }
   a.resid_out = std::move(x);

@@ -30,12 +30,15 @@ struct ParamInfo {
   bool decay = false;          // AdamW weight decay applies (matrices, not biases/LN/embeddings' peers)
 };
 
-enum class HookPoint { kBlockInput, kMixerInput, kMixerOutput, kBlockOutput, kProjInput, kMlpInput, kMlpHidden };
+enum class HookPoint {
+  kBlockInput, kMixerInput, kMixerOutput, kBlockOutput, kProjInput, kMlpInput, kMlpHidden, kMlpOutput
+};
 // Called during Forward with an activation (B, T, C) of block `layer`. kMixerInput is ln_1's output,
-// kMixerOutput is c_proj's output before the residual add (what grafting regresses onto).
+// kMixerOutput is c_proj's output before the residual add (what grafting regresses onto);
+// kMlpInput is ln_2's output, kMlpOutput the MLP's c_proj output before its residual add.
 // The inputs of the other linear layers, for output-aware quantization: kProjInput the mixer output
-// with heads merged (attn.c_proj's input), kMlpInput ln_2's output (mlp.c_fc's input), kMlpHidden
-// the GELU output (mlp.c_proj's input; C is then the layer's MLP width).
+// with heads merged (attn.c_proj's input), kMlpHidden the GELU output (mlp.c_proj's input; C is
+// then the layer's MLP width).
 using ActivationHook = std::function<void(int64_t layer, HookPoint point, const float* x, int64_t B, int64_t T, int64_t C)>;
 
 class Model {

@@ -1,5 +1,6 @@
 #include "nn/optim.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace scion::nn {
@@ -12,34 +13,37 @@ float ScheduledLr(int64_t step, float lr, int64_t warmup, int64_t total, float m
   return static_cast<float>(lr * (min_ratio + (1.0 - min_ratio) * coeff));
 }
 
-float ClipGradNorm(Model& m, float max_norm) {
+float ClipGradNorm(Model& m, float max_norm) { return ClipGradNorm(m.params(), m.grad(), max_norm); }
+
+float ClipGradNorm(const std::vector<ParamInfo>& params, float* grad, float max_norm) {
   double sum = 0;
-  for (const ParamInfo& p : m.params()) {
+  for (const ParamInfo& p : params) {
     if (!p.trainable) continue;
-    const float* g = m.grad() + p.offset;
+    const float* g = grad + p.offset;
     for (int64_t i = 0; i < p.numel; ++i) sum += static_cast<double>(g[i]) * g[i];
   }
   const float norm = static_cast<float>(std::sqrt(sum));
   if (max_norm > 0 && norm > max_norm) {
     const float s = max_norm / norm;
-    for (const ParamInfo& p : m.params()) {
+    for (const ParamInfo& p : params) {
       if (!p.trainable) continue;
-      float* g = m.grad() + p.offset;
+      float* g = grad + p.offset;
       for (int64_t i = 0; i < p.numel; ++i) g[i] *= s;
     }
   }
   return norm;
 }
 
-void AdamW::Step(Model& model, float lr) {
-  const size_t n = static_cast<size_t>(model.num_params());
+void AdamW::Step(Model& model, float lr) { Step(model.params(), model.data(), model.grad(), lr); }
+
+void AdamW::Step(const std::vector<ParamInfo>& params, float* w, const float* g, float lr) {
+  size_t n = 0;
+  for (const ParamInfo& p : params) n = std::max(n, static_cast<size_t>(p.offset + p.numel));
   if (m_.size() != n) { m_.assign(n, 0.0f); v_.assign(n, 0.0f); }
   ++t_;
   const float bc1 = 1.0f - std::pow(c_.beta1, static_cast<float>(t_));
   const float bc2 = 1.0f - std::pow(c_.beta2, static_cast<float>(t_));
-  float* w = model.data();
-  const float* g = model.grad();
-  for (const ParamInfo& p : model.params()) {
+  for (const ParamInfo& p : params) {
     if (!p.trainable) continue;
     const float wd = p.decay ? c_.weight_decay : 0.0f;
     for (int64_t i = p.offset; i < p.offset + p.numel; ++i) {

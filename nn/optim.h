@@ -25,12 +25,16 @@ float ScheduledLr(int64_t step, float lr, int64_t warmup, int64_t total, float m
 // L2 norm of all trainable gradients; when max_norm > 0 and the norm exceeds it, gradients are
 // scaled by max_norm / norm. Returns the norm before clipping.
 float ClipGradNorm(Model& m, float max_norm);
+// The same over any flat parameter set laid out by `params` (e.g. a standalone sublayer's).
+float ClipGradNorm(const std::vector<ParamInfo>& params, float* grad, float max_norm);
 
 class AdamW {
  public:
   explicit AdamW(AdamWConfig c) : c_(c) {}
   // One update with learning rate `lr` (the schedule's value); `t` counts updates from 1.
   void Step(Model& m, float lr);
+  // The same over any flat parameter set: w and g hold the tensors `params` lays out.
+  void Step(const std::vector<ParamInfo>& params, float* w, const float* g, float lr);
   int64_t steps() const { return t_; }
   const AdamWConfig& config() const { return c_; }
   // State for checkpoints: first/second moments (num_params each) and the step counter.

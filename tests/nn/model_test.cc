@@ -193,7 +193,7 @@ TEST(Model, HooksSeeMixerInputAndOutput) {
   });
   Batch b = RandomBatch(1, 8, 11, 4);
   ASSERT_TRUE(m->Forward(b.tokens.data(), nullptr, 1, 8, nullptr).ok());
-  EXPECT_EQ(calls, 2 * 7);  // 2 layers × 7 hook points
+  EXPECT_EQ(calls, 2 * 8);  // 2 layers × 8 hook points
   ASSERT_EQ(block_in.size(), 8u * 8u);
   ASSERT_EQ(mixer_out.size(), block_in.size());
   // The residual stream after the mixer differs from the input by exactly the mixer's output,

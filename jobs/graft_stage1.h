@@ -1,0 +1,45 @@
+// Grafting's stage 1, activation distillation: cache each replaced sublayer's teacher input and
+// output on N sequences, then train each new operator on its own to regress the teacher output
+// from the same input, keeping the weights with the best validation error.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "jobs/activation_cache.h"
+#include "jobs/graft_plan.h"
+#include "jobs/job.h"
+#include "jobs/nn_params.h"
+#include "nn/model.h"
+#include "nn/sublayer.h"
+
+namespace scion::jobs {
+
+// One cache per unit (same order): the teacher's branch input (ln output) and output (before the
+// residual add) on `p.samples` training sequences of T tokens. Caches above p.memory_limit_mb go to
+// files in `workdir`.
+Result<std::vector<ActivationCache>> CollectActivations(nn::Model& teacher, const std::vector<GraftUnit>& units,
+                                                        const DataSource& d, const Stage1Params& p, int64_t T,
+                                                        uint64_t seed, const std::string& workdir);
+
+struct UnitResult {
+  int64_t layer = 0;
+  std::string kind;              // attn | mlp
+  std::string op;
+  double mse_init = 0;           // validation MSE of the starting weights
+  double mse = 0;                // validation MSE of the kept (best) weights
+  double target_power = 0;       // mean square of the teacher outputs (validation): mse / this is the relative error
+  int64_t best_step = 0;
+  int64_t steps = 0;
+  std::vector<std::pair<int64_t, double>> curve;  // (step, validation MSE)
+};
+
+// Trains `s` on the cache (the first 1 − val_fraction of samples; the rest validate); leaves the
+// best weights in `s`. Streams "stage1_l<layer>_<kind>_val_mse". Cancelled when ctx.stop is set.
+Result<UnitResult> RegressSublayer(nn::Sublayer& s, const ActivationCache& cache, const Stage1Params& p, int64_t T,
+                                   uint64_t seed, Context& ctx);
+
+}  // namespace scion::jobs

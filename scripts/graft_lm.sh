@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Grafting on byte-level text (docs/EXPERIMENTS.md): a local coordinator and one worker (one CPU job
+# at a time) train a 6-layer byte-level GPT teacher on the Vim user manual (Debian vim-runtime,
+# Vim licence), then graft its odd attention layers to a sliding window, Hedgehog linear attention
+# and a sliding+Hedgehog hybrid, plus the controls: 100 % replacement, random init at the same
+# finetune budget, and a self-graft. Prints the loss, compute and speed/memory tables.
+#
+#   scripts/graft_lm.sh                      # defaults below; SCION_GRAFT_* override them
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+build=${SCION_BUILD_DIR:-build}
+data=${SCION_GRAFT_DATA:-$root/data/graft-lm}
+base_port=${SCION_GRAFT_PORT:-17555}
+teacher_steps=${SCION_GRAFT_TEACHER_STEPS:-900}
+stage2_steps=${SCION_GRAFT_STAGE2_STEPS:-30}
+worker_addr=tcp://127.0.0.1:$base_port
+export SCION_ADDR=tcp://127.0.0.1:$((base_port + 1))
+bin=$root/$build
+scion() { "$bin/cli/scion" "$@"; }
+log() { printf '\n== %s\n' "$*"; }
+
+rm -rf "$data"
+mkdir -p "$data"
+corpus=$data/vim-usr.txt
+cat /usr/share/vim/vim90/doc/usr_*.txt >"$corpus"
+echo "corpus: $(wc -c <"$corpus") bytes from /usr/share/vim/vim90/doc/usr_*.txt (vim-runtime $(dpkg-query -W -f='${Version}' vim-runtime 2>/dev/null || echo '?'))"
+
+coord_pid="" worker_pid=""
+stop_daemons() {
+  for pid in $worker_pid $coord_pid; do
+    if kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; wait "$pid" || true; fi
+  done
+  worker_pid="" coord_pid=""
+}
+trap 'status=$?; stop_daemons; [ $status -eq 0 ] || echo "failed; daemon logs in $data" >&2' EXIT
+
+# --cpu-slots=1: jobs run one after another, so each one's timing is its own.
+"$bin/coordinator/scion-coordinator" --worker-addr="$worker_addr" --client-addr="$SCION_ADDR" --cpu-slots=1 \
+  --metrics-addr=127.0.0.1:$((base_port + 2)) --data-dir="$data/coordinator" >"$data/coordinator.log" 2>&1 &
+coord_pid=$!
+"$bin/worker/scion-worker" --coordinator="$worker_addr" --id=graft-worker --data="$data/worker" \
+  --job-binary="$bin/jobs/scion-job" --metrics-addr=127.0.0.1:$((base_port + 3)) >"$data/worker.log" 2>&1 &
+worker_pid=$!
+for _ in $(seq 100); do
+  if scion workers -o json --timeout 0.5 2>/dev/null | grep -q '"ready"'; then break; fi
+  kill -0 "$coord_pid" && kill -0 "$worker_pid" || { echo "a daemon exited at start" >&2; exit 1; }
+  sleep 0.2
+done
+
+log "teacher: 6-layer byte-level GPT, $teacher_steps steps"
+teacher=$(python3 -c 'import json, sys
+print(json.dumps({"kind": "train", "name": "graft-teacher", "resources": {"cpu_ok": True}, "params": {
+  "model": {"vocab_size": 256, "n_positions": 512, "n_embd": 64, "n_layer": 6, "n_head": 4, "n_inner": 256},
+  "data": {"kind": "text", "path": sys.argv[1]},
+  "steps": int(sys.argv[2]), "batch_size": 8, "seq_len": 128, "lr": 3e-3, "warmup": 40,
+  "log_every": 20, "eval_every": 100, "eval_batches": 8, "checkpoint_every": 100}}))' "$corpus" "$teacher_steps" \
+  | scion submit -)
+echo "teacher job $teacher"
+
+graft_spec() {  # name, params JSON (merged over the shared settings)
+  python3 -c 'import json, sys
+p = {"layers": "odd", "init": "distilled", "data": {"kind": "text", "path": sys.argv[3]}, "eval_batches": 8,
+     "stage1": {"samples": 48, "steps": 100, "batch_size": 8, "lr": 5e-4, "loss": "l1", "eval_every": 20},
+     "stage2": {"steps": int(sys.argv[5]), "lr": 1e-3, "batch_size": 8, "seq_len": 128, "warmup": 2,
+                "log_every": 2, "eval_every": 1000},
+     "speed": {"seq_lens": [128, 256, 512], "batch_size": 2, "iters": 2}}
+p.update(json.loads(sys.argv[2]))
+print(json.dumps({"kind": "graft", "name": sys.argv[1], "after": [int(sys.argv[4])],
+                  "resources": {"cpu_ok": True},
+                  "inputs": {"teacher": "job:%s/model" % sys.argv[4]}, "params": p}))' \
+    "$1" "$2" "$corpus" "$teacher" "$stage2_steps"
+}
+ids=()
+submit() { ids+=("$(graft_spec "$1" "$2" | scion submit -)"); echo "$1: job ${ids[-1]}"; }
+submit graft-self         '{"operator": "self"}'
+submit graft-sliding32    '{"operator": "sliding:32"}'
+submit graft-hedgehog     '{"operator": "hedgehog"}'
+submit graft-hybrid16     '{"operator": "hybrid:16,hedgehog"}'
+submit graft-hedgehog-all '{"operator": "hedgehog", "layers": "all"}'
+submit graft-hedgehog-rnd '{"operator": "hedgehog", "init": "random"}'
+submit graft-sliding32-rnd '{"operator": "sliding:32", "init": "random"}'
+
+log "waiting (scion ls)"
+while true; do
+  left=$(scion ls -o json | python3 -c 'import json, sys
+print(sum(j["state"] not in ("succeeded", "failed", "cancelled") for j in json.load(sys.stdin)))')
+  [ "$left" -eq 0 ] && break
+  sleep 10
+done
+scion ls
+
+log "teacher"
+scion compare "$teacher"
+log "grafts"
+scion compare "${ids[@]}"
+scion compare "${ids[@]}" -o json >"$data/grafts.json"
+scion compare "$teacher" -o json >"$data/teacher.json"
+echo "results in $data/grafts.json and $data/teacher.json"
+log "tables"
+scripts/graft_tables.py "$data/teacher.json" "$data/grafts.json"
+failed=$(scion ls --state failed -o json | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')
+stop_daemons
+[ "$failed" -eq 0 ] || { echo "$failed job(s) failed" >&2; exit 1; }

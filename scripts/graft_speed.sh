@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Forward speed of the teacher and the grafted models of scripts/graft_lm.sh, measured by `eval`
+# jobs alone on the worker (one job at a time) after the grafts have finished: the in-job numbers
+# of the graft kind share the process with its training and a busy machine, these do not. The
+# teacher runs first and last, so the spread between its two runs shows the machine's noise.
+#
+#   scripts/graft_speed.sh <teacher job> <graft job>...   (the job ids graft_lm.sh printed)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+build=${SCION_BUILD_DIR:-build}
+data=${SCION_GRAFT_DATA:-$root/data/graft-lm}
+base_port=${SCION_GRAFT_PORT:-17555}
+iters=${SCION_GRAFT_SPEED_ITERS:-5}
+worker_addr=tcp://127.0.0.1:$base_port
+export SCION_ADDR=tcp://127.0.0.1:$((base_port + 1))
+bin=$root/$build
+scion() { "$bin/cli/scion" "$@"; }
+
+coord_pid="" worker_pid=""
+stop_daemons() {
+  for pid in $worker_pid $coord_pid; do
+    if kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; wait "$pid" || true; fi
+  done
+}
+trap stop_daemons EXIT
+# The same store and artifacts as the grafting run.
+"$bin/coordinator/scion-coordinator" --worker-addr="$worker_addr" --client-addr="$SCION_ADDR" --cpu-slots=1 \
+  --metrics-addr=127.0.0.1:$((base_port + 2)) --data-dir="$data/coordinator" >>"$data/coordinator.log" 2>&1 &
+coord_pid=$!
+"$bin/worker/scion-worker" --coordinator="$worker_addr" --id=graft-worker --data="$data/worker" \
+  --job-binary="$bin/jobs/scion-job" --metrics-addr=127.0.0.1:$((base_port + 3)) >>"$data/worker.log" 2>&1 &
+worker_pid=$!
+for _ in $(seq 100); do
+  if scion workers -o json --timeout 0.5 2>/dev/null | grep -q '"ready"'; then break; fi
+  sleep 0.2
+done
+
+teacher=$1
+ids=()
+for src in "$teacher" "${@:2}" "$teacher"; do
+  ids+=("$(python3 -c 'import json, sys
+print(json.dumps({"kind": "eval", "name": "speed-of-%s" % sys.argv[1], "resources": {"cpu_ok": True},
+  "inputs": {"model": "job:%s/model" % sys.argv[1]},
+  "params": {"throughput": {"seq_lens": [128, 256, 512], "batch_size": 2, "iters": int(sys.argv[2])}}}))' \
+    "$src" "$iters" | scion submit -)")
+done
+while true; do
+  left=$(scion ls --name speed-of- -o json | python3 -c 'import json, sys
+print(sum(j["state"] not in ("succeeded", "failed", "cancelled") for j in json.load(sys.stdin)))')
+  [ "$left" -eq 0 ] && break
+  sleep 3
+done
+scion compare "${ids[@]}" -o json | python3 -c 'import json, sys
+rows = json.load(sys.stdin)
+lens = [128, 256, 512]
+print("| model (job) | " + " | ".join("tokens/s n=%d" % n for n in lens) + " | "
+      + " | ".join("peak RSS MiB n=%d" % n for n in lens) + " |")
+print("|---|" + "---|" * (2 * len(lens)))
+for r in rows:
+    s = r["summary"]
+    print("| %s | %s | %s |" % (r["name"].replace("speed-of-", "job "),
+        " | ".join("%.0f" % s.get("tokens_per_s_n%d" % n, float("nan")) for n in lens),
+        " | ".join("%.1f" % (s.get("peak_memory_bytes_n%d" % n, float("nan")) / 2**20) for n in lens)))'
