@@ -143,8 +143,10 @@ __global__ void __launch_bounds__(kThreads, 1) LinearForwardKernel(FwdArgs a, Sm
 Status LinearAttentionForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,
                               const FeatureMap& fm, bool causal, float eps) {
   using namespace linear;
+  if (l.dtype == DType::kF32) return ForwardF32(l, d, q, k, v, o, fm, causal, eps);
   Geometry g;
   SCION_RETURN_IF_ERROR(MakeGeometry("LinearAttentionForward", l, d, fm, causal, eps, &g));
+  if (FastForwardSupported(g)) return FastForward(l, d, q, k, v, o, fm, g);
   const SmemPlan plan = PlanSmem(g, false);
   SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(&LinearForwardKernel), plan.total));
   auto stream = static_cast<cudaStream_t>(l.stream);
