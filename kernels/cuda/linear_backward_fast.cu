@@ -17,19 +17,22 @@ namespace scion::kernels::cuda::linear {
 
 namespace {
 
-// One warp per row: GE = [dy/den, −(dy·y)/den, 0…], V1 = [v, 1, 0…].
-__global__ void PrepKernel(const bf16* __restrict__ dout, const bf16* __restrict__ y, const bf16* __restrict__ v,
-                           const float* __restrict__ den, bf16* __restrict__ ge, bf16* __restrict__ v1, size_t rows,
-                           int D) {
+// One warp per row: GE = [dy/den, −(dy·y)/den, 0…] and, when write_v1, V1 = [v, 1, 0…]. y is
+// the forward's output (row stride ld_y) with den given, or, when den is null, the unnormalised
+// numerator with Σ_j A_ij in column D (ld_y = D + 16) and den = that + eps.
+__global__ void PrepKernel(const bf16* __restrict__ dout, const bf16* __restrict__ y, int ld_y,
+                           const float* __restrict__ den, float eps, const bf16* __restrict__ v,
+                           bf16* __restrict__ ge, bf16* __restrict__ v1, bool write_v1, size_t rows, int D) {
   const size_t row = blockIdx.x * static_cast<size_t>(blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
   const bf16* dr = dout + row * D;
-  const bf16* yr = y + row * D;
+  const bf16* yr = y + row * ld_y;
+  const float d_row = den ? den[row] : __bfloat162float(yr[D]) + eps;
+  const float inv = 1.0f / d_row, y_scale = den ? 1.0f : inv;
   float dot = 0;
-  for (int c = lane; c < D; c += 32) dot += __bfloat162float(dr[c]) * __bfloat162float(yr[c]);
+  for (int c = lane; c < D; c += 32) dot += __bfloat162float(dr[c]) * __bfloat162float(yr[c]) * y_scale;
   for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-  const float inv = 1.0f / den[row];
   const int E = D + 16;
   for (int c = lane; c < E; c += 32) {
     float gv = 0, vv = 0;
@@ -41,8 +44,61 @@ __global__ void PrepKernel(const bf16* __restrict__ dout, const bf16* __restrict
       vv = 1.0f;
     }
     ge[row * E + c] = __float2bfloat16(gv);
-    v1[row * E + c] = __float2bfloat16(vv);
+    if (write_v1) v1[row * E + c] = __float2bfloat16(vv);
   }
+}
+
+// V1 = [v, 1, 0…] (width D + 16), one warp per row.
+__global__ void OnesColumnKernel(const bf16* __restrict__ v, bf16* __restrict__ v1, size_t rows, int D) {
+  const size_t row = blockIdx.x * static_cast<size_t>(blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32, E = D + 16;
+  if (row >= rows) return;
+  for (int c = lane; c < E; c += 32)
+    v1[row * E + c] = __float2bfloat16(c < D ? __bfloat162float(v[row * D + c]) : (c == D ? 1.0f : 0.0f));
+}
+
+struct PhiArgs {
+  const bf16* x[2];  // q, k (B·H, N, D)
+  bf16* phi[2];      // φq, φk (B·H, N, Fp)
+  const float* w[2];
+  Geometry g;
+};
+
+// φ of every row to global memory, for shapes outside the fast forward (one chunk per block).
+__global__ void __launch_bounds__(kThreads, 1) PhiKernel(PhiArgs a, SmemPlan p) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  const Buffers s = Carve(smem, p);
+  const Geometry& g = a.g;
+  const int side = blockIdx.z, bh = blockIdx.y, c = blockIdx.x, row0 = c * kChunk, valid = min(kChunk, g.N - row0);
+  const size_t seq = static_cast<size_t>(bh) * g.N * g.D, fseq = static_cast<size_t>(bh) * g.N * g.Fp;
+  LoadMapWeights(g, a.w[side], nullptr, bh % g.H, s.wq, nullptr);
+  LoadChunk(s.qr, a.x[side] + seq, row0, g.N, g.D, g.ldx);
+  __syncthreads();
+  ComputePhi(g, s.qr, s.wq, s.phq, s.af, s.rows + 64, row0, valid);
+  const int vec = g.Fp / 8;
+  for (int i = threadIdx.x; i < valid * vec; i += kThreads) {
+    const int r = i / vec, col = (i % vec) * 8;
+    *reinterpret_cast<uint4*>(a.phi[side] + fseq + static_cast<size_t>(row0 + r) * g.Fp + col) =
+        *reinterpret_cast<const uint4*>(s.phq + r * g.ldf + col);
+  }
+}
+
+// Shared memory of PhiKernel and PhiBackKernel: raw rows, φ, ∂φ (fp32), ∂u, u, the warps' stages,
+// row scalars and one side's weights; nothing of the state.
+SmemPlan PlanPhiSmem(const Geometry& g) {
+  SmemPlan p;
+  int off = 0;
+  auto take = [&](int bytes) { const int at = off; off += Align128(bytes); return at; };
+  p.qr = take(kChunk * g.ldx * 2);
+  p.phq = take(kChunk * g.ldf * 2);
+  p.dphi = take(kChunk * std::max(std::max(g.ldp, g.ldo), kLda) * 4);
+  p.ub = take(kChunk * (g.F + 8) * 2);
+  p.af = take(kChunk * kLda * 4);
+  p.stage = take(kWarps * 256 * 4);
+  p.rows = take(4 * kChunk * 4);
+  p.wq = take(2 * g.w_rows * g.ldw * 2);
+  p.total = off;
+  return p;
 }
 
 struct PhiBackArgs {
@@ -103,8 +159,8 @@ struct Pool {
 }  // namespace
 
 bool FastBackwardSupported(const Geometry& g) {
-  return FastForwardSupported(g) && ProductSupported(g.D + 16, g.Fp) && ProductSupported(g.Fp, g.D) &&
-         g.F * g.D <= kMaxWeightTilesPerWarp * kWarps * 256;
+  return ProductSupported(g.D + 16, g.Fp) && ProductSupported(g.Fp, g.D) && ProductSupported(g.Fp, 16) &&
+         g.F * g.D <= kMaxWeightTilesPerWarp * kWarps * 256 && PlanPhiSmem(g).total <= 200 * 1024;
 }
 
 Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, const void* dout,
@@ -119,16 +175,33 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
   SCION_RETURN_IF_ERROR(pool.Take(&phk, rows * Fp));
   SCION_RETURN_IF_ERROR(pool.Take(&dphq, rows * Fp));
   SCION_RETURN_IF_ERROR(pool.Take(&dphk, rows * Fp));
-  SCION_RETURN_IF_ERROR(pool.Take(&y, rows * D));
+  SCION_RETURN_IF_ERROR(pool.Take(&y, rows * E));
   SCION_RETURN_IF_ERROR(pool.Take(&ge, rows * E));
   SCION_RETURN_IF_ERROR(pool.Take(&v1, rows * E));
   SCION_RETURN_IF_ERROR(pool.Take(&den, rows));
-  const ForwardExtras extras{den, phq, phk};
-  SCION_RETURN_IF_ERROR(FastForward(l, d, q, k, v, y, fm, g, &extras));
-  PrepKernel<<<static_cast<unsigned>((rows + 7) / 8), 256, 0, stream>>>(
-      static_cast<const bf16*>(dout), y, static_cast<const bf16*>(v), den, ge, v1, rows, D);
-  SCION_RETURN_IF_ERROR(CheckLaunch("LinearAttentionBackward"));
   const int N = static_cast<int>(d.N);
+  const unsigned row_blocks = static_cast<unsigned>((rows + 7) / 8);
+  const SmemPlan plan = PlanPhiSmem(g);
+  if (FastForwardSupported(g)) {
+    const ForwardExtras extras{den, phq, phk};
+    SCION_RETURN_IF_ERROR(FastForward(l, d, q, k, v, y, fm, g, &extras));
+    PrepKernel<<<row_blocks, 256, 0, stream>>>(static_cast<const bf16*>(dout), y, D, den, g.eps,
+                                               static_cast<const bf16*>(v), ge, v1, true, rows, D);
+  } else {
+    // φ to global memory, then the numerator and Σ_j A_ij as products with [v, 1] into y's
+    // buffer (width D + 16), which PrepKernel normalises on the fly.
+    PhiArgs pa{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)}, {phq, phk}, {fm.wq, fm.wk ? fm.wk : fm.wq}, g};
+    SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(&PhiKernel), plan.total));
+    PhiKernel<<<dim3(g.nchunks, BH, 2), kThreads, plan.total, stream>>>(pa, plan);
+    OnesColumnKernel<<<row_blocks, 256, 0, stream>>>(static_cast<const bf16*>(v), v1, rows, D);
+    SCION_RETURN_IF_ERROR(CheckLaunch("LinearAttentionBackward"));
+    bf16* nd = y;  // (B·H, N, D + 16): numerator, then Σ_j A_ij in column D
+    SCION_RETURN_IF_ERROR(CausalProduct({phq, phk, v1, nd, Fp, D, E, E}, BH, N, g.causal, false, stream));
+    SCION_RETURN_IF_ERROR(CausalProduct({phq, phk, v1 + D, nd + D, Fp, 16, E, E}, BH, N, g.causal, false, stream));
+    PrepKernel<<<row_blocks, 256, 0, stream>>>(static_cast<const bf16*>(dout), nd, E, nullptr, g.eps,
+                                               static_cast<const bf16*>(v), ge, v1, false, rows, D);
+  }
+  SCION_RETURN_IF_ERROR(CheckLaunch("LinearAttentionBackward"));
   SCION_RETURN_IF_ERROR(CausalProduct({ge, v1, phk, dphq, E, Fp, Fp, Fp}, BH, N, g.causal, false, stream));
   SCION_RETURN_IF_ERROR(CausalProduct({v1, ge, phq, dphk, E, Fp, Fp, Fp}, BH, N, g.causal, true, stream));
   SCION_RETURN_IF_ERROR(
@@ -146,7 +219,6 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
   const int per = std::max(1, (2 * SmCount() + 2 * BH - 1) / (2 * BH));
   const int nblk = std::min(g.nchunks, per);
   a.chunks_per_block = (g.nchunks + nblk - 1) / nblk;
-  const SmemPlan plan = PlanSmem(g, true);
   SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(&PhiBackKernel), plan.total));
   PhiBackKernel<<<dim3((g.nchunks + a.chunks_per_block - 1) / a.chunks_per_block, BH, 2), kThreads, plan.total,
                   stream>>>(a, plan);
