@@ -59,23 +59,26 @@ bool WeightLowParts(FeatureMapKind kind) {
   return kind == FeatureMapKind::kHedgehogExp || kind == FeatureMapKind::kPerformer;
 }
 
-FastPlan PlanFast(const Geometry& g) {
+// states_only: the segment-state pass reads only k, v, φk and the key weights (the other regions
+// get no bytes, so more blocks fit per SM).
+FastPlan PlanFast(const Geometry& g, bool states_only = false) {
   FastPlan p;
   int off = 0;
-  auto take = [&](int bytes) { const int at = off; off += Align128(bytes); return at; };
+  auto take = [&](int bytes) { const int at = off; off += Align128(states_only ? 0 : bytes); return at; };
+  auto keep = [&](int bytes) { const int at = off; off += Align128(bytes); return at; };
   const int xb = kChunk * g.ldx * 2;
   p.lo = WeightLowParts(static_cast<FeatureMapKind>(g.kind));
   p.xq = take(xb);
-  p.xk = take(xb);
-  p.v0 = take(xb);
-  p.v1 = take(xb);
+  p.xk = keep(xb);
+  p.v0 = keep(xb);
+  p.v1 = keep(xb);
   p.phq = take(kChunk * g.ldf * 2);
-  p.phk = take(kChunk * g.ldf * 2);
+  p.phk = keep(kChunk * g.ldf * 2);
   p.sb = take(g.Fp * g.ldx * 2);
   p.z = take(g.Fp * 4);
   const int wbytes = g.F ? (p.lo ? 2 : 1) * g.w_rows * g.ldw * 2 : 0;
   p.wq = take(wbytes);
-  p.wk = take(wbytes);
+  p.wk = keep(wbytes);
   p.total = off;
   return p;
 }
@@ -366,6 +369,7 @@ __global__ void __launch_bounds__(kFastThreads) FastLinearKernel(FastArgs a) {
 #pragma unroll
       for (int i = 0; i < 8; ++i) sc[i][0] = sc[i][1] = sc[i][2] = sc[i][3] = 0.0f;
       float dz_lo = 0, dz_hi = 0;
+#pragma unroll 2
       for (int kk = 0; kk < FT; ++kk) {
         uint32_t af[4];
         LoadA(af, phq, ldf, 16 * warp, kk * 16, lane);
@@ -518,9 +522,12 @@ Status FastForward(const Launch& l, AttnDims d, const void* q, const void* k, co
   const int BH = static_cast<int>(d.B * d.H);
   // Segments only where B·H alone leaves SMs idle (two blocks fit per SM at D = 64, Fp = 128):
   // each extra segment costs a pass over k and v for its starting state.
-  const int target = 2 * SmCount();
-  int nseg = BH * 4 >= target * 3 ? 1 : (target + BH - 1) / BH;
-  nseg = std::max(1, std::min(nseg, g.nchunks));
+  const void* main_kernel = g.D == 16   ? reinterpret_cast<const void*>(&FastLinearKernel<16, false>)
+                            : g.D == 32 ? reinterpret_cast<const void*>(&FastLinearKernel<32, false>)
+                            : g.D == 64 ? reinterpret_cast<const void*>(&FastLinearKernel<64, false>)
+                                        : reinterpret_cast<const void*>(&FastLinearKernel<128, false>);
+  SCION_RETURN_IF_ERROR(AllowSmem(main_kernel, PlanFast(g).total));
+  const int nseg = SegmentCount(BH, g.nchunks, ResidentBlocks(main_kernel, kFastThreads, PlanFast(g).total));
   g.seg_chunks = (g.nchunks + nseg - 1) / nseg;
   g.nseg = (g.nchunks + g.seg_chunks - 1) / g.seg_chunks;
   const bool need_states = !g.causal || g.nseg > 1;
@@ -532,7 +539,9 @@ Status FastForward(const Launch& l, AttnDims d, const void* q, const void* k, co
     SCION_RETURN_IF_ERROR(scratch.Allocate(g, BH, stream));
     a.states = scratch.states;
     a.zs = scratch.zs;
-    Status st = Dispatch(a, BH, true, stream);
+    FastArgs sa = a;
+    sa.p = PlanFast(g, true);
+    Status st = Dispatch(sa, BH, true, stream);
     if (st.ok()) st = ScanSegments(scratch.states, scratch.zs, g, BH, false, stream);
     if (!st.ok()) {
       const Status ignored = scratch.Release(stream);

@@ -25,6 +25,21 @@ inline int SmCount() {
   return count;
 }
 
+// Resident blocks of `kernel` the whole GPU holds at once (at least one per SM).
+inline int ResidentBlocks(const void* kernel, int threads, int smem) {
+  int per_sm = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem) != cudaSuccess || per_sm < 1)
+    per_sm = 1;
+  return per_sm * SmCount();
+}
+
+// Segments per sequence: one where `rows` blocks already fill the GPU, else as many as fit in one
+// wave (a partial second wave would cost as much as a full one).
+inline int SegmentCount(int rows, int nchunks, int slots) {
+  const int nseg = rows >= slots / 2 ? 1 : slots / rows;
+  return std::max(1, std::min(nseg, nchunks));
+}
+
 // What the CUDA kernels support (the CPU reference takes everything): bf16, D a multiple of 16 up
 // to 128, learned/random maps with F a multiple of 16 up to 64 (u = xW is staged in a 64×64
 // fp32 tile), and a state Fp·D that fits the accumulators (Taylor-2 therefore needs D <= 16, as

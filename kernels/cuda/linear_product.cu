@@ -118,6 +118,7 @@ __global__ void __launch_bounds__(kPThreads) ProductKernel(PArgs a) {
       for (int j = 0; j < kNT; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
 #pragma unroll
       for (int j = 0; j < 8; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
+#pragma unroll 2
       for (int kk = 0; kk < KT; ++kk) {
         uint32_t af[4];
         LoadA(af, sa, lda, 16 * warp, kk * 16, lane);
@@ -263,11 +264,7 @@ Status CausalProduct(const ProductArgs& x, int BH, int N, bool causal, bool reve
   g.Fp = x.K;
   g.causal = causal;
   g.nchunks = (N + kChunk - 1) / kChunk;
-  const int rows = BH * a.slices, target = 4 * SmCount();
-  int nseg = rows * 2 >= target ? 1 : (target + rows - 1) / rows;
-  nseg = std::max(1, std::min(nseg, g.nchunks));
-  g.seg_chunks = (g.nchunks + nseg - 1) / nseg;
-  g.nseg = (g.nchunks + g.seg_chunks - 1) / g.seg_chunks;
+  const int rows = BH * a.slices;
   a.lda = x.K + 8;
   a.ldc = dc + 8;
   int off = 0;
@@ -278,6 +275,16 @@ Status CausalProduct(const ProductArgs& x, int BH, int N, bool causal, bool reve
   a.c1_off = take(kChunk * a.ldc * 2);
   a.sb_off = take(x.K * a.ldc * 2);
   a.total = off;
+  const void* main_kernel = dc == 16   ? (reverse ? reinterpret_cast<const void*>(&ProductKernel<16, true, false>)
+                                                : reinterpret_cast<const void*>(&ProductKernel<16, false, false>))
+                            : dc == 32 ? (reverse ? reinterpret_cast<const void*>(&ProductKernel<32, true, false>)
+                                                  : reinterpret_cast<const void*>(&ProductKernel<32, false, false>))
+                                       : (reverse ? reinterpret_cast<const void*>(&ProductKernel<64, true, false>)
+                                                  : reinterpret_cast<const void*>(&ProductKernel<64, false, false>));
+  SCION_RETURN_IF_ERROR(AllowSmem(main_kernel, a.total));
+  const int nseg = SegmentCount(rows, g.nchunks, ResidentBlocks(main_kernel, kPThreads, a.total));
+  g.seg_chunks = (g.nchunks + nseg - 1) / nseg;
+  g.nseg = (g.nchunks + g.seg_chunks - 1) / g.seg_chunks;
   a.has_prefix = !causal || g.nseg > 1;
   ScratchStates scratch;
   if (a.has_prefix) {
