@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -47,11 +48,15 @@ struct Scratch {
   }
 };
 
-void Narrow(const void* src, bf16* dst, size_t n, cudaStream_t s) {
-  NarrowKernel<<<Blocks(n), 256, 0, s>>>(static_cast<const float*>(src), dst, n);
+// parts[i] = bf16(srcs[i]) for the leading inputs.
+void Narrow(std::initializer_list<const void*> srcs, const Scratch& s, size_t n) {
+  size_t i = 0;
+  for (const void* src : srcs) NarrowKernel<<<Blocks(n), 256, 0, s.stream>>>(static_cast<const float*>(src), s.parts[i++], n);
 }
-void Widen(const bf16* src, void* dst, size_t n, cudaStream_t s) {
-  WidenKernel<<<Blocks(n), 256, 0, s>>>(src, static_cast<float*>(dst), n);
+// dsts[i] = fp32(parts[first + i]).
+void Widen(const Scratch& s, size_t first, std::initializer_list<void*> dsts, size_t n) {
+  size_t i = first;
+  for (void* dst : dsts) WidenKernel<<<Blocks(n), 256, 0, s.stream>>>(s.parts[i++], static_cast<float*>(dst), n);
 }
 
 Launch AsBF16(const Launch& l) {
@@ -68,12 +73,10 @@ Status ForwardF32(const Launch& l, AttnDims d, const void* q, const void* k, con
   Scratch s;
   s.stream = static_cast<cudaStream_t>(l.stream);
   SCION_RETURN_IF_ERROR(s.Take(n, 4, "LinearAttentionForward"));
-  Narrow(q, s.parts[0], n, s.stream);
-  Narrow(k, s.parts[1], n, s.stream);
-  Narrow(v, s.parts[2], n, s.stream);
+  Narrow({q, k, v}, s, n);
   SCION_RETURN_IF_ERROR(cuda::LinearAttentionForward(AsBF16(l), d, s.parts[0], s.parts[1], s.parts[2], s.parts[3],
                                                      fm, causal, eps));
-  Widen(s.parts[3], o, n, s.stream);
+  Widen(s, 3, {o}, n);
   return CheckLaunch("LinearAttentionForward");
 }
 
@@ -84,15 +87,10 @@ Status BackwardF32(const Launch& l, AttnDims d, const void* q, const void* k, co
   Scratch s;
   s.stream = static_cast<cudaStream_t>(l.stream);
   SCION_RETURN_IF_ERROR(s.Take(n, 7, "LinearAttentionBackward"));
-  Narrow(q, s.parts[0], n, s.stream);
-  Narrow(k, s.parts[1], n, s.stream);
-  Narrow(v, s.parts[2], n, s.stream);
-  Narrow(dout, s.parts[3], n, s.stream);
+  Narrow({q, k, v, dout}, s, n);
   SCION_RETURN_IF_ERROR(cuda::LinearAttentionBackward(AsBF16(l), d, s.parts[0], s.parts[1], s.parts[2], s.parts[3],
                                                       s.parts[4], s.parts[5], s.parts[6], fm, dwq, dwk, causal, eps));
-  Widen(s.parts[4], dq, n, s.stream);
-  Widen(s.parts[5], dk, n, s.stream);
-  Widen(s.parts[6], dv, n, s.stream);
+  Widen(s, 4, {dq, dk, dv}, n);
   return CheckLaunch("LinearAttentionBackward");
 }
 
@@ -102,8 +100,7 @@ Status DistillF32(const Launch& l, AttnDims d, const void* q, const void* k, con
   Scratch s;
   s.stream = static_cast<cudaStream_t>(l.stream);
   SCION_RETURN_IF_ERROR(s.Take(n, 2, "DistillLoss"));
-  Narrow(q, s.parts[0], n, s.stream);
-  Narrow(k, s.parts[1], n, s.stream);
+  Narrow({q, k}, s, n);
   SCION_RETURN_IF_ERROR(cuda::DistillLoss(AsBF16(l), d, s.parts[0], s.parts[1], fm, scale, eps, loss, dwq, dwk, stats));
   return CheckLaunch("DistillLoss");
 }

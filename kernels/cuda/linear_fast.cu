@@ -16,6 +16,7 @@
 
 #include "kernels/cuda/linear_common.cuh"
 #include "kernels/cuda/linear_launch.h"
+#include "kernels/cuda/linear_regs.cuh"
 #include "kernels/cuda/mma.cuh"
 
 namespace scion::kernels::cuda::linear {
@@ -23,17 +24,12 @@ namespace scion::kernels::cuda::linear {
 namespace {
 
 using mma::LoadA;
-using mma::LoadAT;
 using mma::LoadBkn;
 using mma::LoadBnk;
 using mma::Mma;
-using mma::PackBF16;
+using regs::StorePair;
 
-constexpr int kFastThreads = 128;
-constexpr int kFastWarps = kFastThreads / 32;
-// Register budget for the state: 64 fp32 per thread, so each warp owns kMaxMTiles(D) 16-row
-// feature tiles of S (Fp <= 64·kMaxMTiles).
-constexpr int MaxMTiles(int D) { return D >= 128 ? 1 : 128 / D; }
+constexpr int kFastThreads = regs::kThreads;
 constexpr int kMaxFTiles = 8;  // u = x W of up to F = 64 features, 8 n-tiles of 8
 
 struct FastPlan {
@@ -83,18 +79,6 @@ FastPlan PlanFast(const Geometry& g, bool states_only = false) {
   return p;
 }
 
-// 64 rows of a (N, D) bf16 matrix from row0 into smem (row stride ld) with cp.async; rows past
-// N are zero-filled.
-template <int kD>
-__device__ __forceinline__ void IssueChunk(bf16* dst, const bf16* src, int row0, int N, int ld) {
-  constexpr int kVec = kD / 8;
-  for (int i = threadIdx.x; i < kChunk * kVec; i += kFastThreads) {
-    const int r = i / kVec, c = i % kVec;
-    const bool ok = row0 + r < N;
-    mma::CpAsync16(dst + r * ld + c * 8, ok ? src + static_cast<size_t>(row0 + r) * kD + c * 8 : src, ok);
-  }
-}
-
 __device__ void LoadWeightsFast(bf16* dst, const float* src, int rows, int cols, int ld, bool lo) {
   for (int i = threadIdx.x; i < rows * cols; i += kFastThreads) {
     const int r = i / cols, c = i % cols;
@@ -115,9 +99,6 @@ __device__ __forceinline__ float QuadMax(float x) {
 __device__ __forceinline__ float QuadMin(float x) {
   x = fminf(x, __shfl_xor_sync(0xffffffffu, x, 1));
   return fminf(x, __shfl_xor_sync(0xffffffffu, x, 2));
-}
-__device__ __forceinline__ void StorePair(bf16* dst, float a, float b) {
-  *reinterpret_cast<uint32_t*>(dst) = PackBF16(a, b);
 }
 
 // φ of the warp's 16 rows (16w..16w+15) of x (smem, ld ldx) into phi (smem, ld ldf); rows at
@@ -224,45 +205,16 @@ __device__ void PhiRowsFast(const Geometry& g, const bf16* x, const bf16* w, boo
   }
   // Elementwise maps over the warp's 16 rows × Fp columns (padding columns zero).
   const int Fp = g.Fp;
-  const float s1 = rsqrtf(sqrtf(static_cast<float>(kD))), s2 = rsqrtf(2.0f * kD);
   for (int i = lane; i < 16 * Fp; i += 32) {
     const int r = 16 * warp + i / Fp, c = i % Fp;
-    const bf16* xr = x + r * ldx;
-    float val = 0;
-    if (r < zero_from) {
-      switch (kind) {
-        case FeatureMapKind::kEluPlus1:
-          if (c < kD) { const float v = __bfloat162float(xr[c]); val = v > 0 ? 1.0f + v : __expf(v); }
-          break;
-        case FeatureMapKind::kRelu:
-          if (c < kD) val = fmaxf(__bfloat162float(xr[c]), 0.0f);
-          break;
-        case FeatureMapKind::kCosFormer:
-          if (c < 2 * kD) {
-            const float angle = 3.14159265358979f * static_cast<float>(row0 + r) / (2.0f * g.N);
-            const float p = fmaxf(__bfloat162float(xr[c % kD]), 0.0f);
-            val = p * (c < kD ? cosf(angle) : sinf(angle));
-          }
-          break;
-        case FeatureMapKind::kTaylor2:
-          if (c == 0) val = 1.0f;
-          else if (c <= kD) val = __bfloat162float(xr[c - 1]) * s1;
-          else if (c < 1 + kD + kD * kD) {
-            const int tt = c - 1 - kD;
-            val = __bfloat162float(xr[tt / kD]) * __bfloat162float(xr[tt % kD]) * s2;
-          }
-          break;
-        default: break;
-      }
-    }
-    phi[r * ldf + c] = __float2bfloat16(val);
+    phi[r * ldf + c] = __float2bfloat16(r < zero_from ? ElementwisePhi(kind, x + r * ldx, c, kD, row0 + r, g.N) : 0.0f);
   }
 }
 
 template <int kD, bool kStatesOnly>
 __global__ void __launch_bounds__(kFastThreads) FastLinearKernel(FastArgs a) {
   extern __shared__ __align__(128) unsigned char smem[];
-  constexpr int kMT = MaxMTiles(kD), kNT = kD / 8;
+  constexpr int kMT = regs::MTiles(kD), kNT = kD / 8;
   const Geometry& g = a.g;
   const FastPlan& p = a.p;
   const int N = g.N, Fp = g.Fp, ldx = g.ldx, ldf = g.ldf, FT = Fp / 16;
@@ -283,9 +235,9 @@ __global__ void __launch_bounds__(kFastThreads) FastLinearKernel(FastArgs a) {
   const int c_begin = seg * g.seg_chunks, c_end = min(g.nchunks, (seg + 1) * g.seg_chunks);
 
   // Prologue: the first chunk's loads in flight while the weights and the state are set up.
-  if (!kStatesOnly) IssueChunk<kD>(xq, a.q + seq, c_begin * kChunk, N, ldx);
-  if (keys) IssueChunk<kD>(xk, a.k + seq, c_begin * kChunk, N, ldx);
-  if (update) IssueChunk<kD>(vbuf(c_begin), a.v + seq, c_begin * kChunk, N, ldx);
+  if (!kStatesOnly) regs::IssueRows(xq, ldx, a.q + seq, kD, kD, c_begin * kChunk, N);
+  if (keys) regs::IssueRows(xk, ldx, a.k + seq, kD, kD, c_begin * kChunk, N);
+  if (update) regs::IssueRows(vbuf(c_begin), ldx, a.v + seq, kD, kD, c_begin * kChunk, N);
   mma::CpAsyncCommit();
   if (g.F) {
     const int cols = g.w_rows == kD ? g.F : kD;
@@ -299,47 +251,35 @@ __global__ void __launch_bounds__(kFastThreads) FastLinearKernel(FastArgs a) {
   const size_t st_off = (static_cast<size_t>(bh) * g.nseg + seg) * Fp * kD;
   const size_t z_off = (static_cast<size_t>(bh) * g.nseg + seg) * Fp;
   const bool prefix = !kStatesOnly && a.has_prefix;
+  regs::LoadState<kMT, kD>(s, prefix ? a.states + st_off : nullptr, FT);
 #pragma unroll
   for (int mi = 0; mi < kMT; ++mi) {
-    const int f0 = (warp + kFastWarps * mi) * 16 + gq;
-    const bool own = warp + kFastWarps * mi < FT;
-#pragma unroll
-    for (int nt = 0; nt < kNT; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e)
-        s[mi][nt][e] = own && prefix ? a.states[st_off + (f0 + (e >> 1) * 8) * kD + nt * 8 + 2 * t + (e & 1)] : 0.0f;
-    zt[mi][0] = own && prefix && t == 0 ? a.zs[z_off + f0] : 0.0f;
-    zt[mi][2] = own && prefix && t == 0 ? a.zs[z_off + f0 + 8] : 0.0f;
+    const int f0 = (warp + regs::kWarps * mi) * 16 + gq;
+    const bool load = prefix && t == 0 && warp + regs::kWarps * mi < FT;
+    zt[mi][0] = load ? a.zs[z_off + f0] : 0.0f;
+    zt[mi][2] = load ? a.zs[z_off + f0 + 8] : 0.0f;
     zt[mi][1] = zt[mi][3] = 0.0f;
   }
   // Writes the bf16 copy of S and fp32 z that all warps read.
   auto publish = [&] {
+    regs::PublishState<kMT, kD>(s, sb, ldx, FT);
 #pragma unroll
     for (int mi = 0; mi < kMT; ++mi) {
-      const int mt = warp + kFastWarps * mi;
-      if (mt >= FT) break;
-      const int f0 = mt * 16 + gq;
-#pragma unroll
-      for (int nt = 0; nt < kNT; ++nt) {
-        StorePair(sb + f0 * ldx + nt * 8 + 2 * t, s[mi][nt][0], s[mi][nt][1]);
-        StorePair(sb + (f0 + 8) * ldx + nt * 8 + 2 * t, s[mi][nt][2], s[mi][nt][3]);
-      }
-      if (t == 0) {
+      const int f0 = (warp + regs::kWarps * mi) * 16 + gq;
+      if (warp + regs::kWarps * mi < FT && t == 0) {
         zsm[f0] = zt[mi][0];
         zsm[f0 + 8] = zt[mi][2];
       }
     }
   };
   if (!kStatesOnly) publish();
-  // B operand of a product with a ones column: B[k][0] = 1, other columns 0.
-  const uint32_t ones = gq == 0 ? PackBF16(1.0f, 1.0f) : 0u;
 
   for (int c = c_begin; c < c_end; ++c) {
     const int row0 = c * kChunk, valid = min(kChunk, N - row0);
     const bf16* vc = vbuf(c);
     mma::CpAsyncWait<0>();
     __syncthreads();  // this chunk's rows, and the state published after the last update
-    if (update && c + 1 < c_end) IssueChunk<kD>(vbuf(c + 1), a.v + seq, row0 + kChunk, N, ldx);
+    if (update && c + 1 < c_end) regs::IssueRows(vbuf(c + 1), ldx, a.v + seq, kD, kD, row0 + kChunk, N);
     mma::CpAsyncCommit();
     if (keys) PhiRowsFast<kD>(g, xk, wk, p.lo, phk, row0, valid);
     if (!kStatesOnly) PhiRowsFast<kD>(g, xq, wq, p.lo, phq, row0, kChunk);
@@ -357,8 +297,8 @@ __global__ void __launch_bounds__(kFastThreads) FastLinearKernel(FastArgs a) {
       }
     }
     if (c + 1 < c_end) {
-      if (!kStatesOnly) IssueChunk<kD>(xq, a.q + seq, row0 + kChunk, N, ldx);
-      if (keys) IssueChunk<kD>(xk, a.k + seq, row0 + kChunk, N, ldx);
+      if (!kStatesOnly) regs::IssueRows(xq, ldx, a.q + seq, kD, kD, row0 + kChunk, N);
+      if (keys) regs::IssueRows(xk, ldx, a.k + seq, kD, kD, row0 + kChunk, N);
     }
     mma::CpAsyncCommit();
 
@@ -377,19 +317,10 @@ __global__ void __launch_bounds__(kFastThreads) FastLinearKernel(FastArgs a) {
 #pragma unroll
           for (int jp = 0; jp < 4; ++jp) {
             if (jp > warp) break;
-            uint32_t b[4];
-            LoadBnk(b, phk, ldf, jp * 16, kk * 16, lane);
-            Mma(sc[2 * jp], af, b[0], b[1]);
-            Mma(sc[2 * jp + 1], af, b[2], b[3]);
+            regs::MmaKeys(sc, af, phk, ldf, jp, kk * 16);
           }
         }
-#pragma unroll
-        for (int dp = 0; dp < kNT / 2; ++dp) {
-          uint32_t b[4];
-          LoadBkn(b, sb, ldx, kk * 16, dp * 16, lane);
-          Mma(o[2 * dp], af, b[0], b[1]);
-          Mma(o[2 * dp + 1], af, b[2], b[3]);
-        }
+        regs::MmaRows<kD>(o, af, sb, ldx, kk * 16);
         // φq·z in fp32: a0/a2 hold row gq at columns 2t, 2t+1 and 8 + 2t, 9 + 2t; a1/a3 row gq + 8.
         const float* zk = zsm + kk * 16 + 2 * t;
         const float2 z0 = *reinterpret_cast<const float2*>(zk), z1 = *reinterpret_cast<const float2*>(zk + 8);
@@ -403,30 +334,12 @@ __global__ void __launch_bounds__(kFastThreads) FastLinearKernel(FastArgs a) {
       float rs_lo = 0, rs_hi = 0;
       if (g.causal) {
         // Mask j <= i, round to bf16 (the row sums see exactly the weights A v uses), then A v.
-        const int i_lo = 16 * warp + gq, i_hi = i_lo + 8;
 #pragma unroll
         for (int jp = 0; jp < 4; ++jp) {
           if (jp > warp) break;
           uint32_t pa[4];
-#pragma unroll
-          for (int half = 0; half < 2; ++half) {
-            float* cc = sc[2 * jp + half];
-            const int j = jp * 16 + half * 8 + 2 * t;
-            const __nv_bfloat162 lo2 = __floats2bfloat162_rn(j <= i_lo ? cc[0] : 0.0f, j + 1 <= i_lo ? cc[1] : 0.0f);
-            const __nv_bfloat162 hi2 = __floats2bfloat162_rn(j <= i_hi ? cc[2] : 0.0f, j + 1 <= i_hi ? cc[3] : 0.0f);
-            const float2 l = __bfloat1622float2(lo2), h = __bfloat1622float2(hi2);
-            rs_lo += l.x + l.y;
-            rs_hi += h.x + h.y;
-            pa[2 * half] = *reinterpret_cast<const uint32_t*>(&lo2);
-            pa[2 * half + 1] = *reinterpret_cast<const uint32_t*>(&hi2);
-          }
-#pragma unroll
-          for (int dp = 0; dp < kNT / 2; ++dp) {
-            uint32_t b[4];
-            LoadBkn(b, vc, ldx, jp * 16, dp * 16, lane);
-            Mma(o[2 * dp], pa, b[0], b[1]);
-            Mma(o[2 * dp + 1], pa, b[2], b[3]);
-          }
+          regs::MaskedFragment<false>(sc, jp, pa, rs_lo, rs_hi);
+          regs::MmaRows<kD>(o, pa, vc, ldx, jp * 16);
         }
       }
       const float den_lo = QuadSum(rs_lo + dz_lo) + g.eps, den_hi = QuadSum(rs_hi + dz_hi) + g.eps;
@@ -448,39 +361,17 @@ __global__ void __launch_bounds__(kFastThreads) FastLinearKernel(FastArgs a) {
     if (update) {
       if (!kStatesOnly) __syncthreads();  // every warp has read the published S and z
       // S += φkᵀ v, z += φkᵀ 1 for this warp's feature rows.
-#pragma unroll
-      for (int mi = 0; mi < kMT; ++mi) {
-        const int mt = warp + kFastWarps * mi;
-        if (mt >= FT) break;
-#pragma unroll
-        for (int jj = 0; jj < kChunk / 16; ++jj) {
-          uint32_t af[4];
-          LoadAT(af, phk, ldf, mt * 16, jj * 16, lane);
-#pragma unroll
-          for (int dp = 0; dp < kNT / 2; ++dp) {
-            uint32_t b[4];
-            LoadBkn(b, vc, ldx, jj * 16, dp * 16, lane);
-            Mma(s[mi][2 * dp], af, b[0], b[1]);
-            Mma(s[mi][2 * dp + 1], af, b[2], b[3]);
-          }
-          Mma(zt[mi], af, ones, ones);
-        }
-      }
+      regs::UpdateState<kMT, kD>(s, zt, phk, ldf, vc, ldx, FT);
       if (!kStatesOnly) publish();
     }
   }
   mma::CpAsyncWait<0>();
   if (kStatesOnly) {
+    regs::StoreState<kMT, kD>(s, a.states + st_off, FT);
 #pragma unroll
     for (int mi = 0; mi < kMT; ++mi) {
-      const int mt = warp + kFastWarps * mi;
-      if (mt >= FT) break;
-      const int f0 = mt * 16 + gq;
-#pragma unroll
-      for (int nt = 0; nt < kNT; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) a.states[st_off + (f0 + (e >> 1) * 8) * kD + nt * 8 + 2 * t + (e & 1)] = s[mi][nt][e];
-      if (t == 0) {
+      const int f0 = (warp + regs::kWarps * mi) * 16 + gq;
+      if (warp + regs::kWarps * mi < FT && t == 0) {
         a.zs[z_off + f0] = zt[mi][0];
         a.zs[z_off + f0 + 8] = zt[mi][2];
       }
@@ -512,7 +403,7 @@ Status Dispatch(const FastArgs& a, int BH, bool states_only, cudaStream_t stream
 
 bool FastForwardSupported(const Geometry& g) {
   if (g.D != 16 && g.D != 32 && g.D != 64 && g.D != 128) return false;
-  if (g.Fp > 16 * kFastWarps * MaxMTiles(g.D)) return false;
+  if (g.Fp > 16 * regs::kWarps * regs::MTiles(g.D)) return false;
   return PlanFast(g).total <= 200 * 1024;
 }
 
@@ -541,8 +432,8 @@ Status FastForward(const Launch& l, AttnDims d, const void* q, const void* k, co
     a.zs = scratch.zs;
     FastArgs sa = a;
     sa.p = PlanFast(g, true);
-    Status st = Dispatch(sa, BH, true, stream);
-    if (st.ok()) st = ScanSegments(scratch.states, scratch.zs, g, BH, false, stream);
+    const Status pass = Dispatch(sa, BH, true, stream);
+    const Status st = pass.ok() ? ScanSegments(scratch.states, scratch.zs, g, BH, false, stream) : pass;
     if (!st.ok()) {
       const Status ignored = scratch.Release(stream);
       (void)ignored;

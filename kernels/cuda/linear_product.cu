@@ -9,6 +9,7 @@
 
 #include "kernels/cuda/linear_common.cuh"
 #include "kernels/cuda/linear_launch.h"
+#include "kernels/cuda/linear_regs.cuh"
 #include "kernels/cuda/mma.cuh"
 
 namespace scion::kernels::cuda::linear {
@@ -16,16 +17,11 @@ namespace scion::kernels::cuda::linear {
 namespace {
 
 using mma::LoadA;
-using mma::LoadAT;
-using mma::LoadBkn;
-using mma::LoadBnk;
 using mma::Mma;
-using mma::PackBF16;
+using regs::StorePair;
 
-constexpr int kPThreads = 128;
-constexpr int kPWarps = kPThreads / 32;
-// 64 fp32 of state per thread: S (K, kDc) with K <= 64·MTiles(kDc).
-constexpr int PMTiles(int dc) { return dc >= 128 ? 1 : 128 / dc; }
+constexpr int kPThreads = regs::kThreads;
+constexpr int kPWarps = regs::kWarps;
 
 struct PArgs {
   ProductArgs x;
@@ -38,20 +34,10 @@ struct PArgs {
   bool has_prefix;
 };
 
-template <int kThreads>
-__device__ __forceinline__ void IssueRows(bf16* dst, int ld, const bf16* src, int src_ld, int width, int row0, int N) {
-  const int vec = width / 8;
-  for (int i = threadIdx.x; i < kChunk * vec; i += kThreads) {
-    const int r = i / vec, c = i % vec;
-    const bool ok = row0 + r < N;
-    mma::CpAsync16(dst + r * ld + c * 8, ok ? src + static_cast<size_t>(row0 + r) * src_ld + c * 8 : src, ok);
-  }
-}
-
 template <int kDc, bool kReverse, bool kStatesOnly>
 __global__ void __launch_bounds__(kPThreads) ProductKernel(PArgs a) {
   extern __shared__ __align__(128) unsigned char smem[];
-  constexpr int kMT = PMTiles(kDc), kNT = kDc / 8;
+  constexpr int kMT = regs::MTiles(kDc), kNT = kDc / 8;
   const Geometry& g = a.g;
   const ProductArgs& x = a.x;
   const int N = g.N, K = x.K, KT = K / 16, lda = a.lda, ldc = a.ldc;
@@ -70,38 +56,17 @@ __global__ void __launch_bounds__(kPThreads) ProductKernel(PArgs a) {
   const int count = last - first + 1;
   auto chunk_at = [&](int i) { return kReverse ? last - i : first + i; };
 
-  if (!kStatesOnly) IssueRows<kPThreads>(sa, lda, A, K, K, chunk_at(0) * kChunk, N);
+  if (!kStatesOnly) regs::IssueRows(sa, lda, A, K, K, chunk_at(0) * kChunk, N);
   if (update) {
-    IssueRows<kPThreads>(sbk, lda, B, K, K, chunk_at(0) * kChunk, N);
-    IssueRows<kPThreads>(cbuf(0), ldc, C, x.ldc_g, kDc, chunk_at(0) * kChunk, N);
+    regs::IssueRows(sbk, lda, B, K, K, chunk_at(0) * kChunk, N);
+    regs::IssueRows(cbuf(0), ldc, C, x.ldc_g, kDc, chunk_at(0) * kChunk, N);
   }
   mma::CpAsyncCommit();
   float s[kMT][kNT][4];
   const size_t st_off = (static_cast<size_t>(blockIdx.y) * g.nseg + seg) * K * kDc;
   const bool prefix = !kStatesOnly && a.has_prefix;
-#pragma unroll
-  for (int mi = 0; mi < kMT; ++mi) {
-    const int f0 = (warp + kPWarps * mi) * 16 + gq;
-    const bool own = warp + kPWarps * mi < KT;
-#pragma unroll
-    for (int nt = 0; nt < kNT; ++nt)
-#pragma unroll
-      for (int e = 0; e < 4; ++e)
-        s[mi][nt][e] = own && prefix ? a.states[st_off + (f0 + (e >> 1) * 8) * kDc + nt * 8 + 2 * t + (e & 1)] : 0.0f;
-  }
-  auto publish = [&] {
-#pragma unroll
-    for (int mi = 0; mi < kMT; ++mi) {
-      const int mt = warp + kPWarps * mi;
-      if (mt >= KT) break;
-      const int f0 = mt * 16 + gq;
-#pragma unroll
-      for (int nt = 0; nt < kNT; ++nt) {
-        *reinterpret_cast<uint32_t*>(sb + f0 * ldc + nt * 8 + 2 * t) = PackBF16(s[mi][nt][0], s[mi][nt][1]);
-        *reinterpret_cast<uint32_t*>(sb + (f0 + 8) * ldc + nt * 8 + 2 * t) = PackBF16(s[mi][nt][2], s[mi][nt][3]);
-      }
-    }
-  };
+  regs::LoadState<kMT, kDc>(s, prefix ? a.states + st_off : nullptr, KT);
+  auto publish = [&] { regs::PublishState<kMT, kDc>(s, sb, ldc, KT); };
   if (!kStatesOnly) publish();
 
   for (int i = 0; i < count; ++i) {
@@ -109,7 +74,7 @@ __global__ void __launch_bounds__(kPThreads) ProductKernel(PArgs a) {
     const bf16* cc = cbuf(i);
     mma::CpAsyncWait<0>();
     __syncthreads();  // this chunk's rows and the published state
-    if (update && i + 1 < count) IssueRows<kPThreads>(cbuf(i + 1), ldc, C, x.ldc_g, kDc, chunk_at(i + 1) * kChunk, N);
+    if (update && i + 1 < count) regs::IssueRows(cbuf(i + 1), ldc, C, x.ldc_g, kDc, chunk_at(i + 1) * kChunk, N);
     mma::CpAsyncCommit();
 
     if (!kStatesOnly) {
@@ -126,41 +91,19 @@ __global__ void __launch_bounds__(kPThreads) ProductKernel(PArgs a) {
 #pragma unroll
           for (int jp = 0; jp < 4; ++jp) {
             if (kReverse ? jp < warp : jp > warp) continue;
-            uint32_t b[4];
-            LoadBnk(b, sbk, lda, jp * 16, kk * 16, lane);
-            Mma(sc[2 * jp], af, b[0], b[1]);
-            Mma(sc[2 * jp + 1], af, b[2], b[3]);
+            regs::MmaKeys(sc, af, sbk, lda, jp, kk * 16);
           }
         }
-#pragma unroll
-        for (int dp = 0; dp < kNT / 2; ++dp) {
-          uint32_t b[4];
-          LoadBkn(b, sb, ldc, kk * 16, dp * 16, lane);
-          Mma(o[2 * dp], af, b[0], b[1]);
-          Mma(o[2 * dp + 1], af, b[2], b[3]);
-        }
+        regs::MmaRows<kDc>(o, af, sb, ldc, kk * 16);
       }
       if (g.causal) {
-        const int i_lo = 16 * warp + gq, i_hi = i_lo + 8;
 #pragma unroll
         for (int jp = 0; jp < 4; ++jp) {
           if (kReverse ? jp < warp : jp > warp) continue;
           uint32_t pa[4];
-#pragma unroll
-          for (int half = 0; half < 2; ++half) {
-            const float* v = sc[2 * jp + half];
-            const int j = jp * 16 + half * 8 + 2 * t;
-            auto keep = [&](int jj, int ii) { return kReverse ? jj >= ii : jj <= ii; };
-            pa[2 * half] = PackBF16(keep(j, i_lo) ? v[0] : 0.0f, keep(j + 1, i_lo) ? v[1] : 0.0f);
-            pa[2 * half + 1] = PackBF16(keep(j, i_hi) ? v[2] : 0.0f, keep(j + 1, i_hi) ? v[3] : 0.0f);
-          }
-#pragma unroll
-          for (int dp = 0; dp < kNT / 2; ++dp) {
-            uint32_t b[4];
-            LoadBkn(b, cc, ldc, jp * 16, dp * 16, lane);
-            Mma(o[2 * dp], pa, b[0], b[1]);
-            Mma(o[2 * dp + 1], pa, b[2], b[3]);
-          }
+          float unused_lo = 0, unused_hi = 0;
+          regs::MaskedFragment<kReverse>(sc, jp, pa, unused_lo, unused_hi);
+          regs::MmaRows<kDc>(o, pa, cc, ldc, jp * 16);
         }
       }
       const int r_lo = 16 * warp + gq, r_hi = r_lo + 8;
@@ -168,52 +111,25 @@ __global__ void __launch_bounds__(kPThreads) ProductKernel(PArgs a) {
 #pragma unroll
       for (int nt = 0; nt < kNT; ++nt) {
         const int col = nt * 8 + 2 * t;
-        if (r_lo < valid) *reinterpret_cast<uint32_t*>(out + r_lo * x.ldo_g + col) = PackBF16(o[nt][0], o[nt][1]);
-        if (r_hi < valid) *reinterpret_cast<uint32_t*>(out + r_hi * x.ldo_g + col) = PackBF16(o[nt][2], o[nt][3]);
+        if (r_lo < valid) StorePair(out + r_lo * x.ldo_g + col, o[nt][0], o[nt][1]);
+        if (r_hi < valid) StorePair(out + r_hi * x.ldo_g + col, o[nt][2], o[nt][3]);
       }
     }
     if (update) {
       if (!kStatesOnly) __syncthreads();  // every warp has read the published state
-#pragma unroll
-      for (int mi = 0; mi < kMT; ++mi) {
-        const int mt = warp + kPWarps * mi;
-        if (mt >= KT) break;
-#pragma unroll
-        for (int jj = 0; jj < kChunk / 16; ++jj) {
-          uint32_t af[4];
-          LoadAT(af, sbk, lda, mt * 16, jj * 16, lane);
-#pragma unroll
-          for (int dp = 0; dp < kNT / 2; ++dp) {
-            uint32_t b[4];
-            LoadBkn(b, cc, ldc, jj * 16, dp * 16, lane);
-            Mma(s[mi][2 * dp], af, b[0], b[1]);
-            Mma(s[mi][2 * dp + 1], af, b[2], b[3]);
-          }
-        }
-      }
+      regs::UpdateState<kMT, kDc>(s, nullptr, sbk, lda, cc, ldc, KT);
       if (!kStatesOnly) publish();
     }
     // The next chunk's A and B rows: every warp is past its last read of sa and sbk.
     if (i + 1 < count) {
       __syncthreads();
-      if (!kStatesOnly) IssueRows<kPThreads>(sa, lda, A, K, K, chunk_at(i + 1) * kChunk, N);
-      if (update) IssueRows<kPThreads>(sbk, lda, B, K, K, chunk_at(i + 1) * kChunk, N);
+      if (!kStatesOnly) regs::IssueRows(sa, lda, A, K, K, chunk_at(i + 1) * kChunk, N);
+      if (update) regs::IssueRows(sbk, lda, B, K, K, chunk_at(i + 1) * kChunk, N);
     }
     mma::CpAsyncCommit();
   }
   mma::CpAsyncWait<0>();
-  if (kStatesOnly) {
-#pragma unroll
-    for (int mi = 0; mi < kMT; ++mi) {
-      const int mt = warp + kPWarps * mi;
-      if (mt >= KT) break;
-      const int f0 = mt * 16 + gq;
-#pragma unroll
-      for (int nt = 0; nt < kNT; ++nt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) a.states[st_off + (f0 + (e >> 1) * 8) * kDc + nt * 8 + 2 * t + (e & 1)] = s[mi][nt][e];
-    }
-  }
+  if (kStatesOnly) regs::StoreState<kMT, kDc>(s, a.states + st_off, KT);
 }
 
 template <int kDc, bool kReverse>
@@ -244,7 +160,7 @@ Status LaunchAny(const PArgs& a, int dc, int grid_y, bool states_only, bool reve
 // The widest column slice (64, 32 or 16, dividing Dc) whose state fits the register budget.
 int SliceWidth(int K, int Dc) {
   for (int dc : {64, 32, 16})
-    if (Dc % dc == 0 && K <= 16 * kPWarps * PMTiles(dc)) return dc;
+    if (Dc % dc == 0 && K <= 16 * kPWarps * regs::MTiles(dc)) return dc;
   return 0;
 }
 
@@ -291,8 +207,8 @@ Status CausalProduct(const ProductArgs& x, int BH, int N, bool causal, bool reve
     SCION_RETURN_IF_ERROR(scratch.Allocate(g, rows, stream));
     a.states = scratch.states;
     a.zs = scratch.zs;
-    Status st = LaunchAny(a, dc, rows, true, reverse, stream);
-    if (st.ok()) st = ScanSegments(a.states, a.zs, g, rows, reverse, stream);
+    const Status pass = LaunchAny(a, dc, rows, true, reverse, stream);
+    const Status st = pass.ok() ? ScanSegments(a.states, a.zs, g, rows, reverse, stream) : pass;
     if (!st.ok()) {
       const Status ignored = scratch.Release(stream);
       (void)ignored;
