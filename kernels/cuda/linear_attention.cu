@@ -1,6 +1,8 @@
 // CUDA linear attention forward (bf16 in/out, fp32 state and accumulation), chunked with φ fused:
 // φ(q), φ(k) are computed per 64-token chunk in shared memory and never reach global memory.
-// See linear_common.cuh for the work split; the backward lives in linear_backward.cu.
+// The entry point sends fp32 tensors through linear_f32.cu and the shapes whose state fits in
+// registers to linear_fast.cu; this file's shared-memory kernel takes the rest (e.g. D = 128 with
+// 128 features). See linear_common.cuh for its work split; the backward lives in linear_backward.cu.
 #include <string>
 
 #include "kernels/cuda/linear_common.cuh"

@@ -4,7 +4,9 @@
 //   dφQ = dA φK + G Sᵀ + e zᵀ            (forward sweep; S, z the state before the chunk)
 //   dφK = dAᵀ φQ + V Rᵀ + 1 rᵀ, dV = Aᵀ G + φK R   (reverse sweep; R = Σ_later φq gᵀ, r = Σ e φq)
 // Passes: key state + scan; the query sweep (dq, dWq; saves den and e per row); the reverse state
-// from φ(q), dout/den and e + reverse scan; the key sweep (dk, dv, dWk).
+// from φ(q), dout/den and e + reverse scan; the key sweep (dk, dv, dWk). The entry point sends
+// fp32 tensors through linear_f32.cu and every shape the products support to
+// linear_backward_fast.cu; these sweeps take the rest.
 #include <string>
 
 #include "kernels/cuda/linear_common.cuh"
