@@ -256,6 +256,7 @@ __global__ void __launch_bounds__(kThreads, 1) DistillKeyKernel(DistillArgs a, S
 Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, const FeatureMap& fm, float scale,
                    float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats) {
   using namespace linear;
+  if (l.dtype == DType::kF32) return DistillF32(l, d, q, k, fm, scale, eps, loss, dwq, dwk, stats);
   Geometry g;
   SCION_RETURN_IF_ERROR(MakeGeometry("DistillLoss", l, d, fm, true, eps, &g));
   if (4 * (g.Fp / 16) > kMaxPhiTilesPerWarp * kWarps)

@@ -1,6 +1,8 @@
 // CUDA linear attention forward (bf16 in/out, fp32 state and accumulation), chunked with φ fused:
 // φ(q), φ(k) are computed per 64-token chunk in shared memory and never reach global memory.
-// See linear_common.cuh for the work split; the backward lives in linear_backward.cu.
+// The entry point sends fp32 tensors through linear_f32.cu and the shapes whose state fits in
+// registers to linear_fast.cu; this file's shared-memory kernel takes the rest (e.g. D = 128 with
+// 128 features). See linear_common.cuh for its work split; the backward lives in linear_backward.cu.
 #include <string>
 
 #include "kernels/cuda/linear_common.cuh"
@@ -143,8 +145,10 @@ __global__ void __launch_bounds__(kThreads, 1) LinearForwardKernel(FwdArgs a, Sm
 Status LinearAttentionForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,
                               const FeatureMap& fm, bool causal, float eps) {
   using namespace linear;
+  if (l.dtype == DType::kF32) return ForwardF32(l, d, q, k, v, o, fm, causal, eps);
   Geometry g;
   SCION_RETURN_IF_ERROR(MakeGeometry("LinearAttentionForward", l, d, fm, causal, eps, &g));
+  if (FastForwardSupported(g)) return FastForward(l, d, q, k, v, o, fm, g);
   const SmemPlan plan = PlanSmem(g, false);
   SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(&LinearForwardKernel), plan.total));
   auto stream = static_cast<cudaStream_t>(l.stream);

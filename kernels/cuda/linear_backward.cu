@@ -4,7 +4,9 @@
 //   dφQ = dA φK + G Sᵀ + e zᵀ            (forward sweep; S, z the state before the chunk)
 //   dφK = dAᵀ φQ + V Rᵀ + 1 rᵀ, dV = Aᵀ G + φK R   (reverse sweep; R = Σ_later φq gᵀ, r = Σ e φq)
 // Passes: key state + scan; the query sweep (dq, dWq; saves den and e per row); the reverse state
-// from φ(q), dout/den and e + reverse scan; the key sweep (dk, dv, dWk).
+// from φ(q), dout/den and e + reverse scan; the key sweep (dk, dv, dWk). The entry point sends
+// fp32 tensors through linear_f32.cu and every shape the products support to
+// linear_backward_fast.cu; these sweeps take the rest.
 #include <string>
 
 #include "kernels/cuda/linear_common.cuh"
@@ -253,8 +255,10 @@ Status LinearAttentionBackward(const Launch& l, AttnDims d, const void* q, const
                                const void* dout, void* dq, void* dk, void* dv, const FeatureMap& fm, float* dwq,
                                float* dwk, bool causal, float eps) {
   using namespace linear;
+  if (l.dtype == DType::kF32) return BackwardF32(l, d, q, k, v, dout, dq, dk, dv, fm, dwq, dwk, causal, eps);
   Geometry g;
   SCION_RETURN_IF_ERROR(MakeGeometry("LinearAttentionBackward", l, d, fm, causal, eps, &g));
+  if (FastBackwardSupported(g)) return FastBackward(l, d, q, k, v, dout, dq, dk, dv, fm, dwq, dwk, g);
   if (g.F * g.D > kMaxWeightTilesPerWarp * kWarps * 256)
     return Status::Unimplemented("LinearAttentionBackward (CUDA): D·F too large for the weight gradient tiles");
   const SmemPlan plan = PlanSmem(g, true);

@@ -155,6 +155,34 @@ __device__ inline void LoadMapWeights(const Geometry& g, const float* wq, const 
   if (sk) LoadWeights(sk, (wk ? wk : wq) + off, g.w_rows, cols, g.ldw);
 }
 
+// Column c of φ(x) for the maps without weights (elu+1, relu, cosFormer, Taylor-2); xr is one row
+// of D values at sequence position pos, N the sequence length. Padding columns give 0.
+__device__ inline float ElementwisePhi(FeatureMapKind kind, const bf16* xr, int c, int D, int pos, int N) {
+  switch (kind) {
+    case FeatureMapKind::kEluPlus1:
+      if (c < D) { const float v = __bfloat162float(xr[c]); return v > 0 ? 1.0f + v : __expf(v); }
+      return 0.0f;
+    case FeatureMapKind::kRelu:
+      return c < D ? fmaxf(__bfloat162float(xr[c]), 0.0f) : 0.0f;
+    case FeatureMapKind::kCosFormer:
+      if (c < 2 * D) {
+        const float angle = 3.14159265358979f * static_cast<float>(pos) / (2.0f * N);
+        const float p = fmaxf(__bfloat162float(xr[c % D]), 0.0f);
+        return p * (c < D ? cosf(angle) : sinf(angle));
+      }
+      return 0.0f;
+    case FeatureMapKind::kTaylor2:
+      if (c == 0) return 1.0f;
+      if (c <= D) return __bfloat162float(xr[c - 1]) * rsqrtf(sqrtf(static_cast<float>(D)));
+      if (c < 1 + D + D * D) {
+        const int t = c - 1 - D;
+        return __bfloat162float(xr[t / D]) * __bfloat162float(xr[t % D]) * rsqrtf(2.0f * D);
+      }
+      return 0.0f;
+    default: return 0.0f;
+  }
+}
+
 // φ of the 64 rows in x (smem, (64, D), ld ldx) into phi ((64, Fp), ld ldf, zero-padded). u:
 // (64, F) fp32 scratch (ld kLda). zero_from: rows at or past it get φ = 0 (keys past N must not
 // enter the state). Contains __syncthreads: every thread of the block must call it.
@@ -209,38 +237,9 @@ __device__ inline void ComputePhi(const Geometry& g, const bf16* x, const bf16* 
       }
     }
   } else {
-    const float s1 = rsqrtf(sqrtf(static_cast<float>(D))), s2 = rsqrtf(2.0f * D);
     for (int i = threadIdx.x; i < kChunk * Fp; i += kThreads) {
       const int r = i / Fp, c = i % Fp;
-      const bf16* xr = x + r * ldx;
-      float val = 0;
-      if (r < zero_from) {
-        switch (kind) {
-          case FeatureMapKind::kEluPlus1:
-            if (c < D) { const float v = __bfloat162float(xr[c]); val = v > 0 ? 1.0f + v : __expf(v); }
-            break;
-          case FeatureMapKind::kRelu:
-            if (c < D) val = fmaxf(__bfloat162float(xr[c]), 0.0f);
-            break;
-          case FeatureMapKind::kCosFormer:
-            if (c < 2 * D) {
-              const float angle = 3.14159265358979f * static_cast<float>(row0 + r) / (2.0f * g.N);
-              const float p = fmaxf(__bfloat162float(xr[c % D]), 0.0f);
-              val = p * (c < D ? cosf(angle) : sinf(angle));
-            }
-            break;
-          case FeatureMapKind::kTaylor2:
-            if (c == 0) val = 1.0f;
-            else if (c <= D) val = __bfloat162float(xr[c - 1]) * s1;
-            else if (c < 1 + D + D * D) {
-              const int t = c - 1 - D;
-              val = __bfloat162float(xr[t / D]) * __bfloat162float(xr[t % D]) * s2;
-            }
-            break;
-          default: break;
-        }
-      }
-      phi[r * ldf + c] = __float2bfloat16(val);
+      phi[r * ldf + c] = __float2bfloat16(r < zero_from ? ElementwisePhi(kind, x + r * ldx, c, D, row0 + r, g.N) : 0.0f);
     }
   }
   __syncthreads();

@@ -25,6 +25,21 @@ inline int SmCount() {
   return count;
 }
 
+// Resident blocks of `kernel` the whole GPU holds at once (at least one per SM).
+inline int ResidentBlocks(const void* kernel, int threads, int smem) {
+  int per_sm = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem) != cudaSuccess || per_sm < 1)
+    per_sm = 1;
+  return per_sm * SmCount();
+}
+
+// Segments per sequence: one where `rows` blocks already fill the GPU, else as many as fit in one
+// wave (a partial second wave would cost as much as a full one).
+inline int SegmentCount(int rows, int nchunks, int slots) {
+  const int nseg = rows >= slots / 2 ? 1 : slots / rows;
+  return std::max(1, std::min(nseg, nchunks));
+}
+
 // What the CUDA kernels support (the CPU reference takes everything): bf16, D a multiple of 16 up
 // to 128, learned/random maps with F a multiple of 16 up to 64 (u = xW is staged in a 64×64
 // fp32 tile), and a state Fp·D that fits the accumulators (Taylor-2 therefore needs D <= 16, as
@@ -118,6 +133,50 @@ struct StateArgs {
   Geometry g;
 };
 Status SegmentStates(const StateArgs& a, int BH, bool reverse, cudaStream_t stream);
+
+// In place over states (B·H, nseg, Fp, D) and zs (B·H, nseg, Fp): causal -> the exclusive
+// prefix over segments (suffix when reverse); else every segment gets the total.
+Status ScanSegments(float* states, float* zs, const Geometry& g, int BH, bool reverse, cudaStream_t stream);
+
+// The register-resident forward (linear_fast.cu): D in {16, 32, 64, 128} with the state Fp·D
+// within its register budget; other shapes take the shared-memory kernel in linear_attention.cu.
+// With extras, the main pass also writes den (B·H, N) fp32 and φq, φk (B·H, N, Fp) bf16 for the
+// backward.
+struct ForwardExtras {
+  float* den = nullptr;
+  bf16* phq = nullptr;
+  bf16* phk = nullptr;
+};
+bool FastForwardSupported(const Geometry& g);
+Status FastForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,
+                   const FeatureMap& fm, Geometry g, const ForwardExtras* extras = nullptr);
+
+// O = the chunked product Σ_j (A_i·B_j) C_j over j <= i (reverse: j >= i; all j when not causal),
+// linear_product.cu. A, B (B·H, N, K) and C (B·H, N, ldc_g; the first Dc columns), O (B·H, N,
+// ldo_g; the first Dc columns), bf16, K and Dc multiples of 16.
+struct ProductArgs {
+  const bf16* a;
+  const bf16* b;
+  const bf16* c;
+  bf16* o;
+  int K, Dc, ldc_g, ldo_g;
+};
+bool ProductSupported(int K, int Dc);
+Status CausalProduct(const ProductArgs& x, int BH, int N, bool causal, bool reverse, cudaStream_t stream);
+
+// The backward from products (linear_backward_fast.cu), where the forward's fast path applies.
+bool FastBackwardSupported(const Geometry& g);
+Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, const void* dout,
+                    void* dq, void* dk, void* dv, const FeatureMap& fm, float* dwq, float* dwk, const Geometry& g);
+
+// fp32 tensors (linear_f32.cu): inputs rounded to bf16 once, the bf16 kernels, outputs widened.
+Status ForwardF32(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,
+                  const FeatureMap& fm, bool causal, float eps);
+Status BackwardF32(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, const void* dout,
+                   void* dq, void* dk, void* dv, const FeatureMap& fm, float* dwq, float* dwk, bool causal,
+                   float eps);
+Status DistillF32(const Launch& l, AttnDims d, const void* q, const void* k, const FeatureMap& fm, float scale,
+                  float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats);
 
 inline Status CheckLaunch(const char* op) {
   const cudaError_t e = cudaGetLastError();

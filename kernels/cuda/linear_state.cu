@@ -92,9 +92,13 @@ Status SegmentStates(const StateArgs& a, int BH, bool reverse, cudaStream_t stre
   const SmemPlan plan = PlanSmem(a.g, false, true);
   SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(&SegmentStateKernel), plan.total));
   SegmentStateKernel<<<dim3(a.g.nseg, BH), kThreads, plan.total, stream>>>(a, plan);
-  const int elems = a.g.Fp * a.g.D;
-  SegmentScanKernel<<<dim3((elems + 255) / 256, BH), 256, 0, stream>>>(a.states, a.g.nseg, elems, a.g.causal, reverse);
-  SegmentScanKernel<<<dim3((a.g.Fp + 255) / 256, BH), 256, 0, stream>>>(a.zs, a.g.nseg, a.g.Fp, a.g.causal, reverse);
+  return ScanSegments(a.states, a.zs, a.g, BH, reverse, stream);
+}
+
+Status ScanSegments(float* states, float* zs, const Geometry& g, int BH, bool reverse, cudaStream_t stream) {
+  const int elems = g.Fp * g.D;
+  SegmentScanKernel<<<dim3((elems + 255) / 256, BH), 256, 0, stream>>>(states, g.nseg, elems, g.causal, reverse);
+  SegmentScanKernel<<<dim3((g.Fp + 255) / 256, BH), 256, 0, stream>>>(zs, g.nseg, g.Fp, g.causal, reverse);
   return CheckLaunch("linear attention segment states");
 }
 

@@ -58,7 +58,10 @@ kernels::FeatureMap DeviceMap(const MapSetup& m, DeviceBuffer& wq, DeviceBuffer&
   return fm;
 }
 
-std::vector<Outcome> CudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F, bool causal, bool backward) {
+// f32: the fp32 entry points (inputs already bf16-representable, so both sides see the same
+// values and the bf16 tolerances apply).
+std::vector<Outcome> CudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F, bool causal, bool backward,
+                               bool f32 = false) {
   if (!HaveCudaDevice()) return {Skip("no CUDA device")};
   std::mt19937_64 rng(Seed() ^ (static_cast<uint64_t>(kind) * 1000003 + d.D * 31 + d.N + causal));
   const MapSetup m = MakeMap(kind, d.H, d.D, rng, F);
@@ -68,11 +71,12 @@ std::vector<Outcome> CudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F, bool 
   const float eps = 1e-5f;
   DeviceBuffer wq, wk;
   const kernels::FeatureMap dfm = DeviceMap(m, wq, wk);
-  DeviceBuffer dq_in = DeviceBuffer::Upload(q, Precision::kBF16), dk_in = DeviceBuffer::Upload(k, Precision::kBF16),
-               dv_in = DeviceBuffer::Upload(v, Precision::kBF16);
-  kernels::Launch cuda{kernels::Backend::kCuda, kernels::DType::kBF16, nullptr};
+  const Precision prec = f32 ? Precision::kF32 : Precision::kBF16;
+  DeviceBuffer dq_in = DeviceBuffer::Upload(q, prec), dk_in = DeviceBuffer::Upload(k, prec),
+               dv_in = DeviceBuffer::Upload(v, prec);
+  kernels::Launch cuda{kernels::Backend::kCuda, f32 ? kernels::DType::kF32 : kernels::DType::kBF16, nullptr};
   if (!backward) {
-    DeviceBuffer o = DeviceBuffer::Poisoned(n, Precision::kBF16);
+    DeviceBuffer o = DeviceBuffer::Poisoned(n, prec);
     const Status st = kernels::LinearAttentionForward(cuda, d, dq_in.get(), dk_in.get(), dv_in.get(), o.get(), dfm,
                                                       causal, eps);
     if (st.code() == Status::Code::kUnimplemented) return {Skip("unsupported: " + st.message())};
@@ -83,9 +87,9 @@ std::vector<Outcome> CudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F, bool 
       return {Outcome{false, 0, 0, "o", "CPU reference failed"}};
     return {Check("o rel-L2 vs CPU", o, n, ref, kForwardTol)};
   }
-  DeviceBuffer ddout = DeviceBuffer::Upload(dout, Precision::kBF16);
-  DeviceBuffer gq = DeviceBuffer::Poisoned(n, Precision::kBF16), gk = DeviceBuffer::Poisoned(n, Precision::kBF16),
-               gv = DeviceBuffer::Poisoned(n, Precision::kBF16);
+  DeviceBuffer ddout = DeviceBuffer::Upload(dout, prec);
+  DeviceBuffer gq = DeviceBuffer::Poisoned(n, prec), gk = DeviceBuffer::Poisoned(n, prec),
+               gv = DeviceBuffer::Poisoned(n, prec);
   const bool learned = kernels::HasLearnedWeights(kind);
   const size_t wn = m.wq.size();
   DeviceBuffer gwq = DeviceBuffer::Upload(std::vector<float>(learned ? wn : 0, 0.0f), Precision::kF32);
@@ -189,6 +193,17 @@ void RegisterLinearCudaCases(std::vector<Case>& cases) {
     cases.push_back({"distill", Shape(d, MapName(kind), true), "cuda-vs-cpu",
                      [=] { return DistillCudaVsCpu(kind, d, kind == FeatureMapKind::kPerformer ? 32 : 64); }});
   }
+  // The fp32 entry points, forward and backward, causal and not.
+  for (bool causal : {true, false})
+    for (bool backward : {false, true}) {
+      const AttnDims d{1, 2, 203, 64};
+      cases.push_back({backward ? "linear_bwd" : "linear_fwd", Shape(d, "hedgehog", causal) + " fp32", "cuda-vs-cpu",
+                       [=] { return CudaVsCpu(FeatureMapKind::kHedgehog, d, 64, causal, backward, true); }});
+    }
+  // Many heads (one segment each) and one long head (many segments) on the forward's split.
+  for (const AttnDims d : {AttnDims{3, 61, 130, 64}, AttnDims{1, 1, 4099, 64}})
+    cases.push_back({"linear_fwd", Shape(d, "hedgehog", true), "cuda-vs-cpu",
+                     [=] { return CudaVsCpu(FeatureMapKind::kHedgehog, d, 64, true, false); }});
   // A single short segment (no state pass), and several heads and batches.
   for (bool backward : {false, true}) {
     const AttnDims d{2, 3, 77, 64};

@@ -1,0 +1,228 @@
+// The CUDA linear-attention backward as causal products (linear_product.cu). With A_ij = φq_i·φk_j
+// (j <= i), den_i = Σ_j A_ij + eps, y_i = Σ_j A_ij v_j / den_i, g_i = dy_i / den_i and
+// e_i = −(dy_i·y_i) / den_i, the score gradient is dA_ij = g_i·v_j + e_i = [g_i, e_i]·[v_j, 1], so
+//   dφQ_i = Σ_{j<=i} ([g_i, e_i]·[v_j, 1]) φk_j       forward product
+//   dφK_j = Σ_{i>=j} ([v_j, 1]·[g_i, e_i]) φq_i       reverse product
+//   dV_j  = Σ_{i>=j} (φk_j·φq_i) g_i                  reverse product
+// (all j / all i when not causal). Passes: the forward again, also writing φq, φk and den; one
+// pass building GE = [g, e, 0…] and V1 = [v, 1, 0…] (width D + 16); the three products; φ's
+// backward per side (dq, dk and dW) from ∂φ with the shared-memory helpers of linear_grad.cuh.
+#include <string>
+
+#include "kernels/cuda/linear_common.cuh"
+#include "kernels/cuda/linear_grad.cuh"
+#include "kernels/cuda/linear_launch.h"
+
+namespace scion::kernels::cuda::linear {
+
+namespace {
+
+// One warp per row: GE = [dy/den, −(dy·y)/den, 0…] and, when write_v1, V1 = [v, 1, 0…]. y is
+// the forward's output (row stride ld_y) with den given, or, when den is null, the unnormalised
+// numerator with Σ_j A_ij in column D (ld_y = D + 16) and den = that + eps.
+__global__ void PrepKernel(const bf16* __restrict__ dout, const bf16* __restrict__ y, int ld_y,
+                           const float* __restrict__ den, float eps, const bf16* __restrict__ v,
+                           bf16* __restrict__ ge, bf16* __restrict__ v1, bool write_v1, size_t rows, int D) {
+  const size_t row = blockIdx.x * static_cast<size_t>(blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const bf16* dr = dout + row * D;
+  const bf16* yr = y + row * ld_y;
+  const float d_row = den ? den[row] : __bfloat162float(yr[D]) + eps;
+  const float inv = 1.0f / d_row, y_scale = den ? 1.0f : inv;
+  float dot = 0;
+  for (int c = lane; c < D; c += 32) dot += __bfloat162float(dr[c]) * __bfloat162float(yr[c]) * y_scale;
+  for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+  const int E = D + 16;
+  for (int c = lane; c < E; c += 32) {
+    float gv = 0, vv = 0;
+    if (c < D) {
+      gv = __bfloat162float(dr[c]) * inv;
+      vv = __bfloat162float(v[row * D + c]);
+    } else if (c == D) {
+      gv = -dot * inv;
+      vv = 1.0f;
+    }
+    ge[row * E + c] = __float2bfloat16(gv);
+    if (write_v1) v1[row * E + c] = __float2bfloat16(vv);
+  }
+}
+
+// V1 = [v, 1, 0…] (width D + 16), one warp per row.
+__global__ void OnesColumnKernel(const bf16* __restrict__ v, bf16* __restrict__ v1, size_t rows, int D) {
+  const size_t row = blockIdx.x * static_cast<size_t>(blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32, E = D + 16;
+  if (row >= rows) return;
+  for (int c = lane; c < E; c += 32)
+    v1[row * E + c] = __float2bfloat16(c < D ? __bfloat162float(v[row * D + c]) : (c == D ? 1.0f : 0.0f));
+}
+
+struct PhiArgs {
+  const bf16* x[2];  // q, k (B·H, N, D)
+  bf16* phi[2];      // φq, φk (B·H, N, Fp)
+  const float* w[2];
+  Geometry g;
+};
+
+// φ of every row to global memory, for shapes outside the fast forward (one chunk per block).
+__global__ void __launch_bounds__(kThreads, 1) PhiKernel(PhiArgs a, SmemPlan p) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  const Buffers s = Carve(smem, p);
+  const Geometry& g = a.g;
+  const int side = blockIdx.z, bh = blockIdx.y, c = blockIdx.x, row0 = c * kChunk, valid = min(kChunk, g.N - row0);
+  const size_t seq = static_cast<size_t>(bh) * g.N * g.D, fseq = static_cast<size_t>(bh) * g.N * g.Fp;
+  LoadMapWeights(g, a.w[side], nullptr, bh % g.H, s.wq, nullptr);
+  LoadChunk(s.qr, a.x[side] + seq, row0, g.N, g.D, g.ldx);
+  __syncthreads();
+  ComputePhi(g, s.qr, s.wq, s.phq, s.af, s.rows + 64, row0, valid);
+  const int vec = g.Fp / 8;
+  for (int i = threadIdx.x; i < valid * vec; i += kThreads) {
+    const int r = i / vec, col = (i % vec) * 8;
+    *reinterpret_cast<uint4*>(a.phi[side] + fseq + static_cast<size_t>(row0 + r) * g.Fp + col) =
+        *reinterpret_cast<const uint4*>(s.phq + r * g.ldf + col);
+  }
+}
+
+// Shared memory of PhiKernel and PhiBackKernel: raw rows, φ, ∂φ (fp32), ∂u, u, the warps' stages,
+// row scalars and one side's weights; nothing of the state.
+SmemPlan PlanPhiSmem(const Geometry& g) {
+  SmemPlan p;
+  int off = 0;
+  auto take = [&](int bytes) { const int at = off; off += Align128(bytes); return at; };
+  p.qr = take(kChunk * g.ldx * 2);
+  p.phq = take(kChunk * g.ldf * 2);
+  p.dphi = take(kChunk * std::max(std::max(g.ldp, g.ldo), kLda) * 4);
+  p.ub = take(kChunk * (g.F + 8) * 2);
+  p.af = take(kChunk * kLda * 4);
+  p.stage = take(kWarps * 256 * 4);
+  p.rows = take(4 * kChunk * 4);
+  p.wq = take(2 * g.w_rows * g.ldw * 2);
+  p.total = off;
+  return p;
+}
+
+struct PhiBackArgs {
+  const bf16* x[2];     // q, k (B·H, N, D)
+  const bf16* phi[2];   // φq, φk (B·H, N, Fp)
+  const bf16* dphi[2];  // ∂φq, ∂φk (B·H, N, Fp)
+  bf16* dx[2];          // dq, dk
+  const float* w[2];    // map weights of each side or null
+  float* dw[2];         // (H, D, F) accumulated into, or null
+  Geometry g;
+  int chunks_per_block;
+};
+
+// φ's backward for a run of chunks of one (b, h) and one side (blockIdx.z: 0 queries, 1 keys).
+__global__ void __launch_bounds__(kThreads, 1) PhiBackKernel(PhiBackArgs a, SmemPlan p) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  const Buffers s = Carve(smem, p);
+  const Geometry& g = a.g;
+  const int side = blockIdx.z, bh = blockIdx.y, head = bh % g.H;
+  const int D = g.D, Fp = g.Fp, N = g.N;
+  const size_t seq = static_cast<size_t>(bh) * N * D, fseq = static_cast<size_t>(bh) * N * Fp;
+  LoadMapWeights(g, a.w[side], nullptr, head, s.wq, nullptr);
+  WeightGrad dw;
+#pragma unroll
+  for (int i = 0; i < kMaxWeightTilesPerWarp; ++i) wmma::fill_fragment(dw[i], 0.0f);
+  const int c_begin = blockIdx.x * a.chunks_per_block, c_end = min(g.nchunks, c_begin + a.chunks_per_block);
+  for (int c = c_begin; c < c_end; ++c) {
+    const int row0 = c * kChunk, valid = min(kChunk, N - row0);
+    __syncthreads();
+    LoadChunk(s.qr, a.x[side] + seq, row0, N, D, g.ldx);
+    LoadChunk(s.phq, a.phi[side] + fseq, row0, N, Fp, g.ldf);
+    for (int i = threadIdx.x; i < kChunk * Fp; i += kThreads) {
+      const int r = i / Fp, col = i % Fp;
+      s.dphi[r * g.ldp + col] = r < valid ? __bfloat162float(a.dphi[side][fseq + static_cast<size_t>(row0 + r) * Fp + col]) : 0.0f;
+    }
+    __syncthreads();
+    PhiBackward(g, s, s.qr, s.wq, s.phq, a.dx[side] + seq, row0, valid, dw);
+  }
+  FlushWeightGrad(g, s, dw, a.dw[side] ? a.dw[side] + static_cast<size_t>(head) * D * g.F : nullptr);
+}
+
+// Stream-ordered scratch released on every path.
+struct Pool {
+  cudaStream_t stream;
+  std::vector<void*> parts;
+  ~Pool() {
+    for (void* p : parts) cudaFreeAsync(p, stream);
+  }
+  template <typename T>
+  Status Take(T** out, size_t n) {
+    if (cudaMallocAsync(reinterpret_cast<void**>(out), n * sizeof(T), stream) != cudaSuccess)
+      return Status::Unavailable("LinearAttentionBackward (CUDA): out of device memory for scratch");
+    parts.push_back(*out);
+    return Status::Ok();
+  }
+};
+
+}  // namespace
+
+bool FastBackwardSupported(const Geometry& g) {
+  return ProductSupported(g.D + 16, g.Fp) && ProductSupported(g.Fp, g.D) && ProductSupported(g.Fp, 16) &&
+         g.F * g.D <= kMaxWeightTilesPerWarp * kWarps * 256 && PlanPhiSmem(g).total <= 200 * 1024;
+}
+
+Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, const void* dout,
+                    void* dq, void* dk, void* dv, const FeatureMap& fm, float* dwq, float* dwk, const Geometry& g) {
+  Pool pool{static_cast<cudaStream_t>(l.stream), {}};
+  cudaStream_t stream = pool.stream;
+  const int BH = static_cast<int>(d.B * d.H), D = g.D, Fp = g.Fp, E = D + 16;
+  const size_t rows = static_cast<size_t>(BH) * d.N;
+  bf16 *phq, *phk, *y, *ge, *v1, *dphq, *dphk;
+  float* den;
+  SCION_RETURN_IF_ERROR(pool.Take(&phq, rows * Fp));
+  SCION_RETURN_IF_ERROR(pool.Take(&phk, rows * Fp));
+  SCION_RETURN_IF_ERROR(pool.Take(&dphq, rows * Fp));
+  SCION_RETURN_IF_ERROR(pool.Take(&dphk, rows * Fp));
+  SCION_RETURN_IF_ERROR(pool.Take(&y, rows * E));
+  SCION_RETURN_IF_ERROR(pool.Take(&ge, rows * E));
+  SCION_RETURN_IF_ERROR(pool.Take(&v1, rows * E));
+  SCION_RETURN_IF_ERROR(pool.Take(&den, rows));
+  const int N = static_cast<int>(d.N);
+  const unsigned row_blocks = static_cast<unsigned>((rows + 7) / 8);
+  const SmemPlan plan = PlanPhiSmem(g);
+  if (FastForwardSupported(g)) {
+    const ForwardExtras extras{den, phq, phk};
+    SCION_RETURN_IF_ERROR(FastForward(l, d, q, k, v, y, fm, g, &extras));
+    PrepKernel<<<row_blocks, 256, 0, stream>>>(static_cast<const bf16*>(dout), y, D, den, g.eps,
+                                               static_cast<const bf16*>(v), ge, v1, true, rows, D);
+  } else {
+    // φ to global memory, then the numerator and Σ_j A_ij as products with [v, 1] into y's
+    // buffer (width D + 16), which PrepKernel normalises on the fly.
+    PhiArgs pa{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)}, {phq, phk}, {fm.wq, fm.wk ? fm.wk : fm.wq}, g};
+    SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(&PhiKernel), plan.total));
+    PhiKernel<<<dim3(g.nchunks, BH, 2), kThreads, plan.total, stream>>>(pa, plan);
+    OnesColumnKernel<<<row_blocks, 256, 0, stream>>>(static_cast<const bf16*>(v), v1, rows, D);
+    SCION_RETURN_IF_ERROR(CheckLaunch("LinearAttentionBackward"));
+    bf16* nd = y;  // (B·H, N, D + 16): numerator, then Σ_j A_ij in column D
+    SCION_RETURN_IF_ERROR(CausalProduct({phq, phk, v1, nd, Fp, D, E, E}, BH, N, g.causal, false, stream));
+    SCION_RETURN_IF_ERROR(CausalProduct({phq, phk, v1 + D, nd + D, Fp, 16, E, E}, BH, N, g.causal, false, stream));
+    PrepKernel<<<row_blocks, 256, 0, stream>>>(static_cast<const bf16*>(dout), nd, E, nullptr, g.eps,
+                                               static_cast<const bf16*>(v), ge, v1, false, rows, D);
+  }
+  SCION_RETURN_IF_ERROR(CheckLaunch("LinearAttentionBackward"));
+  SCION_RETURN_IF_ERROR(CausalProduct({ge, v1, phk, dphq, E, Fp, Fp, Fp}, BH, N, g.causal, false, stream));
+  SCION_RETURN_IF_ERROR(CausalProduct({v1, ge, phq, dphk, E, Fp, Fp, Fp}, BH, N, g.causal, true, stream));
+  SCION_RETURN_IF_ERROR(
+      CausalProduct({phk, phq, ge, static_cast<bf16*>(dv), Fp, D, E, D}, BH, N, g.causal, true, stream));
+  const bool learned = HasLearnedWeights(fm.kind);
+  PhiBackArgs a{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)},
+                {phq, phk},
+                {dphq, dphk},
+                {static_cast<bf16*>(dq), static_cast<bf16*>(dk)},
+                {fm.wq, fm.wk ? fm.wk : fm.wq},
+                {learned ? dwq : nullptr, learned ? dwk : nullptr},
+                g,
+                0};
+  // About two blocks per SM over both sides; each block flushes its dW once.
+  const int per = std::max(1, (2 * SmCount() + 2 * BH - 1) / (2 * BH));
+  const int nblk = std::min(g.nchunks, per);
+  a.chunks_per_block = (g.nchunks + nblk - 1) / nblk;
+  SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(&PhiBackKernel), plan.total));
+  PhiBackKernel<<<dim3((g.nchunks + a.chunks_per_block - 1) / a.chunks_per_block, BH, 2), kThreads, plan.total,
+                  stream>>>(a, plan);
+  return CheckLaunch("LinearAttentionBackward");
+}
+
+}  // namespace scion::kernels::cuda::linear

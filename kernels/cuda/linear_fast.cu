@@ -1,0 +1,448 @@
+// The register-resident CUDA linear-attention forward (bf16 in/out, fp32 state and accumulation).
+// One block of four warps walks its segment's 64-token chunks in order; warp w owns rows
+// 16w..16w+15 of each chunk for the row-side products and a quarter of the state's feature rows
+// for the update, so the state S (Fp, D) and z (Fp) never leave registers except as the bf16 copy
+// that the other warps read. Per chunk:
+//   φ(q), φ(k) of the warp's own rows (Hedgehog/Performer: u = x W on the tensor cores, then the
+//   map's epilogue in registers) -> shared memory                        [barrier]
+//   scores φq φkᵀ (only key blocks at or before the warp's rows), masked and rounded to bf16,
+//   reused in registers as the A operand of A v; φq S from the bf16 copy of S; den from the
+//   rounded scores' row sums + φq·z in fp32 -> o                         [barrier]
+//   S += φkᵀ v, z += Σ φk (z as the product with a ones column)
+// Loads are cp.async: v one chunk ahead, q and k issued as soon as φ has read the previous ones.
+// Matrix products are mma.sync m16n8k16 (kernels/cuda/mma.cuh). The same kernel with kStatesOnly
+// sums each segment's state for the segment scan (linear_state.cu).
+#include <string>
+
+#include "kernels/cuda/linear_common.cuh"
+#include "kernels/cuda/linear_launch.h"
+#include "kernels/cuda/linear_regs.cuh"
+#include "kernels/cuda/mma.cuh"
+
+namespace scion::kernels::cuda::linear {
+
+namespace {
+
+using mma::LoadA;
+using mma::LoadBkn;
+using mma::LoadBnk;
+using mma::Mma;
+using regs::StorePair;
+
+constexpr int kFastThreads = regs::kThreads;
+constexpr int kMaxFTiles = 8;  // u = x W of up to F = 64 features, 8 n-tiles of 8
+
+struct FastPlan {
+  int xq = 0, xk = 0, v0 = 0, v1 = 0, phq = 0, phk = 0, sb = 0, z = 0, wq = 0, wk = 0, total = 0;
+  bool lo = false;  // weights carry their bf16 rounding remainder
+};
+
+struct FastArgs {
+  const bf16 *q, *k, *v;
+  bf16* o;
+  const float *wq, *wk;
+  float* states;  // (B·H, nseg, Fp, D): read as the prefix (main pass) or written (states pass)
+  float* zs;      // (B·H, nseg, Fp)
+  Geometry g;
+  FastPlan p;
+  bool has_prefix;
+  ForwardExtras extras;
+};
+
+bool WeightLowParts(FeatureMapKind kind) {
+  // The exp variant's argmax and Performer's exponent amplify W's bf16 rounding; Hedgehog's
+  // softmax does not (its φ error stays at the bf16 rounding of φ itself).
+  return kind == FeatureMapKind::kHedgehogExp || kind == FeatureMapKind::kPerformer;
+}
+
+// states_only: the segment-state pass reads only k, v, φk and the key weights (the other regions
+// get no bytes, so more blocks fit per SM).
+FastPlan PlanFast(const Geometry& g, bool states_only = false) {
+  FastPlan p;
+  int off = 0;
+  auto take = [&](int bytes) { const int at = off; off += Align128(states_only ? 0 : bytes); return at; };
+  auto keep = [&](int bytes) { const int at = off; off += Align128(bytes); return at; };
+  const int xb = kChunk * g.ldx * 2;
+  p.lo = WeightLowParts(static_cast<FeatureMapKind>(g.kind));
+  p.xq = take(xb);
+  p.xk = keep(xb);
+  p.v0 = keep(xb);
+  p.v1 = keep(xb);
+  p.phq = take(kChunk * g.ldf * 2);
+  p.phk = keep(kChunk * g.ldf * 2);
+  p.sb = take(g.Fp * g.ldx * 2);
+  p.z = take(g.Fp * 4);
+  const int wbytes = g.F ? (p.lo ? 2 : 1) * g.w_rows * g.ldw * 2 : 0;
+  p.wq = take(wbytes);
+  p.wk = keep(wbytes);
+  p.total = off;
+  return p;
+}
+
+__device__ void LoadWeightsFast(bf16* dst, const float* src, int rows, int cols, int ld, bool lo) {
+  for (int i = threadIdx.x; i < rows * cols; i += kFastThreads) {
+    const int r = i / cols, c = i % cols;
+    const bf16 hi = __float2bfloat16(src[i]);
+    dst[r * ld + c] = hi;
+    if (lo) dst[rows * ld + r * ld + c] = __float2bfloat16(src[i] - __bfloat162float(hi));
+  }
+}
+
+__device__ __forceinline__ float QuadSum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1);
+  return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+__device__ __forceinline__ float QuadMax(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+__device__ __forceinline__ float QuadMin(float x) {
+  x = fminf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  return fminf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+
+// φ of the warp's 16 rows (16w..16w+15) of x (smem, ld ldx) into phi (smem, ld ldf); rows at
+// or past zero_from get φ = 0 (keys past N must not enter the state). Warp-local: the caller
+// synchronises before other warps read phi.
+template <int kD>
+__device__ void PhiRowsFast(const Geometry& g, const bf16* x, const bf16* w, bool lo, bf16* phi, int row0,
+                            int zero_from) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, t = lane % 4;
+  const int ldx = g.ldx, ldf = g.ldf, F = g.F;
+  const int r_lo = 16 * warp + gq, r_hi = r_lo + 8;
+  const auto kind = static_cast<FeatureMapKind>(g.kind);
+  if (kind == FeatureMapKind::kHedgehog || kind == FeatureMapKind::kHedgehogExp ||
+      kind == FeatureMapKind::kPerformer) {
+    const bool performer = kind == FeatureMapKind::kPerformer;
+    float u[kMaxFTiles][4];
+#pragma unroll
+    for (int i = 0; i < kMaxFTiles; ++i) u[i][0] = u[i][1] = u[i][2] = u[i][3] = 0.0f;
+    const bf16* w_lo = w + g.w_rows * g.ldw;
+#pragma unroll
+    for (int kk = 0; kk < kD / 16; ++kk) {
+      uint32_t a[4];
+      LoadA(a, x, ldx, 16 * warp, kk * 16, lane);
+#pragma unroll
+      for (int np = 0; np < kMaxFTiles / 2; ++np) {
+        if (np * 16 >= F) break;
+        for (int part = 0; part < (lo ? 2 : 1); ++part) {
+          const bf16* wp = part ? w_lo : w;
+          uint32_t b[4];
+          if (performer) LoadBnk(b, wp, g.ldw, np * 16, kk * 16, lane);  // Ω (F, D): B stored [n][k]
+          else LoadBkn(b, wp, g.ldw, kk * 16, np * 16, lane);           // W (D, F): B stored [k][n]
+          Mma(u[2 * np], a, b[0], b[1]);
+          Mma(u[2 * np + 1], a, b[2], b[3]);
+        }
+      }
+    }
+    const int ft = F / 8;
+    if (performer) {
+      // ‖x‖² of rows r_lo, r_hi: each lane of the quad sums a quarter of the row.
+      float sq_lo = 0, sq_hi = 0;
+      for (int c = t; c < kD; c += 4) {
+        const float a = __bfloat162float(x[r_lo * ldx + c]), b = __bfloat162float(x[r_hi * ldx + c]);
+        sq_lo += a * a;
+        sq_hi += b * b;
+      }
+      sq_lo = QuadSum(sq_lo);
+      sq_hi = QuadSum(sq_hi);
+      const float s = rsqrtf(sqrtf(static_cast<float>(kD))), norm = rsqrtf(static_cast<float>(F));
+      const float off_lo = 0.5f * sq_lo * s * s, off_hi = 0.5f * sq_hi * s * s;
+      const bool live_lo = r_lo < zero_from, live_hi = r_hi < zero_from;
+#pragma unroll
+      for (int nt = 0; nt < kMaxFTiles; ++nt) {
+        if (nt >= ft) break;
+        const int c = nt * 8 + 2 * t;
+        StorePair(phi + r_lo * ldf + c, live_lo ? __expf(u[nt][0] * s - off_lo) * norm : 0.0f,
+                  live_lo ? __expf(u[nt][1] * s - off_lo) * norm : 0.0f);
+        StorePair(phi + r_hi * ldf + c, live_hi ? __expf(u[nt][2] * s - off_hi) * norm : 0.0f,
+                  live_hi ? __expf(u[nt][3] * s - off_hi) * norm : 0.0f);
+      }
+      return;
+    }
+    // Hedgehog: [softmax(u), softmax(−u)] per row (exp variant: unnormalised, max/min shifted).
+    float hi[2] = {-INFINITY, -INFINITY}, lo_[2] = {INFINITY, INFINITY};
+#pragma unroll
+    for (int nt = 0; nt < kMaxFTiles; ++nt) {
+      if (nt >= ft) break;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        hi[h] = fmaxf(hi[h], fmaxf(u[nt][2 * h], u[nt][2 * h + 1]));
+        lo_[h] = fminf(lo_[h], fminf(u[nt][2 * h], u[nt][2 * h + 1]));
+      }
+    }
+    float ip[2], in[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      hi[h] = QuadMax(hi[h]);
+      lo_[h] = QuadMin(lo_[h]);
+      float sp = 0, sn = 0;
+#pragma unroll
+      for (int nt = 0; nt < kMaxFTiles; ++nt) {
+        if (nt >= ft) break;
+        sp += __expf(u[nt][2 * h] - hi[h]) + __expf(u[nt][2 * h + 1] - hi[h]);
+        sn += __expf(lo_[h] - u[nt][2 * h]) + __expf(lo_[h] - u[nt][2 * h + 1]);
+      }
+      sp = QuadSum(sp);
+      sn = QuadSum(sn);
+      const bool normalise = kind == FeatureMapKind::kHedgehog;
+      const bool live = (h ? r_hi : r_lo) < zero_from;
+      ip[h] = live ? (normalise ? 1.0f / sp : 1.0f) : 0.0f;
+      in[h] = live ? (normalise ? 1.0f / sn : 1.0f) : 0.0f;
+    }
+#pragma unroll
+    for (int nt = 0; nt < kMaxFTiles; ++nt) {
+      if (nt >= ft) break;
+      const int c = nt * 8 + 2 * t;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        bf16* row = phi + (h ? r_hi : r_lo) * ldf;
+        StorePair(row + c, __expf(u[nt][2 * h] - hi[h]) * ip[h], __expf(u[nt][2 * h + 1] - hi[h]) * ip[h]);
+        StorePair(row + F + c, __expf(lo_[h] - u[nt][2 * h]) * in[h], __expf(lo_[h] - u[nt][2 * h + 1]) * in[h]);
+      }
+    }
+    return;
+  }
+  // Elementwise maps over the warp's 16 rows × Fp columns (padding columns zero).
+  const int Fp = g.Fp;
+  for (int i = lane; i < 16 * Fp; i += 32) {
+    const int r = 16 * warp + i / Fp, c = i % Fp;
+    phi[r * ldf + c] = __float2bfloat16(r < zero_from ? ElementwisePhi(kind, x + r * ldx, c, kD, row0 + r, g.N) : 0.0f);
+  }
+}
+
+template <int kD, bool kStatesOnly>
+__global__ void __launch_bounds__(kFastThreads) FastLinearKernel(FastArgs a) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  constexpr int kMT = regs::MTiles(kD), kNT = kD / 8;
+  const Geometry& g = a.g;
+  const FastPlan& p = a.p;
+  const int N = g.N, Fp = g.Fp, ldx = g.ldx, ldf = g.ldf, FT = Fp / 16;
+  const int seg = blockIdx.x, bh = blockIdx.y, head = bh % g.H;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, t = lane % 4;
+  bf16* xq = reinterpret_cast<bf16*>(smem + p.xq);
+  bf16* xk = reinterpret_cast<bf16*>(smem + p.xk);
+  auto vbuf = [&](int c) { return reinterpret_cast<bf16*>(smem + ((c & 1) ? p.v1 : p.v0)); };
+  bf16* phq = reinterpret_cast<bf16*>(smem + p.phq);
+  bf16* phk = reinterpret_cast<bf16*>(smem + p.phk);
+  bf16* sb = reinterpret_cast<bf16*>(smem + p.sb);
+  float* zsm = reinterpret_cast<float*>(smem + p.z);
+  bf16* wq = reinterpret_cast<bf16*>(smem + p.wq);
+  bf16* wk = reinterpret_cast<bf16*>(smem + p.wk);
+  const size_t seq = static_cast<size_t>(bh) * N * kD;
+  const bool update = kStatesOnly || g.causal;           // the state moves chunk by chunk
+  const bool keys = update || a.extras.phk != nullptr;  // φ(k) is needed
+  const int c_begin = seg * g.seg_chunks, c_end = min(g.nchunks, (seg + 1) * g.seg_chunks);
+
+  // Prologue: the first chunk's loads in flight while the weights and the state are set up.
+  if (!kStatesOnly) regs::IssueRows(xq, ldx, a.q + seq, kD, kD, c_begin * kChunk, N);
+  if (keys) regs::IssueRows(xk, ldx, a.k + seq, kD, kD, c_begin * kChunk, N);
+  if (update) regs::IssueRows(vbuf(c_begin), ldx, a.v + seq, kD, kD, c_begin * kChunk, N);
+  mma::CpAsyncCommit();
+  if (g.F) {
+    const int cols = g.w_rows == kD ? g.F : kD;
+    const size_t off = static_cast<size_t>(head) * g.F * kD;
+    if (!kStatesOnly) LoadWeightsFast(wq, a.wq + off, g.w_rows, cols, g.ldw, p.lo);
+    if (keys) LoadWeightsFast(wk, (a.wk ? a.wk : a.wq) + off, g.w_rows, cols, g.ldw, p.lo);
+  }
+  // State tiles of this warp: feature rows (warp + 4·mi)·16.., all D columns; zt[mi] column 0
+  // holds z of those rows.
+  float s[kMT][kNT][4], zt[kMT][4];
+  const size_t st_off = (static_cast<size_t>(bh) * g.nseg + seg) * Fp * kD;
+  const size_t z_off = (static_cast<size_t>(bh) * g.nseg + seg) * Fp;
+  const bool prefix = !kStatesOnly && a.has_prefix;
+  regs::LoadState<kMT, kD>(s, prefix ? a.states + st_off : nullptr, FT);
+#pragma unroll
+  for (int mi = 0; mi < kMT; ++mi) {
+    const int f0 = (warp + regs::kWarps * mi) * 16 + gq;
+    const bool load = prefix && t == 0 && warp + regs::kWarps * mi < FT;
+    zt[mi][0] = load ? a.zs[z_off + f0] : 0.0f;
+    zt[mi][2] = load ? a.zs[z_off + f0 + 8] : 0.0f;
+    zt[mi][1] = zt[mi][3] = 0.0f;
+  }
+  // Writes the bf16 copy of S and fp32 z that all warps read.
+  auto publish = [&] {
+    regs::PublishState<kMT, kD>(s, sb, ldx, FT);
+#pragma unroll
+    for (int mi = 0; mi < kMT; ++mi) {
+      const int f0 = (warp + regs::kWarps * mi) * 16 + gq;
+      if (warp + regs::kWarps * mi < FT && t == 0) {
+        zsm[f0] = zt[mi][0];
+        zsm[f0 + 8] = zt[mi][2];
+      }
+    }
+  };
+  if (!kStatesOnly) publish();
+
+  for (int c = c_begin; c < c_end; ++c) {
+    const int row0 = c * kChunk, valid = min(kChunk, N - row0);
+    const bf16* vc = vbuf(c);
+    mma::CpAsyncWait<0>();
+    __syncthreads();  // this chunk's rows, and the state published after the last update
+    if (update && c + 1 < c_end) regs::IssueRows(vbuf(c + 1), ldx, a.v + seq, kD, kD, row0 + kChunk, N);
+    mma::CpAsyncCommit();
+    if (keys) PhiRowsFast<kD>(g, xk, wk, p.lo, phk, row0, valid);
+    if (!kStatesOnly) PhiRowsFast<kD>(g, xq, wq, p.lo, phq, row0, kChunk);
+    __syncthreads();  // φk complete; the raw q, k rows are no longer read
+    if (!kStatesOnly && a.extras.phq) {
+      // The warp's own rows of φq and φk, 16 bytes a lane, for the backward.
+      const int vec = Fp / 8;
+      const size_t fseq = static_cast<size_t>(bh) * N * Fp;
+      for (int i = lane; i < 16 * vec; i += 32) {
+        const int r = 16 * warp + i / vec, col = (i % vec) * 8;
+        if (r >= valid) continue;
+        const size_t at = fseq + static_cast<size_t>(row0 + r) * Fp + col;
+        *reinterpret_cast<uint4*>(a.extras.phq + at) = *reinterpret_cast<const uint4*>(phq + r * ldf + col);
+        *reinterpret_cast<uint4*>(a.extras.phk + at) = *reinterpret_cast<const uint4*>(phk + r * ldf + col);
+      }
+    }
+    if (c + 1 < c_end) {
+      if (!kStatesOnly) regs::IssueRows(xq, ldx, a.q + seq, kD, kD, row0 + kChunk, N);
+      if (keys) regs::IssueRows(xk, ldx, a.k + seq, kD, kD, row0 + kChunk, N);
+    }
+    mma::CpAsyncCommit();
+
+    if (!kStatesOnly) {
+      float o[kNT][4], sc[8][4];
+#pragma unroll
+      for (int i = 0; i < kNT; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) sc[i][0] = sc[i][1] = sc[i][2] = sc[i][3] = 0.0f;
+      float dz_lo = 0, dz_hi = 0;
+#pragma unroll 2
+      for (int kk = 0; kk < FT; ++kk) {
+        uint32_t af[4];
+        LoadA(af, phq, ldf, 16 * warp, kk * 16, lane);
+        if (g.causal) {
+#pragma unroll
+          for (int jp = 0; jp < 4; ++jp) {
+            if (jp > warp) break;
+            regs::MmaKeys(sc, af, phk, ldf, jp, kk * 16);
+          }
+        }
+        regs::MmaRows<kD>(o, af, sb, ldx, kk * 16);
+        // φq·z in fp32: a0/a2 hold row gq at columns 2t, 2t+1 and 8 + 2t, 9 + 2t; a1/a3 row gq + 8.
+        const float* zk = zsm + kk * 16 + 2 * t;
+        const float2 z0 = *reinterpret_cast<const float2*>(zk), z1 = *reinterpret_cast<const float2*>(zk + 8);
+        auto dot = [](uint32_t packed, float2 zz) {
+          const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&packed));
+          return f.x * zz.x + f.y * zz.y;
+        };
+        dz_lo += dot(af[0], z0) + dot(af[2], z1);
+        dz_hi += dot(af[1], z0) + dot(af[3], z1);
+      }
+      float rs_lo = 0, rs_hi = 0;
+      if (g.causal) {
+        // Mask j <= i, round to bf16 (the row sums see exactly the weights A v uses), then A v.
+#pragma unroll
+        for (int jp = 0; jp < 4; ++jp) {
+          if (jp > warp) break;
+          uint32_t pa[4];
+          regs::MaskedFragment<false>(sc, jp, pa, rs_lo, rs_hi);
+          regs::MmaRows<kD>(o, pa, vc, ldx, jp * 16);
+        }
+      }
+      const float den_lo = QuadSum(rs_lo + dz_lo) + g.eps, den_hi = QuadSum(rs_hi + dz_hi) + g.eps;
+      const float inv_lo = 1.0f / den_lo, inv_hi = 1.0f / den_hi;
+      const int r_lo = 16 * warp + gq, r_hi = r_lo + 8;
+      if (a.extras.den && t == 0) {
+        if (r_lo < valid) a.extras.den[static_cast<size_t>(bh) * N + row0 + r_lo] = den_lo;
+        if (r_hi < valid) a.extras.den[static_cast<size_t>(bh) * N + row0 + r_hi] = den_hi;
+      }
+      bf16* out = a.o + seq + static_cast<size_t>(row0) * kD;
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt) {
+        const int col = nt * 8 + 2 * t;
+        if (r_lo < valid) StorePair(out + r_lo * kD + col, o[nt][0] * inv_lo, o[nt][1] * inv_lo);
+        if (r_hi < valid) StorePair(out + r_hi * kD + col, o[nt][2] * inv_hi, o[nt][3] * inv_hi);
+      }
+    }
+
+    if (update) {
+      if (!kStatesOnly) __syncthreads();  // every warp has read the published S and z
+      // S += φkᵀ v, z += φkᵀ 1 for this warp's feature rows.
+      regs::UpdateState<kMT, kD>(s, zt, phk, ldf, vc, ldx, FT);
+      if (!kStatesOnly) publish();
+    }
+  }
+  mma::CpAsyncWait<0>();
+  if (kStatesOnly) {
+    regs::StoreState<kMT, kD>(s, a.states + st_off, FT);
+#pragma unroll
+    for (int mi = 0; mi < kMT; ++mi) {
+      const int f0 = (warp + regs::kWarps * mi) * 16 + gq;
+      if (warp + regs::kWarps * mi < FT && t == 0) {
+        a.zs[z_off + f0] = zt[mi][0];
+        a.zs[z_off + f0 + 8] = zt[mi][2];
+      }
+    }
+  }
+}
+
+template <int kD>
+Status LaunchFast(FastArgs a, int BH, bool states_only, cudaStream_t stream) {
+  const void* kernel = states_only ? reinterpret_cast<const void*>(&FastLinearKernel<kD, true>)
+                                   : reinterpret_cast<const void*>(&FastLinearKernel<kD, false>);
+  SCION_RETURN_IF_ERROR(AllowSmem(kernel, a.p.total));
+  const dim3 grid(a.g.nseg, BH);
+  if (states_only) FastLinearKernel<kD, true><<<grid, kFastThreads, a.p.total, stream>>>(a);
+  else FastLinearKernel<kD, false><<<grid, kFastThreads, a.p.total, stream>>>(a);
+  return CheckLaunch("LinearAttentionForward");
+}
+
+Status Dispatch(const FastArgs& a, int BH, bool states_only, cudaStream_t stream) {
+  switch (a.g.D) {
+    case 16: return LaunchFast<16>(a, BH, states_only, stream);
+    case 32: return LaunchFast<32>(a, BH, states_only, stream);
+    case 64: return LaunchFast<64>(a, BH, states_only, stream);
+    default: return LaunchFast<128>(a, BH, states_only, stream);
+  }
+}
+
+}  // namespace
+
+bool FastForwardSupported(const Geometry& g) {
+  if (g.D != 16 && g.D != 32 && g.D != 64 && g.D != 128) return false;
+  if (g.Fp > 16 * regs::kWarps * regs::MTiles(g.D)) return false;
+  return PlanFast(g).total <= 200 * 1024;
+}
+
+Status FastForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,
+                   const FeatureMap& fm, Geometry g, const ForwardExtras* extras) {
+  auto stream = static_cast<cudaStream_t>(l.stream);
+  const int BH = static_cast<int>(d.B * d.H);
+  // Segments only where B·H alone leaves SMs idle (two blocks fit per SM at D = 64, Fp = 128):
+  // each extra segment costs a pass over k and v for its starting state.
+  const void* main_kernel = g.D == 16   ? reinterpret_cast<const void*>(&FastLinearKernel<16, false>)
+                            : g.D == 32 ? reinterpret_cast<const void*>(&FastLinearKernel<32, false>)
+                            : g.D == 64 ? reinterpret_cast<const void*>(&FastLinearKernel<64, false>)
+                                        : reinterpret_cast<const void*>(&FastLinearKernel<128, false>);
+  SCION_RETURN_IF_ERROR(AllowSmem(main_kernel, PlanFast(g).total));
+  const int nseg = SegmentCount(BH, g.nchunks, ResidentBlocks(main_kernel, kFastThreads, PlanFast(g).total));
+  g.seg_chunks = (g.nchunks + nseg - 1) / nseg;
+  g.nseg = (g.nchunks + g.seg_chunks - 1) / g.seg_chunks;
+  const bool need_states = !g.causal || g.nseg > 1;
+  FastArgs a{static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
+             static_cast<bf16*>(o), fm.wq, fm.wk, nullptr, nullptr, g, PlanFast(g), need_states};
+  if (extras) a.extras = *extras;
+  ScratchStates scratch;
+  if (need_states) {
+    SCION_RETURN_IF_ERROR(scratch.Allocate(g, BH, stream));
+    a.states = scratch.states;
+    a.zs = scratch.zs;
+    FastArgs sa = a;
+    sa.p = PlanFast(g, true);
+    const Status pass = Dispatch(sa, BH, true, stream);
+    const Status st = pass.ok() ? ScanSegments(scratch.states, scratch.zs, g, BH, false, stream) : pass;
+    if (!st.ok()) {
+      const Status ignored = scratch.Release(stream);
+      (void)ignored;
+      return st;
+    }
+  }
+  const Status st = Dispatch(a, BH, false, stream);
+  SCION_RETURN_IF_ERROR(scratch.Release(stream));
+  return st;
+}
+
+}  // namespace scion::kernels::cuda::linear
