@@ -11,7 +11,7 @@
 # both scion-kernel-bench and peers.py), NN_FILTER (scion-nn-bench and bench/nn/peers.py workloads),
 # MEMCHECK_FILTER (check cases run under memcheck), JOBS.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 out=${1:-${OUT:-/tmp/scion-gpu-check}}
 mkdir -p "$out"
 stages=${STAGES:-build check memcheck bench}
@@ -25,10 +25,13 @@ if has build; then
   targets=()
   { has check || has memcheck || has bench; } && targets+=(scion-kernel-check scion-kernel-bench)
   has nn && targets+=(scion-nn-check scion-nn-bench)
-  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DSCION_CONTROL_PLANE=OFF -DSCION_TESTS=OFF \
-    -DSCION_CUDA=ON -DSCION_CUDA_ARCHS=90a >"$out/build.log" 2>&1 &&
-    cmake --build "$build" -j"${JOBS:-16}" --target "${targets[@]}" >>"$out/build.log" 2>&1 ||
-    { tail -30 "$out/build.log"; echo "build failed"; exit 1; }
+  if ! cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DSCION_CONTROL_PLANE=OFF -DSCION_TESTS=OFF \
+         -DSCION_CUDA=ON -DSCION_CUDA_ARCHS=90a >"$out/build.log" 2>&1 ||
+     ! cmake --build "$build" -j"${JOBS:-16}" --target "${targets[@]}" >>"$out/build.log" 2>&1; then
+    tail -30 "$out/build.log"
+    echo "build failed"
+    exit 1
+  fi
 fi
 check=$build/tests/kernels/scion-kernel-check
 bench=$build/bench/kernels/scion-kernel-bench

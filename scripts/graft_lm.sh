@@ -15,10 +15,8 @@ data=${SCION_GRAFT_DATA:-$root/data/graft-lm}
 base_port=${SCION_GRAFT_PORT:-17555}
 teacher_steps=${SCION_GRAFT_TEACHER_STEPS:-900}
 stage2_steps=${SCION_GRAFT_STAGE2_STEPS:-30}
-worker_addr=tcp://127.0.0.1:$base_port
-export SCION_ADDR=tcp://127.0.0.1:$((base_port + 1))
-bin=$root/$build
-scion() { "$bin/cli/scion" "$@"; }
+source scripts/lib/cluster.sh
+SCION_BIN=$root/$build
 log() { printf '\n== %s\n' "$*"; }
 
 rm -rf "$data"
@@ -27,27 +25,8 @@ corpus=$data/vim-usr.txt
 cat /usr/share/vim/vim90/doc/usr_*.txt >"$corpus"
 echo "corpus: $(wc -c <"$corpus") bytes from /usr/share/vim/vim90/doc/usr_*.txt (vim-runtime $(dpkg-query -W -f='${Version}' vim-runtime 2>/dev/null || echo '?'))"
 
-coord_pid="" worker_pid=""
-stop_daemons() {
-  for pid in $worker_pid $coord_pid; do
-    if kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; wait "$pid" || true; fi
-  done
-  worker_pid="" coord_pid=""
-}
-trap 'status=$?; stop_daemons; [ $status -eq 0 ] || echo "failed; daemon logs in $data" >&2' EXIT
-
 # --cpu-slots=1: jobs run one after another, so each one's timing is its own.
-"$bin/coordinator/scion-coordinator" --worker-addr="$worker_addr" --client-addr="$SCION_ADDR" --cpu-slots=1 \
-  --metrics-addr=127.0.0.1:$((base_port + 2)) --data-dir="$data/coordinator" >"$data/coordinator.log" 2>&1 &
-coord_pid=$!
-"$bin/worker/scion-worker" --coordinator="$worker_addr" --id=graft-worker --data="$data/worker" \
-  --job-binary="$bin/jobs/scion-job" --metrics-addr=127.0.0.1:$((base_port + 3)) >"$data/worker.log" 2>&1 &
-worker_pid=$!
-for _ in $(seq 100); do
-  if scion workers -o json --timeout 0.5 2>/dev/null | grep -q '"ready"'; then break; fi
-  kill -0 "$coord_pid" && kill -0 "$worker_pid" || { echo "a daemon exited at start" >&2; exit 1; }
-  sleep 0.2
-done
+cluster_start "$data" "$base_port" graft-worker --cpu-slots=1
 
 log "teacher: 6-layer byte-level GPT, $teacher_steps steps"
 teacher=$(python3 -c 'import json, sys
@@ -101,5 +80,5 @@ echo "results in $data/grafts.json and $data/teacher.json"
 log "tables"
 scripts/graft_tables.py "$data/teacher.json" "$data/grafts.json"
 failed=$(scion ls --state failed -o json | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')
-stop_daemons
+cluster_stop
 [ "$failed" -eq 0 ] || { echo "$failed job(s) failed" >&2; exit 1; }

@@ -12,29 +12,10 @@ build=${SCION_BUILD_DIR:-build}
 data=${SCION_GRAFT_DATA:-$root/data/graft-lm}
 base_port=${SCION_GRAFT_PORT:-17555}
 iters=${SCION_GRAFT_SPEED_ITERS:-5}
-worker_addr=tcp://127.0.0.1:$base_port
-export SCION_ADDR=tcp://127.0.0.1:$((base_port + 1))
-bin=$root/$build
-scion() { "$bin/cli/scion" "$@"; }
-
-coord_pid="" worker_pid=""
-stop_daemons() {
-  for pid in $worker_pid $coord_pid; do
-    if kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; wait "$pid" || true; fi
-  done
-}
-trap stop_daemons EXIT
-# The same store and artifacts as the grafting run.
-"$bin/coordinator/scion-coordinator" --worker-addr="$worker_addr" --client-addr="$SCION_ADDR" --cpu-slots=1 \
-  --metrics-addr=127.0.0.1:$((base_port + 2)) --data-dir="$data/coordinator" >>"$data/coordinator.log" 2>&1 &
-coord_pid=$!
-"$bin/worker/scion-worker" --coordinator="$worker_addr" --id=graft-worker --data="$data/worker" \
-  --job-binary="$bin/jobs/scion-job" --metrics-addr=127.0.0.1:$((base_port + 3)) >>"$data/worker.log" 2>&1 &
-worker_pid=$!
-for _ in $(seq 100); do
-  if scion workers -o json --timeout 0.5 2>/dev/null | grep -q '"ready"'; then break; fi
-  sleep 0.2
-done
+source scripts/lib/cluster.sh
+SCION_BIN=$root/$build
+# The same store and artifacts as the grafting run; one job at a time.
+cluster_start "$data" "$base_port" graft-worker --cpu-slots=1
 
 teacher=$1
 ids=()

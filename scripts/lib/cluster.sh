@@ -3,7 +3,7 @@
 # loopback, the `scion` CLI pointed at them, waiting for jobs, and a clean shutdown on exit.
 #   source scripts/lib/cluster.sh
 #   cluster_build <build dir>            # builds the daemons and the CLI (Release when configuring)
-#   cluster_start <data dir> <base port> <worker id>
+#   cluster_start <data dir> <base port> <worker id> [coordinator flags...]
 #       worker socket = port, client = port+1, metrics = port+2 (coordinator) and port+3 (worker)
 #   wait_jobs <id>...                    # until every job has ended; fails when one did not succeed
 #   wait_named <substring>               # one progress line per change until the named jobs end
@@ -34,15 +34,16 @@ cluster_stop() {
 
 cluster_start() {
   local data=$1 port=$2 id=$3
+  shift 3
   export SCION_ADDR=tcp://127.0.0.1:$((port + 1))
   mkdir -p "$data"
   # shellcheck disable=SC2154  # rc is assigned inside the trap
   trap 'rc=$?; cluster_stop; [ $rc -eq 0 ] || echo "failed; daemon logs in '"$data"'" >&2' EXIT
   "$SCION_BIN/coordinator/scion-coordinator" --worker-addr=tcp://127.0.0.1:"$port" --client-addr="$SCION_ADDR" \
-    --metrics-addr=127.0.0.1:"$((port + 2))" --data-dir="$data/coordinator" >"$data/coordinator.log" 2>&1 &
+    --metrics-addr=127.0.0.1:"$((port + 2))" --data-dir="$data/coordinator" "$@" >>"$data/coordinator.log" 2>&1 &
   _cluster_pids+=($!)
   "$SCION_BIN/worker/scion-worker" --coordinator=tcp://127.0.0.1:"$port" --id="$id" --data="$data/worker" \
-    --job-binary="$SCION_BIN/jobs/scion-job" --metrics-addr=127.0.0.1:"$((port + 3))" >"$data/worker.log" 2>&1 &
+    --job-binary="$SCION_BIN/jobs/scion-job" --metrics-addr=127.0.0.1:"$((port + 3))" >>"$data/worker.log" 2>&1 &
   _cluster_pids+=($!)
   local _
   for _ in $(seq 150); do
