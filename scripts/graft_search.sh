@@ -61,12 +61,12 @@ points = []
 for t in res["trials"]:
     o = t.get("objectives") or []  # in the spec's order: loss, speed
     if len(o) == 2 and all(isinstance(v, (int, float)) for v in o):
-        ops = ",".join(str(v) for _, v in sorted(t.get("params", {}).items()))
+        ops = ",".join(",".join(v) if isinstance(v, list) else str(v) for _, v in sorted(t.get("params", {}).items()))
         points.append(("trial %s" % t["trial"], ops, o[0], o[1]))
 for j in naive:
     s = j["summary"]
     if s.get(loss) is not None and s.get(speed) is not None:
-        points.append((j["name"], "", s[loss], s[speed]))
+        points.append((j["name"], "(" + j["name"].split("-", 1)[1] + ")", s[loss], s[speed]))
 def dominated(p):
     return any(q[2] <= p[2] and q[3] >= p[3] and (q[2] < p[2] or q[3] > p[3]) for q in points if q is not p)
 print("| point | operators per layer | val loss after finetune | tokens/s at 512 | Pareto |")
