@@ -16,6 +16,7 @@ namespace scion::nn {
 
 using cuda::bf16;
 using cuda::Operand;
+using cuda::Cublas;
 
 namespace {
 
@@ -102,7 +103,7 @@ struct CudaModel::Impl {
   ~Impl() {
     FreeActs();
     for (void* p : allocs) cudaFree(p);
-    if (blas) cublasDestroy(blas);
+    if (blas) (*Cublas())->destroy(blas);
     if (stream) cudaStreamDestroy(stream);
   }
 
@@ -451,8 +452,10 @@ Result<std::unique_ptr<CudaModel>> CudaModel::Create(const Model& host) {
                                    "].mixer hybrid has no CUDA kernel; it runs on the CPU path only");
   auto impl = std::make_unique<Impl>();
   SCION_CUDA_TRY(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking));
-  if (cublasCreate(&impl->blas) != CUBLAS_STATUS_SUCCESS) return Status::Internal("cublasCreate failed");
-  if (cublasSetStream(impl->blas, impl->stream) != CUBLAS_STATUS_SUCCESS) return Status::Internal("cublasSetStream failed");
+  auto blas = Cublas();
+  if (!blas.ok()) return blas.status();
+  if ((*blas)->create(&impl->blas) != CUBLAS_STATUS_SUCCESS) return Status::Internal("cublasCreate failed");
+  if ((*blas)->set_stream(impl->blas, impl->stream) != CUBLAS_STATUS_SUCCESS) return Status::Internal("cublasSetStream failed");
   const int64_t P = host.num_params();
   SCION_RETURN_IF_ERROR(impl->Alloc(&impl->w, P, &impl->allocs));
   SCION_RETURN_IF_ERROR(impl->Alloc(&impl->wb, P, &impl->allocs));
