@@ -9,9 +9,13 @@ namespace scion::nn::cuda {
 Result<const CublasApi*> Cublas() {
   static const Result<const CublasApi*> loaded = []() -> Result<const CublasApi*> {
     void* lib = nullptr;
-    for (const char* name : {"libcublas.so.13", "libcublas.so"})
-      if ((lib = dlopen(name, RTLD_NOW | RTLD_LOCAL)) != nullptr) break;
-    if (!lib) return Status::Unavailable(std::string("cannot load cuBLAS (libcublas.so.13): ") + dlerror());
+    // The toolkit this was built against first, then the loader's search path.
+    for (const std::string name : {std::string(SCION_CUDA_LIBRARY_DIR) + "/libcublas.so.13", std::string("libcublas.so.13"),
+                                   std::string("libcublas.so")})
+      if ((lib = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL)) != nullptr) break;
+    if (!lib)
+      return Status::Unavailable(std::string("cannot load cuBLAS (") + SCION_CUDA_LIBRARY_DIR +
+                                 "/libcublas.so.13, then the loader's path): " + dlerror());
     static CublasApi api;
     auto sym = [&](auto& fn, const char* name) {
       fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(lib, name));
