@@ -21,6 +21,27 @@ struct Outcome {
   bool passed() const { return skipped || (failure.empty() && error <= tolerance && !std::isnan(error)); }
 };
 
+// The three kinds of outcome a case returns.
+inline Outcome Measured(std::string what, double error, double tolerance) {
+  Outcome o;
+  o.what = std::move(what);
+  o.error = error;
+  o.tolerance = tolerance;
+  return o;
+}
+inline Outcome Skipped(std::string why) {
+  Outcome o;
+  o.skipped = true;
+  o.what = std::move(why);
+  return o;
+}
+inline Outcome Failed(std::string what, std::string failure) {
+  Outcome o;
+  o.what = std::move(what);
+  o.failure = std::move(failure);
+  return o;
+}
+
 struct Case {
   std::string op;     // "softmax_fwd", ...
   std::string shape;  // "B2 H3 N130 D64 causal"

@@ -70,16 +70,10 @@ int main(int argc, char** argv) {
     try {
       outcomes = c.run();
     } catch (const std::exception& e) {
-      Outcome o;
-      o.what = "exception";
-      o.failure = e.what();
-      outcomes = {o};
+      outcomes = {scion::check::Failed("exception", e.what())};
     }
     if (outcomes.empty()) {
-      Outcome o;
-      o.what = "no outcome";
-      o.failure = "case compared nothing";
-      outcomes = {o};
+      outcomes = {scion::check::Failed("no outcome", "case compared nothing")};
     }
     for (const Outcome& o : outcomes) {
       const char* result = o.skipped ? "SKIP" : (o.passed() ? "PASS" : "FAIL");

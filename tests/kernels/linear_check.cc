@@ -28,13 +28,6 @@ std::string Shape(AttnDims d, const std::string& extra) {
          std::to_string(d.D) + " " + extra;
 }
 
-Outcome Failed(const std::string& what, const std::string& why) {
-  Outcome o;
-  o.what = what;
-  o.failure = why;
-  return o;
-}
-
 Outcome Compare(const std::string& what, const std::vector<float>& got, const std::vector<double>& ref, double tol) {
   Outcome o;
   o.what = what;

@@ -25,13 +25,6 @@ constexpr double kForwardTol = 2e-2;
 // summed over all B·N rows from those bf16 products: ~1e-2 expected.
 constexpr double kBackwardTol = 4e-2;
 
-Outcome Skip(const std::string& what) {
-  Outcome o;
-  o.skipped = true;
-  o.what = what;
-  return o;
-}
-
 Outcome Check(const std::string& what, const DeviceBuffer& buf, size_t n, const std::vector<float>& ref, double tol) {
   std::vector<float> got = buf.Download();
   Outcome o;
@@ -62,7 +55,7 @@ kernels::FeatureMap DeviceMap(const MapSetup& m, DeviceBuffer& wq, DeviceBuffer&
 // values and the bf16 tolerances apply).
 std::vector<Outcome> CudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F, bool causal, bool backward,
                                bool f32 = false) {
-  if (!HaveCudaDevice()) return {Skip("no CUDA device")};
+  if (!HaveCudaDevice()) return {Skipped("no CUDA device")};
   std::mt19937_64 rng(Seed() ^ (static_cast<uint64_t>(kind) * 1000003 + d.D * 31 + d.N + causal));
   const MapSetup m = MakeMap(kind, d.H, d.D, rng, F);
   const size_t n = static_cast<size_t>(d.B * d.H * d.N * d.D);
@@ -79,7 +72,7 @@ std::vector<Outcome> CudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F, bool 
     DeviceBuffer o = DeviceBuffer::Poisoned(n, prec);
     const Status st = kernels::LinearAttentionForward(cuda, d, dq_in.get(), dk_in.get(), dv_in.get(), o.get(), dfm,
                                                       causal, eps);
-    if (st.code() == Status::Code::kUnimplemented) return {Skip("unsupported: " + st.message())};
+    if (st.code() == Status::Code::kUnimplemented) return {Skipped("unsupported: " + st.message())};
     if (!st.ok()) return {Outcome{false, 0, 0, "o", st.ToString()}};
     DeviceSync();
     std::vector<float> ref(n);
@@ -97,7 +90,7 @@ std::vector<Outcome> CudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F, bool 
   const Status st = kernels::LinearAttentionBackward(cuda, d, dq_in.get(), dk_in.get(), dv_in.get(), ddout.get(),
                                                      gq.get(), gk.get(), gv.get(), dfm, learned ? gwq.f32() : nullptr,
                                                      learned ? gwk.f32() : nullptr, causal, eps);
-  if (st.code() == Status::Code::kUnimplemented) return {Skip("unsupported: " + st.message())};
+  if (st.code() == Status::Code::kUnimplemented) return {Skipped("unsupported: " + st.message())};
   if (!st.ok()) return {Outcome{false, 0, 0, "grads", st.ToString()}};
   DeviceSync();
   std::vector<float> rq(n), rk(n), rv(n), rwq(learned ? wn : 0, 0.0f), rwk(rwq.size(), 0.0f);
@@ -121,7 +114,7 @@ std::vector<Outcome> CudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F, bool 
 constexpr double kDistillTol = 5e-3;
 
 std::vector<Outcome> DistillCudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F) {
-  if (!HaveCudaDevice()) return {Skip("no CUDA device")};
+  if (!HaveCudaDevice()) return {Skipped("no CUDA device")};
   std::mt19937_64 rng(Seed() ^ (static_cast<uint64_t>(kind) * 7777 + d.N));
   const MapSetup m = MakeMap(kind, d.H, d.D, rng, F);
   const size_t n = static_cast<size_t>(d.B * d.H * d.N * d.D), bh = static_cast<size_t>(d.B * d.H);
@@ -140,7 +133,7 @@ std::vector<Outcome> DistillCudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F
   const Status st = kernels::DistillLoss(cuda, d, dq_in.get(), dk_in.get(), dfm, scale, eps, loss.f32(),
                                          learned ? gwq.f32() : nullptr, learned ? gwk.f32() : nullptr,
                                          {kl.f32(), ht.f32(), hs.f32()});
-  if (st.code() == Status::Code::kUnimplemented) return {Skip("unsupported: " + st.message())};
+  if (st.code() == Status::Code::kUnimplemented) return {Skipped("unsupported: " + st.message())};
   if (!st.ok()) return {Outcome{false, 0, 0, "loss", st.ToString()}};
   DeviceSync();
   std::vector<float> rl(bh), rkl(bh), rht(bh), rhs(bh), rwq(learned ? wn : 0, 0.0f), rwk(rwq.size(), 0.0f);

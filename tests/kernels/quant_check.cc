@@ -21,26 +21,6 @@ namespace {
 
 namespace q = kernels::quant;
 
-Outcome Bound(std::string what, double error, double tolerance) {
-  Outcome o;
-  o.what = std::move(what);
-  o.error = error;
-  o.tolerance = tolerance;
-  return o;
-}
-Outcome Skip(std::string why) {
-  Outcome o;
-  o.skipped = true;
-  o.what = std::move(why);
-  return o;
-}
-Outcome Fail(std::string what, std::string failure) {
-  Outcome o;
-  o.what = std::move(what);
-  o.failure = std::move(failure);
-  return o;
-}
-
 struct Spec {
   int64_t rows, cols;
   int group_size;
@@ -95,33 +75,33 @@ std::vector<Outcome> CpuVsF64(const Spec& s, std::vector<int64_t> ms) {
   std::mt19937_64 rng(Seed() ^ std::hash<std::string>{}(s.Name() + "cpu"));
   q::QuantizedMatrix qm;
   auto p = Build(s, rng, &qm);
-  if (!p.ok()) return {Fail("build", p.status().ToString())};
+  if (!p.ok()) return {Failed("build", p.status().ToString())};
   std::vector<Outcome> out;
   // Packing is lossless: levels and scales are fp16 already, codes fit their width.
   const auto a = q::Dequantize(p.value()), b = q::DequantizeFits(qm);
   double max_diff = 0;
   for (size_t i = 0; i < a.size(); ++i) max_diff = std::max(max_diff, std::fabs(double(a[i]) - b[i]));
-  out.push_back(Bound("dequant max|diff| vs fits", max_diff, 0));
+  out.push_back(Measured("dequant max|diff| vs fits", max_diff, 0));
   // Segments hold every row once, in ascending width.
   std::vector<int> seen(s.rows, 0);
   int last_bits = 0;
   for (const auto& seg : p->segments) {
-    if (seg.bits <= last_bits) out.push_back(Fail("segments", "widths not ascending"));
+    if (seg.bits <= last_bits) out.push_back(Failed("segments", "widths not ascending"));
     last_bits = seg.bits;
     for (int32_t r : seg.rows) ++seen[r];
   }
   int bad = 0;
   for (int v : seen) bad += v != 1;
-  out.push_back(Bound("rows not in exactly one segment", bad, 0));
+  out.push_back(Measured("rows not in exactly one segment", bad, 0));
   for (int64_t m : ms) {
     const auto x = Random(static_cast<size_t>(m * s.cols), rng);
     std::vector<float> y = Poisoned(static_cast<size_t>(m * s.rows));
     if (Status st = q::QuantMatmulCpu(p.value(), x.data(), m, y.data()); !st.ok()) {
-      out.push_back(Fail("cpu status", st.ToString()));
+      out.push_back(Failed("cpu status", st.ToString()));
       continue;
     }
     // fp32 accumulation over K ≤ 1000 terms: ~√K·2⁻²⁴ relative, far under 1e-5.
-    Outcome o = Bound("y rel-L2 vs f64 (M" + std::to_string(m) + ")", RelL2(y, MatmulF64(x, a, m, s.rows, s.cols)), 1e-5);
+    Outcome o = Measured("y rel-L2 vs f64 (M" + std::to_string(m) + ")", RelL2(y, MatmulF64(x, a, m, s.rows, s.cols)), 1e-5);
     if (!SentinelsIntact(y, static_cast<size_t>(m * s.rows))) o.failure = "sentinel overwritten";
     out.push_back(o);
   }
@@ -132,29 +112,29 @@ std::vector<Outcome> CpuVsF64(const Spec& s, std::vector<int64_t> ms) {
 std::vector<float> Head(const std::vector<float>& v, size_t n) { return {v.begin(), v.begin() + static_cast<long>(n)}; }
 
 std::vector<Outcome> CudaVsCpu(const Spec& s, std::vector<int64_t> ms) {
-  if (!HaveCudaDevice()) return {Skip("no CUDA device")};
+  if (!HaveCudaDevice()) return {Skipped("no CUDA device")};
   std::mt19937_64 rng(Seed() ^ std::hash<std::string>{}(s.Name() + "cuda"));
   auto p = Build(s, rng);
-  if (!p.ok()) return {Fail("build", p.status().ToString())};
+  if (!p.ok()) return {Failed("build", p.status().ToString())};
   auto dw = q::DeviceQuantMatrix::Upload(p.value());
-  if (!dw.ok()) return {Fail("upload", dw.status().ToString())};
+  if (!dw.ok()) return {Failed("upload", dw.status().ToString())};
   std::vector<Outcome> out;
   const size_t nw = static_cast<size_t>(s.rows * s.cols);
   const auto w_cpu = q::Dequantize(p.value());
   {
     DeviceBuffer dq = DeviceBuffer::Poisoned(nw, Precision::kBF16);
-    if (Status st = q::DequantizeCuda(dw.value(), dq.get(), nullptr); !st.ok()) return {Fail("dequant", st.ToString())};
+    if (Status st = q::DequantizeCuda(dw.value(), dq.get(), nullptr); !st.ok()) return {Failed("dequant", st.ToString())};
     DeviceSync();
     const auto got = dq.Download();
     // Each element is rounded to bf16 once (≤ 2⁻⁹ relative).
-    Outcome o = Bound("Ŵ rel-L2 vs CPU", RelL2(Head(got, nw), w_cpu), 4e-3);
+    Outcome o = Measured("Ŵ rel-L2 vs CPU", RelL2(Head(got, nw), w_cpu), 4e-3);
     if (!SentinelsIntact(got, nw)) o.failure = "sentinel overwritten";
     out.push_back(o);
   }
   for (int64_t m : ms) {
     const auto x = RoundBF16(Random(static_cast<size_t>(m * s.cols), rng));
     std::vector<float> y_cpu(static_cast<size_t>(m * s.rows));
-    if (Status st = q::QuantMatmulCpu(p.value(), x.data(), m, y_cpu.data()); !st.ok()) return {Fail("cpu", st.ToString())};
+    if (Status st = q::QuantMatmulCpu(p.value(), x.data(), m, y_cpu.data()); !st.ok()) return {Failed("cpu", st.ToString())};
     DeviceBuffer dx = DeviceBuffer::Upload(x, Precision::kBF16);
     DeviceBuffer dy = DeviceBuffer::Poisoned(static_cast<size_t>(m * s.rows), Precision::kBF16);
     const size_t ws_bytes = q::QuantMatmulWorkspaceBytes(dw.value(), m);
@@ -162,7 +142,7 @@ std::vector<Outcome> CudaVsCpu(const Spec& s, std::vector<int64_t> ms) {
     if (ws_bytes > 0) ws = DeviceBuffer::Poisoned(ws_bytes / 2, Precision::kBF16);
     if (Status st = q::QuantMatmulCuda(dw.value(), dx.get(), m, dy.get(), ws ? ws->get() : nullptr, ws_bytes, nullptr);
         !st.ok()) {
-      out.push_back(Fail("cuda status M" + std::to_string(m), st.ToString()));
+      out.push_back(Failed("cuda status M" + std::to_string(m), st.ToString()));
       continue;
     }
     DeviceSync();
@@ -172,7 +152,7 @@ std::vector<Outcome> CudaVsCpu(const Spec& s, std::vector<int64_t> ms) {
     // applies the fp16 scale to the fp32 sums, GEMM rounds each s·ℓ to bf16; y is rounded to bf16
     // once more. Each rounding adds ~1e-3 rel-L2, so 8e-3 leaves room without hiding a wrong code.
     const double tol = 8e-3;
-    Outcome o = Bound(std::string(m <= q::kDecodeMaxM ? "decode" : "gemm") + " y rel-L2 (M" + std::to_string(m) + ")",
+    Outcome o = Measured(std::string(m <= q::kDecodeMaxM ? "decode" : "gemm") + " y rel-L2 (M" + std::to_string(m) + ")",
                       RelL2(Head(got, ny), y_cpu), tol);
     if (!SentinelsIntact(got, ny)) o.failure = "sentinel overwritten";
     out.push_back(o);
@@ -211,7 +191,7 @@ std::vector<Outcome> Invalid() {
   for (auto& b : bad) {
     if (b.output_objective_without_stats) b.config.objective = q::Objective::kOutputDiag;
     const auto r = q::Quantize(w.data(), 8, 64, b.config);
-    Outcome o = Bound(b.name, 0, 0);
+    Outcome o = Measured(b.name, 0, 0);
     if (r.ok() || r.status().code() != Status::Code::kInvalidArgument ||
         r.status().message().find(b.field) == std::string::npos) {
       o.failure = "expected InvalidArgument naming " + b.field + ", got " + (r.ok() ? "OK" : r.status().ToString());
@@ -222,14 +202,14 @@ std::vector<Outcome> Invalid() {
   // Unavailable from Upload).
   std::mt19937_64 rng(Seed());
   auto p = Build({16, 64, 0, {1, 2}, 1.5}, rng);
-  if (!p.ok()) return {Fail("build", p.status().ToString())};
+  if (!p.ok()) return {Failed("build", p.status().ToString())};
   auto dw = q::DeviceQuantMatrix::Upload(p.value());
 #if SCION_WITH_CUDA
   if (!HaveCudaDevice()) {
-    out.push_back(Skip("no CUDA device"));
+    out.push_back(Skipped("no CUDA device"));
     return out;
   }
-  if (!dw.ok()) return {Fail("upload", dw.status().ToString())};
+  if (!dw.ok()) return {Failed("upload", dw.status().ToString())};
   DeviceBuffer x = DeviceBuffer::Upload(std::vector<float>(64 * 64, 0.5f), Precision::kBF16);
   DeviceBuffer y = DeviceBuffer::Poisoned(64 * 16, Precision::kBF16);
   const std::pair<std::string, Status> calls[] = {
@@ -237,14 +217,14 @@ std::vector<Outcome> Invalid() {
       {"m:", q::QuantMatmulCuda(dw.value(), x.get(), 0, y.get(), nullptr, 0, nullptr)},
   };
   for (const auto& [field, st] : calls) {
-    Outcome o = Bound("cuda call naming " + field, 0, 0);
+    Outcome o = Measured("cuda call naming " + field, 0, 0);
     if (st.code() != Status::Code::kInvalidArgument || st.message().find(field) == std::string::npos) {
       o.failure = "expected InvalidArgument naming " + field + ", got " + st.ToString();
     }
     out.push_back(o);
   }
 #else
-  Outcome o = Bound("upload without CUDA", 0, 0);
+  Outcome o = Measured("upload without CUDA", 0, 0);
   if (dw.ok() || dw.status().code() != Status::Code::kUnavailable) o.failure = "expected Unavailable";
   out.push_back(o);
 #endif

@@ -15,20 +15,6 @@ namespace {
 
 namespace q = kernels::quant;
 
-Outcome Is(std::string what, double error, double tolerance) {
-  Outcome o;
-  o.what = std::move(what);
-  o.error = error;
-  o.tolerance = tolerance;
-  return o;
-}
-Outcome Broken(std::string what, std::string failure) {
-  Outcome o;
-  o.what = std::move(what);
-  o.failure = std::move(failure);
-  return o;
-}
-
 // ---- codebooks -------------------------------------------------------------------------------
 std::vector<Outcome> NormalFloatTable() {
   // QLoRA's published NF4 table (bitsandbytes), float32.
@@ -45,7 +31,7 @@ std::vector<Outcome> NormalFloatTable() {
                                           std::fabs(nf2[2] - 0.33791524171829224), std::fabs(nf2[3] - 1.0)})
                               : 1.0;
   // The table was computed in float32 from the same quantiles; bisection here is exact to 1e-15.
-  return {Is("NF4 max|diff| vs QLoRA table", diff, 1e-6), Is("NF2 max|diff|", d2, 1e-6)};
+  return {Measured("NF4 max|diff| vs QLoRA table", diff, 1e-6), Measured("NF2 max|diff|", d2, 1e-6)};
 }
 
 std::vector<Outcome> HalfRoundTrip() {
@@ -55,7 +41,7 @@ std::vector<Outcome> HalfRoundTrip() {
                       {1.0009765625f, 0x3c01}, {1.00048828125f, 0x3c00} /* tie: to even */, {0.333333f, 0x3555}};
   int bad = 0;
   for (const Row& r : rows) bad += q::FloatToHalf(r.in) != r.bits || (r.bits != 0x7c00 && q::HalfToFloat(r.bits) != q::HalfToFloat(q::FloatToHalf(r.in)));
-  return {Is("fp16 encodings wrong (of 11)", bad, 0)};
+  return {Measured("fp16 encodings wrong (of 11)", bad, 0)};
 }
 
 std::vector<Outcome> CodeLayout() {
@@ -69,7 +55,7 @@ std::vector<Outcome> CodeLayout() {
         if (bit < 0 || bit >= 32 * bits || owner[bit] >= 0) ++bad; else owner[bit] = i;
       }
   }
-  return {Is("code bits overlapping or out of block", bad, 0)};
+  return {Measured("code bits overlapping or out of block", bad, 0)};
 }
 
 // ---- Lloyd-Max -------------------------------------------------------------------------------
@@ -81,18 +67,18 @@ std::vector<Outcome> LloydMonotone() {
     const std::vector<double> ones(w.size(), 1.0);
     auto lloyd = q::FitChannel(w.data(), ones, 4096, bits, 0, q::Method::kLloydMax, 100);
     auto rtn = q::FitChannel(w.data(), ones, 4096, bits, 0, q::Method::kRtnAbsmax, 0);
-    if (!lloyd.ok() || !rtn.ok()) return {Broken("fit", "status not OK")};
+    if (!lloyd.ok() || !rtn.ok()) return {Failed("fit", "status not OK")};
     double worst_rise = 0;
     const auto& h = lloyd->history;
     for (size_t i = 1; i < h.size(); ++i) worst_rise = std::max(worst_rise, (h[i] - h[i - 1]) / h[0]);
     const std::string b = std::to_string(bits) + "b";
     // Each Lloyd step cannot raise the error (the sums are exact to ~1e-15 relative).
-    out.push_back(Is(b + " max rise per step / e0", worst_rise, 1e-12));
+    out.push_back(Measured(b + " max rise per step / e0", worst_rise, 1e-12));
     // Started from the RTN grid, so it must end strictly below it on Gaussian weights (≥ 5%).
-    out.push_back(Is(b + " lloyd/rtn error", lloyd->error / rtn->error, 0.95));
+    out.push_back(Measured(b + " lloyd/rtn error", lloyd->error / rtn->error, 0.95));
     if (bits == 2 || bits == 4) {
       auto nf = q::FitChannel(w.data(), ones, 4096, bits, 0, q::Method::kNormalFloat, 0);
-      out.push_back(Is(b + " lloyd/nf error", lloyd->error / nf->error, 1.0));
+      out.push_back(Measured(b + " lloyd/nf error", lloyd->error / nf->error, 1.0));
     }
   }
   return out;
@@ -109,9 +95,9 @@ std::vector<Outcome> LloydGaussianOptimum() {
   const double optimum[] = {0.3634, 0.1175};
   for (int bits = 1; bits <= 2; ++bits) {
     auto fit = q::FitChannel(w.data(), ones, static_cast<int64_t>(w.size()), bits, 0, q::Method::kLloydMax, 500);
-    if (!fit.ok()) return {Broken("fit", fit.status().ToString())};
+    if (!fit.ok()) return {Failed("fit", fit.status().ToString())};
     const double mse = fit->error / w.size();
-    out.push_back(Is(std::to_string(bits) + "b |mse/optimum - 1|", std::fabs(mse / optimum[bits - 1] - 1), 0.03));
+    out.push_back(Measured(std::to_string(bits) + "b |mse/optimum - 1|", std::fabs(mse / optimum[bits - 1] - 1), 0.03));
   }
   return out;
 }
@@ -158,7 +144,7 @@ std::vector<Outcome> DpVsBruteForce() {
       for (double budget : {1.0, 1.15, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0}) {
         if (budget < widths.front()) continue;
         auto a = q::AssignExact(e, widths, budget);
-        if (!a.ok()) return {Broken("dp", a.status().ToString())};
+        if (!a.ok()) return {Failed("dp", a.status().ToString())};
         const double bf = BruteForce(e, widths, budget);
         worst = std::max(worst, std::fabs(a->error - bf) / bf);
         over_budget += a->total_bits > std::floor(budget * 6 + 1e-9);
@@ -167,8 +153,8 @@ std::vector<Outcome> DpVsBruteForce() {
     std::string w;
     for (int b : widths) w += std::to_string(b);
     // Same sums in a different order: equal to rounding.
-    out.push_back(Is("w" + w + " |dp - brute| / brute", worst, 1e-12));
-    out.push_back(Is("w" + w + " over budget", over_budget, 0));
+    out.push_back(Measured("w" + w + " |dp - brute| / brute", worst, 1e-12));
+    out.push_back(Measured("w" + w + " over budget", over_budget, 0));
   }
   return out;
 }
@@ -184,7 +170,7 @@ std::vector<Outcome> LagrangianSandwich() {
     for (double budget : {1.15, 1.5, 1.75, 2.0, 2.5}) {
       auto exact = q::AssignExact(e, widths, budget);
       auto lag = q::AssignLagrangian(e, widths, budget);
-      if (!exact.ok() || !lag.ok()) return {Broken("assign", "status not OK")};
+      if (!exact.ok() || !lag.ok()) return {Failed("assign", "status not OK")};
       // lower_bound ≤ optimum ≤ Lagrangian's feasible error, always.
       worst_order = std::max({worst_order, (lag->lower_bound - exact->error) / exact->error,
                               (exact->error - lag->error) / exact->error});
@@ -192,10 +178,10 @@ std::vector<Outcome> LagrangianSandwich() {
       over += lag->total_bits > std::floor(budget * 300 + 1e-9);
     }
   }
-  out.push_back(Is("bound > optimum or primal < optimum (rel)", std::max(0.0, worst_order), 1e-12));
-  out.push_back(Is("lagrangian over budget", over, 0));
+  out.push_back(Measured("bound > optimum or primal < optimum (rel)", std::max(0.0, worst_order), 1e-12));
+  out.push_back(Measured("lagrangian over budget", over, 0));
   // 300 channels: at most one channel straddles the price, so the gap is a fraction of a percent.
-  out.push_back(Is("lagrangian relative gap", worst_gap, 0.02));
+  out.push_back(Measured("lagrangian relative gap", worst_gap, 0.02));
   return out;
 }
 
@@ -222,30 +208,30 @@ std::vector<Outcome> Budgets() {
   };
   std::vector<Outcome> out;
   auto fixed1 = run({1}, 1.0), fixed2 = run({2}, 2.0);
-  if (!fixed1.ok() || !fixed2.ok()) return {Broken("quantize", "fixed widths failed")};
+  if (!fixed1.ok() || !fixed2.ok()) return {Failed("quantize", "fixed widths failed")};
   double prev = std::numeric_limits<double>::infinity();
   int violations = 0, not_monotone = 0;
   for (double budget : {1.15, 1.5, 1.75, 2.0, 2.5}) {
     auto m = run({1, 2, 4}, budget);
-    if (!m.ok()) return {Broken("quantize", m.status().ToString())};
+    if (!m.ok()) return {Failed("quantize", m.status().ToString())};
     violations += m->code_bits_per_weight > budget + 1e-12;
     not_monotone += m->total_error > prev * (1 + 1e-12);
     prev = m->total_error;
     if (budget == 1.5) {
       // 1.5 bits is out of reach for any single width: the mix must beat 1 bit everywhere while
       // spending more than 1.4 bits.
-      out.push_back(Is("1.5b mixed / fixed-1b error", m->total_error / fixed1->total_error, 0.999));
-      out.push_back(Is("1.5b: 1.4 - code bits (uses the budget)", 1.4 - m->code_bits_per_weight, 0));
+      out.push_back(Measured("1.5b mixed / fixed-1b error", m->total_error / fixed1->total_error, 0.999));
+      out.push_back(Measured("1.5b: 1.4 - code bits (uses the budget)", 1.4 - m->code_bits_per_weight, 0));
       // Exact solver on this size: its bound is the optimum.
-      out.push_back(Is("1.5b gap", m->total_error - m->lower_bound, 1e-9 * m->total_error));
+      out.push_back(Measured("1.5b gap", m->total_error - m->lower_bound, 1e-9 * m->total_error));
     }
     if (budget == 2.0) {
       // All-2-bit is one feasible assignment at 2.0 bits, so the optimum cannot be worse.
-      out.push_back(Is("2.0b mixed / fixed-2b error", m->total_error / fixed2->total_error, 1 + 1e-12));
+      out.push_back(Measured("2.0b mixed / fixed-2b error", m->total_error / fixed2->total_error, 1 + 1e-12));
     }
   }
-  out.push_back(Is("budgets exceeded (of 5)", violations, 0));
-  out.push_back(Is("error rose with budget (of 5)", not_monotone, 0));
+  out.push_back(Measured("budgets exceeded (of 5)", violations, 0));
+  out.push_back(Measured("error rose with budget (of 5)", not_monotone, 0));
   return out;
 }
 
@@ -264,20 +250,20 @@ std::vector<Outcome> SolversAndMethods() {
   auto rtn = q::Quantize(w.data(), rows, cols, c);
   c.method = q::Method::kNormalFloat;
   auto nf = q::Quantize(w.data(), rows, cols, c);
-  if (!exact.ok() || !lag.ok() || !rtn.ok() || !nf.ok()) return {Broken("quantize", "status not OK")};
+  if (!exact.ok() || !lag.ok() || !rtn.ok() || !nf.ok()) return {Failed("quantize", "status not OK")};
   std::vector<Outcome> out;
   // Lagrangian: feasible, never better than the exact optimum, its bound never above it.
-  out.push_back(Is("lagrangian code bits - 1.5", lag->code_bits_per_weight - 1.5, 0));
-  out.push_back(Is("exact / lagrangian error", exact->total_error / lag->total_error, 1 + 1e-12));
-  out.push_back(Is("lagrangian bound / exact", lag->lower_bound / exact->total_error, 1 + 1e-12));
+  out.push_back(Measured("lagrangian code bits - 1.5", lag->code_bits_per_weight - 1.5, 0));
+  out.push_back(Measured("exact / lagrangian error", exact->total_error / lag->total_error, 1 + 1e-12));
+  out.push_back(Measured("lagrangian bound / exact", lag->lower_bound / exact->total_error, 1 + 1e-12));
   // The exact DP refuses a table over its cap, naming the field.
   auto refused = q::AssignExact({{1.0, 0.5}, {1.0, 0.5}}, {1, 2}, 1.5, 2);
-  Outcome o = Is("AssignExact over max_cells refused", 0, 0);
+  Outcome o = Measured("AssignExact over max_cells refused", 0, 0);
   if (refused.ok() || refused.status().message().find("max_cells") == std::string::npos) o.failure = "not refused";
   out.push_back(o);
   // Lloyd-Max levels beat both fixed codebooks on the whole matrix at the same budget.
-  out.push_back(Is("lloyd / rtn matrix error", exact->total_error / rtn->total_error, 0.95));
-  out.push_back(Is("lloyd / nf matrix error", exact->total_error / nf->total_error, 0.95));
+  out.push_back(Measured("lloyd / rtn matrix error", exact->total_error / rtn->total_error, 0.95));
+  out.push_back(Measured("lloyd / nf matrix error", exact->total_error / nf->total_error, 0.95));
   return out;
 }
 
@@ -291,9 +277,9 @@ std::vector<Outcome> Overhead() {
   c.group_size = 64;
   c.budget_bits = 2.0;
   auto m = q::Quantize(w.data(), 4, 256, c);
-  if (!m.ok()) return {Broken("quantize", m.status().ToString())};
-  return {Is("|code bits - 2|", std::fabs(m->code_bits_per_weight - 2.0), 1e-12),
-          Is("|total bits - 2.5|", std::fabs(m->total_bits_per_weight - 2.5), 1e-12)};
+  if (!m.ok()) return {Failed("quantize", m.status().ToString())};
+  return {Measured("|code bits - 2|", std::fabs(m->code_bits_per_weight - 2.0), 1e-12),
+          Measured("|total bits - 2.5|", std::fabs(m->total_bits_per_weight - 2.5), 1e-12)};
 }
 
 std::vector<Outcome> OutputAware() {
@@ -329,8 +315,8 @@ std::vector<Outcome> OutputAware() {
   auto plain = q::Quantize(w.data(), rows, cols, c);
   c.objective = q::Objective::kOutputDiag;
   auto aware = q::Quantize(w.data(), rows, cols, c, sq);
-  if (!plain.ok() || !aware.ok()) return {Broken("quantize", "status not OK")};
-  return {Is("output error aware / plain", output_error(aware.value()) / output_error(plain.value()), 0.97)};
+  if (!plain.ok() || !aware.ok()) return {Failed("quantize", "status not OK")};
+  return {Measured("output error aware / plain", output_error(aware.value()) / output_error(plain.value()), 0.97)};
 }
 
 SCION_CHECK([](std::vector<Case>& cases) {

@@ -23,26 +23,6 @@ namespace {
 using kernels::AttnDims;
 using kernels::HostBlockLayout;
 
-Outcome Measured(std::string what, double error, double tolerance) {
-  Outcome o;
-  o.what = std::move(what);
-  o.error = error;
-  o.tolerance = tolerance;
-  return o;
-}
-Outcome Skipped(std::string why) {
-  Outcome o;
-  o.skipped = true;
-  o.what = std::move(why);
-  return o;
-}
-Outcome Failed(std::string what, std::string failure) {
-  Outcome o;
-  o.what = std::move(what);
-  o.failure = std::move(failure);
-  return o;
-}
-
 enum class LayoutKind { kNone, kRandom, kHmarDiagonal, kHmarCausal };
 
 struct Spec {
