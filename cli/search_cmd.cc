@@ -43,6 +43,7 @@ std::string SearchesTable(const json& searches) {
     std::string trials = std::to_string(counts.value("succeeded", 0)) + " ok, " +
                          std::to_string(counts.value("failed", 0)) + " failed, " +
                          std::to_string(counts.value("running", 0)) + " running";
+    if (counts.value("queued", 0) > 0) trials += ", " + std::to_string(counts.value("queued", 0)) + " queued";
     if (counts.value("pruned", 0) > 0) trials += ", " + std::to_string(counts.value("pruned", 0)) + " pruned";
     std::string best = s["best"].is_object() ? Objectives(s["best"]["objectives"]) + " (trial " +
                                                    Field(s["best"], "trial") + ")"

@@ -384,10 +384,19 @@ Result<json> SearchDriver::OpCreate(const json& req) {
   return json{{"search_id", stored.id}, {"jobs", std::move(jobs)}};
 }
 
+// A trial is "running" from its creation until its job ends; what users want to see is whether
+// the job has started, so an open trial whose job waits for a worker shows as "queued".
+std::string SearchDriver::TrialState(const Trial& t) const {
+  if (t.state != "running" || t.job <= 0) return t.state;
+  const Job* j = host_.find_job ? host_.find_job(t.job) : nullptr;
+  const bool waiting = j && (j->state == JobState::kPending || j->state == JobState::kQueued);
+  return waiting ? "queued" : t.state;
+}
+
 json SearchDriver::TrialJson(const Search& s, const Trial& t) const {
   return json{{"trial", t.index},
               {"job_id", t.job > 0 ? json(t.job) : json(nullptr)},
-              {"state", t.state},
+              {"state", TrialState(t)},
               {"reason", t.reason},
               {"params", DescribePoint(s.spec, t.x)},
               {"objectives", t.values},
@@ -396,10 +405,10 @@ json SearchDriver::TrialJson(const Search& s, const Trial& t) const {
 }
 
 json SearchDriver::SearchSummary(const Search& s) const {
-  std::map<std::string, int> counts{{"running", 0}, {"succeeded", 0}, {"failed", 0}, {"pruned", 0}};
+  std::map<std::string, int> counts{{"queued", 0}, {"running", 0}, {"succeeded", 0}, {"failed", 0}, {"pruned", 0}};
   const Trial* best = nullptr;
   for (const Trial& t : s.trials) {
-    ++counts[t.state];
+    ++counts[TrialState(t)];
     if (t.state != "succeeded" || t.values.empty() || s.spec.objectives.empty()) continue;
     const Goal g = s.spec.objectives[0].goal;
     if (!best || Minimized(g, t.values[0]) < Minimized(g, best->values[0])) best = &t;

@@ -101,6 +101,7 @@ class SearchDriver {
   Result<nlohmann::json> OpStop(const nlohmann::json& req);
   nlohmann::json SearchSummary(const Search& s) const;
   nlohmann::json TrialJson(const Search& s, const Trial& t) const;
+  std::string TrialState(const Trial& t) const;
 
   Store* store_;
   KindCatalog kinds_;

@@ -289,14 +289,27 @@ TEST_F(ClusterTest, GpdpSearchFindsTheBestLayerPlan) {
 }
 
 TEST_F(ClusterTest, StoppedSearchCancelsItsTrialsAndBadRequestsNameTheField) {
-  Cluster& c = Start(1);
+  ClusterOptions one_slot;
+  one_slot.cpu_slots = 1;  // two concurrent trials, one slot: one trial runs, the other waits
+  Cluster& c = Start(1, one_slot);
   ASSERT_FALSE(HasFailure());
   json spec = BowlSearch("random", 10, 2, std::string("sleep 60; ") + kBowlScript);
   auto created = c.Call("search_create", {{"spec", spec}});
   ASSERT_OK(created);
   const int64_t id = (*created)["search_id"];
   ASSERT_EQ((*created)["jobs"].size(), 2u);
-  for (const json& job : (*created)["jobs"]) ASSERT_OK(c.WaitState(job.get<int64_t>(), {"running"}, seconds(30)));
+  ASSERT_OK(c.WaitState((*created)["jobs"][0].get<int64_t>(), {"running"}, seconds(30)));
+  json waiting;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto r = c.Call("search_show", {{"search_id", id}});
+        if (!r.ok()) return false;
+        waiting = *r;
+        return (*r)["search"]["trials"]["running"] == 1 && (*r)["search"]["trials"]["queued"] == 1;
+      },
+      seconds(30)))
+      << "a trial whose job waits for a slot shows as queued: " << waiting.dump();
+  EXPECT_EQ(waiting["trials"][1]["state"], "queued") << waiting.dump();
   auto stopped = c.Call("search_stop", {{"search_id", id}});
   ASSERT_OK(stopped);
   EXPECT_EQ((*stopped)["state"], "stopped");
