@@ -325,7 +325,7 @@ Outcome RunGraft(const json& spec, Context& ctx) {
     if (!r.ok()) return {r.status(), {}};
     s2_cpu = CpuSeconds() - cpu0;
     s2_wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
-    if (r->stopped) return {Status::Cancelled("stopped in stage 2 at step " + std::to_string(r->steps_done) + " (checkpoint written)"), {}};
+    if (r->stopped) return StoppedOutcome(ctx, "stage 2", r->steps_done);
     s2_tokens = r->tokens;
     auto e = EvaluateTask(g, d, p.eval_batches, B_eval, T2, p.seed);
     if (!e.ok()) return {e.status(), {}};

@@ -430,13 +430,6 @@ Result<Stage1Result> RunStage1(nn::Model& teacher, nn::Model& student, const std
   return out;
 }
 
-Outcome Stopped(const Context& ctx, const std::string& where, int64_t step) {
-  return {Status::Cancelled("stopped in " + where + " at step " + std::to_string(step) +
-                            (ctx.checkpoint_dir.empty() ? " (no checkpoint directory: a new attempt starts over)"
-                                                        : " (checkpoint written)")),
-          {}};
-}
-
 Outcome RunHedgehog(const json& spec, Context& ctx) {
   const json params = spec.value("params", json::object());
   auto hp_or = ReadHedgehogParams(params);
@@ -488,7 +481,7 @@ Outcome RunHedgehog(const json& spec, Context& ctx) {
 
   auto s1 = RunStage1(teacher, student, *layers, *data, hp, T, ctx);
   if (!s1.ok()) return {s1.status(), {}};
-  if (s1->stopped) return Stopped(ctx, "stage 1", s1->steps_done);
+  if (s1->stopped) return StoppedOutcome(ctx, "stage 1", s1->steps_done);
   rep.stage1_steps = s1->steps_done;
 
   auto heads = MeasureFidelity(teacher, student, *layers, *data, hp, T);
@@ -509,7 +502,7 @@ Outcome RunHedgehog(const json& spec, Context& ctx) {
     (void)student.SetTrainable("all", true);
     auto r = RunTrainLoop(student, *data, loop, ctx);
     if (!r.ok()) return {r.status(), {}};
-    if (r->stopped) return Stopped(ctx, "stage 2", r->steps_done);
+    if (r->stopped) return StoppedOutcome(ctx, "stage 2", r->steps_done);
     rep.stage2_steps = r->steps_done;
     // The same validation batches as the teacher's and the converted model's numbers.
     auto fin = EvaluateTask(student, *data, hp.eval_batches, hp.stage1.batch_size, T, hp.seed);

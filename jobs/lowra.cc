@@ -16,6 +16,8 @@
 //   finetune {rank 8, alpha 16, steps 50, lr 1e-3, seed 1, batch_size and seq_len (text's),
 //             init zero|loftq,
 //             targets [all | attention | mlp | attn.c_attn | attn.c_proj | mlp.c_fc | mlp.c_proj]}
+// A LoRA finetune checkpoints and resumes like `train` (the quantization before it is deterministic
+// and is redone on a new attempt).
 // Artifacts: quantized_model (lowra_checkpoint.h format: packed matrices + fp32 rest, with the LoRA
 // adapters when finetuned), report (markdown), report_json.
 #include <algorithm>
@@ -26,6 +28,7 @@
 #include "jobs/lowra_checkpoint.h"
 #include "jobs/lowra_quantize.h"
 #include "jobs/nn_params.h"
+#include "jobs/train_loop.h"
 #include "kernels/quant.h"
 #include "nn/optim.h"
 #include "nn/safetensors.h"
@@ -164,9 +167,8 @@ bool LoraTargeted(const std::string& name, const std::vector<std::string>& targe
 }
 
 // LoRA on the quantized model (QLoRA setup): adapters on the targeted block linear layers, B = 0
-// (or the LoftQ start), everything else frozen, AdamW without weight decay, on the train split.
-Result<nn::Model> Finetune(const nn::Model& base, const ModelQuantization& qz, const json& f, const json& text,
-                           const DataSource& d, const Context& ctx, json* log) {
+// (or the LoftQ start), everything else frozen.
+Result<nn::Model> WithAdapters(const nn::Model& base, const ModelQuantization& qz, const json& f) {
   nn::ModelConfig c = base.config();
   c.lora_rank = f.value("rank", int64_t{8});
   c.lora_alpha = static_cast<float>(f.value("alpha", 16.0));
@@ -184,24 +186,28 @@ Result<nn::Model> Finetune(const nn::Model& base, const ModelQuantization& qz, c
   }
   (void)m.SetTrainable("all", false);
   m.SetTrainableWhere([&](const nn::ParamInfo& p) { return p.group == "lora" && LoraTargeted(p.name, targets); }, true);
-  nn::TrainConfig tc;
-  tc.steps = f.value("steps", int64_t{50});
-  tc.warmup = std::max<int64_t>(1, tc.steps / 10);
-  tc.lr = static_cast<float>(f.value("lr", 1e-3));
-  nn::AdamW opt(nn::AdamWConfig{tc.lr, 0.9f, 0.95f, 1e-8f, 0.0f});
-  const int64_t T = f.value("seq_len", text.value("seq_len", int64_t{64}));
-  const int64_t B = f.value("batch_size", text.value("batch_size", int64_t{8}));
-  if (T > m.config().n_positions) return Status::InvalidArgument("params.finetune.seq_len: exceeds the model's n_positions");
-  for (int64_t step = 0; step < tc.steps; ++step) {
-    if (ctx.stop && ctx.stop->load()) return Status::Cancelled("lowra: stopped");
-    auto b = d.batcher->Batch(false, step, B, T);
-    if (!b.ok()) return Status::InvalidArgument("params.finetune: " + b.status().message());
-    auto s = nn::TrainStep(m, opt, {&*b}, step, tc);
-    if (!s.ok()) return s.status();
-    if (ctx.reporter) ctx.reporter->Metric(step, "finetune_loss", s->loss);
-    log->push_back(s->loss);
-  }
   return m;
+}
+
+// The finetune runs the shared train loop (metrics finetune_*, checkpoints under
+// ctx.checkpoint_dir/finetune that a new attempt resumes from): AdamW without weight decay on the
+// train split, warmup a tenth of the steps, cosine decay.
+LoopConfig FinetuneLoop(const json& f, const json& text, const Context& ctx) {
+  LoopConfig c;
+  c.train.steps = f.value("steps", int64_t{50});
+  c.train.warmup = std::max<int64_t>(1, c.train.steps / 10);
+  c.train.lr = static_cast<float>(f.value("lr", 1e-3));
+  c.adam = nn::AdamWConfig{c.train.lr, 0.9f, 0.95f, 1e-8f, 0.0f};
+  c.batch_size = f.value("batch_size", text.value("batch_size", int64_t{8}));
+  c.seq_len = f.value("seq_len", text.value("seq_len", int64_t{64}));
+  c.log_every = 1;
+  c.eval_every = c.train.steps;  // once, at the end; the report measures the held-out loss itself
+  c.eval_batches = 1;
+  c.checkpoint_every = std::max<int64_t>(1, c.train.steps / 4);
+  c.seed = f.value("seed", uint64_t{1});
+  c.metric_prefix = "finetune_";
+  if (!ctx.checkpoint_dir.empty()) c.checkpoint_dir = ctx.checkpoint_dir + "/finetune";
+  return c;
 }
 
 std::string Fixed(double v, int digits) {
@@ -398,10 +404,17 @@ Outcome RunLowra(const json& spec, Context& ctx) {
 
   // ---- LoRA on the frozen quantized base
   nn::Model final_model = m;
-  json finetune_log = json::array();
   if (params.contains("finetune")) {
-    auto tuned = Finetune(m, *qz, params.at("finetune"), text, *text_data, ctx, &finetune_log);
+    const json& f = params.at("finetune");
+    auto tuned = WithAdapters(m, *qz, f);
     if (!tuned.ok()) return fail(tuned.status());
+    const LoopConfig loop = FinetuneLoop(f, text, ctx);
+    if (loop.seq_len > m.config().n_positions)
+      return fail(Status::InvalidArgument("params.finetune.seq_len: exceeds the model's n_positions"));
+    auto r = RunTrainLoop(*tuned, *text_data, loop, ctx);
+    if (!r.ok()) return fail(r.status());
+    if (r->stopped) return StoppedOutcome(ctx, "the LoRA finetune", r->steps_done);
+    metric("finetune_steps", static_cast<double>(r->steps_done));
     auto l = MeanLoss(*tuned, eval);
     if (!l.ok()) return fail(l.status());
     metric("loss_finetuned", *l);
@@ -430,7 +443,7 @@ Outcome RunLowra(const json& spec, Context& ctx) {
                           {"packed_bytes", r.packed_bytes}});
     }
     const json report = {{"summary", out.summary}, {"matrices", matrices}, {"baselines", baselines},
-                         {"finetune_loss", finetune_log}, {"method", method}, {"objective", objective}};
+                         {"method", method}, {"objective", objective}};
     Status st = nn::WriteFileAtomic(ctx.workdir + "/report.json", report.dump(2) + "\n");
     if (st.ok()) st = nn::WriteFileAtomic(ctx.workdir + "/report.md", Markdown(out.summary, *qz, baselines, c.widths));
     if (!st.ok()) return fail(st);

@@ -122,6 +122,13 @@ Result<double> EvaluateTask(nn::Model& m, const DataSource& d, int64_t batches, 
   return EvaluateTask(*nn::StepEngine::Create(m, none, /*use_gpu=*/false), d, batches, B, T, seed);
 }
 
+Outcome StoppedOutcome(const Context& ctx, const std::string& where, int64_t step) {
+  return {Status::Cancelled("stopped in " + where + " at step " + std::to_string(step) +
+                            (ctx.checkpoint_dir.empty() ? " (no checkpoint directory: a new attempt starts over)"
+                                                        : " (checkpoint written)")),
+          {}};
+}
+
 Result<LoopResult> RunTrainLoop(nn::Model& m, const DataSource& d, const LoopConfig& c, Context& ctx) {
   const int64_t T = DataSeqLen(d, c.seq_len);
   if (T > m.config().n_positions)

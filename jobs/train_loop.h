@@ -57,4 +57,8 @@ Result<double> EvaluateTask(nn::Model& m, const DataSource& d, int64_t batches, 
 // `m` holds the trained weights when it returns.
 Result<LoopResult> RunTrainLoop(nn::Model& m, const DataSource& d, const LoopConfig& c, Context& ctx);
 
+// The outcome of a job whose loop stopped on ctx.stop in `where` after `step` steps: Cancelled,
+// saying whether a checkpoint lets the next attempt resume.
+Outcome StoppedOutcome(const Context& ctx, const std::string& where, int64_t step);
+
 }  // namespace scion::jobs

@@ -1,7 +1,10 @@
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -124,6 +127,70 @@ TEST(LowraKind, FinetuneLowersTheQuantizedLoss) {
   Outcome o = RunWith(params);
   ASSERT_TRUE(o.status.ok()) << o.status.ToString();
   EXPECT_LT(o.summary.at("loss_finetuned"), o.summary.at("loss_quantized") - 0.1);
+  std::filesystem::remove_all(dir);
+}
+
+// Records what a run reports; sets `stop` when `stop_at` has been reported `stop_after` times.
+struct Recorder : Reporter {
+  std::map<std::string, int> counts;
+  std::vector<std::string> logs;
+  std::atomic<bool>* stop = nullptr;
+  std::string stop_at;
+  int stop_after = 0;
+  void Metric(int64_t, const std::string& n, double) override {
+    if (++counts[n] == stop_after && stop && n == stop_at) stop->store(true);
+  }
+  void Log(const std::string& l) override { logs.push_back(l); }
+  void Progress(double) override {}
+  void Artifact(const std::string&, const std::string&) override {}
+  bool Logged(const std::string& part) const {
+    for (const auto& l : logs)
+      if (l.find(part) != std::string::npos) return true;
+    return false;
+  }
+};
+
+// A LoRA finetune stopped mid-way resumes from its checkpoint on the next attempt and ends where an
+// uninterrupted run ends.
+TEST(LowraKind, StoppedFinetuneResumesFromItsCheckpoint) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "scion_lowra_resume_test";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir / "ckpt");
+  {
+    std::ofstream f(dir / "text.txt");
+    for (int i = 0; i < 400; ++i) f << "abcabcabc xyzxyz " << (i % 7) << "\n";
+  }
+  json params = {{"budget_bits", 2.0},
+                 {"model", SmallModel()},
+                 {"text", {{"path", (dir / "text.txt").string()}, {"seq_len", 16}, {"batch_size", 4}, {"batches", 2}}},
+                 {"finetune", {{"rank", 4}, {"steps", 20}, {"lr", 1e-2}}}};
+  auto run = [&](Recorder& r, std::atomic<bool>* stop, const std::string& ckpt) {
+    Context ctx;
+    ctx.reporter = &r;
+    ctx.stop = stop;
+    ctx.checkpoint_dir = ckpt;
+    return Lowra().run({{"params", params}}, ctx);
+  };
+  Recorder whole;
+  Outcome uninterrupted = run(whole, nullptr, "");
+  ASSERT_TRUE(uninterrupted.status.ok()) << uninterrupted.status.ToString();
+
+  std::atomic<bool> stop{false};
+  Recorder first;
+  first.stop = &stop;
+  first.stop_at = "finetune_loss";
+  first.stop_after = 8;
+  Outcome stopped = run(first, &stop, (dir / "ckpt").string());
+  ASSERT_EQ(stopped.status.code(), Status::Code::kCancelled) << stopped.status.ToString();
+  EXPECT_NE(stopped.status.message().find("checkpoint written"), std::string::npos) << stopped.status.ToString();
+  stop = false;
+  Recorder second;
+  Outcome resumed = run(second, &stop, (dir / "ckpt").string());
+  ASSERT_TRUE(resumed.status.ok()) << resumed.status.ToString();
+  // The stop raised while step 8 reports is seen after step 9, which is checkpointed.
+  EXPECT_TRUE(second.Logged("finetune_resumed from checkpoint at step 9"));
+  EXPECT_EQ(second.counts["finetune_loss"], 11);  // steps 10..20 only
+  EXPECT_NEAR(resumed.summary.at("loss_finetuned"), uninterrupted.summary.at("loss_finetuned"), 1e-4);
   std::filesystem::remove_all(dir);
 }
 
