@@ -17,35 +17,58 @@ namespace scion::kernels::cuda::linear {
 
 namespace {
 
-// One warp per row: GE = [dy/den, −(dy·y)/den, 0…] and, when write_v1, V1 = [v, 1, 0…]. y is
-// the forward's output (row stride ld_y) with den given, or, when den is null, the unnormalised
-// numerator with Σ_j A_ij in column D (ld_y = D + 16) and den = that + eps.
+// GE = [dy/den, −(dy·y)/den, 0…] and, when write_v1, V1 = [v, 1, 0…] (width D + 16). y is the
+// forward's output (row stride ld_y) with den given, or, when den is null, the unnormalised
+// numerator with Σ_j A_ij in column D (ld_y = D + 16) and den = that + eps. `group` threads (a
+// power of two, at least D/8 + 2) per row, each moving 16 bytes of every tensor.
 __global__ void PrepKernel(const bf16* __restrict__ dout, const bf16* __restrict__ y, int ld_y,
                            const float* __restrict__ den, float eps, const bf16* __restrict__ v,
-                           bf16* __restrict__ ge, bf16* __restrict__ v1, bool write_v1, size_t rows, int D) {
-  const size_t row = blockIdx.x * static_cast<size_t>(blockDim.x / 32) + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (row >= rows) return;
-  const bf16* dr = dout + row * D;
-  const bf16* yr = y + row * ld_y;
-  const float d_row = den ? den[row] : __bfloat162float(yr[D]) + eps;
+                           bf16* __restrict__ ge, bf16* __restrict__ v1, bool write_v1, size_t rows, int D,
+                           int group) {
+  const size_t row = blockIdx.x * static_cast<size_t>(blockDim.x / group) + threadIdx.x / group;
+  const int j = threadIdx.x % group, vecs = D / 8, E = D + 16;
+  const bool live = row < rows;
+  float d_row = 1.0f;
+  if (live) d_row = den ? den[row] : __bfloat162float(y[row * ld_y + D]) + eps;
   const float inv = 1.0f / d_row, y_scale = den ? 1.0f : inv;
+  uint4 dr = make_uint4(0, 0, 0, 0);
   float dot = 0;
-  for (int c = lane; c < D; c += 32) dot += __bfloat162float(dr[c]) * __bfloat162float(yr[c]) * y_scale;
-  for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-  const int E = D + 16;
-  for (int c = lane; c < E; c += 32) {
-    float gv = 0, vv = 0;
-    if (c < D) {
-      gv = __bfloat162float(dr[c]) * inv;
-      vv = __bfloat162float(v[row * D + c]);
-    } else if (c == D) {
-      gv = -dot * inv;
-      vv = 1.0f;
-    }
-    ge[row * E + c] = __float2bfloat16(gv);
-    if (write_v1) v1[row * E + c] = __float2bfloat16(vv);
+  if (live && j < vecs) {
+    dr = *reinterpret_cast<const uint4*>(dout + row * D + 8 * j);
+    const uint4 yr = *reinterpret_cast<const uint4*>(y + row * ld_y + 8 * j);
+    const bf16* dv = reinterpret_cast<const bf16*>(&dr);
+    const bf16* yv = reinterpret_cast<const bf16*>(&yr);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) dot += __bfloat162float(dv[i]) * __bfloat162float(yv[i]);
+    dot *= y_scale;
   }
+  for (int o = group / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+  if (!live || j >= vecs + 2) return;
+  uint4 g_out, v_out;
+  bf16* go = reinterpret_cast<bf16*>(&g_out);
+  bf16* vo = reinterpret_cast<bf16*>(&v_out);
+  if (j < vecs) {
+    const bf16* dv = reinterpret_cast<const bf16*>(&dr);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) go[i] = __float2bfloat16(__bfloat162float(dv[i]) * inv);
+    if (write_v1) v_out = *reinterpret_cast<const uint4*>(v + row * D + 8 * j);
+  } else {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const bool head = j == vecs && i == 0;  // column D
+      go[i] = __float2bfloat16(head ? -dot * inv : 0.0f);
+      vo[i] = __float2bfloat16(head ? 1.0f : 0.0f);
+    }
+  }
+  *reinterpret_cast<uint4*>(ge + row * E + 8 * j) = g_out;
+  if (write_v1) *reinterpret_cast<uint4*>(v1 + row * E + 8 * j) = v_out;
+}
+
+// Threads per row of PrepKernel.
+int PrepGroup(int D) {
+  int group = 1;
+  while (group < D / 8 + 2) group *= 2;
+  return group;
 }
 
 // V1 = [v, 1, 0…] (width D + 16), one warp per row.
@@ -181,12 +204,14 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
   SCION_RETURN_IF_ERROR(pool.Take(&den, rows));
   const int N = static_cast<int>(d.N);
   const unsigned row_blocks = static_cast<unsigned>((rows + 7) / 8);
+  const int group = PrepGroup(D);
+  const unsigned prep_blocks = static_cast<unsigned>((rows + 256 / group - 1) / (256 / group));
   const SmemPlan plan = PlanPhiSmem(g);
   if (FastForwardSupported(g)) {
     const ForwardExtras extras{den, phq, phk};
     SCION_RETURN_IF_ERROR(FastForward(l, d, q, k, v, y, fm, g, &extras));
-    PrepKernel<<<row_blocks, 256, 0, stream>>>(static_cast<const bf16*>(dout), y, D, den, g.eps,
-                                               static_cast<const bf16*>(v), ge, v1, true, rows, D);
+    PrepKernel<<<prep_blocks, 256, 0, stream>>>(static_cast<const bf16*>(dout), y, D, den, g.eps,
+                                                static_cast<const bf16*>(v), ge, v1, true, rows, D, group);
   } else {
     // φ to global memory, then the numerator and Σ_j A_ij as products with [v, 1] into y's
     // buffer (width D + 16), which PrepKernel normalises on the fly.
@@ -198,8 +223,8 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
     bf16* nd = y;  // (B·H, N, D + 16): numerator, then Σ_j A_ij in column D
     SCION_RETURN_IF_ERROR(CausalProduct({phq, phk, v1, nd, Fp, D, E, E}, BH, N, g.causal, false, stream));
     SCION_RETURN_IF_ERROR(CausalProduct({phq, phk, v1 + D, nd + D, Fp, 16, E, E}, BH, N, g.causal, false, stream));
-    PrepKernel<<<row_blocks, 256, 0, stream>>>(static_cast<const bf16*>(dout), nd, E, nullptr, g.eps,
-                                               static_cast<const bf16*>(v), ge, v1, false, rows, D);
+    PrepKernel<<<prep_blocks, 256, 0, stream>>>(static_cast<const bf16*>(dout), nd, E, nullptr, g.eps,
+                                                static_cast<const bf16*>(v), ge, v1, false, rows, D, group);
   }
   SCION_RETURN_IF_ERROR(CheckLaunch("LinearAttentionBackward"));
   SCION_RETURN_IF_ERROR(CausalProduct({ge, v1, phk, dphq, E, Fp, Fp, Fp}, BH, N, g.causal, false, stream));
@@ -207,6 +232,14 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
   SCION_RETURN_IF_ERROR(
       CausalProduct({phk, phq, ge, static_cast<bf16*>(dv), Fp, D, E, D}, BH, N, g.causal, true, stream));
   const bool learned = HasLearnedWeights(fm.kind);
+  if (PhiBackFastSupported(g)) {
+    const PhiBackIo io{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)},
+                       {dphq, dphk},
+                       {static_cast<bf16*>(dq), static_cast<bf16*>(dk)},
+                       {fm.wq, fm.wk ? fm.wk : fm.wq},
+                       {learned ? dwq : nullptr, learned ? dwk : nullptr}};
+    return PhiBackFast(io, g, BH, stream);
+  }
   PhiBackArgs a{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)},
                 {phq, phk},
                 {dphq, dphk},

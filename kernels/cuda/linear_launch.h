@@ -169,6 +169,19 @@ bool FastBackwardSupported(const Geometry& g);
 Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, const void* dout,
                     void* dq, void* dk, void* dv, const FeatureMap& fm, float* dwq, float* dwk, const Geometry& g);
 
+// φ's backward for the Hedgehog maps (linear_phi_back.cu): ∂φ (B·H, N, Fp) bf16 -> dx (B·H, N, D)
+// bf16 (skipped where null) and dW (H, D, F) fp32 accumulated into (skipped where null), φ
+// recomputed from x. Index 0 is the query side, 1 the key side.
+struct PhiBackIo {
+  const bf16* x[2];
+  const bf16* dphi[2];
+  bf16* dx[2];
+  const float* w[2];
+  float* dw[2];
+};
+bool PhiBackFastSupported(const Geometry& g);
+Status PhiBackFast(const PhiBackIo& io, const Geometry& g, int BH, cudaStream_t stream);
+
 // fp32 tensors (linear_f32.cu): inputs rounded to bf16 once, the bf16 kernels, outputs widened.
 Status ForwardF32(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,
                   const FeatureMap& fm, bool causal, float eps);
