@@ -7,6 +7,7 @@
 // (all j / all i when not causal). Passes: the forward again, also writing φq, φk and den; one
 // pass building GE = [g, e, 0…] and V1 = [v, 1, 0…] (width D + 16); the three products; φ's
 // backward per side (dq, dk and dW) from ∂φ with the shared-memory helpers of linear_grad.cuh.
+#include <cstdlib>
 #include <string>
 
 #include "kernels/cuda/linear_common.cuh"
@@ -232,7 +233,8 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
   SCION_RETURN_IF_ERROR(
       CausalProduct({phk, phq, ge, static_cast<bf16*>(dv), Fp, D, E, D}, BH, N, g.causal, true, stream));
   const bool learned = HasLearnedWeights(fm.kind);
-  if (PhiBackFastSupported(g)) {
+  static const bool old_phi_back = std::getenv("SCION_OLD_PHIBACK") != nullptr;  // TEMP experiment
+  if (PhiBackFastSupported(g) && !old_phi_back) {
     const PhiBackIo io{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)},
                        {dphq, dphk},
                        {static_cast<bf16*>(dq), static_cast<bf16*>(dk)},

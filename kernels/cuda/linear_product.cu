@@ -5,6 +5,7 @@
 // one column slice of C in registers; warp w owns rows 16w.. of the chunk for the row products
 // and a quarter of S's rows for the update. No feature map and no normaliser: A, B and C arrive
 // as bf16 matrices; O leaves as bf16.
+#include <cstdlib>
 #include <string>
 
 #include "kernels/cuda/linear_common.cuh"
@@ -34,13 +35,14 @@ struct PArgs {
   bool has_prefix;
 };
 
-template <int kDc, bool kReverse, bool kStatesOnly>
-__global__ void __launch_bounds__(kPThreads) ProductKernel(PArgs a) {
+// kK: the width K when fixed at compile time (the feature loops then unroll fully), else 0.
+template <int kDc, bool kReverse, bool kStatesOnly, int kK>
+__global__ void __launch_bounds__(kPThreads, 3) ProductKernel(PArgs a) {
   extern __shared__ __align__(128) unsigned char smem[];
   constexpr int kMT = regs::MTiles(kDc), kNT = kDc / 8;
   const Geometry& g = a.g;
   const ProductArgs& x = a.x;
-  const int N = g.N, K = x.K, KT = K / 16, lda = a.lda, ldc = a.ldc;
+  const int N = g.N, K = kK ? kK : x.K, KT = K / 16, lda = a.lda, ldc = a.ldc;
   const int seg = blockIdx.x, slice = blockIdx.y % a.slices, bh = blockIdx.y / a.slices;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, t = lane % 4;
   bf16* sa = reinterpret_cast<bf16*>(smem + a.a_off);
@@ -83,8 +85,7 @@ __global__ void __launch_bounds__(kPThreads) ProductKernel(PArgs a) {
       for (int j = 0; j < kNT; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
 #pragma unroll
       for (int j = 0; j < 8; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
-#pragma unroll 2
-      for (int kk = 0; kk < KT; ++kk) {
+      auto step = [&](int kk) {
         uint32_t af[4];
         LoadA(af, sa, lda, 16 * warp, kk * 16, lane);
         if (g.causal) {
@@ -95,6 +96,13 @@ __global__ void __launch_bounds__(kPThreads) ProductKernel(PArgs a) {
           }
         }
         regs::MmaRows<kDc>(o, af, sb, ldc, kk * 16);
+      };
+      if constexpr (kK > 0) {
+#pragma unroll
+        for (int kk = 0; kk < kK / 16; ++kk) step(kk);
+      } else {
+#pragma unroll 2
+        for (int kk = 0; kk < KT; ++kk) step(kk);
       }
       if (g.causal) {
 #pragma unroll
@@ -132,29 +140,39 @@ __global__ void __launch_bounds__(kPThreads) ProductKernel(PArgs a) {
   if (kStatesOnly) regs::StoreState<kMT, kDc>(s, a.states + st_off, KT);
 }
 
-template <int kDc, bool kReverse>
-Status LaunchProduct(const PArgs& a, int grid_y, bool states_only, cudaStream_t stream) {
-  const void* kernel = states_only ? reinterpret_cast<const void*>(&ProductKernel<kDc, kReverse, true>)
-                                   : reinterpret_cast<const void*>(&ProductKernel<kDc, kReverse, false>);
-  SCION_RETURN_IF_ERROR(AllowSmem(kernel, a.total));
-  const dim3 grid(a.g.nseg, grid_y);
-  if (states_only) ProductKernel<kDc, kReverse, true><<<grid, kPThreads, a.total, stream>>>(a);
-  else ProductKernel<kDc, kReverse, false><<<grid, kPThreads, a.total, stream>>>(a);
-  return CheckLaunch("linear attention backward product");
+using ProductFn = void (*)(PArgs);
+
+template <int kDc, bool kReverse, int kK>
+ProductFn Pick(bool states_only) {
+  return states_only ? &ProductKernel<kDc, kReverse, true, kK> : &ProductKernel<kDc, kReverse, false, kK>;
 }
 
-template <int kDc>
-Status LaunchDir(const PArgs& a, int grid_y, bool states_only, bool reverse, cudaStream_t stream) {
-  return reverse ? LaunchProduct<kDc, true>(a, grid_y, states_only, stream)
-                 : LaunchProduct<kDc, false>(a, grid_y, states_only, stream);
+// The backward's widths at D = 64 (K = D + 16 = 80, K = Fp = 64 or 128) get unrolled kernels.
+template <int kDc, bool kReverse>
+ProductFn PickK(int K, bool states_only) {
+  static const bool runtime_k = std::getenv("SCION_PRODUCT_RUNTIME_K") != nullptr;  // TEMP experiment
+  if constexpr (kDc == 64) {
+    if (runtime_k) return Pick<kDc, kReverse, 0>(states_only);
+    if (K == 64) return Pick<64, kReverse, 64>(states_only);
+    if (K == 80) return Pick<64, kReverse, 80>(states_only);
+    if (K == 128) return Pick<64, kReverse, 128>(states_only);
+  }
+  return Pick<kDc, kReverse, 0>(states_only);
+}
+
+ProductFn PickKernel(int dc, int K, bool reverse, bool states_only) {
+  switch (dc) {
+    case 16: return reverse ? PickK<16, true>(K, states_only) : PickK<16, false>(K, states_only);
+    case 32: return reverse ? PickK<32, true>(K, states_only) : PickK<32, false>(K, states_only);
+    default: return reverse ? PickK<64, true>(K, states_only) : PickK<64, false>(K, states_only);
+  }
 }
 
 Status LaunchAny(const PArgs& a, int dc, int grid_y, bool states_only, bool reverse, cudaStream_t stream) {
-  switch (dc) {
-    case 16: return LaunchDir<16>(a, grid_y, states_only, reverse, stream);
-    case 32: return LaunchDir<32>(a, grid_y, states_only, reverse, stream);
-    default: return LaunchDir<64>(a, grid_y, states_only, reverse, stream);
-  }
+  const ProductFn kernel = PickKernel(dc, a.x.K, reverse, states_only);
+  SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(kernel), a.total));
+  kernel<<<dim3(a.g.nseg, grid_y), kPThreads, a.total, stream>>>(a);
+  return CheckLaunch("linear attention backward product");
 }
 
 // The widest column slice (64, 32 or 16, dividing Dc) whose state fits the register budget.
@@ -191,12 +209,7 @@ Status CausalProduct(const ProductArgs& x, int BH, int N, bool causal, bool reve
   a.c1_off = take(kChunk * a.ldc * 2);
   a.sb_off = take(x.K * a.ldc * 2);
   a.total = off;
-  const void* main_kernel = dc == 16   ? (reverse ? reinterpret_cast<const void*>(&ProductKernel<16, true, false>)
-                                                : reinterpret_cast<const void*>(&ProductKernel<16, false, false>))
-                            : dc == 32 ? (reverse ? reinterpret_cast<const void*>(&ProductKernel<32, true, false>)
-                                                  : reinterpret_cast<const void*>(&ProductKernel<32, false, false>))
-                                       : (reverse ? reinterpret_cast<const void*>(&ProductKernel<64, true, false>)
-                                                  : reinterpret_cast<const void*>(&ProductKernel<64, false, false>));
+  const void* main_kernel = reinterpret_cast<const void*>(PickKernel(dc, x.K, reverse, false));
   SCION_RETURN_IF_ERROR(AllowSmem(main_kernel, a.total));
   const int nseg = SegmentCount(rows, g.nchunks, ResidentBlocks(main_kernel, kPThreads, a.total));
   g.seg_chunks = (g.nchunks + nseg - 1) / nseg;
