@@ -4,10 +4,10 @@
 //   dφQ_i = Σ_{j<=i} ([g_i, e_i]·[v_j, 1]) φk_j       forward product
 //   dφK_j = Σ_{i>=j} ([v_j, 1]·[g_i, e_i]) φq_i       reverse product
 //   dV_j  = Σ_{i>=j} (φk_j·φq_i) g_i                  reverse product
-// (all j / all i when not causal). Passes: the forward again, also writing φq, φk and den; one
-// pass building GE = [g, e, 0…] and V1 = [v, 1, 0…] (width D + 16); the three products; φ's
-// backward per side (dq, dk and dW) from ∂φ with the shared-memory helpers of linear_grad.cuh.
-#include <cstdlib>
+// (all j / all i when not causal). Passes: the forward again, writing φq, φk, GE = [g, e, 0…] and
+// V1 = [v, 1, 0…] (width D + 16) instead of y; the three products; φ's backward per side (dq, dk
+// and dW) from ∂φ: linear_phi_back.cu for the Hedgehog maps, else the shared-memory helpers of
+// linear_grad.cuh.
 #include <string>
 
 #include "kernels/cuda/linear_common.cuh"
@@ -18,51 +18,36 @@ namespace scion::kernels::cuda::linear {
 
 namespace {
 
-// GE = [dy/den, −(dy·y)/den, 0…] and, when write_v1, V1 = [v, 1, 0…] (width D + 16). y is the
-// forward's output (row stride ld_y) with den given, or, when den is null, the unnormalised
-// numerator with Σ_j A_ij in column D (ld_y = D + 16) and den = that + eps. `group` threads (a
-// power of two, at least D/8 + 2) per row, each moving 16 bytes of every tensor.
-__global__ void PrepKernel(const bf16* __restrict__ dout, const bf16* __restrict__ y, int ld_y,
-                           const float* __restrict__ den, float eps, const bf16* __restrict__ v,
-                           bf16* __restrict__ ge, bf16* __restrict__ v1, bool write_v1, size_t rows, int D,
-                           int group) {
+// GE = [dy/den, −(dy·y)/den, 0…] (width D + 16) from nd, the unnormalised numerator with
+// Σ_j A_ij in column D (row stride D + 16): den = that + eps and y = numerator / den. `group`
+// threads (a power of two, at least D/8 + 2) per row, each moving 16 bytes of every tensor. The
+// fast forward writes GE itself; this serves the shapes outside it.
+__global__ void PrepKernel(const bf16* __restrict__ dout, const bf16* __restrict__ nd, float eps,
+                           bf16* __restrict__ ge, size_t rows, int D, int group) {
   const size_t row = blockIdx.x * static_cast<size_t>(blockDim.x / group) + threadIdx.x / group;
   const int j = threadIdx.x % group, vecs = D / 8, E = D + 16;
   const bool live = row < rows;
-  float d_row = 1.0f;
-  if (live) d_row = den ? den[row] : __bfloat162float(y[row * ld_y + D]) + eps;
-  const float inv = 1.0f / d_row, y_scale = den ? 1.0f : inv;
+  const float inv = live ? 1.0f / (__bfloat162float(nd[row * E + D]) + eps) : 0.0f;
   uint4 dr = make_uint4(0, 0, 0, 0);
   float dot = 0;
   if (live && j < vecs) {
     dr = *reinterpret_cast<const uint4*>(dout + row * D + 8 * j);
-    const uint4 yr = *reinterpret_cast<const uint4*>(y + row * ld_y + 8 * j);
+    const uint4 yr = *reinterpret_cast<const uint4*>(nd + row * E + 8 * j);
     const bf16* dv = reinterpret_cast<const bf16*>(&dr);
     const bf16* yv = reinterpret_cast<const bf16*>(&yr);
 #pragma unroll
     for (int i = 0; i < 8; ++i) dot += __bfloat162float(dv[i]) * __bfloat162float(yv[i]);
-    dot *= y_scale;
+    dot *= inv;
   }
   for (int o = group / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
   if (!live || j >= vecs + 2) return;
-  uint4 g_out, v_out;
+  uint4 g_out;
   bf16* go = reinterpret_cast<bf16*>(&g_out);
-  bf16* vo = reinterpret_cast<bf16*>(&v_out);
-  if (j < vecs) {
-    const bf16* dv = reinterpret_cast<const bf16*>(&dr);
+  const bf16* dv = reinterpret_cast<const bf16*>(&dr);
 #pragma unroll
-    for (int i = 0; i < 8; ++i) go[i] = __float2bfloat16(__bfloat162float(dv[i]) * inv);
-    if (write_v1) v_out = *reinterpret_cast<const uint4*>(v + row * D + 8 * j);
-  } else {
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const bool head = j == vecs && i == 0;  // column D
-      go[i] = __float2bfloat16(head ? -dot * inv : 0.0f);
-      vo[i] = __float2bfloat16(head ? 1.0f : 0.0f);
-    }
-  }
+  for (int i = 0; i < 8; ++i)
+    go[i] = __float2bfloat16(j < vecs ? __bfloat162float(dv[i]) * inv : (j == vecs && i == 0 ? -dot * inv : 0.0f));
   *reinterpret_cast<uint4*>(ge + row * E + 8 * j) = g_out;
-  if (write_v1) *reinterpret_cast<uint4*>(v1 + row * E + 8 * j) = v_out;
 }
 
 // Threads per row of PrepKernel.
@@ -193,39 +178,34 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
   cudaStream_t stream = pool.stream;
   const int BH = static_cast<int>(d.B * d.H), D = g.D, Fp = g.Fp, E = D + 16;
   const size_t rows = static_cast<size_t>(BH) * d.N;
-  bf16 *phq, *phk, *y, *ge, *v1, *dphq, *dphk;
-  float* den;
+  bf16 *phq, *phk, *ge, *v1, *dphq, *dphk;
   SCION_RETURN_IF_ERROR(pool.Take(&phq, rows * Fp));
   SCION_RETURN_IF_ERROR(pool.Take(&phk, rows * Fp));
   SCION_RETURN_IF_ERROR(pool.Take(&dphq, rows * Fp));
   SCION_RETURN_IF_ERROR(pool.Take(&dphk, rows * Fp));
-  SCION_RETURN_IF_ERROR(pool.Take(&y, rows * E));
   SCION_RETURN_IF_ERROR(pool.Take(&ge, rows * E));
   SCION_RETURN_IF_ERROR(pool.Take(&v1, rows * E));
-  SCION_RETURN_IF_ERROR(pool.Take(&den, rows));
   const int N = static_cast<int>(d.N);
-  const unsigned row_blocks = static_cast<unsigned>((rows + 7) / 8);
-  const int group = PrepGroup(D);
-  const unsigned prep_blocks = static_cast<unsigned>((rows + 256 / group - 1) / (256 / group));
   const SmemPlan plan = PlanPhiSmem(g);
   if (FastForwardSupported(g)) {
-    const ForwardExtras extras{den, phq, phk};
-    SCION_RETURN_IF_ERROR(FastForward(l, d, q, k, v, y, fm, g, &extras));
-    PrepKernel<<<prep_blocks, 256, 0, stream>>>(static_cast<const bf16*>(dout), y, D, den, g.eps,
-                                                static_cast<const bf16*>(v), ge, v1, true, rows, D, group);
+    // The forward again, writing φq, φk, GE and V1 instead of o.
+    const ForwardExtras extras{phq, phk, static_cast<const bf16*>(dout), ge, v1};
+    SCION_RETURN_IF_ERROR(FastForward(l, d, q, k, v, nullptr, fm, g, &extras));
   } else {
-    // φ to global memory, then the numerator and Σ_j A_ij as products with [v, 1] into y's
-    // buffer (width D + 16), which PrepKernel normalises on the fly.
+    // φ to global memory, then the numerator and Σ_j A_ij as products with [v, 1] into nd
+    // (width D + 16), which PrepKernel normalises on the fly.
+    bf16* nd;
+    SCION_RETURN_IF_ERROR(pool.Take(&nd, rows * E));
     PhiArgs pa{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)}, {phq, phk}, {fm.wq, fm.wk ? fm.wk : fm.wq}, g};
     SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(&PhiKernel), plan.total));
     PhiKernel<<<dim3(g.nchunks, BH, 2), kThreads, plan.total, stream>>>(pa, plan);
-    OnesColumnKernel<<<row_blocks, 256, 0, stream>>>(static_cast<const bf16*>(v), v1, rows, D);
+    OnesColumnKernel<<<static_cast<unsigned>((rows + 7) / 8), 256, 0, stream>>>(static_cast<const bf16*>(v), v1, rows, D);
     SCION_RETURN_IF_ERROR(CheckLaunch("LinearAttentionBackward"));
-    bf16* nd = y;  // (B·H, N, D + 16): numerator, then Σ_j A_ij in column D
     SCION_RETURN_IF_ERROR(CausalProduct({phq, phk, v1, nd, Fp, D, E, E}, BH, N, g.causal, false, stream));
     SCION_RETURN_IF_ERROR(CausalProduct({phq, phk, v1 + D, nd + D, Fp, 16, E, E}, BH, N, g.causal, false, stream));
-    PrepKernel<<<prep_blocks, 256, 0, stream>>>(static_cast<const bf16*>(dout), nd, E, nullptr, g.eps,
-                                                static_cast<const bf16*>(v), ge, v1, false, rows, D, group);
+    const int group = PrepGroup(D);
+    PrepKernel<<<static_cast<unsigned>((rows + 256 / group - 1) / (256 / group)), 256, 0, stream>>>(
+        static_cast<const bf16*>(dout), nd, g.eps, ge, rows, D, group);
   }
   SCION_RETURN_IF_ERROR(CheckLaunch("LinearAttentionBackward"));
   SCION_RETURN_IF_ERROR(CausalProduct({ge, v1, phk, dphq, E, Fp, Fp, Fp}, BH, N, g.causal, false, stream));
@@ -233,8 +213,7 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
   SCION_RETURN_IF_ERROR(
       CausalProduct({phk, phq, ge, static_cast<bf16*>(dv), Fp, D, E, D}, BH, N, g.causal, true, stream));
   const bool learned = HasLearnedWeights(fm.kind);
-  static const bool old_phi_back = std::getenv("SCION_OLD_PHIBACK") != nullptr;  // TEMP experiment
-  if (PhiBackFastSupported(g) && !old_phi_back) {
+  if (PhiBackFastSupported(g)) {
     const PhiBackIo io{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)},
                        {dphq, dphk},
                        {static_cast<bf16*>(dq), static_cast<bf16*>(dk)},

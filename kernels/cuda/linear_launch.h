@@ -140,12 +140,14 @@ Status ScanSegments(float* states, float* zs, const Geometry& g, int BH, bool re
 
 // The register-resident forward (linear_fast.cu): D in {16, 32, 64, 128} with the state Fp·D
 // within its register budget; other shapes take the shared-memory kernel in linear_attention.cu.
-// With extras, the main pass also writes den (B·H, N) fp32 and φq, φk (B·H, N, Fp) bf16 for the
-// backward.
+// With extras (the backward's recomputation), the main pass writes φq, φk (B·H, N, Fp) and, in
+// place of o, GE = [dy/den, −(dy·y)/den, 0…] and V1 = [v, 1, 0…] (B·H, N, D + 16), all bf16.
 struct ForwardExtras {
-  float* den = nullptr;
   bf16* phq = nullptr;
   bf16* phk = nullptr;
+  const bf16* dout = nullptr;
+  bf16* ge = nullptr;
+  bf16* v1 = nullptr;
 };
 bool FastForwardSupported(const Geometry& g);
 Status FastForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,

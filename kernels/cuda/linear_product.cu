@@ -5,7 +5,6 @@
 // one column slice of C in registers; warp w owns rows 16w.. of the chunk for the row products
 // and a quarter of S's rows for the update. No feature map and no normaliser: A, B and C arrive
 // as bf16 matrices; O leaves as bf16.
-#include <cstdlib>
 #include <string>
 
 #include "kernels/cuda/linear_common.cuh"
@@ -35,14 +34,14 @@ struct PArgs {
   bool has_prefix;
 };
 
-// kK: the width K when fixed at compile time (the feature loops then unroll fully), else 0.
-template <int kDc, bool kReverse, bool kStatesOnly, int kK>
+// Three blocks per SM (168 registers a thread, no spills): 12 warps in flight instead of 8.
+template <int kDc, bool kReverse, bool kStatesOnly>
 __global__ void __launch_bounds__(kPThreads, 3) ProductKernel(PArgs a) {
   extern __shared__ __align__(128) unsigned char smem[];
   constexpr int kMT = regs::MTiles(kDc), kNT = kDc / 8;
   const Geometry& g = a.g;
   const ProductArgs& x = a.x;
-  const int N = g.N, K = kK ? kK : x.K, KT = K / 16, lda = a.lda, ldc = a.ldc;
+  const int N = g.N, K = x.K, KT = K / 16, lda = a.lda, ldc = a.ldc;
   const int seg = blockIdx.x, slice = blockIdx.y % a.slices, bh = blockIdx.y / a.slices;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, t = lane % 4;
   bf16* sa = reinterpret_cast<bf16*>(smem + a.a_off);
@@ -85,7 +84,8 @@ __global__ void __launch_bounds__(kPThreads, 3) ProductKernel(PArgs a) {
       for (int j = 0; j < kNT; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
 #pragma unroll
       for (int j = 0; j < 8; ++j) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
-      auto step = [&](int kk) {
+#pragma unroll 2
+      for (int kk = 0; kk < KT; ++kk) {
         uint32_t af[4];
         LoadA(af, sa, lda, 16 * warp, kk * 16, lane);
         if (g.causal) {
@@ -96,13 +96,6 @@ __global__ void __launch_bounds__(kPThreads, 3) ProductKernel(PArgs a) {
           }
         }
         regs::MmaRows<kDc>(o, af, sb, ldc, kk * 16);
-      };
-      if constexpr (kK > 0) {
-#pragma unroll
-        for (int kk = 0; kk < kK / 16; ++kk) step(kk);
-      } else {
-#pragma unroll 2
-        for (int kk = 0; kk < KT; ++kk) step(kk);
       }
       if (g.causal) {
 #pragma unroll
@@ -142,34 +135,21 @@ __global__ void __launch_bounds__(kPThreads, 3) ProductKernel(PArgs a) {
 
 using ProductFn = void (*)(PArgs);
 
-template <int kDc, bool kReverse, int kK>
-ProductFn Pick(bool states_only) {
-  return states_only ? &ProductKernel<kDc, kReverse, true, kK> : &ProductKernel<kDc, kReverse, false, kK>;
-}
-
-// The backward's widths at D = 64 (K = D + 16 = 80, K = Fp = 64 or 128) get unrolled kernels.
 template <int kDc, bool kReverse>
-ProductFn PickK(int K, bool states_only) {
-  static const bool runtime_k = std::getenv("SCION_PRODUCT_RUNTIME_K") != nullptr;  // TEMP experiment
-  if constexpr (kDc == 64) {
-    if (runtime_k) return Pick<kDc, kReverse, 0>(states_only);
-    if (K == 64) return Pick<64, kReverse, 64>(states_only);
-    if (K == 80) return Pick<64, kReverse, 80>(states_only);
-    if (K == 128) return Pick<64, kReverse, 128>(states_only);
-  }
-  return Pick<kDc, kReverse, 0>(states_only);
+ProductFn Pick(bool states_only) {
+  return states_only ? &ProductKernel<kDc, kReverse, true> : &ProductKernel<kDc, kReverse, false>;
 }
 
-ProductFn PickKernel(int dc, int K, bool reverse, bool states_only) {
+ProductFn PickKernel(int dc, bool reverse, bool states_only) {
   switch (dc) {
-    case 16: return reverse ? PickK<16, true>(K, states_only) : PickK<16, false>(K, states_only);
-    case 32: return reverse ? PickK<32, true>(K, states_only) : PickK<32, false>(K, states_only);
-    default: return reverse ? PickK<64, true>(K, states_only) : PickK<64, false>(K, states_only);
+    case 16: return reverse ? Pick<16, true>(states_only) : Pick<16, false>(states_only);
+    case 32: return reverse ? Pick<32, true>(states_only) : Pick<32, false>(states_only);
+    default: return reverse ? Pick<64, true>(states_only) : Pick<64, false>(states_only);
   }
 }
 
 Status LaunchAny(const PArgs& a, int dc, int grid_y, bool states_only, bool reverse, cudaStream_t stream) {
-  const ProductFn kernel = PickKernel(dc, a.x.K, reverse, states_only);
+  const ProductFn kernel = PickKernel(dc, reverse, states_only);
   SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(kernel), a.total));
   kernel<<<dim3(a.g.nseg, grid_y), kPThreads, a.total, stream>>>(a);
   return CheckLaunch("linear attention backward product");
@@ -209,7 +189,7 @@ Status CausalProduct(const ProductArgs& x, int BH, int N, bool causal, bool reve
   a.c1_off = take(kChunk * a.ldc * 2);
   a.sb_off = take(x.K * a.ldc * 2);
   a.total = off;
-  const void* main_kernel = reinterpret_cast<const void*>(PickKernel(dc, x.K, reverse, false));
+  const void* main_kernel = reinterpret_cast<const void*>(PickKernel(dc, reverse, false));
   SCION_RETURN_IF_ERROR(AllowSmem(main_kernel, a.total));
   const int nseg = SegmentCount(rows, g.nchunks, ResidentBlocks(main_kernel, kPThreads, a.total));
   g.seg_chunks = (g.nchunks + nseg - 1) / nseg;
