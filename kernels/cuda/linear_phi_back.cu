@@ -45,7 +45,10 @@ PbPlan PlanPb(const Geometry& g) {
   p.x1 = take(kChunk * p.ldx * 2);
   p.g0 = take(kChunk * p.ldg * 2);
   p.g1 = take(kChunk * p.ldg * 2);
-  p.w = take(2 * g.D * p.ldw * 2);  // high part, then the rounding remainder
+  // W's bf16 high part, then (exp variant) its rounding remainder: the argmax there is sensitive to
+  // W's rounding, Hedgehog's softmax is not, and one tile fewer lets three blocks share an SM.
+  const bool lo = g.kind == static_cast<int>(FeatureMapKind::kHedgehogExp);
+  p.w = take((lo ? 2 : 1) * g.D * p.ldw * 2);
   p.du = take(kChunk * p.ldw * 2);
   p.total = off;
   return p;
@@ -109,7 +112,7 @@ __global__ void __launch_bounds__(kPbThreads) PhiBackFastKernel(PbArgs a) {
       const int r = i / F, c = i % F;
       const bf16 hi = __float2bfloat16(w[i]);
       w_hi[r * ldw + c] = hi;
-      w_lo[r * ldw + c] = __float2bfloat16(w[i] - __bfloat162float(hi));
+      if (exp_variant) w_lo[r * ldw + c] = __float2bfloat16(w[i] - __bfloat162float(hi));
     }
   }
   float dw[kWt][2][4];
@@ -279,9 +282,11 @@ __global__ void __launch_bounds__(kPbThreads) PhiBackFastKernel(PbArgs a) {
           LoadBnk(b, w_hi, ldw, dp2 * 16, kk * 16, lane);
           Mma(o[2 * dp2], af, b[0], b[1]);
           Mma(o[2 * dp2 + 1], af, b[2], b[3]);
-          LoadBnk(b, w_lo, ldw, dp2 * 16, kk * 16, lane);
-          Mma(o[2 * dp2], af, b[0], b[1]);
-          Mma(o[2 * dp2 + 1], af, b[2], b[3]);
+          if (exp_variant) {
+            LoadBnk(b, w_lo, ldw, dp2 * 16, kk * 16, lane);
+            Mma(o[2 * dp2], af, b[0], b[1]);
+            Mma(o[2 * dp2 + 1], af, b[2], b[3]);
+          }
         }
       }
       bf16* out = DX + static_cast<size_t>(row0) * kD;
@@ -330,14 +335,22 @@ template <int kD>
 Status LaunchPb(PbArgs a, int BH, cudaStream_t stream) {
   const void* kernel = reinterpret_cast<const void*>(&PhiBackFastKernel<kD>);
   SCION_RETURN_IF_ERROR(AllowSmem(kernel, a.p.total));
-  // Enough blocks for about two per resident slot over both sides; each flushes dW once.
-  const int slots = ResidentBlocks(kernel, kPbThreads, a.p.total);
-  const int64_t units = 2LL * BH * a.g.nchunks;
-  const int64_t want = std::max<int64_t>(1, 2LL * slots);
-  a.chunks_per_block = static_cast<int>(std::max<int64_t>(1, (units + want - 1) / want));
-  a.chunks_per_block = std::min(a.chunks_per_block, a.g.nchunks);
-  const unsigned per_seq = static_cast<unsigned>((a.g.nchunks + a.chunks_per_block - 1) / a.chunks_per_block);
-  PhiBackFastKernel<kD><<<dim3(per_seq, BH, 2), kPbThreads, a.p.total, stream>>>(a);
+  // Blocks per sequence: the fewest that minimise rounds of resident blocks × chunks per block
+  // (each block flushes its dW once, so fewer blocks mean fewer atomics).
+  const int slots = ResidentBlocks(kernel, kPbThreads, a.p.total), nchunks = a.g.nchunks;
+  int per_seq = 1;
+  int64_t best = -1;
+  for (int n = 1; n <= std::min(nchunks, 64); ++n) {
+    const int64_t cpb = (nchunks + n - 1) / n, blocks = 2LL * BH * n;
+    const int64_t cost = (blocks + slots - 1) / slots * cpb;
+    if (best < 0 || cost < best) {
+      best = cost;
+      per_seq = n;
+    }
+  }
+  a.chunks_per_block = (nchunks + per_seq - 1) / per_seq;
+  per_seq = (nchunks + a.chunks_per_block - 1) / a.chunks_per_block;
+  PhiBackFastKernel<kD><<<dim3(static_cast<unsigned>(per_seq), BH, 2), kPbThreads, a.p.total, stream>>>(a);
   return CheckLaunch("LinearAttentionBackward (φ backward)");
 }
 
