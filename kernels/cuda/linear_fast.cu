@@ -11,7 +11,9 @@
 //   S += φkᵀ v, z += Σ φk (z as the product with a ones column)
 // Loads are cp.async: v one chunk ahead, q and k issued as soon as φ has read the previous ones.
 // Matrix products are mma.sync m16n8k16 (kernels/cuda/mma.cuh). The same kernel with kStatesOnly
-// sums each segment's state for the segment scan (linear_state.cu).
+// sums each segment's state for the segment scan (linear_state.cu). For the backward it also
+// writes φq and φk, and in place of o the rows GE = [dy/den, −(dy·y)/den, 0…] and V1 = [v, 1, 0…]
+// that its products take (linear_backward_fast.cu).
 #include <string>
 
 #include "kernels/cuda/linear_common.cuh"
@@ -27,6 +29,9 @@ using mma::LoadA;
 using mma::LoadBkn;
 using mma::LoadBnk;
 using mma::Mma;
+using regs::QuadMax;
+using regs::QuadMin;
+using regs::QuadSum;
 using regs::StorePair;
 
 constexpr int kFastThreads = regs::kThreads;
@@ -86,19 +91,6 @@ __device__ void LoadWeightsFast(bf16* dst, const float* src, int rows, int cols,
     dst[r * ld + c] = hi;
     if (lo) dst[rows * ld + r * ld + c] = __float2bfloat16(src[i] - __bfloat162float(hi));
   }
-}
-
-__device__ __forceinline__ float QuadSum(float x) {
-  x += __shfl_xor_sync(0xffffffffu, x, 1);
-  return x + __shfl_xor_sync(0xffffffffu, x, 2);
-}
-__device__ __forceinline__ float QuadMax(float x) {
-  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
-  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
-}
-__device__ __forceinline__ float QuadMin(float x) {
-  x = fminf(x, __shfl_xor_sync(0xffffffffu, x, 1));
-  return fminf(x, __shfl_xor_sync(0xffffffffu, x, 2));
 }
 
 // φ of the warp's 16 rows (16w..16w+15) of x (smem, ld ldx) into phi (smem, ld ldf); rows at

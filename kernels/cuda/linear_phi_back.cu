@@ -25,6 +25,9 @@ using mma::LoadBkn;
 using mma::LoadBnk;
 using mma::Mma;
 using mma::PackBF16;
+using regs::QuadMax;
+using regs::QuadMin;
+using regs::QuadSum;
 
 constexpr int kPbThreads = regs::kThreads;
 constexpr int kMaxFt = 8;  // 8-column tiles of u: F <= 64
@@ -61,18 +64,6 @@ struct PbArgs {
   int chunks_per_block;
 };
 
-__device__ __forceinline__ float QuadSum(float x) {
-  x += __shfl_xor_sync(0xffffffffu, x, 1);
-  return x + __shfl_xor_sync(0xffffffffu, x, 2);
-}
-__device__ __forceinline__ float QuadMax(float x) {
-  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
-  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
-}
-__device__ __forceinline__ float QuadMin(float x) {
-  x = fminf(x, __shfl_xor_sync(0xffffffffu, x, 1));
-  return fminf(x, __shfl_xor_sync(0xffffffffu, x, 2));
-}
 __device__ __forceinline__ int QuadMinInt(int x) {
   x = min(x, __shfl_xor_sync(0xffffffffu, x, 1));
   return min(x, __shfl_xor_sync(0xffffffffu, x, 2));
