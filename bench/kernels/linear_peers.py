@@ -63,7 +63,10 @@ def make_inputs(n, grad):
 
 
 def linear_peers(workloads):
-    compiled = torch.compile(chunked_linear)
+    # Static shapes: with the default (automatic dynamic) the second sequence length recompiles the
+    # graph with a symbolic N and the later lengths reuse it; each length gets its own specialised
+    # graph here (6 graphs: 3 lengths, with and without grad, within dynamo's cache limit of 8).
+    compiled = torch.compile(chunked_linear, dynamic=False)
     for n in (2048, 8192, 32768):
         q, k, v, do, wq, wk = make_inputs(n, True)
         for name, f in (("torch-chunked-eager", chunked_linear), ("torch-chunked-compile", compiled)):

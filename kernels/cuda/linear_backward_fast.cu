@@ -4,9 +4,10 @@
 //   dφQ_i = Σ_{j<=i} ([g_i, e_i]·[v_j, 1]) φk_j       forward product
 //   dφK_j = Σ_{i>=j} ([v_j, 1]·[g_i, e_i]) φq_i       reverse product
 //   dV_j  = Σ_{i>=j} (φk_j·φq_i) g_i                  reverse product
-// (all j / all i when not causal). Passes: the forward again, also writing φq, φk and den; one
-// pass building GE = [g, e, 0…] and V1 = [v, 1, 0…] (width D + 16); the three products; φ's
-// backward per side (dq, dk and dW) from ∂φ with the shared-memory helpers of linear_grad.cuh.
+// (all j / all i when not causal). Passes: the forward again, writing φq, φk, GE = [g, e, 0…] and
+// V1 = [v, 1, 0…] (width D + 16) instead of y; the three products; φ's backward per side (dq, dk
+// and dW) from ∂φ: linear_phi_back.cu for the Hedgehog maps, else the shared-memory helpers of
+// linear_grad.cuh.
 #include <string>
 
 #include "kernels/cuda/linear_common.cuh"
@@ -17,35 +18,43 @@ namespace scion::kernels::cuda::linear {
 
 namespace {
 
-// One warp per row: GE = [dy/den, −(dy·y)/den, 0…] and, when write_v1, V1 = [v, 1, 0…]. y is
-// the forward's output (row stride ld_y) with den given, or, when den is null, the unnormalised
-// numerator with Σ_j A_ij in column D (ld_y = D + 16) and den = that + eps.
-__global__ void PrepKernel(const bf16* __restrict__ dout, const bf16* __restrict__ y, int ld_y,
-                           const float* __restrict__ den, float eps, const bf16* __restrict__ v,
-                           bf16* __restrict__ ge, bf16* __restrict__ v1, bool write_v1, size_t rows, int D) {
-  const size_t row = blockIdx.x * static_cast<size_t>(blockDim.x / 32) + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (row >= rows) return;
-  const bf16* dr = dout + row * D;
-  const bf16* yr = y + row * ld_y;
-  const float d_row = den ? den[row] : __bfloat162float(yr[D]) + eps;
-  const float inv = 1.0f / d_row, y_scale = den ? 1.0f : inv;
+// GE = [dy/den, −(dy·y)/den, 0…] (width D + 16) from nd, the unnormalised numerator with
+// Σ_j A_ij in column D (row stride D + 16): den = that + eps and y = numerator / den. `group`
+// threads (a power of two, at least D/8 + 2) per row, each moving 16 bytes of every tensor. The
+// fast forward writes GE itself; this serves the shapes outside it.
+__global__ void PrepKernel(const bf16* __restrict__ dout, const bf16* __restrict__ nd, float eps,
+                           bf16* __restrict__ ge, size_t rows, int D, int group) {
+  const size_t row = blockIdx.x * static_cast<size_t>(blockDim.x / group) + threadIdx.x / group;
+  const int j = threadIdx.x % group, vecs = D / 8, E = D + 16;
+  const bool live = row < rows;
+  const float inv = live ? 1.0f / (__bfloat162float(nd[row * E + D]) + eps) : 0.0f;
+  uint4 dr = make_uint4(0, 0, 0, 0);
   float dot = 0;
-  for (int c = lane; c < D; c += 32) dot += __bfloat162float(dr[c]) * __bfloat162float(yr[c]) * y_scale;
-  for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-  const int E = D + 16;
-  for (int c = lane; c < E; c += 32) {
-    float gv = 0, vv = 0;
-    if (c < D) {
-      gv = __bfloat162float(dr[c]) * inv;
-      vv = __bfloat162float(v[row * D + c]);
-    } else if (c == D) {
-      gv = -dot * inv;
-      vv = 1.0f;
-    }
-    ge[row * E + c] = __float2bfloat16(gv);
-    if (write_v1) v1[row * E + c] = __float2bfloat16(vv);
+  if (live && j < vecs) {
+    dr = *reinterpret_cast<const uint4*>(dout + row * D + 8 * j);
+    const uint4 yr = *reinterpret_cast<const uint4*>(nd + row * E + 8 * j);
+    const bf16* dv = reinterpret_cast<const bf16*>(&dr);
+    const bf16* yv = reinterpret_cast<const bf16*>(&yr);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) dot += __bfloat162float(dv[i]) * __bfloat162float(yv[i]);
+    dot *= inv;
   }
+  for (int o = group / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+  if (!live || j >= vecs + 2) return;
+  uint4 g_out;
+  bf16* go = reinterpret_cast<bf16*>(&g_out);
+  const bf16* dv = reinterpret_cast<const bf16*>(&dr);
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+    go[i] = __float2bfloat16(j < vecs ? __bfloat162float(dv[i]) * inv : (j == vecs && i == 0 ? -dot * inv : 0.0f));
+  *reinterpret_cast<uint4*>(ge + row * E + 8 * j) = g_out;
+}
+
+// Threads per row of PrepKernel.
+int PrepGroup(int D) {
+  int group = 1;
+  while (group < D / 8 + 2) group *= 2;
+  return group;
 }
 
 // V1 = [v, 1, 0…] (width D + 16), one warp per row.
@@ -169,37 +178,34 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
   cudaStream_t stream = pool.stream;
   const int BH = static_cast<int>(d.B * d.H), D = g.D, Fp = g.Fp, E = D + 16;
   const size_t rows = static_cast<size_t>(BH) * d.N;
-  bf16 *phq, *phk, *y, *ge, *v1, *dphq, *dphk;
-  float* den;
+  bf16 *phq, *phk, *ge, *v1, *dphq, *dphk;
   SCION_RETURN_IF_ERROR(pool.Take(&phq, rows * Fp));
   SCION_RETURN_IF_ERROR(pool.Take(&phk, rows * Fp));
   SCION_RETURN_IF_ERROR(pool.Take(&dphq, rows * Fp));
   SCION_RETURN_IF_ERROR(pool.Take(&dphk, rows * Fp));
-  SCION_RETURN_IF_ERROR(pool.Take(&y, rows * E));
   SCION_RETURN_IF_ERROR(pool.Take(&ge, rows * E));
   SCION_RETURN_IF_ERROR(pool.Take(&v1, rows * E));
-  SCION_RETURN_IF_ERROR(pool.Take(&den, rows));
   const int N = static_cast<int>(d.N);
-  const unsigned row_blocks = static_cast<unsigned>((rows + 7) / 8);
   const SmemPlan plan = PlanPhiSmem(g);
   if (FastForwardSupported(g)) {
-    const ForwardExtras extras{den, phq, phk};
-    SCION_RETURN_IF_ERROR(FastForward(l, d, q, k, v, y, fm, g, &extras));
-    PrepKernel<<<row_blocks, 256, 0, stream>>>(static_cast<const bf16*>(dout), y, D, den, g.eps,
-                                               static_cast<const bf16*>(v), ge, v1, true, rows, D);
+    // The forward again, writing φq, φk, GE and V1 instead of o.
+    const ForwardExtras extras{phq, phk, static_cast<const bf16*>(dout), ge, v1};
+    SCION_RETURN_IF_ERROR(FastForward(l, d, q, k, v, nullptr, fm, g, &extras));
   } else {
-    // φ to global memory, then the numerator and Σ_j A_ij as products with [v, 1] into y's
-    // buffer (width D + 16), which PrepKernel normalises on the fly.
+    // φ to global memory, then the numerator and Σ_j A_ij as products with [v, 1] into nd
+    // (width D + 16), which PrepKernel normalises on the fly.
+    bf16* nd;
+    SCION_RETURN_IF_ERROR(pool.Take(&nd, rows * E));
     PhiArgs pa{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)}, {phq, phk}, {fm.wq, fm.wk ? fm.wk : fm.wq}, g};
     SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(&PhiKernel), plan.total));
     PhiKernel<<<dim3(g.nchunks, BH, 2), kThreads, plan.total, stream>>>(pa, plan);
-    OnesColumnKernel<<<row_blocks, 256, 0, stream>>>(static_cast<const bf16*>(v), v1, rows, D);
+    OnesColumnKernel<<<static_cast<unsigned>((rows + 7) / 8), 256, 0, stream>>>(static_cast<const bf16*>(v), v1, rows, D);
     SCION_RETURN_IF_ERROR(CheckLaunch("LinearAttentionBackward"));
-    bf16* nd = y;  // (B·H, N, D + 16): numerator, then Σ_j A_ij in column D
     SCION_RETURN_IF_ERROR(CausalProduct({phq, phk, v1, nd, Fp, D, E, E}, BH, N, g.causal, false, stream));
     SCION_RETURN_IF_ERROR(CausalProduct({phq, phk, v1 + D, nd + D, Fp, 16, E, E}, BH, N, g.causal, false, stream));
-    PrepKernel<<<row_blocks, 256, 0, stream>>>(static_cast<const bf16*>(dout), nd, E, nullptr, g.eps,
-                                               static_cast<const bf16*>(v), ge, v1, false, rows, D);
+    const int group = PrepGroup(D);
+    PrepKernel<<<static_cast<unsigned>((rows + 256 / group - 1) / (256 / group)), 256, 0, stream>>>(
+        static_cast<const bf16*>(dout), nd, g.eps, ge, rows, D, group);
   }
   SCION_RETURN_IF_ERROR(CheckLaunch("LinearAttentionBackward"));
   SCION_RETURN_IF_ERROR(CausalProduct({ge, v1, phk, dphq, E, Fp, Fp, Fp}, BH, N, g.causal, false, stream));
@@ -207,6 +213,14 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
   SCION_RETURN_IF_ERROR(
       CausalProduct({phk, phq, ge, static_cast<bf16*>(dv), Fp, D, E, D}, BH, N, g.causal, true, stream));
   const bool learned = HasLearnedWeights(fm.kind);
+  if (PhiBackFastSupported(g)) {
+    const PhiBackIo io{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)},
+                       {dphq, dphk},
+                       {static_cast<bf16*>(dq), static_cast<bf16*>(dk)},
+                       {fm.wq, fm.wk ? fm.wk : fm.wq},
+                       {learned ? dwq : nullptr, learned ? dwk : nullptr}};
+    return PhiBackFast(io, g, BH, stream);
+  }
   PhiBackArgs a{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)},
                 {phq, phk},
                 {dphq, dphk},

@@ -11,7 +11,9 @@
 //   S += φkᵀ v, z += Σ φk (z as the product with a ones column)
 // Loads are cp.async: v one chunk ahead, q and k issued as soon as φ has read the previous ones.
 // Matrix products are mma.sync m16n8k16 (kernels/cuda/mma.cuh). The same kernel with kStatesOnly
-// sums each segment's state for the segment scan (linear_state.cu).
+// sums each segment's state for the segment scan (linear_state.cu). For the backward it also
+// writes φq and φk, and in place of o the rows GE = [dy/den, −(dy·y)/den, 0…] and V1 = [v, 1, 0…]
+// that its products take (linear_backward_fast.cu).
 #include <string>
 
 #include "kernels/cuda/linear_common.cuh"
@@ -27,6 +29,9 @@ using mma::LoadA;
 using mma::LoadBkn;
 using mma::LoadBnk;
 using mma::Mma;
+using regs::QuadMax;
+using regs::QuadMin;
+using regs::QuadSum;
 using regs::StorePair;
 
 constexpr int kFastThreads = regs::kThreads;
@@ -86,19 +91,6 @@ __device__ void LoadWeightsFast(bf16* dst, const float* src, int rows, int cols,
     dst[r * ld + c] = hi;
     if (lo) dst[rows * ld + r * ld + c] = __float2bfloat16(src[i] - __bfloat162float(hi));
   }
-}
-
-__device__ __forceinline__ float QuadSum(float x) {
-  x += __shfl_xor_sync(0xffffffffu, x, 1);
-  return x + __shfl_xor_sync(0xffffffffu, x, 2);
-}
-__device__ __forceinline__ float QuadMax(float x) {
-  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
-  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
-}
-__device__ __forceinline__ float QuadMin(float x) {
-  x = fminf(x, __shfl_xor_sync(0xffffffffu, x, 1));
-  return fminf(x, __shfl_xor_sync(0xffffffffu, x, 2));
 }
 
 // φ of the warp's 16 rows (16w..16w+15) of x (smem, ld ldx) into phi (smem, ld ldf); rows at
@@ -232,12 +224,14 @@ __global__ void __launch_bounds__(kFastThreads) FastLinearKernel(FastArgs a) {
   const size_t seq = static_cast<size_t>(bh) * N * kD;
   const bool update = kStatesOnly || g.causal;           // the state moves chunk by chunk
   const bool keys = update || a.extras.phk != nullptr;  // φ(k) is needed
+  const bool fuse_ge = !kStatesOnly && a.extras.ge != nullptr;  // GE and V1 in place of o
+  const bool load_v = update || fuse_ge;
   const int c_begin = seg * g.seg_chunks, c_end = min(g.nchunks, (seg + 1) * g.seg_chunks);
 
   // Prologue: the first chunk's loads in flight while the weights and the state are set up.
   if (!kStatesOnly) regs::IssueRows(xq, ldx, a.q + seq, kD, kD, c_begin * kChunk, N);
   if (keys) regs::IssueRows(xk, ldx, a.k + seq, kD, kD, c_begin * kChunk, N);
-  if (update) regs::IssueRows(vbuf(c_begin), ldx, a.v + seq, kD, kD, c_begin * kChunk, N);
+  if (load_v) regs::IssueRows(vbuf(c_begin), ldx, a.v + seq, kD, kD, c_begin * kChunk, N);
   mma::CpAsyncCommit();
   if (g.F) {
     const int cols = g.w_rows == kD ? g.F : kD;
@@ -279,8 +273,20 @@ __global__ void __launch_bounds__(kFastThreads) FastLinearKernel(FastArgs a) {
     const bf16* vc = vbuf(c);
     mma::CpAsyncWait<0>();
     __syncthreads();  // this chunk's rows, and the state published after the last update
-    if (update && c + 1 < c_end) regs::IssueRows(vbuf(c + 1), ldx, a.v + seq, kD, kD, row0 + kChunk, N);
+    if (load_v && c + 1 < c_end) regs::IssueRows(vbuf(c + 1), ldx, a.v + seq, kD, kD, row0 + kChunk, N);
     mma::CpAsyncCommit();
+    // dy of the warp's rows in the accumulator layout, in flight while φ and the products run.
+    uint32_t dy[kNT][2];
+    if (fuse_ge) {
+      const int r_lo = 16 * warp + gq, r_hi = r_lo + 8;
+      const bf16* src = a.extras.dout + seq + static_cast<size_t>(row0) * kD;
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt) {
+        const int col = nt * 8 + 2 * t;
+        dy[nt][0] = r_lo < valid ? *reinterpret_cast<const uint32_t*>(src + r_lo * kD + col) : 0u;
+        dy[nt][1] = r_hi < valid ? *reinterpret_cast<const uint32_t*>(src + r_hi * kD + col) : 0u;
+      }
+    }
     if (keys) PhiRowsFast<kD>(g, xk, wk, p.lo, phk, row0, valid);
     if (!kStatesOnly) PhiRowsFast<kD>(g, xq, wq, p.lo, phq, row0, kChunk);
     __syncthreads();  // φk complete; the raw q, k rows are no longer read
@@ -345,16 +351,53 @@ __global__ void __launch_bounds__(kFastThreads) FastLinearKernel(FastArgs a) {
       const float den_lo = QuadSum(rs_lo + dz_lo) + g.eps, den_hi = QuadSum(rs_hi + dz_hi) + g.eps;
       const float inv_lo = 1.0f / den_lo, inv_hi = 1.0f / den_hi;
       const int r_lo = 16 * warp + gq, r_hi = r_lo + 8;
-      if (a.extras.den && t == 0) {
-        if (r_lo < valid) a.extras.den[static_cast<size_t>(bh) * N + row0 + r_lo] = den_lo;
-        if (r_hi < valid) a.extras.den[static_cast<size_t>(bh) * N + row0 + r_hi] = den_hi;
-      }
-      bf16* out = a.o + seq + static_cast<size_t>(row0) * kD;
+      if (fuse_ge) {
+        // g = dy / den and e = −(dy·y) / den with y = o / den in fp32; GE rows of width D + 16.
+        constexpr int kE = kD + 16;
+        float dot_lo = 0, dot_hi = 0;
 #pragma unroll
-      for (int nt = 0; nt < kNT; ++nt) {
-        const int col = nt * 8 + 2 * t;
-        if (r_lo < valid) StorePair(out + r_lo * kD + col, o[nt][0] * inv_lo, o[nt][1] * inv_lo);
-        if (r_hi < valid) StorePair(out + r_hi * kD + col, o[nt][2] * inv_hi, o[nt][3] * inv_hi);
+        for (int nt = 0; nt < kNT; ++nt) {
+          const float2 d_lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&dy[nt][0]));
+          const float2 d_hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&dy[nt][1]));
+          dot_lo += d_lo.x * o[nt][0] + d_lo.y * o[nt][1];
+          dot_hi += d_hi.x * o[nt][2] + d_hi.y * o[nt][3];
+        }
+        const float e_lo = -QuadSum(dot_lo) * inv_lo * inv_lo, e_hi = -QuadSum(dot_hi) * inv_hi * inv_hi;
+        bf16* ge = a.extras.ge + (static_cast<size_t>(bh) * N + row0) * kE;
+#pragma unroll
+        for (int nt = 0; nt < kNT; ++nt) {
+          const int col = nt * 8 + 2 * t;
+          const float2 d_lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&dy[nt][0]));
+          const float2 d_hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&dy[nt][1]));
+          if (r_lo < valid) StorePair(ge + r_lo * kE + col, d_lo.x * inv_lo, d_lo.y * inv_lo);
+          if (r_hi < valid) StorePair(ge + r_hi * kE + col, d_hi.x * inv_hi, d_hi.y * inv_hi);
+        }
+        if (r_lo < valid) {
+          StorePair(ge + r_lo * kE + kD + 2 * t, t == 0 ? e_lo : 0.0f, 0.0f);
+          StorePair(ge + r_lo * kE + kD + 8 + 2 * t, 0.0f, 0.0f);
+        }
+        if (r_hi < valid) {
+          StorePair(ge + r_hi * kE + kD + 2 * t, t == 0 ? e_hi : 0.0f, 0.0f);
+          StorePair(ge + r_hi * kE + kD + 8 + 2 * t, 0.0f, 0.0f);
+        }
+        // V1 = [v, 1, 0…] of the warp's rows from the chunk's v in shared memory.
+        constexpr int kVec = kE / 8;
+        bf16* v1 = a.extras.v1 + (static_cast<size_t>(bh) * N + row0) * kE;
+        for (int i = lane; i < 16 * kVec; i += 32) {
+          const int r = 16 * warp + i / kVec, cv = i % kVec;
+          if (r >= valid) continue;
+          uint4 val = make_uint4(cv == kD / 8 ? 0x3F80u : 0u, 0u, 0u, 0u);  // bf16 1.0 in column D
+          if (cv < kD / 8) val = *reinterpret_cast<const uint4*>(vc + r * ldx + cv * 8);
+          *reinterpret_cast<uint4*>(v1 + r * kE + cv * 8) = val;
+        }
+      } else {
+        bf16* out = a.o + seq + static_cast<size_t>(row0) * kD;
+#pragma unroll
+        for (int nt = 0; nt < kNT; ++nt) {
+          const int col = nt * 8 + 2 * t;
+          if (r_lo < valid) StorePair(out + r_lo * kD + col, o[nt][0] * inv_lo, o[nt][1] * inv_lo);
+          if (r_hi < valid) StorePair(out + r_hi * kD + col, o[nt][2] * inv_hi, o[nt][3] * inv_hi);
+        }
       }
     }
 

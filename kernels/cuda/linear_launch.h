@@ -140,12 +140,14 @@ Status ScanSegments(float* states, float* zs, const Geometry& g, int BH, bool re
 
 // The register-resident forward (linear_fast.cu): D in {16, 32, 64, 128} with the state Fp·D
 // within its register budget; other shapes take the shared-memory kernel in linear_attention.cu.
-// With extras, the main pass also writes den (B·H, N) fp32 and φq, φk (B·H, N, Fp) bf16 for the
-// backward.
+// With extras (the backward's recomputation), the main pass writes φq, φk (B·H, N, Fp) and, in
+// place of o, GE = [dy/den, −(dy·y)/den, 0…] and V1 = [v, 1, 0…] (B·H, N, D + 16), all bf16.
 struct ForwardExtras {
-  float* den = nullptr;
   bf16* phq = nullptr;
   bf16* phk = nullptr;
+  const bf16* dout = nullptr;
+  bf16* ge = nullptr;
+  bf16* v1 = nullptr;
 };
 bool FastForwardSupported(const Geometry& g);
 Status FastForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,
@@ -168,6 +170,19 @@ Status CausalProduct(const ProductArgs& x, int BH, int N, bool causal, bool reve
 bool FastBackwardSupported(const Geometry& g);
 Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, const void* dout,
                     void* dq, void* dk, void* dv, const FeatureMap& fm, float* dwq, float* dwk, const Geometry& g);
+
+// φ's backward for the Hedgehog maps (linear_phi_back.cu): ∂φ (B·H, N, Fp) bf16 -> dx (B·H, N, D)
+// bf16 (skipped where null) and dW (H, D, F) fp32 accumulated into (skipped where null), φ
+// recomputed from x. Index 0 is the query side, 1 the key side.
+struct PhiBackIo {
+  const bf16* x[2];
+  const bf16* dphi[2];
+  bf16* dx[2];
+  const float* w[2];
+  float* dw[2];
+};
+bool PhiBackFastSupported(const Geometry& g);
+Status PhiBackFast(const PhiBackIo& io, const Geometry& g, int BH, cudaStream_t stream);
 
 // fp32 tensors (linear_f32.cu): inputs rounded to bf16 once, the bf16 kernels, outputs widened.
 Status ForwardF32(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,

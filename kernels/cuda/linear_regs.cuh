@@ -31,6 +31,20 @@ __device__ __forceinline__ void StorePair(bf16* dst, float a, float b) {
   *reinterpret_cast<uint32_t*>(dst) = mma::PackBF16(a, b);
 }
 
+// Reductions over the quad of lanes (4·gq .. 4·gq + 3) that holds one accumulator row.
+__device__ __forceinline__ float QuadSum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1);
+  return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+__device__ __forceinline__ float QuadMax(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+__device__ __forceinline__ float QuadMin(float x) {
+  x = fminf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  return fminf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+
 // Offset of accumulator element e of 8-column tile nt, for the tile of S whose rows start at f0.
 __device__ __forceinline__ int StateIndex(int f0, int nt, int e, int width) {
   const int gq = (threadIdx.x % 32) / 4, t = threadIdx.x % 4;

@@ -197,6 +197,23 @@ void RegisterLinearCudaCases(std::vector<Case>& cases) {
   for (const AttnDims d : {AttnDims{3, 61, 130, 64}, AttnDims{1, 1, 4099, 64}})
     cases.push_back({"linear_fwd", Shape(d, "hedgehog", true), "cuda-vs-cpu",
                      [=] { return CudaVsCpu(FeatureMapKind::kHedgehog, d, 64, true, false); }});
+  // φ's register backward for the Hedgehog maps: the exp variant at every D it takes, F other
+  // than D (fewer and more features than columns), and enough heads and chunks that a block
+  // walks several chunks and several blocks add into one head's dW.
+  struct PhiBackCase {
+    FeatureMapKind kind;
+    AttnDims d;
+    int64_t F;
+  };
+  for (const PhiBackCase& pc : {PhiBackCase{FeatureMapKind::kHedgehogExp, {1, 2, 1000, 16}, 16},
+                                PhiBackCase{FeatureMapKind::kHedgehogExp, {1, 2, 1000, 32}, 32},
+                                PhiBackCase{FeatureMapKind::kHedgehogExp, {1, 2, 1000, 128}, 64},
+                                PhiBackCase{FeatureMapKind::kHedgehog, {1, 2, 333, 32}, 64},
+                                PhiBackCase{FeatureMapKind::kHedgehog, {1, 2, 333, 128}, 32},
+                                PhiBackCase{FeatureMapKind::kHedgehog, {2, 8, 2100, 64}, 64},
+                                PhiBackCase{FeatureMapKind::kHedgehogExp, {2, 8, 2100, 64}, 64}})
+    cases.push_back({"linear_bwd", Shape(pc.d, MapName(pc.kind), true) + " F" + std::to_string(pc.F), "cuda-vs-cpu",
+                     [=] { return CudaVsCpu(pc.kind, pc.d, pc.F, true, true); }});
   // A single short segment (no state pass), and several heads and batches.
   for (bool backward : {false, true}) {
     const AttnDims d{2, 3, 77, 64};
