@@ -225,4 +225,39 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
   return CheckLaunch("LinearAttentionBackward");
 }
 
+bool PhiSupported(const Geometry& g) {
+  return g.F * g.D <= kMaxWeightTilesPerWarp * kWarps * 256 && PlanPhiSmem(g).total <= 200 * 1024;
+}
+
+Status PhiToGlobal(cudaStream_t stream, int BH, const void* q, const void* k, const FeatureMap& fm, const Geometry& g,
+                   bf16* phq, bf16* phk) {
+  const SmemPlan plan = PlanPhiSmem(g);
+  PhiArgs pa{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)}, {phq, phk}, {fm.wq, fm.wk ? fm.wk : fm.wq}, g};
+  SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(&PhiKernel), plan.total));
+  PhiKernel<<<dim3(g.nchunks, BH, 2), kThreads, plan.total, stream>>>(pa, plan);
+  return CheckLaunch("feature map");
+}
+
+Status PhiBackFromGlobal(cudaStream_t stream, int BH, const void* q, const void* k, const FeatureMap& fm,
+                         const Geometry& g, const bf16* phq, const bf16* phk, const bf16* dphq, const bf16* dphk,
+                         void* dq, void* dk, float* dwq, float* dwk) {
+  const SmemPlan plan = PlanPhiSmem(g);
+  const bool learned = HasLearnedWeights(fm.kind);
+  PhiBackArgs a{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)},
+                {phq, phk},
+                {dphq, dphk},
+                {static_cast<bf16*>(dq), static_cast<bf16*>(dk)},
+                {fm.wq, fm.wk ? fm.wk : fm.wq},
+                {learned ? dwq : nullptr, learned ? dwk : nullptr},
+                g,
+                0};
+  const int per = std::max(1, (2 * SmCount() + 2 * BH - 1) / (2 * BH));
+  const int nblk = std::min(g.nchunks, per);
+  a.chunks_per_block = (g.nchunks + nblk - 1) / nblk;
+  SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(&PhiBackKernel), plan.total));
+  PhiBackKernel<<<dim3((g.nchunks + a.chunks_per_block - 1) / a.chunks_per_block, BH, 2), kThreads, plan.total,
+                  stream>>>(a, plan);
+  return CheckLaunch("feature map backward");
+}
+
 }  // namespace scion::kernels::cuda::linear

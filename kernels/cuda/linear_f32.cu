@@ -105,5 +105,33 @@ Status DistillF32(const Launch& l, AttnDims d, const void* q, const void* k, con
   return CheckLaunch("DistillLoss");
 }
 
+Status HybridForwardF32(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,
+                        int64_t window, const FeatureMap& fm, float scale, float eps) {
+  const size_t n = static_cast<size_t>(d.B * d.H * d.N * d.D);
+  Scratch s;
+  s.stream = static_cast<cudaStream_t>(l.stream);
+  SCION_RETURN_IF_ERROR(s.Take(n, 4, "HybridAttentionForward"));
+  Narrow({q, k, v}, s, n);
+  SCION_RETURN_IF_ERROR(cuda::HybridAttentionForward(AsBF16(l), d, s.parts[0], s.parts[1], s.parts[2], s.parts[3],
+                                                     window, fm, scale, eps));
+  Widen(s, 3, {o}, n);
+  return CheckLaunch("HybridAttentionForward");
+}
+
+Status HybridBackwardF32(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, const void* dout,
+                         void* dq, void* dk, void* dv, int64_t window, const FeatureMap& fm, float* dwq, float* dwk,
+                         float scale, float eps) {
+  const size_t n = static_cast<size_t>(d.B * d.H * d.N * d.D);
+  Scratch s;
+  s.stream = static_cast<cudaStream_t>(l.stream);
+  SCION_RETURN_IF_ERROR(s.Take(n, 7, "HybridAttentionBackward"));
+  Narrow({q, k, v, dout}, s, n);
+  SCION_RETURN_IF_ERROR(cuda::HybridAttentionBackward(AsBF16(l), d, s.parts[0], s.parts[1], s.parts[2], s.parts[3],
+                                                      s.parts[4], s.parts[5], s.parts[6], window, fm, dwq, dwk, scale,
+                                                      eps));
+  Widen(s, 4, {dq, dk, dv}, n);
+  return CheckLaunch("HybridAttentionBackward");
+}
+
 }  // namespace linear
 }  // namespace scion::kernels::cuda

@@ -9,6 +9,7 @@
 #include "kernels/feature_map.h"
 #include "tests/kernels/check.h"
 #include "tests/kernels/device.h"
+#include "tests/kernels/device_check.h"
 #include "tests/kernels/linear_reference.h"
 
 namespace scion::check {
@@ -24,32 +25,6 @@ constexpr double kForwardTol = 2e-2;
 // bf16 backward: as above plus dout/den, the score gradients and ∂u rounded to bf16, and dW
 // summed over all B·N rows from those bf16 products: ~1e-2 expected.
 constexpr double kBackwardTol = 4e-2;
-
-Outcome Check(const std::string& what, const DeviceBuffer& buf, size_t n, const std::vector<float>& ref, double tol) {
-  std::vector<float> got = buf.Download();
-  Outcome o;
-  o.what = what;
-  o.tolerance = tol;
-  if (!SentinelsIntact(got, n)) o.failure = "sentinel overwritten";
-  got.resize(n);
-  if (!AllFinite(got)) o.failure = "non-finite (unwritten) output";
-  o.error = RelL2(got, ref);
-  return o;
-}
-
-kernels::FeatureMap DeviceMap(const MapSetup& m, DeviceBuffer& wq, DeviceBuffer& wk) {
-  kernels::FeatureMap fm = m.fm;
-  if (!m.wq.empty()) {
-    wq = DeviceBuffer::Upload(m.wq, Precision::kF32);
-    fm.wq = wq.f32();
-    fm.wk = fm.wq;
-  }
-  if (!m.wk.empty()) {
-    wk = DeviceBuffer::Upload(m.wk, Precision::kF32);
-    fm.wk = wk.f32();
-  }
-  return fm;
-}
 
 // f32: the fp32 entry points (inputs already bf16-representable, so both sides see the same
 // values and the bf16 tolerances apply).
