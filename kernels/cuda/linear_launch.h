@@ -48,6 +48,9 @@ inline Status MakeGeometry(const char* op, const Launch& l, AttnDims d, const Fe
                            float eps, Geometry* g) {
   const std::string where = std::string(op) + " (CUDA): ";
   if (l.dtype != DType::kBF16) return Status::Unimplemented(where + "launch.dtype must be kBF16");
+  if (IsProjectedTaylor(fm))
+    return Status::Unimplemented(where + "feature_map.wq: the CUDA kernels take Taylor-2 without its learned "
+                                          "projection (the CPU backend runs the projected form)");
   if (d.D % 16 != 0 || d.D > 128) return Status::Unimplemented(where + "D must be 16, 32, 64, 96 or 128, got " + std::to_string(d.D));
   const bool weighted = fm.kind == FeatureMapKind::kHedgehog || fm.kind == FeatureMapKind::kHedgehogExp ||
                         fm.kind == FeatureMapKind::kPerformer;
