@@ -172,15 +172,12 @@ Status CudaModel::Impl::Layout(const Model& host) {
     o.proj_w_t = Trainable(p + "attn.c_proj.weight"); o.proj_b_t = Trainable(p + "attn.c_proj.bias");
     o.fc_w_t = Trainable(p + "mlp.c_fc.weight"); o.fc_b_t = Trainable(p + "mlp.c_fc.bias");
     o.mproj_w_t = Trainable(p + "mlp.c_proj.weight"); o.mproj_b_t = Trainable(p + "mlp.c_proj.bias");
-    if (int64_t q = Offset(p + "attn.hedgehog.wq"); q >= 0) {
-      o.fq = q;
-      o.fk = Offset(p + "attn.hedgehog.wk");
-      o.maps_t = Trainable(p + "attn.hedgehog.wq");
-    } else if (int64_t om = Offset(p + "attn.performer.omega"); om >= 0) {
-      o.fq = o.fk = om;
-      o.maps_t = false;
-    } else {
-      o.maps_t = false;
+    const MapTensorNames maps = MapTensors(config.layers[static_cast<size_t>(l)], config.head_dim());
+    o.maps_t = false;
+    if (!maps.q.empty()) {
+      o.fq = Offset(p + "attn." + maps.q);
+      o.fk = Offset(p + "attn." + maps.k);
+      o.maps_t = Trainable(p + "attn." + maps.q);  // false for performer's Ω (a buffer)
     }
     layer_off.push_back(o);
   }
@@ -452,6 +449,11 @@ Result<std::unique_ptr<CudaModel>> CudaModel::Create(const Model& host) {
   if (!CudaAvailable()) return Status::Unavailable("CudaModel: no CUDA device is visible");
   const ModelConfig& c = host.config();
   if (c.lora_rank > 0) return Status::Unimplemented("CudaModel: LoRA adapters (lora_rank > 0) run on the CPU path only");
+  for (int64_t l = 0; l < c.n_layer(); ++l)
+    if (c.layers[l].feature_map == kernels::FeatureMapKind::kTaylor2 && FeatureCount(c.layers[l], c.head_dim()) > 0)
+      return Status::Unimplemented("CudaModel: layers[" + std::to_string(l) +
+                                   "].feature_map taylor2: its learned projection to d' has no CUDA kernel; it runs "
+                                   "on the CPU path only");
   auto impl = std::make_unique<Impl>();
   SCION_CUDA_TRY(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking));
   auto blas = Cublas();
