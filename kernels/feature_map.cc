@@ -178,6 +178,20 @@ void TaylorBackward(const float* x, int64_t n, const float* g, float* gx) {
   }
 }
 
+// Through u = x W (W (D, F)): adds ∂x = W ∂u into gx (D) and ∂W = x ⊗ ∂u into dw (D, F), each
+// when non-null.
+void ProjectBackward(const float* x, const float* w, int64_t D, int64_t F, const float* du, float* gx, float* dw) {
+  if (gx)
+    for (int64_t d = 0; d < D; ++d) {
+      float acc = 0;
+      for (int64_t f = 0; f < F; ++f) acc += w[d * F + f] * du[f];
+      gx[d] += acc;
+    }
+  if (dw)
+    for (int64_t d = 0; d < D; ++d)
+      for (int64_t f = 0; f < F; ++f) dw[d * F + f] += x[d] * du[f];
+}
+
 }  // namespace
 
 void FeatureForwardCpu(const FeatureMap& fm, const FeatureRows& r, const float* x, float* phi) {
@@ -284,15 +298,7 @@ void FeatureBackwardCpu(const FeatureMap& fm, const FeatureRows& r, const float*
         Project(xr, w, D, F, u.data());
         std::fill(du.begin(), du.begin() + F, 0.0f);
         TaylorBackward(u.data(), F, g, du.data());
-        if (gx)
-          for (int64_t d = 0; d < D; ++d) {
-            float acc = 0;
-            for (int64_t f = 0; f < F; ++f) acc += w[d * F + f] * du[f];
-            gx[d] += acc;
-          }
-        if (dw)
-          for (int64_t d = 0; d < D; ++d)
-            for (int64_t f = 0; f < F; ++f) dw[d * F + f] += xr[d] * du[f];
+        ProjectBackward(xr, w, D, F, du.data(), gx, dw);
         break;
       }
       case FeatureMapKind::kPerformer: {
@@ -334,15 +340,7 @@ void FeatureBackwardCpu(const FeatureMap& fm, const FeatureRows& r, const float*
           du[arg_hi] -= sum_pos;
           du[arg_lo] += sum_neg;
         }
-        if (gx)
-          for (int64_t d = 0; d < D; ++d) {
-            float acc = 0;
-            for (int64_t f = 0; f < F; ++f) acc += w[d * F + f] * du[f];
-            gx[d] += acc;
-          }
-        if (dw)
-          for (int64_t d = 0; d < D; ++d)
-            for (int64_t f = 0; f < F; ++f) dw[d * F + f] += xr[d] * du[f];
+        ProjectBackward(xr, w, D, F, du.data(), gx, dw);
         break;
       }
     }

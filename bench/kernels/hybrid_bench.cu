@@ -3,7 +3,6 @@
 // and forward+backward (with dWq, dWk). Keys hybrid_hh_w256_{fwd,fwdbwd}_N<n>;
 // bench/kernels/hybrid_peers.py times the same composition in PyTorch (eager and torch.compile).
 #include <cstdint>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -31,32 +30,19 @@ double ForwardGflop(const AttnDims& d) {
 Result<std::vector<Row>> Run(int64_t n, bool backward, cudaStream_t stream) {
   const AttnDims d{kTokens / n, kH, n, kD};
   const size_t count = static_cast<size_t>(d.B * d.H * d.N * d.D);
-  DeviceArray q, k, v, o, dout, dq, dk, dv, wq, wk, dwq, dwk;
-  SCION_RETURN_IF_ERROR(AllocRandomBF16(&q, count, 31));
-  SCION_RETURN_IF_ERROR(AllocRandomBF16(&k, count, 32));
-  SCION_RETURN_IF_ERROR(AllocRandomBF16(&v, count, 33));
-  SCION_RETURN_IF_ERROR(AllocRandomBF16(&dout, count, 34));
-  for (DeviceArray* a : {&o, &dq, &dk, &dv}) SCION_RETURN_IF_ERROR(AllocBytes(a, count * 2));
-  std::vector<float> w = kernels::HedgehogIdentity(kH, kD, kF);
-  std::mt19937 rng(9);
-  std::normal_distribution<float> noise(0.0f, 0.1f);
-  for (float& x : w) x += noise(rng);
-  SCION_RETURN_IF_ERROR(Upload(&wq, w.data(), w.size() * 4));
-  SCION_RETURN_IF_ERROR(Upload(&wk, w.data(), w.size() * 4));
-  SCION_RETURN_IF_ERROR(AllocBytes(&dwq, w.size() * 4));
-  SCION_RETURN_IF_ERROR(AllocBytes(&dwk, w.size() * 4));
-  kernels::FeatureMap fm;
-  fm.kind = kernels::FeatureMapKind::kHedgehog;
-  fm.F = kF;
-  fm.wq = static_cast<const float*>(wq.ptr);
-  fm.wk = static_cast<const float*>(wk.ptr);
+  AttnTensors t;
+  SCION_RETURN_IF_ERROR(MakeAttnTensors(count, 31, &t));
+  HedgehogMaps maps;
+  SCION_RETURN_IF_ERROR(MakeHedgehogMaps(kH, kD, kF, 9, &maps));
   const float eps = 1e-6f, scale = 0.125f;
   auto call = [&](cudaStream_t s) -> Status {
     const kernels::Launch l{kernels::Backend::kCuda, kernels::DType::kBF16, s};
-    SCION_RETURN_IF_ERROR(kernels::HybridAttentionForward(l, d, q.ptr, k.ptr, v.ptr, o.ptr, kWindow, fm, scale, eps));
+    SCION_RETURN_IF_ERROR(
+        kernels::HybridAttentionForward(l, d, t.q.ptr, t.k.ptr, t.v.ptr, t.o.ptr, kWindow, maps.fm, scale, eps));
     if (!backward) return Status::Ok();
-    return kernels::HybridAttentionBackward(l, d, q.ptr, k.ptr, v.ptr, dout.ptr, dq.ptr, dk.ptr, dv.ptr, kWindow, fm,
-                                            static_cast<float*>(dwq.ptr), static_cast<float*>(dwk.ptr), scale, eps);
+    return kernels::HybridAttentionBackward(l, d, t.q.ptr, t.k.ptr, t.v.ptr, t.dout.ptr, t.dq.ptr, t.dk.ptr, t.dv.ptr,
+                                            kWindow, maps.fm, static_cast<float*>(maps.dwq.ptr),
+                                            static_cast<float*>(maps.dwk.ptr), scale, eps);
   };
   auto ms = TimeMs(call, stream);
   if (!ms.ok()) return ms.status();

@@ -17,18 +17,12 @@ import sys
 
 import torch
 import torch.nn.functional as F
-import triton.testing
 
-H, D, FEAT, TOKENS, CHUNK, WINDOW = 16, 64, 64, 32768, 64, 256
+# Same shapes, inputs and Hedgehog map as the linear workloads (this folder is on sys.path when
+# the script runs).
+from linear_peers import CHUNK, TOKENS, add_fwd_fwdbwd, hedgehog, make_inputs, time_workloads
 
-
-def bench_ms(fn):
-    return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
-
-
-def hedgehog(x, w):
-    u = torch.einsum("bhnd,hdf->bhnf", x, w)
-    return torch.cat([torch.softmax(u, -1), torch.softmax(-u, -1)], -1)
+WINDOW = 256
 
 
 def hybrid(q, k, v, wq, wk, w=WINDOW, eps=1e-6):
@@ -81,9 +75,9 @@ def naive(q, k, v, wq, wk, w=WINDOW, eps=1e-6):
 
 
 def self_check():
-    q, k, v, _, wq, wk = make_inputs(TOKENS // 2, batch=1)
+    q, k, v, _, wq, wk = make_inputs(TOKENS // 2, False)
     with torch.no_grad():
-        q, k, v = (t[:, :2, :640] for t in (q, k, v))
+        q, k, v = (t[:1, :2, :640] for t in (q, k, v))
         got, ref = hybrid(q, k, v, wq[:2], wk[:2]).float(), naive(q, k, v, wq[:2], wk[:2])
     err = ((got - ref).norm() / ref.norm()).item()
     print(f"hybrid peer vs naive definition (N=640): rel-L2 {err:.2e}", file=sys.stderr)
@@ -91,32 +85,12 @@ def self_check():
     return err < 2e-2
 
 
-def make_inputs(n, batch=None):
-    B = batch or TOKENS // n
-    q, k, v, do = (torch.randn(B, H, n, D, device="cuda", dtype=torch.bfloat16) for _ in range(4))
-    eye = torch.eye(D, FEAT, device="cuda").expand(H, D, FEAT)
-    wq = (eye + 0.1 * torch.randn(H, D, FEAT, device="cuda")).to(torch.bfloat16)
-    wk = (eye + 0.1 * torch.randn(H, D, FEAT, device="cuda")).to(torch.bfloat16)
-    for t in (q, k, v, wq, wk):
-        t.requires_grad_(True)
-    return q, k, v, do, wq, wk
-
-
 def hybrid_peers(workloads):
     compiled = torch.compile(hybrid)
     for n in (2048, 8192):
-        q, k, v, do, wq, wk = make_inputs(n)
+        inputs = make_inputs(n, True)
         for name, f in (("torch-chunked-eager", hybrid), ("torch-chunked-compile", compiled)):
-            def fwd(f=f, q=q, k=k, v=v, wq=wq, wk=wk):
-                with torch.no_grad():
-                    f(q, k, v, wq, wk)
-
-            def fwdbwd(f=f, q=q, k=k, v=v, do=do, wq=wq, wk=wk):
-                out = f(q, k, v, wq, wk)
-                torch.autograd.grad(out, (q, k, v, wq, wk), do)
-
-            workloads.append((f"hybrid_hh_w256_fwd_N{n}", name, fwd))
-            workloads.append((f"hybrid_hh_w256_fwdbwd_N{n}", name, fwdbwd))
+            add_fwd_fwdbwd(workloads, "hybrid_hh_w256", n, name, f, inputs)
 
 
 def main():
@@ -131,16 +105,7 @@ def main():
         return 1
     workloads = []
     hybrid_peers(workloads)
-    for key, name, fn in workloads:
-        if words and not any(w in key for w in words):
-            continue
-        try:
-            ms = bench_ms(fn)
-        except Exception as e:  # reported, not fatal
-            print(f"peer {name} {key}: {type(e).__name__}: {str(e)[:200]}", file=sys.stderr)
-            ms = math.nan
-        print(f"peer,{key},{name},{ms:.5f}", flush=True)
-        torch.cuda.empty_cache()
+    time_workloads(workloads, words)
     return 0
 
 

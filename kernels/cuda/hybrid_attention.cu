@@ -226,6 +226,21 @@ Status Combine(cudaStream_t stream, const Plan& p, const ForwardBuffers& fb, flo
   return linear::CheckLaunch("hybrid attention combine");
 }
 
+// The start both directions share: the plan and an arena holding the forward's buffers.
+struct Call {
+  explicit Call(const Launch& l) : stream(static_cast<cudaStream_t>(l.stream)), arena(stream) {}
+  Status Start(const char* op, const Launch& l, AttnDims d, int64_t window, const FeatureMap& fm, float eps,
+               bool backward) {
+    SCION_RETURN_IF_ERROR(MakePlan(op, l, d, window, fm, eps, backward, &p));
+    fb.Reserve(arena, p);
+    return Status::Ok();
+  }
+  cudaStream_t stream;
+  Arena arena;
+  Plan p;
+  ForwardBuffers fb;
+};
+
 }  // namespace
 }  // namespace hybrid
 
@@ -233,15 +248,11 @@ Status HybridAttentionForward(const Launch& l, AttnDims d, const void* q, const 
                               int64_t window, const FeatureMap& fm, float scale, float eps) {
   using namespace hybrid;
   if (l.dtype == DType::kF32) return linear::HybridForwardF32(l, d, q, k, v, o, window, fm, scale, eps);
-  Plan p;
-  SCION_RETURN_IF_ERROR(MakePlan("HybridAttentionForward", l, d, window, fm, eps, false, &p));
-  cudaStream_t stream = static_cast<cudaStream_t>(l.stream);
-  Arena arena(stream);
-  ForwardBuffers fb;
-  fb.Reserve(arena, p);
-  SCION_RETURN_IF_ERROR(arena.Allocate("HybridAttentionForward"));
-  SCION_RETURN_IF_ERROR(ForwardParts(l, d, q, k, v, window, fm, scale, p, fb));
-  return Combine(stream, p, fb, eps, o, nullptr, nullptr, nullptr);
+  Call c(l);
+  SCION_RETURN_IF_ERROR(c.Start("HybridAttentionForward", l, d, window, fm, eps, false));
+  SCION_RETURN_IF_ERROR(c.arena.Allocate("HybridAttentionForward"));
+  SCION_RETURN_IF_ERROR(ForwardParts(l, d, q, k, v, window, fm, scale, c.p, c.fb));
+  return Combine(c.stream, c.p, c.fb, eps, o, nullptr, nullptr, nullptr);
 }
 
 Status HybridAttentionBackward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v,
@@ -250,12 +261,12 @@ Status HybridAttentionBackward(const Launch& l, AttnDims d, const void* q, const
   using namespace hybrid;
   if (l.dtype == DType::kF32)
     return linear::HybridBackwardF32(l, d, q, k, v, dout, dq, dk, dv, window, fm, dwq, dwk, scale, eps);
-  Plan p;
-  SCION_RETURN_IF_ERROR(MakePlan("HybridAttentionBackward", l, d, window, fm, eps, true, &p));
-  cudaStream_t stream = static_cast<cudaStream_t>(l.stream);
-  Arena arena(stream);
-  ForwardBuffers fb;
-  fb.Reserve(arena, p);
+  Call c(l);
+  SCION_RETURN_IF_ERROR(c.Start("HybridAttentionBackward", l, d, window, fm, eps, true));
+  const Plan& p = c.p;
+  const ForwardBuffers& fb = c.fb;
+  Arena& arena = c.arena;
+  cudaStream_t stream = c.stream;
   bf16 *y, *ge, *geb = nullptr, *v1 = nullptr, *phqb = nullptr, *dphq = nullptr, *dphk = nullptr, *dql = nullptr,
              *dkl = nullptr, *dvl = nullptr;
   float* lse_total;

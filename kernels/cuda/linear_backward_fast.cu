@@ -160,7 +160,7 @@ struct Pool {
 
 bool FastBackwardSupported(const Geometry& g) {
   return ProductSupported(g.D + 16, g.Fp) && ProductSupported(g.Fp, g.D) && ProductSupported(g.Fp, 16) &&
-         g.F * g.D <= kMaxWeightTilesPerWarp * kWarps * 256 && PlanPhiSmem(g).total <= 200 * 1024;
+         PhiSupported(g);
 }
 
 Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, const void* dout,
@@ -181,7 +181,6 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
   SCION_RETURN_IF_ERROR(pool.Take(&den, rows));
   const int N = static_cast<int>(d.N);
   const unsigned row_blocks = static_cast<unsigned>((rows + 7) / 8);
-  const SmemPlan plan = PlanPhiSmem(g);
   if (FastForwardSupported(g)) {
     const ForwardExtras extras{den, phq, phk};
     SCION_RETURN_IF_ERROR(FastForward(l, d, q, k, v, y, fm, g, &extras));
@@ -190,9 +189,7 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
   } else {
     // φ to global memory, then the numerator and Σ_j A_ij as products with [v, 1] into y's
     // buffer (width D + 16), which PrepKernel normalises on the fly.
-    PhiArgs pa{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)}, {phq, phk}, {fm.wq, fm.wk ? fm.wk : fm.wq}, g};
-    SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(&PhiKernel), plan.total));
-    PhiKernel<<<dim3(g.nchunks, BH, 2), kThreads, plan.total, stream>>>(pa, plan);
+    SCION_RETURN_IF_ERROR(PhiToGlobal(stream, BH, q, k, fm, g, phq, phk));
     OnesColumnKernel<<<row_blocks, 256, 0, stream>>>(static_cast<const bf16*>(v), v1, rows, D);
     SCION_RETURN_IF_ERROR(CheckLaunch("LinearAttentionBackward"));
     bf16* nd = y;  // (B·H, N, D + 16): numerator, then Σ_j A_ij in column D
@@ -206,22 +203,7 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
   SCION_RETURN_IF_ERROR(CausalProduct({v1, ge, phq, dphk, E, Fp, Fp, Fp}, BH, N, g.causal, true, stream));
   SCION_RETURN_IF_ERROR(
       CausalProduct({phk, phq, ge, static_cast<bf16*>(dv), Fp, D, E, D}, BH, N, g.causal, true, stream));
-  const bool learned = HasLearnedWeights(fm.kind);
-  PhiBackArgs a{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)},
-                {phq, phk},
-                {dphq, dphk},
-                {static_cast<bf16*>(dq), static_cast<bf16*>(dk)},
-                {fm.wq, fm.wk ? fm.wk : fm.wq},
-                {learned ? dwq : nullptr, learned ? dwk : nullptr},
-                g,
-                0};
-  // About two blocks per SM over both sides; each block flushes its dW once.
-  const int per = std::max(1, (2 * SmCount() + 2 * BH - 1) / (2 * BH));
-  const int nblk = std::min(g.nchunks, per);
-  a.chunks_per_block = (g.nchunks + nblk - 1) / nblk;
-  SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(&PhiBackKernel), plan.total));
-  PhiBackKernel<<<dim3((g.nchunks + a.chunks_per_block - 1) / a.chunks_per_block, BH, 2), kThreads, plan.total,
-                  stream>>>(a, plan);
+  SCION_RETURN_IF_ERROR(PhiBackFromGlobal(stream, BH, q, k, fm, g, phq, phk, dphq, dphk, dq, dk, dwq, dwk));
   return CheckLaunch("LinearAttentionBackward");
 }
 
