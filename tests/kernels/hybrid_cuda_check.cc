@@ -7,6 +7,7 @@
 #include <cmath>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/attention.h"
@@ -140,6 +141,29 @@ std::vector<Outcome> Unsupported() {
   return out;
 }
 
+// A CPU-only build answers the CUDA backend with Unavailable, in both directions.
+std::vector<Outcome> CpuOnlyBuild() {
+#if SCION_WITH_CUDA
+  return {Skipped("built with CUDA")};
+#else
+  std::vector<float> x(64 * 16, 0.5f), y(x.size());
+  kernels::FeatureMap fm;
+  fm.kind = FeatureMapKind::kEluPlus1;
+  const kernels::Launch cuda{kernels::Backend::kCuda, kernels::DType::kBF16, nullptr};
+  const AttnDims d{1, 1, 64, 16};
+  const Status fwd = kernels::HybridAttentionForward(cuda, d, x.data(), x.data(), x.data(), y.data(), 8, fm, 0.25f, 1e-5f);
+  const Status bwd = kernels::HybridAttentionBackward(cuda, d, x.data(), x.data(), x.data(), x.data(), y.data(),
+                                                      y.data(), y.data(), 8, fm, nullptr, nullptr, 0.25f, 1e-5f);
+  std::vector<Outcome> out;
+  for (const auto& [name, st] : {std::pair{"forward -> Unavailable", fwd}, std::pair{"backward -> Unavailable", bwd}}) {
+    Outcome oc = Measured(name, 0, 0);
+    if (st.code() != Status::Code::kUnavailable) oc.failure = "got " + st.ToString();
+    out.push_back(oc);
+  }
+  return out;
+#endif
+}
+
 void RegisterHybridCudaCases(std::vector<Case>& cases) {
   std::vector<HybridCase> specs;
   // Every head width, a window inside one tile and one spanning two (N = 203: the last tile partial).
@@ -167,6 +191,7 @@ void RegisterHybridCudaCases(std::vector<Case>& cases) {
     cases.push_back({"hybrid_fwd", s.Name(), "cuda-vs-cpu", [s] { return CudaVsCpu(s, false); }});
   }
   cases.push_back({"hybrid_args", "table of 3", "invalid-cuda", Unsupported});
+  cases.push_back({"hybrid_args", "B1 H1 N64 D16", "cpu-only-build", CpuOnlyBuild});
 }
 SCION_CHECK(RegisterHybridCudaCases);
 

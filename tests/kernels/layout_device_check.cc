@@ -48,6 +48,13 @@ std::vector<Outcome> BadUploads() {
       oc.failure = "message does not name '" + b.expect + "': " + up.status().message();
     out.push_back(oc);
   }
+#if !SCION_WITH_CUDA
+  // A good layout passes the check and then meets the CPU-only build's Unavailable.
+  auto good = DeviceBlockLayout::Upload({64, 2, {0, 1, 3}, {0, 0, 1}}, 128);
+  Outcome oc = Measured("good layout, no CUDA -> Unavailable", 0, 0);
+  if (good.ok() || good.status().code() != Status::Code::kUnavailable) oc.failure = "got " + good.status().ToString();
+  out.push_back(oc);
+#endif
   return out;
 }
 
