@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/attention.h"
@@ -48,6 +49,17 @@ inline kernels::FeatureMap DeviceMap(const MapSetup& m, DeviceBuffer& wq, Device
     fm.wk = wk.f32();
   }
   return fm;
+}
+
+// A CPU-only build's answer to an op's CUDA forward and backward: Unavailable, both.
+inline std::vector<Outcome> ExpectUnavailable(const Status& fwd, const Status& bwd) {
+  std::vector<Outcome> out;
+  for (const auto& [name, st] : {std::pair{"forward -> Unavailable", fwd}, std::pair{"backward -> Unavailable", bwd}}) {
+    Outcome oc = Measured(name, 0, 0);
+    if (st.code() != Status::Code::kUnavailable) oc.failure = "got " + st.ToString();
+    out.push_back(oc);
+  }
+  return out;
 }
 
 // dq, dk, dv of n elements and, when learned, dWq, dWk of wn, against the CPU's (same order).
