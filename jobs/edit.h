@@ -26,8 +26,9 @@ Result<std::vector<int64_t>> ParseLayers(const nlohmann::json& v, int64_t n_laye
 //   "self" (the teacher's own spec: the control) | "softmax" | "hedgehog" | "linear:<map>" |
 //   "sliding:<w>" | "hybrid:<w>,<map>" | "block_sparse:<local_blocks>[,<block_size>]"
 // <map> is a feature map name (hedgehog, hedgehog_exp, elu, relu, performer, cosformer, taylor2).
-// `feature_dim` (0: the map's default) sets F for hedgehog/performer. The result keeps the
-// teacher's MLP width. Errors name `field`, including a map that does not fit the head dim.
+// `feature_dim` (0: the map's default) sets F for hedgehog/performer and taylor2's projection
+// width d' (default 16, as BASED). The result keeps the teacher's MLP width. Errors name `field`,
+// including a map that does not fit the head dim.
 Result<nn::LayerSpec> ParseOperator(const std::string& op, const nn::LayerSpec& teacher, int64_t head_dim,
                                     int64_t feature_dim, const std::string& field);
 

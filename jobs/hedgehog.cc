@@ -9,7 +9,8 @@
 // train and are only measured. Stage 2 (optional): the whole converted model finetunes on the task
 // loss (the shared train loop, metrics prefixed "stage2_").
 //
-// params: layers ("all"), feature_map ("hedgehog"), feature_dim (0: the head dim), data {as train},
+// params: layers ("all"), feature_map ("hedgehog"), feature_dim (hedgehog/performer F, 0: the head
+//   dim; taylor2's learned projection width d', 0: 16 as BASED, at most 64), data {as train},
 //   stage1 {steps, lr, batch_size, seq_len, warmup, grad_clip, log_every, checkpoint_every},
 //   stage2 {steps, lr, batch_size, seq_len, warmup, weight_decay, log_every, eval_every,
 //   checkpoint_every} (absent or steps 0: no finetune), eval_batches, spearman_rows, speed
@@ -69,7 +70,7 @@ struct HedgehogParams {
 };
 
 bool TakesFeatureDim(const std::string& map) {
-  return map == "hedgehog" || map == "hedgehog_exp" || map == "performer";
+  return map == "hedgehog" || map == "hedgehog_exp" || map == "performer" || map == "taylor2";
 }
 
 Result<HedgehogParams> ReadHedgehogParams(const json& p) {
@@ -88,7 +89,10 @@ Result<HedgehogParams> ReadHedgehogParams(const json& p) {
                                    "' (hedgehog, hedgehog_exp, elu, relu, performer, cosformer, taylor2)");
   if (h.feature_dim > 0 && !TakesFeatureDim(h.feature_map))
     return Status::InvalidArgument("params.feature_dim: the " + h.feature_map +
-                                   " map has no feature dimension (only hedgehog, hedgehog_exp, performer take one)");
+                                   " map has no feature dimension (only hedgehog, hedgehog_exp, performer, taylor2 take one)");
+  if (h.feature_map == "taylor2" && h.feature_dim > 64)
+    return Status::InvalidArgument("params.feature_dim: taylor2 takes at most 64 (its features grow as feature_dim²), got " +
+                                   std::to_string(h.feature_dim));
   if (p.contains("layers")) {
     h.layers = p.at("layers");
     // The upper bound needs the teacher (checked at run); a negative index is wrong for any.
@@ -189,11 +193,11 @@ struct MapTensors {
 
 MapTensors MapOf(const nn::Model& m, int64_t layer) {
   const std::string p = "transformer.h." + std::to_string(layer) + ".attn.";
+  const nn::MapTensorNames names = nn::MapTensors(m.config().layers[static_cast<size_t>(layer)], m.config().head_dim());
   MapTensors t;
-  if ((t.wq = m.Find(p + "hedgehog.wq"))) {
-    t.wk = m.Find(p + "hedgehog.wk");
-  } else if ((t.wq = m.Find(p + "performer.omega"))) {
-    t.wk = t.wq;
+  if (!names.q.empty()) {
+    t.wq = m.Find(p + names.q);
+    t.wk = m.Find(p + names.k);
   }
   return t;
 }
@@ -282,7 +286,7 @@ Result<DistillTotals> DistillBatch(nn::Model& teacher, nn::Model& student, const
     const int64_t l = layers[li];
     const kernels::FeatureMap fm = FeatureMapOf(student, l);
     const MapTensors t = MapOf(student, l);
-    const bool learn = grad && t.wq && t.wq->trainable && kernels::HasLearnedWeights(fm.kind);
+    const bool learn = grad && t.wq && t.wq->trainable && kernels::HasLearnedWeights(fm);
     std::vector<float> dwq(learn ? static_cast<size_t>(t.wq->numel) : 0, 0.0f), dwk(dwq.size(), 0.0f);
     SCION_RETURN_IF_ERROR(kernels::DistillLoss(kernels::Launch{}, dims, (*qk)[li].q.data(), (*qk)[li].k.data(), fm, scale,
                                                c.layers[static_cast<size_t>(l)].eps, loss.data(),

@@ -57,11 +57,12 @@ enum class FeatureMapKind { kEluPlus1, kRelu, kPerformer, kCosFormer, kTaylor2, 
 // Parameters of φ, applied per head to q and k (separate maps for q and k where learnable).
 //   kHedgehog/kHedgehogExp: wq, wk (H, D, F) fp32, φ(x) = [softmax(xW), softmax(-xW)] -> 2F dims
 //   kPerformer: wq = wk = Ω (H, F, D) fp32 fixed random features -> F dims
-//   kTaylor2: q, k are used as given (callers project to d' first) -> 1 + D + D² dims
+//   kTaylor2: q, k as given -> 1 + D + D² dims; or, with wq, wk (H, D, F) fp32 set, BASED's learned
+//             projection to F = d' first -> 1 + F + F² dims (CPU only; CUDA takes the unprojected form)
 //   kEluPlus1, kRelu: -> D dims.   kCosFormer: relu(x) re-weighted by cos/sin(π i / 2N) -> 2D dims
 struct FeatureMap {
   FeatureMapKind kind = FeatureMapKind::kHedgehog;
-  int64_t F = 0;               // learned/random feature count (hedgehog, performer)
+  int64_t F = 0;               // learned/random feature count (hedgehog, performer, projected taylor2)
   const float* wq = nullptr;   // see above; on the op's backend
   const float* wk = nullptr;
 };

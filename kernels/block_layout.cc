@@ -1,7 +1,12 @@
 #include "kernels/block_layout.h"
 
 #include <algorithm>
+#include <mutex>
 #include <string>
+#include <tuple>
+#include <utility>
+
+#include "kernels/softmax_attention_cuda.h"
 
 namespace scion::kernels {
 
@@ -126,6 +131,70 @@ Status ValidateBlockLayout(int block_size, int num_blocks, const int32_t* row_of
     }
   }
   return Status::Ok();
+}
+
+// ---- validated device layouts --------------------------------------------------------------
+
+namespace {
+
+// The views of the live DeviceBlockLayouts. A view joins after its arrays were checked and
+// uploaded and leaves before they are freed, so an entry never outlives the memory it vouches for.
+struct Registry {
+  std::mutex mu;
+  std::vector<BlockLayout> live;
+};
+Registry& Validated() {
+  static Registry r;
+  return r;
+}
+bool SameLayout(const BlockLayout& a, const BlockLayout& b) {
+  return std::tie(a.row_offsets, a.col_indices, a.block_size, a.num_blocks) ==
+         std::tie(b.row_offsets, b.col_indices, b.block_size, b.num_blocks);
+}
+
+}  // namespace
+
+bool IsValidatedLayout(const BlockLayout& layout) {
+  Registry& r = Validated();
+  std::lock_guard<std::mutex> lock(r.mu);
+  return std::any_of(r.live.begin(), r.live.end(), [&](const BlockLayout& v) { return SameLayout(v, layout); });
+}
+
+Result<DeviceBlockLayout> DeviceBlockLayout::Upload(const HostBlockLayout& host, int64_t n) {
+  SCION_RETURN_IF_ERROR(
+      ValidateBlockLayout(host.block_size, host.num_blocks, host.row_offsets.data(), host.col_indices.data(), n));
+  DeviceBlockLayout d;
+  int32_t *rows = nullptr, *cols = nullptr;
+  SCION_RETURN_IF_ERROR(cuda::UploadLayoutArrays(host.row_offsets, host.col_indices, &rows, &cols));
+  d.view_ = {host.block_size, host.num_blocks, rows, cols};
+  Registry& r = Validated();
+  std::lock_guard<std::mutex> lock(r.mu);
+  r.live.push_back(d.view_);
+  return d;
+}
+
+DeviceBlockLayout::DeviceBlockLayout(DeviceBlockLayout&& o) noexcept : view_(std::exchange(o.view_, BlockLayout{})) {}
+
+DeviceBlockLayout& DeviceBlockLayout::operator=(DeviceBlockLayout&& o) noexcept {
+  if (this != &o) {
+    Release();
+    view_ = std::exchange(o.view_, BlockLayout{});
+  }
+  return *this;
+}
+
+DeviceBlockLayout::~DeviceBlockLayout() { Release(); }
+
+void DeviceBlockLayout::Release() {
+  if (view_.row_offsets == nullptr) return;
+  {
+    Registry& r = Validated();
+    std::lock_guard<std::mutex> lock(r.mu);
+    r.live.erase(std::remove_if(r.live.begin(), r.live.end(), [&](const BlockLayout& v) { return SameLayout(v, view_); }),
+                 r.live.end());
+  }
+  cuda::FreeLayoutArrays(const_cast<int32_t*>(view_.row_offsets), const_cast<int32_t*>(view_.col_indices));
+  view_ = BlockLayout{};
 }
 
 }  // namespace scion::kernels

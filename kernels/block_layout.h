@@ -26,6 +26,37 @@ struct HostBlockLayout {
   double Density() const;            // listed blocks / num_blocks²
 };
 
+// A layout checked once on the host and then copied to the device (CUDA builds). A CUDA call whose
+// mask holds this view() skips the per-call check of device arrays, which copies them back to the
+// host and so synchronises the stream on every launch (and is illegal inside CUDA-graph capture).
+// Why check at upload rather than on the device: a kernel that validated the layout itself would
+// still index with a bad one in the same launch, and a flag read later would report the error
+// after the fact, away from the call that caused it; checking where the host still holds the
+// arrays keeps the error at its source, names the field, and costs nothing per launch.
+// The arrays are owned here and exposed read-only; while the object lives its view() is known to
+// be valid for num_blocks (the per-call check still ties num_blocks to N, which needs no copy).
+// Move-only; not thread-safe to move while another thread launches with its view.
+class DeviceBlockLayout {
+ public:
+  // Validates `host` for sequence length n (the error names the field at fault), then uploads it.
+  // Unavailable in a build without CUDA.
+  static Result<DeviceBlockLayout> Upload(const HostBlockLayout& host, int64_t n);
+  DeviceBlockLayout() = default;
+  DeviceBlockLayout(DeviceBlockLayout&& o) noexcept;
+  DeviceBlockLayout& operator=(DeviceBlockLayout&& o) noexcept;
+  DeviceBlockLayout(const DeviceBlockLayout&) = delete;
+  DeviceBlockLayout& operator=(const DeviceBlockLayout&) = delete;
+  ~DeviceBlockLayout();
+  BlockLayout view() const { return view_; }
+
+ private:
+  void Release();
+  BlockLayout view_{};  // device arrays (row_offsets, col_indices) owned by this object
+};
+
+// True when `layout` is the view of a live DeviceBlockLayout: same arrays, block size and count.
+bool IsValidatedLayout(const BlockLayout& layout);
+
 // bitmap (num_blocks, num_blocks) row-major, non-zero = query block r attends to key block c.
 Result<HostBlockLayout> LayoutFromBitmap(const std::vector<uint8_t>& bitmap, int num_blocks, int block_size);
 

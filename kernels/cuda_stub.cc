@@ -21,6 +21,10 @@ Status SoftmaxBackward(const Launch&, AttnDims, const void*, const void*, const 
 Status CopyLayoutToHost(const Launch&, const BlockLayout&, std::vector<int32_t>*, std::vector<int32_t>*) {
   return NoCuda("CopyLayoutToHost");
 }
+Status UploadLayoutArrays(const std::vector<int32_t>&, const std::vector<int32_t>&, int32_t**, int32_t**) {
+  return NoCuda("DeviceBlockLayout::Upload");
+}
+void FreeLayoutArrays(int32_t*, int32_t*) {}
 
 }  // namespace scion::kernels::cuda
 

@@ -39,7 +39,7 @@ Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, co
 #endif
   }
   const int64_t N = d.N, D = d.D, Fp = FeatureDim(fm, D);
-  const bool want_grad = HasLearnedWeights(fm.kind) && (dwq != nullptr || dwk != nullptr);
+  const bool want_grad = HasLearnedWeights(fm) && (dwq != nullptr || dwk != nullptr);
   HeadGradSlots dwq_bh(fm, d, dwq), dwk_bh(fm, d, dwk);
   ForEachHead(d.B * d.H, [&](int64_t bh) {
     const size_t off = static_cast<size_t>(bh * N * D);

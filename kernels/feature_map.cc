@@ -14,7 +14,10 @@ int64_t FeatureDim(const FeatureMap& fm, int64_t D) {
     case FeatureMapKind::kRelu: return D;
     case FeatureMapKind::kCosFormer: return 2 * D;
     case FeatureMapKind::kPerformer: return fm.F;
-    case FeatureMapKind::kTaylor2: return 1 + D + D * D;
+    case FeatureMapKind::kTaylor2: {
+      const int64_t d = IsProjectedTaylor(fm) ? fm.F : D;
+      return 1 + d + d * d;
+    }
     case FeatureMapKind::kHedgehog:
     case FeatureMapKind::kHedgehogExp: return 2 * fm.F;
   }
@@ -25,12 +28,22 @@ bool HasLearnedWeights(FeatureMapKind kind) {
   return kind == FeatureMapKind::kHedgehog || kind == FeatureMapKind::kHedgehogExp;
 }
 
+bool IsProjectedTaylor(const FeatureMap& fm) { return fm.kind == FeatureMapKind::kTaylor2 && fm.wq != nullptr; }
+
+bool HasLearnedWeights(const FeatureMap& fm) { return HasLearnedWeights(fm.kind) || IsProjectedTaylor(fm); }
+
 Status ValidateFeatureMap(const FeatureMap& fm, int64_t D) {
   switch (fm.kind) {
     case FeatureMapKind::kEluPlus1:
     case FeatureMapKind::kRelu:
-    case FeatureMapKind::kCosFormer:
-    case FeatureMapKind::kTaylor2: return Status::Ok();
+    case FeatureMapKind::kCosFormer: return Status::Ok();
+    case FeatureMapKind::kTaylor2:
+      if (fm.wq == nullptr) return Status::Ok();  // used as given
+      if (fm.F <= 0 || fm.F > 64)
+        return Status::InvalidArgument("feature_map.F: projected Taylor-2 needs 0 < F <= 64 (features grow as F²), got " +
+                                       std::to_string(fm.F));
+      if (fm.wk == nullptr) return Status::InvalidArgument("feature_map.wk: projected Taylor-2 needs W_k (H, D, F)");
+      return Status::Ok();
     case FeatureMapKind::kPerformer:
       if (fm.F <= 0) return Status::InvalidArgument("feature_map.F: Performer needs F > 0, got " + std::to_string(fm.F));
       if (fm.wq == nullptr) return Status::InvalidArgument("feature_map.wq: Performer needs Ω (H, F, D)");
@@ -144,6 +157,41 @@ void Project(const float* x, const float* w, int64_t D, int64_t F, float* u) {
   }
 }
 
+// φ (1 + n + n²) = [1, x / n^{1/4}, vec(x xᵀ) / (√2·√n)] of x (n).
+void TaylorForward(const float* x, int64_t n, float* out) {
+  const float s1 = 1.0f / std::sqrt(std::sqrt(static_cast<float>(n)));
+  const float s2 = 1.0f / (std::sqrt(2.0f) * std::sqrt(static_cast<float>(n)));
+  out[0] = 1.0f;
+  for (int64_t d = 0; d < n; ++d) out[1 + d] = x[d] * s1;
+  for (int64_t a = 0; a < n; ++a)
+    for (int64_t b = 0; b < n; ++b) out[1 + n + a * n + b] = x[a] * x[b] * s2;
+}
+
+// Adds ∂/∂x of TaylorForward into gx (n), given g = ∂φ (1 + n + n²).
+void TaylorBackward(const float* x, int64_t n, const float* g, float* gx) {
+  const float s1 = 1.0f / std::sqrt(std::sqrt(static_cast<float>(n)));
+  const float s2 = 1.0f / (std::sqrt(2.0f) * std::sqrt(static_cast<float>(n)));
+  for (int64_t a = 0; a < n; ++a) {
+    float acc = g[1 + a] * s1;
+    for (int64_t b = 0; b < n; ++b) acc += (g[1 + n + a * n + b] + g[1 + n + b * n + a]) * x[b] * s2;
+    gx[a] += acc;
+  }
+}
+
+// Through u = x W (W (D, F)): adds ∂x = W ∂u into gx (D) and ∂W = x ⊗ ∂u into dw (D, F), each
+// when non-null.
+void ProjectBackward(const float* x, const float* w, int64_t D, int64_t F, const float* du, float* gx, float* dw) {
+  if (gx)
+    for (int64_t d = 0; d < D; ++d) {
+      float acc = 0;
+      for (int64_t f = 0; f < F; ++f) acc += w[d * F + f] * du[f];
+      gx[d] += acc;
+    }
+  if (dw)
+    for (int64_t d = 0; d < D; ++d)
+      for (int64_t f = 0; f < F; ++f) dw[d * F + f] += x[d] * du[f];
+}
+
 }  // namespace
 
 void FeatureForwardCpu(const FeatureMap& fm, const FeatureRows& r, const float* x, float* phi) {
@@ -170,12 +218,12 @@ void FeatureForwardCpu(const FeatureMap& fm, const FeatureRows& r, const float* 
         break;
       }
       case FeatureMapKind::kTaylor2: {
-        const float s1 = 1.0f / std::sqrt(std::sqrt(static_cast<float>(D)));
-        const float s2 = 1.0f / (std::sqrt(2.0f) * std::sqrt(static_cast<float>(D)));
-        out[0] = 1.0f;
-        for (int64_t d = 0; d < D; ++d) out[1 + d] = xr[d] * s1;
-        for (int64_t a = 0; a < D; ++a)
-          for (int64_t b = 0; b < D; ++b) out[1 + D + a * D + b] = xr[a] * xr[b] * s2;
+        if (IsProjectedTaylor(fm)) {
+          Project(xr, HeadWeights(fm, r, D * fm.F), D, fm.F, u.data());
+          TaylorForward(u.data(), fm.F, out);
+        } else {
+          TaylorForward(xr, D, out);
+        }
         break;
       }
       case FeatureMapKind::kPerformer: {
@@ -240,15 +288,17 @@ void FeatureBackwardCpu(const FeatureMap& fm, const FeatureRows& r, const float*
         break;
       }
       case FeatureMapKind::kTaylor2: {
-        if (!gx) break;
-        const float s1 = 1.0f / std::sqrt(std::sqrt(static_cast<float>(D)));
-        const float s2 = 1.0f / (std::sqrt(2.0f) * std::sqrt(static_cast<float>(D)));
-        for (int64_t a = 0; a < D; ++a) {
-          float acc = g[1 + a] * s1;
-          for (int64_t b = 0; b < D; ++b)
-            acc += (g[1 + D + a * D + b] + g[1 + D + b * D + a]) * xr[b] * s2;
-          gx[a] += acc;
+        if (!IsProjectedTaylor(fm)) {
+          if (gx) TaylorBackward(xr, D, g, gx);
+          break;
         }
+        // u = x W: ∂u from the expansion, then ∂x = W ∂u and ∂W = x ⊗ ∂u.
+        const int64_t F = fm.F;
+        const float* w = HeadWeights(fm, r, D * F);
+        Project(xr, w, D, F, u.data());
+        std::fill(du.begin(), du.begin() + F, 0.0f);
+        TaylorBackward(u.data(), F, g, du.data());
+        ProjectBackward(xr, w, D, F, du.data(), gx, dw);
         break;
       }
       case FeatureMapKind::kPerformer: {
@@ -290,15 +340,7 @@ void FeatureBackwardCpu(const FeatureMap& fm, const FeatureRows& r, const float*
           du[arg_hi] -= sum_pos;
           du[arg_lo] += sum_neg;
         }
-        if (gx)
-          for (int64_t d = 0; d < D; ++d) {
-            float acc = 0;
-            for (int64_t f = 0; f < F; ++f) acc += w[d * F + f] * du[f];
-            gx[d] += acc;
-          }
-        if (dw)
-          for (int64_t d = 0; d < D; ++d)
-            for (int64_t f = 0; f < F; ++f) dw[d * F + f] += xr[d] * du[f];
+        ProjectBackward(xr, w, D, F, du.data(), gx, dw);
         break;
       }
     }
@@ -307,7 +349,7 @@ void FeatureBackwardCpu(const FeatureMap& fm, const FeatureRows& r, const float*
 
 HeadGradSlots::HeadGradSlots(const FeatureMap& fm, AttnDims d, const float* dst)
     : size(static_cast<size_t>(d.D * fm.F)) {
-  if (dst != nullptr && HasLearnedWeights(fm.kind)) slots.assign(size * static_cast<size_t>(d.B * d.H), 0.0f);
+  if (dst != nullptr && HasLearnedWeights(fm)) slots.assign(size * static_cast<size_t>(d.B * d.H), 0.0f);
 }
 
 void HeadGradSlots::Reduce(AttnDims d, float* dst) const {

@@ -10,7 +10,9 @@
 //              re-weighting with M = N (positions from 0), which keeps the cosine positive for
 //              every pair |i − j| < N.
 //   Taylor-2   φ(x) = [1, x / D^{1/4}, vec(x xᵀ) / (√2·√D)]                 1 + D + D² dims
-//              so φ(q)·φ(k) = 1 + s + s²/2, s = q·k/√D (BASED: callers project to D = 16).
+//              so φ(q)·φ(k) = 1 + s + s²/2, s = q·k/√D. With fm.wq, fm.wk (H, D, F) set, BASED's
+//              learned projection comes first: u = x W, φ = the same on u with F for D
+//              (1 + F + F² dims; BASED uses F = d' = 16), and W is learnable like Hedgehog's.
 //   Hedgehog   u = x W (W (D, F) per head), φ(x) = [softmax(u), softmax(−u)]   2F dims
 //   HedgehogExp φ(x) = [exp(u − max u), exp(min u − u)]                       2F dims
 // The query map reads fm.wq and the key map fm.wk (Performer: both Ω; callers may pass the same
@@ -39,8 +41,12 @@ Status ValidateFeatureMap(const FeatureMap& fm, int64_t D);
 // Checks what every linear-family op needs: positive dims, a supported dtype for the backend,
 // a usable feature map, eps finite and >= 0. `op` prefixes the message.
 Status ValidateLinearCall(const char* op, const Launch& l, AttnDims d, const FeatureMap& fm, float eps);
-// True when the map has learnable weights (Hedgehog, HedgehogExp) and so has dW.
+// True when the map kind always has learnable weights (Hedgehog, HedgehogExp) and so has dW.
 bool HasLearnedWeights(FeatureMapKind kind);
+// True when this map has learnable weights: those kinds, and Taylor-2 with its projection.
+bool HasLearnedWeights(const FeatureMap& fm);
+// Taylor-2 with BASED's learned projection to F dims (wq set).
+bool IsProjectedTaylor(const FeatureMap& fm);
 
 // ---- CPU φ on one head ---------------------------------------------------------------------
 struct FeatureRows {

@@ -1,5 +1,6 @@
 // Hybrid attention (LoLCATs / BASED): exact softmax over the last `window` tokens plus linear
-// attention over everything older, sharing one normaliser. CPU reference, one thread per head.
+// attention over everything older, sharing one normaliser. CPU reference, one thread per head, and the dispatch to CUDA
+// (kernels/cuda/hybrid_attention.cu, which shifts by max(0, lse) instead of the max: same function).
 //
 // Stability: row i factors m_i = max(0, max_{i-w<j<=i} q_i·k_j·scale) out of numerator and
 // denominator, so y_i = (Σ_win e^{s_ij − m_i} v_j + e^{−m_i} Σ_lin a_ij v_j)
@@ -14,6 +15,9 @@
 
 #include "kernels/attention.h"
 #include "kernels/feature_map.h"
+#if SCION_WITH_CUDA
+#include "kernels/cuda/linear_cuda.h"
+#endif
 
 namespace scion::kernels {
 
@@ -24,8 +28,6 @@ Status ValidateHybrid(const char* op, const Launch& l, AttnDims d, int64_t windo
   SCION_RETURN_IF_ERROR(ValidateLinearCall(op, l, d, fm, eps));
   if (window < 1) return Status::InvalidArgument(std::string(op) + ": window must be >= 1, got " + std::to_string(window));
   if (!std::isfinite(scale)) return Status::InvalidArgument(std::string(op) + ": scale must be finite");
-  if (l.backend == Backend::kCuda)
-    return Status::Unimplemented(std::string(op) + ": no CUDA kernel yet; use the CPU backend");
   return Status::Ok();
 }
 
@@ -91,6 +93,13 @@ Status HybridAttentionForward(const Launch& l, AttnDims d, const void* q, const 
                               float scale, float eps) {
   SCION_RETURN_IF_ERROR(ValidateHybrid("HybridAttentionForward", l, d, window, fm, scale, eps));
   if (!q || !k || !v || !o) return Status::InvalidArgument("HybridAttentionForward: q, k, v, o must be non-null");
+  if (l.backend == Backend::kCuda) {
+#if SCION_WITH_CUDA
+    return cuda::HybridAttentionForward(l, d, q, k, v, o, window, fm, scale, eps);
+#else
+    return Status::Unavailable("HybridAttentionForward: built without CUDA");
+#endif
+  }
   const int64_t N = d.N, D = d.D;
   ForEachHead(d.B * d.H, [&](int64_t bh) {
     const size_t off = static_cast<size_t>(bh * N * D);
@@ -116,6 +125,13 @@ Status HybridAttentionBackward(const Launch& l, AttnDims d, const void* q, const
   SCION_RETURN_IF_ERROR(ValidateHybrid("HybridAttentionBackward", l, d, window, fm, scale, eps));
   if (!q || !k || !v || !dout || !dq || !dk || !dv)
     return Status::InvalidArgument("HybridAttentionBackward: q, k, v, dout, dq, dk, dv must be non-null");
+  if (l.backend == Backend::kCuda) {
+#if SCION_WITH_CUDA
+    return cuda::HybridAttentionBackward(l, d, q, k, v, dout, dq, dk, dv, window, fm, dwq, dwk, scale, eps);
+#else
+    return Status::Unavailable("HybridAttentionBackward: built without CUDA");
+#endif
+  }
   const int64_t N = d.N, D = d.D, Fp = FeatureDim(fm, D), w = window;
   HeadGradSlots dwq_bh(fm, d, dwq), dwk_bh(fm, d, dwk);
   ForEachHead(d.B * d.H, [&](int64_t bh) {

@@ -49,6 +49,9 @@ Status CheckCommon(const char* op, const Launch& l, AttnDims d, const Mask& mask
       if (Status grid = ValidateBlockGrid(b.block_size, b.num_blocks, d.N); !grid.ok()) {
         return Status::InvalidArgument(p + grid.message());
       }
+      // A DeviceBlockLayout was checked when it was uploaded: the grid check above ties it to N.
+      // Other device arrays are copied back and checked here, which synchronises the stream.
+      if (IsValidatedLayout(b)) return Status::Ok();
       std::vector<int32_t> offsets, cols;
       SCION_RETURN_IF_ERROR(cuda::CopyLayoutToHost(l, b, &offsets, &cols));
       st = ValidateBlockLayout(b.block_size, b.num_blocks, offsets.data(), cols.data(), d.N);

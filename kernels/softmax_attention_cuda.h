@@ -23,4 +23,10 @@ Status SoftmaxBackward(const Launch& l, AttnDims d, const void* q, const void* k
 Status CopyLayoutToHost(const Launch& l, const BlockLayout& layout, std::vector<int32_t>* row_offsets,
                         std::vector<int32_t>* col_indices);
 
+// Device copies of a host-checked layout (for DeviceBlockLayout): cudaMalloc + a synchronous copy,
+// once per layout. cols may be empty (one element is still allocated so the pointer is non-null).
+Status UploadLayoutArrays(const std::vector<int32_t>& row_offsets, const std::vector<int32_t>& col_indices,
+                          int32_t** rows, int32_t** cols);
+void FreeLayoutArrays(int32_t* rows, int32_t* cols);
+
 }  // namespace scion::kernels::cuda

@@ -90,8 +90,9 @@ Status ModelConfig::Validate() const {
     }
     if (UsesFeatureMap(s.mixer)) {
       if (s.feature_dim < 0 || s.feature_dim > 4096) return bad(f + ".feature_dim", "must be in [0, 4096]");
-      if (s.feature_map == FeatureMapKind::kTaylor2 && head_dim() > 64)
-        return bad(f + ".feature_map", "taylor2 needs head_dim <= 64 (features grow as head_dim^2)");
+      // Taylor-2 projects q, k to feature_dim (default 16) first: its 1 + F + F² features bound F.
+      if (s.feature_map == FeatureMapKind::kTaylor2 && s.feature_dim > 64)
+        return bad(f + ".feature_dim", "taylor2 takes at most 64 (features grow as feature_dim^2)");
       if (!(s.eps > 0)) return bad(f + ".eps", "must be > 0");
     }
   }

@@ -24,7 +24,7 @@ struct LayerSpec {
   MixerKind mixer = MixerKind::kSoftmax;
   int64_t window = 0;            // sliding window / hybrid: tokens of softmax attention (> 0)
   kernels::FeatureMapKind feature_map = kernels::FeatureMapKind::kHedgehog;  // linear / hybrid
-  int64_t feature_dim = 0;       // hedgehog / performer F; 0 means the head dim
+  int64_t feature_dim = 0;       // hedgehog / performer F (0: the head dim); taylor2 d' (0: 16)
   int64_t block_size = 64;       // block-sparse: tokens per block
   int64_t local_blocks = 2;      // block-sparse: each query block sees this many blocks ending at itself
   bool global_block = true;      // block-sparse: every query block also sees block 0

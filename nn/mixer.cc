@@ -37,7 +37,17 @@ int64_t FeatureCount(const LayerSpec& s, int64_t head_dim) {
     case FeatureMapKind::kHedgehog:
     case FeatureMapKind::kHedgehogExp:
     case FeatureMapKind::kPerformer: return s.feature_dim > 0 ? s.feature_dim : head_dim;
+    case FeatureMapKind::kTaylor2: return s.feature_dim > 0 ? s.feature_dim : kTaylorFeatureDim;
     default: return 0;
+  }
+}
+
+MapTensorNames MapTensors(const LayerSpec& s, int64_t head_dim) {
+  if (FeatureCount(s, head_dim) == 0) return {};
+  switch (s.feature_map) {
+    case FeatureMapKind::kPerformer: return {"performer.omega", "performer.omega"};
+    case FeatureMapKind::kTaylor2: return {"taylor2.wq", "taylor2.wk"};
+    default: return {"hedgehog.wq", "hedgehog.wk"};
   }
 }
 

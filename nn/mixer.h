@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "common/status.h"
@@ -15,8 +16,8 @@ namespace scion::nn {
 
 // The learnable or fixed parameters of a feature map, pointing into the model's parameter buffer.
 struct FeatureParams {
-  const float* wq = nullptr;  // hedgehog: (H, D, F); performer: Ω (H, F, D) shared by q and k
-  const float* wk = nullptr;  // hedgehog: (H, D, F); performer: same as wq
+  const float* wq = nullptr;  // hedgehog, taylor2: (H, D, F); performer: Ω (H, F, D) shared by q and k
+  const float* wk = nullptr;  // hedgehog, taylor2: (H, D, F); performer: same as wq
   int64_t F = 0;
 };
 
@@ -28,8 +29,19 @@ struct MixerCache {
   kernels::BlockLayout layout;
 };
 
-// Feature count F of a layer's map for head dim D (hedgehog, performer); 0 for parameter-free maps.
+// BASED's Taylor-2 width: q and k are projected to d' = 16 per head before the expansion.
+inline constexpr int64_t kTaylorFeatureDim = 16;
+
+// Feature count F of a layer's map for head dim D: hedgehog, performer (0 -> the head dim),
+// taylor2's projection width (0 -> kTaylorFeatureDim); 0 for parameter-free maps.
 int64_t FeatureCount(const LayerSpec& s, int64_t head_dim);
+
+// Names, after a layer's "attn.", of its feature-map tensors (hedgehog.wq/wk, taylor2.wq/wk, the
+// shared performer.omega); empty strings when the map has none.
+struct MapTensorNames {
+  std::string q, k;
+};
+MapTensorNames MapTensors(const LayerSpec& s, int64_t head_dim);
 
 // Block-sparse layout: query block r sees key blocks r-local_blocks+1 .. r, plus block 0 when
 // global_block (an attention-sink style first block). Fills rows/cols for T tokens.

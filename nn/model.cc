@@ -67,11 +67,12 @@ void Model::Layout() {
     r.c_attn = AddLinear(p + "attn.c_attn", C, 3 * C, "attention");
     r.attn_proj = AddLinear(p + "attn.c_proj", C, C, "attention");
     const int64_t F = FeatureCount(s, D);
+    const MapTensorNames maps = MapTensors(s, D);
     if (F > 0 && s.feature_map == FeatureMapKind::kPerformer) {
-      r.fq = r.fk = Add(p + "attn.performer.omega", {H, F, D}, "buffer", false);
-    } else if (F > 0) {
-      r.fq = Add(p + "attn.hedgehog.wq", {H, D, F}, "feature_map", false);
-      r.fk = Add(p + "attn.hedgehog.wk", {H, D, F}, "feature_map", false);
+      r.fq = r.fk = Add(p + "attn." + maps.q, {H, F, D}, "buffer", false);
+    } else if (F > 0) {  // hedgehog's W, taylor2's projection: (H, D, F), learnable
+      r.fq = Add(p + "attn." + maps.q, {H, D, F}, "feature_map", false);
+      r.fk = Add(p + "attn." + maps.k, {H, D, F}, "feature_map", false);
     }
     r.ln2_w = Add(p + "ln_2.weight", {C}, "layernorm", false);
     r.ln2_b = Add(p + "ln_2.bias", {C}, "layernorm", false);
@@ -100,6 +101,18 @@ void Model::Initialise(uint64_t seed) {
       std::fill(x, x + p.numel, ends(".weight") ? 1.0f : 0.0f);
     } else if (ends(".bias") || ends(".lora_B")) {
       std::fill(x, x + p.numel, 0.0f);
+    } else if (ends("taylor2.wq") || ends("taylor2.wk")) {
+      // Taylor-2's projection (H, D, F): the identity when F = D (exactly the unprojected map),
+      // else Gaussian with variance 1/√(F·D), so E[(qW)·(kW)]/√F = q·k/√D: the expansion's s
+      // starts at the teacher's softmax logit in expectation. q and k draw different W.
+      const int64_t D = p.shape[1], F = p.shape[2];
+      if (D == F) {
+        const auto w = kernels::HedgehogIdentity(p.shape[0], D, F);
+        std::copy(w.begin(), w.end(), x);
+      } else {
+        const double std = 1.0 / std::sqrt(std::sqrt(static_cast<double>(F * D)));
+        for (int64_t i = 0; i < p.numel; ++i) x[i] = static_cast<float>(rng.Normal() * std);
+      }
     } else if (ends(".wq") || ends(".wk")) {  // hedgehog (H, D, F): identity on the leading min(D, F)
       const auto w = kernels::HedgehogIdentity(p.shape[0], p.shape[1], p.shape[2]);
       std::copy(w.begin(), w.end(), x);

@@ -50,8 +50,9 @@ Result<Sublayer> Sublayer::FromModel(const Model& m, int64_t layer, SublayerKind
   s.b_in_ = s.Index(std::string(in) + ".bias");
   s.w_out_ = s.Index("c_proj.weight");
   s.b_out_ = s.Index("c_proj.bias");
-  s.fq_ = s.Index("hedgehog.wq") >= 0 ? s.Index("hedgehog.wq") : s.Index("performer.omega");
-  s.fk_ = s.Index("hedgehog.wk") >= 0 ? s.Index("hedgehog.wk") : s.Index("performer.omega");
+  const MapTensorNames maps = MapTensors(s.spec_, s.D_);
+  s.fq_ = maps.q.empty() ? -1 : s.Index(maps.q);
+  s.fk_ = maps.k.empty() ? -1 : s.Index(maps.k);
   if (s.w_in_ < 0 || s.b_in_ < 0 || s.w_out_ < 0 || s.b_out_ < 0)
     return Status::InvalidArgument(prefix + "*: the model lacks this sublayer's projections");
   return s;

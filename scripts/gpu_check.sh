@@ -7,7 +7,8 @@
 # GPT-2 small training benchmark (scion-nn-bench vs bench/nn/peers.py: PyTorch eager and
 # torch.compile), printed as a second table.
 #   scripts/gpu_check.sh [out_dir]
-# Environment: STAGES (default "build check memcheck bench"; add "nn"), BENCH_FILTER (words passed to
+# Stage "nncheck": only the CUDA model check of stage "nn" (no training benchmark).
+# Environment: STAGES (default "build check memcheck bench"; add "nn" or "nncheck"), BENCH_FILTER (words passed to
 # both scion-kernel-bench and peers.py), NN_FILTER (scion-nn-bench and bench/nn/peers.py workloads),
 # MEMCHECK_FILTER (check cases run under memcheck), JOBS.
 set -uo pipefail
@@ -16,7 +17,7 @@ out=${1:-${OUT:-/tmp/scion-gpu-check}}
 mkdir -p "$out"
 stages=${STAGES:-build check memcheck bench}
 build=${SCION_BUILD_DIR:-build-gpu}
-memcheck_filter=${MEMCHECK_FILTER:-N130 D,N63 D,N257 D64,rand10,hmar-diag,invalid-cuda,N77 D64,N203 D64 hedgehog causal,N37 K100,N48 K4096}
+memcheck_filter=${MEMCHECK_FILTER:-N130 D,N63 D,N257 D64,rand10,hmar-diag,invalid-cuda,N77 D64,N203 D64 hedgehog causal,N37 K100,N48 K4096,graph-capture}
 status=0
 summary=()
 has() { [[ " $stages " == *" $1 "* ]]; }
@@ -25,6 +26,7 @@ if has build; then
   targets=()
   { has check || has memcheck || has bench; } && targets+=(scion-kernel-check scion-kernel-bench)
   has nn && targets+=(scion-nn-check scion-nn-bench)
+  has nncheck && targets+=(scion-nn-check)
   if ! cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DSCION_CONTROL_PLANE=OFF -DSCION_TESTS=OFF \
          -DSCION_CUDA=ON -DSCION_CUDA_ARCHS=90a >"$out/build.log" 2>&1 ||
      ! cmake --build "$build" -j"${JOBS:-16}" --target "${targets[@]}" >>"$out/build.log" 2>&1; then
@@ -60,7 +62,7 @@ if has bench; then
   python3 bench/kernels/report.py "$out/scion.csv" "$out/peers.csv" >"$out/table.md"
   cat "$out/bench.err"; grep -v Warning "$out/peers.err" | tail -5
 fi
-if has nn; then
+if has nn || has nncheck; then
   golden=${TMPDIR:-/tmp}/scion-golden-d16  # head width 16: what the CUDA attention kernels take
   python3 scripts/hf_golden.py --out "$golden" --n-head 2 >"$out/nn_golden.log" 2>&1 || { cat "$out/nn_golden.log"; status=1; }
   "$build/tests/nn/cuda/scion-nn-check" "$golden" >"$out/nn_check.log" 2>&1
@@ -68,6 +70,8 @@ if has nn; then
   cat "$out/nn_check.log"
   summary+=("nn check: $(tail -1 "$out/nn_check.log") (exit $rc)")
   [[ $rc -ne 0 ]] && status=1
+fi
+if has nn; then
   "$build/bench/nn/scion-nn-bench" ${NN_FILTER:+--filter "$NN_FILTER"} >"$out/nn_scion.csv" 2>"$out/nn_bench.err" || status=1
   PYTHONUNBUFFERED=1 python3 bench/nn/peers.py ${NN_FILTER:+--filter "$NN_FILTER"} >"$out/nn_peers.csv" \
     2>"$out/nn_peers.err" || status=1

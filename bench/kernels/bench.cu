@@ -3,6 +3,10 @@
 #include <cuda_bf16.h>
 
 #include <algorithm>
+#include <random>
+#include <vector>
+
+#include "kernels/feature_map.h"
 
 namespace scion::bench {
 
@@ -53,6 +57,29 @@ Status AllocRandomBF16(DeviceArray* a, size_t count, uint64_t seed) {
 Status Upload(DeviceArray* a, const void* host, size_t bytes) {
   SCION_RETURN_IF_ERROR(AllocBytes(a, bytes));
   return Cuda(cudaMemcpy(a->ptr, host, bytes, cudaMemcpyHostToDevice), "upload");
+}
+
+Status MakeAttnTensors(size_t count, uint64_t seed, AttnTensors* t) {
+  uint64_t s = seed;
+  for (DeviceArray* a : {&t->q, &t->k, &t->v, &t->dout}) SCION_RETURN_IF_ERROR(AllocRandomBF16(a, count, s++));
+  for (DeviceArray* a : {&t->o, &t->dq, &t->dk, &t->dv}) SCION_RETURN_IF_ERROR(AllocBytes(a, count * 2));
+  return Status::Ok();
+}
+
+Status MakeHedgehogMaps(int64_t H, int64_t D, int64_t F, uint32_t seed, HedgehogMaps* m) {
+  std::vector<float> w = kernels::HedgehogIdentity(H, D, F);
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> noise(0.0f, 0.1f);
+  for (float& x : w) x += noise(rng);
+  SCION_RETURN_IF_ERROR(Upload(&m->wq, w.data(), w.size() * 4));
+  SCION_RETURN_IF_ERROR(Upload(&m->wk, w.data(), w.size() * 4));
+  SCION_RETURN_IF_ERROR(AllocBytes(&m->dwq, w.size() * 4));
+  SCION_RETURN_IF_ERROR(AllocBytes(&m->dwk, w.size() * 4));
+  m->fm.kind = kernels::FeatureMapKind::kHedgehog;
+  m->fm.F = F;
+  m->fm.wq = static_cast<const float*>(m->wq.ptr);
+  m->fm.wk = static_cast<const float*>(m->wk.ptr);
+  return Status::Ok();
 }
 
 Result<double> TimeMs(const std::function<Status(cudaStream_t)>& fn, cudaStream_t stream) {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "kernels/attention.h"
 
 namespace scion::bench {
 
@@ -52,5 +53,20 @@ struct DeviceArray {
 Status AllocRandomBF16(DeviceArray* a, size_t count, uint64_t seed);
 Status AllocBytes(DeviceArray* a, size_t bytes);
 Status Upload(DeviceArray* a, const void* host, size_t bytes);
+
+// The tensors of one attention workload, each `count` bf16 elements: random q, k, v, dout and
+// uninitialised o, dq, dk, dv; seeds seed .. seed + 3.
+struct AttnTensors {
+  DeviceArray q, k, v, dout, o, dq, dk, dv;
+};
+Status MakeAttnTensors(size_t count, uint64_t seed, AttnTensors* t);
+
+// The Hedgehog maps of the linear-family workloads: identity plus N(0, 0.1) noise, as after a
+// little distillation, uploaded as wq = wk (H, D, F) fp32, with dW buffers and the map pointing at them.
+struct HedgehogMaps {
+  DeviceArray wq, wk, dwq, dwk;
+  kernels::FeatureMap fm;
+};
+Status MakeHedgehogMaps(int64_t H, int64_t D, int64_t F, uint32_t seed, HedgehogMaps* m);
 
 }  // namespace scion::bench

@@ -30,29 +30,13 @@ double ForwardGflop(const AttnDims& d) {
 Result<std::vector<Row>> Run(int64_t n, bool backward, cudaStream_t stream) {
   const AttnDims d{kTokens / n, kH, n, kD};
   const size_t count = static_cast<size_t>(d.B * d.H * d.N * d.D);
-  DeviceArray q, k, v, o, dout, dq, dk, dv, wq, wk, dwq, dwk;
-  SCION_RETURN_IF_ERROR(AllocRandomBF16(&q, count, 11));
-  SCION_RETURN_IF_ERROR(AllocRandomBF16(&k, count, 12));
-  SCION_RETURN_IF_ERROR(AllocRandomBF16(&v, count, 13));
-  SCION_RETURN_IF_ERROR(AllocRandomBF16(&dout, count, 14));
-  SCION_RETURN_IF_ERROR(AllocBytes(&o, count * 2));
-  SCION_RETURN_IF_ERROR(AllocBytes(&dq, count * 2));
-  SCION_RETURN_IF_ERROR(AllocBytes(&dk, count * 2));
-  SCION_RETURN_IF_ERROR(AllocBytes(&dv, count * 2));
-  // Identity plus noise, as after a little distillation.
-  std::vector<float> w = kernels::HedgehogIdentity(kH, kD, kF);
-  std::mt19937 rng(7);
-  std::normal_distribution<float> noise(0.0f, 0.1f);
-  for (float& x : w) x += noise(rng);
-  SCION_RETURN_IF_ERROR(Upload(&wq, w.data(), w.size() * 4));
-  SCION_RETURN_IF_ERROR(Upload(&wk, w.data(), w.size() * 4));
-  SCION_RETURN_IF_ERROR(AllocBytes(&dwq, w.size() * 4));
-  SCION_RETURN_IF_ERROR(AllocBytes(&dwk, w.size() * 4));
-  kernels::FeatureMap fm;
-  fm.kind = kernels::FeatureMapKind::kHedgehog;
-  fm.F = kF;
-  fm.wq = static_cast<const float*>(wq.ptr);
-  fm.wk = static_cast<const float*>(wk.ptr);
+  AttnTensors t;
+  SCION_RETURN_IF_ERROR(MakeAttnTensors(count, 11, &t));
+  DeviceArray &q = t.q, &k = t.k, &v = t.v, &o = t.o, &dout = t.dout, &dq = t.dq, &dk = t.dk, &dv = t.dv;
+  HedgehogMaps maps;
+  SCION_RETURN_IF_ERROR(MakeHedgehogMaps(kH, kD, kF, 7, &maps));
+  const kernels::FeatureMap& fm = maps.fm;
+  DeviceArray &dwq = maps.dwq, &dwk = maps.dwk;
   const float eps = 1e-6f;
   auto call = [&](cudaStream_t s) -> Status {
     const kernels::Launch l{kernels::Backend::kCuda, kernels::DType::kBF16, s};

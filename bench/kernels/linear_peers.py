@@ -62,24 +62,32 @@ def make_inputs(n, grad):
     return q, k, v, do, wq, wk
 
 
+def add_fwd_fwdbwd(workloads, prefix, n, name, f, inputs):
+    """Workloads <prefix>_fwd_N<n> and <prefix>_fwdbwd_N<n> (grads to q, k, v, wq, wk) of f."""
+    q, k, v, do, wq, wk = inputs
+
+    def fwd():
+        with torch.no_grad():
+            f(q, k, v, wq, wk)
+
+    def fwdbwd():
+        out = f(q, k, v, wq, wk)
+        torch.autograd.grad(out, (q, k, v, wq, wk), do)
+
+    workloads.append((f"{prefix}_fwd_N{n}", name, fwd))
+    workloads.append((f"{prefix}_fwdbwd_N{n}", name, fwdbwd))
+
+
 def linear_peers(workloads):
     # Static shapes: with the default (automatic dynamic) the second sequence length recompiles the
     # graph with a symbolic N and the later lengths reuse it; each length gets its own specialised
     # graph here (6 graphs: 3 lengths, with and without grad, within dynamo's cache limit of 8).
     compiled = torch.compile(chunked_linear, dynamic=False)
     for n in (2048, 8192, 32768):
-        q, k, v, do, wq, wk = make_inputs(n, True)
+        inputs = make_inputs(n, True)
+        q, k, v, do = inputs[:4]
         for name, f in (("torch-chunked-eager", chunked_linear), ("torch-chunked-compile", compiled)):
-            def fwd(f=f, q=q, k=k, v=v, wq=wq, wk=wk):
-                with torch.no_grad():
-                    f(q, k, v, wq, wk)
-
-            def fwdbwd(f=f, q=q, k=k, v=v, do=do, wq=wq, wk=wk):
-                out = f(q, k, v, wq, wk)
-                torch.autograd.grad(out, (q, k, v, wq, wk), do)
-
-            workloads.append((f"linear_hh_fwd_N{n}", name, fwd))
-            workloads.append((f"linear_hh_fwdbwd_N{n}", name, fwdbwd))
+            add_fwd_fwdbwd(workloads, "linear_hh", n, name, f, inputs)
 
         def cudnn_fwd(q=q, k=k, v=v):
             with torch.no_grad(), sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
@@ -139,17 +147,22 @@ def main():
         print(f"peer_mem,distill_hh_N2048,torch-materialised-NxN,{peak:.1f}", flush=True)
     except Exception as e:  # reported, not fatal
         print(f"distill peer: {type(e).__name__}: {str(e)[:200]}", file=sys.stderr)
+    time_workloads(workloads, words)
+    return 0
+
+
+def time_workloads(workloads, words):
+    """Times each (key, name, fn) whose key holds a filter word; prints peer rows (NaN on error)."""
     for key, name, fn in workloads:
         if words and not any(w in key for w in words):
             continue
         try:
             ms = bench_ms(fn)
-        except Exception as e:
+        except Exception as e:  # reported, not fatal
             print(f"peer {name} {key}: {type(e).__name__}: {str(e)[:200]}", file=sys.stderr)
             ms = math.nan
         print(f"peer,{key},{name},{ms:.5f}", flush=True)
         torch.cuda.empty_cache()
-    return 0
 
 
 if __name__ == "__main__":

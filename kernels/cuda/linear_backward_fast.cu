@@ -169,7 +169,7 @@ struct Pool {
 
 bool FastBackwardSupported(const Geometry& g) {
   return ProductSupported(g.D + 16, g.Fp) && ProductSupported(g.Fp, g.D) && ProductSupported(g.Fp, 16) &&
-         g.F * g.D <= kMaxWeightTilesPerWarp * kWarps * 256 && PlanPhiSmem(g).total <= 200 * 1024;
+         PhiSupported(g);
 }
 
 Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, const void* dout,
@@ -186,7 +186,7 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
   SCION_RETURN_IF_ERROR(pool.Take(&ge, rows * E));
   SCION_RETURN_IF_ERROR(pool.Take(&v1, rows * E));
   const int N = static_cast<int>(d.N);
-  const SmemPlan plan = PlanPhiSmem(g);
+  const unsigned row_blocks = static_cast<unsigned>((rows + 7) / 8);
   if (FastForwardSupported(g)) {
     // The forward again, writing φq, φk, GE and V1 instead of o.
     const ForwardExtras extras{phq, phk, static_cast<const bf16*>(dout), ge, v1};
@@ -196,10 +196,8 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
     // (width D + 16), which PrepKernel normalises on the fly.
     bf16* nd;
     SCION_RETURN_IF_ERROR(pool.Take(&nd, rows * E));
-    PhiArgs pa{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)}, {phq, phk}, {fm.wq, fm.wk ? fm.wk : fm.wq}, g};
-    SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(&PhiKernel), plan.total));
-    PhiKernel<<<dim3(g.nchunks, BH, 2), kThreads, plan.total, stream>>>(pa, plan);
-    OnesColumnKernel<<<static_cast<unsigned>((rows + 7) / 8), 256, 0, stream>>>(static_cast<const bf16*>(v), v1, rows, D);
+    SCION_RETURN_IF_ERROR(PhiToGlobal(stream, BH, q, k, fm, g, phq, phk));
+    OnesColumnKernel<<<row_blocks, 256, 0, stream>>>(static_cast<const bf16*>(v), v1, rows, D);
     SCION_RETURN_IF_ERROR(CheckLaunch("LinearAttentionBackward"));
     SCION_RETURN_IF_ERROR(CausalProduct({phq, phk, v1, nd, Fp, D, E, E}, BH, N, g.causal, false, stream));
     SCION_RETURN_IF_ERROR(CausalProduct({phq, phk, v1 + D, nd + D, Fp, 16, E, E}, BH, N, g.causal, false, stream));
@@ -212,6 +210,27 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
   SCION_RETURN_IF_ERROR(CausalProduct({v1, ge, phq, dphk, E, Fp, Fp, Fp}, BH, N, g.causal, true, stream));
   SCION_RETURN_IF_ERROR(
       CausalProduct({phk, phq, ge, static_cast<bf16*>(dv), Fp, D, E, D}, BH, N, g.causal, true, stream));
+  SCION_RETURN_IF_ERROR(PhiBackFromGlobal(stream, BH, q, k, fm, g, phq, phk, dphq, dphk, dq, dk, dwq, dwk));
+  return CheckLaunch("LinearAttentionBackward");
+}
+
+bool PhiSupported(const Geometry& g) {
+  return g.F * g.D <= kMaxWeightTilesPerWarp * kWarps * 256 && PlanPhiSmem(g).total <= 200 * 1024;
+}
+
+Status PhiToGlobal(cudaStream_t stream, int BH, const void* q, const void* k, const FeatureMap& fm, const Geometry& g,
+                   bf16* phq, bf16* phk) {
+  const SmemPlan plan = PlanPhiSmem(g);
+  PhiArgs pa{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)}, {phq, phk}, {fm.wq, fm.wk ? fm.wk : fm.wq}, g};
+  SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(&PhiKernel), plan.total));
+  PhiKernel<<<dim3(g.nchunks, BH, 2), kThreads, plan.total, stream>>>(pa, plan);
+  return CheckLaunch("feature map");
+}
+
+Status PhiBackFromGlobal(cudaStream_t stream, int BH, const void* q, const void* k, const FeatureMap& fm,
+                         const Geometry& g, const bf16* phq, const bf16* phk, const bf16* dphq, const bf16* dphk,
+                         void* dq, void* dk, float* dwq, float* dwk) {
+  const SmemPlan plan = PlanPhiSmem(g);
   const bool learned = HasLearnedWeights(fm.kind);
   if (PhiBackFastSupported(g)) {
     const PhiBackIo io{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)},
@@ -229,14 +248,13 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
                 {learned ? dwq : nullptr, learned ? dwk : nullptr},
                 g,
                 0};
-  // About two blocks per SM over both sides; each block flushes its dW once.
   const int per = std::max(1, (2 * SmCount() + 2 * BH - 1) / (2 * BH));
   const int nblk = std::min(g.nchunks, per);
   a.chunks_per_block = (g.nchunks + nblk - 1) / nblk;
   SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(&PhiBackKernel), plan.total));
   PhiBackKernel<<<dim3((g.nchunks + a.chunks_per_block - 1) / a.chunks_per_block, BH, 2), kThreads, plan.total,
                   stream>>>(a, plan);
-  return CheckLaunch("LinearAttentionBackward");
+  return CheckLaunch("feature map backward");
 }
 
 }  // namespace scion::kernels::cuda::linear

@@ -1,5 +1,6 @@
 // CUDA entry points of the linear-attention family, called by the dispatching functions in
-// kernels/linear_attention.cc after the shared argument checks. Defined in kernels/cuda/linear_*.cu and distill.cu.
+// kernels/linear_attention.cc after the shared argument checks. Defined in kernels/cuda/linear_*.cu, distill.cu and
+// hybrid_attention.cu.
 #pragma once
 
 #include "kernels/attention.h"
@@ -14,5 +15,12 @@ Status LinearAttentionBackward(const Launch& l, AttnDims d, const void* q, const
 
 Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, const FeatureMap& fm, float scale,
                    float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats);
+
+// Hybrid attention (hybrid_attention.cu): the sliding-window softmax and lagged linear products.
+Status HybridAttentionForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,
+                              int64_t window, const FeatureMap& fm, float scale, float eps);
+Status HybridAttentionBackward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v,
+                               const void* dout, void* dq, void* dk, void* dv, int64_t window, const FeatureMap& fm,
+                               float* dwq, float* dwk, float scale, float eps);
 
 }  // namespace scion::kernels::cuda

@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <functional>
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -103,6 +104,42 @@ Status DistillF32(const Launch& l, AttnDims d, const void* q, const void* k, con
   Narrow({q, k}, s, n);
   SCION_RETURN_IF_ERROR(cuda::DistillLoss(AsBF16(l), d, s.parts[0], s.parts[1], fm, scale, eps, loss, dwq, dwk, stats));
   return CheckLaunch("DistillLoss");
+}
+
+namespace {
+
+// The hybrid's fp32 entry points: `ins` narrowed to bf16 copies, fn run on them (its bf16 buffers
+// in order: the inputs, then one per output), then the outputs widened.
+Status RunOnBF16(const Launch& l, AttnDims d, const char* op, std::initializer_list<const void*> ins,
+                 std::initializer_list<void*> outs,
+                 const std::function<Status(const Launch&, const std::vector<bf16*>&)>& fn) {
+  const size_t n = static_cast<size_t>(d.B * d.H * d.N * d.D);
+  Scratch s;
+  s.stream = static_cast<cudaStream_t>(l.stream);
+  SCION_RETURN_IF_ERROR(s.Take(n, static_cast<int>(ins.size() + outs.size()), op));
+  Narrow(ins, s, n);
+  SCION_RETURN_IF_ERROR(fn(AsBF16(l), s.parts));
+  Widen(s, ins.size(), outs, n);
+  return CheckLaunch(op);
+}
+
+}  // namespace
+
+Status HybridForwardF32(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,
+                        int64_t window, const FeatureMap& fm, float scale, float eps) {
+  return RunOnBF16(l, d, "HybridAttentionForward", {q, k, v}, {o}, [&](const Launch& b, const std::vector<bf16*>& p) {
+    return cuda::HybridAttentionForward(b, d, p[0], p[1], p[2], p[3], window, fm, scale, eps);
+  });
+}
+
+Status HybridBackwardF32(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, const void* dout,
+                         void* dq, void* dk, void* dv, int64_t window, const FeatureMap& fm, float* dwq, float* dwk,
+                         float scale, float eps) {
+  return RunOnBF16(l, d, "HybridAttentionBackward", {q, k, v, dout}, {dq, dk, dv},
+                   [&](const Launch& b, const std::vector<bf16*>& p) {
+                     return cuda::HybridAttentionBackward(b, d, p[0], p[1], p[2], p[3], p[4], p[5], p[6], window, fm,
+                                                          dwq, dwk, scale, eps);
+                   });
 }
 
 }  // namespace linear

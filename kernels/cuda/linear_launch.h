@@ -48,6 +48,9 @@ inline Status MakeGeometry(const char* op, const Launch& l, AttnDims d, const Fe
                            float eps, Geometry* g) {
   const std::string where = std::string(op) + " (CUDA): ";
   if (l.dtype != DType::kBF16) return Status::Unimplemented(where + "launch.dtype must be kBF16");
+  if (IsProjectedTaylor(fm))
+    return Status::Unimplemented(where + "feature_map.wq: the CUDA kernels take Taylor-2 without its learned "
+                                          "projection (the CPU backend runs the projected form)");
   if (d.D % 16 != 0 || d.D > 128) return Status::Unimplemented(where + "D must be 16, 32, 64, 96 or 128, got " + std::to_string(d.D));
   const bool weighted = fm.kind == FeatureMapKind::kHedgehog || fm.kind == FeatureMapKind::kHedgehogExp ||
                         fm.kind == FeatureMapKind::kPerformer;
@@ -184,6 +187,17 @@ struct PhiBackIo {
 bool PhiBackFastSupported(const Geometry& g);
 Status PhiBackFast(const PhiBackIo& io, const Geometry& g, int BH, cudaStream_t stream);
 
+// φ to and from global memory (linear_backward_fast.cu), for ops that combine linear attention with
+// something else (hybrid_attention.cu): PhiToGlobal writes φq, φk (B·H, N, Fp) bf16 (padding
+// columns zero); PhiBackFromGlobal turns ∂φq, ∂φk into dq, dk (overwritten) and adds dW into dwq,
+// dwk (learned maps; may be null). PhiSupported: the shapes whose shared memory these kernels fit.
+bool PhiSupported(const Geometry& g);
+Status PhiToGlobal(cudaStream_t stream, int BH, const void* q, const void* k, const FeatureMap& fm, const Geometry& g,
+                   bf16* phq, bf16* phk);
+Status PhiBackFromGlobal(cudaStream_t stream, int BH, const void* q, const void* k, const FeatureMap& fm,
+                         const Geometry& g, const bf16* phq, const bf16* phk, const bf16* dphq, const bf16* dphk,
+                         void* dq, void* dk, float* dwq, float* dwk);
+
 // fp32 tensors (linear_f32.cu): inputs rounded to bf16 once, the bf16 kernels, outputs widened.
 Status ForwardF32(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,
                   const FeatureMap& fm, bool causal, float eps);
@@ -192,6 +206,12 @@ Status BackwardF32(const Launch& l, AttnDims d, const void* q, const void* k, co
                    float eps);
 Status DistillF32(const Launch& l, AttnDims d, const void* q, const void* k, const FeatureMap& fm, float scale,
                   float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats);
+
+Status HybridForwardF32(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,
+                        int64_t window, const FeatureMap& fm, float scale, float eps);
+Status HybridBackwardF32(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, const void* dout,
+                         void* dq, void* dk, void* dv, int64_t window, const FeatureMap& fm, float* dwq, float* dwk,
+                         float scale, float eps);
 
 inline Status CheckLaunch(const char* op) {
   const cudaError_t e = cudaGetLastError();

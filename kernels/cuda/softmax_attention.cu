@@ -237,4 +237,26 @@ Status CopyLayoutToHost(const Launch& l, const BlockLayout& layout, std::vector<
   return Status::Ok();
 }
 
+Status UploadLayoutArrays(const std::vector<int32_t>& row_offsets, const std::vector<int32_t>& col_indices,
+                          int32_t** rows, int32_t** cols) {
+  *rows = *cols = nullptr;
+  cudaError_t e = cudaMalloc(reinterpret_cast<void**>(rows), row_offsets.size() * sizeof(int32_t));
+  if (e == cudaSuccess) e = cudaMalloc(reinterpret_cast<void**>(cols), std::max<size_t>(1, col_indices.size()) * sizeof(int32_t));
+  if (e == cudaSuccess)
+    e = cudaMemcpy(*rows, row_offsets.data(), row_offsets.size() * sizeof(int32_t), cudaMemcpyHostToDevice);
+  if (e == cudaSuccess && !col_indices.empty())
+    e = cudaMemcpy(*cols, col_indices.data(), col_indices.size() * sizeof(int32_t), cudaMemcpyHostToDevice);
+  if (e != cudaSuccess) {
+    FreeLayoutArrays(*rows, *cols);
+    *rows = *cols = nullptr;
+    return Status::Unavailable(std::string("DeviceBlockLayout::Upload: ") + cudaGetErrorString(e));
+  }
+  return Status::Ok();
+}
+
+void FreeLayoutArrays(int32_t* rows, int32_t* cols) {
+  if (rows) cudaFree(rows);
+  if (cols) cudaFree(cols);
+}
+
 }  // namespace scion::kernels::cuda

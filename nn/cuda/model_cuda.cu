@@ -8,6 +8,7 @@
 #include <cstring>
 #include <string>
 
+#include "kernels/block_layout.h"
 #include "nn/cuda/gemm.cuh"
 #include "nn/cuda/layers.cuh"
 #include "nn/mixer.h"
@@ -43,9 +44,9 @@ struct LayerActs {
   float* lse = nullptr;                           // (B, H, T) softmax statistics
   bf16* atty = nullptr;                           // (BT, C) mixer output, heads merged
   bf16 *fch = nullptr, *fch_gelu = nullptr;       // (BT, Hm) pre-activation (with bias), GELU output
-  int32_t *rows = nullptr, *cols = nullptr;       // block-sparse CSR layout for the current T
+  kernels::DeviceBlockLayout device_layout;       // block-sparse CSR layout for the current T
   int64_t layout_T = 0;
-  kernels::BlockLayout layout;
+  kernels::BlockLayout layout;                    // device_layout.view()
 };
 
 int64_t RoundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -171,15 +172,12 @@ Status CudaModel::Impl::Layout(const Model& host) {
     o.proj_w_t = Trainable(p + "attn.c_proj.weight"); o.proj_b_t = Trainable(p + "attn.c_proj.bias");
     o.fc_w_t = Trainable(p + "mlp.c_fc.weight"); o.fc_b_t = Trainable(p + "mlp.c_fc.bias");
     o.mproj_w_t = Trainable(p + "mlp.c_proj.weight"); o.mproj_b_t = Trainable(p + "mlp.c_proj.bias");
-    if (int64_t q = Offset(p + "attn.hedgehog.wq"); q >= 0) {
-      o.fq = q;
-      o.fk = Offset(p + "attn.hedgehog.wk");
-      o.maps_t = Trainable(p + "attn.hedgehog.wq");
-    } else if (int64_t om = Offset(p + "attn.performer.omega"); om >= 0) {
-      o.fq = o.fk = om;
-      o.maps_t = false;
-    } else {
-      o.maps_t = false;
+    const MapTensorNames maps = MapTensors(config.layers[static_cast<size_t>(l)], config.head_dim());
+    o.maps_t = false;
+    if (!maps.q.empty()) {
+      o.fq = Offset(p + "attn." + maps.q);
+      o.fk = Offset(p + "attn." + maps.k);
+      o.maps_t = Trainable(p + "attn." + maps.q);  // false for performer's Ω (a buffer)
     }
     layer_off.push_back(o);
   }
@@ -215,7 +213,8 @@ Status CudaModel::Impl::EnsureCapacity(int64_t rows) {
   SCION_RETURN_IF_ERROR(Alloc(&argmax, rows, &A));
   resid.assign(static_cast<size_t>(L + 1), nullptr);
   for (auto& r : resid) SCION_RETURN_IF_ERROR(Alloc(&r, rows * C, &A));
-  acts.assign(static_cast<size_t>(L), LayerActs{});
+  acts.clear();  // LayerActs owns its device layout: move-only
+  acts.resize(static_cast<size_t>(L));
   for (int64_t l = 0; l < L; ++l) {
     LayerActs& a = acts[l];
     const int64_t Hm = config.MlpHidden(l);
@@ -264,23 +263,21 @@ Status CudaModel::Impl::MixerForward(int64_t l, kernels::AttnDims d) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(d.D));
   if (s.mixer == MixerKind::kLinear)
     return kernels::LinearAttentionForward(launch, d, a.q, a.k, a.v, a.o, Map(s, layer_off[l], w, d.D), true, s.eps);
+  if (s.mixer == MixerKind::kHybrid)
+    return kernels::HybridAttentionForward(launch, d, a.q, a.k, a.v, a.o, s.window, Map(s, layer_off[l], w, d.D), scale,
+                                           s.eps);
   kernels::Mask mask;
   if (s.mixer == MixerKind::kSlidingWindow) mask.window = s.window;
   if (s.mixer == MixerKind::kBlockSparse) {
-    if (a.layout_T != d.N) {  // the layout depends on T only: built on the host once per length
-      std::vector<int32_t> rows, cols;
-      BuildBlockLayout(s, d.N, &rows, &cols);
-      if (a.rows) { cudaFree(a.rows); cudaFree(a.cols); }
-      SCION_CUDA_TRY(cudaMalloc(&a.rows, sizeof(int32_t) * rows.size()));
-      SCION_CUDA_TRY(cudaMalloc(&a.cols, sizeof(int32_t) * std::max<size_t>(cols.size(), 1)));
-      act_allocs.push_back(a.rows);  // freed with the activations, which reset layout_T
-      act_allocs.push_back(a.cols);
-      SCION_CUDA_TRY(cudaMemcpy(a.rows, rows.data(), sizeof(int32_t) * rows.size(), cudaMemcpyHostToDevice));
-      SCION_CUDA_TRY(cudaMemcpy(a.cols, cols.data(), sizeof(int32_t) * cols.size(), cudaMemcpyHostToDevice));
-      a.layout.block_size = static_cast<int>(s.block_size);
-      a.layout.num_blocks = static_cast<int>(rows.size() - 1);
-      a.layout.row_offsets = a.rows;
-      a.layout.col_indices = a.cols;
+    if (a.layout_T != d.N) {  // the layout depends on T only: built, checked and uploaded once per length
+      kernels::HostBlockLayout host;
+      host.block_size = static_cast<int>(s.block_size);
+      BuildBlockLayout(s, d.N, &host.row_offsets, &host.col_indices);
+      host.num_blocks = static_cast<int>(host.row_offsets.size() - 1);
+      auto uploaded = kernels::DeviceBlockLayout::Upload(host, d.N);
+      if (!uploaded.ok()) return uploaded.status();
+      a.device_layout = std::move(*uploaded);  // checked at upload: launches with it copy nothing back
+      a.layout = a.device_layout.view();
       a.layout_T = d.N;
     }
     mask.blocks = &a.layout;
@@ -299,6 +296,12 @@ Status CudaModel::Impl::MixerBackward(int64_t l, kernels::AttnDims d) {
     float* dwk = o.maps_t ? g + o.fk : nullptr;
     return kernels::LinearAttentionBackward(launch, d, a.q, a.k, a.v, dout, dq, dk, dv, Map(s, o, w, d.D), dwq, dwk,
                                             true, s.eps);
+  }
+  if (s.mixer == MixerKind::kHybrid) {
+    float* dwq = o.maps_t ? g + o.fq : nullptr;
+    float* dwk = o.maps_t ? g + o.fk : nullptr;
+    return kernels::HybridAttentionBackward(launch, d, a.q, a.k, a.v, dout, dq, dk, dv, s.window, Map(s, o, w, d.D),
+                                            dwq, dwk, scale, s.eps);
   }
   kernels::Mask mask;
   if (s.mixer == MixerKind::kSlidingWindow) mask.window = s.window;
@@ -447,9 +450,10 @@ Result<std::unique_ptr<CudaModel>> CudaModel::Create(const Model& host) {
   const ModelConfig& c = host.config();
   if (c.lora_rank > 0) return Status::Unimplemented("CudaModel: LoRA adapters (lora_rank > 0) run on the CPU path only");
   for (int64_t l = 0; l < c.n_layer(); ++l)
-    if (c.layers[l].mixer == MixerKind::kHybrid)
+    if (c.layers[l].feature_map == kernels::FeatureMapKind::kTaylor2 && FeatureCount(c.layers[l], c.head_dim()) > 0)
       return Status::Unimplemented("CudaModel: layers[" + std::to_string(l) +
-                                   "].mixer hybrid has no CUDA kernel; it runs on the CPU path only");
+                                   "].feature_map taylor2: its learned projection to d' has no CUDA kernel; it runs "
+                                   "on the CPU path only");
   auto impl = std::make_unique<Impl>();
   SCION_CUDA_TRY(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking));
   auto blas = Cublas();

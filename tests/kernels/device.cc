@@ -124,4 +124,33 @@ void DeviceSync() {
 #endif
 }
 
+Status RunCaptured(const std::function<Status(void* stream)>& fn) {
+#if SCION_WITH_CUDA
+  cudaStream_t stream = nullptr;
+  if (cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) != cudaSuccess)
+    return Status::Internal("cudaStreamCreate failed");
+  Status st = Status::Ok();
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  if (cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+    st = Status::Internal("cudaStreamBeginCapture failed");
+  } else {
+    st = fn(stream);
+    const cudaError_t end = cudaStreamEndCapture(stream, &graph);
+    if (st.ok() && end != cudaSuccess) st = Status::Internal(std::string("capture: ") + cudaGetErrorString(end));
+    if (st.ok() && cudaGraphInstantiate(&exec, graph, 0) != cudaSuccess) st = Status::Internal("cudaGraphInstantiate failed");
+    if (st.ok() && (cudaGraphLaunch(exec, stream) != cudaSuccess || cudaStreamSynchronize(stream) != cudaSuccess))
+      st = Status::Internal("graph launch failed");
+  }
+  cudaGetLastError();  // a refused call inside capture leaves an error that is not sticky
+  if (exec) cudaGraphExecDestroy(exec);
+  if (graph) cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
+  return st;
+#else
+  (void)fn;
+  return Status::Unavailable("built without CUDA");
+#endif
+}
+
 }  // namespace scion::check

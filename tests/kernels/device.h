@@ -6,7 +6,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <vector>
+
+#include "common/status.h"
 
 namespace scion::check {
 
@@ -47,5 +50,10 @@ class DeviceBuffer {
 // Throws std::runtime_error with the CUDA error string when the device reports one (the harness
 // prints it as the case's failure).
 void DeviceSync();
+
+// Runs fn(stream) while a fresh stream is captured into a CUDA graph, then launches the graph and
+// waits for it. Returns fn's status, else the capture's or the launch's error: an op that
+// synchronises its stream (which capture forbids) fails here.
+Status RunCaptured(const std::function<Status(void* stream)>& fn);
 
 }  // namespace scion::check

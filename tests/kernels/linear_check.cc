@@ -138,9 +138,9 @@ std::vector<Outcome> AllGradients(Inputs& in, MapSetup& m, const std::vector<con
 
 // ---- linear attention -----------------------------------------------------------------------
 
-std::vector<Outcome> LinearForwardVsF64(FeatureMapKind kind, AttnDims d, bool causal) {
+std::vector<Outcome> LinearForwardVsF64(FeatureMapKind kind, AttnDims d, bool causal, int64_t F = 0) {
   std::mt19937_64 rng(Seed() ^ (static_cast<uint64_t>(kind) * 7919 + causal));
-  const MapSetup m = MakeMap(kind, d.H, d.D, rng);
+  const MapSetup m = MakeMap(kind, d.H, d.D, rng, F);
   const Inputs in = MakeInputs(d, rng);
   std::vector<float> o = Poisoned(in.q.size());
   const float eps = 1e-6f;
@@ -152,15 +152,15 @@ std::vector<Outcome> LinearForwardVsF64(FeatureMapKind kind, AttnDims d, bool ca
   return {Compare("o rel-L2 vs f64 quadratic", o, AttentionRef(m, d, in.q, in.k, in.v, causal, eps, 0, 0), kCpuVsF64Tol)};
 }
 
-std::vector<Outcome> LinearBackwardFd(FeatureMapKind kind, AttnDims d, bool causal) {
+std::vector<Outcome> LinearBackwardFd(FeatureMapKind kind, AttnDims d, bool causal, int64_t F = 0) {
   std::mt19937_64 rng(Seed() ^ (static_cast<uint64_t>(kind) * 104729 + causal));
-  MapSetup m = MakeMap(kind, d.H, d.D, rng);
+  MapSetup m = MakeMap(kind, d.H, d.D, rng, F);
   Inputs in = MakeInputs(d, rng, kind);
   SeparateExtremes(m, in, rng);
   const size_t n = in.q.size();
   const float eps = 1e-3f;
   std::vector<float> dq(n), dk(n), dv(n), dwq(m.wq.size(), 0.0f), dwk(m.wk.size(), 0.0f);
-  const bool learned = kernels::HasLearnedWeights(kind);
+  const bool learned = kernels::HasLearnedWeights(m.fm);
   const Status st = kernels::LinearAttentionBackward(Launch{}, d, in.q.data(), in.k.data(), in.v.data(),
                                                      in.dout.data(), dq.data(), dk.data(), dv.data(), m.fm,
                                                      learned ? dwq.data() : nullptr, learned ? dwk.data() : nullptr,
@@ -178,9 +178,9 @@ std::vector<Outcome> LinearBackwardFd(FeatureMapKind kind, AttnDims d, bool caus
 
 // ---- hybrid -----------------------------------------------------------------------------------
 
-std::vector<Outcome> HybridForwardVsF64(FeatureMapKind kind, AttnDims d, int64_t window) {
+std::vector<Outcome> HybridForwardVsF64(FeatureMapKind kind, AttnDims d, int64_t window, int64_t F = 0) {
   std::mt19937_64 rng(Seed() ^ (static_cast<uint64_t>(kind) * 31337 + window));
-  const MapSetup m = MakeMap(kind, d.H, d.D, rng);
+  const MapSetup m = MakeMap(kind, d.H, d.D, rng, F);
   const Inputs in = MakeInputs(d, rng);
   std::vector<float> o = Poisoned(in.q.size());
   const float eps = 1e-6f, scale = 1.0f / std::sqrt(static_cast<float>(d.D));
@@ -193,15 +193,15 @@ std::vector<Outcome> HybridForwardVsF64(FeatureMapKind kind, AttnDims d, int64_t
                   kCpuVsF64Tol)};
 }
 
-std::vector<Outcome> HybridBackwardFd(FeatureMapKind kind, AttnDims d, int64_t window) {
+std::vector<Outcome> HybridBackwardFd(FeatureMapKind kind, AttnDims d, int64_t window, int64_t F = 0) {
   std::mt19937_64 rng(Seed() ^ (static_cast<uint64_t>(kind) * 65537 + window));
-  MapSetup m = MakeMap(kind, d.H, d.D, rng);
+  MapSetup m = MakeMap(kind, d.H, d.D, rng, F);
   Inputs in = MakeInputs(d, rng, kind);
   SeparateExtremes(m, in, rng);
   const size_t n = in.q.size();
   const float eps = 1e-3f, scale = 1.0f / std::sqrt(static_cast<float>(d.D));
   std::vector<float> dq(n), dk(n), dv(n), dwq(m.wq.size(), 0.0f), dwk(m.wk.size(), 0.0f);
-  const bool learned = kernels::HasLearnedWeights(kind);
+  const bool learned = kernels::HasLearnedWeights(m.fm);
   const Status st = kernels::HybridAttentionBackward(Launch{}, d, in.q.data(), in.k.data(), in.v.data(),
                                                      in.dout.data(), dq.data(), dk.data(), dv.data(), window, m.fm,
                                                      learned ? dwq.data() : nullptr, learned ? dwk.data() : nullptr,
@@ -235,9 +235,9 @@ std::vector<Outcome> HybridLargeScores() {
 
 // ---- distillation ---------------------------------------------------------------------------
 
-std::vector<Outcome> DistillVsF64(FeatureMapKind kind, AttnDims d) {
+std::vector<Outcome> DistillVsF64(FeatureMapKind kind, AttnDims d, int64_t F = 0) {
   std::mt19937_64 rng(Seed() ^ (static_cast<uint64_t>(kind) * 15485863));
-  const MapSetup m = MakeMap(kind, d.H, d.D, rng);
+  const MapSetup m = MakeMap(kind, d.H, d.D, rng, F);
   const Inputs in = MakeInputs(d, rng);
   const size_t bh = static_cast<size_t>(d.B * d.H);
   std::vector<float> loss = Poisoned(bh), kl = Poisoned(bh), ht = Poisoned(bh), hs = Poisoned(bh);
@@ -256,9 +256,9 @@ std::vector<Outcome> DistillVsF64(FeatureMapKind kind, AttnDims d) {
           Compare("student entropy vs f64", hs, ref.student_entropy, kCpuVsF64Tol)};
 }
 
-std::vector<Outcome> DistillGradFd(FeatureMapKind kind, AttnDims d) {
+std::vector<Outcome> DistillGradFd(FeatureMapKind kind, AttnDims d, int64_t F = 0) {
   std::mt19937_64 rng(Seed() ^ (static_cast<uint64_t>(kind) * 2147483647));
-  MapSetup m = MakeMap(kind, d.H, d.D, rng);
+  MapSetup m = MakeMap(kind, d.H, d.D, rng, F);
   Inputs in = MakeInputs(d, rng);
   SeparateExtremes(m, in, rng);
   const float scale = 1.0f / std::sqrt(static_cast<float>(d.D)), eps = 1e-6f;
@@ -357,6 +357,21 @@ void RegisterLinearCases(std::vector<Case>& cases) {
                      [=] { return HybridBackwardFd(kind, g, 5); }});
   }
   cases.push_back({"hybrid_fwd", "B1 H2 N33 D16 hedgehog w8 large", "cpu-vs-f64", HybridLargeScores});
+  // Taylor-2 with BASED's learned projection: head width 24 projected to F = 6 (1 + 6 + 36 features).
+  {
+    const FeatureMapKind t2 = FeatureMapKind::kTaylor2;
+    const AttnDims d{2, 2, 37, 24}, g{1, 2, 19, 12};
+    for (bool causal : {true, false}) {
+      cases.push_back({"linear_fwd", Shape(d, std::string("taylor2-proj F6") + (causal ? " causal" : " full")),
+                       "cpu-vs-f64", [=] { return LinearForwardVsF64(t2, d, causal, 6); }});
+      cases.push_back({"linear_bwd", Shape(g, std::string("taylor2-proj F4") + (causal ? " causal" : " full")),
+                       "fd-grad", [=] { return LinearBackwardFd(t2, g, causal, 4); }});
+    }
+    cases.push_back({"hybrid_fwd", Shape(d, "taylor2-proj F6 w7"), "cpu-vs-f64", [=] { return HybridForwardVsF64(t2, d, 7, 6); }});
+    cases.push_back({"hybrid_bwd", Shape(g, "taylor2-proj F4 w5"), "fd-grad", [=] { return HybridBackwardFd(t2, g, 5, 4); }});
+    cases.push_back({"distill", Shape(d, "taylor2-proj F6"), "cpu-vs-f64", [=] { return DistillVsF64(t2, d, 6); }});
+    cases.push_back({"distill", Shape(g, "taylor2-proj F4"), "fd-grad", [=] { return DistillGradFd(t2, g, 4); }});
+  }
   for (FeatureMapKind kind : {FeatureMapKind::kHedgehog, FeatureMapKind::kHedgehogExp, FeatureMapKind::kPerformer}) {
     const AttnDims d{2, 2, 29, 8};
     cases.push_back({"distill", Shape(d, MapName(kind)), "cpu-vs-f64", [=] { return DistillVsF64(kind, d); }});

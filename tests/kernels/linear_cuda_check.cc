@@ -9,6 +9,7 @@
 #include "kernels/feature_map.h"
 #include "tests/kernels/check.h"
 #include "tests/kernels/device.h"
+#include "tests/kernels/device_check.h"
 #include "tests/kernels/linear_reference.h"
 
 namespace scion::check {
@@ -17,39 +18,8 @@ namespace {
 using kernels::AttnDims;
 using kernels::FeatureMapKind;
 
-// bf16 forward: φ, the chunk scores and the state S are rounded to bf16 before the tensor cores
-// (2^-9 relative each) and o is stored as bf16; with fp32 accumulation the expected relative L2
-// error is ~5e-3. A wrong mask, state or chunk boundary errs by > 1e-1.
-constexpr double kForwardTol = 2e-2;
-// bf16 backward: as above plus dout/den, the score gradients and ∂u rounded to bf16, and dW
-// summed over all B·N rows from those bf16 products: ~1e-2 expected.
-constexpr double kBackwardTol = 4e-2;
-
-Outcome Check(const std::string& what, const DeviceBuffer& buf, size_t n, const std::vector<float>& ref, double tol) {
-  std::vector<float> got = buf.Download();
-  Outcome o;
-  o.what = what;
-  o.tolerance = tol;
-  if (!SentinelsIntact(got, n)) o.failure = "sentinel overwritten";
-  got.resize(n);
-  if (!AllFinite(got)) o.failure = "non-finite (unwritten) output";
-  o.error = RelL2(got, ref);
-  return o;
-}
-
-kernels::FeatureMap DeviceMap(const MapSetup& m, DeviceBuffer& wq, DeviceBuffer& wk) {
-  kernels::FeatureMap fm = m.fm;
-  if (!m.wq.empty()) {
-    wq = DeviceBuffer::Upload(m.wq, Precision::kF32);
-    fm.wq = wq.f32();
-    fm.wk = fm.wq;
-  }
-  if (!m.wk.empty()) {
-    wk = DeviceBuffer::Upload(m.wk, Precision::kF32);
-    fm.wk = wk.f32();
-  }
-  return fm;
-}
+constexpr double kForwardTol = kLinearForwardTol;
+constexpr double kBackwardTol = kLinearBackwardTol;
 
 // f32: the fp32 entry points (inputs already bf16-representable, so both sides see the same
 // values and the bf16 tolerances apply).
@@ -99,14 +69,7 @@ std::vector<Outcome> CudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F, bool 
                                         causal, eps)
            .ok())
     return {Outcome{false, 0, 0, "grads", "CPU reference failed"}};
-  std::vector<Outcome> out = {Check("dq rel-L2 vs CPU", gq, n, rq, kBackwardTol),
-                              Check("dk rel-L2 vs CPU", gk, n, rk, kBackwardTol),
-                              Check("dv rel-L2 vs CPU", gv, n, rv, kBackwardTol)};
-  if (learned) {
-    out.push_back(Check("dWq rel-L2 vs CPU", gwq, wn, rwq, kBackwardTol));
-    out.push_back(Check("dWk rel-L2 vs CPU", gwk, wn, rwk, kBackwardTol));
-  }
-  return out;
+  return CheckGrads({&gq, &gk, &gv, &gwq, &gwk}, {&rq, &rk, &rv, &rwq, &rwk}, n, wn, learned, kBackwardTol);
 }
 
 // Distillation: loss and statistics from bf16 φ (2^-9 relative) summed in fp32: ~1e-3; KL is a

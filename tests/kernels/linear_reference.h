@@ -37,7 +37,8 @@ inline const char* MapName(kernels::FeatureMapKind k) {
 }
 
 // Hedgehog starts from identity plus noise (a pure identity would hide transposed-W bugs);
-// Performer uses F = D + 8 by default so the last block of Ω is partial. F > 0 overrides.
+// Performer uses F = D + 8 by default so the last block of Ω is partial. F > 0 overrides, and for
+// Taylor-2 turns on the learned projection to F dims (random W_q ≠ W_k, entries N(0, 1/D)).
 inline MapSetup MakeMap(kernels::FeatureMapKind kind, int64_t H, int64_t D, std::mt19937_64& rng, int64_t F = 0) {
   MapSetup m;
   m.name = MapName(kind);
@@ -47,6 +48,16 @@ inline MapSetup MakeMap(kernels::FeatureMapKind kind, int64_t H, int64_t D, std:
     m.wq = kernels::PerformerOmega(H, m.fm.F, D, rng());
     m.fm.wq = m.wq.data();
     m.fm.wk = m.wq.data();
+  } else if (kind == kernels::FeatureMapKind::kTaylor2 && F > 0) {
+    m.name = "taylor2-proj";
+    m.fm.F = F;
+    std::normal_distribution<float> w(0.0f, 1.0f / std::sqrt(static_cast<float>(D)));
+    for (auto* x : {&m.wq, &m.wk}) {
+      x->resize(static_cast<size_t>(H * D * F));
+      for (float& e : *x) e = w(rng);
+    }
+    m.fm.wq = m.wq.data();
+    m.fm.wk = m.wk.data();
   } else if (kernels::HasLearnedWeights(kind)) {
     m.fm.F = F > 0 ? F : D;
     m.wq = kernels::HedgehogIdentity(H, D, m.fm.F);
@@ -79,10 +90,19 @@ inline std::vector<double> PhiRef(const MapSetup& m, const float* x, int64_t D, 
       break;
     }
     case K::kTaylor2: {
+      std::vector<double> u(x, x + D);  // the row, or its projection x W (BASED) when W is set
+      if (!m.wq.empty()) {
+        const int64_t F = m.fm.F;
+        const float* w = (is_query ? m.wq : m.wk).data() + h * D * F;
+        u.assign(F, 0.0);
+        for (int64_t d = 0; d < D; ++d)
+          for (int64_t f = 0; f < F; ++f) u[f] += double{x[d]} * w[d * F + f];
+      }
+      const int64_t n = static_cast<int64_t>(u.size());
       out.push_back(1.0);
-      for (int64_t d = 0; d < D; ++d) out.push_back(x[d] / std::pow(double(D), 0.25));
-      for (int64_t a = 0; a < D; ++a)
-        for (int64_t b = 0; b < D; ++b) out.push_back(double{x[a]} * x[b] / std::sqrt(2.0 * D));
+      for (int64_t d = 0; d < n; ++d) out.push_back(u[d] / std::pow(double(n), 0.25));
+      for (int64_t a = 0; a < n; ++a)
+        for (int64_t b = 0; b < n; ++b) out.push_back(u[a] * u[b] / std::sqrt(2.0 * n));
       break;
     }
     case K::kPerformer: {

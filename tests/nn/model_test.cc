@@ -220,6 +220,44 @@ TEST(Model, EditKeepsSharedTensorsAndNamespacesNewOnes) {
   }
 }
 
+// BASED's Taylor-2: q, k projected per head to d' (16 by default) by learned (H, D, d') maps, so
+// any head width takes it; identity when d' = D (the unprojected map), random otherwise.
+TEST(Model, Taylor2ProjectsToFeatureDim) {
+  for (int64_t head_dim : {int64_t{16}, int64_t{128}}) {
+    ModelConfig c = ModelConfig::Gpt2(/*vocab=*/11, /*context=*/16, /*n_layer=*/1, /*n_head=*/2, /*n_embd=*/2 * head_dim);
+    c.layers[0].mixer = MixerKind::kLinear;
+    c.layers[0].feature_map = FeatureMapKind::kTaylor2;
+    auto m = Model::Create(c, 3);
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    const ParamInfo* wq = m->Find("transformer.h.0.attn.taylor2.wq");
+    const ParamInfo* wk = m->Find("transformer.h.0.attn.taylor2.wk");
+    ASSERT_NE(wq, nullptr);
+    ASSERT_NE(wk, nullptr);
+    EXPECT_EQ(wq->shape, (std::vector<int64_t>{2, head_dim, 16}));
+    EXPECT_EQ(wq->group, "feature_map");
+    const float* w = m->data() + wq->offset;
+    if (head_dim == 16) {
+      for (int64_t i = 0; i < wq->numel; ++i) ASSERT_EQ(w[i], (i % 16) == (i / 16) % 16 ? 1.0f : 0.0f) << i;
+    } else {  // variance 1/√(F·D) = 1/√2048
+      double sq = 0;
+      for (int64_t i = 0; i < wq->numel; ++i) sq += double{w[i]} * w[i];
+      EXPECT_NEAR(sq / static_cast<double>(wq->numel), 1.0 / std::sqrt(2048.0), 0.1 / std::sqrt(2048.0));
+      EXPECT_NE(w[0], m->data()[wk->offset]);  // q and k draw different maps
+    }
+    std::vector<int32_t> tok(8, 1);
+    float loss = 0;
+    EXPECT_TRUE(m->Forward(tok.data(), tok.data(), 1, 8, &loss).ok());
+    EXPECT_TRUE(std::isfinite(loss));
+  }
+  ModelConfig c = ModelConfig::Gpt2(11, 16, 1, 2, 32);
+  c.layers[0].mixer = MixerKind::kLinear;
+  c.layers[0].feature_map = FeatureMapKind::kTaylor2;
+  c.layers[0].feature_dim = 65;  // 1 + 65 + 65² features
+  auto r = Model::Create(c, 1);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("layers[0].feature_dim"), std::string::npos) << r.status().ToString();
+}
+
 TEST(Model, RejectsBadInputs) {
   auto m = Model::Create(Tiny(LayerSpec{}), 3);
   ASSERT_TRUE(m.ok());

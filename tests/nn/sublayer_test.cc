@@ -126,6 +126,13 @@ TEST(SublayerGrad, Softmax) { CheckGradients(Spec(MixerKind::kSoftmax), Sublayer
 TEST(SublayerGrad, SlidingWindow) { CheckGradients(Spec(MixerKind::kSlidingWindow, {}, 2), SublayerKind::kAttention); }
 TEST(SublayerGrad, Hedgehog) { CheckGradients(Spec(MixerKind::kLinear), SublayerKind::kAttention); }
 TEST(SublayerGrad, HybridElu) { CheckGradients(Spec(MixerKind::kHybrid, FeatureMapKind::kEluPlus1, 2), SublayerKind::kAttention); }
+// Taylor-2 with BASED's learned projection (head width 4 -> d' = 16): dq, dk, dv and dW.
+TEST(SublayerGrad, Taylor2Projected) {
+  CheckGradients(Spec(MixerKind::kLinear, FeatureMapKind::kTaylor2), SublayerKind::kAttention);
+}
+TEST(SublayerGrad, HybridTaylor2Projected) {
+  CheckGradients(Spec(MixerKind::kHybrid, FeatureMapKind::kTaylor2, 2), SublayerKind::kAttention);
+}
 TEST(SublayerGrad, Mlp) { CheckGradients(Spec(MixerKind::kSoftmax), SublayerKind::kMlp); }
 
 TEST(Sublayer, CopiesWeightsBackByName) {

@@ -94,8 +94,8 @@ TEST(GraftPlan, AgainstTheTeacher) {
   const Bad bad[] = {
       {{{"operator", "hedgehog"}, {"layers", json::array({1, 4})}}, "params.layers: layer 4 out of range"},
       {{{"operators", {{"7", "hedgehog"}}}}, "params.operators.7: layer 7 out of range"},
-      // taylor2's D² features: fine for the submit probe (head dim 64), not for this teacher's 128.
-      {{{"operator", "linear:taylor2"}}, "params.operator"},
+      // taylor2's 1 + d' + d'² features: its projection width is bounded whatever the head width.
+      {{{"operator", "linear:taylor2"}, {"feature_dim", 65}}, "params.operator"},
       {{{"operator", "hedgehog"}, {"layers", "every:5"}}, "params.layers: selects no layer"},
   };
   for (const Bad& b : bad) {

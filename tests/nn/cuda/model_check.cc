@@ -180,7 +180,8 @@ void MixerChecks() {
   // for softmax) is the reference.
   struct Case { const char* name; MixerKind mixer; };
   for (const Case& c : {Case{"softmax", MixerKind::kSoftmax}, Case{"hedgehog linear", MixerKind::kLinear},
-                        Case{"sliding window 8", MixerKind::kSlidingWindow}}) {
+                        Case{"sliding window 8", MixerKind::kSlidingWindow},
+                        Case{"hedgehog hybrid window 8", MixerKind::kHybrid}}) {
     ModelConfig cfg = ModelConfig::Gpt2(/*vocab=*/80, /*context=*/64, /*n_layer=*/2, /*n_head=*/2, /*n_embd=*/32);
     for (LayerSpec& s : cfg.layers) {
       s.mixer = c.mixer;
