@@ -88,7 +88,7 @@ Status LaunchForward(const Launch& l, AttnDims d, const void* q, const void* k, 
 bool WgmmaBuilt() {
   static const bool built = [] {
     cudaFuncAttributes a{};
-    if (cudaFuncGetAttributes(&a, ForwardWgmmaKernel<3, 128, 1>) != cudaSuccess) {
+    if (cudaFuncGetAttributes(&a, ForwardWgmmaKernel<2, 64, 2, 4>) != cudaSuccess) {
       cudaGetLastError();
       return false;
     }
@@ -97,12 +97,12 @@ bool WgmmaBuilt() {
   return built;
 }
 
-template <int kWG, int kBN, int kMinCtas>
+template <int kWG, int kBN, int kMinCtas, int kStages>
 Status LaunchForwardWgmma(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,
                           float* lse, const MaskArgs& m, float scale) {
-  constexpr size_t smem = WgmmaForwardSmem(kWG, kBN);
+  constexpr size_t smem = WgmmaForwardSmem(kWG, kBN, kStages);
   constexpr int kBM = 64 * kWG;
-  auto kernel = ForwardWgmmaKernel<kWG, kBN, kMinCtas>;
+  auto kernel = ForwardWgmmaKernel<kWG, kBN, kMinCtas, kStages>;
   static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (attr != cudaSuccess) return Status::Internal(std::string("AttentionForward: smem attribute: ") + cudaGetErrorString(attr));
   const int64_t heads = d.B * d.H, ctas = heads * ((d.N + kBM - 1) / kBM);
@@ -128,15 +128,14 @@ Status ForwardForD(const Launch& l, AttnDims d, const void* q, const void* k, co
   // diagonal; measured at D=64 on the H100, N=2048 0.690 ms against 0.774 ms for 128-query CTAs,
   // while at N=32768 the doubled K/V shared-memory reads cost 18% (docs/PERF.md).
   const bool narrow_window = m.window > 0 && m.window < 1024;
-  // D = 64 on sm_90a: the wgmma kernel. 192-query CTAs (three warpgroups) where no layout row
-  // constrains the CTA; layouts take CTAs that divide their blocks, narrow windows 64 queries.
+  // D = 64 on sm_90a: the wgmma kernel, 64-key tiles four stages deep. 128-query CTAs (two
+  // warpgroups, 2 CTAs per SM), 64-query CTAs (3 per SM) for causal N < 8192 and 64-token layouts.
+  // Narrow windows keep the mma.sync kernel below: measured faster there (docs/PERF.md).
   if constexpr (D == 64) {
-    if (scale > 0.f && WgmmaBuilt()) {
-      if (m.block_size == 0 && !narrow_window) return LaunchForwardWgmma<3, 128, 1>(l, d, q, k, v, o, lse, m, scale);
-      if (m.block_size > 0 && m.block_size % 128 == 0) {
-        return LaunchForwardWgmma<2, 128, 1>(l, d, q, k, v, o, lse, m, scale);
-      }
-      return LaunchForwardWgmma<1, 64, 3>(l, d, q, k, v, o, lse, m, scale);
+    if (scale > 0.f && !narrow_window && WgmmaBuilt()) {
+      const bool short_rows = m.block_size == 0 ? m.causal && d.N < 8192 : m.block_size % 128 != 0;
+      if (short_rows) return LaunchForwardWgmma<1, 64, 3, 4>(l, d, q, k, v, o, lse, m, scale);
+      return LaunchForwardWgmma<2, 64, 2, 4>(l, d, q, k, v, o, lse, m, scale);
     }
   }
   const bool short_causal = D == 64 && m.causal && m.block_size == 0 && d.N < 8192;

@@ -2,7 +2,8 @@
 // Internal to kernels/cuda/softmax_attention.cu.
 //
 // CTA = kWG warpgroups of 64 queries each, sharing K/V tiles of kBN keys that all threads copy with
-// cp.async into 128-byte-swizzled shared memory, three stages deep. Per warpgroup and key tile t:
+// cp.async into 128-byte-swizzled shared memory, kStages deep: tiles t-1 and t are being read while
+// tiles t+1 .. t+kStages-2 are in flight. Per warpgroup and key tile t:
 //   issue S_t = Q K_tᵀ (wgmma, Q and K from shared memory)      ─┐ both in flight
 //   issue O += P_{t-1} V_{t-1} (wgmma, P from registers)         ─┘
 //   wait for S_t; softmax of S_t (MUFU) while P_{t-1} V_{t-1} still runs on the tensor cores;
@@ -39,17 +40,20 @@ __device__ __forceinline__ void MmaQK(float (&s)[kBN / 2], uint64_t desc_q, uint
 }
 
 // Shared memory of ForwardWgmmaKernel, with 1 KiB of slack to align the swizzle atoms.
-constexpr size_t WgmmaForwardSmem(int wg, int bn) { return (64 * wg + 3 * 2 * bn) * 64 * sizeof(bf16) + 1024; }
+constexpr size_t WgmmaForwardSmem(int wg, int bn, int stages) {
+  return (64 * wg + stages * 2 * bn) * 64 * sizeof(bf16) + 1024;
+}
 
 // Requires scale_log2 > 0: the row max is taken over raw scores and the scale folds into the
 // exponent's FFMA. 1-D grid ordered by OrderedTile, the last (heaviest causal) query tile first.
-template <int kWG, int kBN, int kMinCtas>
+template <int kWG, int kBN, int kMinCtas, int kStages>
 __global__ void __launch_bounds__(kWG * 128, kMinCtas)
     ForwardWgmmaKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
                        bf16* __restrict__ o, float* __restrict__ lse, int64_t n, int64_t heads, int group,
                        MaskArgs mask, float scale_log2) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int D = 64, kBM = 64 * kWG, kThreads = kWG * 128, kStages = 3, kTile = kBN * D;
+  static_assert(kStages >= 3, "tiles t-1 and t stay resident while the next one loads");
+  constexpr int D = 64, kBM = 64 * kWG, kThreads = kWG * 128, kTile = kBN * D, kAhead = kStages - 2;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const uint32_t misalign = SmemAddr(smem_raw) & 1023u;
   bf16* sQ = reinterpret_cast<bf16*>(smem_raw + (misalign == 0 ? 0 : 1024 - misalign));  // (kBM, 64)
@@ -67,13 +71,17 @@ __global__ void __launch_bounds__(kWG * 128, kMinCtas)
   KeyTiles tiles;
   tiles.Init(mask, q0, kBM, kBN, n);
 
+  // One cp.async group per tile (Q joins tile 0's): tiles 0 .. kAhead-1 before the loop.
   LoadTileSw128<kThreads>(sQ, q + head, q0, kBM, n, tid);
-  if (tiles.count > 0) {
-    const int64_t k0 = static_cast<int64_t>(tiles.Tile(0)) * kBN;
-    LoadTileSw128<kThreads>(sK, kh, k0, kBN, n, tid);
-    LoadTileSw128<kThreads>(sV, vh, k0, kBN, n, tid);
+#pragma unroll
+  for (int t = 0; t < kAhead; ++t) {
+    if (t < tiles.count) {
+      const int64_t k0 = static_cast<int64_t>(tiles.Tile(t)) * kBN;
+      LoadTileSw128<kThreads>(sK + t * kTile, kh, k0, kBN, n, tid);
+      LoadTileSw128<kThreads>(sV + t * kTile, vh, k0, kBN, n, tid);
+    }
+    CpAsyncCommit();
   }
-  CpAsyncCommit();
 
   const int wrow = wg * 64 + (warp & 3) * 16;  // this warp's first query row in the CTA tile
   const bf16* sQw = sQ + wg * 64 * D;
@@ -95,38 +103,30 @@ __global__ void __launch_bounds__(kWG * 128, kMinCtas)
 
   for (int t = 0; t < tiles.count; ++t) {
     const int stage = t % kStages;
-    CpAsyncWait<0>();
+    CpAsyncWait<kAhead - 1>();  // tile t landed; later tiles may still be in flight
     wgmma::FenceProxyAsync();
     __syncthreads();  // tile t is in shared memory; every warpgroup is past tile t-1's P·V wait
     const bf16* sKs = sK + stage * kTile;
     const bf16* sVp = sV + (t == 0 ? 0 : (t - 1) % kStages) * kTile;  // tile t-1 (tile 0 at t = 0, p = 0)
-    // Every operand of this step's wgmmas (descriptors, the rescaled O, p) is pinned before
-    // wgmma.fence: ptxas serialises the wgmmas when a non-wgmma instruction defines one of their
-    // inputs after it.
-    uint64_t desc_q[D / 16], desc_k[D / 16], desc_v[kBN / 16];
-#pragma unroll
-    for (int kd = 0; kd < D / 16; ++kd) desc_q[kd] = wgmma::Desc(sQw + kd * 16), desc_k[kd] = wgmma::Desc(sKs + kd * 16);
-#pragma unroll
-    for (int kk = 0; kk < kBN / 16; ++kk) desc_v[kk] = wgmma::Desc(sVp + kk * 16 * D);
-    wgmma::FenceRegs(desc_q);
-    wgmma::FenceRegs(desc_k);
-    wgmma::FenceRegs(desc_v);
+    // The operands this step's wgmmas read from registers (the rescaled O, p) are pinned before
+    // wgmma.fence: ptxas serialises the wgmmas when a non-wgmma instruction defines one of them
+    // after it. (Descriptors may be formed after it.)
     wgmma::FenceRegs(s);
     wgmma::FenceRegs(acc);
 #pragma unroll
     for (int kk = 0; kk < kBN / 16; ++kk) wgmma::FenceRegs(p[kk]);
     wgmma::Fence();
 #pragma unroll
-    for (int kd = 0; kd < D / 16; ++kd) MmaQK<kBN>(s, desc_q[kd], desc_k[kd], kd);
+    for (int kd = 0; kd < D / 16; ++kd) MmaQK<kBN>(s, wgmma::Desc(sQw + kd * 16), wgmma::Desc(sKs + kd * 16), kd);
     wgmma::Commit();
 #pragma unroll
-    for (int kk = 0; kk < kBN / 16; ++kk) wgmma::MmaRS_m64n64_BT(acc, p[kk], desc_v[kk]);
+    for (int kk = 0; kk < kBN / 16; ++kk) wgmma::MmaRS_m64n64_BT(acc, p[kk], wgmma::Desc(sVp + kk * 16 * D));
     wgmma::Commit();
     wgmma::FenceRegs(acc);
-    // Prefetch tile t+1 into the stage of tile t-2, whose P·V finished before the barrier above.
-    if (t + 1 < tiles.count) {
-      const int64_t kn = static_cast<int64_t>(tiles.Tile(t + 1)) * kBN;
-      const int next = (t + 1) % kStages;
+    // Prefetch tile t+kAhead into the stage of tile t-2, whose P·V finished before the barrier above.
+    if (t + kAhead < tiles.count) {
+      const int64_t kn = static_cast<int64_t>(tiles.Tile(t + kAhead)) * kBN;
+      const int next = (t + kAhead) % kStages;
       LoadTileSw128<kThreads>(sK + next * kTile, kh, kn, kBN, n, tid);
       LoadTileSw128<kThreads>(sV + next * kTile, vh, kn, kBN, n, tid);
     }

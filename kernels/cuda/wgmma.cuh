@@ -44,11 +44,6 @@ __device__ __forceinline__ void FenceRegs(uint32_t (&r)[kN]) {
 #pragma unroll
   for (int i = 0; i < kN; ++i) asm volatile("" : "+r"(r[i])::"memory");
 }
-template <int kN>
-__device__ __forceinline__ void FenceRegs(uint64_t (&r)[kN]) {
-#pragma unroll
-  for (int i = 0; i < kN; ++i) asm volatile("" : "+l"(r[i])::"memory");
-}
 // Shared memory written through the generic proxy (cp.async, st.shared) and read next by wgmma.
 __device__ __forceinline__ void FenceProxyAsync() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
