@@ -4,7 +4,8 @@
 // which tiles need element masks, so tiles outside the band or layout are never loaded.
 //   forward : CTA = 128 queries of one (b, h) (64 for 64-token layouts, narrow windows and short
 //             causal sequences); online softmax over 64-key tiles, double-buffered with cp.async;
-//             saves lse. CTAs go heaviest causal tile first, heads grouped to share L2.
+//             saves lse. CTAs go heaviest causal tile first, heads grouped to share L2. D = 64 on
+//             sm_90a runs the wgmma variant (softmax_forward_wgmma.cuh) except for narrow windows.
 //   backward: delta = rowsum(dO∘O) preprocess; CTA = 128 or 64 keys (16 per warp), loops over
 //             64-query tiles, keeps dK, dV in registers, adds dQ into an fp32 buffer with vector
 //             atomics; a last pass scales dQ to bf16.
