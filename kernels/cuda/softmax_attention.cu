@@ -4,7 +4,8 @@
 // which tiles need element masks, so tiles outside the band or layout are never loaded.
 //   forward : CTA = 128 queries of one (b, h) (64 for 64-token layouts, narrow windows and short
 //             causal sequences); online softmax over 64-key tiles, double-buffered with cp.async;
-//             saves lse. CTAs go heaviest causal tile first, heads grouped to share L2.
+//             saves lse. CTAs go heaviest causal tile first, heads grouped to share L2. D = 64 on
+//             sm_90a runs the wgmma variant (softmax_forward_wgmma.cuh) except for narrow windows.
 //   backward: delta = rowsum(dO∘O) preprocess; CTA = 128 or 64 keys (16 per warp), loops over
 //             64-query tiles, keeps dK, dV in registers, adds dQ into an fp32 buffer with vector
 //             atomics; a last pass scales dQ to bf16.
@@ -19,6 +20,7 @@
 #include "kernels/block_layout.h"
 #include "kernels/cuda/softmax_backward.cuh"
 #include "kernels/cuda/softmax_forward.cuh"
+#include "kernels/cuda/softmax_forward_wgmma.cuh"
 #include "kernels/softmax_attention_cuda.h"
 
 namespace scion::kernels::cuda {
@@ -82,6 +84,37 @@ Status LaunchForward(const Launch& l, AttnDims d, const void* q, const void* k, 
   return LaunchForwardAs<D, kMT, kWarps, kBN, kQInRegs, false, kMinCtas>(l, d, q, k, v, o, lse, m, scale, group);
 }
 
+// Whether the wgmma forward kernel holds sm_90a machine code for the current device. Built for
+// another target its body is a trap, so any other build or device keeps the mma.sync kernel.
+bool WgmmaBuilt() {
+  static const bool built = [] {
+    cudaFuncAttributes a{};
+    if (cudaFuncGetAttributes(&a, ForwardWgmmaKernel<2, 64, 2, 4>) != cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    return a.binaryVersion == 90;
+  }();
+  return built;
+}
+
+template <int kWG, int kBN, int kMinCtas, int kStages>
+Status LaunchForwardWgmma(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,
+                          float* lse, const MaskArgs& m, float scale) {
+  constexpr size_t smem = WgmmaForwardSmem(kWG, kBN, kStages);
+  constexpr int kBM = 64 * kWG;
+  auto kernel = ForwardWgmmaKernel<kWG, kBN, kMinCtas, kStages>;
+  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (attr != cudaSuccess) return Status::Internal(std::string("AttentionForward: smem attribute: ") + cudaGetErrorString(attr));
+  const int64_t heads = d.B * d.H, ctas = heads * ((d.N + kBM - 1) / kBM);
+  if (ctas > 0x7fffffff) return Status::InvalidArgument("AttentionForward: B·H·N too large for one grid");
+  const int group = HeadGroup(heads, d.N * d.D * 2 * static_cast<int64_t>(sizeof(bf16)));
+  kernel<<<static_cast<unsigned>(ctas), kWG * 128, smem, static_cast<cudaStream_t>(l.stream)>>>(
+      static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v), static_cast<bf16*>(o), lse,
+      d.N, heads, group, m, scale * kLog2e);
+  return LastError("AttentionForward launch");
+}
+
 template <int D>
 Status ForwardForD(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o, float* lse,
                    const MaskArgs& m, float scale) {
@@ -96,6 +129,16 @@ Status ForwardForD(const Launch& l, AttnDims d, const void* q, const void* k, co
   // diagonal; measured at D=64 on the H100, N=2048 0.690 ms against 0.774 ms for 128-query CTAs,
   // while at N=32768 the doubled K/V shared-memory reads cost 18% (docs/PERF.md).
   const bool narrow_window = m.window > 0 && m.window < 1024;
+  // D = 64 on sm_90a: the wgmma kernel, 64-key tiles four stages deep. 128-query CTAs (two
+  // warpgroups, 2 CTAs per SM), 64-query CTAs (3 per SM) for causal N < 8192 and 64-token layouts.
+  // Narrow windows keep the mma.sync kernel below: measured faster there (docs/PERF.md).
+  if constexpr (D == 64) {
+    if (scale > 0.f && !narrow_window && WgmmaBuilt()) {
+      const bool short_rows = m.block_size == 0 ? m.causal && d.N < 8192 : m.block_size % 128 != 0;
+      if (short_rows) return LaunchForwardWgmma<1, 64, 3, 4>(l, d, q, k, v, o, lse, m, scale);
+      return LaunchForwardWgmma<2, 64, 2, 4>(l, d, q, k, v, o, lse, m, scale);
+    }
+  }
   const bool short_causal = D == 64 && m.causal && m.block_size == 0 && d.N < 8192;
   if (m.block_size % 128 != 0 || narrow_window || short_causal) {
     // D <= 64: Q fragments re-read from shared memory and a 128-register cap fit 4 CTAs (16 warps)
