@@ -1,8 +1,9 @@
 // CUDA fused dequant-matmul for packed LowRA matrices (kernels/cuda/quant_matmul.cu;
 // kernels/quant_stub.cc answers Unavailable when built without CUDA).
 //   y (M, rows) bf16 = x (M, cols) bf16 · Ŵᵀ, fp32 accumulation.
-//   M ≤ 16 (decode): 16-row tiles on bf16 tensor cores; codes are decoded into MMA fragments in
-//   registers (levels rounded to bf16) and Ŵ is never written.
+//   M ≤ 16 (decode): 16-row tiles on bf16 tensor cores; codes (reordered at upload, see
+//   quant_device_layout.h) are decoded into MMA fragments in registers (levels rounded to bf16) and
+//   Ŵ is never written.
 //   M > 16 (prefill): Ŵ is dequantized into a bf16 workspace and cuBLAS runs the GEMM.
 #pragma once
 
@@ -25,7 +26,7 @@ class DeviceQuantMatrix {
     int bits = 0;
     int64_t count = 0;                 // rows in the segment
     const int32_t* rows = nullptr;     // (count)
-    const uint32_t* codes = nullptr;   // (count, blocks, bits)
+    const uint32_t* codes = nullptr;   // device layout (kernels/quant_device_layout.h)
     const uint16_t* levels = nullptr;  // (count, kMaxLevels) fp16
     const uint16_t* scales = nullptr;  // (count, groups) fp16
   };

@@ -10,7 +10,8 @@
 # Stage "nncheck": only the CUDA model check of stage "nn" (no training benchmark).
 # Environment: STAGES (default "build check memcheck bench"; add "nn" or "nncheck"), BENCH_FILTER (words passed to
 # both scion-kernel-bench and peers.py), NN_FILTER (scion-nn-bench and bench/nn/peers.py workloads),
-# MEMCHECK_FILTER (check cases run under memcheck), JOBS.
+# MEMCHECK_FILTER (check cases run under memcheck), CHECK_FILTER (words passed to scion-kernel-check's
+# --filter; default: every case), JOBS.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 out=${1:-${OUT:-/tmp/scion-gpu-check}}
@@ -39,7 +40,7 @@ check=$build/tests/kernels/scion-kernel-check
 bench=$build/bench/kernels/scion-kernel-bench
 
 if has check; then
-  "$check" >"$out/check.log" 2>&1
+  "$check" ${CHECK_FILTER:+--filter "$CHECK_FILTER"} >"$out/check.log" 2>&1
   rc=$?
   grep -E 'FAIL' "$out/check.log" | head -20
   summary+=("check: $(tail -1 "$out/check.log") (exit $rc)")

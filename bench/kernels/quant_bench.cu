@@ -1,6 +1,6 @@
 // LowRA dequant-matmul workloads: y = x Ŵᵀ with Ŵ (8192, 8192) quantized by the real quantizer
 // (Lloyd-Max levels, per-channel widths from the exact knapsack) and bf16 activations.
-//   decode (M = 1, 8): fixed 2-bit, mixed {1,2,4} at 1.5 bits, fixed 4-bit
+//   decode (M = 1, 8, 16): fixed 2-bit, mixed {1,2,4} at 1.5 bits, fixed 4-bit
 //   prefill (M = 1024): fixed 2-bit (dequantize + cuBLAS)
 // Keys are lowra_linear_M<m>_N<n>_K<k>, shared with the bf16 torch.nn.functional.linear peer in peers.py.
 // Each row's bytes moved (codes + levels + scales + x + y) and GB/s go to stderr as
@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <string>
@@ -52,11 +53,51 @@ struct Quantized {
   double code_bits = 0, total_bits = 0;
 };
 
-// Quantizing 8192² takes seconds: each configuration once per process.
+// A quantized configuration in a file, so that several bench processes of one session (tuning
+// variants, profilers) quantize it once: SCION_LOWRA_BENCH_CACHE=<dir>. Raw host-endian arrays;
+// only this binary reads them back.
+template <typename T>
+bool Io(std::FILE* f, bool save, std::vector<T>& v) {
+  uint64_t n = v.size();
+  if (save ? std::fwrite(&n, 8, 1, f) != 1 : std::fread(&n, 8, 1, f) != 1) return false;
+  if (!save) v.resize(n);
+  return n == 0 || (save ? std::fwrite(v.data(), sizeof(T), n, f) : std::fread(v.data(), sizeof(T), n, f)) == n;
+}
+bool CacheIo(const std::string& path, bool save, Quantized& q) {
+  std::FILE* f = std::fopen(path.c_str(), save ? "wb" : "rb");
+  if (f == nullptr) return false;
+  q::PackedMatrix& p = q.packed;
+  int64_t head[5] = {p.rows, p.cols, p.group_size, p.blocks, p.groups};
+  double bits[2] = {q.code_bits, q.total_bits};
+  uint64_t count = p.segments.size();
+  bool ok = save ? std::fwrite(head, sizeof head, 1, f) == 1 && std::fwrite(bits, sizeof bits, 1, f) == 1 &&
+                       std::fwrite(&count, 8, 1, f) == 1
+                 : std::fread(head, sizeof head, 1, f) == 1 && std::fread(bits, sizeof bits, 1, f) == 1 &&
+                       std::fread(&count, 8, 1, f) == 1 && count <= 4;
+  if (ok && !save) {
+    p.rows = head[0]; p.cols = head[1]; p.group_size = static_cast<int>(head[2]); p.blocks = head[3]; p.groups = head[4];
+    q.code_bits = bits[0]; q.total_bits = bits[1];
+    p.segments.resize(count);
+  }
+  for (q::PackedSegment& seg : p.segments) {
+    ok = ok && (save ? std::fwrite(&seg.bits, 4, 1, f) == 1 : std::fread(&seg.bits, 4, 1, f) == 1) &&
+         Io(f, save, seg.rows) && Io(f, save, seg.codes) && Io(f, save, seg.levels) && Io(f, save, seg.scales);
+  }
+  return std::fclose(f) == 0 && ok;
+}
+
+// Quantizing 8192² takes seconds: each configuration once per process (or per cache directory).
 Result<const Quantized*> Get(const std::string& name, std::vector<int> widths, double budget) {
   static std::map<std::string, std::unique_ptr<Quantized>> cache;
   static std::vector<float> w;
   if (auto it = cache.find(name); it != cache.end()) return it->second.get();
+  const char* dir = std::getenv("SCION_LOWRA_BENCH_CACHE");
+  const std::string path = dir ? std::string(dir) + "/lowra_" + name + ".bin" : "";
+  if (auto out = std::make_unique<Quantized>(); dir && CacheIo(path, false, *out)) {
+    const Quantized* ptr = out.get();
+    cache[name] = std::move(out);
+    return ptr;
+  }
   if (w.empty()) w = Weights();
   q::QuantConfig c;
   c.widths = std::move(widths);
@@ -69,6 +110,7 @@ Result<const Quantized*> Get(const std::string& name, std::vector<int> widths, d
   out->packed = std::move(p.value());
   out->code_bits = m->code_bits_per_weight;
   out->total_bits = m->total_bits_per_weight;
+  if (dir) CacheIo(path, true, *out);  // best effort: a failed write only costs the next process time
   const Quantized* ptr = out.get();
   cache[name] = std::move(out);
   return ptr;
@@ -119,6 +161,8 @@ SCION_BENCH_CASE([](std::vector<Workload>& w) {
   w.push_back({"lowra_mixed1.5b_M1", [](cudaStream_t s) { return Run("mixed1.5b", {1, 2, 4}, 1.5, 1, s); }});
   w.push_back({"lowra_4b_M1", [](cudaStream_t s) { return Run("4b", {4}, 4.0, 1, s); }});
   w.push_back({"lowra_2b_M8", [](cudaStream_t s) { return Run("2b", {2}, 2.0, 8, s); }});
+  w.push_back({"lowra_mixed1.5b_M8", [](cudaStream_t s) { return Run("mixed1.5b", {1, 2, 4}, 1.5, 8, s); }});
+  w.push_back({"lowra_2b_M16", [](cudaStream_t s) { return Run("2b", {2}, 2.0, 16, s); }});
   w.push_back({"lowra_2b_M1024", [](cudaStream_t s) { return Run("2b", {2}, 2.0, 1024, s); }});
 });
 

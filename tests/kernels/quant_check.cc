@@ -240,10 +240,13 @@ SCION_CHECK([](std::vector<Case>& cases) {
       {96, 512, 0, {2, 4}, 4.0},          // wide budget: every row at 4 bits
       {40, 128, 32, {1}, 1.0},            // 1 bit everywhere
       {48, 4096, 0, {1, 2, 4}, 1.75},     // several steps per warp, every width in one launch
+      {50, 8192, 0, {1, 2, 4}, 1.5},      // long K: 8 warps per tile, several chunks each, prefetch ring
+      {300, 2080, 64, {1, 2, 3, 4}, 2.2}, // last chunk partly padding; 3-bit rows widened; many tiles
+      {17, 40, 0, {2}, 2.0},              // K % 32 ≠ 0 on the 16-byte activation path; one tile + 1 row
   };
   for (const Spec& s : specs) {
     cases.push_back({"quant_matmul", s.Name(), "cpu-vs-f64", [s] { return CpuVsF64(s, {1, 3, 17}); }});
-    cases.push_back({"quant_matmul", s.Name(), "cuda-vs-cpu", [s] { return CudaVsCpu(s, {1, 2, 5, 8, 9, 16, 17, 64, 100}); }});
+    cases.push_back({"quant_matmul", s.Name(), "cuda-vs-cpu", [s] { return CudaVsCpu(s, {1, 2, 5, 8, 9, 12, 16, 17, 64, 100}); }});
   }
   cases.push_back({"quant_args", "table of 12", "invalid", [] { return Invalid(); }});
 });

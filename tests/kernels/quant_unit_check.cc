@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/quant.h"
+#include "kernels/quant_device_layout.h"
 #include "kernels/quant_pack.h"
 #include "tests/kernels/check.h"
 
@@ -56,6 +57,55 @@ std::vector<Outcome> CodeLayout() {
       }
   }
   return {Measured("code bits overlapping or out of block", bad, 0)};
+}
+
+std::vector<Outcome> DeviceLayout() {
+  // The decode kernel's order (quant_device_layout.h) must give every code of a segment its own
+  // field inside the device words, and DeviceCodes must carry every packed code there unchanged,
+  // for row counts around a tile and block counts around a chunk.
+  std::mt19937_64 rng(Seed() ^ 0xde5);
+  int overlaps = 0, wrong = 0;
+  for (int bits = 1; bits <= 4; ++bits) {
+    const int db = q::DeviceBits(bits);
+    for (int64_t rows : {1, 16, 37}) {
+      for (int64_t blocks : {1, 5, 17, 33}) {
+        q::PackedSegment seg;
+        seg.bits = bits;
+        const int64_t row_words = q::RowWords(blocks, bits);
+        seg.codes.assign(static_cast<size_t>(rows * row_words), 0u);
+        std::vector<uint32_t> codes(static_cast<size_t>(rows * blocks * 32));
+        for (int64_t r = 0; r < rows; ++r) {
+          seg.rows.push_back(static_cast<int32_t>(r));
+          for (int64_t j = 0; j < blocks; ++j)
+            for (int i = 0; i < 32; ++i) {  // pack through CodeBit, as Pack does
+              const uint32_t c = static_cast<uint32_t>(rng() % (1u << bits));
+              codes[(r * blocks + j) * 32 + i] = c;
+              const int off = q::CodeBit(bits, i), w = off / 32, sh = off % 32;
+              uint32_t* block = &seg.codes[r * row_words + j * bits];
+              block[w] |= c << sh;
+              if (sh + bits > 32) block[w + 1] |= c >> (32 - sh);
+            }
+        }
+        const auto dev = q::DeviceCodes(seg, blocks);
+        std::vector<uint32_t> owned(dev.size(), 0u);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < blocks; ++j)
+            for (int i = 0; i < 32; ++i) {
+              const auto pos = q::DeviceCodeAt(r, j, i, blocks, bits);
+              const uint32_t field = ((1u << db) - 1u) << pos.bit;
+              if (pos.word < 0 || pos.word >= static_cast<int64_t>(dev.size()) || pos.bit + db > 32 ||
+                  (owned[pos.word] & field)) {
+                ++overlaps;
+                continue;
+              }
+              owned[pos.word] |= field;
+              wrong += ((dev[pos.word] >> pos.bit) & ((1u << db) - 1u)) != codes[(r * blocks + j) * 32 + i];
+            }
+        for (size_t k = 0; k < dev.size(); ++k) wrong += (dev[k] & ~owned[k]) != 0;  // padding stays zero
+      }
+    }
+  }
+  return {Measured("device fields overlapping or outside", overlaps, 0), Measured("device codes wrong", wrong, 0)};
 }
 
 // ---- Lloyd-Max -------------------------------------------------------------------------------
@@ -323,6 +373,7 @@ SCION_CHECK([](std::vector<Case>& cases) {
   cases.push_back({"quant_codebook", "NF2 NF4", "unit", NormalFloatTable});
   cases.push_back({"quant_fp16", "table of 11", "unit", HalfRoundTrip});
   cases.push_back({"quant_layout", "b1-4", "unit", CodeLayout});
+  cases.push_back({"quant_layout", "device b1-4", "unit", DeviceLayout});
   cases.push_back({"quant_lloyd", "K4096 b1-4", "unit", LloydMonotone});
   cases.push_back({"quant_lloyd", "K65536 gaussian optimum", "unit", LloydGaussianOptimum});
   cases.push_back({"quant_assign", "6 channels vs brute force", "unit", DpVsBruteForce});
