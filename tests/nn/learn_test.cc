@@ -1,8 +1,9 @@
-// Learning within a fixed CPU step budget: a tiny softmax model learns MQAR (L=64, kv=4) beyond
-// chance on held-out examples, and a byte-level model lowers its validation loss on text.
+// Learning within a fixed CPU step budget: a tiny softmax model learns MQAR (L=64, kv=4) to Zoology's
+// >= 90% on held-out examples, and a byte-level model lowers its validation loss on text.
 #include <algorithm>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -18,75 +19,84 @@ int64_t EnvInt(const char* name, int64_t def) {
   return v ? std::atoll(v) : def;
 }
 
-// Fraction of query positions whose argmax is one of the example's own kv values (the context's
-// odd positions): the first stage of MQAR, before the model can tell which value a key owns.
-double ValueSetAccuracy(Model& m, const TokenBatch& b, int64_t num_kv) {
-  const int64_t V = m.config().vocab_size;
-  int64_t hit = 0, total = 0;
-  for (int64_t e = 0; e < b.B; ++e) {
-    EXPECT_TRUE(m.Forward(b.inputs.data() + e * b.T, nullptr, 1, b.T, nullptr).ok());
-    for (int64_t t = 0; t < b.T; ++t) {
-      if (b.targets[e * b.T + t] < 0) continue;
-      const float* l = m.logits() + t * V;
-      const int32_t arg = static_cast<int32_t>(std::max_element(l, l + V) - l);
-      bool in_set = false;
-      for (int64_t i = 0; i < num_kv; ++i) in_set |= b.inputs[e * b.T + 2 * i + 1] == arg;
-      hit += in_set;
-      ++total;
-    }
-  }
-  return total ? static_cast<double>(hit) / static_cast<double>(total) : 0.0;
-}
-
-// Zoology's bar is >= 90% held-out accuracy at (L=64, kv=4). That needs induction (a previous-token
-// head, then key matching), which appears only after a long plateau at ~25-29%: the model first
-// learns which four values an example holds (1 in 4 right) and then must learn which one. The
-// plateau is an optimisation plateau, not a data or model bug: on the GPU (scion-nn-mqar --gpu,
-// same data and model code) 2-layer models stayed on it for 10-20k steps of 64 examples across
-// lr 1e-3..1e-2, C 32-128, 1-4 heads, weight decay 0/0.1 and Zoology's random fillers, while a
-// 4-layer C=64 model (lr 1e-3, batch 64) left it at ~13-14k steps and reached 96%. That is
-// 10^4 steps, far beyond a 2-core CI budget, so this test asserts what a short budget reliably
-// teaches: the value set (the answer is one of the example's own values; measured 0.81 after 250
-// steps), and exact accuracy well above the 1/32 of guessing a value (measured 0.20).
-// MQ_STEPS etc. override for long runs.
-TEST(Learn, MqarLearnsTheValueSetWithinBudget) {
+// MQAR needs induction: a layer-1 head at each value position that copies the key before it, and a
+// layer-2 head at the query that matches its key against those copies. Until both exist the model
+// sits at ~25%: it has learned which four values an example holds (one in four right), and neither
+// head pays off without the other. With Zoology's plain recipe (kv=4 only, 20-step warmup, no
+// weight decay) all 48 runs of a 4000-step sweep (lr 1e-3..1e-2, C 32/64, 1-2 heads, init scale
+// 0.5-2) ended at 0.24-0.31, as did shorter ones (1250-2500 steps) with 4 heads, 3 layers, batch 16
+// or vocabulary 256 (bench/nn/mqar_sweep.py, an fp32 replica of this model that trains many seeds at
+// once on a GPU; this C++ model on the CPU agreed: 0.22-0.28 after 1000 steps in 10 runs). What
+// leaves the plateau:
+//  - kv = 4, 8 and 16 in every step (one micro-batch of 10 each, equal weight): at kv=16 the value
+//    set alone is right 1 in 16, so matching pays more, and each example holds more queries;
+//  - one head of 32 rather than two of 16 (with two, all 24 kv-mixed runs with a 20-step warmup
+//    stayed below 0.35 for 3000-4000 steps);
+//  - a long warmup or weight decay: at lr 2e-3 with a 20-step warmup and no decay 4/4 runs stayed
+//    at 0.25 for 2750 steps; a 500-step warmup took 6/8 runs (lr 2e-3, 4e-3) and AdamW decay 0.5
+//    took 3/4 (lr 2e-3) past 0.8 within 3000 (our reading: large early steps commit the heads to
+//    the value-set solution, and decay wears that commitment down). This test uses both, lr 3e-3.
+// Each of the four is needed within this budget: dropping one (seed 1, CPU, 3000 steps) ends at
+// 0.26 with kv=4 alone, 0.27 with two heads, 0.41 with a 20-step warmup, 0.67 without decay.
+// Evaluation is Zoology's setting, kv=4 at L=64, on 256 held-out examples.
+// Measured on the CPU with this code and data (one thread, 2-core shared machine):
+//   scion-nn-mqar --C 32 --H 1 --mlp 64 --kvmax 16 --mix 1 --warmup 500 --lr 3e-3 --wd 0.5
+//                 --steps 3000 --every 250 --seed S --data_seed D        (S=1, D=7 is this test)
+//   held-out accuracy at steps 1000 .. 3000, the first multiple of 250 at >= 0.9, CPU seconds:
+//    S   D   1000 1250 1500 1750 2000 3000   >=0.9  CPU s
+//    1   7   0.24 0.27 0.53 0.97 1.00 1.00   1750   141
+//    2   8   0.26 0.63 1.00 1.00 1.00 1.00   1500   145
+//    3   9   0.24 0.42 0.94 0.98 1.00 1.00   1500   150
+//    4  10   0.25 0.45 0.94 0.98 0.99 1.00   1500   149
+//    5  11   0.25 0.41 0.88 1.00 1.00 1.00   1750   136
+//    6  12   0.23 0.27 0.46 0.99 1.00 1.00   1750   137
+//    7  13   0.26 0.63 0.99 1.00 1.00 1.00   1500   140
+//    8  14   0.21 0.41 0.94 0.99 0.99 1.00   1500   140
+//    9  15   0.26 0.44 0.99 1.00 1.00 1.00   1500   121
+//   10  16   0.26 0.43 0.88 1.00 1.00 1.00   1750   121
+// All 10 seeds passed 0.9 by step 1750 and ended at 1.00 (the seed-1 run of this test printed 1.000),
+// so 3000 steps leave ~1250 steps of margin; 40-50 ms a step on one core.
+// MQ_SEED and MQ_STEPS override for measuring other seeds and budgets.
+TEST(Learn, MqarReachesNinetyPercentWithinBudget) {
   MqarConfig mq;
-  mq.vocab = EnvInt("MQ_V", 64);
+  mq.vocab = 64;
   mq.seq_len = 64;
   mq.num_kv = 4;
-  ModelConfig c = ModelConfig::Gpt2(mq.vocab, mq.seq_len, 2, EnvInt("MQ_H", 2), EnvInt("MQ_C", 32));
-  for (auto& l : c.layers) l.mlp_hidden = EnvInt("MQ_HM", 64);
-  auto m = Model::Create(c, 1);
+  std::vector<MqarConfig> train;
+  for (int64_t kv : {4, 8, 16}) {
+    train.push_back(mq);
+    train.back().num_kv = kv;
+  }
+  ModelConfig c = ModelConfig::Gpt2(mq.vocab, mq.seq_len, 2, 1, 32);
+  for (auto& l : c.layers) l.mlp_hidden = 64;
+  auto m = Model::Create(c, static_cast<uint64_t>(EnvInt("MQ_SEED", 1)));
   ASSERT_TRUE(m.ok());
   TrainConfig tc;
-  tc.steps = EnvInt("MQ_STEPS", 250);
-  tc.warmup = 20;
-  tc.lr = static_cast<float>(EnvInt("MQ_LR_E4", 30)) * 1e-4f;
-  AdamW opt({tc.lr, 0.9f, 0.98f, 1e-8f, 0.0f});
-  const int64_t B = EnvInt("MQ_B", 32);
+  tc.steps = EnvInt("MQ_STEPS", 3000);
+  tc.warmup = 500;
+  tc.lr = 3e-3f;
+  AdamW opt({tc.lr, 0.9f, 0.98f, 1e-8f, 0.5f});
   auto test = GenerateMqar(mq, 256, MqarSeed(7, true));
   ASSERT_TRUE(test.ok());
   for (int64_t step = 0; step < tc.steps; ++step) {
-    auto batch = GenerateMqar(mq, B, MqarSeed(7, false) + static_cast<uint64_t>(step) * 7919);
-    ASSERT_TRUE(batch.ok());
-    auto s = TrainStep(*m, opt, {&*batch}, step, tc);
-    ASSERT_TRUE(s.ok()) << s.status().ToString();
-    if (std::getenv("MQ_VERBOSE") && step % 50 == 0) {
-      auto a = TargetAccuracy(*m, *test);
-      std::printf("step %lld loss %.3f acc %.3f\n", static_cast<long long>(step), s->loss, *a);
+    // The same streams as scion-nn-mqar --data_seed 7 --mix 1, so its curves reproduce this run.
+    const uint64_t seed = MqarSeed(7, false) + static_cast<uint64_t>(step) * 7919;
+    std::vector<TokenBatch> batches;
+    for (size_t j = 0; j < train.size(); ++j) {
+      auto b = GenerateMqar(train[j], 10, seed + j * 104729);
+      ASSERT_TRUE(b.ok());
+      batches.push_back(std::move(*b));
     }
+    std::vector<const TokenBatch*> micro;
+    for (const TokenBatch& b : batches) micro.push_back(&b);
+    auto s = TrainStep(*m, opt, micro, step, tc);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
   }
   auto a = TargetAccuracy(*m, *test);
   ASSERT_TRUE(a.ok());
-  const double value_set = ValueSetAccuracy(*m, *test, mq.num_kv);
-  std::printf("MQAR L=64 kv=4 held-out accuracy %.3f, answer among the example's values %.3f, after %lld steps\n",
-              *a, value_set, static_cast<long long>(tc.steps));
-  // 0.15 = 4.8x the 1/32 of a random value; the value-set plateau sits at 0.25.
-  EXPECT_GE(*a, EnvInt("MQ_BAR_PCT", 15) / 100.0);
-  // 0.6: 5x the 1/8 of naming one of the 32 values at random, 0.2 below the measured 0.81.
-  EXPECT_GE(value_set, 0.6);
+  std::printf("MQAR L=64 kv=4 held-out accuracy %.3f after %lld steps\n", *a, static_cast<long long>(tc.steps));
+  EXPECT_GE(*a, 0.9);  // Zoology's bar
 }
-
 }  // namespace
 }  // namespace scion::nn
 
