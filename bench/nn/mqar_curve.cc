@@ -2,6 +2,9 @@
 // the CPU or the GPU (StepEngine), for choosing the budget tests/nn/learn_test.cc asserts.
 //   scion-nn-mqar [--gpu] [--steps N] [--lr X] [--C N] [--H N] [--layers N] [--B N] [--kv N] [--L N]
 //                 [--V N] [--wd X] [--warmup N] [--every N] [--seed N] [--mlp N] [--fill 0|1]
+//                 [--switch N --L0 N --kv0 N] [--target X]
+// --switch N: the first N steps train on the shorter task (L0, kv0) (a curriculum, as Zoology's mix of
+// lengths); evaluation is always on (L, kv). --target X: stop once the held-out accuracy reaches X.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -17,7 +20,7 @@ int main(int argc, char** argv) {
   std::map<std::string, double> o = {{"steps", 1000}, {"lr", 3e-3}, {"C", 64}, {"H", 2}, {"layers", 2},
                                      {"B", 32}, {"kv", 4}, {"L", 64}, {"V", 64}, {"wd", 0.0},
                                      {"warmup", 20}, {"every", 100}, {"seed", 1}, {"mlp", 0},
-                                     {"fill", 0}};
+                                     {"fill", 0}, {"switch", 0}, {"L0", 64}, {"kv0", 4}, {"target", 2}};
   bool gpu = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--gpu")) { gpu = true; continue; }
@@ -34,6 +37,9 @@ int main(int argc, char** argv) {
   mq.seq_len = I("L");
   mq.num_kv = I("kv");
   mq.random_fillers = I("fill") != 0;
+  MqarConfig early = mq;  // the curriculum's first phase
+  early.seq_len = I("L0");
+  early.num_kv = I("kv0");
   ModelConfig c = ModelConfig::Gpt2(mq.vocab, mq.seq_len, I("layers"), I("H"), I("C"));
   if (I("mlp") > 0)
     for (auto& l : c.layers) l.mlp_hidden = I("mlp");
@@ -49,7 +55,8 @@ int main(int argc, char** argv) {
   if (!test.ok()) { std::fprintf(stderr, "%s\n", test.status().ToString().c_str()); return 1; }
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t step = 0; step < tc.steps; ++step) {
-    auto batch = GenerateMqar(mq, I("B"), MqarSeed(7, false) + static_cast<uint64_t>(step) * 7919);
+    auto batch = GenerateMqar(step < I("switch") ? early : mq, I("B"), MqarSeed(7, false) + static_cast<uint64_t>(step) * 7919);
+    if (!batch.ok()) { std::fprintf(stderr, "%s\n", batch.status().ToString().c_str()); return 1; }
     auto s = engine->Step({&*batch}, step, tc);
     if (!s.ok()) { std::fprintf(stderr, "%s\n", s.status().ToString().c_str()); return 1; }
     if ((step + 1) % I("every") == 0 || step + 1 == tc.steps) {
@@ -58,6 +65,7 @@ int main(int argc, char** argv) {
       std::printf("%s step %lld loss %.3f acc %.3f (%.1f s)\n", engine->device().c_str(),
                   static_cast<long long>(step + 1), s->loss, a.ok() ? *a : -1.0, secs);
       std::fflush(stdout);
+      if (a.ok() && *a >= o["target"]) break;
     }
   }
   return 0;
