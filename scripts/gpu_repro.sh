@@ -11,7 +11,8 @@
 #
 #   scripts/gpu_repro.sh <bundle dir> <out dir> [mqar|graft]...     (default: both)
 # Environment: the knobs of the scripts it runs (MQ_*, HH_*, SCION_GRAFT_*), whose GPU defaults are
-# set below; SCION_GRAFT_CORPUS (required for graft where the Debian file is absent).
+# set below; SCION_GRAFT_CORPUS (required for graft where the Debian file is absent);
+# SCION_MQAR_THREADS, SCION_GRAFT_THREADS (CPU threads of each job: both runs share the machine).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 bundle=$(cd "${1:?usage: gpu_repro.sh <bundle dir> <out dir> [mqar|graft]...}" && pwd)
@@ -25,6 +26,7 @@ has() { [[ " $what " == *" $1 "* ]]; }
 
 # GPU memory in use, every 0.1 s, for the speed table's device-memory column.
 sample_gpu_memory() {
+  command -v nvidia-smi >/dev/null || return 0
   while true; do
     printf '%s %s\n' "$(date +%s.%N)" "$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)"
     sleep 0.1
@@ -33,18 +35,18 @@ sample_gpu_memory() {
 
 mqar() {
   # The recipe of docs/EXPERIMENTS.md (GPU section); every knob can still be overridden.
-  export MQ_L=${MQ_L:-256} MQ_KV=${MQ_KV:-16} MQ_VOCAB=${MQ_VOCAB:-8192} MQ_WIDTH=${MQ_WIDTH:-128}
-  export MQ_HEADS=${MQ_HEADS:-2} MQ_STEPS=${MQ_STEPS:-20000} MQ_LR=${MQ_LR:-3e-3} MQ_BATCH=${MQ_BATCH:-64}
-  export MQ_WARMUP=${MQ_WARMUP:-500} MQ_WD=${MQ_WD:-0} MQ_EVAL_EVERY=${MQ_EVAL_EVERY:-1000} MQ_GPUS=${MQ_GPUS:-1}
-  export HH_STEPS=${HH_STEPS:-200} HH_LR=${HH_LR:-3e-2} HH_BATCH=${HH_BATCH:-8} HH_EVAL_BATCHES=${HH_EVAL_BATCHES:-8}
-  export SCION_HH_CPU_SLOTS=${SCION_HH_CPU_SLOTS:-7} SCION_THREADS=${SCION_THREADS:-2}
+  export MQ_L=${MQ_L:-256} MQ_KV=${MQ_KV:-16} MQ_VOCAB=${MQ_VOCAB:-8192} MQ_WIDTH=${MQ_WIDTH:-256}
+  export MQ_HEADS=${MQ_HEADS:-4} MQ_STEPS=${MQ_STEPS:-6000} MQ_LR=${MQ_LR:-1e-3} MQ_BATCH=${MQ_BATCH:-64}
+  export MQ_WARMUP=${MQ_WARMUP:-500} MQ_WD=${MQ_WD:-0.1} MQ_EVAL_EVERY=${MQ_EVAL_EVERY:-1000} MQ_GPUS=${MQ_GPUS:-1}
+  export HH_STEPS=${HH_STEPS:-200} HH_LR=${HH_LR:-3e-2} HH_BATCH=${HH_BATCH:-8} HH_EVAL_BATCHES=${HH_EVAL_BATCHES:-16}
+  export SCION_HH_CPU_SLOTS=${SCION_HH_CPU_SLOTS:-7} SCION_THREADS=${SCION_MQAR_THREADS:-6}
   SCION_HH_DATA=$out/mqar scripts/hedgehog_mqar.sh >"$out/mqar.log" 2>&1
   echo "mqar: exit $?" >>"$out/mqar.log"
 }
 
 graft() {
   export SCION_GRAFT_GPUS=${SCION_GRAFT_GPUS:-1} SCION_GRAFT_NPOS=${SCION_GRAFT_NPOS:-16384}
-  export SCION_GRAFT_TEACHER_STEPS=${SCION_GRAFT_TEACHER_STEPS:-900} SCION_THREADS=${SCION_GRAFT_THREADS:-12}
+  export SCION_GRAFT_TEACHER_STEPS=${SCION_GRAFT_TEACHER_STEPS:-900} SCION_THREADS=${SCION_GRAFT_THREADS:-4}
   local data=$out/graft lens=${SCION_GRAFT_LONG_LENS:-1024 4096 16384} n
   SCION_GRAFT_DATA=$data scripts/graft_lm.sh >"$out/graft.log" 2>&1
   echo "graft: exit $?" >>"$out/graft.log"
@@ -69,19 +71,21 @@ for j in sorted(jobs, key=lambda j: j["id"]):
     if j["state"] != "succeeded" or not keys:
         continue
     n = int(keys[0][len("tokens_per_s_n"):])
-    # In use during the job, less what was in use in the 2 s before it started (other work's).
+    # In use during the job, less what was in use in the 10 s before it while no speed job ran (other work's).
     used = [m for t, m in samples if j["started"] <= t <= j["ended"]]
-    before = [m for t, m in samples if j["started"] - 2 <= t < j["started"]]
+    before = [m for t, m in samples if j["started"] - 10 <= t < j["started"] and not any(
+        o["started"] <= t <= o["ended"] for o in jobs if o["started"] and o["ended"])]
     r = rows.setdefault(j["name"].replace("speed-of-", "job "), {})
-    best = r.get(n, (0, 0))
-    r[n] = (max(best[0], s[keys[0]]), max(best[1], (max(used) - min(before)) if used and before else float("nan")))
+    mem = max(used) - min(before) if used and before else None
+    best = r.get(n, (0, None))
+    r[n] = (max(best[0], s[keys[0]]), mem if best[1] is None else best[1] if mem is None else max(best[1], mem))
 lens = sorted({n for r in rows.values() for n in r})
 print("| model (job) | " + " | ".join("tokens/s n=%d" % n for n in lens) + " | "
       + " | ".join("device MiB n=%d" % n for n in lens) + " |")
 print("|---|" + "---|" * (2 * len(lens)))
 for name, r in rows.items():
     print("| %s | %s | %s |" % (name, " | ".join("%.0f" % r[n][0] if n in r else "–" for n in lens),
-                                " | ".join("%.0f" % r[n][1] if n in r else "–" for n in lens)))
+                                " | ".join("%.0f" % r[n][1] if n in r and r[n][1] is not None else "–" for n in lens)))
 EOF
 }
 

@@ -70,6 +70,11 @@ done
 echo "conversions: jobs ${ids[*]}"
 wait_jobs ${start:+"$start"} "$teacher" "${ids[@]}"
 scion ls --name mqar-
+scion ls --name mqar- -o json | python3 -c 'import json, sys
+print("wall seconds per job: " + ", ".join("%s %.0f" % (j["name"], j["ended"] - j["started"])
+                                          for j in json.load(sys.stdin) if j["started"] and j["ended"]))'
+echo "teacher (job $teacher): $(scion logs "$teacher" | grep -m1 'training on' || true)"
+scion metrics "$teacher" --name mqar_accuracy --csv
 scion compare "${ids[@]}" -o json | python3 -c 'import json, sys
 rows = json.load(sys.stdin)
 jobs = rows["jobs"] if isinstance(rows, dict) and "jobs" in rows else rows
