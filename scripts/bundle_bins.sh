@@ -28,7 +28,7 @@ strip --strip-unneeded "${copied[@]}"
 
 # Libraries every Linux with a GPU driver has (glibc, the C++ runtime, the driver's own): taking
 # them along would shadow the target's and can break it. Everything else travels.
-system='^(linux-vdso|ld-linux|libc|libm|libdl|librt|libpthread|libresolv|libutil|libstdc\+\+|libgcc_s|libcuda|libnvidia-)'
+system='^(linux-vdso\.so|ld-linux-x86-64\.so|libc\.so|libm\.so|libdl\.so|librt\.so|libpthread\.so|libresolv\.so|libutil\.so|libstdc\+\+\.so|libgcc_s\.so|libcuda\.so|libnvidia-)'
 for f in "${copied[@]}"; do
   ldd "$f" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}'
 done | sort -u | while read -r name path; do
@@ -36,7 +36,13 @@ done | sort -u | while read -r name path; do
   cp -L "$path" "$out/lib/$name"
 done
 strip --strip-unneeded "$out"/lib/*.so* 2>/dev/null || true
-missing=$(for f in "${copied[@]}"; do LD_LIBRARY_PATH=$out/lib ldd "$f" | grep 'not found' || true; done)
-[ -z "$missing" ] || { echo "unresolved libraries: $missing" >&2; exit 1; }
+# Every library must now come from <out>/lib or be one of the system ones: a dependency found only in
+# this machine's folders would be missing on the target.
+lib=$(cd "$out/lib" && pwd)
+stray=$(for f in "${copied[@]}"; do LD_LIBRARY_PATH=$lib ldd "$f"; done | awk '$2 == "=>" {print $1, $3}' | sort -u |
+  while read -r name path; do
+    [[ $name =~ $system || $path == "$lib/"* ]] || echo "$name ($path)"
+  done)
+[ -z "$stray" ] || { echo "libraries not bundled: $stray" >&2; exit 1; }
 du -sh "$out"
 ls "$out/lib"

@@ -14,13 +14,13 @@
 # set below; SCION_GRAFT_CORPUS (required for graft where the Debian file is absent);
 # SCION_MQAR_THREADS, SCION_GRAFT_THREADS (CPU threads of each job: both runs share the machine).
 set -uo pipefail
-cd "$(dirname "$0")/.." || exit 1
-bundle=$(cd "${1:?usage: gpu_repro.sh <bundle dir> <out dir> [mqar|graft]...}" && pwd)
+bundle=$(cd "${1:?usage: gpu_repro.sh <bundle dir> <out dir> [mqar|graft]...}" && pwd) || exit 1
 out=${2:?usage: gpu_repro.sh <bundle dir> <out dir> [mqar|graft]...}
 shift 2
 what=${*:-mqar graft}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
+cd "$(dirname "$0")/.." || exit 1
 export SCION_BIN_DIR=$bundle LD_LIBRARY_PATH=$bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 has() { [[ " $what " == *" $1 "* ]]; }
 
