@@ -6,6 +6,10 @@
 # finetune budget, and a self-graft. Prints the loss, compute and speed/memory tables.
 #
 #   scripts/graft_lm.sh                      # defaults below; SCION_GRAFT_* override them
+# SCION_GRAFT_CORPUS: a prepared copy of the corpus (a machine without the Debian package);
+# SCION_GRAFT_GPUS=1: every job asks for a GPU (train, stage 2 and eval run there; stage 1 and the
+# hybrid mixer stay on the CPU); SCION_GRAFT_NPOS: the teacher's n_positions (the longest length
+# graft_speed.sh can time); SCION_BIN_DIR: prebuilt binaries (scripts/lib/cluster.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -15,26 +19,36 @@ data=${SCION_GRAFT_DATA:-$root/data/graft-lm}
 base_port=${SCION_GRAFT_PORT:-17555}
 teacher_steps=${SCION_GRAFT_TEACHER_STEPS:-900}
 stage2_steps=${SCION_GRAFT_STAGE2_STEPS:-30}
+n_positions=${SCION_GRAFT_NPOS:-512}
+gpus=${SCION_GRAFT_GPUS:-0}
 source scripts/lib/cluster.sh
-SCION_BIN=$root/$build
+cluster_bin "$root/$build"
 log() { printf '\n== %s\n' "$*"; }
 
 rm -rf "$data"
 mkdir -p "$data"
 corpus=$data/vim-usr.txt
-cat /usr/share/vim/vim90/doc/usr_*.txt >"$corpus"
-echo "corpus: $(wc -c <"$corpus") bytes from /usr/share/vim/vim90/doc/usr_*.txt (vim-runtime $(dpkg-query -W -f='${Version}' vim-runtime 2>/dev/null || echo '?'))"
+if [ -n "${SCION_GRAFT_CORPUS:-}" ]; then
+  cp "$SCION_GRAFT_CORPUS" "$corpus"
+  echo "corpus: $(wc -c <"$corpus") bytes from $SCION_GRAFT_CORPUS (sha256 $(sha256sum <"$corpus" | cut -c1-16))"
+else
+  cat /usr/share/vim/vim90/doc/usr_*.txt >"$corpus"
+  echo "corpus: $(wc -c <"$corpus") bytes from /usr/share/vim/vim90/doc/usr_*.txt (vim-runtime $(dpkg-query -W -f='${Version}' vim-runtime 2>/dev/null || echo '?'))"
+fi
+# The jobs' resources: a CPU slot, or GPUs (one job at a time on each).
+resources=$(python3 -c 'import json, sys; g = int(sys.argv[1]); print(json.dumps({"gpus": g} if g > 0 else {"cpu_ok": True}))' "$gpus")
 
 # --cpu-slots=1: jobs run one after another, so each one's timing is its own.
 cluster_start "$data" "$base_port" graft-worker --cpu-slots=1
 
 log "teacher: 6-layer byte-level GPT, $teacher_steps steps"
 teacher=$(python3 -c 'import json, sys
-print(json.dumps({"kind": "train", "name": "graft-teacher", "resources": {"cpu_ok": True}, "params": {
-  "model": {"vocab_size": 256, "n_positions": 512, "n_embd": 64, "n_layer": 6, "n_head": 4, "n_inner": 256},
+print(json.dumps({"kind": "train", "name": "graft-teacher", "resources": json.loads(sys.argv[3]), "params": {
+  "model": {"vocab_size": 256, "n_positions": int(sys.argv[4]), "n_embd": 64, "n_layer": 6, "n_head": 4, "n_inner": 256},
   "data": {"kind": "text", "path": sys.argv[1]},
   "steps": int(sys.argv[2]), "batch_size": 8, "seq_len": 128, "lr": 3e-3, "warmup": 40,
   "log_every": 20, "eval_every": 100, "eval_batches": 8, "checkpoint_every": 100}}))' "$corpus" "$teacher_steps" \
+  "$resources" "$n_positions" \
   | scion submit -)
 echo "teacher job $teacher"
 
@@ -47,9 +61,9 @@ p = {"layers": "odd", "init": "distilled", "data": {"kind": "text", "path": sys.
      "speed": {"seq_lens": [128, 256, 512], "batch_size": 2, "iters": 2}}
 p.update(json.loads(sys.argv[2]))
 print(json.dumps({"kind": "graft", "name": sys.argv[1], "after": [int(sys.argv[4])],
-                  "resources": {"cpu_ok": True},
+                  "resources": json.loads(sys.argv[6]),
                   "inputs": {"teacher": "job:%s/model" % sys.argv[4]}, "params": p}))' \
-    "$1" "$2" "$corpus" "$teacher" "$stage2_steps"
+    "$1" "$2" "$corpus" "$teacher" "$stage2_steps" "$resources"
 }
 ids=()
 submit() { ids+=("$(graft_spec "$1" "$2" | scion submit -)"); echo "$1: job ${ids[-1]}"; }

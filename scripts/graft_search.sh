@@ -14,7 +14,7 @@ data=${SCION_GRAFT_DATA:-$root/data/graft-lm}
 base_port=${SCION_GRAFT_PORT:-17555}
 teacher=${1:-1}
 source scripts/lib/cluster.sh
-SCION_BIN=$root/$build
+cluster_bin "$root/$build"
 cluster_start "$data" "$base_port" graft-worker --cpu-slots=1
 
 # The example with this teacher and corpus.

@@ -5,8 +5,13 @@
 # job:<teacher>/model. Prints the table (accuracy, attention KL, entropies, Spearman ρ per map) and
 # writes it to $out/table.md; the jobs' reports stay in the coordinator's artifact store.
 #
-# Knobs (environment): MQ_L, MQ_KV, MQ_VOCAB, MQ_WIDTH, MQ_HEADS, MQ_STEPS, MQ_LR, MQ_BATCH (the
-# teacher), HH_STEPS, HH_LR (stage 1), SCION_BUILD_DIR, SCION_HH_PORT, SCION_HH_DATA.
+# Knobs (environment): MQ_L, MQ_KV, MQ_VOCAB, MQ_WIDTH, MQ_HEADS, MQ_STEPS, MQ_LR, MQ_BATCH,
+# MQ_WARMUP, MQ_WD, MQ_EVAL_EVERY (the teacher), MQ_GPUS (GPUs for the teacher's train jobs; 0: CPU),
+# MQ_WARM="L0 KV0 STEPS" (a first train job on the shorter task, MQAR L0/kv0 for STEPS steps, that the
+# teacher continues from: Zoology trains on a mix of lengths), HH_STEPS, HH_LR, HH_BATCH,
+# HH_EVAL_BATCHES (stage 1 and the evaluation), SCION_HH_CPU_SLOTS (conversions run at once),
+# SCION_BUILD_DIR, SCION_BIN_DIR (prebuilt binaries, scripts/lib/cluster.sh), SCION_HH_PORT,
+# SCION_HH_DATA.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -14,40 +19,62 @@ build=${SCION_BUILD_DIR:-build}
 out=${SCION_HH_DATA:-$root/data/hedgehog-mqar}
 port=${SCION_HH_PORT:-15655}   # worker socket; client = +1, metrics = +2 and +3
 L=${MQ_L:-32} KV=${MQ_KV:-4} V=${MQ_VOCAB:-32} C=${MQ_WIDTH:-64} H=${MQ_HEADS:-4}
-steps=${MQ_STEPS:-2000} lr=${MQ_LR:-1e-2} batch=${MQ_BATCH:-32}
-hh_steps=${HH_STEPS:-200} hh_lr=${HH_LR:-3e-2}
+steps=${MQ_STEPS:-2000} lr=${MQ_LR:-1e-2} batch=${MQ_BATCH:-32} warmup=${MQ_WARMUP:-20} wd=${MQ_WD:-0}
+eval_every=${MQ_EVAL_EVERY:-250} gpus=${MQ_GPUS:-0} warm=${MQ_WARM:-}
+hh_steps=${HH_STEPS:-200} hh_lr=${HH_LR:-3e-2} hh_batch=${HH_BATCH:-16} hh_eval=${HH_EVAL_BATCHES:-8}
 
 source scripts/lib/cluster.sh
 cluster_build "$build"
 rm -rf "$out"
-cluster_start "$out" "$port" hedgehog-mqar
+cluster_start "$out" "$port" hedgehog-mqar ${SCION_HH_CPU_SLOTS:+--cpu-slots="$SCION_HH_CPU_SLOTS"}
 
-teacher=$(python3 -c 'import json, sys
-L, KV, V, C, H, steps, lr, B = sys.argv[1:]
-print(json.dumps({"kind": "train", "name": "mqar-teacher", "params": {
-  "model": {"vocab_size": int(V), "n_positions": int(L), "n_embd": int(C), "n_layer": 2, "n_head": int(H),
-            "n_inner": 2 * int(C)},
+# A 2-layer teacher: from scratch (params.model), or continuing a first job (inputs.model, $5).
+teacher_spec() {  # name, MQAR L, kv, steps, job to continue from (or "")
+  python3 -c 'import json, sys
+name, L, KV, steps, start, n_pos, V, C, H, lr, B, warmup, wd, every, gpus = sys.argv[1:]
+spec = {"kind": "train", "name": name, "params": {
   "data": {"kind": "mqar", "num_kv": int(KV), "seq_len": int(L)},
-  "steps": int(steps), "batch_size": int(B), "lr": float(lr), "warmup": 20, "weight_decay": 0.0,
-  "log_every": 50, "eval_every": 250, "eval_batches": 8, "checkpoint_every": 250}}))' \
-  "$L" "$KV" "$V" "$C" "$H" "$steps" "$lr" "$batch" | scion submit -)
+  "steps": int(steps), "batch_size": int(B), "lr": float(lr), "warmup": int(warmup), "weight_decay": float(wd),
+  "log_every": 50, "eval_every": int(every), "eval_batches": 8, "checkpoint_every": int(every)}}
+if start:
+  spec["after"] = [int(start)]
+  spec["inputs"] = {"model": "job:%s/model" % start}
+else:
+  spec["params"]["model"] = {"vocab_size": int(V), "n_positions": int(n_pos), "n_embd": int(C), "n_layer": 2,
+                             "n_head": int(H), "n_inner": 2 * int(C)}
+if int(gpus) > 0:
+  spec["resources"] = {"gpus": int(gpus)}
+print(json.dumps(spec))' "$@" "$L" "$V" "$C" "$H" "$lr" "$batch" "$warmup" "$wd" "$eval_every" "$gpus"
+}
+start=""
+if [ -n "$warm" ]; then
+  read -r L0 KV0 warm_steps <<<"$warm"
+  start=$(teacher_spec mqar-teacher-warm "$L0" "$KV0" "$warm_steps" "" | scion submit -)
+  echo "teacher, first on L=$L0 kv=$KV0: job $start"
+fi
+teacher=$(teacher_spec mqar-teacher "$L" "$KV" "$steps" "$start" | scion submit -)
 echo "teacher: job $teacher"
 ids=()
 # The table's softmax row is the teacher's, from every job's teacher_ metrics.
 for map in hedgehog taylor2 hedgehog_exp elu relu performer cosformer; do
   ids+=("$(python3 -c 'import json, sys
-map, teacher, L, KV, steps, lr = sys.argv[1:]
+map, teacher, L, KV, steps, lr, B, evals = sys.argv[1:]
 print(json.dumps({"kind": "hedgehog", "name": "mqar-" + map, "after": [int(teacher)],
   "inputs": {"teacher": "job:%s/model" % teacher},
   "params": {"feature_map": map, "data": {"kind": "mqar", "num_kv": int(KV), "seq_len": int(L)},
-             "eval_batches": 8,
-             "stage1": {"steps": int(steps), "lr": float(lr), "batch_size": 16, "log_every": 10},
+             "eval_batches": int(evals),
+             "stage1": {"steps": int(steps), "lr": float(lr), "batch_size": int(B), "log_every": 10},
              "speed": {"seq_lens": [int(L)], "batch_size": 4, "iters": 2}}}))' \
-    "$map" "$teacher" "$L" "$KV" "$hh_steps" "$hh_lr" | scion submit -)")
+    "$map" "$teacher" "$L" "$KV" "$hh_steps" "$hh_lr" "$hh_batch" "$hh_eval" | scion submit -)")
 done
 echo "conversions: jobs ${ids[*]}"
-wait_jobs "$teacher" "${ids[@]}"
+wait_jobs ${start:+"$start"} "$teacher" "${ids[@]}"
 scion ls --name mqar-
+scion ls --name mqar- -o json | python3 -c 'import json, sys
+print("wall seconds per job: " + ", ".join("%s %.0f" % (j["name"], j["ended"] - j["started"])
+                                          for j in json.load(sys.stdin) if j["started"] and j["ended"]))'
+echo "teacher (job $teacher): $(scion logs "$teacher" | grep -m1 'training on' || true)"
+scion metrics "$teacher" --name mqar_accuracy --csv
 scion compare "${ids[@]}" -o json | python3 -c 'import json, sys
 rows = json.load(sys.stdin)
 jobs = rows["jobs"] if isinstance(rows, dict) and "jobs" in rows else rows

@@ -10,6 +10,9 @@
 // --init X scales every freshly initialised weight matrix and embedding (not LayerNorm, not biases).
 // --kvmax N > kv: training steps cycle through kv, 2kv, 4kv, ... up to N pairs (denser queries per
 // example, as Zoology trains on several kv at once); evaluation stays at --kv.
+//                 [--switch N --L0 N --kv0 N] [--target X]
+// --switch N: the first N steps train on the shorter task (L0, kv0) (a curriculum, as Zoology's mix of
+// lengths); evaluation is always on (L, kv). --target X: stop once the held-out accuracy reaches X.
 #include <chrono>
 #include <ctime>
 #include <cstdio>
@@ -29,7 +32,8 @@ int main(int argc, char** argv) {
                                      {"warmup", 20}, {"every", 100}, {"seed", 1}, {"mlp", 0},
                                      {"fill", 0}, {"kvmax", 0}, {"data_seed", 7},
                                      {"init", 1.0}, {"b2", 0.98}, {"clip", 1.0},
-                                     {"mix", 0}, {"curL", 0}, {"curN", 0}};
+                                     {"mix", 0}, {"curL", 0}, {"curN", 0},
+                                     {"switch", 0}, {"L0", 64}, {"kv0", 4}, {"target", 2}};
   bool gpu = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--gpu")) { gpu = true; continue; }
@@ -46,6 +50,9 @@ int main(int argc, char** argv) {
   mq.seq_len = I("L");
   mq.num_kv = I("kv");
   mq.random_fillers = I("fill") != 0;
+  MqarConfig early = mq;  // the curriculum's first phase
+  early.seq_len = I("L0");
+  early.num_kv = I("kv0");
   ModelConfig c = ModelConfig::Gpt2(mq.vocab, mq.seq_len, I("layers"), I("H"), I("C"));
   if (I("mlp") > 0)
     for (auto& l : c.layers) l.mlp_hidden = I("mlp");
@@ -73,7 +80,7 @@ int main(int argc, char** argv) {
   const std::clock_t c0 = std::clock();
   for (int64_t step = 0; step < tc.steps; ++step) {
     std::vector<MqarConfig> now;
-    for (MqarConfig t : train_mq) {
+    for (MqarConfig t : step < I("switch") ? std::vector<MqarConfig>{early} : train_mq) {
       if (step < I("curN")) t.seq_len = I("curL");
       if (4 * t.num_kv <= t.seq_len) now.push_back(t);
     }
@@ -97,6 +104,7 @@ int main(int argc, char** argv) {
       std::printf("%s step %lld loss %.3f acc %.3f (%.1f s, %.1f cpu s)\n", engine->device().c_str(),
                   static_cast<long long>(step + 1), s->loss, a.ok() ? *a : -1.0, secs, cpu);
       std::fflush(stdout);
+      if (a.ok() && *a >= o["target"]) break;
     }
   }
   return 0;

@@ -2,7 +2,9 @@
 # A local Scion cluster for the scripts (sourced, not run): one coordinator and one worker on
 # loopback, the `scion` CLI pointed at them, waiting for jobs, and a clean shutdown on exit.
 #   source scripts/lib/cluster.sh
-#   cluster_build <build dir>            # builds the daemons and the CLI (Release when configuring)
+#   cluster_build <build dir>            # builds the daemons and the CLI (Release when configuring);
+#                                        # with SCION_BIN_DIR set, uses the binaries there, no build
+#   cluster_bin <build dir>              # the same without building: SCION_BIN_DIR, else <build dir>
 #   cluster_start <data dir> <base port> <worker id> [coordinator flags...]
 #       worker socket = port, client = port+1, metrics = port+2 (coordinator) and port+3 (worker)
 #   wait_jobs <id>...                    # until every job has ended; fails when one did not succeed
@@ -10,8 +12,27 @@
 # The daemons stop (worker first: it stops its jobs; then the coordinator: it commits and closes its
 # store) when the sourcing script exits.
 
+# SCION_BIN_DIR: a folder laid out as a build tree's binaries (coordinator/scion-coordinator,
+# worker/scion-worker, jobs/scion-job, cli/scion), e.g. one made by scripts/bundle_bins.sh for a
+# machine that cannot build the control plane.
+cluster_prebuilt() {
+  local dir=$1 f
+  for f in coordinator/scion-coordinator worker/scion-worker jobs/scion-job cli/scion; do
+    [ -x "$dir/$f" ] || { echo "SCION_BIN_DIR: $dir/$f is missing or not executable" >&2; return 1; }
+  done
+  SCION_BIN=$(cd "$dir" && pwd)
+}
+
+cluster_bin() {
+  if [ -n "${SCION_BIN_DIR:-}" ]; then cluster_prebuilt "$SCION_BIN_DIR"; else SCION_BIN=$1; fi
+}
+
 cluster_build() {
   local build=$1
+  if [ -n "${SCION_BIN_DIR:-}" ]; then
+    cluster_prebuilt "$SCION_BIN_DIR"
+    return
+  fi
   [ -f "$build/CMakeCache.txt" ] ||
     cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DSCION_TESTS=OFF -DSCION_BENCH=OFF >/dev/null
   cmake --build "$build" -j"${SCION_JOBS:-2}" --target scion-coordinator scion-worker scion-job scion >/dev/null

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The experiment reproductions of docs/EXPERIMENTS.md on a GPU machine, every model a Scion job on a
+# local coordinator and worker, from prebuilt binaries (scripts/bundle_bins.sh) where the machine
+# cannot build the control plane:
+#   (1) Hedgehog Table 2 / Zoology MQAR at the paper's scale (scripts/hedgehog_mqar.sh): the teacher
+#       trains on the GPU; the seven conversions' stage 1 and evaluation run on the CPU (the hedgehog
+#       kind's distillation has no CUDA path), several at once.
+#   (2) grafting on byte-level text (scripts/graft_lm.sh, every job holding the GPU), at the same
+#       time on a second local cluster, then forward speed and device memory at long context
+#       (scripts/graft_speed.sh, one eval job per model and length).
+#
+#   scripts/gpu_repro.sh <bundle dir> <out dir> [mqar|graft]...     (default: both)
+# Environment: the knobs of the scripts it runs (MQ_*, HH_*, SCION_GRAFT_*), whose GPU defaults are
+# set below; SCION_GRAFT_CORPUS (required for graft where the Debian file is absent);
+# SCION_MQAR_THREADS, SCION_GRAFT_THREADS (CPU threads of each job: both runs share the machine).
+set -uo pipefail
+bundle=$(cd "${1:?usage: gpu_repro.sh <bundle dir> <out dir> [mqar|graft]...}" && pwd) || exit 1
+out=${2:?usage: gpu_repro.sh <bundle dir> <out dir> [mqar|graft]...}
+shift 2
+what=${*:-mqar graft}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+cd "$(dirname "$0")/.." || exit 1
+export SCION_BIN_DIR=$bundle LD_LIBRARY_PATH=$bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+has() { [[ " $what " == *" $1 "* ]]; }
+
+# GPU memory in use, every 0.1 s, for the speed table's device-memory column.
+sample_gpu_memory() {
+  command -v nvidia-smi >/dev/null || return 0
+  while true; do
+    printf '%s %s\n' "$(date +%s.%N)" "$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)"
+    sleep 0.1
+  done
+}
+
+mqar() {
+  # The recipe of docs/EXPERIMENTS.md (GPU section); every knob can still be overridden.
+  export MQ_L=${MQ_L:-256} MQ_KV=${MQ_KV:-16} MQ_VOCAB=${MQ_VOCAB:-8192} MQ_WIDTH=${MQ_WIDTH:-256}
+  export MQ_HEADS=${MQ_HEADS:-4} MQ_STEPS=${MQ_STEPS:-6000} MQ_LR=${MQ_LR:-1e-3} MQ_BATCH=${MQ_BATCH:-64}
+  export MQ_WARMUP=${MQ_WARMUP:-500} MQ_WD=${MQ_WD:-0.1} MQ_EVAL_EVERY=${MQ_EVAL_EVERY:-1000} MQ_GPUS=${MQ_GPUS:-1}
+  export HH_STEPS=${HH_STEPS:-200} HH_LR=${HH_LR:-3e-2} HH_BATCH=${HH_BATCH:-8} HH_EVAL_BATCHES=${HH_EVAL_BATCHES:-16}
+  export SCION_HH_CPU_SLOTS=${SCION_HH_CPU_SLOTS:-7} SCION_THREADS=${SCION_MQAR_THREADS:-8}
+  SCION_HH_DATA=$out/mqar scripts/hedgehog_mqar.sh >"$out/mqar.log" 2>&1
+  echo "mqar: exit $?" >>"$out/mqar.log"
+}
+
+graft() {
+  export SCION_GRAFT_GPUS=${SCION_GRAFT_GPUS:-1} SCION_GRAFT_NPOS=${SCION_GRAFT_NPOS:-16384}
+  export SCION_GRAFT_TEACHER_STEPS=${SCION_GRAFT_TEACHER_STEPS:-900} SCION_THREADS=${SCION_GRAFT_THREADS:-4}
+  local data=$out/graft lens=${SCION_GRAFT_LONG_LENS:-1024 4096 16384} n
+  SCION_GRAFT_DATA=$data scripts/graft_lm.sh >"$out/graft.log" 2>&1
+  echo "graft: exit $?" >>"$out/graft.log"
+  # Teacher, sliding window, Hedgehog (odd layers) and Hedgehog everywhere: jobs 1, 3, 4, 6 of
+  # graft_lm.sh. The hybrid (job 5) has no CUDA mixer; on a GPU worker its eval would time the CPU.
+  sample_gpu_memory >"$out/gpu_memory.txt" &
+  local sampler=$!
+  for n in $lens; do
+    SCION_GRAFT_DATA=$data SCION_GRAFT_SPEED_LENS=$n SCION_GRAFT_SPEED_BATCH=1 SCION_GRAFT_SPEED_ITERS=5 \
+      scripts/graft_speed.sh 1 3 4 6 >>"$out/graft_speed.log" 2>&1
+    echo "speed n=$n: exit $?" >>"$out/graft_speed.log"
+  done
+  kill "$sampler"
+  python3 - "$data/speed_jobs.json" "$out/gpu_memory.txt" >"$out/graft_speed_table.md" <<'EOF'
+import collections, json, sys
+jobs = json.load(open(sys.argv[1]))
+samples = [tuple(map(float, l.split())) for l in open(sys.argv[2]) if len(l.split()) == 2]
+rows = collections.OrderedDict()
+for j in sorted(jobs, key=lambda j: j["id"]):
+    s = j["summary"]
+    keys = [k for k in s if k.startswith("tokens_per_s_n")]
+    if j["state"] != "succeeded" or not keys:
+        continue
+    n = int(keys[0][len("tokens_per_s_n"):])
+    # In use during the job, less what was in use in the 10 s before it while no speed job ran (other work's).
+    used = [m for t, m in samples if j["started"] <= t <= j["ended"]]
+    before = [m for t, m in samples if j["started"] - 10 <= t < j["started"] and not any(
+        o["started"] <= t <= o["ended"] for o in jobs if o["started"] and o["ended"])]
+    r = rows.setdefault(j["name"].replace("speed-of-", "job "), {})
+    mem = max(used) - min(before) if used and before else None
+    best = r.get(n, (0, None))
+    r[n] = (max(best[0], s[keys[0]]), mem if best[1] is None else best[1] if mem is None else max(best[1], mem))
+lens = sorted({n for r in rows.values() for n in r})
+print("| model (job) | " + " | ".join("tokens/s n=%d" % n for n in lens) + " | "
+      + " | ".join("device MiB n=%d" % n for n in lens) + " |")
+print("|---|" + "---|" * (2 * len(lens)))
+for name, r in rows.items():
+    print("| %s | %s | %s |" % (name, " | ".join("%.0f" % r[n][0] if n in r else "–" for n in lens),
+                                " | ".join("%.0f" % r[n][1] if n in r and r[n][1] is not None else "–" for n in lens)))
+EOF
+}
+
+pids=()
+if has graft; then graft & pids+=($!); fi
+if has mqar; then mqar & pids+=($!); fi
+for p in "${pids[@]}"; do wait "$p"; done
+for f in mqar.log graft.log graft_speed.log graft_speed_table.md; do
+  [ -f "$out/$f" ] && { echo "==== $f"; tail -40 "$out/$f"; }
+done
