@@ -50,13 +50,13 @@ graft() {
   local data=$out/graft lens=${SCION_GRAFT_LONG_LENS:-1024 4096 16384} n
   SCION_GRAFT_DATA=$data scripts/graft_lm.sh >"$out/graft.log" 2>&1
   echo "graft: exit $?" >>"$out/graft.log"
-  # Teacher, sliding window, Hedgehog (odd layers) and Hedgehog everywhere: jobs 1, 3, 4, 6 of
-  # graft_lm.sh. The hybrid (job 5) has no CUDA mixer; on a GPU worker its eval would time the CPU.
+  # Teacher, sliding window, Hedgehog (odd layers), hybrid (odd layers) and Hedgehog everywhere:
+  # jobs 1, 3, 4, 5, 6 of graft_lm.sh.
   sample_gpu_memory >"$out/gpu_memory.txt" &
   local sampler=$!
   for n in $lens; do
     SCION_GRAFT_DATA=$data SCION_GRAFT_SPEED_LENS=$n SCION_GRAFT_SPEED_BATCH=1 SCION_GRAFT_SPEED_ITERS=5 \
-      scripts/graft_speed.sh 1 3 4 6 >>"$out/graft_speed.log" 2>&1
+      scripts/graft_speed.sh 1 3 4 5 6 >>"$out/graft_speed.log" 2>&1
     echo "speed n=$n: exit $?" >>"$out/graft_speed.log"
   done
   kill "$sampler"
