@@ -45,6 +45,12 @@ std::string FieldReader::String(const char* key, const std::string& def) {
   return obj_.at(key).get<std::string>();
 }
 
+bool FieldReader::Bool(const char* key, bool def) {
+  if (!Has(key)) return def;
+  if (!obj_.at(key).is_boolean()) { Fail(key, "must be true or false"); return def; }
+  return obj_.at(key).get<bool>();
+}
+
 void FieldReader::OnlyKeys(std::initializer_list<const char*> known) {
   if (!obj_.is_object()) return;
   for (const auto& [k, v] : obj_.items()) {

@@ -27,6 +27,7 @@ class FieldReader {
   int64_t Int(const char* key, int64_t def, int64_t lo, int64_t hi);
   double Number(const char* key, double def, double lo, double hi);
   std::string String(const char* key, const std::string& def);
+  bool Bool(const char* key, bool def);
   bool Has(const char* key) const { return obj_.is_object() && obj_.contains(key); }
   const nlohmann::json& At(const char* key) const { return obj_.at(key); }
   std::string Path(const char* key) const { return path_ + "." + key; }

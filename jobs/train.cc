@@ -3,7 +3,8 @@
 //
 // params: model {config.json keys}, data {kind, ...}, steps, batch_size, seq_len, accum, lr,
 //   warmup, min_lr_ratio, weight_decay, beta1, beta2, grad_clip, seed, val_fraction, log_every,
-//   eval_every, eval_batches, checkpoint_every, freeze [groups], train_only [groups]
+//   eval_every, eval_batches, checkpoint_every, freeze [groups], train_only [groups],
+//   recompute (false; true: activation checkpointing per block, CPU path)
 // metrics: loss, lr, grad_norm, tokens_per_s, memory_bytes; val_loss (text/tokens) or
 //   mqar_accuracy (mqar) every eval_every steps.
 // Checkpoints: ctx.checkpoint_dir/step-NNNNNNNN/ (model + optimizer state + state.json written
@@ -41,7 +42,7 @@ Result<TrainParams> ReadTrainParams(const json& p) {
   FieldReader r(p, "params");
   r.OnlyKeys({"model", "data", "steps", "batch_size", "seq_len", "accum", "lr", "warmup", "min_lr_ratio",
               "weight_decay", "beta1", "beta2", "grad_clip", "seed", "val_fraction", "log_every", "eval_every",
-              "eval_batches", "checkpoint_every", "freeze", "train_only"});
+              "eval_batches", "checkpoint_every", "freeze", "train_only", "recompute"});
   TrainParams t;
   t.loop.train.steps = r.Int("steps", 1000, 1, int64_t{1} << 40);
   t.loop.batch_size = r.Int("batch_size", 8, 1, 1 << 20);
@@ -61,6 +62,7 @@ Result<TrainParams> ReadTrainParams(const json& p) {
   t.loop.eval_every = r.Int("eval_every", 100, 1, int64_t{1} << 40);
   t.loop.eval_batches = r.Int("eval_batches", 4, 1, 1 << 20);
   t.loop.checkpoint_every = r.Int("checkpoint_every", 200, 1, int64_t{1} << 40);
+  t.loop.recompute = r.Bool("recompute", false);
   SCION_RETURN_IF_ERROR(r.status());
   if (!p.contains("data")) return Status::InvalidArgument("params.data: required");
   SCION_RETURN_IF_ERROR(ValidateData(p.at("data"), "params.data"));

@@ -135,6 +135,7 @@ Result<LoopResult> RunTrainLoop(nn::Model& m, const DataSource& d, const LoopCon
     return Status::InvalidArgument("params.seq_len: " + std::to_string(T) + " exceeds the model's n_positions");
   nn::AdamW opt(c.adam);
   LoopResult out;
+  m.SetRecompute(c.recompute);
   auto resumed = Resume(c.checkpoint_dir, &m, &opt);
   if (!resumed.ok()) return resumed.status();
   int64_t start = 0;

@@ -28,6 +28,7 @@ struct LoopConfig {
   uint64_t seed = 1;
   std::string metric_prefix;    // prepended to every metric name ("stage2_" for a finetune stage)
   std::string checkpoint_dir;   // step-NNNNNNNN/ folders; empty: no checkpoints, no resume
+  bool recompute = false;       // Model::SetRecompute: one block's activations held at a time
 };
 
 struct LoopResult {

@@ -216,13 +216,72 @@ void Model::LinearBackward(const LinearRef& l, float* dinp, const float* dout, c
   if (dinp) Matmul(dinp, dxa.data(), P(l.lora_a), nullptr, BT, l.in, r, false, true, true);
 }
 
+Status Model::BlockForward(int64_t l, std::vector<float>& x, std::vector<float>& tmp, bool hooks) {
+  const ModelConfig& c = config_;
+  const int64_t B = acts_.B, T = acts_.T, C = c.n_embd, H = c.n_head, D = c.head_dim(), BT = B * T;
+  const AttnDims dims{B, H, T, D};
+  LayerActs& la = acts_.layers[static_cast<size_t>(l)];
+  const LayerRefs& r = refs_[l];
+  const int64_t Hm = c.MlpHidden(l);
+  la.resid_in = x;
+  if (hooks && hook_) hook_(l, HookPoint::kBlockInput, la.resid_in.data(), B, T, C);
+  Resize(la.ln1, BT * C); Resize(la.ln1_mean, BT); Resize(la.ln1_rstd, BT);
+  LayerNormForward(la.ln1.data(), la.ln1_mean.data(), la.ln1_rstd.data(), la.resid_in.data(), P(r.ln1_w), P(r.ln1_b), BT, C);
+  if (hooks && hook_) hook_(l, HookPoint::kMixerInput, la.ln1.data(), B, T, C);
+  std::vector<float> qkv(static_cast<size_t>(BT * 3 * C));
+  LinearForward(r.c_attn, qkv.data(), la.ln1.data(), &la.xa[0], BT);
+  Resize(la.q, BT * C); Resize(la.k, BT * C); Resize(la.v, BT * C); Resize(la.o, BT * C);
+  SplitHeads(qkv.data(), la.q.data(), la.k.data(), la.v.data(), B, T, H, D);
+  Status st = MixerForward(c.layers[l], dims, la.q.data(), la.k.data(), la.v.data(), la.o.data(), Features(r, l), &la.mixer);
+  if (!st.ok())
+    return Status::Internal("layer " + std::to_string(l) + " mixer " + MixerName(c.layers[l].mixer) + ": " + st.ToString());
+  Resize(la.atty, BT * C);
+  MergeHeads(la.atty.data(), la.o.data(), B, T, H, D);
+  if (hooks && hook_) hook_(l, HookPoint::kProjInput, la.atty.data(), B, T, C);
+  LinearForward(r.attn_proj, tmp.data(), la.atty.data(), &la.xa[1], BT);
+  if (hooks && hook_) hook_(l, HookPoint::kMixerOutput, tmp.data(), B, T, C);
+  Resize(la.resid_mid, BT * C);
+  for (int64_t i = 0; i < BT * C; ++i) la.resid_mid[i] = la.resid_in[i] + tmp[i];
+  Resize(la.ln2, BT * C); Resize(la.ln2_mean, BT); Resize(la.ln2_rstd, BT);
+  LayerNormForward(la.ln2.data(), la.ln2_mean.data(), la.ln2_rstd.data(), la.resid_mid.data(), P(r.ln2_w), P(r.ln2_b), BT, C);
+  if (hooks && hook_) hook_(l, HookPoint::kMlpInput, la.ln2.data(), B, T, C);
+  Resize(la.fch, BT * Hm); Resize(la.fch_gelu, BT * Hm);
+  LinearForward(r.c_fc, la.fch.data(), la.ln2.data(), &la.xa[2], BT);
+  GeluForward(la.fch_gelu.data(), la.fch.data(), BT * Hm);
+  if (hooks && hook_) hook_(l, HookPoint::kMlpHidden, la.fch_gelu.data(), B, T, Hm);
+  LinearForward(r.mlp_proj, tmp.data(), la.fch_gelu.data(), &la.xa[3], BT);
+  for (int64_t i = 0; i < BT * C; ++i) x[i] = la.resid_mid[i] + tmp[i];
+  if (hooks && hook_) hook_(l, HookPoint::kMlpOutput, tmp.data(), B, T, C);
+  if (hooks && hook_) hook_(l, HookPoint::kBlockOutput, x.data(), B, T, C);
+  return Status::Ok();
+}
+
+void Model::ReleaseBlock(int64_t l) {
+  LayerActs& la = acts_.layers[static_cast<size_t>(l)];
+  std::vector<float> keep = std::move(la.resid_in);
+  la = LayerActs{};
+  la.resid_in = std::move(keep);
+}
+
+int64_t Model::ActivationBytes() const {
+  auto bytes = [](const std::vector<float>& v) { return static_cast<int64_t>(v.capacity() * sizeof(float)); };
+  int64_t n = bytes(acts_.resid_out) + bytes(acts_.lnf) + bytes(acts_.logits) + bytes(acts_.probs);
+  for (const LayerActs& la : acts_.layers) {
+    for (const auto* v : {&la.resid_in, &la.ln1, &la.ln1_mean, &la.ln1_rstd, &la.q, &la.k, &la.v, &la.o, &la.atty,
+                          &la.resid_mid, &la.ln2, &la.ln2_mean, &la.ln2_rstd, &la.fch, &la.fch_gelu})
+      n += bytes(*v);
+    for (const auto& xa : la.xa) n += bytes(xa);
+  }
+  return n;
+}
+
 Status Model::Forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T, float* loss) {
   const ModelConfig& c = config_;
   if (B <= 0) return Status::InvalidArgument("batch: must be > 0");
   if (T <= 0 || T > c.n_positions)
     return Status::InvalidArgument("seq_len: " + std::to_string(T) + " must be in [1, n_positions=" +
                                    std::to_string(c.n_positions) + "]");
-  const int64_t C = c.n_embd, H = c.n_head, D = c.head_dim(), V = c.vocab_size, BT = B * T;
+  const int64_t C = c.n_embd, V = c.vocab_size, BT = B * T;
   for (int64_t i = 0; i < BT; ++i) {
     if (tokens[i] < 0 || tokens[i] >= V)
       return Status::InvalidArgument("tokens[" + std::to_string(i) + "]: " + std::to_string(tokens[i]) +
@@ -242,42 +301,11 @@ Status Model::Forward(const int32_t* tokens, const int32_t* targets, int64_t B, 
   std::vector<float> x(static_cast<size_t>(BT * C));
   EncoderForward(x.data(), tokens, P(wte_), P(wpe_), B, T, C);
   std::vector<float> tmp(static_cast<size_t>(BT * C));
-  const AttnDims dims{B, H, T, D};
   for (int64_t l = 0; l < c.n_layer(); ++l) {
-    LayerActs& la = a.layers[l];
-    const LayerRefs& r = refs_[l];
-    const int64_t Hm = c.MlpHidden(l);
-    la.resid_in = x;
-    if (hook_) hook_(l, HookPoint::kBlockInput, la.resid_in.data(), B, T, C);
-    Resize(la.ln1, BT * C); Resize(la.ln1_mean, BT); Resize(la.ln1_rstd, BT);
-    LayerNormForward(la.ln1.data(), la.ln1_mean.data(), la.ln1_rstd.data(), la.resid_in.data(), P(r.ln1_w), P(r.ln1_b), BT, C);
-    if (hook_) hook_(l, HookPoint::kMixerInput, la.ln1.data(), B, T, C);
-    std::vector<float> qkv(static_cast<size_t>(BT * 3 * C));
-    LinearForward(r.c_attn, qkv.data(), la.ln1.data(), &la.xa[0], BT);
-    Resize(la.q, BT * C); Resize(la.k, BT * C); Resize(la.v, BT * C); Resize(la.o, BT * C);
-    SplitHeads(qkv.data(), la.q.data(), la.k.data(), la.v.data(), B, T, H, D);
-    Status st = MixerForward(c.layers[l], dims, la.q.data(), la.k.data(), la.v.data(), la.o.data(), Features(r, l), &la.mixer);
-    if (!st.ok())
-      return Status::Internal("layer " + std::to_string(l) + " mixer " + MixerName(c.layers[l].mixer) + ": " + st.ToString());
-    Resize(la.atty, BT * C);
-    MergeHeads(la.atty.data(), la.o.data(), B, T, H, D);
-    if (hook_) hook_(l, HookPoint::kProjInput, la.atty.data(), B, T, C);
-    LinearForward(r.attn_proj, tmp.data(), la.atty.data(), &la.xa[1], BT);
-    if (hook_) hook_(l, HookPoint::kMixerOutput, tmp.data(), B, T, C);
-    Resize(la.resid_mid, BT * C);
-    for (int64_t i = 0; i < BT * C; ++i) la.resid_mid[i] = la.resid_in[i] + tmp[i];
-    Resize(la.ln2, BT * C); Resize(la.ln2_mean, BT); Resize(la.ln2_rstd, BT);
-    LayerNormForward(la.ln2.data(), la.ln2_mean.data(), la.ln2_rstd.data(), la.resid_mid.data(), P(r.ln2_w), P(r.ln2_b), BT, C);
-    if (hook_) hook_(l, HookPoint::kMlpInput, la.ln2.data(), B, T, C);
-    Resize(la.fch, BT * Hm); Resize(la.fch_gelu, BT * Hm);
-    LinearForward(r.c_fc, la.fch.data(), la.ln2.data(), &la.xa[2], BT);
-    GeluForward(la.fch_gelu.data(), la.fch.data(), BT * Hm);
-    if (hook_) hook_(l, HookPoint::kMlpHidden, la.fch_gelu.data(), B, T, Hm);
-    LinearForward(r.mlp_proj, tmp.data(), la.fch_gelu.data(), &la.xa[3], BT);
-    for (int64_t i = 0; i < BT * C; ++i) x[i] = la.resid_mid[i] + tmp[i];
-    if (hook_) hook_(l, HookPoint::kMlpOutput, tmp.data(), B, T, C);
-    if (hook_) hook_(l, HookPoint::kBlockOutput, x.data(), B, T, C);
+    SCION_RETURN_IF_ERROR(BlockForward(l, x, tmp, /*hooks=*/true));
+    if (recompute_) ReleaseBlock(l);
   }
+  a.released = recompute_;
   a.resid_out = std::move(x);
   Resize(a.lnf, BT * C); Resize(a.lnf_mean, BT); Resize(a.lnf_rstd, BT);
   LayerNormForward(a.lnf.data(), a.lnf_mean.data(), a.lnf_rstd.data(), a.resid_out.data(), P(lnf_w_), P(lnf_b_), BT, C);
@@ -313,7 +341,13 @@ Status Model::Backward(float scale) {
   std::vector<float> dln(static_cast<size_t>(BT * C)), datty(static_cast<size_t>(BT * C));
   std::vector<float> dq(static_cast<size_t>(BT * C)), dk(static_cast<size_t>(BT * C)), dv(static_cast<size_t>(BT * C));
   std::vector<float> dqkv(static_cast<size_t>(BT * 3 * C));
+  std::vector<float> rx, rtmp;  // recompute: the block's input, then its (unused) output
   for (int64_t l = c.n_layer() - 1; l >= 0; --l) {
+    if (a.released) {
+      rx = a.layers[l].resid_in;
+      rtmp.resize(rx.size());
+      SCION_RETURN_IF_ERROR(BlockForward(l, rx, rtmp, /*hooks=*/false));
+    }
     LayerActs& la = a.layers[l];
     const LayerRefs& r = refs_[l];
     const int64_t Hm = c.MlpHidden(l);
@@ -345,6 +379,7 @@ Status Model::Backward(float scale) {
     LinearBackward(r.c_attn, dln.data(), dqkv.data(), la.ln1.data(), la.xa[0].data(), BT);
     LayerNormBackward(dx.data(), G(r.ln1_w), G(r.ln1_b), dln.data(), la.resid_in.data(), P(r.ln1_w),
                       la.ln1_mean.data(), la.ln1_rstd.data(), BT, C);
+    if (a.released) ReleaseBlock(l);
   }
   EncoderBackward(G(wte_), G(wpe_), dx.data(), a.tokens.data(), B, T, C);
   return Status::Ok();

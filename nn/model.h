@@ -67,6 +67,16 @@ class Model {
 
   void SetHook(ActivationHook hook) { hook_ = std::move(hook); }
 
+  // Recompute (activation checkpointing per block): Forward keeps only each block's input and
+  // Backward re-runs one block's forward just before its backward, so activations held at once are
+  // one block's instead of every block's, for about one more forward of compute. Gradients are the
+  // same numbers (the same operations on the same inputs). The CUDA path refuses it by name.
+  void SetRecompute(bool on) { recompute_ = on; }
+  bool recompute() const { return recompute_; }
+  // Bytes of the block and head activations held for Backward now (what recompute lowers; mixer
+  // caches not counted).
+  int64_t ActivationBytes() const;
+
   // tokens, targets (B, T) int32; targets may be null (logits only) and negative entries are
   // ignored. T ≤ n_positions. Writes the mean loss over counted targets to *loss (if non-null).
   Status Forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T, float* loss);
@@ -103,6 +113,7 @@ class Model {
     std::vector<float> lnf, lnf_mean, lnf_rstd;
     std::vector<float> logits, probs;         // (BT, V)
     int64_t count = 0;                        // counted target positions
+    bool released = false;                    // blocks keep only their input (recompute)
   };
 
   Model() = default;
@@ -110,6 +121,11 @@ class Model {
   void Layout();
   void Initialise(uint64_t seed);
   LinearRef AddLinear(const std::string& prefix, int64_t in, int64_t out, const std::string& group);
+  // Block l: x (B·T·C) holds its input on entry and its output on return; tmp is scratch of the
+  // same size. Keeps what Backward needs in acts_.layers[l]; hooks are called when `hooks`.
+  Status BlockForward(int64_t l, std::vector<float>& x, std::vector<float>& tmp, bool hooks);
+  // Frees block l's saved activations except its input (recompute).
+  void ReleaseBlock(int64_t l);
   void LinearForward(const LinearRef& l, float* out, const float* inp, std::vector<float>* xa, int64_t BT);
   void LinearBackward(const LinearRef& l, float* dinp, const float* dout, const float* inp, const float* xa, int64_t BT);
   FeatureParams Features(const LayerRefs& r, int64_t layer) const;
@@ -124,6 +140,7 @@ class Model {
   std::vector<LayerRefs> refs_;
   Acts acts_;
   ActivationHook hook_;
+  bool recompute_ = false;
 };
 
 }  // namespace scion::nn

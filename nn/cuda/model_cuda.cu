@@ -449,6 +449,8 @@ Result<std::unique_ptr<CudaModel>> CudaModel::Create(const Model& host) {
   if (!CudaAvailable()) return Status::Unavailable("CudaModel: no CUDA device is visible");
   const ModelConfig& c = host.config();
   if (c.lora_rank > 0) return Status::Unimplemented("CudaModel: LoRA adapters (lora_rank > 0) run on the CPU path only");
+  if (host.recompute())
+    return Status::Unimplemented("CudaModel: recompute (activation checkpointing) runs on the CPU path only");
   for (int64_t l = 0; l < c.n_layer(); ++l)
     if (c.layers[l].feature_map == kernels::FeatureMapKind::kTaylor2 && FeatureCount(c.layers[l], c.head_dim()) > 0)
       return Status::Unimplemented("CudaModel: layers[" + std::to_string(l) +

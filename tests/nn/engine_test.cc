@@ -73,5 +73,15 @@ TEST(StepEngine, LoraModelsAreRefusedByTheCudaPathByName) {
   EXPECT_NE(d.status().message().find("lora_rank"), std::string::npos);
 }
 
+TEST(StepEngine, RecomputeIsRefusedByTheCudaPathByName) {
+  if (!CudaAvailable()) GTEST_SKIP() << "no CUDA device";
+  auto m = Model::Create(ModelConfig::Gpt2(40, 16, 1, 2, 16), 1);
+  ASSERT_TRUE(m.ok());
+  m->SetRecompute(true);
+  auto d = CudaModel::Create(*m);
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("recompute"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace scion::nn

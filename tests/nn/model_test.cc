@@ -157,6 +157,47 @@ TEST(Model, GradientAccumulationSumsMicroBatches) {
   for (size_t i = 0; i < acc.size(); ++i) ASSERT_NEAR(acc[i], sep[i], 1e-6f) << i;  // same sums, same order
 }
 
+// Recompute re-runs each block's forward inside Backward: the same operations on the same inputs,
+// so the same loss and gradients bit for bit, with only the block inputs held between the passes.
+TEST(Model, RecomputeGivesTheSameGradientsHoldingLessActivationMemory) {
+  ModelConfig c = ModelConfig::Gpt2(/*vocab=*/11, /*context=*/16, /*n_layer=*/4, /*n_head=*/2, /*n_embd=*/16);
+  c.layers[1].mixer = MixerKind::kLinear;
+  c.layers[1].feature_map = FeatureMapKind::kHedgehog;
+  c.layers[2].mixer = MixerKind::kSlidingWindow;
+  c.layers[2].window = 5;
+  c.layers[3].mixer = MixerKind::kHybrid;
+  c.layers[3].window = 3;
+  c.layers[3].feature_map = FeatureMapKind::kHedgehog;
+  auto m = Model::Create(c, 5);
+  ASSERT_TRUE(m.ok());
+  Batch b = RandomBatch(2, 16, 11, 9);
+  auto run = [&](bool recompute, float* loss, int64_t* held) {
+    m->SetRecompute(recompute);
+    m->ZeroGrad();
+    EXPECT_TRUE(m->Forward(b.tokens.data(), b.targets.data(), 2, 16, loss).ok());
+    *held = m->ActivationBytes();
+    EXPECT_TRUE(m->Backward().ok());
+    return std::vector<float>(m->grad(), m->grad() + m->num_params());
+  };
+  float loss_full = 0, loss_re = 0;
+  int64_t held_full = 0, held_re = 0;
+  const std::vector<float> full = run(false, &loss_full, &held_full);
+  // A fresh model, so nothing the first run allocated is counted for the second.
+  m = Model::Create(c, 5);
+  ASSERT_TRUE(m.ok());
+  const std::vector<float> re = run(true, &loss_re, &held_re);
+  EXPECT_EQ(loss_full, loss_re);
+  ASSERT_EQ(full.size(), re.size());
+  size_t nonzero = 0;
+  for (size_t i = 0; i < full.size(); ++i) {
+    ASSERT_EQ(full[i], re[i]) << "parameter element " << i;
+    nonzero += full[i] != 0.0f;
+  }
+  EXPECT_GT(nonzero, full.size() / 2);
+  // Per block, ~16 tensors of B·T·C (or MLP width) are saved without recompute; one with it.
+  EXPECT_LT(held_re * 3, held_full) << held_re << " vs " << held_full;
+}
+
 TEST(Model, FrozenGroupsGetNoGradient) {
   ModelConfig c = Tiny(LayerSpec{});
   auto m = Model::Create(c, 3);

@@ -57,6 +57,7 @@ TEST(TrainKind, ValidationNamesTheField) {
       {{{"data", {{"kind", "mqar"}}}, {"stepz", 5}}, "params.stepz"},
       {{{"data", {{"kind", "mqar"}}}, {"model", {{"vocab_size", 32}}}}, "params.model"},
       {{{"data", {{"kind", "mqar"}}}, {"freeze", "mlp"}}, "params.freeze"},
+      {{{"data", {{"kind", "mqar"}}}, {"recompute", 1}}, "params.recompute"},
   };
   for (const Case& c : cases) {
     Status st = k->validate(c.params);
@@ -90,8 +91,10 @@ TEST(TrainKind, TrainsCheckpointsResumesAndEvalReadsTheArtifact) {
   EXPECT_TRUE(fs::exists(ckpt + "/step-00000008/state.json"));
   EXPECT_FALSE(fs::exists(ckpt + "/step-00000004"));  // only the two newest are kept
 
-  // A new attempt with a longer run resumes from step 12 instead of starting over.
+  // A new attempt with a longer run resumes from step 12 instead of starting over (recomputing
+  // activations this time: same gradients, less held memory).
   spec["params"]["steps"] = 16;
+  spec["params"]["recompute"] = true;
   Recorder r2;
   Context c2 = c1;
   c2.workdir = Fresh("w2");
