@@ -83,11 +83,17 @@ Result<nn::Model> BuildModel(const json& params, const Context& ctx, uint64_t se
 
 Status ValidateData(const json& data, const std::string& where) {
   FieldReader r(data, where);
-  r.OnlyKeys({"kind", "path", "num_kv", "seq_len", "power_a"});
+  r.OnlyKeys({"kind", "path", "num_kv", "seq_len", "power_a", "train_kv"});
   const std::string kind = r.String("kind", "");
   if (kind != "mqar" && kind != "text" && kind != "tokens") r.Fail("kind", "must be mqar, text or tokens");
   r.Int("num_kv", 4, 1, 1 << 20);
-  r.Int("seq_len", 64, 2, 1 << 20);
+  const int64_t seq_len = r.Int("seq_len", 64, 2, 1 << 20);
+  if (r.Has("train_kv")) {
+    const json& kv = r.At("train_kv");
+    bool ok = kind == "mqar" && kv.is_array() && !kv.empty();
+    for (const json& k : kv) ok = ok && k.is_number_integer() && k.get<int64_t>() >= 1 && 4 * k.get<int64_t>() <= seq_len;
+    if (!ok) r.Fail("train_kv", "mqar only: a non-empty array of kv counts, each >= 1 with 4·kv <= seq_len");
+  }
   r.Number("power_a", 0.01, 1e-6, 1.0);
   r.String("path", "");
   return r.status();
@@ -105,6 +111,12 @@ Result<DataSource> BuildData(const json& data, const Context& ctx, int64_t vocab
     d.mqar.power_a = r.Number("power_a", 0.01, 1e-6, 1.0);
     Status st = d.mqar.Validate();
     if (!st.ok()) return Status::InvalidArgument(where + "." + st.message());
+    if (r.Has("train_kv")) d.train_kv = r.At("train_kv").get<std::vector<int64_t>>();
+    for (int64_t kv : d.train_kv) {
+      nn::MqarConfig c = d.mqar;
+      c.num_kv = kv;
+      if (Status k = c.Validate(); !k.ok()) return Status::InvalidArgument(where + ".train_kv: " + k.message());
+    }
     return d;
   }
   std::string path = r.String("path", "");

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -48,11 +49,15 @@ class FieldReader {
 Result<nn::Model> BuildModel(const nlohmann::json& params, const Context& ctx, uint64_t seed);
 Result<nn::ModelConfig> ParseModelConfig(const nlohmann::json& model, const std::string& where);
 
-// Where training/evaluation tokens come from: params.data = {"kind": "mqar", "num_kv", "seq_len"}
-// or {"kind": "text"|"tokens", "path"} (path defaults to ctx.inputs["data"]).
+// Where training/evaluation tokens come from: params.data = {"kind": "mqar", "num_kv", "seq_len",
+// "train_kv"} or {"kind": "text"|"tokens", "path"} (path defaults to ctx.inputs["data"]).
+// MQAR train_kv [k1, k2, ...]: every training batch holds an equal share of examples with each kv
+// (several kv at once, as Zoology trains; it is what gets small models past the plateau where they
+// only know which values an example holds); validation stays at num_kv.
 struct DataSource {
   std::string kind;                          // mqar | text | tokens
   nn::MqarConfig mqar;                       // kind mqar (vocab from the model)
+  std::vector<int64_t> train_kv;             // kind mqar: kv per share of a training batch; empty: num_kv
   std::optional<nn::TokenBatcher> batcher;   // kind text / tokens
 };
 // Errors name fields under `where` (the block's path in params).

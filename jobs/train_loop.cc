@@ -88,7 +88,27 @@ Result<int64_t> Resume(const std::string& root, nn::Model* m, nn::AdamW* opt) {
 
 Result<nn::TokenBatch> DataBatch(const DataSource& d, bool validation, int64_t index, int64_t B, int64_t T,
                                  uint64_t seed) {
-  if (d.kind == "mqar") return nn::GenerateMqar(d.mqar, B, nn::MqarSeed(seed, validation) + static_cast<uint64_t>(index) * 7919);
+  const uint64_t s = nn::MqarSeed(seed, validation) + static_cast<uint64_t>(index) * 7919;
+  if (d.kind == "mqar" && (validation || d.train_kv.empty())) return nn::GenerateMqar(d.mqar, B, s);
+  if (d.kind == "mqar") {
+    // B examples split over the train_kv values (the first shares take the remainder), one stream each.
+    const int64_t n = static_cast<int64_t>(d.train_kv.size());
+    nn::TokenBatch out;
+    out.B = 0;
+    out.T = d.mqar.seq_len;
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t count = B / n + (j < B % n ? 1 : 0);
+      if (count == 0) continue;
+      nn::MqarConfig c = d.mqar;
+      c.num_kv = d.train_kv[static_cast<size_t>(j)];
+      auto part = nn::GenerateMqar(c, count, s + static_cast<uint64_t>(j) * 104729);
+      if (!part.ok()) return part.status();
+      out.B += part->B;
+      out.inputs.insert(out.inputs.end(), part->inputs.begin(), part->inputs.end());
+      out.targets.insert(out.targets.end(), part->targets.begin(), part->targets.end());
+    }
+    return out;
+  }
   return d.batcher->Batch(validation, index, B, T);
 }
 

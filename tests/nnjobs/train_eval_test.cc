@@ -10,6 +10,8 @@
 #include <gtest/gtest.h>
 
 #include "jobs/job.h"
+#include "jobs/nn_params.h"
+#include "jobs/train_loop.h"
 #include "nn/checkpoint.h"
 #include "nn/model.h"
 
@@ -58,6 +60,8 @@ TEST(TrainKind, ValidationNamesTheField) {
       {{{"data", {{"kind", "mqar"}}}, {"model", {{"vocab_size", 32}}}}, "params.model"},
       {{{"data", {{"kind", "mqar"}}}, {"freeze", "mlp"}}, "params.freeze"},
       {{{"data", {{"kind", "mqar"}}}, {"recompute", 1}}, "params.recompute"},
+      {{{"data", {{"kind", "mqar"}, {"seq_len", 32}, {"train_kv", {4, 9}}}}}, "params.data.train_kv"},
+      {{{"data", {{"kind", "text"}, {"train_kv", {4}}}}}, "params.data.train_kv"},
   };
   for (const Case& c : cases) {
     Status st = k->validate(c.params);
@@ -65,6 +69,30 @@ TEST(TrainKind, ValidationNamesTheField) {
     EXPECT_NE(st.message().find(c.field), std::string::npos) << st.message();
   }
   EXPECT_TRUE(k->validate({{"data", {{"kind", "mqar"}}}, {"model", TinyModel()}}).ok());
+}
+
+// MQAR train_kv: a training batch holds an equal share of examples per kv (the first shares take the
+// remainder); validation batches stay at num_kv.
+TEST(TrainKind, MqarTrainKvMixesExamplesPerBatch) {
+  auto d = BuildData({{"kind", "mqar"}, {"num_kv", 4}, {"seq_len", 32}, {"train_kv", {2, 4, 8}}}, Context{}, 64, 0.1, 1);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  auto queries = [](const nn::TokenBatch& b, int64_t e) {
+    int64_t n = 0;
+    for (int64_t t = 0; t < b.T; ++t) n += b.targets[static_cast<size_t>(e * b.T + t)] >= 0;
+    return n;
+  };
+  auto train = DataBatch(*d, false, 3, 7, 32, 1);
+  ASSERT_TRUE(train.ok()) << train.status().ToString();
+  ASSERT_EQ(train->B, 7);
+  ASSERT_EQ(train->inputs.size(), 7u * 32);
+  const int64_t want[7] = {2, 2, 2, 4, 4, 8, 8};
+  for (int64_t e = 0; e < 7; ++e) EXPECT_EQ(queries(*train, e), want[e]) << "example " << e;
+  auto val = DataBatch(*d, true, 3, 5, 32, 1);
+  ASSERT_TRUE(val.ok());
+  for (int64_t e = 0; e < 5; ++e) EXPECT_EQ(queries(*val, e), 4) << "validation example " << e;
+  auto again = DataBatch(*d, false, 3, 7, 32, 1);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->inputs, train->inputs);  // deterministic in (seed, index)
 }
 
 TEST(TrainKind, TrainsCheckpointsResumesAndEvalReadsTheArtifact) {
