@@ -14,15 +14,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-build=${SCION_BUILD_DIR:-build}
-data=${SCION_GRAFT_DATA:-$root/data/graft-lm}
-base_port=${SCION_GRAFT_PORT:-17555}
 teacher_steps=${SCION_GRAFT_TEACHER_STEPS:-900}
 stage2_steps=${SCION_GRAFT_STAGE2_STEPS:-30}
 n_positions=${SCION_GRAFT_NPOS:-512}
-gpus=${SCION_GRAFT_GPUS:-0}
-source scripts/lib/cluster.sh
-cluster_bin "$root/$build"
+source scripts/lib/graft_env.sh
 log() { printf '\n== %s\n' "$*"; }
 
 rm -rf "$data"

@@ -9,12 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-build=${SCION_BUILD_DIR:-build}
-data=${SCION_GRAFT_DATA:-$root/data/graft-lm}
-base_port=${SCION_GRAFT_PORT:-17555}
 teacher=${1:-1}
-source scripts/lib/cluster.sh
-cluster_bin "$root/$build"
+source scripts/lib/graft_env.sh
 cluster_start "$data" "$base_port" graft-worker --cpu-slots=1
 
 # The example with this teacher and corpus.

@@ -10,15 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-build=${SCION_BUILD_DIR:-build}
-data=${SCION_GRAFT_DATA:-$root/data/graft-lm}
-base_port=${SCION_GRAFT_PORT:-17555}
 iters=${SCION_GRAFT_SPEED_ITERS:-5}
 lens=${SCION_GRAFT_SPEED_LENS:-128 256 512}
 batch=${SCION_GRAFT_SPEED_BATCH:-2}
-gpus=${SCION_GRAFT_GPUS:-0}
-source scripts/lib/cluster.sh
-cluster_bin "$root/$build"
+source scripts/lib/graft_env.sh
 # The same store and artifacts as the grafting run; one job at a time.
 cluster_start "$data" "$base_port" graft-worker --cpu-slots=1
 
