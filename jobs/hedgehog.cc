@@ -6,7 +6,9 @@
 // layer's mixer input through that layer's c_attn) the converted layer's feature maps train on the
 // cross-entropy between the softmax weights and the linear-attention weights (kernels::DistillLoss),
 // summed over layers and averaged over batch rows and heads. Parameter-free maps have nothing to
-// train and are only measured. Stage 2 (optional): the whole converted model finetunes on the task
+// train and are only measured. The teacher's forward runs on the CPU; the loss and its gradient run
+// on the job's GPU when it holds one (kernels::DistillLossFromHost), else, or for a map the CUDA
+// kernel does not take (projected Taylor-2, feature width > 128), on the CPU; the log says which. Stage 2 (optional): the whole converted model finetunes on the task
 // loss (the shared train loop, metrics prefixed "stage2_").
 //
 // params: layers ("all"), feature_map ("hedgehog"), feature_dim (hedgehog/performer F, 0: the head
@@ -148,8 +150,9 @@ struct LayerQK {
   std::vector<float> q, k;  // (B, H, T, D) each
 };
 
-// Runs the frozen teacher on `tokens` (B, T) and returns, for each layer in `layers`, the q and k
-// its own c_attn makes from its own mixer input (ln_1's output).
+// Runs the frozen teacher's blocks up to the last of `layers` (not its head) on `tokens` (B, T) and
+// returns, for each layer in `layers`, the q and k its own c_attn makes from its own mixer input
+// (ln_1's output).
 Result<std::vector<LayerQK>> TeacherQK(nn::Model& teacher, const std::vector<int64_t>& layers, const int32_t* tokens,
                                        int64_t B, int64_t T) {
   const nn::ModelConfig& c = teacher.config();
@@ -159,7 +162,7 @@ Result<std::vector<LayerQK>> TeacherQK(nn::Model& teacher, const std::vector<int
     if (point == nn::HookPoint::kMixerInput && std::find(layers.begin(), layers.end(), l) != layers.end())
       ln1[static_cast<size_t>(l)].assign(x, x + BT * C);
   });
-  const Status st = teacher.Forward(tokens, nullptr, B, T, nullptr);
+  const Status st = teacher.ForwardBlocks(tokens, B, T, *std::max_element(layers.begin(), layers.end()) + 1);
   teacher.SetHook(nullptr);
   SCION_RETURN_IF_ERROR(st);
   std::vector<LayerQK> out;
@@ -264,6 +267,25 @@ Result<int64_t> LoadStage1(const std::string& path, nn::Model& m, nn::AdamW& opt
 
 // ---- stage 1 ---------------------------------------------------------------------------------
 
+// Where stage 1's distillation loss runs: on the job's GPU while `gpu` (it holds one and the map
+// runs there), else on the CPU. The first refusal from the GPU path (no device, a map the CUDA
+// kernel does not take) turns `gpu` off and is logged once; the batch then runs on the CPU.
+struct DistillDevice {
+  bool gpu = false;
+  Reporter* reporter = nullptr;
+
+  Status Run(kernels::AttnDims d, const float* q, const float* k, const kernels::FeatureMap& fm, float scale, float eps,
+             float* loss, float* dwq, float* dwk, const kernels::AttentionStats& stats) {
+    if (gpu) {
+      const Status st = kernels::DistillLossFromHost(d, q, k, fm, scale, eps, loss, dwq, dwk, stats);
+      if (st.code() != Status::Code::kUnavailable && st.code() != Status::Code::kUnimplemented) return st;
+      gpu = false;
+      if (reporter) reporter->Log("stage1: distillation on the CPU: " + st.message());
+    }
+    return kernels::DistillLoss(kernels::Launch{}, d, q, k, fm, scale, eps, loss, dwq, dwk, stats);
+  }
+};
+
 struct DistillTotals {
   double loss = 0;               // Σ over layers of the mean (over rows b, h) CE
   double kl = 0;                 // mean over layers of the mean KL
@@ -273,7 +295,8 @@ struct DistillTotals {
 // One batch of distillation: the loss and stats; when `grad`, ∂(Σ_layers mean_bh CE)/∂W is added to
 // the student's gradient buffer for the learnable maps.
 Result<DistillTotals> DistillBatch(nn::Model& teacher, nn::Model& student, const std::vector<int64_t>& layers,
-                                   const nn::TokenBatch& batch, bool grad, std::vector<HeadFidelity>* heads) {
+                                   const nn::TokenBatch& batch, bool grad, std::vector<HeadFidelity>* heads,
+                                   DistillDevice& device) {
   const nn::ModelConfig& c = teacher.config();
   const int64_t B = batch.B, T = batch.T, H = c.n_head, D = c.head_dim();
   auto qk = TeacherQK(teacher, layers, batch.inputs.data(), B, T);
@@ -288,10 +311,9 @@ Result<DistillTotals> DistillBatch(nn::Model& teacher, nn::Model& student, const
     const MapTensors t = MapOf(student, l);
     const bool learn = grad && t.wq && t.wq->trainable && kernels::HasLearnedWeights(fm);
     std::vector<float> dwq(learn ? static_cast<size_t>(t.wq->numel) : 0, 0.0f), dwk(dwq.size(), 0.0f);
-    SCION_RETURN_IF_ERROR(kernels::DistillLoss(kernels::Launch{}, dims, (*qk)[li].q.data(), (*qk)[li].k.data(), fm, scale,
-                                               c.layers[static_cast<size_t>(l)].eps, loss.data(),
-                                               learn ? dwq.data() : nullptr, learn ? dwk.data() : nullptr,
-                                               {kl.data(), ht.data(), hs.data()}));
+    SCION_RETURN_IF_ERROR(device.Run(dims, (*qk)[li].q.data(), (*qk)[li].k.data(), fm, scale,
+                                     c.layers[static_cast<size_t>(l)].eps, loss.data(), learn ? dwq.data() : nullptr,
+                                     learn ? dwk.data() : nullptr, {kl.data(), ht.data(), hs.data()}));
     if (learn) {
       // The objective averages over the B·H rows of `loss`; the kernel's gradient is of their sum.
       const float inv = 1.0f / static_cast<float>(B * H);
@@ -350,7 +372,7 @@ double HeadSpearman(const kernels::FeatureMap& fm, const float* q, const float* 
 // Per layer and head fidelity over `batches` validation batches.
 Result<std::vector<HeadFidelity>> MeasureFidelity(nn::Model& teacher, nn::Model& student,
                                                   const std::vector<int64_t>& layers, const DataSource& data,
-                                                  const HedgehogParams& hp, int64_t T) {
+                                                  const HedgehogParams& hp, int64_t T, DistillDevice& device) {
   const int64_t H = teacher.config().n_head, D = teacher.config().head_dim();
   std::vector<HeadFidelity> heads(layers.size() * static_cast<size_t>(H));
   std::vector<double> rho_sum(heads.size(), 0.0);
@@ -361,7 +383,7 @@ Result<std::vector<HeadFidelity>> MeasureFidelity(nn::Model& teacher, nn::Model&
   for (int64_t i = 0; i < hp.eval_batches; ++i) {
     auto batch = DataBatch(data, true, i, B, T, hp.seed);
     if (!batch.ok()) return batch.status();
-    auto d = DistillBatch(teacher, student, layers, *batch, false, &heads);
+    auto d = DistillBatch(teacher, student, layers, *batch, false, &heads, device);
     if (!d.ok()) return d.status();
     auto qk = TeacherQK(teacher, layers, batch->inputs.data(), 1, T);  // example 0 alone
     if (!qk.ok()) return qk.status();
@@ -391,7 +413,8 @@ struct Stage1Result {
 };
 
 Result<Stage1Result> RunStage1(nn::Model& teacher, nn::Model& student, const std::vector<int64_t>& layers,
-                               const DataSource& data, const HedgehogParams& hp, int64_t T, Context& ctx) {
+                               const DataSource& data, const HedgehogParams& hp, int64_t T, DistillDevice& device,
+                               Context& ctx) {
   Stage1Result out;
   bool learnable = false;
   for (const nn::ParamInfo& p : student.params()) learnable = learnable || (p.group == "feature_map" && p.trainable);
@@ -408,7 +431,7 @@ Result<Stage1Result> RunStage1(nn::Model& teacher, nn::Model& student, const std
     auto batch = DataBatch(data, false, step, s.batch_size, T, hp.seed);
     if (!batch.ok()) return batch.status();
     student.ZeroGrad();
-    auto d = DistillBatch(teacher, student, layers, *batch, true, nullptr);
+    auto d = DistillBatch(teacher, student, layers, *batch, true, nullptr, device);
     if (!d.ok()) return d.status();
     if (!std::isfinite(d->loss)) return Status::Internal("stage1: loss became non-finite at step " + std::to_string(step));
     nn::ClipGradNorm(student, s.grad_clip);
@@ -483,12 +506,15 @@ Outcome RunHedgehog(const json& spec, Context& ctx) {
   if (!teacher_metric.ok()) return {teacher_metric.status(), {}};
   rep.teacher_metric = *teacher_metric;
 
-  auto s1 = RunStage1(teacher, student, *layers, *data, hp, T, ctx);
+  DistillDevice device{!ctx.gpus.empty(), ctx.reporter};
+  auto s1 = RunStage1(teacher, student, *layers, *data, hp, T, device, ctx);
   if (!s1.ok()) return {s1.status(), {}};
   if (s1->stopped) return StoppedOutcome(ctx, "stage 1", s1->steps_done);
   rep.stage1_steps = s1->steps_done;
 
-  auto heads = MeasureFidelity(teacher, student, *layers, *data, hp, T);
+  if (ctx.reporter && rep.stage1_steps > 0)
+    ctx.reporter->Log(std::string("stage1: distillation ran on the ") + (device.gpu ? "GPU" : "CPU"));
+  auto heads = MeasureFidelity(teacher, student, *layers, *data, hp, T, device);
   if (!heads.ok()) return {heads.status(), {}};
   rep.heads = std::move(*heads);
   auto converted = EvaluateTask(student, *data, hp.eval_batches, hp.stage1.batch_size, T, hp.seed);

@@ -103,5 +103,11 @@ struct AttentionStats {
 Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, const FeatureMap& fm,
                    float scale, float eps, float* loss, float* dwq, float* dwk,
                    const AttentionStats& stats);
+// The same on the current CUDA device for a caller whose arrays all live in host memory (q, k fp32;
+// fm's weights, loss, dwq, dwk and stats on the host): copies them in, runs the CUDA kernel (bf16
+// q, k, fp32 accumulation), copies the outputs back. What a CPU-side training loop without CUDA
+// headers calls (the hedgehog job's stage 1). Unavailable without CUDA or a device.
+Status DistillLossFromHost(AttnDims d, const float* q, const float* k, const FeatureMap& fm, float scale,
+                           float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats);
 
 }  // namespace scion::kernels

@@ -103,4 +103,14 @@ Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, co
   return Status::Ok();
 }
 
+Status DistillLossFromHost(AttnDims d, const float* q, const float* k, const FeatureMap& fm, float scale, float eps,
+                           float* loss, float* dwq, float* dwk, const AttentionStats& stats) {
+#if SCION_WITH_CUDA
+  return cuda::DistillLossFromHost(d, q, k, fm, scale, eps, loss, dwq, dwk, stats);
+#else
+  (void)d, (void)q, (void)k, (void)fm, (void)scale, (void)eps, (void)loss, (void)dwq, (void)dwk, (void)stats;
+  return Status::Unavailable("DistillLossFromHost: built without CUDA (SCION_CUDA=OFF)");
+#endif
+}
+
 }  // namespace scion::kernels

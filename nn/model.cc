@@ -275,13 +275,13 @@ int64_t Model::ActivationBytes() const {
   return n;
 }
 
-Status Model::Forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T, float* loss) {
+Status Model::BeginForward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T) {
   const ModelConfig& c = config_;
   if (B <= 0) return Status::InvalidArgument("batch: must be > 0");
   if (T <= 0 || T > c.n_positions)
     return Status::InvalidArgument("seq_len: " + std::to_string(T) + " must be in [1, n_positions=" +
                                    std::to_string(c.n_positions) + "]");
-  const int64_t C = c.n_embd, V = c.vocab_size, BT = B * T;
+  const int64_t V = c.vocab_size, BT = B * T;
   for (int64_t i = 0; i < BT; ++i) {
     if (tokens[i] < 0 || tokens[i] >= V)
       return Status::InvalidArgument("tokens[" + std::to_string(i) + "]: " + std::to_string(tokens[i]) +
@@ -297,7 +297,27 @@ Status Model::Forward(const int32_t* tokens, const int32_t* targets, int64_t B, 
   a.has_targets = targets != nullptr;
   if (targets) a.targets.assign(targets, targets + BT);
   a.layers.resize(static_cast<size_t>(c.n_layer()));
+  return Status::Ok();
+}
 
+Status Model::ForwardBlocks(const int32_t* tokens, int64_t B, int64_t T, int64_t n_blocks) {
+  if (n_blocks < 0 || n_blocks > config_.n_layer())
+    return Status::InvalidArgument("n_blocks: " + std::to_string(n_blocks) + " outside [0, n_layer=" +
+                                   std::to_string(config_.n_layer()) + "]");
+  SCION_RETURN_IF_ERROR(BeginForward(tokens, nullptr, B, T));
+  const int64_t C = config_.n_embd;
+  std::vector<float> x(static_cast<size_t>(B * T * C)), tmp(x.size());
+  EncoderForward(x.data(), tokens, P(wte_), P(wpe_), B, T, C);
+  for (int64_t l = 0; l < n_blocks; ++l) SCION_RETURN_IF_ERROR(BlockForward(l, x, tmp, /*hooks=*/true));
+  acts_.logits.clear();
+  return Status::Ok();
+}
+
+Status Model::Forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T, float* loss) {
+  SCION_RETURN_IF_ERROR(BeginForward(tokens, targets, B, T));
+  const ModelConfig& c = config_;
+  const int64_t C = c.n_embd, V = c.vocab_size, BT = B * T;
+  Acts& a = acts_;
   std::vector<float> x(static_cast<size_t>(BT * C));
   EncoderForward(x.data(), tokens, P(wte_), P(wpe_), B, T, C);
   std::vector<float> tmp(static_cast<size_t>(BT * C));

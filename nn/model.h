@@ -80,6 +80,10 @@ class Model {
   // tokens, targets (B, T) int32; targets may be null (logits only) and negative entries are
   // ignored. T ≤ n_positions. Writes the mean loss over counted targets to *loss (if non-null).
   Status Forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T, float* loss);
+  // The embeddings and blocks 0 .. n_blocks-1 only, with hooks: a prefix's activations without the
+  // head's vocabulary projection (the hedgehog job reads the teacher's q, k this way). Leaves no
+  // state that Backward or logits() may use.
+  Status ForwardBlocks(const int32_t* tokens, int64_t B, int64_t T, int64_t n_blocks);
   // logits (B, T, V) of the last Forward.
   const float* logits() const { return acts_.logits.data(); }
   // Gradient of (scale · loss) of the last Forward, accumulated into grad(). Needs targets.
@@ -124,6 +128,8 @@ class Model {
   // Block l: x (B·T·C) holds its input on entry and its output on return; tmp is scratch of the
   // same size. Keeps what Backward needs in acts_.layers[l]; hooks are called when `hooks`.
   Status BlockForward(int64_t l, std::vector<float>& x, std::vector<float>& tmp, bool hooks);
+  // Checks B, T and the tokens / targets; sets acts_ up for a forward of (B, T).
+  Status BeginForward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T);
   // Frees block l's saved activations except its input (recompute).
   void ReleaseBlock(int64_t l);
   void LinearForward(const LinearRef& l, float* out, const float* inp, std::vector<float>* xa, int64_t BT);

@@ -3,8 +3,9 @@
 # local coordinator and worker, from prebuilt binaries (scripts/bundle_bins.sh) where the machine
 # cannot build the control plane:
 #   (1) Hedgehog Table 2 / Zoology MQAR at the paper's scale (scripts/hedgehog_mqar.sh): the teacher
-#       trains on the GPU; the seven conversions' stage 1 and evaluation run on the CPU (the hedgehog
-#       kind's distillation has no CUDA path), several at once.
+#       trains on the GPU; the Hedgehog conversions' distillation runs there too, one after the
+#       other (HH_STEPS steps); the other maps' conversions run on the CPU at the same time (Taylor-2's
+#       projected map has no CUDA kernel: HH_CPU_STEPS steps).
 #   (2) grafting on byte-level text (scripts/graft_lm.sh, every job holding the GPU), at the same
 #       time on a second local cluster, then forward speed and device memory at long context
 #       (scripts/graft_speed.sh, one eval job per model and length).
@@ -38,7 +39,8 @@ mqar() {
   export MQ_L=${MQ_L:-256} MQ_KV=${MQ_KV:-16} MQ_VOCAB=${MQ_VOCAB:-8192} MQ_WIDTH=${MQ_WIDTH:-256}
   export MQ_HEADS=${MQ_HEADS:-4} MQ_STEPS=${MQ_STEPS:-6000} MQ_LR=${MQ_LR:-1e-3} MQ_BATCH=${MQ_BATCH:-64}
   export MQ_WARMUP=${MQ_WARMUP:-500} MQ_WD=${MQ_WD:-0.1} MQ_EVAL_EVERY=${MQ_EVAL_EVERY:-1000} MQ_GPUS=${MQ_GPUS:-1}
-  export HH_STEPS=${HH_STEPS:-200} HH_LR=${HH_LR:-3e-2} HH_BATCH=${HH_BATCH:-8} HH_EVAL_BATCHES=${HH_EVAL_BATCHES:-16}
+  export HH_STEPS=${HH_STEPS:-1000} HH_LR=${HH_LR:-3e-2} HH_BATCH=${HH_BATCH:-8} HH_EVAL_BATCHES=${HH_EVAL_BATCHES:-16}
+  export HH_GPU_MAPS=${HH_GPU_MAPS-hedgehog hedgehog_exp} HH_CPU_STEPS=${HH_CPU_STEPS:-300}
   export SCION_HH_CPU_SLOTS=${SCION_HH_CPU_SLOTS:-7} SCION_THREADS=${SCION_MQAR_THREADS:-8}
   SCION_HH_DATA=$out/mqar scripts/hedgehog_mqar.sh >"$out/mqar.log" 2>&1
   echo "mqar: exit $?" >>"$out/mqar.log"

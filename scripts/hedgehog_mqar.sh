@@ -9,7 +9,9 @@
 # MQ_WARMUP, MQ_WD, MQ_EVAL_EVERY (the teacher), MQ_GPUS (GPUs for the teacher's train jobs; 0: CPU),
 # MQ_WARM="L0 KV0 STEPS" (a first train job on the shorter task, MQAR L0/kv0 for STEPS steps, that the
 # teacher continues from: Zoology trains on a mix of lengths), HH_STEPS, HH_LR, HH_BATCH,
-# HH_EVAL_BATCHES (stage 1 and the evaluation), SCION_HH_CPU_SLOTS (conversions run at once),
+# HH_EVAL_BATCHES (stage 1 and the evaluation), HH_GPU_MAPS (the maps whose conversion job holds a
+# GPU: its distillation runs there; default none), HH_CPU_STEPS (stage-1 steps of the learned maps
+# converted on the CPU; default HH_STEPS), SCION_HH_CPU_SLOTS (conversions run at once),
 # SCION_BUILD_DIR, SCION_BIN_DIR (prebuilt binaries, scripts/lib/cluster.sh), SCION_HH_PORT,
 # SCION_HH_DATA.
 set -euo pipefail
@@ -22,6 +24,7 @@ L=${MQ_L:-32} KV=${MQ_KV:-4} V=${MQ_VOCAB:-32} C=${MQ_WIDTH:-64} H=${MQ_HEADS:-4
 steps=${MQ_STEPS:-2000} lr=${MQ_LR:-1e-2} batch=${MQ_BATCH:-32} warmup=${MQ_WARMUP:-20} wd=${MQ_WD:-0}
 eval_every=${MQ_EVAL_EVERY:-250} gpus=${MQ_GPUS:-0} warm=${MQ_WARM:-}
 hh_steps=${HH_STEPS:-200} hh_lr=${HH_LR:-3e-2} hh_batch=${HH_BATCH:-16} hh_eval=${HH_EVAL_BATCHES:-8}
+hh_gpu_maps=" ${HH_GPU_MAPS:-} " hh_cpu_steps=${HH_CPU_STEPS:-$hh_steps}
 
 source scripts/lib/cluster.sh
 cluster_build "$build"
@@ -57,15 +60,20 @@ echo "teacher: job $teacher"
 ids=()
 # The table's softmax row is the teacher's, from every job's teacher_ metrics.
 for map in hedgehog taylor2 hedgehog_exp elu relu performer cosformer; do
+  gpu=0 map_steps=$hh_cpu_steps
+  if [[ "$hh_gpu_maps" == *" $map "* ]]; then gpu=1 map_steps=$hh_steps; fi
   ids+=("$(python3 -c 'import json, sys
-map, teacher, L, KV, steps, lr, B, evals = sys.argv[1:]
-print(json.dumps({"kind": "hedgehog", "name": "mqar-" + map, "after": [int(teacher)],
+map, teacher, L, KV, steps, lr, B, evals, gpu = sys.argv[1:]
+spec = {"kind": "hedgehog", "name": "mqar-" + map, "after": [int(teacher)],
   "inputs": {"teacher": "job:%s/model" % teacher},
   "params": {"feature_map": map, "data": {"kind": "mqar", "num_kv": int(KV), "seq_len": int(L)},
              "eval_batches": int(evals),
              "stage1": {"steps": int(steps), "lr": float(lr), "batch_size": int(B), "log_every": 10},
-             "speed": {"seq_lens": [int(L)], "batch_size": 4, "iters": 2}}}))' \
-    "$map" "$teacher" "$L" "$KV" "$hh_steps" "$hh_lr" "$hh_batch" "$hh_eval" | scion submit -)")
+             "speed": {"seq_lens": [int(L)], "batch_size": 4, "iters": 2}}}
+if int(gpu):
+  spec["resources"] = {"gpus": 1}
+print(json.dumps(spec))' \
+    "$map" "$teacher" "$L" "$KV" "$map_steps" "$hh_lr" "$hh_batch" "$hh_eval" "$gpu" | scion submit -)")
 done
 echo "conversions: jobs ${ids[*]}"
 wait_jobs ${start:+"$start"} "$teacher" "${ids[@]}"
@@ -74,6 +82,7 @@ scion ls --name mqar- -o json | python3 -c 'import json, sys
 print("wall seconds per job: " + ", ".join("%s %.0f" % (j["name"], j["ended"] - j["started"])
                                           for j in json.load(sys.stdin) if j["started"] and j["ended"]))'
 echo "teacher (job $teacher): $(scion logs "$teacher" | grep -m1 'training on' || true)"
+for id in "${ids[@]}"; do echo "job $id: $(scion logs "$id" | grep 'stage1: distillation' | tail -1 || true)"; done
 scion metrics "$teacher" --name mqar_accuracy --csv
 scion compare "${ids[@]}" -o json | python3 -c 'import json, sys
 rows = json.load(sys.stdin)

@@ -282,4 +282,56 @@ Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, co
   return CheckLaunch("DistillLoss");
 }
 
+Status DistillLossFromHost(AttnDims d, const float* q, const float* k, const FeatureMap& fm, float scale, float eps,
+                           float* loss, float* dwq, float* dwk, const AttentionStats& stats) {
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    cudaGetLastError();  // clear the sticky "no device" error for later calls
+    return Status::Unavailable("DistillLossFromHost: no CUDA device");
+  }
+  if (!q || !k || !loss) return Status::InvalidArgument("DistillLossFromHost: q, k, loss must be non-null");
+  if (d.B <= 0 || d.H <= 0 || d.N <= 0 || d.D <= 0) return Status::InvalidArgument("DistillLossFromHost: dims must be > 0");
+  const size_t qk = static_cast<size_t>(d.B * d.H * d.N * d.D), bh = static_cast<size_t>(d.B * d.H);
+  // Every map weight tensor (Hedgehog / projected Taylor-2 (H, D, F), Performer Ω (H, F, D)).
+  const size_t w = fm.wq ? static_cast<size_t>(d.H * d.D * fm.F) : 0;
+  const bool grad = HasLearnedWeights(fm) && w > 0;
+  // One allocation, in floats: q, k | wq, wk | dwq, dwk | loss, kl, teacher_entropy, student_entropy.
+  const size_t total = 2 * qk + 2 * w + (grad ? 2 * w : 0) + 4 * bh;
+  float* base = nullptr;
+  if (cudaMalloc(reinterpret_cast<void**>(&base), total * sizeof(float)) != cudaSuccess) {
+    cudaGetLastError();
+    return Status::Unavailable("DistillLossFromHost: out of device memory");
+  }
+  float *dq = base, *dk = dq + qk, *dwq_in = dk + qk, *dwk_in = dwq_in + w, *ddwq = dwk_in + w,
+        *ddwk = ddwq + (grad ? w : 0), *dloss = ddwk + (grad ? w : 0), *dkl = dloss + bh, *dht = dkl + bh,
+        *dhs = dht + bh;
+  auto up = [](float* dst, const float* src, size_t n) {
+    return n == 0 || cudaMemcpy(dst, src, n * sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess;
+  };
+  auto down = [](float* dst, const float* src, size_t n) {
+    return dst == nullptr || n == 0 || cudaMemcpy(dst, src, n * sizeof(float), cudaMemcpyDeviceToHost) == cudaSuccess;
+  };
+  FeatureMap dfm = fm;
+  dfm.wq = fm.wq ? dwq_in : nullptr;
+  dfm.wk = fm.wk ? dwk_in : nullptr;
+  Status st = Status::Ok();
+  // dwq, dwk accumulate (the op's contract): the device copies start from the host values.
+  if (!up(dq, q, qk) || !up(dk, k, qk) || (fm.wq && !up(dwq_in, fm.wq, w)) || (fm.wk && !up(dwk_in, fm.wk, w)) ||
+      (grad && dwq && !up(ddwq, dwq, w)) || (grad && dwk && !up(ddwk, dwk, w)))
+    st = Status::Internal(std::string("DistillLossFromHost: copy to the device: ") + cudaGetErrorString(cudaGetLastError()));
+  if (st.ok()) {
+    const Launch l{Backend::kCuda, DType::kF32, nullptr};
+    st = kernels::DistillLoss(l, d, dq, dk, dfm, scale, eps, dloss, grad && dwq ? ddwq : nullptr,
+                              grad && dwk ? ddwk : nullptr,
+                              {stats.kl ? dkl : nullptr, stats.teacher_entropy ? dht : nullptr,
+                               stats.student_entropy ? dhs : nullptr});
+  }
+  if (st.ok() && (!down(loss, dloss, bh) || !down(stats.kl, dkl, bh) || !down(stats.teacher_entropy, dht, bh) ||
+                  !down(stats.student_entropy, dhs, bh) || (grad && !down(dwq, ddwq, w)) ||
+                  (grad && !down(dwk, ddwk, w))))
+    st = Status::Internal(std::string("DistillLossFromHost: ") + cudaGetErrorString(cudaGetLastError()));
+  cudaFree(base);
+  return st;
+}
+
 }  // namespace scion::kernels::cuda

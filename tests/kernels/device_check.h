@@ -36,6 +36,14 @@ inline Outcome Check(const std::string& what, const DeviceBuffer& buf, size_t n,
   return o;
 }
 
+// The same for an output that a host-memory entry point wrote back (poisoned with NaN before).
+inline Outcome CheckHost(const std::string& what, const std::vector<float>& got, const std::vector<float>& ref,
+                         double tol) {
+  Outcome o = Measured(what, RelL2(got, ref), tol);
+  if (!AllFinite(got)) o.failure = "non-finite (unwritten) output";
+  return o;
+}
+
 // m's weights uploaded into wq, wk (kept alive by the caller); the returned map points at them.
 inline kernels::FeatureMap DeviceMap(const MapSetup& m, DeviceBuffer& wq, DeviceBuffer& wk) {
   kernels::FeatureMap fm = m.fm;

@@ -115,6 +115,38 @@ std::vector<Outcome> DistillCudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F
   return out;
 }
 
+// The host-memory entry (what the hedgehog job calls): outputs poisoned with NaN, dW starting at a
+// non-zero value to show it accumulates; the CPU op on the same (bf16-representable) inputs.
+std::vector<Outcome> DistillFromHostVsCpu(FeatureMapKind kind, AttnDims d, int64_t F) {
+  if (!HaveCudaDevice()) return {Skipped("no CUDA device")};
+  std::mt19937_64 rng(Seed() ^ (static_cast<uint64_t>(kind) * 911 + d.N));
+  const MapSetup m = MakeMap(kind, d.H, d.D, rng, F);
+  const size_t n = static_cast<size_t>(d.B * d.H * d.N * d.D), bh = static_cast<size_t>(d.B * d.H);
+  const std::vector<float> q = RoundBF16(Random(n, rng)), k = RoundBF16(Random(n, rng));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d.D)), eps = 1e-6f;
+  const bool learned = kernels::HasLearnedWeights(kind);
+  const size_t wn = learned ? m.wq.size() : 0;
+  std::vector<float> loss(bh, NAN), kl(bh, NAN), ht(bh, NAN), hs(bh, NAN), gwq(wn, 0.5f), gwk(wn, 0.5f);
+  const Status st = kernels::DistillLossFromHost(d, q.data(), k.data(), m.fm, scale, eps, loss.data(),
+                                                 learned ? gwq.data() : nullptr, learned ? gwk.data() : nullptr,
+                                                 {kl.data(), ht.data(), hs.data()});
+  if (!st.ok()) return {Outcome{false, 0, 0, "loss", st.ToString()}};
+  std::vector<float> rl(bh), rkl(bh), rht(bh), rhs(bh), rwq(wn, 0.5f), rwk(wn, 0.5f);
+  if (!kernels::DistillLoss({}, d, q.data(), k.data(), m.fm, scale, eps, rl.data(), learned ? rwq.data() : nullptr,
+                            learned ? rwk.data() : nullptr, {rkl.data(), rht.data(), rhs.data()})
+           .ok())
+    return {Outcome{false, 0, 0, "loss", "CPU reference failed"}};
+  std::vector<Outcome> out = {CheckHost("loss rel-L2 vs CPU", loss, rl, kDistillTol),
+                              CheckHost("KL rel-L2 vs CPU", kl, rkl, 10 * kDistillTol),
+                              CheckHost("teacher entropy vs CPU", ht, rht, kDistillTol),
+                              CheckHost("student entropy vs CPU", hs, rhs, kDistillTol)};
+  if (learned) {
+    out.push_back(CheckHost("dWq (accumulated) rel-L2 vs CPU", gwq, rwq, kBackwardTol));
+    out.push_back(CheckHost("dWk (accumulated) rel-L2 vs CPU", gwk, rwk, kBackwardTol));
+  }
+  return out;
+}
+
 std::string Shape(AttnDims d, const char* map, bool causal) {
   return "B" + std::to_string(d.B) + " H" + std::to_string(d.H) + " N" + std::to_string(d.N) + " D" +
          std::to_string(d.D) + " " + map + (causal ? " causal" : " full");
@@ -148,6 +180,11 @@ void RegisterLinearCudaCases(std::vector<Case>& cases) {
     const AttnDims d{1, 2, 203, 64};  // 4 query blocks, the last one partial
     cases.push_back({"distill", Shape(d, MapName(kind), true), "cuda-vs-cpu",
                      [=] { return DistillCudaVsCpu(kind, d, kind == FeatureMapKind::kPerformer ? 32 : 64); }});
+  }
+  for (FeatureMapKind kind : {FeatureMapKind::kHedgehog, FeatureMapKind::kEluPlus1}) {
+    const AttnDims d{2, 3, 77, 64};
+    cases.push_back({"distill", Shape(d, MapName(kind), true) + " from host", "cuda-vs-cpu",
+                     [=] { return DistillFromHostVsCpu(kind, d, 64); }});
   }
   // The fp32 entry points, forward and backward, causal and not.
   for (bool causal : {true, false})

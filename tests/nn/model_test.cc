@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -242,6 +243,31 @@ TEST(Model, HooksSeeMixerInputAndOutput) {
   double diff = 0;
   for (size_t i = 0; i < block_in.size(); ++i) diff += std::fabs(block_out[i] - block_in[i] - mixer_out[i]);
   EXPECT_GT(diff, 0);
+}
+
+// ForwardBlocks runs only a prefix of the blocks: its hooks see exactly what a full Forward's do
+// for those blocks, and none for the rest; it leaves nothing for Backward.
+TEST(Model, ForwardBlocksMatchesForwardOnItsPrefix) {
+  ModelConfig c = Tiny(LayerSpec{});
+  auto m = Model::Create(c, 3);
+  ASSERT_TRUE(m.ok());
+  std::map<std::pair<int64_t, HookPoint>, std::vector<float>> seen;
+  m->SetHook([&](int64_t layer, HookPoint point, const float* x, int64_t B, int64_t T, int64_t C) {
+    seen[{layer, point}].assign(x, x + B * T * C);
+  });
+  Batch b = RandomBatch(2, 8, 11, 4);
+  ASSERT_TRUE(m->Forward(b.tokens.data(), b.targets.data(), 2, 8, nullptr).ok());
+  const auto full = seen;
+  seen.clear();
+  ASSERT_TRUE(m->ForwardBlocks(b.tokens.data(), 2, 8, 1).ok());
+  ASSERT_FALSE(seen.empty());
+  for (const auto& [key, v] : seen) {
+    EXPECT_EQ(key.first, 0) << "a hook ran past the prefix";
+    EXPECT_EQ(v, full.at(key));
+  }
+  EXPECT_EQ(seen.size() * 2, full.size());  // one of two blocks
+  EXPECT_EQ(m->Backward().code(), Status::Code::kFailedPrecondition);
+  EXPECT_EQ(m->ForwardBlocks(b.tokens.data(), 2, 8, 3).code(), Status::Code::kInvalidArgument);
 }
 
 TEST(Model, EditKeepsSharedTensorsAndNamespacesNewOnes) {
