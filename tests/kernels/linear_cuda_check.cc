@@ -76,74 +76,80 @@ std::vector<Outcome> CudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F, bool 
 // difference of two O(1) terms, so 10x looser; dW as the backward above.
 constexpr double kDistillTol = 5e-3;
 
+// A distillation case: bf16-representable q, k, a map, and the CPU op's outputs on them, its dW
+// accumulated onto `dw0` (the value the CUDA side's dW buffers start from).
+struct DistillCase {
+  MapSetup m;
+  std::vector<float> q, k;
+  float scale = 0, eps = 1e-6f;
+  bool learned = false;
+  size_t bh = 0, wn = 0;
+  std::vector<float> loss, kl, ht, hs, dwq, dwk;  // the CPU reference
+  Status cpu;
+};
+DistillCase MakeDistillCase(FeatureMapKind kind, AttnDims d, int64_t F, uint64_t salt, float dw0) {
+  std::mt19937_64 rng(Seed() ^ (static_cast<uint64_t>(kind) * salt + d.N));
+  DistillCase c;
+  c.m = MakeMap(kind, d.H, d.D, rng, F);
+  const size_t n = static_cast<size_t>(d.B * d.H * d.N * d.D);
+  c.q = RoundBF16(Random(n, rng));
+  c.k = RoundBF16(Random(n, rng));
+  c.scale = 1.0f / std::sqrt(static_cast<float>(d.D));
+  c.learned = kernels::HasLearnedWeights(kind);
+  c.bh = static_cast<size_t>(d.B * d.H);
+  c.wn = c.learned ? c.m.wq.size() : 0;
+  c.loss.resize(c.bh), c.kl.resize(c.bh), c.ht.resize(c.bh), c.hs.resize(c.bh);
+  c.dwq.assign(c.wn, dw0), c.dwk.assign(c.wn, dw0);
+  c.cpu = kernels::DistillLoss({}, d, c.q.data(), c.k.data(), c.m.fm, c.scale, c.eps, c.loss.data(),
+                               c.learned ? c.dwq.data() : nullptr, c.learned ? c.dwk.data() : nullptr,
+                               {c.kl.data(), c.ht.data(), c.hs.data()});
+  return c;
+}
+
+// Names of the distillation outputs in Outcome order, with each one's bound.
+constexpr const char* kDistillOutputs[] = {"loss rel-L2 vs CPU", "KL rel-L2 vs CPU", "teacher entropy vs CPU",
+                                           "student entropy vs CPU", "dWq rel-L2 vs CPU", "dWk rel-L2 vs CPU"};
+constexpr double kDistillBounds[] = {kDistillTol, 10 * kDistillTol, kDistillTol, kDistillTol, kBackwardTol, kBackwardTol};
+
 std::vector<Outcome> DistillCudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F) {
   if (!HaveCudaDevice()) return {Skipped("no CUDA device")};
-  std::mt19937_64 rng(Seed() ^ (static_cast<uint64_t>(kind) * 7777 + d.N));
-  const MapSetup m = MakeMap(kind, d.H, d.D, rng, F);
-  const size_t n = static_cast<size_t>(d.B * d.H * d.N * d.D), bh = static_cast<size_t>(d.B * d.H);
-  const std::vector<float> q = RoundBF16(Random(n, rng)), k = RoundBF16(Random(n, rng));
-  const float scale = 1.0f / std::sqrt(static_cast<float>(d.D)), eps = 1e-6f;
+  const DistillCase c = MakeDistillCase(kind, d, F, 7777, 0.0f);
+  if (!c.cpu.ok()) return {Outcome{false, 0, 0, "loss", "CPU reference failed: " + c.cpu.ToString()}};
   DeviceBuffer wq, wk;
-  const kernels::FeatureMap dfm = DeviceMap(m, wq, wk);
-  DeviceBuffer dq_in = DeviceBuffer::Upload(q, Precision::kBF16), dk_in = DeviceBuffer::Upload(k, Precision::kBF16);
-  DeviceBuffer loss = DeviceBuffer::Poisoned(bh, Precision::kF32), kl = DeviceBuffer::Poisoned(bh, Precision::kF32),
-               ht = DeviceBuffer::Poisoned(bh, Precision::kF32), hs = DeviceBuffer::Poisoned(bh, Precision::kF32);
-  const bool learned = kernels::HasLearnedWeights(kind);
-  const size_t wn = m.wq.size();
-  DeviceBuffer gwq = DeviceBuffer::Upload(std::vector<float>(learned ? wn : 0, 0.0f), Precision::kF32);
-  DeviceBuffer gwk = DeviceBuffer::Upload(std::vector<float>(learned ? wn : 0, 0.0f), Precision::kF32);
+  const kernels::FeatureMap dfm = DeviceMap(c.m, wq, wk);
+  DeviceBuffer dq_in = DeviceBuffer::Upload(c.q, Precision::kBF16), dk_in = DeviceBuffer::Upload(c.k, Precision::kBF16);
+  std::vector<DeviceBuffer> outs;
+  for (int i = 0; i < 4; ++i) outs.push_back(DeviceBuffer::Poisoned(c.bh, Precision::kF32));
+  for (int i = 0; i < 2; ++i) outs.push_back(DeviceBuffer::Upload(std::vector<float>(c.wn, 0.0f), Precision::kF32));
   kernels::Launch cuda{kernels::Backend::kCuda, kernels::DType::kBF16, nullptr};
-  const Status st = kernels::DistillLoss(cuda, d, dq_in.get(), dk_in.get(), dfm, scale, eps, loss.f32(),
-                                         learned ? gwq.f32() : nullptr, learned ? gwk.f32() : nullptr,
-                                         {kl.f32(), ht.f32(), hs.f32()});
+  const Status st = kernels::DistillLoss(cuda, d, dq_in.get(), dk_in.get(), dfm, c.scale, c.eps, outs[0].f32(),
+                                         c.learned ? outs[4].f32() : nullptr, c.learned ? outs[5].f32() : nullptr,
+                                         {outs[1].f32(), outs[2].f32(), outs[3].f32()});
   if (st.code() == Status::Code::kUnimplemented) return {Skipped("unsupported: " + st.message())};
   if (!st.ok()) return {Outcome{false, 0, 0, "loss", st.ToString()}};
   DeviceSync();
-  std::vector<float> rl(bh), rkl(bh), rht(bh), rhs(bh), rwq(learned ? wn : 0, 0.0f), rwk(rwq.size(), 0.0f);
-  if (!kernels::DistillLoss({}, d, q.data(), k.data(), m.fm, scale, eps, rl.data(), learned ? rwq.data() : nullptr,
-                            learned ? rwk.data() : nullptr, {rkl.data(), rht.data(), rhs.data()})
-           .ok())
-    return {Outcome{false, 0, 0, "loss", "CPU reference failed"}};
-  std::vector<Outcome> out = {Check("loss rel-L2 vs CPU", loss, bh, rl, kDistillTol),
-                              Check("KL rel-L2 vs CPU", kl, bh, rkl, 10 * kDistillTol),
-                              Check("teacher entropy vs CPU", ht, bh, rht, kDistillTol),
-                              Check("student entropy vs CPU", hs, bh, rhs, kDistillTol)};
-  if (learned) {
-    out.push_back(Check("dWq rel-L2 vs CPU", gwq, wn, rwq, kBackwardTol));
-    out.push_back(Check("dWk rel-L2 vs CPU", gwk, wn, rwk, kBackwardTol));
-  }
+  const std::vector<float>* ref[] = {&c.loss, &c.kl, &c.ht, &c.hs, &c.dwq, &c.dwk};
+  std::vector<Outcome> out;
+  for (int i = 0; i < (c.learned ? 6 : 4); ++i)
+    out.push_back(Check(kDistillOutputs[i], outs[i], i < 4 ? c.bh : c.wn, *ref[i], kDistillBounds[i]));
   return out;
 }
 
 // The host-memory entry (what the hedgehog job calls): outputs poisoned with NaN, dW starting at a
-// non-zero value to show it accumulates; the CPU op on the same (bf16-representable) inputs.
+// non-zero value to show it accumulates.
 std::vector<Outcome> DistillFromHostVsCpu(FeatureMapKind kind, AttnDims d, int64_t F) {
   if (!HaveCudaDevice()) return {Skipped("no CUDA device")};
-  std::mt19937_64 rng(Seed() ^ (static_cast<uint64_t>(kind) * 911 + d.N));
-  const MapSetup m = MakeMap(kind, d.H, d.D, rng, F);
-  const size_t n = static_cast<size_t>(d.B * d.H * d.N * d.D), bh = static_cast<size_t>(d.B * d.H);
-  const std::vector<float> q = RoundBF16(Random(n, rng)), k = RoundBF16(Random(n, rng));
-  const float scale = 1.0f / std::sqrt(static_cast<float>(d.D)), eps = 1e-6f;
-  const bool learned = kernels::HasLearnedWeights(kind);
-  const size_t wn = learned ? m.wq.size() : 0;
-  std::vector<float> loss(bh, NAN), kl(bh, NAN), ht(bh, NAN), hs(bh, NAN), gwq(wn, 0.5f), gwk(wn, 0.5f);
-  const Status st = kernels::DistillLossFromHost(d, q.data(), k.data(), m.fm, scale, eps, loss.data(),
-                                                 learned ? gwq.data() : nullptr, learned ? gwk.data() : nullptr,
-                                                 {kl.data(), ht.data(), hs.data()});
+  const DistillCase c = MakeDistillCase(kind, d, F, 911, 0.5f);
+  if (!c.cpu.ok()) return {Outcome{false, 0, 0, "loss", "CPU reference failed: " + c.cpu.ToString()}};
+  std::vector<std::vector<float>> got(4, std::vector<float>(c.bh, NAN));
+  got.resize(6, std::vector<float>(c.wn, 0.5f));
+  const Status st = kernels::DistillLossFromHost(d, c.q.data(), c.k.data(), c.m.fm, c.scale, c.eps, got[0].data(),
+                                                 c.learned ? got[4].data() : nullptr, c.learned ? got[5].data() : nullptr,
+                                                 {got[1].data(), got[2].data(), got[3].data()});
   if (!st.ok()) return {Outcome{false, 0, 0, "loss", st.ToString()}};
-  std::vector<float> rl(bh), rkl(bh), rht(bh), rhs(bh), rwq(wn, 0.5f), rwk(wn, 0.5f);
-  if (!kernels::DistillLoss({}, d, q.data(), k.data(), m.fm, scale, eps, rl.data(), learned ? rwq.data() : nullptr,
-                            learned ? rwk.data() : nullptr, {rkl.data(), rht.data(), rhs.data()})
-           .ok())
-    return {Outcome{false, 0, 0, "loss", "CPU reference failed"}};
-  std::vector<Outcome> out = {CheckHost("loss rel-L2 vs CPU", loss, rl, kDistillTol),
-                              CheckHost("KL rel-L2 vs CPU", kl, rkl, 10 * kDistillTol),
-                              CheckHost("teacher entropy vs CPU", ht, rht, kDistillTol),
-                              CheckHost("student entropy vs CPU", hs, rhs, kDistillTol)};
-  if (learned) {
-    out.push_back(CheckHost("dWq (accumulated) rel-L2 vs CPU", gwq, rwq, kBackwardTol));
-    out.push_back(CheckHost("dWk (accumulated) rel-L2 vs CPU", gwk, rwk, kBackwardTol));
-  }
+  const std::vector<float>* ref[] = {&c.loss, &c.kl, &c.ht, &c.hs, &c.dwq, &c.dwk};
+  std::vector<Outcome> out;
+  for (int i = 0; i < (c.learned ? 6 : 4); ++i) out.push_back(CheckHost(kDistillOutputs[i], got[i], *ref[i], kDistillBounds[i]));
   return out;
 }
 
