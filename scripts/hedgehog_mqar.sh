@@ -6,7 +6,8 @@
 # writes it to $out/table.md; the jobs' reports stay in the coordinator's artifact store.
 #
 # Knobs (environment): MQ_L, MQ_KV, MQ_VOCAB, MQ_WIDTH, MQ_HEADS, MQ_STEPS, MQ_LR, MQ_BATCH,
-# MQ_WARMUP, MQ_WD, MQ_EVAL_EVERY (the teacher), MQ_GPUS (GPUs for the teacher's train jobs; 0: CPU),
+# MQ_WARMUP, MQ_WD, MQ_EVAL_EVERY, MQ_TRAIN_KV (the teacher; MQ_TRAIN_KV="4 8": each training batch
+# split over these kv, the data's train_kv; empty: all at MQ_KV), MQ_GPUS (GPUs for the teacher's train jobs; 0: CPU),
 # MQ_WARM="L0 KV0 STEPS" (a first train job on the shorter task, MQAR L0/kv0 for STEPS steps, that the
 # teacher continues from: Zoology trains on a mix of lengths), HH_STEPS, HH_LR, HH_BATCH,
 # HH_EVAL_BATCHES (stage 1 and the evaluation), HH_GPU_MAPS (the maps whose conversion job holds a
@@ -20,9 +21,11 @@ root=$(pwd)
 build=${SCION_BUILD_DIR:-build}
 out=${SCION_HH_DATA:-$root/data/hedgehog-mqar}
 port=${SCION_HH_PORT:-15655}   # worker socket; client = +1, metrics = +2 and +3
-L=${MQ_L:-32} KV=${MQ_KV:-4} V=${MQ_VOCAB:-32} C=${MQ_WIDTH:-64} H=${MQ_HEADS:-4}
-steps=${MQ_STEPS:-2000} lr=${MQ_LR:-1e-2} batch=${MQ_BATCH:-32} warmup=${MQ_WARMUP:-20} wd=${MQ_WD:-0}
-eval_every=${MQ_EVAL_EVERY:-250} gpus=${MQ_GPUS:-0} warm=${MQ_WARM:-}
+# The defaults are the README demo's teacher recipe (a small model that leaves the MQAR plateau on
+# a CPU: one head, kv 4 and 8 mixed in every batch, long warmup, strong weight decay).
+L=${MQ_L:-32} KV=${MQ_KV:-4} V=${MQ_VOCAB:-32} C=${MQ_WIDTH:-32} H=${MQ_HEADS:-1}
+steps=${MQ_STEPS:-1500} lr=${MQ_LR:-3e-3} batch=${MQ_BATCH:-32} warmup=${MQ_WARMUP:-500} wd=${MQ_WD:-0.5}
+eval_every=${MQ_EVAL_EVERY:-250} gpus=${MQ_GPUS:-0} warm=${MQ_WARM:-} train_kv=${MQ_TRAIN_KV-4 8}
 hh_steps=${HH_STEPS:-200} hh_lr=${HH_LR:-3e-2} hh_batch=${HH_BATCH:-16} hh_eval=${HH_EVAL_BATCHES:-8}
 hh_gpu_maps=" ${HH_GPU_MAPS:-} " hh_cpu_steps=${HH_CPU_STEPS:-$hh_steps}
 
@@ -34,9 +37,12 @@ cluster_start "$out" "$port" hedgehog-mqar ${SCION_HH_CPU_SLOTS:+--cpu-slots="$S
 # A 2-layer teacher: from scratch (params.model), or continuing a first job (inputs.model, $5).
 teacher_spec() {  # name, MQAR L, kv, steps, job to continue from (or "")
   python3 -c 'import json, sys
-name, L, KV, steps, start, n_pos, V, C, H, lr, B, warmup, wd, every, gpus = sys.argv[1:]
+name, L, KV, steps, start, n_pos, V, C, H, lr, B, warmup, wd, every, gpus, train_kv = sys.argv[1:]
+data = {"kind": "mqar", "num_kv": int(KV), "seq_len": int(L)}
+if train_kv.split():
+  data["train_kv"] = [int(k) for k in train_kv.split()]
 spec = {"kind": "train", "name": name, "params": {
-  "data": {"kind": "mqar", "num_kv": int(KV), "seq_len": int(L)},
+  "data": data,
   "steps": int(steps), "batch_size": int(B), "lr": float(lr), "warmup": int(warmup), "weight_decay": float(wd),
   "log_every": 50, "eval_every": int(every), "eval_batches": 8, "checkpoint_every": int(every)}}
 if start:
@@ -47,7 +53,7 @@ else:
                              "n_head": int(H), "n_inner": 2 * int(C)}
 if int(gpus) > 0:
   spec["resources"] = {"gpus": int(gpus)}
-print(json.dumps(spec))' "$@" "$L" "$V" "$C" "$H" "$lr" "$batch" "$warmup" "$wd" "$eval_every" "$gpus"
+print(json.dumps(spec))' "$@" "$L" "$V" "$C" "$H" "$lr" "$batch" "$warmup" "$wd" "$eval_every" "$gpus" "$train_kv"
 }
 start=""
 if [ -n "$warm" ]; then
