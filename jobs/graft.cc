@@ -319,6 +319,8 @@ Outcome RunGraft(const json& spec, Context& ctx) {
   if (p.stage2.train.steps > 0) {
     LoopConfig loop = p.stage2;
     loop.checkpoint_dir = root.empty() ? "" : root + "/stage2";
+    loop.progress_from = 0.5;  // after stage 1's half
+    loop.progress_to = 0.95;
     const double cpu0 = CpuSeconds();
     const auto wall0 = std::chrono::steady_clock::now();
     auto r = RunTrainLoop(g, d, loop, ctx);

@@ -445,7 +445,8 @@ Result<Stage1Result> RunStage1(nn::Model& teacher, nn::Model& student, const std
       ctx.reporter->Metric(out.steps_done, "stage1_lr", lr);
       for (size_t li = 0; li < layers.size(); ++li)
         ctx.reporter->Metric(out.steps_done, "stage1_kl_layer" + std::to_string(layers[li]), d->layer_kl[li]);
-      ctx.reporter->Progress(0.8 * static_cast<double>(out.steps_done) / static_cast<double>(s.steps));
+      const double share = hp.stage2.train.steps > 0 ? 0.5 : 0.8;  // the rest: the finetune, the report
+      ctx.reporter->Progress(share * static_cast<double>(out.steps_done) / static_cast<double>(s.steps));
     }
     if (!file.empty() && (out.steps_done % s.checkpoint_every == 0 || out.steps_done == s.steps || stopping))
       SCION_RETURN_IF_ERROR(SaveStage1(file, student, opt, out.steps_done));
@@ -529,6 +530,8 @@ Outcome RunHedgehog(const json& spec, Context& ctx) {
   if (hp.stage2.train.steps > 0) {
     LoopConfig loop = hp.stage2;
     if (!ctx.checkpoint_dir.empty()) loop.checkpoint_dir = ctx.checkpoint_dir + "/stage2";
+    loop.progress_from = 0.5;
+    loop.progress_to = 0.95;
     (void)student.SetTrainable("all", true);
     auto r = RunTrainLoop(student, *data, loop, ctx);
     if (!r.ok()) return {r.status(), {}};

@@ -408,7 +408,9 @@ Outcome RunLowra(const json& spec, Context& ctx) {
     const json& f = params.at("finetune");
     auto tuned = WithAdapters(m, *qz, f);
     if (!tuned.ok()) return fail(tuned.status());
-    const LoopConfig loop = FinetuneLoop(f, text, ctx);
+    LoopConfig loop = FinetuneLoop(f, text, ctx);
+    loop.progress_from = 0.6;  // after quantization
+    loop.progress_to = 0.95;
     if (loop.seq_len > m.config().n_positions)
       return fail(Status::InvalidArgument("params.finetune.seq_len: exceeds the model's n_positions"));
     auto r = RunTrainLoop(*tuned, *text_data, loop, ctx);

@@ -199,7 +199,8 @@ Result<LoopResult> RunTrainLoop(nn::Model& m, const DataSource& d, const LoopCon
         ctx.reporter->Metric(step + 1, p + "grad_norm", s->grad_norm);
         ctx.reporter->Metric(step + 1, p + "tokens_per_s", out.tokens_per_s);
         ctx.reporter->Metric(step + 1, p + "memory_bytes", static_cast<double>(PeakRssBytes()));
-        ctx.reporter->Progress(static_cast<double>(step + 1) / c.train.steps);
+        ctx.reporter->Progress(c.progress_from + (c.progress_to - c.progress_from) * static_cast<double>(step + 1) /
+                                                     static_cast<double>(c.train.steps));
       }
       t0 = std::chrono::steady_clock::now();
       tokens_since = 0;

@@ -29,6 +29,8 @@ struct LoopConfig {
   std::string metric_prefix;    // prepended to every metric name ("stage2_" for a finetune stage)
   std::string checkpoint_dir;   // step-NNNNNNNN/ folders; empty: no checkpoints, no resume
   bool recompute = false;       // Model::SetRecompute: one block's activations held at a time
+  // The job progress this loop spans: a stage of a longer job reports within its share.
+  double progress_from = 0, progress_to = 1;
 };
 
 struct LoopResult {

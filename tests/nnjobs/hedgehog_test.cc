@@ -28,6 +28,7 @@ struct StopRecorder : Reporter {
   std::map<std::string, double> last;
   std::map<std::string, std::string> artifacts;
   std::vector<std::string> logs;
+  std::vector<double> progress;
   std::string stop_on;
   int64_t stop_step = 0;
   std::atomic<bool> stop{false};
@@ -36,7 +37,7 @@ struct StopRecorder : Reporter {
     if (n == stop_on && step >= stop_step) stop = true;
   }
   void Log(const std::string& line) override { logs.push_back(line); }
-  void Progress(double) override {}
+  void Progress(double f) override { progress.push_back(f); }
   void Artifact(const std::string& n, const std::string& p) override { artifacts[n] = p; }
   bool Logged(const std::string& part) const {
     for (const std::string& l : logs)
@@ -237,6 +238,11 @@ TEST(HedgehogResume, StopAndResumeGiveTheSameResult) {
   const Outcome want = Convert(p, full, teacher);
   ASSERT_TRUE(want.status.ok()) << want.status.message();
   ASSERT_TRUE(want.summary.count("finetuned_mqar_accuracy"));
+  // Progress only moves forward across the two stages and ends at 1.
+  ASSERT_FALSE(full_r.progress.empty());
+  for (size_t i = 1; i < full_r.progress.size(); ++i)
+    EXPECT_LE(full_r.progress[i - 1], full_r.progress[i]) << "progress went back at report " << i;
+  EXPECT_EQ(full_r.progress.back(), 1.0);
 
   const std::string ckpt = Fresh("resume_ckpt");
   auto attempt = [&](const std::string& stop_on, int64_t step) {
