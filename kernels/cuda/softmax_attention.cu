@@ -14,11 +14,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <string>
 #include <utility>
 
 #include "kernels/block_layout.h"
 #include "kernels/cuda/softmax_backward.cuh"
+#include "kernels/cuda/softmax_backward_wgmma.cuh"
 #include "kernels/cuda/softmax_forward.cuh"
 #include "kernels/cuda/softmax_forward_wgmma.cuh"
 #include "kernels/softmax_attention_cuda.h"
@@ -179,6 +181,42 @@ Status LaunchBackward(cudaStream_t stream, AttnDims d, const void* q, const void
   return LastError("AttentionBackward launch");
 }
 
+template <int kWG, int kStages, int kDqBufs, int kMinCtas>
+Status LaunchBackwardWgmmaAs(cudaStream_t stream, AttnDims d, const void* q, const void* k, const void* v,
+                             const void* dout, const float* lse, const float* delta, float* dq_acc, void* dk,
+                             void* dv, const MaskArgs& m, float scale) {
+  constexpr size_t smem = WgmmaBackwardSmem(kWG, kStages, kDqBufs);
+  constexpr int kBN = 64 * kWG;
+  auto kernel = BackwardWgmmaKernel<kWG, kStages, kDqBufs, kMinCtas>;
+  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (attr != cudaSuccess) {
+    return Status::Internal(std::string("AttentionBackward: smem attribute: ") + cudaGetErrorString(attr));
+  }
+  const int64_t heads = d.B * d.H, ctas = heads * ((d.N + kBN - 1) / kBN);
+  if (ctas > 0x7fffffff) return Status::InvalidArgument("AttentionBackward: B·H·N too large for one grid");
+  const int group = HeadGroup(heads, d.N * d.D * static_cast<int64_t>(2 * sizeof(bf16) + sizeof(float)));
+  kernel<<<static_cast<unsigned>(ctas), kWG * 128, smem, stream>>>(
+      static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
+      static_cast<const bf16*>(dout), lse, delta, dq_acc, static_cast<bf16*>(dk), static_cast<bf16*>(dv), d.N, heads,
+      group, m, scale, scale * kLog2e);
+  return LastError("AttentionBackward launch");
+}
+
+Status LaunchBackwardWgmma(cudaStream_t stream, AttnDims d, const void* q, const void* k, const void* v,
+                           const void* dout, const float* lse, const float* delta, float* dq_acc, void* dk, void* dv,
+                           const MaskArgs& m, float scale) {
+  static const int mode = [] {
+    const char* e = std::getenv("SCION_BWD_VARIANT");
+    return e == nullptr ? 0 : std::atoi(e);
+  }();
+  switch (mode) {
+    case 1: return LaunchBackwardWgmmaAs<1, 2, 1, 3>(stream, d, q, k, v, dout, lse, delta, dq_acc, dk, dv, m, scale);
+    case 2: return LaunchBackwardWgmmaAs<2, 2, 2, 1>(stream, d, q, k, v, dout, lse, delta, dq_acc, dk, dv, m, scale);
+    case 3: return LaunchBackwardWgmmaAs<1, 3, 2, 2>(stream, d, q, k, v, dout, lse, delta, dq_acc, dk, dv, m, scale);
+  }
+  return LaunchBackwardWgmmaAs<1, 2, 2, 2>(stream, d, q, k, v, dout, lse, delta, dq_acc, dk, dv, m, scale);
+}
+
 template <int D>
 Status BackwardForD(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, const void* o,
                     const void* dout, const float* lse, void* dq, void* dk, void* dv, const MaskArgs& m, float scale) {
@@ -201,14 +239,23 @@ Status BackwardForD(const Launch& l, AttnDims d, const void* q, const void* k, c
   // the band's edges (measured: w=256 1.38 vs 1.53 ms fwd+bwd at N=8192).
   const bool narrow_window = m.window > 0 && m.window < 1024;
   const bool wide = m.block_size % 128 == 0 && !narrow_window;
+  // D = 64 on sm_90a: the wgmma kernel (128-key CTAs of two warpgroups) where the mma.sync kernel
+  // would take 128-key CTAs; its dQ buffer keeps DqSwizzle's chunk order.
+  const bool wgmma_bwd = D == 64 && wide && WgmmaBuilt();
   const Status st = [&]() -> Status {
     auto launch_main = [&]() -> Status {
+      if (wgmma_bwd) return LaunchBackwardWgmma(stream, d, q, k, v, dout, lse, delta, dq_acc, dk, dv, m, scale);
       if constexpr (D <= 64) {
         if (wide) return LaunchBackward<D, 128>(stream, d, q, k, v, dout, lse, delta, dq_acc, dk, dv, m, scale);
       }
       return LaunchBackward<D, 64>(stream, d, q, k, v, dout, lse, delta, dq_acc, dk, dv, m, scale);
     };
     SCION_RETURN_IF_ERROR(launch_main());
+    if (wgmma_bwd) {
+      ScaleDqSwizzledKernel<<<static_cast<unsigned>((rows * 16 + 255) / 256), 256, 0, stream>>>(
+          dq_acc, static_cast<bf16*>(dq), scale, rows, d.N);
+      return LastError("AttentionBackward scale");
+    }
     const int64_t count = rows * D;
     ScaleToBF16Kernel<<<static_cast<unsigned>((count / 4 + 255) / 256 + 1), 256, 0, stream>>>(
         dq_acc, static_cast<bf16*>(dq), scale, count);
