@@ -1,19 +1,19 @@
 // Softmax attention backward on Hopper warpgroup MMA (wgmma, sm_90a), head width 64.
 // Internal to kernels/cuda/softmax_attention.cu.
 //
-// CTA = 128 keys of one (b, h): two warpgroups of 64 keys each, K and V resident in
-// 128-byte-swizzled shared memory, looping over 64-query tiles (Q, dO, lse, delta) that all threads
-// copy with cp.async, double-buffered. Per warpgroup and query tile:
+// CTA = kWG warpgroups of 64 keys each of one (b, h) (one in the shipped configuration, three CTAs
+// per SM), K and V resident in 128-byte-swizzled shared memory, looping over 64-query tiles: Q and
+// dO by the copy engine (TMA, thread 0) or cp.async, lse and delta by cp.async, double-buffered.
+// Per warpgroup and query tile:
 //   issue Sᵀ = K Qᵀ and dPᵀ = V dOᵀ (wgmma, operands from shared memory)
 //   wait Sᵀ; Pᵀ = exp2(Sᵀ·scale·log2e − lse) while dPᵀ runs; issue dV += Pᵀ dO (Pᵀ from registers)
 //   wait dPᵀ; dSᵀ = Pᵀ ∘ (dPᵀ − delta) while dV runs; issue dK += dSᵀ Q; dSᵀ to shared memory
 //   issue dQ_part = dS K (both operands read transposed from shared memory)
-// The two warpgroups' dQ parts are summed in shared memory and the 64 × 64 fp32 tile is added to
-// the dQ buffer by one bulk reduction (cp.reduce.async.bulk, 16 KiB), so L2 sees one tile-sized add
-// per query tile instead of one atomic per pair of values. For that the buffer holds each row's
-// 16-byte chunks in the order the staging tile uses to avoid bank conflicts (DqSwizzle);
-// ScaleDqSwizzledKernel undoes it. Mask policy, grid order and dK/dV outputs are those of
-// BackwardKernel.
+// The warpgroups' dQ parts are summed in shared memory and the 64 × 64 fp32 tile is added to the
+// dQ buffer by one bulk reduction (cp.reduce.async.bulk, 16 KiB), so L2 sees one tile-sized add per
+// query tile instead of one atomic per pair of values. For that the buffer holds each row's 16-byte
+// chunks in the order the staging tile uses to avoid bank conflicts (DqSwizzle);
+// ScaleDqSwizzledKernel undoes it. Mask policy and dK/dV outputs are those of BackwardKernel.
 #pragma once
 
 #include "kernels/cuda/attention_tiles.cuh"
@@ -57,8 +57,13 @@ __device__ __forceinline__ int DqSwizzle(int64_t row, int col) {
 // Shared memory of BackwardWgmmaKernel, with 1 KiB of slack to align the swizzle atoms.
 constexpr size_t WgmmaBackwardSmem(int wg, int stages, int dq_bufs) {
   return (3 * 64 * wg * 64 + 2 * stages * kQTile * 64) * sizeof(bf16) +
-         (dq_bufs * kQTile * 64 + 2 * stages * kQTile) * sizeof(float) + 1024;
+         (dq_bufs * kQTile * 64 + 2 * stages * kQTile) * sizeof(float) + stages * sizeof(uint64_t) + 1024;
 }
+
+// Tensor maps of Q and dO for the copy engine (as AttnTensorMaps, boxes of 64 rows).
+struct BwdTensorMaps {
+  CUtensorMap q, dout;
+};
 
 // 4 bytes global -> shared, zero-filled when !valid.
 __device__ __forceinline__ void CpAsync4(void* smem, const void* gmem, bool valid) {
@@ -82,12 +87,15 @@ __global__ void ScaleDqSwizzledKernel(const float* __restrict__ src, bf16* __res
 // inside its iteration: with products in flight across the loop's back edge ptxas serialises all
 // wgmma (C7514), so the overlap between tiles comes from the other CTAs on the SM.
 // 1-D grid ordered by OrderedTile, key block 0 (the most causal work) first.
-template <int kWG, int kStages, int kDqBufs, int kMinCtas>
+// kTma: thread 0 issues the Q and dO tiles to the copy engine (maps), completing on one mbarrier per
+// buffer, instead of every thread computing addresses for its share of cp.async copies.
+template <int kWG, int kStages, int kDqBufs, int kMinCtas, bool kTma>
 __global__ void __launch_bounds__(kWG * 128, kMinCtas)
     BackwardWgmmaKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
                         const bf16* __restrict__ dout, const float* __restrict__ lse, const float* __restrict__ delta,
                         float* __restrict__ dq_acc, bf16* __restrict__ dk, bf16* __restrict__ dv, int64_t n,
-                        int64_t heads, int group, MaskArgs mask, float scale, float scale_log2) {
+                        int64_t heads, int group, MaskArgs mask, float scale, float scale_log2,
+                        const __grid_constant__ BwdTensorMaps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(kStages >= 2 && (kDqBufs == 1 || kDqBufs == 2), "double-buffered at least");
   constexpr int D = 64, kBN = 64 * kWG, kBM = kQTile, kThreads = kWG * 128, kAhead = kStages - 1;
@@ -101,6 +109,7 @@ __global__ void __launch_bounds__(kWG * 128, kMinCtas)
   float* sDQ = reinterpret_cast<float*>(sDO + kStages * kBM * D);  // (kDqBufs, kBM, 64), chunks as DqSwizzle
   float* sLse = sDQ + kDqBufs * kBM * D;    // (kStages, kBM)
   float* sDelta = sLse + kStages * kBM;     // (kStages, kBM)
+  uint64_t* full = reinterpret_cast<uint64_t*>(sDelta + kStages * kBM);  // (kStages) mbarriers, kTma
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2, wi = warp & 3;
   const GridTile gt = OrderedTile(blockIdx.x, static_cast<int>((n + kBN - 1) / kBN), heads, group);
@@ -114,8 +123,16 @@ __global__ void __launch_bounds__(kWG * 128, kMinCtas)
   // past n read 0, and the element mask zeroes their P.
   auto load_q = [&](int qt, int stage) {
     const int64_t r0 = static_cast<int64_t>(qt) * kBM;
-    LoadTileSw128<kThreads>(sQ + stage * kBM * D, q + head, r0, kBM, n, tid);
-    LoadTileSw128<kThreads>(sDO + stage * kBM * D, dout + head, r0, kBM, n, tid);
+    if constexpr (kTma) {
+      if (tid == 0) {
+        MbarArriveExpectTx(full + stage, 2 * kBM * D * sizeof(bf16));
+        TmaLoad3D(sQ + stage * kBM * D, &maps.q, 0, static_cast<int>(r0), static_cast<int>(gt.bh), full + stage);
+        TmaLoad3D(sDO + stage * kBM * D, &maps.dout, 0, static_cast<int>(r0), static_cast<int>(gt.bh), full + stage);
+      }
+    } else {
+      LoadTileSw128<kThreads>(sQ + stage * kBM * D, q + head, r0, kBM, n, tid);
+      LoadTileSw128<kThreads>(sDO + stage * kBM * D, dout + head, r0, kBM, n, tid);
+    }
     if (tid < 2 * kBM) {
       const int r = tid & (kBM - 1);
       const bool valid = r0 + r < n;
@@ -124,9 +141,19 @@ __global__ void __launch_bounds__(kWG * 128, kMinCtas)
     }
   };
 
-  // One cp.async group per query tile (K and V join the first): tiles 0 .. kAhead-1 before the loop.
+  if constexpr (kTma) {
+    if (tid == 0) {
+#pragma unroll
+      for (int st = 0; st < kStages; ++st) MbarInit(full + st, 1);
+      MbarInitFence();
+    }
+    __syncthreads();
+  }
+  // One cp.async group for K and V, then one per query tile (lse, delta; Q and dO too without
+  // kTma): tiles 0 .. kAhead-1 before the loop.
   LoadTileSw128<kThreads>(sK, k + head, k0, kBN, n, tid);
   LoadTileSw128<kThreads>(sV, v + head, k0, kBN, n, tid);
+  CpAsyncCommit();
   int qt = tiles.Next(tiles.lo), load_qt = qt;
 #pragma unroll
   for (int a = 0; a < kAhead; ++a) {
@@ -193,8 +220,11 @@ __global__ void __launch_bounds__(kWG * 128, kMinCtas)
       load_qt = tiles.Next(load_qt + 1);
     }
     CpAsyncCommit();
-    if (tid == 0) BulkWaitRead<kDqBufs - 1>();  // the dQ buffer written below was read out
+    // The dQ buffer written at this tile's end was read out by the copy engine: with one warpgroup
+    // the wait sits before the dSᵀ barrier instead, half a tile after the copy was issued.
+    if (kWG == 2 && tid == 0) BulkWaitRead<kDqBufs - 1>();
     CpAsyncWait<kAhead>();
+    if constexpr (kTma) MbarWait(full + stage, (t / kStages) & 1);
     wgmma::FenceProxyAsync();
     __syncthreads();  // this tile's Q, dO, lse, delta are in shared memory
     const bf16* sQs = sQ + stage * kBM * D;
@@ -262,7 +292,10 @@ __global__ void __launch_bounds__(kWG * 128, kMinCtas)
       for (int r = 0; r < 4; ++r) {
         const int base = 4 * (2 * kk + (r >> 1)) + 2 * (r & 1);
         const float2 dl = *reinterpret_cast<const float2*>(delta_s + (2 * kk + (r >> 1)) * 8 + wcol);
-        dsa[kk][r] = PackBF16(pf[base] * (dp[base] - dl.x), pf[base + 1] * (dp[base + 1] - dl.y));
+        // P as rounded for dV: 32 fewer live registers than the fp32 P (no spills at 3 CTAs per SM)
+        // for one more 2^-9 relative rounding of dS, which enters the tensor cores as bf16 anyway.
+        const float2 pv = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&pa[kk][r]));
+        dsa[kk][r] = PackBF16(pv.x * (dp[base] - dl.x), pv.y * (dp[base + 1] - dl.y));
         // dSᵀ for the dQ product: row = key, 16-byte chunk (2kk + r/2) swizzled by the row.
         const int row = wrow + (r & 1) * 8, chunk = 2 * kk + (r >> 1);
         *reinterpret_cast<uint32_t*>(sDSw + row * kBM + ((chunk ^ (row & 7)) << 3) + wcol) = dsa[kk][r];
@@ -275,6 +308,7 @@ __global__ void __launch_bounds__(kWG * 128, kMinCtas)
     for (int kk = 0; kk < 4; ++kk) wgmma::MmaRS_m64n64_BT(dk_acc, dsa[kk], wgmma::Desc(sQs + kk * 16 * D));
     wgmma::Commit();
     wgmma::FenceProxyAsync();   // the dSᵀ stores above are read next by the tensor cores
+    if (kWG == 1 && tid == 0) BulkWaitRead<kDqBufs - 1>();
     NamedBarrier(1 + wg, 128);  // this warpgroup's dSᵀ rows are complete
 
     // dQ part (64 queries × 64) = dS K over this warpgroup's 64 keys.
