@@ -8,7 +8,12 @@
 //             sm_90a runs the wgmma variant (softmax_forward_wgmma.cuh) except for narrow windows.
 //   backward: delta = rowsum(dO∘O) preprocess; CTA = 128 or 64 keys (16 per warp), loops over
 //             64-query tiles, keeps dK, dV in registers, adds dQ into an fp32 buffer with vector
-//             atomics; a last pass scales dQ to bf16.
+//             atomics; a last pass scales dQ to bf16. D = 64 on sm_90a where the mma.sync kernel
+//             would take 128-key CTAs runs the wgmma variant (softmax_backward_wgmma.cuh).
+// The wgmma kernels load tiles through the copy engine (tensor maps made here with the driver's
+// cuTensorMapEncodeTiled) and fall back to cp.async where no map can be made.
+#include <cuda.h>
+#include <cudaTypedefs.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -19,6 +24,7 @@
 
 #include "kernels/block_layout.h"
 #include "kernels/cuda/softmax_backward.cuh"
+#include "kernels/cuda/softmax_backward_wgmma.cuh"
 #include "kernels/cuda/softmax_forward.cuh"
 #include "kernels/cuda/softmax_forward_wgmma.cuh"
 #include "kernels/softmax_attention_cuda.h"
@@ -98,20 +104,61 @@ bool WgmmaBuilt() {
   return built;
 }
 
+// cuTensorMapEncodeTiled from the driver, fetched through the runtime (no link against libcuda);
+// null when the driver lacks it, and the cp.async kernels run instead.
+PFN_cuTensorMapEncodeTiled_v12000 TensorMapEncoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess) {
+      cudaGetLastError();
+      return static_cast<PFN_cuTensorMapEncodeTiled_v12000>(nullptr);
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  }();
+  return fn;
+}
+
+// Map of a (heads, n, 64) bf16 tensor read in boxes of `rows` × 64 of one head, 128-byte swizzled.
+bool EncodeHeadMap(CUtensorMap* map, const void* base, int64_t n, int64_t heads, int rows) {
+  const PFN_cuTensorMapEncodeTiled_v12000 encode = TensorMapEncoder();
+  if (encode == nullptr) return false;
+  const cuuint64_t dims[3] = {64, static_cast<cuuint64_t>(n), static_cast<cuuint64_t>(heads)};
+  const cuuint64_t strides[2] = {64 * sizeof(bf16), static_cast<cuuint64_t>(n) * 64 * sizeof(bf16)};
+  const cuuint32_t box[3] = {64, static_cast<cuuint32_t>(rows), 1};
+  const cuuint32_t elem[3] = {1, 1, 1};
+  return encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void*>(base), dims, strides, box, elem,
+                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 template <int kWG, int kBN, int kMinCtas, int kStages>
 Status LaunchForwardWgmma(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,
                           float* lse, const MaskArgs& m, float scale) {
   constexpr size_t smem = WgmmaForwardSmem(kWG, kBN, kStages);
   constexpr int kBM = 64 * kWG;
-  auto kernel = ForwardWgmmaKernel<kWG, kBN, kMinCtas, kStages>;
-  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  if (attr != cudaSuccess) return Status::Internal(std::string("AttentionForward: smem attribute: ") + cudaGetErrorString(attr));
   const int64_t heads = d.B * d.H, ctas = heads * ((d.N + kBM - 1) / kBM);
   if (ctas > 0x7fffffff) return Status::InvalidArgument("AttentionForward: B·H·N too large for one grid");
+  // The copy engine's coordinates are 32-bit: rows and heads must fit; without a map, cp.async.
+  AttnTensorMaps maps{};
+  const bool tma = d.N < (int64_t{1} << 31) && heads < (int64_t{1} << 31) &&
+                   EncodeHeadMap(&maps.q, q, d.N, heads, kBM) && EncodeHeadMap(&maps.k, k, d.N, heads, kBN) &&
+                   EncodeHeadMap(&maps.v, v, d.N, heads, kBN);
+  auto kernel = tma ? ForwardWgmmaKernel<kWG, kBN, kMinCtas, kStages, true>
+                    : ForwardWgmmaKernel<kWG, kBN, kMinCtas, kStages, false>;
+  static const cudaError_t attr = [] {
+    cudaError_t e = cudaFuncSetAttribute(ForwardWgmmaKernel<kWG, kBN, kMinCtas, kStages, true>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    const cudaError_t e2 = cudaFuncSetAttribute(ForwardWgmmaKernel<kWG, kBN, kMinCtas, kStages, false>,
+                                                cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    return e != cudaSuccess ? e : e2;
+  }();
+  if (attr != cudaSuccess) return Status::Internal(std::string("AttentionForward: smem attribute: ") + cudaGetErrorString(attr));
   const int group = HeadGroup(heads, d.N * d.D * 2 * static_cast<int64_t>(sizeof(bf16)));
   kernel<<<static_cast<unsigned>(ctas), kWG * 128, smem, static_cast<cudaStream_t>(l.stream)>>>(
       static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v), static_cast<bf16*>(o), lse,
-      d.N, heads, group, m, scale * kLog2e);
+      d.N, heads, group, m, scale * kLog2e, maps);
   return LastError("AttentionForward launch");
 }
 
@@ -179,6 +226,47 @@ Status LaunchBackward(cudaStream_t stream, AttnDims d, const void* q, const void
   return LastError("AttentionBackward launch");
 }
 
+template <int kWG, int kStages, int kDqBufs, int kMinCtas>
+Status LaunchBackwardWgmmaAs(cudaStream_t stream, AttnDims d, const void* q, const void* k, const void* v,
+                             const void* dout, const float* lse, const float* delta, float* dq_acc, void* dk,
+                             void* dv, const MaskArgs& m, float scale) {
+  constexpr size_t smem = WgmmaBackwardSmem(kWG, kStages, kDqBufs);
+  constexpr int kBN = 64 * kWG;
+  const int64_t heads = d.B * d.H, ctas = heads * ((d.N + kBN - 1) / kBN);
+  if (ctas > 0x7fffffff) return Status::InvalidArgument("AttentionBackward: B·H·N too large for one grid");
+  // The copy engine's coordinates are 32-bit: rows and heads must fit; without a map, cp.async.
+  BwdTensorMaps maps{};
+  const bool tma = d.N < (int64_t{1} << 31) && heads < (int64_t{1} << 31) &&
+                   EncodeHeadMap(&maps.q, q, d.N, heads, kQTile) && EncodeHeadMap(&maps.dout, dout, d.N, heads, kQTile);
+  auto kernel = tma ? BackwardWgmmaKernel<kWG, kStages, kDqBufs, kMinCtas, true>
+                    : BackwardWgmmaKernel<kWG, kStages, kDqBufs, kMinCtas, false>;
+  static const cudaError_t attr = [] {
+    const cudaError_t e = cudaFuncSetAttribute(BackwardWgmmaKernel<kWG, kStages, kDqBufs, kMinCtas, true>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    const cudaError_t e2 = cudaFuncSetAttribute(BackwardWgmmaKernel<kWG, kStages, kDqBufs, kMinCtas, false>,
+                                                cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    return e != cudaSuccess ? e : e2;
+  }();
+  if (attr != cudaSuccess) {
+    return Status::Internal(std::string("AttentionBackward: smem attribute: ") + cudaGetErrorString(attr));
+  }
+  const int group = HeadGroup(heads, d.N * d.D * static_cast<int64_t>(2 * sizeof(bf16) + sizeof(float)));
+  kernel<<<static_cast<unsigned>(ctas), kWG * 128, smem, stream>>>(
+      static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
+      static_cast<const bf16*>(dout), lse, delta, dq_acc, static_cast<bf16*>(dk), static_cast<bf16*>(dv), d.N, heads,
+      group, m, scale, scale * kLog2e, maps);
+  return LastError("AttentionBackward launch");
+}
+
+// D = 64 backward: 64-key CTAs of one warpgroup, three per SM (168 registers, 73 KiB of shared
+// memory each), one dQ staging tile. Measured on the H100 (docs/PERF.md) against two per SM with
+// K and V fragments in registers, and 128-key CTAs of two warpgroups summing their dQ parts.
+Status LaunchBackwardWgmma(cudaStream_t stream, AttnDims d, const void* q, const void* k, const void* v,
+                           const void* dout, const float* lse, const float* delta, float* dq_acc, void* dk, void* dv,
+                           const MaskArgs& m, float scale) {
+  return LaunchBackwardWgmmaAs<1, 2, 1, 3>(stream, d, q, k, v, dout, lse, delta, dq_acc, dk, dv, m, scale);
+}
+
 template <int D>
 Status BackwardForD(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, const void* o,
                     const void* dout, const float* lse, void* dq, void* dk, void* dv, const MaskArgs& m, float scale) {
@@ -201,14 +289,23 @@ Status BackwardForD(const Launch& l, AttnDims d, const void* q, const void* k, c
   // the band's edges (measured: w=256 1.38 vs 1.53 ms fwd+bwd at N=8192).
   const bool narrow_window = m.window > 0 && m.window < 1024;
   const bool wide = m.block_size % 128 == 0 && !narrow_window;
+  // D = 64 on sm_90a: the wgmma kernel (128-key CTAs of two warpgroups) where the mma.sync kernel
+  // would take 128-key CTAs; its dQ buffer keeps DqSwizzle's chunk order.
+  const bool wgmma_bwd = D == 64 && wide && WgmmaBuilt();
   const Status st = [&]() -> Status {
     auto launch_main = [&]() -> Status {
+      if (wgmma_bwd) return LaunchBackwardWgmma(stream, d, q, k, v, dout, lse, delta, dq_acc, dk, dv, m, scale);
       if constexpr (D <= 64) {
         if (wide) return LaunchBackward<D, 128>(stream, d, q, k, v, dout, lse, delta, dq_acc, dk, dv, m, scale);
       }
       return LaunchBackward<D, 64>(stream, d, q, k, v, dout, lse, delta, dq_acc, dk, dv, m, scale);
     };
     SCION_RETURN_IF_ERROR(launch_main());
+    if (wgmma_bwd) {
+      ScaleDqSwizzledKernel<<<static_cast<unsigned>((rows * 16 + 255) / 256), 256, 0, stream>>>(
+          dq_acc, static_cast<bf16*>(dq), scale, rows, d.N);
+      return LastError("AttentionBackward scale");
+    }
     const int64_t count = rows * D;
     ScaleToBF16Kernel<<<static_cast<unsigned>((count / 4 + 255) / 256 + 1), 256, 0, stream>>>(
         dq_acc, static_cast<bf16*>(dq), scale, count);

@@ -1,9 +1,10 @@
 // Softmax attention forward on Hopper warpgroup MMA (wgmma, sm_90a), head width 64.
 // Internal to kernels/cuda/softmax_attention.cu.
 //
-// CTA = kWG warpgroups of 64 queries each, sharing K/V tiles of kBN keys that all threads copy with
-// cp.async into 128-byte-swizzled shared memory, kStages deep: tiles t-1 and t are being read while
-// tiles t+1 .. t+kStages-2 are in flight. Per warpgroup and key tile t:
+// CTA = kWG warpgroups of 64 queries each, sharing K/V tiles of kBN keys that thread 0 issues to the
+// copy engine (TMA: 128-byte-swizzled boxes completing on an mbarrier per stage; without tensor maps
+// all threads copy them with cp.async), kStages deep: tiles t-1 and t are being read while tiles
+// t+1 .. t+kStages-2 are in flight. Per warpgroup and key tile t:
 //   issue S_t = Q K_tᵀ (wgmma, Q and K from shared memory)      ─┐ both in flight
 //   issue O += P_{t-1} V_{t-1} (wgmma, P from registers)         ─┘
 //   wait for S_t; softmax of S_t (MUFU) while P_{t-1} V_{t-1} still runs on the tensor cores;
@@ -13,10 +14,44 @@
 // ldmatrix. The mask policy, grid order and output format are those of the mma.sync kernel.
 #pragma once
 
+#include <cuda.h>
+
 #include "kernels/cuda/attention_tiles.cuh"
 #include "kernels/cuda/wgmma.cuh"
 
 namespace scion::kernels::cuda::attn {
+
+// Tensor maps of Q, K, V for the copy engine (TMA): each (B·H, N, 64) bf16, boxes of 64 columns ×
+// rows tile rows × 1 head, 128-byte swizzle (the layout the wgmma descriptors read), rows past N
+// filled with zeros.
+struct AttnTensorMaps {
+  CUtensorMap q, k, v;
+};
+
+__device__ __forceinline__ void MbarInit(uint64_t* bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(SmemAddr(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void MbarInitFence() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+// One arrival that also announces `bytes` of copy-engine writes the phase must wait for.
+__device__ __forceinline__ void MbarArriveExpectTx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(SmemAddr(bar)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void MbarWait(uint64_t* bar, uint32_t parity) {
+  asm volatile(
+      "{\n.reg .pred done;\nwait_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra wait_%=;\n}\n" ::"r"(SmemAddr(bar)),
+      "r"(parity)
+      : "memory");
+}
+// Box (c0, c1, c2) of `map` into shared memory; completes on `bar` with its byte count.
+__device__ __forceinline__ void TmaLoad3D(void* smem, const CUtensorMap* map, int c0, int c1, int c2, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::
+          "r"(SmemAddr(smem)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(SmemAddr(bar))
+      : "memory");
+}
 
 // Async copy of `rows` × 64 bf16 rows [row0, row0 + rows) (zero past n) into a 128-byte-swizzled
 // tile: 16-byte chunk c of row r goes to chunk c ^ (r % 8), the layout the wgmma descriptors read.
@@ -39,18 +74,21 @@ __device__ __forceinline__ void MmaQK(float (&s)[kBN / 2], uint64_t desc_q, uint
   }
 }
 
-// Shared memory of ForwardWgmmaKernel, with 1 KiB of slack to align the swizzle atoms.
+// Shared memory of ForwardWgmmaKernel, with 1 KiB of slack to align the swizzle atoms and the
+// copy engine's mbarriers (one per stage, one for Q).
 constexpr size_t WgmmaForwardSmem(int wg, int bn, int stages) {
-  return (64 * wg + stages * 2 * bn) * 64 * sizeof(bf16) + 1024;
+  return (64 * wg + stages * 2 * bn) * 64 * sizeof(bf16) + 1024 + (stages + 1) * sizeof(uint64_t);
 }
 
 // Requires scale_log2 > 0: the row max is taken over raw scores and the scale folds into the
 // exponent's FFMA. 1-D grid ordered by OrderedTile, the last (heaviest causal) query tile first.
-template <int kWG, int kBN, int kMinCtas, int kStages>
+// kTma: thread 0 issues Q, K and V tiles to the copy engine (maps), completing on mbarriers, instead
+// of every thread computing addresses for its share of cp.async copies.
+template <int kWG, int kBN, int kMinCtas, int kStages, bool kTma = false>
 __global__ void __launch_bounds__(kWG * 128, kMinCtas)
     ForwardWgmmaKernel(const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
                        bf16* __restrict__ o, float* __restrict__ lse, int64_t n, int64_t heads, int group,
-                       MaskArgs mask, float scale_log2) {
+                       MaskArgs mask, float scale_log2, const __grid_constant__ AttnTensorMaps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(kStages >= 3, "tiles t-1 and t stay resident while the next one loads");
   constexpr int D = 64, kBM = 64 * kWG, kThreads = kWG * 128, kTile = kBN * D, kAhead = kStages - 2;
@@ -59,6 +97,7 @@ __global__ void __launch_bounds__(kWG * 128, kMinCtas)
   bf16* sQ = reinterpret_cast<bf16*>(smem_raw + (misalign == 0 ? 0 : 1024 - misalign));  // (kBM, 64)
   bf16* sK = sQ + kBM * D;                  // (kStages, kBN, 64)
   bf16* sV = sK + kStages * kTile;          // (kStages, kBN, 64)
+  uint64_t* full = reinterpret_cast<uint64_t*>(sV + kStages * kTile);  // (kStages + 1) mbarriers, kTma
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
   const int tiles_q = static_cast<int>((n + kBM - 1) / kBM);
@@ -71,16 +110,40 @@ __global__ void __launch_bounds__(kWG * 128, kMinCtas)
   KeyTiles tiles;
   tiles.Init(mask, q0, kBM, kBN, n);
 
-  // One cp.async group per tile (Q joins tile 0's): tiles 0 .. kAhead-1 before the loop.
-  LoadTileSw128<kThreads>(sQ, q + head, q0, kBM, n, tid);
+  const int bh = static_cast<int>(gt.bh);
+  auto tma_kv = [&](int t) {  // thread 0: tile t into its stage
+    const int st = t % kStages, k0 = tiles.Tile(t) * kBN;
+    MbarArriveExpectTx(full + st, 2 * kTile * sizeof(bf16));
+    TmaLoad3D(sK + st * kTile, &maps.k, 0, k0, bh, full + st);
+    TmaLoad3D(sV + st * kTile, &maps.v, 0, k0, bh, full + st);
+  };
+  if constexpr (kTma) {
+    if (tid == 0) {
 #pragma unroll
-  for (int t = 0; t < kAhead; ++t) {
-    if (t < tiles.count) {
-      const int64_t k0 = static_cast<int64_t>(tiles.Tile(t)) * kBN;
-      LoadTileSw128<kThreads>(sK + t * kTile, kh, k0, kBN, n, tid);
-      LoadTileSw128<kThreads>(sV + t * kTile, vh, k0, kBN, n, tid);
+      for (int st = 0; st <= kStages; ++st) MbarInit(full + st, 1);
+      MbarInitFence();
     }
-    CpAsyncCommit();
+    __syncthreads();
+    if (tid == 0) {
+      MbarArriveExpectTx(full + kStages, kBM * D * sizeof(bf16));
+      TmaLoad3D(sQ, &maps.q, 0, static_cast<int>(q0), bh, full + kStages);
+#pragma unroll
+      for (int t = 0; t < kAhead; ++t)
+        if (t < tiles.count) tma_kv(t);
+    }
+    MbarWait(full + kStages, 0);
+  } else {
+    // One cp.async group per tile (Q joins tile 0's): tiles 0 .. kAhead-1 before the loop.
+    LoadTileSw128<kThreads>(sQ, q + head, q0, kBM, n, tid);
+#pragma unroll
+    for (int t = 0; t < kAhead; ++t) {
+      if (t < tiles.count) {
+        const int64_t k0 = static_cast<int64_t>(tiles.Tile(t)) * kBN;
+        LoadTileSw128<kThreads>(sK + t * kTile, kh, k0, kBN, n, tid);
+        LoadTileSw128<kThreads>(sV + t * kTile, vh, k0, kBN, n, tid);
+      }
+      CpAsyncCommit();
+    }
   }
 
   const int wrow = wg * 64 + (warp & 3) * 16;  // this warp's first query row in the CTA tile
@@ -103,8 +166,12 @@ __global__ void __launch_bounds__(kWG * 128, kMinCtas)
 
   for (int t = 0; t < tiles.count; ++t) {
     const int stage = t % kStages;
-    CpAsyncWait<kAhead - 1>();  // tile t landed; later tiles may still be in flight
-    wgmma::FenceProxyAsync();
+    if constexpr (kTma) {
+      MbarWait(full + stage, (t / kStages) & 1);  // tile t landed
+    } else {
+      CpAsyncWait<kAhead - 1>();  // tile t landed; later tiles may still be in flight
+      wgmma::FenceProxyAsync();
+    }
     __syncthreads();  // tile t is in shared memory; every warpgroup is past tile t-1's P·V wait
     const bf16* sKs = sK + stage * kTile;
     const bf16* sVp = sV + (t == 0 ? 0 : (t - 1) % kStages) * kTile;  // tile t-1 (tile 0 at t = 0, p = 0)
@@ -124,13 +191,17 @@ __global__ void __launch_bounds__(kWG * 128, kMinCtas)
     wgmma::Commit();
     wgmma::FenceRegs(acc);
     // Prefetch tile t+kAhead into the stage of tile t-2, whose P·V finished before the barrier above.
-    if (t + kAhead < tiles.count) {
-      const int64_t kn = static_cast<int64_t>(tiles.Tile(t + kAhead)) * kBN;
-      const int next = (t + kAhead) % kStages;
-      LoadTileSw128<kThreads>(sK + next * kTile, kh, kn, kBN, n, tid);
-      LoadTileSw128<kThreads>(sV + next * kTile, vh, kn, kBN, n, tid);
+    if constexpr (kTma) {
+      if (tid == 0 && t + kAhead < tiles.count) tma_kv(t + kAhead);
+    } else {
+      if (t + kAhead < tiles.count) {
+        const int64_t kn = static_cast<int64_t>(tiles.Tile(t + kAhead)) * kBN;
+        const int next = (t + kAhead) % kStages;
+        LoadTileSw128<kThreads>(sK + next * kTile, kh, kn, kBN, n, tid);
+        LoadTileSw128<kThreads>(sV + next * kTile, vh, kn, kBN, n, tid);
+      }
+      CpAsyncCommit();
     }
-    CpAsyncCommit();
     wgmma::Wait<1>();  // S_t done; P_{t-1} V_{t-1} may still run
     wgmma::FenceRegs(s);
 
