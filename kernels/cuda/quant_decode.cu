@@ -1,0 +1,491 @@
+// Decode (M ≤ 16) for packed LowRA matrices: y (M, rows) = x · Ŵᵀ on bf16 tensor cores, the codes
+// decoded into MMA fragments in registers (format: kernels/quant_pack.h; device layout:
+// kernels/quant_device_layout.h; design: docs/LOWRA.md, "Decode kernel").
+//
+// One persistent CTA per SM. A producer warp streams the CTA's tiles through a ring of shared-memory
+// stages with bulk copies (a stage = one piece: up to 16 chunks of one 16-row tile, 16 KB; the
+// tile's levels ride with its first piece), so an SM keeps up to kMaxStages × 16 KB of codes in
+// flight without a register or an issuing warp per byte. 16 consumer warps take one chunk of each
+// piece each, decode it against x (staged once in shared memory when it fits) and meet in shared
+// memory at the end of each tile. Tiles are dealt round-robin over the CTAs in one list, widest
+// segment first, so every CTA gets the same share of each width and no CTA waits for a second wave.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <mutex>
+#include <string>
+
+#include "kernels/cuda/bulk_pipeline.cuh"
+#include "kernels/cuda/quant_decode.h"
+#include "kernels/quant_device_layout.h"
+
+namespace scion::kernels::quant {
+namespace {
+
+namespace bulk = scion::kernels::bulk;
+
+constexpr int kConsumers = 16;                          // decoding warps per CTA
+constexpr int kThreads = (kConsumers + 1) * 32;         // + the producer warp
+constexpr int kPieceChunks = kConsumers;                // chunks per stage: one per consumer warp
+constexpr int kChunkBytes = kChunkWords * 4;            // 1 KB: 16 rows × 16 bytes × 4 lanes
+constexpr int kStageBytes = kPieceChunks * kChunkBytes; // 16 KB
+constexpr int kMetaBytes = kTileRows * kMaxLevels * 2;  // one tile's fp16 levels
+constexpr int kMaxStages = 8;  // 128 KB in flight per SM: ~3× what the copy rate × DRAM latency needs
+constexpr int kMinStages = 3;  // below this x is read through L1 instead of staged
+constexpr int kBarBytes = 128; // full[kMaxStages], empty[kMaxStages]; keeps the stages 128-aligned
+
+struct Dims {
+  int64_t cols, blocks, groups;
+  int group_size;
+  int64_t out_rows;  // y's row stride (all rows of the matrix)
+};
+
+// Segments of one matrix for a single launch: tiles [first_tile[i], first_tile[i+1]) of the one
+// list are seg[i]'s (widest first).
+struct SegmentTable {
+  DeviceQuantMatrix::Segment seg[4];
+  int chunks[4];  // chunks per tile
+  int first_tile[5];
+  int count;
+};
+
+// Shared memory of one launch: barriers, stages (codes), meta (levels), partial sums, x.
+struct Plan {
+  int stages;
+  int x_stride;  // x's row stride in shared memory (elements); 0: x is read through L1
+  int x_cols;    // columns staged: K rounded up to the widest chunk (zeros past K)
+  bool vec;      // x rows are 16-byte aligned runs (cols % 8 == 0, x aligned)
+};
+
+template <int NT>
+constexpr int PartialBytes() { return 2 * kConsumers * NT * 4 * 32 * 4; }  // two tiles' worth
+
+// bf16 bits of an fp16 level (round to nearest even: ≤ 2⁻⁹ relative).
+__device__ __forceinline__ uint32_t LevelBf16(uint16_t h) {
+  return __bfloat16_as_ushort(__float2bfloat16_rn(__half2float(__ushort_as_half(h))));
+}
+
+// d += a (16 × 16, row-major, bf16) · b (16 × 8, column-major, bf16), fp32 accumulation.
+// Fragments (g = lane / 4, t = lane % 4): a0 (row g, k 2t..2t+1), a1 (row g+8, same k), a2 (row g,
+// k 2t+8..), a3 (row g+8, k 2t+8..); b0 (k 2t.., n g), b1 (k 2t+8.., n g); d0, d1 (row g,
+// n 2t, 2t+1), d2, d3 (row g+8, same n). Which column of W a k slot stands for is ours to choose as
+// long as a and b agree: slot pairs (2t, 2t+1) and (2t+8, 2t+9) of step e of a block are its columns
+// 8t+4e+{0,1} and 8t+4e+{2,3}, so lane t's x is one contiguous 16-byte run.
+__device__ __forceinline__ void Mma(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                    uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// Byte permute with PRMT's sign-replicating selectors (a selector nibble ≥ 8 copies the sign bit of
+// its byte into all 8 bits), which __byte_perm does not promise.
+__device__ __forceinline__ uint32_t Prmt(uint32_t a, uint32_t b, uint32_t sel) {
+  uint32_t d;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(sel));
+  return d;
+}
+// hi32(a · b) + c: a multiply that also shifts right, on the FMA pipe instead of the ALU's.
+__device__ __forceinline__ uint32_t MadHi(uint32_t a, uint32_t b, uint32_t c) {
+  uint32_t d;
+  asm("mad.hi.u32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
+}
+
+// Widths 1, 2: the four codes c0..c3 of one (block, step) are the field at bit s of the lane word's
+// four bytes. Each pair becomes the byte-permute selector with nibbles (2c, 2c+1, 2c', 2c'+1), which
+// picks two bf16 levels out of the row's pool (levels 0..3 in two registers): c0, c1 → lo (k slots
+// 2t, 2t+1), c2, c3 → hi (2t+8, 2t+9). The selector is one multiply of the masked word: the factor
+// 0x11·2^k puts each 2c in two nibbles at once, the high half of the product does the right shift
+// (s is a compile-time constant after unrolling, so every factor is one).
+__device__ __forceinline__ void Pairs12(uint32_t word, uint32_t field_mask, int s, const uint32_t (&pool)[2],
+                                        uint32_t& lo, uint32_t& hi) {
+  const uint32_t m = word & (field_mask << s);
+  uint32_t sel_lo;
+  if (s <= 1) sel_lo = m * (0x22u >> s) + 0x1010u;                // c0 at bit ≤ 1: the low half
+  else if (s >= 6) sel_lo = MadHi(m, 0x11u << (33 - s), 0x1010u);  // the factor still fits 32 bits
+  else sel_lo = MadHi(m << 8, 0x11u << (25 - s), 0x1010u);         // lift by a byte first
+  const uint32_t sel_hi = MadHi(m, 0x11u << (17 - s), 0x1010u);   // c0, c1 fall below bit 32
+  lo = Prmt(pool[0], pool[1], sel_lo);
+  hi = Prmt(pool[0], pool[1], sel_hi);
+}
+
+// Width 4: v's low 16 bits are four 4-bit codes. The row's 16 levels are kept as byte planes (lp:
+// the 16 low bytes in 4 registers, hp: the high bytes): the low 3 bits of a code pick a byte out of
+// levels 0..7 and 8..15, bit 3 chooses between them (a sign-replicating permute turns it into a
+// byte mask), and two permutes interleave low and high bytes into the bf16 pairs.
+__device__ __forceinline__ void Pairs4(uint32_t v, const uint32_t (&lp)[4], const uint32_t (&hp)[4], uint32_t& lo,
+                                       uint32_t& hi) {
+  const uint32_t sel = v & 0x7777u;
+  const uint32_t upper = Prmt(v << 4, v, 0xD9C8u);  // byte k = 0xFF where code k ≥ 8
+  const uint32_t l = (Prmt(lp[0], lp[1], sel) & ~upper) | (Prmt(lp[2], lp[3], sel) & upper);
+  const uint32_t h = (Prmt(hp[0], hp[1], sel) & ~upper) | (Prmt(hp[2], hp[3], sel) & upper);
+  lo = Prmt(l, h, 0x5140u);
+  hi = Prmt(l, h, 0x7362u);
+}
+
+// The smallest tile index ≥ begin of the list that this CTA owns (round-robin over the grid).
+__device__ __forceinline__ int FirstOwned(int begin) {
+  const int G = static_cast<int>(gridDim.x), b = static_cast<int>(blockIdx.x);
+  return begin + ((b - begin % G) % G + G) % G;
+}
+
+// Producer (one thread): the CTA's pieces in the consumers' order, each into the next free stage.
+__device__ void Produce(const SegmentTable& tb, unsigned char* stage, unsigned char* meta, uint64_t* full,
+                        uint64_t* empty, int stages) {
+  int k = 0;
+  for (int i = 0; i < tb.count; ++i) {
+    const DeviceQuantMatrix::Segment& seg = tb.seg[i];
+    const int chunks = tb.chunks[i];
+    for (int u = FirstOwned(tb.first_tile[i]); u < tb.first_tile[i + 1]; u += gridDim.x) {
+      const int64_t tile = u - tb.first_tile[i];
+      const auto* src = reinterpret_cast<const unsigned char*>(seg.codes) + tile * chunks * kChunkBytes;
+      const auto rows = static_cast<uint32_t>(min(static_cast<int64_t>(kTileRows), seg.count - tile * kTileRows));
+      for (int c0 = 0; c0 < chunks; c0 += kPieceChunks, ++k) {
+        const int s = k % stages, use = k / stages;
+        if (use > 0) bulk::Wait(&empty[s], (use - 1) & 1);  // the consumers have read its last piece
+        const uint32_t code_bytes = static_cast<uint32_t>(min(kPieceChunks, chunks - c0)) * kChunkBytes;
+        const uint32_t level_bytes = c0 == 0 ? rows * kMaxLevels * 2 : 0;
+        bulk::ArriveExpectBytes(&full[s], code_bytes + level_bytes);
+        bulk::CopyAsync(stage + s * kStageBytes, src + c0 * kChunkBytes, code_bytes, &full[s]);
+        if (level_bytes > 0) {
+          bulk::CopyAsync(meta + s * kMetaBytes, seg.levels + tile * kTileRows * kMaxLevels, level_bytes, &full[s]);
+        }
+      }
+    }
+  }
+}
+
+// What a consumer warp needs besides the segment.
+struct Ctx {
+  const unsigned char* stage;
+  const unsigned char* meta;
+  float* partial;  // [2][kConsumers][NT·4][32]
+  uint64_t* full;
+  uint64_t* empty;
+  const __nv_bfloat16* xs;  // x in shared memory (Plan::x_stride), or null
+  const __nv_bfloat16* x;   // x in global memory
+  __nv_bfloat16* y;
+  Dims d;
+  Plan plan;
+  int M;
+};
+
+// Consumer warp `warp` over the CTA's tiles of one segment (device width DB). k counts the CTA's
+// pieces (the stage ring's position), half the partial-sum buffer of the next tile.
+template <int DB, int NT, bool kXShared, bool kGrouped>
+__device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment& seg, int chunks, int first_tile,
+                                               int end_tile, const Ctx& cx, int& k, int& half) {
+  constexpr int kC = 16 / DB;  // blocks per chunk
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int M = cx.M, cols = static_cast<int>(cx.d.cols), blocks = static_cast<int>(cx.d.blocks);
+  const int stages = cx.plan.stages;
+  // This lane's x row of n-tile nt (rows ≥ M only feed output columns that are never written).
+  const __nv_bfloat16* xl[NT];
+  bool live[NT];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    live[nt] = nt * 8 + g < M;
+    xl[nt] = kXShared ? cx.xs + min(nt * 8 + g, M - 1) * cx.plan.x_stride + 8 * t
+                      : cx.x + static_cast<int64_t>(live[nt] ? nt * 8 + g : 0) * cols + 8 * t;
+  }
+  // x of one block: lane's 8 columns of each row (zeros past the last column, so the zero codes
+  // padding a chunk add nothing; the staged copy is zero-padded).
+  auto load_x = [&](int blk, uint32_t (&xr)[NT][4]) {
+    const int j0 = blk * 32 + 8 * t;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      uint4 v = make_uint4(0, 0, 0, 0);
+      if constexpr (kXShared) {
+        v = *reinterpret_cast<const uint4*>(xl[nt] + blk * 32);
+      } else if (cx.plan.vec) {
+        if (live[nt] && j0 < cols) v = __ldg(reinterpret_cast<const uint4*>(xl[nt] + blk * 32));
+      } else {
+        uint32_t h[8];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) h[i] = live[nt] && j0 + i < cols ? __bfloat16_as_ushort(xl[nt][blk * 32 + i]) : 0u;
+        v = make_uint4(h[0] | h[1] << 16, h[2] | h[3] << 16, h[4] | h[5] << 16, h[6] | h[7] << 16);
+      }
+      xr[nt][0] = v.x; xr[nt][1] = v.y; xr[nt][2] = v.z; xr[nt][3] = v.w;
+    }
+  };
+  for (int u = FirstOwned(first_tile); u < end_tile; u += gridDim.x) {
+    const int64_t tile = u - first_tile;
+    const int64_t rg = tile * kTileRows + g, rh = rg + 8;
+    const bool vg = rg < seg.count, vh = rh < seg.count;
+    // Loaded now, used after the tile's decode: scales (per row) and the output row this thread
+    // writes in the reduction.
+    float row_sg = 0.0f, row_sh = 0.0f;
+    if constexpr (!kGrouped) {
+      row_sg = vg ? __half2float(__ushort_as_half(seg.scales[rg * cx.d.groups])) : 0.0f;
+      row_sh = vh ? __half2float(__ushort_as_half(seg.scales[rh * cx.d.groups])) : 0.0f;
+    }
+    const int me = threadIdx.x, fl = me % 32, fc = me / 32 % 4, fnt = me / 128;
+    const int64_t out_r = tile * kTileRows + fl / 4 + 8 * (fc >> 1);
+    const int out_n = fnt * 8 + 2 * (fl % 4) + (fc & 1);
+    const bool writes = me < NT * 128 && out_n < M && out_r < seg.count;
+    const int out_row = writes ? seg.rows[out_r] : 0;
+
+    float acc[2][NT][4];  // two accumulator chains (k steps e = 0, 1), so MMAs overlap
+    float tmp[2][NT][4];  // grouped: one block's sums before its scale
+#pragma unroll
+    for (int e = 0; e < 2; ++e)
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) acc[e][nt][c] = tmp[e][nt][c] = 0.0f;
+    uint32_t pg[2], ph[2];                // widths 1, 2: bf16 levels 0..3, two per register
+    uint32_t lg[4], hg[4], lh[4], hh[4];  // width 4: byte planes of the 16 levels
+    for (int c0 = 0; c0 < chunks; c0 += kPieceChunks, ++k) {
+      const int s = k % stages;
+      bulk::Wait(&cx.full[s], (k / stages) & 1);
+      if (c0 == 0) {  // the tile's levels came with its first piece
+        const auto* lev_g = reinterpret_cast<const uint16_t*>(cx.meta + s * kMetaBytes) + g * kMaxLevels;
+        const uint16_t* lev_h = lev_g + 8 * kMaxLevels;
+        if constexpr (DB <= 2) {
+          uint2 a = *reinterpret_cast<const uint2*>(lev_g), b = *reinterpret_cast<const uint2*>(lev_h);
+          if (!vg) a = make_uint2(0, 0);
+          if (!vh) b = make_uint2(0, 0);
+          auto pair = [](uint32_t two) { return LevelBf16(two & 0xFFFF) | LevelBf16(two >> 16) << 16; };
+          pg[0] = pair(a.x); ph[0] = pair(b.x);
+          pg[1] = DB == 1 ? pg[0] : pair(a.y);
+          ph[1] = DB == 1 ? ph[0] : pair(b.y);
+        } else {
+          auto planes = [](const uint16_t* lev, bool valid, uint32_t (&lo)[4], uint32_t (&hi)[4]) {
+            uint4 p = *reinterpret_cast<const uint4*>(lev), q = *reinterpret_cast<const uint4*>(lev + 8);
+            if (!valid) p = q = make_uint4(0, 0, 0, 0);
+            const uint32_t h[8] = {p.x, p.y, p.z, p.w, q.x, q.y, q.z, q.w};
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+              const uint32_t p0 = LevelBf16(h[2 * j] & 0xFFFF) | LevelBf16(h[2 * j] >> 16) << 16;
+              const uint32_t p1 = LevelBf16(h[2 * j + 1] & 0xFFFF) | LevelBf16(h[2 * j + 1] >> 16) << 16;
+              lo[j] = Prmt(p0, p1, 0x6420u);
+              hi[j] = Prmt(p0, p1, 0x7531u);
+            }
+          };
+          planes(lev_g, vg, lg, hg);
+          planes(lev_h, vh, lh, hh);
+        }
+      }
+      const int cc = c0 + warp;  // this warp's chunk of the piece
+      const bool mine = cc < chunks;
+      uint4 cg = make_uint4(0, 0, 0, 0), ch = cg;
+      if (mine) {  // row g's 16 bytes, then row g + 8's: each 512 contiguous bytes a warp
+        const uint4* src = reinterpret_cast<const uint4*>(cx.stage + s * kStageBytes) + warp * 64 + lane;
+        cg = src[0];
+        ch = src[32];
+      }
+      __syncwarp();
+      if (lane == 0) bulk::Arrive(&cx.empty[s]);  // the stage's reads of this warp are done
+      if (!mine) continue;
+      const uint32_t wg[4] = {cg.x, cg.y, cg.z, cg.w}, wh[4] = {ch.x, ch.y, ch.z, ch.w};
+      uint32_t xnext[NT][4];
+      load_x(cc * kC, xnext);
+#pragma unroll
+      for (int bc = 0; bc < kC; ++bc) {
+        const int blk = cc * kC + bc;
+        uint32_t xr[NT][4];  // this block's x; the next block's is loaded before this one's decode
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) xr[nt][i] = xnext[nt][i];
+        if (bc + 1 < kC) load_x(blk + 1, xnext);
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          uint32_t a0, a1, a2, a3;
+          if constexpr (DB == 4) {
+            Pairs4(e == 0 ? wg[bc] : wg[bc] >> 16, lg, hg, a0, a2);
+            Pairs4(e == 0 ? wh[bc] : wh[bc] >> 16, lh, hh, a1, a3);
+          } else {
+            constexpr int kPer = 4 / DB;  // blocks per word
+            constexpr uint32_t kField = DB == 2 ? 0x03030303u : 0x01010101u;
+            const int s_bit = DB * (2 * (bc % kPer) + e);
+            Pairs12(wg[bc / kPer], kField, s_bit, pg, a0, a2);
+            Pairs12(wh[bc / kPer], kField, s_bit, ph, a1, a3);
+          }
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) {
+            Mma(kGrouped ? tmp[e][nt] : acc[e][nt], a0, a1, a2, a3, xr[nt][2 * e], xr[nt][2 * e + 1]);
+          }
+        }
+        if constexpr (kGrouped) {  // a block lies in one group (group sizes are multiples of 32)
+          const int64_t grp = static_cast<int64_t>(min(blk, blocks - 1)) * 32 / cx.d.group_size;  // padding: tmp is 0
+          const float sg = vg ? __half2float(__ushort_as_half(seg.scales[rg * cx.d.groups + grp])) : 0.0f;
+          const float sh = vh ? __half2float(__ushort_as_half(seg.scales[rh * cx.d.groups + grp])) : 0.0f;
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) {
+            acc[0][nt][0] = fmaf(sg, tmp[0][nt][0] + tmp[1][nt][0], acc[0][nt][0]);
+            acc[0][nt][1] = fmaf(sg, tmp[0][nt][1] + tmp[1][nt][1], acc[0][nt][1]);
+            acc[0][nt][2] = fmaf(sh, tmp[0][nt][2] + tmp[1][nt][2], acc[0][nt][2]);
+            acc[0][nt][3] = fmaf(sh, tmp[0][nt][3] + tmp[1][nt][3], acc[0][nt][3]);
+#pragma unroll
+            for (int c = 0; c < 4; ++c) tmp[0][nt][c] = tmp[1][nt][c] = 0.0f;
+          }
+        }
+      }
+    }
+    // The tile's K reduction: each warp's d fragments, then one thread per output.
+    float* part = cx.partial + half * (kConsumers * NT * 4 * 32);
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const float sum = acc[0][nt][c] + acc[1][nt][c];
+        part[(warp * NT * 4 + nt * 4 + c) * 32 + lane] = kGrouped ? sum : sum * (c < 2 ? row_sg : row_sh);
+      }
+    bulk::NamedSync(1, kConsumers * 32);  // also orders the next tile's writes to the other half
+    if (writes) {
+      float sum = 0.0f;
+#pragma unroll 4
+      for (int w = 0; w < kConsumers; ++w) sum += part[(w * NT * 4 + fnt * 4 + fc) * 32 + fl];
+      cx.y[static_cast<int64_t>(out_n) * cx.d.out_rows + out_row] = __float2bfloat16(sum);
+    }
+    half ^= 1;
+  }
+}
+
+// y[n, seg.rows[r]] for n < M ≤ 8·NT and the CTA's tiles of every segment.
+template <int NT, bool kXShared, bool kGrouped>
+__global__ void __launch_bounds__(kThreads, 1) DecodeKernel(SegmentTable tb, Dims d, const __nv_bfloat16* __restrict__ x,
+                                                           int M, __nv_bfloat16* __restrict__ y, Plan plan) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  auto* full = reinterpret_cast<uint64_t*>(smem);
+  uint64_t* empty = full + kMaxStages;
+  unsigned char* stage = smem + kBarBytes;
+  unsigned char* meta = stage + plan.stages * kStageBytes;
+  auto* partial = reinterpret_cast<float*>(meta + plan.stages * kMetaBytes);
+  auto* xs = reinterpret_cast<__nv_bfloat16*>(reinterpret_cast<unsigned char*>(partial) + PartialBytes<NT>());
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < plan.stages; ++s) {
+      bulk::BarrierInit(&full[s], 1);
+      bulk::BarrierInit(&empty[s], kConsumers);
+    }
+    bulk::FenceBarrierInit();
+  }
+  __syncthreads();
+  if (warp == kConsumers) {
+    if (lane == 0) Produce(tb, stage, meta, full, empty, plan.stages);
+    return;
+  }
+  const int cols = static_cast<int>(d.cols);
+  if constexpr (kXShared) {  // x (M rows, zero-padded to x_cols) once per CTA, while the codes stream in
+    const int groups = plan.x_cols / 8;
+    for (int q = threadIdx.x; q < M * groups; q += kConsumers * 32) {
+      const int n = q / groups, j = q % groups * 8;
+      const __nv_bfloat16* row = x + static_cast<int64_t>(n) * cols;
+      uint4 v = make_uint4(0, 0, 0, 0);
+      if (plan.vec) {
+        if (j < cols) v = __ldg(reinterpret_cast<const uint4*>(row + j));
+      } else {
+        uint32_t h[8];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) h[i] = j + i < cols ? __bfloat16_as_ushort(row[j + i]) : 0u;
+        v = make_uint4(h[0] | h[1] << 16, h[2] | h[3] << 16, h[4] | h[5] << 16, h[6] | h[7] << 16);
+      }
+      *reinterpret_cast<uint4*>(xs + n * plan.x_stride + j) = v;
+    }
+    bulk::NamedSync(1, kConsumers * 32);
+  } else {  // warm L1 with x: one byte per 128-byte line, kept by folding it into `touched`
+    uint32_t touched = 0;
+    const int lines = (cols * 2 + 127) / 128 + 1;
+    for (int q = threadIdx.x; q < M * lines; q += kConsumers * 32) {
+      const auto* row = reinterpret_cast<const unsigned char*>(x + static_cast<int64_t>(q / lines) * cols);
+      touched ^= __ldg(row + min(q % lines * 128, cols * 2 - 1));
+    }
+    asm volatile("" ::"r"(touched));
+  }
+  const Ctx cx{stage, meta, partial, full, empty, xs, x, y, d, plan, M};
+  int k = 0, half = 0;
+  for (int i = 0; i < tb.count; ++i) {
+    const DeviceQuantMatrix::Segment& seg = tb.seg[i];
+    const int first = tb.first_tile[i], end = tb.first_tile[i + 1], chunks = tb.chunks[i];
+    switch (DeviceBits(seg.bits)) {  // uniform across the CTA
+      case 1: ConsumeSegment<1, NT, kXShared, kGrouped>(seg, chunks, first, end, cx, k, half); break;
+      case 2: ConsumeSegment<2, NT, kXShared, kGrouped>(seg, chunks, first, end, cx, k, half); break;
+      default: ConsumeSegment<4, NT, kXShared, kGrouped>(seg, chunks, first, end, cx, k, half); break;
+    }
+  }
+}
+
+Status Check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) return Status::Internal(std::string(what) + ": " + cudaGetErrorString(e));
+  return Status::Ok();
+}
+
+template <int NT, bool kXShared, bool kGrouped>
+Status Launch(const SegmentTable& t, Dims d, const __nv_bfloat16* x, int M, __nv_bfloat16* y, const Plan& plan,
+              int grid, int smem_limit, cudaStream_t stream) {
+  auto* kernel = DecodeKernel<NT, kXShared, kGrouped>;
+  static std::once_flag once;  // the opt-in above 48 KB, once per kernel and process
+  static cudaError_t attr = cudaSuccess;
+  std::call_once(once, [&] { attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_limit); });
+  SCION_RETURN_IF_ERROR(Check(attr, "cudaFuncSetAttribute"));
+  const int bytes = kBarBytes + plan.stages * (kStageBytes + kMetaBytes) + PartialBytes<NT>() +
+                    (kXShared ? M * plan.x_stride * 2 : 0);
+  kernel<<<grid, kThreads, bytes, stream>>>(t, d, x, M, y, plan);
+  return Check(cudaGetLastError(), "DecodeKernel");
+}
+
+template <int NT, bool kXShared>
+Status LaunchGrouped(const SegmentTable& t, Dims d, const __nv_bfloat16* x, int M, __nv_bfloat16* y, const Plan& plan,
+                     int grid, int smem_limit, cudaStream_t stream) {
+  if (d.groups > 1) return Launch<NT, kXShared, true>(t, d, x, M, y, plan, grid, smem_limit, stream);
+  return Launch<NT, kXShared, false>(t, d, x, M, y, plan, grid, smem_limit, stream);
+}
+
+template <int NT>
+Status LaunchNT(const SegmentTable& t, Dims d, const __nv_bfloat16* x, int M, __nv_bfloat16* y, bool vec, int grid,
+                int smem_limit, cudaStream_t stream) {
+  // x staged when it fits next to kMinStages stages; otherwise through L1 with a ring that leaves
+  // L1 room for it.
+  int x_cols = 0;
+  for (int i = 0; i < t.count; ++i) x_cols = std::max(x_cols, t.chunks[i] * ChunkBlocks(t.seg[i].bits) * 32);
+  Plan plan{};
+  plan.vec = vec;
+  plan.x_cols = x_cols;
+  plan.x_stride = x_cols + 32;  // rows 64 bytes apart mod 128: the two rows of a quarter-warp's load miss each other's banks
+  const int per_stage = kStageBytes + kMetaBytes, fixed = kBarBytes + PartialBytes<NT>();
+  const int64_t x_bytes = static_cast<int64_t>(M) * plan.x_stride * 2;
+  if (fixed + x_bytes + kMinStages * per_stage <= smem_limit) {
+    plan.stages = static_cast<int>(std::min<int64_t>(kMaxStages, (smem_limit - fixed - x_bytes) / per_stage));
+    return LaunchGrouped<NT, true>(t, d, x, M, y, plan, grid, smem_limit, stream);
+  }
+  plan.x_stride = 0;
+  plan.stages = 4;
+  return LaunchGrouped<NT, false>(t, d, x, M, y, plan, grid, smem_limit, stream);
+}
+
+}  // namespace
+
+Status LaunchQuantDecode(const DeviceQuantMatrix& w, const void* x, int M, void* y, void* stream) {
+  SegmentTable t{};
+  t.count = static_cast<int>(w.segments.size());
+  if (t.count == 0 || t.count > 4) return Status::InvalidArgument("w: needs 1 to 4 segments");
+  t.first_tile[0] = 0;
+  for (int i = 0; i < t.count; ++i) {
+    const DeviceQuantMatrix::Segment& seg = w.segments[t.count - 1 - i];  // widest first
+    t.seg[i] = seg;
+    t.chunks[i] = static_cast<int>(DeviceChunks(w.blocks, seg.bits));
+    t.first_tile[i + 1] = t.first_tile[i] + static_cast<int>(DeviceTiles(seg.count));
+  }
+  int dev = 0, sms = 0, smem_limit = 0;
+  SCION_RETURN_IF_ERROR(Check(cudaGetDevice(&dev), "cudaGetDevice"));
+  SCION_RETURN_IF_ERROR(Check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "SM count"));
+  SCION_RETURN_IF_ERROR(
+      Check(cudaDeviceGetAttribute(&smem_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "shared memory limit"));
+  const int grid = std::min(sms, t.first_tile[t.count]);
+  const Dims d{w.cols, w.blocks, w.groups, w.group_size, w.rows};
+  const auto* xb = static_cast<const __nv_bfloat16*>(x);
+  auto* yb = static_cast<__nv_bfloat16*>(y);
+  const bool vec = w.cols % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  auto s = static_cast<cudaStream_t>(stream);
+  if (M <= 8) return LaunchNT<1>(t, d, xb, M, yb, vec, grid, smem_limit, s);
+  return LaunchNT<2>(t, d, xb, M, yb, vec, grid, smem_limit, s);
+}
+
+}  // namespace scion::kernels::quant
