@@ -31,10 +31,17 @@ constexpr int kThreads = (kConsumers + 1) * 32;         // + the producer warp
 constexpr int kPieceChunks = kConsumers;                // chunks per stage: one per consumer warp
 constexpr int kChunkBytes = kChunkWords * 4;            // 1 KB: 16 rows × 16 bytes × 4 lanes
 constexpr int kStageBytes = kPieceChunks * kChunkBytes; // 16 KB
-constexpr int kMetaBytes = kTileRows * kMaxLevels * 2;  // one tile's fp16 levels
-constexpr int kMaxStages = 8;  // 128 KB in flight per SM: ~3× what the copy rate × DRAM latency needs
+// One tile's metadata, copied with its first piece: fp16 levels (16 × 16), fp16 row scales (when a
+// row has one), int32 output rows; 640 bytes keep every stage's metadata 128-byte aligned.
+constexpr int kLevelBytes = kTileRows * kMaxLevels * 2, kScaleBytes = kTileRows * 2, kRowBytes = kTileRows * 4;
+constexpr int kMetaBytes = 640;
+static_assert(kLevelBytes + kScaleBytes + kRowBytes <= kMetaBytes);
+#ifndef SCION_QUANT_DECODE_STAGES  // TEMP experiment knob
+#define SCION_QUANT_DECODE_STAGES 8
+#endif
+constexpr int kMaxStages = SCION_QUANT_DECODE_STAGES;  // 128 KB in flight per SM: ~3× what the copy rate × DRAM latency needs
 constexpr int kMinStages = 3;  // below this x is read through L1 instead of staged
-constexpr int kBarBytes = 128; // full[kMaxStages], empty[kMaxStages]; keeps the stages 128-aligned
+constexpr int kBarBytes = 256; // full[kMaxStages], empty[kMaxStages], x_full; keeps the stages 128-aligned
 
 struct Dims {
   int64_t cols, blocks, groups;
@@ -56,7 +63,7 @@ struct Plan {
   int stages;
   int x_stride;  // x's row stride in shared memory (elements); 0: x is read through L1
   int x_cols;    // columns staged: K rounded up to the widest chunk (zeros past K)
-  bool vec;      // x rows are 16-byte aligned runs (cols % 8 == 0, x aligned)
+  bool vec;      // x rows are 16-byte aligned runs (cols % 8 == 0, x aligned): staged by bulk copies
 };
 
 template <int NT>
@@ -134,9 +141,18 @@ __device__ __forceinline__ int FirstOwned(int begin) {
   return begin + ((b - begin % G) % G + G) % G;
 }
 
-// Producer (one thread): the CTA's pieces in the consumers' order, each into the next free stage.
-__device__ void Produce(const SegmentTable& tb, unsigned char* stage, unsigned char* meta, uint64_t* full,
-                        uint64_t* empty, int stages) {
+// Producer (one thread): x first (when it is staged by bulk copies), then the CTA's pieces in the
+// consumers' order, each into the next free stage. Nothing else reads global memory on the way to
+// the MMAs, so no consumer waits behind the codes' DRAM traffic.
+__device__ void Produce(const SegmentTable& tb, const Dims& d, const __nv_bfloat16* x, int M, const Plan& plan,
+                        __nv_bfloat16* xs, unsigned char* stage, unsigned char* meta, uint64_t* full, uint64_t* empty,
+                        uint64_t* x_full) {
+  if (plan.x_stride > 0 && plan.vec) {
+    const auto row_bytes = static_cast<uint32_t>(d.cols * 2);
+    bulk::ArriveExpectBytes(x_full, row_bytes * M);
+    for (int n = 0; n < M; ++n) bulk::CopyAsync(xs + n * plan.x_stride, x + n * d.cols, row_bytes, x_full);
+  }
+  const bool scales = d.groups == 1;
   int k = 0;
   for (int i = 0; i < tb.count; ++i) {
     const DeviceQuantMatrix::Segment& seg = tb.seg[i];
@@ -144,16 +160,18 @@ __device__ void Produce(const SegmentTable& tb, unsigned char* stage, unsigned c
     for (int u = FirstOwned(tb.first_tile[i]); u < tb.first_tile[i + 1]; u += gridDim.x) {
       const int64_t tile = u - tb.first_tile[i];
       const auto* src = reinterpret_cast<const unsigned char*>(seg.codes) + tile * chunks * kChunkBytes;
-      const auto rows = static_cast<uint32_t>(min(static_cast<int64_t>(kTileRows), seg.count - tile * kTileRows));
       for (int c0 = 0; c0 < chunks; c0 += kPieceChunks, ++k) {
-        const int s = k % stages, use = k / stages;
+        const int s = k % plan.stages, use = k / plan.stages;
         if (use > 0) bulk::Wait(&empty[s], (use - 1) & 1);  // the consumers have read its last piece
         const uint32_t code_bytes = static_cast<uint32_t>(min(kPieceChunks, chunks - c0)) * kChunkBytes;
-        const uint32_t level_bytes = c0 == 0 ? rows * kMaxLevels * 2 : 0;
-        bulk::ArriveExpectBytes(&full[s], code_bytes + level_bytes);
+        const uint32_t meta_bytes = c0 > 0 ? 0 : kLevelBytes + kRowBytes + (scales ? kScaleBytes : 0);
+        bulk::ArriveExpectBytes(&full[s], code_bytes + meta_bytes);
         bulk::CopyAsync(stage + s * kStageBytes, src + c0 * kChunkBytes, code_bytes, &full[s]);
-        if (level_bytes > 0) {
-          bulk::CopyAsync(meta + s * kMetaBytes, seg.levels + tile * kTileRows * kMaxLevels, level_bytes, &full[s]);
+        if (c0 == 0) {  // the row arrays are padded to whole tiles (DeviceQuantMatrix::Upload)
+          unsigned char* m = meta + s * kMetaBytes;
+          bulk::CopyAsync(m, seg.levels + tile * kTileRows * kMaxLevels, kLevelBytes, &full[s]);
+          bulk::CopyAsync(m + kLevelBytes + kScaleBytes, seg.rows + tile * kTileRows, kRowBytes, &full[s]);
+          if (scales) bulk::CopyAsync(m + kLevelBytes, seg.scales + tile * kTileRows, kScaleBytes, &full[s]);
         }
       }
     }
@@ -217,19 +235,13 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
     const int64_t tile = u - first_tile;
     const int64_t rg = tile * kTileRows + g, rh = rg + 8;
     const bool vg = rg < seg.count, vh = rh < seg.count;
-    // Loaded now, used after the tile's decode: scales (per row) and the output row this thread
-    // writes in the reduction.
-    float row_sg = 0.0f, row_sh = 0.0f;
-    if constexpr (!kGrouped) {
-      row_sg = vg ? __half2float(__ushort_as_half(seg.scales[rg * cx.d.groups])) : 0.0f;
-      row_sh = vh ? __half2float(__ushort_as_half(seg.scales[rh * cx.d.groups])) : 0.0f;
-    }
+    // The output row this thread writes in the tile's reduction, and the row scales (both from the
+    // tile's metadata with its first piece).
     const int me = threadIdx.x, fl = me % 32, fc = me / 32 % 4, fnt = me / 128;
-    const int64_t out_r = tile * kTileRows + fl / 4 + 8 * (fc >> 1);
-    const int out_n = fnt * 8 + 2 * (fl % 4) + (fc & 1);
-    const bool writes = me < NT * 128 && out_n < M && out_r < seg.count;
-    const int out_row = writes ? seg.rows[out_r] : 0;
-
+    const int out_n = fnt * 8 + 2 * (fl % 4) + (fc & 1), out_r = fl / 4 + 8 * (fc >> 1);
+    const bool writes = me < NT * 128 && out_n < M && tile * kTileRows + out_r < seg.count;
+    int out_row = 0;
+    float row_sg = 0.0f, row_sh = 0.0f;
     float acc[2][NT][4];  // two accumulator chains (k steps e = 0, 1), so MMAs overlap
     float tmp[2][NT][4];  // grouped: one block's sums before its scale
 #pragma unroll
@@ -243,8 +255,15 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
     for (int c0 = 0; c0 < chunks; c0 += kPieceChunks, ++k) {
       const int s = k % stages;
       bulk::Wait(&cx.full[s], (k / stages) & 1);
-      if (c0 == 0) {  // the tile's levels came with its first piece
-        const auto* lev_g = reinterpret_cast<const uint16_t*>(cx.meta + s * kMetaBytes) + g * kMaxLevels;
+      if (c0 == 0) {  // the tile's metadata came with its first piece
+        const unsigned char* m = cx.meta + s * kMetaBytes;
+        out_row = reinterpret_cast<const int32_t*>(m + kLevelBytes + kScaleBytes)[out_r];
+        if constexpr (!kGrouped) {
+          const auto* sc = reinterpret_cast<const uint16_t*>(m + kLevelBytes);
+          row_sg = vg ? __half2float(__ushort_as_half(sc[g])) : 0.0f;
+          row_sh = vh ? __half2float(__ushort_as_half(sc[g + 8])) : 0.0f;
+        }
+        const auto* lev_g = reinterpret_cast<const uint16_t*>(m) + g * kMaxLevels;
         const uint16_t* lev_h = lev_g + 8 * kMaxLevels;
         if constexpr (DB <= 2) {
           uint2 a = *reinterpret_cast<const uint2*>(lev_g), b = *reinterpret_cast<const uint2*>(lev_h);
@@ -355,6 +374,7 @@ __global__ void __launch_bounds__(kThreads, 1) DecodeKernel(SegmentTable tb, Dim
   extern __shared__ __align__(128) unsigned char smem[];
   auto* full = reinterpret_cast<uint64_t*>(smem);
   uint64_t* empty = full + kMaxStages;
+  uint64_t* x_full = empty + kMaxStages;
   unsigned char* stage = smem + kBarBytes;
   unsigned char* meta = stage + plan.stages * kStageBytes;
   auto* partial = reinterpret_cast<float*>(meta + plan.stages * kMetaBytes);
@@ -365,31 +385,35 @@ __global__ void __launch_bounds__(kThreads, 1) DecodeKernel(SegmentTable tb, Dim
       bulk::BarrierInit(&full[s], 1);
       bulk::BarrierInit(&empty[s], kConsumers);
     }
+    bulk::BarrierInit(x_full, 1);
     bulk::FenceBarrierInit();
   }
   __syncthreads();
   if (warp == kConsumers) {
-    if (lane == 0) Produce(tb, stage, meta, full, empty, plan.stages);
+    if (lane == 0) Produce(tb, d, x, M, plan, xs, stage, meta, full, empty, x_full);
     return;
   }
   const int cols = static_cast<int>(d.cols);
   if constexpr (kXShared) {  // x (M rows, zero-padded to x_cols) once per CTA, while the codes stream in
-    const int groups = plan.x_cols / 8;
-    for (int q = threadIdx.x; q < M * groups; q += kConsumers * 32) {
-      const int n = q / groups, j = q % groups * 8;
-      const __nv_bfloat16* row = x + static_cast<int64_t>(n) * cols;
-      uint4 v = make_uint4(0, 0, 0, 0);
-      if (plan.vec) {
-        if (j < cols) v = __ldg(reinterpret_cast<const uint4*>(row + j));
-      } else {
+    if (plan.vec) {  // the producer copies columns [0, cols); the padding is ours
+      const int pad = (plan.x_cols - cols) / 8;
+      for (int q = threadIdx.x; q < M * pad; q += kConsumers * 32) {
+        *reinterpret_cast<uint4*>(xs + q / pad * plan.x_stride + cols + q % pad * 8) = make_uint4(0, 0, 0, 0);
+      }
+    } else {
+      const int groups = plan.x_cols / 8;
+      for (int q = threadIdx.x; q < M * groups; q += kConsumers * 32) {
+        const int n = q / groups, j = q % groups * 8;
+        const __nv_bfloat16* row = x + static_cast<int64_t>(n) * cols;
         uint32_t h[8];
 #pragma unroll
         for (int i = 0; i < 8; ++i) h[i] = j + i < cols ? __bfloat16_as_ushort(row[j + i]) : 0u;
-        v = make_uint4(h[0] | h[1] << 16, h[2] | h[3] << 16, h[4] | h[5] << 16, h[6] | h[7] << 16);
+        *reinterpret_cast<uint4*>(xs + n * plan.x_stride + j) =
+            make_uint4(h[0] | h[1] << 16, h[2] | h[3] << 16, h[4] | h[5] << 16, h[6] | h[7] << 16);
       }
-      *reinterpret_cast<uint4*>(xs + n * plan.x_stride + j) = v;
     }
     bulk::NamedSync(1, kConsumers * 32);
+    if (plan.vec) bulk::Wait(x_full, 0);
   } else {  // warm L1 with x: one byte per 128-byte line, kept by folding it into `touched`
     uint32_t touched = 0;
     const int lines = (cols * 2 + 127) / 128 + 1;

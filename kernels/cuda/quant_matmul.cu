@@ -107,22 +107,31 @@ Result<DeviceQuantMatrix> DeviceQuantMatrix::Upload(const PackedMatrix& p) {
   d.blocks = p.blocks;
   d.groups = p.groups;
   d.group_size = p.group_size;
-  auto copy = [&](const void* host, size_t bytes, const void** dst) -> Status {
+  // Row arrays (rows, levels, scales) are allocated for whole 16-row tiles and zero-padded, so the
+  // decode kernel's bulk copies of a tile's metadata never read past an allocation.
+  auto copy = [&](const void* host, size_t bytes, size_t alloc_bytes, const void** dst) -> Status {
     void* ptr = nullptr;
-    SCION_RETURN_IF_ERROR(Check(cudaMalloc(&ptr, bytes), "cudaMalloc"));
+    SCION_RETURN_IF_ERROR(Check(cudaMalloc(&ptr, alloc_bytes), "cudaMalloc"));
     d.allocations_.push_back(ptr);
     *dst = ptr;
+    if (alloc_bytes > bytes) {
+      SCION_RETURN_IF_ERROR(Check(cudaMemset(static_cast<char*>(ptr) + bytes, 0, alloc_bytes - bytes), "cudaMemset"));
+    }
     return Check(cudaMemcpy(ptr, host, bytes, cudaMemcpyHostToDevice), "cudaMemcpy");
   };
   for (const PackedSegment& s : p.segments) {
     Segment seg;
     seg.bits = s.bits;
     seg.count = static_cast<int64_t>(s.rows.size());
-    SCION_RETURN_IF_ERROR(copy(s.rows.data(), s.rows.size() * 4, reinterpret_cast<const void**>(&seg.rows)));
+    const auto padded = static_cast<size_t>(DeviceTiles(seg.count) * kTileRows);  // rows, whole tiles
+    SCION_RETURN_IF_ERROR(copy(s.rows.data(), s.rows.size() * 4, padded * 4, reinterpret_cast<const void**>(&seg.rows)));
     const std::vector<uint32_t> codes = DeviceCodes(s, p.blocks);  // the decode kernel's order
-    SCION_RETURN_IF_ERROR(copy(codes.data(), codes.size() * 4, reinterpret_cast<const void**>(&seg.codes)));
-    SCION_RETURN_IF_ERROR(copy(s.levels.data(), s.levels.size() * 2, reinterpret_cast<const void**>(&seg.levels)));
-    SCION_RETURN_IF_ERROR(copy(s.scales.data(), s.scales.size() * 2, reinterpret_cast<const void**>(&seg.scales)));
+    SCION_RETURN_IF_ERROR(
+        copy(codes.data(), codes.size() * 4, codes.size() * 4, reinterpret_cast<const void**>(&seg.codes)));
+    SCION_RETURN_IF_ERROR(copy(s.levels.data(), s.levels.size() * 2, padded * kMaxLevels * 2,
+                               reinterpret_cast<const void**>(&seg.levels)));
+    SCION_RETURN_IF_ERROR(copy(s.scales.data(), s.scales.size() * 2, padded * static_cast<size_t>(p.groups) * 2,
+                               reinterpret_cast<const void**>(&seg.scales)));
     d.segments.push_back(seg);
   }
   return std::move(d);
