@@ -18,6 +18,7 @@
 #include <string>
 
 #include "kernels/cuda/bulk_pipeline.cuh"
+#include "kernels/cuda/quant_decode_common.cuh"
 #include "kernels/cuda/quant_decode.h"
 #include "kernels/quant_device_layout.h"
 
@@ -25,6 +26,7 @@ namespace scion::kernels::quant {
 namespace {
 
 namespace bulk = scion::kernels::bulk;
+using namespace scion::kernels::quant::decode;  // NOLINT: the shared decode helpers
 
 constexpr int kConsumers = 16;                          // decoding warps per CTA
 constexpr int kThreads = (kConsumers + 1) * 32;         // + the producer warp
@@ -43,10 +45,17 @@ constexpr int kMaxStages = SCION_QUANT_DECODE_STAGES;  // 128 KB in flight per S
 constexpr int kMinStages = 3;  // below this x is read through L1 instead of staged
 constexpr int kBarBytes = 256; // full[kMaxStages], empty[kMaxStages], x_full; keeps the stages 128-aligned
 
-struct Dims {
-  int64_t cols, blocks, groups;
-  int group_size;
-  int64_t out_rows;  // y's row stride (all rows of the matrix)
+// Position in the stage ring: stage s, and the parity of its current use (flips at each wrap).
+struct Ring {
+  int s = 0;
+  uint32_t phase = 0;
+  int stages;
+  __device__ void Advance() {
+    if (++s == stages) {
+      s = 0;
+      phase ^= 1u;
+    }
+  }
 };
 
 // Segments of one matrix for a single launch: tiles [first_tile[i], first_tile[i+1]) of the one
@@ -66,74 +75,8 @@ struct Plan {
   bool vec;      // x rows are 16-byte aligned runs (cols % 8 == 0, x aligned): staged by bulk copies
 };
 
-template <int NT>
-constexpr int PartialBytes() { return 2 * kConsumers * NT * 4 * 32 * 4; }  // two tiles' worth
-
-// bf16 bits of an fp16 level (round to nearest even: ≤ 2⁻⁹ relative).
-__device__ __forceinline__ uint32_t LevelBf16(uint16_t h) {
-  return __bfloat16_as_ushort(__float2bfloat16_rn(__half2float(__ushort_as_half(h))));
-}
-
-// d += a (16 × 16, row-major, bf16) · b (16 × 8, column-major, bf16), fp32 accumulation.
-// Fragments (g = lane / 4, t = lane % 4): a0 (row g, k 2t..2t+1), a1 (row g+8, same k), a2 (row g,
-// k 2t+8..), a3 (row g+8, k 2t+8..); b0 (k 2t.., n g), b1 (k 2t+8.., n g); d0, d1 (row g,
-// n 2t, 2t+1), d2, d3 (row g+8, same n). Which column of W a k slot stands for is ours to choose as
-// long as a and b agree: slot pairs (2t, 2t+1) and (2t+8, 2t+9) of step e of a block are its columns
-// 8t+4e+{0,1} and 8t+4e+{2,3}, so lane t's x is one contiguous 16-byte run.
-__device__ __forceinline__ void Mma(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                    uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-// Byte permute with PRMT's sign-replicating selectors (a selector nibble ≥ 8 copies the sign bit of
-// its byte into all 8 bits), which __byte_perm does not promise.
-__device__ __forceinline__ uint32_t Prmt(uint32_t a, uint32_t b, uint32_t sel) {
-  uint32_t d;
-  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(sel));
-  return d;
-}
-// hi32(a · b) + c: a multiply that also shifts right, on the FMA pipe instead of the ALU's.
-__device__ __forceinline__ uint32_t MadHi(uint32_t a, uint32_t b, uint32_t c) {
-  uint32_t d;
-  asm("mad.hi.u32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
-  return d;
-}
-
-// Widths 1, 2: the four codes c0..c3 of one (block, step) are the field at bit s of the lane word's
-// four bytes. Each pair becomes the byte-permute selector with nibbles (2c, 2c+1, 2c', 2c'+1), which
-// picks two bf16 levels out of the row's pool (levels 0..3 in two registers): c0, c1 → lo (k slots
-// 2t, 2t+1), c2, c3 → hi (2t+8, 2t+9). The selector is one multiply of the masked word: the factor
-// 0x11·2^k puts each 2c in two nibbles at once, the high half of the product does the right shift
-// (s is a compile-time constant after unrolling, so every factor is one).
-__device__ __forceinline__ void Pairs12(uint32_t word, uint32_t field_mask, int s, const uint32_t (&pool)[2],
-                                        uint32_t& lo, uint32_t& hi) {
-  const uint32_t m = word & (field_mask << s);
-  uint32_t sel_lo;
-  if (s <= 1) sel_lo = m * (0x22u >> s) + 0x1010u;                // c0 at bit ≤ 1: the low half
-  else if (s >= 6) sel_lo = MadHi(m, 0x11u << (33 - s), 0x1010u);  // the factor still fits 32 bits
-  else sel_lo = MadHi(m << 8, 0x11u << (25 - s), 0x1010u);         // lift by a byte first
-  const uint32_t sel_hi = MadHi(m, 0x11u << (17 - s), 0x1010u);   // c0, c1 fall below bit 32
-  lo = Prmt(pool[0], pool[1], sel_lo);
-  hi = Prmt(pool[0], pool[1], sel_hi);
-}
-
-// Width 4: v's low 16 bits are four 4-bit codes. The row's 16 levels are kept as byte planes (lp:
-// the 16 low bytes in 4 registers, hp: the high bytes): the low 3 bits of a code pick a byte out of
-// levels 0..7 and 8..15, bit 3 chooses between them (a sign-replicating permute turns it into a
-// byte mask), and two permutes interleave low and high bytes into the bf16 pairs.
-__device__ __forceinline__ void Pairs4(uint32_t v, const uint32_t (&lp)[4], const uint32_t (&hp)[4], uint32_t& lo,
-                                       uint32_t& hi) {
-  const uint32_t sel = v & 0x7777u;
-  const uint32_t upper = Prmt(v << 4, v, 0xD9C8u);  // byte k = 0xFF where code k ≥ 8
-  const uint32_t l = (Prmt(lp[0], lp[1], sel) & ~upper) | (Prmt(lp[2], lp[3], sel) & upper);
-  const uint32_t h = (Prmt(hp[0], hp[1], sel) & ~upper) | (Prmt(hp[2], hp[3], sel) & upper);
-  lo = Prmt(l, h, 0x5140u);
-  hi = Prmt(l, h, 0x7362u);
-}
+constexpr int kNT = 1;  // MMA n-tiles: x rows 0..7 (M ≤ 8; larger M goes to quant_decode_tile.cu)
+constexpr int kPartialBytes = 2 * kConsumers * kNT * 4 * 32 * 4;  // two tiles' worth
 
 // The smallest tile index ≥ begin of the list that this CTA owns (round-robin over the grid).
 __device__ __forceinline__ int FirstOwned(int begin) {
@@ -147,22 +90,23 @@ __device__ __forceinline__ int FirstOwned(int begin) {
 __device__ void Produce(const SegmentTable& tb, const Dims& d, const __nv_bfloat16* x, int M, const Plan& plan,
                         __nv_bfloat16* xs, unsigned char* stage, unsigned char* meta, uint64_t* full, uint64_t* empty,
                         uint64_t* x_full) {
-  if (plan.x_stride > 0 && plan.vec) {
+  if (plan.vec) {
     const auto row_bytes = static_cast<uint32_t>(d.cols * 2);
     bulk::ArriveExpectBytes(x_full, row_bytes * M);
     for (int n = 0; n < M; ++n) bulk::CopyAsync(xs + n * plan.x_stride, x + n * d.cols, row_bytes, x_full);
   }
   const bool scales = d.groups == 1;
-  int k = 0;
+  Ring ring{0, 0, plan.stages};
+  int issued = 0;
   for (int i = 0; i < tb.count; ++i) {
     const DeviceQuantMatrix::Segment& seg = tb.seg[i];
     const int chunks = tb.chunks[i];
     for (int u = FirstOwned(tb.first_tile[i]); u < tb.first_tile[i + 1]; u += gridDim.x) {
       const int64_t tile = u - tb.first_tile[i];
       const auto* src = reinterpret_cast<const unsigned char*>(seg.codes) + tile * chunks * kChunkBytes;
-      for (int c0 = 0; c0 < chunks; c0 += kPieceChunks, ++k) {
-        const int s = k % plan.stages, use = k / plan.stages;
-        if (use > 0) bulk::Wait(&empty[s], (use - 1) & 1);  // the consumers have read its last piece
+      for (int c0 = 0; c0 < chunks; c0 += kPieceChunks, ring.Advance()) {
+        const int s = ring.s;
+        if (issued++ >= plan.stages) bulk::Wait(&empty[s], ring.phase ^ 1u);  // its last piece has been read
         const uint32_t code_bytes = static_cast<uint32_t>(min(kPieceChunks, chunks - c0)) * kChunkBytes;
         const uint32_t meta_bytes = c0 > 0 ? 0 : kLevelBytes + kRowBytes + (scales ? kScaleBytes : 0);
         bulk::ArriveExpectBytes(&full[s], code_bytes + meta_bytes);
@@ -182,7 +126,7 @@ __device__ void Produce(const SegmentTable& tb, const Dims& d, const __nv_bfloat
 struct Ctx {
   const unsigned char* stage;
   const unsigned char* meta;
-  float* partial;  // [2][kConsumers][NT·4][32]
+  float* partial;  // [2][kConsumers][kNT·4][32]
   uint64_t* full;
   uint64_t* empty;
   const __nv_bfloat16* xs;  // x in shared memory (Plan::x_stride), or null
@@ -195,39 +139,21 @@ struct Ctx {
 
 // Consumer warp `warp` over the CTA's tiles of one segment (device width DB). k counts the CTA's
 // pieces (the stage ring's position), half the partial-sum buffer of the next tile.
-template <int DB, int NT, bool kXShared, bool kGrouped>
+template <int DB, bool kGrouped>
 __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment& seg, int chunks, int first_tile,
-                                               int end_tile, const Ctx& cx, int& k, int& half) {
+                                               int end_tile, const Ctx& cx, Ring& ring, int& half) {
   constexpr int kC = 16 / DB;  // blocks per chunk
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  const int M = cx.M, cols = static_cast<int>(cx.d.cols), blocks = static_cast<int>(cx.d.blocks);
-  const int stages = cx.plan.stages;
-  // This lane's x row of n-tile nt (rows ≥ M only feed output columns that are never written).
-  const __nv_bfloat16* xl[NT];
-  bool live[NT];
+  const int M = cx.M, blocks = static_cast<int>(cx.d.blocks);
+  // This lane's x row of n-tile nt in shared memory (rows ≥ M only feed output columns that are
+  // never written; the staged copy is zero past K, so the zero codes padding a chunk add nothing).
+  const __nv_bfloat16* xl[kNT];
 #pragma unroll
-  for (int nt = 0; nt < NT; ++nt) {
-    live[nt] = nt * 8 + g < M;
-    xl[nt] = kXShared ? cx.xs + min(nt * 8 + g, M - 1) * cx.plan.x_stride + 8 * t
-                      : cx.x + static_cast<int64_t>(live[nt] ? nt * 8 + g : 0) * cols + 8 * t;
-  }
-  // x of one block: lane's 8 columns of each row (zeros past the last column, so the zero codes
-  // padding a chunk add nothing; the staged copy is zero-padded).
-  auto load_x = [&](int blk, uint32_t (&xr)[NT][4]) {
-    const int j0 = blk * 32 + 8 * t;
+  for (int nt = 0; nt < kNT; ++nt) xl[nt] = cx.xs + min(nt * 8 + g, M - 1) * cx.plan.x_stride + 8 * t;
+  auto load_x = [&](int blk, uint32_t (&xr)[kNT][4]) {  // lane's 8 columns of block blk
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      uint4 v = make_uint4(0, 0, 0, 0);
-      if constexpr (kXShared) {
-        v = *reinterpret_cast<const uint4*>(xl[nt] + blk * 32);
-      } else if (cx.plan.vec) {
-        if (live[nt] && j0 < cols) v = __ldg(reinterpret_cast<const uint4*>(xl[nt] + blk * 32));
-      } else {
-        uint32_t h[8];
-#pragma unroll
-        for (int i = 0; i < 8; ++i) h[i] = live[nt] && j0 + i < cols ? __bfloat16_as_ushort(xl[nt][blk * 32 + i]) : 0u;
-        v = make_uint4(h[0] | h[1] << 16, h[2] | h[3] << 16, h[4] | h[5] << 16, h[6] | h[7] << 16);
-      }
+    for (int nt = 0; nt < kNT; ++nt) {
+      const uint4 v = *reinterpret_cast<const uint4*>(xl[nt] + blk * 32);
       xr[nt][0] = v.x; xr[nt][1] = v.y; xr[nt][2] = v.z; xr[nt][3] = v.w;
     }
   };
@@ -239,22 +165,22 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
     // tile's metadata with its first piece).
     const int me = threadIdx.x, fl = me % 32, fc = me / 32 % 4, fnt = me / 128;
     const int out_n = fnt * 8 + 2 * (fl % 4) + (fc & 1), out_r = fl / 4 + 8 * (fc >> 1);
-    const bool writes = me < NT * 128 && out_n < M && tile * kTileRows + out_r < seg.count;
+    const bool writes = me < kNT * 128 && out_n < M && tile * kTileRows + out_r < seg.count;
     int out_row = 0;
     float row_sg = 0.0f, row_sh = 0.0f;
-    float acc[2][NT][4];  // two accumulator chains (k steps e = 0, 1), so MMAs overlap
-    float tmp[2][NT][4];  // grouped: one block's sums before its scale
+    float acc[2][kNT][4];  // two accumulator chains (k steps e = 0, 1), so MMAs overlap
+    float tmp[2][kNT][4];  // grouped: one block's sums before its scale
 #pragma unroll
     for (int e = 0; e < 2; ++e)
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
+      for (int nt = 0; nt < kNT; ++nt)
 #pragma unroll
         for (int c = 0; c < 4; ++c) acc[e][nt][c] = tmp[e][nt][c] = 0.0f;
     uint32_t pg[2], ph[2];                // widths 1, 2: bf16 levels 0..3, two per register
     uint32_t lg[4], hg[4], lh[4], hh[4];  // width 4: byte planes of the 16 levels
-    for (int c0 = 0; c0 < chunks; c0 += kPieceChunks, ++k) {
-      const int s = k % stages;
-      bulk::Wait(&cx.full[s], (k / stages) & 1);
+    for (int c0 = 0; c0 < chunks; c0 += kPieceChunks, ring.Advance()) {
+      const int s = ring.s;
+      bulk::Wait(&cx.full[s], ring.phase);
       if (c0 == 0) {  // the tile's metadata came with its first piece
         const unsigned char* m = cx.meta + s * kMetaBytes;
         out_row = reinterpret_cast<const int32_t*>(m + kLevelBytes + kScaleBytes)[out_r];
@@ -302,14 +228,14 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
       if (lane == 0) bulk::Arrive(&cx.empty[s]);  // the stage's reads of this warp are done
       if (!mine) continue;
       const uint32_t wg[4] = {cg.x, cg.y, cg.z, cg.w}, wh[4] = {ch.x, ch.y, ch.z, ch.w};
-      uint32_t xnext[NT][4];
+      uint32_t xnext[kNT][4];
       load_x(cc * kC, xnext);
 #pragma unroll
       for (int bc = 0; bc < kC; ++bc) {
         const int blk = cc * kC + bc;
-        uint32_t xr[NT][4];  // this block's x; the next block's is loaded before this one's decode
+        uint32_t xr[kNT][4];  // this block's x; the next block's is loaded before this one's decode
 #pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
+        for (int nt = 0; nt < kNT; ++nt)
 #pragma unroll
           for (int i = 0; i < 4; ++i) xr[nt][i] = xnext[nt][i];
         if (bc + 1 < kC) load_x(blk + 1, xnext);
@@ -327,7 +253,7 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
             Pairs12(wh[bc / kPer], kField, s_bit, ph, a1, a3);
           }
 #pragma unroll
-          for (int nt = 0; nt < NT; ++nt) {
+          for (int nt = 0; nt < kNT; ++nt) {
             Mma(kGrouped ? tmp[e][nt] : acc[e][nt], a0, a1, a2, a3, xr[nt][2 * e], xr[nt][2 * e + 1]);
           }
         }
@@ -336,7 +262,7 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
           const float sg = vg ? __half2float(__ushort_as_half(seg.scales[rg * cx.d.groups + grp])) : 0.0f;
           const float sh = vh ? __half2float(__ushort_as_half(seg.scales[rh * cx.d.groups + grp])) : 0.0f;
 #pragma unroll
-          for (int nt = 0; nt < NT; ++nt) {
+          for (int nt = 0; nt < kNT; ++nt) {
             acc[0][nt][0] = fmaf(sg, tmp[0][nt][0] + tmp[1][nt][0], acc[0][nt][0]);
             acc[0][nt][1] = fmaf(sg, tmp[0][nt][1] + tmp[1][nt][1], acc[0][nt][1]);
             acc[0][nt][2] = fmaf(sh, tmp[0][nt][2] + tmp[1][nt][2], acc[0][nt][2]);
@@ -348,27 +274,27 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
       }
     }
     // The tile's K reduction: each warp's d fragments, then one thread per output.
-    float* part = cx.partial + half * (kConsumers * NT * 4 * 32);
+    float* part = cx.partial + half * (kConsumers * kNT * 4 * 32);
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
+    for (int nt = 0; nt < kNT; ++nt)
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
         const float sum = acc[0][nt][c] + acc[1][nt][c];
-        part[(warp * NT * 4 + nt * 4 + c) * 32 + lane] = kGrouped ? sum : sum * (c < 2 ? row_sg : row_sh);
+        part[(warp * kNT * 4 + nt * 4 + c) * 32 + lane] = kGrouped ? sum : sum * (c < 2 ? row_sg : row_sh);
       }
     bulk::NamedSync(1, kConsumers * 32);  // also orders the next tile's writes to the other half
     if (writes) {
       float sum = 0.0f;
 #pragma unroll 4
-      for (int w = 0; w < kConsumers; ++w) sum += part[(w * NT * 4 + fnt * 4 + fc) * 32 + fl];
+      for (int w = 0; w < kConsumers; ++w) sum += part[(w * kNT * 4 + fnt * 4 + fc) * 32 + fl];
       cx.y[static_cast<int64_t>(out_n) * cx.d.out_rows + out_row] = __float2bfloat16(sum);
     }
     half ^= 1;
   }
 }
 
-// y[n, seg.rows[r]] for n < M ≤ 8·NT and the CTA's tiles of every segment.
-template <int NT, bool kXShared, bool kGrouped>
+// y[n, seg.rows[r]] for n < M ≤ 8·kNT and the CTA's tiles of every segment.
+template <bool kGrouped>
 __global__ void __launch_bounds__(kThreads, 1) DecodeKernel(SegmentTable tb, Dims d, const __nv_bfloat16* __restrict__ x,
                                                            int M, __nv_bfloat16* __restrict__ y, Plan plan) {
   extern __shared__ __align__(128) unsigned char smem[];
@@ -378,7 +304,7 @@ __global__ void __launch_bounds__(kThreads, 1) DecodeKernel(SegmentTable tb, Dim
   unsigned char* stage = smem + kBarBytes;
   unsigned char* meta = stage + plan.stages * kStageBytes;
   auto* partial = reinterpret_cast<float*>(meta + plan.stages * kMetaBytes);
-  auto* xs = reinterpret_cast<__nv_bfloat16*>(reinterpret_cast<unsigned char*>(partial) + PartialBytes<NT>());
+  auto* xs = reinterpret_cast<__nv_bfloat16*>(reinterpret_cast<unsigned char*>(partial) + kPartialBytes);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (threadIdx.x == 0) {
     for (int s = 0; s < plan.stages; ++s) {
@@ -394,44 +320,36 @@ __global__ void __launch_bounds__(kThreads, 1) DecodeKernel(SegmentTable tb, Dim
     return;
   }
   const int cols = static_cast<int>(d.cols);
-  if constexpr (kXShared) {  // x (M rows, zero-padded to x_cols) once per CTA, while the codes stream in
-    if (plan.vec) {  // the producer copies columns [0, cols); the padding is ours
-      const int pad = (plan.x_cols - cols) / 8;
-      for (int q = threadIdx.x; q < M * pad; q += kConsumers * 32) {
-        *reinterpret_cast<uint4*>(xs + q / pad * plan.x_stride + cols + q % pad * 8) = make_uint4(0, 0, 0, 0);
-      }
-    } else {
-      const int groups = plan.x_cols / 8;
-      for (int q = threadIdx.x; q < M * groups; q += kConsumers * 32) {
-        const int n = q / groups, j = q % groups * 8;
-        const __nv_bfloat16* row = x + static_cast<int64_t>(n) * cols;
-        uint32_t h[8];
+  // x (M rows, zero-padded to x_cols) once per CTA, while the codes stream in.
+  if (plan.vec) {  // the producer copies columns [0, cols); the padding is ours
+    const int pad = (plan.x_cols - cols) / 8;
+    for (int q = threadIdx.x; q < M * pad; q += kConsumers * 32) {
+      *reinterpret_cast<uint4*>(xs + q / pad * plan.x_stride + cols + q % pad * 8) = make_uint4(0, 0, 0, 0);
+    }
+  } else {
+    const int groups = plan.x_cols / 8;
+    for (int q = threadIdx.x; q < M * groups; q += kConsumers * 32) {
+      const int n = q / groups, j = q % groups * 8;
+      const __nv_bfloat16* row = x + static_cast<int64_t>(n) * cols;
+      uint32_t h[8];
 #pragma unroll
-        for (int i = 0; i < 8; ++i) h[i] = j + i < cols ? __bfloat16_as_ushort(row[j + i]) : 0u;
-        *reinterpret_cast<uint4*>(xs + n * plan.x_stride + j) =
-            make_uint4(h[0] | h[1] << 16, h[2] | h[3] << 16, h[4] | h[5] << 16, h[6] | h[7] << 16);
-      }
+      for (int i = 0; i < 8; ++i) h[i] = j + i < cols ? __bfloat16_as_ushort(row[j + i]) : 0u;
+      *reinterpret_cast<uint4*>(xs + n * plan.x_stride + j) =
+          make_uint4(h[0] | h[1] << 16, h[2] | h[3] << 16, h[4] | h[5] << 16, h[6] | h[7] << 16);
     }
-    bulk::NamedSync(1, kConsumers * 32);
-    if (plan.vec) bulk::Wait(x_full, 0);
-  } else {  // warm L1 with x: one byte per 128-byte line, kept by folding it into `touched`
-    uint32_t touched = 0;
-    const int lines = (cols * 2 + 127) / 128 + 1;
-    for (int q = threadIdx.x; q < M * lines; q += kConsumers * 32) {
-      const auto* row = reinterpret_cast<const unsigned char*>(x + static_cast<int64_t>(q / lines) * cols);
-      touched ^= __ldg(row + min(q % lines * 128, cols * 2 - 1));
-    }
-    asm volatile("" ::"r"(touched));
   }
+  bulk::NamedSync(1, kConsumers * 32);
+  if (plan.vec) bulk::Wait(x_full, 0);
   const Ctx cx{stage, meta, partial, full, empty, xs, x, y, d, plan, M};
-  int k = 0, half = 0;
+  Ring ring{0, 0, plan.stages};
+  int half = 0;
   for (int i = 0; i < tb.count; ++i) {
     const DeviceQuantMatrix::Segment& seg = tb.seg[i];
     const int first = tb.first_tile[i], end = tb.first_tile[i + 1], chunks = tb.chunks[i];
     switch (DeviceBits(seg.bits)) {  // uniform across the CTA
-      case 1: ConsumeSegment<1, NT, kXShared, kGrouped>(seg, chunks, first, end, cx, k, half); break;
-      case 2: ConsumeSegment<2, NT, kXShared, kGrouped>(seg, chunks, first, end, cx, k, half); break;
-      default: ConsumeSegment<4, NT, kXShared, kGrouped>(seg, chunks, first, end, cx, k, half); break;
+      case 1: ConsumeSegment<1, kGrouped>(seg, chunks, first, end, cx, ring, half); break;
+      case 2: ConsumeSegment<2, kGrouped>(seg, chunks, first, end, cx, ring, half); break;
+      default: ConsumeSegment<4, kGrouped>(seg, chunks, first, end, cx, ring, half); break;
     }
   }
 }
@@ -441,47 +359,17 @@ Status Check(cudaError_t e, const char* what) {
   return Status::Ok();
 }
 
-template <int NT, bool kXShared, bool kGrouped>
+template <bool kGrouped>
 Status Launch(const SegmentTable& t, Dims d, const __nv_bfloat16* x, int M, __nv_bfloat16* y, const Plan& plan,
               int grid, int smem_limit, cudaStream_t stream) {
-  auto* kernel = DecodeKernel<NT, kXShared, kGrouped>;
+  auto* kernel = DecodeKernel<kGrouped>;
   static std::once_flag once;  // the opt-in above 48 KB, once per kernel and process
   static cudaError_t attr = cudaSuccess;
   std::call_once(once, [&] { attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_limit); });
   SCION_RETURN_IF_ERROR(Check(attr, "cudaFuncSetAttribute"));
-  const int bytes = kBarBytes + plan.stages * (kStageBytes + kMetaBytes) + PartialBytes<NT>() +
-                    (kXShared ? M * plan.x_stride * 2 : 0);
+  const int bytes = kBarBytes + plan.stages * (kStageBytes + kMetaBytes) + kPartialBytes + M * plan.x_stride * 2;
   kernel<<<grid, kThreads, bytes, stream>>>(t, d, x, M, y, plan);
   return Check(cudaGetLastError(), "DecodeKernel");
-}
-
-template <int NT, bool kXShared>
-Status LaunchGrouped(const SegmentTable& t, Dims d, const __nv_bfloat16* x, int M, __nv_bfloat16* y, const Plan& plan,
-                     int grid, int smem_limit, cudaStream_t stream) {
-  if (d.groups > 1) return Launch<NT, kXShared, true>(t, d, x, M, y, plan, grid, smem_limit, stream);
-  return Launch<NT, kXShared, false>(t, d, x, M, y, plan, grid, smem_limit, stream);
-}
-
-template <int NT>
-Status LaunchNT(const SegmentTable& t, Dims d, const __nv_bfloat16* x, int M, __nv_bfloat16* y, bool vec, int grid,
-                int smem_limit, cudaStream_t stream) {
-  // x staged when it fits next to kMinStages stages; otherwise through L1 with a ring that leaves
-  // L1 room for it.
-  int x_cols = 0;
-  for (int i = 0; i < t.count; ++i) x_cols = std::max(x_cols, t.chunks[i] * ChunkBlocks(t.seg[i].bits) * 32);
-  Plan plan{};
-  plan.vec = vec;
-  plan.x_cols = x_cols;
-  plan.x_stride = x_cols + 32;  // rows 64 bytes apart mod 128: the two rows of a quarter-warp's load miss each other's banks
-  const int per_stage = kStageBytes + kMetaBytes, fixed = kBarBytes + PartialBytes<NT>();
-  const int64_t x_bytes = static_cast<int64_t>(M) * plan.x_stride * 2;
-  if (fixed + x_bytes + kMinStages * per_stage <= smem_limit) {
-    plan.stages = static_cast<int>(std::min<int64_t>(kMaxStages, (smem_limit - fixed - x_bytes) / per_stage));
-    return LaunchGrouped<NT, true>(t, d, x, M, y, plan, grid, smem_limit, stream);
-  }
-  plan.x_stride = 0;
-  plan.stages = 4;
-  return LaunchGrouped<NT, false>(t, d, x, M, y, plan, grid, smem_limit, stream);
 }
 
 }  // namespace
@@ -502,14 +390,24 @@ Status LaunchQuantDecode(const DeviceQuantMatrix& w, const void* x, int M, void*
   SCION_RETURN_IF_ERROR(Check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "SM count"));
   SCION_RETURN_IF_ERROR(
       Check(cudaDeviceGetAttribute(&smem_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "shared memory limit"));
+  // x staged beside at least kMinStages stages, or the tile kernel (x through L1).
+  int x_cols = 0;
+  for (int i = 0; i < t.count; ++i) x_cols = std::max(x_cols, t.chunks[i] * ChunkBlocks(t.seg[i].bits) * 32);
+  Plan plan{};
+  plan.vec = w.cols % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  plan.x_cols = x_cols;
+  plan.x_stride = x_cols + 32;  // rows 64 bytes apart mod 128: the two rows of a quarter-warp's load miss each other's banks
+  const int per_stage = kStageBytes + kMetaBytes, fixed = kBarBytes + kPartialBytes;
+  const int64_t x_bytes = static_cast<int64_t>(M) * plan.x_stride * 2;
+  if (M > 8 * kNT || fixed + x_bytes + kMinStages * per_stage > smem_limit) return LaunchQuantDecodeTiles(w, x, M, y, stream);
+  plan.stages = static_cast<int>(std::min<int64_t>(kMaxStages, (smem_limit - fixed - x_bytes) / per_stage));
   const int grid = std::min(sms, t.first_tile[t.count]);
   const Dims d{w.cols, w.blocks, w.groups, w.group_size, w.rows};
   const auto* xb = static_cast<const __nv_bfloat16*>(x);
   auto* yb = static_cast<__nv_bfloat16*>(y);
-  const bool vec = w.cols % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
   auto s = static_cast<cudaStream_t>(stream);
-  if (M <= 8) return LaunchNT<1>(t, d, xb, M, yb, vec, grid, smem_limit, s);
-  return LaunchNT<2>(t, d, xb, M, yb, vec, grid, smem_limit, s);
+  if (d.groups > 1) return Launch<true>(t, d, xb, M, yb, plan, grid, smem_limit, s);
+  return Launch<false>(t, d, xb, M, yb, plan, grid, smem_limit, s);
 }
 
 }  // namespace scion::kernels::quant
