@@ -2,13 +2,16 @@
 // decoded into MMA fragments in registers (format: kernels/quant_pack.h; device layout:
 // kernels/quant_device_layout.h; design: docs/LOWRA.md, "Decode kernel").
 //
-// One persistent CTA per SM. A producer warp streams the CTA's tiles through a ring of shared-memory
-// stages with bulk copies (a stage = one piece: up to 16 chunks of one 16-row tile, 16 KB; the
-// tile's levels ride with its first piece), so an SM keeps up to kMaxStages × 16 KB of codes in
-// flight without a register or an issuing warp per byte. 16 consumer warps take one chunk of each
-// piece each, decode it against x (staged once in shared memory when it fits) and meet in shared
-// memory at the end of each tile. Tiles are dealt round-robin over the CTAs in one list, widest
-// segment first, so every CTA gets the same share of each width and no CTA waits for a second wave.
+// Persistent CTAs, two per SM. In each, a producer warp streams the CTA's tiles through a ring of
+// shared-memory stages with bulk copies (a stage = one piece: up to 16 chunks of one 16-row tile,
+// 16 KB; the tile's levels, scales and output rows ride with its first piece), so an SM keeps
+// ~160 KB of codes in flight without a register or an issuing warp per byte. 8 consumer warps take
+// two chunks of each piece each, decode them against x (staged once per CTA in shared memory) and
+// meet in shared memory at the end of each tile. Tiles are dealt round-robin over the CTAs in one
+// list, widest segment first, so every CTA gets the same share of each width and none waits for a
+// second wave. Two CTAs rather than one of 16 consumers: one CTA's tile-end barrier and start
+// overlap the other's decode (mixed 1.5 bits 0.0172 → 0.0159 ms, 4-bit 0.0222 → 0.0211; 2-bit
+// 0.0155 → 0.0157, within noise).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -28,22 +31,27 @@ namespace {
 namespace bulk = scion::kernels::bulk;
 using namespace scion::kernels::quant::decode;  // NOLINT: the shared decode helpers
 
-constexpr int kConsumers = 16;                          // decoding warps per CTA
-constexpr int kThreads = (kConsumers + 1) * 32;         // + the producer warp
-constexpr int kPieceChunks = kConsumers;                // chunks per stage: one per consumer warp
-constexpr int kChunkBytes = kChunkWords * 4;            // 1 KB: 16 rows × 16 bytes × 4 lanes
-constexpr int kStageBytes = kPieceChunks * kChunkBytes; // 16 KB
+constexpr int kCtasPerSm = 2;
+constexpr int kPieceChunks = 16;                          // chunks per stage
+constexpr int kConsumers = 16 / kCtasPerSm;               // decoding warps per CTA
+constexpr int kPerWarp = kPieceChunks / kConsumers;       // chunks per warp and piece
+constexpr int kThreads = (kConsumers + 1) * 32;           // + the producer warp
+constexpr int kChunkBytes = kChunkWords * 4;              // 1 KB: 16 rows × 16 bytes × 4 lanes
+constexpr int kStageBytes = kPieceChunks * kChunkBytes;   // 16 KB
 // One tile's metadata, copied with its first piece: fp16 levels (16 × 16), fp16 row scales (when a
 // row has one), int32 output rows; 640 bytes keep every stage's metadata 128-byte aligned.
 constexpr int kLevelBytes = kTileRows * kMaxLevels * 2, kScaleBytes = kTileRows * 2, kRowBytes = kTileRows * 4;
 constexpr int kMetaBytes = 640;
 static_assert(kLevelBytes + kScaleBytes + kRowBytes <= kMetaBytes);
-#ifndef SCION_QUANT_DECODE_STAGES  // TEMP experiment knob
-#define SCION_QUANT_DECODE_STAGES 8
-#endif
-constexpr int kMaxStages = SCION_QUANT_DECODE_STAGES;  // 128 KB in flight per SM: ~3× what the copy rate × DRAM latency needs
-constexpr int kMinStages = 3;  // below this x is read through L1 instead of staged
-constexpr int kBarBytes = 256; // full[kMaxStages], empty[kMaxStages], x_full; keeps the stages 128-aligned
+// Stages per CTA: as many as fit (5 at M ≤ 2 and K = 8192, 80 KB a CTA), at most 8. The copy rate ×
+// DRAM latency needs ~35 KB in flight per SM.
+constexpr int kMaxStages = 8;
+constexpr int kMinStages = 3;  // fewer fit beside x: the tile kernel instead
+// Staging x costs M × 16 KB per CTA at K = 8192 before the first decode: at M = 8 that made the
+// staged kernel slower than the tile kernel (0.0189 vs 0.0171 ms), at M = 1 faster (0.0154 vs
+// 0.0167). M in 3..8 is not measured and takes the tile kernel.
+constexpr int kStagedMaxM = 2;
+constexpr int kBarBytes = 256;  // full[kMaxStages], empty[kMaxStages], x_full; keeps the stages 128-aligned
 
 // Position in the stage ring: stage s, and the parity of its current use (flips at each wrap).
 struct Ring {
@@ -137,8 +145,8 @@ struct Ctx {
   int M;
 };
 
-// Consumer warp `warp` over the CTA's tiles of one segment (device width DB). k counts the CTA's
-// pieces (the stage ring's position), half the partial-sum buffer of the next tile.
+// Consumer warp `warp` over the CTA's tiles of one segment (device width DB). `ring` is the stage
+// ring's position (shared across segments), `half` the partial-sum buffer of the next tile.
 template <int DB, bool kGrouped>
 __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment& seg, int chunks, int first_tile,
                                                int end_tile, const Ctx& cx, Ring& ring, int& half) {
@@ -216,59 +224,67 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
           planes(lev_h, vh, lh, hh);
         }
       }
-      const int cc = c0 + warp;  // this warp's chunk of the piece
-      const bool mine = cc < chunks;
-      uint4 cg = make_uint4(0, 0, 0, 0), ch = cg;
-      if (mine) {  // row g's 16 bytes, then row g + 8's: each 512 contiguous bytes a warp
-        const uint4* src = reinterpret_cast<const uint4*>(cx.stage + s * kStageBytes) + warp * 64 + lane;
-        cg = src[0];
-        ch = src[32];
+      uint4 code[kPerWarp][2];  // row g's 16 bytes, then row g + 8's: each 512 contiguous bytes a warp
+#pragma unroll
+      for (int j = 0; j < kPerWarp; ++j) {
+        const int pc = warp + j * kConsumers;  // chunk of the piece
+        code[j][0] = code[j][1] = make_uint4(0, 0, 0, 0);
+        if (c0 + pc < chunks) {
+          const uint4* src = reinterpret_cast<const uint4*>(cx.stage + s * kStageBytes) + pc * 64 + lane;
+          code[j][0] = src[0];
+          code[j][1] = src[32];
+        }
       }
       __syncwarp();
       if (lane == 0) bulk::Arrive(&cx.empty[s]);  // the stage's reads of this warp are done
-      if (!mine) continue;
-      const uint32_t wg[4] = {cg.x, cg.y, cg.z, cg.w}, wh[4] = {ch.x, ch.y, ch.z, ch.w};
-      uint32_t xnext[kNT][4];
-      load_x(cc * kC, xnext);
 #pragma unroll
-      for (int bc = 0; bc < kC; ++bc) {
-        const int blk = cc * kC + bc;
-        uint32_t xr[kNT][4];  // this block's x; the next block's is loaded before this one's decode
+      for (int j = 0; j < kPerWarp; ++j) {
+        const int cc = c0 + warp + j * kConsumers;
+        if (cc >= chunks) break;
+        const uint4 cg = code[j][0], ch = code[j][1];
+        const uint32_t wg[4] = {cg.x, cg.y, cg.z, cg.w}, wh[4] = {ch.x, ch.y, ch.z, ch.w};
+        uint32_t xnext[kNT][4];
+        load_x(cc * kC, xnext);
 #pragma unroll
-        for (int nt = 0; nt < kNT; ++nt)
+        for (int bc = 0; bc < kC; ++bc) {
+          const int blk = cc * kC + bc;
+          uint32_t xr[kNT][4];  // this block's x; the next block's is loaded before this one's decode
 #pragma unroll
-          for (int i = 0; i < 4; ++i) xr[nt][i] = xnext[nt][i];
-        if (bc + 1 < kC) load_x(blk + 1, xnext);
+          for (int nt = 0; nt < kNT; ++nt)
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          uint32_t a0, a1, a2, a3;
-          if constexpr (DB == 4) {
-            Pairs4(e == 0 ? wg[bc] : wg[bc] >> 16, lg, hg, a0, a2);
-            Pairs4(e == 0 ? wh[bc] : wh[bc] >> 16, lh, hh, a1, a3);
-          } else {
-            constexpr int kPer = 4 / DB;  // blocks per word
-            constexpr uint32_t kField = DB == 2 ? 0x03030303u : 0x01010101u;
-            const int s_bit = DB * (2 * (bc % kPer) + e);
-            Pairs12(wg[bc / kPer], kField, s_bit, pg, a0, a2);
-            Pairs12(wh[bc / kPer], kField, s_bit, ph, a1, a3);
+            for (int i = 0; i < 4; ++i) xr[nt][i] = xnext[nt][i];
+          if (bc + 1 < kC) load_x(blk + 1, xnext);
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            uint32_t a0, a1, a2, a3;
+            if constexpr (DB == 4) {
+              Pairs4(e == 0 ? wg[bc] : wg[bc] >> 16, lg, hg, a0, a2);
+              Pairs4(e == 0 ? wh[bc] : wh[bc] >> 16, lh, hh, a1, a3);
+            } else {
+              constexpr int kPer = 4 / DB;  // blocks per word
+              constexpr uint32_t kField = DB == 2 ? 0x03030303u : 0x01010101u;
+              const int s_bit = DB * (2 * (bc % kPer) + e);
+              Pairs12(wg[bc / kPer], kField, s_bit, pg, a0, a2);
+              Pairs12(wh[bc / kPer], kField, s_bit, ph, a1, a3);
+            }
+#pragma unroll
+            for (int nt = 0; nt < kNT; ++nt) {
+              Mma(kGrouped ? tmp[e][nt] : acc[e][nt], a0, a1, a2, a3, xr[nt][2 * e], xr[nt][2 * e + 1]);
+            }
           }
+          if constexpr (kGrouped) {  // a block lies in one group (group sizes are multiples of 32)
+            const int64_t grp = static_cast<int64_t>(min(blk, blocks - 1)) * 32 / cx.d.group_size;  // padding: tmp is 0
+            const float sg = vg ? __half2float(__ushort_as_half(seg.scales[rg * cx.d.groups + grp])) : 0.0f;
+            const float sh = vh ? __half2float(__ushort_as_half(seg.scales[rh * cx.d.groups + grp])) : 0.0f;
 #pragma unroll
-          for (int nt = 0; nt < kNT; ++nt) {
-            Mma(kGrouped ? tmp[e][nt] : acc[e][nt], a0, a1, a2, a3, xr[nt][2 * e], xr[nt][2 * e + 1]);
-          }
-        }
-        if constexpr (kGrouped) {  // a block lies in one group (group sizes are multiples of 32)
-          const int64_t grp = static_cast<int64_t>(min(blk, blocks - 1)) * 32 / cx.d.group_size;  // padding: tmp is 0
-          const float sg = vg ? __half2float(__ushort_as_half(seg.scales[rg * cx.d.groups + grp])) : 0.0f;
-          const float sh = vh ? __half2float(__ushort_as_half(seg.scales[rh * cx.d.groups + grp])) : 0.0f;
+            for (int nt = 0; nt < kNT; ++nt) {
+              acc[0][nt][0] = fmaf(sg, tmp[0][nt][0] + tmp[1][nt][0], acc[0][nt][0]);
+              acc[0][nt][1] = fmaf(sg, tmp[0][nt][1] + tmp[1][nt][1], acc[0][nt][1]);
+              acc[0][nt][2] = fmaf(sh, tmp[0][nt][2] + tmp[1][nt][2], acc[0][nt][2]);
+              acc[0][nt][3] = fmaf(sh, tmp[0][nt][3] + tmp[1][nt][3], acc[0][nt][3]);
 #pragma unroll
-          for (int nt = 0; nt < kNT; ++nt) {
-            acc[0][nt][0] = fmaf(sg, tmp[0][nt][0] + tmp[1][nt][0], acc[0][nt][0]);
-            acc[0][nt][1] = fmaf(sg, tmp[0][nt][1] + tmp[1][nt][1], acc[0][nt][1]);
-            acc[0][nt][2] = fmaf(sh, tmp[0][nt][2] + tmp[1][nt][2], acc[0][nt][2]);
-            acc[0][nt][3] = fmaf(sh, tmp[0][nt][3] + tmp[1][nt][3], acc[0][nt][3]);
-#pragma unroll
-            for (int c = 0; c < 4; ++c) tmp[0][nt][c] = tmp[1][nt][c] = 0.0f;
+              for (int c = 0; c < 4; ++c) tmp[0][nt][c] = tmp[1][nt][c] = 0.0f;
+            }
           }
         }
       }
@@ -295,8 +311,9 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
 
 // y[n, seg.rows[r]] for n < M ≤ 8·kNT and the CTA's tiles of every segment.
 template <bool kGrouped>
-__global__ void __launch_bounds__(kThreads, 1) DecodeKernel(SegmentTable tb, Dims d, const __nv_bfloat16* __restrict__ x,
-                                                           int M, __nv_bfloat16* __restrict__ y, Plan plan) {
+__global__ void __launch_bounds__(kThreads, kCtasPerSm)
+    DecodeKernel(SegmentTable tb, Dims d, const __nv_bfloat16* __restrict__ x, int M, __nv_bfloat16* __restrict__ y,
+                 Plan plan) {
   extern __shared__ __align__(128) unsigned char smem[];
   auto* full = reinterpret_cast<uint64_t*>(smem);
   uint64_t* empty = full + kMaxStages;
@@ -365,7 +382,9 @@ Status Launch(const SegmentTable& t, Dims d, const __nv_bfloat16* x, int M, __nv
   auto* kernel = DecodeKernel<kGrouped>;
   static std::once_flag once;  // the opt-in above 48 KB, once per kernel and process
   static cudaError_t attr = cudaSuccess;
-  std::call_once(once, [&] { attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_limit); });
+  std::call_once(once, [&] {
+    attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_limit);
+  });
   SCION_RETURN_IF_ERROR(Check(attr, "cudaFuncSetAttribute"));
   const int bytes = kBarBytes + plan.stages * (kStageBytes + kMetaBytes) + kPartialBytes + M * plan.x_stride * 2;
   kernel<<<grid, kThreads, bytes, stream>>>(t, d, x, M, y, plan);
@@ -385,23 +404,29 @@ Status LaunchQuantDecode(const DeviceQuantMatrix& w, const void* x, int M, void*
     t.chunks[i] = static_cast<int>(DeviceChunks(w.blocks, seg.bits));
     t.first_tile[i + 1] = t.first_tile[i] + static_cast<int>(DeviceTiles(seg.count));
   }
-  int dev = 0, sms = 0, smem_limit = 0;
+  int dev = 0, sms = 0, smem_limit = 0, smem_sm = 0;
   SCION_RETURN_IF_ERROR(Check(cudaGetDevice(&dev), "cudaGetDevice"));
   SCION_RETURN_IF_ERROR(Check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "SM count"));
   SCION_RETURN_IF_ERROR(
       Check(cudaDeviceGetAttribute(&smem_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "shared memory limit"));
+  SCION_RETURN_IF_ERROR(
+      Check(cudaDeviceGetAttribute(&smem_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev), "SM shared memory"));
+  const int smem_cta = std::min(smem_limit, smem_sm / kCtasPerSm - 1024);  // 1 KB per CTA is the runtime's
   // x staged beside at least kMinStages stages, or the tile kernel (x through L1).
   int x_cols = 0;
   for (int i = 0; i < t.count; ++i) x_cols = std::max(x_cols, t.chunks[i] * ChunkBlocks(t.seg[i].bits) * 32);
   Plan plan{};
   plan.vec = w.cols % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
   plan.x_cols = x_cols;
-  plan.x_stride = x_cols + 32;  // rows 64 bytes apart mod 128: the two rows of a quarter-warp's load miss each other's banks
+  // Rows 64 bytes apart mod 128: the two rows of a quarter-warp's 16-byte loads use different banks.
+  plan.x_stride = x_cols + 32;
   const int per_stage = kStageBytes + kMetaBytes, fixed = kBarBytes + kPartialBytes;
   const int64_t x_bytes = static_cast<int64_t>(M) * plan.x_stride * 2;
-  if (M > 8 * kNT || fixed + x_bytes + kMinStages * per_stage > smem_limit) return LaunchQuantDecodeTiles(w, x, M, y, stream);
-  plan.stages = static_cast<int>(std::min<int64_t>(kMaxStages, (smem_limit - fixed - x_bytes) / per_stage));
-  const int grid = std::min(sms, t.first_tile[t.count]);
+  if (M > kStagedMaxM || fixed + x_bytes + kMinStages * per_stage > smem_cta) {
+    return LaunchQuantDecodeTiles(w, x, M, y, stream);
+  }
+  plan.stages = static_cast<int>(std::min<int64_t>(kMaxStages, (smem_cta - fixed - x_bytes) / per_stage));
+  const int grid = std::min(sms * kCtasPerSm, t.first_tile[t.count]);
   const Dims d{w.cols, w.blocks, w.groups, w.group_size, w.rows};
   const auto* xb = static_cast<const __nv_bfloat16*>(x);
   auto* yb = static_cast<__nv_bfloat16*>(y);
