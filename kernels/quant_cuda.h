@@ -25,6 +25,8 @@ class DeviceQuantMatrix {
   struct Segment {
     int bits = 0;
     int64_t count = 0;                 // rows in the segment
+    // Row arrays are allocated for whole 16-row tiles, zero past `count` (the decode kernel copies
+    // a tile's rows, levels and scales in one piece).
     const int32_t* rows = nullptr;     // (count)
     const uint32_t* codes = nullptr;   // device layout (kernels/quant_device_layout.h)
     const uint16_t* levels = nullptr;  // (count, kMaxLevels) fp16

@@ -1,7 +1,6 @@
-// Fused dequant-matmul for packed LowRA matrices (format: kernels/quant_pack.h, docs/LOWRA.md).
-// Kernels section, then launchers. Decode (M ≤ 16) is one launch for every segment (CTA ranges per
-// width, the width dispatched per CTA to code templated on it, so every shift and mask is a
-// compile-time constant) on bf16 tensor cores; prefill dequantizes per segment, then cuBLAS.
+// Fused dequant-matmul for packed LowRA matrices (format: kernels/quant_pack.h, docs/LOWRA.md):
+// upload, dequantize, and the entry point. Decode (M ≤ 16) is kernels/cuda/quant_decode.cu; prefill
+// dequantizes per segment, then cuBLAS.
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -11,323 +10,18 @@
 #include <mutex>
 #include <string>
 
+#include "kernels/cuda/quant_decode.h"
 #include "kernels/quant_cuda.h"
 #include "kernels/quant_device_layout.h"
 
 namespace scion::kernels::quant {
 namespace {
 
-// Decode (M ≤ 16). A warp owns one 16-row tile (the tensor-core tile's rows) and a range of its
-// chunks (device layout: kernels/quant_device_layout.h; a chunk is 16 bytes of codes per lane and
-// row, 1 KB per tile); a CTA of kWarps warps owns kWarps / split tiles of one segment, `split` warps
-// sharing each tile's chunks and meeting in shared memory (no atomics, no second pass). `split` is
-// chosen per segment so that a warp gets about kMinChunksPerWarp chunks: while one chunk is decoded
-// the next kPrefetch are in flight, so DRAM streams while the SM decodes. Three CTAs per SM for
-// M ≤ 8 (80 registers a thread; the width-4 path alone holds 16 registers of level planes) put 48 KB
-// of codes in flight per SM; two for M ≤ 16, whose second n-tile would otherwise spill.
-constexpr int kWarps = 8;
-constexpr int kPrefetch = 2;
-constexpr int kMinChunksPerWarp = 4;
-
 struct Dims {
   int64_t cols, blocks, groups;
   int group_size;
   int64_t out_rows;  // y's row stride (all rows of the matrix)
 };
-
-// bf16 bits of an fp16 level (round to nearest even: ≤ 2⁻⁹ relative).
-__device__ __forceinline__ uint32_t LevelBf16(uint16_t h) {
-  return __bfloat16_as_ushort(__float2bfloat16_rn(__half2float(__ushort_as_half(h))));
-}
-
-// d += a (16 × 16, row-major, bf16) · b (16 × 8, column-major, bf16), fp32 accumulation.
-// Fragments (g = lane / 4, t = lane % 4): a0 (row g, k 2t..2t+1), a1 (row g+8, same k), a2 (row g,
-// k 2t+8..), a3 (row g+8, k 2t+8..); b0 (k 2t.., n g), b1 (k 2t+8.., n g); d0, d1 (row g,
-// n 2t, 2t+1), d2, d3 (row g+8, same n). Which column of W a k slot stands for is ours to choose as
-// long as a and b agree: slot pairs (2t, 2t+1) and (2t+8, 2t+9) of step e of a block are its columns
-// 8t+4e+{0,1} and 8t+4e+{2,3}, so lane t's x is one contiguous 16-byte run.
-__device__ __forceinline__ void Mma(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                    uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-// Byte permute with PRMT's sign-replicating selectors (a selector nibble ≥ 8 copies the sign bit of
-// its byte into all 8 bits), which __byte_perm does not promise.
-__device__ __forceinline__ uint32_t Prmt(uint32_t a, uint32_t b, uint32_t sel) {
-  uint32_t d;
-  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(sel));
-  return d;
-}
-// hi32(a · b) + c: a multiply that also shifts right, on the FMA pipe instead of the ALU's.
-__device__ __forceinline__ uint32_t MadHi(uint32_t a, uint32_t b, uint32_t c) {
-  uint32_t d;
-  asm("mad.hi.u32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
-  return d;
-}
-
-// Widths 1, 2: the four codes c0..c3 of one (block, step) are the field at bit s of the lane word's
-// four bytes. Each pair becomes the byte-permute selector with nibbles (2c, 2c+1, 2c', 2c'+1), which
-// picks two bf16 levels out of the row's pool (levels 0..3 in two registers): c0, c1 → lo (k slots
-// 2t, 2t+1), c2, c3 → hi (2t+8, 2t+9). The selector is one multiply of the masked word: the factor
-// 0x11·2^k puts each 2c in two nibbles at once, the high half of the product does the right shift
-// (s is a compile-time constant after unrolling, so every factor is one).
-__device__ __forceinline__ void Pairs12(uint32_t word, uint32_t field_mask, int s, const uint32_t (&pool)[2],
-                                        uint32_t& lo, uint32_t& hi) {
-  const uint32_t m = word & (field_mask << s);
-  uint32_t sel_lo;
-  if (s <= 1) sel_lo = m * (0x22u >> s) + 0x1010u;                // c0 at bit ≤ 1: the low half
-  else if (s >= 6) sel_lo = MadHi(m, 0x11u << (33 - s), 0x1010u);  // the factor still fits 32 bits
-  else sel_lo = MadHi(m << 8, 0x11u << (25 - s), 0x1010u);         // lift by a byte first
-  const uint32_t sel_hi = MadHi(m, 0x11u << (17 - s), 0x1010u);   // c0, c1 fall below bit 32
-  lo = Prmt(pool[0], pool[1], sel_lo);
-  hi = Prmt(pool[0], pool[1], sel_hi);
-}
-
-// Width 4: v's low 16 bits are four 4-bit codes. The row's 16 levels are kept as byte planes (lp:
-// the 16 low bytes in 4 registers, hp: the high bytes): the low 3 bits of a code pick a byte out of
-// levels 0..7 and 8..15, bit 3 chooses between them (a sign-replicating permute turns it into a
-// byte mask), and two permutes interleave low and high bytes into the bf16 pairs.
-__device__ __forceinline__ void Pairs4(uint32_t v, const uint32_t (&lp)[4], const uint32_t (&hp)[4], uint32_t& lo,
-                                       uint32_t& hi) {
-  const uint32_t sel = v & 0x7777u;
-  const uint32_t upper = Prmt(v << 4, v, 0xD9C8u);  // byte k = 0xFF where code k ≥ 8
-  const uint32_t l = (Prmt(lp[0], lp[1], sel) & ~upper) | (Prmt(lp[2], lp[3], sel) & upper);
-  const uint32_t h = (Prmt(hp[0], hp[1], sel) & ~upper) | (Prmt(hp[2], hp[3], sel) & upper);
-  lo = Prmt(l, h, 0x5140u);
-  hi = Prmt(l, h, 0x7362u);
-}
-
-// 16 bytes of codes that are read once: kept out of L1 (x lives there).
-__device__ __forceinline__ uint4 LoadCodes(const uint4* p) {
-  uint4 v;
-  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(p));
-  return v;
-}
-
-// Segments of one matrix for a single decode launch: CTAs [first_cta[i], first_cta[i+1]) serve
-// seg[i] (widest first, so the slowest tiles start first), `split[i]` warps per tile.
-struct SegmentTable {
-  DeviceQuantMatrix::Segment seg[4];
-  int split[4];
-  int first_cta[5];
-  int count;
-};
-
-// One warp's share of a 16-row tile: acc[nt] (the d fragment of n-tile nt, x rows 8nt … 8nt+7)
-// accumulates Σ_j x[n, j] · s · ℓ_r[code_{r,j}] over the tile's chunks [c_begin, c_end).
-template <int DB, int NT, bool kVecX, bool kGrouped>
-__device__ __forceinline__ void DecodeTile(const DeviceQuantMatrix::Segment& seg, int64_t tile, const Dims& d,
-                                           const __nv_bfloat16* __restrict__ x, int M, int c_begin, int c_end,
-                                           float (&acc)[NT][4]) {
-  constexpr int kC = 16 / DB;  // blocks per chunk
-  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  // Chunk c of the tile: src[64c] is this lane's 16 bytes of row g, src[64c + 32] of row g + 8.
-  const uint4* src = reinterpret_cast<const uint4*>(seg.codes) + tile * DeviceChunks(d.blocks, DB) * 64 + lane;
-  uint4 buf[kPrefetch][2];
-#pragma unroll
-  for (int s = 0; s < kPrefetch; ++s) {
-    if (c_begin + s < c_end) {
-      buf[s][0] = LoadCodes(src + (c_begin + s) * 64);
-      buf[s][1] = LoadCodes(src + (c_begin + s) * 64 + 32);
-    }
-  }
-  // Levels and scales while the first codes are in flight.
-  const int64_t rg = tile * kTileRows + g, rh = rg + 8;
-  const bool vg = rg < seg.count, vh = rh < seg.count;
-  const uint16_t* lev_g = seg.levels + (vg ? rg : 0) * kMaxLevels;
-  const uint16_t* lev_h = seg.levels + (vh ? rh : 0) * kMaxLevels;
-  uint32_t pg[2], ph[2];          // widths 1, 2: bf16 levels 0..3, two per register
-  uint32_t lg[4], hg[4], lh[4], hh[4];  // width 4: byte planes of the 16 levels
-  if constexpr (DB <= 2) {
-    const uint2 a = *reinterpret_cast<const uint2*>(lev_g), b = *reinterpret_cast<const uint2*>(lev_h);
-    auto pair = [](uint32_t two) { return LevelBf16(two & 0xFFFF) | LevelBf16(two >> 16) << 16; };
-    pg[0] = pair(a.x); ph[0] = pair(b.x);
-    pg[1] = DB == 1 ? pg[0] : pair(a.y);
-    ph[1] = DB == 1 ? ph[0] : pair(b.y);
-  } else {
-    auto planes = [](const uint16_t* lev, uint32_t (&lo)[4], uint32_t (&hi)[4]) {
-      const uint4 u = *reinterpret_cast<const uint4*>(lev), v = *reinterpret_cast<const uint4*>(lev + 8);
-      const uint32_t h[8] = {u.x, u.y, u.z, u.w, v.x, v.y, v.z, v.w};
-#pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const uint32_t p0 = LevelBf16(h[2 * k] & 0xFFFF) | LevelBf16(h[2 * k] >> 16) << 16;
-        const uint32_t p1 = LevelBf16(h[2 * k + 1] & 0xFFFF) | LevelBf16(h[2 * k + 1] >> 16) << 16;
-        lo[k] = Prmt(p0, p1, 0x6420u);
-        hi[k] = Prmt(p0, p1, 0x7531u);
-      }
-    };
-    planes(lev_g, lg, hg);
-    planes(lev_h, lh, hh);
-  }
-  float row_sg = 0.0f, row_sh = 0.0f;  // one scale per row: applied once, to the sums
-  if constexpr (!kGrouped) {
-    row_sg = vg ? __half2float(__ushort_as_half(seg.scales[rg * d.groups])) : 0.0f;
-    row_sh = vh ? __half2float(__ushort_as_half(seg.scales[rh * d.groups])) : 0.0f;
-  }
-  float tmp[NT][4];
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-    for (int c = 0; c < 4; ++c) acc[nt][c] = tmp[nt][c] = 0.0f;
-  const int cols = static_cast<int>(d.cols), blocks = static_cast<int>(d.blocks);
-  const __nv_bfloat16* xl[NT];  // lane's x row (n = 8nt + g) at its run's column
-  bool live[NT];
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt) {
-    live[nt] = nt * 8 + g < M;
-    xl[nt] = x + static_cast<int64_t>(live[nt] ? nt * 8 + g : 0) * cols + 8 * t;
-  }
-  // Warm L1 with the warp's x (rows < M, its columns): every warp of the SM first touches its x
-  // lines at the same time as the codes stream in, so each first touch is an L2 round trip under
-  // full DRAM load (~0.3 µs); paid once per block in the loop below they would serialise the warp.
-  // One byte per 128-byte line, folded into `touched` so the loads are kept.
-  uint32_t touched = 0;
-  {
-    const int col0 = c_begin * kC * 32, col1 = min(cols, c_end * kC * 32);
-    if (col0 < col1) {
-      const auto first = reinterpret_cast<uintptr_t>(x + col0), last = reinterpret_cast<uintptr_t>(x + col1 - 1);
-      const int lines = static_cast<int>((last - (first & ~uintptr_t{127})) / 128) + 1;
-      for (int k = lane; k < M * lines; k += 32) {
-        const int n = k / lines, l = k % lines;
-        const uintptr_t row = reinterpret_cast<uintptr_t>(x + static_cast<int64_t>(n) * cols);
-        const uintptr_t at = max((first & ~uintptr_t{127}) + 128 * static_cast<uintptr_t>(l), first) + (row - reinterpret_cast<uintptr_t>(x));
-        touched ^= __ldg(reinterpret_cast<const unsigned char*>(at));
-      }
-    }
-  }
-  // x of one block: lane's 8 columns of each live row (zeros past the last column, so the zero
-  // codes padding a chunk add nothing).
-  auto load_x = [&](int blk, uint32_t (&xr)[NT][4]) {
-    const int j0 = blk * 32 + 8 * t;
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      if constexpr (kVecX) {
-        uint4 v = make_uint4(0, 0, 0, 0);
-        if (live[nt] && j0 < cols) v = __ldg(reinterpret_cast<const uint4*>(xl[nt] + blk * 32));
-        xr[nt][0] = v.x; xr[nt][1] = v.y; xr[nt][2] = v.z; xr[nt][3] = v.w;
-      } else {
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const uint32_t a = live[nt] && j0 + 2 * i < cols ? __bfloat16_as_ushort(xl[nt][blk * 32 + 2 * i]) : 0u;
-          const uint32_t b = live[nt] && j0 + 2 * i + 1 < cols ? __bfloat16_as_ushort(xl[nt][blk * 32 + 2 * i + 1]) : 0u;
-          xr[nt][i] = a | b << 16;
-        }
-      }
-    }
-  };
-  for (int c = c_begin; c < c_end; c += kPrefetch) {
-#pragma unroll
-    for (int s = 0; s < kPrefetch; ++s) {
-      const int cc = c + s;
-      if (cc >= c_end) break;
-      const uint32_t wg[4] = {buf[s][0].x, buf[s][0].y, buf[s][0].z, buf[s][0].w};
-      const uint32_t wh[4] = {buf[s][1].x, buf[s][1].y, buf[s][1].z, buf[s][1].w};
-      if (cc + kPrefetch < c_end) {
-        buf[s][0] = LoadCodes(src + (cc + kPrefetch) * 64);
-        buf[s][1] = LoadCodes(src + (cc + kPrefetch) * 64 + 32);
-      }
-      uint32_t xnext[NT][4];
-      load_x(cc * kC, xnext);
-#pragma unroll
-      for (int bc = 0; bc < kC; ++bc) {
-        const int blk = cc * kC + bc;
-        uint32_t xr[NT][4];  // this block's x; the next block's is loaded before this one's decode
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-          for (int i = 0; i < 4; ++i) xr[nt][i] = xnext[nt][i];
-        if (bc + 1 < kC) load_x(blk + 1, xnext);
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          uint32_t a0, a1, a2, a3;
-          if constexpr (DB == 4) {
-            Pairs4(e == 0 ? wg[bc] : wg[bc] >> 16, lg, hg, a0, a2);
-            Pairs4(e == 0 ? wh[bc] : wh[bc] >> 16, lh, hh, a1, a3);
-          } else {
-            constexpr int kPer = 4 / DB;  // blocks per word
-            constexpr uint32_t kField = DB == 2 ? 0x03030303u : 0x01010101u;
-            const int s_bit = DB * (2 * (bc % kPer) + e);
-            Pairs12(wg[bc / kPer], kField, s_bit, pg, a0, a2);
-            Pairs12(wh[bc / kPer], kField, s_bit, ph, a1, a3);
-          }
-#pragma unroll
-          for (int nt = 0; nt < NT; ++nt) {
-            Mma(kGrouped ? tmp[nt] : acc[nt], a0, a1, a2, a3, xr[nt][2 * e], xr[nt][2 * e + 1]);
-          }
-        }
-        if constexpr (kGrouped) {  // a block lies in one group (group sizes are multiples of 32)
-          const int64_t grp = static_cast<int64_t>(min(blk, blocks - 1)) * 32 / d.group_size;  // padding: tmp is 0
-          const float sg = vg ? __half2float(__ushort_as_half(seg.scales[rg * d.groups + grp])) : 0.0f;
-          const float sh = vh ? __half2float(__ushort_as_half(seg.scales[rh * d.groups + grp])) : 0.0f;
-#pragma unroll
-          for (int nt = 0; nt < NT; ++nt) {
-            acc[nt][0] = fmaf(sg, tmp[nt][0], acc[nt][0]);
-            acc[nt][1] = fmaf(sg, tmp[nt][1], acc[nt][1]);
-            acc[nt][2] = fmaf(sh, tmp[nt][2], acc[nt][2]);
-            acc[nt][3] = fmaf(sh, tmp[nt][3], acc[nt][3]);
-#pragma unroll
-            for (int k = 0; k < 4; ++k) tmp[nt][k] = 0.0f;
-          }
-        }
-      }
-    }
-  }
-  asm volatile("" ::"r"(touched));  // keeps the L1 warm-up loads
-  if constexpr (!kGrouped) {
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      acc[nt][0] *= row_sg; acc[nt][1] *= row_sg; acc[nt][2] *= row_sh; acc[nt][3] *= row_sh;
-    }
-  }
-}
-
-// y[n, seg.rows[r]] for the CTA's tiles and n < M ≤ 8·NT.
-template <int NT, bool kVecX, bool kGrouped>
-__global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 3 : 2) DecodeKernel(SegmentTable tb, Dims d, const __nv_bfloat16* __restrict__ x,
-                                                               int M, __nv_bfloat16* __restrict__ y) {
-  __shared__ float partial[kWarps][NT * 4][32];  // each warp's d fragments, for the K reduction
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  int i = 0;
-  while (i + 1 < tb.count && static_cast<int>(blockIdx.x) >= tb.first_cta[i + 1]) ++i;
-  const DeviceQuantMatrix::Segment& seg = tb.seg[i];
-  const int split = tb.split[i], tiles_per_cta = kWarps / split;
-  const int64_t tile0 = static_cast<int64_t>(blockIdx.x - tb.first_cta[i]) * tiles_per_cta;
-  const int64_t tile = tile0 + warp / split;
-  const int chunks = static_cast<int>(DeviceChunks(d.blocks, seg.bits));
-  const int per = (chunks + split - 1) / split;
-  const int c_begin = min(chunks, (warp % split) * per), c_end = min(chunks, c_begin + per);
-  float acc[NT][4];
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-    for (int c = 0; c < 4; ++c) acc[nt][c] = 0.0f;
-  if (tile < DeviceTiles(seg.count)) {
-    switch (DeviceBits(seg.bits)) {  // uniform across the CTA
-      case 1: DecodeTile<1, NT, kVecX, kGrouped>(seg, tile, d, x, M, c_begin, c_end, acc); break;
-      case 2: DecodeTile<2, NT, kVecX, kGrouped>(seg, tile, d, x, M, c_begin, c_end, acc); break;
-      default: DecodeTile<4, NT, kVecX, kGrouped>(seg, tile, d, x, M, c_begin, c_end, acc); break;
-    }
-  }
-#pragma unroll
-  for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-    for (int c = 0; c < 4; ++c) partial[warp][nt * 4 + c][lane] = acc[nt][c];
-  __syncthreads();
-  for (int k = threadIdx.x; k < tiles_per_cta * NT * 128; k += kWarps * 32) {
-    const int tl = k / (NT * 128), fl = k % 32, c = k / 32 % 4, nt = k / 128 % NT;
-    float sum = 0.0f;
-    for (int w = tl * split; w < (tl + 1) * split; ++w) sum += partial[w][nt * 4 + c][fl];
-    const int64_t r = (tile0 + tl) * kTileRows + fl / 4 + 8 * (c >> 1);
-    const int n = nt * 8 + 2 * (fl % 4) + (c & 1);
-    if (n < M && r < seg.count) y[static_cast<int64_t>(n) * d.out_rows + seg.rows[r]] = __float2bfloat16(sum);
-  }
-}
 
 // Ŵ[seg.rows[r], :] in bf16; one thread per 8 weights (one lane's run of a block), so a warp writes
 // 512 contiguous bytes.
@@ -365,16 +59,6 @@ Status Check(cudaError_t e, const char* what) {
 
 Dims DimsOf(const DeviceQuantMatrix& w) { return {w.cols, w.blocks, w.groups, w.group_size, w.rows}; }
 
-template <int NT>
-void LaunchDecode(const SegmentTable& t, Dims d, const __nv_bfloat16* x, int M, __nv_bfloat16* y, bool vec,
-                  cudaStream_t stream) {
-  const unsigned grid = static_cast<unsigned>(t.first_cta[t.count]);
-  const bool grouped = d.groups > 1;
-  if (vec && !grouped) DecodeKernel<NT, true, false><<<grid, kWarps * 32, 0, stream>>>(t, d, x, M, y);
-  else if (vec) DecodeKernel<NT, true, true><<<grid, kWarps * 32, 0, stream>>>(t, d, x, M, y);
-  else if (!grouped) DecodeKernel<NT, false, false><<<grid, kWarps * 32, 0, stream>>>(t, d, x, M, y);
-  else DecodeKernel<NT, false, true><<<grid, kWarps * 32, 0, stream>>>(t, d, x, M, y);
-}
 
 void LaunchDequant(const DeviceQuantMatrix::Segment& s, Dims d, __nv_bfloat16* out, cudaStream_t stream) {
   const int threads = 256;
@@ -423,22 +107,31 @@ Result<DeviceQuantMatrix> DeviceQuantMatrix::Upload(const PackedMatrix& p) {
   d.blocks = p.blocks;
   d.groups = p.groups;
   d.group_size = p.group_size;
-  auto copy = [&](const void* host, size_t bytes, const void** dst) -> Status {
+  // Row arrays (rows, levels, scales) are allocated for whole 16-row tiles and zero-padded, so the
+  // decode kernel's bulk copies of a tile's metadata never read past an allocation.
+  auto copy = [&](const void* host, size_t bytes, size_t alloc_bytes, const void** dst) -> Status {
     void* ptr = nullptr;
-    SCION_RETURN_IF_ERROR(Check(cudaMalloc(&ptr, bytes), "cudaMalloc"));
+    SCION_RETURN_IF_ERROR(Check(cudaMalloc(&ptr, alloc_bytes), "cudaMalloc"));
     d.allocations_.push_back(ptr);
     *dst = ptr;
+    if (alloc_bytes > bytes) {
+      SCION_RETURN_IF_ERROR(Check(cudaMemset(static_cast<char*>(ptr) + bytes, 0, alloc_bytes - bytes), "cudaMemset"));
+    }
     return Check(cudaMemcpy(ptr, host, bytes, cudaMemcpyHostToDevice), "cudaMemcpy");
   };
   for (const PackedSegment& s : p.segments) {
     Segment seg;
     seg.bits = s.bits;
     seg.count = static_cast<int64_t>(s.rows.size());
-    SCION_RETURN_IF_ERROR(copy(s.rows.data(), s.rows.size() * 4, reinterpret_cast<const void**>(&seg.rows)));
+    const auto padded = static_cast<size_t>(DeviceTiles(seg.count) * kTileRows);  // rows, whole tiles
+    SCION_RETURN_IF_ERROR(copy(s.rows.data(), s.rows.size() * 4, padded * 4, reinterpret_cast<const void**>(&seg.rows)));
     const std::vector<uint32_t> codes = DeviceCodes(s, p.blocks);  // the decode kernel's order
-    SCION_RETURN_IF_ERROR(copy(codes.data(), codes.size() * 4, reinterpret_cast<const void**>(&seg.codes)));
-    SCION_RETURN_IF_ERROR(copy(s.levels.data(), s.levels.size() * 2, reinterpret_cast<const void**>(&seg.levels)));
-    SCION_RETURN_IF_ERROR(copy(s.scales.data(), s.scales.size() * 2, reinterpret_cast<const void**>(&seg.scales)));
+    SCION_RETURN_IF_ERROR(
+        copy(codes.data(), codes.size() * 4, codes.size() * 4, reinterpret_cast<const void**>(&seg.codes)));
+    SCION_RETURN_IF_ERROR(copy(s.levels.data(), s.levels.size() * 2, padded * kMaxLevels * 2,
+                               reinterpret_cast<const void**>(&seg.levels)));
+    SCION_RETURN_IF_ERROR(copy(s.scales.data(), s.scales.size() * 2, padded * static_cast<size_t>(p.groups) * 2,
+                               reinterpret_cast<const void**>(&seg.scales)));
     d.segments.push_back(seg);
   }
   return std::move(d);
@@ -462,30 +155,8 @@ Status QuantMatmulCuda(const DeviceQuantMatrix& w, const void* x, int64_t m, voi
   if (w.rows <= 0 || w.rows > (int64_t{1} << 31) - 1 || w.cols > (int64_t{1} << 31) - 1) {
     return Status::InvalidArgument("w: rows and cols must be in 1..2^31-1");
   }
+  if (m <= kDecodeMaxM) return LaunchQuantDecode(w, x, static_cast<int>(m), y, stream);
   auto s = static_cast<cudaStream_t>(stream);
-  const auto* xb = static_cast<const __nv_bfloat16*>(x);
-  auto* yb = static_cast<__nv_bfloat16*>(y);
-  if (m <= kDecodeMaxM) {
-    const bool vec = w.cols % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
-    SegmentTable t{};
-    t.count = static_cast<int>(w.segments.size());
-    if (t.count == 0 || t.count > 4) return Status::InvalidArgument("w: needs 1 to 4 segments");
-    t.first_cta[0] = 0;
-    for (int i = 0; i < t.count; ++i) {
-      const DeviceQuantMatrix::Segment& seg = w.segments[t.count - 1 - i];  // widest first
-      const int64_t chunks = DeviceChunks(w.blocks, seg.bits);
-      int split = kWarps;  // warps per tile: as many as keep kMinChunksPerWarp chunks each
-      while (split > 1 && chunks < static_cast<int64_t>(split) * kMinChunksPerWarp) split /= 2;
-      t.seg[i] = seg;
-      t.split[i] = split;
-      const int64_t tiles_per_cta = kWarps / split;
-      t.first_cta[i + 1] = t.first_cta[i] + static_cast<int>((DeviceTiles(seg.count) + tiles_per_cta - 1) / tiles_per_cta);
-    }
-    const int M = static_cast<int>(m);
-    if (M <= 8) LaunchDecode<1>(t, DimsOf(w), xb, M, yb, vec, s);
-    else LaunchDecode<2>(t, DimsOf(w), xb, M, yb, vec, s);
-    return Check(cudaGetLastError(), "DecodeKernel");
-  }
   const size_t need = QuantMatmulWorkspaceBytes(w, m);
   if (workspace == nullptr || workspace_bytes < need) {
     return Status::InvalidArgument("workspace: needs " + std::to_string(need) + " bytes for m > 16");

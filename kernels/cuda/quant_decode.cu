@@ -1,0 +1,438 @@
+// Decode (M ≤ 16) for packed LowRA matrices: y (M, rows) = x · Ŵᵀ on bf16 tensor cores, the codes
+// decoded into MMA fragments in registers (format: kernels/quant_pack.h; device layout:
+// kernels/quant_device_layout.h; design: docs/LOWRA.md, "Decode kernel").
+//
+// Persistent CTAs, two per SM. In each, a producer warp streams the CTA's tiles through a ring of
+// shared-memory stages with bulk copies (a stage = one piece: up to 16 chunks of one 16-row tile,
+// 16 KB; the tile's levels, scales and output rows ride with its first piece), so an SM keeps
+// ~160 KB of codes in flight without a register or an issuing warp per byte. 8 consumer warps take
+// two chunks of each piece each, decode them against x (staged once per CTA in shared memory) and
+// meet in shared memory at the end of each tile. Tiles are dealt round-robin over the CTAs in one
+// list, widest segment first, so every CTA gets the same share of each width and none waits for a
+// second wave. Two CTAs rather than one of 16 consumers: one CTA's tile-end barrier and start
+// overlap the other's decode (mixed 1.5 bits 0.0172 → 0.0159 ms, 4-bit 0.0222 → 0.0211; 2-bit
+// 0.0155 → 0.0157, within noise).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <mutex>
+#include <string>
+
+#include "kernels/cuda/bulk_pipeline.cuh"
+#include "kernels/cuda/quant_decode_common.cuh"
+#include "kernels/cuda/quant_decode.h"
+#include "kernels/quant_device_layout.h"
+
+namespace scion::kernels::quant {
+namespace {
+
+namespace bulk = scion::kernels::bulk;
+using namespace scion::kernels::quant::decode;  // NOLINT: the shared decode helpers
+
+constexpr int kCtasPerSm = 2;
+constexpr int kPieceChunks = 16;                          // chunks per stage
+constexpr int kConsumers = 16 / kCtasPerSm;               // decoding warps per CTA
+constexpr int kPerWarp = kPieceChunks / kConsumers;       // chunks per warp and piece
+constexpr int kThreads = (kConsumers + 1) * 32;           // + the producer warp
+constexpr int kChunkBytes = kChunkWords * 4;              // 1 KB: 16 rows × 16 bytes × 4 lanes
+constexpr int kStageBytes = kPieceChunks * kChunkBytes;   // 16 KB
+// One tile's metadata, copied with its first piece: fp16 levels (16 × 16), fp16 row scales (when a
+// row has one), int32 output rows; 640 bytes keep every stage's metadata 128-byte aligned.
+constexpr int kLevelBytes = kTileRows * kMaxLevels * 2, kScaleBytes = kTileRows * 2, kRowBytes = kTileRows * 4;
+constexpr int kMetaBytes = 640;
+static_assert(kLevelBytes + kScaleBytes + kRowBytes <= kMetaBytes);
+// Stages per CTA: as many as fit (5 at M ≤ 2 and K = 8192, 80 KB a CTA), at most 8. The copy rate ×
+// DRAM latency needs ~35 KB in flight per SM.
+constexpr int kMaxStages = 8;
+constexpr int kMinStages = 3;  // fewer fit beside x: the tile kernel instead
+// Staging x costs M × 16 KB per CTA at K = 8192 before the first decode: at M = 8 that made the
+// staged kernel slower than the tile kernel (0.0189 vs 0.0171 ms), at M = 1 faster (0.0154 vs
+// 0.0167). M in 3..8 is not measured and takes the tile kernel.
+constexpr int kStagedMaxM = 2;
+constexpr int kBarBytes = 256;  // full[kMaxStages], empty[kMaxStages], x_full; keeps the stages 128-aligned
+
+// Position in the stage ring: stage s, and the parity of its current use (flips at each wrap).
+struct Ring {
+  int s = 0;
+  uint32_t phase = 0;
+  int stages;
+  __device__ void Advance() {
+    if (++s == stages) {
+      s = 0;
+      phase ^= 1u;
+    }
+  }
+};
+
+// Segments of one matrix for a single launch: tiles [first_tile[i], first_tile[i+1]) of the one
+// list are seg[i]'s (widest first).
+struct SegmentTable {
+  DeviceQuantMatrix::Segment seg[4];
+  int chunks[4];  // chunks per tile
+  int first_tile[5];
+  int count;
+};
+
+// Shared memory of one launch: barriers, stages (codes), meta (levels), partial sums, x.
+struct Plan {
+  int stages;
+  int x_stride;  // x's row stride in shared memory (elements); 0: x is read through L1
+  int x_cols;    // columns staged: K rounded up to the widest chunk (zeros past K)
+  bool vec;      // x rows are 16-byte aligned runs (cols % 8 == 0, x aligned): staged by bulk copies
+};
+
+constexpr int kNT = 1;  // MMA n-tiles: x rows 0..7 (M ≤ 8; larger M goes to quant_decode_tile.cu)
+constexpr int kPartialBytes = 2 * kConsumers * kNT * 4 * 32 * 4;  // two tiles' worth
+
+// The smallest tile index ≥ begin of the list that this CTA owns (round-robin over the grid).
+__device__ __forceinline__ int FirstOwned(int begin) {
+  const int G = static_cast<int>(gridDim.x), b = static_cast<int>(blockIdx.x);
+  return begin + ((b - begin % G) % G + G) % G;
+}
+
+// Producer (one thread): x first (when it is staged by bulk copies), then the CTA's pieces in the
+// consumers' order, each into the next free stage. Nothing else reads global memory on the way to
+// the MMAs, so no consumer waits behind the codes' DRAM traffic.
+__device__ void Produce(const SegmentTable& tb, const Dims& d, const __nv_bfloat16* x, int M, const Plan& plan,
+                        __nv_bfloat16* xs, unsigned char* stage, unsigned char* meta, uint64_t* full, uint64_t* empty,
+                        uint64_t* x_full) {
+  if (plan.vec) {
+    const auto row_bytes = static_cast<uint32_t>(d.cols * 2);
+    bulk::ArriveExpectBytes(x_full, row_bytes * M);
+    for (int n = 0; n < M; ++n) bulk::CopyAsync(xs + n * plan.x_stride, x + n * d.cols, row_bytes, x_full);
+  }
+  const bool scales = d.groups == 1;
+  Ring ring{0, 0, plan.stages};
+  int issued = 0;
+  for (int i = 0; i < tb.count; ++i) {
+    const DeviceQuantMatrix::Segment& seg = tb.seg[i];
+    const int chunks = tb.chunks[i];
+    for (int u = FirstOwned(tb.first_tile[i]); u < tb.first_tile[i + 1]; u += gridDim.x) {
+      const int64_t tile = u - tb.first_tile[i];
+      const auto* src = reinterpret_cast<const unsigned char*>(seg.codes) + tile * chunks * kChunkBytes;
+      for (int c0 = 0; c0 < chunks; c0 += kPieceChunks, ring.Advance()) {
+        const int s = ring.s;
+        if (issued++ >= plan.stages) bulk::Wait(&empty[s], ring.phase ^ 1u);  // its last piece has been read
+        const uint32_t code_bytes = static_cast<uint32_t>(min(kPieceChunks, chunks - c0)) * kChunkBytes;
+        const uint32_t meta_bytes = c0 > 0 ? 0 : kLevelBytes + kRowBytes + (scales ? kScaleBytes : 0);
+        bulk::ArriveExpectBytes(&full[s], code_bytes + meta_bytes);
+        bulk::CopyAsync(stage + s * kStageBytes, src + c0 * kChunkBytes, code_bytes, &full[s]);
+        if (c0 == 0) {  // the row arrays are padded to whole tiles (DeviceQuantMatrix::Upload)
+          unsigned char* m = meta + s * kMetaBytes;
+          bulk::CopyAsync(m, seg.levels + tile * kTileRows * kMaxLevels, kLevelBytes, &full[s]);
+          bulk::CopyAsync(m + kLevelBytes + kScaleBytes, seg.rows + tile * kTileRows, kRowBytes, &full[s]);
+          if (scales) bulk::CopyAsync(m + kLevelBytes, seg.scales + tile * kTileRows, kScaleBytes, &full[s]);
+        }
+      }
+    }
+  }
+}
+
+// What a consumer warp needs besides the segment.
+struct Ctx {
+  const unsigned char* stage;
+  const unsigned char* meta;
+  float* partial;  // [2][kConsumers][kNT·4][32]
+  uint64_t* full;
+  uint64_t* empty;
+  const __nv_bfloat16* xs;  // x in shared memory (Plan::x_stride), or null
+  const __nv_bfloat16* x;   // x in global memory
+  __nv_bfloat16* y;
+  Dims d;
+  Plan plan;
+  int M;
+};
+
+// Consumer warp `warp` over the CTA's tiles of one segment (device width DB). `ring` is the stage
+// ring's position (shared across segments), `half` the partial-sum buffer of the next tile.
+template <int DB, bool kGrouped>
+__device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment& seg, int chunks, int first_tile,
+                                               int end_tile, const Ctx& cx, Ring& ring, int& half) {
+  constexpr int kC = 16 / DB;  // blocks per chunk
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int M = cx.M, blocks = static_cast<int>(cx.d.blocks);
+  // This lane's x row of n-tile nt in shared memory (rows ≥ M only feed output columns that are
+  // never written; the staged copy is zero past K, so the zero codes padding a chunk add nothing).
+  const __nv_bfloat16* xl[kNT];
+#pragma unroll
+  for (int nt = 0; nt < kNT; ++nt) xl[nt] = cx.xs + min(nt * 8 + g, M - 1) * cx.plan.x_stride + 8 * t;
+  auto load_x = [&](int blk, uint32_t (&xr)[kNT][4]) {  // lane's 8 columns of block blk
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt) {
+      const uint4 v = *reinterpret_cast<const uint4*>(xl[nt] + blk * 32);
+      xr[nt][0] = v.x; xr[nt][1] = v.y; xr[nt][2] = v.z; xr[nt][3] = v.w;
+    }
+  };
+  for (int u = FirstOwned(first_tile); u < end_tile; u += gridDim.x) {
+    const int64_t tile = u - first_tile;
+    const int64_t rg = tile * kTileRows + g, rh = rg + 8;
+    const bool vg = rg < seg.count, vh = rh < seg.count;
+    // The output row this thread writes in the tile's reduction, and the row scales (both from the
+    // tile's metadata with its first piece).
+    const int me = threadIdx.x, fl = me % 32, fc = me / 32 % 4, fnt = me / 128;
+    const int out_n = fnt * 8 + 2 * (fl % 4) + (fc & 1), out_r = fl / 4 + 8 * (fc >> 1);
+    const bool writes = me < kNT * 128 && out_n < M && tile * kTileRows + out_r < seg.count;
+    int out_row = 0;
+    float row_sg = 0.0f, row_sh = 0.0f;
+    float acc[2][kNT][4];  // two accumulator chains (k steps e = 0, 1), so MMAs overlap
+    float tmp[2][kNT][4];  // grouped: one block's sums before its scale
+#pragma unroll
+    for (int e = 0; e < 2; ++e)
+#pragma unroll
+      for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) acc[e][nt][c] = tmp[e][nt][c] = 0.0f;
+    uint32_t pg[2], ph[2];                // widths 1, 2: bf16 levels 0..3, two per register
+    uint32_t lg[4], hg[4], lh[4], hh[4];  // width 4: byte planes of the 16 levels
+    for (int c0 = 0; c0 < chunks; c0 += kPieceChunks, ring.Advance()) {
+      const int s = ring.s;
+      bulk::Wait(&cx.full[s], ring.phase);
+      if (c0 == 0) {  // the tile's metadata came with its first piece
+        const unsigned char* m = cx.meta + s * kMetaBytes;
+        out_row = reinterpret_cast<const int32_t*>(m + kLevelBytes + kScaleBytes)[out_r];
+        if constexpr (!kGrouped) {
+          const auto* sc = reinterpret_cast<const uint16_t*>(m + kLevelBytes);
+          row_sg = vg ? __half2float(__ushort_as_half(sc[g])) : 0.0f;
+          row_sh = vh ? __half2float(__ushort_as_half(sc[g + 8])) : 0.0f;
+        }
+        const auto* lev_g = reinterpret_cast<const uint16_t*>(m) + g * kMaxLevels;
+        const uint16_t* lev_h = lev_g + 8 * kMaxLevels;
+        if constexpr (DB <= 2) {
+          uint2 a = *reinterpret_cast<const uint2*>(lev_g), b = *reinterpret_cast<const uint2*>(lev_h);
+          if (!vg) a = make_uint2(0, 0);
+          if (!vh) b = make_uint2(0, 0);
+          auto pair = [](uint32_t two) { return LevelBf16(two & 0xFFFF) | LevelBf16(two >> 16) << 16; };
+          pg[0] = pair(a.x); ph[0] = pair(b.x);
+          pg[1] = DB == 1 ? pg[0] : pair(a.y);
+          ph[1] = DB == 1 ? ph[0] : pair(b.y);
+        } else {
+          auto planes = [](const uint16_t* lev, bool valid, uint32_t (&lo)[4], uint32_t (&hi)[4]) {
+            uint4 p = *reinterpret_cast<const uint4*>(lev), q = *reinterpret_cast<const uint4*>(lev + 8);
+            if (!valid) p = q = make_uint4(0, 0, 0, 0);
+            const uint32_t h[8] = {p.x, p.y, p.z, p.w, q.x, q.y, q.z, q.w};
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+              const uint32_t p0 = LevelBf16(h[2 * j] & 0xFFFF) | LevelBf16(h[2 * j] >> 16) << 16;
+              const uint32_t p1 = LevelBf16(h[2 * j + 1] & 0xFFFF) | LevelBf16(h[2 * j + 1] >> 16) << 16;
+              lo[j] = Prmt(p0, p1, 0x6420u);
+              hi[j] = Prmt(p0, p1, 0x7531u);
+            }
+          };
+          planes(lev_g, vg, lg, hg);
+          planes(lev_h, vh, lh, hh);
+        }
+      }
+      uint4 code[kPerWarp][2];  // row g's 16 bytes, then row g + 8's: each 512 contiguous bytes a warp
+#pragma unroll
+      for (int j = 0; j < kPerWarp; ++j) {
+        const int pc = warp + j * kConsumers;  // chunk of the piece
+        code[j][0] = code[j][1] = make_uint4(0, 0, 0, 0);
+        if (c0 + pc < chunks) {
+          const uint4* src = reinterpret_cast<const uint4*>(cx.stage + s * kStageBytes) + pc * 64 + lane;
+          code[j][0] = src[0];
+          code[j][1] = src[32];
+        }
+      }
+      __syncwarp();
+      if (lane == 0) bulk::Arrive(&cx.empty[s]);  // the stage's reads of this warp are done
+#pragma unroll
+      for (int j = 0; j < kPerWarp; ++j) {
+        const int cc = c0 + warp + j * kConsumers;
+        if (cc >= chunks) break;
+        const uint4 cg = code[j][0], ch = code[j][1];
+        const uint32_t wg[4] = {cg.x, cg.y, cg.z, cg.w}, wh[4] = {ch.x, ch.y, ch.z, ch.w};
+        uint32_t xnext[kNT][4];
+        load_x(cc * kC, xnext);
+#pragma unroll
+        for (int bc = 0; bc < kC; ++bc) {
+          const int blk = cc * kC + bc;
+          uint32_t xr[kNT][4];  // this block's x; the next block's is loaded before this one's decode
+#pragma unroll
+          for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) xr[nt][i] = xnext[nt][i];
+          if (bc + 1 < kC) load_x(blk + 1, xnext);
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            uint32_t a0, a1, a2, a3;
+            if constexpr (DB == 4) {
+              Pairs4(e == 0 ? wg[bc] : wg[bc] >> 16, lg, hg, a0, a2);
+              Pairs4(e == 0 ? wh[bc] : wh[bc] >> 16, lh, hh, a1, a3);
+            } else {
+              constexpr int kPer = 4 / DB;  // blocks per word
+              constexpr uint32_t kField = DB == 2 ? 0x03030303u : 0x01010101u;
+              const int s_bit = DB * (2 * (bc % kPer) + e);
+              Pairs12(wg[bc / kPer], kField, s_bit, pg, a0, a2);
+              Pairs12(wh[bc / kPer], kField, s_bit, ph, a1, a3);
+            }
+#pragma unroll
+            for (int nt = 0; nt < kNT; ++nt) {
+              Mma(kGrouped ? tmp[e][nt] : acc[e][nt], a0, a1, a2, a3, xr[nt][2 * e], xr[nt][2 * e + 1]);
+            }
+          }
+          if constexpr (kGrouped) {  // a block lies in one group (group sizes are multiples of 32)
+            const int64_t grp = static_cast<int64_t>(min(blk, blocks - 1)) * 32 / cx.d.group_size;  // padding: tmp is 0
+            const float sg = vg ? __half2float(__ushort_as_half(seg.scales[rg * cx.d.groups + grp])) : 0.0f;
+            const float sh = vh ? __half2float(__ushort_as_half(seg.scales[rh * cx.d.groups + grp])) : 0.0f;
+#pragma unroll
+            for (int nt = 0; nt < kNT; ++nt) {
+              acc[0][nt][0] = fmaf(sg, tmp[0][nt][0] + tmp[1][nt][0], acc[0][nt][0]);
+              acc[0][nt][1] = fmaf(sg, tmp[0][nt][1] + tmp[1][nt][1], acc[0][nt][1]);
+              acc[0][nt][2] = fmaf(sh, tmp[0][nt][2] + tmp[1][nt][2], acc[0][nt][2]);
+              acc[0][nt][3] = fmaf(sh, tmp[0][nt][3] + tmp[1][nt][3], acc[0][nt][3]);
+#pragma unroll
+              for (int c = 0; c < 4; ++c) tmp[0][nt][c] = tmp[1][nt][c] = 0.0f;
+            }
+          }
+        }
+      }
+    }
+    // The tile's K reduction: each warp's d fragments, then one thread per output.
+    float* part = cx.partial + half * (kConsumers * kNT * 4 * 32);
+#pragma unroll
+    for (int nt = 0; nt < kNT; ++nt)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const float sum = acc[0][nt][c] + acc[1][nt][c];
+        part[(warp * kNT * 4 + nt * 4 + c) * 32 + lane] = kGrouped ? sum : sum * (c < 2 ? row_sg : row_sh);
+      }
+    bulk::NamedSync(1, kConsumers * 32);  // also orders the next tile's writes to the other half
+    if (writes) {
+      float sum = 0.0f;
+#pragma unroll 4
+      for (int w = 0; w < kConsumers; ++w) sum += part[(w * kNT * 4 + fnt * 4 + fc) * 32 + fl];
+      cx.y[static_cast<int64_t>(out_n) * cx.d.out_rows + out_row] = __float2bfloat16(sum);
+    }
+    half ^= 1;
+  }
+}
+
+// y[n, seg.rows[r]] for n < M ≤ 8·kNT and the CTA's tiles of every segment.
+template <bool kGrouped>
+__global__ void __launch_bounds__(kThreads, kCtasPerSm)
+    DecodeKernel(SegmentTable tb, Dims d, const __nv_bfloat16* __restrict__ x, int M, __nv_bfloat16* __restrict__ y,
+                 Plan plan) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  auto* full = reinterpret_cast<uint64_t*>(smem);
+  uint64_t* empty = full + kMaxStages;
+  uint64_t* x_full = empty + kMaxStages;
+  unsigned char* stage = smem + kBarBytes;
+  unsigned char* meta = stage + plan.stages * kStageBytes;
+  auto* partial = reinterpret_cast<float*>(meta + plan.stages * kMetaBytes);
+  auto* xs = reinterpret_cast<__nv_bfloat16*>(reinterpret_cast<unsigned char*>(partial) + kPartialBytes);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < plan.stages; ++s) {
+      bulk::BarrierInit(&full[s], 1);
+      bulk::BarrierInit(&empty[s], kConsumers);
+    }
+    bulk::BarrierInit(x_full, 1);
+    bulk::FenceBarrierInit();
+  }
+  __syncthreads();
+  if (warp == kConsumers) {
+    if (lane == 0) Produce(tb, d, x, M, plan, xs, stage, meta, full, empty, x_full);
+    return;
+  }
+  const int cols = static_cast<int>(d.cols);
+  // x (M rows, zero-padded to x_cols) once per CTA, while the codes stream in.
+  if (plan.vec) {  // the producer copies columns [0, cols); the padding is ours
+    const int pad = (plan.x_cols - cols) / 8;
+    for (int q = threadIdx.x; q < M * pad; q += kConsumers * 32) {
+      *reinterpret_cast<uint4*>(xs + q / pad * plan.x_stride + cols + q % pad * 8) = make_uint4(0, 0, 0, 0);
+    }
+  } else {
+    const int groups = plan.x_cols / 8;
+    for (int q = threadIdx.x; q < M * groups; q += kConsumers * 32) {
+      const int n = q / groups, j = q % groups * 8;
+      const __nv_bfloat16* row = x + static_cast<int64_t>(n) * cols;
+      uint32_t h[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) h[i] = j + i < cols ? __bfloat16_as_ushort(row[j + i]) : 0u;
+      *reinterpret_cast<uint4*>(xs + n * plan.x_stride + j) =
+          make_uint4(h[0] | h[1] << 16, h[2] | h[3] << 16, h[4] | h[5] << 16, h[6] | h[7] << 16);
+    }
+  }
+  bulk::NamedSync(1, kConsumers * 32);
+  if (plan.vec) bulk::Wait(x_full, 0);
+  const Ctx cx{stage, meta, partial, full, empty, xs, x, y, d, plan, M};
+  Ring ring{0, 0, plan.stages};
+  int half = 0;
+  for (int i = 0; i < tb.count; ++i) {
+    const DeviceQuantMatrix::Segment& seg = tb.seg[i];
+    const int first = tb.first_tile[i], end = tb.first_tile[i + 1], chunks = tb.chunks[i];
+    switch (DeviceBits(seg.bits)) {  // uniform across the CTA
+      case 1: ConsumeSegment<1, kGrouped>(seg, chunks, first, end, cx, ring, half); break;
+      case 2: ConsumeSegment<2, kGrouped>(seg, chunks, first, end, cx, ring, half); break;
+      default: ConsumeSegment<4, kGrouped>(seg, chunks, first, end, cx, ring, half); break;
+    }
+  }
+}
+
+Status Check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) return Status::Internal(std::string(what) + ": " + cudaGetErrorString(e));
+  return Status::Ok();
+}
+
+template <bool kGrouped>
+Status Launch(const SegmentTable& t, Dims d, const __nv_bfloat16* x, int M, __nv_bfloat16* y, const Plan& plan,
+              int grid, int smem_limit, cudaStream_t stream) {
+  auto* kernel = DecodeKernel<kGrouped>;
+  static std::once_flag once;  // the opt-in above 48 KB, once per kernel and process
+  static cudaError_t attr = cudaSuccess;
+  std::call_once(once, [&] {
+    attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_limit);
+  });
+  SCION_RETURN_IF_ERROR(Check(attr, "cudaFuncSetAttribute"));
+  const int bytes = kBarBytes + plan.stages * (kStageBytes + kMetaBytes) + kPartialBytes + M * plan.x_stride * 2;
+  kernel<<<grid, kThreads, bytes, stream>>>(t, d, x, M, y, plan);
+  return Check(cudaGetLastError(), "DecodeKernel");
+}
+
+}  // namespace
+
+Status LaunchQuantDecode(const DeviceQuantMatrix& w, const void* x, int M, void* y, void* stream) {
+  SegmentTable t{};
+  t.count = static_cast<int>(w.segments.size());
+  if (t.count == 0 || t.count > 4) return Status::InvalidArgument("w: needs 1 to 4 segments");
+  t.first_tile[0] = 0;
+  for (int i = 0; i < t.count; ++i) {
+    const DeviceQuantMatrix::Segment& seg = w.segments[t.count - 1 - i];  // widest first
+    t.seg[i] = seg;
+    t.chunks[i] = static_cast<int>(DeviceChunks(w.blocks, seg.bits));
+    t.first_tile[i + 1] = t.first_tile[i] + static_cast<int>(DeviceTiles(seg.count));
+  }
+  int dev = 0, sms = 0, smem_limit = 0, smem_sm = 0;
+  SCION_RETURN_IF_ERROR(Check(cudaGetDevice(&dev), "cudaGetDevice"));
+  SCION_RETURN_IF_ERROR(Check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "SM count"));
+  SCION_RETURN_IF_ERROR(
+      Check(cudaDeviceGetAttribute(&smem_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "shared memory limit"));
+  SCION_RETURN_IF_ERROR(
+      Check(cudaDeviceGetAttribute(&smem_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev), "SM shared memory"));
+  const int smem_cta = std::min(smem_limit, smem_sm / kCtasPerSm - 1024);  // 1 KB per CTA is the runtime's
+  // x staged beside at least kMinStages stages, or the tile kernel (x through L1).
+  int x_cols = 0;
+  for (int i = 0; i < t.count; ++i) x_cols = std::max(x_cols, t.chunks[i] * ChunkBlocks(t.seg[i].bits) * 32);
+  Plan plan{};
+  plan.vec = w.cols % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  plan.x_cols = x_cols;
+  // Rows 64 bytes apart mod 128: the two rows of a quarter-warp's 16-byte loads use different banks.
+  plan.x_stride = x_cols + 32;
+  const int per_stage = kStageBytes + kMetaBytes, fixed = kBarBytes + kPartialBytes;
+  const int64_t x_bytes = static_cast<int64_t>(M) * plan.x_stride * 2;
+  if (M > kStagedMaxM || fixed + x_bytes + kMinStages * per_stage > smem_cta) {
+    return LaunchQuantDecodeTiles(w, x, M, y, stream);
+  }
+  plan.stages = static_cast<int>(std::min<int64_t>(kMaxStages, (smem_cta - fixed - x_bytes) / per_stage));
+  const int grid = std::min(sms * kCtasPerSm, t.first_tile[t.count]);
+  const Dims d{w.cols, w.blocks, w.groups, w.group_size, w.rows};
+  const auto* xb = static_cast<const __nv_bfloat16*>(x);
+  auto* yb = static_cast<__nv_bfloat16*>(y);
+  auto s = static_cast<cudaStream_t>(stream);
+  if (d.groups > 1) return Launch<true>(t, d, xb, M, yb, plan, grid, smem_limit, s);
+  return Launch<false>(t, d, xb, M, yb, plan, grid, smem_limit, s);
+}
+
+}  // namespace scion::kernels::quant

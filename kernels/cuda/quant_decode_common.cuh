@@ -1,0 +1,86 @@
+// Shared by the decode kernels (kernels/cuda/quant_decode.cu, quant_decode_tile.cu): the tensor-core
+// MMA, and the decoders that turn a lane's code words into bf16 MMA fragments (device layout:
+// kernels/quant_device_layout.h).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+namespace scion::kernels::quant::decode {
+
+struct Dims {
+  int64_t cols, blocks, groups;
+  int group_size;
+  int64_t out_rows;  // y's row stride (all rows of the matrix)
+};
+
+// bf16 bits of an fp16 level (round to nearest even: ≤ 2⁻⁹ relative).
+__device__ __forceinline__ uint32_t LevelBf16(uint16_t h) {
+  return __bfloat16_as_ushort(__float2bfloat16_rn(__half2float(__ushort_as_half(h))));
+}
+
+// d += a (16 × 16, row-major, bf16) · b (16 × 8, column-major, bf16), fp32 accumulation.
+// Fragments (g = lane / 4, t = lane % 4): a0 (row g, k 2t..2t+1), a1 (row g+8, same k), a2 (row g,
+// k 2t+8..), a3 (row g+8, k 2t+8..); b0 (k 2t.., n g), b1 (k 2t+8.., n g); d0, d1 (row g,
+// n 2t, 2t+1), d2, d3 (row g+8, same n). Which column of W a k slot stands for is ours to choose as
+// long as a and b agree: slot pairs (2t, 2t+1) and (2t+8, 2t+9) of step e of a block are its columns
+// 8t+4e+{0,1} and 8t+4e+{2,3}, so lane t's x is one contiguous 16-byte run.
+__device__ __forceinline__ void Mma(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                    uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// Byte permute with PRMT's sign-replicating selectors (a selector nibble ≥ 8 copies the sign bit of
+// its byte into all 8 bits), which __byte_perm does not promise.
+__device__ __forceinline__ uint32_t Prmt(uint32_t a, uint32_t b, uint32_t sel) {
+  uint32_t d;
+  asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(sel));
+  return d;
+}
+// hi32(a · b) + c: a multiply that also shifts right, on the FMA pipe instead of the ALU's. Written
+// as the high word of a 64-bit product so that the compiler keeps c in a register pair it never
+// overwrites: `mad.hi.u32` in inline PTX became an IMAD.HI that clobbers the low word of its addend
+// pair, one extra move per selector (and measured 2–15 % slower).
+__device__ __forceinline__ uint32_t MadHi(uint32_t a, uint32_t b, uint32_t c) {
+  return static_cast<uint32_t>((static_cast<uint64_t>(a) * b + (static_cast<uint64_t>(c) << 32)) >> 32);
+}
+
+// Widths 1, 2: the four codes c0..c3 of one (block, step) are the field at bit s of the lane word's
+// four bytes. Each pair becomes the byte-permute selector with nibbles (2c, 2c+1, 2c', 2c'+1), which
+// picks two bf16 levels out of the row's pool (levels 0..3 in two registers): c0, c1 → lo (k slots
+// 2t, 2t+1), c2, c3 → hi (2t+8, 2t+9). The selector is one multiply of the masked word: the factor
+// 0x11·2^k puts each 2c in two nibbles at once, the high half of the product does the right shift
+// (s is a compile-time constant after unrolling, so every factor is one).
+__device__ __forceinline__ void Pairs12(uint32_t word, uint32_t field_mask, int s, const uint32_t (&pool)[2],
+                                        uint32_t& lo, uint32_t& hi) {
+  const uint32_t m = word & (field_mask << s);
+  uint32_t sel_lo;
+  if (s <= 1) sel_lo = m * (0x22u >> s) + 0x1010u;                // c0 at bit ≤ 1: the low half
+  else if (s >= 6) sel_lo = MadHi(m, 0x11u << (33 - s), 0x1010u);  // the factor still fits 32 bits
+  else sel_lo = MadHi(m << 8, 0x11u << (25 - s), 0x1010u);         // lift by a byte first
+  const uint32_t sel_hi = MadHi(m, 0x11u << (17 - s), 0x1010u);   // c0, c1 fall below bit 32
+  lo = Prmt(pool[0], pool[1], sel_lo);
+  hi = Prmt(pool[0], pool[1], sel_hi);
+}
+
+// Width 4: v's low 16 bits are four 4-bit codes. The row's 16 levels are kept as byte planes (lp:
+// the 16 low bytes in 4 registers, hp: the high bytes): the low 3 bits of a code pick a byte out of
+// levels 0..7 and 8..15, bit 3 chooses between them (a sign-replicating permute turns it into a
+// byte mask), and two permutes interleave low and high bytes into the bf16 pairs.
+__device__ __forceinline__ void Pairs4(uint32_t v, const uint32_t (&lp)[4], const uint32_t (&hp)[4], uint32_t& lo,
+                                       uint32_t& hi) {
+  const uint32_t sel = v & 0x7777u;
+  const uint32_t upper = Prmt(v << 4, v, 0xD9C8u);  // byte k = 0xFF where code k ≥ 8
+  const uint32_t l = (Prmt(lp[0], lp[1], sel) & ~upper) | (Prmt(lp[2], lp[3], sel) & upper);
+  const uint32_t h = (Prmt(hp[0], hp[1], sel) & ~upper) | (Prmt(hp[2], hp[3], sel) & upper);
+  lo = Prmt(l, h, 0x5140u);
+  hi = Prmt(l, h, 0x7362u);
+}
+
+}  // namespace scion::kernels::quant::decode
