@@ -73,6 +73,16 @@ int Nearest(const std::vector<float>& levels, float u) {
   }
   return lo;
 }
+
+// Σ ω_j (u_j − nearest level)²: a grid's error on normalised weights.
+double GridError(const std::vector<float>& u, const std::vector<double>& omega, const std::vector<float>& levels) {
+  double err = 0;
+  for (size_t j = 0; j < u.size(); ++j) {
+    const double d = static_cast<double>(u[j]) - levels[static_cast<size_t>(Nearest(levels, u[j]))];
+    err += omega[j] * d * d;
+  }
+  return err;
+}
 }  // namespace
 
 std::vector<float> RtnLevels(int bits) {
@@ -185,7 +195,15 @@ Result<ChannelFit> FitChannel(const float* w, const std::vector<double>& column_
   switch (method) {
     case Method::kRtnAbsmax: fit.levels = RtnLevels(bits); break;
     case Method::kNormalFloat: fit.levels = NormalFloatLevels(bits); break;
-    case Method::kLloydMax: fit.levels = LloydMax(u, omega, RtnLevels(bits), lloyd_iterations, &fit.history); break;
+    case Method::kLloydMax: {
+      // Lloyd only descends to the nearest fixed point, and from the even grid that can be a worse
+      // one than the normal-float grid already is on bell-shaped rows; starting from the better of
+      // the two grids makes the fit never worse than either baseline.
+      std::vector<float> rtn = RtnLevels(bits), nf = NormalFloatLevels(bits);
+      std::vector<float>& init = GridError(u, omega, nf) < GridError(u, omega, rtn) ? nf : rtn;
+      fit.levels = LloydMax(u, omega, std::move(init), lloyd_iterations, &fit.history);
+      break;
+    }
   }
   for (float& l : fit.levels) l = RoundHalf(l);
   std::sort(fit.levels.begin(), fit.levels.end());
