@@ -24,7 +24,6 @@
 // Output: artifact "model" (the converted checkpoint) and the report (hedgehog_report.h).
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <filesystem>
 
 #include "jobs/edit.h"
@@ -35,7 +34,6 @@
 #include "kernels/attention.h"
 #include "kernels/feature_map.h"
 #include "nn/checkpoint.h"
-#include "nn/ops.h"
 #include "nn/optim.h"
 #include "nn/safetensors.h"
 
@@ -151,39 +149,12 @@ struct LayerQK {
 };
 
 // Runs the frozen teacher's blocks up to the last of `layers` (not its head) on `tokens` (B, T) and
-// returns, for each layer in `layers`, the q and k its own c_attn makes from its own mixer input
-// (ln_1's output).
+// returns, for each layer in `layers`, the q and k its attention computed.
 Result<std::vector<LayerQK>> TeacherQK(nn::Model& teacher, const std::vector<int64_t>& layers, const int32_t* tokens,
                                        int64_t B, int64_t T) {
-  const nn::ModelConfig& c = teacher.config();
-  const int64_t C = c.n_embd, H = c.n_head, D = c.head_dim(), BT = B * T;
-  std::vector<std::vector<float>> ln1(static_cast<size_t>(c.n_layer()));
-  teacher.SetHook([&](int64_t l, nn::HookPoint point, const float* x, int64_t, int64_t, int64_t) {
-    if (point == nn::HookPoint::kMixerInput && std::find(layers.begin(), layers.end(), l) != layers.end())
-      ln1[static_cast<size_t>(l)].assign(x, x + BT * C);
-  });
-  const Status st = teacher.ForwardBlocks(tokens, B, T, *std::max_element(layers.begin(), layers.end()) + 1);
-  teacher.SetHook(nullptr);
-  SCION_RETURN_IF_ERROR(st);
+  SCION_RETURN_IF_ERROR(teacher.ForwardBlocks(tokens, B, T, *std::max_element(layers.begin(), layers.end()) + 1));
   std::vector<LayerQK> out;
-  std::vector<float> qkv(static_cast<size_t>(BT * 3 * C));  // (B, T, 3C)
-  for (int64_t l : layers) {
-    const std::string p = "transformer.h." + std::to_string(l) + ".attn.c_attn.";
-    nn::LinearForward(qkv.data(), ln1[static_cast<size_t>(l)].data(), teacher.Tensor(p + "weight"),
-                      teacher.Tensor(p + "bias"), BT, C, 3 * C);
-    LayerQK qk;
-    qk.q.resize(static_cast<size_t>(BT * C));
-    qk.k.resize(qk.q.size());
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t t = 0; t < T; ++t)
-        for (int64_t h = 0; h < H; ++h) {
-          const float* row = qkv.data() + (b * T + t) * 3 * C + h * D;
-          const int64_t dst = ((b * H + h) * T + t) * D;
-          std::memcpy(qk.q.data() + dst, row, sizeof(float) * D);
-          std::memcpy(qk.k.data() + dst, row + C, sizeof(float) * D);
-        }
-    out.push_back(std::move(qk));
-  }
+  for (int64_t l : layers) out.push_back({teacher.MixerQ(l), teacher.MixerK(l)});
   return out;
 }
 

@@ -84,6 +84,10 @@ class Model {
   // head's vocabulary projection (the hedgehog job reads the teacher's q, k this way). Leaves no
   // state that Backward or logits() may use.
   Status ForwardBlocks(const int32_t* tokens, int64_t B, int64_t T, int64_t n_blocks);
+  // Block l's mixer q and k (B, H, T, D) from the last forward that ran it (empty when none did, or
+  // recompute released them).
+  const std::vector<float>& MixerQ(int64_t l) const { return acts_.layers[static_cast<size_t>(l)].q; }
+  const std::vector<float>& MixerK(int64_t l) const { return acts_.layers[static_cast<size_t>(l)].k; }
   // logits (B, T, V) of the last Forward.
   const float* logits() const { return acts_.logits.data(); }
   // Gradient of (scale · loss) of the last Forward, accumulated into grad(). Needs targets.

@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include "nn/ops.h"
 #include "nn/random.h"
 
 namespace scion::nn {
@@ -266,6 +267,23 @@ TEST(Model, ForwardBlocksMatchesForwardOnItsPrefix) {
     EXPECT_EQ(v, full.at(key));
   }
   EXPECT_EQ(seen.size() * 2, full.size());  // one of two blocks
+  // MixerQ/MixerK: block 0's c_attn applied to its mixer input, split into heads (B, H, T, D).
+  const int64_t C = c.n_embd, H = c.n_head, D = c.head_dim(), T = 8;
+  const std::vector<float>& ln1 = seen.at({0, HookPoint::kMixerInput});
+  std::vector<float> qkv(2 * T * 3 * C);
+  LinearForward(qkv.data(), ln1.data(), m->Tensor("transformer.h.0.attn.c_attn.weight"),
+                m->Tensor("transformer.h.0.attn.c_attn.bias"), 2 * T, C, 3 * C);
+  ASSERT_EQ(m->MixerQ(0).size(), static_cast<size_t>(2 * T * C));
+  ASSERT_EQ(m->MixerK(0).size(), static_cast<size_t>(2 * T * C));
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t d = 0; d < D; ++d) {
+          const float* row = qkv.data() + (b * T + t) * 3 * C + h * D + d;
+          const size_t at = static_cast<size_t>(((b * H + h) * T + t) * D + d);
+          ASSERT_EQ(m->MixerQ(0)[at], row[0]);
+          ASSERT_EQ(m->MixerK(0)[at], row[C]);
+        }
   EXPECT_EQ(m->Backward().code(), Status::Code::kFailedPrecondition);
   EXPECT_EQ(m->ForwardBlocks(b.tokens.data(), 2, 8, 3).code(), Status::Code::kInvalidArgument);
 }
