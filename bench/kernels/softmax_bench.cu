@@ -1,7 +1,8 @@
 // Softmax attention workloads (bf16, H=16, D=64, B·N ≈ 32768): causal, sliding window 256,
 // HMAR block-diagonal by scale (N=1496) and a random 25%-dense block layout (N=8192), forward and
 // forward+backward. Layouts use 128-token blocks, FlexAttention's default, so the peer runs the
-// same block mask.
+// same block mask; the random layout also runs with 64-token blocks (rand25b64, no peer), the
+// block size that sends a layout to 64-query forward and 64-key backward CTAs.
 #include <cmath>
 #include <algorithm>
 #include <cstdint>
@@ -112,20 +113,20 @@ Problem Causal(int64_t n, int64_t window) {
   return p;
 }
 
-Problem Layout(bool hmar) {
+Problem Layout(bool hmar, int block = kLayoutBlock) {
   Problem p;
   if (hmar) {
-    p.layout = kernels::HmarBlockDiagonal(16, kLayoutBlock).value();
+    p.layout = kernels::HmarBlockDiagonal(16, block).value();
     p.op = "hmar_diag";
     p.d = {22, kH, 1496, kD};  // 22 · 1496 = 32912 tokens
   } else {
     const int64_t n = 8192;
-    const int nb = static_cast<int>(n / kLayoutBlock);
+    const int nb = static_cast<int>(n / block);
     std::vector<uint8_t> bitmap(static_cast<size_t>(nb) * nb);
     for (int r = 0; r < nb; ++r)
       for (int c = 0; c < nb; ++c) bitmap[static_cast<size_t>(r) * nb + c] = RandomBlock(r, c);
-    p.layout = kernels::LayoutFromBitmap(bitmap, nb, kLayoutBlock).value();
-    p.op = "rand25";
+    p.layout = kernels::LayoutFromBitmap(bitmap, nb, block).value();
+    p.op = block == kLayoutBlock ? "rand25" : "rand25b" + std::to_string(block);
     p.d = {kTokens / n, kH, n, kD};
   }
   p.mask = {false, 0, nullptr};
@@ -149,6 +150,10 @@ SCION_BENCH_CASE([](std::vector<Workload>& w) {
       w.push_back({std::string(hmar ? "hmar_diag" : "rand25") + (bwd ? " fwdbwd" : " fwd"),
                    [hmar, bwd](cudaStream_t s) { return Run(Layout(hmar), bwd, s); }});
     }
+  }
+  for (bool bwd : {false, true}) {
+    w.push_back({std::string("rand25b64") + (bwd ? " fwdbwd" : " fwd"),
+                 [bwd](cudaStream_t s) { return Run(Layout(false, 64), bwd, s); }});
   }
 });
 

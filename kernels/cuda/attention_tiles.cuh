@@ -46,6 +46,31 @@ __device__ __forceinline__ bool TileNeedsMask(const MaskArgs& m, int64_t q0, int
   return q1 >= n || k1 >= n || (m.causal && k1 > q0) || (m.window > 0 && k0 <= q1 - m.window);
 }
 
+// Allowed-pair bits of one thread's wgmma accumulator fragment (kElems elements: element idx sits in
+// fragment row ((idx >> 1) & 1) · 8 and column (idx >> 2) · 8 + (idx & 1)), bit idx set when
+// AllowedPair holds. Rows are queries and columns keys when kRowIsQuery (forward S), the other way
+// round otherwise (backward Sᵀ); (i0, j0) is the pair of element 0. The 64-bit bounds are turned
+// into small ints once (every offset inside a fragment is under 128 in size, so clamping them to
+// ±1024 keeps each comparison's outcome), and each element then costs a few compares against
+// constants: a masked tile used to redo AllowedPair's 64-bit arithmetic per element and per use.
+template <typename Bits, int kElems, bool kRowIsQuery>
+__device__ __forceinline__ Bits FragmentAllowed(const MaskArgs& m, int64_t i0, int64_t j0, int64_t n) {
+  static_assert(kElems <= static_cast<int>(8 * sizeof(Bits)), "one bit per element");
+  auto small = [](int64_t x) { return static_cast<int>(x < -1024 ? -1024 : (x > 1024 ? 1024 : x)); };
+  const int64_t d0 = i0 - j0;
+  const int lo = m.causal ? small(-d0) : -1024;             // j <= i: (i - j) - d0 >= -d0
+  const int hi = m.window > 0 ? small(m.window - d0) : 1024;  // i - j < w
+  const int qn = small(n - i0), kn = small(n - j0);           // i < n, j < n
+  Bits bits = 0;
+#pragma unroll
+  for (int idx = 0; idx < kElems; ++idx) {
+    const int ro = ((idx >> 1) & 1) * 8, co = (idx >> 2) * 8 + (idx & 1);
+    const int qo = kRowIsQuery ? ro : co, ko = kRowIsQuery ? co : ro;  // i - i0, j - j0
+    if (qo - ko >= lo && qo - ko < hi && qo < qn && ko < kn) bits |= Bits{1} << idx;
+  }
+  return bits;
+}
+
 // Key tiles visited by the forward CTA of queries [q0, q0 + bm): a contiguous band, or the listed
 // blocks of the query's layout row (the element mask trims causal/window inside them).
 struct KeyTiles {

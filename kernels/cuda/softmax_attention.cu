@@ -5,11 +5,11 @@
 //   forward : CTA = 128 queries of one (b, h) (64 for 64-token layouts, narrow windows and short
 //             causal sequences); online softmax over 64-key tiles, double-buffered with cp.async;
 //             saves lse. CTAs go heaviest causal tile first, heads grouped to share L2. D = 64 on
-//             sm_90a runs the wgmma variant (softmax_forward_wgmma.cuh) except for narrow windows.
+//             sm_90a runs the wgmma variant (softmax_forward_wgmma.cuh) for every mask.
 //   backward: delta = rowsum(dO∘O) preprocess; CTA = 128 or 64 keys (16 per warp), loops over
 //             64-query tiles, keeps dK, dV in registers, adds dQ into an fp32 buffer with vector
-//             atomics; a last pass scales dQ to bf16. D = 64 on sm_90a where the mma.sync kernel
-//             would take 128-key CTAs runs the wgmma variant (softmax_backward_wgmma.cuh).
+//             atomics; a last pass scales dQ to bf16. D = 64 on sm_90a runs the wgmma variant
+//             (softmax_backward_wgmma.cuh) for every mask.
 // The wgmma kernels load tiles through the copy engine (tensor maps made here with the driver's
 // cuTensorMapEncodeTiled) and fall back to cp.async where no map can be made.
 #include <cuda.h>
@@ -177,11 +177,14 @@ Status ForwardForD(const Launch& l, AttnDims d, const void* q, const void* k, co
   // while at N=32768 the doubled K/V shared-memory reads cost 18% (docs/PERF.md).
   const bool narrow_window = m.window > 0 && m.window < 1024;
   // D = 64 on sm_90a: the wgmma kernel, 64-key tiles four stages deep. 128-query CTAs (two
-  // warpgroups, 2 CTAs per SM), 64-query CTAs (3 per SM) for causal N < 8192 and 64-token layouts.
-  // Narrow windows keep the mma.sync kernel below: measured faster there (docs/PERF.md).
+  // warpgroups, 2 CTAs per SM), 64-query CTAs (3 per SM) for causal N < 8192, narrow windows and
+  // 64-token layouts. With copy-engine loads it beats the mma.sync kernel on narrow windows too
+  // (w = 256: 0.248 / 0.250 / 0.248 against 0.248 / 0.259 / 0.262 ms at N = 2048 / 8192 / 32768
+  // on the H100, docs/PERF.md); before them it was 20% slower there.
   if constexpr (D == 64) {
-    if (scale > 0.f && !narrow_window && WgmmaBuilt()) {
-      const bool short_rows = m.block_size == 0 ? m.causal && d.N < 8192 : m.block_size % 128 != 0;
+    if (scale > 0.f && WgmmaBuilt()) {
+      const bool short_rows =
+          m.block_size == 0 ? narrow_window || (m.causal && d.N < 8192) : m.block_size % 128 != 0;
       if (short_rows) return LaunchForwardWgmma<1, 64, 3, 4>(l, d, q, k, v, o, lse, m, scale);
       return LaunchForwardWgmma<2, 64, 2, 4>(l, d, q, k, v, o, lse, m, scale);
     }
@@ -289,9 +292,11 @@ Status BackwardForD(const Launch& l, AttnDims d, const void* q, const void* k, c
   // the band's edges (measured: w=256 1.38 vs 1.53 ms fwd+bwd at N=8192).
   const bool narrow_window = m.window > 0 && m.window < 1024;
   const bool wide = m.block_size % 128 == 0 && !narrow_window;
-  // D = 64 on sm_90a: the wgmma kernel (128-key CTAs of two warpgroups) where the mma.sync kernel
-  // would take 128-key CTAs; its dQ buffer keeps DqSwizzle's chunk order.
-  const bool wgmma_bwd = D == 64 && wide && WgmmaBuilt();
+  // D = 64 on sm_90a: the wgmma kernel (64-key CTAs of one warpgroup) for every mask; its dQ
+  // buffer keeps DqSwizzle's chunk order. Measured on the H100 (docs/PERF.md) against the mma.sync
+  // 64-key kernel: w = 256 fwd+bwd 0.91 vs 1.15 ms (N = 2048), a 64-token random layout 6.69 vs
+  // 7.16 ms.
+  const bool wgmma_bwd = D == 64 && WgmmaBuilt();
   const Status st = [&]() -> Status {
     auto launch_main = [&]() -> Status {
       if (wgmma_bwd) return LaunchBackwardWgmma(stream, d, q, k, v, dout, lse, delta, dq_acc, dk, dv, m, scale);

@@ -248,11 +248,8 @@ __global__ void __launch_bounds__(kWG * 128, kMinCtas)
     wgmma::FenceRegs(s);
 
     const bool need_mask = TileNeedsMask(mask, q0, kBM, kw0, 64, n);
-    auto allowed = [&](int idx) {  // element idx of an accumulator: chunk idx / 4, e = idx % 4
-      const int64_t i = q0 + (idx >> 2) * 8 + wcol + (idx & 1);
-      const int64_t j = kw0 + wrow + ((idx >> 1) & 1) * 8;
-      return AllowedPair(mask, i, j, n);
-    };
+    const uint32_t keep = need_mask ? FragmentAllowed<uint32_t, 32, false>(mask, q0 + wcol, kw0 + wrow, n) : ~0u;
+    auto allowed = [&](int idx) { return ((keep >> idx) & 1) != 0; };  // element idx of an accumulator
     float pf[32];
 #pragma unroll
     for (int c = 0; c < 8; ++c) {

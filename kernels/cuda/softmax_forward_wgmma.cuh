@@ -16,6 +16,8 @@
 
 #include <cuda.h>
 
+#include <type_traits>
+
 #include "kernels/cuda/attention_tiles.cuh"
 #include "kernels/cuda/wgmma.cuh"
 
@@ -209,11 +211,11 @@ __global__ void __launch_bounds__(kWG * 128, kMinCtas)
     // makes ptxas serialise the wgmmas, so the element mask is applied to the max and to P.
     const int64_t k0 = static_cast<int64_t>(tiles.Tile(t)) * kBN;
     const bool need_mask = TileNeedsMask(mask, q0, kBM, k0, kBN, n);
-    auto allowed = [&](int idx) {  // element idx of s: chunk idx / 4, e = idx % 4
-      const int64_t i = q0 + wrow + (lane >> 2) + ((idx >> 1) & 1) * 8;
-      const int64_t j = k0 + (idx >> 2) * 8 + 2 * (lane & 3) + (idx & 1);
-      return AllowedPair(mask, i, j, n);
-    };
+    using Bits = std::conditional_t<kBN / 2 <= 32, uint32_t, uint64_t>;
+    const Bits keep = need_mask ? FragmentAllowed<Bits, kBN / 2, true>(mask, q0 + wrow + (lane >> 2),
+                                                                        k0 + 2 * (lane & 3), n)
+                                : ~Bits{0};
+    auto allowed = [&](int idx) { return ((keep >> idx) & 1) != 0; };  // element idx of s
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int idx = 0; idx < kBN / 2; ++idx) {

@@ -494,9 +494,10 @@ SCION_CHECK([](std::vector<Case>& cases) {
   gpu.push_back(MakeSpec(1, 2, 700, 64, false, 45));
   gpu.push_back(MakeSpec(1, 2, 1000, 64, true, 256));
   gpu.push_back(MakeSpec(1, 2, 600, 64, false, 0, LayoutKind::kRandom, 128));
-  // D = 64 takes the wgmma kernels on sm_90a (tiles through the copy engine, rows past N
-  // zero-filled): forward CTAs over several key tiles with a ragged end (wide window, no mask), a
-  // causal 128-block layout; the backward's 64-key CTAs over many query tiles with ragged ends.
+  // D = 64 takes the wgmma kernels on sm_90a for every mask (tiles through the copy engine, rows
+  // past N zero-filled; the D = 64 windows and 64-token layouts above as well): forward CTAs over
+  // several key tiles with a ragged end (wide window, no mask), a causal 128-block layout; the
+  // backward's 64-key CTAs over many query tiles with ragged ends.
   gpu.push_back(MakeSpec(1, 2, 2100, 64, true, 1500));
   gpu.push_back(MakeSpec(2, 1, 777, 64, false));
   gpu.push_back(MakeSpec(1, 2, 650, 64, true, 0, LayoutKind::kRandom, 128));
