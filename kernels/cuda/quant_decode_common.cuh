@@ -83,4 +83,36 @@ __device__ __forceinline__ void Pairs4(uint32_t v, const uint32_t (&lp)[4], cons
   hi = Prmt(l, h, 0x7362u);
 }
 
+// The A fragment (rows g, g + 8; the k slots of half e) of block bc of a chunk at width DB, from
+// the two rows' code words wg, wh and their level tables (pg, ph for widths 1, 2; byte planes
+// lg/hg, lh/hh for width 4). bc and e are compile-time constants after unrolling.
+template <int DB>
+__device__ __forceinline__ void BlockFragment(const uint32_t (&wg)[4], const uint32_t (&wh)[4], int bc, int e,
+                                              const uint32_t (&pg)[2], const uint32_t (&ph)[2],
+                                              const uint32_t (&lg)[4], const uint32_t (&hg)[4],
+                                              const uint32_t (&lh)[4], const uint32_t (&hh)[4], uint32_t (&a)[4]) {
+  if constexpr (DB == 4) {
+    Pairs4(e == 0 ? wg[bc] : wg[bc] >> 16, lg, hg, a[0], a[2]);
+    Pairs4(e == 0 ? wh[bc] : wh[bc] >> 16, lh, hh, a[1], a[3]);
+  } else {
+    constexpr int kPer = 4 / DB;  // blocks per word
+    constexpr uint32_t kField = DB == 2 ? 0x03030303u : 0x01010101u;
+    const int s_bit = DB * (2 * (bc % kPer) + e);
+    Pairs12(wg[bc / kPer], kField, s_bit, pg, a[0], a[2]);
+    Pairs12(wh[bc / kPer], kField, s_bit, ph, a[1], a[3]);
+  }
+}
+
+// One step of a warp's x double buffer: xr takes this block's x (loaded ahead into xnext), then
+// xnext starts loading block next_blk when `more`, so those loads fly during this block's decode.
+template <int NT, typename LoadX>
+__device__ __forceinline__ void ShiftX(uint32_t (&xr)[NT][4], uint32_t (&xnext)[NT][4], int next_blk, bool more,
+                                       const LoadX& load_x) {
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) xr[nt][i] = xnext[nt][i];
+  if (more) load_x(next_blk, xnext);
+}
+
 }  // namespace scion::kernels::quant::decode

@@ -164,29 +164,15 @@ __device__ __forceinline__ void DecodeTile(const DeviceQuantMatrix::Segment& seg
 #pragma unroll
       for (int bc = 0; bc < kC; ++bc) {
         const int blk = cc * kC + bc;
-        uint32_t xr[NT][4];  // this block's x; the next block's is loaded before this one's decode
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-          for (int i = 0; i < 4; ++i) xr[nt][i] = xnext[nt][i];
-        if (bc + 1 < kC) load_x(blk + 1, xnext);
+        uint32_t xr[NT][4];
+        ShiftX(xr, xnext, blk + 1, bc + 1 < kC, load_x);
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          uint32_t a0, a1, a2, a3;
-          if constexpr (DB == 4) {
-            Pairs4(e == 0 ? wg[bc] : wg[bc] >> 16, lg, hg, a0, a2);
-            Pairs4(e == 0 ? wh[bc] : wh[bc] >> 16, lh, hh, a1, a3);
-          } else {
-            constexpr int kPer = 4 / DB;  // blocks per word
-            constexpr uint32_t kField = DB == 2 ? 0x03030303u : 0x01010101u;
-            const int s_bit = DB * (2 * (bc % kPer) + e);
-            Pairs12(wg[bc / kPer], kField, s_bit, pg, a0, a2);
-            Pairs12(wh[bc / kPer], kField, s_bit, ph, a1, a3);
-          }
+          uint32_t a[4];
+          BlockFragment<DB>(wg, wh, bc, e, pg, ph, lg, hg, lh, hh, a);
 #pragma unroll
-          for (int nt = 0; nt < NT; ++nt) {
-            Mma(kGrouped ? tmp[nt] : acc[nt], a0, a1, a2, a3, xr[nt][2 * e], xr[nt][2 * e + 1]);
-          }
+          for (int nt = 0; nt < NT; ++nt)
+            Mma(kGrouped ? tmp[nt] : acc[nt], a[0], a[1], a[2], a[3], xr[nt][2 * e], xr[nt][2 * e + 1]);
         }
         if constexpr (kGrouped) {  // a block lies in one group (group sizes are multiples of 32)
           const int64_t grp = static_cast<int64_t>(min(blk, blocks - 1)) * 32 / d.group_size;  // padding: tmp is 0
