@@ -8,8 +8,9 @@
 // summed over layers and averaged over batch rows and heads. Parameter-free maps have nothing to
 // train and are only measured. The teacher's forward runs on the CPU; the loss and its gradient run
 // on the job's GPU when it holds one (kernels::DistillLossFromHost), else, or for a map the CUDA
-// kernel does not take (projected Taylor-2, feature width > 128), on the CPU; the log says which. Stage 2 (optional): the whole converted model finetunes on the task
-// loss (the shared train loop, metrics prefixed "stage2_").
+// kernel does not take (projected Taylor-2, feature width > 128), on the CPU; the log says which.
+// Stage 2 (optional): the whole converted model finetunes on the task loss (the shared train loop,
+// metrics prefixed "stage2_").
 //
 // params: layers ("all"), feature_map ("hedgehog"), feature_dim (hedgehog/performer F, 0: the head
 //   dim; taylor2's learned projection width d', 0: 16 as BASED, at most 64), data {as train},
