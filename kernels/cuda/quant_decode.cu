@@ -300,6 +300,7 @@ template <bool kGrouped>
 __global__ void __launch_bounds__(kThreads, kCtasPerSm)
     DecodeKernel(SegmentTable tb, Dims d, const __nv_bfloat16* __restrict__ x, int M, __nv_bfloat16* __restrict__ y,
                  Plan plan) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900  // mbarriers and bulk copies are sm_90
   extern __shared__ __align__(128) unsigned char smem[];
   auto* full = reinterpret_cast<uint64_t*>(smem);
   uint64_t* empty = full + kMaxStages;
@@ -355,11 +356,28 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
       default: ConsumeSegment<4, kGrouped>(seg, chunks, first, end, cx, ring, half); break;
     }
   }
+#else
+  __trap();  // never launched: the host takes the tile kernel where this has no sm_90 code
+#endif
 }
 
 Status Check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) return Status::Internal(std::string(what) + ": " + cudaGetErrorString(e));
   return Status::Ok();
+}
+
+// Whether the staged kernel holds sm_90 machine code for the current device (a build for other
+// targets compiles its body to a trap; the tile kernel serves those).
+bool StagedBuilt() {
+  static const bool built = [] {
+    cudaFuncAttributes a{};
+    if (cudaFuncGetAttributes(&a, DecodeKernel<false>) != cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    return a.binaryVersion >= 90;
+  }();
+  return built;
 }
 
 template <bool kGrouped>
@@ -408,7 +426,7 @@ Status LaunchQuantDecode(const DeviceQuantMatrix& w, const void* x, int M, void*
   plan.x_stride = x_cols + 32;
   const int per_stage = kStageBytes + kMetaBytes, fixed = kBarBytes + kPartialBytes;
   const int64_t x_bytes = static_cast<int64_t>(M) * plan.x_stride * 2;
-  if (M > kStagedMaxM || fixed + x_bytes + kMinStages * per_stage > smem_cta) {
+  if (M > kStagedMaxM || !StagedBuilt() || fixed + x_bytes + kMinStages * per_stage > smem_cta) {
     return LaunchQuantDecodeTiles(w, x, M, y, stream);
   }
   plan.stages = static_cast<int>(std::min<int64_t>(kMaxStages, (smem_cta - fixed - x_bytes) / per_stage));
