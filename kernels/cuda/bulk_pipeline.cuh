@@ -13,7 +13,7 @@ __device__ __forceinline__ uint32_t SharedAddr(const void* p) {
 
 // `count` arrivals complete a phase.
 __device__ __forceinline__ void BarrierInit(uint64_t* bar, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(SharedAddr(bar)), "r"(count));
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(SharedAddr(bar)), "r"(count) : "memory");
 }
 // Makes the initialised barriers visible to the async (copy-engine) proxy.
 __device__ __forceinline__ void FenceBarrierInit() {

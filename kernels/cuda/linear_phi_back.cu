@@ -32,6 +32,23 @@ using regs::QuadSum;
 constexpr int kPbThreads = regs::kThreads;
 constexpr int kMaxFt = 8;  // 8-column tiles of u: F <= 64
 
+// acc0, acc1 (the two 8-column halves of a 16-wide output tile) += af · B, where load(b, w) fetches
+// the 16×16 B tile of W from its bf16 high part, then, when `lo` (the exp variant), from its low
+// part too: W = hi + lo keeps the products close to fp32 W.
+template <typename LoadB>
+__device__ __forceinline__ void MmaSplitW(float (&acc0)[4], float (&acc1)[4], const uint32_t (&af)[4],
+                                          const bf16* w_hi, const bf16* w_lo, bool lo, const LoadB& load) {
+  uint32_t b[4];
+  load(b, w_hi);
+  Mma(acc0, af, b[0], b[1]);
+  Mma(acc1, af, b[2], b[3]);
+  if (lo) {
+    load(b, w_lo);
+    Mma(acc0, af, b[0], b[1]);
+    Mma(acc1, af, b[2], b[3]);
+  }
+}
+
 struct PbPlan {
   int x0 = 0, x1 = 0, g0 = 0, g1 = 0, w = 0, du = 0, total = 0;
   int ldx = 0, ldg = 0, ldw = 0;
@@ -136,15 +153,8 @@ __global__ void __launch_bounds__(kPbThreads) PhiBackFastKernel(PbArgs a) {
 #pragma unroll
       for (int np = 0; np < kMaxFt / 2; ++np) {
         if (np * 16 >= F) break;
-        uint32_t b[4];
-        LoadBkn(b, w_hi, ldw, kk * 16, np * 16, lane);
-        Mma(u[2 * np], af, b[0], b[1]);
-        Mma(u[2 * np + 1], af, b[2], b[3]);
-        if (exp_variant) {
-          LoadBkn(b, w_lo, ldw, kk * 16, np * 16, lane);
-          Mma(u[2 * np], af, b[0], b[1]);
-          Mma(u[2 * np + 1], af, b[2], b[3]);
-        }
+        MmaSplitW(u[2 * np], u[2 * np + 1], af, w_hi, w_lo, exp_variant,
+                  [&](uint32_t (&b)[4], const bf16* w) { LoadBkn(b, w, ldw, kk * 16, np * 16, lane); });
       }
     }
     // Row h = 0: r_lo = 16w + gq (elements 0, 1); h = 1: r_hi = r_lo + 8 (elements 2, 3).
@@ -268,17 +278,9 @@ __global__ void __launch_bounds__(kPbThreads) PhiBackFastKernel(PbArgs a) {
         if (kk * 16 >= F) break;
         const uint32_t af[4] = {duf[2 * kk][0], duf[2 * kk][1], duf[2 * kk + 1][0], duf[2 * kk + 1][1]};
 #pragma unroll
-        for (int dp2 = 0; dp2 < kD / 16; ++dp2) {
-          uint32_t b[4];
-          LoadBnk(b, w_hi, ldw, dp2 * 16, kk * 16, lane);
-          Mma(o[2 * dp2], af, b[0], b[1]);
-          Mma(o[2 * dp2 + 1], af, b[2], b[3]);
-          if (exp_variant) {
-            LoadBnk(b, w_lo, ldw, dp2 * 16, kk * 16, lane);
-            Mma(o[2 * dp2], af, b[0], b[1]);
-            Mma(o[2 * dp2 + 1], af, b[2], b[3]);
-          }
-        }
+        for (int dp2 = 0; dp2 < kD / 16; ++dp2)
+          MmaSplitW(o[2 * dp2], o[2 * dp2 + 1], af, w_hi, w_lo, exp_variant,
+                    [&](uint32_t (&b)[4], const bf16* w) { LoadBnk(b, w, ldw, dp2 * 16, kk * 16, lane); });
       }
       bf16* out = DX + static_cast<size_t>(row0) * kD;
 #pragma unroll

@@ -125,7 +125,7 @@ __global__ void __launch_bounds__(kWG * 128, kMinCtas)
     const int64_t r0 = static_cast<int64_t>(qt) * kBM;
     if constexpr (kTma) {
       if (tid == 0) {
-        MbarArriveExpectTx(full + stage, 2 * kBM * D * sizeof(bf16));
+        bulk::ArriveExpectBytes(full + stage, 2 * kBM * D * sizeof(bf16));
         TmaLoad3D(sQ + stage * kBM * D, &maps.q, 0, static_cast<int>(r0), static_cast<int>(gt.bh), full + stage);
         TmaLoad3D(sDO + stage * kBM * D, &maps.dout, 0, static_cast<int>(r0), static_cast<int>(gt.bh), full + stage);
       }
@@ -144,8 +144,8 @@ __global__ void __launch_bounds__(kWG * 128, kMinCtas)
   if constexpr (kTma) {
     if (tid == 0) {
 #pragma unroll
-      for (int st = 0; st < kStages; ++st) MbarInit(full + st, 1);
-      MbarInitFence();
+      for (int st = 0; st < kStages; ++st) bulk::BarrierInit(full + st, 1);
+      bulk::FenceBarrierInit();
     }
     __syncthreads();
   }
@@ -224,7 +224,7 @@ __global__ void __launch_bounds__(kWG * 128, kMinCtas)
     // the wait sits before the dSᵀ barrier instead, half a tile after the copy was issued.
     if (kWG == 2 && tid == 0) BulkWaitRead<kDqBufs - 1>();
     CpAsyncWait<kAhead>();
-    if constexpr (kTma) MbarWait(full + stage, (t / kStages) & 1);
+    if constexpr (kTma) bulk::Wait(full + stage, (t / kStages) & 1);
     wgmma::FenceProxyAsync();
     __syncthreads();  // this tile's Q, dO, lse, delta are in shared memory
     const bf16* sQs = sQ + stage * kBM * D;

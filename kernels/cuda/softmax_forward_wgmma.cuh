@@ -19,6 +19,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/attention_tiles.cuh"
+#include "kernels/cuda/bulk_pipeline.cuh"
 #include "kernels/cuda/wgmma.cuh"
 
 namespace scion::kernels::cuda::attn {
@@ -30,22 +31,6 @@ struct AttnTensorMaps {
   CUtensorMap q, k, v;
 };
 
-__device__ __forceinline__ void MbarInit(uint64_t* bar, int count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(SmemAddr(bar)), "r"(count) : "memory");
-}
-__device__ __forceinline__ void MbarInitFence() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
-// One arrival that also announces `bytes` of copy-engine writes the phase must wait for.
-__device__ __forceinline__ void MbarArriveExpectTx(uint64_t* bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(SmemAddr(bar)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void MbarWait(uint64_t* bar, uint32_t parity) {
-  asm volatile(
-      "{\n.reg .pred done;\nwait_%=:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra wait_%=;\n}\n" ::"r"(SmemAddr(bar)),
-      "r"(parity)
-      : "memory");
-}
 // Box (c0, c1, c2) of `map` into shared memory; completes on `bar` with its byte count.
 __device__ __forceinline__ void TmaLoad3D(void* smem, const CUtensorMap* map, int c0, int c1, int c2, uint64_t* bar) {
   asm volatile(
@@ -115,25 +100,25 @@ __global__ void __launch_bounds__(kWG * 128, kMinCtas)
   const int bh = static_cast<int>(gt.bh);
   auto tma_kv = [&](int t) {  // thread 0: tile t into its stage
     const int st = t % kStages, k0 = tiles.Tile(t) * kBN;
-    MbarArriveExpectTx(full + st, 2 * kTile * sizeof(bf16));
+    bulk::ArriveExpectBytes(full + st, 2 * kTile * sizeof(bf16));
     TmaLoad3D(sK + st * kTile, &maps.k, 0, k0, bh, full + st);
     TmaLoad3D(sV + st * kTile, &maps.v, 0, k0, bh, full + st);
   };
   if constexpr (kTma) {
     if (tid == 0) {
 #pragma unroll
-      for (int st = 0; st <= kStages; ++st) MbarInit(full + st, 1);
-      MbarInitFence();
+      for (int st = 0; st <= kStages; ++st) bulk::BarrierInit(full + st, 1);
+      bulk::FenceBarrierInit();
     }
     __syncthreads();
     if (tid == 0) {
-      MbarArriveExpectTx(full + kStages, kBM * D * sizeof(bf16));
+      bulk::ArriveExpectBytes(full + kStages, kBM * D * sizeof(bf16));
       TmaLoad3D(sQ, &maps.q, 0, static_cast<int>(q0), bh, full + kStages);
 #pragma unroll
       for (int t = 0; t < kAhead; ++t)
         if (t < tiles.count) tma_kv(t);
     }
-    MbarWait(full + kStages, 0);
+    bulk::Wait(full + kStages, 0);
   } else {
     // One cp.async group per tile (Q joins tile 0's): tiles 0 .. kAhead-1 before the loop.
     LoadTileSw128<kThreads>(sQ, q + head, q0, kBM, n, tid);
@@ -169,7 +154,7 @@ __global__ void __launch_bounds__(kWG * 128, kMinCtas)
   for (int t = 0; t < tiles.count; ++t) {
     const int stage = t % kStages;
     if constexpr (kTma) {
-      MbarWait(full + stage, (t / kStages) & 1);  // tile t landed
+      bulk::Wait(full + stage, (t / kStages) & 1);  // tile t landed
     } else {
       CpAsyncWait<kAhead - 1>();  // tile t landed; later tiles may still be in flight
       wgmma::FenceProxyAsync();
