@@ -156,6 +156,12 @@ bool FastForwardSupported(const Geometry& g);
 Status FastForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,
                    const FeatureMap& fm, Geometry g, const ForwardExtras* extras = nullptr);
 
+// The causal Hedgehog forward at D = 64, F = 64 on Hopper warpgroup MMA (linear_wgmma.cu), where
+// the build has sm_90a code; FastForward takes it when no extras are asked for.
+bool WgmmaForwardSupported(const Geometry& g);
+Status WgmmaForward(cudaStream_t stream, int BH, const void* q, const void* k, const void* v, void* o,
+                    const FeatureMap& fm, Geometry g);
+
 // O = the chunked product Σ_j (A_i·B_j) C_j over j <= i (reverse: j >= i; all j when not causal),
 // linear_product.cu. A, B (B·H, N, K) and C (B·H, N, ldc_g; the first Dc columns), O (B·H, N,
 // ldo_g; the first Dc columns), bf16, K and Dc multiples of 16.

@@ -40,16 +40,7 @@ __device__ __forceinline__ void TmaLoad3D(void* smem, const CUtensorMap* map, in
       : "memory");
 }
 
-// Async copy of `rows` × 64 bf16 rows [row0, row0 + rows) (zero past n) into a 128-byte-swizzled
-// tile: 16-byte chunk c of row r goes to chunk c ^ (r % 8), the layout the wgmma descriptors read.
-template <int kThreads>
-__device__ __forceinline__ void LoadTileSw128(bf16* smem, const bf16* g, int64_t row0, int rows, int64_t n, int tid) {
-  for (int c = tid; c < rows * 8; c += kThreads) {
-    const int r = c >> 3, chunk = c & 7;
-    const bool valid = row0 + r < n;
-    CpAsync16(smem + r * 64 + ((chunk ^ (r & 7)) << 3), g + (valid ? (row0 + r) * 64 + chunk * 8 : 0), valid);
-  }
-}
+using wgmma::LoadTileSw128;
 
 template <int kBN>
 __device__ __forceinline__ void MmaQK(float (&s)[kBN / 2], uint64_t desc_q, uint64_t desc_k, int scale_d) {

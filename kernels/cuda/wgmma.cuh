@@ -26,6 +26,21 @@ __device__ __forceinline__ uint64_t Desc(const void* smem) {
   return ((addr & 0x3FFFF) >> 4) | (kStride << 16) | (kStride << 32) | (uint64_t{1} << 62);
 }
 
+// Element (r, c) of a 128-byte-swizzled tile of 64-column rows.
+__device__ __forceinline__ int Sw128(int r, int c) { return r * 64 + ((((c >> 3) ^ r) & 7) << 3) + (c & 7); }
+
+// Async copy of `rows` × 64 bf16 rows [row0, row0 + rows) (zero past n) into a 128-byte-swizzled
+// tile: 16-byte chunk c of row r goes to chunk c ^ (r % 8), the layout the wgmma descriptors read.
+template <int kThreads>
+__device__ __forceinline__ void LoadTileSw128(__nv_bfloat16* smem, const __nv_bfloat16* g, int64_t row0, int rows,
+                                              int64_t n, int tid) {
+  for (int c = tid; c < rows * 8; c += kThreads) {
+    const int r = c >> 3, chunk = c & 7;
+    const bool valid = row0 + r < n;
+    mma::CpAsync16(smem + r * 64 + ((chunk ^ (r & 7)) << 3), g + (valid ? (row0 + r) * 64 + chunk * 8 : 0), valid);
+  }
+}
+
 __device__ __forceinline__ void Fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void Commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int kPending>
@@ -77,6 +92,15 @@ __device__ __forceinline__ void MmaRS_m64n64_BT(float (&d)[32], const uint32_t (
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "n"(1));
 }
 
+// d = A·B (scale_d = 0) or d += A·B: A (64×16) from registers as in MmaRS_m64n64_BT, B (16×64) from
+// shared memory stored K-major (64 n-rows × 16 k).
+__device__ __forceinline__ void MmaRS_m64n64(float (&d)[32], const uint32_t (&a)[4], uint64_t desc_b, int scale_d) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
+}
 
 // d = A·B (kAccumulate false: the old d is neither read nor kept live) or d += A·B, both operands
 // MN-major in shared memory: A stored as 16 k-rows of 64 m-values, B as 16 k-rows of 64 n-values
