@@ -17,14 +17,6 @@ using namespace mma;
 
 constexpr int kQTile = 64;  // query rows per backward step (and the layout granularity)
 
-// 2^x with flush-to-zero: one MUFU op, no denormal fix-up.
-__device__ __forceinline__ float Exp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
-
-constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
 struct MaskArgs {

@@ -2,18 +2,19 @@
 // F = 64 (φ = [softmax(xW), softmax(−xW)], 128 features): the benchmark's and the model's shape.
 //
 // One warpgroup (128 threads) per (b, h, segment) walks the segment's 64-token chunks in order, as
-// the mma.sync kernel (linear_fast.cu) does, with the state S (128 × 64) in wgmma accumulators and
-// a bf16 copy of it in shared memory. Per chunk:
-//   u_k = X_k W_k, u_q = X_q W_q                 wgmma, X and Wᵀ tiles from shared memory
-//   φ(k) -> shared memory (two 64-feature tiles); φ(q) stays in registers as A fragments
-//   scores = φq φkᵀ      ─┐ in flight together; meanwhile each thread sums one feature column of
-//   o = φq S (bf16 copy) ─┘ φk for z, and φq·z (fp32) gives the inter-chunk normaliser
-//   mask j ≤ i, round to bf16 (row sums from the rounded weights), o += P V, S += φkᵀ V
-// Every product is asynchronous on the tensor cores, so a warp issues a few dozen wgmma a chunk
-// where the mma.sync kernel issued ~250 mma and waited on each chain; φ's exponentials are taken
-// once per element. Shared tiles are 64 × 64 bf16 with the 128-byte swizzle (wgmma.cuh); q and k
-// load one chunk ahead as soon as u has read them, v double-buffered. The segment split, state
-// pass and scan are those of the mma.sync kernel (linear_launch.h, linear_state.cu).
+// the mma.sync kernel (linear_fast.cu) does, with the state S (128 × 64) and the normaliser z in
+// wgmma accumulators and a bf16 copy of S (fp32 z) in shared memory. Per chunk c:
+//   scores = φq φkᵀ, o = φq S (bf16 copy)       wgmma, φq from registers (A fragments)
+//   u_k(c+1) = X_k W_k                           wgmma, issued behind them
+//   φq·z (fp32) for the inter-chunk normaliser; mask j ≤ i, round to bf16 (the row sums see the
+//   rounded weights); then o += P V, u_q(c+1) = X_q W_q, S += φkᵀ V, z += φkᵀ 1 (a tile of ones)
+//   while the state update runs: o / den to global, φ(k, c+1) -> the other φk tile pair,
+//   φ(q, c+1) -> registers; then the new S to its bf16 copy.
+// So φ's exponentials (one MUFU op each) overlap the tensor cores, and a warp issues a few dozen
+// wgmma a chunk where the mma.sync kernel issued ~250 mma.sync and waited on each chain. Shared
+// tiles are 64 × 64 bf16 with the 128-byte swizzle (wgmma.cuh); q and k load as soon as u has read
+// them, v double-buffered. The segment split, state pass (this kernel with kStatesOnly) and scan
+// are those of the mma.sync kernel (linear_launch.h, linear_state.cu).
 #include <string>
 
 #include "kernels/cuda/linear_launch.h"
@@ -29,10 +30,12 @@ constexpr int kWgD = 64;       // head width
 constexpr int kWgF = 64;       // features per sign: φ has 2·64
 constexpr int kWgThreads = 128;  // one warpgroup
 constexpr int kTile = 64 * 64;   // one swizzled bf16 tile
-// Tiles: raw q and k of the chunk, v double-buffered, Wqᵀ and Wkᵀ, φk (features 0..63, 64..127),
-// the bf16 state (feature rows 0..63, 64..127).
-enum : int { kXq, kXk, kV0, kV1, kWq, kWk, kPhA, kPhB, kSbA, kSbB, kTiles };
-constexpr int kWgSmem = kTiles * kTile * 2 + 128 * 4 + 1024;  // + z (fp32), + alignment slack
+// Tiles: raw q and k of a chunk, v double-buffered, Wqᵀ and Wkᵀ, φk (features 0..63, 64..127) of two
+// chunks, the bf16 state (feature rows 0..63, 64..127).
+enum : int { kXq, kXk, kV0, kV1, kWq, kWk, kPhA, kPhB, kPhA1, kPhB1, kSbA, kSbB, kTiles };
+// + an 8 × 64 tile of ones (z = φkᵀ 1 on the tensor cores), z as two 8 × 64 tiles (features 0..63,
+// 64..127; row 0 its bf16 rounding, row 1 the remainder, so φq·z keeps ~16 bits), alignment slack.
+constexpr int kWgSmem = kTiles * kTile * 2 + 3 * 1024 + 1024;
 
 struct WgArgs {
   const bf16 *q, *k, *v;
@@ -50,9 +53,10 @@ using regs::QuadMin;
 using regs::QuadSum;
 
 // The Hedgehog map of the thread's two rows of u (accumulator layout: u[4j + e] is row g + 8(e/2),
-// column 8j + 2t + e%2): u becomes softmax(u) and neg softmax(−u) over the 64 columns; a row
-// that is not live becomes 0.
-__device__ __forceinline__ void HedgehogRows(float (&u)[32], float (&neg)[32], bool live_lo, bool live_hi) {
+// column 8j + 2t + e%2): pos = softmax(u), neg = softmax(−u) over the 64 columns; a row that is not
+// live becomes 0. u is only read (it may be the accumulator of a product whose stage is still open).
+__device__ __forceinline__ void HedgehogRows(const float (&u)[32], float (&pos)[32], float (&neg)[32], bool live_lo,
+                                             bool live_hi) {
   float mx[2] = {-INFINITY, -INFINITY}, mn[2] = {INFINITY, INFINITY};
 #pragma unroll
   for (int i = 0; i < 32; ++i) {
@@ -66,9 +70,9 @@ __device__ __forceinline__ void HedgehogRows(float (&u)[32], float (&neg)[32], b
 #pragma unroll
   for (int i = 0; i < 32; ++i) {
     const int h = (i >> 1) & 1;
-    neg[i] = __expf(mn[h] - u[i]);
-    u[i] = __expf(u[i] - mx[h]);
-    sp[h] += u[i];
+    pos[i] = mma::Exp2(fmaf(u[i], mma::kLog2e, -mx[h] * mma::kLog2e));
+    neg[i] = mma::Exp2(fmaf(-u[i], mma::kLog2e, mn[h] * mma::kLog2e));
+    sp[h] += pos[i];
     sn[h] += neg[i];
   }
   // Every lane shuffles (a row's liveness differs across the warp), then dead rows select 0.
@@ -79,19 +83,25 @@ __device__ __forceinline__ void HedgehogRows(float (&u)[32], float (&neg)[32], b
 #pragma unroll
   for (int i = 0; i < 32; ++i) {
     const int h = (i >> 1) & 1;
-    u[i] *= ip[h];
+    pos[i] *= ip[h];
     neg[i] *= in[h];
   }
 }
 
-// The thread's two rows of a 64-column accumulator into a swizzled bf16 tile.
-__device__ __forceinline__ void StoreRows(bf16* tile, const float (&x)[32], int r_lo, int t) {
+// A warp's 16 rows (16w..16w+15) of a 64-column accumulator into a swizzled bf16 tile, with
+// stmatrix: four 8 × 8 matrices a call (rows 0-7 and 8-15 of two 8-column chunks), each lane
+// giving one matrix row's address.
+__device__ __forceinline__ void StoreRows(bf16* tile, const float (&x)[32], int warp, int lane) {
+  const int m = lane >> 3, row = 16 * warp + (lane & 7) + 8 * (m & 1);
 #pragma unroll
-  for (int j = 0; j < 8; ++j)
-#pragma unroll
-    for (int h = 0; h < 2; ++h)
-      *reinterpret_cast<uint32_t*>(tile + wgmma::Sw128(r_lo + 8 * h, 8 * j + 2 * t)) =
-          mma::PackBF16(x[4 * j + 2 * h], x[4 * j + 2 * h + 1]);
+  for (int jp = 0; jp < 4; ++jp) {
+    const int chunk = 2 * jp + (m >> 1);
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1,%2,%3,%4};\n" ::"r"(
+                     mma::SmemAddr(tile + row * 64 + (((chunk ^ row) & 7) << 3))),
+                 "r"(mma::PackBF16(x[8 * jp], x[8 * jp + 1])), "r"(mma::PackBF16(x[8 * jp + 2], x[8 * jp + 3])),
+                 "r"(mma::PackBF16(x[8 * jp + 4], x[8 * jp + 5])), "r"(mma::PackBF16(x[8 * jp + 6], x[8 * jp + 7]))
+                 : "memory");
+  }
 }
 
 // A-fragment register r of k-step kk (16 columns) from a 64-column accumulator.
@@ -118,17 +128,22 @@ __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
   const uint32_t misalign = mma::SmemAddr(smem_raw) & 1023u;
   bf16* tiles = reinterpret_cast<bf16*>(smem_raw + (misalign == 0 ? 0 : 1024 - misalign));
   auto tile = [&](int i) { return tiles + i * kTile; };
-  float* zsm = reinterpret_cast<float*>(tiles + kTiles * kTile);
+  bf16* ones = tiles + kTiles * kTile;
+  bf16* zt = ones + 512;  // two tiles of 512
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, t = lane & 3;
   const int r_lo = warp * 16 + (lane >> 2);  // this thread's rows r_lo and r_lo + 8 of a chunk
   const int seg = blockIdx.x, bh = blockIdx.y, head = bh % a.H, N = a.N;
   const size_t seq = static_cast<size_t>(bh) * N * kWgD;
   const int c_begin = seg * a.seg_chunks, c_end = min(a.nchunks, c_begin + a.seg_chunks);
   if (c_begin >= c_end) return;
+  auto load_x = [&](int c) {  // q (main pass) and k rows of chunk c
+    if (!kStatesOnly) wgmma::LoadTileSw128<kWgThreads>(tile(kXq), a.q + seq, c * 64, 64, N, tid);
+    wgmma::LoadTileSw128<kWgThreads>(tile(kXk), a.k + seq, c * 64, 64, N, tid);
+  };
+  auto load_v = [&](int c) { wgmma::LoadTileSw128<kWgThreads>(tile(kV0 + (c & 1)), a.v + seq, c * 64, 64, N, tid); };
 
-  if (!kStatesOnly) wgmma::LoadTileSw128<kWgThreads>(tile(kXq), a.q + seq, c_begin * 64, 64, N, tid);
-  wgmma::LoadTileSw128<kWgThreads>(tile(kXk), a.k + seq, c_begin * 64, 64, N, tid);
-  wgmma::LoadTileSw128<kWgThreads>(tile(kV0 + (c_begin & 1)), a.v + seq, c_begin * 64, 64, N, tid);
+  load_x(c_begin);
+  load_v(c_begin);
   mma::CpAsyncCommit();
   // Wᵀ (F rows of D) in bf16: W is (D, F) per head.
   const size_t woff = static_cast<size_t>(head) * kWgD * kWgF;
@@ -138,8 +153,10 @@ __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
     if (!kStatesOnly) tile(kWq)[wgmma::Sw128(f, d)] = __float2bfloat16(a.wq[woff + i]);
     tile(kWk)[wgmma::Sw128(f, d)] = __float2bfloat16(wk[woff + i]);
   }
-  // S in two accumulators: feature rows 0..63 (sa) and 64..127 (sb); thread tid keeps z[tid].
-  float sa[32], sb[32];
+  for (int i = tid; i < 3 * 512; i += kWgThreads) ones[i] = __float2bfloat16(i < 512 ? 1.f : 0.f);
+  // S in two accumulators: feature rows 0..63 (sa) and 64..127 (sb); z likewise (za, zb: the
+  // product φkᵀ 1 over 8 columns, each column the same z of rows r_lo and r_lo + 8).
+  float sa[32], sb[32], za[4], zb[4];
   const size_t st_off = (static_cast<size_t>(bh) * a.nseg + seg) * 128 * kWgD;
   const size_t z_off = (static_cast<size_t>(bh) * a.nseg + seg) * 128;
   const bool prefix = !kStatesOnly && a.has_prefix;
@@ -149,109 +166,113 @@ __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
     sa[i] = prefix ? a.states[st_off + f * kWgD + d] : 0.f;
     sb[i] = prefix ? a.states[st_off + (f + 64) * kWgD + d] : 0.f;
   }
-  float z = prefix ? a.zs[z_off + tid] : 0.f;
-  auto publish = [&] {  // the bf16 copy of S and z that the next chunk's φq reads
-    StoreRows(tile(kSbA), sa, r_lo, t);
-    StoreRows(tile(kSbB), sb, r_lo, t);
-    zsm[tid] = z;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int f = r_lo + 8 * (i >> 1);
+    za[i] = prefix ? a.zs[z_off + f] : 0.f;
+    zb[i] = prefix ? a.zs[z_off + f + 64] : 0.f;
+  }
+
+  float uk[32], uq[32];
+  uint32_t qa[8][4];  // φq of the current chunk as A fragments: k-steps 0..3 softmax(u), 4..7 softmax(−u)
+  // φ of chunk c from u: φk into the tile pair of c's parity, φq into qa.
+  auto phi_k = [&](int c) {
+    wgmma::FenceRegs(uk);
+    const int valid = N - c * 64;  // keys past N must not enter the state
+    float pos[32], neg[32];
+    HedgehogRows(uk, pos, neg, r_lo < valid, r_lo + 8 < valid);
+    StoreRows(tile(kPhA + 2 * (c & 1)), pos, warp, lane);
+    StoreRows(tile(kPhB + 2 * (c & 1)), neg, warp, lane);
   };
+  auto phi_q = [&] {
+    wgmma::FenceRegs(uq);
+    float pos[32], neg[32];
+    HedgehogRows(uq, pos, neg, true, true);
+#pragma unroll
+    for (int kk = 0; kk < 8; ++kk)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) qa[kk][r] = kk < 4 ? FragOf(pos, kk, r) : FragOf(neg, kk - 4, r);
+  };
+  auto publish = [&] {  // the bf16 copy of S and z that the next chunk's φq reads
+    StoreRows(tile(kSbA), sa, warp, lane);
+    StoreRows(tile(kSbB), sb, warp, lane);
+    if (t == 0) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float zf = i < 2 ? za[2 * i] : zb[2 * (i - 2)];
+        const bf16 hi = __float2bfloat16(zf);
+        bf16* half = zt + (i >> 1) * 512;
+        half[wgmma::Sw128(0, r_lo + 8 * (i & 1))] = hi;
+        half[wgmma::Sw128(1, r_lo + 8 * (i & 1))] = __float2bfloat16(zf - __bfloat162float(hi));
+      }
+    }
+  };
+
+  // Prologue: u and φ of the first chunk; the next chunk's rows in flight.
+  mma::CpAsyncWait<0>();
+  wgmma::FenceProxyAsync();
+  __syncthreads();
+  wgmma::Fence();
+  ProjectTile(uk, tile(kXk), tile(kWk));
+  if (!kStatesOnly) ProjectTile(uq, tile(kXq), tile(kWq));
+  wgmma::Commit();
+  wgmma::Wait<0>();
+  if (c_begin + 1 < c_end) load_x(c_begin + 1);
+  mma::CpAsyncCommit();
+  phi_k(c_begin);
+  if (!kStatesOnly) phi_q();
+  if (c_begin + 1 < c_end) load_v(c_begin + 1);
+  mma::CpAsyncCommit();
   if (!kStatesOnly) publish();
 
+  // Chunk c: its products and, while they run on the tensor cores, u and φ of chunk c + 1. The
+  // cp.async groups are committed in the order x(c + 2), v(c + 2) each chunk, so waiting for all
+  // but the newest leaves x(c + 1) and v(c + 1) landed at the top of the next one.
   for (int c = c_begin; c < c_end; ++c) {
     const int row0 = c * 64, valid = min(64, N - row0);
+    const bool next = c + 1 < c_end;
     const bf16* vc = tile(kV0 + (c & 1));
-    mma::CpAsyncWait<0>();
+    const bf16* pha = tile(kPhA + 2 * (c & 1));
+    const bf16* phb = tile(kPhB + 2 * (c & 1));
+    mma::CpAsyncWait<1>();
     wgmma::FenceProxyAsync();
-    __syncthreads();  // chunk c landed; S and z published; the last chunk's products are done
-    if (c + 1 < c_end) wgmma::LoadTileSw128<kWgThreads>(tile(kV0 + ((c + 1) & 1)), a.v + seq, row0 + 64, 64, N, tid);
-    mma::CpAsyncCommit();
+    __syncthreads();  // φk(c), S, z published; x(c + 1), v(c) landed
 
-    float uk[32], uq[32], neg[32];
-    wgmma::Fence();
-    ProjectTile(uk, tile(kXk), tile(kWk));
-    wgmma::Commit();
-    if (!kStatesOnly) ProjectTile(uq, tile(kXq), tile(kWq));
-    wgmma::Commit();
-    wgmma::Wait<1>();
-    wgmma::FenceRegs(uk);
-    HedgehogRows(uk, neg, r_lo < valid, r_lo + 8 < valid);  // keys past N must not enter the state
-    StoreRows(tile(kPhA), uk, r_lo, t);
-    StoreRows(tile(kPhB), neg, r_lo, t);
-
-    uint32_t qa[8][4];          // φq as A fragments: k-steps 0..3 softmax(u), 4..7 softmax(−u)
-    float dz[2] = {0.f, 0.f};   // φq·z of rows r_lo, r_lo + 8
+    float sc[32], o[32], dz[4];  // dz: φq·z of rows r_lo, r_lo + 8 (columns 0, 1: its two parts)
     if (!kStatesOnly) {
-      wgmma::Wait<0>();
-      wgmma::FenceRegs(uq);
-      HedgehogRows(uq, neg, true, true);
-#pragma unroll
-      for (int kk = 0; kk < 8; ++kk)
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          qa[kk][r] = kk < 4 ? FragOf(uq, kk, r) : FragOf(neg, kk - 4, r);
-          const int f = 16 * kk + 8 * (r >> 1) + 2 * t;
-          const float2 p = Unpack(qa[kk][r]), zz = *reinterpret_cast<const float2*>(zsm + f);
-          dz[r & 1] += p.x * zz.x + p.y * zz.y;
-        }
-    }
-    wgmma::FenceProxyAsync();
-    __syncthreads();  // φk visible to the tensor cores; the raw q, k rows are no longer read
-    if (c + 1 < c_end) {
-      if (!kStatesOnly) wgmma::LoadTileSw128<kWgThreads>(tile(kXq), a.q + seq, row0 + 64, 64, N, tid);
-      wgmma::LoadTileSw128<kWgThreads>(tile(kXk), a.k + seq, row0 + 64, 64, N, tid);
-    }
-    mma::CpAsyncCommit();
-
-    // S += φkᵀ V (φk tiles as MN-major A, V as MN-major B).
-    auto update_state = [&] {
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        wgmma::MmaSS_m64n64_TT<true>(sa, wgmma::Desc(tile(kPhA) + kk * 16 * 64), wgmma::Desc(vc + kk * 16 * 64));
-        wgmma::MmaSS_m64n64_TT<true>(sb, wgmma::Desc(tile(kPhB) + kk * 16 * 64), wgmma::Desc(vc + kk * 16 * 64));
-      }
-      wgmma::Commit();
-    };
-    // Column tid of φk (the rounded values the state sees) for z, while the products run.
-    auto column_sum = [&] {
-      const bf16* col = tile(tid < 64 ? kPhA : kPhB);
-      float sum = 0.f;
-#pragma unroll 16
-      for (int r = 0; r < 64; ++r) sum += __bfloat162float(col[wgmma::Sw128(r, tid & 63)]);
-      return sum;
-    };
-    float zc;
-    if constexpr (kStatesOnly) {
-      wgmma::FenceRegs(sa);
-      wgmma::FenceRegs(sb);
-      wgmma::Fence();
-      update_state();
-      zc = column_sum();
-      wgmma::Wait<0>();
-      wgmma::FenceRegs(sa);
-      wgmma::FenceRegs(sb);
-    } else {
-      float sc[32], o[32];
 #pragma unroll
       for (int i = 0; i < 32; ++i) o[i] = 0.f;
 #pragma unroll
       for (int kk = 0; kk < 8; ++kk) wgmma::FenceRegs(qa[kk]);
       wgmma::FenceRegs(o);
-      wgmma::FenceRegs(sa);
-      wgmma::FenceRegs(sb);
-      wgmma::Fence();
+    }
+    wgmma::FenceRegs(sa);
+    wgmma::FenceRegs(sb);
+    wgmma::FenceRegs(za);
+    wgmma::FenceRegs(zb);
+    wgmma::Fence();
+    if (!kStatesOnly) {
 #pragma unroll
       for (int kk = 0; kk < 8; ++kk)
-        wgmma::MmaRS_m64n64(sc, qa[kk], wgmma::Desc(tile(kk < 4 ? kPhA : kPhB) + (kk & 3) * 16), kk > 0);
-      wgmma::Commit();
+        wgmma::MmaRS_m64n64(sc, qa[kk], wgmma::Desc((kk < 4 ? pha : phb) + (kk & 3) * 16), kk > 0);
 #pragma unroll
       for (int kk = 0; kk < 8; ++kk)
         wgmma::MmaRS_m64n64_BT(o, qa[kk], wgmma::Desc(tile(kk < 4 ? kSbA : kSbB) + (kk & 3) * 16 * 64));
-      wgmma::Commit();
-      zc = column_sum();
-      wgmma::Wait<1>();
+#pragma unroll
+      for (int kk = 0; kk < 8; ++kk) wgmma::MmaRS_m64n8(dz, qa[kk], wgmma::Desc(zt + (kk >> 2) * 512 + (kk & 3) * 16), kk > 0);
+    }
+    wgmma::Commit();
+    ProjectTile(uk, tile(kXk), tile(kWk));  // also after the last chunk (unused): static group counts
+    wgmma::Commit();
+    float inv[2] = {0.f, 0.f};
+    uint32_t pa[4][4];
+    if (!kStatesOnly) {
+      wgmma::Wait<1>();  // scores and φq S (u of the next chunk may still run)
       wgmma::FenceRegs(sc);
+      wgmma::FenceRegs(dz);
+#pragma unroll
+      for (int kk = 0; kk < 8; ++kk) wgmma::FenceRegs(qa[kk]);  // read until here: not reused before
       // P: keys j <= i of the chunk, rounded to bf16; the row sums see exactly what P V uses.
-      uint32_t pa[4][4];
       float rs[2] = {0.f, 0.f};
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk)
@@ -263,19 +284,34 @@ __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
           const float2 p = Unpack(pa[kk][r]);
           rs[r & 1] += p.x + p.y;
         }
-      float inv[2];
 #pragma unroll
-      for (int h = 0; h < 2; ++h) inv[h] = 1.f / (QuadSum(rs[h] + dz[h]) + a.eps);
+      for (int h = 0; h < 2; ++h) inv[h] = 1.f / (QuadSum(rs[h] + dz[2 * h] + dz[2 * h + 1]) + a.eps);
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) wgmma::FenceRegs(pa[kk]);
-      wgmma::Fence();
+      wgmma::FenceRegs(o);
+    }
+    wgmma::Fence();
+    if (!kStatesOnly) {
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) wgmma::MmaRS_m64n64_BT(o, pa[kk], wgmma::Desc(vc + kk * 16 * 64));
-      update_state();
-      wgmma::Wait<0>();
+    }
+    wgmma::Commit();
+    if (!kStatesOnly) ProjectTile(uq, tile(kXq), tile(kWq));
+    wgmma::Commit();
+    // S += φkᵀ V and z += φkᵀ 1 (φk tiles as MN-major A; V MN-major, the ones K-major).
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      wgmma::MmaSS_m64n64_TT<true>(sa, wgmma::Desc(pha + kk * 16 * 64), wgmma::Desc(vc + kk * 16 * 64));
+      wgmma::MmaSS_m64n64_TT<true>(sb, wgmma::Desc(phb + kk * 16 * 64), wgmma::Desc(vc + kk * 16 * 64));
+      wgmma::MmaSS_m64n8_TN(za, wgmma::Desc(pha + kk * 16 * 64), wgmma::Desc(ones + kk * 16));
+      wgmma::MmaSS_m64n8_TN(zb, wgmma::Desc(phb + kk * 16 * 64), wgmma::Desc(ones + kk * 16));
+    }
+    wgmma::Commit();
+    wgmma::Wait<2>();  // P V and u_k of the next chunk done; u_q and the state update may still run
+    if (!kStatesOnly) {
       wgmma::FenceRegs(o);
-      wgmma::FenceRegs(sa);
-      wgmma::FenceRegs(sb);
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) wgmma::FenceRegs(pa[kk]);  // P V read them until here
       bf16* out = a.o + seq + static_cast<size_t>(row0) * kWgD;
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
@@ -287,11 +323,20 @@ __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
               mma::PackBF16(o[4 * j + 2 * h] * inv[h], o[4 * j + 2 * h + 1] * inv[h]);
       }
     }
-    z += zc;
-    if (!kStatesOnly) {
-      __syncthreads();  // every warp is past the products that read the old bf16 S
-      publish();
-    }
+    // φ of the next chunk while the update runs; its φk goes to the other tile pair.
+    if (next) phi_k(c + 1);
+    wgmma::Wait<1>();  // u_q of the next chunk
+    if (c + 2 < c_end) load_x(c + 2);  // every product reading the raw rows has finished
+    mma::CpAsyncCommit();
+    if (!kStatesOnly && next) phi_q();
+    wgmma::Wait<0>();
+    wgmma::FenceRegs(sa);
+    wgmma::FenceRegs(sb);
+    wgmma::FenceRegs(za);
+    wgmma::FenceRegs(zb);
+    if (c + 2 < c_end) load_v(c + 2);  // into v(c)'s buffer, read by the products just finished
+    mma::CpAsyncCommit();
+    if (!kStatesOnly) publish();  // every product reading the old copy has finished (the waits are the warpgroup's)
   }
   mma::CpAsyncWait<0>();
   if (kStatesOnly) {
@@ -301,7 +346,12 @@ __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
       a.states[st_off + f * kWgD + d] = sa[i];
       a.states[st_off + (f + 64) * kWgD + d] = sb[i];
     }
-    a.zs[z_off + tid] = z;
+    if (t == 0) {
+      a.zs[z_off + r_lo] = za[0];
+      a.zs[z_off + r_lo + 8] = za[2];
+      a.zs[z_off + r_lo + 64] = zb[0];
+      a.zs[z_off + r_lo + 72] = zb[2];
+    }
   }
 #else
   __trap();  // built without sm_90a: the host never selects this kernel (WgmmaForwardSupported)

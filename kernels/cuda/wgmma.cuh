@@ -122,6 +122,26 @@ __device__ __forceinline__ void MmaSS_m64n64_TT(float (&d)[32], uint64_t desc_a,
   }
 }
 
+// d += A·B for an 8-column B: A (64×16) MN-major in shared memory (16 k-rows of 64 m-values), B
+// K-major (8 n-rows × 16 k), e.g. column sums of A against a tile of ones.
+__device__ __forceinline__ void MmaSS_m64n8_TN(float (&d)[4], uint64_t desc_a, uint64_t desc_b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%0,%1,%2,%3}, %4, %5, p, 1, 1, 1, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "l"(desc_a), "l"(desc_b));
+}
+
+// d = A·B (scale_d = 0) or d += A·B for an 8-column B: A (64×16) from registers as in
+// MmaRS_m64n64_BT, B K-major in shared memory (8 n-rows × 16 k).
+__device__ __forceinline__ void MmaRS_m64n8(float (&d)[4], const uint32_t (&a)[4], uint64_t desc_b, int scale_d) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %9, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%0,%1,%2,%3}, {%4,%5,%6,%7}, %8, p, 1, 1, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
+}
+
 // As MmaSS_m64n64 with both operands K-major, the scale of d fixed at compile time: kAccumulate
 // false writes d without reading it, so d is not live across the loop that reissues the product.
 template <bool kAccumulate>
