@@ -454,7 +454,7 @@ Status FastForward(const Launch& l, AttnDims d, const void* q, const void* k, co
                    const FeatureMap& fm, Geometry g, const ForwardExtras* extras) {
   auto stream = static_cast<cudaStream_t>(l.stream);
   const int BH = static_cast<int>(d.B * d.H);
-  if (!extras && WgmmaForwardSupported(g)) return WgmmaForward(stream, BH, q, k, v, o, fm, g);
+  if (WgmmaForwardSupported(g)) return WgmmaForward(stream, BH, q, k, v, o, fm, g, extras);
   // Segments only where B·H alone leaves SMs idle (two blocks fit per SM at D = 64, Fp = 128):
   // each extra segment costs a pass over k and v for its starting state.
   const void* main_kernel = g.D == 16   ? reinterpret_cast<const void*>(&FastLinearKernel<16, false>)

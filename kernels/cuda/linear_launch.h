@@ -138,8 +138,10 @@ struct StateArgs {
 Status SegmentStates(const StateArgs& a, int BH, bool reverse, cudaStream_t stream);
 
 // In place over states (B·H, nseg, Fp, D) and zs (B·H, nseg, Fp): causal -> the exclusive
-// prefix over segments (suffix when reverse); else every segment gets the total.
-Status ScanSegments(float* states, float* zs, const Geometry& g, int BH, bool reverse, cudaStream_t stream);
+// prefix over segments (suffix when reverse); else every segment gets the total. without_last: the
+// last segment in scan order has no state written (a causal prefix never needs it) and is not read.
+Status ScanSegments(float* states, float* zs, const Geometry& g, int BH, bool reverse, cudaStream_t stream,
+                    bool without_last = false);
 
 // The register-resident forward (linear_fast.cu): D in {16, 32, 64, 128} with the state Fp·D
 // within its register budget; other shapes take the shared-memory kernel in linear_attention.cu.
@@ -157,10 +159,10 @@ Status FastForward(const Launch& l, AttnDims d, const void* q, const void* k, co
                    const FeatureMap& fm, Geometry g, const ForwardExtras* extras = nullptr);
 
 // The causal Hedgehog forward at D = 64, F = 64 on Hopper warpgroup MMA (linear_wgmma.cu), where
-// the build has sm_90a code; FastForward takes it when no extras are asked for.
+// the build has sm_90a code; FastForward takes it, extras included (the backward's recomputation).
 bool WgmmaForwardSupported(const Geometry& g);
 Status WgmmaForward(cudaStream_t stream, int BH, const void* q, const void* k, const void* v, void* o,
-                    const FeatureMap& fm, Geometry g);
+                    const FeatureMap& fm, Geometry g, const ForwardExtras* extras = nullptr);
 
 // O = the chunked product Σ_j (A_i·B_j) C_j over j <= i (reverse: j >= i; all j when not causal),
 // linear_product.cu. A, B (B·H, N, K) and C (B·H, N, ldc_g; the first Dc columns), O (B·H, N,

@@ -71,7 +71,7 @@ __global__ void __launch_bounds__(kThreads, 2) SegmentStateKernel(StateArgs a, S
 
 // In place over (B·H, nseg, elems): causal -> exclusive prefix over segments (suffix when
 // reverse); else every segment gets the total.
-__global__ void SegmentScanKernel(float* x, int nseg, int elems, bool causal, bool reverse) {
+__global__ void SegmentScanKernel(float* x, int nseg, int present, int elems, bool causal, bool reverse) {
   const int e = blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= elems) return;
   float* base = x + static_cast<size_t>(blockIdx.y) * nseg * elems + e;
@@ -83,7 +83,7 @@ __global__ void SegmentScanKernel(float* x, int nseg, int elems, bool causal, bo
   for (int i0 = 0; i0 < nseg; i0 += kBatch) {
     float v[kBatch];
 #pragma unroll
-    for (int j = 0; j < kBatch; ++j) v[j] = i0 + j < nseg ? at(i0 + j) : 0.0f;
+    for (int j = 0; j < kBatch; ++j) v[j] = i0 + j < present ? at(i0 + j) : 0.0f;
 #pragma unroll
     for (int j = 0; j < kBatch; ++j) {
       if (causal && i0 + j < nseg) at(i0 + j) = run;
@@ -103,10 +103,11 @@ Status SegmentStates(const StateArgs& a, int BH, bool reverse, cudaStream_t stre
   return ScanSegments(a.states, a.zs, a.g, BH, reverse, stream);
 }
 
-Status ScanSegments(float* states, float* zs, const Geometry& g, int BH, bool reverse, cudaStream_t stream) {
-  const int elems = g.Fp * g.D;
-  SegmentScanKernel<<<dim3((elems + 255) / 256, BH), 256, 0, stream>>>(states, g.nseg, elems, g.causal, reverse);
-  SegmentScanKernel<<<dim3((g.Fp + 255) / 256, BH), 256, 0, stream>>>(zs, g.nseg, g.Fp, g.causal, reverse);
+Status ScanSegments(float* states, float* zs, const Geometry& g, int BH, bool reverse, cudaStream_t stream,
+                    bool without_last) {
+  const int elems = g.Fp * g.D, present = without_last ? g.nseg - 1 : g.nseg;
+  SegmentScanKernel<<<dim3((elems + 255) / 256, BH), 256, 0, stream>>>(states, g.nseg, present, elems, g.causal, reverse);
+  SegmentScanKernel<<<dim3((g.Fp + 255) / 256, BH), 256, 0, stream>>>(zs, g.nseg, present, g.Fp, g.causal, reverse);
   return CheckLaunch("linear attention segment states");
 }
 

@@ -46,6 +46,7 @@ struct WgArgs {
   int N, H, nchunks, seg_chunks, nseg;
   float eps;
   bool has_prefix;
+  ForwardExtras extras;  // kExtras: φq, φk, GE and V1 for the backward instead of o
 };
 
 using regs::QuadMax;
@@ -121,7 +122,21 @@ __device__ __forceinline__ void ProjectTile(float (&u)[32], const bf16* x, const
   for (int kd = 1; kd < kWgD / 16; ++kd) wgmma::MmaSS_m64n64_NT<true>(u, wgmma::Desc(x + kd * 16), wgmma::Desc(wt + kd * 16));
 }
 
-template <bool kStatesOnly>
+// The thread's rows of chunk c (row0 = 64c) of a φ half into (B·H, N, 128) bf16 at column col0.
+__device__ __forceinline__ void StorePhi(bf16* phi, const float (&x)[32], int row0, int r_lo, int t, int N,
+                                         int col0) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = row0 + r_lo + 8 * h;
+    if (row >= N) continue;
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+      *reinterpret_cast<uint32_t*>(phi + static_cast<size_t>(row) * 128 + col0 + 8 * j + 2 * t) =
+          mma::PackBF16(x[4 * j + 2 * h], x[4 * j + 2 * h + 1]);
+  }
+}
+
+template <bool kStatesOnly, bool kExtras = false>
 __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -136,9 +151,12 @@ __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
   const size_t seq = static_cast<size_t>(bh) * N * kWgD;
   const int c_begin = seg * a.seg_chunks, c_end = min(a.nchunks, c_begin + a.seg_chunks);
   if (c_begin >= c_end) return;
+  // The k rows of chunk c: one tile in the main pass; the state pass, which reads no q, alternates
+  // between both raw tiles so that chunk c + 2's rows load a whole chunk ahead.
+  auto xk = [&](int c) { return tile(kStatesOnly && (c & 1) ? kXq : kXk); };
   auto load_x = [&](int c) {  // q (main pass) and k rows of chunk c
     if (!kStatesOnly) wgmma::LoadTileSw128<kWgThreads>(tile(kXq), a.q + seq, c * 64, 64, N, tid);
-    wgmma::LoadTileSw128<kWgThreads>(tile(kXk), a.k + seq, c * 64, 64, N, tid);
+    wgmma::LoadTileSw128<kWgThreads>(xk(c), a.k + seq, c * 64, 64, N, tid);
   };
   auto load_v = [&](int c) { wgmma::LoadTileSw128<kWgThreads>(tile(kV0 + (c & 1)), a.v + seq, c * 64, 64, N, tid); };
 
@@ -183,11 +201,21 @@ __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
     HedgehogRows(uk, pos, neg, r_lo < valid, r_lo + 8 < valid);
     StoreRows(tile(kPhA + 2 * (c & 1)), pos, warp, lane);
     StoreRows(tile(kPhB + 2 * (c & 1)), neg, warp, lane);
+    if (kExtras) {
+      bf16* phk = a.extras.phk + static_cast<size_t>(bh) * N * 128;
+      StorePhi(phk, pos, c * 64, r_lo, t, N, 0);
+      StorePhi(phk, neg, c * 64, r_lo, t, N, 64);
+    }
   };
-  auto phi_q = [&] {
+  auto phi_q = [&](int c) {
     wgmma::FenceRegs(uq);
     float pos[32], neg[32];
     HedgehogRows(uq, pos, neg, true, true);
+    if (kExtras) {
+      bf16* phq = a.extras.phq + static_cast<size_t>(bh) * N * 128;
+      StorePhi(phq, pos, c * 64, r_lo, t, N, 0);
+      StorePhi(phq, neg, c * 64, r_lo, t, N, 64);
+    }
 #pragma unroll
     for (int kk = 0; kk < 8; ++kk)
 #pragma unroll
@@ -213,14 +241,14 @@ __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
   wgmma::FenceProxyAsync();
   __syncthreads();
   wgmma::Fence();
-  ProjectTile(uk, tile(kXk), tile(kWk));
+  ProjectTile(uk, xk(c_begin), tile(kWk));
   if (!kStatesOnly) ProjectTile(uq, tile(kXq), tile(kWq));
   wgmma::Commit();
   wgmma::Wait<0>();
   if (c_begin + 1 < c_end) load_x(c_begin + 1);
   mma::CpAsyncCommit();
   phi_k(c_begin);
-  if (!kStatesOnly) phi_q();
+  if (!kStatesOnly) phi_q(c_begin);
   if (c_begin + 1 < c_end) load_v(c_begin + 1);
   mma::CpAsyncCommit();
   if (!kStatesOnly) publish();
@@ -237,6 +265,16 @@ __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
     mma::CpAsyncWait<1>();
     wgmma::FenceProxyAsync();
     __syncthreads();  // φk(c), S, z published; x(c + 1), v(c) landed
+    if (kStatesOnly && c + 2 < c_end) load_x(c + 2);  // into chunk c's tile, read by u(c) before
+    uint32_t dy[2][8];  // kExtras: dout of the thread's rows, in flight while the products run
+    if (kExtras) {
+      const bf16* src = a.extras.dout + seq + static_cast<size_t>(row0) * kWgD;
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+          dy[h][j] = r_lo + 8 * h < valid ? *reinterpret_cast<const uint32_t*>(src + (r_lo + 8 * h) * kWgD + 8 * j + 2 * t) : 0u;
+    }
 
     float sc[32], o[32], dz[4];  // dz: φq·z of rows r_lo, r_lo + 8 (columns 0, 1: its two parts)
     if (!kStatesOnly) {
@@ -262,7 +300,7 @@ __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
       for (int kk = 0; kk < 8; ++kk) wgmma::MmaRS_m64n8(dz, qa[kk], wgmma::Desc(zt + (kk >> 2) * 512 + (kk & 3) * 16), kk > 0);
     }
     wgmma::Commit();
-    ProjectTile(uk, tile(kXk), tile(kWk));  // also after the last chunk (unused): static group counts
+    ProjectTile(uk, xk(c + 1), tile(kWk));  // also after the last chunk (unused): static group counts
     wgmma::Commit();
     float inv[2] = {0.f, 0.f};
     uint32_t pa[4][4];
@@ -312,23 +350,56 @@ __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
       wgmma::FenceRegs(o);
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) wgmma::FenceRegs(pa[kk]);  // P V read them until here
-      bf16* out = a.o + seq + static_cast<size_t>(row0) * kWgD;
+      if constexpr (kExtras) {
+        // GE = [dy/den, −(dy·y)/den, 0…] with y = o/den in fp32, and V1 = [v, 1, 0…]: rows of D + 16.
+        constexpr int kE = kWgD + 16;
+        const size_t at = (static_cast<size_t>(bh) * N + row0) * kE;
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int row = r_lo + 8 * h;
-        if (row >= valid) continue;
+        for (int h = 0; h < 2; ++h) {
+          float dot = 0.f;
 #pragma unroll
-        for (int j = 0; j < 8; ++j)
-          *reinterpret_cast<uint32_t*>(out + row * kWgD + 8 * j + 2 * t) =
-              mma::PackBF16(o[4 * j + 2 * h] * inv[h], o[4 * j + 2 * h + 1] * inv[h]);
+          for (int j = 0; j < 8; ++j) {
+            const float2 d = Unpack(dy[h][j]);
+            dot += d.x * o[4 * j + 2 * h] + d.y * o[4 * j + 2 * h + 1];
+          }
+          const float e = -QuadSum(dot) * inv[h] * inv[h];
+          const int row = r_lo + 8 * h;
+          if (row >= valid) continue;
+          bf16* ge = a.extras.ge + at + static_cast<size_t>(row) * kE;
+#pragma unroll
+          for (int j = 0; j < 8; ++j) {
+            const float2 d = Unpack(dy[h][j]);
+            *reinterpret_cast<uint32_t*>(ge + 8 * j + 2 * t) = mma::PackBF16(d.x * inv[h], d.y * inv[h]);
+          }
+          *reinterpret_cast<uint32_t*>(ge + kWgD + 2 * t) = mma::PackBF16(t == 0 ? e : 0.f, 0.f);
+          *reinterpret_cast<uint32_t*>(ge + kWgD + 8 + 2 * t) = 0u;
+        }
+        for (int i = tid; i < 64 * (kE / 8); i += kWgThreads) {  // 16 bytes a store
+          const int r = i / (kE / 8), cv = i % (kE / 8);
+          if (r >= valid) continue;
+          uint4 val = make_uint4(cv == kWgD / 8 ? 0x3F80u : 0u, 0u, 0u, 0u);  // bf16 1.0 in column D
+          if (cv < kWgD / 8) val = *reinterpret_cast<const uint4*>(vc + r * 64 + ((cv ^ (r & 7)) << 3));
+          *reinterpret_cast<uint4*>(a.extras.v1 + at + static_cast<size_t>(r) * kE + cv * 8) = val;
+        }
+      } else {
+        bf16* out = a.o + seq + static_cast<size_t>(row0) * kWgD;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int row = r_lo + 8 * h;
+          if (row >= valid) continue;
+#pragma unroll
+          for (int j = 0; j < 8; ++j)
+            *reinterpret_cast<uint32_t*>(out + row * kWgD + 8 * j + 2 * t) =
+                mma::PackBF16(o[4 * j + 2 * h] * inv[h], o[4 * j + 2 * h + 1] * inv[h]);
+        }
       }
     }
     // φ of the next chunk while the update runs; its φk goes to the other tile pair.
     if (next) phi_k(c + 1);
     wgmma::Wait<1>();  // u_q of the next chunk
-    if (c + 2 < c_end) load_x(c + 2);  // every product reading the raw rows has finished
+    if (!kStatesOnly && c + 2 < c_end) load_x(c + 2);  // every product reading the raw rows has finished
     mma::CpAsyncCommit();
-    if (!kStatesOnly && next) phi_q();
+    if (!kStatesOnly && next) phi_q(c + 1);
     wgmma::Wait<0>();
     wgmma::FenceRegs(sa);
     wgmma::FenceRegs(sb);
@@ -373,9 +444,11 @@ bool WgmmaBuilt() {
   return built;
 }
 
-Status Launch(const WgArgs& a, int BH, bool states_only, cudaStream_t stream) {
-  const dim3 grid(a.nseg, BH);
+// segments: the grid's first dimension (the state pass skips the last segment).
+Status Launch(const WgArgs& a, int BH, int segments, bool states_only, cudaStream_t stream) {
+  const dim3 grid(segments, BH);
   if (states_only) HedgehogWgmmaKernel<true><<<grid, kWgThreads, kWgSmem, stream>>>(a);
+  else if (a.extras.ge) HedgehogWgmmaKernel<false, true><<<grid, kWgThreads, kWgSmem, stream>>>(a);
   else HedgehogWgmmaKernel<false><<<grid, kWgThreads, kWgSmem, stream>>>(a);
   return CheckLaunch("LinearAttentionForward (wgmma)");
 }
@@ -388,8 +461,9 @@ bool WgmmaForwardSupported(const Geometry& g) {
 }
 
 Status WgmmaForward(cudaStream_t stream, int BH, const void* q, const void* k, const void* v, void* o,
-                    const FeatureMap& fm, Geometry g) {
+                    const FeatureMap& fm, Geometry g, const ForwardExtras* extras) {
   for (const void* kernel : {reinterpret_cast<const void*>(&HedgehogWgmmaKernel<false>),
+                             reinterpret_cast<const void*>(&HedgehogWgmmaKernel<false, true>),
                              reinterpret_cast<const void*>(&HedgehogWgmmaKernel<true>)})
     SCION_RETURN_IF_ERROR(AllowSmem(kernel, kWgSmem));
   const int slots = ResidentBlocks(reinterpret_cast<const void*>(&HedgehogWgmmaKernel<false>), kWgThreads, kWgSmem);
@@ -397,16 +471,17 @@ Status WgmmaForward(cudaStream_t stream, int BH, const void* q, const void* k, c
   g.seg_chunks = (g.nchunks + nseg - 1) / nseg;
   g.nseg = (g.nchunks + g.seg_chunks - 1) / g.seg_chunks;
   WgArgs a{static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v), static_cast<bf16*>(o),
-           fm.wq, fm.wk, nullptr, nullptr, g.N, g.H, g.nchunks, g.seg_chunks, g.nseg, g.eps, g.nseg > 1};
-  if (g.nseg == 1) return Launch(a, BH, false, stream);
+           fm.wq, fm.wk, nullptr, nullptr, g.N, g.H, g.nchunks, g.seg_chunks, g.nseg, g.eps, g.nseg > 1,
+           extras ? *extras : ForwardExtras{}};
+  if (g.nseg == 1) return Launch(a, BH, 1, false, stream);
   ScratchStates scratch;
   SCION_RETURN_IF_ERROR(scratch.Allocate(g, BH, stream));
   a.states = scratch.states;
   a.zs = scratch.zs;
-  auto passes = [&]() -> Status {  // segment sums, their exclusive prefixes, then the main pass
-    SCION_RETURN_IF_ERROR(Launch(a, BH, true, stream));
-    SCION_RETURN_IF_ERROR(ScanSegments(scratch.states, scratch.zs, g, BH, false, stream));
-    return Launch(a, BH, false, stream);
+  auto passes = [&]() -> Status {  // segment sums (not the last one's), exclusive prefixes, main pass
+    SCION_RETURN_IF_ERROR(Launch(a, BH, g.nseg - 1, true, stream));
+    SCION_RETURN_IF_ERROR(ScanSegments(scratch.states, scratch.zs, g, BH, false, stream, true));
+    return Launch(a, BH, g.nseg, false, stream);
   };
   const Status st = passes();
   const Status released = scratch.Release(stream);
