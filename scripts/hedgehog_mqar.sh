@@ -13,8 +13,10 @@
 # HH_EVAL_BATCHES (stage 1 and the evaluation), HH_GPU_MAPS (the maps whose conversion job holds a
 # GPU: its distillation runs there; default none), HH_CPU_STEPS (stage-1 steps of the learned maps
 # converted on the CPU; default HH_STEPS), SCION_HH_CPU_SLOTS (conversions run at once),
-# SCION_BUILD_DIR, SCION_BIN_DIR (prebuilt binaries, scripts/lib/cluster.sh), SCION_HH_PORT,
-# SCION_HH_DATA.
+# MQ_SCRATCH_MAPS="taylor2 elu …" (the other side of Table 2: for each map a `train` job trains the
+# same 2-layer model from scratch with linear attention under that map in both layers, same recipe;
+# their accuracy is printed after the table), SCION_BUILD_DIR, SCION_BIN_DIR (prebuilt binaries,
+# scripts/lib/cluster.sh), SCION_HH_PORT, SCION_HH_DATA.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -27,16 +29,17 @@ L=${MQ_L:-32} KV=${MQ_KV:-4} V=${MQ_VOCAB:-32} C=${MQ_WIDTH:-32} H=${MQ_HEADS:-1
 steps=${MQ_STEPS:-1500} lr=${MQ_LR:-3e-3} batch=${MQ_BATCH:-32} warmup=${MQ_WARMUP:-500} wd=${MQ_WD:-0.5}
 eval_every=${MQ_EVAL_EVERY:-250} gpus=${MQ_GPUS:-0} warm=${MQ_WARM:-} train_kv=${MQ_TRAIN_KV-4 8}
 hh_steps=${HH_STEPS:-200} hh_lr=${HH_LR:-3e-2} hh_batch=${HH_BATCH:-16} hh_eval=${HH_EVAL_BATCHES:-8}
-hh_gpu_maps=" ${HH_GPU_MAPS:-} " hh_cpu_steps=${HH_CPU_STEPS:-$hh_steps}
+hh_gpu_maps=" ${HH_GPU_MAPS:-} " hh_cpu_steps=${HH_CPU_STEPS:-$hh_steps} scratch_maps=${MQ_SCRATCH_MAPS:-}
 
 source scripts/lib/cluster.sh
 cluster_build "$build"
 rm -rf "$out"
 cluster_start "$out" "$port" hedgehog-mqar ${SCION_HH_CPU_SLOTS:+--cpu-slots="$SCION_HH_CPU_SLOTS"}
 
-# A 2-layer teacher: from scratch (params.model), or continuing a first job (inputs.model, $5).
+# A 2-layer teacher: from scratch (params.model), or continuing a first job (inputs.model, $5). With
+# MIXER_MAP set, both layers are linear attention under that feature map instead of softmax.
 teacher_spec() {  # name, MQAR L, kv, steps, job to continue from (or "")
-  python3 -c 'import json, sys
+  python3 -c 'import json, os, sys
 name, L, KV, steps, start, n_pos, V, C, H, lr, B, warmup, wd, every, gpus, train_kv = sys.argv[1:]
 data = {"kind": "mqar", "num_kv": int(KV), "seq_len": int(L)}
 if train_kv.split():
@@ -51,6 +54,8 @@ if start:
 else:
   spec["params"]["model"] = {"vocab_size": int(V), "n_positions": int(n_pos), "n_embd": int(C), "n_layer": 2,
                              "n_head": int(H), "n_inner": 2 * int(C)}
+  if os.environ.get("MIXER_MAP"):
+    spec["params"]["model"]["scion_layers"] = [{"mixer": "linear", "feature_map": os.environ["MIXER_MAP"]}] * 2
 if int(gpus) > 0:
   spec["resources"] = {"gpus": int(gpus)}
 print(json.dumps(spec))' "$@" "$L" "$V" "$C" "$H" "$lr" "$batch" "$warmup" "$wd" "$eval_every" "$gpus" "$train_kv"
@@ -82,7 +87,11 @@ print(json.dumps(spec))' \
     "$map" "$teacher" "$L" "$KV" "$map_steps" "$hh_lr" "$hh_batch" "$hh_eval" "$gpu" | scion submit -)")
 done
 echo "conversions: jobs ${ids[*]}"
-wait_jobs ${start:+"$start"} "$teacher" "${ids[@]}"
+scratch=()
+for map in $scratch_maps; do
+  scratch+=("$(MIXER_MAP=$map teacher_spec "mqar-scratch-$map" "$L" "$KV" "$steps" "" | scion submit -)")
+done
+wait_jobs ${start:+"$start"} "$teacher" "${ids[@]}" ${scratch[@]+"${scratch[@]}"}
 scion ls --name mqar-
 scion ls --name mqar- -o json | python3 -c 'import json, sys
 print("wall seconds per job: " + ", ".join("%s %.0f" % (j["name"], j["ended"] - j["started"])
@@ -106,3 +115,12 @@ for j in jobs:
     print("| %s | %s | %s | %s | %s | %s | %s |" % (name, get(j, "converted_mqar_accuracy"), get(j, "attention_kl"),
           get(j, "student_entropy"), get(j, "teacher_entropy"), get(j, "spearman_rho"), get(j, "stage1_steps")))' \
   | tee "$out/table.md"
+if ((${#scratch[@]})); then
+  echo "trained from scratch (the teacher's recipe, both layers linear attention):"
+  scion compare "${scratch[@]}" -o json | python3 -c 'import json, sys
+rows = json.load(sys.stdin)
+for j in (rows["jobs"] if isinstance(rows, dict) and "jobs" in rows else rows):
+    s = j.get("summary", j.get("metrics", {}))
+    print("| %s, trained from scratch | %s |" % (j.get("name", "").replace("mqar-scratch-", ""),
+          "–" if s.get("mqar_accuracy") is None else "%.3f" % s["mqar_accuracy"]))' | tee -a "$out/table.md"
+fi
