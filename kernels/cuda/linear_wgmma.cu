@@ -3,13 +3,15 @@
 //
 // One warpgroup (128 threads) per (b, h, segment) walks the segment's 64-token chunks in order, as
 // the mma.sync kernel (linear_fast.cu) does, with the state S (128 × 64) and the normaliser z in
-// wgmma accumulators and a bf16 copy of S (fp32 z) in shared memory. Per chunk c:
-//   scores = φq φkᵀ, o = φq S (bf16 copy)       wgmma, φq from registers (A fragments)
+// wgmma accumulators and copies of both in shared memory for the next chunk (S in bf16, z as its
+// bf16 rounding plus remainder). Per chunk c:
+//   scores = φq φkᵀ, o = φq S, φq·z              wgmma, φq from registers (A fragments)
 //   u_k(c+1) = X_k W_k                           wgmma, issued behind them
-//   φq·z (fp32) for the inter-chunk normaliser; mask j ≤ i, round to bf16 (the row sums see the
-//   rounded weights); then o += P V, u_q(c+1) = X_q W_q, S += φkᵀ V, z += φkᵀ 1 (a tile of ones)
-//   while the state update runs: o / den to global, φ(k, c+1) -> the other φk tile pair,
-//   φ(q, c+1) -> registers; then the new S to its bf16 copy.
+//   mask j ≤ i, round to bf16 (the row sums see the rounded weights); then o += P V,
+//   u_q(c+1) = X_q W_q, S += φkᵀ V, z += φkᵀ 1 (against a tile of ones)
+//   while the state update runs: o / den to global (for the backward's recomputation instead GE,
+//   V1, φq and φk), φ(k, c+1) -> the other φk tile pair, φ(q, c+1) -> registers; then the new S and
+//   z to their copies.
 // So φ's exponentials (one MUFU op each) overlap the tensor cores, and a warp issues a few dozen
 // wgmma a chunk where the mma.sync kernel issued ~250 mma.sync and waited on each chain. Shared
 // tiles are 64 × 64 bf16 with the 128-byte swizzle (wgmma.cuh); q and k load as soon as u has read
@@ -255,7 +257,7 @@ __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
 
   // Chunk c: its products and, while they run on the tensor cores, u and φ of chunk c + 1. The
   // cp.async groups are committed in the order x(c + 2), v(c + 2) each chunk, so waiting for all
-  // but the newest leaves x(c + 1) and v(c + 1) landed at the top of the next one.
+  // but the newest at the top of chunk c + 1 leaves x(c + 2) (for u(c + 2)) and v(c + 1) landed.
   for (int c = c_begin; c < c_end; ++c) {
     const int row0 = c * 64, valid = min(64, N - row0);
     const bool next = c + 1 < c_end;
