@@ -19,6 +19,7 @@
 // are those of the mma.sync kernel (linear_launch.h, linear_state.cu).
 #include <string>
 
+#include "kernels/cuda/binary_version.h"
 #include "kernels/cuda/linear_launch.h"
 #include "kernels/cuda/linear_regs.cuh"
 #include "kernels/cuda/mma.cuh"
@@ -435,14 +436,7 @@ __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
 // Whether the kernel holds sm_90a machine code for the current device (other builds compile its
 // body to a trap).
 bool WgmmaBuilt() {
-  static const bool built = [] {
-    cudaFuncAttributes attr{};
-    if (cudaFuncGetAttributes(&attr, HedgehogWgmmaKernel<false>) != cudaSuccess) {
-      cudaGetLastError();
-      return false;
-    }
-    return attr.binaryVersion == 90;
-  }();
+  static const bool built = BinaryVersion(reinterpret_cast<const void*>(&HedgehogWgmmaKernel<false>)) == 90;
   return built;
 }
 

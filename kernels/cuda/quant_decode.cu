@@ -20,6 +20,7 @@
 #include <mutex>
 #include <string>
 
+#include "kernels/cuda/binary_version.h"
 #include "kernels/cuda/bulk_pipeline.cuh"
 #include "kernels/cuda/quant_decode_common.cuh"
 #include "kernels/cuda/quant_decode.h"
@@ -369,14 +370,7 @@ Status Check(cudaError_t e, const char* what) {
 // Whether the staged kernel holds sm_90 machine code for the current device (a build for other
 // targets compiles its body to a trap; the tile kernel serves those).
 bool StagedBuilt() {
-  static const bool built = [] {
-    cudaFuncAttributes a{};
-    if (cudaFuncGetAttributes(&a, DecodeKernel<false>) != cudaSuccess) {
-      cudaGetLastError();
-      return false;
-    }
-    return a.binaryVersion >= 90;
-  }();
+  static const bool built = cuda::BinaryVersion(reinterpret_cast<const void*>(&DecodeKernel<false>)) >= 90;
   return built;
 }
 

@@ -23,6 +23,7 @@
 #include <utility>
 
 #include "kernels/block_layout.h"
+#include "kernels/cuda/binary_version.h"
 #include "kernels/cuda/softmax_backward.cuh"
 #include "kernels/cuda/softmax_backward_wgmma.cuh"
 #include "kernels/cuda/softmax_forward.cuh"
@@ -93,14 +94,8 @@ Status LaunchForward(const Launch& l, AttnDims d, const void* q, const void* k, 
 // Whether the wgmma forward kernel holds sm_90a machine code for the current device. Built for
 // another target its body is a trap, so any other build or device keeps the mma.sync kernel.
 bool WgmmaBuilt() {
-  static const bool built = [] {
-    cudaFuncAttributes a{};
-    if (cudaFuncGetAttributes(&a, ForwardWgmmaKernel<2, 64, 2, 4>) != cudaSuccess) {
-      cudaGetLastError();
-      return false;
-    }
-    return a.binaryVersion == 90;
-  }();
+  static const bool built =
+      BinaryVersion(reinterpret_cast<const void*>(&ForwardWgmmaKernel<2, 64, 2, 4>)) == 90;
   return built;
 }
 
