@@ -175,6 +175,10 @@ struct ProductArgs {
   int K, Dc, ldc_g, ldo_g;
 };
 bool ProductSupported(int K, int Dc);
+// The causal product on Hopper warpgroup MMA (linear_product_wgmma.cu): K ∈ {80, 128}, Dc a
+// multiple of 64, where the build has sm_90a code; CausalProduct takes it.
+bool ProductWgmmaSupported(const ProductArgs& x, bool causal);
+Status ProductWgmma(const ProductArgs& x, int BH, int N, bool reverse, cudaStream_t stream);
 Status CausalProduct(const ProductArgs& x, int BH, int N, bool causal, bool reverse, cudaStream_t stream);
 
 // The backward from products (linear_backward_fast.cu), where the forward's fast path applies.
