@@ -200,7 +200,9 @@ PwFn Pick(int K, bool reverse, bool states_only) {
 
 bool ProductWgmmaSupported(const ProductArgs& x, bool causal) {
   static const bool built = BinaryVersion(reinterpret_cast<const void*>(Pick(128, false, false))) == 90;
-  return built && causal && (x.K == 80 || x.K == 128) && x.Dc % 64 == 0 && x.ldc_g % 8 == 0 && x.ldo_g % 2 == 0;
+  auto aligned = [](const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; };
+  return built && causal && (x.K == 80 || x.K == 128) && x.Dc % 64 == 0 && x.ldc_g % 8 == 0 && x.ldo_g % 2 == 0 &&
+         aligned(x.a, 16) && aligned(x.b, 16) && aligned(x.c, 16) && aligned(x.o, 4);  // cp.async rows, pair stores
 }
 
 Status ProductWgmma(const ProductArgs& x, int BH, int N, bool reverse, cudaStream_t stream) {
