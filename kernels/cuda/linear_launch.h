@@ -175,6 +175,10 @@ struct ProductArgs {
   int K, Dc, ldc_g, ldo_g;
 };
 bool ProductSupported(int K, int Dc);
+// The causal product on Hopper warpgroup MMA (linear_product_wgmma.cu): K ∈ {80, 128}, Dc a
+// multiple of 64, where the build has sm_90a code; CausalProduct takes it.
+bool ProductWgmmaSupported(const ProductArgs& x, bool causal);
+Status ProductWgmma(const ProductArgs& x, int BH, int N, bool reverse, cudaStream_t stream);
 Status CausalProduct(const ProductArgs& x, int BH, int N, bool causal, bool reverse, cudaStream_t stream);
 
 // The backward from products (linear_backward_fast.cu), where the forward's fast path applies.
@@ -194,6 +198,10 @@ struct PhiBackIo {
 };
 bool PhiBackFastSupported(const Geometry& g);
 Status PhiBackFast(const PhiBackIo& io, const Geometry& g, int BH, cudaStream_t stream);
+// The same for the Hedgehog map at D = 64, F = 64 on Hopper warpgroup MMA (linear_phi_back_wgmma.cu),
+// where the build has sm_90a code; PhiBackFast takes it.
+bool PhiBackWgmmaSupported(const Geometry& g);
+Status PhiBackWgmma(const PhiBackIo& io, const Geometry& g, int BH, cudaStream_t stream);
 
 // φ to and from global memory (linear_backward_fast.cu), for ops that combine linear attention with
 // something else (hybrid_attention.cu): PhiToGlobal writes φq, φk (B·H, N, Fp) bf16 (padding

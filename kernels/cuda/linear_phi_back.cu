@@ -357,6 +357,7 @@ bool PhiBackFastSupported(const Geometry& g) {
 }
 
 Status PhiBackFast(const PhiBackIo& io, const Geometry& g, int BH, cudaStream_t stream) {
+  if (PhiBackWgmmaSupported(g)) return PhiBackWgmma(io, g, BH, stream);
   PbArgs a{io, g, PlanPb(g), 1};
   switch (g.D) {
     case 16: return LaunchPb<16>(a, BH, stream);

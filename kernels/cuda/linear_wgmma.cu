@@ -22,12 +22,17 @@
 #include "kernels/cuda/binary_version.h"
 #include "kernels/cuda/linear_launch.h"
 #include "kernels/cuda/linear_regs.cuh"
+#include "kernels/cuda/linear_wgmma.cuh"
 #include "kernels/cuda/mma.cuh"
 #include "kernels/cuda/wgmma.cuh"
 
 namespace scion::kernels::cuda::linear {
 
 namespace {
+
+using hh::HedgehogRows;
+using hh::ProjectTile;
+using regs::QuadSum;
 
 constexpr int kWgD = 64;       // head width
 constexpr int kWgF = 64;       // features per sign: φ has 2·64
@@ -51,79 +56,6 @@ struct WgArgs {
   bool has_prefix;
   ForwardExtras extras;  // kExtras: φq, φk, GE and V1 for the backward instead of o
 };
-
-using regs::QuadMax;
-using regs::QuadMin;
-using regs::QuadSum;
-
-// The Hedgehog map of the thread's two rows of u (accumulator layout: u[4j + e] is row g + 8(e/2),
-// column 8j + 2t + e%2): pos = softmax(u), neg = softmax(−u) over the 64 columns; a row that is not
-// live becomes 0. u is only read (it may be the accumulator of a product whose stage is still open).
-__device__ __forceinline__ void HedgehogRows(const float (&u)[32], float (&pos)[32], float (&neg)[32], bool live_lo,
-                                             bool live_hi) {
-  float mx[2] = {-INFINITY, -INFINITY}, mn[2] = {INFINITY, INFINITY};
-#pragma unroll
-  for (int i = 0; i < 32; ++i) {
-    const int h = (i >> 1) & 1;
-    mx[h] = fmaxf(mx[h], u[i]);
-    mn[h] = fminf(mn[h], u[i]);
-  }
-  float sp[2] = {0.f, 0.f}, sn[2] = {0.f, 0.f};
-#pragma unroll
-  for (int h = 0; h < 2; ++h) mx[h] = QuadMax(mx[h]), mn[h] = QuadMin(mn[h]);
-#pragma unroll
-  for (int i = 0; i < 32; ++i) {
-    const int h = (i >> 1) & 1;
-    pos[i] = mma::Exp2(fmaf(u[i], mma::kLog2e, -mx[h] * mma::kLog2e));
-    neg[i] = mma::Exp2(fmaf(-u[i], mma::kLog2e, mn[h] * mma::kLog2e));
-    sp[h] += pos[i];
-    sn[h] += neg[i];
-  }
-  // Every lane shuffles (a row's liveness differs across the warp), then dead rows select 0.
-#pragma unroll
-  for (int h = 0; h < 2; ++h) sp[h] = QuadSum(sp[h]), sn[h] = QuadSum(sn[h]);
-  const float ip[2] = {live_lo ? 1.f / sp[0] : 0.f, live_hi ? 1.f / sp[1] : 0.f};
-  const float in[2] = {live_lo ? 1.f / sn[0] : 0.f, live_hi ? 1.f / sn[1] : 0.f};
-#pragma unroll
-  for (int i = 0; i < 32; ++i) {
-    const int h = (i >> 1) & 1;
-    pos[i] *= ip[h];
-    neg[i] *= in[h];
-  }
-}
-
-// A warp's 16 rows (16w..16w+15) of a 64-column accumulator into a swizzled bf16 tile, with
-// stmatrix: four 8 × 8 matrices a call (rows 0-7 and 8-15 of two 8-column chunks), each lane
-// giving one matrix row's address.
-__device__ __forceinline__ void StoreRows(bf16* tile, const float (&x)[32], int warp, int lane) {
-  const int m = lane >> 3, row = 16 * warp + (lane & 7) + 8 * (m & 1);
-#pragma unroll
-  for (int jp = 0; jp < 4; ++jp) {
-    const int chunk = 2 * jp + (m >> 1);
-    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1,%2,%3,%4};\n" ::"r"(
-                     mma::SmemAddr(tile + row * 64 + (((chunk ^ row) & 7) << 3))),
-                 "r"(mma::PackBF16(x[8 * jp], x[8 * jp + 1])), "r"(mma::PackBF16(x[8 * jp + 2], x[8 * jp + 3])),
-                 "r"(mma::PackBF16(x[8 * jp + 4], x[8 * jp + 5])), "r"(mma::PackBF16(x[8 * jp + 6], x[8 * jp + 7]))
-                 : "memory");
-  }
-}
-
-// A-fragment register r of k-step kk (16 columns) from a 64-column accumulator.
-__device__ __forceinline__ uint32_t FragOf(const float (&x)[32], int kk, int r) {
-  const int base = 4 * (2 * kk + (r >> 1)) + 2 * (r & 1);
-  return mma::PackBF16(x[base], x[base + 1]);
-}
-
-__device__ __forceinline__ float2 Unpack(uint32_t packed) {
-  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&packed));
-}
-
-// u = X W over the 64 columns of D (X, Wᵀ: swizzled tiles, both K-major).
-__device__ __forceinline__ void ProjectTile(float (&u)[32], const bf16* x, const bf16* wt) {
-  wgmma::MmaSS_m64n64_NT<false>(u, wgmma::Desc(x), wgmma::Desc(wt));
-#pragma unroll
-  for (int kd = 1; kd < kWgD / 16; ++kd) wgmma::MmaSS_m64n64_NT<true>(u, wgmma::Desc(x + kd * 16), wgmma::Desc(wt + kd * 16));
-}
 
 // The thread's rows of chunk c (row0 = 64c) of a φ half into (B·H, N, 128) bf16 at column col0.
 __device__ __forceinline__ void StorePhi(bf16* phi, const float (&x)[32], int row0, int r_lo, int t, int N,
@@ -202,8 +134,8 @@ __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
     const int valid = N - c * 64;  // keys past N must not enter the state
     float pos[32], neg[32];
     HedgehogRows(uk, pos, neg, r_lo < valid, r_lo + 8 < valid);
-    StoreRows(tile(kPhA + 2 * (c & 1)), pos, warp, lane);
-    StoreRows(tile(kPhB + 2 * (c & 1)), neg, warp, lane);
+    wgmma::StoreRows(tile(kPhA + 2 * (c & 1)), pos, warp, lane);
+    wgmma::StoreRows(tile(kPhB + 2 * (c & 1)), neg, warp, lane);
     if (kExtras) {
       bf16* phk = a.extras.phk + static_cast<size_t>(bh) * N * 128;
       StorePhi(phk, pos, c * 64, r_lo, t, N, 0);
@@ -222,11 +154,11 @@ __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
 #pragma unroll
     for (int kk = 0; kk < 8; ++kk)
 #pragma unroll
-      for (int r = 0; r < 4; ++r) qa[kk][r] = kk < 4 ? FragOf(pos, kk, r) : FragOf(neg, kk - 4, r);
+      for (int r = 0; r < 4; ++r) qa[kk][r] = kk < 4 ? wgmma::FragOf(pos, kk, r) : wgmma::FragOf(neg, kk - 4, r);
   };
   auto publish = [&] {  // the bf16 copy of S and z that the next chunk's φq reads
-    StoreRows(tile(kSbA), sa, warp, lane);
-    StoreRows(tile(kSbB), sb, warp, lane);
+    wgmma::StoreRows(tile(kSbA), sa, warp, lane);
+    wgmma::StoreRows(tile(kSbB), sb, warp, lane);
     if (t == 0) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
@@ -322,7 +254,7 @@ __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
           const int base = 4 * (2 * kk + (r >> 1)) + 2 * (r & 1);
           const int row = r_lo + 8 * (r & 1), key = 16 * kk + 8 * (r >> 1) + 2 * t;
           pa[kk][r] = mma::PackBF16(key <= row ? sc[base] : 0.f, key + 1 <= row ? sc[base + 1] : 0.f);
-          const float2 p = Unpack(pa[kk][r]);
+          const float2 p = mma::Unpack(pa[kk][r]);
           rs[r & 1] += p.x + p.y;
         }
 #pragma unroll
@@ -362,7 +294,7 @@ __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
           float dot = 0.f;
 #pragma unroll
           for (int j = 0; j < 8; ++j) {
-            const float2 d = Unpack(dy[h][j]);
+            const float2 d = mma::Unpack(dy[h][j]);
             dot += d.x * o[4 * j + 2 * h] + d.y * o[4 * j + 2 * h + 1];
           }
           const float e = -QuadSum(dot) * inv[h] * inv[h];
@@ -371,7 +303,7 @@ __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
           bf16* ge = a.extras.ge + at + static_cast<size_t>(row) * kE;
 #pragma unroll
           for (int j = 0; j < 8; ++j) {
-            const float2 d = Unpack(dy[h][j]);
+            const float2 d = mma::Unpack(dy[h][j]);
             *reinterpret_cast<uint32_t*>(ge + 8 * j + 2 * t) = mma::PackBF16(d.x * inv[h], d.y * inv[h]);
           }
           *reinterpret_cast<uint32_t*>(ge + kWgD + 2 * t) = mma::PackBF16(t == 0 ? e : 0.f, 0.f);

@@ -60,6 +60,10 @@ __device__ __forceinline__ uint32_t PackBF16(float lo, float hi) {
   return *reinterpret_cast<uint32_t*>(&v);
 }
 
+__device__ __forceinline__ float2 Unpack(uint32_t packed) {
+  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&packed));
+}
+
 // A fragment of a 16×16 block of a row-major [row][col] smem tile with row stride `ld` elements.
 __device__ __forceinline__ void LoadA(uint32_t (&a)[4], const __nv_bfloat16* tile, int ld, int row0, int col0,
                                       int lane) {

@@ -41,6 +41,28 @@ __device__ __forceinline__ void LoadTileSw128(__nv_bfloat16* smem, const __nv_bf
   }
 }
 
+// A warp's 16 rows (16w..16w+15) of a 64-column accumulator into a swizzled bf16 tile, with
+// stmatrix: four 8 × 8 matrices a call (rows 0-7 and 8-15 of two 8-column chunks), each lane
+// giving one matrix row's address.
+__device__ __forceinline__ void StoreRows(__nv_bfloat16* tile, const float (&x)[32], int warp, int lane) {
+  const int m = lane >> 3, row = 16 * warp + (lane & 7) + 8 * (m & 1);
+#pragma unroll
+  for (int jp = 0; jp < 4; ++jp) {
+    const int chunk = 2 * jp + (m >> 1);
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1,%2,%3,%4};\n" ::"r"(
+                     mma::SmemAddr(tile + row * 64 + (((chunk ^ row) & 7) << 3))),
+                 "r"(mma::PackBF16(x[8 * jp], x[8 * jp + 1])), "r"(mma::PackBF16(x[8 * jp + 2], x[8 * jp + 3])),
+                 "r"(mma::PackBF16(x[8 * jp + 4], x[8 * jp + 5])), "r"(mma::PackBF16(x[8 * jp + 6], x[8 * jp + 7]))
+                 : "memory");
+  }
+}
+
+// A-fragment register r of k-step kk (16 columns) from a 64-column accumulator.
+__device__ __forceinline__ uint32_t FragOf(const float (&x)[32], int kk, int r) {
+  const int base = 4 * (2 * kk + (r >> 1)) + 2 * (r & 1);
+  return mma::PackBF16(x[base], x[base + 1]);
+}
+
 __device__ __forceinline__ void Fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void Commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int kPending>
@@ -140,6 +162,17 @@ __device__ __forceinline__ void MmaRS_m64n8(float (&d)[4], const uint32_t (&a)[4
       "wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%0,%1,%2,%3}, {%4,%5,%6,%7}, %8, p, 1, 1, 0;\n}\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
+}
+
+// As MmaSS_m64n64_TT with A K-major (64 m-rows × 16 k) and B MN-major (16 k-rows of 64 n-values),
+// e.g. A·S for a state S stored [feature][column].
+template <bool kAccumulate>
+__device__ __forceinline__ void MmaSS_m64n64_NN(float (&d)[32], uint64_t desc_a, uint64_t desc_b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 0, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "l"(desc_a), "l"(desc_b), "n"(kAccumulate ? 1 : 0));
 }
 
 // As MmaSS_m64n64 with both operands K-major, the scale of d fixed at compile time: kAccumulate

@@ -1,0 +1,178 @@
+// φ's backward for the Hedgehog map on Hopper warpgroup MMA (D = 64, F = 64): from ∂φ (B·H, N, 128)
+// to dx = ∂u Wᵀ (B·H, N, 64) and dW += xᵀ ∂u, with φ recomputed from x exactly as the wgmma
+// forward computes it (u = x W, the softmax in registers):
+//   ∂u = p ⊙ (∂p − ⟨∂p, p⟩) − n ⊙ (∂n − ⟨∂n, n⟩),  φ = [p, n] = [softmax(u), softmax(−u)].
+// One warpgroup per run of 64-row chunks of one (b·h, side); chunks are independent, so the grid
+// covers the GPU at any N. dx takes ∂u as register A fragments against the W tile; dW accumulates
+// in wgmma accumulators (x tile and ∂u tile, both MN-major) and is added to global memory once per
+// block. Loads wait once per chunk (not prefetched yet).
+#include <string>
+
+#include "kernels/cuda/binary_version.h"
+#include "kernels/cuda/linear_launch.h"
+#include "kernels/cuda/linear_wgmma.cuh"
+
+namespace scion::kernels::cuda::linear {
+
+namespace {
+
+using hh::kD;
+using hh::kF;
+constexpr int kPbwThreads = 128;
+constexpr int kTile = 64 * 64;
+enum : int { kX, kWt, kW, kDu, kPbwTiles };  // x rows, Wᵀ (u = x W), W (dx = ∂u Wᵀ), ∂u
+constexpr int kPbwSmem = kPbwTiles * kTile * 2 + 1024;
+
+struct PbwArgs {
+  PhiBackIo io;
+  int N, H, nchunks, chunks_per_block;
+};
+
+__global__ void __launch_bounds__(kPbwThreads, 2) PhiBackWgmmaKernel(PbwArgs a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const uint32_t misalign = mma::SmemAddr(smem_raw) & 1023u;
+  bf16* tiles = reinterpret_cast<bf16*>(smem_raw + (misalign == 0 ? 0 : 1024 - misalign));
+  auto tile = [&](int i) { return tiles + i * kTile; };
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, t = lane & 3;
+  const int r_lo = warp * 16 + (lane >> 2);
+  const int side = blockIdx.z, bh = blockIdx.y, head = bh % a.H, N = a.N;
+  const int first = blockIdx.x * a.chunks_per_block, end = min(a.nchunks, first + a.chunks_per_block);
+  if (first >= end) return;
+  // The side's pointers by selection, not by a dynamic index (which would copy the arrays to the stack).
+  auto of = [&](auto* const (&two)[2]) { return side ? two[1] : two[0]; };
+  const bf16* x = of(a.io.x) + static_cast<size_t>(bh) * N * kD;
+  const bf16* dphi = of(a.io.dphi) + static_cast<size_t>(bh) * N * 2 * kF;
+  bf16* dx = of(a.io.dx) ? of(a.io.dx) + static_cast<size_t>(bh) * N * kD : nullptr;
+  const float* w = of(a.io.w) + static_cast<size_t>(head) * kD * kF;
+  for (int i = tid; i < kD * kF; i += kPbwThreads) {  // W is (D, F)
+    const int d = i / kF, f = i % kF;
+    const bf16 v = __float2bfloat16(w[i]);
+    tile(kWt)[wgmma::Sw128(f, d)] = v;
+    tile(kW)[wgmma::Sw128(d, f)] = v;
+  }
+  float dw[32];  // dW rows d = r_lo (+8), columns f: the accumulator layout
+#pragma unroll
+  for (int i = 0; i < 32; ++i) dw[i] = 0.f;
+
+  for (int c = first; c < end; ++c) {
+    const int row0 = c * 64, valid = min(64, N - row0);
+    wgmma::LoadTileSw128<kPbwThreads>(tile(kX), x, row0, 64, N, tid);
+    mma::CpAsyncCommit();
+    // ∂φ of the thread's rows in the accumulator layout (0 past N).
+    uint32_t dp[2][8], dn[2][8];
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const int row = r_lo + 8 * h;
+        const bf16* src = dphi + static_cast<size_t>(row0 + row) * 2 * kF + 8 * j + 2 * t;
+        dp[h][j] = row < valid ? *reinterpret_cast<const uint32_t*>(src) : 0u;
+        dn[h][j] = row < valid ? *reinterpret_cast<const uint32_t*>(src + kF) : 0u;
+      }
+    mma::CpAsyncWait<0>();
+    wgmma::FenceProxyAsync();
+    __syncthreads();  // x rows landed (and, after the first chunk, the last chunk's products done)
+    float u[32];
+    wgmma::Fence();
+    hh::ProjectTile(u, tile(kX), tile(kWt));
+    wgmma::Commit();
+    wgmma::Wait<0>();
+    wgmma::FenceRegs(u);
+    float p[32], n[32];
+    hh::HedgehogRows(u, p, n, r_lo < valid, r_lo + 8 < valid);
+    float sp[2] = {0.f, 0.f}, sn[2] = {0.f, 0.f};
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const float2 gp = mma::Unpack(dp[h][j]), gn = mma::Unpack(dn[h][j]);
+        sp[h] += gp.x * p[4 * j + 2 * h] + gp.y * p[4 * j + 2 * h + 1];
+        sn[h] += gn.x * n[4 * j + 2 * h] + gn.y * n[4 * j + 2 * h + 1];
+      }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) sp[h] = hh::QuadSum(sp[h]), sn[h] = hh::QuadSum(sn[h]);
+    float du[32];
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const float2 gp = mma::Unpack(dp[h][j]), gn = mma::Unpack(dn[h][j]);
+        const int i0 = 4 * j + 2 * h;
+        du[i0] = p[i0] * (gp.x - sp[h]) - n[i0] * (gn.x - sn[h]);
+        du[i0 + 1] = p[i0 + 1] * (gp.y - sp[h]) - n[i0 + 1] * (gn.y - sn[h]);
+      }
+    uint32_t duf[4][4];
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) duf[kk][r] = wgmma::FragOf(du, kk, r);
+    wgmma::StoreRows(tile(kDu), du, warp, lane);
+    wgmma::FenceProxyAsync();
+    __syncthreads();  // ∂u visible to the tensor cores
+    float dxa[32];
+#pragma unroll
+    for (int i = 0; i < 32; ++i) dxa[i] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) wgmma::FenceRegs(duf[kk]);
+    wgmma::FenceRegs(dxa);
+    wgmma::FenceRegs(dw);
+    wgmma::Fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) wgmma::MmaRS_m64n64(dxa, duf[kk], wgmma::Desc(tile(kW) + kk * 16), 1);
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk)
+      wgmma::MmaSS_m64n64_TT<true>(dw, wgmma::Desc(tile(kX) + kk * 16 * 64), wgmma::Desc(tile(kDu) + kk * 16 * 64));
+    wgmma::Commit();
+    wgmma::Wait<0>();
+    wgmma::FenceRegs(dxa);
+    wgmma::FenceRegs(dw);
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) wgmma::FenceRegs(duf[kk]);
+    if (dx) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int row = r_lo + 8 * h;
+        if (row >= valid) continue;
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+          *reinterpret_cast<uint32_t*>(dx + static_cast<size_t>(row0 + row) * kD + 8 * j + 2 * t) =
+              mma::PackBF16(dxa[4 * j + 2 * h], dxa[4 * j + 2 * h + 1]);
+      }
+    }
+    __syncthreads();  // every warp is past the products reading the x and ∂u tiles
+  }
+  float* dst = of(a.io.dw);
+  if (dst == nullptr) return;
+  dst += static_cast<size_t>(head) * kD * kF;
+#pragma unroll
+  for (int i = 0; i < 32; ++i) {
+    const int d = r_lo + 8 * ((i >> 1) & 1), f = 8 * (i >> 2) + 2 * t + (i & 1);
+    atomicAdd(dst + d * kF + f, dw[i]);
+  }
+#else
+  __trap();  // built without sm_90a: the host never selects this kernel (PhiBackWgmmaSupported)
+#endif
+}
+
+}  // namespace
+
+bool PhiBackWgmmaSupported(const Geometry& g) {
+  static const bool built = BinaryVersion(reinterpret_cast<const void*>(&PhiBackWgmmaKernel)) == 90;
+  return built && g.kind == static_cast<int>(FeatureMapKind::kHedgehog) && g.D == kD && g.F == kF && g.Fp == 2 * kF;
+}
+
+Status PhiBackWgmma(const PhiBackIo& io, const Geometry& g, int BH, cudaStream_t stream) {
+  const void* kernel = reinterpret_cast<const void*>(&PhiBackWgmmaKernel);
+  SCION_RETURN_IF_ERROR(AllowSmem(kernel, kPbwSmem));
+  // Blocks per sequence and side: enough for one wave of resident blocks, fewer chunks per block
+  // beyond that only add dW flushes.
+  const int slots = ResidentBlocks(kernel, kPbwThreads, kPbwSmem);
+  const int per_seq = std::max(1, std::min(g.nchunks, (slots + 2 * BH - 1) / (2 * BH)));
+  PbwArgs a{io, g.N, g.H, g.nchunks, (g.nchunks + per_seq - 1) / per_seq};
+  const int blocks = (g.nchunks + a.chunks_per_block - 1) / a.chunks_per_block;
+  PhiBackWgmmaKernel<<<dim3(static_cast<unsigned>(blocks), BH, 2), kPbwThreads, kPbwSmem, stream>>>(a);
+  return CheckLaunch("LinearAttentionBackward (φ backward, wgmma)");
+}
+
+}  // namespace scion::kernels::cuda::linear

@@ -1,0 +1,62 @@
+// The Hedgehog map in the wgmma accumulator layout, shared by the Hopper forward
+// (linear_wgmma.cu) and φ's backward (linear_phi_back_wgmma.cu): D = 64, F = 64.
+#pragma once
+
+#include "kernels/cuda/linear_common.cuh"
+#include "kernels/cuda/linear_regs.cuh"
+#include "kernels/cuda/mma.cuh"
+#include "kernels/cuda/wgmma.cuh"
+
+namespace scion::kernels::cuda::linear::hh {
+
+constexpr int kD = 64;  // head width
+constexpr int kF = 64;  // features per sign: φ has 2·64
+
+using regs::QuadMax;
+using regs::QuadMin;
+using regs::QuadSum;
+
+// The Hedgehog map of the thread's two rows of u (accumulator layout: u[4j + e] is row g + 8(e/2),
+// column 8j + 2t + e%2): pos = softmax(u), neg = softmax(−u) over the 64 columns; a row that is not
+// live becomes 0. u is only read (it may be the accumulator of a product whose stage is still open).
+__device__ __forceinline__ void HedgehogRows(const float (&u)[32], float (&pos)[32], float (&neg)[32], bool live_lo,
+                                             bool live_hi) {
+  float mx[2] = {-INFINITY, -INFINITY}, mn[2] = {INFINITY, INFINITY};
+#pragma unroll
+  for (int i = 0; i < 32; ++i) {
+    const int h = (i >> 1) & 1;
+    mx[h] = fmaxf(mx[h], u[i]);
+    mn[h] = fminf(mn[h], u[i]);
+  }
+  float sp[2] = {0.f, 0.f}, sn[2] = {0.f, 0.f};
+#pragma unroll
+  for (int h = 0; h < 2; ++h) mx[h] = QuadMax(mx[h]), mn[h] = QuadMin(mn[h]);
+#pragma unroll
+  for (int i = 0; i < 32; ++i) {
+    const int h = (i >> 1) & 1;
+    pos[i] = mma::Exp2(fmaf(u[i], mma::kLog2e, -mx[h] * mma::kLog2e));
+    neg[i] = mma::Exp2(fmaf(-u[i], mma::kLog2e, mn[h] * mma::kLog2e));
+    sp[h] += pos[i];
+    sn[h] += neg[i];
+  }
+  // Every lane shuffles (a row's liveness differs across the warp), then dead rows select 0.
+#pragma unroll
+  for (int h = 0; h < 2; ++h) sp[h] = QuadSum(sp[h]), sn[h] = QuadSum(sn[h]);
+  const float ip[2] = {live_lo ? 1.f / sp[0] : 0.f, live_hi ? 1.f / sp[1] : 0.f};
+  const float in[2] = {live_lo ? 1.f / sn[0] : 0.f, live_hi ? 1.f / sn[1] : 0.f};
+#pragma unroll
+  for (int i = 0; i < 32; ++i) {
+    const int h = (i >> 1) & 1;
+    pos[i] *= ip[h];
+    neg[i] *= in[h];
+  }
+}
+
+// u = X W over the 64 columns of D (X, Wᵀ: swizzled tiles, both K-major).
+__device__ __forceinline__ void ProjectTile(float (&u)[32], const bf16* x, const bf16* wt) {
+  wgmma::MmaSS_m64n64_NT<false>(u, wgmma::Desc(x), wgmma::Desc(wt));
+#pragma unroll
+  for (int kd = 1; kd < kD / 16; ++kd) wgmma::MmaSS_m64n64_NT<true>(u, wgmma::Desc(x + kd * 16), wgmma::Desc(wt + kd * 16));
+}
+
+}  // namespace scion::kernels::cuda::linear::hh
