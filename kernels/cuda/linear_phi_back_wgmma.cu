@@ -5,7 +5,8 @@
 // One warpgroup per run of 64-row chunks of one (b·h, side); chunks are independent, so the grid
 // covers the GPU at any N. dx takes ∂u as register A fragments against the W tile; dW accumulates
 // in wgmma accumulators (x tile and ∂u tile, both MN-major) and is added to global memory once per
-// block. Loads wait once per chunk (not prefetched yet).
+// block. The next chunk's loads (x by cp.async into the other x tile, ∂φ into registers) are in
+// flight while this chunk computes.
 #include <string>
 
 #include "kernels/cuda/binary_version.h"
@@ -20,7 +21,7 @@ using hh::kD;
 using hh::kF;
 constexpr int kPbwThreads = 128;
 constexpr int kTile = 64 * 64;
-enum : int { kX, kWt, kW, kDu, kPbwTiles };  // x rows, Wᵀ (u = x W), W (dx = ∂u Wᵀ), ∂u
+enum : int { kX, kX1, kWt, kW, kDu, kPbwTiles };  // x rows (two buffers), Wᵀ (u = x W), W (dx = ∂u Wᵀ), ∂u
 constexpr int kPbwSmem = kPbwTiles * kTile * 2 + 1024;
 
 struct PbwArgs {
@@ -55,12 +56,10 @@ __global__ void __launch_bounds__(kPbwThreads, 2) PhiBackWgmmaKernel(PbwArgs a) 
 #pragma unroll
   for (int i = 0; i < 32; ++i) dw[i] = 0.f;
 
-  for (int c = first; c < end; ++c) {
+  // ∂φ of the thread's rows of chunk c in the accumulator layout (0 past N).
+  uint32_t dp[2][8], dn[2][8];
+  auto load_dphi = [&](int c) {
     const int row0 = c * 64, valid = min(64, N - row0);
-    wgmma::LoadTileSw128<kPbwThreads>(tile(kX), x, row0, 64, N, tid);
-    mma::CpAsyncCommit();
-    // ∂φ of the thread's rows in the accumulator layout (0 past N).
-    uint32_t dp[2][8], dn[2][8];
 #pragma unroll
     for (int h = 0; h < 2; ++h)
 #pragma unroll
@@ -70,12 +69,27 @@ __global__ void __launch_bounds__(kPbwThreads, 2) PhiBackWgmmaKernel(PbwArgs a) 
         dp[h][j] = row < valid ? *reinterpret_cast<const uint32_t*>(src) : 0u;
         dn[h][j] = row < valid ? *reinterpret_cast<const uint32_t*>(src + kF) : 0u;
       }
-    mma::CpAsyncWait<0>();
+  };
+  auto x_tile = [&](int c) { return tile((c - first) & 1 ? kX1 : kX); };
+  wgmma::LoadTileSw128<kPbwThreads>(x_tile(first), x, first * 64, 64, N, tid);
+  mma::CpAsyncCommit();
+  load_dphi(first);
+
+  for (int c = first; c < end; ++c) {
+    const int row0 = c * 64, valid = min(64, N - row0);
+    // The other x tile was last read by chunk c − 1, before its closing barrier.
+    if (c + 1 < end) {
+      wgmma::LoadTileSw128<kPbwThreads>(x_tile(c + 1), x, row0 + 64, 64, N, tid);
+      mma::CpAsyncCommit();
+      mma::CpAsyncWait<1>();
+    } else {
+      mma::CpAsyncWait<0>();
+    }
     wgmma::FenceProxyAsync();
     __syncthreads();  // x rows landed (and, after the first chunk, the last chunk's products done)
     float u[32];
     wgmma::Fence();
-    hh::ProjectTile(u, tile(kX), tile(kWt));
+    hh::ProjectTile(u, x_tile(c), tile(kWt));
     wgmma::Commit();
     wgmma::Wait<0>();
     wgmma::FenceRegs(u);
@@ -102,6 +116,7 @@ __global__ void __launch_bounds__(kPbwThreads, 2) PhiBackWgmmaKernel(PbwArgs a) 
         du[i0] = p[i0] * (gp.x - sp[h]) - n[i0] * (gn.x - sn[h]);
         du[i0 + 1] = p[i0 + 1] * (gp.y - sp[h]) - n[i0 + 1] * (gn.y - sn[h]);
       }
+    if (c + 1 < end) load_dphi(c + 1);  // in flight through the products below
     uint32_t duf[4][4];
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk)
@@ -122,7 +137,7 @@ __global__ void __launch_bounds__(kPbwThreads, 2) PhiBackWgmmaKernel(PbwArgs a) 
     for (int kk = 0; kk < 4; ++kk) wgmma::MmaRS_m64n64(dxa, duf[kk], wgmma::Desc(tile(kW) + kk * 16), 1);
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk)
-      wgmma::MmaSS_m64n64_TT<true>(dw, wgmma::Desc(tile(kX) + kk * 16 * 64), wgmma::Desc(tile(kDu) + kk * 16 * 64));
+      wgmma::MmaSS_m64n64_TT<true>(dw, wgmma::Desc(x_tile(c) + kk * 16 * 64), wgmma::Desc(tile(kDu) + kk * 16 * 64));
     wgmma::Commit();
     wgmma::Wait<0>();
     wgmma::FenceRegs(dxa);
@@ -165,10 +180,17 @@ bool PhiBackWgmmaSupported(const Geometry& g) {
 Status PhiBackWgmma(const PhiBackIo& io, const Geometry& g, int BH, cudaStream_t stream) {
   const void* kernel = reinterpret_cast<const void*>(&PhiBackWgmmaKernel);
   SCION_RETURN_IF_ERROR(AllowSmem(kernel, kPbwSmem));
-  // Blocks per sequence and side: enough for one wave of resident blocks, fewer chunks per block
-  // beyond that only add dW flushes.
+  // Blocks per sequence and side: the count whose waves of resident blocks times the time of a
+  // block is least, a block costing its chunks plus about two chunks' worth of W load and dW flush.
+  // (Three blocks per sequence at B4 H16 N8192 would leave a second wave less than half full.)
   const int slots = ResidentBlocks(kernel, kPbwThreads, kPbwSmem);
-  const int per_seq = std::max(1, std::min(g.nchunks, (slots + 2 * BH - 1) / (2 * BH)));
+  int per_seq = 1;
+  auto cost = [&](int per) {
+    const int64_t waves = (2LL * BH * per + slots - 1) / slots;
+    return waves * ((g.nchunks + per - 1) / per + 2);
+  };
+  for (int per = 2; per <= g.nchunks; ++per)
+    if (cost(per) < cost(per_seq)) per_seq = per;
   PbwArgs a{io, g.N, g.H, g.nchunks, (g.nchunks + per_seq - 1) / per_seq};
   const int blocks = (g.nchunks + a.chunks_per_block - 1) / a.chunks_per_block;
   PhiBackWgmmaKernel<<<dim3(static_cast<unsigned>(blocks), BH, 2), kPbwThreads, kPbwSmem, stream>>>(a);

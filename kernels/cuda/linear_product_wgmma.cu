@@ -3,9 +3,11 @@
 // φ rows of 2F) and 64-column slices of C. The structure of linear_wgmma.cu without a feature map
 // or normaliser: one warpgroup per (slice, b·h, segment) walks its chunks (backwards when reverse)
 // with the slice's state S = Σ Bᵀ C (K × 64) in wgmma accumulators and a bf16 copy of it in
-// shared memory. Per chunk: scores = A Bᵀ and O = A S (both from shared tiles), the mask, O += P C,
+// shared memory. Where C has two slices (128 columns: the φ operands), one block holds both
+// slices' warpgroups, which share the A and B tiles: a third less read per chunk. Per chunk: scores = A Bᵀ and O = A S (both from shared tiles), the mask, O += P C,
 // S += Bᵀ C. K = 80 is a full 64-column tile plus one whose first 16 columns hold the rest (one
-// k-step; its other columns stay zero). Loads are issued after each chunk (not yet prefetched).
+// k-step; its other columns stay zero). The operand tiles are double-buffered: the next chunk's rows
+// load (cp.async) while this chunk computes.
 #include <string>
 
 #include "kernels/cuda/binary_version.h"
@@ -17,10 +19,17 @@ namespace scion::kernels::cuda::linear {
 
 namespace {
 
-constexpr int kPwThreads = 128;
 constexpr int kTile = 64 * 64;
-enum : int { kA0, kA1, kB0, kB1, kC, kS0, kS1, kPTiles };
-constexpr int kPwSmem = kPTiles * kTile * 2 + 1024;
+// Shared tiles of a block of kGroups warpgroups: two buffers of one chunk's operands (A and B, two
+// tiles each, then a C tile per warpgroup), then each warpgroup's bf16 state copy (two tiles).
+enum : int { kA0, kA1, kB0, kB1, kC };
+template <int kGroups>
+struct PwLayout {
+  static constexpr int kBuffer = kC + kGroups;
+  static constexpr int kThreads = 128 * kGroups;
+  static constexpr int S(int group) { return 2 * kBuffer + 2 * group; }
+  static constexpr int kSmem = (2 * kBuffer + 2 * kGroups) * kTile * 2 + 1024;
+};
 
 struct PwArgs {
   ProductArgs x;
@@ -32,10 +41,11 @@ struct PwArgs {
 
 // Columns [col0, col0 + cols) (cols a multiple of 8, at most 64) of rows [row0, row0 + 64) of a
 // (n, ld) bf16 matrix into the first cols columns of a swizzled tile; rows past n are zero.
+template <int kThreads>
 __device__ __forceinline__ void LoadCols(bf16* tile, const bf16* g, int64_t row0, int64_t n, int ld, int col0,
                                          int cols, int tid) {
   const int per = cols / 8;
-  for (int c = tid; c < 64 * per; c += kPwThreads) {
+  for (int c = tid; c < 64 * per; c += kThreads) {
     const int r = c / per, chunk = c % per;
     const bool valid = row0 + r < n;
     mma::CpAsync16(tile + r * 64 + ((chunk ^ (r & 7)) << 3), g + (valid ? (row0 + r) * ld + col0 + chunk * 8 : 0),
@@ -43,17 +53,21 @@ __device__ __forceinline__ void LoadCols(bf16* tile, const bf16* g, int64_t row0
   }
 }
 
-template <int kK, bool kReverse, bool kStatesOnly>
-__global__ void __launch_bounds__(kPwThreads, 2) ProductWgmmaKernel(PwArgs a) {
+template <int kK, bool kReverse, bool kStatesOnly, int kGroups>
+__global__ void __launch_bounds__(PwLayout<kGroups>::kThreads, 3 - kGroups) ProductWgmmaKernel(PwArgs a) {
+  using L = PwLayout<kGroups>;
+  constexpr int kBuffer = L::kBuffer, kThreads = L::kThreads;
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const uint32_t misalign = mma::SmemAddr(smem_raw) & 1023u;
   bf16* tiles = reinterpret_cast<bf16*>(smem_raw + (misalign == 0 ? 0 : 1024 - misalign));
   auto tile = [&](int i) { return tiles + i * kTile; };
   const ProductArgs& x = a.x;
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, t = lane & 3;
+  const int tid = threadIdx.x, group = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, t = lane & 3;
   const int r_lo = warp * 16 + (lane >> 2);
-  const int seg = blockIdx.x, slice = blockIdx.y % a.slices, bh = blockIdx.y / a.slices, N = a.N;
+  const int blocks_per_bh = a.slices / kGroups, seg = blockIdx.x, bh = blockIdx.y / blocks_per_bh, N = a.N;
+  const int slice = (blockIdx.y % blocks_per_bh) * kGroups + group, kC_mine = kC + group;
+  const int kS0 = L::S(group), kS1 = kS0 + 1;
   constexpr int K = kK, ksteps = K / 16, cols1 = K - 64;  // cols1: 16 or 64
   const bf16* A = x.a + static_cast<size_t>(bh) * N * K;
   const bf16* B = x.b + static_cast<size_t>(bh) * N * K;
@@ -63,30 +77,29 @@ __global__ void __launch_bounds__(kPwThreads, 2) ProductWgmmaKernel(PwArgs a) {
   if (first > last) return;
   const int count = last - first + 1;
   auto chunk_at = [&](int i) { return kReverse ? last - i : first + i; };
-  auto ktile = [&](int base, int kk) { return tile(kk < 4 ? base : base + 1) + (kk & 3) * 16; };  // k-slice kk
 
   // The second A and B tiles hold only cols1 columns: the rest stays zero (read by no k-step, but
   // the state update's second slab multiplies whole rows).
-  for (int i = tid; i < kTile; i += kPwThreads) {
-    tile(kA1)[i] = __float2bfloat16(0.f);
-    tile(kB1)[i] = __float2bfloat16(0.f);
-  }
+  for (int i = tid; i < kTile; i += kThreads)
+    for (int buf = 0; buf < 2 * kBuffer; buf += kBuffer) tile(buf + kA1)[i] = tile(buf + kB1)[i] = __float2bfloat16(0.f);
   __syncthreads();
-  auto load = [&](int c) {
-    const int64_t row0 = static_cast<int64_t>(c) * 64;
+  // Chunk i's rows land in buffer i % 2.
+  auto load = [&](int i) {
+    const int64_t row0 = static_cast<int64_t>(chunk_at(i)) * 64;
+    const int buf = (i & 1) * kBuffer;
     if (!kStatesOnly) {
-      LoadCols(tile(kA0), A, row0, N, K, 0, 64, tid);
-      LoadCols(tile(kA1), A, row0, N, K, 64, cols1, tid);
+      LoadCols<kThreads>(tile(buf + kA0), A, row0, N, K, 0, 64, tid);
+      LoadCols<kThreads>(tile(buf + kA1), A, row0, N, K, 64, cols1, tid);
     }
-    LoadCols(tile(kB0), B, row0, N, K, 0, 64, tid);
-    LoadCols(tile(kB1), B, row0, N, K, 64, cols1, tid);
-    LoadCols(tile(kC), C, row0, N, x.ldc_g, 0, 64, tid);
+    LoadCols<kThreads>(tile(buf + kB0), B, row0, N, K, 0, 64, tid);
+    LoadCols<kThreads>(tile(buf + kB1), B, row0, N, K, 64, cols1, tid);
+    LoadCols<128>(tile(buf + kC_mine), C, row0, N, x.ldc_g, 0, 64, tid & 127);  // the group's slice
     mma::CpAsyncCommit();
   };
-  load(chunk_at(0));
+  load(0);
 
   float s0[32], s1[32];  // S rows 0..63 and 64..127, columns of the slice
-  const size_t st_off = (static_cast<size_t>(blockIdx.y) * a.nseg + seg) * 128 * 64;
+  const size_t st_off = ((static_cast<size_t>(bh) * a.slices + slice) * a.nseg + seg) * 128 * 64;
   const bool prefix = !kStatesOnly && a.has_prefix;
 #pragma unroll
   for (int i = 0; i < 32; ++i) {
@@ -101,10 +114,17 @@ __global__ void __launch_bounds__(kPwThreads, 2) ProductWgmmaKernel(PwArgs a) {
   if (!kStatesOnly) publish();
 
   for (int i = 0; i < count; ++i) {
-    const int c = chunk_at(i), row0 = c * 64, valid = min(64, N - row0);
-    mma::CpAsyncWait<0>();
+    const int c = chunk_at(i), row0 = c * 64, valid = min(64, N - row0), buf = (i & 1) * kBuffer;
+    // The other buffer was last read by chunk i − 1, before its closing barrier.
+    if (i + 1 < count) {
+      load(i + 1);
+      mma::CpAsyncWait<1>();
+    } else {
+      mma::CpAsyncWait<0>();
+    }
     wgmma::FenceProxyAsync();
     __syncthreads();  // the chunk's rows and the published state
+    auto ktile = [&](int base, int kk) { return tile(buf + (kk < 4 ? base : base + 1)) + (kk & 3) * 16; };  // k-slice kk
     float o[32], sc[32];
     uint32_t pa[4][4];
     if (!kStatesOnly) {
@@ -141,13 +161,14 @@ __global__ void __launch_bounds__(kPwThreads, 2) ProductWgmmaKernel(PwArgs a) {
     wgmma::Fence();
     if (!kStatesOnly) {
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk) wgmma::MmaRS_m64n64_BT(o, pa[kk], wgmma::Desc(tile(kC) + kk * 16 * 64));
+      for (int kk = 0; kk < 4; ++kk) wgmma::MmaRS_m64n64_BT(o, pa[kk], wgmma::Desc(tile(buf + kC_mine) + kk * 16 * 64));
     }
     // S += Bᵀ C (B as MN-major A: rows are tokens; C MN-major).
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
-      wgmma::MmaSS_m64n64_TT<true>(s0, wgmma::Desc(tile(kB0) + kk * 16 * 64), wgmma::Desc(tile(kC) + kk * 16 * 64));
-      wgmma::MmaSS_m64n64_TT<true>(s1, wgmma::Desc(tile(kB1) + kk * 16 * 64), wgmma::Desc(tile(kC) + kk * 16 * 64));
+      const auto c_desc = wgmma::Desc(tile(buf + kC_mine) + kk * 16 * 64);
+      wgmma::MmaSS_m64n64_TT<true>(s0, wgmma::Desc(tile(buf + kB0) + kk * 16 * 64), c_desc);
+      wgmma::MmaSS_m64n64_TT<true>(s1, wgmma::Desc(tile(buf + kB1) + kk * 16 * 64), c_desc);
     }
     wgmma::Commit();
     wgmma::Wait<0>();
@@ -170,9 +191,7 @@ __global__ void __launch_bounds__(kPwThreads, 2) ProductWgmmaKernel(PwArgs a) {
     }
     __syncthreads();  // every warp is past its reads of the tiles and of the old state copy
     if (!kStatesOnly) publish();
-    if (i + 1 < count) load(chunk_at(i + 1));
   }
-  mma::CpAsyncWait<0>();
   if (kStatesOnly) {
 #pragma unroll
     for (int i = 0; i < 32; ++i) {
@@ -187,40 +206,36 @@ __global__ void __launch_bounds__(kPwThreads, 2) ProductWgmmaKernel(PwArgs a) {
 }
 
 using PwFn = void (*)(PwArgs);
-template <int kK>
+template <int kK, int kGroups>
 PwFn PickK(bool reverse, bool states_only) {
-  if (reverse) return states_only ? &ProductWgmmaKernel<kK, true, true> : &ProductWgmmaKernel<kK, true, false>;
-  return states_only ? &ProductWgmmaKernel<kK, false, true> : &ProductWgmmaKernel<kK, false, false>;
+  if (reverse)
+    return states_only ? &ProductWgmmaKernel<kK, true, true, kGroups> : &ProductWgmmaKernel<kK, true, false, kGroups>;
+  return states_only ? &ProductWgmmaKernel<kK, false, true, kGroups> : &ProductWgmmaKernel<kK, false, false, kGroups>;
 }
+template <int kGroups>
 PwFn Pick(int K, bool reverse, bool states_only) {
-  return K == 80 ? PickK<80>(reverse, states_only) : PickK<128>(reverse, states_only);
+  return K == 80 ? PickK<80, kGroups>(reverse, states_only) : PickK<128, kGroups>(reverse, states_only);
 }
 
-}  // namespace
-
-bool ProductWgmmaSupported(const ProductArgs& x, bool causal) {
-  static const bool built = BinaryVersion(reinterpret_cast<const void*>(Pick(128, false, false))) == 90;
-  auto aligned = [](const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; };
-  return built && causal && (x.K == 80 || x.K == 128) && x.Dc % 64 == 0 && x.ldc_g % 8 == 0 && x.ldo_g % 2 == 0 &&
-         aligned(x.a, 16) && aligned(x.b, 16) && aligned(x.c, 16) && aligned(x.o, 4);  // cp.async rows, pair stores
-}
-
-Status ProductWgmma(const ProductArgs& x, int BH, int N, bool reverse, cudaStream_t stream) {
+template <int kGroups>
+Status LaunchProduct(const ProductArgs& x, int BH, int N, bool reverse, cudaStream_t stream) {
+  using L = PwLayout<kGroups>;
   for (bool states_only : {false, true})
-    SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(Pick(x.K, reverse, states_only)), kPwSmem));
+    SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(Pick<kGroups>(x.K, reverse, states_only)), L::kSmem));
   PwArgs a{};
   a.x = x;
   a.slices = x.Dc / 64;
   a.N = N;
   a.nchunks = (N + kChunk - 1) / kChunk;
-  const int rows = BH * a.slices;
-  const int slots = ResidentBlocks(reinterpret_cast<const void*>(Pick(x.K, reverse, false)), kPwThreads, kPwSmem);
-  const int nseg = SegmentCount(rows, a.nchunks, slots);
+  const int rows = BH * a.slices;  // (b·h, slice) pairs, kGroups to a block
+  const int slots =
+      ResidentBlocks(reinterpret_cast<const void*>(Pick<kGroups>(x.K, reverse, false)), L::kThreads, L::kSmem);
+  const int nseg = SegmentCount(rows / kGroups, a.nchunks, slots);
   a.seg_chunks = (a.nchunks + nseg - 1) / nseg;
   a.nseg = (a.nchunks + a.seg_chunks - 1) / a.seg_chunks;
   a.has_prefix = a.nseg > 1;
   auto launch = [&](bool states_only) {
-    Pick(x.K, reverse, states_only)<<<dim3(a.nseg, rows), kPwThreads, kPwSmem, stream>>>(a);
+    Pick<kGroups>(x.K, reverse, states_only)<<<dim3(a.nseg, rows / kGroups), L::kThreads, L::kSmem, stream>>>(a);
     return CheckLaunch("linear attention backward product (wgmma)");
   };
   if (!a.has_prefix) return launch(false);
@@ -243,6 +258,19 @@ Status ProductWgmma(const ProductArgs& x, int BH, int N, bool reverse, cudaStrea
   const Status st = passes();
   const Status released = scratch.Release(stream);
   return st.ok() ? released : st;
+}
+
+}  // namespace
+
+bool ProductWgmmaSupported(const ProductArgs& x, bool causal) {
+  static const bool built = BinaryVersion(reinterpret_cast<const void*>(Pick<1>(128, false, false))) == 90;
+  auto aligned = [](const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; };
+  return built && causal && (x.K == 80 || x.K == 128) && x.Dc % 64 == 0 && x.ldc_g % 8 == 0 && x.ldo_g % 2 == 0 &&
+         aligned(x.a, 16) && aligned(x.b, 16) && aligned(x.c, 16) && aligned(x.o, 4);  // cp.async rows, pair stores
+}
+
+Status ProductWgmma(const ProductArgs& x, int BH, int N, bool reverse, cudaStream_t stream) {
+  return x.Dc % 128 == 0 ? LaunchProduct<2>(x, BH, N, reverse, stream) : LaunchProduct<1>(x, BH, N, reverse, stream);
 }
 
 }  // namespace scion::kernels::cuda::linear
