@@ -220,6 +220,14 @@ void RegisterLinearCudaCases(std::vector<Case>& cases) {
                                 PhiBackCase{FeatureMapKind::kHedgehogExp, {2, 8, 2100, 64}, 64}})
     cases.push_back({"linear_bwd", Shape(pc.d, MapName(pc.kind), true) + " F" + std::to_string(pc.F), "cuda-vs-cpu",
                      [=] { return CudaVsCpu(pc.kind, pc.d, pc.F, true, true); }});
+  // Many heads over several segments each, forward and backward: on the H100 the forward and the
+  // dV product split each sequence into 4 segments (the last one short), the two-slice products
+  // into 2.
+  for (bool backward : {false, true}) {
+    const AttnDims d{2, 32, 3950, 64};
+    cases.push_back({backward ? "linear_bwd" : "linear_fwd", Shape(d, "hedgehog", true), "cuda-vs-cpu",
+                     [=] { return CudaVsCpu(FeatureMapKind::kHedgehog, d, 64, true, backward); }});
+  }
   // A single short segment (no state pass), and several heads and batches.
   for (bool backward : {false, true}) {
     const AttnDims d{2, 3, 77, 64};
