@@ -207,9 +207,17 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
   }
   SCION_RETURN_IF_ERROR(CheckLaunch("LinearAttentionBackward"));
   SCION_RETURN_IF_ERROR(CausalProduct({ge, v1, phk, dphq, E, Fp, Fp, Fp}, BH, N, g.causal, false, stream));
-  SCION_RETURN_IF_ERROR(CausalProduct({v1, ge, phq, dphk, E, Fp, Fp, Fp}, BH, N, g.causal, true, stream));
-  SCION_RETURN_IF_ERROR(
-      CausalProduct({phk, phq, ge, static_cast<bf16*>(dv), Fp, D, E, D}, BH, N, g.causal, true, stream));
+  // dφK, and dV with it where the wgmma product takes both (they share V1, GE and φq and the state).
+  ProductArgs dphk_args{v1, ge, phq, dphk, E, Fp, Fp, Fp};
+  const bool dv_rides = ProductWgmmaSupported(dphk_args, g.causal) && E == 80 && Fp == 128;
+  if (dv_rides) {
+    dphk_args.a2 = phk;
+    dphk_args.o2 = static_cast<bf16*>(dv);
+  }
+  SCION_RETURN_IF_ERROR(CausalProduct(dphk_args, BH, N, g.causal, true, stream));
+  if (!dv_rides)
+    SCION_RETURN_IF_ERROR(
+        CausalProduct({phk, phq, ge, static_cast<bf16*>(dv), Fp, D, E, D}, BH, N, g.causal, true, stream));
   SCION_RETURN_IF_ERROR(PhiBackFromGlobal(stream, BH, q, k, fm, g, phq, phk, dphq, dphk, dq, dk, dwq, dwk));
   return CheckLaunch("LinearAttentionBackward");
 }

@@ -173,6 +173,11 @@ struct ProductArgs {
   const bf16* c;
   bf16* o;
   int K, Dc, ldc_g, ldo_g;
+  // The wgmma product only, reverse with K = 80 and Dc = 128 (the backward's dφK): also
+  // O2_j = Σ_{i>=j} (A2_j·C_i) B_i[0, 64) into o2 (B·H, N, 64) with A2 (B·H, N, 128): the dV
+  // product, from the same tiles and state (Σ Bᵀ C's first 64 rows are its state, transposed).
+  const bf16* a2 = nullptr;
+  bf16* o2 = nullptr;
 };
 bool ProductSupported(int K, int Dc);
 // The causal product on Hopper warpgroup MMA (linear_product_wgmma.cu): K ∈ {80, 128}, Dc a

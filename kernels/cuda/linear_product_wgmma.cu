@@ -3,11 +3,15 @@
 // φ rows of 2F) and 64-column slices of C. The structure of linear_wgmma.cu without a feature map
 // or normaliser: one warpgroup per (slice, b·h, segment) walks its chunks (backwards when reverse)
 // with the slice's state S = Σ Bᵀ C (K × 64) in wgmma accumulators and a bf16 copy of it in
-// shared memory. Where C has two slices (128 columns: the φ operands), one block holds both
-// slices' warpgroups, which share the A and B tiles: a third less read per chunk. Per chunk: scores = A Bᵀ and O = A S (both from shared tiles), the mask, O += P C,
+// shared memory. Per chunk: scores = A Bᵀ and O = A S (both from shared tiles), the mask, O += P C,
 // S += Bᵀ C. K = 80 is a full 64-column tile plus one whose first 16 columns hold the rest (one
 // k-step; its other columns stay zero). The operand tiles are double-buffered: the next chunk's rows
 // load (cp.async) while this chunk computes.
+//
+// Where C has two slices (128 columns: the φ operands), one block holds both slices' warpgroups,
+// which share the A and B tiles. The reverse two-slice product (dφK) also yields the dV product
+// (ProductArgs::o2): its scores A2 Cᵀ and its state (S's first 64 rows, transposed) split over the
+// slices, so each warpgroup computes its slice's share and one of them adds both.
 #include <string>
 
 #include "kernels/cuda/binary_version.h"
@@ -21,14 +25,17 @@ namespace {
 
 constexpr int kTile = 64 * 64;
 // Shared tiles of a block of kGroups warpgroups: two buffers of one chunk's operands (A and B, two
-// tiles each, then a C tile per warpgroup), then each warpgroup's bf16 state copy (two tiles).
+// tiles each, then a C tile per warpgroup, with kO2 an A2 tile per warpgroup), then each
+// warpgroup's bf16 state copy (two tiles); with kO2 then 64 × 64 fp32 for the sum of the
+// warpgroups' O2 shares.
 enum : int { kA0, kA1, kB0, kB1, kC };
-template <int kGroups>
+template <int kGroups, bool kO2>
 struct PwLayout {
-  static constexpr int kBuffer = kC + kGroups;
+  static constexpr int kBuffer = kC + (kO2 ? 2 : 1) * kGroups;
   static constexpr int kThreads = 128 * kGroups;
   static constexpr int S(int group) { return 2 * kBuffer + 2 * group; }
-  static constexpr int kSmem = (2 * kBuffer + 2 * kGroups) * kTile * 2 + 1024;
+  static constexpr int kTiles = 2 * kBuffer + 2 * kGroups;
+  static constexpr int kSmem = kTiles * kTile * 2 + (kO2 ? 64 * 64 * 4 : 0) + 1024;
 };
 
 struct PwArgs {
@@ -53,9 +60,24 @@ __device__ __forceinline__ void LoadCols(bf16* tile, const bf16* g, int64_t row0
   }
 }
 
-template <int kK, bool kReverse, bool kStatesOnly, int kGroups>
-__global__ void __launch_bounds__(PwLayout<kGroups>::kThreads, 3 - kGroups) ProductWgmmaKernel(PwArgs a) {
-  using L = PwLayout<kGroups>;
+// A warpgroup's 64 × 64 accumulator (rows r_lo, r_lo + 8 of the thread) to bf16 rows of stride ld,
+// rows from `valid` on skipped.
+__device__ __forceinline__ void StoreAccRows(bf16* out, int ld, const float (&x)[32], int r_lo, int t, int valid) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = r_lo + 8 * h;
+    if (row >= valid) continue;
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+      *reinterpret_cast<uint32_t*>(out + static_cast<size_t>(row) * ld + 8 * j + 2 * t) =
+          mma::PackBF16(x[4 * j + 2 * h], x[4 * j + 2 * h + 1]);
+  }
+}
+
+template <int kK, bool kReverse, bool kStatesOnly, int kGroups, bool kO2 = false>
+__global__ void __launch_bounds__(PwLayout<kGroups, kO2>::kThreads, 3 - kGroups) ProductWgmmaKernel(PwArgs a) {
+  using L = PwLayout<kGroups, kO2>;
+  static_assert(!kO2 || (kReverse && kGroups == 2 && !kStatesOnly), "O2 is the reverse two-slice main pass's");
   constexpr int kBuffer = L::kBuffer, kThreads = L::kThreads;
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -67,12 +89,15 @@ __global__ void __launch_bounds__(PwLayout<kGroups>::kThreads, 3 - kGroups) Prod
   const int r_lo = warp * 16 + (lane >> 2);
   const int blocks_per_bh = a.slices / kGroups, seg = blockIdx.x, bh = blockIdx.y / blocks_per_bh, N = a.N;
   const int slice = (blockIdx.y % blocks_per_bh) * kGroups + group, kC_mine = kC + group;
+  const int kA2_mine = kC + kGroups + group;
   const int kS0 = L::S(group), kS1 = kS0 + 1;
   constexpr int K = kK, ksteps = K / 16, cols1 = K - 64;  // cols1: 16 or 64
   const bf16* A = x.a + static_cast<size_t>(bh) * N * K;
   const bf16* B = x.b + static_cast<size_t>(bh) * N * K;
   const bf16* C = x.c + static_cast<size_t>(bh) * N * x.ldc_g + slice * 64;
   bf16* O = x.o + static_cast<size_t>(bh) * N * x.ldo_g + slice * 64;
+  const bf16* A2 = kO2 ? x.a2 + static_cast<size_t>(bh) * N * 128 + slice * 64 : nullptr;
+  float* o2_sum = reinterpret_cast<float*>(tile(L::kTiles));  // [element][thread of the warpgroup]
   const int first = seg * a.seg_chunks, last = min(a.nchunks, first + a.seg_chunks) - 1;
   if (first > last) return;
   const int count = last - first + 1;
@@ -94,6 +119,7 @@ __global__ void __launch_bounds__(PwLayout<kGroups>::kThreads, 3 - kGroups) Prod
     LoadCols<kThreads>(tile(buf + kB0), B, row0, N, K, 0, 64, tid);
     LoadCols<kThreads>(tile(buf + kB1), B, row0, N, K, 64, cols1, tid);
     LoadCols<128>(tile(buf + kC_mine), C, row0, N, x.ldc_g, 0, 64, tid & 127);  // the group's slice
+    if (kO2) LoadCols<128>(tile(buf + kA2_mine), A2, row0, N, 128, 0, 64, tid & 127);
     mma::CpAsyncCommit();
   };
   load(0);
@@ -125,8 +151,22 @@ __global__ void __launch_bounds__(PwLayout<kGroups>::kThreads, 3 - kGroups) Prod
     wgmma::FenceProxyAsync();
     __syncthreads();  // the chunk's rows and the published state
     auto ktile = [&](int base, int kk) { return tile(buf + (kk < 4 ? base : base + 1)) + (kk & 3) * 16; };  // k-slice kk
-    float o[32], sc[32];
-    uint32_t pa[4][4];
+    float o[32], sc[32], o2[32], sc2[32];
+    uint32_t pa[4][4], pa2[4][4];
+    // Keys j <= i (reverse: j >= i) of the chunk, rounded to bf16.
+    auto mask = [&](const float (&s)[32], uint32_t (&p)[4][4]) {
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int base = 4 * (2 * kk + (r >> 1)) + 2 * (r & 1);
+          const int row = r_lo + 8 * (r & 1), key = 16 * kk + 8 * (r >> 1) + 2 * t;
+          const bool k0 = kReverse ? key >= row : key <= row, k1 = kReverse ? key + 1 >= row : key + 1 <= row;
+          p[kk][r] = mma::PackBF16(k0 ? s[base] : 0.f, k1 ? s[base + 1] : 0.f);
+        }
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) wgmma::FenceRegs(p[kk]);
+    };
     if (!kStatesOnly) {
 #pragma unroll
       for (int j = 0; j < 32; ++j) o[j] = sc[j] = 0.f;
@@ -139,22 +179,29 @@ __global__ void __launch_bounds__(PwLayout<kGroups>::kThreads, 3 - kGroups) Prod
         wgmma::MmaSS_m64n64_NN<true>(o, wgmma::Desc(ktile(kA0, kk)),
                                      wgmma::Desc(tile(kk < 4 ? kS0 : kS1) + (kk & 3) * 16 * 64));
       }
+      if constexpr (kO2) {
+        // This slice's share of the dV product: scores A2 Cᵀ and A2 against the state's first 64
+        // rows (stored [row][feature]: K-major as B).
+        wgmma::MmaSS_m64n64_NT<false>(sc2, wgmma::Desc(tile(buf + kA2_mine)), wgmma::Desc(tile(buf + kC_mine)));
+        wgmma::MmaSS_m64n64_NT<false>(o2, wgmma::Desc(tile(buf + kA2_mine)), wgmma::Desc(tile(kS0)));
+#pragma unroll
+        for (int kk = 1; kk < 4; ++kk) {
+          wgmma::MmaSS_m64n64_NT<true>(sc2, wgmma::Desc(tile(buf + kA2_mine) + kk * 16),
+                                       wgmma::Desc(tile(buf + kC_mine) + kk * 16));
+          wgmma::MmaSS_m64n64_NT<true>(o2, wgmma::Desc(tile(buf + kA2_mine) + kk * 16),
+                                       wgmma::Desc(tile(kS0) + kk * 16));
+        }
+      }
       wgmma::Commit();
       wgmma::Wait<0>();
       wgmma::FenceRegs(sc);
       wgmma::FenceRegs(o);
-      // Keys j <= i (reverse: j >= i) of the chunk, rounded to bf16.
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk)
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          const int base = 4 * (2 * kk + (r >> 1)) + 2 * (r & 1);
-          const int row = r_lo + 8 * (r & 1), key = 16 * kk + 8 * (r >> 1) + 2 * t;
-          const bool k0 = kReverse ? key >= row : key <= row, k1 = kReverse ? key + 1 >= row : key + 1 <= row;
-          pa[kk][r] = mma::PackBF16(k0 ? sc[base] : 0.f, k1 ? sc[base + 1] : 0.f);
-        }
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk) wgmma::FenceRegs(pa[kk]);
+      mask(sc, pa);
+      if constexpr (kO2) {
+        wgmma::FenceRegs(sc2);
+        wgmma::FenceRegs(o2);
+        mask(sc2, pa2);
+      }
     }
     wgmma::FenceRegs(s0);
     wgmma::FenceRegs(s1);
@@ -162,6 +209,10 @@ __global__ void __launch_bounds__(PwLayout<kGroups>::kThreads, 3 - kGroups) Prod
     if (!kStatesOnly) {
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) wgmma::MmaRS_m64n64_BT(o, pa[kk], wgmma::Desc(tile(buf + kC_mine) + kk * 16 * 64));
+      if constexpr (kO2) {  // against B's first 64 columns
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) wgmma::MmaRS_m64n64_BT(o2, pa2[kk], wgmma::Desc(tile(buf + kB0) + kk * 16 * 64));
+      }
     }
     // S += Bᵀ C (B as MN-major A: rows are tokens; C MN-major).
 #pragma unroll
@@ -178,19 +229,23 @@ __global__ void __launch_bounds__(PwLayout<kGroups>::kThreads, 3 - kGroups) Prod
       wgmma::FenceRegs(o);
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) wgmma::FenceRegs(pa[kk]);
-      bf16* out = O + static_cast<size_t>(row0) * x.ldo_g;
+      StoreAccRows(O + static_cast<size_t>(row0) * x.ldo_g, x.ldo_g, o, r_lo, t, valid);
+      if constexpr (kO2) {
+        wgmma::FenceRegs(o2);
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int row = r_lo + 8 * h;
-        if (row >= valid) continue;
+        for (int kk = 0; kk < 4; ++kk) wgmma::FenceRegs(pa2[kk]);
+        if (group == 1)
 #pragma unroll
-        for (int j = 0; j < 8; ++j)
-          *reinterpret_cast<uint32_t*>(out + static_cast<size_t>(row) * x.ldo_g + 8 * j + 2 * t) =
-              mma::PackBF16(o[4 * j + 2 * h], o[4 * j + 2 * h + 1]);
+          for (int j = 0; j < 32; ++j) o2_sum[j * 128 + (tid & 127)] = o2[j];
       }
     }
     __syncthreads();  // every warp is past its reads of the tiles and of the old state copy
     if (!kStatesOnly) publish();
+    if (kO2 && group == 0) {  // the second slice's share is in o2_sum until the next chunk's barrier
+#pragma unroll
+      for (int j = 0; j < 32; ++j) o2[j] += o2_sum[j * 128 + tid];
+      StoreAccRows(x.o2 + (static_cast<size_t>(bh) * N + row0) * 64, 64, o2, r_lo, t, valid);
+    }
   }
   if (kStatesOnly) {
 #pragma unroll
@@ -217,25 +272,29 @@ PwFn Pick(int K, bool reverse, bool states_only) {
   return K == 80 ? PickK<80, kGroups>(reverse, states_only) : PickK<128, kGroups>(reverse, states_only);
 }
 
-template <int kGroups>
+template <int kGroups, bool kO2>
 Status LaunchProduct(const ProductArgs& x, int BH, int N, bool reverse, cudaStream_t stream) {
-  using L = PwLayout<kGroups>;
-  for (bool states_only : {false, true})
-    SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(Pick<kGroups>(x.K, reverse, states_only)), L::kSmem));
+  using L = PwLayout<kGroups, kO2>;
+  using LS = PwLayout<kGroups, false>;  // the state pass has no second output
+  const PwFn main_kernel = kO2 ? &ProductWgmmaKernel<80, true, false, 2, true> : Pick<kGroups>(x.K, reverse, false);
+  const PwFn states_kernel = Pick<kGroups>(x.K, reverse, true);
+  SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(main_kernel), L::kSmem));
+  SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(states_kernel), LS::kSmem));
   PwArgs a{};
   a.x = x;
   a.slices = x.Dc / 64;
   a.N = N;
   a.nchunks = (N + kChunk - 1) / kChunk;
   const int rows = BH * a.slices;  // (b·h, slice) pairs, kGroups to a block
-  const int slots =
-      ResidentBlocks(reinterpret_cast<const void*>(Pick<kGroups>(x.K, reverse, false)), L::kThreads, L::kSmem);
+  const int slots = ResidentBlocks(reinterpret_cast<const void*>(main_kernel), L::kThreads, L::kSmem);
   const int nseg = SegmentCount(rows / kGroups, a.nchunks, slots);
   a.seg_chunks = (a.nchunks + nseg - 1) / nseg;
   a.nseg = (a.nchunks + a.seg_chunks - 1) / a.seg_chunks;
   a.has_prefix = a.nseg > 1;
   auto launch = [&](bool states_only) {
-    Pick<kGroups>(x.K, reverse, states_only)<<<dim3(a.nseg, rows / kGroups), L::kThreads, L::kSmem, stream>>>(a);
+    const dim3 grid(a.nseg, rows / kGroups);
+    if (states_only) states_kernel<<<grid, LS::kThreads, LS::kSmem, stream>>>(a);
+    else main_kernel<<<grid, L::kThreads, L::kSmem, stream>>>(a);
     return CheckLaunch("linear attention backward product (wgmma)");
   };
   if (!a.has_prefix) return launch(false);
@@ -270,7 +329,15 @@ bool ProductWgmmaSupported(const ProductArgs& x, bool causal) {
 }
 
 Status ProductWgmma(const ProductArgs& x, int BH, int N, bool reverse, cudaStream_t stream) {
-  return x.Dc % 128 == 0 ? LaunchProduct<2>(x, BH, N, reverse, stream) : LaunchProduct<1>(x, BH, N, reverse, stream);
+  if (x.o2) {
+    if (!reverse || x.K != 80 || x.Dc != 128 || !x.a2 || reinterpret_cast<uintptr_t>(x.a2) % 16 != 0 ||
+        reinterpret_cast<uintptr_t>(x.o2) % 4 != 0)
+      return Status::Unimplemented("linear attention backward (CUDA): the dV output rides only the reverse K = 80, "
+                                   "128-column product, with 16-byte-aligned rows");
+    return LaunchProduct<2, true>(x, BH, N, reverse, stream);
+  }
+  return x.Dc % 128 == 0 ? LaunchProduct<2, false>(x, BH, N, reverse, stream)
+                         : LaunchProduct<1, false>(x, BH, N, reverse, stream);
 }
 
 }  // namespace scion::kernels::cuda::linear
