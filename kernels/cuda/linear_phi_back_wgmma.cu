@@ -32,8 +32,7 @@ struct PbwArgs {
 __global__ void __launch_bounds__(kPbwThreads, 2) PhiBackWgmmaKernel(PbwArgs a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  const uint32_t misalign = mma::SmemAddr(smem_raw) & 1023u;
-  bf16* tiles = reinterpret_cast<bf16*>(smem_raw + (misalign == 0 ? 0 : 1024 - misalign));
+  bf16* tiles = wgmma::AlignTiles(smem_raw);
   auto tile = [&](int i) { return tiles + i * kTile; };
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, t = lane & 3;
   const int r_lo = warp * 16 + (lane >> 2);
@@ -144,17 +143,7 @@ __global__ void __launch_bounds__(kPbwThreads, 2) PhiBackWgmmaKernel(PbwArgs a) 
     wgmma::FenceRegs(dw);
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) wgmma::FenceRegs(duf[kk]);
-    if (dx) {
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int row = r_lo + 8 * h;
-        if (row >= valid) continue;
-#pragma unroll
-        for (int j = 0; j < 8; ++j)
-          *reinterpret_cast<uint32_t*>(dx + static_cast<size_t>(row0 + row) * kD + 8 * j + 2 * t) =
-              mma::PackBF16(dxa[4 * j + 2 * h], dxa[4 * j + 2 * h + 1]);
-      }
-    }
+    if (dx) wgmma::StoreAccRows(dx + static_cast<size_t>(row0) * kD, kD, dxa, warp, lane, valid);
     __syncthreads();  // every warp is past the products reading the x and ∂u tiles
   }
   float* dst = of(a.io.dw);

@@ -60,29 +60,14 @@ __device__ __forceinline__ void LoadCols(bf16* tile, const bf16* g, int64_t row0
   }
 }
 
-// A warpgroup's 64 × 64 accumulator (rows r_lo, r_lo + 8 of the thread) to bf16 rows of stride ld,
-// rows from `valid` on skipped.
-__device__ __forceinline__ void StoreAccRows(bf16* out, int ld, const float (&x)[32], int r_lo, int t, int valid) {
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int row = r_lo + 8 * h;
-    if (row >= valid) continue;
-#pragma unroll
-    for (int j = 0; j < 8; ++j)
-      *reinterpret_cast<uint32_t*>(out + static_cast<size_t>(row) * ld + 8 * j + 2 * t) =
-          mma::PackBF16(x[4 * j + 2 * h], x[4 * j + 2 * h + 1]);
-  }
-}
-
 template <int kK, bool kReverse, bool kStatesOnly, int kGroups, bool kO2 = false>
 __global__ void __launch_bounds__(PwLayout<kGroups, kO2>::kThreads, 3 - kGroups) ProductWgmmaKernel(PwArgs a) {
-  using L = PwLayout<kGroups, kO2>;
   static_assert(!kO2 || (kReverse && kGroups == 2 && !kStatesOnly), "O2 is the reverse two-slice main pass's");
-  constexpr int kBuffer = L::kBuffer, kThreads = L::kThreads;
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using L = PwLayout<kGroups, kO2>;
+  constexpr int kBuffer = L::kBuffer, kThreads = L::kThreads;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  const uint32_t misalign = mma::SmemAddr(smem_raw) & 1023u;
-  bf16* tiles = reinterpret_cast<bf16*>(smem_raw + (misalign == 0 ? 0 : 1024 - misalign));
+  bf16* tiles = wgmma::AlignTiles(smem_raw);
   auto tile = [&](int i) { return tiles + i * kTile; };
   const ProductArgs& x = a.x;
   const int tid = threadIdx.x, group = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, t = lane & 3;
@@ -229,7 +214,7 @@ __global__ void __launch_bounds__(PwLayout<kGroups, kO2>::kThreads, 3 - kGroups)
       wgmma::FenceRegs(o);
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) wgmma::FenceRegs(pa[kk]);
-      StoreAccRows(O + static_cast<size_t>(row0) * x.ldo_g, x.ldo_g, o, r_lo, t, valid);
+      wgmma::StoreAccRows(O + static_cast<size_t>(row0) * x.ldo_g, x.ldo_g, o, warp, lane, valid);
       if constexpr (kO2) {
         wgmma::FenceRegs(o2);
 #pragma unroll
@@ -244,7 +229,7 @@ __global__ void __launch_bounds__(PwLayout<kGroups, kO2>::kThreads, 3 - kGroups)
     if (kO2 && group == 0) {  // the second slice's share is in o2_sum until the next chunk's barrier
 #pragma unroll
       for (int j = 0; j < 32; ++j) o2[j] += o2_sum[j * 128 + tid];
-      StoreAccRows(x.o2 + (static_cast<size_t>(bh) * N + row0) * 64, 64, o2, r_lo, t, valid);
+      wgmma::StoreAccRows(x.o2 + (static_cast<size_t>(bh) * N + row0) * 64, 64, o2, warp, lane, valid);
     }
   }
   if (kStatesOnly) {

@@ -75,8 +75,7 @@ template <bool kStatesOnly, bool kExtras = false>
 __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  const uint32_t misalign = mma::SmemAddr(smem_raw) & 1023u;
-  bf16* tiles = reinterpret_cast<bf16*>(smem_raw + (misalign == 0 ? 0 : 1024 - misalign));
+  bf16* tiles = wgmma::AlignTiles(smem_raw);
   auto tile = [&](int i) { return tiles + i * kTile; };
   bf16* ones = tiles + kTiles * kTile;
   bf16* zt = ones + 512;  // two tiles of 512
@@ -317,16 +316,7 @@ __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
           *reinterpret_cast<uint4*>(a.extras.v1 + at + static_cast<size_t>(r) * kE + cv * 8) = val;
         }
       } else {
-        bf16* out = a.o + seq + static_cast<size_t>(row0) * kWgD;
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int row = r_lo + 8 * h;
-          if (row >= valid) continue;
-#pragma unroll
-          for (int j = 0; j < 8; ++j)
-            *reinterpret_cast<uint32_t*>(out + row * kWgD + 8 * j + 2 * t) =
-                mma::PackBF16(o[4 * j + 2 * h] * inv[h], o[4 * j + 2 * h + 1] * inv[h]);
-        }
+        wgmma::StoreAccRows(a.o + seq + static_cast<size_t>(row0) * kWgD, kWgD, o, warp, lane, valid, inv[0], inv[1]);
       }
     }
     // φ of the next chunk while the update runs; its φk goes to the other tile pair.

@@ -16,6 +16,29 @@
 
 namespace scion::kernels::cuda::wgmma {
 
+// The first 1024-byte boundary of dynamic shared memory (the launch asks for 1 KB of slack).
+__device__ __forceinline__ __nv_bfloat16* AlignTiles(unsigned char* smem_raw) {
+  const uint32_t misalign = mma::SmemAddr(smem_raw) & 1023u;
+  return reinterpret_cast<__nv_bfloat16*>(smem_raw + (misalign == 0 ? 0 : 1024 - misalign));
+}
+
+// A warp's rows of a 64-column accumulator (rows 16·warp + lane/4 and + 8), times a per-row scale,
+// to bf16 rows of stride ld at out; rows from `valid` on are not written.
+__device__ __forceinline__ void StoreAccRows(__nv_bfloat16* out, int ld, const float (&x)[32], int warp, int lane,
+                                             int valid, float scale_lo = 1.f, float scale_hi = 1.f) {
+  const int r_lo = 16 * warp + (lane >> 2), t = lane & 3;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = r_lo + 8 * h;
+    const float scale = h ? scale_hi : scale_lo;
+    if (row >= valid) continue;
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+      *reinterpret_cast<uint32_t*>(out + static_cast<size_t>(row) * ld + 8 * j + 2 * t) =
+          mma::PackBF16(x[4 * j + 2 * h] * scale, x[4 * j + 2 * h + 1] * scale);
+  }
+}
+
 // Descriptor of a 128-byte-swizzled tile at `smem` (1024-aligned atoms, or an offset inside the
 // first 128-byte row to select a k-slice). lbo/sbo in bytes: the stride between 8-row groups is
 // 1024; for a K-major operand the leading offset is unused, for an MN-major operand of at most 64
