@@ -178,17 +178,34 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
   cudaStream_t stream = pool.stream;
   const int BH = static_cast<int>(d.B * d.H), D = g.D, Fp = g.Fp, E = D + 16;
   const size_t rows = static_cast<size_t>(BH) * d.N;
-  bf16 *phq, *phk, *ge, *v1, *dphq, *dphk;
+  const auto* vb = static_cast<const bf16*>(v);
+  bf16 *phq, *phk, *ge, *v1 = nullptr, *dphq, *dphk;
   SCION_RETURN_IF_ERROR(pool.Take(&phq, rows * Fp));
   SCION_RETURN_IF_ERROR(pool.Take(&phk, rows * Fp));
   SCION_RETURN_IF_ERROR(pool.Take(&dphq, rows * Fp));
   SCION_RETURN_IF_ERROR(pool.Take(&dphk, rows * Fp));
   SCION_RETURN_IF_ERROR(pool.Take(&ge, rows * E));
-  SCION_RETURN_IF_ERROR(pool.Take(&v1, rows * E));
   const int N = static_cast<int>(d.N);
   const unsigned row_blocks = static_cast<unsigned>((rows + 7) / 8);
+  // The dφQ and dφK products. On the wgmma path they take V1 = [v, 1, 0…] as v and a constant ones
+  // column (no V1 in memory), and dV rides dφK (both walk V1, GE and φq backwards; dV's state is
+  // the first rows of dφK's, transposed).
+  ProductArgs dphq_args{ge, vb, phk, dphq, E, Fp, Fp, Fp}, dphk_args{vb, ge, phq, dphk, E, Fp, Fp, Fp};
+  dphq_args.b_ones = dphk_args.a_ones = true;
+  const bool v_in_products = FastForwardSupported(g) && ProductWgmmaSupported(dphq_args, g.causal) &&
+                             ProductWgmmaSupported(dphk_args, g.causal);
+  if (!v_in_products) {
+    SCION_RETURN_IF_ERROR(pool.Take(&v1, rows * E));
+    dphq_args = {ge, v1, phk, dphq, E, Fp, Fp, Fp};
+    dphk_args = {v1, ge, phq, dphk, E, Fp, Fp, Fp};
+  }
+  ProductArgs with_dv = dphk_args;
+  with_dv.a2 = phk;
+  with_dv.o2 = static_cast<bf16*>(dv);
+  const bool dv_rides = ProductWgmmaSupported(with_dv, g.causal);
+  if (dv_rides) dphk_args = with_dv;
   if (FastForwardSupported(g)) {
-    // The forward again, writing φq, φk, GE and V1 instead of o.
+    // The forward again, writing φq, φk, GE (and V1 unless the products take v) instead of o.
     const ForwardExtras extras{phq, phk, static_cast<const bf16*>(dout), ge, v1};
     SCION_RETURN_IF_ERROR(FastForward(l, d, q, k, v, nullptr, fm, g, &extras));
   } else {
@@ -197,7 +214,7 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
     bf16* nd;
     SCION_RETURN_IF_ERROR(pool.Take(&nd, rows * E));
     SCION_RETURN_IF_ERROR(PhiToGlobal(stream, BH, q, k, fm, g, phq, phk));
-    OnesColumnKernel<<<row_blocks, 256, 0, stream>>>(static_cast<const bf16*>(v), v1, rows, D);
+    OnesColumnKernel<<<row_blocks, 256, 0, stream>>>(vb, v1, rows, D);
     SCION_RETURN_IF_ERROR(CheckLaunch("LinearAttentionBackward"));
     SCION_RETURN_IF_ERROR(CausalProduct({phq, phk, v1, nd, Fp, D, E, E}, BH, N, g.causal, false, stream));
     SCION_RETURN_IF_ERROR(CausalProduct({phq, phk, v1 + D, nd + D, Fp, 16, E, E}, BH, N, g.causal, false, stream));
@@ -206,14 +223,7 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
         static_cast<const bf16*>(dout), nd, g.eps, ge, rows, D, group);
   }
   SCION_RETURN_IF_ERROR(CheckLaunch("LinearAttentionBackward"));
-  SCION_RETURN_IF_ERROR(CausalProduct({ge, v1, phk, dphq, E, Fp, Fp, Fp}, BH, N, g.causal, false, stream));
-  // dφK, and dV with it where the wgmma product takes both (they share V1, GE and φq and the state).
-  ProductArgs dphk_args{v1, ge, phq, dphk, E, Fp, Fp, Fp};
-  const bool dv_rides = ProductWgmmaSupported(dphk_args, g.causal) && E == 80 && Fp == 128;
-  if (dv_rides) {
-    dphk_args.a2 = phk;
-    dphk_args.o2 = static_cast<bf16*>(dv);
-  }
+  SCION_RETURN_IF_ERROR(CausalProduct(dphq_args, BH, N, g.causal, false, stream));
   SCION_RETURN_IF_ERROR(CausalProduct(dphk_args, BH, N, g.causal, true, stream));
   if (!dv_rides)
     SCION_RETURN_IF_ERROR(

@@ -383,7 +383,7 @@ __global__ void __launch_bounds__(kFastThreads) FastLinearKernel(FastArgs a) {
         // V1 = [v, 1, 0…] of the warp's rows from the chunk's v in shared memory.
         constexpr int kVec = kE / 8;
         bf16* v1 = a.extras.v1 + (static_cast<size_t>(bh) * N + row0) * kE;
-        for (int i = lane; i < 16 * kVec; i += 32) {
+        for (int i = lane; a.extras.v1 && i < 16 * kVec; i += 32) {
           const int r = 16 * warp + i / kVec, cv = i % kVec;
           if (r >= valid) continue;
           uint4 val = make_uint4(cv == kD / 8 ? 0x3F80u : 0u, 0u, 0u, 0u);  // bf16 1.0 in column D

@@ -178,6 +178,9 @@ struct ProductArgs {
   // product, from the same tiles and state (Σ Bᵀ C's first 64 rows are its state, transposed).
   const bf16* a2 = nullptr;
   bf16* o2 = nullptr;
+  // The wgmma product only, K = 80: operand A (or B) is [x, 1, 0…] with x (B·H, N, 64) at a (or
+  // b), the V1 = [v, 1, 0…] of the backward without a copy in memory.
+  bool a_ones = false, b_ones = false;
 };
 bool ProductSupported(int K, int Dc);
 // The causal product on Hopper warpgroup MMA (linear_product_wgmma.cu): K ∈ {80, 128}, Dc a

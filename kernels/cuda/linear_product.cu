@@ -168,7 +168,8 @@ bool ProductSupported(int K, int Dc) { return K % 16 == 0 && Dc % 16 == 0 && Sli
 
 Status CausalProduct(const ProductArgs& x, int BH, int N, bool causal, bool reverse, cudaStream_t stream) {
   if (ProductWgmmaSupported(x, causal)) return ProductWgmma(x, BH, N, reverse, stream);
-  if (x.o2) return Status::Unimplemented("linear attention backward (CUDA): a second output needs the wgmma product");
+  if (x.o2 || x.a_ones || x.b_ones)
+    return Status::Unimplemented("linear attention backward (CUDA): a second output or a ones column needs the wgmma product");
   const int dc = SliceWidth(x.K, x.Dc);
   if (dc == 0) return Status::Unimplemented("linear attention backward (CUDA): product of width " + std::to_string(x.K));
   PArgs a{};

@@ -77,8 +77,10 @@ __global__ void __launch_bounds__(PwLayout<kGroups, kO2>::kThreads, 3 - kGroups)
   const int kA2_mine = kC + kGroups + group;
   const int kS0 = L::S(group), kS1 = kS0 + 1;
   constexpr int K = kK, ksteps = K / 16, cols1 = K - 64;  // cols1: 16 or 64
-  const bf16* A = x.a + static_cast<size_t>(bh) * N * K;
-  const bf16* B = x.b + static_cast<size_t>(bh) * N * K;
+  // Row strides: K, or 64 where the operand is [x, 1, 0…] (its second tile then constant).
+  const int lda = x.a_ones ? 64 : K, ldb = x.b_ones ? 64 : K;
+  const bf16* A = x.a + static_cast<size_t>(bh) * N * lda;
+  const bf16* B = x.b + static_cast<size_t>(bh) * N * ldb;
   const bf16* C = x.c + static_cast<size_t>(bh) * N * x.ldc_g + slice * 64;
   bf16* O = x.o + static_cast<size_t>(bh) * N * x.ldo_g + slice * 64;
   const bf16* A2 = kO2 ? x.a2 + static_cast<size_t>(bh) * N * 128 + slice * 64 : nullptr;
@@ -90,19 +92,25 @@ __global__ void __launch_bounds__(PwLayout<kGroups, kO2>::kThreads, 3 - kGroups)
 
   // The second A and B tiles hold only cols1 columns: the rest stays zero (read by no k-step, but
   // the state update's second slab multiplies whole rows).
-  for (int i = tid; i < kTile; i += kThreads)
-    for (int buf = 0; buf < 2 * kBuffer; buf += kBuffer) tile(buf + kA1)[i] = tile(buf + kB1)[i] = __float2bfloat16(0.f);
+  // A ones column is column 0 of the second tile.
+  for (int i = tid; i < kTile; i += kThreads) {
+    const bool col0 = wgmma::Sw128(i / 64, 0) == i;
+    for (int buf = 0; buf < 2 * kBuffer; buf += kBuffer) {
+      tile(buf + kA1)[i] = __float2bfloat16(x.a_ones && col0 ? 1.f : 0.f);
+      tile(buf + kB1)[i] = __float2bfloat16(x.b_ones && col0 ? 1.f : 0.f);
+    }
+  }
   __syncthreads();
   // Chunk i's rows land in buffer i % 2.
   auto load = [&](int i) {
     const int64_t row0 = static_cast<int64_t>(chunk_at(i)) * 64;
     const int buf = (i & 1) * kBuffer;
     if (!kStatesOnly) {
-      LoadCols<kThreads>(tile(buf + kA0), A, row0, N, K, 0, 64, tid);
-      LoadCols<kThreads>(tile(buf + kA1), A, row0, N, K, 64, cols1, tid);
+      LoadCols<kThreads>(tile(buf + kA0), A, row0, N, lda, 0, 64, tid);
+      if (!x.a_ones) LoadCols<kThreads>(tile(buf + kA1), A, row0, N, K, 64, cols1, tid);
     }
-    LoadCols<kThreads>(tile(buf + kB0), B, row0, N, K, 0, 64, tid);
-    LoadCols<kThreads>(tile(buf + kB1), B, row0, N, K, 64, cols1, tid);
+    LoadCols<kThreads>(tile(buf + kB0), B, row0, N, ldb, 0, 64, tid);
+    if (!x.b_ones) LoadCols<kThreads>(tile(buf + kB1), B, row0, N, K, 64, cols1, tid);
     LoadCols<128>(tile(buf + kC_mine), C, row0, N, x.ldc_g, 0, 64, tid & 127);  // the group's slice
     if (kO2) LoadCols<128>(tile(buf + kA2_mine), A2, row0, N, 128, 0, 64, tid & 127);
     mma::CpAsyncCommit();
@@ -309,16 +317,15 @@ Status LaunchProduct(const ProductArgs& x, int BH, int N, bool reverse, cudaStre
 bool ProductWgmmaSupported(const ProductArgs& x, bool causal) {
   static const bool built = BinaryVersion(reinterpret_cast<const void*>(Pick<1>(128, false, false))) == 90;
   auto aligned = [](const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; };
-  return built && causal && (x.K == 80 || x.K == 128) && x.Dc % 64 == 0 && x.ldc_g % 8 == 0 && x.ldo_g % 2 == 0 &&
-         aligned(x.a, 16) && aligned(x.b, 16) && aligned(x.c, 16) && aligned(x.o, 4);  // cp.async rows, pair stores
+  return built && causal && (x.K == 80 || x.K == 128) && (x.K == 80 || !(x.a_ones || x.b_ones)) && x.Dc % 64 == 0 &&
+         x.ldc_g % 8 == 0 && x.ldo_g % 2 == 0 &&
+         aligned(x.a, 16) && aligned(x.b, 16) && aligned(x.c, 16) && aligned(x.o, 4) &&  // cp.async rows, pair stores
+         (!x.o2 || (x.K == 80 && x.Dc == 128 && x.a2 && aligned(x.a2, 16) && aligned(x.o2, 4)));
 }
 
 Status ProductWgmma(const ProductArgs& x, int BH, int N, bool reverse, cudaStream_t stream) {
-  if (x.o2) {
-    if (!reverse || x.K != 80 || x.Dc != 128 || !x.a2 || reinterpret_cast<uintptr_t>(x.a2) % 16 != 0 ||
-        reinterpret_cast<uintptr_t>(x.o2) % 4 != 0)
-      return Status::Unimplemented("linear attention backward (CUDA): the dV output rides only the reverse K = 80, "
-                                   "128-column product, with 16-byte-aligned rows");
+  if (x.o2) {  // shapes checked by ProductWgmmaSupported
+    if (!reverse) return Status::Unimplemented("linear attention backward (CUDA): the dV output rides only a reverse product");
     return LaunchProduct<2, true>(x, BH, N, reverse, stream);
   }
   return x.Dc % 128 == 0 ? LaunchProduct<2, false>(x, BH, N, reverse, stream)

@@ -308,7 +308,7 @@ __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
           *reinterpret_cast<uint32_t*>(ge + kWgD + 2 * t) = mma::PackBF16(t == 0 ? e : 0.f, 0.f);
           *reinterpret_cast<uint32_t*>(ge + kWgD + 8 + 2 * t) = 0u;
         }
-        for (int i = tid; i < 64 * (kE / 8); i += kWgThreads) {  // 16 bytes a store
+        for (int i = tid; a.extras.v1 && i < 64 * (kE / 8); i += kWgThreads) {  // 16 bytes a store; no V1 where the products take v
           const int r = i / (kE / 8), cv = i % (kE / 8);
           if (r >= valid) continue;
           uint4 val = make_uint4(cv == kWgD / 8 ? 0x3F80u : 0u, 0u, 0u, 0u);  // bf16 1.0 in column D
