@@ -21,7 +21,8 @@ using hh::kD;
 using hh::kF;
 constexpr int kPbwThreads = 128;
 constexpr int kTile = 64 * 64;
-enum : int { kX, kX1, kWt, kW, kDu, kPbwTiles };  // x rows (two buffers), Wᵀ (u = x W), W (dx = ∂u Wᵀ), ∂u
+// x rows (two buffers), Wᵀ (u = x W), W (dx = ∂u Wᵀ), ∂u, dx staged for its stores
+enum : int { kX, kX1, kWt, kW, kDu, kStage, kPbwTiles };
 constexpr int kPbwSmem = kPbwTiles * kTile * 2 + 1024;
 
 struct PbwArgs {
@@ -143,7 +144,7 @@ __global__ void __launch_bounds__(kPbwThreads, 2) PhiBackWgmmaKernel(PbwArgs a) 
     wgmma::FenceRegs(dw);
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) wgmma::FenceRegs(duf[kk]);
-    if (dx) wgmma::StoreAccRows(dx + static_cast<size_t>(row0) * kD, kD, dxa, warp, lane, valid);
+    if (dx) wgmma::StoreTileRows(dx + static_cast<size_t>(row0) * kD, kD, dxa, tile(kStage), warp, lane, valid, 1);
     __syncthreads();  // every warp is past the products reading the x and ∂u tiles
   }
   float* dst = of(a.io.dw);

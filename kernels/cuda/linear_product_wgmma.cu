@@ -26,15 +26,16 @@ namespace {
 constexpr int kTile = 64 * 64;
 // Shared tiles of a block of kGroups warpgroups: two buffers of one chunk's operands (A and B, two
 // tiles each, then a C tile per warpgroup, with kO2 an A2 tile per warpgroup), then each
-// warpgroup's bf16 state copy (two tiles); with kO2 then 64 × 64 fp32 for the sum of the
-// warpgroups' O2 shares.
+// warpgroup's bf16 state copy (two tiles), then each warpgroup's output staging tile; with kO2
+// then 64 × 64 fp32 for the sum of the warpgroups' O2 shares.
 enum : int { kA0, kA1, kB0, kB1, kC };
 template <int kGroups, bool kO2>
 struct PwLayout {
   static constexpr int kBuffer = kC + (kO2 ? 2 : 1) * kGroups;
   static constexpr int kThreads = 128 * kGroups;
   static constexpr int S(int group) { return 2 * kBuffer + 2 * group; }
-  static constexpr int kTiles = 2 * kBuffer + 2 * kGroups;
+  static constexpr int Stage(int group) { return 2 * kBuffer + 2 * kGroups + group; }
+  static constexpr int kTiles = 2 * kBuffer + 3 * kGroups;
   static constexpr int kSmem = kTiles * kTile * 2 + (kO2 ? 64 * 64 * 4 : 0) + 1024;
 };
 
@@ -222,7 +223,8 @@ __global__ void __launch_bounds__(PwLayout<kGroups, kO2>::kThreads, 3 - kGroups)
       wgmma::FenceRegs(o);
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) wgmma::FenceRegs(pa[kk]);
-      wgmma::StoreAccRows(O + static_cast<size_t>(row0) * x.ldo_g, x.ldo_g, o, warp, lane, valid);
+      wgmma::StoreTileRows(O + static_cast<size_t>(row0) * x.ldo_g, x.ldo_g, o, tile(L::Stage(group)), warp, lane, valid,
+                           1 + group);
       if constexpr (kO2) {
         wgmma::FenceRegs(o2);
 #pragma unroll
@@ -237,7 +239,8 @@ __global__ void __launch_bounds__(PwLayout<kGroups, kO2>::kThreads, 3 - kGroups)
     if (kO2 && group == 0) {  // the second slice's share is in o2_sum until the next chunk's barrier
 #pragma unroll
       for (int j = 0; j < 32; ++j) o2[j] += o2_sum[j * 128 + tid];
-      wgmma::StoreAccRows(x.o2 + (static_cast<size_t>(bh) * N + row0) * 64, 64, o2, warp, lane, valid);
+      wgmma::StoreTileRows(x.o2 + (static_cast<size_t>(bh) * N + row0) * 64, 64, o2, tile(L::Stage(0)), warp, lane, valid,
+                           1);
     }
   }
   if (kStatesOnly) {
@@ -318,9 +321,9 @@ bool ProductWgmmaSupported(const ProductArgs& x, bool causal) {
   static const bool built = BinaryVersion(reinterpret_cast<const void*>(Pick<1>(128, false, false))) == 90;
   auto aligned = [](const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; };
   return built && causal && (x.K == 80 || x.K == 128) && (x.K == 80 || !(x.a_ones || x.b_ones)) && x.Dc % 64 == 0 &&
-         x.ldc_g % 8 == 0 && x.ldo_g % 2 == 0 &&
-         aligned(x.a, 16) && aligned(x.b, 16) && aligned(x.c, 16) && aligned(x.o, 4) &&  // cp.async rows, pair stores
-         (!x.o2 || (x.K == 80 && x.Dc == 128 && x.a2 && aligned(x.a2, 16) && aligned(x.o2, 4)));
+         x.ldc_g % 8 == 0 && x.ldo_g % 8 == 0 &&  // 16-byte rows: cp.async loads, staged stores
+         aligned(x.a, 16) && aligned(x.b, 16) && aligned(x.c, 16) && aligned(x.o, 16) &&
+         (!x.o2 || (x.K == 80 && x.Dc == 128 && x.a2 && aligned(x.a2, 16) && aligned(x.o2, 16)));
 }
 
 Status ProductWgmma(const ProductArgs& x, int BH, int N, bool reverse, cudaStream_t stream) {

@@ -39,6 +39,11 @@ __device__ __forceinline__ void StoreAccRows(__nv_bfloat16* out, int ld, const f
   }
 }
 
+// Barrier `id` (1..15; 0 is __syncthreads) over `threads` threads, whole warps.
+__device__ __forceinline__ void NamedSync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
+
 // Descriptor of a 128-byte-swizzled tile at `smem` (1024-aligned atoms, or an offset inside the
 // first 128-byte row to select a k-slice). lbo/sbo in bytes: the stride between 8-row groups is
 // 1024; for a K-major operand the leading offset is unused, for an MN-major operand of at most 64
@@ -77,6 +82,22 @@ __device__ __forceinline__ void StoreRows(__nv_bfloat16* tile, const float (&x)[
                  "r"(mma::PackBF16(x[8 * jp], x[8 * jp + 1])), "r"(mma::PackBF16(x[8 * jp + 2], x[8 * jp + 3])),
                  "r"(mma::PackBF16(x[8 * jp + 4], x[8 * jp + 5])), "r"(mma::PackBF16(x[8 * jp + 6], x[8 * jp + 7]))
                  : "memory");
+  }
+}
+
+// A warpgroup's 64 × 64 accumulator to rows [0, valid) of bf16 rows of stride ld at out (rows 16-byte
+// aligned), through the swizzled tile `stage`: stmatrix, barrier `barrier` of the warpgroup's 128
+// threads, then 16-byte stores, eight lanes to a 128-byte row. Stored straight from the
+// accumulator layout a lane writes 4 bytes and every sector is half-filled; the store queue then
+// backs up behind the products. `stage` must stay unwritten until the warpgroup is past the copy.
+__device__ __forceinline__ void StoreTileRows(__nv_bfloat16* out, int ld, const float (&x)[32], __nv_bfloat16* stage,
+                                              int warp, int lane, int valid, int barrier) {
+  StoreRows(stage, x, warp, lane);
+  NamedSync(barrier, 128);
+  for (int c = 32 * warp + lane; c < valid * 8; c += 128) {
+    const int r = c >> 3, chunk = c & 7;
+    *reinterpret_cast<uint4*>(out + static_cast<size_t>(r) * ld + chunk * 8) =
+        *reinterpret_cast<const uint4*>(stage + r * 64 + ((chunk ^ (r & 7)) << 3));
   }
 }
 
