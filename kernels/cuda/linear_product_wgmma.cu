@@ -74,9 +74,9 @@ __global__ void __launch_bounds__(PwLayout<kGroups, kO2>::kThreads, 3 - kGroups)
   const int tid = threadIdx.x, group = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, t = lane & 3;
   const int r_lo = warp * 16 + (lane >> 2);
   const int blocks_per_bh = a.slices / kGroups, seg = blockIdx.x, bh = blockIdx.y / blocks_per_bh, N = a.N;
-  const int slice = (blockIdx.y % blocks_per_bh) * kGroups + group, kC_mine = kC + group;
-  const int kA2_mine = kC + kGroups + group;
-  const int kS0 = L::S(group), kS1 = kS0 + 1;
+  const int slice = (blockIdx.y % blocks_per_bh) * kGroups + group, c_tile = kC + group;
+  const int a2_tile = kC + kGroups + group;
+  const int s0_tile = L::S(group), s1_tile = s0_tile + 1;
   constexpr int K = kK, ksteps = K / 16, cols1 = K - 64;  // cols1: 16 or 64
   // Row strides: K, or 64 where the operand is [x, 1, 0…] (its second tile then constant).
   const int lda = x.a_ones ? 64 : K, ldb = x.b_ones ? 64 : K;
@@ -92,8 +92,8 @@ __global__ void __launch_bounds__(PwLayout<kGroups, kO2>::kThreads, 3 - kGroups)
   auto chunk_at = [&](int i) { return kReverse ? last - i : first + i; };
 
   // The second A and B tiles hold only cols1 columns: the rest stays zero (read by no k-step, but
-  // the state update's second slab multiplies whole rows).
-  // A ones column is column 0 of the second tile.
+  // the state update's second slab multiplies whole rows). An operand [x, 1, 0…] has that tile
+  // constant: column 0 all ones.
   for (int i = tid; i < kTile; i += kThreads) {
     const bool col0 = wgmma::Sw128(i / 64, 0) == i;
     for (int buf = 0; buf < 2 * kBuffer; buf += kBuffer) {
@@ -112,8 +112,8 @@ __global__ void __launch_bounds__(PwLayout<kGroups, kO2>::kThreads, 3 - kGroups)
     }
     LoadCols<kThreads>(tile(buf + kB0), B, row0, N, ldb, 0, 64, tid);
     if (!x.b_ones) LoadCols<kThreads>(tile(buf + kB1), B, row0, N, K, 64, cols1, tid);
-    LoadCols<128>(tile(buf + kC_mine), C, row0, N, x.ldc_g, 0, 64, tid & 127);  // the group's slice
-    if (kO2) LoadCols<128>(tile(buf + kA2_mine), A2, row0, N, 128, 0, 64, tid & 127);
+    LoadCols<128>(tile(buf + c_tile), C, row0, N, x.ldc_g, 0, 64, tid & 127);  // the group's slice
+    if (kO2) LoadCols<128>(tile(buf + a2_tile), A2, row0, N, 128, 0, 64, tid & 127);
     mma::CpAsyncCommit();
   };
   load(0);
@@ -128,8 +128,8 @@ __global__ void __launch_bounds__(PwLayout<kGroups, kO2>::kThreads, 3 - kGroups)
     s1[i] = prefix ? a.states[st_off + (f + 64) * 64 + d] : 0.f;
   }
   auto publish = [&] {
-    wgmma::StoreRows(tile(kS0), s0, warp, lane);
-    wgmma::StoreRows(tile(kS1), s1, warp, lane);
+    wgmma::StoreRows(tile(s0_tile), s0, warp, lane);
+    wgmma::StoreRows(tile(s1_tile), s1, warp, lane);
   };
   if (!kStatesOnly) publish();
 
@@ -171,19 +171,19 @@ __global__ void __launch_bounds__(PwLayout<kGroups, kO2>::kThreads, 3 - kGroups)
       for (int kk = 0; kk < ksteps; ++kk) {
         wgmma::MmaSS_m64n64_NT<true>(sc, wgmma::Desc(ktile(kA0, kk)), wgmma::Desc(ktile(kB0, kk)));
         wgmma::MmaSS_m64n64_NN<true>(o, wgmma::Desc(ktile(kA0, kk)),
-                                     wgmma::Desc(tile(kk < 4 ? kS0 : kS1) + (kk & 3) * 16 * 64));
+                                     wgmma::Desc(tile(kk < 4 ? s0_tile : s1_tile) + (kk & 3) * 16 * 64));
       }
       if constexpr (kO2) {
         // This slice's share of the dV product: scores A2 Cᵀ and A2 against the state's first 64
         // rows (stored [row][feature]: K-major as B).
-        wgmma::MmaSS_m64n64_NT<false>(sc2, wgmma::Desc(tile(buf + kA2_mine)), wgmma::Desc(tile(buf + kC_mine)));
-        wgmma::MmaSS_m64n64_NT<false>(o2, wgmma::Desc(tile(buf + kA2_mine)), wgmma::Desc(tile(kS0)));
+        wgmma::MmaSS_m64n64_NT<false>(sc2, wgmma::Desc(tile(buf + a2_tile)), wgmma::Desc(tile(buf + c_tile)));
+        wgmma::MmaSS_m64n64_NT<false>(o2, wgmma::Desc(tile(buf + a2_tile)), wgmma::Desc(tile(s0_tile)));
 #pragma unroll
         for (int kk = 1; kk < 4; ++kk) {
-          wgmma::MmaSS_m64n64_NT<true>(sc2, wgmma::Desc(tile(buf + kA2_mine) + kk * 16),
-                                       wgmma::Desc(tile(buf + kC_mine) + kk * 16));
-          wgmma::MmaSS_m64n64_NT<true>(o2, wgmma::Desc(tile(buf + kA2_mine) + kk * 16),
-                                       wgmma::Desc(tile(kS0) + kk * 16));
+          wgmma::MmaSS_m64n64_NT<true>(sc2, wgmma::Desc(tile(buf + a2_tile) + kk * 16),
+                                       wgmma::Desc(tile(buf + c_tile) + kk * 16));
+          wgmma::MmaSS_m64n64_NT<true>(o2, wgmma::Desc(tile(buf + a2_tile) + kk * 16),
+                                       wgmma::Desc(tile(s0_tile) + kk * 16));
         }
       }
       wgmma::Commit();
@@ -202,7 +202,7 @@ __global__ void __launch_bounds__(PwLayout<kGroups, kO2>::kThreads, 3 - kGroups)
     wgmma::Fence();
     if (!kStatesOnly) {
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk) wgmma::MmaRS_m64n64_BT(o, pa[kk], wgmma::Desc(tile(buf + kC_mine) + kk * 16 * 64));
+      for (int kk = 0; kk < 4; ++kk) wgmma::MmaRS_m64n64_BT(o, pa[kk], wgmma::Desc(tile(buf + c_tile) + kk * 16 * 64));
       if constexpr (kO2) {  // against B's first 64 columns
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk) wgmma::MmaRS_m64n64_BT(o2, pa2[kk], wgmma::Desc(tile(buf + kB0) + kk * 16 * 64));
@@ -211,7 +211,7 @@ __global__ void __launch_bounds__(PwLayout<kGroups, kO2>::kThreads, 3 - kGroups)
     // S += Bᵀ C (B as MN-major A: rows are tokens; C MN-major).
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
-      const auto c_desc = wgmma::Desc(tile(buf + kC_mine) + kk * 16 * 64);
+      const auto c_desc = wgmma::Desc(tile(buf + c_tile) + kk * 16 * 64);
       wgmma::MmaSS_m64n64_TT<true>(s0, wgmma::Desc(tile(buf + kB0) + kk * 16 * 64), c_desc);
       wgmma::MmaSS_m64n64_TT<true>(s1, wgmma::Desc(tile(buf + kB1) + kk * 16 * 64), c_desc);
     }
