@@ -357,11 +357,10 @@ bool PhiBackFastSupported(const Geometry& g) {
 }
 
 Status PhiBackFast(const PhiBackIo& io, const Geometry& g, int BH, cudaStream_t stream) {
-  // The wgmma kernel moves whole 16-byte pieces of x, ∂φ and dx (cp.async loads, staged stores).
+  // The wgmma kernel moves x and dx 16 bytes at a time (cp.async loads, staged stores).
   bool aligned = true;
   for (int side = 0; side < 2; ++side)
-    for (const void* p : {static_cast<const void*>(io.x[side]), static_cast<const void*>(io.dphi[side]),
-                          static_cast<const void*>(io.dx[side])})
+    for (const void* p : {static_cast<const void*>(io.x[side]), static_cast<const void*>(io.dx[side])})
       aligned = aligned && reinterpret_cast<uintptr_t>(p) % 16 == 0;
   if (aligned && PhiBackWgmmaSupported(g)) return PhiBackWgmma(io, g, BH, stream);
   PbArgs a{io, g, PlanPb(g), 1};
