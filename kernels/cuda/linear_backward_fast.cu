@@ -165,6 +165,31 @@ struct Pool {
   }
 };
 
+// A second stream on the current device, and events to fork work onto it and join it back: the
+// dφQ and dφK products are independent, and where sequences are split into segments each one's
+// state pass fills only part of the GPU. Created once per thread and device, never destroyed (the
+// driver reclaims them with the context).
+struct SideStream {
+  cudaStream_t stream = nullptr;
+  cudaEvent_t fork = nullptr, join = nullptr;
+};
+Status GetSideStream(SideStream* out) {
+  constexpr int kMaxDevices = 16;
+  thread_local SideStream per_device[kMaxDevices];
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= kMaxDevices)
+    return Status::Unavailable("LinearAttentionBackward (CUDA): no current device for the side stream");
+  SideStream& s = per_device[dev];
+  if (!s.stream && (cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking) != cudaSuccess ||
+                    cudaEventCreateWithFlags(&s.fork, cudaEventDisableTiming) != cudaSuccess ||
+                    cudaEventCreateWithFlags(&s.join, cudaEventDisableTiming) != cudaSuccess)) {
+    s = SideStream{};
+    return Status::Unavailable("LinearAttentionBackward (CUDA): cannot create the side stream");
+  }
+  *out = s;
+  return Status::Ok();
+}
+
 }  // namespace
 
 bool FastBackwardSupported(const Geometry& g) {
@@ -223,8 +248,18 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
         static_cast<const bf16*>(dout), nd, g.eps, ge, rows, D, group);
   }
   SCION_RETURN_IF_ERROR(CheckLaunch("LinearAttentionBackward"));
-  SCION_RETURN_IF_ERROR(CausalProduct(dphq_args, BH, N, g.causal, false, stream));
-  SCION_RETURN_IF_ERROR(CausalProduct(dphk_args, BH, N, g.causal, true, stream));
+  // dφK (with dV where it rides) on the side stream, concurrent with dφQ.
+  SideStream side;
+  SCION_RETURN_IF_ERROR(GetSideStream(&side));
+  if (cudaEventRecord(side.fork, stream) != cudaSuccess || cudaStreamWaitEvent(side.stream, side.fork, 0) != cudaSuccess)
+    return Status::Internal("LinearAttentionBackward (CUDA): fork to the side stream failed");
+  const Status dphk_status = CausalProduct(dphk_args, BH, N, g.causal, true, side.stream);
+  const Status dphq_status = CausalProduct(dphq_args, BH, N, g.causal, false, stream);
+  // Joined whatever happened, so that nothing of this call runs on past its return.
+  if (cudaEventRecord(side.join, side.stream) != cudaSuccess || cudaStreamWaitEvent(stream, side.join, 0) != cudaSuccess)
+    return Status::Internal("LinearAttentionBackward (CUDA): join of the side stream failed");
+  SCION_RETURN_IF_ERROR(dphk_status);
+  SCION_RETURN_IF_ERROR(dphq_status);
   if (!dv_rides)
     SCION_RETURN_IF_ERROR(
         CausalProduct({phk, phq, ge, static_cast<bf16*>(dv), Fp, D, E, D}, BH, N, g.causal, true, stream));
