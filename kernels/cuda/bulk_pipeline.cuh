@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/mma.cuh"
+
 namespace scion::kernels::bulk {
 
 __device__ __forceinline__ uint32_t SharedAddr(const void* p) {
@@ -49,9 +51,6 @@ __device__ __forceinline__ void CopyAsync(void* dst, const void* src, uint32_t b
                : "memory");
 }
 
-// Barrier `id` (1..15; 0 is __syncthreads) for `threads` threads, whole warps.
-__device__ __forceinline__ void NamedSync(int id, int threads) {
-  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
-}
+using cuda::mma::NamedSync;  // a barrier for a subset of the CTA's warps
 
 }  // namespace scion::kernels::bulk

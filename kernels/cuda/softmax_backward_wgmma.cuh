@@ -23,9 +23,6 @@
 
 namespace scion::kernels::cuda::attn {
 
-__device__ __forceinline__ void NamedBarrier(int id, int threads) {
-  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
-}
 // dst[0 .. bytes/4) += src[...] in L2, read from shared memory by the copy engine (16-byte aligned,
 // size a multiple of 16). Completion is tracked per thread in bulk groups.
 __device__ __forceinline__ void BulkReduceAddF32(float* dst, const float* src, uint32_t bytes) {
@@ -190,7 +187,7 @@ __global__ void __launch_bounds__(kWG * 128, kMinCtas)
       }
     }
     if constexpr (kWG == 2) {
-      NamedBarrier(3, 256);
+      mma::NamedSync(3, 256);
       if (wg == 0) {
 #pragma unroll
         for (int idx = 0; idx < 32; idx += 2) {
@@ -203,7 +200,7 @@ __global__ void __launch_bounds__(kWG * 128, kMinCtas)
     }
     if (wg == 0) {
       wgmma::FenceProxyAsync();  // the sums are read next by the copy engine
-      NamedBarrier(4, 128);
+      mma::NamedSync(4, 128);
       if (tid == 0) {
         const int rows = static_cast<int>(n - dq_q0 < kBM ? n - dq_q0 : kBM);
         BulkReduceAddF32(dq_acc + head + dq_q0 * D, sDQb, rows * D * sizeof(float));
@@ -306,7 +303,7 @@ __global__ void __launch_bounds__(kWG * 128, kMinCtas)
     wgmma::Commit();
     wgmma::FenceProxyAsync();   // the dSᵀ stores above are read next by the tensor cores
     if (kWG == 1 && tid == 0) BulkWaitRead<kDqBufs - 1>();
-    NamedBarrier(1 + wg, 128);  // this warpgroup's dSᵀ rows are complete
+    mma::NamedSync(1 + wg, 128);  // this warpgroup's dSᵀ rows are complete
 
     // dQ part (64 queries × 64) = dS K over this warpgroup's 64 keys.
     wgmma::Fence();

@@ -39,11 +39,6 @@ __device__ __forceinline__ void StoreAccRows(__nv_bfloat16* out, int ld, const f
   }
 }
 
-// Barrier `id` (1..15; 0 is __syncthreads) over `threads` threads, whole warps.
-__device__ __forceinline__ void NamedSync(int id, int threads) {
-  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
-}
-
 // Descriptor of a 128-byte-swizzled tile at `smem` (1024-aligned atoms, or an offset inside the
 // first 128-byte row to select a k-slice). lbo/sbo in bytes: the stride between 8-row groups is
 // 1024; for a K-major operand the leading offset is unused, for an MN-major operand of at most 64
@@ -93,7 +88,7 @@ __device__ __forceinline__ void StoreRows(__nv_bfloat16* tile, const float (&x)[
 __device__ __forceinline__ void StoreTileRows(__nv_bfloat16* out, int ld, const float (&x)[32], __nv_bfloat16* stage,
                                               int warp, int lane, int valid, int barrier) {
   StoreRows(stage, x, warp, lane);
-  NamedSync(barrier, 128);
+  mma::NamedSync(barrier, 128);
   for (int c = 32 * warp + lane; c < valid * 8; c += 128) {
     const int r = c >> 3, chunk = c & 7;
     *reinterpret_cast<uint4*>(out + static_cast<size_t>(r) * ld + chunk * 8) =
