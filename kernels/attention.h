@@ -69,15 +69,19 @@ struct FeatureMap {
 // Output width of φ for head dim D.
 int64_t FeatureDim(const FeatureMap& fm, int64_t D);
 
-// y_i = φ(q_i)ᵀ S_i / (φ(q_i)ᵀ z_i + eps), S_i = Σ_{j<=i} φ(k_j) v_jᵀ, z_i = Σ_{j<=i} φ(k_j)
-// (sums over all j when !causal). Chunked algorithm on CUDA.
+// y_i = φ(q_i)ᵀ S_i / den_i, den_i = φ(q_i)ᵀ z_i + eps, S_i = Σ_{j<=i} φ(k_j) v_jᵀ,
+// z_i = Σ_{j<=i} φ(k_j) (sums over all j when !causal). Chunked algorithm on CUDA. den (B, H, N)
+// fp32, may be null: saved for the backward as softmax attention saves lse.
 Status LinearAttentionForward(const Launch& l, AttnDims d, const void* q, const void* k,
-                              const void* v, void* o, const FeatureMap& fm, bool causal, float eps);
-// dwq, dwk (same shape as wq, wk, fp32, accumulated into: callers zero them) for learnable maps;
-// may be null otherwise.
+                              const void* v, void* o, float* den, const FeatureMap& fm, bool causal,
+                              float eps);
+// o and den: the forward's outputs, both or neither. Given, the backward takes y and den from them
+// instead of computing the forward again. dwq, dwk (same shape as wq, wk, fp32, accumulated into:
+// callers zero them) for learnable maps; may be null otherwise.
 Status LinearAttentionBackward(const Launch& l, AttnDims d, const void* q, const void* k,
-                               const void* v, const void* dout, void* dq, void* dk, void* dv,
-                               const FeatureMap& fm, float* dwq, float* dwk, bool causal, float eps);
+                               const void* v, const void* o, const float* den, const void* dout,
+                               void* dq, void* dk, void* dv, const FeatureMap& fm, float* dwq,
+                               float* dwk, bool causal, float eps);
 
 // ---- 5: hybrid: softmax over the last `window` tokens + linear attention over the rest --------
 // y_i = (Σ_{i-w<j<=i} exp(q_i·k_j·scale) v_j + Σ_{j<=i-w} φ(q_i)·φ(k_j) v_j)

@@ -50,12 +50,13 @@ void ForwardHead(const HeadView& h, const float* pq, const float* pk, const floa
 }  // namespace
 
 Status LinearAttentionForward(const Launch& l, AttnDims d, const void* q, const void* k,
-                              const void* v, void* o, const FeatureMap& fm, bool causal, float eps) {
+                              const void* v, void* o, float* den, const FeatureMap& fm, bool causal,
+                              float eps) {
   SCION_RETURN_IF_ERROR(ValidateLinearCall("LinearAttentionForward", l, d, fm, eps));
   if (!q || !k || !v || !o) return Status::InvalidArgument("LinearAttentionForward: q, k, v, o must be non-null");
   if (l.backend == Backend::kCuda) {
 #if SCION_WITH_CUDA
-    return cuda::LinearAttentionForward(l, d, q, k, v, o, fm, causal, eps);
+    return cuda::LinearAttentionForward(l, d, q, k, v, o, den, fm, causal, eps);
 #else
     return Status::Unavailable("LinearAttentionForward: built without CUDA");
 #endif
@@ -70,7 +71,7 @@ Status LinearAttentionForward(const Launch& l, AttnDims d, const void* q, const 
     krows.is_query = false;
     FeatureForwardCpu(fm, krows, static_cast<const float*>(k) + off, pk.data());
     ForwardHead({N, D, Fp}, pq.data(), pk.data(), static_cast<const float*>(v) + off, causal, eps,
-                static_cast<float*>(o) + off, nullptr);
+                static_cast<float*>(o) + off, den ? den + bh * N : nullptr);
   });
   return Status::Ok();
 }
@@ -80,14 +81,17 @@ Status LinearAttentionForward(const Launch& l, AttnDims d, const void* q, const 
 //   dφq_i = S_i g_i + e_i z_i            (S_i, z_i: the forward state seen by row i)
 //   dφk_j = R_j v_j + r_j, dv_j = R_jᵀ φk_j, R_j = Σ_{i>=j} φq_i g_iᵀ, r_j = Σ_{i>=j} e_i φq_i
 Status LinearAttentionBackward(const Launch& l, AttnDims d, const void* q, const void* k,
-                               const void* v, const void* dout, void* dq, void* dk, void* dv,
-                               const FeatureMap& fm, float* dwq, float* dwk, bool causal, float eps) {
+                               const void* v, const void* o, const float* den, const void* dout,
+                               void* dq, void* dk, void* dv, const FeatureMap& fm, float* dwq,
+                               float* dwk, bool causal, float eps) {
   SCION_RETURN_IF_ERROR(ValidateLinearCall("LinearAttentionBackward", l, d, fm, eps));
   if (!q || !k || !v || !dout || !dq || !dk || !dv)
     return Status::InvalidArgument("LinearAttentionBackward: q, k, v, dout, dq, dk, dv must be non-null");
+  if ((o == nullptr) != (den == nullptr))
+    return Status::InvalidArgument("LinearAttentionBackward: o and den are given together or not at all");
   if (l.backend == Backend::kCuda) {
 #if SCION_WITH_CUDA
-    return cuda::LinearAttentionBackward(l, d, q, k, v, dout, dq, dk, dv, fm, dwq, dwk, causal, eps);
+    return cuda::LinearAttentionBackward(l, d, q, k, v, o, den, dout, dq, dk, dv, fm, dwq, dwk, causal, eps);
 #else
     return Status::Unavailable("LinearAttentionBackward: built without CUDA");
 #endif
@@ -106,16 +110,25 @@ Status LinearAttentionBackward(const Launch& l, AttnDims d, const void* q, const
     std::vector<float> pq(static_cast<size_t>(N * Fp)), pk(pq.size());
     FeatureForwardCpu(fm, qrows, qh, pq.data());
     FeatureForwardCpu(fm, krows, kh, pk.data());
-    std::vector<float> y(static_cast<size_t>(N * D)), den(static_cast<size_t>(N));
-    ForwardHead({N, D, Fp}, pq.data(), pk.data(), vh, causal, eps, y.data(), den.data());
+    // y and den: the forward's, or computed again.
+    std::vector<float> y_again, den_again;
+    const float* y = o ? static_cast<const float*>(o) + off : nullptr;
+    const float* dn = den ? den + bh * N : nullptr;
+    if (!o) {
+      y_again.resize(static_cast<size_t>(N * D));
+      den_again.resize(static_cast<size_t>(N));
+      ForwardHead({N, D, Fp}, pq.data(), pk.data(), vh, causal, eps, y_again.data(), den_again.data());
+      y = y_again.data();
+      dn = den_again.data();
+    }
     std::vector<float> g(static_cast<size_t>(N * D)), e(static_cast<size_t>(N));
     for (int64_t i = 0; i < N; ++i) {
       float dot = 0;
       for (int64_t c = 0; c < D; ++c) {
-        g[i * D + c] = gy[i * D + c] / den[i];
+        g[i * D + c] = gy[i * D + c] / dn[i];
         dot += gy[i * D + c] * y[i * D + c];
       }
-      e[i] = -dot / den[i];
+      e[i] = -dot / dn[i];
     }
     std::vector<float> dpq(static_cast<size_t>(N * Fp), 0.0f), dpk(dpq.size(), 0.0f);
     float* dvh = static_cast<float*>(dv) + off;

@@ -81,7 +81,9 @@ Status MixerForward(const LayerSpec& s, AttnDims d, const float* q, const float*
       return kernels::AttentionForward(cpu, d, q, k, v, o, cache->lse.data(), MakeMask(s, cache), Scale(d));
     }
     case MixerKind::kLinear:
-      return kernels::LinearAttentionForward(cpu, d, q, k, v, o, MakeMap(s, fp), /*causal=*/true, s.eps);
+      cache->lse.resize(static_cast<size_t>(d.B * d.H * d.N));  // the normaliser den
+      return kernels::LinearAttentionForward(cpu, d, q, k, v, o, cache->lse.data(), MakeMap(s, fp), /*causal=*/true,
+                                             s.eps);
     case MixerKind::kHybrid:
       return kernels::HybridAttentionForward(cpu, d, q, k, v, o, s.window, MakeMap(s, fp), Scale(d), s.eps);
   }
@@ -99,8 +101,8 @@ Status MixerBackward(const LayerSpec& s, AttnDims d, const float* q, const float
       return kernels::AttentionBackward(cpu, d, q, k, v, o, dout, cache->lse.data(), dq, dk, dv, MakeMask(s, cache),
                                         Scale(d));
     case MixerKind::kLinear:
-      return kernels::LinearAttentionBackward(cpu, d, q, k, v, dout, dq, dk, dv, MakeMap(s, fp), dwq, dwk,
-                                              /*causal=*/true, s.eps);
+      return kernels::LinearAttentionBackward(cpu, d, q, k, v, o, cache->lse.data(), dout, dq, dk, dv, MakeMap(s, fp),
+                                              dwq, dwk, /*causal=*/true, s.eps);
     case MixerKind::kHybrid:
       return kernels::HybridAttentionBackward(cpu, d, q, k, v, dout, dq, dk, dv, s.window, MakeMap(s, fp), dwq, dwk,
                                               Scale(d), s.eps);

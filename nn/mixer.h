@@ -23,7 +23,7 @@ struct FeatureParams {
 
 // Per-layer state kept between forward and backward: the softmax statistics and the block layout.
 struct MixerCache {
-  std::vector<float> lse;             // (B, H, T) softmax log-sum-exp rows
+  std::vector<float> lse;             // (B, H, T) softmax log-sum-exp rows, or linear attention's den
   std::vector<int32_t> row_offsets;   // block-sparse CSR layout for the current T
   std::vector<int32_t> col_indices;
   kernels::BlockLayout layout;

@@ -38,12 +38,15 @@ Result<std::vector<Row>> Run(int64_t n, bool backward, cudaStream_t stream) {
   const kernels::FeatureMap& fm = maps.fm;
   DeviceArray &dwq = maps.dwq, &dwk = maps.dwk;
   const float eps = 1e-6f;
+  DeviceArray den;  // the normaliser, saved for the backward as training saves it
+  SCION_RETURN_IF_ERROR(AllocBytes(&den, sizeof(float) * d.B * d.H * d.N));
+  float* den_ptr = static_cast<float*>(den.ptr);
   auto call = [&](cudaStream_t s) -> Status {
     const kernels::Launch l{kernels::Backend::kCuda, kernels::DType::kBF16, s};
-    SCION_RETURN_IF_ERROR(kernels::LinearAttentionForward(l, d, q.ptr, k.ptr, v.ptr, o.ptr, fm, true, eps));
+    SCION_RETURN_IF_ERROR(kernels::LinearAttentionForward(l, d, q.ptr, k.ptr, v.ptr, o.ptr, den_ptr, fm, true, eps));
     if (!backward) return Status::Ok();
-    return kernels::LinearAttentionBackward(l, d, q.ptr, k.ptr, v.ptr, dout.ptr, dq.ptr, dk.ptr, dv.ptr, fm,
-                                            static_cast<float*>(dwq.ptr), static_cast<float*>(dwk.ptr), true, eps);
+    return kernels::LinearAttentionBackward(l, d, q.ptr, k.ptr, v.ptr, o.ptr, den_ptr, dout.ptr, dq.ptr, dk.ptr, dv.ptr,
+                                            fm, static_cast<float*>(dwq.ptr), static_cast<float*>(dwk.ptr), true, eps);
   };
   auto ms = TimeMs(call, stream);
   if (!ms.ok()) return ms.status();

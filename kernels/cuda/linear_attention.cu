@@ -18,6 +18,7 @@ namespace {
 struct FwdArgs {
   const bf16 *q, *k, *v;
   bf16* o;
+  float* den;           // (B·H, N) or null
   const float *wq, *wk;
   const float* states;  // (B·H, nseg, Fp, D) state before each segment (causal) or the total
   const float* zs;      // (B·H, nseg, Fp)
@@ -114,6 +115,7 @@ __global__ void __launch_bounds__(kThreads, 1) LinearForwardKernel(FwdArgs a, Sm
       for (int f = lane; f < Fp; f += 32) dot += __bfloat162float(phq[r * ldf + f]) * z[f];
       for (int s = 16; s > 0; s >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, s);
       if (lane == 0) rows[r] = (g.causal ? rows[r] : 0.0f) + dot + g.eps;
+      if (lane == 0 && a.den && r < valid) a.den[static_cast<size_t>(bh) * N + row0 + r] = rows[r];
     }
     __syncthreads();
     for (int i = threadIdx.x; i < valid * D; i += kThreads)
@@ -143,12 +145,12 @@ __global__ void __launch_bounds__(kThreads, 1) LinearForwardKernel(FwdArgs a, Sm
 }  // namespace linear
 
 Status LinearAttentionForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,
-                              const FeatureMap& fm, bool causal, float eps) {
+                              float* den, const FeatureMap& fm, bool causal, float eps) {
   using namespace linear;
-  if (l.dtype == DType::kF32) return ForwardF32(l, d, q, k, v, o, fm, causal, eps);
+  if (l.dtype == DType::kF32) return ForwardF32(l, d, q, k, v, o, den, fm, causal, eps);
   Geometry g;
   SCION_RETURN_IF_ERROR(MakeGeometry("LinearAttentionForward", l, d, fm, causal, eps, &g));
-  if (FastForwardSupported(g)) return FastForward(l, d, q, k, v, o, fm, g);
+  if (FastForwardSupported(g)) return FastForward(l, d, q, k, v, o, den, fm, g);
   const SmemPlan plan = PlanSmem(g, false);
   SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(&LinearForwardKernel), plan.total));
   auto stream = static_cast<cudaStream_t>(l.stream);
@@ -161,7 +163,7 @@ Status LinearAttentionForward(const Launch& l, AttnDims d, const void* q, const 
                                          nullptr, nullptr, scratch.states, scratch.zs, g}, BH, false, stream));
   }
   const FwdArgs a{static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
-                  static_cast<bf16*>(o), fm.wq, fm.wk, scratch.states, scratch.zs, g, need_states};
+                  static_cast<bf16*>(o), den, fm.wq, fm.wk, scratch.states, scratch.zs, g, need_states};
   LinearForwardKernel<<<dim3(g.nseg, BH), kThreads, plan.total, stream>>>(a, plan);
   SCION_RETURN_IF_ERROR(scratch.Release(stream));
   return CheckLaunch("LinearAttentionForward");

@@ -4,10 +4,11 @@
 //   dφQ_i = Σ_{j<=i} ([g_i, e_i]·[v_j, 1]) φk_j       forward product
 //   dφK_j = Σ_{i>=j} ([v_j, 1]·[g_i, e_i]) φq_i       reverse product
 //   dV_j  = Σ_{i>=j} (φk_j·φq_i) g_i                  reverse product
-// (all j / all i when not causal). Passes: the forward again, writing φq, φk, GE = [g, e, 0…] and
-// V1 = [v, 1, 0…] (width D + 16) instead of y; the three products; φ's backward per side (dq, dk
-// and dW) from ∂φ: linear_phi_back.cu for the Hedgehog maps, else the shared-memory helpers of
-// linear_grad.cuh.
+// (all j / all i when not causal). Passes: φq, φk and GE = [g, e, 0…] (width D + 16) to memory —
+// from the forward's y and den where the caller saved them (φ alone, then GE row by row), else by
+// the forward again writing them instead of y; the products; φ's backward per side (dq, dk and dW)
+// from ∂φ: linear_phi_back.cu for the Hedgehog maps, else the shared-memory helpers of
+// linear_grad.cuh. Where the products cannot take v with a ones column, V1 = [v, 1, 0…] too.
 #include <string>
 
 #include "kernels/cuda/linear_common.cuh"
@@ -18,26 +19,26 @@ namespace scion::kernels::cuda::linear {
 
 namespace {
 
-// GE = [dy/den, −(dy·y)/den, 0…] (width D + 16) from nd, the unnormalised numerator with
-// Σ_j A_ij in column D (row stride D + 16): den = that + eps and y = numerator / den. `group`
-// threads (a power of two, at least D/8 + 2) per row, each moving 16 bytes of every tensor. The
-// fast forward writes GE itself; this serves the shapes outside it.
-__global__ void PrepKernel(const bf16* __restrict__ dout, const bf16* __restrict__ nd, float eps,
-                           bf16* __restrict__ ge, size_t rows, int D, int group) {
+// GE = [dy/den, −(dy·y)/den, 0…] (width D + 16), either from the forward's y (row stride D) and
+// den, or, with den null, from y = nd, the unnormalised numerator with Σ_j A_ij in column D (row
+// stride D + 16): den = that + eps and y = numerator / den. `group` threads (a power of two, at
+// least D/8 + 2) per row, each moving 16 bytes of every tensor.
+__global__ void PrepKernel(const bf16* __restrict__ dout, const bf16* __restrict__ y, const float* __restrict__ den,
+                           float eps, bf16* __restrict__ ge, size_t rows, int D, int group) {
   const size_t row = blockIdx.x * static_cast<size_t>(blockDim.x / group) + threadIdx.x / group;
-  const int j = threadIdx.x % group, vecs = D / 8, E = D + 16;
+  const int j = threadIdx.x % group, vecs = D / 8, E = D + 16, ldy = den ? D : E;
   const bool live = row < rows;
-  const float inv = live ? 1.0f / (__bfloat162float(nd[row * E + D]) + eps) : 0.0f;
+  const float inv = !live ? 0.0f : den ? 1.0f / den[row] : 1.0f / (__bfloat162float(y[row * E + D]) + eps);
   uint4 dr = make_uint4(0, 0, 0, 0);
   float dot = 0;
   if (live && j < vecs) {
     dr = *reinterpret_cast<const uint4*>(dout + row * D + 8 * j);
-    const uint4 yr = *reinterpret_cast<const uint4*>(nd + row * E + 8 * j);
+    const uint4 yr = *reinterpret_cast<const uint4*>(y + row * ldy + 8 * j);
     const bf16* dv = reinterpret_cast<const bf16*>(&dr);
     const bf16* yv = reinterpret_cast<const bf16*>(&yr);
 #pragma unroll
     for (int i = 0; i < 8; ++i) dot += __bfloat162float(dv[i]) * __bfloat162float(yv[i]);
-    dot *= inv;
+    if (!den) dot *= inv;
   }
   for (int o = group / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
   if (!live || j >= vecs + 2) return;
@@ -197,8 +198,9 @@ bool FastBackwardSupported(const Geometry& g) {
          PhiSupported(g);
 }
 
-Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, const void* dout,
-                    void* dq, void* dk, void* dv, const FeatureMap& fm, float* dwq, float* dwk, const Geometry& g) {
+Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, const void* o,
+                    const float* den, const void* dout, void* dq, void* dk, void* dv, const FeatureMap& fm, float* dwq,
+                    float* dwk, const Geometry& g) {
   Pool pool{static_cast<cudaStream_t>(l.stream), {}};
   cudaStream_t stream = pool.stream;
   const int BH = static_cast<int>(d.B * d.H), D = g.D, Fp = g.Fp, E = D + 16;
@@ -217,10 +219,10 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
   // the first rows of dφK's, transposed).
   ProductArgs dphq_args{ge, vb, phk, dphq, E, Fp, Fp, Fp}, dphk_args{vb, ge, phq, dphk, E, Fp, Fp, Fp};
   dphq_args.b_ones = dphk_args.a_ones = true;
-  const bool v_in_products = FastForwardSupported(g) && ProductWgmmaSupported(dphq_args, g.causal) &&
-                             ProductWgmmaSupported(dphk_args, g.causal);
+  const bool v_in_products = ProductWgmmaSupported(dphq_args, g.causal) && ProductWgmmaSupported(dphk_args, g.causal);
+  const bool forward_again = o == nullptr, fast_again = forward_again && FastForwardSupported(g);
+  if (!v_in_products || (forward_again && !fast_again)) SCION_RETURN_IF_ERROR(pool.Take(&v1, rows * E));
   if (!v_in_products) {
-    SCION_RETURN_IF_ERROR(pool.Take(&v1, rows * E));
     dphq_args = {ge, v1, phk, dphq, E, Fp, Fp, Fp};
     dphk_args = {v1, ge, phq, dphk, E, Fp, Fp, Fp};
   }
@@ -229,10 +231,18 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
   with_dv.o2 = static_cast<bf16*>(dv);
   const bool dv_rides = ProductWgmmaSupported(with_dv, g.causal);
   if (dv_rides) dphk_args = with_dv;
-  if (FastForwardSupported(g)) {
+  const int group = PrepGroup(D);
+  const unsigned prep_blocks = static_cast<unsigned>((rows + 256 / group - 1) / (256 / group));
+  if (!forward_again) {
+    // φ to global memory, GE from the forward's y and den (and V1 where the products need it).
+    SCION_RETURN_IF_ERROR(PhiToGlobal(stream, BH, q, k, fm, g, phq, phk));
+    PrepKernel<<<prep_blocks, 256, 0, stream>>>(static_cast<const bf16*>(dout), static_cast<const bf16*>(o), den, g.eps,
+                                                ge, rows, D, group);
+    if (v1) OnesColumnKernel<<<row_blocks, 256, 0, stream>>>(vb, v1, rows, D);
+  } else if (fast_again) {
     // The forward again, writing φq, φk, GE (and V1 unless the products take v) instead of o.
     const ForwardExtras extras{phq, phk, static_cast<const bf16*>(dout), ge, v1};
-    SCION_RETURN_IF_ERROR(FastForward(l, d, q, k, v, nullptr, fm, g, &extras));
+    SCION_RETURN_IF_ERROR(FastForward(l, d, q, k, v, nullptr, nullptr, fm, g, &extras));
   } else {
     // φ to global memory, then the numerator and Σ_j A_ij as products with [v, 1] into nd
     // (width D + 16), which PrepKernel normalises on the fly.
@@ -243,9 +253,7 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
     SCION_RETURN_IF_ERROR(CheckLaunch("LinearAttentionBackward"));
     SCION_RETURN_IF_ERROR(CausalProduct({phq, phk, v1, nd, Fp, D, E, E}, BH, N, g.causal, false, stream));
     SCION_RETURN_IF_ERROR(CausalProduct({phq, phk, v1 + D, nd + D, Fp, 16, E, E}, BH, N, g.causal, false, stream));
-    const int group = PrepGroup(D);
-    PrepKernel<<<static_cast<unsigned>((rows + 256 / group - 1) / (256 / group)), 256, 0, stream>>>(
-        static_cast<const bf16*>(dout), nd, g.eps, ge, rows, D, group);
+    PrepKernel<<<prep_blocks, 256, 0, stream>>>(static_cast<const bf16*>(dout), nd, nullptr, g.eps, ge, rows, D, group);
   }
   SCION_RETURN_IF_ERROR(CheckLaunch("LinearAttentionBackward"));
   // dφK (with dV where it rides) on the side stream, concurrent with dφQ.
@@ -273,6 +281,9 @@ bool PhiSupported(const Geometry& g) {
 
 Status PhiToGlobal(cudaStream_t stream, int BH, const void* q, const void* k, const FeatureMap& fm, const Geometry& g,
                    bf16* phq, bf16* phk) {
+  if (PhiBackWgmmaSupported(g))
+    return PhiWgmma({static_cast<const bf16*>(q), static_cast<const bf16*>(k)}, {phq, phk},
+                    {fm.wq, fm.wk ? fm.wk : fm.wq}, g, BH, stream);
   const SmemPlan plan = PlanPhiSmem(g);
   PhiArgs pa{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)}, {phq, phk}, {fm.wq, fm.wk ? fm.wk : fm.wq}, g};
   SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(&PhiKernel), plan.total));

@@ -8,10 +8,11 @@
 namespace scion::kernels::cuda {
 
 Status LinearAttentionForward(const Launch& l, AttnDims d, const void* q, const void* k,
-                              const void* v, void* o, const FeatureMap& fm, bool causal, float eps);
+                              const void* v, void* o, float* den, const FeatureMap& fm, bool causal, float eps);
 Status LinearAttentionBackward(const Launch& l, AttnDims d, const void* q, const void* k,
-                               const void* v, const void* dout, void* dq, void* dk, void* dv,
-                               const FeatureMap& fm, float* dwq, float* dwk, bool causal, float eps);
+                               const void* v, const void* o, const float* den, const void* dout, void* dq,
+                               void* dk, void* dv, const FeatureMap& fm, float* dwq, float* dwk, bool causal,
+                               float eps);
 
 Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, const FeatureMap& fm, float scale,
                    float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats);

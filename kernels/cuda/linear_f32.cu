@@ -49,9 +49,9 @@ struct Scratch {
   }
 };
 
-// parts[i] = bf16(srcs[i]) for the leading inputs.
-void Narrow(std::initializer_list<const void*> srcs, const Scratch& s, size_t n) {
-  size_t i = 0;
+// parts[first + i] = bf16(srcs[i]).
+void Narrow(std::initializer_list<const void*> srcs, const Scratch& s, size_t n, size_t first = 0) {
+  size_t i = first;
   for (const void* src : srcs) NarrowKernel<<<Blocks(n), 256, 0, s.stream>>>(static_cast<const float*>(src), s.parts[i++], n);
 }
 // dsts[i] = fp32(parts[first + i]).
@@ -68,7 +68,7 @@ Launch AsBF16(const Launch& l) {
 
 }  // namespace
 
-Status ForwardF32(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,
+Status ForwardF32(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o, float* den,
                   const FeatureMap& fm, bool causal, float eps) {
   const size_t n = static_cast<size_t>(d.B * d.H * d.N * d.D);
   Scratch s;
@@ -76,21 +76,23 @@ Status ForwardF32(const Launch& l, AttnDims d, const void* q, const void* k, con
   SCION_RETURN_IF_ERROR(s.Take(n, 4, "LinearAttentionForward"));
   Narrow({q, k, v}, s, n);
   SCION_RETURN_IF_ERROR(cuda::LinearAttentionForward(AsBF16(l), d, s.parts[0], s.parts[1], s.parts[2], s.parts[3],
-                                                     fm, causal, eps));
+                                                     den, fm, causal, eps));
   Widen(s, 3, {o}, n);
   return CheckLaunch("LinearAttentionForward");
 }
 
-Status BackwardF32(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, const void* dout,
-                   void* dq, void* dk, void* dv, const FeatureMap& fm, float* dwq, float* dwk, bool causal,
-                   float eps) {
+Status BackwardF32(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, const void* o,
+                   const float* den, const void* dout, void* dq, void* dk, void* dv, const FeatureMap& fm,
+                   float* dwq, float* dwk, bool causal, float eps) {
   const size_t n = static_cast<size_t>(d.B * d.H * d.N * d.D);
   Scratch s;
   s.stream = static_cast<cudaStream_t>(l.stream);
-  SCION_RETURN_IF_ERROR(s.Take(n, 7, "LinearAttentionBackward"));
+  SCION_RETURN_IF_ERROR(s.Take(n, o ? 8 : 7, "LinearAttentionBackward"));
   Narrow({q, k, v, dout}, s, n);
-  SCION_RETURN_IF_ERROR(cuda::LinearAttentionBackward(AsBF16(l), d, s.parts[0], s.parts[1], s.parts[2], s.parts[3],
-                                                      s.parts[4], s.parts[5], s.parts[6], fm, dwq, dwk, causal, eps));
+  if (o) Narrow({o}, s, n, 7);
+  SCION_RETURN_IF_ERROR(cuda::LinearAttentionBackward(AsBF16(l), d, s.parts[0], s.parts[1], s.parts[2],
+                                                      o ? s.parts[7] : nullptr, den, s.parts[3], s.parts[4],
+                                                      s.parts[5], s.parts[6], fm, dwq, dwk, causal, eps));
   Widen(s, 4, {dq, dk, dv}, n);
   return CheckLaunch("LinearAttentionBackward");
 }

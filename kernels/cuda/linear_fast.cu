@@ -45,6 +45,7 @@ struct FastPlan {
 struct FastArgs {
   const bf16 *q, *k, *v;
   bf16* o;
+  float* den;     // (B·H, N) or null
   const float *wq, *wk;
   float* states;  // (B·H, nseg, Fp, D): read as the prefix (main pass) or written (states pass)
   float* zs;      // (B·H, nseg, Fp)
@@ -398,6 +399,11 @@ __global__ void __launch_bounds__(kFastThreads) FastLinearKernel(FastArgs a) {
           if (r_lo < valid) StorePair(out + r_lo * kD + col, o[nt][0] * inv_lo, o[nt][1] * inv_lo);
           if (r_hi < valid) StorePair(out + r_hi * kD + col, o[nt][2] * inv_hi, o[nt][3] * inv_hi);
         }
+        if (a.den && t == 0) {
+          float* den = a.den + static_cast<size_t>(bh) * N + row0;
+          if (r_lo < valid) den[r_lo] = den_lo;
+          if (r_hi < valid) den[r_hi] = den_hi;
+        }
       }
     }
 
@@ -450,11 +456,11 @@ bool FastForwardSupported(const Geometry& g) {
   return PlanFast(g).total <= 200 * 1024;
 }
 
-Status FastForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,
+Status FastForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o, float* den,
                    const FeatureMap& fm, Geometry g, const ForwardExtras* extras) {
   auto stream = static_cast<cudaStream_t>(l.stream);
   const int BH = static_cast<int>(d.B * d.H);
-  if (WgmmaForwardSupported(g)) return WgmmaForward(stream, BH, q, k, v, o, fm, g, extras);
+  if (WgmmaForwardSupported(g)) return WgmmaForward(stream, BH, q, k, v, o, den, fm, g, extras);
   // Segments only where B·H alone leaves SMs idle (two blocks fit per SM at D = 64, Fp = 128):
   // each extra segment costs a pass over k and v for its starting state.
   const void* main_kernel = g.D == 16   ? reinterpret_cast<const void*>(&FastLinearKernel<16, false>)
@@ -467,7 +473,7 @@ Status FastForward(const Launch& l, AttnDims d, const void* q, const void* k, co
   g.nseg = (g.nchunks + g.seg_chunks - 1) / g.seg_chunks;
   const bool need_states = !g.causal || g.nseg > 1;
   FastArgs a{static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
-             static_cast<bf16*>(o), fm.wq, fm.wk, nullptr, nullptr, g, PlanFast(g), need_states};
+             static_cast<bf16*>(o), den, fm.wq, fm.wk, nullptr, nullptr, g, PlanFast(g), need_states};
   if (extras) a.extras = *extras;
   ScratchStates scratch;
   if (need_states) {

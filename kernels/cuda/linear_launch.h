@@ -147,6 +147,7 @@ Status ScanSegments(float* states, float* zs, const Geometry& g, int BH, bool re
 // within its register budget; other shapes take the shared-memory kernel in linear_attention.cu.
 // With extras (the backward's recomputation), the main pass writes φq, φk (B·H, N, Fp) and, in
 // place of o, GE = [dy/den, −(dy·y)/den, 0…] and V1 = [v, 1, 0…] (B·H, N, D + 16), all bf16.
+// den (B·H, N) fp32, the normaliser of each row, is written where non-null (without extras).
 struct ForwardExtras {
   bf16* phq = nullptr;
   bf16* phk = nullptr;
@@ -155,13 +156,13 @@ struct ForwardExtras {
   bf16* v1 = nullptr;
 };
 bool FastForwardSupported(const Geometry& g);
-Status FastForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,
+Status FastForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o, float* den,
                    const FeatureMap& fm, Geometry g, const ForwardExtras* extras = nullptr);
 
 // The causal Hedgehog forward at D = 64, F = 64 on Hopper warpgroup MMA (linear_wgmma.cu), where
 // the build has sm_90a code; FastForward takes it, extras included (the backward's recomputation).
 bool WgmmaForwardSupported(const Geometry& g);
-Status WgmmaForward(cudaStream_t stream, int BH, const void* q, const void* k, const void* v, void* o,
+Status WgmmaForward(cudaStream_t stream, int BH, const void* q, const void* k, const void* v, void* o, float* den,
                     const FeatureMap& fm, Geometry g, const ForwardExtras* extras = nullptr);
 
 // O = the chunked product Σ_j (A_i·B_j) C_j over j <= i (reverse: j >= i; all j when not causal),
@@ -189,10 +190,12 @@ bool ProductWgmmaSupported(const ProductArgs& x, bool causal);
 Status ProductWgmma(const ProductArgs& x, int BH, int N, bool reverse, cudaStream_t stream);
 Status CausalProduct(const ProductArgs& x, int BH, int N, bool causal, bool reverse, cudaStream_t stream);
 
-// The backward from products (linear_backward_fast.cu), where the forward's fast path applies.
+// The backward from products (linear_backward_fast.cu), where the products and φ's kernels fit. o and
+// den (both or neither): the forward's y and normaliser, which spare computing the forward again.
 bool FastBackwardSupported(const Geometry& g);
-Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, const void* dout,
-                    void* dq, void* dk, void* dv, const FeatureMap& fm, float* dwq, float* dwk, const Geometry& g);
+Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, const void* o,
+                    const float* den, const void* dout, void* dq, void* dk, void* dv, const FeatureMap& fm, float* dwq,
+                    float* dwk, const Geometry& g);
 
 // φ's backward for the Hedgehog maps (linear_phi_back.cu): ∂φ (B·H, N, Fp) bf16 -> dx (B·H, N, D)
 // bf16 (skipped where null) and dW (H, D, F) fp32 accumulated into (skipped where null), φ
@@ -210,6 +213,11 @@ Status PhiBackFast(const PhiBackIo& io, const Geometry& g, int BH, cudaStream_t 
 // where the build has sm_90a code; PhiBackFast takes it.
 bool PhiBackWgmmaSupported(const Geometry& g);
 Status PhiBackWgmma(const PhiBackIo& io, const Geometry& g, int BH, cudaStream_t stream);
+// φ itself to global memory on the same machinery (linear_phi_back_wgmma.cu): x[side] -> phi[side]
+// (B·H, N, 128) bf16, exactly the φ the wgmma forward computes; PhiToGlobal takes it where
+// PhiBackWgmmaSupported.
+Status PhiWgmma(const bf16* const (&x)[2], bf16* const (&phi)[2], const float* const (&w)[2], const Geometry& g, int BH,
+                cudaStream_t stream);
 
 // φ to and from global memory (linear_backward_fast.cu), for ops that combine linear attention with
 // something else (hybrid_attention.cu): PhiToGlobal writes φq, φk (B·H, N, Fp) bf16 (padding
@@ -223,11 +231,11 @@ Status PhiBackFromGlobal(cudaStream_t stream, int BH, const void* q, const void*
                          void* dq, void* dk, float* dwq, float* dwk);
 
 // fp32 tensors (linear_f32.cu): inputs rounded to bf16 once, the bf16 kernels, outputs widened.
-Status ForwardF32(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,
+Status ForwardF32(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o, float* den,
                   const FeatureMap& fm, bool causal, float eps);
-Status BackwardF32(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, const void* dout,
-                   void* dq, void* dk, void* dv, const FeatureMap& fm, float* dwq, float* dwk, bool causal,
-                   float eps);
+Status BackwardF32(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, const void* o,
+                   const float* den, const void* dout, void* dq, void* dk, void* dv, const FeatureMap& fm,
+                   float* dwq, float* dwk, bool causal, float eps);
 Status DistillF32(const Launch& l, AttnDims d, const void* q, const void* k, const FeatureMap& fm, float scale,
                   float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats);
 

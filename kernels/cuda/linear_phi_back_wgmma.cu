@@ -1,4 +1,6 @@
-// φ's backward for the Hedgehog map on Hopper warpgroup MMA (D = 64, F = 64): from ∂φ (B·H, N, 128)
+// φ and φ's backward for the Hedgehog map on Hopper warpgroup MMA (D = 64, F = 64).
+//
+// φ's backward: from ∂φ (B·H, N, 128)
 // to dx = ∂u Wᵀ (B·H, N, 64) and dW += xᵀ ∂u, with φ recomputed from x exactly as the wgmma
 // forward computes it (u = x W, the softmax in registers):
 //   ∂u = p ⊙ (∂p − ⟨∂p, p⟩) − n ⊙ (∂n − ⟨∂n, n⟩),  φ = [p, n] = [softmax(u), softmax(−u)].
@@ -7,6 +9,10 @@
 // in wgmma accumulators (x tile and ∂u tile, both MN-major) and is added to global memory once per
 // block. The next chunk's loads (x by cp.async into the other x tile, ∂φ into registers) are in
 // flight while this chunk computes.
+//
+// φ (PhiWgmmaKernel): the same walk over chunks, u = x W and the softmax in registers, φ's two
+// halves staged through shared tiles and stored as whole rows: the backward's φq and φk where the
+// forward's y and den are given.
 #include <string>
 
 #include "kernels/cuda/binary_version.h"
@@ -160,7 +166,89 @@ __global__ void __launch_bounds__(kPbwThreads, 2) PhiBackWgmmaKernel(PbwArgs a) 
 #endif
 }
 
+struct PhiWgArgs {
+  const bf16* x[2];
+  bf16* phi[2];
+  const float* w[2];
+  int N, H, nchunks, chunks_per_block;
+};
+constexpr int kPhiWgTiles = 5;  // x rows (two buffers), Wᵀ, φ's two halves staged
+constexpr int kPhiWgSmem = kPhiWgTiles * kTile * 2 + 1024;
+
+__global__ void __launch_bounds__(kPbwThreads, 3) PhiWgmmaKernel(PhiWgArgs a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  bf16* tiles = wgmma::AlignTiles(smem_raw);
+  auto x_tile = [&](int i) { return tiles + (i & 1) * kTile; };  // i: the chunk's index in the block
+  bf16 *wt = tiles + 2 * kTile, *stage_p = tiles + 3 * kTile, *stage_n = tiles + 4 * kTile;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int side = blockIdx.z, bh = blockIdx.y, head = bh % a.H, N = a.N;
+  const int first = blockIdx.x * a.chunks_per_block, end = min(a.nchunks, first + a.chunks_per_block);
+  if (first >= end) return;
+  const bf16* x = (side ? a.x[1] : a.x[0]) + static_cast<size_t>(bh) * N * kD;
+  bf16* phi = (side ? a.phi[1] : a.phi[0]) + static_cast<size_t>(bh) * N * 2 * kF;
+  const float* w = (side ? a.w[1] : a.w[0]) + static_cast<size_t>(head) * kD * kF;
+  wgmma::LoadTileSw128<kPbwThreads>(x_tile(0), x, first * 64, 64, N, tid);
+  mma::CpAsyncCommit();
+  for (int i = tid; i < kD * kF; i += kPbwThreads) wt[wgmma::Sw128(i % kF, i / kF)] = __float2bfloat16(w[i]);  // W is (D, F)
+  for (int c = first; c < end; ++c) {
+    const int row0 = c * 64, valid = min(64, N - row0);
+    bf16* xc = x_tile(c - first);
+    // The other x tile was last read by chunk c − 1, before its closing barrier.
+    if (c + 1 < end) {
+      wgmma::LoadTileSw128<kPbwThreads>(x_tile(c + 1 - first), x, row0 + 64, 64, N, tid);
+      mma::CpAsyncCommit();
+      mma::CpAsyncWait<1>();
+    } else {
+      mma::CpAsyncWait<0>();
+    }
+    wgmma::FenceProxyAsync();
+    __syncthreads();  // x rows landed
+    float u[32];
+    wgmma::Fence();
+    hh::ProjectTile(u, xc, wt);
+    wgmma::Commit();
+    wgmma::Wait<0>();
+    wgmma::FenceRegs(u);
+    float p[32], n[32];
+    hh::HedgehogRows(u, p, n, true, true);  // rows past N are not stored
+    bf16* out = phi + static_cast<size_t>(row0) * 2 * kF;
+    wgmma::StoreTileRows(out, 2 * kF, p, stage_p, warp, lane, valid, 1);
+    wgmma::StoreTileRows(out + kF, 2 * kF, n, stage_n, warp, lane, valid, 1);
+    __syncthreads();  // every warp is past the x tile and the stages
+  }
+#else
+  __trap();  // built without sm_90a: the host never selects this kernel (PhiBackWgmmaSupported)
+#endif
+}
+
+// Chunks per block for a walk over the chunks of every sequence and side: the count whose waves
+// of resident blocks times the time of a block is least, a block costing its chunks plus about two
+// chunks' worth of W load (and dW flush). (Three blocks per sequence at B4 H16 N8192 would leave a
+// second wave of the φ backward less than half full.)
+int ChunksPerBlock(const void* kernel, int smem, const Geometry& g, int BH) {
+  const int slots = ResidentBlocks(kernel, kPbwThreads, smem);
+  int per_seq = 1;
+  auto cost = [&](int per) {
+    const int64_t waves = (2LL * BH * per + slots - 1) / slots;
+    return waves * ((g.nchunks + per - 1) / per + 2);
+  };
+  for (int per = 2; per <= g.nchunks; ++per)
+    if (cost(per) < cost(per_seq)) per_seq = per;
+  return (g.nchunks + per_seq - 1) / per_seq;
+}
+
 }  // namespace
+
+Status PhiWgmma(const bf16* const (&x)[2], bf16* const (&phi)[2], const float* const (&w)[2], const Geometry& g, int BH,
+                cudaStream_t stream) {
+  const void* kernel = reinterpret_cast<const void*>(&PhiWgmmaKernel);
+  SCION_RETURN_IF_ERROR(AllowSmem(kernel, kPhiWgSmem));
+  PhiWgArgs a{{x[0], x[1]}, {phi[0], phi[1]}, {w[0], w[1]}, g.N, g.H, g.nchunks, ChunksPerBlock(kernel, kPhiWgSmem, g, BH)};
+  const int blocks = (g.nchunks + a.chunks_per_block - 1) / a.chunks_per_block;
+  PhiWgmmaKernel<<<dim3(static_cast<unsigned>(blocks), BH, 2), kPbwThreads, kPhiWgSmem, stream>>>(a);
+  return CheckLaunch("LinearAttentionBackward (φ, wgmma)");
+}
 
 bool PhiBackWgmmaSupported(const Geometry& g) {
   static const bool built = BinaryVersion(reinterpret_cast<const void*>(&PhiBackWgmmaKernel)) == 90;
@@ -170,18 +258,7 @@ bool PhiBackWgmmaSupported(const Geometry& g) {
 Status PhiBackWgmma(const PhiBackIo& io, const Geometry& g, int BH, cudaStream_t stream) {
   const void* kernel = reinterpret_cast<const void*>(&PhiBackWgmmaKernel);
   SCION_RETURN_IF_ERROR(AllowSmem(kernel, kPbwSmem));
-  // Blocks per sequence and side: the count whose waves of resident blocks times the time of a
-  // block is least, a block costing its chunks plus about two chunks' worth of W load and dW flush.
-  // (Three blocks per sequence at B4 H16 N8192 would leave a second wave less than half full.)
-  const int slots = ResidentBlocks(kernel, kPbwThreads, kPbwSmem);
-  int per_seq = 1;
-  auto cost = [&](int per) {
-    const int64_t waves = (2LL * BH * per + slots - 1) / slots;
-    return waves * ((g.nchunks + per - 1) / per + 2);
-  };
-  for (int per = 2; per <= g.nchunks; ++per)
-    if (cost(per) < cost(per_seq)) per_seq = per;
-  PbwArgs a{io, g.N, g.H, g.nchunks, (g.nchunks + per_seq - 1) / per_seq};
+  PbwArgs a{io, g.N, g.H, g.nchunks, ChunksPerBlock(kernel, kPbwSmem, g, BH)};
   const int blocks = (g.nchunks + a.chunks_per_block - 1) / a.chunks_per_block;
   PhiBackWgmmaKernel<<<dim3(static_cast<unsigned>(blocks), BH, 2), kPbwThreads, kPbwSmem, stream>>>(a);
   return CheckLaunch("LinearAttentionBackward (φ backward, wgmma)");

@@ -48,6 +48,7 @@ constexpr int kWgSmem = kTiles * kTile * 2 + 3 * 1024 + 1024;
 struct WgArgs {
   const bf16 *q, *k, *v;
   bf16* o;
+  float* den;            // (B·H, N) or null
   const float *wq, *wk;  // (H, D, F) fp32
   float* states;         // (B·H, nseg, 128, D): read as the prefix (main pass) or written (state pass)
   float* zs;             // (B·H, nseg, 128)
@@ -257,7 +258,11 @@ __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
           rs[r & 1] += p.x + p.y;
         }
 #pragma unroll
-      for (int h = 0; h < 2; ++h) inv[h] = 1.f / (QuadSum(rs[h] + dz[2 * h] + dz[2 * h + 1]) + a.eps);
+      for (int h = 0; h < 2; ++h) {
+        const float den = QuadSum(rs[h] + dz[2 * h] + dz[2 * h + 1]) + a.eps;
+        inv[h] = 1.f / den;
+        if (!kExtras && a.den && t == 0 && r_lo + 8 * h < valid) a.den[static_cast<size_t>(bh) * N + row0 + r_lo + 8 * h] = den;
+      }
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) wgmma::FenceRegs(pa[kk]);
       wgmma::FenceRegs(o);
@@ -378,7 +383,7 @@ bool WgmmaForwardSupported(const Geometry& g) {
          WgmmaBuilt();
 }
 
-Status WgmmaForward(cudaStream_t stream, int BH, const void* q, const void* k, const void* v, void* o,
+Status WgmmaForward(cudaStream_t stream, int BH, const void* q, const void* k, const void* v, void* o, float* den,
                     const FeatureMap& fm, Geometry g, const ForwardExtras* extras) {
   for (const void* kernel : {reinterpret_cast<const void*>(&HedgehogWgmmaKernel<false>),
                              reinterpret_cast<const void*>(&HedgehogWgmmaKernel<false, true>),
@@ -389,7 +394,7 @@ Status WgmmaForward(cudaStream_t stream, int BH, const void* q, const void* k, c
   g.seg_chunks = (g.nchunks + nseg - 1) / nseg;
   g.nseg = (g.nchunks + g.seg_chunks - 1) / g.seg_chunks;
   WgArgs a{static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v), static_cast<bf16*>(o),
-           fm.wq, fm.wk, nullptr, nullptr, g.N, g.H, g.nchunks, g.seg_chunks, g.nseg, g.eps, g.nseg > 1,
+           den, fm.wq, fm.wk, nullptr, nullptr, g.N, g.H, g.nchunks, g.seg_chunks, g.nseg, g.eps, g.nseg > 1,
            extras ? *extras : ForwardExtras{}};
   if (g.nseg == 1) return Launch(a, BH, 1, false, stream);
   ScratchStates scratch;

@@ -41,7 +41,7 @@ struct LayerActs {
   bf16 *ln1 = nullptr, *ln2 = nullptr;            // (BT, C)
   float *ln1_mean = nullptr, *ln1_rstd = nullptr, *ln2_mean = nullptr, *ln2_rstd = nullptr;  // (BT)
   bf16 *q = nullptr, *k = nullptr, *v = nullptr, *o = nullptr;  // (B, H, T, D)
-  float* lse = nullptr;                           // (B, H, T) softmax statistics
+  float* lse = nullptr;                           // (B, H, T) softmax statistics, or linear attention's den
   bf16* atty = nullptr;                           // (BT, C) mixer output, heads merged
   bf16 *fch = nullptr, *fch_gelu = nullptr;       // (BT, Hm) pre-activation (with bias), GELU output
   kernels::DeviceBlockLayout device_layout;       // block-sparse CSR layout for the current T
@@ -262,7 +262,8 @@ Status CudaModel::Impl::MixerForward(int64_t l, kernels::AttnDims d) {
   const kernels::Launch launch{kernels::Backend::kCuda, kernels::DType::kBF16, stream};
   const float scale = 1.0f / std::sqrt(static_cast<float>(d.D));
   if (s.mixer == MixerKind::kLinear)
-    return kernels::LinearAttentionForward(launch, d, a.q, a.k, a.v, a.o, Map(s, layer_off[l], w, d.D), true, s.eps);
+    return kernels::LinearAttentionForward(launch, d, a.q, a.k, a.v, a.o, a.lse, Map(s, layer_off[l], w, d.D), true,
+                                           s.eps);
   if (s.mixer == MixerKind::kHybrid)
     return kernels::HybridAttentionForward(launch, d, a.q, a.k, a.v, a.o, s.window, Map(s, layer_off[l], w, d.D), scale,
                                            s.eps);
@@ -294,8 +295,8 @@ Status CudaModel::Impl::MixerBackward(int64_t l, kernels::AttnDims d) {
   if (s.mixer == MixerKind::kLinear) {
     float* dwq = o.maps_t ? g + o.fq : nullptr;
     float* dwk = o.maps_t ? g + o.fk : nullptr;
-    return kernels::LinearAttentionBackward(launch, d, a.q, a.k, a.v, dout, dq, dk, dv, Map(s, o, w, d.D), dwq, dwk,
-                                            true, s.eps);
+    return kernels::LinearAttentionBackward(launch, d, a.q, a.k, a.v, a.o, a.lse, dout, dq, dk, dv, Map(s, o, w, d.D),
+                                            dwq, dwk, true, s.eps);
   }
   if (s.mixer == MixerKind::kHybrid) {
     float* dwq = o.maps_t ? g + o.fq : nullptr;

@@ -145,7 +145,7 @@ std::vector<Outcome> LinearForwardVsF64(FeatureMapKind kind, AttnDims d, bool ca
   std::vector<float> o = Poisoned(in.q.size());
   const float eps = 1e-6f;
   const Status st = kernels::LinearAttentionForward(Launch{}, d, in.q.data(), in.k.data(), in.v.data(), o.data(),
-                                                    m.fm, causal, eps);
+                                                    nullptr, m.fm, causal, eps);
   if (!st.ok()) return {Failed("o", st.ToString())};
   if (!SentinelsIntact(o, in.q.size())) return {Failed("o", "sentinel overwritten")};
   o.resize(in.q.size());
@@ -161,19 +161,60 @@ std::vector<Outcome> LinearBackwardFd(FeatureMapKind kind, AttnDims d, bool caus
   const float eps = 1e-3f;
   std::vector<float> dq(n), dk(n), dv(n), dwq(m.wq.size(), 0.0f), dwk(m.wk.size(), 0.0f);
   const bool learned = kernels::HasLearnedWeights(m.fm);
-  const Status st = kernels::LinearAttentionBackward(Launch{}, d, in.q.data(), in.k.data(), in.v.data(),
-                                                     in.dout.data(), dq.data(), dk.data(), dv.data(), m.fm,
+  const Status st = kernels::LinearAttentionBackward(Launch{}, d, in.q.data(), in.k.data(), in.v.data(), nullptr,
+                                                     nullptr, in.dout.data(), dq.data(), dk.data(), dv.data(), m.fm,
                                                      learned ? dwq.data() : nullptr, learned ? dwk.data() : nullptr,
                                                      causal, eps);
   if (!st.ok()) return {Failed("grads", st.ToString())};
   auto loss = [&] {
     std::vector<float> o(n);
-    if (!kernels::LinearAttentionForward(Launch{}, d, in.q.data(), in.k.data(), in.v.data(), o.data(), m.fm,
-                                         causal, eps).ok())
+    if (!kernels::LinearAttentionForward(Launch{}, d, in.q.data(), in.k.data(), in.v.data(), o.data(), nullptr,
+                                         m.fm, causal, eps).ok())
       return NAN * 1.0;
     return Sum(o, in.dout);
   };
   return AllGradients(in, m, {&dq, &dk, &dv, &dwq, &dwk}, learned, loss, rng);
+}
+
+// The backward from the forward's saved o and den against the backward that computes the forward
+// again: the same fp32 arithmetic on the same values, so equal to rounding (1e-6), and a den the
+// forward left unwritten (poisoned) shows up as NaN. A third run with den doubled must differ: the
+// saved values are used, not ignored.
+std::vector<Outcome> LinearBackwardSaved(FeatureMapKind kind, AttnDims d, bool causal) {
+  std::mt19937_64 rng(Seed() ^ (static_cast<uint64_t>(kind) * 15485863 + causal));
+  const MapSetup m = MakeMap(kind, d.H, d.D, rng);
+  const Inputs in = MakeInputs(d, rng, kind);
+  const size_t n = in.q.size();
+  const float eps = 1e-3f;
+  std::vector<float> o(n), den = Poisoned(static_cast<size_t>(d.B * d.H * d.N));
+  Status st = kernels::LinearAttentionForward(Launch{}, d, in.q.data(), in.k.data(), in.v.data(), o.data(), den.data(),
+                                              m.fm, causal, eps);
+  if (!st.ok()) return {Failed("den", st.ToString())};
+  if (!SentinelsIntact(den, static_cast<size_t>(d.B * d.H * d.N))) return {Failed("den", "sentinel overwritten")};
+  const bool learned = kernels::HasLearnedWeights(m.fm);
+  std::vector<float> den2(den.begin(), den.begin() + d.B * d.H * d.N);
+  for (float& x : den2) x *= 2;
+  std::vector<std::vector<float>> grads[3];  // dq, dk, dv, dwq, dwk: saved, again, den doubled
+  for (int run = 0; run < 3; ++run) {
+    const bool again = run == 1;
+    auto& g = grads[run];
+    g = {std::vector<float>(n), std::vector<float>(n), std::vector<float>(n), std::vector<float>(m.wq.size(), 0.0f),
+         std::vector<float>(m.wk.size(), 0.0f)};
+    st = kernels::LinearAttentionBackward(Launch{}, d, in.q.data(), in.k.data(), in.v.data(), again ? nullptr : o.data(),
+                                          again ? nullptr : run == 2 ? den2.data() : den.data(), in.dout.data(), g[0].data(), g[1].data(),
+                                          g[2].data(), m.fm, learned ? g[3].data() : nullptr,
+                                          learned ? g[4].data() : nullptr, causal, eps);
+    if (!st.ok()) return {Failed("grads", st.ToString())};
+  }
+  std::vector<Outcome> out;
+  const char* names[] = {"dq saved vs again", "dk saved vs again", "dv saved vs again", "dWq saved vs again",
+                         "dWk saved vs again"};
+  for (int i = 0; i < (learned ? 5 : 3); ++i)
+    out.push_back(Compare(names[i], grads[0][i], std::vector<double>(grads[1][i].begin(), grads[1][i].end()), 1e-6));
+  // Measured as 0.1 / (relative change of dq), bound 1: fails where den changed dq by under 10 %.
+  const double change = RelL2(grads[2][0], std::vector<double>(grads[1][0].begin(), grads[1][0].end()));
+  out.push_back(Measured("den doubled: 0.1 / rel change of dq", change > 0 ? 0.1 / change : INFINITY, 1.0));
+  return out;
 }
 
 // ---- hybrid -----------------------------------------------------------------------------------
@@ -319,10 +360,13 @@ std::vector<Outcome> ErrorChecks() {
   Launch bf16_cpu;
   bf16_cpu.dtype = kernels::DType::kBF16;
   std::vector<Bad> cases;
-  cases.push_back({"wq", kernels::LinearAttentionForward({}, d, x.data(), x.data(), x.data(), o.data(), no_w, true, 1e-6f)});
-  cases.push_back({"dims", kernels::LinearAttentionForward({}, {1, 1, 0, 4}, x.data(), x.data(), x.data(), o.data(), ok_map, true, 1e-6f)});
-  cases.push_back({"eps", kernels::LinearAttentionForward({}, d, x.data(), x.data(), x.data(), o.data(), ok_map, true, -1.0f)});
-  cases.push_back({"dtype", kernels::LinearAttentionForward(bf16_cpu, d, x.data(), x.data(), x.data(), o.data(), ok_map, true, 1e-6f)});
+  cases.push_back({"wq", kernels::LinearAttentionForward({}, d, x.data(), x.data(), x.data(), o.data(), nullptr, no_w, true, 1e-6f)});
+  cases.push_back({"dims", kernels::LinearAttentionForward({}, {1, 1, 0, 4}, x.data(), x.data(), x.data(), o.data(), nullptr, ok_map, true, 1e-6f)});
+  cases.push_back({"eps", kernels::LinearAttentionForward({}, d, x.data(), x.data(), x.data(), o.data(), nullptr, ok_map, true, -1.0f)});
+  cases.push_back({"dtype", kernels::LinearAttentionForward(bf16_cpu, d, x.data(), x.data(), x.data(), o.data(), nullptr, ok_map, true, 1e-6f)});
+  cases.push_back({"den", kernels::LinearAttentionBackward({}, d, x.data(), x.data(), x.data(), o.data(), nullptr,
+                                                          x.data(), o.data(), o.data(), o.data(), ok_map, nullptr,
+                                                          nullptr, true, 1e-6f)});
   cases.push_back({"window", kernels::HybridAttentionForward({}, d, x.data(), x.data(), x.data(), o.data(), 0, ok_map, 1.0f, 1e-6f)});
   cases.push_back({"non-null", kernels::DistillLoss({}, d, x.data(), x.data(), ok_map, 1.0f, 1e-6f, nullptr, nullptr, nullptr, {})});
   std::vector<Outcome> out;
@@ -343,9 +387,11 @@ void RegisterLinearCases(std::vector<Case>& cases) {
       cases.push_back({"linear_fwd", Shape(d, std::string(MapName(kind)) + (causal ? " causal" : " full")),
                        "cpu-vs-f64", [=] { return LinearForwardVsF64(kind, d, causal); }});
     const AttnDims g{1, 2, 23, kind == FeatureMapKind::kTaylor2 ? 4 : 8};
-    for (bool causal : {true, false})
-      cases.push_back({"linear_bwd", Shape(g, std::string(MapName(kind)) + (causal ? " causal" : " full")), "fd-grad",
-                       [=] { return LinearBackwardFd(kind, g, causal); }});
+    for (bool causal : {true, false}) {
+      const std::string shape = Shape(g, std::string(MapName(kind)) + (causal ? " causal" : " full"));
+      cases.push_back({"linear_bwd", shape, "fd-grad", [=] { return LinearBackwardFd(kind, g, causal); }});
+      cases.push_back({"linear_bwd", shape, "saved-vs-again", [=] { return LinearBackwardSaved(kind, g, causal); }});
+    }
   }
   for (FeatureMapKind kind : {FeatureMapKind::kHedgehog, FeatureMapKind::kEluPlus1, FeatureMapKind::kTaylor2}) {
     const AttnDims d{2, 2, 41, 8};

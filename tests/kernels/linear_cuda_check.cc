@@ -22,9 +22,11 @@ constexpr double kForwardTol = kLinearForwardTol;
 constexpr double kBackwardTol = kLinearBackwardTol;
 
 // f32: the fp32 entry points (inputs already bf16-representable, so both sides see the same
-// values and the bf16 tolerances apply).
+// values and the bf16 tolerances apply). The forward writes den too; the backward takes the CUDA
+// forward's o and den (saved) or computes the forward again; the CPU reference always computes it
+// again.
 std::vector<Outcome> CudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F, bool causal, bool backward,
-                               bool f32 = false) {
+                               bool f32 = false, bool saved = true) {
   if (!HaveCudaDevice()) return {Skipped("no CUDA device")};
   std::mt19937_64 rng(Seed() ^ (static_cast<uint64_t>(kind) * 1000003 + d.D * 31 + d.N + causal));
   const MapSetup m = MakeMap(kind, d.H, d.D, rng, F);
@@ -38,17 +40,24 @@ std::vector<Outcome> CudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F, bool 
   DeviceBuffer dq_in = DeviceBuffer::Upload(q, prec), dk_in = DeviceBuffer::Upload(k, prec),
                dv_in = DeviceBuffer::Upload(v, prec);
   kernels::Launch cuda{kernels::Backend::kCuda, f32 ? kernels::DType::kF32 : kernels::DType::kBF16, nullptr};
-  if (!backward) {
-    DeviceBuffer o = DeviceBuffer::Poisoned(n, prec);
-    const Status st = kernels::LinearAttentionForward(cuda, d, dq_in.get(), dk_in.get(), dv_in.get(), o.get(), dfm,
-                                                      causal, eps);
+  const size_t rows = static_cast<size_t>(d.B * d.H * d.N);
+  DeviceBuffer o, den;
+  if (!backward || saved) {
+    o = DeviceBuffer::Poisoned(n, prec);
+    den = DeviceBuffer::Poisoned(rows, Precision::kF32);
+    const Status st = kernels::LinearAttentionForward(cuda, d, dq_in.get(), dk_in.get(), dv_in.get(), o.get(),
+                                                      den.f32(), dfm, causal, eps);
     if (st.code() == Status::Code::kUnimplemented) return {Skipped("unsupported: " + st.message())};
     if (!st.ok()) return {Outcome{false, 0, 0, "o", st.ToString()}};
     DeviceSync();
-    std::vector<float> ref(n);
-    if (!kernels::LinearAttentionForward({}, d, q.data(), k.data(), v.data(), ref.data(), m.fm, causal, eps).ok())
+  }
+  if (!backward) {
+    std::vector<float> ref(n), ref_den(rows);
+    if (!kernels::LinearAttentionForward({}, d, q.data(), k.data(), v.data(), ref.data(), ref_den.data(), m.fm, causal,
+                                         eps)
+             .ok())
       return {Outcome{false, 0, 0, "o", "CPU reference failed"}};
-    return {Check("o rel-L2 vs CPU", o, n, ref, kForwardTol)};
+    return {Check("o rel-L2 vs CPU", o, n, ref, kForwardTol), Check("den rel-L2 vs CPU", den, rows, ref_den, kForwardTol)};
   }
   DeviceBuffer ddout = DeviceBuffer::Upload(dout, prec);
   DeviceBuffer gq = DeviceBuffer::Poisoned(n, prec), gk = DeviceBuffer::Poisoned(n, prec),
@@ -57,15 +66,16 @@ std::vector<Outcome> CudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F, bool 
   const size_t wn = m.wq.size();
   DeviceBuffer gwq = DeviceBuffer::Upload(std::vector<float>(learned ? wn : 0, 0.0f), Precision::kF32);
   DeviceBuffer gwk = DeviceBuffer::Upload(std::vector<float>(learned ? wn : 0, 0.0f), Precision::kF32);
-  const Status st = kernels::LinearAttentionBackward(cuda, d, dq_in.get(), dk_in.get(), dv_in.get(), ddout.get(),
-                                                     gq.get(), gk.get(), gv.get(), dfm, learned ? gwq.f32() : nullptr,
-                                                     learned ? gwk.f32() : nullptr, causal, eps);
+  const Status st = kernels::LinearAttentionBackward(cuda, d, dq_in.get(), dk_in.get(), dv_in.get(), o.get(),
+                                                     den.f32(), ddout.get(), gq.get(), gk.get(), gv.get(), dfm,
+                                                     learned ? gwq.f32() : nullptr, learned ? gwk.f32() : nullptr,
+                                                     causal, eps);
   if (st.code() == Status::Code::kUnimplemented) return {Skipped("unsupported: " + st.message())};
   if (!st.ok()) return {Outcome{false, 0, 0, "grads", st.ToString()}};
   DeviceSync();
   std::vector<float> rq(n), rk(n), rv(n), rwq(learned ? wn : 0, 0.0f), rwk(rwq.size(), 0.0f);
-  if (!kernels::LinearAttentionBackward({}, d, q.data(), k.data(), v.data(), dout.data(), rq.data(), rk.data(),
-                                        rv.data(), m.fm, learned ? rwq.data() : nullptr, learned ? rwk.data() : nullptr,
+  if (!kernels::LinearAttentionBackward({}, d, q.data(), k.data(), v.data(), nullptr, nullptr, dout.data(), rq.data(),
+                                        rk.data(), rv.data(), m.fm, learned ? rwq.data() : nullptr, learned ? rwk.data() : nullptr,
                                         causal, eps)
            .ok())
     return {Outcome{false, 0, 0, "grads", "CPU reference failed"}};
@@ -174,13 +184,15 @@ void RegisterLinearCudaCases(std::vector<Case>& cases) {
   maps.push_back({FeatureMapKind::kPerformer, 64, 32});
   maps.push_back({FeatureMapKind::kTaylor2, 16, 0});
   for (const MapCase& mc : maps)
-    for (bool causal : {true, false})
-      for (bool backward : {false, true}) {
-        // N = 1000: 16 chunks, the last one partial, split over several segments.
-        const AttnDims d{1, 2, 1000, mc.D};
-        cases.push_back({backward ? "linear_bwd" : "linear_fwd", Shape(d, MapName(mc.kind), causal), "cuda-vs-cpu",
-                         [=] { return CudaVsCpu(mc.kind, d, mc.F, causal, backward); }});
-      }
+    for (bool causal : {true, false}) {
+      // N = 1000: 16 chunks, the last one partial, split over several segments.
+      const AttnDims d{1, 2, 1000, mc.D};
+      const std::string shape = Shape(d, MapName(mc.kind), causal);
+      cases.push_back({"linear_fwd", shape, "cuda-vs-cpu", [=] { return CudaVsCpu(mc.kind, d, mc.F, causal, false); }});
+      cases.push_back({"linear_bwd", shape, "cuda-vs-cpu", [=] { return CudaVsCpu(mc.kind, d, mc.F, causal, true); }});
+      cases.push_back({"linear_bwd", shape + " forward again", "cuda-vs-cpu",
+                       [=] { return CudaVsCpu(mc.kind, d, mc.F, causal, true, false, false); }});
+    }
   for (FeatureMapKind kind : {FeatureMapKind::kHedgehog, FeatureMapKind::kHedgehogExp, FeatureMapKind::kEluPlus1,
                               FeatureMapKind::kPerformer}) {
     const AttnDims d{1, 2, 203, 64};  // 4 query blocks, the last one partial
@@ -228,6 +240,8 @@ void RegisterLinearCudaCases(std::vector<Case>& cases) {
     cases.push_back({backward ? "linear_bwd" : "linear_fwd", Shape(d, "hedgehog", true), "cuda-vs-cpu",
                      [=] { return CudaVsCpu(FeatureMapKind::kHedgehog, d, 64, true, backward); }});
   }
+  cases.push_back({"linear_bwd", Shape({2, 32, 3950, 64}, "hedgehog", true) + " forward again", "cuda-vs-cpu",
+                   [=] { return CudaVsCpu(FeatureMapKind::kHedgehog, {2, 32, 3950, 64}, 64, true, true, false, false); }});
   // A single short segment (no state pass), and several heads and batches.
   for (bool backward : {false, true}) {
     const AttnDims d{2, 3, 77, 64};
