@@ -137,8 +137,9 @@ struct StateArgs {
 };
 Status SegmentStates(const StateArgs& a, int BH, bool reverse, cudaStream_t stream);
 
-// In place over states (B·H, nseg, Fp, D) and zs (B·H, nseg, Fp): causal -> the exclusive
-// prefix over segments (suffix when reverse); else every segment gets the total. without_last: the
+// In place over states (B·H, nseg, Fp, D) and zs (B·H, nseg, Fp; skipped where null, as for the
+// products, which keep no z): causal -> the exclusive prefix over segments (suffix when reverse);
+// else every segment gets the total. without_last: the
 // last segment in scan order has no state written (a causal prefix never needs it) and is not read.
 Status ScanSegments(float* states, float* zs, const Geometry& g, int BH, bool reverse, cudaStream_t stream,
                     bool without_last = false);

@@ -27,7 +27,6 @@ struct PArgs {
   ProductArgs x;
   int slices;
   float* states;  // (B·H·slices, nseg, K, dc)
-  float* zs;      // unused z part of the scratch (the scan also runs over it)
   Geometry g;     // N, nchunks, seg_chunks, nseg, causal; Fp = K, D = dc
   int lda, ldc;   // smem row strides (elements)
   int a_off, b_off, c0_off, c1_off, sb_off, total;
@@ -202,9 +201,8 @@ Status CausalProduct(const ProductArgs& x, int BH, int N, bool causal, bool reve
   if (a.has_prefix) {
     SCION_RETURN_IF_ERROR(scratch.Allocate(g, rows, stream));
     a.states = scratch.states;
-    a.zs = scratch.zs;
     const Status pass = LaunchAny(a, dc, rows, true, reverse, stream);
-    const Status st = pass.ok() ? ScanSegments(a.states, a.zs, g, rows, reverse, stream) : pass;
+    const Status st = pass.ok() ? ScanSegments(a.states, nullptr, g, rows, reverse, stream) : pass;
     if (!st.ok()) {
       const Status ignored = scratch.Release(stream);
       (void)ignored;

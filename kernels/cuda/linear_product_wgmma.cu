@@ -307,7 +307,7 @@ Status LaunchProduct(const ProductArgs& x, int BH, int N, bool reverse, cudaStre
   a.states = scratch.states;
   auto passes = [&]() -> Status {
     SCION_RETURN_IF_ERROR(launch(true));
-    SCION_RETURN_IF_ERROR(ScanSegments(scratch.states, scratch.zs, g, rows, reverse, stream));
+    SCION_RETURN_IF_ERROR(ScanSegments(scratch.states, nullptr, g, rows, reverse, stream));
     return launch(false);
   };
   const Status st = passes();

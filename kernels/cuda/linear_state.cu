@@ -107,7 +107,7 @@ Status ScanSegments(float* states, float* zs, const Geometry& g, int BH, bool re
                     bool without_last) {
   const int elems = g.Fp * g.D, present = without_last ? g.nseg - 1 : g.nseg;
   SegmentScanKernel<<<dim3((elems + 255) / 256, BH), 256, 0, stream>>>(states, g.nseg, present, elems, g.causal, reverse);
-  SegmentScanKernel<<<dim3((g.Fp + 255) / 256, BH), 256, 0, stream>>>(zs, g.nseg, present, g.Fp, g.causal, reverse);
+  if (zs) SegmentScanKernel<<<dim3((g.Fp + 255) / 256, BH), 256, 0, stream>>>(zs, g.nseg, present, g.Fp, g.causal, reverse);
   return CheckLaunch("linear attention segment states");
 }
 

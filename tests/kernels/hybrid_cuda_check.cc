@@ -56,7 +56,9 @@ std::vector<Outcome> CudaVsCpu(const HybridCase& c, bool backward) {
   const MapSetup m = MakeMap(c.kind, d.H, d.D, rng, c.F);
   const size_t n = static_cast<size_t>(d.B * d.H * d.N * d.D);
   std::vector<float> q = Random(n, rng, 0.5f), k = Random(n, rng, 0.5f);
-  if (c.qk_offset != 0)
+  if (c.qk_offset == 0)
+    SeparateExtremes(m, d, q, k, rng);
+  else
     for (size_t i = 0; i < n; ++i) {
       q[i] = c.qk_offset + 0.1f * q[i];
       k[i] = c.k_sign * (c.qk_offset + 0.1f * k[i]);

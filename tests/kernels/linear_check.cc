@@ -98,31 +98,6 @@ Inputs MakeInputs(AttnDims d, std::mt19937_64& rng, FeatureMapKind kind = Featur
   return in;
 }
 
-// The exp variant's φ has kinks where the argmax or argmin of u = xW switches; a finite-difference
-// step across one is wrong by O(1). Redraws q, k rows until both extremes of every row lead the
-// runner-up by kExtremeGap, far more than any step here moves u (<= 1e-2 · ‖x‖ ‖Δw‖ ≈ 0.03).
-void SeparateExtremes(const MapSetup& m, Inputs& in, std::mt19937_64& rng) {
-  if (m.fm.kind != FeatureMapKind::kHedgehogExp) return;
-  constexpr double kExtremeGap = 0.15;
-  const int64_t D = in.d.D, F = m.fm.F;
-  std::normal_distribution<float> dist(0.0f, 0.5f);
-  for (int side = 0; side < 2; ++side) {
-    std::vector<float>& x = side == 0 ? in.q : in.k;
-    const std::vector<float>& w = side == 0 ? m.wq : m.wk;
-    for (int64_t row = 0; row < in.d.B * in.d.H * in.d.N; ++row) {
-      const float* wh = w.data() + ((row / in.d.N) % in.d.H) * D * F;
-      for (int attempt = 0; attempt < 1000; ++attempt) {
-        std::vector<double> u(F, 0.0);
-        for (int64_t d = 0; d < D; ++d)
-          for (int64_t f = 0; f < F; ++f) u[f] += double{x[row * D + d]} * wh[d * F + f];
-        std::sort(u.begin(), u.end());
-        if (u[1] - u[0] >= kExtremeGap && u[F - 1] - u[F - 2] >= kExtremeGap) break;
-        for (int64_t d = 0; d < D; ++d) x[row * D + d] = dist(rng);
-      }
-    }
-  }
-}
-
 // Directional checks of dq, dk, dv and, for learned maps, dWq, dWk (grads in that order).
 std::vector<Outcome> AllGradients(Inputs& in, MapSetup& m, const std::vector<const std::vector<float>*>& grads,
                                   bool learned, const std::function<double()>& loss, std::mt19937_64& rng) {
@@ -156,7 +131,7 @@ std::vector<Outcome> LinearBackwardFd(FeatureMapKind kind, AttnDims d, bool caus
   std::mt19937_64 rng(Seed() ^ (static_cast<uint64_t>(kind) * 104729 + causal));
   MapSetup m = MakeMap(kind, d.H, d.D, rng, F);
   Inputs in = MakeInputs(d, rng, kind);
-  SeparateExtremes(m, in, rng);
+  SeparateExtremes(m, in.d, in.q, in.k, rng);
   const size_t n = in.q.size();
   const float eps = 1e-3f;
   std::vector<float> dq(n), dk(n), dv(n), dwq(m.wq.size(), 0.0f), dwk(m.wk.size(), 0.0f);
@@ -238,7 +213,7 @@ std::vector<Outcome> HybridBackwardFd(FeatureMapKind kind, AttnDims d, int64_t w
   std::mt19937_64 rng(Seed() ^ (static_cast<uint64_t>(kind) * 65537 + window));
   MapSetup m = MakeMap(kind, d.H, d.D, rng, F);
   Inputs in = MakeInputs(d, rng, kind);
-  SeparateExtremes(m, in, rng);
+  SeparateExtremes(m, in.d, in.q, in.k, rng);
   const size_t n = in.q.size();
   const float eps = 1e-3f, scale = 1.0f / std::sqrt(static_cast<float>(d.D));
   std::vector<float> dq(n), dk(n), dv(n), dwq(m.wq.size(), 0.0f), dwk(m.wk.size(), 0.0f);
@@ -301,7 +276,7 @@ std::vector<Outcome> DistillGradFd(FeatureMapKind kind, AttnDims d, int64_t F = 
   std::mt19937_64 rng(Seed() ^ (static_cast<uint64_t>(kind) * 2147483647));
   MapSetup m = MakeMap(kind, d.H, d.D, rng, F);
   Inputs in = MakeInputs(d, rng);
-  SeparateExtremes(m, in, rng);
+  SeparateExtremes(m, in.d, in.q, in.k, rng);
   const float scale = 1.0f / std::sqrt(static_cast<float>(d.D)), eps = 1e-6f;
   std::vector<float> loss(static_cast<size_t>(d.B * d.H)), dwq(m.wq.size(), 0.0f), dwk(m.wk.size(), 0.0f);
   const Status st = kernels::DistillLoss(Launch{}, d, in.q.data(), in.k.data(), m.fm, scale, eps, loss.data(),

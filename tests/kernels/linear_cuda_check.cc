@@ -31,8 +31,11 @@ std::vector<Outcome> CudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F, bool 
   std::mt19937_64 rng(Seed() ^ (static_cast<uint64_t>(kind) * 1000003 + d.D * 31 + d.N + causal));
   const MapSetup m = MakeMap(kind, d.H, d.D, rng, F);
   const size_t n = static_cast<size_t>(d.B * d.H * d.N * d.D);
-  const std::vector<float> q = RoundBF16(Random(n, rng, 0.5f)), k = RoundBF16(Random(n, rng, 0.5f)),
-                           v = RoundBF16(Random(n, rng)), dout = RoundBF16(Random(n, rng));
+  std::vector<float> q = Random(n, rng, 0.5f), k = Random(n, rng, 0.5f);
+  SeparateExtremes(m, d, q, k, rng);
+  q = RoundBF16(q);
+  k = RoundBF16(k);
+  const std::vector<float> v = RoundBF16(Random(n, rng)), dout = RoundBF16(Random(n, rng));
   const float eps = 1e-5f;
   DeviceBuffer wq, wk;
   const kernels::FeatureMap dfm = DeviceMap(m, wq, wk);
@@ -102,8 +105,11 @@ DistillCase MakeDistillCase(FeatureMapKind kind, AttnDims d, int64_t F, uint64_t
   DistillCase c;
   c.m = MakeMap(kind, d.H, d.D, rng, F);
   const size_t n = static_cast<size_t>(d.B * d.H * d.N * d.D);
-  c.q = RoundBF16(Random(n, rng));
-  c.k = RoundBF16(Random(n, rng));
+  c.q = Random(n, rng);
+  c.k = Random(n, rng);
+  SeparateExtremes(c.m, d, c.q, c.k, rng);
+  c.q = RoundBF16(c.q);
+  c.k = RoundBF16(c.k);
   c.scale = 1.0f / std::sqrt(static_cast<float>(d.D));
   c.learned = kernels::HasLearnedWeights(kind);
   c.bh = static_cast<size_t>(d.B * d.H);

@@ -71,6 +71,35 @@ inline MapSetup MakeMap(kernels::FeatureMapKind kind, int64_t H, int64_t D, std:
   return m;
 }
 
+// The exp variant's φ = [exp(u − max u), exp(min u − u)] has kinks where the argmax or argmin of
+// u = xW switches: a finite-difference step across one is wrong by O(1), and so is a comparison of
+// two implementations whose roundings pick different extremes of a near tie (the CUDA kernels
+// round x·W differently from the CPU). Redraws q, k rows (N(0, 0.5)) until both extremes of every
+// row lead the runner-up by kExtremeGap, far more than any FD step moves u (<= 1e-2 · ‖x‖ ‖Δw‖ ≈
+// 0.03) or bf16 rounding of x does (~1e-2). Other maps: nothing to do.
+inline void SeparateExtremes(const MapSetup& m, kernels::AttnDims dims, std::vector<float>& q, std::vector<float>& k,
+                             std::mt19937_64& rng) {
+  if (m.fm.kind != kernels::FeatureMapKind::kHedgehogExp) return;
+  constexpr double kExtremeGap = 0.15;
+  const int64_t D = dims.D, F = m.fm.F;
+  std::normal_distribution<float> dist(0.0f, 0.5f);
+  for (int side = 0; side < 2; ++side) {
+    std::vector<float>& x = side == 0 ? q : k;
+    const std::vector<float>& w = side == 0 ? m.wq : m.wk;
+    for (int64_t row = 0; row < dims.B * dims.H * dims.N; ++row) {
+      const float* wh = w.data() + ((row / dims.N) % dims.H) * D * F;
+      for (int attempt = 0; attempt < 1000; ++attempt) {
+        std::vector<double> u(F, 0.0);
+        for (int64_t d = 0; d < D; ++d)
+          for (int64_t f = 0; f < F; ++f) u[f] += double{x[row * D + d]} * wh[d * F + f];
+        std::sort(u.begin(), u.end());
+        if (u[1] - u[0] >= kExtremeGap && u[F - 1] - u[F - 2] >= kExtremeGap) break;
+        for (int64_t d = 0; d < D; ++d) x[row * D + d] = dist(rng);
+      }
+    }
+  }
+}
+
 // φ of one row in float64. i: position, N: length, h: head.
 inline std::vector<double> PhiRef(const MapSetup& m, const float* x, int64_t D, int64_t i, int64_t N,
                                   int64_t h, bool is_query) {
