@@ -172,7 +172,7 @@ struct Pool {
 // driver reclaims them with the context).
 struct SideStream {
   cudaStream_t stream = nullptr;
-  cudaEvent_t fork = nullptr, join = nullptr;
+  cudaEvent_t fork = nullptr, join = nullptr, keys = nullptr;  // keys: the key side's φ and sums done
 };
 Status GetSideStream(SideStream* out) {
   constexpr int kMaxDevices = 16;
@@ -183,7 +183,8 @@ Status GetSideStream(SideStream* out) {
   SideStream& s = per_device[dev];
   if (!s.stream && (cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking) != cudaSuccess ||
                     cudaEventCreateWithFlags(&s.fork, cudaEventDisableTiming) != cudaSuccess ||
-                    cudaEventCreateWithFlags(&s.join, cudaEventDisableTiming) != cudaSuccess)) {
+                    cudaEventCreateWithFlags(&s.join, cudaEventDisableTiming) != cudaSuccess ||
+                    cudaEventCreateWithFlags(&s.keys, cudaEventDisableTiming) != cudaSuccess)) {
     s = SideStream{};
     return Status::Unavailable("LinearAttentionBackward (CUDA): cannot create the side stream");
   }
@@ -233,9 +234,62 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
   if (dv_rides) dphk_args = with_dv;
   const int group = PrepGroup(D);
   const unsigned prep_blocks = static_cast<unsigned>((rows + 256 / group - 1) / (256 / group));
+  SideStream side;
+  SCION_RETURN_IF_ERROR(GetSideStream(&side));
+  auto fork = [&]() -> Status {  // the side stream waits for everything enqueued on the caller's so far
+    if (cudaEventRecord(side.fork, stream) != cudaSuccess || cudaStreamWaitEvent(side.stream, side.fork, 0) != cudaSuccess)
+      return Status::Internal("LinearAttentionBackward (CUDA): fork to the side stream failed");
+    return Status::Ok();
+  };
+  // The caller's stream waits for the side stream: after every fork, whatever happened, so that
+  // nothing of this call runs on past its return (the scratch is freed on the caller's stream).
+  auto join = [&](Status st) -> Status {
+    if (cudaEventRecord(side.join, side.stream) != cudaSuccess || cudaStreamWaitEvent(stream, side.join, 0) != cudaSuccess)
+      return Status::Internal("LinearAttentionBackward (CUDA): join of the side stream failed");
+    return st;
+  };
+  // Where the sequences are split into segments, dφQ's prefix states (Σ [v, 1]ᵀ φk over the earlier
+  // segments) come from the key side's φ kernel, which sums φkᵀ [v, 1] per block as it writes φk:
+  // no state pass over φk and v for dφQ.
+  const bf16* const x2[2] = {static_cast<const bf16*>(q), static_cast<const bf16*>(k)};
+  bf16* const phi2[2] = {phq, phk};
+  const float* const w2[2] = {fm.wq, fm.wk ? fm.wk : fm.wq};
+  PhiSums sums{vb, nullptr, nullptr, 0, 0};
+  ProductPrefix prefix{nullptr, nullptr, 0, 0};
+  if (!forward_again && v_in_products && PhiWgmmaSupported(g, q, k)) {
+    int nseg = 1;
+    ProductWgmmaSegments(dphq_args, BH, N, false, &nseg, &sums.seg_chunks);
+    if (nseg > 1) {
+      sums.subs = PhiSumsPerSegment(BH, nseg);
+      const size_t nsub = static_cast<size_t>(nseg) * sums.subs;
+      SCION_RETURN_IF_ERROR(pool.Take(&sums.states, BH * nsub * 128 * 64));
+      SCION_RETURN_IF_ERROR(pool.Take(&sums.zs, BH * nsub * 128));
+      prefix = {sums.states, sums.zs, sums.subs, static_cast<int>(nsub)};
+    }
+  }
   if (!forward_again) {
     // φ to global memory, GE from the forward's y and den (and V1 where the products need it).
-    SCION_RETURN_IF_ERROR(PhiToGlobal(stream, BH, q, k, fm, g, phq, phk));
+    if (prefix.states) {  // the key side, with its sums and their scan, on the side stream
+      SCION_RETURN_IF_ERROR(fork());
+      auto key_side = [&]() -> Status {
+        SCION_RETURN_IF_ERROR(PhiWgmma(x2, phi2, w2, g, BH, side.stream, 1, 1, &sums));
+        Geometry scan{};
+        scan.Fp = 128;
+        scan.D = 64;
+        scan.nseg = prefix.nsub;
+        scan.causal = true;
+        SCION_RETURN_IF_ERROR(ScanSegments(sums.states, sums.zs, scan, BH, false, side.stream, true));
+        if (cudaEventRecord(side.keys, side.stream) != cudaSuccess)
+          return Status::Internal("LinearAttentionBackward (CUDA): event on the side stream failed");
+        return Status::Ok();
+      };
+      const Status keys = key_side();
+      if (!keys.ok()) return join(keys);
+      const Status queries = PhiWgmma(x2, phi2, w2, g, BH, stream, 0, 1);
+      if (!queries.ok()) return join(queries);
+    } else {
+      SCION_RETURN_IF_ERROR(PhiToGlobal(stream, BH, q, k, fm, g, phq, phk));
+    }
     PrepKernel<<<prep_blocks, 256, 0, stream>>>(static_cast<const bf16*>(dout), static_cast<const bf16*>(o), den, g.eps,
                                                 ge, rows, D, group);
     if (v1) OnesColumnKernel<<<row_blocks, 256, 0, stream>>>(vb, v1, rows, D);
@@ -255,17 +309,15 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
     SCION_RETURN_IF_ERROR(CausalProduct({phq, phk, v1 + D, nd + D, Fp, 16, E, E}, BH, N, g.causal, false, stream));
     PrepKernel<<<prep_blocks, 256, 0, stream>>>(static_cast<const bf16*>(dout), nd, nullptr, g.eps, ge, rows, D, group);
   }
-  SCION_RETURN_IF_ERROR(CheckLaunch("LinearAttentionBackward"));
+  if (const Status launched = CheckLaunch("LinearAttentionBackward"); !launched.ok()) return join(launched);
   // dφK (with dV where it rides) on the side stream, concurrent with dφQ.
-  SideStream side;
-  SCION_RETURN_IF_ERROR(GetSideStream(&side));
-  if (cudaEventRecord(side.fork, stream) != cudaSuccess || cudaStreamWaitEvent(side.stream, side.fork, 0) != cudaSuccess)
-    return Status::Internal("LinearAttentionBackward (CUDA): fork to the side stream failed");
+  SCION_RETURN_IF_ERROR(fork());
   const Status dphk_status = CausalProduct(dphk_args, BH, N, g.causal, true, side.stream);
-  const Status dphq_status = CausalProduct(dphq_args, BH, N, g.causal, false, stream);
-  // Joined whatever happened, so that nothing of this call runs on past its return.
-  if (cudaEventRecord(side.join, side.stream) != cudaSuccess || cudaStreamWaitEvent(stream, side.join, 0) != cudaSuccess)
-    return Status::Internal("LinearAttentionBackward (CUDA): join of the side stream failed");
+  const Status dphq_status =
+      prefix.states && cudaStreamWaitEvent(stream, side.keys, 0) != cudaSuccess
+          ? Status::Internal("LinearAttentionBackward (CUDA): wait for the key side failed")
+          : CausalProduct(dphq_args, BH, N, g.causal, false, stream, prefix.states ? &prefix : nullptr);
+  SCION_RETURN_IF_ERROR(join(Status::Ok()));
   SCION_RETURN_IF_ERROR(dphk_status);
   SCION_RETURN_IF_ERROR(dphq_status);
   if (!dv_rides)
@@ -281,7 +333,7 @@ bool PhiSupported(const Geometry& g) {
 
 Status PhiToGlobal(cudaStream_t stream, int BH, const void* q, const void* k, const FeatureMap& fm, const Geometry& g,
                    bf16* phq, bf16* phk) {
-  if (PhiBackWgmmaSupported(g))
+  if (PhiWgmmaSupported(g, q, k))
     return PhiWgmma({static_cast<const bf16*>(q), static_cast<const bf16*>(k)}, {phq, phk},
                     {fm.wq, fm.wk ? fm.wk : fm.wq}, g, BH, stream);
   const SmemPlan plan = PlanPhiSmem(g);

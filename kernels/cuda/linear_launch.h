@@ -184,12 +184,24 @@ struct ProductArgs {
   // b), the V1 = [v, 1, 0…] of the backward without a copy in memory.
   bool a_ones = false, b_ones = false;
 };
+// The wgmma product only, forward with B = [v, 1, 0…] and two C slices (the backward's dφQ): the
+// state before each segment given instead of computed by a state pass, in the forward's layout
+// (PhiSums after ScanSegments): segment p's at index p · subs of nsub per sequence.
+struct ProductPrefix {
+  const float* states;
+  const float* zs;
+  int subs, nsub;
+};
 bool ProductSupported(int K, int Dc);
 // The causal product on Hopper warpgroup MMA (linear_product_wgmma.cu): K ∈ {80, 128}, Dc a
 // multiple of 64, where the build has sm_90a code; CausalProduct takes it.
 bool ProductWgmmaSupported(const ProductArgs& x, bool causal);
-Status ProductWgmma(const ProductArgs& x, int BH, int N, bool reverse, cudaStream_t stream);
-Status CausalProduct(const ProductArgs& x, int BH, int N, bool causal, bool reverse, cudaStream_t stream);
+Status ProductWgmma(const ProductArgs& x, int BH, int N, bool reverse, cudaStream_t stream,
+                    const ProductPrefix* prefix = nullptr);
+// The wgmma product's split of each sequence: nseg segments of seg_chunks chunks.
+void ProductWgmmaSegments(const ProductArgs& x, int BH, int N, bool reverse, int* nseg, int* seg_chunks);
+Status CausalProduct(const ProductArgs& x, int BH, int N, bool causal, bool reverse, cudaStream_t stream,
+                     const ProductPrefix* prefix = nullptr);
 
 // The backward from products (linear_backward_fast.cu), where the products and φ's kernels fit. o and
 // den (both or neither): the forward's y and normaliser, which spare computing the forward again.
@@ -215,10 +227,27 @@ Status PhiBackFast(const PhiBackIo& io, const Geometry& g, int BH, cudaStream_t 
 bool PhiBackWgmmaSupported(const Geometry& g);
 Status PhiBackWgmma(const PhiBackIo& io, const Geometry& g, int BH, cudaStream_t stream);
 // φ itself to global memory on the same machinery (linear_phi_back_wgmma.cu): x[side] -> phi[side]
-// (B·H, N, 128) bf16, exactly the φ the wgmma forward computes; PhiToGlobal takes it where
-// PhiBackWgmmaSupported.
+// (B·H, N, 128) bf16 for the sides first_side .. first_side + sides − 1, exactly the φ the wgmma
+// forward computes; PhiToGlobal takes it where PhiBackWgmmaSupported. With sums (the key side
+// alone), each sequence's runs of seg_chunks chunks go to `subs` blocks apiece, and block i of a
+// sequence also writes Σ φkᵀ [v, 1] over its chunks in the forward's state layout: states
+// (B·H, nsub, 128, 64) with S[f][d] = Σ φk_f v_d, zs (B·H, nsub, 128), nsub = segments · subs. Their
+// exclusive prefix (ScanSegments) at block p · subs is the state before segment p: what the dφQ
+// product's state pass would compute (ProductArgs::prefix).
+struct PhiSums {
+  const bf16* v;
+  float* states;
+  float* zs;
+  int seg_chunks, subs;
+};
 Status PhiWgmma(const bf16* const (&x)[2], bf16* const (&phi)[2], const float* const (&w)[2], const Geometry& g, int BH,
-                cudaStream_t stream);
+                cudaStream_t stream, int first_side = 0, int sides = 2, const PhiSums* sums = nullptr);
+// Blocks per segment for PhiSums: as many as fill the resident slots once.
+int PhiSumsPerSegment(int BH, int nseg);
+// PhiWgmma's shapes, on x rows it can move 16 bytes at a time.
+inline bool PhiWgmmaSupported(const Geometry& g, const void* q, const void* k) {
+  return PhiBackWgmmaSupported(g) && reinterpret_cast<uintptr_t>(q) % 16 == 0 && reinterpret_cast<uintptr_t>(k) % 16 == 0;
+}
 
 // φ to and from global memory (linear_backward_fast.cu), for ops that combine linear attention with
 // something else (hybrid_attention.cu): PhiToGlobal writes φq, φk (B·H, N, Fp) bf16 (padding

@@ -170,52 +170,95 @@ struct PhiWgArgs {
   const bf16* x[2];
   bf16* phi[2];
   const float* w[2];
-  int N, H, nchunks, chunks_per_block;
+  int N, H, nchunks, first_side;
+  // Blocks of a sequence: `subs` to each run of seg_chunks chunks, chunks_per_block each.
+  int seg_chunks, subs, chunks_per_block;
+  PhiSums sums;  // kSums: the key side's Σ φkᵀ [v, 1] per block
 };
-constexpr int kPhiWgTiles = 5;  // x rows (two buffers), Wᵀ, φ's two halves staged
-constexpr int kPhiWgSmem = kPhiWgTiles * kTile * 2 + 1024;
+// x rows and (kSums) v rows, two buffers each; Wᵀ; φ's two halves staged; then a tile of ones.
+enum : int { kPhX0, kPhX1, kPhV0, kPhV1, kPhWt, kPhStageP, kPhStageN, kPhiWgTiles };
+constexpr int kPhiWgSmem = kPhiWgTiles * kTile * 2 + 1024 + 1024;
 
-__global__ void __launch_bounds__(kPbwThreads, 3) PhiWgmmaKernel(PhiWgArgs a) {
+template <bool kSums>
+__global__ void __launch_bounds__(kPbwThreads, kSums ? 2 : 3) PhiWgmmaKernel(PhiWgArgs a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* tiles = wgmma::AlignTiles(smem_raw);
-  auto x_tile = [&](int i) { return tiles + (i & 1) * kTile; };  // i: the chunk's index in the block
-  bf16 *wt = tiles + 2 * kTile, *stage_p = tiles + 3 * kTile, *stage_n = tiles + 4 * kTile;
+  auto tile = [&](int i) { return tiles + i * kTile; };
+  bf16* ones = tile(kPhiWgTiles);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int side = blockIdx.z, bh = blockIdx.y, head = bh % a.H, N = a.N;
-  const int first = blockIdx.x * a.chunks_per_block, end = min(a.nchunks, first + a.chunks_per_block);
-  if (first >= end) return;
+  const int r_lo = warp * 16 + (lane >> 2);
+  const int side = a.first_side + blockIdx.z, bh = blockIdx.y, head = bh % a.H, N = a.N;
+  const int seg_end = min(a.nchunks, (static_cast<int>(blockIdx.x) / a.subs + 1) * a.seg_chunks);
+  const int first = static_cast<int>(blockIdx.x) / a.subs * a.seg_chunks + static_cast<int>(blockIdx.x) % a.subs * a.chunks_per_block;
+  const int end = min(seg_end, first + a.chunks_per_block);
+  if (!kSums && first >= end) return;  // with sums, an empty block still writes its zero sum
   const bf16* x = (side ? a.x[1] : a.x[0]) + static_cast<size_t>(bh) * N * kD;
   bf16* phi = (side ? a.phi[1] : a.phi[0]) + static_cast<size_t>(bh) * N * 2 * kF;
   const float* w = (side ? a.w[1] : a.w[0]) + static_cast<size_t>(head) * kD * kF;
-  wgmma::LoadTileSw128<kPbwThreads>(x_tile(0), x, first * 64, 64, N, tid);
-  mma::CpAsyncCommit();
-  for (int i = tid; i < kD * kF; i += kPbwThreads) wt[wgmma::Sw128(i % kF, i / kF)] = __float2bfloat16(w[i]);  // W is (D, F)
+  const bf16* v = kSums ? a.sums.v + static_cast<size_t>(bh) * N * kD : nullptr;
+  auto load = [&](int c) {  // chunk c's rows into the buffers of its parity within the block
+    wgmma::LoadTileSw128<kPbwThreads>(tile(kPhX0 + ((c - first) & 1)), x, c * 64, 64, N, tid);
+    if (kSums) wgmma::LoadTileSw128<kPbwThreads>(tile(kPhV0 + ((c - first) & 1)), v, c * 64, 64, N, tid);
+    mma::CpAsyncCommit();
+  };
+  if (first < end) load(first);
+  for (int i = tid; i < kD * kF; i += kPbwThreads) tile(kPhWt)[wgmma::Sw128(i % kF, i / kF)] = __float2bfloat16(w[i]);  // W is (D, F)
+  float sa[32], sb[32], za[4], zb[4];
+  if (kSums) {
+    for (int i = tid; i < 512; i += kPbwThreads) ones[i] = __float2bfloat16(1.f);
+#pragma unroll
+    for (int i = 0; i < 32; ++i) sa[i] = sb[i] = 0.f;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) za[i] = zb[i] = 0.f;
+  }
   for (int c = first; c < end; ++c) {
     const int row0 = c * 64, valid = min(64, N - row0);
-    bf16* xc = x_tile(c - first);
-    // The other x tile was last read by chunk c − 1, before its closing barrier.
+    // The other buffers were last read by chunk c − 1, before its closing barrier.
     if (c + 1 < end) {
-      wgmma::LoadTileSw128<kPbwThreads>(x_tile(c + 1 - first), x, row0 + 64, 64, N, tid);
-      mma::CpAsyncCommit();
+      load(c + 1);
       mma::CpAsyncWait<1>();
     } else {
       mma::CpAsyncWait<0>();
     }
     wgmma::FenceProxyAsync();
-    __syncthreads();  // x rows landed
+    __syncthreads();  // chunk c's rows landed (and W, the ones)
     float u[32];
     wgmma::Fence();
-    hh::ProjectTile(u, xc, wt);
+    hh::ProjectTile(u, tile(kPhX0 + ((c - first) & 1)), tile(kPhWt));
     wgmma::Commit();
     wgmma::Wait<0>();
     wgmma::FenceRegs(u);
     float p[32], n[32];
-    hh::HedgehogRows(u, p, n, true, true);  // rows past N are not stored
+    hh::HedgehogRows(u, p, n, r_lo < valid, r_lo + 8 < valid);  // keys past N must not enter the sums
+    wgmma::StoreRows(tile(kPhStageP), p, warp, lane);
+    wgmma::StoreRows(tile(kPhStageN), n, warp, lane);
+    if (kSums) wgmma::FenceProxyAsync();  // the staged φ is also the sums' operand
+    __syncthreads();
+    if (kSums) {
+      wgmma::FenceRegs(sa);
+      wgmma::FenceRegs(sb);
+      wgmma::FenceRegs(za);
+      wgmma::FenceRegs(zb);
+      wgmma::Fence();
+      hh::AccumulateState(sa, sb, za, zb, tile(kPhStageP), tile(kPhStageN), tile(kPhV0 + ((c - first) & 1)), ones);
+      wgmma::Commit();
+    }
     bf16* out = phi + static_cast<size_t>(row0) * 2 * kF;
-    wgmma::StoreTileRows(out, 2 * kF, p, stage_p, warp, lane, valid, 1);
-    wgmma::StoreTileRows(out + kF, 2 * kF, n, stage_n, warp, lane, valid, 1);
-    __syncthreads();  // every warp is past the x tile and the stages
+    wgmma::CopyTileRows(out, 2 * kF, tile(kPhStageP), warp, lane, valid);
+    wgmma::CopyTileRows(out + kF, 2 * kF, tile(kPhStageN), warp, lane, valid);
+    if (kSums) {
+      wgmma::Wait<0>();
+      wgmma::FenceRegs(sa);
+      wgmma::FenceRegs(sb);
+      wgmma::FenceRegs(za);
+      wgmma::FenceRegs(zb);
+    }
+    __syncthreads();  // every warp is past the buffers and the stages
+  }
+  if (kSums) {
+    const size_t at = static_cast<size_t>(bh) * gridDim.x + blockIdx.x;
+    hh::StoreState(a.sums.states + at * 128 * kD, a.sums.zs + at * 128, sa, sb, za, zb, warp, lane);
   }
 #else
   __trap();  // built without sm_90a: the host never selects this kernel (PhiBackWgmmaSupported)
@@ -226,11 +269,11 @@ __global__ void __launch_bounds__(kPbwThreads, 3) PhiWgmmaKernel(PhiWgArgs a) {
 // of resident blocks times the time of a block is least, a block costing its chunks plus about two
 // chunks' worth of W load (and dW flush). (Three blocks per sequence at B4 H16 N8192 would leave a
 // second wave of the φ backward less than half full.)
-int ChunksPerBlock(const void* kernel, int smem, const Geometry& g, int BH) {
+int ChunksPerBlock(const void* kernel, int smem, const Geometry& g, int BH, int sides) {
   const int slots = ResidentBlocks(kernel, kPbwThreads, smem);
   int per_seq = 1;
   auto cost = [&](int per) {
-    const int64_t waves = (2LL * BH * per + slots - 1) / slots;
+    const int64_t waves = (static_cast<int64_t>(sides) * BH * per + slots - 1) / slots;
     return waves * ((g.nchunks + per - 1) / per + 2);
   };
   for (int per = 2; per <= g.nchunks; ++per)
@@ -240,13 +283,31 @@ int ChunksPerBlock(const void* kernel, int smem, const Geometry& g, int BH) {
 
 }  // namespace
 
+int PhiSumsPerSegment(int BH, int nseg) {
+  const void* kernel = reinterpret_cast<const void*>(&PhiWgmmaKernel<true>);
+  if (AllowSmem(kernel, kPhiWgSmem).code() != Status::Code::kOk) return 1;
+  return std::max(1, ResidentBlocks(kernel, kPbwThreads, kPhiWgSmem) / std::max(1, BH * nseg));
+}
+
 Status PhiWgmma(const bf16* const (&x)[2], bf16* const (&phi)[2], const float* const (&w)[2], const Geometry& g, int BH,
-                cudaStream_t stream) {
-  const void* kernel = reinterpret_cast<const void*>(&PhiWgmmaKernel);
+                cudaStream_t stream, int first_side, int sides, const PhiSums* sums) {
+  PhiWgArgs a{{x[0], x[1]}, {phi[0], phi[1]}, {w[0], w[1]}, g.N, g.H, g.nchunks, first_side, g.nchunks, 1, 0, {}};
+  const void* kernel = sums ? reinterpret_cast<const void*>(&PhiWgmmaKernel<true>)
+                            : reinterpret_cast<const void*>(&PhiWgmmaKernel<false>);
   SCION_RETURN_IF_ERROR(AllowSmem(kernel, kPhiWgSmem));
-  PhiWgArgs a{{x[0], x[1]}, {phi[0], phi[1]}, {w[0], w[1]}, g.N, g.H, g.nchunks, ChunksPerBlock(kernel, kPhiWgSmem, g, BH)};
-  const int blocks = (g.nchunks + a.chunks_per_block - 1) / a.chunks_per_block;
-  PhiWgmmaKernel<<<dim3(static_cast<unsigned>(blocks), BH, 2), kPbwThreads, kPhiWgSmem, stream>>>(a);
+  if (sums) {
+    if (first_side != 1 || sides != 1) return Status::Internal("φ sums are the key side's alone");
+    a.sums = *sums;
+    a.seg_chunks = sums->seg_chunks;
+    a.subs = sums->subs;
+    a.chunks_per_block = (sums->seg_chunks + sums->subs - 1) / sums->subs;
+  } else {
+    a.chunks_per_block = ChunksPerBlock(kernel, kPhiWgSmem, g, BH, sides);
+    a.subs = (g.nchunks + a.chunks_per_block - 1) / a.chunks_per_block;
+  }
+  const int blocks = (g.nchunks + a.seg_chunks - 1) / a.seg_chunks * a.subs;
+  if (sums) PhiWgmmaKernel<true><<<dim3(static_cast<unsigned>(blocks), BH, 1), kPbwThreads, kPhiWgSmem, stream>>>(a);
+  else PhiWgmmaKernel<false><<<dim3(static_cast<unsigned>(blocks), BH, sides), kPbwThreads, kPhiWgSmem, stream>>>(a);
   return CheckLaunch("LinearAttentionBackward (φ, wgmma)");
 }
 
@@ -258,7 +319,7 @@ bool PhiBackWgmmaSupported(const Geometry& g) {
 Status PhiBackWgmma(const PhiBackIo& io, const Geometry& g, int BH, cudaStream_t stream) {
   const void* kernel = reinterpret_cast<const void*>(&PhiBackWgmmaKernel);
   SCION_RETURN_IF_ERROR(AllowSmem(kernel, kPbwSmem));
-  PbwArgs a{io, g.N, g.H, g.nchunks, ChunksPerBlock(kernel, kPbwSmem, g, BH)};
+  PbwArgs a{io, g.N, g.H, g.nchunks, ChunksPerBlock(kernel, kPbwSmem, g, BH, 2)};
   const int blocks = (g.nchunks + a.chunks_per_block - 1) / a.chunks_per_block;
   PhiBackWgmmaKernel<<<dim3(static_cast<unsigned>(blocks), BH, 2), kPbwThreads, kPbwSmem, stream>>>(a);
   return CheckLaunch("LinearAttentionBackward (φ backward, wgmma)");

@@ -165,8 +165,10 @@ int SliceWidth(int K, int Dc) {
 
 bool ProductSupported(int K, int Dc) { return K % 16 == 0 && Dc % 16 == 0 && SliceWidth(K, Dc) > 0; }
 
-Status CausalProduct(const ProductArgs& x, int BH, int N, bool causal, bool reverse, cudaStream_t stream) {
-  if (ProductWgmmaSupported(x, causal)) return ProductWgmma(x, BH, N, reverse, stream);
+Status CausalProduct(const ProductArgs& x, int BH, int N, bool causal, bool reverse, cudaStream_t stream,
+                     const ProductPrefix* prefix) {
+  if (ProductWgmmaSupported(x, causal)) return ProductWgmma(x, BH, N, reverse, stream, prefix);
+  if (prefix) return Status::Unimplemented("linear attention backward (CUDA): a given prefix needs the wgmma product");
   if (x.o2 || x.a_ones || x.b_ones)
     return Status::Unimplemented("linear attention backward (CUDA): a second output or a ones column needs the wgmma product");
   const int dc = SliceWidth(x.K, x.Dc);

@@ -45,6 +45,7 @@ struct PwArgs {
   float* states;  // (B·H·slices, nseg, 128, 64): S with K padded to 128 rows
   int N, nchunks, seg_chunks, nseg;
   bool has_prefix;
+  ProductPrefix given;  // states null: none (kept last: the fields above keep their offsets)
 };
 
 // Columns [col0, col0 + cols) (cols a multiple of 8, at most 64) of rows [row0, row0 + 64) of a
@@ -121,11 +122,26 @@ __global__ void __launch_bounds__(PwLayout<kGroups, kO2>::kThreads, 3 - kGroups)
   float s0[32], s1[32];  // S rows 0..63 and 64..127, columns of the slice
   const size_t st_off = ((static_cast<size_t>(bh) * a.slices + slice) * a.nseg + seg) * 128 * 64;
   const bool prefix = !kStatesOnly && a.has_prefix;
+  // A given prefix (the forward dφQ product's alone) is in the forward's layout: S[k][j] =
+  // states[64·slice + j][k] for the v rows k < 64, z in row 64 (the ones column), rows past it zero.
+  constexpr bool kMayBeGiven = !kStatesOnly && !kReverse && kGroups == 2 && !kO2;
+  if (kMayBeGiven && prefix && a.given.states) {
+    const size_t at = static_cast<size_t>(bh) * a.given.nsub + seg * a.given.subs;
+    const float* src = a.given.states + (at * 128 + 64 * slice) * 64;
+    const float* z = a.given.zs + at * 128 + 64 * slice;
 #pragma unroll
-  for (int i = 0; i < 32; ++i) {
-    const int f = r_lo + 8 * ((i >> 1) & 1), d = 8 * (i >> 2) + 2 * t + (i & 1);
-    s0[i] = prefix ? a.states[st_off + f * 64 + d] : 0.f;
-    s1[i] = prefix ? a.states[st_off + (f + 64) * 64 + d] : 0.f;
+    for (int i = 0; i < 32; ++i) {
+      const int f = r_lo + 8 * ((i >> 1) & 1), d = 8 * (i >> 2) + 2 * t + (i & 1);
+      s0[i] = src[d * 64 + f];
+      s1[i] = f == 0 ? z[d] : 0.f;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < 32; ++i) {
+      const int f = r_lo + 8 * ((i >> 1) & 1), d = 8 * (i >> 2) + 2 * t + (i & 1);
+      s0[i] = prefix ? a.states[st_off + f * 64 + d] : 0.f;
+      s1[i] = prefix ? a.states[st_off + (f + 64) * 64 + d] : 0.f;
+    }
   }
   auto publish = [&] {
     wgmma::StoreRows(tile(s0_tile), s0, warp, lane);
@@ -268,8 +284,21 @@ PwFn Pick(int K, bool reverse, bool states_only) {
   return K == 80 ? PickK<80, kGroups>(reverse, states_only) : PickK<128, kGroups>(reverse, states_only);
 }
 
+// Each sequence's split into segments: where B·H·slices warpgroups leave resident slots idle.
 template <int kGroups, bool kO2>
-Status LaunchProduct(const ProductArgs& x, int BH, int N, bool reverse, cudaStream_t stream) {
+void Segments(const ProductArgs& x, int BH, int N, bool reverse, int* nseg, int* seg_chunks) {
+  using L = PwLayout<kGroups, kO2>;
+  const PwFn main_kernel = kO2 ? &ProductWgmmaKernel<80, true, false, 2, true> : Pick<kGroups>(x.K, reverse, false);
+  const int nchunks = (N + kChunk - 1) / kChunk, rows = BH * (x.Dc / 64);
+  const int slots = ResidentBlocks(reinterpret_cast<const void*>(main_kernel), L::kThreads, L::kSmem);
+  const int n = SegmentCount(rows / kGroups, nchunks, slots);
+  *seg_chunks = (nchunks + n - 1) / n;
+  *nseg = (nchunks + *seg_chunks - 1) / *seg_chunks;
+}
+
+template <int kGroups, bool kO2>
+Status LaunchProduct(const ProductArgs& x, int BH, int N, bool reverse, cudaStream_t stream,
+                     const ProductPrefix* given = nullptr) {
   using L = PwLayout<kGroups, kO2>;
   using LS = PwLayout<kGroups, false>;  // the state pass has no second output
   const PwFn main_kernel = kO2 ? &ProductWgmmaKernel<80, true, false, 2, true> : Pick<kGroups>(x.K, reverse, false);
@@ -282,18 +311,16 @@ Status LaunchProduct(const ProductArgs& x, int BH, int N, bool reverse, cudaStre
   a.N = N;
   a.nchunks = (N + kChunk - 1) / kChunk;
   const int rows = BH * a.slices;  // (b·h, slice) pairs, kGroups to a block
-  const int slots = ResidentBlocks(reinterpret_cast<const void*>(main_kernel), L::kThreads, L::kSmem);
-  const int nseg = SegmentCount(rows / kGroups, a.nchunks, slots);
-  a.seg_chunks = (a.nchunks + nseg - 1) / nseg;
-  a.nseg = (a.nchunks + a.seg_chunks - 1) / a.seg_chunks;
+  Segments<kGroups, kO2>(x, BH, N, reverse, &a.nseg, &a.seg_chunks);
   a.has_prefix = a.nseg > 1;
+  if (given) a.given = *given;
   auto launch = [&](bool states_only) {
     const dim3 grid(a.nseg, rows / kGroups);
     if (states_only) states_kernel<<<grid, LS::kThreads, LS::kSmem, stream>>>(a);
     else main_kernel<<<grid, L::kThreads, L::kSmem, stream>>>(a);
     return CheckLaunch("linear attention backward product (wgmma)");
   };
-  if (!a.has_prefix) return launch(false);
+  if (!a.has_prefix || given) return launch(false);
   Geometry g{};  // the scan's view: (rows, nseg, 128, 64) states
   g.N = N;
   g.D = 64;
@@ -326,7 +353,16 @@ bool ProductWgmmaSupported(const ProductArgs& x, bool causal) {
          (!x.o2 || (x.K == 80 && x.Dc == 128 && x.a2 && aligned(x.a2, 16) && aligned(x.o2, 16)));
 }
 
-Status ProductWgmma(const ProductArgs& x, int BH, int N, bool reverse, cudaStream_t stream) {
+void ProductWgmmaSegments(const ProductArgs& x, int BH, int N, bool reverse, int* nseg, int* seg_chunks) {
+  if (x.o2) return Segments<2, true>(x, BH, N, reverse, nseg, seg_chunks);
+  if (x.Dc % 128 == 0) return Segments<2, false>(x, BH, N, reverse, nseg, seg_chunks);
+  Segments<1, false>(x, BH, N, reverse, nseg, seg_chunks);
+}
+
+Status ProductWgmma(const ProductArgs& x, int BH, int N, bool reverse, cudaStream_t stream, const ProductPrefix* prefix) {
+  if (prefix && (reverse || !x.b_ones || x.Dc != 128 || x.o2))
+    return Status::Unimplemented("linear attention backward (CUDA): a given prefix is the forward dφQ product's alone");
+  if (prefix) return LaunchProduct<2, false>(x, BH, N, reverse, stream, prefix);
   if (x.o2) {  // shapes checked by ProductWgmmaSupported
     if (!reverse) return Status::Unimplemented("linear attention backward (CUDA): the dV output rides only a reverse product");
     return LaunchProduct<2, true>(x, BH, N, reverse, stream);

@@ -275,14 +275,7 @@ __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
     wgmma::Commit();
     if (!kStatesOnly) ProjectTile(uq, tile(kXq), tile(kWq));
     wgmma::Commit();
-    // S += φkᵀ V and z += φkᵀ 1 (φk tiles as MN-major A; V MN-major, the ones K-major).
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      wgmma::MmaSS_m64n64_TT<true>(sa, wgmma::Desc(pha + kk * 16 * 64), wgmma::Desc(vc + kk * 16 * 64));
-      wgmma::MmaSS_m64n64_TT<true>(sb, wgmma::Desc(phb + kk * 16 * 64), wgmma::Desc(vc + kk * 16 * 64));
-      wgmma::MmaSS_m64n8_TN(za, wgmma::Desc(pha + kk * 16 * 64), wgmma::Desc(ones + kk * 16));
-      wgmma::MmaSS_m64n8_TN(zb, wgmma::Desc(phb + kk * 16 * 64), wgmma::Desc(ones + kk * 16));
-    }
+    hh::AccumulateState(sa, sb, za, zb, pha, phb, vc, ones);  // S += φkᵀ V, z += φkᵀ 1
     wgmma::Commit();
     wgmma::Wait<2>();  // P V and u_k of the next chunk done; u_q and the state update may still run
     if (!kStatesOnly) {
@@ -340,20 +333,7 @@ __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
     if (!kStatesOnly) publish();  // every product reading the old copy has finished (the waits are the warpgroup's)
   }
   mma::CpAsyncWait<0>();
-  if (kStatesOnly) {
-#pragma unroll
-    for (int i = 0; i < 32; ++i) {
-      const int f = r_lo + 8 * ((i >> 1) & 1), d = 8 * (i >> 2) + 2 * t + (i & 1);
-      a.states[st_off + f * kWgD + d] = sa[i];
-      a.states[st_off + (f + 64) * kWgD + d] = sb[i];
-    }
-    if (t == 0) {
-      a.zs[z_off + r_lo] = za[0];
-      a.zs[z_off + r_lo + 8] = za[2];
-      a.zs[z_off + r_lo + 64] = zb[0];
-      a.zs[z_off + r_lo + 72] = zb[2];
-    }
-  }
+  if (kStatesOnly) hh::StoreState(a.states + st_off, a.zs + z_off, sa, sb, za, zb, warp, lane);
 #else
   __trap();  // built without sm_90a: the host never selects this kernel (WgmmaForwardSupported)
 #endif

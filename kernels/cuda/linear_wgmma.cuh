@@ -59,4 +59,37 @@ __device__ __forceinline__ void ProjectTile(float (&u)[32], const bf16* x, const
   for (int kd = 1; kd < kD / 16; ++kd) wgmma::MmaSS_m64n64_NT<true>(u, wgmma::Desc(x + kd * 16), wgmma::Desc(wt + kd * 16));
 }
 
+// S += φᵀ V and z += φᵀ 1 over one chunk, issued (the caller commits and waits): φ's halves
+// (features 0..63 in pha, 64..127 in phb) and V as swizzled tiles read MN-major (rows are tokens),
+// `ones` an 8 × 64 tile of ones read K-major. S in two accumulators (feature rows 0..63: sa,
+// 64..127: sb), z likewise (za, zb: every column the same z of rows r_lo and r_lo + 8).
+__device__ __forceinline__ void AccumulateState(float (&sa)[32], float (&sb)[32], float (&za)[4], float (&zb)[4],
+                                                const bf16* pha, const bf16* phb, const bf16* v, const bf16* ones) {
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    wgmma::MmaSS_m64n64_TT<true>(sa, wgmma::Desc(pha + kk * 16 * 64), wgmma::Desc(v + kk * 16 * 64));
+    wgmma::MmaSS_m64n64_TT<true>(sb, wgmma::Desc(phb + kk * 16 * 64), wgmma::Desc(v + kk * 16 * 64));
+    wgmma::MmaSS_m64n8_TN(za, wgmma::Desc(pha + kk * 16 * 64), wgmma::Desc(ones + kk * 16));
+    wgmma::MmaSS_m64n8_TN(zb, wgmma::Desc(phb + kk * 16 * 64), wgmma::Desc(ones + kk * 16));
+  }
+}
+
+// AccumulateState's S (128 × 64, row-major) and z (128) to fp32 global memory.
+__device__ __forceinline__ void StoreState(float* states, float* zs, const float (&sa)[32], const float (&sb)[32],
+                                           const float (&za)[4], const float (&zb)[4], int warp, int lane) {
+  const int r_lo = warp * 16 + (lane >> 2), t = lane & 3;
+#pragma unroll
+  for (int i = 0; i < 32; ++i) {
+    const int f = r_lo + 8 * ((i >> 1) & 1), d = 8 * (i >> 2) + 2 * t + (i & 1);
+    states[f * kD + d] = sa[i];
+    states[(f + 64) * kD + d] = sb[i];
+  }
+  if (t == 0) {
+    zs[r_lo] = za[0];
+    zs[r_lo + 8] = za[2];
+    zs[r_lo + 64] = zb[0];
+    zs[r_lo + 72] = zb[2];
+  }
+}
+
 }  // namespace scion::kernels::cuda::linear::hh

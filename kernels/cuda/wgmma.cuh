@@ -85,15 +85,20 @@ __device__ __forceinline__ void StoreRows(__nv_bfloat16* tile, const float (&x)[
 // threads, then 16-byte stores, eight lanes to a 128-byte row. Stored straight from the
 // accumulator layout a lane writes 4 bytes and every sector is half-filled; the store queue then
 // backs up behind the products. `stage` must stay unwritten until the warpgroup is past the copy.
-__device__ __forceinline__ void StoreTileRows(__nv_bfloat16* out, int ld, const float (&x)[32], __nv_bfloat16* stage,
-                                              int warp, int lane, int valid, int barrier) {
-  StoreRows(stage, x, warp, lane);
-  mma::NamedSync(barrier, 128);
+// CopyTileRows is the second half: a swizzled tile that every warp has written to global rows.
+__device__ __forceinline__ void CopyTileRows(__nv_bfloat16* out, int ld, const __nv_bfloat16* stage, int warp, int lane,
+                                             int valid) {
   for (int c = 32 * warp + lane; c < valid * 8; c += 128) {
     const int r = c >> 3, chunk = c & 7;
     *reinterpret_cast<uint4*>(out + static_cast<size_t>(r) * ld + chunk * 8) =
         *reinterpret_cast<const uint4*>(stage + r * 64 + ((chunk ^ (r & 7)) << 3));
   }
+}
+__device__ __forceinline__ void StoreTileRows(__nv_bfloat16* out, int ld, const float (&x)[32], __nv_bfloat16* stage,
+                                              int warp, int lane, int valid, int barrier) {
+  StoreRows(stage, x, warp, lane);
+  mma::NamedSync(barrier, 128);
+  CopyTileRows(out, ld, stage, warp, lane, valid);
 }
 
 // A-fragment register r of k-step kk (16 columns) from a 64-column accumulator.
