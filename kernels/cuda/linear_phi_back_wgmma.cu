@@ -12,7 +12,9 @@
 //
 // φ (PhiWgmmaKernel): the same walk over chunks, u = x W and the softmax in registers, φ's two
 // halves staged through shared tiles and stored as whole rows: the backward's φq and φk where the
-// forward's y and den are given.
+// forward's y and den are given. With sums (the key side, where the sequences are split into
+// segments), the staged φk tiles are also the operand of S += φkᵀ V, z += φkᵀ 1 in accumulators,
+// as in the forward: each block's sum, once scanned, gives dφQ its states before each segment.
 #include <string>
 
 #include "kernels/cuda/binary_version.h"
