@@ -139,8 +139,8 @@ Status SegmentStates(const StateArgs& a, int BH, bool reverse, cudaStream_t stre
 
 // In place over states (B·H, nseg, Fp, D) and zs (B·H, nseg, Fp; skipped where null, as for the
 // products, which keep no z): causal -> the exclusive prefix over segments (suffix when reverse);
-// else every segment gets the total. without_last: the
-// last segment in scan order has no state written (a causal prefix never needs it) and is not read.
+// else every segment gets the total. without_last: the last segment in scan order has no state
+// written (a causal prefix never needs it) and is not read.
 Status ScanSegments(float* states, float* zs, const Geometry& g, int BH, bool reverse, cudaStream_t stream,
                     bool without_last = false);
 
@@ -233,7 +233,7 @@ Status PhiBackWgmma(const PhiBackIo& io, const Geometry& g, int BH, cudaStream_t
 // sequence also writes Σ φkᵀ [v, 1] over its chunks in the forward's state layout: states
 // (B·H, nsub, 128, 64) with S[f][d] = Σ φk_f v_d, zs (B·H, nsub, 128), nsub = segments · subs. Their
 // exclusive prefix (ScanSegments) at block p · subs is the state before segment p: what the dφQ
-// product's state pass would compute (ProductArgs::prefix).
+// product's state pass would compute (ProductPrefix).
 struct PhiSums {
   const bf16* v;
   float* states;

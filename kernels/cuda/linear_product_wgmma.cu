@@ -45,7 +45,7 @@ struct PwArgs {
   float* states;  // (B·H·slices, nseg, 128, 64): S with K padded to 128 rows
   int N, nchunks, seg_chunks, nseg;
   bool has_prefix;
-  ProductPrefix given;  // states null: none (kept last: the fields above keep their offsets)
+  ProductPrefix given;  // states null: none
 };
 
 // Columns [col0, col0 + cols) (cols a multiple of 8, at most 64) of rows [row0, row0 + 64) of a
