@@ -248,50 +248,70 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
       return Status::Internal("LinearAttentionBackward (CUDA): join of the side stream failed");
     return st;
   };
-  // Where the sequences are split into segments, dφQ's prefix states (Σ [v, 1]ᵀ φk over the earlier
-  // segments) come from the key side's φ kernel, which sums φkᵀ [v, 1] per block as it writes φk:
-  // no state pass over φk and v for dφQ.
+  // Where the sequences are split into segments, the products' states at segment boundaries come
+  // from the φ kernels instead of state passes: the key side's sums φkᵀ [v, 1] per block as it
+  // writes φk (dφQ's prefix states), the query side's φqᵀ [g, e] as it writes φq and GE (the dφK
+  // and dV product's suffix states).
   const bf16* const x2[2] = {static_cast<const bf16*>(q), static_cast<const bf16*>(k)};
   bf16* const phi2[2] = {phq, phk};
   const float* const w2[2] = {fm.wq, fm.wk ? fm.wk : fm.wq};
-  PhiSums sums{vb, nullptr, nullptr, 0, 0};
-  ProductPrefix prefix{nullptr, nullptr, 0, 0};
-  if (!forward_again && v_in_products && PhiWgmmaSupported(g, q, k)) {
+  PhiSums key_sums{vb, nullptr, nullptr, 0, 0};
+  PhiSums query_sums{nullptr, nullptr, nullptr, 0, 0, static_cast<const bf16*>(dout), static_cast<const bf16*>(o), den, ge};
+  ProductPrefix prefix{nullptr, nullptr, 0, 0}, suffix{nullptr, nullptr, 0, 0};
+  // The queries' sums serve the reverse product, the keys' the forward one.
+  auto plan_sums = [&](const ProductArgs& product, bool queries, PhiSums* sums, ProductPrefix* given) -> Status {
     int nseg = 1;
-    ProductWgmmaSegments(dphq_args, BH, N, false, &nseg, &sums.seg_chunks);
-    if (nseg > 1) {
-      sums.subs = PhiSumsPerSegment(BH, nseg);
-      const size_t nsub = static_cast<size_t>(nseg) * sums.subs;
-      SCION_RETURN_IF_ERROR(pool.Take(&sums.states, BH * nsub * 128 * 64));
-      SCION_RETURN_IF_ERROR(pool.Take(&sums.zs, BH * nsub * 128));
-      prefix = {sums.states, sums.zs, sums.subs, static_cast<int>(nsub)};
-    }
+    ProductWgmmaSegments(product, BH, N, queries, &nseg, &sums->seg_chunks);
+    if (nseg == 1) return Status::Ok();
+    sums->subs = PhiSumsPerSegment(BH, nseg, queries);
+    const size_t nsub = static_cast<size_t>(nseg) * sums->subs;
+    SCION_RETURN_IF_ERROR(pool.Take(&sums->states, BH * nsub * 128 * 64));
+    SCION_RETURN_IF_ERROR(pool.Take(&sums->zs, BH * nsub * 128));
+    *given = {sums->states, sums->zs, sums->subs, static_cast<int>(nsub)};
+    return Status::Ok();
+  };
+  // The scan of one side's sums into states at the segment boundaries.
+  auto scan_sums = [&](const PhiSums& sums, int nsub, bool reverse, cudaStream_t on) {
+    Geometry scan{};
+    scan.Fp = 128;
+    scan.D = 64;
+    scan.nseg = nsub;
+    scan.causal = true;
+    return ScanSegments(sums.states, sums.zs, scan, BH, reverse, on, true);
+  };
+  if (!forward_again && v_in_products && PhiWgmmaSupported(g, q, k)) {
+    SCION_RETURN_IF_ERROR(plan_sums(dphq_args, false, &key_sums, &prefix));
+    auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };  // dy, y by cp.async
+    if (dv_rides && aligned(dout) && aligned(o)) SCION_RETURN_IF_ERROR(plan_sums(dphk_args, true, &query_sums, &suffix));
   }
   if (!forward_again) {
     // φ to global memory, GE from the forward's y and den (and V1 where the products need it).
     if (prefix.states) {  // the key side, with its sums and their scan, on the side stream
       SCION_RETURN_IF_ERROR(fork());
       auto key_side = [&]() -> Status {
-        SCION_RETURN_IF_ERROR(PhiWgmma(x2, phi2, w2, g, BH, side.stream, 1, 1, &sums));
-        Geometry scan{};
-        scan.Fp = 128;
-        scan.D = 64;
-        scan.nseg = prefix.nsub;
-        scan.causal = true;
-        SCION_RETURN_IF_ERROR(ScanSegments(sums.states, sums.zs, scan, BH, false, side.stream, true));
+        SCION_RETURN_IF_ERROR(PhiWgmma(x2, phi2, w2, g, BH, side.stream, 1, 1, &key_sums));
+        SCION_RETURN_IF_ERROR(scan_sums(key_sums, prefix.nsub, false, side.stream));
         if (cudaEventRecord(side.keys, side.stream) != cudaSuccess)
           return Status::Internal("LinearAttentionBackward (CUDA): event on the side stream failed");
         return Status::Ok();
       };
       const Status keys = key_side();
       if (!keys.ok()) return join(keys);
-      const Status queries = PhiWgmma(x2, phi2, w2, g, BH, stream, 0, 1);
-      if (!queries.ok()) return join(queries);
-    } else {
-      SCION_RETURN_IF_ERROR(PhiToGlobal(stream, BH, q, k, fm, g, phq, phk));
+    } else if (suffix.states) {
+      SCION_RETURN_IF_ERROR(PhiWgmma(x2, phi2, w2, g, BH, stream, 1, 1));
     }
-    PrepKernel<<<prep_blocks, 256, 0, stream>>>(static_cast<const bf16*>(dout), static_cast<const bf16*>(o), den, g.eps,
-                                                ge, rows, D, group);
+    const Status queries = [&]() -> Status {
+      if (suffix.states) {  // φq, GE and their sums, then the scan
+        SCION_RETURN_IF_ERROR(PhiWgmma(x2, phi2, w2, g, BH, stream, 0, 1, &query_sums));
+        return scan_sums(query_sums, suffix.nsub, true, stream);
+      }
+      if (prefix.states) return PhiWgmma(x2, phi2, w2, g, BH, stream, 0, 1);
+      return PhiToGlobal(stream, BH, q, k, fm, g, phq, phk);
+    }();
+    if (!queries.ok()) return prefix.states ? join(queries) : queries;
+    if (!suffix.states)
+      PrepKernel<<<prep_blocks, 256, 0, stream>>>(static_cast<const bf16*>(dout), static_cast<const bf16*>(o), den,
+                                                  g.eps, ge, rows, D, group);
     if (v1) OnesColumnKernel<<<row_blocks, 256, 0, stream>>>(vb, v1, rows, D);
   } else if (fast_again) {
     // The forward again, writing φq, φk, GE (and V1 unless the products take v) instead of o.
@@ -312,7 +332,8 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
   if (const Status launched = CheckLaunch("LinearAttentionBackward"); !launched.ok()) return join(launched);
   // dφK (with dV where it rides) on the side stream, concurrent with dφQ.
   SCION_RETURN_IF_ERROR(fork());
-  const Status dphk_status = CausalProduct(dphk_args, BH, N, g.causal, true, side.stream);
+  const Status dphk_status =
+      CausalProduct(dphk_args, BH, N, g.causal, true, side.stream, suffix.states ? &suffix : nullptr);
   const Status dphq_status =
       prefix.states && cudaStreamWaitEvent(stream, side.keys, 0) != cudaSuccess
           ? Status::Internal("LinearAttentionBackward (CUDA): wait for the key side failed")

@@ -184,9 +184,10 @@ struct ProductArgs {
   // b), the V1 = [v, 1, 0…] of the backward without a copy in memory.
   bool a_ones = false, b_ones = false;
 };
-// The wgmma product only, forward with B = [v, 1, 0…] and two C slices (the backward's dφQ): the
-// state before each segment given instead of computed by a state pass, in the forward's layout
-// (PhiSums after ScanSegments): segment p's at index p · subs of nsub per sequence.
+// The wgmma product only, for the backward's two-slice products (dφQ: forward, B = [v, 1, 0…];
+// dφK with dV: reverse, B = GE): each segment's state given instead of computed by a state pass,
+// in the forward's layout (PhiSums after ScanSegments): segment p's at index p · subs of nsub per
+// sequence (reverse: p · subs + subs − 1).
 struct ProductPrefix {
   const float* states;
   const float* zs;
@@ -228,22 +229,33 @@ bool PhiBackWgmmaSupported(const Geometry& g);
 Status PhiBackWgmma(const PhiBackIo& io, const Geometry& g, int BH, cudaStream_t stream);
 // φ itself to global memory on the same machinery (linear_phi_back_wgmma.cu): x[side] -> phi[side]
 // (B·H, N, 128) bf16 for the sides first_side .. first_side + sides − 1, exactly the φ the wgmma
-// forward computes; PhiToGlobal takes it where PhiBackWgmmaSupported. With sums (the key side
-// alone), each sequence's runs of seg_chunks chunks go to `subs` blocks apiece, and block i of a
-// sequence also writes Σ φkᵀ [v, 1] over its chunks in the forward's state layout: states
-// (B·H, nsub, 128, 64) with S[f][d] = Σ φk_f v_d, zs (B·H, nsub, 128), nsub = segments · subs. Their
-// exclusive prefix (ScanSegments) at block p · subs is the state before segment p: what the dφQ
-// product's state pass would compute (ProductPrefix).
+// forward computes; PhiToGlobal takes it where PhiBackWgmmaSupported. With sums (one side alone),
+// each sequence's runs of seg_chunks chunks go to `subs` blocks apiece, and block i of a sequence
+// also writes a sum over its chunks in the forward's state layout: states (B·H, nsub, 128, 64) and
+// zs (B·H, nsub, 128), nsub = segments · subs, with
+//   the key side (v given): S[f][d] = Σ φk_f v_d, z_f = Σ φk_f; their exclusive prefix
+//     (ScanSegments) at block p · subs is the state before segment p, what the forward dφQ
+//     product's state pass would compute;
+//   the query side (dy, y, den and ge given): it also writes GE = [dy/den, −(dy·y)/den, 0…]
+//     (B·H, N, 80) for the products, and sums S[f][d] = Σ φq_f g_d, z_f = Σ φq_f e; their
+//     exclusive suffix (ScanSegments, reverse) at block p · subs + subs − 1 is the state after
+//     segment p, what the reverse dφK product's state pass would compute.
+// Either is given to its product as a ProductPrefix.
 struct PhiSums {
   const bf16* v;
   float* states;
   float* zs;
   int seg_chunks, subs;
+  const bf16* dy = nullptr;
+  const bf16* y = nullptr;
+  const float* den = nullptr;
+  bf16* ge = nullptr;
 };
 Status PhiWgmma(const bf16* const (&x)[2], bf16* const (&phi)[2], const float* const (&w)[2], const Geometry& g, int BH,
                 cudaStream_t stream, int first_side = 0, int sides = 2, const PhiSums* sums = nullptr);
-// Blocks per segment for PhiSums: as many as fill the resident slots once.
-int PhiSumsPerSegment(int BH, int nseg);
+// Blocks per segment for PhiSums (the key side's, or the queries'): as many as fill the resident
+// slots once.
+int PhiSumsPerSegment(int BH, int nseg, bool queries);
 // PhiWgmma's shapes, on x rows it can move 16 bytes at a time.
 inline bool PhiWgmmaSupported(const Geometry& g, const void* q, const void* k) {
   return PhiBackWgmmaSupported(g) && reinterpret_cast<uintptr_t>(q) % 16 == 0 && reinterpret_cast<uintptr_t>(k) % 16 == 0;

@@ -175,19 +175,63 @@ struct PhiWgArgs {
   int N, H, nchunks, first_side;
   // Blocks of a sequence: `subs` to each run of seg_chunks chunks, chunks_per_block each.
   int seg_chunks, subs, chunks_per_block;
-  PhiSums sums;  // kSums: the key side's Σ φkᵀ [v, 1] per block
+  PhiSums sums;  // with sums: the key side's Σ φkᵀ [v, 1] or the query side's Σ φqᵀ [g, e] per block
 };
-// x rows and (kSums) v rows, two buffers each; Wᵀ; φ's two halves staged; then a tile of ones.
-enum : int { kPhX0, kPhX1, kPhV0, kPhV1, kPhWt, kPhStageP, kPhStageN, kPhiWgTiles };
-constexpr int kPhiWgSmem = kPhiWgTiles * kTile * 2 + 1024 + 1024;
+// φ alone; the key side with Σ φkᵀ [v, 1]; the query side with GE and Σ φqᵀ [g, e].
+enum PhiMode : int { kPhiOnly, kKeySums, kQuerySums };
+// x rows, two buffers; Wᵀ; φ's two halves staged; with sums the rows of v (keys) or of dy, then
+// y (queries), two buffers each; then an 8 × 64 tile (K-major): ones (keys) or e (queries).
+enum : int { kPhX0, kPhX1, kPhWt, kPhStageP, kPhStageN, kPhA0, kPhA1, kPhB0, kPhB1 };
+constexpr int PhiWgTiles(int mode) { return mode == kPhiOnly ? kPhA0 : mode == kKeySums ? kPhB0 : kPhB1 + 1; }
+constexpr int PhiWgSmem(int mode) { return PhiWgTiles(mode) * kTile * 2 + 1024 + (mode == kPhiOnly ? 0 : 1024); }
 
-template <bool kSums>
-__global__ void __launch_bounds__(kPbwThreads, kSums ? 2 : 3) PhiWgmmaKernel(PhiWgArgs a) {
+// The query side's GE rows of chunk c from its dy (tile dy, overwritten with g) and y tiles:
+// g = dy / den, e = −(dy·y) / den, as PrepKernel computes them (linear_backward_fast.cu). Two
+// threads a row, 32 columns each; e also goes to the 8 rows of the e tile (every column of the
+// z sum's n = 8 the same). GE rows (stride kE: [g, e, 0…]) to global memory for the products.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+constexpr int kE = kD + 16;
+__device__ __forceinline__ void GeRows(bf16* dy, const bf16* y, bf16* e_tile, bf16* ge, float den, int valid, int tid) {
+  const int r = tid >> 1, h = tid & 1;
+  const float inv = r < valid ? 1.f / den : 0.f;
+  uint4 gv[4];
+  float dot = 0.f;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int at = r * 64 + ((((4 * h + j) ^ r) & 7) << 3);
+    const uint4 d4 = *reinterpret_cast<const uint4*>(dy + at), y4 = *reinterpret_cast<const uint4*>(y + at);
+    const uint32_t dw[4] = {d4.x, d4.y, d4.z, d4.w}, yw[4] = {y4.x, y4.y, y4.z, y4.w};
+    uint32_t gw[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float2 dv = mma::Unpack(dw[i]), yv = mma::Unpack(yw[i]);
+      dot += dv.x * yv.x + dv.y * yv.y;
+      gw[i] = mma::PackBF16(dv.x * inv, dv.y * inv);
+    }
+    gv[j] = make_uint4(gw[0], gw[1], gw[2], gw[3]);
+    *reinterpret_cast<uint4*>(dy + at) = gv[j];
+  }
+  dot += __shfl_xor_sync(0xffffffffu, dot, 1);
+  const bf16 e = __float2bfloat16(-dot * inv);
+#pragma unroll
+  for (int n = 4 * h; n < 4 * h + 4; ++n) e_tile[wgmma::Sw128(n, r)] = e;
+  if (r >= valid) return;
+  bf16* row = ge + static_cast<size_t>(r) * kE;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) *reinterpret_cast<uint4*>(row + 32 * h + 8 * j) = gv[j];
+  const uint32_t e0 = h == 0 ? static_cast<uint32_t>(__bfloat16_as_ushort(e)) : 0u;
+  *reinterpret_cast<uint4*>(row + kD + 8 * h) = make_uint4(e0, 0u, 0u, 0u);
+}
+#endif
+
+template <int kMode>
+__global__ void __launch_bounds__(kPbwThreads, kMode == kPhiOnly ? 3 : 2) PhiWgmmaKernel(PhiWgArgs a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr bool kSums = kMode != kPhiOnly, kQueries = kMode == kQuerySums;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* tiles = wgmma::AlignTiles(smem_raw);
   auto tile = [&](int i) { return tiles + i * kTile; };
-  bf16* ones = tile(kPhiWgTiles);
+  bf16* small = tile(PhiWgTiles(kMode));  // ones or e
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int r_lo = warp * 16 + (lane >> 2);
   const int side = a.first_side + blockIdx.z, bh = blockIdx.y, head = bh % a.H, N = a.N;
@@ -195,30 +239,43 @@ __global__ void __launch_bounds__(kPbwThreads, kSums ? 2 : 3) PhiWgmmaKernel(Phi
   const int first = static_cast<int>(blockIdx.x) / a.subs * a.seg_chunks + static_cast<int>(blockIdx.x) % a.subs * a.chunks_per_block;
   const int end = min(seg_end, first + a.chunks_per_block);
   if (!kSums && first >= end) return;  // with sums, an empty block still writes its zero sum
-  const bf16* x = (side ? a.x[1] : a.x[0]) + static_cast<size_t>(bh) * N * kD;
-  bf16* phi = (side ? a.phi[1] : a.phi[0]) + static_cast<size_t>(bh) * N * 2 * kF;
+  const size_t seq = static_cast<size_t>(bh) * N;
+  const bf16* x = (side ? a.x[1] : a.x[0]) + seq * kD;
+  bf16* phi = (side ? a.phi[1] : a.phi[0]) + seq * 2 * kF;
   const float* w = (side ? a.w[1] : a.w[0]) + static_cast<size_t>(head) * kD * kF;
-  const bf16* v = kSums ? a.sums.v + static_cast<size_t>(bh) * N * kD : nullptr;
+  // The rows summed against φ: v (keys) or dy (queries, turned into g in place).
+  const bf16* rows_a = kSums ? (kQueries ? a.sums.dy : a.sums.v) + seq * kD : nullptr;
   auto load = [&](int c) {  // chunk c's rows into the buffers of its parity within the block
-    wgmma::LoadTileSw128<kPbwThreads>(tile(kPhX0 + ((c - first) & 1)), x, c * 64, 64, N, tid);
-    if (kSums) wgmma::LoadTileSw128<kPbwThreads>(tile(kPhV0 + ((c - first) & 1)), v, c * 64, 64, N, tid);
+    const int par = (c - first) & 1;
+    wgmma::LoadTileSw128<kPbwThreads>(tile(kPhX0 + par), x, c * 64, 64, N, tid);
+    if (kSums) wgmma::LoadTileSw128<kPbwThreads>(tile(kPhA0 + par), rows_a, c * 64, 64, N, tid);
+    if (kQueries) wgmma::LoadTileSw128<kPbwThreads>(tile(kPhB0 + par), a.sums.y + seq * kD, c * 64, 64, N, tid);
     mma::CpAsyncCommit();
   };
-  if (first < end) load(first);
+  // Queries: the den of this thread's GE row of a chunk (read a chunk ahead).
+  auto den_of = [&](int c) { return kQueries && c * 64 + (tid >> 1) < N ? a.sums.den[seq + c * 64 + (tid >> 1)] : 1.f; };
+  float den_next = 1.f;
+  if (first < end) {
+    load(first);
+    den_next = den_of(first);
+  }
   for (int i = tid; i < kD * kF; i += kPbwThreads) tile(kPhWt)[wgmma::Sw128(i % kF, i / kF)] = __float2bfloat16(w[i]);  // W is (D, F)
   float sa[32], sb[32], za[4], zb[4];
   if (kSums) {
-    for (int i = tid; i < 512; i += kPbwThreads) ones[i] = __float2bfloat16(1.f);
+    if (!kQueries)
+      for (int i = tid; i < 512; i += kPbwThreads) small[i] = __float2bfloat16(1.f);
 #pragma unroll
     for (int i = 0; i < 32; ++i) sa[i] = sb[i] = 0.f;
 #pragma unroll
     for (int i = 0; i < 4; ++i) za[i] = zb[i] = 0.f;
   }
   for (int c = first; c < end; ++c) {
-    const int row0 = c * 64, valid = min(64, N - row0);
+    const int row0 = c * 64, valid = min(64, N - row0), par = (c - first) & 1;
     // The other buffers were last read by chunk c − 1, before its closing barrier.
+    const float den = den_next;
     if (c + 1 < end) {
       load(c + 1);
+      den_next = den_of(c + 1);
       mma::CpAsyncWait<1>();
     } else {
       mma::CpAsyncWait<0>();
@@ -227,15 +284,17 @@ __global__ void __launch_bounds__(kPbwThreads, kSums ? 2 : 3) PhiWgmmaKernel(Phi
     __syncthreads();  // chunk c's rows landed (and W, the ones)
     float u[32];
     wgmma::Fence();
-    hh::ProjectTile(u, tile(kPhX0 + ((c - first) & 1)), tile(kPhWt));
+    hh::ProjectTile(u, tile(kPhX0 + par), tile(kPhWt));
     wgmma::Commit();
+    if (kQueries)  // while the projection runs
+      GeRows(tile(kPhA0 + par), tile(kPhB0 + par), small, a.sums.ge + (seq + row0) * kE, den, valid, tid);
     wgmma::Wait<0>();
     wgmma::FenceRegs(u);
     float p[32], n[32];
-    hh::HedgehogRows(u, p, n, r_lo < valid, r_lo + 8 < valid);  // keys past N must not enter the sums
+    hh::HedgehogRows(u, p, n, r_lo < valid, r_lo + 8 < valid);  // rows past N must not enter the sums
     wgmma::StoreRows(tile(kPhStageP), p, warp, lane);
     wgmma::StoreRows(tile(kPhStageN), n, warp, lane);
-    if (kSums) wgmma::FenceProxyAsync();  // the staged φ is also the sums' operand
+    if (kSums) wgmma::FenceProxyAsync();  // the staged φ (and g, e) are also the sums' operands
     __syncthreads();
     if (kSums) {
       wgmma::FenceRegs(sa);
@@ -243,7 +302,7 @@ __global__ void __launch_bounds__(kPbwThreads, kSums ? 2 : 3) PhiWgmmaKernel(Phi
       wgmma::FenceRegs(za);
       wgmma::FenceRegs(zb);
       wgmma::Fence();
-      hh::AccumulateState(sa, sb, za, zb, tile(kPhStageP), tile(kPhStageN), tile(kPhV0 + ((c - first) & 1)), ones);
+      hh::AccumulateState(sa, sb, za, zb, tile(kPhStageP), tile(kPhStageN), tile(kPhA0 + par), small);
       wgmma::Commit();
     }
     bf16* out = phi + static_cast<size_t>(row0) * 2 * kF;
@@ -283,33 +342,45 @@ int ChunksPerBlock(const void* kernel, int smem, const Geometry& g, int BH, int 
   return (g.nchunks + per_seq - 1) / per_seq;
 }
 
+const void* PhiWgmmaKernelOf(int mode) {
+  return mode == kPhiOnly    ? reinterpret_cast<const void*>(&PhiWgmmaKernel<kPhiOnly>)
+         : mode == kKeySums ? reinterpret_cast<const void*>(&PhiWgmmaKernel<kKeySums>)
+                            : reinterpret_cast<const void*>(&PhiWgmmaKernel<kQuerySums>);
+}
+
 }  // namespace
 
-int PhiSumsPerSegment(int BH, int nseg) {
-  const void* kernel = reinterpret_cast<const void*>(&PhiWgmmaKernel<true>);
-  if (AllowSmem(kernel, kPhiWgSmem).code() != Status::Code::kOk) return 1;
-  return std::max(1, ResidentBlocks(kernel, kPbwThreads, kPhiWgSmem) / std::max(1, BH * nseg));
+int PhiSumsPerSegment(int BH, int nseg, bool queries) {
+  const int mode = queries ? kQuerySums : kKeySums;
+  const void* kernel = PhiWgmmaKernelOf(mode);
+  if (AllowSmem(kernel, PhiWgSmem(mode)).code() != Status::Code::kOk) return 1;
+  return std::max(1, ResidentBlocks(kernel, kPbwThreads, PhiWgSmem(mode)) / std::max(1, BH * nseg));
 }
 
 Status PhiWgmma(const bf16* const (&x)[2], bf16* const (&phi)[2], const float* const (&w)[2], const Geometry& g, int BH,
                 cudaStream_t stream, int first_side, int sides, const PhiSums* sums) {
   PhiWgArgs a{{x[0], x[1]}, {phi[0], phi[1]}, {w[0], w[1]}, g.N, g.H, g.nchunks, first_side, g.nchunks, 1, 0, {}};
-  const void* kernel = sums ? reinterpret_cast<const void*>(&PhiWgmmaKernel<true>)
-                            : reinterpret_cast<const void*>(&PhiWgmmaKernel<false>);
-  SCION_RETURN_IF_ERROR(AllowSmem(kernel, kPhiWgSmem));
+  const int mode = !sums ? kPhiOnly : sums->v ? kKeySums : kQuerySums;
+  const void* kernel = PhiWgmmaKernelOf(mode);
+  const int smem = PhiWgSmem(mode);
+  SCION_RETURN_IF_ERROR(AllowSmem(kernel, smem));
   if (sums) {
-    if (first_side != 1 || sides != 1) return Status::Internal("φ sums are the key side's alone");
+    if (sides != 1 || first_side != (mode == kKeySums ? 1 : 0) ||
+        (mode == kQuerySums && !(sums->dy && sums->y && sums->den && sums->ge)))
+      return Status::Internal("φ sums: the key side's with v, or the query side's with dy, y, den and GE");
     a.sums = *sums;
     a.seg_chunks = sums->seg_chunks;
     a.subs = sums->subs;
     a.chunks_per_block = (sums->seg_chunks + sums->subs - 1) / sums->subs;
   } else {
-    a.chunks_per_block = ChunksPerBlock(kernel, kPhiWgSmem, g, BH, sides);
+    a.chunks_per_block = ChunksPerBlock(kernel, smem, g, BH, sides);
     a.subs = (g.nchunks + a.chunks_per_block - 1) / a.chunks_per_block;
   }
   const int blocks = (g.nchunks + a.seg_chunks - 1) / a.seg_chunks * a.subs;
-  if (sums) PhiWgmmaKernel<true><<<dim3(static_cast<unsigned>(blocks), BH, 1), kPbwThreads, kPhiWgSmem, stream>>>(a);
-  else PhiWgmmaKernel<false><<<dim3(static_cast<unsigned>(blocks), BH, sides), kPbwThreads, kPhiWgSmem, stream>>>(a);
+  const dim3 grid(static_cast<unsigned>(blocks), BH, sums ? 1 : sides);
+  if (mode == kKeySums) PhiWgmmaKernel<kKeySums><<<grid, kPbwThreads, smem, stream>>>(a);
+  else if (mode == kQuerySums) PhiWgmmaKernel<kQuerySums><<<grid, kPbwThreads, smem, stream>>>(a);
+  else PhiWgmmaKernel<kPhiOnly><<<grid, kPbwThreads, smem, stream>>>(a);
   return CheckLaunch("LinearAttentionBackward (φ, wgmma)");
 }
 

@@ -122,11 +122,12 @@ __global__ void __launch_bounds__(PwLayout<kGroups, kO2>::kThreads, 3 - kGroups)
   float s0[32], s1[32];  // S rows 0..63 and 64..127, columns of the slice
   const size_t st_off = ((static_cast<size_t>(bh) * a.slices + slice) * a.nseg + seg) * 128 * 64;
   const bool prefix = !kStatesOnly && a.has_prefix;
-  // A given prefix (the forward dφQ product's alone) is in the forward's layout: S[k][j] =
-  // states[64·slice + j][k] for the v rows k < 64, z in row 64 (the ones column), rows past it zero.
-  constexpr bool kMayBeGiven = !kStatesOnly && !kReverse && kGroups == 2 && !kO2;
+  // A given state (dφQ's prefix or dφK's suffix) is in the forward's layout: S[k][j] =
+  // states[64·slice + j][k] for B's rows k < 64 (v or g), z in row 64 (B's ones or e column), rows
+  // past it zero.
+  constexpr bool kMayBeGiven = !kStatesOnly && kGroups == 2 && kReverse == kO2;
   if (kMayBeGiven && prefix && a.given.states) {
-    const size_t at = static_cast<size_t>(bh) * a.given.nsub + seg * a.given.subs;
+    const size_t at = static_cast<size_t>(bh) * a.given.nsub + seg * a.given.subs + (kReverse ? a.given.subs - 1 : 0);
     const float* src = a.given.states + (at * 128 + 64 * slice) * 64;
     const float* z = a.given.zs + at * 128 + 64 * slice;
 #pragma unroll
@@ -360,13 +361,14 @@ void ProductWgmmaSegments(const ProductArgs& x, int BH, int N, bool reverse, int
 }
 
 Status ProductWgmma(const ProductArgs& x, int BH, int N, bool reverse, cudaStream_t stream, const ProductPrefix* prefix) {
-  if (prefix && (reverse || !x.b_ones || x.Dc != 128 || x.o2))
-    return Status::Unimplemented("linear attention backward (CUDA): a given prefix is the forward dφQ product's alone");
-  if (prefix) return LaunchProduct<2, false>(x, BH, N, reverse, stream, prefix);
+  if (prefix && (x.Dc != 128 || (reverse ? !x.o2 : x.o2 || !x.b_ones)))
+    return Status::Unimplemented(
+        "linear attention backward (CUDA): a given state is the forward dφQ product's or the reverse dφK + dV product's");
   if (x.o2) {  // shapes checked by ProductWgmmaSupported
     if (!reverse) return Status::Unimplemented("linear attention backward (CUDA): the dV output rides only a reverse product");
-    return LaunchProduct<2, true>(x, BH, N, reverse, stream);
+    return LaunchProduct<2, true>(x, BH, N, reverse, stream, prefix);
   }
+  if (prefix) return LaunchProduct<2, false>(x, BH, N, reverse, stream, prefix);
   return x.Dc % 128 == 0 ? LaunchProduct<2, false>(x, BH, N, reverse, stream)
                          : LaunchProduct<1, false>(x, BH, N, reverse, stream);
 }

@@ -69,11 +69,19 @@ __global__ void __launch_bounds__(kThreads, 2) SegmentStateKernel(StateArgs a, S
   for (int f = threadIdx.x; f < Fp; f += kThreads) a.zs[z_off + f] = z[f];
 }
 
-// In place over (B·H, nseg, elems): causal -> exclusive prefix over segments (suffix when
-// reverse); else every segment gets the total.
-__global__ void SegmentScanKernel(float* x, int nseg, int present, int elems, bool causal, bool reverse) {
-  const int e = blockIdx.x * blockDim.x + threadIdx.x;
-  if (e >= elems) return;
+// In place over states (B·H, nseg, elems) and, where not null, zs (B·H, nseg, zelems), one launch
+// for both: causal -> exclusive prefix over segments (suffix when reverse); else every segment
+// gets the total.
+__global__ void SegmentScanKernel(float* states, float* zs, int nseg, int present, int elems, int zelems, bool causal,
+                                  bool reverse) {
+  int e = blockIdx.x * blockDim.x + threadIdx.x;
+  float* x = states;
+  if (e >= elems) {
+    e -= elems;
+    x = zs;
+    elems = zelems;
+    if (x == nullptr || e >= elems) return;
+  }
   float* base = x + static_cast<size_t>(blockIdx.y) * nseg * elems + e;
   auto at = [&](int i) -> float& { return base[static_cast<size_t>(reverse ? nseg - 1 - i : i) * elems]; };
   // Loads in batches of independent requests: one dependent load-store chain per segment kept a
@@ -105,9 +113,9 @@ Status SegmentStates(const StateArgs& a, int BH, bool reverse, cudaStream_t stre
 
 Status ScanSegments(float* states, float* zs, const Geometry& g, int BH, bool reverse, cudaStream_t stream,
                     bool without_last) {
-  const int elems = g.Fp * g.D, present = without_last ? g.nseg - 1 : g.nseg;
-  SegmentScanKernel<<<dim3((elems + 255) / 256, BH), 256, 0, stream>>>(states, g.nseg, present, elems, g.causal, reverse);
-  if (zs) SegmentScanKernel<<<dim3((g.Fp + 255) / 256, BH), 256, 0, stream>>>(zs, g.nseg, present, g.Fp, g.causal, reverse);
+  const int elems = g.Fp * g.D, zelems = zs ? g.Fp : 0, present = without_last ? g.nseg - 1 : g.nseg;
+  SegmentScanKernel<<<dim3((elems + zelems + 255) / 256, BH), 256, 0, stream>>>(states, zs, g.nseg, present, elems,
+                                                                                zelems, g.causal, reverse);
   return CheckLaunch("linear attention segment states");
 }
 
