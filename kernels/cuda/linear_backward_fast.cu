@@ -5,10 +5,12 @@
 //   dφK_j = Σ_{i>=j} ([v_j, 1]·[g_i, e_i]) φq_i       reverse product
 //   dV_j  = Σ_{i>=j} (φk_j·φq_i) g_i                  reverse product
 // (all j / all i when not causal). Passes: φq, φk and GE = [g, e, 0…] (width D + 16) to memory —
-// from the forward's y and den where the caller saved them (φ alone, then GE row by row), else by
-// the forward again writing them instead of y; the products; φ's backward per side (dq, dk and dW)
-// from ∂φ: linear_phi_back.cu for the Hedgehog maps, else the shared-memory helpers of
-// linear_grad.cuh. Where the products cannot take v with a ones column, V1 = [v, 1, 0…] too.
+// from the forward's y and den where the caller saved them (φ alone, then GE row by row; where the
+// sequences split into segments, the φ kernels also write GE and sum the products' segment
+// states), else by the forward again writing them instead of y; the products; φ's backward per
+// side (dq, dk and dW) from ∂φ: linear_phi_back.cu for the Hedgehog maps, else the shared-memory
+// helpers of linear_grad.cuh. Where the products cannot take v with a ones column, V1 = [v, 1, 0…]
+// too.
 #include <string>
 
 #include "kernels/cuda/linear_common.cuh"

@@ -12,9 +12,12 @@
 //
 // φ (PhiWgmmaKernel): the same walk over chunks, u = x W and the softmax in registers, φ's two
 // halves staged through shared tiles and stored as whole rows: the backward's φq and φk where the
-// forward's y and den are given. With sums (the key side, where the sequences are split into
-// segments), the staged φk tiles are also the operand of S += φkᵀ V, z += φkᵀ 1 in accumulators,
-// as in the forward: each block's sum, once scanned, gives dφQ its states before each segment.
+// forward's y and den are given. With sums (where the sequences are split into segments), the
+// staged φ tiles are also the operand of S += φᵀ V, z += φᵀ e in accumulators, as in the forward:
+// on the key side V = v and e = 1, and each block's sum, once scanned, gives dφQ its states before
+// each segment; on the query side the kernel also computes GE from dy, y and den (while u = x W
+// runs) and writes it, V = g and e = e, and the scanned sums give dφK and dV their states after
+// each segment.
 #include <string>
 
 #include "kernels/cuda/binary_version.h"
