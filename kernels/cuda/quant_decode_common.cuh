@@ -43,30 +43,24 @@ __device__ __forceinline__ uint32_t Prmt(uint32_t a, uint32_t b, uint32_t sel) {
   asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(sel));
   return d;
 }
-// hi32(a · b) + c: a multiply that also shifts right, on the FMA pipe instead of the ALU's. Written
-// as the high word of a 64-bit product so that the compiler keeps c in a register pair it never
-// overwrites: `mad.hi.u32` in inline PTX became an IMAD.HI that clobbers the low word of its addend
-// pair, one extra move per selector (and measured 2–15 % slower).
-__device__ __forceinline__ uint32_t MadHi(uint32_t a, uint32_t b, uint32_t c) {
-  return static_cast<uint32_t>((static_cast<uint64_t>(a) * b + (static_cast<uint64_t>(c) << 32)) >> 32);
-}
 
 // Widths 1, 2: the four codes c0..c3 of one (block, step) are the field at bit s of the lane word's
 // four bytes. Each pair becomes the byte-permute selector with nibbles (2c, 2c+1, 2c', 2c'+1), which
 // picks two bf16 levels out of the row's pool (levels 0..3 in two registers): c0, c1 → lo (k slots
-// 2t, 2t+1), c2, c3 → hi (2t+8, 2t+9). The selector is one multiply of the masked word: the factor
-// 0x11·2^k puts each 2c in two nibbles at once, the high half of the product does the right shift
-// (s is a compile-time constant after unrolling, so every factor is one).
+// 2t, 2t+1), c2, c3 → hi (2t+8, 2t+9). Both selectors are one 64-bit multiply-add of the masked
+// word with the field at bit t ≤ 1 (fields higher up are shifted there first): the factor's term
+// 0x11·2^(1−t) puts 2c0 and 2c1 in the low word's nibbles 0..3, its term 0x11·2^(17−t) puts 2c2 and
+// 2c3 in the high word's, and the cross terms land in bits 16..31 of the low word without a carry
+// into the high one (PRMT reads only a selector's low 16 bits). s is a compile-time constant after
+// unrolling, so every shift and factor is one.
 __device__ __forceinline__ void Pairs12(uint32_t word, uint32_t field_mask, int s, const uint32_t (&pool)[2],
                                         uint32_t& lo, uint32_t& hi) {
-  const uint32_t m = word & (field_mask << s);
-  uint32_t sel_lo;
-  if (s <= 1) sel_lo = m * (0x22u >> s) + 0x1010u;                // c0 at bit ≤ 1: the low half
-  else if (s >= 6) sel_lo = MadHi(m, 0x11u << (33 - s), 0x1010u);  // the factor still fits 32 bits
-  else sel_lo = MadHi(m << 8, 0x11u << (25 - s), 0x1010u);         // lift by a byte first
-  const uint32_t sel_hi = MadHi(m, 0x11u << (17 - s), 0x1010u);   // c0, c1 fall below bit 32
-  lo = Prmt(pool[0], pool[1], sel_lo);
-  hi = Prmt(pool[0], pool[1], sel_hi);
+  const int t = s <= 1 ? s : 1;
+  const uint32_t m = (s <= 1 ? word : word >> (s - 1)) & (field_mask << t);
+  const uint32_t factor = 0x11u * ((1u << (1 - t)) + (1u << (17 - t)));
+  const uint64_t sel = static_cast<uint64_t>(m) * factor + ((0x1010ull << 32) | 0x1010u);
+  lo = Prmt(pool[0], pool[1], static_cast<uint32_t>(sel));
+  hi = Prmt(pool[0], pool[1], static_cast<uint32_t>(sel >> 32));
 }
 
 // Width 4: v's low 16 bits are four 4-bit codes. The row's 16 levels are kept as byte planes (lp:
