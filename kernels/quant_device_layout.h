@@ -58,6 +58,21 @@ SCION_QUANT_HD constexpr DeviceCodePos DeviceCodeAt(int64_t r, int64_t j, int i,
   return {lane_words + bc / per_word, 8 * p + db * (2 * (bc % per_word) + e)};
 }
 
+// The decoder's two byte-permute selectors for one (block, step) of a width-1 or width-2 word
+// (field_mask 0x01010101 or 0x03030303): the codes c0..c3 at bit s of the word's four bytes become
+// the nibbles (2c0, 2c0+1, 2c1, 2c1+1) in the low 16 bits of the result's low word and (2c2, 2c2+1,
+// 2c3, 2c3+1) in its high word's, each pair picking two bf16 levels out of a row's pool of four.
+// One 64-bit multiply-add of the word with the field brought to bit t ≤ 1 (shifted there when
+// s ≥ 2): the factor's term 0x11·2^(1−t) writes 2c0, 2c1 twice each into the low word, its term
+// 0x11·2^(17−t) writes 2c2, 2c3 into the high word, and the cross terms land in bits 16–31 of the
+// low word (which a selector does not read) with no carry into the high word; 0x1010 adds the +1s.
+SCION_QUANT_HD constexpr uint64_t PairSelectors(uint32_t word, uint32_t field_mask, int s) {
+  const int t = s <= 1 ? s : 1;
+  const uint32_t m = (s <= 1 ? word : word >> (s - 1)) & (field_mask << t);
+  const uint32_t factor = 0x11u * ((1u << (1 - t)) + (1u << (17 - t)));
+  return static_cast<uint64_t>(m) * factor + ((0x1010ull << 32) | 0x1010u);
+}
+
 // The segment's codes in the device layout (zero padding for rows past the last and blocks past
 // the last chunk's end).
 std::vector<uint32_t> DeviceCodes(const PackedSegment& s, int64_t blocks);

@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include "kernels/quant_device_layout.h"
+
 namespace scion::kernels::quant::decode {
 
 struct Dims {
@@ -45,20 +47,12 @@ __device__ __forceinline__ uint32_t Prmt(uint32_t a, uint32_t b, uint32_t sel) {
 }
 
 // Widths 1, 2: the four codes c0..c3 of one (block, step) are the field at bit s of the lane word's
-// four bytes. Each pair becomes the byte-permute selector with nibbles (2c, 2c+1, 2c', 2c'+1), which
-// picks two bf16 levels out of the row's pool (levels 0..3 in two registers): c0, c1 → lo (k slots
-// 2t, 2t+1), c2, c3 → hi (2t+8, 2t+9). Both selectors are one 64-bit multiply-add of the masked
-// word with the field at bit t ≤ 1 (fields higher up are shifted there first): the factor's term
-// 0x11·2^(1−t) puts 2c0 and 2c1 in the low word's nibbles 0..3, its term 0x11·2^(17−t) puts 2c2 and
-// 2c3 in the high word's, and the cross terms land in bits 16..31 of the low word without a carry
-// into the high one (PRMT reads only a selector's low 16 bits). s is a compile-time constant after
-// unrolling, so every shift and factor is one.
+// four bytes; c0, c1 → lo (k slots 2t, 2t+1), c2, c3 → hi (2t+8, 2t+9), each pair a PRMT of the
+// row's level pool (levels 0..3 in two registers) under a selector of PairSelectors' (one
+// IMAD.WIDE for both; s is a compile-time constant after unrolling, so every shift and factor is one).
 __device__ __forceinline__ void Pairs12(uint32_t word, uint32_t field_mask, int s, const uint32_t (&pool)[2],
                                         uint32_t& lo, uint32_t& hi) {
-  const int t = s <= 1 ? s : 1;
-  const uint32_t m = (s <= 1 ? word : word >> (s - 1)) & (field_mask << t);
-  const uint32_t factor = 0x11u * ((1u << (1 - t)) + (1u << (17 - t)));
-  const uint64_t sel = static_cast<uint64_t>(m) * factor + ((0x1010ull << 32) | 0x1010u);
+  const uint64_t sel = PairSelectors(word, field_mask, s);
   lo = Prmt(pool[0], pool[1], static_cast<uint32_t>(sel));
   hi = Prmt(pool[0], pool[1], static_cast<uint32_t>(sel >> 32));
 }

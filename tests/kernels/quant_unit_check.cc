@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -106,6 +107,30 @@ std::vector<Outcome> DeviceLayout() {
     }
   }
   return {Measured("device fields overlapping or outside", overlaps, 0), Measured("device codes wrong", wrong, 0)};
+}
+
+std::vector<Outcome> DevicePairSelectors() {
+  // The decoder's selector arithmetic (PairSelectors) against the nibbles spelled out, for every
+  // width-1/2 field position and every code combination of the four bytes, the word's other fields
+  // random: a carry between the two halves or a wrong shift would pick the wrong levels.
+  std::mt19937 rng(static_cast<uint32_t>(Seed() ^ 0x5e1));
+  int64_t wrong = 0;
+  auto nibbles = [](uint32_t a, uint32_t b) { return 2 * a | (2 * a + 1) << 4 | 2 * b << 8 | (2 * b + 1) << 12; };
+  for (int bits : {1, 2}) {
+    const uint32_t code_mask = (1u << bits) - 1, field = bits == 2 ? 0x03030303u : 0x01010101u;
+    for (int s = 0; s < 8; s += bits)
+      for (uint32_t combo = 0; combo < (1u << (4 * bits)); ++combo)
+        for (int rep = 0; rep < 16; ++rep) {
+          uint32_t word = rng(), c[4];
+          for (int i = 0; i < 4; ++i) {
+            c[i] = combo >> (bits * i) & code_mask;
+            word = (word & ~(code_mask << (8 * i + s))) | c[i] << (8 * i + s);
+          }
+          const uint64_t sel = q::PairSelectors(word, field, s);
+          wrong += (sel & 0xFFFF) != nibbles(c[0], c[1]) || (sel >> 32 & 0xFFFF) != nibbles(c[2], c[3]);
+        }
+  }
+  return {Measured("pair selectors wrong", static_cast<double>(wrong), 0)};
 }
 
 // ---- Lloyd-Max -------------------------------------------------------------------------------
@@ -374,6 +399,7 @@ SCION_CHECK([](std::vector<Case>& cases) {
   cases.push_back({"quant_fp16", "table of 11", "unit", HalfRoundTrip});
   cases.push_back({"quant_layout", "b1-4", "unit", CodeLayout});
   cases.push_back({"quant_layout", "device b1-4", "unit", DeviceLayout});
+  cases.push_back({"quant_layout", "device selectors b1-2", "unit", DevicePairSelectors});
   cases.push_back({"quant_lloyd", "K4096 b1-4", "unit", LloydMonotone});
   cases.push_back({"quant_lloyd", "K65536 gaussian optimum", "unit", LloydGaussianOptimum});
   cases.push_back({"quant_assign", "6 channels vs brute force", "unit", DpVsBruteForce});
