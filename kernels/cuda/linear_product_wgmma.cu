@@ -368,9 +368,8 @@ Status ProductWgmma(const ProductArgs& x, int BH, int N, bool reverse, cudaStrea
     if (!reverse) return Status::Unimplemented("linear attention backward (CUDA): the dV output rides only a reverse product");
     return LaunchProduct<2, true>(x, BH, N, reverse, stream, prefix);
   }
-  if (prefix) return LaunchProduct<2, false>(x, BH, N, reverse, stream, prefix);
-  return x.Dc % 128 == 0 ? LaunchProduct<2, false>(x, BH, N, reverse, stream)
-                         : LaunchProduct<1, false>(x, BH, N, reverse, stream);
+  return x.Dc % 128 == 0 ? LaunchProduct<2, false>(x, BH, N, reverse, stream, prefix)
+                         : LaunchProduct<1, false>(x, BH, N, reverse, stream);  // no prefix: Dc = 128 checked above
 }
 
 }  // namespace scion::kernels::cuda::linear
