@@ -1,6 +1,7 @@
 // The `graft` job kind: replaces operators of a pretrained model (attention -> sliding window,
 // linear/Hedgehog, hybrid, block-sparse, or itself as the control; MLP -> another expansion ratio)
-// with two-stage distillation (grafting, Chandrasegaran et al. 2025), on the CPU path.
+// with two-stage distillation (grafting, Chandrasegaran et al. 2025). Both stages train on the job's
+// GPU when it holds one (the teacher's caching forward stays on the CPU), else on the CPU.
 //
 // params: layers ("odd" default; all | even | every:K | a fraction | [i, ...]), operator or
 //   operators {"<layer>": "<op>"}, mlp_ratio, feature_dim, init distilled|random,
@@ -48,6 +49,7 @@ struct Stage1State {
   bool complete = false;
   double stage1_metric = 0;  // the task metric after stage 1 (complete only)
   double cpu_s = 0, wall_s = 0;
+  double gpu_s = 0;  // wall time of the sublayers trained on the job's GPU
   int64_t cache_tokens = 0, sublayer_tokens = 0;
   std::vector<UnitResult> results;
 };
@@ -58,10 +60,11 @@ json ToJson(const Stage1State& s) {
     json curve = json::array();
     for (const auto& [step, v] : r.curve) curve.push_back({step, v});
     units.push_back({{"layer", r.layer}, {"kind", r.kind}, {"op", r.op}, {"mse_init", r.mse_init}, {"mse", r.mse},
-                     {"target_power", r.target_power}, {"best_step", r.best_step}, {"steps", r.steps}, {"curve", curve}});
+                     {"target_power", r.target_power}, {"best_step", r.best_step}, {"steps", r.steps},
+                     {"device", r.device}, {"curve", curve}});
   }
   return {{"units_done", s.units_done}, {"teacher_metric", s.teacher_metric}, {"complete", s.complete},
-          {"stage1_metric", s.stage1_metric}, {"cpu_s", s.cpu_s}, {"wall_s", s.wall_s},
+          {"stage1_metric", s.stage1_metric}, {"cpu_s", s.cpu_s}, {"wall_s", s.wall_s}, {"gpu_s", s.gpu_s},
           {"cache_tokens", s.cache_tokens}, {"sublayer_tokens", s.sublayer_tokens}, {"units", units}};
 }
 
@@ -76,6 +79,7 @@ Result<Stage1State> FromJson(const std::string& text, const std::string& where) 
     s.stage1_metric = j.at("stage1_metric").get<double>();
     s.cpu_s = j.at("cpu_s").get<double>();
     s.wall_s = j.at("wall_s").get<double>();
+    s.gpu_s = j.value("gpu_s", 0.0);  // states saved before GPU stage 1 have none
     s.cache_tokens = j.at("cache_tokens").get<int64_t>();
     s.sublayer_tokens = j.at("sublayer_tokens").get<int64_t>();
     for (const json& u : j.at("units")) {
@@ -88,6 +92,7 @@ Result<Stage1State> FromJson(const std::string& text, const std::string& where) 
       r.target_power = u.at("target_power").get<double>();
       r.best_step = u.at("best_step").get<int64_t>();
       r.steps = u.at("steps").get<int64_t>();
+      r.device = u.value("device", "cpu");
       for (const json& c : u.at("curve")) r.curve.push_back({c.at(0).get<int64_t>(), c.at(1).get<double>()});
       s.results.push_back(std::move(r));
     }
@@ -105,18 +110,24 @@ Status SaveStage1(const std::string& dir, const nn::Model& m, const Stage1State&
 
 double CpuSeconds() { return static_cast<double>(std::clock()) / CLOCKS_PER_SEC; }
 
-// Tokens the teacher was trained on, from its weights' metadata (the train kind records them); 0
-// when unknown.
-int64_t TeacherTokens(const Context& ctx) {
+// What the teacher's training cost, from its weights' metadata (the train kind records it): tokens
+// (0 when unknown) and GPU-seconds (0 for a CPU run; NaN when unknown: a teacher trained elsewhere,
+// or before they were recorded).
+struct TeacherCompute {
+  double tokens = 0, gpu_s = NAN;
+};
+TeacherCompute ReadTeacherCompute(const Context& ctx) {
+  TeacherCompute c;
   auto it = ctx.inputs.find("teacher");
   if (it == ctx.inputs.end()) it = ctx.inputs.find("model");
-  if (it == ctx.inputs.end()) return 0;
+  if (it == ctx.inputs.end()) return c;
   std::error_code ec;
   const std::string path = fs::is_directory(it->second, ec) ? it->second + "/" + nn::kWeightsFile : it->second;
   auto f = nn::ReadSafetensors(path);
-  if (!f.ok()) return 0;
-  auto m = f->metadata.find(nn::kTrainedTokensKey);
-  return m == f->metadata.end() ? 0 : std::atoll(m->second.c_str());
+  if (!f.ok()) return c;
+  if (auto m = f->metadata.find(nn::kTrainedTokensKey); m != f->metadata.end()) c.tokens = std::atof(m->second.c_str());
+  if (auto m = f->metadata.find(nn::kTrainedGpuSecondsKey); m != f->metadata.end()) c.gpu_s = std::atof(m->second.c_str());
+  return c;
 }
 
 // The replaced sublayers start from fresh weights (the init "random" control).
@@ -179,11 +190,15 @@ Status WriteReports(const Context& ctx, const std::map<std::string, double>& sum
   }
   md << "## Compute\n\n| quantity | value |\n|---|---|\n";
   for (const char* k : {"teacher_tokens", "stage1_tokens", "stage1_sublayer_tokens", "stage2_tokens", "tokens_fraction",
-                        "stage1_cpu_s", "stage1_wall_s", "stage2_cpu_s", "stage2_wall_s"})
+                        "teacher_gpu_s", "stage1_gpu_s", "stage2_gpu_s", "gpu_s_fraction", "stage1_cpu_s",
+                        "stage1_wall_s", "stage2_cpu_s", "stage2_wall_s"})
     md << "| " << k << " | " << Fmt(get(k), 6) << " |\n";
   md << "\n(stage1_tokens: sequences the teacher ran to fill the caches; stage1_sublayer_tokens: token rows "
         "the sublayer regressions processed; tokens_fraction = (stage1_tokens + stage2_tokens) / teacher_tokens. "
-        "CPU path: CPU-seconds of this process, no GPU-seconds.)\n\n";
+        "GPU-seconds: wall time while a stage trained on the job's GPU (both stages run there when the job "
+        "holds one; the teacher's caching forward stays on the CPU); teacher_gpu_s from the teacher's train job "
+        "(nan when it did not record them); gpu_s_fraction = (stage1_gpu_s + stage2_gpu_s) / teacher_gpu_s. "
+        "CPU-seconds: of this process.)\n\n";
   if (!teacher_speed.empty()) {
     md << "## Speed and memory (forward)\n\n| seq_len | teacher tokens/s | grafted tokens/s | speedup | teacher peak RSS MiB "
           "| grafted peak RSS MiB |\n|---|---|---|---|---|---|\n";
@@ -284,20 +299,20 @@ Outcome RunGraft(const json& spec, Context& ctx) {
       s1.cache_tokens = p.stage1.samples * T1;
       log("stage 1: cached " + std::to_string(p.stage1.samples) + " sequences of " + std::to_string(T1) + " tokens for " +
           std::to_string(todo.size()) + " sublayers" + ((*caches)[0].on_disk() ? " (on disk)" : " (in memory)"));
+      bool gpu = !ctx.gpus.empty();  // until the device path first refuses
       for (size_t i = 0; i < todo.size(); ++i) {
-        auto s = nn::Sublayer::FromModel(g, todo[i].layer, todo[i].kind);
-        if (!s.ok()) return {s.status(), {}};
-        auto r = RegressSublayer(*s, (*caches)[i], p.stage1, T1, p.seed, ctx);
+        const auto unit0 = std::chrono::steady_clock::now();
+        auto r = RegressSublayer(g, todo[i].layer, todo[i].kind, (*caches)[i], p.stage1, T1, p.seed, &gpu, ctx);
         if (!r.ok()) return {r.status(), {}};
         r->op = todo[i].op;
-        if (Status st = s->CopyInto(g); !st.ok()) return {st, {}};
+        if (r->device == "gpu") s1.gpu_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - unit0).count();
         s1.sublayer_tokens += p.stage1.steps * std::min(p.stage1.batch_size, p.stage1.samples) * T1;
         s1.results.push_back(*r);
         s1.units_done++;
         s1.cpu_s = CpuSeconds() - cpu0;
         s1.wall_s = wall();
-        log("stage 1: layer " + std::to_string(r->layer) + " " + r->kind + " " + r->op + ": val MSE " + Fmt(r->mse_init) +
-            " -> " + Fmt(r->mse));
+        log("stage 1: layer " + std::to_string(r->layer) + " " + r->kind + " " + r->op + " (" + r->device + "): val MSE " +
+            Fmt(r->mse_init) + " -> " + Fmt(r->mse));
         if (ctx.reporter) ctx.reporter->Progress(0.5 * static_cast<double>(s1.units_done) / plan->units.size());
         if (Status st = SaveStage1(s1_dir, g, s1); !st.ok()) return {st, {}};
       }
@@ -314,7 +329,7 @@ Outcome RunGraft(const json& spec, Context& ctx) {
 
   // Stage 2: the whole grafted model, end to end.
   Outcome out;
-  double stage2_metric = s1.stage1_metric, s2_cpu = 0, s2_wall = 0;
+  double stage2_metric = s1.stage1_metric, s2_cpu = 0, s2_wall = 0, s2_gpu = 0;
   int64_t s2_tokens = 0;
   if (p.stage2.train.steps > 0) {
     LoopConfig loop = p.stage2;
@@ -329,6 +344,7 @@ Outcome RunGraft(const json& spec, Context& ctx) {
     s2_wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
     if (r->stopped) return StoppedOutcome(ctx, "stage 2", r->steps_done);
     s2_tokens = r->tokens;
+    s2_gpu = r->gpu_s;
     auto e = EvaluateTask(g, d, p.eval_batches, B_eval, T2, p.seed);
     if (!e.ok()) return {e.status(), {}};
     stage2_metric = *e;
@@ -345,12 +361,17 @@ Outcome RunGraft(const json& spec, Context& ctx) {
     sum[k + "_mse"] = r.mse;
     sum[k + "_rel_error"] = r.target_power > 0 ? r.mse / r.target_power : 0;
   }
-  const int64_t teacher_tokens = TeacherTokens(ctx);
-  sum["teacher_tokens"] = static_cast<double>(teacher_tokens);
+  const TeacherCompute teacher_cost = ReadTeacherCompute(ctx);
+  const double teacher_tokens = teacher_cost.tokens;
+  sum["teacher_tokens"] = teacher_tokens;
   sum["stage1_tokens"] = static_cast<double>(s1.cache_tokens);
   sum["stage1_sublayer_tokens"] = static_cast<double>(s1.sublayer_tokens);
   sum["stage2_tokens"] = static_cast<double>(s2_tokens);
   sum["tokens_fraction"] = teacher_tokens > 0 ? static_cast<double>(s1.cache_tokens + s2_tokens) / teacher_tokens : NAN;
+  sum["teacher_gpu_s"] = teacher_cost.gpu_s;
+  sum["stage1_gpu_s"] = s1.gpu_s;
+  sum["stage2_gpu_s"] = s2_gpu;
+  sum["gpu_s_fraction"] = teacher_cost.gpu_s > 0 ? (s1.gpu_s + s2_gpu) / teacher_cost.gpu_s : NAN;
   sum["stage1_cpu_s"] = s1.cpu_s;
   sum["stage1_wall_s"] = s1.wall_s;
   sum["stage2_cpu_s"] = s2_cpu;

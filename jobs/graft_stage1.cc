@@ -4,8 +4,10 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <memory>
 #include <numeric>
 
+#include "nn/cuda/model_cuda.h"
 #include "nn/optim.h"
 #include "nn/random.h"
 
@@ -25,8 +27,90 @@ bool IsOutput(nn::HookPoint p, nn::SublayerKind k) {
   return p == (k == nn::SublayerKind::kAttention ? nn::HookPoint::kMixerOutput : nn::HookPoint::kMlpOutput);
 }
 
+// One replaced sublayer under training: on the CPU (nn::Sublayer and a host AdamW) or on the job's
+// GPU (a CudaModel of the whole grafted model in which only that sublayer's tensors train; the
+// same AdamW, clipping and schedule, bf16 GEMMs as in stage 2).
+class Regressor {
+ public:
+  virtual ~Regressor() = default;
+  virtual Status Forward(const float* x, int64_t B, int64_t T, float* y) = 0;
+  // One update from dy, the loss gradient of the last Forward's y.
+  virtual Status Step(const float* dy, float grad_clip, float lr) = 0;
+  virtual Status KeepBest() = 0;  // the current weights are the best so far
+  virtual Status Finish() = 0;    // the best weights into the grafted model
+};
+
+class CpuRegressor : public Regressor {
+ public:
+  CpuRegressor(nn::Model& g, nn::Sublayer s, float lr)
+      : g_(g), s_(std::move(s)), opt_(nn::AdamWConfig{lr, 0.9f, 0.999f, 1e-8f, 0.0f}),
+        best_(s_.data(), s_.data() + s_.num_params()) {}
+  Status Forward(const float* x, int64_t B, int64_t T, float* y) override { return s_.Forward(x, B, T, y); }
+  Status Step(const float* dy, float grad_clip, float lr) override {
+    s_.ZeroGrad();
+    SCION_RETURN_IF_ERROR(s_.Backward(dy, nullptr));
+    nn::ClipGradNorm(s_.params(), s_.grad(), grad_clip);
+    opt_.Step(s_.params(), s_.data(), s_.grad(), lr);
+    return Status::Ok();
+  }
+  Status KeepBest() override {
+    best_.assign(s_.data(), s_.data() + s_.num_params());
+    return Status::Ok();
+  }
+  Status Finish() override {
+    std::copy(best_.begin(), best_.end(), s_.data());
+    return s_.CopyInto(g_);
+  }
+
+ private:
+  nn::Model& g_;
+  nn::Sublayer s_;
+  nn::AdamW opt_;
+  std::vector<float> best_;
+};
+
+class GpuRegressor : public Regressor {
+ public:
+  // Unavailable / Unimplemented where the model cannot run on the device (no GPU, a map without a
+  // CUDA kernel): the caller falls back to the CPU.
+  static Result<std::unique_ptr<Regressor>> Create(nn::Model& g, const nn::Sublayer& s) {
+    // The model's trainable flags (restored once the device copy has read them) and the sublayer's.
+    std::map<std::string, bool> was, train;
+    for (const nn::ParamInfo& p : g.params()) was[p.name] = p.trainable;
+    for (const nn::ParamInfo& p : s.params()) train[p.name] = p.trainable;
+    auto in = [](const std::map<std::string, bool>& m, const std::string& n) {
+      auto it = m.find(n);
+      return it != m.end() && it->second;
+    };
+    g.SetTrainableWhere([&](const nn::ParamInfo& q) { return !in(train, q.name); }, false);
+    auto cm = nn::CudaModel::Create(g);
+    g.SetTrainableWhere([&](const nn::ParamInfo& q) { return in(was, q.name); }, true);
+    if (!cm.ok()) return cm.status();
+    return std::unique_ptr<Regressor>(new GpuRegressor(g, s, std::move(*cm)));
+  }
+  Status Forward(const float* x, int64_t B, int64_t T, float* y) override {
+    return cm_->SublayerForward(layer_, kind_, x, B, T, y);
+  }
+  Status Step(const float* dy, float grad_clip, float lr) override {
+    SCION_RETURN_IF_ERROR(cm_->ZeroGrad());
+    SCION_RETURN_IF_ERROR(cm_->SublayerBackward(dy));
+    SCION_RETURN_IF_ERROR(cm_->ClipGradNorm(grad_clip).status());
+    return cm_->AdamWStep(nn::AdamWConfig{lr, 0.9f, 0.999f, 1e-8f, 0.0f}, lr);
+  }
+  Status KeepBest() override { return cm_->Download(&g_); }  // only this sublayer's tensors changed
+  Status Finish() override { return Status::Ok(); }          // g holds the best weights already
+
+ private:
+  GpuRegressor(nn::Model& g, const nn::Sublayer& s, std::unique_ptr<nn::CudaModel> cm)
+      : g_(g), layer_(s.layer()), kind_(s.kind()), cm_(std::move(cm)) {}
+  nn::Model& g_;
+  int64_t layer_;
+  nn::SublayerKind kind_;
+  std::unique_ptr<nn::CudaModel> cm_;
+};
+
 // Mean squared error of `s` on samples [first, first + count), and the mean square of the targets.
-Result<std::pair<double, double>> ValidationError(nn::Sublayer& s, const ActivationCache& cache, int64_t first,
+Result<std::pair<double, double>> ValidationError(Regressor& s, const ActivationCache& cache, int64_t first,
                                                   int64_t count, int64_t batch, int64_t T) {
   const int64_t row = cache.row();
   std::vector<float> x(static_cast<size_t>(batch * row)), t(x.size()), y(x.size());  // (batch, T, C)
@@ -83,12 +167,27 @@ Result<std::vector<ActivationCache>> CollectActivations(nn::Model& teacher, cons
   return caches;
 }
 
-Result<UnitResult> RegressSublayer(nn::Sublayer& s, const ActivationCache& cache, const Stage1Params& p, int64_t T,
-                                   uint64_t seed, Context& ctx) {
+Result<UnitResult> RegressSublayer(nn::Model& g, int64_t layer, nn::SublayerKind kind, const ActivationCache& cache,
+                                   const Stage1Params& p, int64_t T, uint64_t seed, bool* gpu, Context& ctx) {
+  auto sub = nn::Sublayer::FromModel(g, layer, kind);
+  if (!sub.ok()) return sub.status();
   UnitResult r;
-  r.layer = s.layer();
-  r.kind = nn::SublayerName(s.kind());
+  r.layer = layer;
+  r.kind = nn::SublayerName(kind);
   r.steps = p.steps;
+  std::unique_ptr<Regressor> reg;
+  if (*gpu) {
+    auto made = GpuRegressor::Create(g, *sub);
+    if (made.ok()) {
+      reg = std::move(*made);
+    } else {  // the first refusal turns the GPU off for the job's remaining sublayers
+      *gpu = false;
+      if (ctx.reporter) ctx.reporter->Log("stage 1: on the CPU (GPU not used: " + made.status().ToString() + ")");
+    }
+  }
+  r.device = reg ? "gpu" : "cpu";
+  if (!reg) reg = std::make_unique<CpuRegressor>(g, std::move(*sub), static_cast<float>(p.lr));
+  Regressor& s = *reg;
   const int64_t n = cache.samples(), row = cache.row();
   const int64_t n_val = std::max<int64_t>(1, std::llround(p.val_fraction * static_cast<double>(n)));
   const int64_t n_train = n - n_val;
@@ -102,14 +201,12 @@ Result<UnitResult> RegressSublayer(nn::Sublayer& s, const ActivationCache& cache
   r.target_power = first->second;
   r.curve.push_back({0, r.mse});
   if (ctx.reporter) ctx.reporter->Metric(0, metric, r.mse);
-  std::vector<float> best(s.data(), s.data() + s.num_params());
 
   // Batches are runs of consecutive cached samples (one read each when the cache is on disk),
   // visited in a fresh random order every epoch.
   std::vector<int64_t> starts;
   for (int64_t i = 0; i + bs <= n_train; i += bs) starts.push_back(i);
-  nn::Rng rng(seed ^ (0x51ull << 40) ^ static_cast<uint64_t>(r.layer * 2 + (s.kind() == nn::SublayerKind::kMlp)));
-  nn::AdamW opt(nn::AdamWConfig{static_cast<float>(p.lr), 0.9f, 0.999f, 1e-8f, 0.0f});
+  nn::Rng rng(seed ^ (0x51ull << 40) ^ static_cast<uint64_t>(r.layer * 2 + (kind == nn::SublayerKind::kMlp)));
   std::vector<float> x(static_cast<size_t>(bs * row)), t(x.size()), y(x.size()), dy(x.size());  // (bs, T, C)
   size_t cursor = starts.size();
   for (int64_t step = 0; step < p.steps; ++step) {
@@ -122,11 +219,8 @@ Result<UnitResult> RegressSublayer(nn::Sublayer& s, const ActivationCache& cache
     SCION_RETURN_IF_ERROR(s.Forward(x.data(), bs, T, y.data()));
     const double loss = RegressionLossAndGrad(p.loss, p.huber_delta, y.data(), t.data(), bs * row, dy.data());
     if (!std::isfinite(loss)) return Status::Internal(metric + ": regression loss became non-finite at step " + std::to_string(step));
-    s.ZeroGrad();
-    SCION_RETURN_IF_ERROR(s.Backward(dy.data(), nullptr));
-    nn::ClipGradNorm(s.params(), s.grad(), static_cast<float>(p.grad_clip));
     const float lr = nn::ScheduledLr(step, static_cast<float>(p.lr), std::max<int64_t>(1, p.steps / 20), p.steps, 0.1f);
-    opt.Step(s.params(), s.data(), s.grad(), lr);
+    SCION_RETURN_IF_ERROR(s.Step(dy.data(), static_cast<float>(p.grad_clip), lr));
     if ((step + 1) % p.eval_every == 0 || step + 1 == p.steps) {
       auto e = ValidationError(s, cache, n_train, n_val, bs, T);
       if (!e.ok()) return e.status();
@@ -135,11 +229,11 @@ Result<UnitResult> RegressSublayer(nn::Sublayer& s, const ActivationCache& cache
       if (e->first < r.mse) {
         r.mse = e->first;
         r.best_step = step + 1;
-        best.assign(s.data(), s.data() + s.num_params());
+        SCION_RETURN_IF_ERROR(s.KeepBest());
       }
     }
   }
-  std::copy(best.begin(), best.end(), s.data());
+  SCION_RETURN_IF_ERROR(s.Finish());
   return r;
 }
 

@@ -34,12 +34,16 @@ struct UnitResult {
   double target_power = 0;       // mean square of the teacher outputs (validation): mse / this is the relative error
   int64_t best_step = 0;
   int64_t steps = 0;
+  std::string device;            // where it trained: gpu | cpu
   std::vector<std::pair<int64_t, double>> curve;  // (step, validation MSE)
 };
 
-// Trains `s` on the cache (the first 1 − val_fraction of samples; the rest validate); leaves the
-// best weights in `s`. Streams "stage1_l<layer>_<kind>_val_mse". Cancelled when ctx.stop is set.
-Result<UnitResult> RegressSublayer(nn::Sublayer& s, const ActivationCache& cache, const Stage1Params& p, int64_t T,
-                                   uint64_t seed, Context& ctx);
+// Trains `layer`'s `kind` sublayer of the grafted model `g` on the cache (the first 1 − val_fraction
+// of samples; the rest validate) and leaves the best weights in `g`. On the job's GPU while *gpu
+// (a CudaModel of g training only that sublayer); where the device path refuses (no device, a map
+// without a CUDA kernel) it logs why, sets *gpu = false and runs on the CPU (nn::Sublayer). Streams
+// "stage1_l<layer>_<kind>_val_mse". Cancelled when ctx.stop is set.
+Result<UnitResult> RegressSublayer(nn::Model& g, int64_t layer, nn::SublayerKind kind, const ActivationCache& cache,
+                                   const Stage1Params& p, int64_t T, uint64_t seed, bool* gpu, Context& ctx);
 
 }  // namespace scion::jobs

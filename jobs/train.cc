@@ -9,8 +9,8 @@
 //   mqar_accuracy (mqar) every eval_every steps.
 // Checkpoints: ctx.checkpoint_dir/step-NNNNNNNN/ (model + optimizer state + state.json written
 // last, the folder renamed into place), so a new attempt resumes from the latest complete one.
-// Artifact "model": the final weights file (config and the tokens trained on, kTrainedTokensKey, in
-// its metadata).
+// Artifact "model": the final weights file (config, the tokens trained on and the GPU-seconds it
+// took, kTrainedTokensKey and kTrainedGpuSecondsKey, in its metadata).
 #include "jobs/job.h"
 #include "jobs/nn_params.h"
 #include "jobs/train_loop.h"
@@ -107,9 +107,12 @@ Outcome RunTrain(const json& spec, Context& ctx) {
   out.summary["steps"] = static_cast<double>(t.loop.train.steps);
   const std::string dir = ctx.workdir + "/model";
   out.summary["tokens"] = static_cast<double>(r->tokens);
-  // The tokens ride in the weights' metadata so kinds that edit this model (graft) can weigh their
-  // own compute against the teacher's.
-  if (Status st = nn::SaveModel(m, dir, {{nn::kTrainedTokensKey, std::to_string(r->tokens)}}); !st.ok())
+  out.summary["gpu_s"] = r->gpu_s;
+  // The tokens and GPU-seconds ride in the weights' metadata so kinds that edit this model (graft)
+  // can weigh their own compute against the teacher's.
+  if (Status st = nn::SaveModel(m, dir, {{nn::kTrainedTokensKey, std::to_string(r->tokens)},
+                                         {nn::kTrainedGpuSecondsKey, std::to_string(r->gpu_s)}});
+      !st.ok())
     return {st, out.summary};
   if (ctx.reporter) ctx.reporter->Artifact("model", dir + "/" + nn::kWeightsFile);
   return out;

@@ -38,7 +38,7 @@ int64_t LatestCheckpoint(const std::string& root) {
   return best;
 }
 
-Status SaveCheckpoint(const std::string& root, int64_t step, const nn::Model& m, nn::AdamW& opt) {
+Status SaveCheckpoint(const std::string& root, int64_t step, const nn::Model& m, nn::AdamW& opt, double gpu_s) {
   const std::string final_dir = StepDir(root, step), tmp = final_dir + ".tmp";
   std::error_code ec;
   fs::remove_all(tmp, ec);
@@ -47,7 +47,7 @@ Status SaveCheckpoint(const std::string& root, int64_t step, const nn::Model& m,
   if (static_cast<int64_t>(opt.m().size()) != n) { opt.m().assign(n, 0.0f); opt.v().assign(n, 0.0f); }
   SCION_RETURN_IF_ERROR(nn::WriteSafetensors(tmp + "/optimizer.safetensors",
                                              {{"adam.m", {n}, opt.m().data()}, {"adam.v", {n}, opt.v().data()}}, {}));
-  json state = {{"step", step}, {"adam_steps", opt.steps()}};
+  json state = {{"step", step}, {"adam_steps", opt.steps()}, {"gpu_s", gpu_s}};
   SCION_RETURN_IF_ERROR(nn::WriteFileAtomic(tmp + "/state.json", state.dump()));
   fs::remove_all(final_dir, ec);
   fs::rename(tmp, final_dir, ec);
@@ -64,7 +64,9 @@ Status SaveCheckpoint(const std::string& root, int64_t step, const nn::Model& m,
   return Status::Ok();
 }
 
-Result<int64_t> Resume(const std::string& root, nn::Model* m, nn::AdamW* opt) {
+// The latest checkpoint's weights and optimizer state into m and opt, and the GPU-seconds spent up
+// to it into gpu_s (checkpoints written before they were recorded count none); -1 when none.
+Result<int64_t> Resume(const std::string& root, nn::Model* m, nn::AdamW* opt, double* gpu_s) {
   const int64_t step = LatestCheckpoint(root);
   if (step < 0) return int64_t{-1};
   const std::string dir = StepDir(root, step);
@@ -81,6 +83,7 @@ Result<int64_t> Resume(const std::string& root, nn::Model* m, nn::AdamW* opt) {
   opt->m() = st->tensors.at("adam.m").data;
   opt->v() = st->tensors.at("adam.v").data;
   opt->set_steps(state["adam_steps"].get<int64_t>());
+  *gpu_s = state.value("gpu_s", 0.0);
   return step;
 }
 
@@ -156,7 +159,8 @@ Result<LoopResult> RunTrainLoop(nn::Model& m, const DataSource& d, const LoopCon
   nn::AdamW opt(c.adam);
   LoopResult out;
   m.SetRecompute(c.recompute);
-  auto resumed = Resume(c.checkpoint_dir, &m, &opt);
+  double gpu_s_before = 0;  // earlier attempts'
+  auto resumed = Resume(c.checkpoint_dir, &m, &opt, &gpu_s_before);
   if (!resumed.ok()) return resumed.status();
   int64_t start = 0;
   if (*resumed >= 0) {
@@ -170,6 +174,12 @@ Result<LoopResult> RunTrainLoop(nn::Model& m, const DataSource& d, const LoopCon
     ctx.reporter->Log(c.metric_prefix + "training on " + engine->device() +
                       (engine->fallback_reason().empty() ? "" : " (GPU not used: " + engine->fallback_reason() + ")"));
   const std::string& p = c.metric_prefix;
+  const bool on_gpu = engine->device() != "cpu";
+  const auto loop_start = std::chrono::steady_clock::now();
+  auto gpu_s = [&] {
+    return gpu_s_before +
+           (on_gpu ? std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_start).count() : 0.0);
+  };
   const int64_t tokens_per_step = c.train.accum * c.batch_size * T;
   auto t0 = std::chrono::steady_clock::now();
   int64_t tokens_since = 0;
@@ -213,7 +223,7 @@ Result<LoopResult> RunTrainLoop(nn::Model& m, const DataSource& d, const LoopCon
     }
     if (!c.checkpoint_dir.empty() && ((step + 1) % c.checkpoint_every == 0 || stopping)) {
       SCION_RETURN_IF_ERROR(engine->Sync());
-      SCION_RETURN_IF_ERROR(SaveCheckpoint(c.checkpoint_dir, step + 1, m, opt));
+      SCION_RETURN_IF_ERROR(SaveCheckpoint(c.checkpoint_dir, step + 1, m, opt, gpu_s()));
     }
     if (stopping) {
       out.stopped = true;
@@ -222,6 +232,7 @@ Result<LoopResult> RunTrainLoop(nn::Model& m, const DataSource& d, const LoopCon
   }
   out.tokens = out.steps_done * tokens_per_step;
   SCION_RETURN_IF_ERROR(engine->Sync());  // the caller's Model holds the trained weights
+  out.gpu_s = gpu_s();
   return out;
 }
 

@@ -39,6 +39,8 @@ struct LoopResult {
   double eval = 0;              // the last evaluation (mqar_accuracy or val_loss)
   int64_t steps_done = 0;       // steps completed, counting resumed ones
   int64_t tokens = 0;           // tokens trained on in this and earlier attempts
+  double gpu_s = 0;             // GPU-seconds of this and earlier attempts: wall time of the loop
+                                // while its steps ran on the job's GPU (one device), 0 on the CPU
   bool stopped = false;         // ctx.stop was set: a checkpoint was written and the loop returned
 };
 

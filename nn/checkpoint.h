@@ -16,6 +16,7 @@ inline constexpr char kConfigFile[] = "config.json";
 inline constexpr char kWeightsFile[] = "model.safetensors";
 inline constexpr char kConfigMetadataKey[] = "scion_config";  // config.json, copied into the metadata
 inline constexpr char kTrainedTokensKey[] = "scion_trained_tokens";  // tokens the train kind trained on
+inline constexpr char kTrainedGpuSecondsKey[] = "scion_trained_gpu_s";  // GPU-seconds it took (0: the CPU)
 
 // Writes dir/config.json and dir/model.safetensors (each atomically; creates dir). The weights
 // file carries the config in its metadata too, so it is a complete model on its own. `metadata`

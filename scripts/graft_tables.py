@@ -13,19 +13,25 @@ import sys
 def main(teacher_path, grafts_path):
     teacher = json.load(open(teacher_path))[0]["summary"]
     grafts = json.load(open(grafts_path))
-    print("teacher: val_loss %.4f, %d training tokens\n" % (teacher["val_loss"], teacher.get("tokens", 0)))
+    print("teacher: val_loss %.4f, %d training tokens, %.1f GPU-s\n" % (
+        teacher["val_loss"], teacher.get("tokens", 0), teacher.get("gpu_s", 0)))
+    # GPU-seconds: the wall time each stage trained on the job's GPU (0 on the CPU path); the
+    # fraction is absent when the teacher recorded none.
     print("| graft | teacher val_loss | after stage 1 | after stage 2 | gap to teacher | tokens (stage 1 + 2) "
-          "| % of teacher tokens | stage 1 CPU-s | stage 2 CPU-s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| % of teacher tokens | stage 1 CPU-s | stage 2 CPU-s | stage 1 GPU-s | stage 2 GPU-s "
+          "| % of teacher GPU-s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for g in grafts:
         s = g["summary"]
         if g["state"] != "succeeded":
-            print("| %s | %s | | | | | | | |" % (g["name"], g["state"]))
+            print("| %s | %s | | | | | | | | | | |" % (g["name"], g["state"]))
             continue
         tokens = s["stage1_tokens"] + s["stage2_tokens"]
-        print("| %s | %.4f | %.4f | %.4f | %+.2f%% | %d | %.1f%% | %.1f | %.1f |" % (
+        frac = "%.1f%%" % (100 * s["gpu_s_fraction"]) if "gpu_s_fraction" in s else "–"
+        print("| %s | %.4f | %.4f | %.4f | %+.2f%% | %d | %.1f%% | %.1f | %.1f | %.1f | %.1f | %s |" % (
             g["name"], s["teacher_val_loss"], s["stage1_val_loss"], s["stage2_val_loss"],
-            100 * s["stage2_rel_gap"], tokens, 100 * s["tokens_fraction"], s["stage1_cpu_s"], s["stage2_cpu_s"]))
+            100 * s["stage2_rel_gap"], tokens, 100 * s["tokens_fraction"], s["stage1_cpu_s"], s["stage2_cpu_s"],
+            s.get("stage1_gpu_s", 0), s.get("stage2_gpu_s", 0), frac))
     print("\nStage-1 relative regression error (validation MSE / mean square of the teacher output), "
           "at the starting weights -> kept weights:\n")
     print("| graft | " + " | ".join("layer %d" % l for l in range(6)) + " |")

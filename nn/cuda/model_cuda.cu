@@ -140,8 +140,20 @@ struct CudaModel::Impl {
   Status EnsureCapacity(int64_t rows);
   Status MixerForward(int64_t l, kernels::AttnDims d);
   Status MixerBackward(int64_t l, kernels::AttnDims d);
+  // Block l's branches without their bias, LayerNorm or residual: the attention branch from ln1 and
+  // the MLP branch from ln2 to `scratch` (BT, C) fp32; backward from dx / dx_b (the branch output's
+  // gradient) into the branch's weight gradients, leaving the branch input's gradient factor in
+  // scratch_b (attention: dqkv (BT, 3C); MLP: dfch (BT, Hm)).
+  Status AttnBranchForward(int64_t l);
+  Status MlpBranchForward(int64_t l);
+  Status AttnBranchBackward(int64_t l);
+  Status MlpBranchBackward(int64_t l);
   Status Forward(const int32_t* tok, const int32_t* tgt, int64_t B, int64_t T, float* loss);
   Status Backward(float scale);
+  Status SublayerForward(int64_t l, SublayerKind kind, const float* x, int64_t B, int64_t T, float* y);
+  Status SublayerBackward(const float* dy);
+  int64_t sub_layer = -1;  // the last SublayerForward's layer and branch
+  SublayerKind sub_kind = SublayerKind::kAttention;
 };
 
 Status CudaModel::Impl::Layout(const Model& host) {
@@ -310,13 +322,117 @@ Status CudaModel::Impl::MixerBackward(int64_t l, kernels::AttnDims d) {
   return kernels::AttentionBackward(launch, d, a.q, a.k, a.v, a.o, dout, a.lse, dq, dk, dv, mask, scale);
 }
 
+Status CudaModel::Impl::AttnBranchForward(int64_t l) {
+  const int64_t C = config.n_embd, H = config.n_head, D = config.head_dim(), BT = B * T;
+  LayerActs& a = acts[l];
+  const LayerOffsets& o = layer_off[l];
+  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, 3 * C, {a.ln1, C}, {wb + o.attn_w, 3 * C}, BT, 3 * C, C, 1, 0));
+  bf16* qkv[3] = {a.q, a.k, a.v};
+  SCION_RETURN_IF_ERROR(cuda::RowsToHeads(stream, qkv, 3, scratch, nullptr, w + o.attn_b, B, T, H, D));
+  if (Status s = MixerForward(l, {B, H, T, D}); !s.ok())
+    return Status::Internal("layer " + std::to_string(l) + " mixer " + MixerName(config.layers[l].mixer) + ": " +
+                            s.ToString());
+  const bf16* heads[1] = {a.o};
+  SCION_RETURN_IF_ERROR(cuda::HeadsToRows(stream, a.atty, 1, heads, B, T, H, D));
+  return cuda::Gemm(blas, scratch, false, C, {a.atty, C}, {wb + o.proj_w, C}, BT, C, C, 1, 0);
+}
+
+Status CudaModel::Impl::MlpBranchForward(int64_t l) {
+  const int64_t C = config.n_embd, Hm = config.MlpHidden(l), BT = B * T;
+  LayerActs& a = acts[l];
+  const LayerOffsets& o = layer_off[l];
+  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, Hm, {a.ln2, C}, {wb + o.fc_w, Hm}, BT, Hm, C, 1, 0));
+  SCION_RETURN_IF_ERROR(cuda::BiasGelu(stream, a.fch, a.fch_gelu, scratch, w + o.fc_b, BT, Hm));
+  return cuda::Gemm(blas, scratch, false, C, {a.fch_gelu, Hm}, {wb + o.mproj_w, C}, BT, C, Hm, 1, 0);
+}
+
+Status CudaModel::Impl::AttnBranchBackward(int64_t l) {
+  const int64_t C = config.n_embd, H = config.n_head, D = config.head_dim(), BT = B * T;
+  LayerActs& a = acts[l];
+  const LayerOffsets& o = layer_off[l];
+  if (o.proj_w_t)
+    SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + o.proj_w, false, C, {a.atty, C, true}, {dx_b, C}, C, C, BT, 1, 1));
+  SCION_RETURN_IF_ERROR(cuda::ColumnSum(stream, G(o.proj_b, o.proj_b_t), dx, BT, C));
+  bf16* datty = scratch_b;  // (BT, C)
+  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, datty, true, C, {dx_b, C}, {wb + o.proj_w, C, true}, BT, C, C, 1, 0));
+  bf16* dheads[1] = {dout};
+  SCION_RETURN_IF_ERROR(cuda::RowsToHeads(stream, dheads, 1, nullptr, datty, nullptr, B, T, H, D));
+  for (bf16* p : {dq, dk, dv}) SCION_CUDA_TRY(cudaMemsetAsync(p, 0, sizeof(bf16) * BT * C, stream));
+  if (Status s = MixerBackward(l, {B, H, T, D}); !s.ok())
+    return Status::Internal("layer " + std::to_string(l) + " mixer backward " + MixerName(config.layers[l].mixer) +
+                            ": " + s.ToString());
+  bf16* dqkv = scratch_b;  // (BT, 3C)
+  const bf16* grads[3] = {dq, dk, dv};
+  SCION_RETURN_IF_ERROR(cuda::HeadsToRows(stream, dqkv, 3, grads, B, T, H, D));
+  SCION_RETURN_IF_ERROR(cuda::ColumnSum(stream, G(o.attn_b, o.attn_b_t), dqkv, BT, 3 * C));
+  if (o.attn_w_t)
+    SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + o.attn_w, false, 3 * C, {a.ln1, C, true}, {dqkv, 3 * C}, C, 3 * C, BT, 1, 1));
+  return Status::Ok();
+}
+
+Status CudaModel::Impl::MlpBranchBackward(int64_t l) {
+  const int64_t C = config.n_embd, Hm = config.MlpHidden(l), BT = B * T;
+  LayerActs& a = acts[l];
+  const LayerOffsets& o = layer_off[l];
+  if (o.mproj_w_t)
+    SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + o.mproj_w, false, C, {a.fch_gelu, Hm, true}, {dx_b, C}, Hm, C, BT, 1, 1));
+  SCION_RETURN_IF_ERROR(cuda::ColumnSum(stream, G(o.mproj_b, o.mproj_b_t), dx, BT, C));
+  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, Hm, {dx_b, C}, {wb + o.mproj_w, C, true}, BT, Hm, C, 1, 0));
+  bf16* dfch = scratch_b;  // (BT, Hm)
+  SCION_RETURN_IF_ERROR(cuda::GeluBackward(stream, dfch, scratch, a.fch, BT * Hm));
+  SCION_RETURN_IF_ERROR(cuda::ColumnSum(stream, G(o.fc_b, o.fc_b_t), dfch, BT, Hm));
+  if (o.fc_w_t)
+    SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + o.fc_w, false, Hm, {a.ln2, C, true}, {dfch, Hm}, C, Hm, BT, 1, 1));
+  return Status::Ok();
+}
+
+Status CudaModel::Impl::SublayerForward(int64_t l, SublayerKind kind, const float* x, int64_t Bn, int64_t Tn, float* y) {
+  const ModelConfig& c = config;
+  if (l < 0 || l >= c.n_layer())
+    return Status::InvalidArgument("layer: " + std::to_string(l) + " outside [0, " + std::to_string(c.n_layer()) + ")");
+  if (Bn <= 0) return Status::InvalidArgument("batch: must be > 0");
+  if (Tn <= 0 || Tn > c.n_positions)
+    return Status::InvalidArgument("seq_len: " + std::to_string(Tn) + " must be in [1, n_positions=" +
+                                   std::to_string(c.n_positions) + "]");
+  const int64_t C = c.n_embd, BT = Bn * Tn;
+  SCION_RETURN_IF_ERROR(EnsureCapacity(BT));
+  B = Bn;
+  T = Tn;
+  has_targets = false;  // the model's Backward has nothing to start from
+  sub_layer = -1;
+  LayerActs& a = acts[l];
+  const LayerOffsets& o = layer_off[l];
+  const bool attn = kind == SublayerKind::kAttention;
+  SCION_CUDA_TRY(cudaMemcpyAsync(scratch, x, sizeof(float) * BT * C, cudaMemcpyHostToDevice, stream));
+  SCION_RETURN_IF_ERROR(cuda::CastToBf16(stream, attn ? a.ln1 : a.ln2, scratch, BT * C));
+  SCION_RETURN_IF_ERROR(attn ? AttnBranchForward(l) : MlpBranchForward(l));
+  std::vector<float> bias(static_cast<size_t>(C));
+  SCION_CUDA_TRY(cudaMemcpyAsync(y, scratch, sizeof(float) * BT * C, cudaMemcpyDeviceToHost, stream));
+  SCION_CUDA_TRY(cudaMemcpyAsync(bias.data(), w + (attn ? o.proj_b : o.mproj_b), sizeof(float) * C,
+                                 cudaMemcpyDeviceToHost, stream));
+  SCION_CUDA_TRY(cudaStreamSynchronize(stream));
+  for (int64_t r = 0; r < BT; ++r)
+    for (int64_t j = 0; j < C; ++j) y[r * C + j] += bias[j];
+  sub_layer = l;
+  sub_kind = kind;
+  return Status::Ok();
+}
+
+Status CudaModel::Impl::SublayerBackward(const float* dy) {
+  if (sub_layer < 0) return Status::FailedPrecondition("SublayerBackward: no SublayerForward before it");
+  const int64_t BT = B * T, C = config.n_embd;
+  SCION_CUDA_TRY(cudaMemcpyAsync(dx, dy, sizeof(float) * BT * C, cudaMemcpyHostToDevice, stream));
+  SCION_RETURN_IF_ERROR(cuda::CastToBf16(stream, dx_b, dx, BT * C));
+  return sub_kind == SublayerKind::kAttention ? AttnBranchBackward(sub_layer) : MlpBranchBackward(sub_layer);
+}
+
 Status CudaModel::Impl::Forward(const int32_t* tok, const int32_t* tgt, int64_t Bn, int64_t Tn, float* loss) {
   const ModelConfig& c = config;
   if (Bn <= 0) return Status::InvalidArgument("batch: must be > 0");
   if (Tn <= 0 || Tn > c.n_positions)
     return Status::InvalidArgument("seq_len: " + std::to_string(Tn) + " must be in [1, n_positions=" +
                                    std::to_string(c.n_positions) + "]");
-  const int64_t C = c.n_embd, H = c.n_head, D = c.head_dim(), V = c.vocab_size, BT = Bn * Tn, L = c.n_layer();
+  const int64_t C = c.n_embd, V = c.vocab_size, BT = Bn * Tn, L = c.n_layer();
   std::vector<int32_t> host_targets(static_cast<size_t>(BT), -1);
   count = 0;
   for (int64_t i = 0; i < BT; ++i) {
@@ -340,24 +456,13 @@ Status CudaModel::Impl::Forward(const int32_t* tok, const int32_t* tgt, int64_t 
   SCION_RETURN_IF_ERROR(cuda::ResidualLayerNorm(st, resid[0], acts[0].ln1, acts[0].ln1_mean, acts[0].ln1_rstd,
                                                 resid[0], nullptr, nullptr, w + layer_off[0].ln1_w,
                                                 w + layer_off[0].ln1_b, BT, C));
-  const kernels::AttnDims dims{B, H, T, D};
   for (int64_t l = 0; l < L; ++l) {
     LayerActs& a = acts[l];
     const LayerOffsets& o = layer_off[l];
-    const int64_t Hm = c.MlpHidden(l);
-    SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, 3 * C, {a.ln1, C}, {wb + o.attn_w, 3 * C}, BT, 3 * C, C, 1, 0));
-    bf16* qkv[3] = {a.q, a.k, a.v};
-    SCION_RETURN_IF_ERROR(cuda::RowsToHeads(st, qkv, 3, scratch, nullptr, w + o.attn_b, B, T, H, D));
-    if (Status s = MixerForward(l, dims); !s.ok())
-      return Status::Internal("layer " + std::to_string(l) + " mixer " + MixerName(c.layers[l].mixer) + ": " + s.ToString());
-    const bf16* heads[1] = {a.o};
-    SCION_RETURN_IF_ERROR(cuda::HeadsToRows(st, a.atty, 1, heads, B, T, H, D));
-    SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, C, {a.atty, C}, {wb + o.proj_w, C}, BT, C, C, 1, 0));
+    SCION_RETURN_IF_ERROR(AttnBranchForward(l));
     SCION_RETURN_IF_ERROR(cuda::ResidualLayerNorm(st, a.resid_mid, a.ln2, a.ln2_mean, a.ln2_rstd, resid[l], scratch,
                                                   w + o.proj_b, w + o.ln2_w, w + o.ln2_b, BT, C));
-    SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, Hm, {a.ln2, C}, {wb + o.fc_w, Hm}, BT, Hm, C, 1, 0));
-    SCION_RETURN_IF_ERROR(cuda::BiasGelu(st, a.fch, a.fch_gelu, scratch, w + o.fc_b, BT, Hm));
-    SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, C, {a.fch_gelu, Hm}, {wb + o.mproj_w, C}, BT, C, Hm, 1, 0));
+    SCION_RETURN_IF_ERROR(MlpBranchForward(l));
     // The residual add of this block fused with the next LayerNorm (ln_1 of block l+1, or ln_f).
     const bool last = l + 1 == L;
     const int64_t nw = last ? lnf_w : layer_off[l + 1].ln1_w, nb = last ? lnf_b : layer_off[l + 1].ln1_b;
@@ -387,9 +492,8 @@ Status CudaModel::Impl::Forward(const int32_t* tok, const int32_t* tgt, int64_t 
 Status CudaModel::Impl::Backward(float scale) {
   if (!has_targets) return Status::FailedPrecondition("Backward: the last Forward had no targets");
   const ModelConfig& c = config;
-  const int64_t C = c.n_embd, H = c.n_head, D = c.head_dim(), V = c.vocab_size, BT = B * T, L = c.n_layer();
+  const int64_t C = c.n_embd, V = c.vocab_size, BT = B * T, L = c.n_layer();
   cudaStream_t st = stream;
-  const kernels::AttnDims dims{B, H, T, D};
   const float row_scale = count > 0 ? scale / static_cast<float>(count) : 0.0f;
   SCION_RETURN_IF_ERROR(cuda::ClassifierBackward(st, logits, clf_lse, targets, BT, V, Vp, row_scale));
   // dlnf (BT, C) = dlogits · wte; dwte (V, C) += dlogitsᵀ · lnf.
@@ -404,36 +508,14 @@ Status CudaModel::Impl::Backward(float scale) {
     const LayerOffsets& o = layer_off[l];
     const int64_t Hm = c.MlpHidden(l);
     // MLP branch; dx is the gradient of the block output.
-    if (o.mproj_w_t)
-      SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + o.mproj_w, false, C, {a.fch_gelu, Hm, true}, {dx_b, C}, Hm, C, BT, 1, 1));
-    SCION_RETURN_IF_ERROR(cuda::ColumnSum(st, G(o.mproj_b, o.mproj_b_t), dx, BT, C));
-    SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, Hm, {dx_b, C}, {wb + o.mproj_w, C, true}, BT, Hm, C, 1, 0));
-    bf16* dfch = scratch_b;  // (BT, Hm)
-    SCION_RETURN_IF_ERROR(cuda::GeluBackward(st, dfch, scratch, a.fch, BT * Hm));
-    SCION_RETURN_IF_ERROR(cuda::ColumnSum(st, G(o.fc_b, o.fc_b_t), dfch, BT, Hm));
-    if (o.fc_w_t)
-      SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + o.fc_w, false, Hm, {a.ln2, C, true}, {dfch, Hm}, C, Hm, BT, 1, 1));
+    SCION_RETURN_IF_ERROR(MlpBranchBackward(l));
+    const bf16* dfch = scratch_b;  // (BT, Hm)
     SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, C, {dfch, Hm}, {wb + o.fc_w, Hm, true}, BT, C, Hm, 1, 0));
     SCION_RETURN_IF_ERROR(cuda::LayerNormBackward(st, dx, dx_b, G(o.ln2_w, o.ln2_t), G(o.ln2_b, o.ln2_t), scratch,
                                                   a.resid_mid, w + o.ln2_w, a.ln2_mean, a.ln2_rstd, BT, C));
     // Mixer branch; dx is now the gradient of resid_mid.
-    if (o.proj_w_t)
-      SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + o.proj_w, false, C, {a.atty, C, true}, {dx_b, C}, C, C, BT, 1, 1));
-    SCION_RETURN_IF_ERROR(cuda::ColumnSum(st, G(o.proj_b, o.proj_b_t), dx, BT, C));
-    bf16* datty = scratch_b;  // (BT, C)
-    SCION_RETURN_IF_ERROR(cuda::Gemm(blas, datty, true, C, {dx_b, C}, {wb + o.proj_w, C, true}, BT, C, C, 1, 0));
-    bf16* dheads[1] = {dout};
-    SCION_RETURN_IF_ERROR(cuda::RowsToHeads(st, dheads, 1, nullptr, datty, nullptr, B, T, H, D));
-    for (bf16* p : {dq, dk, dv}) SCION_CUDA_TRY(cudaMemsetAsync(p, 0, sizeof(bf16) * BT * C, st));
-    if (Status s = MixerBackward(l, dims); !s.ok())
-      return Status::Internal("layer " + std::to_string(l) + " mixer backward " + MixerName(c.layers[l].mixer) +
-                              ": " + s.ToString());
-    bf16* dqkv = scratch_b;  // (BT, 3C)
-    const bf16* grads[3] = {dq, dk, dv};
-    SCION_RETURN_IF_ERROR(cuda::HeadsToRows(st, dqkv, 3, grads, B, T, H, D));
-    SCION_RETURN_IF_ERROR(cuda::ColumnSum(st, G(o.attn_b, o.attn_b_t), dqkv, BT, 3 * C));
-    if (o.attn_w_t)
-      SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + o.attn_w, false, 3 * C, {a.ln1, C, true}, {dqkv, 3 * C}, C, 3 * C, BT, 1, 1));
+    SCION_RETURN_IF_ERROR(AttnBranchBackward(l));
+    const bf16* dqkv = scratch_b;  // (BT, 3C)
     SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, C, {dqkv, 3 * C}, {wb + o.attn_w, 3 * C, true}, BT, C, 3 * C, 1, 0));
     SCION_RETURN_IF_ERROR(cuda::LayerNormBackward(st, dx, dx_b, G(o.ln1_w, o.ln1_t), G(o.ln1_b, o.ln1_t), scratch,
                                                   resid[l], w + o.ln1_w, a.ln1_mean, a.ln1_rstd, BT, C));
@@ -497,6 +579,12 @@ Status CudaModel::Forward(const int32_t* tokens, const int32_t* targets, int64_t
 }
 
 Status CudaModel::Backward(float scale) { return impl_->Backward(scale); }
+
+Status CudaModel::SublayerForward(int64_t layer, SublayerKind kind, const float* x, int64_t B, int64_t T, float* y) {
+  return impl_->SublayerForward(layer, kind, x, B, T, y);
+}
+
+Status CudaModel::SublayerBackward(const float* dy) { return impl_->SublayerBackward(dy); }
 
 Status CudaModel::ZeroGrad() {
   SCION_CUDA_TRY(cudaMemsetAsync(impl_->g, 0, sizeof(float) * impl_->P, impl_->stream));

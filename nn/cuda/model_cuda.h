@@ -18,6 +18,7 @@
 #include "common/status.h"
 #include "nn/model.h"
 #include "nn/optim.h"
+#include "nn/sublayer.h"
 
 namespace scion::nn {
 
@@ -44,6 +45,14 @@ class CudaModel {
   // Overwrites the logits of that Forward with their gradient (one (BT, V) buffer, llm.c style).
   Status Backward(float scale = 1.0f);
   Status ZeroGrad();
+
+  // Grafting's stage 1 on the device: block `layer`'s attention or MLP branch alone, as
+  // nn::Sublayer (nn/sublayer.h): y (B, T, C) from the branch's normalised input x (B, T, C), both
+  // host fp32, y before the residual add. SublayerBackward takes dy (B, T, C) for the last
+  // SublayerForward and accumulates the branch's trainable weight gradients (no dx); train only
+  // that branch by making only its tensors trainable in the host model before Create.
+  Status SublayerForward(int64_t layer, SublayerKind kind, const float* x, int64_t B, int64_t T, float* y);
+  Status SublayerBackward(const float* dy);
 
   // logits (B, T, V) of the last Forward as fp32 (values are bf16-rounded).
   Result<std::vector<float>> Logits() const;

@@ -23,6 +23,8 @@ Status CudaModel::Download(Model*) const { return NoCuda(); }
 Status CudaModel::Forward(const int32_t*, const int32_t*, int64_t, int64_t, float*) { return NoCuda(); }
 Status CudaModel::Backward(float) { return NoCuda(); }
 Status CudaModel::ZeroGrad() { return NoCuda(); }
+Status CudaModel::SublayerForward(int64_t, SublayerKind, const float*, int64_t, int64_t, float*) { return NoCuda(); }
+Status CudaModel::SublayerBackward(const float*) { return NoCuda(); }
 Result<std::vector<float>> CudaModel::Logits() const { return NoCuda(); }
 Result<std::vector<int32_t>> CudaModel::Argmax() const { return NoCuda(); }
 Result<std::vector<float>> CudaModel::Grad() const { return NoCuda(); }

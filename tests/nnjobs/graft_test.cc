@@ -17,6 +17,7 @@
 #include "jobs/activation_cache.h"
 #include "jobs/graft_plan.h"
 #include "jobs/job.h"
+#include "nn/cuda/model_cuda.h"
 
 namespace scion::jobs {
 namespace {
@@ -206,10 +207,12 @@ class GraftEndToEnd : public ::testing::Test {
                         {"checkpoint_every", 1000}}},
             {"speed", {{"seq_lens", json::array({64})}, {"iters", 1}}}};
   }
-  static Outcome Run(const json& params, Recorder& r, const std::string& ckpt = "", std::atomic<bool>* stop = nullptr) {
+  static Outcome Run(const json& params, Recorder& r, const std::string& ckpt = "", std::atomic<bool>* stop = nullptr,
+                     std::vector<int> gpus = {}) {
     Context c;
     c.workdir = Dir("work");
     c.checkpoint_dir = ckpt;
+    c.gpus = std::move(gpus);
     c.inputs["teacher"] = *teacher_;
     c.reporter = &r;
     c.stop = stop;
@@ -225,6 +228,10 @@ TEST_F(GraftEndToEnd, SelfGraftStaysAtTheTeacher) {
   ASSERT_TRUE(o.status.ok()) << o.status.ToString();
   const double teacher = o.summary.at("teacher_val_loss");
   EXPECT_GT(o.summary.at("teacher_tokens"), 0);  // read from the teacher's metadata
+  EXPECT_EQ(o.summary.at("teacher_gpu_s"), 0.0);  // recorded by its train job, which ran on the CPU
+  EXPECT_EQ(o.summary.at("stage1_gpu_s"), 0.0);
+  EXPECT_EQ(o.summary.at("stage2_gpu_s"), 0.0);  // this job holds no GPU
+  EXPECT_TRUE(std::isnan(o.summary.at("gpu_s_fraction")));  // no GPU-seconds to weigh against
   // The teacher's own weights reproduce its outputs up to matmul rounding (1e-6 relative), so the
   // regression starts at ~0 and the kept weights are the initial ones.
   EXPECT_LT(o.summary.at("l1_attn_rel_error"), 1e-8);
@@ -267,6 +274,30 @@ TEST_F(GraftEndToEnd, DistilledBeatsRandomAndResumes) {
   // Same stage-2 budget: starting from the distilled operators ends lower than from fresh ones.
   EXPECT_LT(d.summary.at("stage2_val_loss"), rnd.summary.at("stage2_val_loss"));
   EXPECT_LT(d.summary.at("stage1_val_loss"), rnd.summary.at("stage1_val_loss"));
+}
+
+// A job that holds a GPU trains its sublayers there; where the device path is missing (this build or
+// machine has no CUDA device) it says so once and trains every sublayer on the CPU.
+TEST_F(GraftEndToEnd, AJobHoldingAGpuTrainsStage1ThereOrSaysWhyNot) {
+  Recorder r;
+  Outcome o = Run(Params("sliding:8", "distilled", 2), r, "", nullptr, {0});
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString();
+  int said = 0, on_cpu = 0, on_gpu = 0;
+  for (const std::string& l : r.logs) {
+    said += l.find("stage 1: on the CPU (GPU not used:") != std::string::npos;
+    on_cpu += l.find("(cpu): val MSE") != std::string::npos;
+    on_gpu += l.find("(gpu): val MSE") != std::string::npos;
+  }
+  if (nn::CudaAvailable()) {
+    EXPECT_EQ(on_gpu, 2);
+    EXPECT_GT(o.summary.at("stage1_gpu_s"), 0);
+  } else {
+    EXPECT_EQ(said, 1);
+    EXPECT_EQ(on_cpu, 2);
+    EXPECT_EQ(o.summary.at("stage1_gpu_s"), 0.0);
+  }
+  for (const char* unit : {"l1_attn", "l3_attn"})  // either way stage 1 lowers each regression error
+    EXPECT_LT(o.summary.at(std::string(unit) + "_mse"), o.summary.at(std::string(unit) + "_mse_init")) << unit;
 }
 
 TEST_F(GraftEndToEnd, StopInStage1ResumesAfterTheLastFinishedSublayer) {

@@ -14,6 +14,7 @@
 #include "jobs/train_loop.h"
 #include "nn/checkpoint.h"
 #include "nn/model.h"
+#include "nn/safetensors.h"
 
 namespace scion::jobs {
 namespace {
@@ -118,6 +119,20 @@ TEST(TrainKind, TrainsCheckpointsResumesAndEvalReadsTheArtifact) {
   EXPECT_TRUE(fs::exists(ckpt + "/step-00000012/state.json"));
   EXPECT_TRUE(fs::exists(ckpt + "/step-00000008/state.json"));
   EXPECT_FALSE(fs::exists(ckpt + "/step-00000004"));  // only the two newest are kept
+  EXPECT_EQ(o1.summary.at("gpu_s"), 0.0);  // the CPU path
+
+  // GPU-seconds carry over attempts in the checkpoint's state: as if the first attempt had spent
+  // 7.5 s on a GPU, the second (on the CPU, adding none) reports and records them.
+  {
+    const std::string state_path = ckpt + "/step-00000012/state.json";
+    auto text = nn::ReadFile(state_path);
+    ASSERT_TRUE(text.ok());
+    json state = json::parse(*text);
+    ASSERT_TRUE(state.contains("gpu_s"));
+    EXPECT_EQ(state["gpu_s"].get<double>(), 0.0);
+    state["gpu_s"] = 7.5;
+    ASSERT_TRUE(nn::WriteFileAtomic(state_path, state.dump()).ok());
+  }
 
   // A new attempt with a longer run resumes from step 12 instead of starting over (recomputing
   // activations this time: same gradients, less held memory).
@@ -132,6 +147,14 @@ TEST(TrainKind, TrainsCheckpointsResumesAndEvalReadsTheArtifact) {
   ASSERT_FALSE(r2.logs.empty());
   EXPECT_NE(r2.logs[0].find("step 12"), std::string::npos) << r2.logs[0];
   EXPECT_EQ(r2.metrics.front().first, "loss");
+  EXPECT_EQ(o2.summary.at("gpu_s"), 7.5);
+  {
+    auto weights = nn::ReadSafetensors(r2.artifacts.at("model"));
+    ASSERT_TRUE(weights.ok()) << weights.status().ToString();
+    ASSERT_TRUE(weights->metadata.count(nn::kTrainedGpuSecondsKey));
+    EXPECT_EQ(std::atof(weights->metadata.at(nn::kTrainedGpuSecondsKey).c_str()), 7.5);
+    EXPECT_EQ(std::atof(weights->metadata.at(nn::kTrainedTokensKey).c_str()), 16.0 * 4 * 16);
+  }
 
   // A training text file, then eval of the trained model on MQAR, text and throughput.
   const std::string text_path = c2.workdir + "/text.txt";

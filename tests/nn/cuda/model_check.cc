@@ -6,7 +6,8 @@
 // Checks: logits, loss, every parameter gradient and 10 AdamW steps against the fixture; the same
 // against the CPU path for a softmax model and a Hedgehog linear-attention model. Prints one line
 // per check with the measured error beside its tolerance; exit 1 on any failure, 0 when all pass
-// or when there is no device (SKIP).
+// or when there is no device (SKIP). Also one block's attention or MLP branch alone
+// (CudaModel::SublayerForward/Backward, grafting's stage 1) against nn::Sublayer on the CPU.
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -18,6 +19,7 @@
 #include "nn/optim.h"
 #include "nn/random.h"
 #include "nn/safetensors.h"
+#include "nn/sublayer.h"
 
 namespace scion::nn {
 namespace {
@@ -175,6 +177,19 @@ void GoldenChecks(const std::string& dir) {
   CompareModel("golden vs CPU path", *m, tok, tgt, B, T, CpuReference(*m, tok, tgt, B, T, ac, clip), ac, clip);
 }
 
+// A 2-layer model, head width 16 (the CUDA attention kernels take it), every layer `mixer` (window
+// 8, Hedgehog maps of 16 features where it has a map).
+ModelConfig MixerConfig(MixerKind mixer) {
+  ModelConfig cfg = ModelConfig::Gpt2(/*vocab=*/80, /*context=*/64, /*n_layer=*/2, /*n_head=*/2, /*n_embd=*/32);
+  for (LayerSpec& s : cfg.layers) {
+    s.mixer = mixer;
+    s.window = 8;
+    s.feature_map = kernels::FeatureMapKind::kHedgehog;
+    s.feature_dim = 16;
+  }
+  return cfg;
+}
+
 void MixerChecks() {
   // A 2-layer model, head width 16, per mixer: the CPU Model (fp32, checked against transformers
   // for softmax) is the reference.
@@ -182,14 +197,7 @@ void MixerChecks() {
   for (const Case& c : {Case{"softmax", MixerKind::kSoftmax}, Case{"hedgehog linear", MixerKind::kLinear},
                         Case{"sliding window 8", MixerKind::kSlidingWindow},
                         Case{"hedgehog hybrid window 8", MixerKind::kHybrid}}) {
-    ModelConfig cfg = ModelConfig::Gpt2(/*vocab=*/80, /*context=*/64, /*n_layer=*/2, /*n_head=*/2, /*n_embd=*/32);
-    for (LayerSpec& s : cfg.layers) {
-      s.mixer = c.mixer;
-      s.window = 8;
-      s.feature_map = kernels::FeatureMapKind::kHedgehog;
-      s.feature_dim = 16;
-    }
-    auto m = Model::Create(cfg, 7);
+    auto m = Model::Create(MixerConfig(c.mixer), 7);
     if (!m.ok()) return Fatal(std::string(c.name) + " Model::Create", m.status());
     const int64_t B = 2, T = 48;
     Rng rng(11);
@@ -200,6 +208,66 @@ void MixerChecks() {
     const AdamWConfig ac{1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f};
     CompareModel(std::string(c.name) + " vs CPU path", *m, tok, tgt, B, T, CpuReference(*m, tok, tgt, B, T, ac, 1.0f),
                  ac, 1.0f);
+  }
+}
+
+// Grafting's stage 1 on the device: block 1's branch alone against nn::Sublayer (fp32 CPU), per
+// mixer and for the MLP, same tolerances as the whole model (one bf16 rounding of the input, the
+// weights and each GEMM output; the gradients through the same roundings twice).
+void SublayerChecks() {
+  struct Case { const char* name; MixerKind mixer; SublayerKind kind; };
+  for (const Case& c : {Case{"softmax attention", MixerKind::kSoftmax, SublayerKind::kAttention},
+                        Case{"hedgehog linear attention", MixerKind::kLinear, SublayerKind::kAttention},
+                        Case{"sliding window 8 attention", MixerKind::kSlidingWindow, SublayerKind::kAttention},
+                        Case{"hedgehog hybrid attention", MixerKind::kHybrid, SublayerKind::kAttention},
+                        Case{"MLP", MixerKind::kSoftmax, SublayerKind::kMlp}}) {
+    const std::string name = std::string("sublayer ") + c.name;
+    auto m = Model::Create(MixerConfig(c.mixer), 7);
+    if (!m.ok()) return Fatal(name + " Model::Create", m.status());
+    const int64_t B = 2, T = 48, C = 32, layer = 1;
+    Rng rng(13);
+    std::vector<float> x(B * T * C), dy(x.size()), y_ref(x.size()), y(x.size());
+    for (auto& v : x) v = static_cast<float>(rng.Normal());
+    for (auto& v : dy) v = static_cast<float>(rng.Normal());
+    auto sub = Sublayer::FromModel(*m, layer, c.kind);
+    if (!sub.ok()) return Fatal(name + " Sublayer::FromModel", sub.status());
+    if (Status s = sub->Forward(x.data(), B, T, y_ref.data()); !s.ok()) return Fatal(name + " CPU Forward", s);
+    sub->ZeroGrad();
+    if (Status s = sub->Backward(dy.data(), nullptr); !s.ok()) return Fatal(name + " CPU Backward", s);
+    auto made = CudaModel::Create(*m);
+    if (!made.ok()) return Fatal(name + " CudaModel::Create", made.status());
+    CudaModel& d = **made;
+    std::fill(y.begin(), y.end(), NAN);  // poisoned: every entry must be written
+    if (Status s = d.SublayerForward(layer, c.kind, x.data(), B, T, y.data()); !s.ok()) return Fatal(name + " Forward", s);
+    const double ye = RelMax(y.data(), y_ref.data(), y.size());
+    Expect(ye < kLogitTol, name + ": y max|Δ|/max|ref|", ye, kLogitTol);
+    if (Status s = d.ZeroGrad(); !s.ok()) return Fatal(name + " ZeroGrad", s);
+    if (Status s = d.SublayerBackward(dy.data()); !s.ok()) return Fatal(name + " Backward", s);
+    auto grad = d.Grad();
+    if (!grad.ok()) return Fatal(name + " Grad", grad.status());
+    double worst = 0, worst_cos = 1, outside = 0;
+    std::string worst_name, worst_cos_name;
+    int matched = 0;
+    for (const ParamInfo& mp : m->params()) {
+      const ParamInfo* sp = nullptr;
+      for (const ParamInfo& q : sub->params())
+        if (q.name == mp.name) sp = &q;
+      const float* got = grad->data() + mp.offset;
+      if (!sp) {  // no other tensor of the model may move
+        for (int64_t i = 0; i < mp.numel; ++i) outside = std::max(outside, std::fabs(static_cast<double>(got[i])));
+        continue;
+      }
+      ++matched;
+      const double e = RelMax(got, sub->grad() + sp->offset, mp.numel);
+      const double cs = Cosine(got, sub->grad() + sp->offset, mp.numel);
+      if (e > worst) { worst = e; worst_name = mp.name; }
+      if (cs < worst_cos) { worst_cos = cs; worst_cos_name = mp.name; }
+    }
+    Expect(matched == static_cast<int>(sub->params().size()), name + ": every sublayer tensor found in the model",
+           matched, static_cast<double>(sub->params().size()));
+    Expect(worst < kGradTol, name + ": grads, worst max|Δ|/max|ref| (" + worst_name + ")", worst, kGradTol);
+    Expect(worst_cos > kGradCos, name + ": grads, worst cosine (" + worst_cos_name + ")", worst_cos, kGradCos);
+    Expect(outside == 0, name + ": no gradient outside the sublayer (max |g|)", outside, 0);
   }
 }
 
@@ -214,6 +282,7 @@ int main(int argc, char** argv) {
   }
   GoldenChecks(argc > 1 ? argv[1] : SCION_NN_FIXTURES);
   MixerChecks();
+  SublayerChecks();
   std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "OK", failures);
   return failures ? 1 : 0;
 }
