@@ -6,9 +6,10 @@
 // layer's mixer input through that layer's c_attn) the converted layer's feature maps train on the
 // cross-entropy between the softmax weights and the linear-attention weights (kernels::DistillLoss),
 // summed over layers and averaged over batch rows and heads. Parameter-free maps have nothing to
-// train and are only measured. The teacher's forward runs on the CPU; the loss and its gradient run
-// on the job's GPU when it holds one (kernels::DistillLossFromHost), else, or for a map the CUDA
-// kernel does not take (projected Taylor-2, feature width > 128), on the CPU; the log says which.
+// train and are only measured. The teacher's forward (a CudaModel of it) and the loss and its
+// gradient (kernels::DistillLossFromHost) run on the job's GPU when it holds one, else, or for a map
+// the CUDA kernel does not take (projected Taylor-2, feature width > 128), on the CPU; the log says
+// which.
 // Stage 2 (optional): the whole converted model finetunes on the task loss (the shared train loop,
 // metrics prefixed "stage2_").
 //
@@ -26,6 +27,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <memory>
 
 #include "jobs/edit.h"
 #include "jobs/hedgehog_report.h"
@@ -35,6 +37,7 @@
 #include "kernels/attention.h"
 #include "kernels/feature_map.h"
 #include "nn/checkpoint.h"
+#include "nn/cuda/model_cuda.h"
 #include "nn/optim.h"
 #include "nn/safetensors.h"
 
@@ -149,16 +152,6 @@ struct LayerQK {
   std::vector<float> q, k;  // (B, H, T, D) each
 };
 
-// Runs the frozen teacher's blocks up to the last of `layers` (not its head) on `tokens` (B, T) and
-// returns, for each layer in `layers`, the q and k its attention computed.
-Result<std::vector<LayerQK>> TeacherQK(nn::Model& teacher, const std::vector<int64_t>& layers, const int32_t* tokens,
-                                       int64_t B, int64_t T) {
-  SCION_RETURN_IF_ERROR(teacher.ForwardBlocks(tokens, B, T, *std::max_element(layers.begin(), layers.end()) + 1));
-  std::vector<LayerQK> out;
-  for (int64_t l : layers) out.push_back({teacher.MixerQ(l), teacher.MixerK(l)});
-  return out;
-}
-
 // ---- the converted model's feature maps ------------------------------------------------------
 
 struct MapTensors {
@@ -239,12 +232,43 @@ Result<int64_t> LoadStage1(const std::string& path, nn::Model& m, nn::AdamW& opt
 
 // ---- stage 1 ---------------------------------------------------------------------------------
 
-// Where stage 1's distillation loss runs: on the job's GPU while `gpu` (it holds one and the map
-// runs there), else on the CPU. The first refusal from the GPU path (no device, a map the CUDA
-// kernel does not take) turns `gpu` off and is logged once; the batch then runs on the CPU.
+// Where stage 1 runs: the teacher's forward to each batch's q, k and the distillation loss, each on
+// the job's GPU while it holds one and the path takes the model (a CudaModel of the teacher; the
+// loss kernel for the map), else on the CPU. The first refusal from either GPU path (no device, a
+// map the CUDA kernel does not take) turns that path off and is logged once.
 struct DistillDevice {
-  bool gpu = false;
+  bool gpu = false;          // the loss
+  bool teacher_gpu = false;  // the teacher's forward
   Reporter* reporter = nullptr;
+  std::unique_ptr<nn::CudaModel> teacher_dev;  // made at the first batch
+
+  DistillDevice(bool holds_gpu, Reporter* r) : gpu(holds_gpu), teacher_gpu(holds_gpu), reporter(r) {}
+
+  // For each layer in `layers`, the q and k (B, H, T, D) the frozen teacher's attention computes on
+  // `tokens` (B, T): on the CPU its blocks up to the last of `layers`; on the GPU the whole forward
+  // (bf16 q, k).
+  Result<std::vector<LayerQK>> TeacherQK(nn::Model& teacher, const std::vector<int64_t>& layers,
+                                         const int32_t* tokens, int64_t B, int64_t T) {
+    if (teacher_gpu && !teacher_dev) {
+      auto made = nn::CudaModel::Create(teacher);
+      if (made.ok()) {
+        teacher_dev = std::move(*made);
+      } else {
+        teacher_gpu = false;
+        if (reporter) reporter->Log("stage1: teacher forward on the CPU: " + made.status().message());
+      }
+    }
+    std::vector<LayerQK> out(layers.size());
+    if (teacher_dev) {
+      SCION_RETURN_IF_ERROR(teacher_dev->Forward(tokens, nullptr, B, T, nullptr));
+      for (size_t i = 0; i < layers.size(); ++i)
+        SCION_RETURN_IF_ERROR(teacher_dev->AttentionQK(layers[i], &out[i].q, &out[i].k));
+      return out;
+    }
+    SCION_RETURN_IF_ERROR(teacher.ForwardBlocks(tokens, B, T, *std::max_element(layers.begin(), layers.end()) + 1));
+    for (size_t i = 0; i < layers.size(); ++i) out[i] = {teacher.MixerQ(layers[i]), teacher.MixerK(layers[i])};
+    return out;
+  }
 
   Status Run(kernels::AttnDims d, const float* q, const float* k, const kernels::FeatureMap& fm, float scale, float eps,
              float* loss, float* dwq, float* dwk, const kernels::AttentionStats& stats) {
@@ -271,7 +295,7 @@ Result<DistillTotals> DistillBatch(nn::Model& teacher, nn::Model& student, const
                                    DistillDevice& device) {
   const nn::ModelConfig& c = teacher.config();
   const int64_t B = batch.B, T = batch.T, H = c.n_head, D = c.head_dim();
-  auto qk = TeacherQK(teacher, layers, batch.inputs.data(), B, T);
+  auto qk = device.TeacherQK(teacher, layers, batch.inputs.data(), B, T);
   if (!qk.ok()) return qk.status();
   const kernels::AttnDims dims{B, H, T, D};
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
@@ -357,7 +381,7 @@ Result<std::vector<HeadFidelity>> MeasureFidelity(nn::Model& teacher, nn::Model&
     if (!batch.ok()) return batch.status();
     auto d = DistillBatch(teacher, student, layers, *batch, false, &heads, device);
     if (!d.ok()) return d.status();
-    auto qk = TeacherQK(teacher, layers, batch->inputs.data(), 1, T);  // example 0 alone
+    auto qk = device.TeacherQK(teacher, layers, batch->inputs.data(), 1, T);  // example 0 alone
     if (!qk.ok()) return qk.status();
     for (size_t li = 0; li < layers.size(); ++li) {
       const kernels::FeatureMap fm = FeatureMapOf(student, layers[li]);
@@ -479,14 +503,15 @@ Outcome RunHedgehog(const json& spec, Context& ctx) {
   if (!teacher_metric.ok()) return {teacher_metric.status(), {}};
   rep.teacher_metric = *teacher_metric;
 
-  DistillDevice device{!ctx.gpus.empty(), ctx.reporter};
+  DistillDevice device(!ctx.gpus.empty(), ctx.reporter);
   auto s1 = RunStage1(teacher, student, *layers, *data, hp, T, device, ctx);
   if (!s1.ok()) return {s1.status(), {}};
   if (s1->stopped) return StoppedOutcome(ctx, "stage 1", s1->steps_done);
   rep.stage1_steps = s1->steps_done;
 
   if (ctx.reporter && rep.stage1_steps > 0)
-    ctx.reporter->Log(std::string("stage1: distillation ran on the ") + (device.gpu ? "GPU" : "CPU"));
+    ctx.reporter->Log(std::string("stage1: distillation ran on the ") + (device.gpu ? "GPU" : "CPU") +
+                      ", the teacher's forward on the " + (device.teacher_gpu ? "GPU" : "CPU"));
   auto heads = MeasureFidelity(teacher, student, *layers, *data, hp, T, device);
   if (!heads.ok()) return {heads.status(), {}};
   rep.heads = std::move(*heads);

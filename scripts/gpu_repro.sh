@@ -3,8 +3,8 @@
 # local coordinator and worker, from prebuilt binaries (scripts/bundle_bins.sh) where the machine
 # cannot build the control plane:
 #   (1) Hedgehog Table 2 / Zoology MQAR at the paper's scale (scripts/hedgehog_mqar.sh): the teacher
-#       trains on the GPU; the Hedgehog conversions' distillation runs there too, one after the
-#       other (HH_STEPS steps); the other maps' conversions run on the CPU at the same time (Taylor-2's
+#       trains on the GPU; the Hedgehog conversions' stage 1 (teacher forward and distillation)
+#       runs there too, one after the other (HH_STEPS steps); the other maps' conversions run on the CPU at the same time (Taylor-2's
 #       projected map has no CUDA kernel: HH_CPU_STEPS steps).
 #   (2) grafting on byte-level text (scripts/graft_lm.sh, every job holding the GPU), at the same
 #       time on a second local cluster, then forward speed and device memory at long context
@@ -97,5 +97,7 @@ if has graft; then graft & pids+=($!); fi
 if has mqar; then mqar & pids+=($!); fi
 for p in "${pids[@]}"; do wait "$p"; done
 for f in mqar.log graft.log graft_speed.log graft_speed_table.md; do
-  [ -f "$out/$f" ] && { echo "==== $f"; tail -40 "$out/$f"; }
+  if [ -f "$out/$f" ]; then echo "==== $f"; tail -40 "$out/$f"; fi
 done
+# Each part logs "<part>: exit N" (the speed runs once per length): fail when any part failed.
+! grep -qs ': exit [1-9]' "$out/mqar.log" "$out/graft.log" "$out/graft_speed.log"

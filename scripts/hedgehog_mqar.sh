@@ -11,8 +11,9 @@
 # MQ_WARM="L0 KV0 STEPS" (a first train job on the shorter task, MQAR L0/kv0 for STEPS steps, that the
 # teacher continues from: Zoology trains on a mix of lengths), HH_STEPS, HH_LR, HH_BATCH,
 # HH_EVAL_BATCHES (stage 1 and the evaluation), HH_GPU_MAPS (the maps whose conversion job holds a
-# GPU: its distillation runs there; default none), HH_CPU_STEPS (stage-1 steps of the learned maps
-# converted on the CPU; default HH_STEPS), SCION_HH_CPU_SLOTS (conversions run at once),
+# GPU: its stage 1, teacher forward and distillation, runs there; default none), HH_CPU_STEPS
+# (stage-1 steps of the learned maps converted on the CPU; default HH_STEPS), SCION_HH_CPU_SLOTS
+# (conversions run at once),
 # MQ_SCRATCH_MAPS="taylor2 elu …" (the other side of Table 2: for each map a `train` job trains the
 # same 2-layer model from scratch with linear attention under that map in both layers, same recipe;
 # their accuracy is printed after the table), SCION_BUILD_DIR, SCION_BIN_DIR (prebuilt binaries,

@@ -448,6 +448,7 @@ Status CudaModel::Impl::Forward(const int32_t* tok, const int32_t* tgt, int64_t 
   B = Bn;
   T = Tn;
   has_targets = tgt != nullptr;
+  sub_layer = -1;  // the activations are the whole model's now
   cudaStream_t st = stream;
   SCION_CUDA_TRY(cudaMemcpyAsync(tokens, tok, sizeof(int32_t) * BT, cudaMemcpyHostToDevice, st));
   SCION_CUDA_TRY(cudaMemcpyAsync(targets, host_targets.data(), sizeof(int32_t) * BT, cudaMemcpyHostToDevice, st));
@@ -605,6 +606,28 @@ Result<std::vector<float>> CudaModel::Logits() const {
       std::memcpy(&out[r * V + v], &bits, sizeof(float));
     }
   return out;
+}
+
+Status CudaModel::AttentionQK(int64_t layer, std::vector<float>* q, std::vector<float>* k) const {
+  const Impl& I = *impl_;
+  const int64_t n = I.B * I.T * I.config.n_embd;  // B·H·T·D
+  if (n == 0 || I.sub_layer >= 0) return Status::FailedPrecondition("AttentionQK: no Forward before it");
+  if (layer < 0 || layer >= I.config.n_layer())
+    return Status::InvalidArgument("layer: " + std::to_string(layer) + " outside [0, " +
+                                   std::to_string(I.config.n_layer()) + ")");
+  std::vector<uint16_t> raw(static_cast<size_t>(2 * n));
+  const LayerActs& a = I.acts[layer];
+  SCION_CUDA_TRY(cudaMemcpyAsync(raw.data(), a.q, sizeof(bf16) * n, cudaMemcpyDeviceToHost, I.stream));
+  SCION_CUDA_TRY(cudaMemcpyAsync(raw.data() + n, a.k, sizeof(bf16) * n, cudaMemcpyDeviceToHost, I.stream));
+  SCION_CUDA_TRY(cudaStreamSynchronize(I.stream));
+  q->resize(static_cast<size_t>(n));
+  k->resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t qb = static_cast<uint32_t>(raw[i]) << 16, kb = static_cast<uint32_t>(raw[n + i]) << 16;
+    std::memcpy(&(*q)[i], &qb, sizeof(float));
+    std::memcpy(&(*k)[i], &kb, sizeof(float));
+  }
+  return Status::Ok();
 }
 
 Result<std::vector<int32_t>> CudaModel::Argmax() const {

@@ -56,6 +56,9 @@ class CudaModel {
 
   // logits (B, T, V) of the last Forward as fp32 (values are bf16-rounded).
   Result<std::vector<float>> Logits() const;
+  // The q and k (B, H, T, D) that layer `layer`'s attention computed in the last Forward, as fp32
+  // (bf16-rounded values): a teacher's attention inputs for Hedgehog's distillation.
+  Status AttentionQK(int64_t layer, std::vector<float>* q, std::vector<float>* k) const;
   // argmax over V of each (B, T) row of the last Forward's logits.
   Result<std::vector<int32_t>> Argmax() const;
   // The flat fp32 gradient buffer (num_params).

@@ -26,6 +26,7 @@ Status CudaModel::ZeroGrad() { return NoCuda(); }
 Status CudaModel::SublayerForward(int64_t, SublayerKind, const float*, int64_t, int64_t, float*) { return NoCuda(); }
 Status CudaModel::SublayerBackward(const float*) { return NoCuda(); }
 Result<std::vector<float>> CudaModel::Logits() const { return NoCuda(); }
+Status CudaModel::AttentionQK(int64_t, std::vector<float>*, std::vector<float>*) const { return NoCuda(); }
 Result<std::vector<int32_t>> CudaModel::Argmax() const { return NoCuda(); }
 Result<std::vector<float>> CudaModel::Grad() const { return NoCuda(); }
 Result<float> CudaModel::ClipGradNorm(float) { return NoCuda(); }

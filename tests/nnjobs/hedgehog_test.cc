@@ -292,12 +292,15 @@ TEST(HedgehogDevice, AJobHoldingAGpuDistilsThereOrSaysWhyNot) {
   ASSERT_TRUE(cpu.status.ok()) << cpu.status.message();
   ASSERT_TRUE(gpu.status.ok()) << gpu.status.message();
   EXPECT_TRUE(cpu_r.Logged("stage1: distillation ran on the CPU"));
+  EXPECT_TRUE(cpu_r.Logged("the teacher's forward on the CPU"));
   if (gpu_r.Logged("stage1: distillation on the CPU: ")) {  // the reason it could not use the GPU
     EXPECT_TRUE(gpu_r.Logged("stage1: distillation ran on the CPU"));
+    EXPECT_TRUE(gpu_r.Logged("stage1: teacher forward on the CPU: "));  // no device model either
+    EXPECT_TRUE(gpu_r.Logged("the teacher's forward on the CPU"));
     for (const char* key : {"attention_kl", "attention_ce", "student_entropy", "converted_mqar_accuracy"})
       EXPECT_NEAR(gpu.summary.at(key), cpu.summary.at(key), 1e-6) << key;
   } else {
-    EXPECT_TRUE(gpu_r.Logged("stage1: distillation ran on the GPU"));
+    EXPECT_TRUE(gpu_r.Logged("stage1: distillation ran on the GPU, the teacher's forward on the GPU"));
     // bf16 q, k and φ on the GPU: the KL of a 6-step map agrees to a few percent, not exactly.
     EXPECT_NEAR(gpu.summary.at("attention_kl"), cpu.summary.at("attention_kl"), 0.05 * cpu.summary.at("attention_kl"));
   }

@@ -271,6 +271,34 @@ void SublayerChecks() {
   }
 }
 
+// A teacher's attention inputs for Hedgehog's stage 1: CudaModel::AttentionQK after a Forward
+// against the CPU model's q, k of the same layer (ln1's output through c_attn: one bf16 rounding of
+// the input, weights and GEMM output, as the logits).
+void AttentionQKChecks() {
+  auto m = Model::Create(MixerConfig(MixerKind::kSoftmax), 7);
+  if (!m.ok()) return Fatal("attention q, k Model::Create", m.status());
+  const int64_t B = 2, T = 48;
+  Rng rng(17);
+  std::vector<int32_t> tok(B * T);
+  for (auto& x : tok) x = static_cast<int32_t>(rng.Next() % 80);
+  if (Status s = m->ForwardBlocks(tok.data(), B, T, 2); !s.ok()) return Fatal("attention q, k CPU forward", s);
+  auto made = CudaModel::Create(*m);
+  if (!made.ok()) return Fatal("attention q, k CudaModel::Create", made.status());
+  if (Status s = (*made)->Forward(tok.data(), nullptr, B, T, nullptr); !s.ok()) return Fatal("attention q, k Forward", s);
+  for (int64_t l = 0; l < 2; ++l) {
+    std::vector<float> q, k;
+    if (Status s = (*made)->AttentionQK(l, &q, &k); !s.ok()) return Fatal("AttentionQK", s);
+    const std::vector<float>&cq = m->MixerQ(l), &ck = m->MixerK(l);
+    if (q.size() != cq.size() || k.size() != ck.size()) {
+      Expect(false, "AttentionQK layer " + std::to_string(l) + ": sizes", static_cast<double>(q.size()),
+             static_cast<double>(cq.size()));
+      continue;
+    }
+    const double e = std::max(RelMax(q.data(), cq.data(), q.size()), RelMax(k.data(), ck.data(), k.size()));
+    Expect(e < kLogitTol, "AttentionQK layer " + std::to_string(l) + ": q, k max|Δ|/max|ref|", e, kLogitTol);
+  }
+}
+
 }  // namespace
 }  // namespace scion::nn
 
@@ -283,6 +311,7 @@ int main(int argc, char** argv) {
   GoldenChecks(argc > 1 ? argv[1] : SCION_NN_FIXTURES);
   MixerChecks();
   SublayerChecks();
+  AttentionQKChecks();
   std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "OK", failures);
   return failures ? 1 : 0;
 }
