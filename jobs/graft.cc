@@ -1,7 +1,7 @@
 // The `graft` job kind: replaces operators of a pretrained model (attention -> sliding window,
 // linear/Hedgehog, hybrid, block-sparse, or itself as the control; MLP -> another expansion ratio)
-// with two-stage distillation (grafting, Chandrasegaran et al. 2025). Both stages train on the job's
-// GPU when it holds one (the teacher's caching forward stays on the CPU), else on the CPU.
+// with two-stage distillation (grafting, Chandrasegaran et al. 2025). Both stages run on the job's
+// GPU when it holds one (stage 1's teacher forward that fills the caches too), else on the CPU.
 //
 // params: layers ("odd" default; all | even | every:K | a fraction | [i, ...]), operator or
 //   operators {"<layer>": "<op>"}, mlp_ratio, feature_dim, init distilled|random,
@@ -195,9 +195,9 @@ Status WriteReports(const Context& ctx, const std::map<std::string, double>& sum
     md << "| " << k << " | " << Fmt(get(k), 6) << " |\n";
   md << "\n(stage1_tokens: sequences the teacher ran to fill the caches; stage1_sublayer_tokens: token rows "
         "the sublayer regressions processed; tokens_fraction = (stage1_tokens + stage2_tokens) / teacher_tokens. "
-        "GPU-seconds: wall time while a stage trained on the job's GPU (both stages run there when the job "
-        "holds one; the teacher's caching forward stays on the CPU); teacher_gpu_s from the teacher's train job "
-        "(nan when it did not record them); gpu_s_fraction = (stage1_gpu_s + stage2_gpu_s) / teacher_gpu_s. "
+        "GPU-seconds: wall time while a stage ran on the job's GPU (both stages run there when the job holds "
+        "one; stage 1's include the teacher's forward that fills the caches); teacher_gpu_s from the teacher's "
+        "train job (nan when it did not record them); gpu_s_fraction = (stage1_gpu_s + stage2_gpu_s) / teacher_gpu_s. "
         "CPU-seconds: of this process.)\n\n";
   if (!teacher_speed.empty()) {
     md << "## Speed and memory (forward)\n\n| seq_len | teacher tokens/s | grafted tokens/s | speedup | teacher peak RSS MiB "
@@ -294,12 +294,15 @@ Outcome RunGraft(const json& spec, Context& ctx) {
     auto wall = [&] { return wall_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count(); };
     std::vector<GraftUnit> todo(plan->units.begin() + static_cast<std::ptrdiff_t>(s1.units_done), plan->units.end());
     if (!todo.empty()) {
-      auto caches = CollectActivations(teacher, todo, d, p.stage1, T1, p.seed, ctx.workdir);
+      bool gpu = !ctx.gpus.empty();  // until a device path first refuses
+      const auto cache0 = std::chrono::steady_clock::now();
+      auto caches = CollectActivations(teacher, todo, d, p.stage1, T1, p.seed, &gpu, ctx);
       if (!caches.ok()) return {caches.status(), {}};
       s1.cache_tokens = p.stage1.samples * T1;
       log("stage 1: cached " + std::to_string(p.stage1.samples) + " sequences of " + std::to_string(T1) + " tokens for " +
-          std::to_string(todo.size()) + " sublayers" + ((*caches)[0].on_disk() ? " (on disk)" : " (in memory)"));
-      bool gpu = !ctx.gpus.empty();  // until the device path first refuses
+          std::to_string(todo.size()) + " sublayers" + ((*caches)[0].on_disk() ? " (on disk)" : " (in memory)") +
+          (gpu ? ", the teacher on the GPU" : ""));
+      if (gpu) s1.gpu_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - cache0).count();
       for (size_t i = 0; i < todo.size(); ++i) {
         const auto unit0 = std::chrono::steady_clock::now();
         auto r = RegressSublayer(g, todo[i].layer, todo[i].kind, (*caches)[i], p.stage1, T1, p.seed, &gpu, ctx);

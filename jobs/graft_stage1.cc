@@ -133,15 +133,39 @@ Result<std::pair<double, double>> ValidationError(Regressor& s, const Activation
 
 Result<std::vector<ActivationCache>> CollectActivations(nn::Model& teacher, const std::vector<GraftUnit>& units,
                                                         const DataSource& d, const Stage1Params& p, int64_t T,
-                                                        uint64_t seed, const std::string& workdir) {
+                                                        uint64_t seed, bool* gpu, Context& ctx) {
   const int64_t C = teacher.config().n_embd, row = T * C;
   std::vector<ActivationCache> caches;
   for (size_t u = 0; u < units.size(); ++u) {
-    const std::string path = (workdir.empty() ? std::string(".") : workdir) + "/stage1-cache-l" +
+    const std::string path = (ctx.workdir.empty() ? std::string(".") : ctx.workdir) + "/stage1-cache-l" +
                              std::to_string(units[u].layer) + "-" + nn::SublayerName(units[u].kind) + ".f32";
     auto c = ActivationCache::Create(p.samples, row, p.memory_limit_mb << 20, path);
     if (!c.ok()) return c.status();
     caches.push_back(std::move(*c));
+  }
+  std::unique_ptr<nn::CudaModel> dev;  // the teacher on the job's GPU: the branches read off its activations
+  if (*gpu) {
+    auto made = nn::CudaModel::Create(teacher);
+    if (made.ok()) {
+      dev = std::move(*made);
+    } else {  // the first refusal turns the GPU off for the rest of stage 1
+      *gpu = false;
+      if (ctx.reporter) ctx.reporter->Log("stage 1: on the CPU (GPU not used: " + made.status().ToString() + ")");
+    }
+  }
+  if (dev) {
+    std::vector<float> x, y;
+    for (int64_t i = 0, base = 0; base < p.samples; ++i, base += kCollectBatch) {
+      auto batch = DataBatch(d, false, kStage1BatchOffset + i, kCollectBatch, T, seed);
+      if (!batch.ok()) return batch.status();
+      SCION_RETURN_IF_ERROR(dev->Forward(batch->inputs.data(), nullptr, batch->B, batch->T, nullptr));
+      for (size_t u = 0; u < units.size(); ++u) {
+        SCION_RETURN_IF_ERROR(dev->BranchActivations(units[u].layer, units[u].kind, &x, &y));
+        for (int64_t b = 0; b < batch->B && base + b < p.samples; ++b)
+          SCION_RETURN_IF_ERROR(caches[u].Put(base + b, x.data() + b * row, y.data() + b * row));
+      }
+    }
+    return caches;
   }
   std::map<size_t, std::vector<float>> inputs;  // unit -> this batch's input (B, T, C)
   int64_t base = 0;

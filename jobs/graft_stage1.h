@@ -20,10 +20,11 @@ namespace scion::jobs {
 
 // One cache per unit (same order): the teacher's branch input (ln output) and output (before the
 // residual add) on `p.samples` training sequences of T tokens. Caches above p.memory_limit_mb go to
-// files in `workdir`.
+// files in ctx.workdir. The teacher runs on the job's GPU while *gpu (a CudaModel of it; where that
+// path refuses it logs why, sets *gpu = false and runs the CPU model with hooks).
 Result<std::vector<ActivationCache>> CollectActivations(nn::Model& teacher, const std::vector<GraftUnit>& units,
                                                         const DataSource& d, const Stage1Params& p, int64_t T,
-                                                        uint64_t seed, const std::string& workdir);
+                                                        uint64_t seed, bool* gpu, Context& ctx);
 
 struct UnitResult {
   int64_t layer = 0;

@@ -7,10 +7,9 @@
 #
 #   scripts/graft_lm.sh                      # defaults below; SCION_GRAFT_* override them
 # SCION_GRAFT_CORPUS: a prepared copy of the corpus (a machine without the Debian package);
-# SCION_GRAFT_GPUS=1: every job asks for a GPU (train, both graft stages and eval run there; the
-# teacher forward that fills stage 1's caches stays on the CPU); SCION_GRAFT_NPOS: the teacher's
-# n_positions (the longest length graft_speed.sh can time); SCION_BIN_DIR: prebuilt binaries
-# (scripts/lib/cluster.sh).
+# SCION_GRAFT_GPUS=1: every job asks for a GPU (train, both graft stages and eval run there);
+# SCION_GRAFT_NPOS: the teacher's n_positions (the longest length graft_speed.sh can time);
+# SCION_BIN_DIR: prebuilt binaries (scripts/lib/cluster.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)

@@ -154,6 +154,15 @@ struct CudaModel::Impl {
   Status SublayerBackward(const float* dy);
   int64_t sub_layer = -1;  // the last SublayerForward's layer and branch
   SublayerKind sub_kind = SublayerKind::kAttention;
+
+  // Whether `layer`'s activations are the last whole-model Forward's (not a SublayerForward's).
+  Status LastForwardHas(int64_t layer, const char* what) const {
+    if (B * T == 0 || sub_layer >= 0) return Status::FailedPrecondition(std::string(what) + ": no Forward before it");
+    if (layer < 0 || layer >= config.n_layer())
+      return Status::InvalidArgument("layer: " + std::to_string(layer) + " outside [0, " +
+                                     std::to_string(config.n_layer()) + ")");
+    return Status::Ok();
+  }
 };
 
 Status CudaModel::Impl::Layout(const Model& host) {
@@ -608,25 +617,55 @@ Result<std::vector<float>> CudaModel::Logits() const {
   return out;
 }
 
+namespace {
+
+// n bf16 values at device `src` as fp32 on the host (enqueued on `s`; valid after a synchronize).
+Status Bf16ToHost(cudaStream_t s, const bf16* src, int64_t n, std::vector<uint16_t>* raw) {
+  raw->resize(static_cast<size_t>(n));
+  SCION_CUDA_TRY(cudaMemcpyAsync(raw->data(), src, sizeof(bf16) * n, cudaMemcpyDeviceToHost, s));
+  return Status::Ok();
+}
+void Widen(const std::vector<uint16_t>& raw, std::vector<float>* out) {
+  out->resize(raw.size());
+  for (size_t i = 0; i < raw.size(); ++i) {
+    const uint32_t bits = static_cast<uint32_t>(raw[i]) << 16;
+    std::memcpy(&(*out)[i], &bits, sizeof(float));
+  }
+}
+
+}  // namespace
+
 Status CudaModel::AttentionQK(int64_t layer, std::vector<float>* q, std::vector<float>* k) const {
   const Impl& I = *impl_;
+  SCION_RETURN_IF_ERROR(I.LastForwardHas(layer, "AttentionQK"));
   const int64_t n = I.B * I.T * I.config.n_embd;  // B·H·T·D
-  if (n == 0 || I.sub_layer >= 0) return Status::FailedPrecondition("AttentionQK: no Forward before it");
-  if (layer < 0 || layer >= I.config.n_layer())
-    return Status::InvalidArgument("layer: " + std::to_string(layer) + " outside [0, " +
-                                   std::to_string(I.config.n_layer()) + ")");
-  std::vector<uint16_t> raw(static_cast<size_t>(2 * n));
-  const LayerActs& a = I.acts[layer];
-  SCION_CUDA_TRY(cudaMemcpyAsync(raw.data(), a.q, sizeof(bf16) * n, cudaMemcpyDeviceToHost, I.stream));
-  SCION_CUDA_TRY(cudaMemcpyAsync(raw.data() + n, a.k, sizeof(bf16) * n, cudaMemcpyDeviceToHost, I.stream));
+  std::vector<uint16_t> rq, rk;
+  SCION_RETURN_IF_ERROR(Bf16ToHost(I.stream, I.acts[layer].q, n, &rq));
+  SCION_RETURN_IF_ERROR(Bf16ToHost(I.stream, I.acts[layer].k, n, &rk));
   SCION_CUDA_TRY(cudaStreamSynchronize(I.stream));
-  q->resize(static_cast<size_t>(n));
-  k->resize(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    const uint32_t qb = static_cast<uint32_t>(raw[i]) << 16, kb = static_cast<uint32_t>(raw[n + i]) << 16;
-    std::memcpy(&(*q)[i], &qb, sizeof(float));
-    std::memcpy(&(*k)[i], &kb, sizeof(float));
-  }
+  Widen(rq, q);
+  Widen(rk, k);
+  return Status::Ok();
+}
+
+Status CudaModel::BranchActivations(int64_t layer, SublayerKind kind, std::vector<float>* x,
+                                    std::vector<float>* y) const {
+  const Impl& I = *impl_;
+  SCION_RETURN_IF_ERROR(I.LastForwardHas(layer, "BranchActivations"));
+  const int64_t n = I.B * I.T * I.config.n_embd;
+  const LayerActs& a = I.acts[layer];
+  const bool attn = kind == SublayerKind::kAttention;
+  const float* before = attn ? I.resid[layer] : a.resid_mid;  // the residual stream around the branch
+  const float* after = attn ? a.resid_mid : I.resid[layer + 1];
+  std::vector<uint16_t> raw;
+  std::vector<float> b(static_cast<size_t>(n));
+  y->resize(static_cast<size_t>(n));
+  SCION_RETURN_IF_ERROR(Bf16ToHost(I.stream, attn ? a.ln1 : a.ln2, n, &raw));
+  SCION_CUDA_TRY(cudaMemcpyAsync(b.data(), before, sizeof(float) * n, cudaMemcpyDeviceToHost, I.stream));
+  SCION_CUDA_TRY(cudaMemcpyAsync(y->data(), after, sizeof(float) * n, cudaMemcpyDeviceToHost, I.stream));
+  SCION_CUDA_TRY(cudaStreamSynchronize(I.stream));
+  Widen(raw, x);
+  for (int64_t i = 0; i < n; ++i) (*y)[i] -= b[i];
   return Status::Ok();
 }
 

@@ -59,6 +59,10 @@ class CudaModel {
   // The q and k (B, H, T, D) that layer `layer`'s attention computed in the last Forward, as fp32
   // (bf16-rounded values): a teacher's attention inputs for Hedgehog's distillation.
   Status AttentionQK(int64_t layer, std::vector<float>* q, std::vector<float>* k) const;
+  // Block `layer`'s `kind` branch in the last Forward, (B, T, C) fp32 each: its input x (the
+  // LayerNorm output the branch read, bf16-rounded) and its output y before the residual add (the
+  // residual stream after the branch less before it): what grafting's stage 1 caches.
+  Status BranchActivations(int64_t layer, SublayerKind kind, std::vector<float>* x, std::vector<float>* y) const;
   // argmax over V of each (B, T) row of the last Forward's logits.
   Result<std::vector<int32_t>> Argmax() const;
   // The flat fp32 gradient buffer (num_params).

@@ -27,6 +27,9 @@ Status CudaModel::SublayerForward(int64_t, SublayerKind, const float*, int64_t, 
 Status CudaModel::SublayerBackward(const float*) { return NoCuda(); }
 Result<std::vector<float>> CudaModel::Logits() const { return NoCuda(); }
 Status CudaModel::AttentionQK(int64_t, std::vector<float>*, std::vector<float>*) const { return NoCuda(); }
+Status CudaModel::BranchActivations(int64_t, SublayerKind, std::vector<float>*, std::vector<float>*) const {
+  return NoCuda();
+}
 Result<std::vector<int32_t>> CudaModel::Argmax() const { return NoCuda(); }
 Result<std::vector<float>> CudaModel::Grad() const { return NoCuda(); }
 Result<float> CudaModel::ClipGradNorm(float) { return NoCuda(); }

@@ -10,6 +10,7 @@
 // (CudaModel::SublayerForward/Backward, grafting's stage 1) against nn::Sublayer on the CPU.
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -271,20 +272,26 @@ void SublayerChecks() {
   }
 }
 
-// A teacher's attention inputs for Hedgehog's stage 1: CudaModel::AttentionQK after a Forward
-// against the CPU model's q, k of the same layer (ln1's output through c_attn: one bf16 rounding of
-// the input, weights and GEMM output, as the logits).
-void AttentionQKChecks() {
+// What a teacher's forward gives the conversion jobs, read off the device forward's buffers against
+// the CPU model of the same weights (one bf16 rounding of inputs, weights and GEMM outputs per
+// layer, as the logits): Hedgehog's q, k (CudaModel::AttentionQK) and grafting's branch inputs and
+// outputs (BranchActivations, against the CPU model's hooks).
+void TeacherActivationChecks() {
   auto m = Model::Create(MixerConfig(MixerKind::kSoftmax), 7);
-  if (!m.ok()) return Fatal("attention q, k Model::Create", m.status());
+  if (!m.ok()) return Fatal("teacher activations Model::Create", m.status());
   const int64_t B = 2, T = 48;
   Rng rng(17);
   std::vector<int32_t> tok(B * T);
   for (auto& x : tok) x = static_cast<int32_t>(rng.Next() % 80);
-  if (Status s = m->ForwardBlocks(tok.data(), B, T, 2); !s.ok()) return Fatal("attention q, k CPU forward", s);
+  std::map<std::pair<int64_t, int>, std::vector<float>> hooked;  // (layer, hook point) -> (B, T, C)
+  m->SetHook([&](int64_t layer, HookPoint point, const float* x, int64_t b, int64_t t, int64_t c) {
+    hooked[{layer, static_cast<int>(point)}].assign(x, x + b * t * c);
+  });
+  if (Status s = m->Forward(tok.data(), nullptr, B, T, nullptr); !s.ok()) return Fatal("teacher activations CPU forward", s);
+  m->SetHook(nullptr);
   auto made = CudaModel::Create(*m);
-  if (!made.ok()) return Fatal("attention q, k CudaModel::Create", made.status());
-  if (Status s = (*made)->Forward(tok.data(), nullptr, B, T, nullptr); !s.ok()) return Fatal("attention q, k Forward", s);
+  if (!made.ok()) return Fatal("teacher activations CudaModel::Create", made.status());
+  if (Status s = (*made)->Forward(tok.data(), nullptr, B, T, nullptr); !s.ok()) return Fatal("teacher activations Forward", s);
   for (int64_t l = 0; l < 2; ++l) {
     std::vector<float> q, k;
     if (Status s = (*made)->AttentionQK(l, &q, &k); !s.ok()) return Fatal("AttentionQK", s);
@@ -296,6 +303,20 @@ void AttentionQKChecks() {
     }
     const double e = std::max(RelMax(q.data(), cq.data(), q.size()), RelMax(k.data(), ck.data(), k.size()));
     Expect(e < kLogitTol, "AttentionQK layer " + std::to_string(l) + ": q, k max|Δ|/max|ref|", e, kLogitTol);
+    for (const SublayerKind kind : {SublayerKind::kAttention, SublayerKind::kMlp}) {
+      const bool attn = kind == SublayerKind::kAttention;
+      const std::vector<float>& hx = hooked[{l, static_cast<int>(attn ? HookPoint::kMixerInput : HookPoint::kMlpInput)}];
+      const std::vector<float>& hy = hooked[{l, static_cast<int>(attn ? HookPoint::kMixerOutput : HookPoint::kMlpOutput)}];
+      std::vector<float> x, y;
+      if (Status st = (*made)->BranchActivations(l, kind, &x, &y); !st.ok()) return Fatal("BranchActivations", st);
+      const std::string what = "BranchActivations layer " + std::to_string(l) + " " + SublayerName(kind);
+      if (x.size() != hx.size() || y.size() != hy.size() || hx.empty()) {
+        Expect(false, what + ": sizes", static_cast<double>(x.size()), static_cast<double>(hx.size()));
+        continue;
+      }
+      const double be = std::max(RelMax(x.data(), hx.data(), x.size()), RelMax(y.data(), hy.data(), y.size()));
+      Expect(be < kLogitTol, what + ": x, y max|Δ|/max|ref|", be, kLogitTol);
+    }
   }
 }
 
@@ -311,7 +332,7 @@ int main(int argc, char** argv) {
   GoldenChecks(argc > 1 ? argv[1] : SCION_NN_FIXTURES);
   MixerChecks();
   SublayerChecks();
-  AttentionQKChecks();
+  TeacherActivationChecks();
   std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "OK", failures);
   return failures ? 1 : 0;
 }
