@@ -515,6 +515,7 @@ Outcome RunHedgehog(const json& spec, Context& ctx) {
   auto heads = MeasureFidelity(teacher, student, *layers, *data, hp, T, device);
   if (!heads.ok()) return {heads.status(), {}};
   rep.heads = std::move(*heads);
+  device.teacher_dev.reset();  // the teacher's device copy is done: its memory goes back before stage 2
   auto converted = EvaluateTask(student, *data, hp.eval_batches, hp.stage1.batch_size, T, hp.seed);
   if (!converted.ok()) return {converted.status(), {}};
   rep.converted_metric = *converted;
