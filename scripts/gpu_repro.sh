@@ -40,7 +40,7 @@ mqar() {
   export MQ_HEADS=${MQ_HEADS:-4} MQ_STEPS=${MQ_STEPS:-6000} MQ_LR=${MQ_LR:-1e-3} MQ_BATCH=${MQ_BATCH:-64}
   export MQ_WARMUP=${MQ_WARMUP:-500} MQ_WD=${MQ_WD:-0.1} MQ_EVAL_EVERY=${MQ_EVAL_EVERY:-1000} MQ_GPUS=${MQ_GPUS:-1}
   export MQ_TRAIN_KV=${MQ_TRAIN_KV-}  # every training batch at kv = 16
-  export HH_STEPS=${HH_STEPS:-1000} HH_LR=${HH_LR:-3e-2} HH_BATCH=${HH_BATCH:-8} HH_EVAL_BATCHES=${HH_EVAL_BATCHES:-16}
+  export HH_STEPS=${HH_STEPS:-1000} HH_LR=${HH_LR:-3e-2} HH_BATCH=${HH_BATCH:-32} HH_EVAL_BATCHES=${HH_EVAL_BATCHES:-16}
   export HH_GPU_MAPS=${HH_GPU_MAPS-hedgehog hedgehog_exp} HH_CPU_STEPS=${HH_CPU_STEPS:-300}
   export SCION_HH_CPU_SLOTS=${SCION_HH_CPU_SLOTS:-7} SCION_THREADS=${SCION_MQAR_THREADS:-8}
   SCION_HH_DATA=$out/mqar scripts/hedgehog_mqar.sh >"$out/mqar.log" 2>&1

@@ -10,7 +10,8 @@
 # split over these kv, the data's train_kv; empty: all at MQ_KV), MQ_GPUS (GPUs for the teacher's train jobs; 0: CPU),
 # MQ_WARM="L0 KV0 STEPS" (a first train job on the shorter task, MQAR L0/kv0 for STEPS steps, that the
 # teacher continues from: Zoology trains on a mix of lengths), HH_STEPS, HH_LR, HH_BATCH,
-# HH_EVAL_BATCHES (stage 1 and the evaluation), HH_GPU_MAPS (the maps whose conversion job holds a
+# HH_EVAL_BATCHES (stage 1 and the evaluation), HH_MAPS (the feature maps converted; default all
+# seven), HH_GPU_MAPS (the maps whose conversion job holds a
 # GPU: its stage 1, teacher forward and distillation, runs there; default none), HH_CPU_STEPS
 # (stage-1 steps of the learned maps converted on the CPU; default HH_STEPS), SCION_HH_CPU_SLOTS
 # (conversions run at once),
@@ -31,6 +32,7 @@ steps=${MQ_STEPS:-1500} lr=${MQ_LR:-3e-3} batch=${MQ_BATCH:-32} warmup=${MQ_WARM
 eval_every=${MQ_EVAL_EVERY:-250} gpus=${MQ_GPUS:-0} warm=${MQ_WARM:-} train_kv=${MQ_TRAIN_KV-4 8}
 hh_steps=${HH_STEPS:-200} hh_lr=${HH_LR:-3e-2} hh_batch=${HH_BATCH:-16} hh_eval=${HH_EVAL_BATCHES:-8}
 hh_gpu_maps=" ${HH_GPU_MAPS:-} " hh_cpu_steps=${HH_CPU_STEPS:-$hh_steps} scratch_maps=${MQ_SCRATCH_MAPS:-}
+hh_maps=${HH_MAPS:-hedgehog taylor2 hedgehog_exp elu relu performer cosformer}
 
 source scripts/lib/cluster.sh
 cluster_build "$build"
@@ -71,7 +73,7 @@ teacher=$(teacher_spec mqar-teacher "$L" "$KV" "$steps" "$start" | scion submit 
 echo "teacher: job $teacher"
 ids=()
 # The table's softmax row is the teacher's, from every job's teacher_ metrics.
-for map in hedgehog taylor2 hedgehog_exp elu relu performer cosformer; do
+for map in $hh_maps; do
   gpu=0 map_steps=$hh_cpu_steps
   if [[ "$hh_gpu_maps" == *" $map "* ]]; then gpu=1 map_steps=$hh_steps; fi
   ids+=("$(python3 -c 'import json, sys
