@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <numeric>
+#include <set>
 
 #include "nn/cuda/model_cuda.h"
 #include "nn/optim.h"
@@ -30,6 +31,9 @@ bool IsOutput(nn::HookPoint p, nn::SublayerKind k) {
 // One replaced sublayer under training: on the CPU (nn::Sublayer and a host AdamW) or on the job's
 // GPU (a CudaModel of the whole grafted model in which only that sublayer's tensors train; the
 // same AdamW, clipping and schedule, bf16 GEMMs as in stage 2).
+// Stage 1's optimiser: AdamW without weight decay (the shipped grafting scripts').
+nn::AdamWConfig Stage1Adam(float lr) { return {lr, 0.9f, 0.999f, 1e-8f, 0.0f}; }
+
 class Regressor {
  public:
   virtual ~Regressor() = default;
@@ -43,7 +47,7 @@ class Regressor {
 class CpuRegressor : public Regressor {
  public:
   CpuRegressor(nn::Model& g, nn::Sublayer s, float lr)
-      : g_(g), s_(std::move(s)), opt_(nn::AdamWConfig{lr, 0.9f, 0.999f, 1e-8f, 0.0f}),
+      : g_(g), s_(std::move(s)), opt_(Stage1Adam(lr)),
         best_(s_.data(), s_.data() + s_.num_params()) {}
   Status Forward(const float* x, int64_t B, int64_t T, float* y) override { return s_.Forward(x, B, T, y); }
   Status Step(const float* dy, float grad_clip, float lr) override {
@@ -74,17 +78,15 @@ class GpuRegressor : public Regressor {
   // Unavailable / Unimplemented where the model cannot run on the device (no GPU, a map without a
   // CUDA kernel): the caller falls back to the CPU.
   static Result<std::unique_ptr<Regressor>> Create(nn::Model& g, const nn::Sublayer& s) {
-    // The model's trainable flags (restored once the device copy has read them) and the sublayer's.
-    std::map<std::string, bool> was, train;
-    for (const nn::ParamInfo& p : g.params()) was[p.name] = p.trainable;
-    for (const nn::ParamInfo& p : s.params()) train[p.name] = p.trainable;
-    auto in = [](const std::map<std::string, bool>& m, const std::string& n) {
-      auto it = m.find(n);
-      return it != m.end() && it->second;
-    };
-    g.SetTrainableWhere([&](const nn::ParamInfo& q) { return !in(train, q.name); }, false);
+    // The model's trainable tensors (restored once the device copy has read the flags) and the sublayer's.
+    std::set<std::string> was, train;
+    for (const nn::ParamInfo& p : g.params())
+      if (p.trainable) was.insert(p.name);
+    for (const nn::ParamInfo& p : s.params())
+      if (p.trainable) train.insert(p.name);
+    g.SetTrainableWhere([&](const nn::ParamInfo& q) { return train.count(q.name) == 0; }, false);
     auto cm = nn::CudaModel::Create(g);
-    g.SetTrainableWhere([&](const nn::ParamInfo& q) { return in(was, q.name); }, true);
+    g.SetTrainableWhere([&](const nn::ParamInfo& q) { return was.count(q.name) > 0; }, true);
     if (!cm.ok()) return cm.status();
     return std::unique_ptr<Regressor>(new GpuRegressor(g, s, std::move(*cm)));
   }
@@ -95,7 +97,7 @@ class GpuRegressor : public Regressor {
     SCION_RETURN_IF_ERROR(cm_->ZeroGrad());
     SCION_RETURN_IF_ERROR(cm_->SublayerBackward(dy));
     SCION_RETURN_IF_ERROR(cm_->ClipGradNorm(grad_clip).status());
-    return cm_->AdamWStep(nn::AdamWConfig{lr, 0.9f, 0.999f, 1e-8f, 0.0f}, lr);
+    return cm_->AdamWStep(Stage1Adam(lr), lr);
   }
   Status KeepBest() override { return cm_->Download(&g_); }  // only this sublayer's tensors changed
   Status Finish() override { return Status::Ok(); }          // g holds the best weights already
