@@ -9,6 +9,8 @@
 //   ∂loss/∂A_ij = (1/N) (1/L_i − a_ij / A_ij)
 // Maps that can output exact zeros (relu, cosFormer) would make log A_ij = −∞; log uses
 // max(A_ij, kMinWeight) and that clamped region contributes no gradient.
+// Taylor-2 runs in kernel form: A_ij = 1 + t + t²/2 with t = u_i·u_j / √n on its n-wide inputs
+// (the projection's output), O(n) a pair where its 1 + n + n² features would cost O(n²).
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -22,7 +24,17 @@
 namespace scion::kernels {
 
 namespace {
+
 constexpr float kMinWeight = 1e-30f;
+
+// x (rows, cols) row-major -> (cols, rows).
+std::vector<float> Transposed(const float* x, int64_t rows, int64_t cols) {
+  std::vector<float> t(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) t[static_cast<size_t>(c * rows + r)] = x[r * cols + c];
+  return t;
+}
+
 }  // namespace
 
 Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, const FeatureMap& fm,
@@ -38,7 +50,10 @@ Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, co
     return Status::Unavailable("DistillLoss: built without CUDA");
 #endif
   }
-  const int64_t N = d.N, D = d.D, Fp = FeatureDim(fm, D);
+  // Each row's "features" p: φ itself, or Taylor-2's n-wide input u (then A = 1 + t + t²/2).
+  const bool taylor = fm.kind == FeatureMapKind::kTaylor2;
+  const int64_t N = d.N, D = d.D, Fp = taylor ? TaylorWidth(fm, D) : FeatureDim(fm, D);
+  const float t_scale = taylor ? 1.0f / std::sqrt(static_cast<float>(Fp)) : 1.0f;
   const bool want_grad = HasLearnedWeights(fm) && (dwq != nullptr || dwk != nullptr);
   HeadGradSlots dwq_bh(fm, d, dwq), dwk_bh(fm, d, dwk);
   ForEachHead(d.B * d.H, [&](int64_t bh) {
@@ -49,39 +64,69 @@ Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, co
     FeatureRows krows = qrows;
     krows.is_query = false;
     std::vector<float> pq(static_cast<size_t>(N * Fp)), pk(pq.size());
-    FeatureForwardCpu(fm, qrows, qh, pq.data());
-    FeatureForwardCpu(fm, krows, kh, pk.data());
-    std::vector<float> dpq(want_grad ? pq.size() : 0, 0.0f), dpk(dpq.size(), 0.0f);
-    std::vector<float> s(static_cast<size_t>(N)), A(s.size());
+    if (taylor) {
+      TaylorInputCpu(fm, qrows, qh, pq.data());
+      TaylorInputCpu(fm, krows, kh, pk.data());
+    } else {
+      FeatureForwardCpu(fm, qrows, qh, pq.data());
+      FeatureForwardCpu(fm, krows, kh, pk.data());
+    }
+    // The key side column-major (kT (D, N), pkT (Fp, N)), so each row's scores and the key side's
+    // gradient are loops over contiguous j that the compiler vectorises.
+    const std::vector<float> kT = Transposed(kh, N, D), pkT = Transposed(pk.data(), N, Fp);
+    std::vector<float> dpq(want_grad ? pq.size() : 0, 0.0f), dpkT(dpq.size(), 0.0f);
+    std::vector<float> s(static_cast<size_t>(N)), A(s.size()), dA(s.size()), dA_dp(s.size(), 1.0f);
+    std::vector<double> e(s.size());
     double ce_sum = 0, kl_sum = 0, ht_sum = 0, hs_sum = 0;
     for (int64_t i = 0; i < N; ++i) {
-      float m = -INFINITY;
-      for (int64_t j = 0; j <= i; ++j) {
-        float dot = 0;
-        for (int64_t x = 0; x < D; ++x) dot += qh[i * D + x] * kh[j * D + x];
-        s[j] = dot * scale;
-        m = std::max(m, s[j]);
-        float a = 0;
-        for (int64_t f = 0; f < Fp; ++f) a += pq[i * Fp + f] * pk[j * Fp + f];
-        A[j] = a;
+      const int64_t n = i + 1;  // keys j <= i
+      std::fill(s.begin(), s.begin() + n, 0.0f);
+      for (int64_t x = 0; x < D; ++x) {
+        const float qx = qh[i * D + x] * scale;
+        const float* kr = &kT[static_cast<size_t>(x * N)];
+        for (int64_t j = 0; j < n; ++j) s[j] += qx * kr[j];
       }
+      std::fill(A.begin(), A.begin() + n, 0.0f);
+      for (int64_t f = 0; f < Fp; ++f) {
+        const float pf = pq[i * Fp + f];
+        const float* pr = &pkT[static_cast<size_t>(f * N)];
+        for (int64_t j = 0; j < n; ++j) A[j] += pf * pr[j];
+      }
+      if (taylor)
+        for (int64_t j = 0; j < n; ++j) {
+          const float t = A[j] * t_scale;
+          A[j] = 1.0f + t + 0.5f * t * t;
+          dA_dp[j] = (1.0f + t) * t_scale;  // ∂A/∂(u_i·u_j)
+        }
+      const float m = *std::max_element(s.begin(), s.begin() + n);
       double l_sum = 0, lin = eps;
-      for (int64_t j = 0; j <= i; ++j) { l_sum += std::exp(s[j] - m); lin += A[j]; }
-      const double lse = m + std::log(l_sum), log_lin = std::log(lin);
-      double ce = log_lin, ht = lse, hs = 0;
-      for (int64_t j = 0; j <= i; ++j) {
-        const double a = std::exp(s[j] - lse);
+      for (int64_t j = 0; j < n; ++j) {
+        e[j] = std::exp(static_cast<double>(s[j] - m));
+        l_sum += e[j];
+        lin += A[j];
+      }
+      const double log_l = std::log(l_sum), log_lin = std::log(lin);
+      double ce = log_lin, ht = m + log_l, hs = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        const double a = e[j] / l_sum;
         const double log_A = std::log(std::max(A[j], kMinWeight));
         ce -= a * log_A;
         ht -= a * s[j];
         const double ahat = A[j] / lin;
         if (A[j] > 0) hs -= ahat * (log_A - log_lin);
-        if (want_grad) {
-          const float dA = static_cast<float>((1.0 / lin - (A[j] > kMinWeight ? a / A[j] : 0.0)) / N);
-          for (int64_t f = 0; f < Fp; ++f) {
-            dpq[i * Fp + f] += dA * pk[j * Fp + f];
-            dpk[j * Fp + f] += dA * pq[i * Fp + f];
-          }
+        if (want_grad) dA[j] = static_cast<float>((1.0 / lin - (A[j] > kMinWeight ? a / A[j] : 0.0)) / N) * dA_dp[j];
+      }
+      if (want_grad) {
+        float* gq = &dpq[static_cast<size_t>(i * Fp)];
+        for (int64_t j = 0; j < n; ++j) {
+          const float g = dA[j];
+          const float* pr = &pk[static_cast<size_t>(j * Fp)];
+          for (int64_t f = 0; f < Fp; ++f) gq[f] += g * pr[f];
+        }
+        for (int64_t f = 0; f < Fp; ++f) {
+          const float pf = pq[i * Fp + f];
+          float* gk = &dpkT[static_cast<size_t>(f * N)];
+          for (int64_t j = 0; j < n; ++j) gk[j] += dA[j] * pf;
         }
       }
       ce_sum += ce;
@@ -93,7 +138,11 @@ Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, co
     if (stats.kl) stats.kl[bh] = static_cast<float>(kl_sum / N);
     if (stats.teacher_entropy) stats.teacher_entropy[bh] = static_cast<float>(ht_sum / N);
     if (stats.student_entropy) stats.student_entropy[bh] = static_cast<float>(hs_sum / N);
-    if (want_grad) {
+    const std::vector<float> dpk = want_grad ? Transposed(dpkT.data(), Fp, N) : std::vector<float>();
+    if (want_grad && taylor) {
+      TaylorInputBackwardCpu(fm, qrows, qh, dpq.data(), nullptr, dwq_bh.For(bh));
+      TaylorInputBackwardCpu(fm, krows, kh, dpk.data(), nullptr, dwk_bh.For(bh));
+    } else if (want_grad) {
       FeatureBackwardCpu(fm, qrows, qh, dpq.data(), nullptr, dwq_bh.For(bh));
       FeatureBackwardCpu(fm, krows, kh, dpk.data(), nullptr, dwk_bh.For(bh));
     }

@@ -262,6 +262,30 @@ void FeatureForwardCpu(const FeatureMap& fm, const FeatureRows& r, const float* 
   }
 }
 
+int64_t TaylorWidth(const FeatureMap& fm, int64_t D) { return IsProjectedTaylor(fm) ? fm.F : D; }
+
+void TaylorInputCpu(const FeatureMap& fm, const FeatureRows& r, const float* x, float* u) {
+  const int64_t D = r.D, n = TaylorWidth(fm, D);
+  if (!IsProjectedTaylor(fm)) {
+    std::copy(x, x + r.n * D, u);
+    return;
+  }
+  const float* w = HeadWeights(fm, r, D * n);
+  for (int64_t t = 0; t < r.n; ++t) Project(x + t * D, w, D, n, u + t * n);
+}
+
+void TaylorInputBackwardCpu(const FeatureMap& fm, const FeatureRows& r, const float* x, const float* du, float* dx,
+                            float* dw) {
+  const int64_t D = r.D, n = TaylorWidth(fm, D);
+  if (!IsProjectedTaylor(fm)) {
+    if (dx) for (int64_t i = 0; i < r.n * D; ++i) dx[i] += du[i];
+    return;
+  }
+  const float* w = HeadWeights(fm, r, D * n);
+  for (int64_t t = 0; t < r.n; ++t)
+    ProjectBackward(x + t * D, w, D, n, du + t * n, dx != nullptr ? dx + t * D : nullptr, dw);
+}
+
 void FeatureBackwardCpu(const FeatureMap& fm, const FeatureRows& r, const float* x,
                         const float* dphi, float* dx, float* dw) {
   const int64_t D = r.D, Fp = FeatureDim(fm, D);

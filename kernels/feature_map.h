@@ -64,6 +64,15 @@ void FeatureForwardCpu(const FeatureMap& fm, const FeatureRows& r, const float* 
 void FeatureBackwardCpu(const FeatureMap& fm, const FeatureRows& r, const float* x,
                         const float* dphi, float* dx, float* dw);
 
+// Taylor-2 in kernel form, for callers that need only the pair weights φ(q)·φ(k) = 1 + t + t²/2,
+// t = u_q·u_k / √n: O(n) a pair instead of O(n²). u = x W with the projection (n = F), else x (n = D).
+int64_t TaylorWidth(const FeatureMap& fm, int64_t D);
+// x (n rows, D) -> u (n rows, TaylorWidth).
+void TaylorInputCpu(const FeatureMap& fm, const FeatureRows& r, const float* x, float* u);
+// Given du (n rows, TaylorWidth), adds ∂/∂x into dx and ∂/∂W into dw (each when non-null).
+void TaylorInputBackwardCpu(const FeatureMap& fm, const FeatureRows& r, const float* x, const float* du, float* dx,
+                            float* dw);
+
 // Per-(b, h) weight-gradient slots, so threads never share one; Reduce adds them into the (H, D, F)
 // destination (accumulating, as the ops promise).
 struct HeadGradSlots {

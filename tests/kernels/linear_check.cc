@@ -393,7 +393,8 @@ void RegisterLinearCases(std::vector<Case>& cases) {
     cases.push_back({"distill", Shape(d, "taylor2-proj F6"), "cpu-vs-f64", [=] { return DistillVsF64(t2, d, 6); }});
     cases.push_back({"distill", Shape(g, "taylor2-proj F4"), "fd-grad", [=] { return DistillGradFd(t2, g, 4); }});
   }
-  for (FeatureMapKind kind : {FeatureMapKind::kHedgehog, FeatureMapKind::kHedgehogExp, FeatureMapKind::kPerformer}) {
+  for (FeatureMapKind kind : {FeatureMapKind::kHedgehog, FeatureMapKind::kHedgehogExp, FeatureMapKind::kPerformer,
+                              FeatureMapKind::kTaylor2}) {
     const AttnDims d{2, 2, 29, 8};
     cases.push_back({"distill", Shape(d, MapName(kind)), "cpu-vs-f64", [=] { return DistillVsF64(kind, d); }});
   }
