@@ -273,7 +273,7 @@ Outcome RunGraft(const json& spec, Context& ctx) {
     student.emplace(std::move(*m));
     log("resumed after stage-1 unit " + std::to_string(s1.units_done) + " of " + std::to_string(plan->units.size()));
   } else {
-    auto e = EvaluateTask(teacher, d, p.eval_batches, B_eval, T2, p.seed);
+    auto e = EvaluateTask(teacher, d, p.eval_batches, B_eval, T2, p.seed, ctx);
     if (!e.ok()) return {e.status(), {}};
     s1.teacher_metric = *e;
     auto m = teacher.Edited(plan->config, p.seed);
@@ -322,7 +322,7 @@ Outcome RunGraft(const json& spec, Context& ctx) {
     }
     s1.cpu_s = CpuSeconds() - cpu0;
     s1.wall_s = wall();
-    auto e = EvaluateTask(g, d, p.eval_batches, B_eval, T2, p.seed);
+    auto e = EvaluateTask(g, d, p.eval_batches, B_eval, T2, p.seed, ctx);
     if (!e.ok()) return {e.status(), {}};
     s1.stage1_metric = *e;
     s1.complete = true;
@@ -348,7 +348,7 @@ Outcome RunGraft(const json& spec, Context& ctx) {
     if (r->stopped) return StoppedOutcome(ctx, "stage 2", r->steps_done);
     s2_tokens = r->tokens;
     s2_gpu = r->gpu_s;
-    auto e = EvaluateTask(g, d, p.eval_batches, B_eval, T2, p.seed);
+    auto e = EvaluateTask(g, d, p.eval_batches, B_eval, T2, p.seed, ctx);
     if (!e.ok()) return {e.status(), {}};
     stage2_metric = *e;
   }

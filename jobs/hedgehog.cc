@@ -7,9 +7,10 @@
 // cross-entropy between the softmax weights and the linear-attention weights (kernels::DistillLoss),
 // summed over layers and averaged over batch rows and heads. Parameter-free maps have nothing to
 // train and are only measured. The teacher's forward (a CudaModel of it) and the loss and its
-// gradient (kernels::DistillLossFromHost) run on the job's GPU when it holds one, else, or for a map
-// the CUDA kernel does not take (projected Taylor-2, feature width > 128), on the CPU; the log says
-// which.
+// gradient (kernels::DistillLossDeviceQK, on the forward's q, k in place) run on the job's GPU when
+// it holds one, else, or for a map the CUDA kernel does not take (projected Taylor-2, feature width
+// > 128), on the CPU; the log says which. The task metric is evaluated on the GPU too where the
+// model runs there.
 // Stage 2 (optional): the whole converted model finetunes on the task loss (the shared train loop,
 // metrics prefixed "stage2_").
 //
@@ -244,11 +245,10 @@ struct DistillDevice {
 
   DistillDevice(bool holds_gpu, Reporter* r) : gpu(holds_gpu), teacher_gpu(holds_gpu), reporter(r) {}
 
-  // For each layer in `layers`, the q and k (B, H, T, D) the frozen teacher's attention computes on
-  // `tokens` (B, T): on the CPU its blocks up to the last of `layers`; on the GPU the whole forward
-  // (bf16 q, k).
-  Result<std::vector<LayerQK>> TeacherQK(nn::Model& teacher, const std::vector<int64_t>& layers,
-                                         const int32_t* tokens, int64_t B, int64_t T) {
+  // Runs the frozen teacher on `tokens` (B, T): on the GPU the whole forward, on the CPU its blocks
+  // up to the last of `layers`. HostQK and Run then read that forward's q, k.
+  Status TeacherForward(nn::Model& teacher, const std::vector<int64_t>& layers, const int32_t* tokens, int64_t B,
+                        int64_t T) {
     if (teacher_gpu && !teacher_dev) {
       auto made = nn::CudaModel::Create(teacher);
       if (made.ok()) {
@@ -258,27 +258,40 @@ struct DistillDevice {
         if (reporter) reporter->Log("stage1: teacher forward on the CPU: " + made.status().message());
       }
     }
-    std::vector<LayerQK> out(layers.size());
-    if (teacher_dev) {
-      SCION_RETURN_IF_ERROR(teacher_dev->Forward(tokens, nullptr, B, T, nullptr));
-      for (size_t i = 0; i < layers.size(); ++i)
-        SCION_RETURN_IF_ERROR(teacher_dev->AttentionQK(layers[i], &out[i].q, &out[i].k));
-      return out;
-    }
-    SCION_RETURN_IF_ERROR(teacher.ForwardBlocks(tokens, B, T, *std::max_element(layers.begin(), layers.end()) + 1));
-    for (size_t i = 0; i < layers.size(); ++i) out[i] = {teacher.MixerQ(layers[i]), teacher.MixerK(layers[i])};
-    return out;
+    if (teacher_dev) return teacher_dev->Forward(tokens, nullptr, B, T, nullptr);
+    return teacher.ForwardBlocks(tokens, B, T, *std::max_element(layers.begin(), layers.end()) + 1);
   }
 
-  Status Run(kernels::AttnDims d, const float* q, const float* k, const kernels::FeatureMap& fm, float scale, float eps,
-             float* loss, float* dwq, float* dwk, const kernels::AttentionStats& stats) {
+  // Layer `layer`'s q and k (B, H, T, D) of the last TeacherForward, on the host (bf16-rounded
+  // where the teacher ran on the GPU).
+  Status HostQK(const nn::Model& teacher, int64_t layer, LayerQK* out) const {
+    if (teacher_dev) return teacher_dev->AttentionQK(layer, &out->q, &out->k);
+    *out = {teacher.MixerQ(layer), teacher.MixerK(layer)};
+    return Status::Ok();
+  }
+
+  // Layer `layer`'s distillation loss on the last TeacherForward's q, k: on the GPU reading them
+  // where the teacher's forward left them (or copied in from the CPU's), else on the CPU.
+  Status Run(const nn::Model& teacher, int64_t layer, kernels::AttnDims d, const kernels::FeatureMap& fm, float scale,
+             float eps, float* loss, float* dwq, float* dwk, const kernels::AttentionStats& stats) {
+    LayerQK qk;
     if (gpu) {
-      const Status st = kernels::DistillLossFromHost(d, q, k, fm, scale, eps, loss, dwq, dwk, stats);
+      Status st = Status::Ok();
+      if (teacher_dev) {
+        const void *q = nullptr, *k = nullptr;
+        void* stream = nullptr;
+        SCION_RETURN_IF_ERROR(teacher_dev->AttentionQKDevice(layer, &q, &k, &stream));
+        st = kernels::DistillLossDeviceQK(d, q, k, stream, fm, scale, eps, loss, dwq, dwk, stats);
+      } else {
+        SCION_RETURN_IF_ERROR(HostQK(teacher, layer, &qk));
+        st = kernels::DistillLossFromHost(d, qk.q.data(), qk.k.data(), fm, scale, eps, loss, dwq, dwk, stats);
+      }
       if (st.code() != Status::Code::kUnavailable && st.code() != Status::Code::kUnimplemented) return st;
       gpu = false;
       if (reporter) reporter->Log("stage1: distillation on the CPU: " + st.message());
     }
-    return kernels::DistillLoss(kernels::Launch{}, d, q, k, fm, scale, eps, loss, dwq, dwk, stats);
+    if (qk.q.empty()) SCION_RETURN_IF_ERROR(HostQK(teacher, layer, &qk));
+    return kernels::DistillLoss(kernels::Launch{}, d, qk.q.data(), qk.k.data(), fm, scale, eps, loss, dwq, dwk, stats);
   }
 };
 
@@ -295,8 +308,7 @@ Result<DistillTotals> DistillBatch(nn::Model& teacher, nn::Model& student, const
                                    DistillDevice& device) {
   const nn::ModelConfig& c = teacher.config();
   const int64_t B = batch.B, T = batch.T, H = c.n_head, D = c.head_dim();
-  auto qk = device.TeacherQK(teacher, layers, batch.inputs.data(), B, T);
-  if (!qk.ok()) return qk.status();
+  SCION_RETURN_IF_ERROR(device.TeacherForward(teacher, layers, batch.inputs.data(), B, T));
   const kernels::AttnDims dims{B, H, T, D};
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   DistillTotals tot;
@@ -307,9 +319,9 @@ Result<DistillTotals> DistillBatch(nn::Model& teacher, nn::Model& student, const
     const MapTensors t = MapOf(student, l);
     const bool learn = grad && t.wq && t.wq->trainable && kernels::HasLearnedWeights(fm);
     std::vector<float> dwq(learn ? static_cast<size_t>(t.wq->numel) : 0, 0.0f), dwk(dwq.size(), 0.0f);
-    SCION_RETURN_IF_ERROR(device.Run(dims, (*qk)[li].q.data(), (*qk)[li].k.data(), fm, scale,
-                                     c.layers[static_cast<size_t>(l)].eps, loss.data(), learn ? dwq.data() : nullptr,
-                                     learn ? dwk.data() : nullptr, {kl.data(), ht.data(), hs.data()}));
+    SCION_RETURN_IF_ERROR(device.Run(teacher, l, dims, fm, scale, c.layers[static_cast<size_t>(l)].eps, loss.data(),
+                                     learn ? dwq.data() : nullptr, learn ? dwk.data() : nullptr,
+                                     {kl.data(), ht.data(), hs.data()}));
     if (learn) {
       // The objective averages over the B·H rows of `loss`; the kernel's gradient is of their sum.
       const float inv = 1.0f / static_cast<float>(B * H);
@@ -381,13 +393,14 @@ Result<std::vector<HeadFidelity>> MeasureFidelity(nn::Model& teacher, nn::Model&
     if (!batch.ok()) return batch.status();
     auto d = DistillBatch(teacher, student, layers, *batch, false, &heads, device);
     if (!d.ok()) return d.status();
-    auto qk = device.TeacherQK(teacher, layers, batch->inputs.data(), 1, T);  // example 0 alone
-    if (!qk.ok()) return qk.status();
+    SCION_RETURN_IF_ERROR(device.TeacherForward(teacher, layers, batch->inputs.data(), 1, T));  // example 0 alone
     for (size_t li = 0; li < layers.size(); ++li) {
+      LayerQK qk;
+      SCION_RETURN_IF_ERROR(device.HostQK(teacher, layers[li], &qk));
       const kernels::FeatureMap fm = FeatureMapOf(student, layers[li]);
       for (int64_t h = 0; h < H; ++h) {
         const size_t off = static_cast<size_t>(h * T * D);
-        const double rho = HeadSpearman(fm, (*qk)[li].q.data() + off, (*qk)[li].k.data() + off, T, D, h, hp.spearman_rows);
+        const double rho = HeadSpearman(fm, qk.q.data() + off, qk.k.data() + off, T, D, h, hp.spearman_rows);
         if (std::isfinite(rho)) { rho_sum[li * H + h] += rho; ++rho_n[li * H + h]; }
       }
     }
@@ -499,7 +512,7 @@ Outcome RunHedgehog(const json& spec, Context& ctx) {
   rep.feature_dim = nn::FeatureCount(sc.layers[static_cast<size_t>(layers->front())], tc.head_dim());
   rep.layers = *layers;
   rep.task_metric = TaskMetricName(*data);
-  auto teacher_metric = EvaluateTask(teacher, *data, hp.eval_batches, hp.stage1.batch_size, T, hp.seed);
+  auto teacher_metric = EvaluateTask(teacher, *data, hp.eval_batches, hp.stage1.batch_size, T, hp.seed, ctx);
   if (!teacher_metric.ok()) return {teacher_metric.status(), {}};
   rep.teacher_metric = *teacher_metric;
 
@@ -516,7 +529,7 @@ Outcome RunHedgehog(const json& spec, Context& ctx) {
   if (!heads.ok()) return {heads.status(), {}};
   rep.heads = std::move(*heads);
   device.teacher_dev.reset();  // the teacher's device copy is done: its memory goes back before stage 2
-  auto converted = EvaluateTask(student, *data, hp.eval_batches, hp.stage1.batch_size, T, hp.seed);
+  auto converted = EvaluateTask(student, *data, hp.eval_batches, hp.stage1.batch_size, T, hp.seed, ctx);
   if (!converted.ok()) return {converted.status(), {}};
   rep.converted_metric = *converted;
   if (ctx.reporter) {
@@ -536,7 +549,7 @@ Outcome RunHedgehog(const json& spec, Context& ctx) {
     if (r->stopped) return StoppedOutcome(ctx, "stage 2", r->steps_done);
     rep.stage2_steps = r->steps_done;
     // The same validation batches as the teacher's and the converted model's numbers.
-    auto fin = EvaluateTask(student, *data, hp.eval_batches, hp.stage1.batch_size, T, hp.seed);
+    auto fin = EvaluateTask(student, *data, hp.eval_batches, hp.stage1.batch_size, T, hp.seed, ctx);
     if (!fin.ok()) return {fin.status(), {}};
     rep.finetuned_metric = *fin;
   }

@@ -140,9 +140,13 @@ Result<double> EvaluateTask(nn::StepEngine& e, const DataSource& d, int64_t batc
   return metric;
 }
 
-Result<double> EvaluateTask(nn::Model& m, const DataSource& d, int64_t batches, int64_t B, int64_t T, uint64_t seed) {
+Result<double> EvaluateTask(nn::Model& m, const DataSource& d, int64_t batches, int64_t B, int64_t T, uint64_t seed,
+                            Context& ctx) {
   nn::AdamW none({});  // evaluation takes no steps
-  return EvaluateTask(*nn::StepEngine::Create(m, none, /*use_gpu=*/false), d, batches, B, T, seed);
+  auto engine = nn::StepEngine::Create(m, none, !ctx.gpus.empty());
+  if (!engine->fallback_reason().empty() && ctx.reporter)
+    ctx.reporter->Log("evaluation on the CPU (GPU not used: " + engine->fallback_reason() + ")");
+  return EvaluateTask(*engine, d, batches, B, T, seed);
 }
 
 Outcome StoppedOutcome(const Context& ctx, const std::string& where, int64_t step) {

@@ -55,7 +55,10 @@ int64_t DataSeqLen(const DataSource& d, int64_t seq_len);
 const char* TaskMetricName(const DataSource& d);
 Result<double> EvaluateTask(nn::StepEngine& e, const DataSource& d, int64_t batches, int64_t B, int64_t T,
                             uint64_t seed);
-Result<double> EvaluateTask(nn::Model& m, const DataSource& d, int64_t batches, int64_t B, int64_t T, uint64_t seed);
+// The same on a model: on the job's GPU when it holds one and the model runs there (a refusal is
+// logged and the CPU evaluates), else on the CPU.
+Result<double> EvaluateTask(nn::Model& m, const DataSource& d, int64_t batches, int64_t B, int64_t T, uint64_t seed,
+                            Context& ctx);
 
 // Runs steps [resumed step, c.train.steps) over the trainable parameters of `m`: on the job's GPU
 // when ctx.gpus is non-empty and the model runs there (else on the CPU, saying why in the log);

@@ -113,5 +113,10 @@ Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, co
 // headers calls (the hedgehog job's stage 1). Unavailable without CUDA or a device.
 Status DistillLossFromHost(AttnDims d, const float* q, const float* k, const FeatureMap& fm, float scale,
                            float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats);
+// The same with q, k already on the current device as bf16 (B, H, N, D), read on `stream` (a
+// CudaModel's forward buffers, so no copy of them either way); fm's weights and the outputs on the
+// host as above.
+Status DistillLossDeviceQK(AttnDims d, const void* q, const void* k, void* stream, const FeatureMap& fm, float scale,
+                           float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats);
 
 }  // namespace scion::kernels

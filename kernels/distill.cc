@@ -162,4 +162,15 @@ Status DistillLossFromHost(AttnDims d, const float* q, const float* k, const Fea
 #endif
 }
 
+Status DistillLossDeviceQK(AttnDims d, const void* q, const void* k, void* stream, const FeatureMap& fm, float scale,
+                           float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats) {
+#if SCION_WITH_CUDA
+  return cuda::DistillLossDeviceQK(d, q, k, stream, fm, scale, eps, loss, dwq, dwk, stats);
+#else
+  (void)d, (void)q, (void)k, (void)stream, (void)fm, (void)scale, (void)eps, (void)loss, (void)dwq, (void)dwk,
+      (void)stats;
+  return Status::Unavailable("DistillLossDeviceQK: built without CUDA (SCION_CUDA=OFF)");
+#endif
+}
+
 }  // namespace scion::kernels

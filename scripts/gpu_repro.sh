@@ -3,10 +3,10 @@
 # local coordinator and worker, from prebuilt binaries (scripts/bundle_bins.sh) where the machine
 # cannot build the control plane:
 #   (1) Hedgehog Table 2 / Zoology MQAR at the paper's scale (scripts/hedgehog_mqar.sh): the teacher
-#       trains on the GPU; the learned maps' conversions (Hedgehog, its exp variant, Taylor-2) hold
-#       it one after the other, HH_STEPS stage-1 steps each: the teacher's forward runs there, and
-#       the distillation too except Taylor-2's (its projected map has no CUDA kernel; its loss runs
-#       on the CPU in kernel form); the parameter-free maps are measured on the CPU meanwhile.
+#       trains on the GPU; every map's conversion holds it in turn (HH_STEPS stage-1 steps for the
+#       learned ones): the teacher's forward, the distillation and the evaluations run there,
+#       except Taylor-2's loss and evaluation (its projected map has no CUDA kernel: the CPU, its
+#       loss in kernel form).
 #   (2) grafting on byte-level text (scripts/graft_lm.sh, every job holding the GPU), at the same
 #       time on a second local cluster, then forward speed and device memory at long context
 #       (scripts/graft_speed.sh, one eval job per model and length).
@@ -42,7 +42,8 @@ mqar() {
   export MQ_WARMUP=${MQ_WARMUP:-500} MQ_WD=${MQ_WD:-0.1} MQ_EVAL_EVERY=${MQ_EVAL_EVERY:-1000} MQ_GPUS=${MQ_GPUS:-1}
   export MQ_TRAIN_KV=${MQ_TRAIN_KV-}  # every training batch at kv = 16
   export HH_STEPS=${HH_STEPS:-1000} HH_LR=${HH_LR:-3e-2} HH_BATCH=${HH_BATCH:-32} HH_EVAL_BATCHES=${HH_EVAL_BATCHES:-16}
-  export HH_GPU_MAPS=${HH_GPU_MAPS-hedgehog hedgehog_exp taylor2} HH_CPU_STEPS=${HH_CPU_STEPS:-$HH_STEPS}
+  export HH_GPU_MAPS=${HH_GPU_MAPS-hedgehog taylor2 hedgehog_exp elu relu performer cosformer}
+  export HH_CPU_STEPS=${HH_CPU_STEPS:-$HH_STEPS}
   export SCION_HH_CPU_SLOTS=${SCION_HH_CPU_SLOTS:-7} SCION_THREADS=${SCION_MQAR_THREADS:-8}
   SCION_HH_DATA=$out/mqar scripts/hedgehog_mqar.sh >"$out/mqar.log" 2>&1
   echo "mqar: exit $?" >>"$out/mqar.log"

@@ -282,56 +282,96 @@ Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, co
   return CheckLaunch("DistillLoss");
 }
 
-Status DistillLossFromHost(AttnDims d, const float* q, const float* k, const FeatureMap& fm, float scale, float eps,
-                           float* loss, float* dwq, float* dwk, const AttentionStats& stats) {
+namespace {
+
+Status NeedDevice(const std::string& op, AttnDims d, const void* q, const void* k, const float* loss) {
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
     cudaGetLastError();  // clear the sticky "no device" error for later calls
-    return Status::Unavailable("DistillLossFromHost: no CUDA device");
+    return Status::Unavailable(op + ": no CUDA device");
   }
-  if (!q || !k || !loss) return Status::InvalidArgument("DistillLossFromHost: q, k, loss must be non-null");
-  if (d.B <= 0 || d.H <= 0 || d.N <= 0 || d.D <= 0) return Status::InvalidArgument("DistillLossFromHost: dims must be > 0");
-  const size_t qk = static_cast<size_t>(d.B * d.H * d.N * d.D), bh = static_cast<size_t>(d.B * d.H);
+  if (!q || !k || !loss) return Status::InvalidArgument(op + ": q, k, loss must be non-null");
+  if (d.B <= 0 || d.H <= 0 || d.N <= 0 || d.D <= 0) return Status::InvalidArgument(op + ": dims must be > 0");
+  return Status::Ok();
+}
+
+// kernels::DistillLoss on device q, k of `dtype`, on `stream`, for a caller whose map weights and
+// outputs live on the host: copies those in and out around the call, in stream order.
+Status WithHostArrays(const std::string& op, AttnDims d, const void* q, const void* k, DType dtype,
+                      cudaStream_t stream, const FeatureMap& fm, float scale, float eps, float* loss, float* dwq,
+                      float* dwk, const AttentionStats& stats) {
+  const size_t bh = static_cast<size_t>(d.B * d.H);
   // Every map weight tensor (Hedgehog / projected Taylor-2 (H, D, F), Performer Ω (H, F, D)).
   const size_t w = fm.wq ? static_cast<size_t>(d.H * d.D * fm.F) : 0;
   const bool grad = HasLearnedWeights(fm) && w > 0;
-  // One allocation, in floats: q, k | wq, wk | dwq, dwk | loss, kl, teacher_entropy, student_entropy.
-  const size_t total = 2 * qk + 2 * w + (grad ? 2 * w : 0) + 4 * bh;
+  // One allocation, in floats: wq, wk | dwq, dwk | loss, kl, teacher_entropy, student_entropy.
+  const size_t total = 2 * w + (grad ? 2 * w : 0) + 4 * bh;
   float* base = nullptr;
-  if (cudaMalloc(reinterpret_cast<void**>(&base), total * sizeof(float)) != cudaSuccess) {
+  if (cudaMallocAsync(reinterpret_cast<void**>(&base), total * sizeof(float), stream) != cudaSuccess) {
     cudaGetLastError();
-    return Status::Unavailable("DistillLossFromHost: out of device memory");
+    return Status::Unavailable(op + ": out of device memory");
   }
-  float *dq = base, *dk = dq + qk, *dwq_in = dk + qk, *dwk_in = dwq_in + w, *ddwq = dwk_in + w,
-        *ddwk = ddwq + (grad ? w : 0), *dloss = ddwk + (grad ? w : 0), *dkl = dloss + bh, *dht = dkl + bh,
-        *dhs = dht + bh;
-  auto up = [](float* dst, const float* src, size_t n) {
-    return n == 0 || cudaMemcpy(dst, src, n * sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess;
+  float *dwq_in = base, *dwk_in = dwq_in + w, *ddwq = dwk_in + w, *ddwk = ddwq + (grad ? w : 0),
+        *dloss = ddwk + (grad ? w : 0), *dkl = dloss + bh, *dht = dkl + bh, *dhs = dht + bh;
+  auto up = [stream](float* dst, const float* src, size_t n) {
+    return n == 0 || cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyHostToDevice, stream) == cudaSuccess;
   };
-  auto down = [](float* dst, const float* src, size_t n) {
-    return dst == nullptr || n == 0 || cudaMemcpy(dst, src, n * sizeof(float), cudaMemcpyDeviceToHost) == cudaSuccess;
+  auto down = [stream](float* dst, const float* src, size_t n) {
+    return dst == nullptr || n == 0 ||
+           cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToHost, stream) == cudaSuccess;
   };
   FeatureMap dfm = fm;
   dfm.wq = fm.wq ? dwq_in : nullptr;
   dfm.wk = fm.wk ? dwk_in : nullptr;
-  Status st = Status::Ok();
-  // dwq, dwk accumulate (the op's contract): the device copies start from the host values.
-  if (!up(dq, q, qk) || !up(dk, k, qk) || (fm.wq && !up(dwq_in, fm.wq, w)) || (fm.wk && !up(dwk_in, fm.wk, w)) ||
-      (grad && dwq && !up(ddwq, dwq, w)) || (grad && dwk && !up(ddwk, dwk, w)))
-    st = Status::Internal(std::string("DistillLossFromHost: copy to the device: ") + cudaGetErrorString(cudaGetLastError()));
-  if (st.ok()) {
-    const Launch l{Backend::kCuda, DType::kF32, nullptr};
-    st = kernels::DistillLoss(l, d, dq, dk, dfm, scale, eps, dloss, grad && dwq ? ddwq : nullptr,
-                              grad && dwk ? ddwk : nullptr,
-                              {stats.kl ? dkl : nullptr, stats.teacher_entropy ? dht : nullptr,
-                               stats.student_entropy ? dhs : nullptr});
-  }
-  if (st.ok() && (!down(loss, dloss, bh) || !down(stats.kl, dkl, bh) || !down(stats.teacher_entropy, dht, bh) ||
-                  !down(stats.student_entropy, dhs, bh) || (grad && !down(dwq, ddwq, w)) ||
-                  (grad && !down(dwk, ddwk, w))))
-    st = Status::Internal(std::string("DistillLossFromHost: ") + cudaGetErrorString(cudaGetLastError()));
-  cudaFree(base);
+  auto run = [&]() -> Status {
+    // dwq, dwk accumulate (the op's contract): the device copies start from the host values.
+    if (!up(dwq_in, fm.wq, fm.wq ? w : 0) || !up(dwk_in, fm.wk, fm.wk ? w : 0) ||
+        (grad && dwq && !up(ddwq, dwq, w)) || (grad && dwk && !up(ddwk, dwk, w)))
+      return Status::Internal(op + ": copy to the device: " + cudaGetErrorString(cudaGetLastError()));
+    SCION_RETURN_IF_ERROR(kernels::DistillLoss(Launch{Backend::kCuda, dtype, stream}, d, q, k, dfm, scale, eps, dloss,
+                                               grad && dwq ? ddwq : nullptr, grad && dwk ? ddwk : nullptr,
+                                               {stats.kl ? dkl : nullptr, stats.teacher_entropy ? dht : nullptr,
+                                                stats.student_entropy ? dhs : nullptr}));
+    if (!down(loss, dloss, bh) || !down(stats.kl, dkl, bh) || !down(stats.teacher_entropy, dht, bh) ||
+        !down(stats.student_entropy, dhs, bh) || (grad && !down(dwq, ddwq, w)) || (grad && !down(dwk, ddwk, w)))
+      return Status::Internal(op + ": " + cudaGetErrorString(cudaGetLastError()));
+    return Status::Ok();
+  };
+  const Status st = run();
+  cudaFreeAsync(base, stream);
+  if (cudaStreamSynchronize(stream) != cudaSuccess && st.ok())
+    return Status::Internal(op + ": " + cudaGetErrorString(cudaGetLastError()));
   return st;
+}
+
+}  // namespace
+
+Status DistillLossFromHost(AttnDims d, const float* q, const float* k, const FeatureMap& fm, float scale, float eps,
+                           float* loss, float* dwq, float* dwk, const AttentionStats& stats) {
+  const std::string op = "DistillLossFromHost";
+  SCION_RETURN_IF_ERROR(NeedDevice(op, d, q, k, loss));
+  const size_t qk = static_cast<size_t>(d.B * d.H * d.N * d.D);
+  float* dq = nullptr;
+  if (cudaMalloc(reinterpret_cast<void**>(&dq), 2 * qk * sizeof(float)) != cudaSuccess) {
+    cudaGetLastError();
+    return Status::Unavailable(op + ": out of device memory");
+  }
+  float* dk = dq + qk;
+  const Status st =
+      cudaMemcpy(dq, q, qk * sizeof(float), cudaMemcpyHostToDevice) != cudaSuccess ||
+              cudaMemcpy(dk, k, qk * sizeof(float), cudaMemcpyHostToDevice) != cudaSuccess
+          ? Status::Internal(op + ": copy to the device: " + cudaGetErrorString(cudaGetLastError()))
+          : WithHostArrays(op, d, dq, dk, DType::kF32, nullptr, fm, scale, eps, loss, dwq, dwk, stats);
+  cudaFree(dq);
+  return st;
+}
+
+Status DistillLossDeviceQK(AttnDims d, const void* q, const void* k, void* stream, const FeatureMap& fm, float scale,
+                           float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats) {
+  const std::string op = "DistillLossDeviceQK";
+  SCION_RETURN_IF_ERROR(NeedDevice(op, d, q, k, loss));
+  return WithHostArrays(op, d, q, k, DType::kBF16, static_cast<cudaStream_t>(stream), fm, scale, eps, loss, dwq, dwk,
+                        stats);
 }
 
 }  // namespace scion::kernels::cuda

@@ -16,9 +16,11 @@ Status LinearAttentionBackward(const Launch& l, AttnDims d, const void* q, const
 
 Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, const FeatureMap& fm, float scale,
                    float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats);
-// kernels::DistillLossFromHost's copies around kernels::DistillLoss (distill.cu).
+// kernels::DistillLossFromHost's and DistillLossDeviceQK's copies around kernels::DistillLoss (distill.cu).
 Status DistillLossFromHost(AttnDims d, const float* q, const float* k, const FeatureMap& fm, float scale, float eps,
                            float* loss, float* dwq, float* dwk, const AttentionStats& stats);
+Status DistillLossDeviceQK(AttnDims d, const void* q, const void* k, void* stream, const FeatureMap& fm, float scale,
+                           float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats);
 
 // Hybrid attention (hybrid_attention.cu): the sliding-window softmax and lagged linear products.
 Status HybridAttentionForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,

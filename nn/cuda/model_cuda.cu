@@ -648,6 +648,15 @@ Status CudaModel::AttentionQK(int64_t layer, std::vector<float>* q, std::vector<
   return Status::Ok();
 }
 
+Status CudaModel::AttentionQKDevice(int64_t layer, const void** q, const void** k, void** stream) const {
+  const Impl& I = *impl_;
+  SCION_RETURN_IF_ERROR(I.LastForwardHas(layer, "AttentionQKDevice"));
+  *q = I.acts[layer].q;
+  *k = I.acts[layer].k;
+  *stream = I.stream;
+  return Status::Ok();
+}
+
 Status CudaModel::BranchActivations(int64_t layer, SublayerKind kind, std::vector<float>* x,
                                     std::vector<float>* y) const {
   const Impl& I = *impl_;

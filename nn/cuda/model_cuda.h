@@ -59,6 +59,9 @@ class CudaModel {
   // The q and k (B, H, T, D) that layer `layer`'s attention computed in the last Forward, as fp32
   // (bf16-rounded values): a teacher's attention inputs for Hedgehog's distillation.
   Status AttentionQK(int64_t layer, std::vector<float>* q, std::vector<float>* k) const;
+  // The same tensors where they live: bf16 (B, H, T, D) device buffers, valid until the next
+  // Forward, and the stream the model runs on (read them on it): no copy for a device consumer.
+  Status AttentionQKDevice(int64_t layer, const void** q, const void** k, void** stream) const;
   // Block `layer`'s `kind` branch in the last Forward, (B, T, C) fp32 each: its input x (the
   // LayerNorm output the branch read, bf16-rounded) and its output y before the residual add (the
   // residual stream after the branch less before it): what grafting's stage 1 caches.

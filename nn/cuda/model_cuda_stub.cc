@@ -27,6 +27,7 @@ Status CudaModel::SublayerForward(int64_t, SublayerKind, const float*, int64_t, 
 Status CudaModel::SublayerBackward(const float*) { return NoCuda(); }
 Result<std::vector<float>> CudaModel::Logits() const { return NoCuda(); }
 Status CudaModel::AttentionQK(int64_t, std::vector<float>*, std::vector<float>*) const { return NoCuda(); }
+Status CudaModel::AttentionQKDevice(int64_t, const void**, const void**, void**) const { return NoCuda(); }
 Status CudaModel::BranchActivations(int64_t, SublayerKind, std::vector<float>*, std::vector<float>*) const {
   return NoCuda();
 }

@@ -297,6 +297,8 @@ TEST(HedgehogDevice, AJobHoldingAGpuDistilsThereOrSaysWhyNot) {
     EXPECT_TRUE(gpu_r.Logged("stage1: distillation ran on the CPU"));
     EXPECT_TRUE(gpu_r.Logged("stage1: teacher forward on the CPU: "));  // no device model either
     EXPECT_TRUE(gpu_r.Logged("the teacher's forward on the CPU"));
+    EXPECT_TRUE(gpu_r.Logged("evaluation on the CPU (GPU not used: "));  // the task metric's, too
+    EXPECT_FALSE(cpu_r.Logged("evaluation on the CPU"));  // a job without a GPU has nothing to explain
     for (const char* key : {"attention_kl", "attention_ce", "student_entropy", "converted_mqar_accuracy"})
       EXPECT_NEAR(gpu.summary.at(key), cpu.summary.at(key), 1e-6) << key;
   } else {

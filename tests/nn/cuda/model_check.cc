@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/attention.h"
+#include "kernels/feature_map.h"
 #include "nn/checkpoint.h"
 #include "nn/cuda/model_cuda.h"
 #include "nn/optim.h"
@@ -272,6 +274,57 @@ void SublayerChecks() {
   }
 }
 
+// Hedgehog's stage-1 loss read off the forward's buffers in place (AttentionQKDevice +
+// DistillLossDeviceQK) against the same loss on their host copies (AttentionQK + DistillLossFromHost):
+// the same bf16 values reach the same kernel, so loss, statistics and dW agree to float rounding (dW
+// sums blocks' partials in an unspecified order).
+void DistillInPlaceCheck(const CudaModel& dev, const ModelConfig& c, int64_t l, int64_t B, int64_t T,
+                         const std::vector<float>& q, const std::vector<float>& k) {
+  const int64_t H = c.n_head, D = c.head_dim();
+  const std::string what = "distillation loss in place, layer " + std::to_string(l);
+  std::vector<float> wq = kernels::HedgehogIdentity(H, D, D), wk = wq;
+  Rng rng(29 + l);
+  for (auto* w : {&wq, &wk})
+    for (float& x : *w) x += 0.1f * static_cast<float>(rng.Normal());
+  kernels::FeatureMap fm;
+  fm.kind = kernels::FeatureMapKind::kHedgehog;
+  fm.F = D;
+  fm.wq = wq.data();
+  fm.wk = wk.data();
+  const kernels::AttnDims d{B, H, T, D};
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D)), eps = 1e-6f;
+  std::vector<float> out[2][4];  // [host copies, in place][loss, kl, dwq, dwk]
+  for (int way = 0; way < 2; ++way) {
+    std::vector<float>* o = out[way];
+    o[0].assign(B * H, NAN);
+    o[1].assign(B * H, NAN);
+    o[2].assign(wq.size(), 0.0f);
+    o[3].assign(wk.size(), 0.0f);
+    const kernels::AttentionStats stats{o[1].data(), nullptr, nullptr};
+    Status st = Status::Ok();
+    if (way == 0) {
+      st = kernels::DistillLossFromHost(d, q.data(), k.data(), fm, scale, eps, o[0].data(), o[2].data(), o[3].data(),
+                                        stats);
+    } else {
+      const void *dq = nullptr, *dk = nullptr;
+      void* stream = nullptr;
+      st = dev.AttentionQKDevice(l, &dq, &dk, &stream);
+      if (st.ok())
+        st = kernels::DistillLossDeviceQK(d, dq, dk, stream, fm, scale, eps, o[0].data(), o[2].data(), o[3].data(),
+                                          stats);
+    }
+    if (!st.ok()) return Fatal(what, st);
+  }
+  const char* names[] = {"loss", "KL", "dWq", "dWk"};
+  for (int i = 0; i < 4; ++i) {
+    bool finite = true;  // both start as NaN (loss, KL): an unwritten output must not pass
+    for (int way = 0; way < 2; ++way)
+      for (float x : out[way][i]) finite = finite && std::isfinite(x);
+    const double e = finite ? RelMax(out[1][i].data(), out[0][i].data(), out[0][i].size()) : INFINITY;
+    Expect(e < 1e-5, what + ": " + names[i] + " vs host copies", e, 1e-5);
+  }
+}
+
 // What a teacher's forward gives the conversion jobs, read off the device forward's buffers against
 // the CPU model of the same weights (one bf16 rounding of inputs, weights and GEMM outputs per
 // layer, as the logits): Hedgehog's q, k (CudaModel::AttentionQK) and grafting's branch inputs and
@@ -303,6 +356,7 @@ void TeacherActivationChecks() {
     }
     const double e = std::max(RelMax(q.data(), cq.data(), q.size()), RelMax(k.data(), ck.data(), k.size()));
     Expect(e < kLogitTol, "AttentionQK layer " + std::to_string(l) + ": q, k max|Δ|/max|ref|", e, kLogitTol);
+    DistillInPlaceCheck(**made, m->config(), l, B, T, q, k);
     for (const SublayerKind kind : {SublayerKind::kAttention, SublayerKind::kMlp}) {
       const bool attn = kind == SublayerKind::kAttention;
       const std::vector<float>& hx = hooked[{l, static_cast<int>(attn ? HookPoint::kMixerInput : HookPoint::kMlpInput)}];
