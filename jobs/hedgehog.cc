@@ -7,10 +7,10 @@
 // cross-entropy between the softmax weights and the linear-attention weights (kernels::DistillLoss),
 // summed over layers and averaged over batch rows and heads. Parameter-free maps have nothing to
 // train and are only measured. The teacher's forward (a CudaModel of it) and the loss and its
-// gradient (kernels::DistillLossDeviceQK, on the forward's q, k in place) run on the job's GPU when
-// it holds one, else, or for a map the CUDA kernel does not take (projected Taylor-2, feature width
-// > 128), on the CPU; the log says which. The task metric is evaluated on the GPU too where the
-// model runs there.
+// gradient (kernels::DistillLossDeviceQK, on the forward's q, k in place; projected Taylor-2 in
+// kernel form) run on the job's GPU when it holds one, else, or for a map the CUDA kernel does not
+// take (feature width > 128), on the CPU; the log says which. The task metric is evaluated on the
+// GPU too where the model runs there.
 // Stage 2 (optional): the whole converted model finetunes on the task loss (the shared train loop,
 // metrics prefixed "stage2_").
 //

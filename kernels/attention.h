@@ -58,7 +58,8 @@ enum class FeatureMapKind { kEluPlus1, kRelu, kPerformer, kCosFormer, kTaylor2, 
 //   kHedgehog/kHedgehogExp: wq, wk (H, D, F) fp32, φ(x) = [softmax(xW), softmax(-xW)] -> 2F dims
 //   kPerformer: wq = wk = Ω (H, F, D) fp32 fixed random features -> F dims
 //   kTaylor2: q, k as given -> 1 + D + D² dims; or, with wq, wk (H, D, F) fp32 set, BASED's learned
-//             projection to F = d' first -> 1 + F + F² dims (CPU only; CUDA takes the unprojected form)
+//             projection to F = d' first -> 1 + F + F² dims (CPU; on CUDA only DistillLoss takes it, in
+//             kernel form with F a multiple of 16 up to 64; the linear kernels take the unprojected form)
 //   kEluPlus1, kRelu: -> D dims.   kCosFormer: relu(x) re-weighted by cos/sin(π i / 2N) -> 2D dims
 struct FeatureMap {
   FeatureMapKind kind = FeatureMapKind::kHedgehog;

@@ -1,6 +1,7 @@
 // CUDA Hedgehog distillation loss (bf16 q, k; fp32 loss, stats and dW), blockwise over 64×64
 // tiles: no N×N matrix ever reaches global memory. Definitions as kernels/distill.cc:
 //   a_ij = softmax_j(q_i·k_j·scale) (causal), A_ij = φq_i·φk_j, L_i = Σ_{j<=i} A_ij + eps,
+//   (projected Taylor-2 in kernel form: φ = u = x W, A_ij = 1 + t + t²/2, t = u_i·u_j/√F),
 //   loss = (1/N) Σ_i [log L_i − Σ_j a_ij log max(A_ij, 1e-30)], ∂loss/∂A_ij = (1/L_i − a_ij/A_ij)/N.
 // Query kernel: per 64-row query block, pass 1 over key blocks for the teacher's online
 // max/sum and L_i; pass 2 for the loss, the statistics and ∂φq = ∂A φK (→ dWq); it saves lse and
@@ -99,7 +100,7 @@ __global__ void __launch_bounds__(kThreads, 1) DistillQueryKernel(DistillArgs a,
       float mx = -INFINITY, lsum = 0;
       for (int c = lane; c < kChunk; c += 32) {
         const int j = kb * kChunk + c;
-        if (j <= row0 + r && j < N) { mx = fmaxf(mx, s.af[r * kLda + c] * a.scale); lsum += a_tile[r * kLda + c]; }
+        if (j <= row0 + r && j < N) { mx = fmaxf(mx, s.af[r * kLda + c] * a.scale); lsum += PairWeight(g, a_tile[r * kLda + c]); }
       }
       for (int o = 16; o > 0; o >>= 1) {
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
@@ -144,12 +145,12 @@ __global__ void __launch_bounds__(kThreads, 1) DistillQueryKernel(DistillArgs a,
         const int j = kb * kChunk + c;
         float grad = 0;
         if (j <= row0 + r && j < N) {
-          const float sc = s.af[r * kLda + c] * a.scale, w = a_tile[r * kLda + c];
+          const float sc = s.af[r * kLda + c] * a.scale, raw = a_tile[r * kLda + c], w = PairWeight(g, raw);
           const float t = __expf(sc - lse), log_w = __logf(fmaxf(w, kMinWeight));
           alog += t * log_w;
           as += t * sc;
           if (w > 0) hs -= (w / L) * (log_w - log_l);
-          grad = (1.0f / L - (w > kMinWeight ? t / w : 0.0f)) * inv_n;
+          grad = (1.0f / L - (w > kMinWeight ? t / w : 0.0f)) * inv_n * PairSlope(g, raw);
         }
         s.ab[r * kLdc + c] = __float2bfloat16(grad);
       }
@@ -230,8 +231,9 @@ __global__ void __launch_bounds__(kThreads, 1) DistillKeyKernel(DistillArgs a, S
         const int i = row0 + r, j = kb * kChunk + c;
         float grad = 0;
         if (j <= i && i < N && j < N) {
-          const float w = a_tile[r * kLda + c], t = __expf(s.af[r * kLda + c] * a.scale - st[r]);
-          grad = (1.0f / st[kChunk + r] - (w > kMinWeight ? t / w : 0.0f)) * inv_n;
+          const float raw = a_tile[r * kLda + c], w = PairWeight(g, raw);
+          const float t = __expf(s.af[r * kLda + c] * a.scale - st[r]);
+          grad = (1.0f / st[kChunk + r] - (w > kMinWeight ? t / w : 0.0f)) * inv_n * PairSlope(g, raw);
         }
         s.ab[r * kLdc + c] = __float2bfloat16(grad);
       }
@@ -258,7 +260,7 @@ Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, co
   using namespace linear;
   if (l.dtype == DType::kF32) return DistillF32(l, d, q, k, fm, scale, eps, loss, dwq, dwk, stats);
   Geometry g;
-  SCION_RETURN_IF_ERROR(MakeGeometry("DistillLoss", l, d, fm, true, eps, &g));
+  SCION_RETURN_IF_ERROR(MakeGeometry("DistillLoss", l, d, fm, true, eps, &g, /*taylor_kernel_form=*/true));
   if (4 * (g.Fp / 16) > kMaxPhiTilesPerWarp * kWarps)
     return Status::Unimplemented("DistillLoss (CUDA): feature dim " + std::to_string(g.Fp) + " above 128");
   const SmemPlan plan = PlanSmem(g, true);
@@ -271,7 +273,7 @@ Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, co
   float* rows = nullptr;  // lse then L, (B·H, N) each
   if (cudaMallocAsync(reinterpret_cast<void**>(&rows), 2 * sizeof(float) * BH * d.N, stream) != cudaSuccess)
     return Status::Unavailable("DistillLoss (CUDA): out of device memory");
-  const bool learned = HasLearnedWeights(fm.kind);
+  const bool learned = HasLearnedWeights(fm);
   const DistillArgs a{static_cast<const bf16*>(q), static_cast<const bf16*>(k), fm.wq, fm.wk,
                       learned ? dwq : nullptr, learned ? dwk : nullptr, loss, stats.kl, stats.teacher_entropy,
                       stats.student_entropy, rows, rows + static_cast<size_t>(BH) * d.N, g, scale};

@@ -46,7 +46,22 @@ struct Geometry {
   // weights (F or D wide), fp32 (64, D) and (64, Fp) scratch.
   int ldx = 0, ldf = 0, ldw = 0, ldo = 0, ldp = 0;
   int w_rows = 0;  // rows of the (w_rows, ldw) weight tile: D for Hedgehog, F for Performer
+  // Projected Taylor-2 in kernel form (the distillation loss only): φ is the projection u = x W
+  // (F wide) and a pair's weight is 1 + t + t²/2 of t = φq·φk · taylor_scale (1/√F).
+  bool taylor = false;
+  float taylor_scale = 0;
 };
+
+// The student's pair weight from a tile's product φq·φk: the product itself, or Taylor-2's
+// 1 + t + t²/2 in kernel form; PairSlope is its derivative by the product.
+__device__ inline float PairWeight(const Geometry& g, float raw) {
+  if (!g.taylor) return raw;
+  const float t = raw * g.taylor_scale;
+  return 1.0f + t + 0.5f * t * t;
+}
+__device__ inline float PairSlope(const Geometry& g, float raw) {
+  return g.taylor ? (1.0f + raw * g.taylor_scale) * g.taylor_scale : 1.0f;
+}
 constexpr int kLdc = kChunk + 8;  // bf16 (64, 64) tiles
 constexpr int kLda = kChunk + 4;  // fp32 (64, 64) tiles, and φ's (64, F <= 64) pre-activation
 
@@ -191,8 +206,15 @@ __device__ inline void ComputePhi(const Geometry& g, const bf16* x, const bf16* 
   const int D = g.D, Fp = g.Fp, F = g.F, ldx = g.ldx, ldf = g.ldf;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const auto kind = static_cast<FeatureMapKind>(g.kind);
-  if (kind == FeatureMapKind::kHedgehog || kind == FeatureMapKind::kHedgehogExp ||
-      kind == FeatureMapKind::kPerformer) {
+  if (g.taylor) {  // φ = u = x W
+    ProjectRows(g, x, w, u);
+    __syncthreads();
+    for (int i = threadIdx.x; i < kChunk * Fp; i += kThreads) {
+      const int r = i / Fp, c = i % Fp;
+      phi[r * ldf + c] = __float2bfloat16(r < zero_from && c < F ? u[r * kLda + c] : 0.0f);
+    }
+  } else if (kind == FeatureMapKind::kHedgehog || kind == FeatureMapKind::kHedgehogExp ||
+             kind == FeatureMapKind::kPerformer) {
     ProjectRows(g, x, w, u);
     if (kind == FeatureMapKind::kPerformer) {
       for (int r = warp; r < kChunk; r += kWarps) {

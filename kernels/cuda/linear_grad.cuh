@@ -30,13 +30,18 @@ __device__ inline void PhiBackward(const Geometry& g, const Buffers& s, const bf
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const auto kind = static_cast<FeatureMapKind>(g.kind);
   float* dphi = s.dphi;
-  if (kind == FeatureMapKind::kHedgehog || kind == FeatureMapKind::kHedgehogExp) {
+  if (g.taylor || kind == FeatureMapKind::kHedgehog || kind == FeatureMapKind::kHedgehogExp) {
     const bool exp_variant = kind == FeatureMapKind::kHedgehogExp;
+    // Taylor-2's kernel form has φ = u: ∂u = ∂φ.
+    for (int i = threadIdx.x; g.taylor && i < kChunk * F; i += kThreads) {
+      const int r = i / F, f = i % F;
+      s.ub[r * ldu + f] = __float2bfloat16(r < valid ? dphi[r * ldp + f] : 0.0f);
+    }
     if (exp_variant) {
       ProjectRows(g, x, w, s.af);  // u again, exactly as the forward computed it, for its argmax
       __syncthreads();
     }
-    for (int r = warp; r < kChunk; r += kWarps) {
+    for (int r = warp; !g.taylor && r < kChunk; r += kWarps) {
       float dp = 0, dn = 0;
       for (int f = lane; f < F; f += 32) {
         dp += dphi[r * ldp + f] * __bfloat162float(phi[r * ldf + f]);

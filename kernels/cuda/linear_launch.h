@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <mutex>
 #include <string>
@@ -45,15 +46,16 @@ inline int SegmentCount(int rows, int nchunks, int slots) {
 // fp32 tile), and a state Fp·D that fits the accumulators (Taylor-2 therefore needs D <= 16, as
 // BASED projects to d' = 16).
 inline Status MakeGeometry(const char* op, const Launch& l, AttnDims d, const FeatureMap& fm, bool causal,
-                           float eps, Geometry* g) {
+                           float eps, Geometry* g, bool taylor_kernel_form = false) {
   const std::string where = std::string(op) + " (CUDA): ";
   if (l.dtype != DType::kBF16) return Status::Unimplemented(where + "launch.dtype must be kBF16");
-  if (IsProjectedTaylor(fm))
+  const bool taylor = IsProjectedTaylor(fm);
+  if (taylor && !taylor_kernel_form)
     return Status::Unimplemented(where + "feature_map.wq: the CUDA kernels take Taylor-2 without its learned "
                                           "projection (the CPU backend runs the projected form)");
   if (d.D % 16 != 0 || d.D > 128) return Status::Unimplemented(where + "D must be 16, 32, 64, 96 or 128, got " + std::to_string(d.D));
   const bool weighted = fm.kind == FeatureMapKind::kHedgehog || fm.kind == FeatureMapKind::kHedgehogExp ||
-                        fm.kind == FeatureMapKind::kPerformer;
+                        fm.kind == FeatureMapKind::kPerformer || taylor;
   if (weighted && (fm.F % 16 != 0 || fm.F > 64))
     return Status::Unimplemented(where + "feature_map.F must be a multiple of 16 up to 64, got " + std::to_string(fm.F));
   g->H = static_cast<int>(d.H);
@@ -61,7 +63,9 @@ inline Status MakeGeometry(const char* op, const Launch& l, AttnDims d, const Fe
   g->D = static_cast<int>(d.D);
   g->kind = static_cast<int>(fm.kind);
   g->F = weighted ? static_cast<int>(fm.F) : 0;
-  g->Fp = static_cast<int>((FeatureDim(fm, d.D) + 15) / 16 * 16);
+  g->Fp = taylor ? g->F : static_cast<int>((FeatureDim(fm, d.D) + 15) / 16 * 16);
+  g->taylor = taylor;
+  g->taylor_scale = taylor ? 1.0f / std::sqrt(static_cast<float>(fm.F)) : 0.0f;
   if (g->Fp * g->D > kMaxStateElems)
     return Status::Unimplemented(where + "feature dim " + std::to_string(FeatureDim(fm, d.D)) + " × D " +
                                  std::to_string(d.D) + " exceeds the state the kernel holds (" +

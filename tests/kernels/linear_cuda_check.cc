@@ -111,7 +111,7 @@ DistillCase MakeDistillCase(FeatureMapKind kind, AttnDims d, int64_t F, uint64_t
   c.q = RoundBF16(c.q);
   c.k = RoundBF16(c.k);
   c.scale = 1.0f / std::sqrt(static_cast<float>(d.D));
-  c.learned = kernels::HasLearnedWeights(kind);
+  c.learned = kernels::HasLearnedWeights(c.m.fm);
   c.bh = static_cast<size_t>(d.B * d.H);
   c.wn = c.learned ? c.m.wq.size() : 0;
   c.loss.resize(c.bh), c.kl.resize(c.bh), c.ht.resize(c.bh), c.hs.resize(c.bh);
@@ -210,6 +210,15 @@ void RegisterLinearCudaCases(std::vector<Case>& cases) {
     cases.push_back({"distill", Shape(d, MapName(kind), true) + " from host", "cuda-vs-cpu",
                      [=] { return DistillFromHostVsCpu(kind, d, 64); }});
   }
+  // Taylor-2 with its learned projection, in kernel form (d' = 16, BASED's width; and 32).
+  for (const AttnDims d : {AttnDims{1, 2, 203, 64}, AttnDims{2, 3, 77, 32}})
+    for (int64_t F : {16, 32}) {
+      const std::string map = "taylor2-proj F" + std::to_string(F);
+      cases.push_back({"distill", Shape(d, map.c_str(), true), "cuda-vs-cpu",
+                       [=] { return DistillCudaVsCpu(FeatureMapKind::kTaylor2, d, F); }});
+      cases.push_back({"distill", Shape(d, map.c_str(), true) + " from host", "cuda-vs-cpu",
+                       [=] { return DistillFromHostVsCpu(FeatureMapKind::kTaylor2, d, F); }});
+    }
   // The fp32 entry points, forward and backward, causal and not.
   for (bool causal : {true, false})
     for (bool backward : {false, true}) {
