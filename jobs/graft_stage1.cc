@@ -28,12 +28,22 @@ bool IsOutput(nn::HookPoint p, nn::SublayerKind k) {
   return p == (k == nn::SublayerKind::kAttention ? nn::HookPoint::kMixerOutput : nn::HookPoint::kMlpOutput);
 }
 
-// One replaced sublayer under training: on the CPU (nn::Sublayer and a host AdamW) or on the job's
-// GPU (a CudaModel of the whole grafted model in which only that sublayer's tensors train; the
-// same AdamW, clipping and schedule, bf16 GEMMs as in stage 2).
 // Stage 1's optimiser: AdamW without weight decay (the shipped grafting scripts').
 nn::AdamWConfig Stage1Adam(float lr) { return {lr, 0.9f, 0.999f, 1e-8f, 0.0f}; }
 
+// The device path's object, or null once it refused: the first refusal turns the job's GPU off for
+// the rest of stage 1 (*gpu = false) and is logged.
+template <typename T>
+std::unique_ptr<T> DeviceOrNull(Result<std::unique_ptr<T>> made, bool* gpu, Context& ctx) {
+  if (made.ok()) return std::move(*made);
+  *gpu = false;
+  if (ctx.reporter) ctx.reporter->Log("stage 1: on the CPU (GPU not used: " + made.status().ToString() + ")");
+  return nullptr;
+}
+
+// One replaced sublayer under training: on the CPU (nn::Sublayer and a host AdamW) or on the job's
+// GPU (a CudaModel of the whole grafted model in which only that sublayer's tensors train; the
+// same AdamW, clipping and schedule, bf16 GEMMs as in stage 2).
 class Regressor {
  public:
   virtual ~Regressor() = default;
@@ -145,16 +155,8 @@ Result<std::vector<ActivationCache>> CollectActivations(nn::Model& teacher, cons
     if (!c.ok()) return c.status();
     caches.push_back(std::move(*c));
   }
-  std::unique_ptr<nn::CudaModel> dev;  // the teacher on the job's GPU: the branches read off its activations
-  if (*gpu) {
-    auto made = nn::CudaModel::Create(teacher);
-    if (made.ok()) {
-      dev = std::move(*made);
-    } else {  // the first refusal turns the GPU off for the rest of stage 1
-      *gpu = false;
-      if (ctx.reporter) ctx.reporter->Log("stage 1: on the CPU (GPU not used: " + made.status().ToString() + ")");
-    }
-  }
+  // The teacher on the job's GPU: the branches read off its activations.
+  std::unique_ptr<nn::CudaModel> dev = *gpu ? DeviceOrNull(nn::CudaModel::Create(teacher), gpu, ctx) : nullptr;
   if (dev) {
     std::vector<float> x, y;
     for (int64_t i = 0, base = 0; base < p.samples; ++i, base += kCollectBatch) {
@@ -201,16 +203,7 @@ Result<UnitResult> RegressSublayer(nn::Model& g, int64_t layer, nn::SublayerKind
   r.layer = layer;
   r.kind = nn::SublayerName(kind);
   r.steps = p.steps;
-  std::unique_ptr<Regressor> reg;
-  if (*gpu) {
-    auto made = GpuRegressor::Create(g, *sub);
-    if (made.ok()) {
-      reg = std::move(*made);
-    } else {  // the first refusal turns the GPU off for the job's remaining sublayers
-      *gpu = false;
-      if (ctx.reporter) ctx.reporter->Log("stage 1: on the CPU (GPU not used: " + made.status().ToString() + ")");
-    }
-  }
+  std::unique_ptr<Regressor> reg = *gpu ? DeviceOrNull(GpuRegressor::Create(g, *sub), gpu, ctx) : nullptr;
   r.device = reg ? "gpu" : "cpu";
   if (!reg) reg = std::make_unique<CpuRegressor>(g, std::move(*sub), static_cast<float>(p.lr));
   Regressor& s = *reg;
