@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <set>
+#include <sstream>
 
 #include "jobs/nn_params.h"
 #include "nn/checkpoint.h"
@@ -180,20 +182,59 @@ Result<std::vector<SpeedPoint>> MeasureSpeed(nn::StepEngine& e, const nn::ModelC
     const auto t0 = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < iters; ++i) SCION_RETURN_IF_ERROR(e.Forward(tok.data(), B, N));
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    out.push_back({N, secs > 0 ? static_cast<double>(B * N * iters) / secs : 0, static_cast<double>(PeakRssBytes())});
+    out.push_back({N, secs > 0 ? static_cast<double>(B * N * iters) / secs : 0, static_cast<double>(PeakRssBytes()),
+                   e.device(), static_cast<double>(e.device_bytes())});
   }
   return out;
 }
 
-Result<std::vector<SpeedPoint>> MeasureSpeed(nn::Model& m, const json& params) {
+Result<std::vector<SpeedPoint>> MeasureSpeed(nn::Model& m, const json& params, Context& ctx) {
   if (!params.contains("speed")) return std::vector<SpeedPoint>{};
   const json& s = params.at("speed");
   SCION_RETURN_IF_ERROR(ValidateSpeed(s, "params.speed"));
   std::vector<int64_t> lens;
   for (const json& n : s.value("seq_lens", json::array({64}))) lens.push_back(n.get<int64_t>());
-  auto r = MeasureSpeed(m, lens, s.value("batch_size", int64_t{1}), s.value("iters", int64_t{2}));
+  nn::AdamW none({});  // forward passes only
+  auto engine = nn::StepEngine::Create(m, none, !ctx.gpus.empty());
+  if (!engine->fallback_reason().empty() && ctx.reporter)
+    ctx.reporter->Log("speed measured on the CPU (GPU not used: " + engine->fallback_reason() + ")");
+  auto r = MeasureSpeed(*engine, m.config(), lens, s.value("batch_size", int64_t{1}), s.value("iters", int64_t{2}));
   if (!r.ok()) return Status::InvalidArgument("params.speed." + r.status().message());
   return r;
+}
+
+void AddSpeedSummary(const std::vector<SpeedPoint>& pts, const std::string& who, std::map<std::string, double>* summary) {
+  auto& s = *summary;
+  for (const SpeedPoint& p : pts) {
+    const std::string n = "_n" + std::to_string(p.seq_len);
+    s[who + "_tokens_per_s" + n] = p.tokens_per_s;
+    s[who + "_peak_memory_bytes" + n] = p.peak_bytes;
+    if (p.device == "cuda") s[who + "_device_memory_bytes" + n] = p.device_bytes;
+  }
+  if (!pts.empty()) s[who + "_speed_on_gpu"] = pts.front().device == "cuda" ? 1 : 0;
+}
+
+std::string SpeedMarkdown(const std::vector<SpeedPoint>& a, const std::vector<SpeedPoint>& b, const std::string& a_name,
+                          const std::string& b_name) {
+  auto num = [](const char* f, double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, f, v);
+    return std::string(buf);
+  };
+  // The model's device memory where it ran on a GPU, else the process's peak RSS growth.
+  auto mem = [&](const SpeedPoint& p) {
+    return p.device == "cuda" ? num("%.1f", p.device_bytes / 1048576.0) + " (device)"
+                              : num("%.1f", p.peak_bytes / 1048576.0) + " (peak RSS)";
+  };
+  std::ostringstream md;
+  md << "## Speed and memory (forward)\n\n| seq_len | " << a_name << " tokens/s | " << b_name << " tokens/s | speedup | "
+     << a_name << " MiB | " << b_name << " MiB |\n|---|---|---|---|---|---|\n";
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+    md << "| " << a[i].seq_len << " | " << num("%.0f", a[i].tokens_per_s) << " (" << a[i].device << ") | "
+       << num("%.0f", b[i].tokens_per_s) << " (" << b[i].device << ") | "
+       << num("%.3f", a[i].tokens_per_s > 0 ? b[i].tokens_per_s / a[i].tokens_per_s : NAN) << " | " << mem(a[i])
+       << " | " << mem(b[i]) << " |\n";
+  return md.str();
 }
 
 }  // namespace scion::jobs

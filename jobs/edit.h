@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -40,18 +41,28 @@ Result<nn::Model> LoadTeacher(const Context& ctx, const std::vector<int64_t>& so
 Status ValidateSpeed(const nlohmann::json& speed, const std::string& where);
 
 // Forward tokens/s and peak RSS growth of `m` at each length (random tokens, B rows, `iters` timed
-// passes after one warm-up). Lengths beyond n_positions are errors.
+// passes after one warm-up), on the CPU or through an engine; on a GPU also the bytes the model
+// holds there after the length's passes. Lengths beyond n_positions are errors.
 struct SpeedPoint {
   int64_t seq_len = 0;
   double tokens_per_s = 0;
-  double peak_bytes = 0;
+  double peak_bytes = 0;      // host: peak RSS growth
+  std::string device = "cpu";  // where the passes ran: "cpu" or "cuda"
+  double device_bytes = 0;     // cuda: the model's device memory (weights, gradients, moments, activations)
 };
 Result<std::vector<SpeedPoint>> MeasureSpeed(nn::Model& m, const std::vector<int64_t>& seq_lens, int64_t B,
                                              int64_t iters);
-// The same through an engine (the eval kind on a GPU: peak is then host memory only).
 Result<std::vector<SpeedPoint>> MeasureSpeed(nn::StepEngine& e, const nn::ModelConfig& c,
                                              const std::vector<int64_t>& seq_lens, int64_t B, int64_t iters);
-// MeasureSpeed driven by a params.speed block; empty when the block is absent.
-Result<std::vector<SpeedPoint>> MeasureSpeed(nn::Model& m, const nlohmann::json& params);
+// MeasureSpeed driven by a params.speed block, on the job's GPU when it holds one and the model
+// runs there (a refusal is logged and the CPU measures); empty when the block is absent.
+Result<std::vector<SpeedPoint>> MeasureSpeed(nn::Model& m, const nlohmann::json& params, Context& ctx);
+// A speed table into a job summary: <who>_tokens_per_s_n<N>, <who>_peak_memory_bytes_n<N> and,
+// measured on a GPU, <who>_device_memory_bytes_n<N>; <who>_speed_on_gpu is 1 or 0.
+void AddSpeedSummary(const std::vector<SpeedPoint>& pts, const std::string& who, std::map<std::string, double>* summary);
+// Two models' speed tables side by side as a markdown section: tokens/s and where each ran, the
+// speedup of `b` over `a`, and memory (the model's device MiB on a GPU, else peak RSS growth).
+std::string SpeedMarkdown(const std::vector<SpeedPoint>& a, const std::vector<SpeedPoint>& b, const std::string& a_name,
+                          const std::string& b_name);
 
 }  // namespace scion::jobs

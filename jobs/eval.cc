@@ -1,11 +1,12 @@
-// The `eval` job kind: evaluates a model (inputs.model) on the CPU path.
+// The `eval` job kind: evaluates a model (inputs.model), on the job's GPU when it holds one.
 //
 // params (each section optional, at least one required):
 //   text {path (default inputs.data), kind "text"|"tokens", seq_len, batch_size, batches, seed}
 //        -> loss, perplexity (validation split = the whole file)
 //   mqar {num_kv, seq_len, count, seed, power_a} -> mqar_accuracy at query positions (test seeds)
 //   throughput {seq_lens [..], batch_size, iters} -> tokens_per_s_n<N>, peak_memory_bytes_n<N>
-//        (forward only, random tokens; peak RSS measured per length after a reset)
+//        (forward only, random tokens; peak RSS measured per length after a reset) and, on a GPU,
+//        device_memory_bytes_n<N> (the model's device memory after the length's passes)
 // Writes report.md (a table) and report.json as artifact "report".
 #include <cmath>
 
@@ -102,6 +103,7 @@ Outcome RunEval(const json& spec, Context& ctx) {
     for (const SpeedPoint& p : *speed) {
       metric("tokens_per_s_n" + std::to_string(p.seq_len), p.tokens_per_s);
       metric("peak_memory_bytes_n" + std::to_string(p.seq_len), p.peak_bytes);
+      if (p.device == "cuda") metric("device_memory_bytes_n" + std::to_string(p.seq_len), p.device_bytes);
     }
   }
   if (Status st = WriteSummaryReport(ctx, out.summary); !st.ok()) return {st, out.summary};

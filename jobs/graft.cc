@@ -147,11 +147,11 @@ Status FreshOperators(nn::Model& m, const std::vector<GraftUnit>& units, uint64_
 // alternating lets both models see the same machine.
 constexpr int kSpeedRounds = 3;
 Result<std::pair<std::vector<SpeedPoint>, std::vector<SpeedPoint>>> BestSpeed(nn::Model& teacher, nn::Model& grafted,
-                                                                             const json& params) {
+                                                                             const json& params, Context& ctx) {
   std::pair<std::vector<SpeedPoint>, std::vector<SpeedPoint>> best;
   for (int round = 0; round < kSpeedRounds; ++round) {
     for (int which = 0; which < 2; ++which) {
-      auto r = MeasureSpeed(which == 0 ? teacher : grafted, params);
+      auto r = MeasureSpeed(which == 0 ? teacher : grafted, params, ctx);
       if (!r.ok()) return r.status();
       auto& keep = which == 0 ? best.first : best.second;
       if (keep.empty()) keep = *r;
@@ -199,16 +199,7 @@ Status WriteReports(const Context& ctx, const std::map<std::string, double>& sum
         "one; stage 1's include the teacher's forward that fills the caches); teacher_gpu_s from the teacher's "
         "train job (nan when it did not record them); gpu_s_fraction = (stage1_gpu_s + stage2_gpu_s) / teacher_gpu_s. "
         "CPU-seconds: of this process.)\n\n";
-  if (!teacher_speed.empty()) {
-    md << "## Speed and memory (forward)\n\n| seq_len | teacher tokens/s | grafted tokens/s | speedup | teacher peak RSS MiB "
-          "| grafted peak RSS MiB |\n|---|---|---|---|---|---|\n";
-    for (size_t i = 0; i < teacher_speed.size() && i < grafted_speed.size(); ++i) {
-      const SpeedPoint &t = teacher_speed[i], &g = grafted_speed[i];
-      md << "| " << t.seq_len << " | " << Fmt(t.tokens_per_s) << " | " << Fmt(g.tokens_per_s) << " | "
-         << Fmt(t.tokens_per_s > 0 ? g.tokens_per_s / t.tokens_per_s : NAN, 3) << " | " << Fmt(t.peak_bytes / 1048576.0)
-         << " | " << Fmt(g.peak_bytes / 1048576.0) << " |\n";
-    }
-  }
+  if (!teacher_speed.empty()) md << SpeedMarkdown(teacher_speed, grafted_speed, "teacher", "grafted");
   json report = {{"summary", summary}, {"stage1", ToJson(s1)}, {"metric", metric}};
   SCION_RETURN_IF_ERROR(nn::WriteFileAtomic(ctx.workdir + "/report.json", report.dump(2) + "\n"));
   SCION_RETURN_IF_ERROR(nn::WriteFileAtomic(ctx.workdir + "/report.md", md.str()));
@@ -383,17 +374,12 @@ Outcome RunGraft(const json& spec, Context& ctx) {
   sum["grafted_params"] = static_cast<double>(g.num_params());
   sum["replaced_sublayers"] = static_cast<double>(plan->units.size());
 
-  auto ts = BestSpeed(teacher, g, params);
+  auto ts = BestSpeed(teacher, g, params, ctx);
   if (!ts.ok()) return {ts.status(), sum};
   auto& gs = ts->second;
   const std::vector<SpeedPoint>& tp = ts->first;
-  for (size_t i = 0; i < tp.size() && i < gs.size(); ++i) {
-    const std::string n = "_n" + std::to_string(tp[i].seq_len);
-    sum["teacher_tokens_per_s" + n] = tp[i].tokens_per_s;
-    sum["grafted_tokens_per_s" + n] = gs[i].tokens_per_s;
-    sum["teacher_peak_memory_bytes" + n] = tp[i].peak_bytes;
-    sum["grafted_peak_memory_bytes" + n] = gs[i].peak_bytes;
-  }
+  AddSpeedSummary(tp, "teacher", &sum);
+  AddSpeedSummary(gs, "grafted", &sum);
 
   if (!ctx.workdir.empty()) {
     const std::string dir = ctx.workdir + "/model";

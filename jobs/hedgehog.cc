@@ -554,9 +554,9 @@ Outcome RunHedgehog(const json& spec, Context& ctx) {
     rep.finetuned_metric = *fin;
   }
 
-  auto ts = MeasureSpeed(teacher, params);
+  auto ts = MeasureSpeed(teacher, params, ctx);
   if (!ts.ok()) return {ts.status(), {}};
-  auto cs = MeasureSpeed(student, params);
+  auto cs = MeasureSpeed(student, params, ctx);
   if (!cs.ok()) return {cs.status(), {}};
   rep.teacher_speed = std::move(*ts);
   rep.converted_speed = std::move(*cs);

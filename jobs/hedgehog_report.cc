@@ -101,14 +101,8 @@ std::map<std::string, double> ReportSummary(const HedgehogReport& r) {
     s["kl_layer" + std::to_string(l)] = lm.kl;
     s["student_entropy_layer" + std::to_string(l)] = lm.student_entropy;
   }
-  auto speed = [&](const std::vector<SpeedPoint>& pts, const std::string& which) {
-    for (const SpeedPoint& p : pts) {
-      s[which + "_tokens_per_s_n" + std::to_string(p.seq_len)] = p.tokens_per_s;
-      s[which + "_peak_memory_bytes_n" + std::to_string(p.seq_len)] = p.peak_bytes;
-    }
-  };
-  speed(r.teacher_speed, "teacher");
-  speed(r.converted_speed, "converted");
+  AddSpeedSummary(r.teacher_speed, "teacher", &s);
+  AddSpeedSummary(r.converted_speed, "converted", &s);
   return s;
 }
 
@@ -121,7 +115,11 @@ json ReportJson(const HedgehogReport& r) {
   auto speed = [](const std::vector<SpeedPoint>& pts) {
     json a = json::array();
     for (const SpeedPoint& p : pts)
-      a.push_back({{"seq_len", p.seq_len}, {"tokens_per_s", p.tokens_per_s}, {"peak_bytes", p.peak_bytes}});
+      a.push_back({{"seq_len", p.seq_len},
+                   {"tokens_per_s", p.tokens_per_s},
+                   {"peak_bytes", p.peak_bytes},
+                   {"device", p.device},
+                   {"device_bytes", p.device_bytes}});
     return a;
   };
   const HeadFidelity mean = MeanFidelity(r.heads);
@@ -161,17 +159,7 @@ std::string ReportMarkdown(const HedgehogReport& r) {
   const HeadFidelity m = MeanFidelity(r.heads);
   md << "| mean | | " << Fmt(m.ce) << " | " << Fmt(m.kl) << " | " << Fmt(m.teacher_entropy) << " | "
      << Fmt(m.student_entropy) << " | " << Fmt(m.spearman, "%.3f") << " |\n";
-  if (!r.teacher_speed.empty()) {
-    md << "\n## Speed and memory (forward, CPU)\n\n"
-       << "| seq_len | teacher tokens/s | converted tokens/s | teacher peak RSS MiB | converted peak RSS MiB |\n"
-       << "|---|---|---|---|---|\n";
-    for (size_t i = 0; i < r.teacher_speed.size() && i < r.converted_speed.size(); ++i) {
-      const SpeedPoint &t = r.teacher_speed[i], &c = r.converted_speed[i];
-      md << "| " << t.seq_len << " | " << Fmt(t.tokens_per_s, "%.0f") << " | " << Fmt(c.tokens_per_s, "%.0f")
-         << " | " << Fmt(t.peak_bytes / 1048576.0, "%.1f") << " | " << Fmt(c.peak_bytes / 1048576.0, "%.1f")
-         << " |\n";
-    }
-  }
+  if (!r.teacher_speed.empty()) md << "\n" << SpeedMarkdown(r.teacher_speed, r.converted_speed, "teacher", "converted");
   md << "\nPlot: fidelity.svg (per-head KL and entropies).\n";
   return md.str();
 }

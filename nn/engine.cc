@@ -82,6 +82,7 @@ class CudaEngine : public StepEngine {
     return d_->SaveOptimizer(&opt_);
   }
   std::string device() const override { return "cuda"; }
+  int64_t device_bytes() const override { return d_->device_bytes(); }
 
  private:
   Model& m_;

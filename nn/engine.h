@@ -29,6 +29,9 @@ class StepEngine {
   virtual Status Sync() = 0;
   // "cpu" or "cuda", and why a GPU was asked for but not used (empty otherwise).
   virtual std::string device() const = 0;
+  // Bytes the engine's model holds on the GPU now (weights, gradients, moments, activations for
+  // the largest batch so far); 0 on the CPU.
+  virtual int64_t device_bytes() const { return 0; }
   const std::string& fallback_reason() const { return fallback_; }
 
   // `m` and `opt` outlive the engine. use_gpu: run on the current CUDA device when this build and

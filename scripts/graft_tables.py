@@ -51,7 +51,13 @@ def main(teacher_path, grafts_path):
                    for m in [re.match(r"grafted_tokens_per_s_n(\d+)$", k)] if m})
     if not lens:
         return
-    print("\nForward speed (tokens/s, batch 2) and peak RSS (MiB) of the process, teacher vs grafted:\n")
+    # Measured on the job's GPU where it held one (memory: the model's device memory), else on the
+    # CPU (memory: the process's peak RSS).
+    gpu = all(g["summary"].get("grafted_speed_on_gpu") == 1 for g in grafts if g["state"] == "succeeded")
+    mem_key, mem_what = ("device_memory_bytes", "the model's device memory") if gpu else \
+        ("peak_memory_bytes", "peak RSS of the process")
+    print("\nForward speed (tokens/s, batch 2, on the %s) and %s (MiB), teacher vs grafted:\n"
+          % ("GPU" if gpu else "CPU", mem_what))
     print("| graft | " + " | ".join("n=%d tok/s (teacher)" % n for n in lens) + " | "
           + " | ".join("n=%d MiB (teacher)" % n for n in lens) + " |")
     print("|---|" + "---|" * (2 * len(lens)))
@@ -60,8 +66,8 @@ def main(teacher_path, grafts_path):
         if g["state"] != "succeeded":
             continue
         sp = ["%.0f (%.0f)" % (s["grafted_tokens_per_s_n%d" % n], s["teacher_tokens_per_s_n%d" % n]) for n in lens]
-        mem = ["%.0f (%.0f)" % (s["grafted_peak_memory_bytes_n%d" % n] / 2**20,
-                                s["teacher_peak_memory_bytes_n%d" % n] / 2**20) for n in lens]
+        mem = ["%.1f (%.1f)" % (s["grafted_%s_n%d" % (mem_key, n)] / 2**20, s["teacher_%s_n%d" % (mem_key, n)] / 2**20)
+               for n in lens]
         print("| %s | %s | %s |" % (g["name"], " | ".join(sp), " | ".join(mem)))
 
 

@@ -1,5 +1,5 @@
 // Layer selections and operator swaps of the model-editing kinds: tables of accepted and rejected
-// inputs, each rejection naming the field.
+// inputs, each rejection naming the field; their speed tables.
 #include <gtest/gtest.h>
 
 #include "jobs/edit.h"
@@ -113,6 +113,45 @@ TEST(ParseOperator, RejectionsNameTheField) {
   auto wide = ParseOperator("linear:taylor2", nn::LayerSpec{}, 128, 65, "params.operator");
   ASSERT_FALSE(wide.ok());
   EXPECT_NE(wide.status().message().find("feature_dim"), std::string::npos) << wide.status().message();
+}
+
+// A job without a GPU measures on the CPU and says so; a length past n_positions names the field.
+TEST(MeasureSpeed, OnTheCpuWithoutAGpu) {
+  auto m = nn::Model::Create(nn::ModelConfig::Gpt2(32, 32, 1, 2, 16), 3);
+  ASSERT_TRUE(m.ok());
+  Context ctx;  // no GPUs
+  auto pts = MeasureSpeed(*m, json{{"speed", {{"seq_lens", {8, 16}}, {"iters", 1}}}}, ctx);
+  ASSERT_TRUE(pts.ok()) << pts.status().message();
+  ASSERT_EQ(pts->size(), 2u);
+  for (const SpeedPoint& p : *pts) {
+    EXPECT_EQ(p.device, "cpu");
+    EXPECT_GT(p.tokens_per_s, 0);
+    EXPECT_EQ(p.device_bytes, 0);
+  }
+  EXPECT_EQ((*pts)[1].seq_len, 16);
+  EXPECT_TRUE(MeasureSpeed(*m, json::object(), ctx)->empty());
+  auto past = MeasureSpeed(*m, json{{"speed", {{"seq_lens", {64}}}}}, ctx);
+  ASSERT_FALSE(past.ok());
+  EXPECT_NE(past.status().message().find("params.speed.seq_lens"), std::string::npos) << past.status().message();
+}
+
+// Summary keys and the markdown table: device memory where a model ran on a GPU, peak RSS where it
+// ran on the CPU, the speedup of the second model over the first.
+TEST(SpeedReport, SummaryAndTableSayWhereEachModelRan) {
+  const std::vector<SpeedPoint> gpu = {{128, 2000, 1 << 20, "cuda", 3 << 20}, {512, 1000, 1 << 20, "cuda", 5 << 20}};
+  const std::vector<SpeedPoint> cpu = {{128, 500, 2 << 20, "cpu", 0}, {512, 100, 4 << 20, "cpu", 0}};
+  std::map<std::string, double> s;
+  AddSpeedSummary(gpu, "teacher", &s);
+  AddSpeedSummary(cpu, "converted", &s);
+  EXPECT_EQ(s.at("teacher_tokens_per_s_n512"), 1000);
+  EXPECT_EQ(s.at("teacher_device_memory_bytes_n128"), 3 << 20);
+  EXPECT_EQ(s.at("teacher_speed_on_gpu"), 1);
+  EXPECT_EQ(s.at("converted_peak_memory_bytes_n512"), 4 << 20);
+  EXPECT_EQ(s.count("converted_device_memory_bytes_n512"), 0u);
+  EXPECT_EQ(s.at("converted_speed_on_gpu"), 0);
+  const std::string md = SpeedMarkdown(gpu, cpu, "teacher", "converted");
+  EXPECT_NE(md.find("| 128 | 2000 (cuda) | 500 (cpu) | 0.250 | 3.0 (device) | 2.0 (peak RSS) |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 512 | 1000 (cuda) | 100 (cpu) | 0.100 | 5.0 (device) | 4.0 (peak RSS) |"), std::string::npos) << md;
 }
 
 }  // namespace

@@ -291,10 +291,14 @@ TEST_F(GraftEndToEnd, AJobHoldingAGpuTrainsStage1ThereOrSaysWhyNot) {
   if (nn::CudaAvailable()) {
     EXPECT_EQ(on_gpu, 2);
     EXPECT_GT(o.summary.at("stage1_gpu_s"), 0);
+    EXPECT_EQ(o.summary.at("grafted_speed_on_gpu"), 1);  // the speed table measured there too
+    EXPECT_GT(o.summary.at("teacher_device_memory_bytes_n64"), 0);
   } else {
     EXPECT_EQ(said, 1);
     EXPECT_EQ(on_cpu, 2);
     EXPECT_EQ(o.summary.at("stage1_gpu_s"), 0.0);
+    EXPECT_TRUE(r.Logged("speed measured on the CPU (GPU not used: "));
+    EXPECT_EQ(o.summary.at("grafted_speed_on_gpu"), 0);
   }
   for (const char* unit : {"l1_attn", "l3_attn"})  // either way stage 1 lowers each regression error
     EXPECT_LT(o.summary.at(std::string(unit) + "_mse"), o.summary.at(std::string(unit) + "_mse_init")) << unit;

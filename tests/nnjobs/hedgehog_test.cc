@@ -218,6 +218,8 @@ TEST_F(HedgehogKindTest, HedgehogKeepsMoreRecallAndLowerKlThanElu) {
   const json rep = json::parse(in);
   EXPECT_EQ(rep.at("heads").size(), 8u);  // 2 layers × 4 heads
   EXPECT_EQ(rep.at("speed").at("converted").size(), 2u);
+  EXPECT_EQ(rep.at("speed").at("converted").at(0).at("device"), "cpu");  // this job holds no GPU
+  EXPECT_EQ(h.summary.at("converted_speed_on_gpu"), 0);
 }
 
 // Stop in stage 1, then in stage 2, then finish: the same numbers as one uninterrupted run. The
@@ -279,7 +281,8 @@ TEST(HedgehogDevice, AJobHoldingAGpuDistilsThereOrSaysWhyNot) {
   auto tm = nn::Model::Create(nn::ModelConfig::Gpt2(32, 32, 2, 4, 64), 5);
   ASSERT_TRUE(tm.ok());
   ASSERT_TRUE(nn::SaveModel(*tm, teacher).ok());
-  const json p = Stage1Params("hedgehog", 6);
+  json p = Stage1Params("hedgehog", 6);
+  p["speed"] = {{"seq_lens", json::array({32})}, {"iters", 1}};
   auto run = [&](bool gpu, StopRecorder& r) {
     Context c;
     c.workdir = Fresh(gpu ? "device_gpu" : "device_cpu");
@@ -299,12 +302,17 @@ TEST(HedgehogDevice, AJobHoldingAGpuDistilsThereOrSaysWhyNot) {
     EXPECT_TRUE(gpu_r.Logged("the teacher's forward on the CPU"));
     EXPECT_TRUE(gpu_r.Logged("evaluation on the CPU (GPU not used: "));  // the task metric's, too
     EXPECT_FALSE(cpu_r.Logged("evaluation on the CPU"));  // a job without a GPU has nothing to explain
+    EXPECT_TRUE(gpu_r.Logged("speed measured on the CPU (GPU not used: "));  // and the speed table's
+    EXPECT_FALSE(cpu_r.Logged("speed measured on the CPU"));
+    EXPECT_EQ(gpu.summary.at("converted_speed_on_gpu"), 0);
     for (const char* key : {"attention_kl", "attention_ce", "student_entropy", "converted_mqar_accuracy"})
       EXPECT_NEAR(gpu.summary.at(key), cpu.summary.at(key), 1e-6) << key;
   } else {
     EXPECT_TRUE(gpu_r.Logged("stage1: distillation ran on the GPU, the teacher's forward on the GPU"));
     // bf16 q, k and φ on the GPU: the KL of a 6-step map agrees to a few percent, not exactly.
     EXPECT_NEAR(gpu.summary.at("attention_kl"), cpu.summary.at("attention_kl"), 0.05 * cpu.summary.at("attention_kl"));
+    EXPECT_EQ(gpu.summary.at("converted_speed_on_gpu"), 1);  // the speed table measured there too
+    EXPECT_GT(gpu.summary.at("converted_device_memory_bytes_n32"), 0);
   }
 #if !SCION_WITH_CUDA
   EXPECT_TRUE(gpu_r.Logged("built without CUDA"));
