@@ -58,8 +58,10 @@ enum class FeatureMapKind { kEluPlus1, kRelu, kPerformer, kCosFormer, kTaylor2, 
 //   kHedgehog/kHedgehogExp: wq, wk (H, D, F) fp32, φ(x) = [softmax(xW), softmax(-xW)] -> 2F dims
 //   kPerformer: wq = wk = Ω (H, F, D) fp32 fixed random features -> F dims
 //   kTaylor2: q, k as given -> 1 + D + D² dims; or, with wq, wk (H, D, F) fp32 set, BASED's learned
-//             projection to F = d' first -> 1 + F + F² dims (CPU; on CUDA only DistillLoss takes it, in
-//             kernel form with F a multiple of 16 up to 64; the linear kernels take the unprojected form)
+//             projection to F = d' first -> 1 + F + F² dims (CUDA: F a multiple of 16; DistillLoss
+//             in kernel form up to F = 64, linear/hybrid attention as 1 + F + F(F+1)/2 explicit
+//             features — the symmetric pairs merged — while they times D fit the state: F = 16
+//             up to D = 96)
 //   kEluPlus1, kRelu: -> D dims.   kCosFormer: relu(x) re-weighted by cos/sin(π i / 2N) -> 2D dims
 struct FeatureMap {
   FeatureMapKind kind = FeatureMapKind::kHedgehog;
@@ -69,6 +71,10 @@ struct FeatureMap {
 };
 // Output width of φ for head dim D.
 int64_t FeatureDim(const FeatureMap& fm, int64_t D);
+// Whether the CUDA linear-attention kernels take heads of d.D with map fm in bf16 (fm's weights
+// are not read, only whether they are given): Ok, else Unimplemented saying why (Unavailable
+// without CUDA), so a caller can pick its device before any launch.
+Status LinearAttentionCudaSupport(AttnDims d, const FeatureMap& fm);
 
 // y_i = φ(q_i)ᵀ S_i / den_i, den_i = φ(q_i)ᵀ z_i + eps, S_i = Σ_{j<=i} φ(k_j) v_jᵀ,
 // z_i = Σ_{j<=i} φ(k_j) (sums over all j when !causal). Chunked algorithm on CUDA. den (B, H, N)

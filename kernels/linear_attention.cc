@@ -49,6 +49,15 @@ void ForwardHead(const HeadView& h, const float* pq, const float* pk, const floa
 
 }  // namespace
 
+Status LinearAttentionCudaSupport(AttnDims d, const FeatureMap& fm) {
+#if SCION_WITH_CUDA
+  return cuda::LinearAttentionSupport(d, fm);
+#else
+  (void)d, (void)fm;
+  return Status::Unavailable("LinearAttentionForward: built without CUDA");
+#endif
+}
+
 Status LinearAttentionForward(const Launch& l, AttnDims d, const void* q, const void* k,
                               const void* v, void* o, float* den, const FeatureMap& fm, bool causal,
                               float eps) {

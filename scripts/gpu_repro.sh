@@ -4,8 +4,8 @@
 # cannot build the control plane:
 #   (1) Hedgehog Table 2 / Zoology MQAR at the paper's scale (scripts/hedgehog_mqar.sh): the teacher
 #       trains on the GPU; every map's conversion holds it in turn (HH_STEPS stage-1 steps for the
-#       learned ones): the teacher's forward, the distillation and the evaluations run there,
-#       except Taylor-2's evaluation (its projected map has no CUDA linear-attention kernel).
+#       learned ones): the teacher's forward, the distillation, the evaluations and the speed
+#       tables run there.
 #   (2) grafting on byte-level text (scripts/graft_lm.sh, every job holding the GPU), at the same
 #       time on a second local cluster, then forward speed and device memory at long context
 #       (scripts/graft_speed.sh, one eval job per model and length).

@@ -144,6 +144,11 @@ __global__ void __launch_bounds__(kThreads, 1) LinearForwardKernel(FwdArgs a, Sm
 
 }  // namespace linear
 
+Status LinearAttentionSupport(AttnDims d, const FeatureMap& fm) {
+  linear::Geometry g;
+  return linear::MakeGeometry("LinearAttentionForward", {Backend::kCuda, DType::kBF16, nullptr}, d, fm, true, 1e-6f, &g);
+}
+
 Status LinearAttentionForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,
                               float* den, const FeatureMap& fm, bool causal, float eps) {
   using namespace linear;

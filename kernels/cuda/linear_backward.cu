@@ -273,7 +273,7 @@ Status LinearAttentionBackward(const Launch& l, AttnDims d, const void* q, const
   float* rows = nullptr;  // den then e, (B·H, N) each
   if (cudaMallocAsync(reinterpret_cast<void**>(&rows), 2 * sizeof(float) * BH * d.N, stream) != cudaSuccess)
     return Status::Unavailable("LinearAttentionBackward (CUDA): out of device memory");
-  const bool learned = HasLearnedWeights(fm.kind);
+  const bool learned = HasLearnedWeights(fm);
   const float* wk_or_q = fm.wk ? fm.wk : fm.wq;
   BwdArgs a{static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v),
             static_cast<const bf16*>(dout), static_cast<bf16*>(dq), static_cast<bf16*>(dk), static_cast<bf16*>(dv),

@@ -370,7 +370,7 @@ Status PhiBackFromGlobal(cudaStream_t stream, int BH, const void* q, const void*
                          const Geometry& g, const bf16* phq, const bf16* phk, const bf16* dphq, const bf16* dphk,
                          void* dq, void* dk, float* dwq, float* dwk) {
   const SmemPlan plan = PlanPhiSmem(g);
-  const bool learned = HasLearnedWeights(fm.kind);
+  const bool learned = HasLearnedWeights(fm);
   if (PhiBackFastSupported(g)) {
     const PhiBackIo io{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)},
                        {dphq, dphk},

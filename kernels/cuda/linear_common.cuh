@@ -50,7 +50,26 @@ struct Geometry {
   // (F wide) and a pair's weight is 1 + t + t²/2 of t = φq·φk · taylor_scale (1/√F).
   bool taylor = false;
   float taylor_scale = 0;
+  // Projected Taylor-2 as explicit features (linear attention): u = x W (F wide), then
+  // φ(u) = [1, u/F^¼, u_a u_b·c_ab for a <= b] with c_aa = 1/√(2F), c_ab = 1/√F: 1 + F + F(F+1)/2
+  // features whose products are 1 + s + s²/2, s = uq·uk/√F (the CPU's 1 + F + F² with the
+  // symmetric pairs merged).
+  bool taylor_proj = false;
 };
+
+// Explicit projected Taylor-2: the features of one row and the layout of its pair block.
+__host__ __device__ inline int TaylorProjFeatures(int F) { return 1 + F + F * (F + 1) / 2; }
+// Column of pair (a, b), a <= b.
+__device__ inline int TaylorPairColumn(int a, int b, int F) { return 1 + F + a * F - a * (a - 1) / 2 + (b - a); }
+// Column c of φ(u) for one row u (F fp32 values); 0 past the features.
+__device__ inline float TaylorProjPhi(const float* u, int c, int F) {
+  if (c == 0) return 1.0f;
+  if (c <= F) return u[c - 1] * rsqrtf(sqrtf(static_cast<float>(F)));
+  int t = c - 1 - F, a = 0;
+  for (; a < F && t >= F - a; ++a) t -= F - a;
+  if (a == F) return 0.0f;
+  return u[a] * u[a + t] * (t == 0 ? rsqrtf(2.0f * F) : rsqrtf(static_cast<float>(F)));
+}
 
 // The student's pair weight from a tile's product φq·φk: the product itself, or Taylor-2's
 // 1 + t + t²/2 in kernel form; PairSlope is its derivative by the product.
@@ -206,12 +225,13 @@ __device__ inline void ComputePhi(const Geometry& g, const bf16* x, const bf16* 
   const int D = g.D, Fp = g.Fp, F = g.F, ldx = g.ldx, ldf = g.ldf;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const auto kind = static_cast<FeatureMapKind>(g.kind);
-  if (g.taylor) {  // φ = u = x W
+  if (g.taylor || g.taylor_proj) {  // φ = u = x W, or Taylor-2's features of it
     ProjectRows(g, x, w, u);
     __syncthreads();
     for (int i = threadIdx.x; i < kChunk * Fp; i += kThreads) {
       const int r = i / Fp, c = i % Fp;
-      phi[r * ldf + c] = __float2bfloat16(r < zero_from && c < F ? u[r * kLda + c] : 0.0f);
+      const float val = g.taylor ? (c < F ? u[r * kLda + c] : 0.0f) : TaylorProjPhi(u + r * kLda, c, F);
+      phi[r * ldf + c] = __float2bfloat16(r < zero_from ? val : 0.0f);
     }
   } else if (kind == FeatureMapKind::kHedgehog || kind == FeatureMapKind::kHedgehogExp ||
              kind == FeatureMapKind::kPerformer) {

@@ -7,6 +7,7 @@
 
 namespace scion::kernels::cuda {
 
+Status LinearAttentionSupport(AttnDims d, const FeatureMap& fm);
 Status LinearAttentionForward(const Launch& l, AttnDims d, const void* q, const void* k,
                               const void* v, void* o, float* den, const FeatureMap& fm, bool causal, float eps);
 Status LinearAttentionBackward(const Launch& l, AttnDims d, const void* q, const void* k,

@@ -451,6 +451,7 @@ Status Dispatch(const FastArgs& a, int BH, bool states_only, cudaStream_t stream
 }  // namespace
 
 bool FastForwardSupported(const Geometry& g) {
+  if (g.taylor_proj) return false;  // its features come from ComputePhi (the shared-memory kernels)
   if (g.D != 16 && g.D != 32 && g.D != 64 && g.D != 128) return false;
   if (g.Fp > 16 * regs::kWarps * regs::MTiles(g.D)) return false;
   return PlanFast(g).total <= 200 * 1024;

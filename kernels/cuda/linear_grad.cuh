@@ -30,18 +30,29 @@ __device__ inline void PhiBackward(const Geometry& g, const Buffers& s, const bf
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const auto kind = static_cast<FeatureMapKind>(g.kind);
   float* dphi = s.dphi;
-  if (g.taylor || kind == FeatureMapKind::kHedgehog || kind == FeatureMapKind::kHedgehogExp) {
+  if (g.taylor || g.taylor_proj || kind == FeatureMapKind::kHedgehog || kind == FeatureMapKind::kHedgehogExp) {
     const bool exp_variant = kind == FeatureMapKind::kHedgehogExp;
     // Taylor-2's kernel form has φ = u: ∂u = ∂φ.
     for (int i = threadIdx.x; g.taylor && i < kChunk * F; i += kThreads) {
       const int r = i / F, f = i % F;
       s.ub[r * ldu + f] = __float2bfloat16(r < valid ? dphi[r * ldp + f] : 0.0f);
     }
-    if (exp_variant) {
-      ProjectRows(g, x, w, s.af);  // u again, exactly as the forward computed it, for its argmax
+    if (exp_variant || g.taylor_proj) {
+      ProjectRows(g, x, w, s.af);  // u again, exactly as the forward computed it
       __syncthreads();
     }
-    for (int r = warp; !g.taylor && r < kChunk; r += kWarps) {
+    // Taylor-2's explicit features: ∂u_a = ∂φ_a / F^¼ + Σ_b ∂φ_(a,b) u_b c_ab (twice on the diagonal).
+    for (int i = threadIdx.x; g.taylor_proj && i < kChunk * F; i += kThreads) {
+      const int r = i / F, a = i % F;
+      const float* ur = s.af + r * kLda;
+      const float* gr = dphi + r * ldp;
+      float du = gr[1 + a] * rsqrtf(sqrtf(static_cast<float>(F)));
+      for (int b = 0; b < F; ++b)
+        du += gr[TaylorPairColumn(min(a, b), max(a, b), F)] * ur[b] *
+              (a == b ? 2.0f * rsqrtf(2.0f * F) : rsqrtf(static_cast<float>(F)));
+      s.ub[r * ldu + a] = __float2bfloat16(r < valid ? du : 0.0f);
+    }
+    for (int r = warp; !g.taylor && !g.taylor_proj && r < kChunk; r += kWarps) {
       float dp = 0, dn = 0;
       for (int f = lane; f < F; f += 32) {
         dp += dphi[r * ldp + f] * __bfloat162float(phi[r * ldf + f]);

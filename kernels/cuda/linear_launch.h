@@ -43,16 +43,14 @@ inline int SegmentCount(int rows, int nchunks, int slots) {
 
 // What the CUDA kernels support (the CPU reference takes everything): bf16, D a multiple of 16 up
 // to 128, learned/random maps with F a multiple of 16 up to 64 (u = xW is staged in a 64×64
-// fp32 tile), and a state Fp·D that fits the accumulators (Taylor-2 therefore needs D <= 16, as
-// BASED projects to d' = 16).
+// fp32 tile), and a state Fp·D that fits the accumulators (Taylor-2 therefore needs D <= 16, or
+// its projection to F = 16 as in BASED with D <= 96). taylor_kernel_form: projected Taylor-2 as
+// its projection alone (the distillation loss's pair weights), else as explicit features.
 inline Status MakeGeometry(const char* op, const Launch& l, AttnDims d, const FeatureMap& fm, bool causal,
                            float eps, Geometry* g, bool taylor_kernel_form = false) {
   const std::string where = std::string(op) + " (CUDA): ";
   if (l.dtype != DType::kBF16) return Status::Unimplemented(where + "launch.dtype must be kBF16");
   const bool taylor = IsProjectedTaylor(fm);
-  if (taylor && !taylor_kernel_form)
-    return Status::Unimplemented(where + "feature_map.wq: the CUDA kernels take Taylor-2 without its learned "
-                                          "projection (the CPU backend runs the projected form)");
   if (d.D % 16 != 0 || d.D > 128) return Status::Unimplemented(where + "D must be 16, 32, 64, 96 or 128, got " + std::to_string(d.D));
   const bool weighted = fm.kind == FeatureMapKind::kHedgehog || fm.kind == FeatureMapKind::kHedgehogExp ||
                         fm.kind == FeatureMapKind::kPerformer || taylor;
@@ -63,11 +61,13 @@ inline Status MakeGeometry(const char* op, const Launch& l, AttnDims d, const Fe
   g->D = static_cast<int>(d.D);
   g->kind = static_cast<int>(fm.kind);
   g->F = weighted ? static_cast<int>(fm.F) : 0;
-  g->Fp = taylor ? g->F : static_cast<int>((FeatureDim(fm, d.D) + 15) / 16 * 16);
-  g->taylor = taylor;
+  g->taylor = taylor && taylor_kernel_form;
+  g->taylor_proj = taylor && !taylor_kernel_form;
+  const int64_t features = g->taylor_proj ? TaylorProjFeatures(g->F) : FeatureDim(fm, d.D);
+  g->Fp = g->taylor ? g->F : static_cast<int>((features + 15) / 16 * 16);
   g->taylor_scale = taylor ? 1.0f / std::sqrt(static_cast<float>(fm.F)) : 0.0f;
   if (g->Fp * g->D > kMaxStateElems)
-    return Status::Unimplemented(where + "feature dim " + std::to_string(FeatureDim(fm, d.D)) + " × D " +
+    return Status::Unimplemented(where + "feature dim " + std::to_string(features) + " × D " +
                                  std::to_string(d.D) + " exceeds the state the kernel holds (" +
                                  std::to_string(kMaxStateElems) + ")");
   g->eps = eps;

@@ -544,11 +544,6 @@ Result<std::unique_ptr<CudaModel>> CudaModel::Create(const Model& host) {
   if (c.lora_rank > 0) return Status::Unimplemented("CudaModel: LoRA adapters (lora_rank > 0) run on the CPU path only");
   if (host.recompute())
     return Status::Unimplemented("CudaModel: recompute (activation checkpointing) runs on the CPU path only");
-  for (int64_t l = 0; l < c.n_layer(); ++l)
-    if (c.layers[l].feature_map == kernels::FeatureMapKind::kTaylor2 && FeatureCount(c.layers[l], c.head_dim()) > 0)
-      return Status::Unimplemented("CudaModel: layers[" + std::to_string(l) +
-                                   "].feature_map taylor2: its learned projection to d' has no CUDA kernel; it runs "
-                                   "on the CPU path only");
   auto impl = std::make_unique<Impl>();
   SCION_CUDA_TRY(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking));
   auto blas = Cublas();
@@ -562,6 +557,16 @@ Result<std::unique_ptr<CudaModel>> CudaModel::Create(const Model& host) {
   SCION_RETURN_IF_ERROR(impl->Alloc(&impl->sumsq, 1, &impl->allocs));
   std::unique_ptr<CudaModel> m(new CudaModel(std::move(impl)));
   SCION_RETURN_IF_ERROR(m->Upload(host));
+  // Every linear-attention map where the kernels take it (e.g. Taylor-2's projection to d' = 16 at
+  // head dims up to 96): refused here rather than at the first forward.
+  for (int64_t l = 0; l < c.n_layer(); ++l) {
+    const LayerSpec& s = c.layers[l];
+    if (s.mixer != MixerKind::kLinear && s.mixer != MixerKind::kHybrid) continue;
+    const kernels::AttnDims d{1, c.n_head, 1, c.head_dim()};
+    if (Status st = kernels::LinearAttentionCudaSupport(d, Map(s, m->impl_->layer_off[l], m->impl_->w, d.D)); !st.ok())
+      return Status::Unimplemented("CudaModel: layers[" + std::to_string(l) + "]: " + st.message() +
+                                   "; it runs on the CPU path only");
+  }
   SCION_RETURN_IF_ERROR(m->ZeroGrad());
   return Result<std::unique_ptr<CudaModel>>(std::move(m));
 }

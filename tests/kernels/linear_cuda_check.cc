@@ -65,7 +65,7 @@ std::vector<Outcome> CudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F, bool 
   DeviceBuffer ddout = DeviceBuffer::Upload(dout, prec);
   DeviceBuffer gq = DeviceBuffer::Poisoned(n, prec), gk = DeviceBuffer::Poisoned(n, prec),
                gv = DeviceBuffer::Poisoned(n, prec);
-  const bool learned = kernels::HasLearnedWeights(kind);
+  const bool learned = kernels::HasLearnedWeights(m.fm);  // Taylor-2's projection too
   const size_t wn = m.wq.size();
   DeviceBuffer gwq = DeviceBuffer::Upload(std::vector<float>(learned ? wn : 0, 0.0f), Precision::kF32);
   DeviceBuffer gwk = DeviceBuffer::Upload(std::vector<float>(learned ? wn : 0, 0.0f), Precision::kF32);
@@ -219,6 +219,13 @@ void RegisterLinearCudaCases(std::vector<Case>& cases) {
       cases.push_back({"distill", Shape(d, map.c_str(), true) + " from host", "cuda-vs-cpu",
                        [=] { return DistillFromHostVsCpu(FeatureMapKind::kTaylor2, d, F); }});
     }
+  // Taylor-2 with its learned projection as explicit features (BASED's d' = 16): D = 64 (the
+  // 160 × 64 state), 32 and 96, causal and not, forward and backward (dq, dk through ∂u, and dW).
+  for (const AttnDims d : {AttnDims{1, 2, 1000, 64}, AttnDims{2, 3, 77, 32}, AttnDims{1, 2, 203, 96}})
+    for (bool causal : {true, false})
+      for (bool backward : {false, true})
+        cases.push_back({backward ? "linear_bwd" : "linear_fwd", Shape(d, "taylor2-proj F16", causal), "cuda-vs-cpu",
+                         [=] { return CudaVsCpu(FeatureMapKind::kTaylor2, d, 16, causal, backward); }});
   // The fp32 entry points, forward and backward, causal and not.
   for (bool causal : {true, false})
     for (bool backward : {false, true}) {

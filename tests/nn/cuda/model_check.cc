@@ -181,13 +181,13 @@ void GoldenChecks(const std::string& dir) {
 }
 
 // A 2-layer model, head width 16 (the CUDA attention kernels take it), every layer `mixer` (window
-// 8, Hedgehog maps of 16 features where it has a map).
-ModelConfig MixerConfig(MixerKind mixer) {
+// 8, where it has a map `map` of 16 features: Hedgehog's, or Taylor-2's projection to d' = 16).
+ModelConfig MixerConfig(MixerKind mixer, kernels::FeatureMapKind map = kernels::FeatureMapKind::kHedgehog) {
   ModelConfig cfg = ModelConfig::Gpt2(/*vocab=*/80, /*context=*/64, /*n_layer=*/2, /*n_head=*/2, /*n_embd=*/32);
   for (LayerSpec& s : cfg.layers) {
     s.mixer = mixer;
     s.window = 8;
-    s.feature_map = kernels::FeatureMapKind::kHedgehog;
+    s.feature_map = map;
     s.feature_dim = 16;
   }
   return cfg;
@@ -196,11 +196,13 @@ ModelConfig MixerConfig(MixerKind mixer) {
 void MixerChecks() {
   // A 2-layer model, head width 16, per mixer: the CPU Model (fp32, checked against transformers
   // for softmax) is the reference.
-  struct Case { const char* name; MixerKind mixer; };
+  using kernels::FeatureMapKind;
+  struct Case { const char* name; MixerKind mixer; FeatureMapKind map = FeatureMapKind::kHedgehog; };
   for (const Case& c : {Case{"softmax", MixerKind::kSoftmax}, Case{"hedgehog linear", MixerKind::kLinear},
+                        Case{"taylor2 (d' 16) linear", MixerKind::kLinear, FeatureMapKind::kTaylor2},
                         Case{"sliding window 8", MixerKind::kSlidingWindow},
                         Case{"hedgehog hybrid window 8", MixerKind::kHybrid}}) {
-    auto m = Model::Create(MixerConfig(c.mixer), 7);
+    auto m = Model::Create(MixerConfig(c.mixer, c.map), 7);
     if (!m.ok()) return Fatal(std::string(c.name) + " Model::Create", m.status());
     const int64_t B = 2, T = 48;
     Rng rng(11);
