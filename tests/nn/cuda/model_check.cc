@@ -220,14 +220,17 @@ void MixerChecks() {
 // mixer and for the MLP, same tolerances as the whole model (one bf16 rounding of the input, the
 // weights and each GEMM output; the gradients through the same roundings twice).
 void SublayerChecks() {
-  struct Case { const char* name; MixerKind mixer; SublayerKind kind; };
+  using kernels::FeatureMapKind;
+  struct Case { const char* name; MixerKind mixer; SublayerKind kind; FeatureMapKind map = FeatureMapKind::kHedgehog; };
   for (const Case& c : {Case{"softmax attention", MixerKind::kSoftmax, SublayerKind::kAttention},
                         Case{"hedgehog linear attention", MixerKind::kLinear, SublayerKind::kAttention},
+                        Case{"taylor2 (d' 16) linear attention", MixerKind::kLinear, SublayerKind::kAttention,
+                             FeatureMapKind::kTaylor2},
                         Case{"sliding window 8 attention", MixerKind::kSlidingWindow, SublayerKind::kAttention},
                         Case{"hedgehog hybrid attention", MixerKind::kHybrid, SublayerKind::kAttention},
                         Case{"MLP", MixerKind::kSoftmax, SublayerKind::kMlp}}) {
     const std::string name = std::string("sublayer ") + c.name;
-    auto m = Model::Create(MixerConfig(c.mixer), 7);
+    auto m = Model::Create(MixerConfig(c.mixer, c.map), 7);
     if (!m.ok()) return Fatal(name + " Model::Create", m.status());
     const int64_t B = 2, T = 48, C = 32, layer = 1;
     Rng rng(13);
