@@ -1,7 +1,9 @@
 // Linear attention workloads (bf16, H=16, D=64, B·N = 32768, N ∈ {2048, 8192, 32768}): Hedgehog
 // feature map with F = 64 (feature dim 2·64), causal, forward and forward+backward (with dWq, dWk).
 // Keys linear_hh_{fwd,fwdbwd}_N<n>; bench/kernels/linear_peers.py times the PyTorch chunked form
-// (eager and torch.compile) and cuDNN softmax attention under the same keys.
+// (eager and torch.compile) and cuDNN softmax attention under the same keys. Also Taylor-2 with
+// its learned projection to d' = 16 (153 features, the shared-memory kernels) at N ∈ {2048, 8192}:
+// keys linear_taylor2_{fwd,fwdbwd}_N<n>, no peer.
 #include <cstdint>
 #include <random>
 #include <string>
@@ -16,25 +18,27 @@ namespace {
 
 using kernels::AttnDims;
 
-constexpr int64_t kH = 16, kD = 64, kF = 64, kTokens = 32768, kChunk = 64;
+constexpr int64_t kH = 16, kD = 64, kF = 64, kTaylorF = 16, kTokens = 32768, kChunk = 64;
 
-// Useful FLOPs per token and head of the chunked algorithm: φ for q and k (2·2·D·F), the
-// inter-chunk product φq·S and the state update φkᵀv (2·2·Fp·D), and the causal half of the
-// intra-chunk products φq φkᵀ and A v (2·64·(Fp + D) / 2). Backward counted as 2.5× forward.
-double ForwardGflop(const AttnDims& d) {
-  const double fp = 2.0 * kF;
-  const double per = 4.0 * d.D * kF + 4.0 * fp * d.D + kChunk * (fp + d.D);
+// Useful FLOPs per token and head of the chunked algorithm: the projections for q and k
+// (2·2·D·F), the inter-chunk product φq·S and the state update φkᵀv (2·2·Fp·D), and the causal
+// half of the intra-chunk products φq φkᵀ and A v (2·64·(Fp + D) / 2). Backward counted as 2.5×
+// forward.
+double ForwardGflop(const AttnDims& d, double F, double fp) {
+  const double per = 4.0 * d.D * F + 4.0 * fp * d.D + kChunk * (fp + d.D);
   return per * d.B * d.H * d.N * 1e-9;
 }
 
-Result<std::vector<Row>> Run(int64_t n, bool backward, cudaStream_t stream) {
+Result<std::vector<Row>> Run(int64_t n, bool backward, bool taylor, cudaStream_t stream) {
   const AttnDims d{kTokens / n, kH, n, kD};
   const size_t count = static_cast<size_t>(d.B * d.H * d.N * d.D);
   AttnTensors t;
   SCION_RETURN_IF_ERROR(MakeAttnTensors(count, 11, &t));
   DeviceArray &q = t.q, &k = t.k, &v = t.v, &o = t.o, &dout = t.dout, &dq = t.dq, &dk = t.dk, &dv = t.dv;
-  HedgehogMaps maps;
-  SCION_RETURN_IF_ERROR(MakeHedgehogMaps(kH, kD, kF, 7, &maps));
+  const int64_t F = taylor ? kTaylorF : kF;
+  HedgehogMaps maps;  // (H, D, F) learned maps; for Taylor-2 they are its projection
+  SCION_RETURN_IF_ERROR(MakeHedgehogMaps(kH, kD, F, 7, &maps));
+  if (taylor) maps.fm.kind = kernels::FeatureMapKind::kTaylor2;
   const kernels::FeatureMap& fm = maps.fm;
   DeviceArray &dwq = maps.dwq, &dwk = maps.dwk;
   const float eps = 1e-6f;
@@ -51,12 +55,13 @@ Result<std::vector<Row>> Run(int64_t n, bool backward, cudaStream_t stream) {
   auto ms = TimeMs(call, stream);
   if (!ms.ok()) return ms.status();
   Row r;
-  r.op = std::string("linear_hh") + (backward ? "_fwdbwd" : "_fwd");
+  r.op = std::string(taylor ? "linear_taylor2" : "linear_hh") + (backward ? "_fwdbwd" : "_fwd");
   r.shape = "B" + std::to_string(d.B) + " H" + std::to_string(d.H) + " N" + std::to_string(d.N) + " D" +
-            std::to_string(d.D) + " F" + std::to_string(kF);
+            std::to_string(d.D) + " F" + std::to_string(F);
   r.key = r.op + "_N" + std::to_string(n);
   r.ms = ms.value();
-  r.gflop = (backward ? 3.5 : 1.0) * ForwardGflop(d);
+  const double fp = taylor ? static_cast<double>(1 + F + F * (F + 1) / 2) : 2.0 * F;
+  r.gflop = (backward ? 3.5 : 1.0) * ForwardGflop(d, static_cast<double>(F), fp);
   return std::vector<Row>{r};
 }
 
@@ -101,7 +106,11 @@ void RegisterLinearWorkloads(std::vector<Workload>& w) {
   for (int64_t n : {2048, 8192, 32768})
     for (bool bwd : {false, true})
       w.push_back({"linear_hh " + std::to_string(n) + (bwd ? " fwdbwd" : " fwd"),
-                   [n, bwd](cudaStream_t s) { return Run(n, bwd, s); }});
+                   [n, bwd](cudaStream_t s) { return Run(n, bwd, false, s); }});
+  for (int64_t n : {2048, 8192})
+    for (bool bwd : {false, true})
+      w.push_back({"linear_taylor2 " + std::to_string(n) + (bwd ? " fwdbwd" : " fwd"),
+                   [n, bwd](cudaStream_t s) { return Run(n, bwd, true, s); }});
 }
 SCION_BENCH_CASE(RegisterLinearWorkloads);
 
