@@ -545,6 +545,18 @@ Result<std::unique_ptr<CudaModel>> CudaModel::Create(const Model& host) {
   if (host.recompute())
     return Status::Unimplemented("CudaModel: recompute (activation checkpointing) runs on the CPU path only");
   auto impl = std::make_unique<Impl>();
+  SCION_RETURN_IF_ERROR(impl->Layout(host));
+  // Every linear-attention map where the kernels take it (e.g. Taylor-2's projection to d' = 16 at
+  // head dims up to 96): refused here, before anything is allocated, rather than at the first
+  // forward. The check reads only the map's kind, width and which weights it has.
+  for (int64_t l = 0; l < c.n_layer(); ++l) {
+    const LayerSpec& s = c.layers[l];
+    if (s.mixer != MixerKind::kLinear && s.mixer != MixerKind::kHybrid) continue;
+    const kernels::AttnDims d{1, c.n_head, 1, c.head_dim()};
+    if (Status st = kernels::LinearAttentionCudaSupport(d, Map(s, impl->layer_off[l], host.data(), d.D)); !st.ok())
+      return Status::Unimplemented("CudaModel: layers[" + std::to_string(l) + "]: " + st.message() +
+                                   "; it runs on the CPU path only");
+  }
   SCION_CUDA_TRY(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking));
   auto blas = Cublas();
   if (!blas.ok()) return blas.status();
@@ -557,16 +569,6 @@ Result<std::unique_ptr<CudaModel>> CudaModel::Create(const Model& host) {
   SCION_RETURN_IF_ERROR(impl->Alloc(&impl->sumsq, 1, &impl->allocs));
   std::unique_ptr<CudaModel> m(new CudaModel(std::move(impl)));
   SCION_RETURN_IF_ERROR(m->Upload(host));
-  // Every linear-attention map where the kernels take it (e.g. Taylor-2's projection to d' = 16 at
-  // head dims up to 96): refused here rather than at the first forward.
-  for (int64_t l = 0; l < c.n_layer(); ++l) {
-    const LayerSpec& s = c.layers[l];
-    if (s.mixer != MixerKind::kLinear && s.mixer != MixerKind::kHybrid) continue;
-    const kernels::AttnDims d{1, c.n_head, 1, c.head_dim()};
-    if (Status st = kernels::LinearAttentionCudaSupport(d, Map(s, m->impl_->layer_off[l], m->impl_->w, d.D)); !st.ok())
-      return Status::Unimplemented("CudaModel: layers[" + std::to_string(l) + "]: " + st.message() +
-                                   "; it runs on the CPU path only");
-  }
   SCION_RETURN_IF_ERROR(m->ZeroGrad());
   return Result<std::unique_ptr<CudaModel>>(std::move(m));
 }

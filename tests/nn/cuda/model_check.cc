@@ -379,8 +379,25 @@ void TeacherActivationChecks() {
   }
 }
 
+// A map the kernels do not take is refused by CudaModel::Create with the layer named (the job then
+// runs on the CPU path), not at the first forward: Taylor-2 projected to d' = 64 in block 1 has
+// 1 + 64 + 64·65/2 = 2145 features, a 2160 × 16 state, past the 16384 elements the kernels hold.
+void RefusalChecks() {
+  ModelConfig cfg = MixerConfig(MixerKind::kLinear, kernels::FeatureMapKind::kTaylor2);
+  cfg.layers[1].feature_dim = 64;
+  auto m = Model::Create(cfg, 7);
+  if (!m.ok()) return Fatal("refusal Model::Create", m.status());
+  auto made = CudaModel::Create(*m);
+  const std::string msg = made.ok() ? "(created)" : made.status().message();
+  const bool ok = !made.ok() && made.status().code() == Status::Code::kUnimplemented &&
+                  msg.find("layers[1]") != std::string::npos && msg.find("CPU path") != std::string::npos;
+  std::printf("%s  %-58s %s\n", ok ? "PASS" : "FAIL", "taylor2 d' 64 refused by CudaModel::Create", msg.c_str());
+  if (!ok) ++failures;
+}
+
 }  // namespace
 }  // namespace scion::nn
+
 
 int main(int argc, char** argv) {
   using namespace scion::nn;
@@ -392,6 +409,7 @@ int main(int argc, char** argv) {
   MixerChecks();
   SublayerChecks();
   TeacherActivationChecks();
+  RefusalChecks();
   std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "OK", failures);
   return failures ? 1 : 0;
 }
