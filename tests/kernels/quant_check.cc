@@ -239,6 +239,8 @@ SCION_CHECK([](std::vector<Case>& cases) {
       {130, 1000, 96, {1, 2, 3, 4}, 2.5}, // 3-bit blocks straddle words; groups of 96
       {96, 512, 0, {2, 4}, 4.0},          // wide budget: every row at 4 bits
       {40, 128, 32, {1}, 1.0},            // 1 bit everywhere
+      {70, 8192, 0, {1}, 1.0},            // 1 bit, one scale a row, long K
+      {33, 200, 0, {1, 2}, 1.25},         // 1 and 2 bits, one scale a row, K % 32 ≠ 0 (scalar activation path)
       {48, 4096, 0, {1, 2, 4}, 1.75},     // several steps per warp, every width in one launch
       {50, 8192, 0, {1, 2, 4}, 1.5},      // long K: 8 warps per tile, several chunks each, prefetch ring
       {300, 2080, 64, {1, 2, 3, 4}, 2.2}, // last chunk partly padding; 3-bit rows widened; many tiles
