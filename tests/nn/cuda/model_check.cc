@@ -398,7 +398,6 @@ void RefusalChecks() {
 }  // namespace
 }  // namespace scion::nn
 
-
 int main(int argc, char** argv) {
   using namespace scion::nn;
   if (!CudaAvailable()) {
