@@ -161,12 +161,6 @@ Status ValidateSpeed(const json& speed, const std::string& where) {
   return Status::Ok();
 }
 
-Result<std::vector<SpeedPoint>> MeasureSpeed(nn::Model& m, const std::vector<int64_t>& seq_lens, int64_t B,
-                                             int64_t iters) {
-  nn::AdamW none({});  // forward passes only
-  return MeasureSpeed(*nn::StepEngine::Create(m, none, /*use_gpu=*/false), m.config(), seq_lens, B, iters);
-}
-
 Result<std::vector<SpeedPoint>> MeasureSpeed(nn::StepEngine& e, const nn::ModelConfig& c,
                                              const std::vector<int64_t>& seq_lens, int64_t B, int64_t iters) {
   nn::Rng rng(7);

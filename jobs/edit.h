@@ -40,9 +40,9 @@ Result<nn::Model> LoadTeacher(const Context& ctx, const std::vector<int64_t>& so
 // Checks a params.speed block {seq_lens [..], batch_size, iters} (optional everywhere).
 Status ValidateSpeed(const nlohmann::json& speed, const std::string& where);
 
-// Forward tokens/s and peak RSS growth of `m` at each length (random tokens, B rows, `iters` timed
-// passes after one warm-up), on the CPU or through an engine; on a GPU also the bytes the model
-// holds there after the length's passes. Lengths beyond n_positions are errors.
+// Forward tokens/s and peak RSS growth of the engine's model (config c) at each length (random
+// tokens, B rows, `iters` timed passes after one warm-up); on a GPU also the bytes the model holds
+// there after the length's passes. Lengths beyond n_positions are errors.
 struct SpeedPoint {
   int64_t seq_len = 0;
   double tokens_per_s = 0;
@@ -50,8 +50,6 @@ struct SpeedPoint {
   std::string device = "cpu";  // where the passes ran: "cpu" or "cuda"
   double device_bytes = 0;     // cuda: the model's device memory (weights, gradients, moments, activations)
 };
-Result<std::vector<SpeedPoint>> MeasureSpeed(nn::Model& m, const std::vector<int64_t>& seq_lens, int64_t B,
-                                             int64_t iters);
 Result<std::vector<SpeedPoint>> MeasureSpeed(nn::StepEngine& e, const nn::ModelConfig& c,
                                              const std::vector<int64_t>& seq_lens, int64_t B, int64_t iters);
 // MeasureSpeed driven by a params.speed block, on the job's GPU when it holds one and the model
