@@ -3,11 +3,12 @@
 // kernels/quant_device_layout.h; design: docs/LOWRA.md, "Decode kernel").
 //
 // Persistent CTAs, two per SM. In each, a producer warp streams the CTA's tiles through a ring of
-// shared-memory stages with bulk copies (a stage = one piece: up to 16 chunks of one 16-row tile,
-// 16 KB; the tile's levels, scales and output rows ride with its first piece), so an SM keeps
-// ~160 KB of codes in flight without a register or an issuing warp per byte. 8 consumer warps take
-// two chunks of each piece each, decode them against x (staged once per CTA in shared memory) and
-// meet in shared memory at the end of each tile. Tiles are dealt round-robin over the CTAs in one
+// two shared-memory stages with bulk copies (a stage = one piece: up to 8 chunks of one 16-row
+// tile, 8 KB; the tile's levels, scales and output rows ride with its first piece), without a
+// register or an issuing warp per byte. 8 consumer warps take one chunk of each piece each, decode
+// it against x (staged once per CTA in shared memory) and meet in shared memory at the end of each
+// tile. Launched as a programmatic dependent: the codes, which no kernel writes, start streaming
+// while the previous kernel in the stream finishes; x is read and y written only after it has. Tiles are dealt round-robin over the CTAs in one
 // list, widest segment first, so every CTA gets the same share of each width and none waits for a
 // second wave. Two CTAs rather than one of 16 consumers: one CTA's tile-end barrier and start
 // overlap the other's decode (mixed 1.5 bits 0.0172 → 0.0159 ms, 4-bit 0.0222 → 0.0211; 2-bit
@@ -22,6 +23,7 @@
 
 #include "kernels/cuda/binary_version.h"
 #include "kernels/cuda/bulk_pipeline.cuh"
+#include "kernels/cuda/dependent_launch.cuh"
 #include "kernels/cuda/quant_decode_common.cuh"
 #include "kernels/cuda/quant_decode.h"
 #include "kernels/quant_device_layout.h"
@@ -33,34 +35,34 @@ namespace bulk = scion::kernels::bulk;
 using namespace scion::kernels::quant::decode;  // NOLINT: the shared decode helpers
 
 constexpr int kCtasPerSm = 2;
-constexpr int kPieceChunks = 16;                          // chunks per stage
 constexpr int kConsumers = 16 / kCtasPerSm;               // decoding warps per CTA
-constexpr int kPerWarp = kPieceChunks / kConsumers;       // chunks per warp and piece
+constexpr int kPieceChunks = kConsumers;                  // chunks per stage: one a consumer
 constexpr int kThreads = (kConsumers + 1) * 32;           // + the producer warp
 constexpr int kChunkBytes = kChunkWords * 4;              // 1 KB: 16 rows × 16 bytes × 4 lanes
-constexpr int kStageBytes = kPieceChunks * kChunkBytes;   // 16 KB
+constexpr int kStageBytes = kPieceChunks * kChunkBytes;   // 8 KB
 // One tile's metadata, copied with its first piece: fp16 levels (16 × 16), fp16 row scales (when a
 // row has one), int32 output rows; 640 bytes keep every stage's metadata 128-byte aligned.
 constexpr int kLevelBytes = kTileRows * kMaxLevels * 2, kScaleBytes = kTileRows * 2, kRowBytes = kTileRows * 4;
 constexpr int kMetaBytes = 640;
 static_assert(kLevelBytes + kScaleBytes + kRowBytes <= kMetaBytes);
-// Stages per CTA: as many as fit (5 at M ≤ 2 and K = 8192, 80 KB a CTA), at most 8. The copy rate ×
-// DRAM latency needs ~35 KB in flight per SM.
-constexpr int kMaxStages = 8;
-constexpr int kMinStages = 3;  // fewer fit beside x: the tile kernel instead
+// Stages per CTA: two, 16 KB of codes in flight a CTA, 4.2 MB over the GPU, about what the copy
+// bandwidth × DRAM latency needs. A deeper ring is slower: with every copy of a CTA in flight at
+// once, DRAM serves them interleaved, so even a CTA's first piece completes late and decoding
+// starts late (2-bit M = 1: five 16 KB stages 0.0141 ms, three 8 KB 0.0122, two 8 KB 0.0121;
+// docs/PERF.md).
+constexpr int kStages = 2;
 // Staging x costs M × 16 KB per CTA at K = 8192 before the first decode: at M = 8 that made the
 // staged kernel slower than the tile kernel (0.0189 vs 0.0171 ms), at M = 1 faster (0.0154 vs
 // 0.0167). M in 3..8 is not measured and takes the tile kernel.
 constexpr int kStagedMaxM = 2;
-constexpr int kBarBytes = 256;  // full[kMaxStages], empty[kMaxStages], x_full; keeps the stages 128-aligned
+constexpr int kBarBytes = 128;  // full[kStages], empty[kStages]; keeps the stages 128-aligned
 
 // Position in the stage ring: stage s, and the parity of its current use (flips at each wrap).
 struct Ring {
   int s = 0;
   uint32_t phase = 0;
-  int stages;
   __device__ void Advance() {
-    if (++s == stages) {
+    if (++s == kStages) {
       s = 0;
       phase ^= 1u;
     }
@@ -78,10 +80,9 @@ struct SegmentTable {
 
 // Shared memory of one launch: barriers, stages (codes), meta (levels), partial sums, x.
 struct Plan {
-  int stages;
-  int x_stride;  // x's row stride in shared memory (elements); 0: x is read through L1
+  int x_stride;  // x's row stride in shared memory (elements)
   int x_cols;    // columns staged: K rounded up to the widest chunk (zeros past K)
-  bool vec;      // x rows are 16-byte aligned runs (cols % 8 == 0, x aligned): staged by bulk copies
+  bool vec;      // x rows are 16-byte aligned runs (cols % 8 == 0, x aligned): staged with 16-byte loads
 };
 
 constexpr int kNT = 1;  // MMA n-tiles: x rows 0..7 (M ≤ 8; larger M goes to quant_decode_tile.cu)
@@ -96,16 +97,10 @@ __device__ __forceinline__ int FirstOwned(int begin) {
 // Producer (one thread): x first (when it is staged by bulk copies), then the CTA's pieces in the
 // consumers' order, each into the next free stage. Nothing else reads global memory on the way to
 // the MMAs, so no consumer waits behind the codes' DRAM traffic.
-__device__ void Produce(const SegmentTable& tb, const Dims& d, const __nv_bfloat16* x, int M, const Plan& plan,
-                        __nv_bfloat16* xs, unsigned char* stage, unsigned char* meta, uint64_t* full, uint64_t* empty,
-                        uint64_t* x_full) {
-  if (plan.vec) {
-    const auto row_bytes = static_cast<uint32_t>(d.cols * 2);
-    bulk::ArriveExpectBytes(x_full, row_bytes * M);
-    for (int n = 0; n < M; ++n) bulk::CopyAsync(xs + n * plan.x_stride, x + n * d.cols, row_bytes, x_full);
-  }
+__device__ void Produce(const SegmentTable& tb, const Dims& d, const Plan& plan, unsigned char* stage,
+                        unsigned char* meta, uint64_t* full, uint64_t* empty) {
   const bool scales = d.groups == 1;
-  Ring ring{0, 0, plan.stages};
+  Ring ring;
   int issued = 0;
   for (int i = 0; i < tb.count; ++i) {
     const DeviceQuantMatrix::Segment& seg = tb.seg[i];
@@ -115,7 +110,7 @@ __device__ void Produce(const SegmentTable& tb, const Dims& d, const __nv_bfloat
       const auto* src = reinterpret_cast<const unsigned char*>(seg.codes) + tile * chunks * kChunkBytes;
       for (int c0 = 0; c0 < chunks; c0 += kPieceChunks, ring.Advance()) {
         const int s = ring.s;
-        if (issued++ >= plan.stages) bulk::Wait(&empty[s], ring.phase ^ 1u);  // its last piece has been read
+        if (issued++ >= kStages) bulk::Wait(&empty[s], ring.phase ^ 1u);  // its last piece has been read
         const uint32_t code_bytes = static_cast<uint32_t>(min(kPieceChunks, chunks - c0)) * kChunkBytes;
         const uint32_t meta_bytes = c0 > 0 ? 0 : kLevelBytes + kRowBytes + (scales ? kScaleBytes : 0);
         bulk::ArriveExpectBytes(&full[s], code_bytes + meta_bytes);
@@ -138,8 +133,7 @@ struct Ctx {
   float* partial;  // [2][kConsumers][kNT·4][32]
   uint64_t* full;
   uint64_t* empty;
-  const __nv_bfloat16* xs;  // x in shared memory (Plan::x_stride), or null
-  const __nv_bfloat16* x;   // x in global memory
+  const __nv_bfloat16* xs;  // x in shared memory (Plan::x_stride)
   __nv_bfloat16* y;
   Dims d;
   Plan plan;
@@ -225,24 +219,18 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
           planes(lev_h, vh, lh, hh);
         }
       }
-      uint4 code[kPerWarp][2];  // row g's 16 bytes, then row g + 8's: each 512 contiguous bytes a warp
-#pragma unroll
-      for (int j = 0; j < kPerWarp; ++j) {
-        const int pc = warp + j * kConsumers;  // chunk of the piece
-        code[j][0] = code[j][1] = make_uint4(0, 0, 0, 0);
-        if (c0 + pc < chunks) {
-          const uint4* src = reinterpret_cast<const uint4*>(cx.stage + s * kStageBytes) + pc * 64 + lane;
-          code[j][0] = src[0];
-          code[j][1] = src[32];
-        }
+      // This warp's chunk of the piece: row g's 16 bytes, then row g + 8's (each 512 contiguous
+      // bytes a warp).
+      const int cc = c0 + warp;
+      uint4 cg = make_uint4(0, 0, 0, 0), ch = cg;
+      if (cc < chunks) {
+        const uint4* src = reinterpret_cast<const uint4*>(cx.stage + s * kStageBytes) + warp * 64 + lane;
+        cg = src[0];
+        ch = src[32];
       }
       __syncwarp();
       if (lane == 0) bulk::Arrive(&cx.empty[s]);  // the stage's reads of this warp are done
-#pragma unroll
-      for (int j = 0; j < kPerWarp; ++j) {
-        const int cc = c0 + warp + j * kConsumers;
-        if (cc >= chunks) break;
-        const uint4 cg = code[j][0], ch = code[j][1];
+      if (cc < chunks) {
         const uint32_t wg[4] = {cg.x, cg.y, cg.z, cg.w}, wh[4] = {ch.x, ch.y, ch.z, ch.w};
         uint32_t xnext[kNT][4];
         load_x(cc * kC, xnext);
@@ -304,49 +292,56 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900  // mbarriers and bulk copies are sm_90
   extern __shared__ __align__(128) unsigned char smem[];
   auto* full = reinterpret_cast<uint64_t*>(smem);
-  uint64_t* empty = full + kMaxStages;
-  uint64_t* x_full = empty + kMaxStages;
+  uint64_t* empty = full + kStages;
   unsigned char* stage = smem + kBarBytes;
-  unsigned char* meta = stage + plan.stages * kStageBytes;
-  auto* partial = reinterpret_cast<float*>(meta + plan.stages * kMetaBytes);
+  unsigned char* meta = stage + kStages * kStageBytes;
+  auto* partial = reinterpret_cast<float*>(meta + kStages * kMetaBytes);
   auto* xs = reinterpret_cast<__nv_bfloat16*>(reinterpret_cast<unsigned char*>(partial) + kPartialBytes);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (threadIdx.x == 0) {
-    for (int s = 0; s < plan.stages; ++s) {
+    for (int s = 0; s < kStages; ++s) {
       bulk::BarrierInit(&full[s], 1);
       bulk::BarrierInit(&empty[s], kConsumers);
     }
-    bulk::BarrierInit(x_full, 1);
     bulk::FenceBarrierInit();
   }
   __syncthreads();
+  cuda::LaunchDependents();  // the next kernel's CTAs may take this SM's place as these exit
   if (warp == kConsumers) {
-    if (lane == 0) Produce(tb, d, x, M, plan, xs, stage, meta, full, empty, x_full);
+    if (lane == 0) Produce(tb, d, plan, stage, meta, full, empty);
     return;
   }
   const int cols = static_cast<int>(d.cols);
-  // x (M rows, zero-padded to x_cols) once per CTA, while the codes stream in.
-  if (plan.vec) {  // the producer copies columns [0, cols); the padding is ours
-    const int pad = (plan.x_cols - cols) / 8;
-    for (int q = threadIdx.x; q < M * pad; q += kConsumers * 32) {
-      *reinterpret_cast<uint4*>(xs + q / pad * plan.x_stride + cols + q % pad * 8) = make_uint4(0, 0, 0, 0);
-    }
-  } else {
-    const int groups = plan.x_cols / 8;
-    for (int q = threadIdx.x; q < M * groups; q += kConsumers * 32) {
-      const int n = q / groups, j = q % groups * 8;
-      const __nv_bfloat16* row = x + static_cast<int64_t>(n) * cols;
-      uint32_t h[8];
+  cuda::DependencyWait();  // x and y are the previous kernel's to write until it has finished
+  // x (M rows, zero-padded to x_cols) once per CTA, while the codes stream in: four loads in flight
+  // a thread before their stores.
+  const int groups = plan.x_cols / 8, count = M * groups, stride = kConsumers * 32;
+  for (int q0 = threadIdx.x; q0 < count; q0 += 4 * stride) {
+    uint4 v[4];
 #pragma unroll
-      for (int i = 0; i < 8; ++i) h[i] = j + i < cols ? __bfloat16_as_ushort(row[j + i]) : 0u;
-      *reinterpret_cast<uint4*>(xs + n * plan.x_stride + j) =
-          make_uint4(h[0] | h[1] << 16, h[2] | h[3] << 16, h[4] | h[5] << 16, h[6] | h[7] << 16);
+    for (int i = 0; i < 4; ++i) {
+      const int q = q0 + i * stride, n = q / groups, j = q % groups * 8;
+      const __nv_bfloat16* row = x + static_cast<int64_t>(n) * cols;
+      v[i] = make_uint4(0, 0, 0, 0);
+      if (q >= count || j >= cols) continue;
+      if (plan.vec) {  // cols % 8 == 0: all 8 columns are in the row
+        v[i] = __ldcg(reinterpret_cast<const uint4*>(row + j));  // L2: the previous kernel may have written it
+      } else {
+        uint32_t h[8];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) h[e] = j + e < cols ? __bfloat16_as_ushort(row[j + e]) : 0u;
+        v[i] = make_uint4(h[0] | h[1] << 16, h[2] | h[3] << 16, h[4] | h[5] << 16, h[6] | h[7] << 16);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int q = q0 + i * stride;
+      if (q < count) *reinterpret_cast<uint4*>(xs + q / groups * plan.x_stride + q % groups * 8) = v[i];
     }
   }
   bulk::NamedSync(1, kConsumers * 32);
-  if (plan.vec) bulk::Wait(x_full, 0);
-  const Ctx cx{stage, meta, partial, full, empty, xs, x, y, d, plan, M};
-  Ring ring{0, 0, plan.stages};
+  const Ctx cx{stage, meta, partial, full, empty, xs, y, d, plan, M};
+  Ring ring;
   int half = 0;
   for (int i = 0; i < tb.count; ++i) {
     const DeviceQuantMatrix::Segment& seg = tb.seg[i];
@@ -384,9 +379,9 @@ Status Launch(const SegmentTable& t, Dims d, const __nv_bfloat16* x, int M, __nv
     attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_limit);
   });
   SCION_RETURN_IF_ERROR(Check(attr, "cudaFuncSetAttribute"));
-  const int bytes = kBarBytes + plan.stages * (kStageBytes + kMetaBytes) + kPartialBytes + M * plan.x_stride * 2;
-  kernel<<<grid, kThreads, bytes, stream>>>(t, d, x, M, y, plan);
-  return Check(cudaGetLastError(), "DecodeKernel");
+  const int bytes = kBarBytes + kStages * (kStageBytes + kMetaBytes) + kPartialBytes + M * plan.x_stride * 2;
+  return Check(cuda::LaunchDependent(kernel, dim3(grid), dim3(kThreads), bytes, stream, t, d, x, M, y, plan),
+               "DecodeKernel");
 }
 
 }  // namespace
@@ -410,7 +405,7 @@ Status LaunchQuantDecode(const DeviceQuantMatrix& w, const void* x, int M, void*
   SCION_RETURN_IF_ERROR(
       Check(cudaDeviceGetAttribute(&smem_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev), "SM shared memory"));
   const int smem_cta = std::min(smem_limit, smem_sm / kCtasPerSm - 1024);  // 1 KB per CTA is the runtime's
-  // x staged beside at least kMinStages stages, or the tile kernel (x through L1).
+  // x staged beside the ring, or the tile kernel (x through L1).
   int x_cols = 0;
   for (int i = 0; i < t.count; ++i) x_cols = std::max(x_cols, t.chunks[i] * ChunkBlocks(t.seg[i].bits) * 32);
   Plan plan{};
@@ -420,10 +415,9 @@ Status LaunchQuantDecode(const DeviceQuantMatrix& w, const void* x, int M, void*
   plan.x_stride = x_cols + 32;
   const int per_stage = kStageBytes + kMetaBytes, fixed = kBarBytes + kPartialBytes;
   const int64_t x_bytes = static_cast<int64_t>(M) * plan.x_stride * 2;
-  if (M > kStagedMaxM || !StagedBuilt() || fixed + x_bytes + kMinStages * per_stage > smem_cta) {
+  if (M > kStagedMaxM || !StagedBuilt() || fixed + x_bytes + kStages * per_stage > smem_cta) {
     return LaunchQuantDecodeTiles(w, x, M, y, stream);
   }
-  plan.stages = static_cast<int>(std::min<int64_t>(kMaxStages, (smem_cta - fixed - x_bytes) / per_stage));
   const int grid = std::min(sms * kCtasPerSm, t.first_tile[t.count]);
   const Dims d{w.cols, w.blocks, w.groups, w.group_size, w.rows};
   const auto* xb = static_cast<const __nv_bfloat16*>(x);

@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "kernels/cuda/dependent_launch.cuh"
 #include "kernels/cuda/quant_decode.h"
 #include "kernels/cuda/quant_decode_common.cuh"
 #include "kernels/quant_device_layout.h"
@@ -110,6 +111,7 @@ __device__ __forceinline__ void DecodeTile(const DeviceQuantMatrix::Segment& seg
     live[nt] = nt * 8 + g < M;
     xl[nt] = x + static_cast<int64_t>(live[nt] ? nt * 8 + g : 0) * cols + 8 * t;
   }
+  cuda::DependencyWait();  // x is the previous kernel's to write until it has finished
   // Warm L1 with the warp's x (rows < M, its columns): every warp of the SM first touches its x
   // lines at the same time as the codes stream in, so each first touch is an L2 round trip under
   // full DRAM load (~0.3 µs); paid once per block in the loop below they would serialise the warp.
@@ -205,6 +207,7 @@ template <int NT, bool kVecX, bool kGrouped>
 __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 3 : 2) DecodeKernel(SegmentTable tb, Dims d, const __nv_bfloat16* __restrict__ x,
                                                                int M, __nv_bfloat16* __restrict__ y) {
   __shared__ float partial[kWarps][NT * 4][32];  // each warp's d fragments, for the K reduction
+  cuda::LaunchDependents();  // the next kernel's CTAs may take this one's place as it exits
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   int i = 0;
   while (i + 1 < tb.count && static_cast<int>(blockIdx.x) >= tb.first_cta[i + 1]) ++i;
@@ -231,6 +234,7 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 3 : 2) DecodeKernel(Seg
   for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
     for (int c = 0; c < 4; ++c) partial[warp][nt * 4 + c][lane] = acc[nt][c];
+  cuda::DependencyWait();  // y too (a warp without a tile has not waited yet)
   __syncthreads();
   for (int k = threadIdx.x; k < tiles_per_cta * NT * 128; k += kWarps * 32) {
     const int tl = k / (NT * 128), fl = k % 32, c = k / 32 % 4, nt = k / 128 % NT;
@@ -243,14 +247,13 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 3 : 2) DecodeKernel(Seg
 }
 
 template <int NT>
-void LaunchDecode(const SegmentTable& t, Dims d, const __nv_bfloat16* x, int M, __nv_bfloat16* y, bool vec,
-                  cudaStream_t stream) {
+cudaError_t LaunchDecode(const SegmentTable& t, Dims d, const __nv_bfloat16* x, int M, __nv_bfloat16* y, bool vec,
+                        cudaStream_t stream) {
   const unsigned grid = static_cast<unsigned>(t.first_cta[t.count]);
   const bool grouped = d.groups > 1;
-  if (vec && !grouped) DecodeKernel<NT, true, false><<<grid, kWarps * 32, 0, stream>>>(t, d, x, M, y);
-  else if (vec) DecodeKernel<NT, true, true><<<grid, kWarps * 32, 0, stream>>>(t, d, x, M, y);
-  else if (!grouped) DecodeKernel<NT, false, false><<<grid, kWarps * 32, 0, stream>>>(t, d, x, M, y);
-  else DecodeKernel<NT, false, true><<<grid, kWarps * 32, 0, stream>>>(t, d, x, M, y);
+  auto* kernel = vec ? (grouped ? DecodeKernel<NT, true, true> : DecodeKernel<NT, true, false>)
+                     : (grouped ? DecodeKernel<NT, false, true> : DecodeKernel<NT, false, false>);
+  return cuda::LaunchDependent(kernel, dim3(grid), dim3(kWarps * 32), 0, stream, t, d, x, M, y);
 }
 
 }  // namespace
@@ -275,9 +278,7 @@ Status LaunchQuantDecodeTiles(const DeviceQuantMatrix& w, const void* x, int M, 
     const int64_t tiles_per_cta = kWarps / split;
     t.first_cta[i + 1] = t.first_cta[i] + static_cast<int>((DeviceTiles(seg.count) + tiles_per_cta - 1) / tiles_per_cta);
   }
-  if (M <= 8) LaunchDecode<1>(t, d, xb, M, yb, vec, s);
-  else LaunchDecode<2>(t, d, xb, M, yb, vec, s);
-  const cudaError_t e = cudaGetLastError();
+  const cudaError_t e = M <= 8 ? LaunchDecode<1>(t, d, xb, M, yb, vec, s) : LaunchDecode<2>(t, d, xb, M, yb, vec, s);
   if (e != cudaSuccess) return Status::Internal(std::string("DecodeKernel: ") + cudaGetErrorString(e));
   return Status::Ok();
 }

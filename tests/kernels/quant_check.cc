@@ -3,6 +3,7 @@
 //                float64 x·Ŵᵀ
 //   cuda-vs-cpu  DequantizeCuda and QuantMatmulCuda (decode M ≤ 16 and GEMM M > 16) against the CPU
 //                reference on the same bf16-rounded activations
+//   chain        decode calls back to back, each on the previous one's output
 //   invalid      bad configs and calls return InvalidArgument naming the field
 #include <cmath>
 #include <cstring>
@@ -160,6 +161,49 @@ std::vector<Outcome> CudaVsCpu(const Spec& s, std::vector<int64_t> ms) {
   return out;
 }
 
+// ---- chain ---------------------------------------------------------------------------------------
+// Decode calls launched back to back on one stream, each reading the previous call's output (a
+// square matrix, y_{i+1} = y_i Ŵᵀ), as a model's layers do. A decode kernel may start before the
+// previous one has finished (programmatic dependent launch); each step must still read its input
+// complete. Each step is checked against the CPU on the input the GPU actually had, so an early
+// read of a poisoned or stale y_i fails it.
+std::vector<Outcome> Chain(const Spec& s, std::vector<int64_t> ms) {
+  if (!HaveCudaDevice()) return {Skipped("no CUDA device")};
+  std::mt19937_64 rng(Seed() ^ std::hash<std::string>{}(s.Name() + "chain"));
+  auto p = Build(s, rng);
+  if (!p.ok()) return {Failed("build", p.status().ToString())};
+  auto dw = q::DeviceQuantMatrix::Upload(p.value());
+  if (!dw.ok()) return {Failed("upload", dw.status().ToString())};
+  constexpr int kSteps = 6;
+  std::vector<Outcome> out;
+  for (int64_t m : ms) {
+    const size_t n = static_cast<size_t>(m * s.rows);
+    // |y| grows ~30× a step at K = 4096, nowhere near bf16's range.
+    std::vector<DeviceBuffer> ys;
+    ys.push_back(DeviceBuffer::Upload(RoundBF16(Random(n, rng)), Precision::kBF16));
+    for (int i = 0; i < kSteps; ++i) ys.push_back(DeviceBuffer::Poisoned(n, Precision::kBF16));
+    Status st = Status::Ok();
+    for (int i = 0; i < kSteps && st.ok(); ++i) st = q::QuantMatmulCuda(dw.value(), ys[i].get(), m, ys[i + 1].get(), nullptr, 0, nullptr);
+    if (!st.ok()) {
+      out.push_back(Failed("cuda status M" + std::to_string(m), st.ToString()));
+      continue;
+    }
+    DeviceSync();
+    double worst = 0;
+    for (int i = 0; i < kSteps; ++i) {
+      const auto in = Head(ys[i].Download(), n), got = ys[i + 1].Download();
+      std::vector<float> want(n);
+      if (Status c = q::QuantMatmulCpu(p.value(), in.data(), m, want.data()); !c.ok()) return {Failed("cpu", c.ToString())};
+      const double e = RelL2(Head(got, n), want);
+      worst = std::isnan(e) ? e : std::max(worst, e);  // NaN (a poisoned read) must fail
+      if (std::isnan(e)) break;
+    }
+    // The same bf16 roundings as cuda-vs-cpu, per step.
+    out.push_back(Measured("worst step y rel-L2 of " + std::to_string(kSteps) + " (M" + std::to_string(m) + ")", worst, 8e-3));
+  }
+  return out;
+}
+
 // ---- invalid -------------------------------------------------------------------------------------
 std::vector<Outcome> Invalid() {
   struct Bad {
@@ -249,6 +293,9 @@ SCION_CHECK([](std::vector<Case>& cases) {
   for (const Spec& s : specs) {
     cases.push_back({"quant_matmul", s.Name(), "cpu-vs-f64", [s] { return CpuVsF64(s, {1, 3, 17}); }});
     cases.push_back({"quant_matmul", s.Name(), "cuda-vs-cpu", [s] { return CudaVsCpu(s, {1, 2, 5, 8, 9, 12, 16, 17, 64, 100}); }});
+  }
+  for (const Spec& s : std::vector<Spec>{{2048, 2048, 0, {1, 2, 4}, 1.5}, {4096, 4096, 0, {2}, 2.0}}) {
+    cases.push_back({"quant_matmul", s.Name(), "chain", [s] { return Chain(s, {1, 2, 5}); }});
   }
   cases.push_back({"quant_args", "table of 12", "invalid", [] { return Invalid(); }});
 });
