@@ -182,7 +182,7 @@ Result<std::vector<SpeedPoint>> MeasureSpeed(nn::StepEngine& e, const nn::ModelC
   return out;
 }
 
-Result<std::vector<SpeedPoint>> MeasureSpeed(nn::Model& m, const json& params, Context& ctx) {
+Result<std::vector<SpeedPoint>> MeasureSpeed(nn::Model& m, const json& params, Context& ctx, bool log_fallback) {
   if (!params.contains("speed")) return std::vector<SpeedPoint>{};
   const json& s = params.at("speed");
   SCION_RETURN_IF_ERROR(ValidateSpeed(s, "params.speed"));
@@ -190,7 +190,7 @@ Result<std::vector<SpeedPoint>> MeasureSpeed(nn::Model& m, const json& params, C
   for (const json& n : s.value("seq_lens", json::array({64}))) lens.push_back(n.get<int64_t>());
   nn::AdamW none({});  // forward passes only
   auto engine = nn::StepEngine::Create(m, none, !ctx.gpus.empty());
-  if (!engine->fallback_reason().empty() && ctx.reporter)
+  if (log_fallback && !engine->fallback_reason().empty() && ctx.reporter)
     ctx.reporter->Log("speed measured on the CPU (GPU not used: " + engine->fallback_reason() + ")");
   auto r = MeasureSpeed(*engine, m.config(), lens, s.value("batch_size", int64_t{1}), s.value("iters", int64_t{2}));
   if (!r.ok()) return Status::InvalidArgument("params.speed." + r.status().message());

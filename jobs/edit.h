@@ -53,8 +53,10 @@ struct SpeedPoint {
 Result<std::vector<SpeedPoint>> MeasureSpeed(nn::StepEngine& e, const nn::ModelConfig& c,
                                              const std::vector<int64_t>& seq_lens, int64_t B, int64_t iters);
 // MeasureSpeed driven by a params.speed block, on the job's GPU when it holds one and the model
-// runs there (a refusal is logged and the CPU measures); empty when the block is absent.
-Result<std::vector<SpeedPoint>> MeasureSpeed(nn::Model& m, const nlohmann::json& params, Context& ctx);
+// runs there (a refusal is logged, unless !log_fallback, and the CPU measures); empty when the
+// block is absent.
+Result<std::vector<SpeedPoint>> MeasureSpeed(nn::Model& m, const nlohmann::json& params, Context& ctx,
+                                             bool log_fallback = true);
 // A speed table into a job summary: <who>_tokens_per_s_n<N>, <who>_peak_memory_bytes_n<N> and,
 // measured on a GPU, <who>_device_memory_bytes_n<N>; <who>_speed_on_gpu is 1 or 0.
 void AddSpeedSummary(const std::vector<SpeedPoint>& pts, const std::string& who, std::map<std::string, double>* summary);
