@@ -313,30 +313,31 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
   }
   const int cols = static_cast<int>(d.cols);
   cuda::DependencyWait();  // x and y are the previous kernel's to write until it has finished
-  // x (M rows, zero-padded to x_cols) once per CTA, while the codes stream in: four loads in flight
-  // a thread before their stores.
-  const int groups = plan.x_cols / 8, count = M * groups, stride = kConsumers * 32;
-  for (int q0 = threadIdx.x; q0 < count; q0 += 4 * stride) {
-    uint4 v[4];
+  // x (M rows, zero-padded to x_cols) once per CTA, while the codes stream in: four 8-column groups
+  // in flight a thread before their stores.
+  const int groups = plan.x_cols / 8, stride = kConsumers * 32;
+  for (int n = 0; n < M; ++n) {
+    const __nv_bfloat16* row = x + static_cast<int64_t>(n) * cols;
+    __nv_bfloat16* dst = xs + n * plan.x_stride;
+    for (int q0 = threadIdx.x; q0 < groups; q0 += 4 * stride) {
+      uint4 v[4];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int q = q0 + i * stride, n = q / groups, j = q % groups * 8;
-      const __nv_bfloat16* row = x + static_cast<int64_t>(n) * cols;
-      v[i] = make_uint4(0, 0, 0, 0);
-      if (q >= count || j >= cols) continue;
-      if (plan.vec) {  // cols % 8 == 0: all 8 columns are in the row
-        v[i] = __ldcg(reinterpret_cast<const uint4*>(row + j));  // L2: the previous kernel may have written it
-      } else {
-        uint32_t h[8];
+      for (int i = 0; i < 4; ++i) {
+        const int j = (q0 + i * stride) * 8;
+        v[i] = make_uint4(0, 0, 0, 0);
+        if (j >= cols) continue;  // padding (and groups past x_cols: j ≥ x_cols ≥ cols)
+        if (plan.vec) {  // cols % 8 == 0: all 8 columns are in the row
+          v[i] = __ldcg(reinterpret_cast<const uint4*>(row + j));  // L2: the previous kernel may have written it
+        } else {
+          uint32_t h[8];
 #pragma unroll
-        for (int e = 0; e < 8; ++e) h[e] = j + e < cols ? __bfloat16_as_ushort(row[j + e]) : 0u;
-        v[i] = make_uint4(h[0] | h[1] << 16, h[2] | h[3] << 16, h[4] | h[5] << 16, h[6] | h[7] << 16);
+          for (int e = 0; e < 8; ++e) h[e] = j + e < cols ? __bfloat16_as_ushort(row[j + e]) : 0u;
+          v[i] = make_uint4(h[0] | h[1] << 16, h[2] | h[3] << 16, h[4] | h[5] << 16, h[6] | h[7] << 16);
+        }
       }
-    }
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int q = q0 + i * stride;
-      if (q < count) *reinterpret_cast<uint4*>(xs + q / groups * plan.x_stride + q % groups * 8) = v[i];
+      for (int i = 0; i < 4; ++i)
+        if (q0 + i * stride < groups) *reinterpret_cast<uint4*>(dst + (q0 + i * stride) * 8) = v[i];
     }
   }
   bulk::NamedSync(1, kConsumers * 32);
