@@ -8,9 +8,9 @@
 // register or an issuing warp per byte. 8 consumer warps take one chunk of each piece each, decode
 // it against x (staged once per CTA in shared memory) and meet in shared memory at the end of each
 // tile. Launched as a programmatic dependent: the codes, which no kernel writes, start streaming
-// while the previous kernel in the stream finishes; x is read and y written only after it has. Tiles are dealt round-robin over the CTAs in one
-// list, widest segment first, so every CTA gets the same share of each width and none waits for a
-// second wave. Two CTAs rather than one of 16 consumers: one CTA's tile-end barrier and start
+// while the previous kernel in the stream finishes; x is read and y written only after it has.
+// Tiles are dealt round-robin over the CTAs in one list, widest segment first, so every CTA gets the
+// same share of each width and none waits for a second wave. Two CTAs rather than one of 16 consumers: one CTA's tile-end barrier and start
 // overlap the other's decode (mixed 1.5 bits 0.0172 → 0.0159 ms, 4-bit 0.0222 → 0.0211; 2-bit
 // 0.0155 → 0.0157, within noise).
 #include <cuda_bf16.h>
@@ -94,11 +94,11 @@ __device__ __forceinline__ int FirstOwned(int begin) {
   return begin + ((b - begin % G) % G + G) % G;
 }
 
-// Producer (one thread): x first (when it is staged by bulk copies), then the CTA's pieces in the
-// consumers' order, each into the next free stage. Nothing else reads global memory on the way to
-// the MMAs, so no consumer waits behind the codes' DRAM traffic.
-__device__ void Produce(const SegmentTable& tb, const Dims& d, const Plan& plan, unsigned char* stage,
-                        unsigned char* meta, uint64_t* full, uint64_t* empty) {
+// Producer (one thread): the CTA's pieces in the consumers' order, each into the next free stage.
+// After x, staged once, nothing else reads global memory on the way to the MMAs, so no consumer
+// waits behind the codes' DRAM traffic.
+__device__ void Produce(const SegmentTable& tb, const Dims& d, unsigned char* stage, unsigned char* meta,
+                        uint64_t* full, uint64_t* empty) {
   const bool scales = d.groups == 1;
   Ring ring;
   int issued = 0;
@@ -308,7 +308,7 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
   __syncthreads();
   cuda::LaunchDependents();  // the next kernel's CTAs may take this SM's place as these exit
   if (warp == kConsumers) {
-    if (lane == 0) Produce(tb, d, plan, stage, meta, full, empty);
+    if (lane == 0) Produce(tb, d, stage, meta, full, empty);
     return;
   }
   const int cols = static_cast<int>(d.cols);
