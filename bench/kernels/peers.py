@@ -121,7 +121,7 @@ def lowra_peers(workloads):
     """bf16 y = x Wᵀ through cuBLAS (torch.nn.functional.linear), the peer of the LowRA rows."""
     n = k = 8192
     w = rand(n, k)  # 128 MiB: larger than L2, so every call streams W from HBM
-    for m in (1, 8, 16, 1024):
+    for m in (1, 2, 4, 8, 16, 1024):
         x = rand(m, k)
 
         def fn(x=x):

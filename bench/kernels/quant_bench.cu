@@ -1,6 +1,6 @@
 // LowRA dequant-matmul workloads: y = x Ŵᵀ with Ŵ (8192, 8192) quantized by the real quantizer
 // (Lloyd-Max levels, per-channel widths from the exact knapsack) and bf16 activations.
-//   decode (M = 1, 8, 16): fixed 2-bit, mixed {1,2,4} at 1.5 and 1.15 bits, fixed 1-bit and 4-bit
+//   decode (M = 1, 2, 4, 8, 16): fixed 2-bit, mixed {1,2,4} at 1.5 and 1.15 bits, fixed 1-bit and 4-bit
 //   prefill (M = 1024): fixed 2-bit (dequantize + cuBLAS)
 // Keys are lowra_linear_M<m>_N<n>_K<k>, shared with the bf16 torch.nn.functional.linear peer in peers.py.
 // Each row's bytes moved (codes + levels + scales + x + y) and GB/s go to stderr as
@@ -162,6 +162,9 @@ SCION_BENCH_CASE([](std::vector<Workload>& w) {
   w.push_back({"lowra_mixed1.15b_M1", [](cudaStream_t s) { return Run("mixed1.15b", {1, 2, 4}, 1.15, 1, s); }});
   w.push_back({"lowra_1b_M1", [](cudaStream_t s) { return Run("1b", {1}, 1.0, 1, s); }});
   w.push_back({"lowra_4b_M1", [](cudaStream_t s) { return Run("4b", {4}, 4.0, 1, s); }});
+  w.push_back({"lowra_2b_M2", [](cudaStream_t s) { return Run("2b", {2}, 2.0, 2, s); }});
+  w.push_back({"lowra_2b_M4", [](cudaStream_t s) { return Run("2b", {2}, 2.0, 4, s); }});
+  w.push_back({"lowra_mixed1.5b_M4", [](cudaStream_t s) { return Run("mixed1.5b", {1, 2, 4}, 1.5, 4, s); }});
   w.push_back({"lowra_2b_M8", [](cudaStream_t s) { return Run("2b", {2}, 2.0, 8, s); }});
   w.push_back({"lowra_mixed1.5b_M8", [](cudaStream_t s) { return Run("mixed1.5b", {1, 2, 4}, 1.5, 8, s); }});
   w.push_back({"lowra_2b_M16", [](cudaStream_t s) { return Run("2b", {2}, 2.0, 16, s); }});

@@ -51,10 +51,11 @@ static_assert(kLevelBytes + kScaleBytes + kRowBytes <= kMetaBytes);
 // starts late (2-bit M = 1: five 16 KB stages 0.0141 ms, three 8 KB 0.0122, two 8 KB 0.0121;
 // docs/PERF.md).
 constexpr int kStages = 2;
-// Staging x costs M × 16 KB per CTA at K = 8192 before the first decode: at M = 8 that made the
-// staged kernel slower than the tile kernel (0.0189 vs 0.0171 ms), at M = 1 faster (0.0154 vs
-// 0.0167). M in 3..8 is not measured and takes the tile kernel.
-constexpr int kStagedMaxM = 2;
+// Staging x costs M × 16 KB per CTA at K = 8192 before the first decode: with the deeper ring of
+// before, at M = 8 that made the staged kernel slower than the tile kernel (0.0189 vs 0.0171 ms).
+// With two 8 KB stages, M = 4 is faster staged (2-bit 0.0134 vs 0.0153 ms, mixed 1.5-bit 0.0155 vs
+// 0.0170). M in 5..8 is not measured and takes the tile kernel.
+constexpr int kStagedMaxM = 4;
 constexpr int kBarBytes = 128;  // full[kStages], empty[kStages]; keeps the stages 128-aligned
 
 // Position in the stage ring: stage s, and the parity of its current use (flips at each wrap).

@@ -1,5 +1,5 @@
-// Decode for the shapes the staged kernel (quant_decode.cu) leaves: x too large for shared memory
-// (M > 8 at K = 8192, or very long rows). Each CTA owns whole tiles and reads x through L1; see
+// Decode for the shapes the staged kernel (quant_decode.cu) leaves: M > 4, or x too large for
+// shared memory (very long rows). Each CTA owns whole tiles and reads x through L1; see
 // docs/LOWRA.md, "Decode kernel".
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
