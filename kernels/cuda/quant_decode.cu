@@ -84,6 +84,7 @@ struct Plan {
   int x_stride;  // x's row stride in shared memory (elements)
   int x_cols;    // columns staged: K rounded up to the widest chunk (zeros past K)
   bool vec;      // x rows are 16-byte aligned runs (cols % 8 == 0, x aligned): staged with 16-byte loads
+  int lut_bytes; // kLut: the tables' size (kLutChunkBytes a chunk)
 };
 
 constexpr int kNT = 1;  // MMA n-tiles: x rows 0..7 (M ≤ 8; larger M goes to quant_decode_tile.cu)
@@ -127,6 +128,71 @@ __device__ void Produce(const SegmentTable& tb, const Dims& d, unsigned char* st
   }
 }
 
+// 1-bit rows at M = 1 by table lookup instead of tensor cores. A 1-bit row is ŵ = s·(ℓ̄ + δ·d) with
+// ℓ̄ = (ℓ₀ + ℓ₁)/2, δ = (ℓ₁ − ℓ₀)/2 and d = ±1 the code, so y = s·(ℓ̄·Σx + δ·Σ d·x). Σ d·x is read
+// four codes at a time: each nibble of a lane's code words indexes a 16-entry table of the ± sums
+// of the four x it multiplies, built once a CTA (BuildLut). A lookup is a byte permute, a shared
+// load and an add: about 0.9 instructions a weight against 2.35 for the MMA decode. The tables are
+// fp16, x scaled by a power of two so that the largest |x| is in [512, 1024): the four tables a
+// warp reads at once (lanes t = 0..3 of every quad) are then 128 contiguous bytes, and the lookups
+// never conflict. A word's eight lookups add in fp16 (|sum| < 2^15), then into fp32. The ±1 form
+// keeps the fp16 sums free of cancellation: with d ∈ {0, 1}, a positive mean in x would make
+// Σ d·x ≈ Σx / 2 and y the small difference of two large sums.
+constexpr int kLutTableBytes = 16 * 2;                 // one table: 16 fp16 sums
+constexpr int kLutChunkBytes = 128 * kLutTableBytes;   // a chunk's tables: 4 words × 4 bytes × 2 nibbles × 4 lanes
+constexpr int kLutRedBytes = kConsumers * 8;           // staging's per-warp Σx and max|x|
+
+// Table (word w, byte p, nibble h, lane t) of chunk cc sits at byte
+// cc·kLutChunkBytes + (((w·4 + p)·2 + h)·4 + t)·kLutTableBytes; entry i is Σ_j ±x[k_j] (+ where bit j
+// of i is set), k_j = 32·(16·cc + 4w + 2h + j/2) + 8t + 4·(j mod 2) + p: the codes of that nibble
+// (kernels/quant_device_layout.h, width 1: bit 8p + q of the word is code 8t + 4e + p of block
+// 4w + q/2, e = q mod 2).
+__device__ void BuildLut(const __nv_bfloat16* xs, int chunks, float scale, unsigned char* lut) {
+  for (int tau = threadIdx.x; tau < chunks * 128; tau += kConsumers * 32) {
+    const int t = tau & 3, h = (tau >> 2) & 1, p = (tau >> 3) & 3, w = (tau >> 5) & 3, cc = tau >> 7;
+    const int k0 = 32 * (16 * cc + 4 * w + 2 * h) + 8 * t + p;
+    const float a = scale * __bfloat162float(xs[k0]), b = scale * __bfloat162float(xs[k0 + 4]);
+    const float c = scale * __bfloat162float(xs[k0 + 32]), d = scale * __bfloat162float(xs[k0 + 36]);
+    const float lo[4] = {-a - b, a - b, b - a, a + b}, hi[4] = {-c - d, c - d, d - c, c + d};
+    uint32_t e[8];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const __half2 x01 = __floats2half2_rn(lo[0] + hi[j], lo[1] + hi[j]);
+      const __half2 x23 = __floats2half2_rn(lo[2] + hi[j], lo[3] + hi[j]);
+      e[2 * j] = *reinterpret_cast<const uint32_t*>(&x01);
+      e[2 * j + 1] = *reinterpret_cast<const uint32_t*>(&x23);
+    }
+    auto* dst = reinterpret_cast<uint4*>(lut + tau * kLutTableBytes);
+    dst[0] = make_uint4(e[0], e[1], e[2], e[3]);
+    dst[1] = make_uint4(e[4], e[5], e[6], e[7]);
+  }
+}
+
+// Σ d·x (scaled) of one row's chunk from this lane's four code words. `base`: the shared address of
+// the chunk's tables (low byte zero); tmask: 32·t in every byte. The byte permute puts a nibble's
+// offset (2·code + 32·t) under base's upper bytes, and the table's place in the chunk is the load's
+// immediate, so a lookup is PRMT, LDS, HADD.
+__device__ __forceinline__ float LutChunk(const uint32_t (&wd)[4], uint32_t base, uint32_t tmask) {
+  float sum = 0.0f;
+#pragma unroll
+  for (int w = 0; w < 4; ++w) {
+    const uint32_t nib[2] = {((wd[w] << 1) & 0x1E1E1E1Eu) | tmask, ((wd[w] >> 3) & 0x1E1E1E1Eu) | tmask};
+    __half v[8];
+#pragma unroll
+    for (int p = 0; p < 4; ++p)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const uint32_t addr = Prmt(nib[h], base, 0x7650u | p) + ((w * 4 + p) * 2 + h) * 4 * kLutTableBytes;
+        unsigned short e;
+        asm("ld.shared.u16 %0, [%1];" : "=h"(e) : "r"(addr));
+        v[2 * p + h] = __ushort_as_half(e);
+      }
+    sum += __half2float(__hadd(__hadd(__hadd(v[0], v[1]), __hadd(v[2], v[3])),
+                               __hadd(__hadd(v[4], v[5]), __hadd(v[6], v[7]))));
+  }
+  return sum;
+}
+
 // What a consumer warp needs besides the segment.
 struct Ctx {
   const unsigned char* stage;
@@ -135,15 +201,18 @@ struct Ctx {
   uint64_t* full;
   uint64_t* empty;
   const __nv_bfloat16* xs;  // x in shared memory (Plan::x_stride)
+  uint32_t lut;             // the 1-bit tables' shared address (Plan::lut)
+  float x_sum, unscale;     // with the tables: Σx, and 1 / the tables' scale
   __nv_bfloat16* y;
   Dims d;
   Plan plan;
   int M;
 };
 
-// Consumer warp `warp` over the CTA's tiles of one segment (device width DB). `ring` is the stage
-// ring's position (shared across segments), `half` the partial-sum buffer of the next tile.
-template <int DB, bool kGrouped>
+// Consumer warp `warp` over the CTA's tiles of one segment (device width DB; kLut: 1-bit rows by
+// table lookup, M = 1, no groups). `ring` is the stage ring's position (shared across segments),
+// `half` the partial-sum buffer of the next tile.
+template <int DB, bool kGrouped, bool kLut = false>
 __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment& seg, int chunks, int first_tile,
                                                int end_tile, const Ctx& cx, Ring& ring, int& half) {
   constexpr int kC = 16 / DB;  // blocks per chunk
@@ -182,6 +251,8 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
         for (int c = 0; c < 4; ++c) acc[e][nt][c] = tmp[e][nt][c] = 0.0f;
     uint32_t pg[2], ph[2];                // widths 1, 2: bf16 levels 0..3, two per register
     uint32_t lg[4], hg[4], lh[4], hh[4];  // width 4: byte planes of the 16 levels
+    float mid_g = 0.0f, mid_h = 0.0f, del_g = 0.0f, del_h = 0.0f;  // kLut: ℓ̄ and δ of rows g, g + 8
+    float dg = 0.0f, dh = 0.0f;                                    // kLut: Σ d·x of rows g, g + 8
     for (int c0 = 0; c0 < chunks; c0 += kPieceChunks, ring.Advance()) {
       const int s = ring.s;
       bulk::Wait(&cx.full[s], ring.phase);
@@ -195,7 +266,12 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
         }
         const auto* lev_g = reinterpret_cast<const uint16_t*>(m) + g * kMaxLevels;
         const uint16_t* lev_h = lev_g + 8 * kMaxLevels;
-        if constexpr (DB <= 2) {
+        if constexpr (kLut) {  // fp32 from the fp16 levels (padded rows have zero levels)
+          const float2 fg = __half22float2(*reinterpret_cast<const __half2*>(lev_g));
+          const float2 fh = __half22float2(*reinterpret_cast<const __half2*>(lev_h));
+          mid_g = 0.5f * (fg.x + fg.y); del_g = 0.5f * (fg.y - fg.x);
+          mid_h = 0.5f * (fh.x + fh.y); del_h = 0.5f * (fh.y - fh.x);
+        } else if constexpr (DB <= 2) {
           uint2 a = *reinterpret_cast<const uint2*>(lev_g), b = *reinterpret_cast<const uint2*>(lev_h);
           if (!vg) a = make_uint2(0, 0);
           if (!vh) b = make_uint2(0, 0);
@@ -231,7 +307,12 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
       }
       __syncwarp();
       if (lane == 0) bulk::Arrive(&cx.empty[s]);  // the stage's reads of this warp are done
-      if (cc < chunks) {
+      if (kLut && cc < chunks) {
+        const uint32_t wg[4] = {cg.x, cg.y, cg.z, cg.w}, wh[4] = {ch.x, ch.y, ch.z, ch.w};
+        const uint32_t base = cx.lut + cc * kLutChunkBytes, tmask = 0x01010101u * (32 * t);
+        dg += LutChunk(wg, base, tmask);
+        dh += LutChunk(wh, base, tmask);
+      } else if (cc < chunks) {
         const uint32_t wg[4] = {cg.x, cg.y, cg.z, cg.w}, wh[4] = {ch.x, ch.y, ch.z, ch.w};
         uint32_t xnext[kNT][4];
         load_x(cc * kC, xnext);
@@ -265,6 +346,15 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
         }
       }
     }
+    if constexpr (kLut) {  // the quad's four runs, then the row's affine part once (warp 0)
+#pragma unroll
+      for (int o = 1; o < 4; o <<= 1) {
+        dg += __shfl_xor_sync(0xffffffffu, dg, o);
+        dh += __shfl_xor_sync(0xffffffffu, dh, o);
+      }
+      acc[0][0][0] = del_g * dg * cx.unscale + (warp == 0 ? mid_g * cx.x_sum : 0.0f);
+      acc[0][0][2] = del_h * dh * cx.unscale + (warp == 0 ? mid_h * cx.x_sum : 0.0f);
+    }
     // The tile's K reduction: each warp's d fragments, then one thread per output.
     float* part = cx.partial + half * (kConsumers * kNT * 4 * 32);
 #pragma unroll
@@ -285,8 +375,9 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
   }
 }
 
-// y[n, seg.rows[r]] for n < M ≤ 8·kNT and the CTA's tiles of every segment.
-template <bool kGrouped>
+// y[n, seg.rows[r]] for n < M ≤ 8·kNT and the CTA's tiles of every segment. kLut: a matrix of 1-bit
+// rows alone, one scale a row, M = 1, by table lookup (the tables beside x; see BuildLut).
+template <bool kGrouped, bool kLut>
 __global__ void __launch_bounds__(kThreads, kCtasPerSm)
     DecodeKernel(SegmentTable tb, Dims d, const __nv_bfloat16* __restrict__ x, int M, __nv_bfloat16* __restrict__ y,
                  Plan plan) {
@@ -317,6 +408,7 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
   // x (M rows, zero-padded to x_cols) once per CTA, while the codes stream in: four 8-column groups
   // in flight a thread before their stores.
   const int groups = plan.x_cols / 8, stride = kConsumers * 32;
+  float x_sum = 0.0f, x_max = 0.0f;  // kLut: this thread's share of Σx and max|x|
   for (int n = 0; n < M; ++n) {
     const __nv_bfloat16* row = x + static_cast<int64_t>(n) * cols;
     __nv_bfloat16* dst = xs + n * plan.x_stride;
@@ -337,19 +429,56 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
         }
       }
 #pragma unroll
-      for (int i = 0; i < 4; ++i)
+      for (int i = 0; i < 4; ++i) {
         if (q0 + i * stride < groups) *reinterpret_cast<uint4*>(dst + (q0 + i * stride) * 8) = v[i];
+        if constexpr (kLut) {
+          const auto* e = reinterpret_cast<const __nv_bfloat162*>(&v[i]);
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            const float2 f = __bfloat1622float2(e[j]);
+            x_sum += f.x + f.y;
+            x_max = fmaxf(x_max, fmaxf(fabsf(f.x), fabsf(f.y)));
+          }
+        }
+      }
     }
   }
+  // The tables (after x, 256-byte aligned so that a lookup's byte permute can write the low byte of
+  // its address) and the per-warp sums that scale them, built while the first pieces stream in.
+  unsigned char* xs_end = reinterpret_cast<unsigned char*>(xs + M * plan.x_stride);
+  const uint32_t lut_addr = (bulk::SharedAddr(xs_end) + 255u) & ~255u;
+  unsigned char* lut = xs_end + (lut_addr - bulk::SharedAddr(xs_end));
+  auto* red = reinterpret_cast<float2*>(lut + plan.lut_bytes);
+  if constexpr (kLut) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      x_sum += __shfl_xor_sync(0xffffffffu, x_sum, o);
+      x_max = fmaxf(x_max, __shfl_xor_sync(0xffffffffu, x_max, o));
+    }
+    if (lane == 0) red[warp] = make_float2(x_sum, x_max);
+  }
   bulk::NamedSync(1, kConsumers * 32);
-  const Ctx cx{stage, meta, partial, full, empty, xs, y, d, plan, M};
+  float unscale = 1.0f;
+  if constexpr (kLut) {  // Σx in warp order, the same in every CTA
+    x_sum = x_max = 0.0f;
+    for (int w = 0; w < kConsumers; ++w) {
+      x_sum += red[w].x;
+      x_max = fmaxf(x_max, red[w].y);
+    }
+    int ex = 0;
+    frexpf(x_max, &ex);  // max|x| = m·2^ex, m in [0.5, 1) (ex = 0 for 0)
+    unscale = ldexpf(1.0f, ex - 10);
+    BuildLut(xs, tb.chunks[0], ldexpf(1.0f, 10 - ex), lut);
+    bulk::NamedSync(1, kConsumers * 32);
+  }
+  const Ctx cx{stage, meta, partial, full, empty, xs, lut_addr, x_sum, unscale, y, d, plan, M};
   Ring ring;
   int half = 0;
   for (int i = 0; i < tb.count; ++i) {
     const DeviceQuantMatrix::Segment& seg = tb.seg[i];
     const int first = tb.first_tile[i], end = tb.first_tile[i + 1], chunks = tb.chunks[i];
     switch (DeviceBits(seg.bits)) {  // uniform across the CTA
-      case 1: ConsumeSegment<1, kGrouped>(seg, chunks, first, end, cx, ring, half); break;
+      case 1: ConsumeSegment<1, kGrouped, kLut>(seg, chunks, first, end, cx, ring, half); break;
       case 2: ConsumeSegment<2, kGrouped>(seg, chunks, first, end, cx, ring, half); break;
       default: ConsumeSegment<4, kGrouped>(seg, chunks, first, end, cx, ring, half); break;
     }
@@ -367,21 +496,22 @@ Status Check(cudaError_t e, const char* what) {
 // Whether the staged kernel holds sm_90 machine code for the current device (a build for other
 // targets compiles its body to a trap; the tile kernel serves those).
 bool StagedBuilt() {
-  static const bool built = cuda::BinaryVersion(reinterpret_cast<const void*>(&DecodeKernel<false>)) >= 90;
+  static const bool built = cuda::BinaryVersion(reinterpret_cast<const void*>(&DecodeKernel<false, false>)) >= 90;
   return built;
 }
 
-template <bool kGrouped>
+template <bool kGrouped, bool kLut = false>
 Status Launch(const SegmentTable& t, Dims d, const __nv_bfloat16* x, int M, __nv_bfloat16* y, const Plan& plan,
               int grid, int smem_limit, cudaStream_t stream) {
-  auto* kernel = DecodeKernel<kGrouped>;
+  auto* kernel = DecodeKernel<kGrouped, kLut>;
   static std::once_flag once;  // the opt-in above 48 KB, once per kernel and process
   static cudaError_t attr = cudaSuccess;
   std::call_once(once, [&] {
     attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_limit);
   });
   SCION_RETURN_IF_ERROR(Check(attr, "cudaFuncSetAttribute"));
-  const int bytes = kBarBytes + kStages * (kStageBytes + kMetaBytes) + kPartialBytes + M * plan.x_stride * 2;
+  const int bytes = kBarBytes + kStages * (kStageBytes + kMetaBytes) + kPartialBytes + M * plan.x_stride * 2 +
+                    (kLut ? 256 + plan.lut_bytes + kLutRedBytes : 0);
   return Check(cuda::LaunchDependent(kernel, dim3(grid), dim3(kThreads), bytes, stream, t, d, x, M, y, plan),
                "DecodeKernel");
 }
@@ -420,12 +550,19 @@ Status LaunchQuantDecode(const DeviceQuantMatrix& w, const void* x, int M, void*
   if (M > kStagedMaxM || !StagedBuilt() || fixed + x_bytes + kStages * per_stage > smem_cta) {
     return LaunchQuantDecodeTiles(w, x, M, y, stream);
   }
+  // A matrix of 1-bit rows by lookup where the tables fit too (64 KB at K = 8192). Mixed matrices keep
+  // the MMAs: measured with the tables, their 4-bit tiles set the time and the tables' build only
+  // added to it (1.5 bits 0.0139 → 0.0156 ms; docs/PERF.md).
+  plan.lut_bytes = static_cast<int>(DeviceChunks(w.blocks, 1)) * kLutChunkBytes;
+  const bool lut = M == 1 && w.groups == 1 && t.count == 1 && t.seg[0].bits == 1 &&
+                   fixed + x_bytes + kStages * per_stage + 256 + plan.lut_bytes + kLutRedBytes <= smem_cta;
   const int grid = std::min(sms * kCtasPerSm, t.first_tile[t.count]);
   const Dims d{w.cols, w.blocks, w.groups, w.group_size, w.rows};
   const auto* xb = static_cast<const __nv_bfloat16*>(x);
   auto* yb = static_cast<__nv_bfloat16*>(y);
   auto s = static_cast<cudaStream_t>(stream);
   if (d.groups > 1) return Launch<true>(t, d, xb, M, yb, plan, grid, smem_limit, s);
+  if (lut) return Launch<false, true>(t, d, xb, M, yb, plan, grid, smem_limit, s);
   return Launch<false>(t, d, xb, M, yb, plan, grid, smem_limit, s);
 }
 
