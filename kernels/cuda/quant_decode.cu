@@ -201,7 +201,7 @@ struct Ctx {
   uint64_t* full;
   uint64_t* empty;
   const __nv_bfloat16* xs;  // x in shared memory (Plan::x_stride)
-  uint32_t lut;             // the 1-bit tables' shared address (Plan::lut)
+  uint32_t lut;             // kLut: the 1-bit tables' shared address
   float x_sum, unscale;     // with the tables: Σx, and 1 / the tables' scale
   __nv_bfloat16* y;
   Dims d;
@@ -551,8 +551,8 @@ Status LaunchQuantDecode(const DeviceQuantMatrix& w, const void* x, int M, void*
     return LaunchQuantDecodeTiles(w, x, M, y, stream);
   }
   // A matrix of 1-bit rows by lookup where the tables fit too (64 KB at K = 8192). Mixed matrices keep
-  // the MMAs: measured with the tables, their 4-bit tiles set the time and the tables' build only
-  // added to it (1.5 bits 0.0139 → 0.0156 ms; docs/PERF.md).
+  // the MMAs: a CTA holds one or two 1-bit tiles there, too few to pay for building the tables
+  // (1.5 bits 0.0139 → 0.0156 ms with them; docs/PERF.md).
   plan.lut_bytes = static_cast<int>(DeviceChunks(w.blocks, 1)) * kLutChunkBytes;
   const bool lut = M == 1 && w.groups == 1 && t.count == 1 && t.seg[0].bits == 1 &&
                    fixed + x_bytes + kStages * per_stage + 256 + plan.lut_bytes + kLutRedBytes <= smem_cta;
