@@ -3,8 +3,8 @@
 //   y (M, rows) bf16 = x (M, cols) bf16 · Ŵᵀ, fp32 accumulation.
 //   M ≤ 16 (decode): 16-row tiles on bf16 tensor cores; codes (reordered at upload, see
 //   quant_device_layout.h) are decoded into MMA fragments in registers (levels rounded to bf16) and
-//   Ŵ is never written. A matrix of 1-bit rows alone at M = 1 is read by table lookup instead
-//   (fp16 levels; docs/LOWRA.md).
+//   Ŵ is never written. At M = 1 the 1-bit rows are read by table lookup instead where their
+//   tiles are enough to pay for the tables (fp16 levels; docs/LOWRA.md).
 //   M > 16 (prefill): Ŵ is dequantized into a bf16 workspace and cuBLAS runs the GEMM.
 #pragma once
 

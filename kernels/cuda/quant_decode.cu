@@ -10,14 +10,18 @@
 // tile. Launched as a programmatic dependent: the codes, which no kernel writes, start streaming
 // while the previous kernel in the stream finishes; x is read and y written only after it has.
 // Tiles are dealt round-robin over the CTAs in one list, widest segment first, so every CTA gets the
-// same share of each width and none waits for a second wave. Two CTAs rather than one of 16 consumers: one CTA's tile-end barrier and start
-// overlap the other's decode (mixed 1.5 bits 0.0172 → 0.0159 ms, 4-bit 0.0222 → 0.0211; 2-bit
-// 0.0155 → 0.0157, within noise).
+// same share of each width and none waits for a second wave. Where a mixed matrix's 1-bit tiles go
+// by table lookup (M = 1), they and the wider tiles are dealt over two crews of CTAs instead
+// (CrewOf), so that a CTA that builds the tables has several tiles to use them on.
+// Two CTAs rather than one of 16 consumers: one CTA's tile-end barrier and start overlap the other's
+// decode (mixed 1.5 bits 0.0172 → 0.0159 ms, 4-bit 0.0222 → 0.0211; 2-bit 0.0155 → 0.0157, within
+// noise).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <climits>
 #include <mutex>
 #include <string>
 
@@ -85,29 +89,44 @@ struct Plan {
   int x_cols;    // columns staged: K rounded up to the widest chunk (zeros past K)
   bool vec;      // x rows are 16-byte aligned runs (cols % 8 == 0, x aligned): staged with 16-byte loads
   int lut_bytes; // kLut: the tables' size (kLutChunkBytes a chunk)
+  int wide_ctas; // kLut on a mixed matrix: CTAs [0, wide_ctas) take the wider segments, the rest the 1-bit one
 };
 
 constexpr int kNT = 1;  // MMA n-tiles: x rows 0..7 (M ≤ 8; larger M goes to quant_decode_tile.cu)
 constexpr int kPartialBytes = 2 * kConsumers * kNT * 4 * 32 * 4;  // two tiles' worth
 
-// The smallest tile index ≥ begin of the list that this CTA owns (round-robin over the grid).
-__device__ __forceinline__ int FirstOwned(int begin) {
-  const int G = static_cast<int>(gridDim.x), b = static_cast<int>(blockIdx.x);
-  return begin + ((b - begin % G) % G + G) % G;
+// The CTAs [base, base + size) that deal a segment's tiles round-robin, tile list0 of the one list
+// going to CTA base: the whole grid, or with Plan::wide_ctas the wide segments' CTAs or the 1-bit
+// segment's.
+struct Crew {
+  int base, size, list0;
+};
+__device__ __forceinline__ Crew CrewOf(const SegmentTable& tb, const Plan& plan, int i) {
+  if (plan.wide_ctas == 0) return {0, static_cast<int>(gridDim.x), 0};
+  if (i == tb.count - 1) return {plan.wide_ctas, static_cast<int>(gridDim.x) - plan.wide_ctas, tb.first_tile[i]};
+  return {0, plan.wide_ctas, 0};
+}
+
+// The smallest tile index ≥ begin of the list that this CTA owns (INT_MAX if it is not of the crew).
+__device__ __forceinline__ int FirstOwned(int begin, const Crew& c) {
+  const int b = static_cast<int>(blockIdx.x) - c.base;
+  if (b < 0 || b >= c.size) return INT_MAX;
+  return begin + ((b - (begin - c.list0) % c.size) % c.size + c.size) % c.size;
 }
 
 // Producer (one thread): the CTA's pieces in the consumers' order, each into the next free stage.
 // After x, staged once, nothing else reads global memory on the way to the MMAs, so no consumer
 // waits behind the codes' DRAM traffic.
-__device__ void Produce(const SegmentTable& tb, const Dims& d, unsigned char* stage, unsigned char* meta,
-                        uint64_t* full, uint64_t* empty) {
+__device__ void Produce(const SegmentTable& tb, const Plan& plan, const Dims& d, unsigned char* stage,
+                        unsigned char* meta, uint64_t* full, uint64_t* empty) {
   const bool scales = d.groups == 1;
   Ring ring;
   int issued = 0;
   for (int i = 0; i < tb.count; ++i) {
     const DeviceQuantMatrix::Segment& seg = tb.seg[i];
     const int chunks = tb.chunks[i];
-    for (int u = FirstOwned(tb.first_tile[i]); u < tb.first_tile[i + 1]; u += gridDim.x) {
+    const Crew crew = CrewOf(tb, plan, i);
+    for (int u = FirstOwned(tb.first_tile[i], crew); u < tb.first_tile[i + 1]; u += crew.size) {
       const int64_t tile = u - tb.first_tile[i];
       const auto* src = reinterpret_cast<const unsigned char*>(seg.codes) + tile * chunks * kChunkBytes;
       for (int c0 = 0; c0 < chunks; c0 += kPieceChunks, ring.Advance()) {
@@ -214,7 +233,7 @@ struct Ctx {
 // `half` the partial-sum buffer of the next tile.
 template <int DB, bool kGrouped, bool kLut = false>
 __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment& seg, int chunks, int first_tile,
-                                               int end_tile, const Ctx& cx, Ring& ring, int& half) {
+                                               int end_tile, const Crew& crew, const Ctx& cx, Ring& ring, int& half) {
   constexpr int kC = 16 / DB;  // blocks per chunk
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int M = cx.M, blocks = static_cast<int>(cx.d.blocks);
@@ -230,7 +249,7 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
       xr[nt][0] = v.x; xr[nt][1] = v.y; xr[nt][2] = v.z; xr[nt][3] = v.w;
     }
   };
-  for (int u = FirstOwned(first_tile); u < end_tile; u += gridDim.x) {
+  for (int u = FirstOwned(first_tile, crew); u < end_tile; u += crew.size) {
     const int64_t tile = u - first_tile;
     const int64_t rg = tile * kTileRows + g, rh = rg + 8;
     const bool vg = rg < seg.count, vh = rh < seg.count;
@@ -375,8 +394,8 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
   }
 }
 
-// y[n, seg.rows[r]] for n < M ≤ 8·kNT and the CTA's tiles of every segment. kLut: a matrix of 1-bit
-// rows alone, one scale a row, M = 1, by table lookup (the tables beside x; see BuildLut).
+// y[n, seg.rows[r]] for n < M ≤ 8·kNT and the CTA's tiles of every segment. kLut: M = 1, one scale a
+// row, the 1-bit segment by table lookup (the tables beside x; see BuildLut) in the CTAs that hold it.
 template <bool kGrouped, bool kLut>
 __global__ void __launch_bounds__(kThreads, kCtasPerSm)
     DecodeKernel(SegmentTable tb, Dims d, const __nv_bfloat16* __restrict__ x, int M, __nv_bfloat16* __restrict__ y,
@@ -400,7 +419,7 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
   __syncthreads();
   cuda::LaunchDependents();  // the next kernel's CTAs may take this SM's place as these exit
   if (warp == kConsumers) {
-    if (lane == 0) Produce(tb, d, stage, meta, full, empty);
+    if (lane == 0) Produce(tb, plan, d, stage, meta, full, empty);
     return;
   }
   const int cols = static_cast<int>(d.cols);
@@ -459,7 +478,7 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
   }
   bulk::NamedSync(1, kConsumers * 32);
   float unscale = 1.0f;
-  if constexpr (kLut) {  // Σx in warp order, the same in every CTA
+  if (kLut && static_cast<int>(blockIdx.x) >= plan.wide_ctas) {  // Σx in warp order, the same in every CTA
     x_sum = x_max = 0.0f;
     for (int w = 0; w < kConsumers; ++w) {
       x_sum += red[w].x;
@@ -468,7 +487,7 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
     int ex = 0;
     frexpf(x_max, &ex);  // max|x| = m·2^ex, m in [0.5, 1) (ex = 0 for 0)
     unscale = ldexpf(1.0f, ex - 10);
-    BuildLut(xs, tb.chunks[0], ldexpf(1.0f, 10 - ex), lut);
+    BuildLut(xs, tb.chunks[tb.count - 1], ldexpf(1.0f, 10 - ex), lut);
     bulk::NamedSync(1, kConsumers * 32);
   }
   const Ctx cx{stage, meta, partial, full, empty, xs, lut_addr, x_sum, unscale, y, d, plan, M};
@@ -477,10 +496,11 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
   for (int i = 0; i < tb.count; ++i) {
     const DeviceQuantMatrix::Segment& seg = tb.seg[i];
     const int first = tb.first_tile[i], end = tb.first_tile[i + 1], chunks = tb.chunks[i];
+    const Crew crew = CrewOf(tb, plan, i);
     switch (DeviceBits(seg.bits)) {  // uniform across the CTA
-      case 1: ConsumeSegment<1, kGrouped, kLut>(seg, chunks, first, end, cx, ring, half); break;
-      case 2: ConsumeSegment<2, kGrouped>(seg, chunks, first, end, cx, ring, half); break;
-      default: ConsumeSegment<4, kGrouped>(seg, chunks, first, end, cx, ring, half); break;
+      case 1: ConsumeSegment<1, kGrouped, kLut>(seg, chunks, first, end, crew, cx, ring, half); break;
+      case 2: ConsumeSegment<2, kGrouped>(seg, chunks, first, end, crew, cx, ring, half); break;
+      default: ConsumeSegment<4, kGrouped>(seg, chunks, first, end, crew, cx, ring, half); break;
     }
   }
 #else
@@ -550,13 +570,21 @@ Status LaunchQuantDecode(const DeviceQuantMatrix& w, const void* x, int M, void*
   if (M > kStagedMaxM || !StagedBuilt() || fixed + x_bytes + kStages * per_stage > smem_cta) {
     return LaunchQuantDecodeTiles(w, x, M, y, stream);
   }
-  // A matrix of 1-bit rows by lookup where the tables fit too (64 KB at K = 8192). Mixed matrices keep
-  // the MMAs: a CTA holds one or two 1-bit tiles there, too few to pay for building the tables
-  // (1.5 bits 0.0139 → 0.0156 ms with them; docs/PERF.md).
-  plan.lut_bytes = static_cast<int>(DeviceChunks(w.blocks, 1)) * kLutChunkBytes;
-  const bool lut = M == 1 && w.groups == 1 && t.count == 1 && t.seg[0].bits == 1 &&
-                   fixed + x_bytes + kStages * per_stage + 256 + plan.lut_bytes + kLutRedBytes <= smem_cta;
   const int grid = std::min(sms * kCtasPerSm, t.first_tile[t.count]);
+  // 1-bit rows by lookup where the tables fit too (64 KB at K = 8192). Building them costs a CTA
+  // about what the lookups save on one 1-bit tile, so on a mixed matrix the 1-bit tiles go to CTAs of
+  // their own, up to four each, and the wider tiles to the others, one each where the grid allows.
+  // Dealt over the whole grid, a CTA held one or two 1-bit tiles and the tables made 1.5 bits slower
+  // (0.0139 → 0.0156 ms); with the two crews 1.5 bits takes 0.0128, 1.15 bits 0.0100 (was 0.0117),
+  // and moving the split by ±10 CTAs either way is slower (docs/PERF.md).
+  plan.lut_bytes = static_cast<int>(DeviceChunks(w.blocks, 1)) * kLutChunkBytes;
+  const int one_bit_tiles = t.seg[t.count - 1].bits == 1 ? t.first_tile[t.count] - t.first_tile[t.count - 1] : 0;
+  const int wide_tiles = t.first_tile[t.count] - one_bit_tiles;
+  plan.wide_ctas = std::min(wide_tiles, grid - (one_bit_tiles + 3) / 4);
+  const bool lut = M == 1 && w.groups == 1 && one_bit_tiles > 0 &&
+                   (wide_tiles == 0 || (plan.wide_ctas > 0 && one_bit_tiles >= 2 * (grid - plan.wide_ctas))) &&
+                   fixed + x_bytes + kStages * per_stage + 256 + plan.lut_bytes + kLutRedBytes <= smem_cta;
+  if (!lut) plan.wide_ctas = 0;
   const Dims d{w.cols, w.blocks, w.groups, w.group_size, w.rows};
   const auto* xb = static_cast<const __nv_bfloat16*>(x);
   auto* yb = static_cast<__nv_bfloat16*>(y);

@@ -329,6 +329,11 @@ SCION_CHECK([](std::vector<Case>& cases) {
     cases.push_back({"quant_matmul", s.Name(), "cuda-vs-cpu", [s] { return CudaVsCpu(s, {1, 2}); }});
     cases.push_back({"quant_matmul", s.Name(), "cuda-vs-cpu x mean 4", [s] { return CudaVsCpu(s, {1}, 4.0f); }});
   }
+  // Mixed matrices with enough 1-bit tiles that at M = 1 those go by lookup to CTAs of their own
+  // and the wider tiles to the rest of the grid.
+  for (const Spec& s : std::vector<Spec>{{8195, 520, 0, {1, 2, 4}, 1.5}, {8210, 100, 0, {1, 2}, 1.25}}) {
+    cases.push_back({"quant_matmul", s.Name(), "cuda-vs-cpu", [s] { return CudaVsCpu(s, {1, 2}); }});
+  }
   for (const Spec& s : std::vector<Spec>{{2048, 2048, 0, {1, 2, 4}, 1.5}, {4096, 4096, 0, {2}, 2.0}}) {
     cases.push_back({"quant_matmul", s.Name(), "chain", [s] { return Chain(s, {1, 4, 5}); }});
   }
