@@ -9,8 +9,9 @@
 // it against x (staged once per CTA in shared memory) and meet in shared memory at the end of each
 // tile. Launched as a programmatic dependent: the codes, which no kernel writes, start streaming
 // while the previous kernel in the stream finishes; x is read and y written only after it has.
-// Tiles are dealt round-robin over the CTAs in one list, widest segment first, so every CTA gets the
-// same share of each width and none waits for a second wave. Where a mixed matrix's 1-bit tiles go
+// Tiles are dealt over the CTAs in one list, widest segment first, boustrophedon (lap 0 forwards,
+// lap 1 backwards, …), so every CTA gets the same share of each width, a CTA that took a wide tile
+// in one lap takes a narrow one in the next, and none waits for a second wave. Where a mixed matrix's 1-bit tiles go
 // by table lookup (M = 1), they and the wider tiles are dealt over two crews of CTAs instead
 // (CrewOf), so that a CTA that builds the tables has several tiles to use them on.
 // Two CTAs rather than one of 16 consumers: one CTA's tile-end barrier and start overlap the other's
@@ -21,7 +22,6 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <climits>
 #include <mutex>
 #include <string>
 
@@ -62,6 +62,9 @@ constexpr int kStages = 2;
 constexpr int kStagedMaxM = 4;
 constexpr int kBarBytes = 128;  // full[kStages], empty[kStages]; keeps the stages 128-aligned
 
+// Pieces a tile of `chunks` chunks streams in.
+__host__ __device__ constexpr int PiecesOf(int chunks) { return (chunks + kPieceChunks - 1) / kPieceChunks; }
+
 // Position in the stage ring: stage s, and the parity of its current use (flips at each wrap).
 struct Ring {
   int s = 0;
@@ -95,23 +98,28 @@ struct Plan {
 constexpr int kNT = 1;  // MMA n-tiles: x rows 0..7 (M ≤ 8; larger M goes to quant_decode_tile.cu)
 constexpr int kPartialBytes = 2 * kConsumers * kNT * 4 * 32 * 4;  // two tiles' worth
 
-// The CTAs [base, base + size) that deal a segment's tiles round-robin, tile list0 of the one list
-// going to CTA base: the whole grid, or with Plan::wide_ctas the wide segments' CTAs or the 1-bit
-// segment's.
+// The CTAs [base, base + size) that deal a segment's tiles, tile list0 of the one list going first
+// to CTA base: the whole grid, or with Plan::wide_ctas the wide segments' CTAs or the 1-bit
+// segment's. The deal is boustrophedon: lap 0 of the list to CTAs 0, 1, …, size − 1 of the crew,
+// lap 1 back from size − 1, and so on; with the widest tiles first in the list, a CTA that took a
+// wide tile in one lap takes a narrow one (or none) in the next.
 struct Crew {
   int base, size, list0;
+  __device__ int Index() const {
+    const int b = static_cast<int>(blockIdx.x) - base;
+    return b >= 0 && b < size ? b : -1;
+  }
+  __device__ int LapStart(int lap) const { return list0 + lap * size; }
+  __device__ int FirstLap(int begin) const { return (begin - list0) / size; }
+  // This CTA's tile in lap `lap` (index: Index(), ≥ 0).
+  __device__ int Owned(int lap, int index) const {
+    return LapStart(lap) + (lap % 2 == 0 ? index : size - 1 - index);
+  }
 };
 __device__ __forceinline__ Crew CrewOf(const SegmentTable& tb, const Plan& plan, int i) {
   if (plan.wide_ctas == 0) return {0, static_cast<int>(gridDim.x), 0};
   if (i == tb.count - 1) return {plan.wide_ctas, static_cast<int>(gridDim.x) - plan.wide_ctas, tb.first_tile[i]};
   return {0, plan.wide_ctas, 0};
-}
-
-// The smallest tile index ≥ begin of the list that this CTA owns (INT_MAX if it is not of the crew).
-__device__ __forceinline__ int FirstOwned(int begin, const Crew& c) {
-  const int b = static_cast<int>(blockIdx.x) - c.base;
-  if (b < 0 || b >= c.size) return INT_MAX;
-  return begin + ((b - (begin - c.list0) % c.size) % c.size + c.size) % c.size;
 }
 
 // Producer (one thread): the CTA's pieces in the consumers' order, each into the next free stage.
@@ -126,7 +134,10 @@ __device__ void Produce(const SegmentTable& tb, const Plan& plan, const Dims& d,
     const DeviceQuantMatrix::Segment& seg = tb.seg[i];
     const int chunks = tb.chunks[i];
     const Crew crew = CrewOf(tb, plan, i);
-    for (int u = FirstOwned(tb.first_tile[i], crew); u < tb.first_tile[i + 1]; u += crew.size) {
+    const int me = crew.Index();
+    for (int lap = crew.FirstLap(tb.first_tile[i]); me >= 0 && crew.LapStart(lap) < tb.first_tile[i + 1]; ++lap) {
+      const int u = crew.Owned(lap, me);
+      if (u < tb.first_tile[i] || u >= tb.first_tile[i + 1]) continue;
       const int64_t tile = u - tb.first_tile[i];
       const auto* src = reinterpret_cast<const unsigned char*>(seg.codes) + tile * chunks * kChunkBytes;
       for (int c0 = 0; c0 < chunks; c0 += kPieceChunks, ring.Advance()) {
@@ -249,7 +260,10 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
       xr[nt][0] = v.x; xr[nt][1] = v.y; xr[nt][2] = v.z; xr[nt][3] = v.w;
     }
   };
-  for (int u = FirstOwned(first_tile, crew); u < end_tile; u += crew.size) {
+  const int index = crew.Index();
+  for (int lap = crew.FirstLap(first_tile); index >= 0 && crew.LapStart(lap) < end_tile; ++lap) {
+    const int u = crew.Owned(lap, index);
+    if (u < first_tile || u >= end_tile) continue;
     const int64_t tile = u - first_tile;
     const int64_t rg = tile * kTileRows + g, rh = rg + 8;
     const bool vg = rg < seg.count, vh = rh < seg.count;
@@ -572,19 +586,26 @@ Status LaunchQuantDecode(const DeviceQuantMatrix& w, const void* x, int M, void*
   }
   const int grid = std::min(sms * kCtasPerSm, t.first_tile[t.count]);
   // 1-bit rows by lookup where the tables fit too (64 KB at K = 8192). Building them costs a CTA
-  // about what the lookups save on one 1-bit tile, so on a mixed matrix the 1-bit tiles go to CTAs of
-  // their own, up to four each, and the wider tiles to the others, one each where the grid allows.
-  // Dealt over the whole grid, a CTA held one or two 1-bit tiles and the tables made 1.5 bits slower
-  // (0.0139 → 0.0156 ms); with the two crews 1.5 bits takes 0.0128, 1.15 bits 0.0100 (was 0.0117),
-  // and moving the split by ±10 CTAs either way is slower (docs/PERF.md).
+  // about what the lookups save on one 1-bit tile, so on a mixed matrix the 1-bit tiles go to a crew
+  // of CTAs of their own, two or more each, and the wider tiles to the others. The wide crew is
+  // sized to carry about one widest tile's pieces a CTA, plus a tenth: the boustrophedon deal then
+  // gives each CTA one widest tile or a few narrower ones. At 1.5 bits (44 four-bit and 126 two-bit
+  // tiles) that is 118 CTAs; from 110 to 140 the time is flat (0.0119 ms), at 100 a CTA takes a 4-bit
+  // and a 2-bit tile (0.0133), at 170 the 1-bit crew is short (0.0125). Dealt over the whole grid, a
+  // CTA held one or two 1-bit tiles and the tables made 1.5 bits slower (0.0139 → 0.0156 ms;
+  // docs/PERF.md, "Two crews").
   plan.lut_bytes = static_cast<int>(DeviceChunks(w.blocks, 1)) * kLutChunkBytes;
   const int one_bit_tiles = t.seg[t.count - 1].bits == 1 ? t.first_tile[t.count] - t.first_tile[t.count - 1] : 0;
-  const int wide_tiles = t.first_tile[t.count] - one_bit_tiles;
-  plan.wide_ctas = std::min(wide_tiles, grid - (one_bit_tiles + 3) / 4);
-  const bool lut = M == 1 && w.groups == 1 && one_bit_tiles > 0 &&
-                   (wide_tiles == 0 || (plan.wide_ctas > 0 && one_bit_tiles >= 2 * (grid - plan.wide_ctas))) &&
+  int64_t wide_pieces = 0;
+  for (int i = 0; i + 1 < t.count; ++i) {
+    wide_pieces += static_cast<int64_t>(t.first_tile[i + 1] - t.first_tile[i]) * PiecesOf(t.chunks[i]);
+  }
+  const int64_t widest = PiecesOf(t.chunks[0]);
+  const int wide_ctas = static_cast<int>(std::max<int64_t>((11 * wide_pieces + 10 * widest - 1) / (10 * widest),
+                                                           grid - one_bit_tiles / 2));
+  const bool lut = M == 1 && w.groups == 1 && one_bit_tiles > 0 && (wide_pieces == 0 || wide_ctas < grid) &&
                    fixed + x_bytes + kStages * per_stage + 256 + plan.lut_bytes + kLutRedBytes <= smem_cta;
-  if (!lut) plan.wide_ctas = 0;
+  plan.wide_ctas = lut && wide_pieces > 0 ? wide_ctas : 0;
   const Dims d{w.cols, w.blocks, w.groups, w.group_size, w.rows};
   const auto* xb = static_cast<const __nv_bfloat16*>(x);
   auto* yb = static_cast<__nv_bfloat16*>(y);
