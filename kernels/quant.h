@@ -100,5 +100,7 @@ Status ValidateConfig(const QuantConfig& config, int64_t cols);
 // fp16 round trip (round to nearest even), on the host.
 uint16_t FloatToHalf(float x);
 float HalfToFloat(uint16_t h);
+// A level as the fits store it: fp16 with at most 8 significant bits (also exactly a bf16).
+float RoundLevel(float x);
 
 }  // namespace scion::kernels::quant

@@ -18,7 +18,8 @@ struct Dims {
   int64_t out_rows;  // y's row stride (all rows of the matrix)
 };
 
-// bf16 bits of an fp16 level (round to nearest even: ≤ 2⁻⁹ relative).
+// bf16 bits of an fp16 level: exact for the quantizer's levels, which it stores with at most 8
+// significant bits (kernels/quant.cc, RoundLevel); others round to nearest even (≤ 2⁻⁸ relative).
 __device__ __forceinline__ uint32_t LevelBf16(uint16_t h) {
   return __bfloat16_as_ushort(__float2bfloat16_rn(__half2float(__ushort_as_half(h))));
 }

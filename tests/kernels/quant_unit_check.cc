@@ -1,7 +1,9 @@
 // Unit cases of the LowRA quantizer (mode "unit"): codebooks, Lloyd-Max, the knapsack solvers and
 // the whole-matrix quantizer under budgets. Pure CPU; each case states what it would catch.
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -44,6 +46,44 @@ std::vector<Outcome> HalfRoundTrip() {
   int bad = 0;
   for (const Row& r : rows) bad += q::FloatToHalf(r.in) != r.bits || (r.bits != 0x7c00 && q::HalfToFloat(r.bits) != q::HalfToFloat(q::FloatToHalf(r.in)));
   return {Measured("fp16 encodings wrong (of 11)", bad, 0)};
+}
+
+// Stored levels are exact in bf16 as well as fp16 (kernels/quant.cc, RoundLevel): the decode's
+// tensor cores take them in bf16, and a rounding there would be shared by every weight of a row
+// with that code. Catches a fit that stores an fp16 level with more than 8 significant bits, or a
+// rounding that moves a level by more than half a bf16 step.
+std::vector<Outcome> LevelsBf16Exact() {
+  auto bf16_exact = [](float v) {
+    uint32_t f;
+    std::memcpy(&f, &v, 4);
+    return (f & 0xffffu) == 0 && q::HalfToFloat(q::FloatToHalf(v)) == v;
+  };
+  std::mt19937_64 rng(Seed() ^ 0x1e7);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  int inexact = 0;
+  for (int i = 0; i < 100000; ++i) {  // magnitudes down to 2⁻²⁰, fp16's subnormals included
+    const float v = i < 4 ? std::array<float, 4>{0.0f, 1.0f, -1.0f, 3e-7f}[i] : u(rng) * std::pow(2.0f, -float(i % 21));
+    const float r = q::RoundLevel(v);
+    inexact += !bf16_exact(r) || q::RoundLevel(r) != r;
+  }
+  for (int bits = 1; bits <= 4; ++bits) {
+    const auto w = Random(1000, rng);
+    const std::vector<double> ones(w.size(), 1.0);
+    for (q::Method m : {q::Method::kLloydMax, q::Method::kRtnAbsmax, q::Method::kNormalFloat}) {
+      auto fit = q::FitChannel(w.data(), ones, 1000, bits, 0, m, 100);
+      if (!fit.ok()) return {Failed("fit", fit.status().ToString())};
+      for (float l : fit->levels) inexact += !bf16_exact(l);
+    }
+  }
+  // Values above fp16's subnormal range move by at most half a bf16 step, 2⁻⁸ relative (the tiny
+  // ones, < 2⁻¹⁴, by up to fp16's absolute step, which the relative measure skips).
+  double normal_move = 0;
+  for (int i = 0; i < 20000; ++i) {
+    const float v = u(rng);
+    if (std::fabs(v) >= 6.2e-5f) normal_move = std::max(normal_move, std::fabs(double(q::RoundLevel(v)) - v) / std::fabs(double(v)));
+  }
+  return {Measured("levels not bf16- and fp16-exact or not idempotent", inexact, 0),
+          Measured("max relative move of a level", normal_move, 1.0 / 256)};
 }
 
 std::vector<Outcome> CodeLayout() {
@@ -397,6 +437,7 @@ std::vector<Outcome> OutputAware() {
 SCION_CHECK([](std::vector<Case>& cases) {
   cases.push_back({"quant_codebook", "NF2 NF4", "unit", NormalFloatTable});
   cases.push_back({"quant_fp16", "table of 11", "unit", HalfRoundTrip});
+  cases.push_back({"quant_fp16", "levels bf16-exact", "unit", LevelsBf16Exact});
   cases.push_back({"quant_layout", "b1-4", "unit", CodeLayout});
   cases.push_back({"quant_layout", "device b1-4", "unit", DeviceLayout});
   cases.push_back({"quant_layout", "device selectors b1-2", "unit", DevicePairSelectors});
