@@ -11,7 +11,8 @@
 # MQ_WARM="L0 KV0 STEPS" (a first train job on the shorter task, MQAR L0/kv0 for STEPS steps, that the
 # teacher continues from: Zoology trains on a mix of lengths), HH_STEPS, HH_LR, HH_BATCH,
 # HH_EVAL_BATCHES (stage 1 and the evaluation), HH_MAPS (the feature maps converted; default all
-# seven), HH_FEATURE_DIM (the job's feature_dim for the maps that take one; default theirs), HH_GPU_MAPS (the maps whose conversion job holds a
+# seven), HH_FEATURE_DIM (the job's feature_dim for the maps that take one; default theirs), HH_LAYERS
+# (the layers each conversion replaces, the job's `layers` as JSON, e.g. [1]; default both), HH_GPU_MAPS (the maps whose conversion job holds a
 # GPU: its stage 1, teacher forward and distillation, runs there; default none), HH_CPU_STEPS
 # (stage-1 steps of the learned maps converted on the CPU; default HH_STEPS), SCION_HH_CPU_SLOTS
 # (conversions run at once),
@@ -32,7 +33,7 @@ steps=${MQ_STEPS:-1500} lr=${MQ_LR:-3e-3} batch=${MQ_BATCH:-32} warmup=${MQ_WARM
 eval_every=${MQ_EVAL_EVERY:-250} gpus=${MQ_GPUS:-0} warm=${MQ_WARM:-} train_kv=${MQ_TRAIN_KV-4 8}
 hh_steps=${HH_STEPS:-200} hh_lr=${HH_LR:-3e-2} hh_batch=${HH_BATCH:-16} hh_eval=${HH_EVAL_BATCHES:-8}
 hh_gpu_maps=" ${HH_GPU_MAPS:-} " hh_cpu_steps=${HH_CPU_STEPS:-$hh_steps} scratch_maps=${MQ_SCRATCH_MAPS:-}
-hh_fdim=${HH_FEATURE_DIM:-0}
+hh_fdim=${HH_FEATURE_DIM:-0} hh_layers=${HH_LAYERS:-}
 hh_maps=${HH_MAPS:-hedgehog taylor2 hedgehog_exp elu relu performer cosformer}
 
 source scripts/lib/cluster.sh
@@ -78,7 +79,7 @@ for map in $hh_maps; do
   gpu=0 map_steps=$hh_cpu_steps
   if [[ "$hh_gpu_maps" == *" $map "* ]]; then gpu=1 map_steps=$hh_steps; fi
   ids+=("$(python3 -c 'import json, sys
-map, teacher, L, KV, steps, lr, B, evals, gpu, fdim = sys.argv[1:]
+map, teacher, L, KV, steps, lr, B, evals, gpu, fdim, layers = sys.argv[1:]
 spec = {"kind": "hedgehog", "name": "mqar-" + map, "after": [int(teacher)],
   "inputs": {"teacher": "job:%s/model" % teacher},
   "params": {"feature_map": map, "data": {"kind": "mqar", "num_kv": int(KV), "seq_len": int(L)},
@@ -87,10 +88,12 @@ spec = {"kind": "hedgehog", "name": "mqar-" + map, "after": [int(teacher)],
              "speed": {"seq_lens": [int(L)], "batch_size": 4, "iters": 2}}}
 if int(fdim) and map in ("hedgehog", "hedgehog_exp", "performer", "taylor2"):
   spec["params"]["feature_dim"] = int(fdim)
+if layers:
+  spec["params"]["layers"] = json.loads(layers)
 if int(gpu):
   spec["resources"] = {"gpus": 1}
 print(json.dumps(spec))' \
-    "$map" "$teacher" "$L" "$KV" "$map_steps" "$hh_lr" "$hh_batch" "$hh_eval" "$gpu" "$hh_fdim" | scion submit -)")
+    "$map" "$teacher" "$L" "$KV" "$map_steps" "$hh_lr" "$hh_batch" "$hh_eval" "$gpu" "$hh_fdim" "$hh_layers" | scion submit -)")
 done
 echo "conversions: jobs ${ids[*]}"
 scratch=()
