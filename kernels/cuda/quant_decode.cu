@@ -11,9 +11,11 @@
 // while the previous kernel in the stream finishes; x is read and y written only after it has.
 // Tiles are dealt over the CTAs in one list, widest segment first, boustrophedon (lap 0 forwards,
 // lap 1 backwards, …), so every CTA gets the same share of each width, a CTA that took a wide tile
-// in one lap takes a narrow one in the next, and none waits for a second wave. Where a mixed matrix's 1-bit tiles go
-// by table lookup (M = 1), they and the wider tiles are dealt over two crews of CTAs instead
-// (CrewOf), so that a CTA that builds the tables has several tiles to use them on.
+// in one lap takes a narrow one in the next, and none waits for a second wave. At M = 1, 1-bit rows
+// go by table lookup (BuildLut) and long 4-bit rows by pair tables (BuildPairs) instead of the
+// decode into fragments; where a mixed matrix's 1-bit tiles go by lookup, they and the wider tiles
+// are dealt over two crews of CTAs (CrewOf), so that a CTA that builds the tables has several tiles
+// to use them on.
 // Two CTAs rather than one of 16 consumers: one CTA's tile-end barrier and start overlap the other's
 // decode (mixed 1.5 bits 0.0172 → 0.0159 ms, 4-bit 0.0222 → 0.0211; 2-bit 0.0155 → 0.0157, within
 // noise).
@@ -91,7 +93,7 @@ struct Plan {
   int x_stride;  // x's row stride in shared memory (elements)
   int x_cols;    // columns staged: K rounded up to the widest chunk (zeros past K)
   bool vec;      // x rows are 16-byte aligned runs (cols % 8 == 0, x aligned): staged with 16-byte loads
-  int lut_bytes; // kLut: the tables' size (kLutChunkBytes a chunk)
+  int lut_bytes; // kLut: the 1-bit tables' size (kLutChunkBytes a chunk); kPair: kPairBytes
   int wide_ctas; // kLut on a mixed matrix: CTAs [0, wide_ctas) take the wider segments, the rest the 1-bit one
 };
 
@@ -223,6 +225,45 @@ __device__ __forceinline__ float LutChunk(const uint32_t (&wd)[4], uint32_t base
   return sum;
 }
 
+// 4-bit rows at M = 1 by pair tables instead of byte-permute decoding. An MMA register of a 4-bit
+// row holds the bf16 levels of two codes, and those two codes are one byte of the lane's code word:
+// so each tile's rows get a table of their 256 level pairs, built once a tile from the metadata,
+// and a register is a byte permute (the byte), a multiply-add (its address) and a shared load, where
+// the permute decode takes about eleven ALU instructions for two registers (docs/PERF.md: the ALU
+// pipe is what bounds a 4-bit tile). Half h (rows 8h … 8h + 7) is 32 KB at h·32 KB: entry b of row
+// 8h + g sits at 128·b + 16·g + 4·t for each of the four lanes t of a quad, so the 32 lanes of a
+// warp, reading rows g = 0..7 with lanes t = 0..3, hit 32 different banks whatever their bytes.
+constexpr int kPairHalfBytes = 256 * 128;
+constexpr int kPairBytes = 2 * kPairHalfBytes;
+constexpr int kPairMinCols = 2048;  // below, a tile has too few weights to pay for its 64 KB
+
+// The tile's pair tables from its fp16 levels in `lev` (16 a row; bf16-exact, kernels/quant.cc).
+// Thread τ of the consumers writes row 8h + (τ mod 8), bytes b = 32i + τ/8 (i = 0..7), for both
+// halves h: a warp's store covers one b's 128 bytes four times over, without conflicts.
+__device__ void BuildPairs(const uint16_t* lev, unsigned char* pairs) {
+  const int tau = threadIdx.x, g = tau % 8, b0 = tau / 8;  // b0 < 32: b's low nibble is b0 % 16
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const uint16_t* row = lev + (8 * h + g) * kMaxLevels;
+    const uint32_t lo = LevelBf16(row[b0 % 16]);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const int b = 32 * i + b0;
+      const uint32_t v = lo | LevelBf16(row[b / 16]) << 16;
+      *reinterpret_cast<uint4*>(pairs + h * kPairHalfBytes + 128 * b + 16 * g) = make_uint4(v, v, v, v);
+    }
+  }
+}
+
+// The MMA register of byte k of word w (the level pair of its two codes), from a half's table at
+// `base` (this lane's slot included).
+__device__ __forceinline__ uint32_t PairLookup(uint32_t w, int k, uint32_t base) {
+  const uint32_t addr = Prmt(w, 0u, 0x4440u | k) * 128u + base;
+  uint32_t v;
+  asm("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(addr));
+  return v;
+}
+
 // What a consumer warp needs besides the segment.
 struct Ctx {
   const unsigned char* stage;
@@ -231,7 +272,8 @@ struct Ctx {
   uint64_t* full;
   uint64_t* empty;
   const __nv_bfloat16* xs;  // x in shared memory (Plan::x_stride)
-  uint32_t lut;             // kLut: the 1-bit tables' shared address
+  uint32_t lut;             // kLut: the 1-bit tables' or the 4-bit pair tables' shared address
+  unsigned char* lut_ptr;   // the same, as a pointer
   float x_sum, unscale;     // with the tables: Σx, and 1 / the tables' scale
   __nv_bfloat16* y;
   Dims d;
@@ -239,9 +281,9 @@ struct Ctx {
   int M;
 };
 
-// Consumer warp `warp` over the CTA's tiles of one segment (device width DB; kLut: 1-bit rows by
-// table lookup, M = 1, no groups). `ring` is the stage ring's position (shared across segments),
-// `half` the partial-sum buffer of the next tile.
+// Consumer warp `warp` over the CTA's tiles of one segment (device width DB; kLut: M = 1, no
+// groups, 1-bit rows by table lookup or 4-bit rows by pair tables). `ring` is the stage ring's
+// position (shared across segments), `half` the partial-sum buffer of the next tile.
 template <int DB, bool kGrouped, bool kLut = false>
 __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment& seg, int chunks, int first_tile,
                                                int end_tile, const Crew& crew, const Ctx& cx, Ring& ring, int& half) {
@@ -299,7 +341,10 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
         }
         const auto* lev_g = reinterpret_cast<const uint16_t*>(m) + g * kMaxLevels;
         const uint16_t* lev_h = lev_g + 8 * kMaxLevels;
-        if constexpr (kLut) {  // fp32 from the fp16 levels (padded rows have zero levels)
+        if constexpr (kLut && DB == 4) {  // every consumer thread, then the tables are whole
+          BuildPairs(lev_g - g * kMaxLevels, cx.lut_ptr);
+          bulk::NamedSync(1, kConsumers * 32);
+        } else if constexpr (kLut) {  // fp32 from the fp16 levels (padded rows have zero levels)
           const float2 fg = __half22float2(*reinterpret_cast<const __half2*>(lev_g));
           const float2 fh = __half22float2(*reinterpret_cast<const __half2*>(lev_h));
           mid_g = 0.5f * (fg.x + fg.y); del_g = 0.5f * (fg.y - fg.x);
@@ -340,7 +385,7 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
       }
       __syncwarp();
       if (lane == 0) bulk::Arrive(&cx.empty[s]);  // the stage's reads of this warp are done
-      if (kLut && cc < chunks) {
+      if (kLut && DB == 1 && cc < chunks) {
         const uint32_t wg[4] = {cg.x, cg.y, cg.z, cg.w}, wh[4] = {ch.x, ch.y, ch.z, ch.w};
         const uint32_t base = cx.lut + cc * kLutChunkBytes, tmask = 0x01010101u * (32 * t);
         dg += LutChunk(wg, base, tmask);
@@ -357,7 +402,15 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
             uint32_t a[4];
-            BlockFragment<DB>(wg, wh, bc, e, pg, ph, lg, hg, lh, hh, a);
+            if constexpr (kLut && DB == 4) {
+              const uint32_t pair_g = cx.lut + 16 * g + 4 * t, pair_h = pair_g + kPairHalfBytes;
+              a[0] = PairLookup(wg[bc], 2 * e, pair_g);
+              a[2] = PairLookup(wg[bc], 2 * e + 1, pair_g);
+              a[1] = PairLookup(wh[bc], 2 * e, pair_h);
+              a[3] = PairLookup(wh[bc], 2 * e + 1, pair_h);
+            } else {
+              BlockFragment<DB>(wg, wh, bc, e, pg, ph, lg, hg, lh, hh, a);
+            }
 #pragma unroll
             for (int nt = 0; nt < kNT; ++nt)
               Mma(kGrouped ? tmp[e][nt] : acc[e][nt], a[0], a[1], a[2], a[3], xr[nt][2 * e], xr[nt][2 * e + 1]);
@@ -379,7 +432,7 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
         }
       }
     }
-    if constexpr (kLut) {  // the quad's four runs, then the row's affine part once (warp 0)
+    if constexpr (kLut && DB == 1) {  // the quad's four runs, then the row's affine part once (warp 0)
 #pragma unroll
       for (int o = 1; o < 4; o <<= 1) {
         dg += __shfl_xor_sync(0xffffffffu, dg, o);
@@ -408,9 +461,12 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
   }
 }
 
-// y[n, seg.rows[r]] for n < M ≤ 8·kNT and the CTA's tiles of every segment. kLut: M = 1, one scale a
-// row, the 1-bit segment by table lookup (the tables beside x; see BuildLut) in the CTAs that hold it.
-template <bool kGrouped, bool kLut>
+// y[n, seg.rows[r]] for n < M ≤ 8·kNT and the CTA's tiles of every segment. kLut, kPair: M = 1, one
+// scale a row; kLut: the 1-bit segment by table lookup (the tables beside x; see BuildLut) in the
+// CTAs that hold it; kPair: the 4-bit segment by pair tables (in the same space; BuildPairs). The
+// instances are separate: with both paths behind a run-time switch in one kernel, a 1-bit matrix,
+// which never runs the pair path, went from 0.0086–0.0087 to 0.0088 ms.
+template <bool kGrouped, bool kLut, bool kPair>
 __global__ void __launch_bounds__(kThreads, kCtasPerSm)
     DecodeKernel(SegmentTable tb, Dims d, const __nv_bfloat16* __restrict__ x, int M, __nv_bfloat16* __restrict__ y,
                  Plan plan) {
@@ -504,7 +560,7 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
     BuildLut(xs, tb.chunks[tb.count - 1], ldexpf(1.0f, 10 - ex), lut);
     bulk::NamedSync(1, kConsumers * 32);
   }
-  const Ctx cx{stage, meta, partial, full, empty, xs, lut_addr, x_sum, unscale, y, d, plan, M};
+  const Ctx cx{stage, meta, partial, full, empty, xs, lut_addr, lut, x_sum, unscale, y, d, plan, M};
   Ring ring;
   int half = 0;
   for (int i = 0; i < tb.count; ++i) {
@@ -514,7 +570,7 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
     switch (DeviceBits(seg.bits)) {  // uniform across the CTA
       case 1: ConsumeSegment<1, kGrouped, kLut>(seg, chunks, first, end, crew, cx, ring, half); break;
       case 2: ConsumeSegment<2, kGrouped>(seg, chunks, first, end, crew, cx, ring, half); break;
-      default: ConsumeSegment<4, kGrouped>(seg, chunks, first, end, crew, cx, ring, half); break;
+      default: ConsumeSegment<4, kGrouped, kPair>(seg, chunks, first, end, crew, cx, ring, half); break;
     }
   }
 #else
@@ -530,14 +586,15 @@ Status Check(cudaError_t e, const char* what) {
 // Whether the staged kernel holds sm_90 machine code for the current device (a build for other
 // targets compiles its body to a trap; the tile kernel serves those).
 bool StagedBuilt() {
-  static const bool built = cuda::BinaryVersion(reinterpret_cast<const void*>(&DecodeKernel<false, false>)) >= 90;
+  static const bool built =
+      cuda::BinaryVersion(reinterpret_cast<const void*>(&DecodeKernel<false, false, false>)) >= 90;
   return built;
 }
 
-template <bool kGrouped, bool kLut = false>
+template <bool kGrouped, bool kLut = false, bool kPair = false>
 Status Launch(const SegmentTable& t, Dims d, const __nv_bfloat16* x, int M, __nv_bfloat16* y, const Plan& plan,
               int grid, int smem_limit, cudaStream_t stream) {
-  auto* kernel = DecodeKernel<kGrouped, kLut>;
+  auto* kernel = DecodeKernel<kGrouped, kLut, kPair>;
   static std::once_flag once;  // the opt-in above 48 KB, once per kernel and process
   static cudaError_t attr = cudaSuccess;
   std::call_once(once, [&] {
@@ -545,7 +602,7 @@ Status Launch(const SegmentTable& t, Dims d, const __nv_bfloat16* x, int M, __nv
   });
   SCION_RETURN_IF_ERROR(Check(attr, "cudaFuncSetAttribute"));
   const int bytes = kBarBytes + kStages * (kStageBytes + kMetaBytes) + kPartialBytes + M * plan.x_stride * 2 +
-                    (kLut ? 256 + plan.lut_bytes + kLutRedBytes : 0);
+                    (kLut || kPair ? 256 + plan.lut_bytes + kLutRedBytes : 0);
   return Check(cuda::LaunchDependent(kernel, dim3(grid), dim3(kThreads), bytes, stream, t, d, x, M, y, plan),
                "DecodeKernel");
 }
@@ -585,33 +642,47 @@ Status LaunchQuantDecode(const DeviceQuantMatrix& w, const void* x, int M, void*
     return LaunchQuantDecodeTiles(w, x, M, y, stream);
   }
   const int grid = std::min(sms * kCtasPerSm, t.first_tile[t.count]);
-  // 1-bit rows by lookup where the tables fit too (64 KB at K = 8192). Building them costs a CTA
-  // about what the lookups save on one 1-bit tile, so on a mixed matrix the 1-bit tiles go to a crew
-  // of CTAs of their own, two or more each, and the wider tiles to the others. The wide crew is
-  // sized to carry about one widest tile's pieces a CTA, plus a tenth: the boustrophedon deal then
-  // gives each CTA one widest tile or a few narrower ones. At 1.5 bits (44 four-bit and 126 two-bit
-  // tiles) that is 118 CTAs; from 110 to 140 the time is flat (0.0119 ms), at 100 a CTA takes a 4-bit
-  // and a 2-bit tile (0.0133), at 170 the 1-bit crew is short (0.0125). Dealt over the whole grid, a
-  // CTA held one or two 1-bit tiles and the tables made 1.5 bits slower (0.0139 → 0.0156 ms;
-  // docs/PERF.md, "Two crews").
-  plan.lut_bytes = static_cast<int>(DeviceChunks(w.blocks, 1)) * kLutChunkBytes;
+  // Lookup paths at M = 1 (ungrouped), where their tables fit beside x and the ring:
+  // - 1-bit rows by lookup tables (64 KB at K = 8192, BuildLut);
+  // - 4-bit rows by pair tables (64 KB, BuildPairs) where the rows are long enough to pay for them.
+  // Building the 1-bit tables costs a CTA about what the lookups save on one 1-bit tile, so on a
+  // mixed matrix the 1-bit tiles go to a crew of CTAs of their own, two or more each, and the wider
+  // tiles to the others (the pair tables, built per tile, take the same space in those). Sizing the
+  // wide crew (mixed 1.5 bits: 44 four-bit, 126 two-bit and 342 one-bit tiles; docs/PERF.md):
+  // - with pair tables, one CTA a wide tile where that leaves the 1-bit crew at most four tiles a
+  //   CTA: 170 CTAs, 0.0111 ms (160: 0.0111, 150: 0.0127, 130–145: 0.0114–0.0116, 118: 0.0118);
+  // - without them (K < 2048), about one widest tile's pieces a CTA plus a tenth, so that the
+  //   boustrophedon deal gives each CTA one 4-bit tile or two 2-bit ones: 118 CTAs, 0.0119 ms (flat
+  //   from 110 to 145; 100: 0.0133, a CTA takes a 4-bit and a 2-bit tile).
+  // Dealt over the whole grid, a CTA held one or two 1-bit tiles and the 1-bit tables made 1.5 bits
+  // slower (0.0139 → 0.0156 ms; "Two crews").
+  const bool m1 = M == 1 && w.groups == 1;
+  const int64_t lut_fixed = fixed + x_bytes + kStages * per_stage + 256 + kLutRedBytes;
+  const int lut1_bytes = static_cast<int>(DeviceChunks(w.blocks, 1)) * kLutChunkBytes;
+  const bool pair =
+      m1 && DeviceBits(t.seg[0].bits) == 4 && w.cols >= kPairMinCols && lut_fixed + kPairBytes <= smem_cta;
   const int one_bit_tiles = t.seg[t.count - 1].bits == 1 ? t.first_tile[t.count] - t.first_tile[t.count - 1] : 0;
+  const int wide_tiles = t.first_tile[t.count] - one_bit_tiles;
   int64_t wide_pieces = 0;
   for (int i = 0; i + 1 < t.count; ++i) {
     wide_pieces += static_cast<int64_t>(t.first_tile[i + 1] - t.first_tile[i]) * PiecesOf(t.chunks[i]);
   }
   const int64_t widest = PiecesOf(t.chunks[0]);
-  const int wide_ctas = static_cast<int>(std::max<int64_t>((11 * wide_pieces + 10 * widest - 1) / (10 * widest),
-                                                           grid - one_bit_tiles / 2));
-  const bool lut = M == 1 && w.groups == 1 && one_bit_tiles > 0 && (wide_pieces == 0 || wide_ctas < grid) &&
-                   fixed + x_bytes + kStages * per_stage + 256 + plan.lut_bytes + kLutRedBytes <= smem_cta;
+  int wide_ctas = static_cast<int>(std::max<int64_t>((11 * wide_pieces + 10 * widest - 1) / (10 * widest),
+                                                     grid - one_bit_tiles / 2));
+  if (pair) wide_ctas = std::max(wide_ctas, std::min(wide_tiles, grid - (one_bit_tiles + 3) / 4));
+  const bool lut =
+      m1 && one_bit_tiles > 0 && (wide_pieces == 0 || wide_ctas < grid) && lut_fixed + lut1_bytes <= smem_cta;
+  plan.lut_bytes = std::max(lut ? lut1_bytes : 0, pair ? kPairBytes : 0);
   plan.wide_ctas = lut && wide_pieces > 0 ? wide_ctas : 0;
   const Dims d{w.cols, w.blocks, w.groups, w.group_size, w.rows};
   const auto* xb = static_cast<const __nv_bfloat16*>(x);
   auto* yb = static_cast<__nv_bfloat16*>(y);
   auto s = static_cast<cudaStream_t>(stream);
   if (d.groups > 1) return Launch<true>(t, d, xb, M, yb, plan, grid, smem_limit, s);
+  if (lut && pair) return Launch<false, true, true>(t, d, xb, M, yb, plan, grid, smem_limit, s);
   if (lut) return Launch<false, true>(t, d, xb, M, yb, plan, grid, smem_limit, s);
+  if (pair) return Launch<false, false, true>(t, d, xb, M, yb, plan, grid, smem_limit, s);
   return Launch<false>(t, d, xb, M, yb, plan, grid, smem_limit, s);
 }
 

@@ -333,8 +333,10 @@ SCION_CHECK([](std::vector<Case>& cases) {
     cases.push_back({"quant_matmul", s.Name(), "cuda-vs-cpu x mean 4", [s] { return CudaVsCpu(s, {1, 2}, 4.0f); }});
   }
   // Mixed matrices with enough 1-bit tiles that at M = 1 those go by lookup to CTAs of their own
-  // and the wider tiles to the rest of the grid.
-  for (const Spec& s : std::vector<Spec>{{8195, 520, 0, {1, 2, 4}, 1.5}, {8210, 100, 0, {1, 2}, 1.25}}) {
+  // and the wider tiles to the rest of the grid; with K ≥ 2048 the 4-bit tiles by pair tables (the
+  // 8195 × 2080 one: its last chunk mostly padding), and a 4-bit matrix whose last tile is half rows.
+  for (const Spec& s : std::vector<Spec>{{8195, 520, 0, {1, 2, 4}, 1.5}, {8210, 100, 0, {1, 2}, 1.25},
+                                         {8195, 2080, 0, {1, 2, 4}, 1.5}, {40, 4096, 0, {4}, 4.0}}) {
     cases.push_back({"quant_matmul", s.Name(), "cuda-vs-cpu", [s] { return CudaVsCpu(s, {1, 2}); }});
     cases.push_back({"quant_matmul", s.Name(), "cuda-vs-cpu x mean 4", [s] { return CudaVsCpu(s, {1, 4}, 4.0f); }});
   }
