@@ -235,7 +235,9 @@ __device__ __forceinline__ float LutChunk(const uint32_t (&wd)[4], uint32_t base
 // warp, reading rows g = 0..7 with lanes t = 0..3, hit 32 different banks whatever their bytes.
 constexpr int kPairHalfBytes = 256 * 128;
 constexpr int kPairBytes = 2 * kPairHalfBytes;
-constexpr int kPairMinCols = 2048;  // below, a tile has too few weights to pay for its 64 KB
+// From K = 2048 a 4-bit tile has at least twice as many weights as its tables have entries (a guess
+// at where they pay; only K = 8192 is timed, and the checks run K = 2080, 4096 and 8192).
+constexpr int kPairMinCols = 2048;
 
 // The tile's pair tables from its fp16 levels in `lev` (16 a row; bf16-exact, kernels/quant.cc).
 // Thread τ of the consumers writes row 8h + (τ mod 8), bytes b = 32i + τ/8 (i = 0..7), for both

@@ -33,6 +33,7 @@ std::vector<Outcome> CudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F, bool 
   const size_t n = static_cast<size_t>(d.B * d.H * d.N * d.D);
   std::vector<float> q = Random(n, rng, 0.5f), k = Random(n, rng, 0.5f);
   SeparateExtremes(m, d, q, k, rng);
+  BoundDenominators(m, d, causal, q, k, rng);
   q = RoundBF16(q);
   k = RoundBF16(k);
   const std::vector<float> v = RoundBF16(Random(n, rng)), dout = RoundBF16(Random(n, rng));

@@ -178,6 +178,37 @@ inline double DotF(const float* a, const float* b, int64_t n) {
 }
 
 // Quadratic forms, [B, H, N, D] inputs, per head: linear (window = 0) or hybrid (window > 0).
+// Maps whose features can vanish (relu, cosFormer) make a causal row's normaliser den_i =
+// φ(q_i)·Σ_{j≤i} φ(k_j) tiny when φ(q_i) barely overlaps the keys so far; early rows hit it (row 0
+// sees one key). There the true dq_i is a difference of two terms that cancel (at row 0 exactly:
+// o_0 = v_0), divided by den_i, so the bf16 rounding of those terms on the GPU, harmless elsewhere,
+// is amplified by |φ(q_i)| |S_i| / den_i and swamps the whole dq in rel-L2 (one seed in several
+// thousand: dq 7.2e-2 against 4e-2). Redraws q rows (N(0, 0.5)) until φ(q_i) and the key sum make an
+// angle with cosine ≥ kMinCos, which bounds that amplification at 1 / kMinCos. Other maps' features
+// are positive in every coordinate: nothing to do.
+inline void BoundDenominators(const MapSetup& m, kernels::AttnDims dims, bool causal, std::vector<float>& q,
+                              const std::vector<float>& k, std::mt19937_64& rng) {
+  using K = kernels::FeatureMapKind;
+  if (!causal || (m.fm.kind != K::kRelu && m.fm.kind != K::kCosFormer)) return;
+  constexpr double kMinCos = 0.2;
+  const int64_t D = dims.D, N = dims.N;
+  std::normal_distribution<float> dist(0.0f, 0.5f);
+  for (int64_t bh = 0; bh < dims.B * dims.H; ++bh) {
+    std::vector<double> sum;
+    for (int64_t i = 0; i < N; ++i) {
+      const std::vector<double> pk = PhiRef(m, k.data() + (bh * N + i) * D, D, i, N, bh % dims.H, false);
+      if (sum.empty()) sum.assign(pk.size(), 0.0);
+      for (size_t f = 0; f < pk.size(); ++f) sum[f] += pk[f];
+      float* row = q.data() + (bh * N + i) * D;
+      for (int attempt = 0; attempt < 1000; ++attempt) {
+        const std::vector<double> pq = PhiRef(m, row, D, i, N, bh % dims.H, true);
+        if (Dot(pq, sum) >= kMinCos * std::sqrt(Dot(pq, pq) * Dot(sum, sum))) break;
+        for (int64_t d = 0; d < D; ++d) row[d] = dist(rng);
+      }
+    }
+  }
+}
+
 inline std::vector<double> AttentionRef(const MapSetup& m, kernels::AttnDims d, const std::vector<float>& q,
                                         const std::vector<float>& k, const std::vector<float>& v,
                                         bool causal, float eps, int64_t window, double scale) {
