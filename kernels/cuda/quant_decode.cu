@@ -344,7 +344,7 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
         const auto* lev_g = reinterpret_cast<const uint16_t*>(m) + g * kMaxLevels;
         const uint16_t* lev_h = lev_g + 8 * kMaxLevels;
         if constexpr (kLut && DB == 4) {  // every consumer thread, then the tables are whole
-          BuildPairs(lev_g - g * kMaxLevels, cx.lut_ptr);
+          BuildPairs(reinterpret_cast<const uint16_t*>(m), cx.lut_ptr);
           bulk::NamedSync(1, kConsumers * 32);
         } else if constexpr (kLut) {  // fp32 from the fp16 levels (padded rows have zero levels)
           const float2 fg = __half22float2(*reinterpret_cast<const __half2*>(lev_g));
