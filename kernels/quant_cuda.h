@@ -2,9 +2,10 @@
 // kernels/quant_stub.cc answers Unavailable when built without CUDA).
 //   y (M, rows) bf16 = x (M, cols) bf16 · Ŵᵀ, fp32 accumulation.
 //   M ≤ 16 (decode): 16-row tiles on bf16 tensor cores; codes (reordered at upload, see
-//   quant_device_layout.h) are decoded into MMA fragments in registers (levels rounded to bf16) and
-//   Ŵ is never written. At M = 1 the 1-bit rows are read by table lookup instead where their
-//   tiles are enough to pay for the tables (fp16 levels; docs/LOWRA.md).
+//   quant_device_layout.h) are decoded into MMA fragments in registers (the levels are stored
+//   bf16-exact) and Ŵ is never written. At M = 1 the 1-bit rows are read by table lookup instead
+//   where their tiles are enough to pay for the tables, and long 4-bit rows by tables of level
+//   pairs (docs/LOWRA.md).
 //   M > 16 (prefill): Ŵ is dequantized into a bf16 workspace and cuBLAS runs the GEMM.
 #pragma once
 

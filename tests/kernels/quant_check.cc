@@ -10,6 +10,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/quant.h"
@@ -156,8 +157,8 @@ std::vector<Outcome> CudaVsCpu(const Spec& s, std::vector<int64_t> ms, float x_m
     const size_t ny = static_cast<size_t>(m * s.rows);
     // Both paths feed bf16 tensor cores: decode takes the levels as they are (stored bf16-exact)
     // and applies the fp16 scale to the fp32 sums, GEMM rounds each s·ℓ to bf16 (≤ 2⁻⁸ relative);
-    // y is rounded to bf16 once more. So an output's error scales with its terms, not with it: ‖y − y_cpu‖ is measured
-    // against √Σ max(Σ_j (ŵ x)², y²), the size of what is rounded. With random signs that is about
+    // y is rounded to bf16 once more. So an output's error scales with its terms, not with it:
+    // ‖y − y_cpu‖ is measured against √Σ max(Σ_j (ŵ x)², y²), the size of what is rounded. With random signs that is about
     // ‖y‖ (~2e-3 typical), but it does not blow up where a short row cancels (a 5 × 33 matrix once
     // read 8.7e-3 as rel-L2 of y). A wrong code moves one term of a row by about its own size,
     // ~1/√K of this scale (0.011 at K = 8192), so 8e-3 still catches it.
@@ -321,24 +322,24 @@ SCION_CHECK([](std::vector<Case>& cases) {
     // and group, like any bf16 copy of the matrix, so it is left out here).
     cases.push_back({"quant_matmul", s.Name(), "cuda-vs-cpu x mean 4", [s] { return CudaVsCpu(s, {1, 2, 4, 5, 16}, 4.0f); }});
   }
-  // 1-bit matrices with more tiles than CTAs: at M = 1 they take the table lookup (M = 2: the MMAs,
-  // on the same matrix), with and without a common offset in x.
-  const std::vector<Spec> lookup = {
-      {8200, 1000, 0, {1}, 1.0},  // last tile 8 rows; last chunk mostly padding
-      {8195, 520, 0, {1}, 1.0},   // a second chunk of one block
-      {8210, 100, 0, {1}, 1.0},   // K % 8 ≠ 0: x staged element by element
+  // The M = 1 lookup paths against the MMAs of M = 2 (and 4) on the same matrix, with and without a
+  // common offset in x (offset Ms second):
+  // - 1-bit matrices with more tiles than CTAs, by table lookup;
+  // - mixed matrices with enough 1-bit tiles that at M = 1 those go to CTAs of their own and the
+  //   wider tiles to the rest of the grid, with K ≥ 2048 the 4-bit tiles by pair tables;
+  // - a 4-bit matrix by pair tables.
+  const std::vector<std::pair<Spec, std::vector<int64_t>>> lookup = {
+      {{8200, 1000, 0, {1}, 1.0}, {1, 2}},        // last tile 8 rows; last chunk mostly padding
+      {{8195, 520, 0, {1}, 1.0}, {1, 2}},         // a second chunk of one block
+      {{8210, 100, 0, {1}, 1.0}, {1, 2}},         // K % 8 ≠ 0: x staged element by element
+      {{8195, 520, 0, {1, 2, 4}, 1.5}, {1, 4}},
+      {{8210, 100, 0, {1, 2}, 1.25}, {1, 4}},
+      {{8195, 2080, 0, {1, 2, 4}, 1.5}, {1, 4}},  // last chunk mostly padding
+      {{40, 4096, 0, {4}, 4.0}, {1, 4}},          // last tile half rows
   };
-  for (const Spec& s : lookup) {
+  for (const auto& [s, offset_ms] : lookup) {
     cases.push_back({"quant_matmul", s.Name(), "cuda-vs-cpu", [s] { return CudaVsCpu(s, {1, 2}); }});
-    cases.push_back({"quant_matmul", s.Name(), "cuda-vs-cpu x mean 4", [s] { return CudaVsCpu(s, {1, 2}, 4.0f); }});
-  }
-  // Mixed matrices with enough 1-bit tiles that at M = 1 those go by lookup to CTAs of their own
-  // and the wider tiles to the rest of the grid; with K ≥ 2048 the 4-bit tiles by pair tables (the
-  // 8195 × 2080 one: its last chunk mostly padding), and a 4-bit matrix whose last tile is half rows.
-  for (const Spec& s : std::vector<Spec>{{8195, 520, 0, {1, 2, 4}, 1.5}, {8210, 100, 0, {1, 2}, 1.25},
-                                         {8195, 2080, 0, {1, 2, 4}, 1.5}, {40, 4096, 0, {4}, 4.0}}) {
-    cases.push_back({"quant_matmul", s.Name(), "cuda-vs-cpu", [s] { return CudaVsCpu(s, {1, 2}); }});
-    cases.push_back({"quant_matmul", s.Name(), "cuda-vs-cpu x mean 4", [s] { return CudaVsCpu(s, {1, 4}, 4.0f); }});
+    cases.push_back({"quant_matmul", s.Name(), "cuda-vs-cpu x mean 4", [s, ms = offset_ms] { return CudaVsCpu(s, ms, 4.0f); }});
   }
   for (const Spec& s : std::vector<Spec>{{2048, 2048, 0, {1, 2, 4}, 1.5}, {4096, 4096, 0, {2}, 2.0}}) {
     cases.push_back({"quant_matmul", s.Name(), "chain", [s] { return Chain(s, {1, 4, 5}); }});
