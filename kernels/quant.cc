@@ -181,6 +181,24 @@ std::vector<float> LloydMax(const std::vector<float>& u, const std::vector<doubl
   return levels;
 }
 
+// With one scale a row, the scale is redundant beside the row's own levels, so it becomes the power
+// of two p ≥ s and the levels absorb s / p ∈ (1/2, 1]. Then every s·ℓ is a bf16 exactly (ℓ has at
+// most 8 significant bits once rounded), and so is each weight of a bf16 copy of Ŵ: the prefill's
+// GEMM shares no rounding along a row. With several groups a row each group keeps its own absmax
+// scale (a power of two there would cost each group up to half its grid).
+namespace {
+void ExactScale(const float* w, int64_t cols, ChannelFit& fit, std::vector<float>& u) {
+  const float s = fit.scales[0];
+  if (s <= 0) return;
+  float p = std::ldexp(1.0f, std::ilogb(s));  // 2^⌊log2 s⌋
+  if (p < s) p *= 2;
+  if (RoundHalf(p) != p) return;  // past fp16's range: keep s
+  for (float& l : fit.levels) l *= s / p;
+  fit.scales[0] = p;
+  for (int64_t j = 0; j < cols; ++j) u[j] = w[j] / p;
+}
+}  // namespace
+
 Result<ChannelFit> FitChannel(const float* w, const std::vector<double>& column_weight, int64_t cols, int bits,
                               int group_size, Method method, int lloyd_iterations) {
   if (bits < 1 || bits > 4) return Status::InvalidArgument("bits: " + std::to_string(bits) + " not in 1..4");
@@ -219,6 +237,7 @@ Result<ChannelFit> FitChannel(const float* w, const std::vector<double>& column_
       break;
     }
   }
+  if (groups == 1) ExactScale(w, cols, fit, u);
   for (float& l : fit.levels) l = RoundLevel(l);
   std::sort(fit.levels.begin(), fit.levels.end());
   fit.codes.resize(cols);

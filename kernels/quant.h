@@ -7,6 +7,7 @@
 // Layout: W is (rows, cols) row-major fp32, one row per output channel (y = x Wᵀ).
 // Every group of `group_size` consecutive weights of a row has its own absmax scale s (fp16);
 // the row's levels ℓ_0 < … < ℓ_{2^b−1} (fp16, in [−1, 1]) are shared by its groups; ŵ = s·ℓ_code.
+// With one group a row, s is the power of two in [absmax, 2·absmax) and every ŵ is a bf16 exactly.
 #pragma once
 
 #include <cstdint>
@@ -35,7 +36,7 @@ struct QuantConfig {
 struct ChannelFit {
   int bits = 0;
   std::vector<float> levels;    // (2^bits) ascending, fp16-representable, normalised units
-  std::vector<float> scales;    // (groups) fp16-representable absmax per group
+  std::vector<float> scales;    // (groups) fp16 absmax per group; one group: a power of two (above)
   std::vector<uint8_t> codes;   // (cols) index into levels
   double error = 0;             // Σ_j a_j (w_j − ŵ_j)², a_j the column weights (1 for weight MSE)
   std::vector<double> history;  // Lloyd-Max only: the error after each iteration (float levels)

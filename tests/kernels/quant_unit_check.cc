@@ -53,11 +53,12 @@ std::vector<Outcome> HalfRoundTrip() {
 // with that code. Catches a fit that stores an fp16 level with more than 8 significant bits, or a
 // rounding that moves a level by more than half a bf16 step.
 std::vector<Outcome> LevelsBf16Exact() {
-  auto bf16_exact = [](float v) {
+  auto bf16_only = [](float v) {
     uint32_t f;
     std::memcpy(&f, &v, 4);
-    return (f & 0xffffu) == 0 && q::HalfToFloat(q::FloatToHalf(v)) == v;
+    return (f & 0xffffu) == 0;
   };
+  auto bf16_exact = [&](float v) { return bf16_only(v) && q::HalfToFloat(q::FloatToHalf(v)) == v; };
   std::mt19937_64 rng(Seed() ^ 0x1e7);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   int inexact = 0;
@@ -66,13 +67,29 @@ std::vector<Outcome> LevelsBf16Exact() {
     const float r = q::RoundLevel(v);
     inexact += !bf16_exact(r) || q::RoundLevel(r) != r;
   }
+  // With one scale a row that scale is a power of two in [amax, 2·amax), so every weight s·ℓ is a
+  // bf16 too (the prefill's bf16 copy of Ŵ is exact); with groups each scale stays its absmax.
+  int ungrouped_inexact = 0, bad_scales = 0;
   for (int bits = 1; bits <= 4; ++bits) {
-    const auto w = Random(1000, rng);
+    auto w = Random(1000, rng);
+    const float row_scale = std::pow(2.0f, -float(bits * 3)) * 0.77f;
+    for (float& v : w) v *= row_scale;
+    const float amax = q::HalfToFloat(q::FloatToHalf(std::fabs(*std::max_element(
+        w.begin(), w.end(), [](float a, float b) { return std::fabs(a) < std::fabs(b); }))));
     const std::vector<double> ones(w.size(), 1.0);
     for (q::Method m : {q::Method::kLloydMax, q::Method::kRtnAbsmax, q::Method::kNormalFloat}) {
-      auto fit = q::FitChannel(w.data(), ones, 1000, bits, 0, m, 100);
-      if (!fit.ok()) return {Failed("fit", fit.status().ToString())};
-      for (float l : fit->levels) inexact += !bf16_exact(l);
+      for (int group_size : {0, 32}) {
+        auto fit = q::FitChannel(w.data(), ones, 1000, bits, group_size, m, 100);
+        if (!fit.ok()) return {Failed("fit", fit.status().ToString())};
+        for (float l : fit->levels) inexact += !bf16_exact(l);
+        if (group_size != 0) {
+          bad_scales += fit->scales.size() != 32;
+          continue;
+        }
+        const float s = fit->scales[0];
+        bad_scales += fit->scales.size() != 1 || s < amax || s >= 2 * amax || std::ldexp(1.0f, std::ilogb(s)) != s;
+        for (float l : fit->levels) ungrouped_inexact += !bf16_only(s * l) || double(s * l) != double(s) * l;
+      }
     }
   }
   // Values above fp16's subnormal range move by at most half a bf16 step, 2⁻⁸ relative (the tiny
@@ -83,7 +100,9 @@ std::vector<Outcome> LevelsBf16Exact() {
     if (std::fabs(v) >= 6.2e-5f) normal_move = std::max(normal_move, std::fabs(double(q::RoundLevel(v)) - v) / std::fabs(double(v)));
   }
   return {Measured("levels not bf16- and fp16-exact or not idempotent", inexact, 0),
-          Measured("max relative move of a level", normal_move, 1.0 / 256)};
+          Measured("max relative move of a level", normal_move, 1.0 / 256),
+          Measured("scales not a power of two in [amax, 2 amax) (one a row) or not one a group", bad_scales, 0),
+          Measured("ungrouped weights s·ℓ not bf16-exact", ungrouped_inexact, 0)};
 }
 
 std::vector<Outcome> CodeLayout() {
