@@ -66,13 +66,24 @@ Status SaveCheckpoint(const std::string& root, int64_t step, const nn::Model& m,
 
 // The latest checkpoint's weights and optimizer state into m and opt, and the GPU-seconds spent up
 // to it into gpu_s (checkpoints written before they were recorded count none); -1 when none.
-Result<int64_t> Resume(const std::string& root, nn::Model* m, nn::AdamW* opt, double* gpu_s) {
+// -1: nothing to resume. A checkpoint whose frozen tensors (a quantized base, a teacher) differ
+// from the job's own was written by another computation: the job's inputs or code changed since.
+// Resuming it would finish that computation over this job's report, so its checkpoints are removed
+// (a later attempt must not find them either) and the job starts over; `stale` says why.
+Result<int64_t> Resume(const std::string& root, nn::Model* m, nn::AdamW* opt, double* gpu_s, std::string* stale) {
   const int64_t step = LatestCheckpoint(root);
   if (step < 0) return int64_t{-1};
   const std::string dir = StepDir(root, step);
   auto loaded = nn::LoadModel(dir);
   if (!loaded.ok()) return loaded.status();
   if (!(loaded->config() == m->config())) return Status::FailedPrecondition(dir + ": checkpoint config differs from the job's model");
+  for (const nn::ParamInfo& p : m->params()) {
+    if (p.trainable || std::equal(m->data() + p.offset, m->data() + p.offset + p.numel, loaded->data() + p.offset)) continue;
+    *stale = dir + " holds a different frozen " + p.name + " than this job's";
+    std::error_code ec;
+    fs::remove_all(root, ec);
+    return int64_t{-1};
+  }
   std::copy(loaded->data(), loaded->data() + loaded->num_params(), m->data());
   auto st = nn::ReadSafetensors(dir + "/optimizer.safetensors");
   if (!st.ok()) return st.status();
@@ -164,12 +175,15 @@ Result<LoopResult> RunTrainLoop(nn::Model& m, const DataSource& d, const LoopCon
   LoopResult out;
   m.SetRecompute(c.recompute);
   double gpu_s_before = 0;  // earlier attempts'
-  auto resumed = Resume(c.checkpoint_dir, &m, &opt, &gpu_s_before);
+  std::string stale;
+  auto resumed = Resume(c.checkpoint_dir, &m, &opt, &gpu_s_before, &stale);
   if (!resumed.ok()) return resumed.status();
   int64_t start = 0;
   if (*resumed >= 0) {
     start = *resumed;
     if (ctx.reporter) ctx.reporter->Log(c.metric_prefix + "resumed from checkpoint at step " + std::to_string(start));
+  } else if (!stale.empty() && ctx.reporter) {
+    ctx.reporter->Log(c.metric_prefix + "not resuming: " + stale + "; its checkpoints removed, starting over");
   }
   // Steps run on the job's GPU when it holds one (CudaModel), else on the CPU Model; m and opt stay
   // the checkpoint format and are synced before every save.

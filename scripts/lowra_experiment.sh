@@ -17,6 +17,7 @@ mkdir -p "$out"
 
 run_job() {  # run_job NAME SPEC_JSON [INPUTS_JSON]: job.json carries the resolved inputs, as a worker writes it
   local dir=$out/$1
+  rm -rf "$dir"  # a fresh job: no checkpoints of an earlier run to resume
   mkdir -p "$dir"
   printf '%s\n' "$2" >"$dir/spec.json"
   printf '{"job_id": 0, "attempt": 1, "inputs": %s}\n' "${3:-{\}}" >"$dir/job.json"

@@ -191,6 +191,21 @@ TEST(LowraKind, StoppedFinetuneResumesFromItsCheckpoint) {
   EXPECT_TRUE(second.Logged("finetune_resumed from checkpoint at step 9"));
   EXPECT_EQ(second.counts["finetune_loss"], 11);  // steps 10..20 only
   EXPECT_NEAR(resumed.summary.at("loss_finetuned"), uninterrupted.summary.at("loss_finetuned"), 1e-4);
+
+  // The same directory under another budget holds adapters trained over another quantized base: the
+  // job must not resume them (it would finish at once, with the old base's weights), but start over.
+  params["budget_bits"] = 1.5;
+  Recorder fresh_whole;
+  Outcome other = run(fresh_whole, nullptr, "");
+  ASSERT_TRUE(other.status.ok()) << other.status.ToString();
+  Recorder third;
+  Outcome restarted = run(third, &stop, (dir / "ckpt").string());
+  ASSERT_TRUE(restarted.status.ok()) << restarted.status.ToString();
+  EXPECT_TRUE(third.Logged("finetune_not resuming"));
+  EXPECT_FALSE(third.Logged("finetune_resumed"));
+  EXPECT_EQ(third.counts["finetune_loss"], 20);
+  EXPECT_NEAR(restarted.summary.at("loss_finetuned"), other.summary.at("loss_finetuned"), 1e-4);
+  EXPECT_NE(restarted.summary.at("loss_quantized"), resumed.summary.at("loss_quantized"));
   std::filesystem::remove_all(dir);
 }
 
