@@ -1,6 +1,7 @@
 // LowRA dequant-matmul workloads: y = x Ŵᵀ with Ŵ (8192, 8192) quantized by the real quantizer
 // (Lloyd-Max levels, per-channel widths from the exact knapsack) and bf16 activations.
-//   decode (M = 1, 2, 4, 8, 16): fixed 2-bit, mixed {1,2,4} at 1.5 and 1.15 bits, fixed 1-bit and 4-bit
+//   decode (M = 1, 2, 4, 8, 16): fixed 2-bit, mixed {1,2,4} at 1.5 and 1.15 bits, fixed 1-bit and 4-bit;
+//     4-bit also at K = 1024, 2048 and 4096 (where the pair tables' 64 KB build a tile weighs more)
 //   prefill (M = 1024): fixed 2-bit (dequantize + cuBLAS)
 // Keys are lowra_linear_M<m>_N<n>_K<k>, shared with the bf16 torch.nn.functional.linear peer in peers.py.
 // Each row's bytes moved (codes + levels + scales + x + y) and GB/s go to stderr as
@@ -25,16 +26,16 @@ namespace scion::bench {
 namespace {
 
 namespace q = kernels::quant;
-constexpr int64_t kN = 8192, kK = 8192;
+constexpr int64_t kN = 8192;
 
 // Gaussian-like weights with per-row scales spread over 0.2 … 5 (as trained layers have), from a
 // counter hash so the 67M values take well under a second.
-std::vector<float> Weights() {
-  std::vector<float> w(static_cast<size_t>(kN * kK));
+std::vector<float> Weights(int64_t cols) {
+  std::vector<float> w(static_cast<size_t>(kN * cols));
   for (int64_t r = 0; r < kN; ++r) {
     const float row_scale = std::exp(std::log(0.2f) + (std::log(5.0f) - std::log(0.2f)) * ((r * 2654435761u) % 1000) / 1000.0f);
-    for (int64_t j = 0; j < kK; ++j) {
-      uint64_t h = static_cast<uint64_t>(r * kK + j + 1) * 0x9E3779B97F4A7C15ull;
+    for (int64_t j = 0; j < cols; ++j) {
+      uint64_t h = static_cast<uint64_t>(r * cols + j + 1) * 0x9E3779B97F4A7C15ull;
       float acc = 0;
       for (int i = 0; i < 4; ++i) {
         h ^= h >> 31;
@@ -42,7 +43,7 @@ std::vector<float> Weights() {
         h ^= h >> 29;
         acc += static_cast<float>(h >> 40) * (1.0f / 16777216.0f);
       }
-      w[r * kK + j] = (acc - 2.0f) * 1.7320508f * row_scale;
+      w[r * cols + j] = (acc - 2.0f) * 1.7320508f * row_scale;
     }
   }
   return w;
@@ -87,9 +88,9 @@ bool CacheIo(const std::string& path, bool save, Quantized& q) {
 }
 
 // Quantizing 8192² takes seconds: each configuration once per process (or per cache directory).
-Result<const Quantized*> Get(const std::string& name, std::vector<int> widths, double budget) {
+Result<const Quantized*> Get(const std::string& name, std::vector<int> widths, double budget, int64_t cols) {
   static std::map<std::string, std::unique_ptr<Quantized>> cache;
-  static std::vector<float> w;
+  static std::map<int64_t, std::vector<float>> weights;
   if (auto it = cache.find(name); it != cache.end()) return it->second.get();
   const char* dir = std::getenv("SCION_LOWRA_BENCH_CACHE");
   const std::string path = dir ? std::string(dir) + "/lowra_" + name + ".bin" : "";
@@ -98,11 +99,12 @@ Result<const Quantized*> Get(const std::string& name, std::vector<int> widths, d
     cache[name] = std::move(out);
     return ptr;
   }
-  if (w.empty()) w = Weights();
+  std::vector<float>& w = weights[cols];
+  if (w.empty()) w = Weights(cols);
   q::QuantConfig c;
   c.widths = std::move(widths);
   c.budget_bits = budget;
-  auto m = q::Quantize(w.data(), kN, kK, c);
+  auto m = q::Quantize(w.data(), kN, cols, c);
   if (!m.ok()) return m.status();
   auto p = q::Pack(m.value());
   if (!p.ok()) return p.status();
@@ -117,8 +119,8 @@ Result<const Quantized*> Get(const std::string& name, std::vector<int> widths, d
 }
 
 Result<std::vector<Row>> Run(const std::string& name, std::vector<int> widths, double budget, int64_t m,
-                             cudaStream_t stream) {
-  auto qm = Get(name, std::move(widths), budget);
+                             cudaStream_t stream, int64_t cols = 8192) {
+  auto qm = Get(name, std::move(widths), budget, cols);
   if (!qm.ok()) return qm.status();
   const Quantized& quant = *qm.value();
   // A 2-bit 8192² matrix is 16 MiB and would sit in the 50 MiB L2 across repeated calls; the calls
@@ -132,7 +134,7 @@ Result<std::vector<Row>> Run(const std::string& name, std::vector<int> widths, d
     dws.push_back(std::move(dw.value()));
   }
   DeviceArray x, y, ws;
-  SCION_RETURN_IF_ERROR(AllocRandomBF16(&x, static_cast<size_t>(m * kK), 7));
+  SCION_RETURN_IF_ERROR(AllocRandomBF16(&x, static_cast<size_t>(m * cols), 7));
   SCION_RETURN_IF_ERROR(AllocBytes(&y, static_cast<size_t>(m * kN * 2)));
   const size_t ws_bytes = q::QuantMatmulWorkspaceBytes(dws[0], m);
   if (ws_bytes > 0) SCION_RETURN_IF_ERROR(AllocBytes(&ws, ws_bytes));
@@ -147,11 +149,11 @@ Result<std::vector<Row>> Run(const std::string& name, std::vector<int> widths, d
   char bits[32];
   std::snprintf(bits, sizeof bits, "%.2fb(%.3f)", quant.code_bits, quant.total_bits);
   r.op = "lowra_" + name;
-  r.shape = "M" + std::to_string(m) + " N" + std::to_string(kN) + " K" + std::to_string(kK) + " " + bits;
-  r.key = "lowra_linear_M" + std::to_string(m) + "_N" + std::to_string(kN) + "_K" + std::to_string(kK);
+  r.shape = "M" + std::to_string(m) + " N" + std::to_string(kN) + " K" + std::to_string(cols) + " " + bits;
+  r.key = "lowra_linear_M" + std::to_string(m) + "_N" + std::to_string(kN) + "_K" + std::to_string(cols);
   r.ms = ms.value();
-  r.gflop = 2.0 * m * kN * kK * 1e-9;
-  const double bytes = static_cast<double>(quant.packed.StorageBytes()) + 2.0 * m * (kN + kK);
+  r.gflop = 2.0 * m * kN * cols * 1e-9;
+  const double bytes = static_cast<double>(quant.packed.StorageBytes()) + 2.0 * m * (kN + cols);
   std::fprintf(stderr, "lowra,%s,%s,%.0f,%.1f\n", r.op.c_str(), r.key.c_str(), bytes, bytes / (r.ms * 1e-3) * 1e-9);
   return std::vector<Row>{r};
 }
@@ -162,6 +164,9 @@ SCION_BENCH_CASE([](std::vector<Workload>& w) {
   w.push_back({"lowra_mixed1.15b_M1", [](cudaStream_t s) { return Run("mixed1.15b", {1, 2, 4}, 1.15, 1, s); }});
   w.push_back({"lowra_1b_M1", [](cudaStream_t s) { return Run("1b", {1}, 1.0, 1, s); }});
   w.push_back({"lowra_4b_M1", [](cudaStream_t s) { return Run("4b", {4}, 4.0, 1, s); }});
+  w.push_back({"lowra_4b_M1_K1024", [](cudaStream_t s) { return Run("4b_K1024", {4}, 4.0, 1, s, 1024); }});
+  w.push_back({"lowra_4b_M1_K2048", [](cudaStream_t s) { return Run("4b_K2048", {4}, 4.0, 1, s, 2048); }});
+  w.push_back({"lowra_4b_M1_K4096", [](cudaStream_t s) { return Run("4b_K4096", {4}, 4.0, 1, s, 4096); }});
   w.push_back({"lowra_2b_M2", [](cudaStream_t s) { return Run("2b", {2}, 2.0, 2, s); }});
   w.push_back({"lowra_2b_M4", [](cudaStream_t s) { return Run("2b", {2}, 2.0, 4, s); }});
   w.push_back({"lowra_mixed1.5b_M4", [](cudaStream_t s) { return Run("mixed1.5b", {1, 2, 4}, 1.5, 4, s); }});
