@@ -41,7 +41,8 @@ struct HybridCase {
   float scale = 0;      // 0: 1/√D
 
   std::string Name() const {
-    std::string s = "B" + std::to_string(d.B) + " H" + std::to_string(d.H) + " N" + std::to_string(d.N) + " D" +
+    // std::string("B"), not "B": GCC 12 warns falsely (-Wrestrict) on a literal + std::string&&.
+    std::string s = std::string("B") + std::to_string(d.B) + " H" + std::to_string(d.H) + " N" + std::to_string(d.N) + " D" +
                     std::to_string(d.D) + " " + MapName(kind) + " w" + std::to_string(window);
     if (f32) s += " fp32";
     if (qk_offset != 0) s += k_sign > 0 ? " large+" : " large-";

@@ -36,7 +36,8 @@ struct Spec {
   double density = 0.4;  // kRandom
 
   std::string Name() const {
-    std::string s = "B" + std::to_string(d.B) + " H" + std::to_string(d.H) + " N" + std::to_string(d.N) + " D" +
+    // std::string("B"), not "B": GCC 12 warns falsely (-Wrestrict) on a literal + std::string&&.
+    std::string s = std::string("B") + std::to_string(d.B) + " H" + std::to_string(d.H) + " N" + std::to_string(d.N) + " D" +
                     std::to_string(d.D);
     if (causal) s += " causal";
     if (window > 0) s += " w" + std::to_string(window);
