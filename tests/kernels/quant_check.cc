@@ -176,9 +176,9 @@ std::vector<Outcome> CudaVsCpu(const Spec& s, std::vector<int64_t> ms, float x_m
     // moves one term of a row by about its own size, ~1/√K of this scale (0.011 at K = 8192), so
     // 8e-3 still catches it.
     // The GEMM of a grouped matrix rounds each s·ℓ to bf16, one rounding shared by the weights of
-    // a row with one code and group, and with a common offset in x those add up (a 1-bit 8192-wide
-    // row with one fp16 scale, before scales were powers of two, read up to 0.2 at x + 4). There
-    // the bound is the deterministic one, 2⁻⁸ of Σ_j |ŵ x| for Ŵ and again for y.
+    // a row with one code and group, and with a common offset in x those add up (before one-scale
+    // rows had power-of-two scales, the 70 × 8192 1-bit case read 8.5e-2 here at x + 4). There the
+    // bound is the deterministic one, 2⁻⁸ of Σ_j |ŵ x| for Ŵ and again for y.
     const bool shared_rounding = m > q::kDecodeMaxM && s.Grouped() && x_mean != 0;
     double err2 = 0, scale2 = 0;
     for (int64_t i = 0; i < m; ++i)
