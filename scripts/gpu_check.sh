@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine: build the kernels (no control plane), run the consistency check, run
-# compute-sanitizer memcheck on a reduced check and initcheck (reads of memory nothing wrote) on the
-# whole check, time Scion's kernels and the PyTorch peers on the
+# compute-sanitizer memcheck (out-of-range and misaligned accesses) and initcheck (reads of memory
+# nothing wrote) on the whole check, time Scion's kernels and the PyTorch peers on the
 # same shapes, and print one table (op, shape, scion ms, peer, peer ms, ratio, TFLOP/s, fraction of
 # the measured bf16 GEMM ceiling).
 # Stage "nn": the CUDA model check (scion-nn-check on a fresh transformers golden fixture) and the
@@ -11,7 +11,7 @@
 # Stage "nncheck": only the CUDA model check of stage "nn" (no training benchmark).
 # Environment: STAGES (default "build check memcheck initcheck bench"; add "nn" or "nncheck"), BENCH_FILTER (words passed to
 # both scion-kernel-bench and peers.py), NN_FILTER (scion-nn-bench and bench/nn/peers.py workloads),
-# MEMCHECK_FILTER (check cases run under memcheck), CHECK_FILTER (words passed to scion-kernel-check's
+# MEMCHECK_FILTER (check cases run under memcheck; default: every case), CHECK_FILTER (words passed to scion-kernel-check's
 # --filter; default: every case), JOBS.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -19,7 +19,6 @@ out=${1:-${OUT:-/tmp/scion-gpu-check}}
 mkdir -p "$out"
 stages=${STAGES:-build check memcheck initcheck bench}
 build=${SCION_BUILD_DIR:-build-gpu}
-memcheck_filter=${MEMCHECK_FILTER:-N130 D,N63 D,N257 D64,rand10,hmar-diag,invalid-cuda,N77 D64,N203 D64 hedgehog causal,N37 K100,N48 K4096,graph-capture}
 status=0
 summary=()
 has() { [[ " $stages " == *" $1 "* ]]; }
@@ -48,8 +47,11 @@ if has check; then
   [[ $rc -ne 0 ]] && status=1
 fi
 if has memcheck; then
-  /usr/local/cuda/bin/compute-sanitizer --tool memcheck --error-exitcode 3 "$check" --filter "$memcheck_filter" \
-    >"$out/memcheck.log" 2>&1
+  # The whole check runs under memcheck in under a minute on an H100. API errors are not reported:
+  # the check provokes some on purpose (a validating launch refused under stream capture) and
+  # fails any case whose call errs unexpectedly.
+  /usr/local/cuda/bin/compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 3 "$check" \
+    ${MEMCHECK_FILTER:+--filter "$MEMCHECK_FILTER"} >"$out/memcheck.log" 2>&1
   rc=$?
   summary+=("memcheck: $(grep -E 'ERROR SUMMARY' "$out/memcheck.log" | tail -1) $(grep -E 'passed,' "$out/memcheck.log" | tail -1) (exit $rc)")
   [[ $rc -ne 0 ]] && status=1
