@@ -1,8 +1,10 @@
 // The `lowra` job kind: LowRA-style low-bit quantization of a model's linear weights
-// (docs/LOWRA.md), on the CPU path. Every selected block weight matrix is quantized per output
-// channel (widths, Lloyd-Max levels, exact knapsack under budget_bits), optionally output-aware
-// (each input column weighted by its calibration E[x²]), and replaced by its dequantized values, so
-// the model computes with exactly Ŵ; embeddings, LayerNorms and biases stay fp32.
+// (docs/LOWRA.md). Quantization and the losses run on the CPU; a LoRA finetune runs on the train
+// loop's engine (the job's GPU when it holds one). Every selected block weight matrix is quantized
+// per output channel (widths, Lloyd-Max levels, exact knapsack under budget_bits), optionally
+// output-aware (each input column weighted by its calibration E[x²]), and replaced by its
+// dequantized values, so the model computes with exactly Ŵ; embeddings, LayerNorms and biases stay
+// fp32.
 //
 // params:
 //   budget_bits (2.0), widths [1, 2, 4], group_size (0 = per channel), method lloyd|rtn|nf,

@@ -4,8 +4,10 @@
 //   scion-nn-bench [--filter WORD] [--steps N]
 // Workloads: GPT-2 small (124M: 12 layers, 768 wide, 12 heads, vocab 50257) with softmax
 // attention at T=1024, and softmax vs Hedgehog linear attention (every layer, F = 64) at T=4096
-// and 16384. A step is forward + backward + clip + AdamW over random tokens; the first steps warm
-// up (cuBLAS heuristics, allocation) and are not timed.
+// and 16384, and a LoRA finetune at T=1024 (rank 8 on every block linear, only the adapters train,
+// as a `lowra` job's finetune over its frozen quantized base). A step is forward + backward + clip
+// + AdamW over random tokens; the first steps warm up (cuBLAS heuristics, allocation) and are not
+// timed.
 #include <cuda_runtime.h>
 
 #include <chrono>
@@ -24,6 +26,7 @@ struct Workload {
   std::string name;
   bool hedgehog;
   int64_t B, T;
+  int64_t lora_rank = 0;  // > 0: LoRA adapters of this rank, the only trainable tensors
 };
 
 int Run(const Workload& w, int steps) {
@@ -34,8 +37,14 @@ int Run(const Workload& w, int steps) {
       s.feature_map = kernels::FeatureMapKind::kHedgehog;
       s.feature_dim = 64;
     }
+  cfg.lora_rank = w.lora_rank;
+  cfg.lora_alpha = 2.0f * static_cast<float>(w.lora_rank);
   auto host = Model::Create(cfg, 1);
   if (!host.ok()) { std::fprintf(stderr, "%s: %s\n", w.name.c_str(), host.status().ToString().c_str()); return 1; }
+  if (w.lora_rank > 0) {
+    (void)host->SetTrainable("all", false);
+    (void)host->SetTrainable("lora", true);
+  }
   size_t free0 = 0, total = 0;
   cudaMemGetInfo(&free0, &total);
   auto d = CudaModel::Create(*host);
@@ -93,6 +102,7 @@ int main(int argc, char** argv) {
   if (!scion::nn::CudaAvailable()) { std::fprintf(stderr, "scion-nn-bench: no CUDA device\n"); return 0; }
   const std::vector<Workload> all = {
       {"gpt2-124M softmax", false, 8, 1024},
+      {"gpt2-124M softmax lora8", false, 8, 1024, 8},
       {"gpt2-124M softmax", false, 2, 4096},
       {"gpt2-124M hedgehog", true, 2, 4096},
       {"gpt2-124M softmax", false, 1, 16384},

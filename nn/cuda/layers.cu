@@ -1,6 +1,8 @@
 #include "nn/cuda/layers.cuh"
 
 #include <algorithm>
+#include <cstdint>
+#include <initializer_list>
 #include <string>
 
 namespace scion::nn::cuda {
@@ -141,42 +143,101 @@ __global__ void LayerNormBackwardKernel(float* dx, bf16* dx_bf16, float* dw, flo
 struct HeadPtrs { bf16* p[3]; };
 struct ConstHeadPtrs { const bf16* p[3]; };
 
-// i over B·T·C of one part (blockIdx.y): rows (B, T, parts·C) -> heads[part] (B, H, T, D).
+// Block per row bt of one part (blockIdx.y), kVec consecutive columns a thread step (kVec divides D,
+// so they sit in one head): rows (B, T, parts·C) -> heads[part] (B, H, T, D). The row's b and t
+// are divided out once a block; per-element 64-bit divisions made these 4× slower than their bytes.
+template <int kVec>
 __global__ void RowsToHeadsKernel(HeadPtrs heads, int parts, const float* rf, const bf16* rb, const float* bias,
-                                  int64_t T, int64_t H, int64_t D, int64_t n) {
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i >= n) return;
-  const int part = blockIdx.y;
-  const int64_t C = H * D;
-  const int64_t bt = i / C, c = i % C, h = c / D, d = c % D, b = bt / T, t = bt % T;
-  const int64_t src = bt * parts * C + part * C + c;
-  float v = rf ? rf[src] : __bfloat162float(rb[src]);
-  if (bias) v += bias[part * C + c];
-  heads.p[part][((b * H + h) * T + t) * D + d] = __float2bfloat16(v);
+                                  int T, int H, int D) {
+  const int64_t bt = blockIdx.x;
+  const int part = blockIdx.y, C = H * D;
+  const int64_t src = (bt * parts + part) * C;
+  bf16* dst = heads.p[part] + (bt / T * H * T + bt % T) * D;  // + (h·T)·D + d
+  for (int c = threadIdx.x * kVec; c < C; c += blockDim.x * kVec) {
+    float v[kVec];
+    if constexpr (kVec == 4) {
+      if (rf) {
+        const float4 f = *reinterpret_cast<const float4*>(rf + src + c);
+        v[0] = f.x; v[1] = f.y; v[2] = f.z; v[3] = f.w;
+      } else {
+        const uint2 u = *reinterpret_cast<const uint2*>(rb + src + c);
+        const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.x));
+        const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.y));
+        v[0] = lo.x; v[1] = lo.y; v[2] = hi.x; v[3] = hi.y;
+      }
+    } else {
+      v[0] = rf ? rf[src + c] : __bfloat162float(rb[src + c]);
+    }
+    const int h = c / D, d = c - h * D;
+    bf16 out[kVec];
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) out[j] = __float2bfloat16(bias ? v[j] + bias[part * C + c + j] : v[j]);
+    bf16* o = dst + static_cast<int64_t>(h) * T * D + d;
+    if constexpr (kVec == 4) *reinterpret_cast<uint2*>(o) = *reinterpret_cast<const uint2*>(out);
+    else o[0] = out[0];
+  }
 }
 
-__global__ void HeadsToRowsKernel(bf16* rows, int parts, ConstHeadPtrs heads, int64_t T, int64_t H, int64_t D,
-                                  int64_t n) {
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i >= n) return;
-  const int part = blockIdx.y;
-  const int64_t C = H * D;
-  const int64_t bt = i / C, c = i % C, h = c / D, d = c % D, b = bt / T, t = bt % T;
-  rows[bt * parts * C + part * C + c] = heads.p[part][((b * H + h) * T + t) * D + d];
+// The inverse, without bias: heads[part] (B, H, T, D) -> rows (B, T, parts·C), same blocks.
+template <int kVec>
+__global__ void HeadsToRowsKernel(bf16* rows, int parts, ConstHeadPtrs heads, int T, int H, int D) {
+  const int64_t bt = blockIdx.x;
+  const int part = blockIdx.y, C = H * D;
+  bf16* dst = rows + (bt * parts + part) * C;
+  const bf16* src = heads.p[part] + (bt / T * H * T + bt % T) * D;
+  for (int c = threadIdx.x * kVec; c < C; c += blockDim.x * kVec) {
+    const int h = c / D, d = c - h * D;
+    const bf16* i = src + static_cast<int64_t>(h) * T * D + d;
+    if constexpr (kVec == 4) *reinterpret_cast<uint2*>(dst + c) = *reinterpret_cast<const uint2*>(i);
+    else dst[c] = i[0];
+  }
 }
 
-__global__ void BiasGeluKernel(bf16* h, bf16* g, const float* pre, const float* bias, int64_t cols, int64_t n) {
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i >= n) return;
-  const bf16 hv = __float2bfloat16(pre[i] + bias[i % cols]);
-  h[i] = hv;
-  g[i] = __float2bfloat16(GeluTanh(__bfloat162float(hv)));
+// kVec = 4: four consecutive elements a thread step (16-byte fp32 and 8-byte bf16 accesses).
+template <int kVec>
+struct Bf16x {
+  bf16 v[kVec];
+};
+
+// Block per row, kVec columns a thread step: h = pre + bias (bf16), g = GELU(h).
+template <int kVec>
+__global__ void BiasGeluKernel(bf16* h, bf16* g, const float* pre, const float* bias, int cols) {
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * cols;
+  for (int c = threadIdx.x * kVec; c < cols; c += blockDim.x * kVec) {
+    float x[kVec];
+    if constexpr (kVec == 4) {
+      const float4 f = *reinterpret_cast<const float4*>(pre + r + c);
+      x[0] = f.x; x[1] = f.y; x[2] = f.z; x[3] = f.w;
+    } else {
+      x[0] = pre[r + c];
+    }
+    Bf16x<kVec> hv, gv;
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) {
+      hv.v[j] = __float2bfloat16(x[j] + bias[c + j]);
+      gv.v[j] = __float2bfloat16(GeluTanh(__bfloat162float(hv.v[j])));
+    }
+    *reinterpret_cast<Bf16x<kVec>*>(h + r + c) = hv;
+    *reinterpret_cast<Bf16x<kVec>*>(g + r + c) = gv;
+  }
 }
 
+template <int kVec>
 __global__ void GeluBackwardKernel(bf16* dh, const float* dg, const bf16* h, int64_t n) {
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  const int64_t i = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) * kVec;
   if (i >= n) return;
-  dh[i] = __float2bfloat16(GeluTanhGrad(__bfloat162float(h[i])) * dg[i]);
+  float d[kVec];
+  if constexpr (kVec == 4) {
+    const float4 f = *reinterpret_cast<const float4*>(dg + i);
+    d[0] = f.x; d[1] = f.y; d[2] = f.z; d[3] = f.w;
+  } else {
+    d[0] = dg[i];
+  }
+  const Bf16x<kVec> hv = *reinterpret_cast<const Bf16x<kVec>*>(h + i);
+  Bf16x<kVec> out;
+#pragma unroll
+  for (int j = 0; j < kVec; ++j) out.v[j] = __float2bfloat16(GeluTanhGrad(__bfloat162float(hv.v[j])) * d[j]);
+  *reinterpret_cast<Bf16x<kVec>*>(dh + i) = out;
 }
 
 __device__ __forceinline__ float Load(const float* p) { return *p; }
@@ -194,14 +255,27 @@ __global__ void ColumnSumKernel(float* db, const T* dy, int64_t rows, int64_t co
 }
 
 // Block per row: online max and sum of exp over the row.
+// Block per row: online max and sum of exp over the row, kVec logits a thread step (8: one 16-byte
+// load; the columns past V count as −∞).
+template <int kVec>
 __global__ void ClassifierForwardKernel(float* lse, float* loss, const bf16* logits, const int32_t* targets,
                                         int64_t V, int64_t ld) {
   const int64_t row = blockIdx.x;
   const bf16* l = logits + row * ld;
   float m = -INFINITY, s = 0;
-  for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
-    const float x = __bfloat162float(l[v]);
-    if (x > m) { s = s * __expf(m - x) + 1.0f; m = x; } else { s += __expf(x - m); }
+  for (int64_t v0 = threadIdx.x * kVec; v0 < V; v0 += blockDim.x * kVec) {
+    const Bf16x<kVec> x = *reinterpret_cast<const Bf16x<kVec>*>(l + v0);
+    float f[kVec], top = m;
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) {
+      f[j] = v0 + j < V ? __bfloat162float(x.v[j]) : -INFINITY;
+      top = fmaxf(top, f[j]);
+    }
+    float add = 0;
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) add += __expf(f[j] - top);  // f = −∞ adds 0; top is finite
+    s = (m == -INFINITY ? 0.0f : s * __expf(m - top)) + add;
+    m = top;
   }
   const float gm = BlockMax(m);
   const float total = BlockSum(m == -INFINITY ? 0.0f : s * __expf(m - gm));
@@ -213,16 +287,27 @@ __global__ void ClassifierForwardKernel(float* lse, float* loss, const bf16* log
   }
 }
 
+// dlogits in place, a block per row and kVec logits a thread step (a block a 2048-logit piece of a
+// row, as before, was 1.2 TB/s); the pad columns (V..ld) and rows without a target get 0.
+template <int kVec>
 __global__ void ClassifierBackwardKernel(bf16* logits, const float* lse, const int32_t* targets, int64_t V,
                                          int64_t ld, float scale) {
-  const int64_t row = blockIdx.x;  // rows on x: BT may pass the 65535 limit of y
-  const int64_t v = blockIdx.y * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (v >= ld) return;
+  const int64_t row = blockIdx.x;
   const int32_t t = targets[row];
-  bf16* l = logits + row * ld + v;
-  float g = 0;
-  if (t >= 0 && v < V) g = scale * (__expf(__bfloat162float(*l) - lse[row]) - (v == t ? 1.0f : 0.0f));
-  *l = __float2bfloat16(g);
+  const float z = lse[row];
+  bf16* l = logits + row * ld;
+#pragma unroll 4
+  for (int64_t v0 = threadIdx.x * kVec; v0 < ld; v0 += blockDim.x * kVec) {
+    Bf16x<kVec> x = *reinterpret_cast<const Bf16x<kVec>*>(l + v0);
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) {
+      const int64_t v = v0 + j;
+      float g = 0;
+      if (t >= 0 && v < V) g = scale * (__expf(__bfloat162float(x.v[j]) - z) - (v == t ? 1.0f : 0.0f));
+      x.v[j] = __float2bfloat16(g);
+    }
+    *reinterpret_cast<Bf16x<kVec>*>(l + v0) = x;
+  }
 }
 
 __global__ void ArgmaxKernel(int32_t* out, const bf16* logits, int64_t V, int64_t ld) {
@@ -346,12 +431,29 @@ Status LayerNormBackward(cudaStream_t s, float* dx, bf16* dx_bf16, float* dw, fl
   return LastError("LayerNormBackward");
 }
 
+namespace {
+// Whether every pointer allows kVec = 4 (16-byte fp32 / 8-byte bf16 runs) and `extent` (a head's
+// width, a row, a length) splits into them.
+bool Vec4(int64_t extent, std::initializer_list<const void*> f32, std::initializer_list<const void*> b16) {
+  bool ok = extent % 4 == 0;
+  for (const void* p : f32) ok = ok && reinterpret_cast<uintptr_t>(p) % 16 == 0;
+  for (const void* p : b16) ok = ok && reinterpret_cast<uintptr_t>(p) % 8 == 0;
+  return ok;
+}
+// 8 logits a thread where the rows are 16-byte runs (CudaModel pads them to 64 columns).
+bool Vec8(const bf16* logits, int64_t ld) { return ld % 8 == 0 && reinterpret_cast<uintptr_t>(logits) % 16 == 0; }
+}  // namespace
+
 Status RowsToHeads(cudaStream_t s, bf16* const* heads, int parts, const float* rows_f32, const bf16* rows_bf16,
                    const float* bias, int64_t B, int64_t T, int64_t H, int64_t D) {
   HeadPtrs p{};
   for (int i = 0; i < parts; ++i) p.p[i] = heads[i];
-  const int64_t n = B * T * H * D;
-  RowsToHeadsKernel<<<dim3(Blocks(n, 256), parts), 256, 0, s>>>(p, parts, rows_f32, rows_bf16, bias, T, H, D, n);
+  const dim3 grid(static_cast<unsigned>(B * T), parts);
+  const int t = static_cast<int>(T), h = static_cast<int>(H), d = static_cast<int>(D);
+  if (Vec4(D, {rows_f32}, {rows_bf16, p.p[0], p.p[1], p.p[2]}))
+    RowsToHeadsKernel<4><<<grid, 128, 0, s>>>(p, parts, rows_f32, rows_bf16, bias, t, h, d);
+  else
+    RowsToHeadsKernel<1><<<grid, 128, 0, s>>>(p, parts, rows_f32, rows_bf16, bias, t, h, d);
   return LastError("RowsToHeads");
 }
 
@@ -359,19 +461,29 @@ Status HeadsToRows(cudaStream_t s, bf16* rows, int parts, const bf16* const* hea
                    int64_t D) {
   ConstHeadPtrs p{};
   for (int i = 0; i < parts; ++i) p.p[i] = heads[i];
-  const int64_t n = B * T * H * D;
-  HeadsToRowsKernel<<<dim3(Blocks(n, 256), parts), 256, 0, s>>>(rows, parts, p, T, H, D, n);
+  const dim3 grid(static_cast<unsigned>(B * T), parts);
+  const int t = static_cast<int>(T), h = static_cast<int>(H), d = static_cast<int>(D);
+  if (Vec4(D, {}, {rows, p.p[0], p.p[1], p.p[2]}))
+    HeadsToRowsKernel<4><<<grid, 128, 0, s>>>(rows, parts, p, t, h, d);
+  else
+    HeadsToRowsKernel<1><<<grid, 128, 0, s>>>(rows, parts, p, t, h, d);
   return LastError("HeadsToRows");
 }
 
 Status BiasGelu(cudaStream_t s, bf16* h, bf16* g, const float* pre, const float* bias, int64_t rows, int64_t cols) {
-  const int64_t n = rows * cols;
-  BiasGeluKernel<<<Blocks(n, 256), 256, 0, s>>>(h, g, pre, bias, cols, n);
+  const int c = static_cast<int>(cols);
+  if (Vec4(cols, {pre}, {h, g}))
+    BiasGeluKernel<4><<<static_cast<unsigned>(rows), 256, 0, s>>>(h, g, pre, bias, c);
+  else
+    BiasGeluKernel<1><<<static_cast<unsigned>(rows), 256, 0, s>>>(h, g, pre, bias, c);
   return LastError("BiasGelu");
 }
 
 Status GeluBackward(cudaStream_t s, bf16* dh, const float* dg, const bf16* h, int64_t n) {
-  GeluBackwardKernel<<<Blocks(n, 256), 256, 0, s>>>(dh, dg, h, n);
+  if (Vec4(n, {dg}, {dh, h}))
+    GeluBackwardKernel<4><<<Blocks(n / 4, 256), 256, 0, s>>>(dh, dg, h, n);
+  else
+    GeluBackwardKernel<1><<<Blocks(n, 256), 256, 0, s>>>(dh, dg, h, n);
   return LastError("GeluBackward");
 }
 
@@ -392,14 +504,21 @@ Status ColumnSum(cudaStream_t s, float* db, const float* dy, int64_t rows, int64
 
 Status ClassifierForward(cudaStream_t s, float* lse, float* loss, const bf16* logits, const int32_t* targets,
                          int64_t BT, int64_t V, int64_t ld) {
-  ClassifierForwardKernel<<<static_cast<unsigned>(BT), 1024, 0, s>>>(lse, loss, logits, targets, V, ld);
+  const unsigned rows = static_cast<unsigned>(BT);
+  if (Vec8(logits, ld))
+    ClassifierForwardKernel<8><<<rows, 1024, 0, s>>>(lse, loss, logits, targets, V, ld);
+  else
+    ClassifierForwardKernel<1><<<rows, 1024, 0, s>>>(lse, loss, logits, targets, V, ld);
   return LastError("ClassifierForward");
 }
 
 Status ClassifierBackward(cudaStream_t s, bf16* logits, const float* lse, const int32_t* targets, int64_t BT,
                           int64_t V, int64_t ld, float scale) {
-  ClassifierBackwardKernel<<<dim3(static_cast<unsigned>(BT), Blocks(ld, 256)), 256, 0, s>>>(logits, lse, targets, V,
-                                                                                            ld, scale);
+  const unsigned rows = static_cast<unsigned>(BT);
+  if (Vec8(logits, ld))
+    ClassifierBackwardKernel<8><<<rows, 256, 0, s>>>(logits, lse, targets, V, ld, scale);
+  else
+    ClassifierBackwardKernel<1><<<rows, 256, 0, s>>>(logits, lse, targets, V, ld, scale);
   return LastError("ClassifierBackward");
 }
 

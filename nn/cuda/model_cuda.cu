@@ -27,12 +27,23 @@ namespace {
     if (_e != cudaSuccess) return Status::Internal(std::string(#expr) + ": " + cudaGetErrorString(_e)); \
   } while (0)
 
+// A block's four linear layers, in the order their LoRA adapters are indexed.
+enum Linear : int { kQkv, kProj, kFc, kMproj, kLinears };
+constexpr const char* kLinearNames[kLinears] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
+
+// One linear layer's LoRA adapter: A (in, r) and B (r, out) offsets and whether each trains.
+struct LoraOffsets {
+  int64_t a = -1, b = -1;
+  bool a_t = false, b_t = false;
+};
+
 // Where one block's tensors sit in the flat buffers (element offsets; -1: absent).
 struct LayerOffsets {
   int64_t ln1_w, ln1_b, ln2_w, ln2_b;
   int64_t attn_w, attn_b, proj_w, proj_b, fc_w, fc_b, mproj_w, mproj_b;
   int64_t fq = -1, fk = -1;  // feature-map tensors (hedgehog wq/wk, performer Ω)
   bool attn_w_t, attn_b_t, proj_w_t, proj_b_t, fc_w_t, fc_b_t, mproj_w_t, mproj_b_t, ln1_t, ln2_t, maps_t;
+  LoraOffsets lora[kLinears];  // with lora_rank > 0
 };
 
 // Per-layer activations kept for the backward, for up to `rows` = B·T rows.
@@ -44,6 +55,7 @@ struct LayerActs {
   float* lse = nullptr;                           // (B, H, T) softmax statistics, or linear attention's den
   bf16* atty = nullptr;                           // (BT, C) mixer output, heads merged
   bf16 *fch = nullptr, *fch_gelu = nullptr;       // (BT, Hm) pre-activation (with bias), GELU output
+  bf16* xa[kLinears] = {};                        // (BT, r) LoRA x·A of each linear layer
   kernels::DeviceBlockLayout device_layout;       // block-sparse CSR layout for the current T
   int64_t layout_T = 0;
   kernels::BlockLayout layout;                    // device_layout.view()
@@ -71,6 +83,11 @@ struct CudaModel::Impl {
 
   float* w = nullptr;   // (P) fp32 master weights
   bf16* wb = nullptr;   // (P) bf16 copy the GEMMs read
+  // (Vp, C) wte's bf16 copy with zero rows past V, for the head's GEMMs: with the vocabulary as a
+  // GEMM extent (GPT-2's 50257), cuBLAS fell back to unaligned sm75 kernels for the logits and their
+  // gradient (6–8 ms each at B·T = 8192, a third of a GPT-2 small step); padded, every extent is a
+  // multiple of 64. Refreshed wherever wb is (RefreshHead).
+  bf16* head = nullptr;
   float* g = nullptr;   // (P) fp32 gradients
   float* m = nullptr;   // (P) AdamW first moment (allocated at the first step)
   float* v = nullptr;   // (P) second moment
@@ -100,6 +117,7 @@ struct CudaModel::Impl {
   float* dx = nullptr;                    // (BT, C) gradient of the residual stream
   bf16* dx_b = nullptr;                   // (BT, C) its bf16 copy for the GEMMs
   bf16 *dq = nullptr, *dk = nullptr, *dv = nullptr, *dout = nullptr;  // (B, H, T, D)
+  bf16* dxa = nullptr;                    // (BT, r) the last LoraBackward's ∂(x·A)
 
   ~Impl() {
     FreeActs();
@@ -137,13 +155,26 @@ struct CudaModel::Impl {
   float* G(int64_t off, bool trainable) const { return trainable ? g + off : nullptr; }
 
   Status Layout(const Model& host);
+  Status RefreshHead() {
+    SCION_CUDA_TRY(cudaMemcpyAsync(head, wb + wte, sizeof(bf16) * config.vocab_size * config.n_embd,
+                                   cudaMemcpyDeviceToDevice, stream));
+    return Status::Ok();
+  }
   Status EnsureCapacity(int64_t rows);
   Status MixerForward(int64_t l, kernels::AttnDims d);
   Status MixerBackward(int64_t l, kernels::AttnDims d);
   // Block l's branches without their bias, LayerNorm or residual: the attention branch from ln1 and
   // the MLP branch from ln2 to `scratch` (BT, C) fp32; backward from dx / dx_b (the branch output's
   // gradient) into the branch's weight gradients, leaving the branch input's gradient factor in
-  // scratch_b (attention: dqkv (BT, 3C); MLP: dfch (BT, Hm)).
+  // scratch_b (attention: dqkv (BT, 3C); MLP: dfch (BT, Hm)) and, with LoRA, the input linear's
+  // dxa for LoraInputGrad.
+  // LoRA (lora_rank > 0) of block l's linear i with input x (BT, in): out (BT, n) fp32 += (alpha/r)
+  // · (x A) B, keeping x A for the backward. LoraBackward from that layer's output gradient dy (BT,
+  // n) bf16: dB += (alpha/r) (x A)ᵀ dy, dxa = (alpha/r) dy Bᵀ, dA += xᵀ dxa; LoraInputGrad then adds
+  // dxa Aᵀ to the input's gradient dx (BT, in), fp32 or bf16 (the base GEMM's output, beta = 1).
+  Status LoraForward(int64_t l, Linear i, const bf16* x, int64_t in, int64_t n, float* out);
+  Status LoraBackward(int64_t l, Linear i, const bf16* x, const bf16* dy, int64_t in, int64_t n);
+  Status LoraInputGrad(int64_t l, Linear i, int64_t in, void* dx, bool dx_bf16);
   Status AttnBranchForward(int64_t l);
   Status MlpBranchForward(int64_t l);
   Status AttnBranchBackward(int64_t l);
@@ -200,6 +231,12 @@ Status CudaModel::Impl::Layout(const Model& host) {
       o.fk = Offset(p + "attn." + maps.k);
       o.maps_t = Trainable(p + "attn." + maps.q);  // false for performer's Ω (a buffer)
     }
+    for (int i = 0; config.lora_rank > 0 && i < kLinears; ++i) {
+      const std::string base = p + kLinearNames[i];
+      o.lora[i] = {Offset(base + ".lora_A"), Offset(base + ".lora_B"), Trainable(base + ".lora_A"),
+                   Trainable(base + ".lora_B")};
+      if (o.lora[i].a < 0 || o.lora[i].b < 0) return Status::Internal("CudaModel: " + base + " has no LoRA tensors");
+    }
     layer_off.push_back(o);
   }
   // Trainable runs, adjacent tensors with the same decay merged: one AdamW launch covers them all.
@@ -247,7 +284,10 @@ Status CudaModel::Impl::EnsureCapacity(int64_t rows) {
     SCION_RETURN_IF_ERROR(Alloc(&a.lse, rows * config.n_head, &A));
     SCION_RETURN_IF_ERROR(Alloc(&a.fch, rows * Hm, &A));
     SCION_RETURN_IF_ERROR(Alloc(&a.fch_gelu, rows * Hm, &A));
+    for (int i = 0; config.lora_rank > 0 && i < kLinears; ++i)
+      SCION_RETURN_IF_ERROR(Alloc(&a.xa[i], rows * config.lora_rank, &A));
   }
+  if (config.lora_rank > 0) SCION_RETURN_IF_ERROR(Alloc(&dxa, rows * config.lora_rank, &A));
   SCION_RETURN_IF_ERROR(Alloc(&lnf, rows * C, &A));
   SCION_RETURN_IF_ERROR(Alloc(&lnf_mean, rows, &A));
   SCION_RETURN_IF_ERROR(Alloc(&lnf_rstd, rows, &A));
@@ -331,11 +371,38 @@ Status CudaModel::Impl::MixerBackward(int64_t l, kernels::AttnDims d) {
   return kernels::AttentionBackward(launch, d, a.q, a.k, a.v, a.o, dout, a.lse, dq, dk, dv, mask, scale);
 }
 
+Status CudaModel::Impl::LoraForward(int64_t l, Linear i, const bf16* x, int64_t in, int64_t n, float* out) {
+  const int64_t r = config.lora_rank, BT = B * T;
+  if (r == 0) return Status::Ok();
+  const LoraOffsets& o = layer_off[l].lora[i];
+  bf16* xa = acts[l].xa[i];
+  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, xa, true, r, {x, in}, {wb + o.a, r}, BT, r, in, 1, 0));
+  return cuda::Gemm(blas, out, false, n, {xa, r}, {wb + o.b, n}, BT, n, r, config.lora_alpha / r, 1);
+}
+
+Status CudaModel::Impl::LoraBackward(int64_t l, Linear i, const bf16* x, const bf16* dy, int64_t in, int64_t n) {
+  const int64_t r = config.lora_rank, BT = B * T;
+  if (r == 0) return Status::Ok();
+  const LoraOffsets& o = layer_off[l].lora[i];
+  const float scale = config.lora_alpha / r;
+  if (o.b_t) SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + o.b, false, n, {acts[l].xa[i], r, true}, {dy, n}, r, n, BT, scale, 1));
+  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, dxa, true, r, {dy, n}, {wb + o.b, n, true}, BT, r, n, scale, 0));
+  if (o.a_t) SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + o.a, false, r, {x, in, true}, {dxa, r}, in, r, BT, 1, 1));
+  return Status::Ok();
+}
+
+Status CudaModel::Impl::LoraInputGrad(int64_t l, Linear i, int64_t in, void* dx, bool dx_bf16) {
+  const int64_t r = config.lora_rank;
+  if (r == 0) return Status::Ok();
+  return cuda::Gemm(blas, dx, dx_bf16, in, {dxa, r}, {wb + layer_off[l].lora[i].a, r, true}, B * T, in, r, 1, 1);
+}
+
 Status CudaModel::Impl::AttnBranchForward(int64_t l) {
   const int64_t C = config.n_embd, H = config.n_head, D = config.head_dim(), BT = B * T;
   LayerActs& a = acts[l];
   const LayerOffsets& o = layer_off[l];
   SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, 3 * C, {a.ln1, C}, {wb + o.attn_w, 3 * C}, BT, 3 * C, C, 1, 0));
+  SCION_RETURN_IF_ERROR(LoraForward(l, kQkv, a.ln1, C, 3 * C, scratch));
   bf16* qkv[3] = {a.q, a.k, a.v};
   SCION_RETURN_IF_ERROR(cuda::RowsToHeads(stream, qkv, 3, scratch, nullptr, w + o.attn_b, B, T, H, D));
   if (Status s = MixerForward(l, {B, H, T, D}); !s.ok())
@@ -343,7 +410,8 @@ Status CudaModel::Impl::AttnBranchForward(int64_t l) {
                             s.ToString());
   const bf16* heads[1] = {a.o};
   SCION_RETURN_IF_ERROR(cuda::HeadsToRows(stream, a.atty, 1, heads, B, T, H, D));
-  return cuda::Gemm(blas, scratch, false, C, {a.atty, C}, {wb + o.proj_w, C}, BT, C, C, 1, 0);
+  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, C, {a.atty, C}, {wb + o.proj_w, C}, BT, C, C, 1, 0));
+  return LoraForward(l, kProj, a.atty, C, C, scratch);
 }
 
 Status CudaModel::Impl::MlpBranchForward(int64_t l) {
@@ -351,8 +419,10 @@ Status CudaModel::Impl::MlpBranchForward(int64_t l) {
   LayerActs& a = acts[l];
   const LayerOffsets& o = layer_off[l];
   SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, Hm, {a.ln2, C}, {wb + o.fc_w, Hm}, BT, Hm, C, 1, 0));
+  SCION_RETURN_IF_ERROR(LoraForward(l, kFc, a.ln2, C, Hm, scratch));
   SCION_RETURN_IF_ERROR(cuda::BiasGelu(stream, a.fch, a.fch_gelu, scratch, w + o.fc_b, BT, Hm));
-  return cuda::Gemm(blas, scratch, false, C, {a.fch_gelu, Hm}, {wb + o.mproj_w, C}, BT, C, Hm, 1, 0);
+  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, C, {a.fch_gelu, Hm}, {wb + o.mproj_w, C}, BT, C, Hm, 1, 0));
+  return LoraForward(l, kMproj, a.fch_gelu, Hm, C, scratch);
 }
 
 Status CudaModel::Impl::AttnBranchBackward(int64_t l) {
@@ -364,6 +434,8 @@ Status CudaModel::Impl::AttnBranchBackward(int64_t l) {
   SCION_RETURN_IF_ERROR(cuda::ColumnSum(stream, G(o.proj_b, o.proj_b_t), dx, BT, C));
   bf16* datty = scratch_b;  // (BT, C)
   SCION_RETURN_IF_ERROR(cuda::Gemm(blas, datty, true, C, {dx_b, C}, {wb + o.proj_w, C, true}, BT, C, C, 1, 0));
+  SCION_RETURN_IF_ERROR(LoraBackward(l, kProj, a.atty, dx_b, C, C));
+  SCION_RETURN_IF_ERROR(LoraInputGrad(l, kProj, C, datty, true));
   bf16* dheads[1] = {dout};
   SCION_RETURN_IF_ERROR(cuda::RowsToHeads(stream, dheads, 1, nullptr, datty, nullptr, B, T, H, D));
   for (bf16* p : {dq, dk, dv}) SCION_CUDA_TRY(cudaMemsetAsync(p, 0, sizeof(bf16) * BT * C, stream));
@@ -376,7 +448,7 @@ Status CudaModel::Impl::AttnBranchBackward(int64_t l) {
   SCION_RETURN_IF_ERROR(cuda::ColumnSum(stream, G(o.attn_b, o.attn_b_t), dqkv, BT, 3 * C));
   if (o.attn_w_t)
     SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + o.attn_w, false, 3 * C, {a.ln1, C, true}, {dqkv, 3 * C}, C, 3 * C, BT, 1, 1));
-  return Status::Ok();
+  return LoraBackward(l, kQkv, a.ln1, dqkv, C, 3 * C);  // dxa stays for the caller's LoraInputGrad
 }
 
 Status CudaModel::Impl::MlpBranchBackward(int64_t l) {
@@ -387,12 +459,14 @@ Status CudaModel::Impl::MlpBranchBackward(int64_t l) {
     SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + o.mproj_w, false, C, {a.fch_gelu, Hm, true}, {dx_b, C}, Hm, C, BT, 1, 1));
   SCION_RETURN_IF_ERROR(cuda::ColumnSum(stream, G(o.mproj_b, o.mproj_b_t), dx, BT, C));
   SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, Hm, {dx_b, C}, {wb + o.mproj_w, C, true}, BT, Hm, C, 1, 0));
+  SCION_RETURN_IF_ERROR(LoraBackward(l, kMproj, a.fch_gelu, dx_b, Hm, C));
+  SCION_RETURN_IF_ERROR(LoraInputGrad(l, kMproj, Hm, scratch, false));
   bf16* dfch = scratch_b;  // (BT, Hm)
   SCION_RETURN_IF_ERROR(cuda::GeluBackward(stream, dfch, scratch, a.fch, BT * Hm));
   SCION_RETURN_IF_ERROR(cuda::ColumnSum(stream, G(o.fc_b, o.fc_b_t), dfch, BT, Hm));
   if (o.fc_w_t)
     SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + o.fc_w, false, Hm, {a.ln2, C, true}, {dfch, Hm}, C, Hm, BT, 1, 1));
-  return Status::Ok();
+  return LoraBackward(l, kFc, a.ln2, dfch, C, Hm);  // dxa stays for the caller's LoraInputGrad
 }
 
 Status CudaModel::Impl::SublayerForward(int64_t l, SublayerKind kind, const float* x, int64_t Bn, int64_t Tn, float* y) {
@@ -482,8 +556,8 @@ Status CudaModel::Impl::Forward(const int32_t* tok, const int32_t* tgt, int64_t 
     SCION_RETURN_IF_ERROR(cuda::ResidualLayerNorm(st, resid[l + 1], next_ln, next_mean, next_rstd, a.resid_mid, scratch,
                                                   w + o.mproj_b, w + nw, w + nb, BT, C));
   }
-  // Tied head: logits (BT, V; leading dim Vp) = lnf · wteᵀ.
-  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, logits, true, Vp, {lnf, C}, {wb + wte, C, true}, BT, V, C, 1, 0));
+  // Tied head: logits (BT, Vp) = lnf · wteᵀ (the pad columns 0).
+  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, logits, true, Vp, {lnf, C}, {head, C, true}, BT, Vp, C, 1, 0));
   SCION_RETURN_IF_ERROR(cuda::ClassifierForward(st, clf_lse, clf_loss, logits, targets, BT, V, Vp));
   if (loss) {
     *loss = 0;
@@ -507,7 +581,7 @@ Status CudaModel::Impl::Backward(float scale) {
   const float row_scale = count > 0 ? scale / static_cast<float>(count) : 0.0f;
   SCION_RETURN_IF_ERROR(cuda::ClassifierBackward(st, logits, clf_lse, targets, BT, V, Vp, row_scale));
   // dlnf (BT, C) = dlogits · wte; dwte (V, C) += dlogitsᵀ · lnf.
-  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, C, {logits, Vp}, {wb + wte, C}, BT, C, V, 1, 0));
+  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, C, {logits, Vp}, {head, C}, BT, C, Vp, 1, 0));
   if (wte_t)
     SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + wte, false, C, {logits, Vp, true}, {lnf, C}, V, C, BT, 1, 1));
   SCION_CUDA_TRY(cudaMemsetAsync(dx, 0, sizeof(float) * BT * C, st));
@@ -521,12 +595,14 @@ Status CudaModel::Impl::Backward(float scale) {
     SCION_RETURN_IF_ERROR(MlpBranchBackward(l));
     const bf16* dfch = scratch_b;  // (BT, Hm)
     SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, C, {dfch, Hm}, {wb + o.fc_w, Hm, true}, BT, C, Hm, 1, 0));
+    SCION_RETURN_IF_ERROR(LoraInputGrad(l, kFc, C, scratch, false));
     SCION_RETURN_IF_ERROR(cuda::LayerNormBackward(st, dx, dx_b, G(o.ln2_w, o.ln2_t), G(o.ln2_b, o.ln2_t), scratch,
                                                   a.resid_mid, w + o.ln2_w, a.ln2_mean, a.ln2_rstd, BT, C));
     // Mixer branch; dx is now the gradient of resid_mid.
     SCION_RETURN_IF_ERROR(AttnBranchBackward(l));
     const bf16* dqkv = scratch_b;  // (BT, 3C)
     SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, C, {dqkv, 3 * C}, {wb + o.attn_w, 3 * C, true}, BT, C, 3 * C, 1, 0));
+    SCION_RETURN_IF_ERROR(LoraInputGrad(l, kQkv, C, scratch, false));
     SCION_RETURN_IF_ERROR(cuda::LayerNormBackward(st, dx, dx_b, G(o.ln1_w, o.ln1_t), G(o.ln1_b, o.ln1_t), scratch,
                                                   resid[l], w + o.ln1_w, a.ln1_mean, a.ln1_rstd, BT, C));
   }
@@ -541,7 +617,6 @@ CudaModel::~CudaModel() = default;
 Result<std::unique_ptr<CudaModel>> CudaModel::Create(const Model& host) {
   if (!CudaAvailable()) return Status::Unavailable("CudaModel: no CUDA device is visible");
   const ModelConfig& c = host.config();
-  if (c.lora_rank > 0) return Status::Unimplemented("CudaModel: LoRA adapters (lora_rank > 0) run on the CPU path only");
   if (host.recompute())
     return Status::Unimplemented("CudaModel: recompute (activation checkpointing) runs on the CPU path only");
   auto impl = std::make_unique<Impl>();
@@ -565,6 +640,8 @@ Result<std::unique_ptr<CudaModel>> CudaModel::Create(const Model& host) {
   const int64_t P = host.num_params();
   SCION_RETURN_IF_ERROR(impl->Alloc(&impl->w, P, &impl->allocs));
   SCION_RETURN_IF_ERROR(impl->Alloc(&impl->wb, P, &impl->allocs));
+  SCION_RETURN_IF_ERROR(impl->Alloc(&impl->head, impl->Vp * c.n_embd, &impl->allocs));
+  SCION_CUDA_TRY(cudaMemsetAsync(impl->head, 0, sizeof(bf16) * impl->Vp * c.n_embd, impl->stream));  // pad rows stay 0
   SCION_RETURN_IF_ERROR(impl->Alloc(&impl->g, P, &impl->allocs));
   SCION_RETURN_IF_ERROR(impl->Alloc(&impl->sumsq, 1, &impl->allocs));
   std::unique_ptr<CudaModel> m(new CudaModel(std::move(impl)));
@@ -579,6 +656,7 @@ Status CudaModel::Upload(const Model& host) {
   SCION_RETURN_IF_ERROR(I.Layout(host));
   SCION_CUDA_TRY(cudaMemcpyAsync(I.w, host.data(), sizeof(float) * I.P, cudaMemcpyHostToDevice, I.stream));
   SCION_RETURN_IF_ERROR(cuda::CastToBf16(I.stream, I.wb, I.w, I.P));
+  SCION_RETURN_IF_ERROR(I.RefreshHead());
   SCION_CUDA_TRY(cudaStreamSynchronize(I.stream));
   return Status::Ok();
 }
@@ -733,7 +811,8 @@ Status CudaModel::AdamWStep(const AdamWConfig& c, float lr) {
   a.bc2 = 1.0f - std::pow(c.beta2, static_cast<float>(I.adam_t));
   a.max_norm = I.clip_norm;
   I.clip_norm = 0;
-  return cuda::AdamW(I.stream, I.w, I.wb, I.m, I.v, I.g, I.sumsq, I.segs, I.nsegs, I.max_seg, a);
+  SCION_RETURN_IF_ERROR(cuda::AdamW(I.stream, I.w, I.wb, I.m, I.v, I.g, I.sumsq, I.segs, I.nsegs, I.max_seg, a));
+  return I.wte_t ? I.RefreshHead() : Status::Ok();
 }
 
 Status CudaModel::LoadOptimizer(AdamW& opt) {

@@ -6,7 +6,9 @@
 // the model's stream. Checkpoints stay one format: Upload takes a host Model's weights, Download
 // writes them back, and the host Model saves them as usual.
 //
-// Supported: every mixer kind but LoRA adapters and activation hooks (CPU path only; Create says so).
+// Supported: every mixer kind and LoRA adapters (each adapted linear adds (alpha/r)·(x A) B by two
+// small GEMMs, and its backward four). Activation hooks and recompute (activation checkpointing)
+// run on the CPU path only; Create refuses recompute by name.
 // Built without CUDA, or with no device, Create returns Unavailable and nothing else is callable.
 // Not thread-safe: one caller at a time; every call is ordered on the model's one stream.
 #pragma once
@@ -28,7 +30,7 @@ bool CudaAvailable();
 class CudaModel {
  public:
   // A device mirror of `host` (its config, layout, weights and trainable flags) on the current
-  // device. Unavailable without CUDA or a device; Unimplemented for LoRA models.
+  // device. Unavailable without CUDA or a device; Unimplemented for what only the CPU path runs.
   static Result<std::unique_ptr<CudaModel>> Create(const Model& host);
   ~CudaModel();
   CudaModel(const CudaModel&) = delete;

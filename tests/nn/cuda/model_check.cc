@@ -4,7 +4,7 @@
 //                                   which the CUDA attention kernels take; the default D = 8 one
 //                                   skips its golden part)
 // Checks: logits, loss, every parameter gradient and 10 AdamW steps against the fixture; the same
-// against the CPU path for a softmax model and a Hedgehog linear-attention model. Prints one line
+// against the CPU path for a model of each mixer and for LoRA adapters. Prints one line
 // per check with the measured error beside its tolerance; exit 1 on any failure, 0 when all pass
 // or when there is no device (SKIP). Also one block's attention or MLP branch alone
 // (CudaModel::SublayerForward/Backward, grafting's stage 1) against nn::Sublayer on the CPU.
@@ -216,6 +216,38 @@ void MixerChecks() {
   }
 }
 
+// LoRA adapters on every block linear, against the CPU path: B drawn non-zero (its default zero
+// start would hide a wrong x·A or a wrong dA) so every adapter changes the output. Two cases: only
+// the adapters train over a frozen base, as a LowRA finetune does (dA, dB, and dx through the
+// adapters into the embeddings' gradient); and everything trains (the base weights' gradients
+// with the adapters' dx terms added in each layer's backward).
+void LoraChecks() {
+  for (const bool adapters_only : {true, false}) {
+    ModelConfig cfg = MixerConfig(MixerKind::kSoftmax);
+    cfg.lora_rank = 4;
+    cfg.lora_alpha = 8;
+    auto m = Model::Create(cfg, 7);
+    if (!m.ok()) return Fatal("lora Model::Create", m.status());
+    Rng rng(5);
+    for (const ParamInfo& p : m->params())
+      if (p.name.find(".lora_B") != std::string::npos)
+        for (int64_t i = 0; i < p.numel; ++i) m->data()[p.offset + i] = static_cast<float>(0.05 * rng.Normal());
+    if (adapters_only) {
+      (void)m->SetTrainable("all", false);
+      (void)m->SetTrainable("lora", true);
+      (void)m->SetTrainable("embeddings", true);  // so the adapters' dx terms reach a checked gradient
+    }
+    const int64_t B = 2, T = 48;
+    std::vector<int32_t> tok(B * T), tgt(B * T);
+    for (auto& x : tok) x = static_cast<int32_t>(rng.Next() % 80);
+    for (auto& x : tgt) x = static_cast<int32_t>(rng.Next() % 80);
+    const AdamWConfig ac{1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f};
+    CompareModel(std::string("lora r4 ") + (adapters_only ? "adapters + embeddings train" : "all train") +
+                     " vs CPU path",
+                 *m, tok, tgt, B, T, CpuReference(*m, tok, tgt, B, T, ac, 1.0f), ac, 1.0f);
+  }
+}
+
 // Grafting's stage 1 on the device: block 1's branch alone against nn::Sublayer (fp32 CPU), per
 // mixer and for the MLP, same tolerances as the whole model (one bf16 rounding of the input, the
 // weights and each GEMM output; the gradients through the same roundings twice).
@@ -406,6 +438,7 @@ int main(int argc, char** argv) {
   }
   GoldenChecks(argc > 1 ? argv[1] : SCION_NN_FIXTURES);
   MixerChecks();
+  LoraChecks();
   SublayerChecks();
   TeacherActivationChecks();
   RefusalChecks();
