@@ -1,10 +1,10 @@
 // The `lowra` job kind: LowRA-style low-bit quantization of a model's linear weights
-// (docs/LOWRA.md). Quantization and the losses run on the CPU; a LoRA finetune runs on the train
-// loop's engine (the job's GPU when it holds one). Every selected block weight matrix is quantized
-// per output channel (widths, Lloyd-Max levels, exact knapsack under budget_bits), optionally
-// output-aware (each input column weighted by its calibration E[x²]), and replaced by its
-// dequantized values, so the model computes with exactly Ŵ; embeddings, LayerNorms and biases stay
-// fp32.
+// (docs/LOWRA.md). On a job that holds a GPU the calibration forwards, the held-out losses and a
+// LoRA finetune run there (CudaModel: bf16 activations over fp32 weights), the quantizer on the CPU.
+// Every selected block weight matrix is quantized per output channel (widths, Lloyd-Max levels,
+// exact knapsack under budget_bits), optionally output-aware (each input column weighted by its
+// calibration E[x²]), and replaced by its dequantized values, so the model computes with exactly
+// Ŵ; embeddings, LayerNorms and biases stay fp32.
 //
 // params:
 //   budget_bits (2.0), widths [1, 2, 4], group_size (0 = per channel), method lloyd|rtn|nf,
@@ -32,6 +32,7 @@
 #include "jobs/nn_params.h"
 #include "jobs/train_loop.h"
 #include "kernels/quant.h"
+#include "nn/engine.h"
 #include "nn/optim.h"
 #include "nn/safetensors.h"
 #include "nn/trainer.h"
@@ -148,10 +149,17 @@ Result<std::vector<nn::TokenBatch>> Batches(const DataSource& d, bool validation
   return out;
 }
 
-Result<double> MeanLoss(nn::Model& m, const std::vector<nn::TokenBatch>& batches) {
+// The mean held-out loss over `batches`: on the job's GPU when it holds one (the engine the train
+// loop uses: bf16 activations over fp32 weights), else on the CPU (fp32). *on_gpu says which.
+Result<double> MeanLoss(nn::Model& m, const std::vector<nn::TokenBatch>& batches, Context& ctx, bool* on_gpu) {
+  nn::AdamW none({});  // evaluation takes no steps
+  auto engine = nn::StepEngine::Create(m, none, !ctx.gpus.empty());
+  *on_gpu = engine->device() != "cpu";
+  if (!engine->fallback_reason().empty() && ctx.reporter)
+    ctx.reporter->Log("losses on the CPU (GPU not used: " + engine->fallback_reason() + ")");
   double loss = 0;
   for (const nn::TokenBatch& b : batches) {
-    auto l = nn::EvalLoss(m, b);
+    auto l = engine->EvalLoss(b);
     if (!l.ok()) return l.status();
     loss += *l / static_cast<double>(batches.size());
   }
@@ -229,6 +237,11 @@ std::string Markdown(const std::map<std::string, double>& s, const ModelQuantiza
   md << "Budget " << Fixed(get("budget_bits"), 2) << " bits/weight; code bits " << Fixed(get("code_bits_per_weight"), 4)
      << ", with fp16 levels and scales " << Fixed(get("total_bits_per_weight"), 4) << ".\n\n";
   if (s.count("loss_fp32")) {
+    md << (get("losses_on_gpu") == 1.0 ? "Held-out losses on the GPU (bf16 activations over fp32 weights).\n\n"
+                                       : "Held-out losses on the CPU (fp32).\n\n");
+    if (s.count("calibration_on_gpu"))
+      md << (get("calibration_on_gpu") == 1.0 ? "Calibration statistics on the GPU (bf16 activations).\n\n"
+                                              : "Calibration statistics on the CPU (fp32).\n\n");
     md << "| model | val loss | perplexity |\n|---|---|---|\n";
     for (const auto& [label, key] : std::vector<std::pair<std::string, std::string>>{
              {"fp32", "fp32"}, {"quantized", "quantized"}, {"quantized + LoRA", "finetuned"}}) {
@@ -272,6 +285,7 @@ Outcome RunLowra(const json& spec, Context& ctx) {
     if (ctx.reporter) ctx.reporter->Metric(0, name, v);
   };
   auto fail = [&](const Status& st) { return Outcome{st, out.summary}; };
+  bool on_gpu = false;  // where the held-out losses run (MeanLoss)
 
   // ---- data: held-out evaluation batches, calibration batches from the train split
   const bool has_text = params.contains("text");
@@ -320,15 +334,20 @@ Outcome RunLowra(const json& spec, Context& ctx) {
 
   metric("budget_bits", c.budget_bits);
   if (!eval.empty()) {
-    auto l = MeanLoss(m, eval);
+    auto l = MeanLoss(m, eval, ctx, &on_gpu);
     if (!l.ok()) return fail(l.status());
     metric("loss_fp32", *l);
+    metric("losses_on_gpu", on_gpu ? 1.0 : 0.0);
   }
   std::map<std::string, std::vector<float>> moments;
   if (!cal.empty()) {
-    auto mo = InputSecondMoments(m, cal);
+    std::string device;
+    auto mo = InputSecondMoments(m, cal, !ctx.gpus.empty(), &device);
     if (!mo.ok()) return fail(mo.status());
     moments = std::move(*mo);
+    metric("calibration_on_gpu", device == "cuda" ? 1.0 : 0.0);
+    if (!ctx.gpus.empty() && device != "cuda" && ctx.reporter)
+      ctx.reporter->Log("calibration on the CPU (GPU not used: " + device.substr(device.find(':') + 2) + ")");
   }
   const nn::Model reference = m;  // W, for the output error and the baselines
 
@@ -374,7 +393,7 @@ Outcome RunLowra(const json& spec, Context& ctx) {
   metric("output_aware", c.objective == q::Objective::kOutputDiag ? 1.0 : 0.0);
   if (ctx.reporter) ctx.reporter->Progress(0.4);
   if (!eval.empty()) {
-    auto l = MeanLoss(m, eval);
+    auto l = MeanLoss(m, eval, ctx, &on_gpu);
     if (!l.ok()) return fail(l.status());
     metric("loss_quantized", *l);
   }
@@ -388,7 +407,7 @@ Outcome RunLowra(const json& spec, Context& ctx) {
     nn::Model bm = reference;
     auto bq = quantize(bm, MethodOf(b));
     if (!bq.ok()) return fail(bq.status());
-    auto l = MeanLoss(bm, eval);
+    auto l = MeanLoss(bm, eval, ctx, &on_gpu);
     if (!l.ok()) return fail(l.status());
     double e = 0, n = 0, oe = 0, on = 0;
     for (const MatrixReport& r : bq->matrices) {
@@ -419,7 +438,7 @@ Outcome RunLowra(const json& spec, Context& ctx) {
     if (!r.ok()) return fail(r.status());
     if (r->stopped) return StoppedOutcome(ctx, "the LoRA finetune", r->steps_done);
     metric("finetune_steps", static_cast<double>(r->steps_done));
-    auto l = MeanLoss(*tuned, eval);
+    auto l = MeanLoss(*tuned, eval, ctx, &on_gpu);
     if (!l.ok()) return fail(l.status());
     metric("loss_finetuned", *l);
     final_model = std::move(*tuned);

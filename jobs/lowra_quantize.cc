@@ -1,8 +1,11 @@
 #include "jobs/lowra_quantize.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <random>
+
+#include "nn/cuda/model_cuda.h"
 
 namespace scion::jobs {
 namespace {
@@ -40,6 +43,31 @@ Status ForEachInput(nn::Model& m, const std::vector<nn::TokenBatch>& batches,
   }
   m.SetHook(nullptr);
   return st;
+}
+
+// InputSecondMoments' sums from a CudaModel's forwards: Σ x² per input column of each block linear
+// (the bf16 inputs its GEMMs read), keyed by weight name, and the rows counted.
+Status GpuSquares(const nn::Model& m, const std::vector<nn::TokenBatch>& batches,
+                  std::map<std::string, std::vector<double>>* sum, std::map<std::string, int64_t>* count) {
+  auto d = nn::CudaModel::Create(m);
+  if (!d.ok()) return d.status();
+  const int64_t L = m.config().n_layer();
+  std::vector<std::array<std::vector<double>, 4>> acc(static_cast<size_t>(L));
+  int64_t rows = 0;
+  for (const nn::TokenBatch& b : batches) {
+    SCION_RETURN_IF_ERROR((*d)->Forward(b.inputs.data(), nullptr, b.B, b.T, nullptr));
+    for (int64_t l = 0; l < L; ++l) SCION_RETURN_IF_ERROR((*d)->LinearInputSquares(l, &acc[l]));
+    rows += b.B * b.T;
+  }
+  constexpr nn::HookPoint kPoints[4] = {nn::HookPoint::kMixerInput, nn::HookPoint::kProjInput,
+                                        nn::HookPoint::kMlpInput, nn::HookPoint::kMlpHidden};
+  for (int64_t l = 0; l < L; ++l)
+    for (int i = 0; i < 4; ++i) {
+      const std::string name = WeightAt(l, kPoints[i]);
+      (*sum)[name] = std::move(acc[l][i]);
+      (*count)[name] = rows;
+    }
+  return Status::Ok();
 }
 
 // Symmetric eigendecomposition by cyclic Jacobi: k (n, n) row-major becomes diagonal; v (n, n)
@@ -110,16 +138,28 @@ std::vector<nn::ParamInfo> QuantTargets(const nn::Model& m, const std::string& l
 }
 
 Result<std::map<std::string, std::vector<float>>> InputSecondMoments(nn::Model& m,
-                                                                     const std::vector<nn::TokenBatch>& batches) {
+                                                                     const std::vector<nn::TokenBatch>& batches,
+                                                                     bool use_gpu, std::string* device) {
   std::map<std::string, std::vector<double>> sum;
   std::map<std::string, int64_t> count;
-  SCION_RETURN_IF_ERROR(ForEachInput(m, batches, [&](const std::string& name, const float* x, int64_t rows, int64_t C) {
-    std::vector<double>& s = sum[name];
-    s.resize(static_cast<size_t>(C), 0.0);
-    for (int64_t i = 0; i < rows; ++i)
-      for (int64_t j = 0; j < C; ++j) s[j] += double(x[i * C + j]) * x[i * C + j];
-    count[name] += rows;
-  }));
+  std::string where = "cpu";
+  if (use_gpu) {
+    const Status st = GpuSquares(m, batches, &sum, &count);
+    if (st.ok()) where = "cuda";
+    else where = "cpu: " + st.message();
+  }
+  if (where != "cuda") {
+    sum.clear();
+    count.clear();
+    SCION_RETURN_IF_ERROR(ForEachInput(m, batches, [&](const std::string& name, const float* x, int64_t rows, int64_t C) {
+      std::vector<double>& s = sum[name];
+      s.resize(static_cast<size_t>(C), 0.0);
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t j = 0; j < C; ++j) s[j] += double(x[i * C + j]) * x[i * C + j];
+      count[name] += rows;
+    }));
+  }
+  if (device) *device = where;
   std::map<std::string, std::vector<float>> out;
   for (const auto& [name, s] : sum) {
     std::vector<float>& o = out[name];

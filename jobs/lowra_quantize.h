@@ -22,7 +22,12 @@ namespace scion::jobs {
 std::vector<nn::ParamInfo> QuantTargets(const nn::Model& m, const std::string& layers);
 
 // E[x_j²] of every target's input column j over the batches (tokens only), keyed by weight name.
-Result<std::map<std::string, std::vector<float>>> InputSecondMoments(nn::Model& m, const std::vector<nn::TokenBatch>& batches);
+// use_gpu: from a CudaModel's forwards (the bf16 inputs its GEMMs read) where this build and the
+// model allow, else on the CPU (fp32); *device (when given) gets "cuda", or "cpu" with the reason
+// the GPU was not used after a colon.
+Result<std::map<std::string, std::vector<float>>> InputSecondMoments(nn::Model& m,
+                                                                     const std::vector<nn::TokenBatch>& batches,
+                                                                     bool use_gpu = false, std::string* device = nullptr);
 
 // What quantizing one matrix gave.
 struct MatrixReport {

@@ -6,7 +6,9 @@
 # Steps: 1 train the teacher (skipped when out_dir/teacher/model exists), 2 one lowra job per
 # budget (LowRA levels, output-aware, RTN and NF baselines at the same budget and assignment, LoRA),
 # 3 one lowra job per fixed width (1, 2, 4 bits) for each of lloyd, rtn, nf levels, 4 the table and
-# the plot (scripts/lowra_plot.py). Runs on the CPU.
+# the plot (scripts/lowra_plot.py). Runs on the CPU; with LOWRA_GPUS (e.g. 0) every job holds those
+# GPUs, as a worker's job does, so the held-out losses and the LoRA finetunes (and the teacher's
+# training) run there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -20,7 +22,7 @@ run_job() {  # run_job NAME SPEC_JSON [INPUTS_JSON]: job.json carries the resolv
   rm -rf "$dir"  # a fresh job: no checkpoints of an earlier run to resume
   mkdir -p "$dir"
   printf '%s\n' "$2" >"$dir/spec.json"
-  printf '{"job_id": 0, "attempt": 1, "inputs": %s}\n' "${3:-{\}}" >"$dir/job.json"
+  printf '{"job_id": 0, "attempt": 1, "gpus": [%s], "inputs": %s}\n' "${LOWRA_GPUS:-}" "${3:-{\}}" >"$dir/job.json"
   "$job" --workdir "$dir" >"$dir/report.log" 2>&1 || { echo "job $1 failed:"; tail -3 "$dir/report.log"; exit 1; }
   grep '"type":"outcome"' "$dir/report.log" | tail -1 >"$dir/outcome.json"
 }

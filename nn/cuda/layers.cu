@@ -243,14 +243,17 @@ __global__ void GeluBackwardKernel(bf16* dh, const float* dg, const bf16* h, int
 __device__ __forceinline__ float Load(const float* p) { return *p; }
 __device__ __forceinline__ float Load(const bf16* p) { return __bfloat162float(*p); }
 
-// Thread per column, blockIdx.y per chunk of rows; one atomic per (column, chunk).
-template <typename T>
+// Thread per column, blockIdx.y per chunk of rows; one atomic per (column, chunk). kSquare: Σ x².
+template <typename T, bool kSquare = false>
 __global__ void ColumnSumKernel(float* db, const T* dy, int64_t rows, int64_t cols, int64_t rows_per_chunk) {
   const int64_t c = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (c >= cols) return;
   const int64_t r0 = blockIdx.y * rows_per_chunk, r1 = min(rows, r0 + rows_per_chunk);
   float s = 0;
-  for (int64_t r = r0; r < r1; ++r) s += Load(dy + r * cols + c);
+  for (int64_t r = r0; r < r1; ++r) {
+    const float v = Load(dy + r * cols + c);
+    s += kSquare ? v * v : v;
+  }
   atomicAdd(&db[c], s);
 }
 
@@ -487,12 +490,12 @@ Status GeluBackward(cudaStream_t s, bf16* dh, const float* dg, const bf16* h, in
   return LastError("GeluBackward");
 }
 
-template <typename T>
+template <typename T, bool kSquare = false>
 Status ColumnSumT(cudaStream_t s, float* db, const T* dy, int64_t rows, int64_t cols) {
   if (!db) return Status::Ok();
   constexpr int64_t kRows = 128;
   const dim3 grid(Blocks(cols, 256), static_cast<unsigned>((rows + kRows - 1) / kRows));
-  ColumnSumKernel<T><<<grid, 256, 0, s>>>(db, dy, rows, cols, kRows);
+  ColumnSumKernel<T, kSquare><<<grid, 256, 0, s>>>(db, dy, rows, cols, kRows);
   return LastError("ColumnSum");
 }
 Status ColumnSum(cudaStream_t s, float* db, const bf16* dy, int64_t rows, int64_t cols) {
@@ -500,6 +503,9 @@ Status ColumnSum(cudaStream_t s, float* db, const bf16* dy, int64_t rows, int64_
 }
 Status ColumnSum(cudaStream_t s, float* db, const float* dy, int64_t rows, int64_t cols) {
   return ColumnSumT(s, db, dy, rows, cols);
+}
+Status ColumnSquareSum(cudaStream_t s, float* out, const bf16* x, int64_t rows, int64_t cols) {
+  return ColumnSumT<bf16, true>(s, out, x, rows, cols);
 }
 
 Status ClassifierForward(cudaStream_t s, float* lse, float* loss, const bf16* logits, const int32_t* targets,

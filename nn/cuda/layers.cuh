@@ -58,6 +58,8 @@ Status GeluBackward(cudaStream_t s, bf16* dh, const float* dg, const bf16* h, in
 // db (cols) += Σ_rows dy (rows, cols); dy bf16 or fp32.
 Status ColumnSum(cudaStream_t s, float* db, const bf16* dy, int64_t rows, int64_t cols);
 Status ColumnSum(cudaStream_t s, float* db, const float* dy, int64_t rows, int64_t cols);
+// out (cols) += Σ_rows x², x (rows, cols) bf16.
+Status ColumnSquareSum(cudaStream_t s, float* out, const bf16* x, int64_t rows, int64_t cols);
 
 // logits (BT, ld) bf16, first V columns real. lse (BT); loss (BT) = lse − logit[target] on rows
 // with target >= 0, else 0.

@@ -31,10 +31,12 @@ namespace {
 enum Linear : int { kQkv, kProj, kFc, kMproj, kLinears };
 constexpr const char* kLinearNames[kLinears] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
 
-// One linear layer's LoRA adapter: A (in, r) and B (r, out) offsets and whether each trains.
+// One linear layer's LoRA adapter: A (in, r) and B (r, out) offsets and whether each trains; the
+// layer's weight W (in, out) offset and shape.
 struct LoraOffsets {
   int64_t a = -1, b = -1;
-  bool a_t = false, b_t = false;
+  bool a_t = false, b_t = false, w_t = false;
+  int64_t w = -1, in = 0, out = 0;
 };
 
 // Where one block's tensors sit in the flat buffers (element offsets; -1: absent).
@@ -96,6 +98,7 @@ struct CudaModel::Impl {
   int nsegs = 0;
   int64_t max_seg = 0;
   float* sumsq = nullptr;         // (1) Σ g² of the last ClipGradNorm
+  float* colsq = nullptr;         // (3C + max Hm) LinearInputSquares' four column sums
   float clip_norm = 0;            // max_norm the next AdamW step applies (0: none)
   int64_t wte = 0, wpe = 0, lnf_w = 0, lnf_b = 0;
   bool wte_t = false, wpe_t = false, lnf_t = false;
@@ -117,7 +120,7 @@ struct CudaModel::Impl {
   float* dx = nullptr;                    // (BT, C) gradient of the residual stream
   bf16* dx_b = nullptr;                   // (BT, C) its bf16 copy for the GEMMs
   bf16 *dq = nullptr, *dk = nullptr, *dv = nullptr, *dout = nullptr;  // (B, H, T, D)
-  bf16* dxa = nullptr;                    // (BT, r) the last LoraBackward's ∂(x·A)
+  bf16* dxa = nullptr;                    // (BT, r) LoraBackward's ∂(x·A)
 
   ~Impl() {
     FreeActs();
@@ -166,15 +169,17 @@ struct CudaModel::Impl {
   // Block l's branches without their bias, LayerNorm or residual: the attention branch from ln1 and
   // the MLP branch from ln2 to `scratch` (BT, C) fp32; backward from dx / dx_b (the branch output's
   // gradient) into the branch's weight gradients, leaving the branch input's gradient factor in
-  // scratch_b (attention: dqkv (BT, 3C); MLP: dfch (BT, Hm)) and, with LoRA, the input linear's
-  // dxa for LoraInputGrad.
-  // LoRA (lora_rank > 0) of block l's linear i with input x (BT, in): out (BT, n) fp32 += (alpha/r)
-  // · (x A) B, keeping x A for the backward. LoraBackward from that layer's output gradient dy (BT,
-  // n) bf16: dB += (alpha/r) (x A)ᵀ dy, dxa = (alpha/r) dy Bᵀ, dA += xᵀ dxa; LoraInputGrad then adds
-  // dxa Aᵀ to the input's gradient dx (BT, in), fp32 or bf16 (the base GEMM's output, beta = 1).
-  Status LoraForward(int64_t l, Linear i, const bf16* x, int64_t in, int64_t n, float* out);
-  Status LoraBackward(int64_t l, Linear i, const bf16* x, const bf16* dy, int64_t in, int64_t n);
-  Status LoraInputGrad(int64_t l, Linear i, int64_t in, void* dx, bool dx_bf16);
+  // scratch_b (attention: dqkv (BT, 3C); MLP: dfch (BT, Hm)).
+  // LoRA (lora_rank > 0). The GEMMs read each adapted linear's weight merged, W + (alpha/r)·A·B, from
+  // the bf16 copy (MergeLora, after every refresh of wb), so the forward and the input's gradient
+  // take no extra pass; adding (xA)B into the fp32 output and dxa Aᵀ into dx were each a whole
+  // read-modify-write of it (a LoRA step 5 % slower than a full one). LoraForward keeps x A (BT, r)
+  // of block l's linear i (input x (BT, in)) for dB; LoraBackward from the layer's output gradient
+  // dy (BT, n) bf16: dB += (alpha/r) (x A)ᵀ dy, dxa = (alpha/r) dy Bᵀ, dA += xᵀ dxa.
+  // all: every linear (after Upload); else those of which something trains (after a step).
+  Status MergeLora(bool all);
+  Status LoraForward(int64_t l, Linear i, const bf16* x);
+  Status LoraBackward(int64_t l, Linear i, const bf16* x, const bf16* dy);
   Status AttnBranchForward(int64_t l);
   Status MlpBranchForward(int64_t l);
   Status AttnBranchBackward(int64_t l);
@@ -233,9 +238,12 @@ Status CudaModel::Impl::Layout(const Model& host) {
     }
     for (int i = 0; config.lora_rank > 0 && i < kLinears; ++i) {
       const std::string base = p + kLinearNames[i];
+      const int64_t C = config.n_embd, Hm = config.MlpHidden(l);
+      const int64_t in[kLinears] = {C, C, C, Hm}, out[kLinears] = {3 * C, C, Hm, C};
       o.lora[i] = {Offset(base + ".lora_A"), Offset(base + ".lora_B"), Trainable(base + ".lora_A"),
-                   Trainable(base + ".lora_B")};
-      if (o.lora[i].a < 0 || o.lora[i].b < 0) return Status::Internal("CudaModel: " + base + " has no LoRA tensors");
+                   Trainable(base + ".lora_B"), Trainable(base + ".weight"), Offset(base + ".weight"), in[i], out[i]};
+      if (o.lora[i].a < 0 || o.lora[i].b < 0 || o.lora[i].w < 0)
+        return Status::Internal("CudaModel: " + base + " has no LoRA tensors");
     }
     layer_off.push_back(o);
   }
@@ -371,30 +379,37 @@ Status CudaModel::Impl::MixerBackward(int64_t l, kernels::AttnDims d) {
   return kernels::AttentionBackward(launch, d, a.q, a.k, a.v, a.o, dout, a.lse, dq, dk, dv, mask, scale);
 }
 
-Status CudaModel::Impl::LoraForward(int64_t l, Linear i, const bf16* x, int64_t in, int64_t n, float* out) {
-  const int64_t r = config.lora_rank, BT = B * T;
+Status CudaModel::Impl::MergeLora(bool all) {
+  const int64_t r = config.lora_rank;
   if (r == 0) return Status::Ok();
-  const LoraOffsets& o = layer_off[l].lora[i];
-  bf16* xa = acts[l].xa[i];
-  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, xa, true, r, {x, in}, {wb + o.a, r}, BT, r, in, 1, 0));
-  return cuda::Gemm(blas, out, false, n, {xa, r}, {wb + o.b, n}, BT, n, r, config.lora_alpha / r, 1);
-}
-
-Status CudaModel::Impl::LoraBackward(int64_t l, Linear i, const bf16* x, const bf16* dy, int64_t in, int64_t n) {
-  const int64_t r = config.lora_rank, BT = B * T;
-  if (r == 0) return Status::Ok();
-  const LoraOffsets& o = layer_off[l].lora[i];
-  const float scale = config.lora_alpha / r;
-  if (o.b_t) SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + o.b, false, n, {acts[l].xa[i], r, true}, {dy, n}, r, n, BT, scale, 1));
-  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, dxa, true, r, {dy, n}, {wb + o.b, n, true}, BT, r, n, scale, 0));
-  if (o.a_t) SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + o.a, false, r, {x, in, true}, {dxa, r}, in, r, BT, 1, 1));
+  for (const LayerOffsets& lo : layer_off)
+    for (const LoraOffsets& o : lo.lora) {  // bf16(W), then += (alpha/r)·A·B (bf16 in, fp32 sums)
+      if (!all && !o.a_t && !o.b_t && !o.w_t) continue;
+      SCION_RETURN_IF_ERROR(cuda::CastToBf16(stream, wb + o.w, w + o.w, o.in * o.out));
+      SCION_RETURN_IF_ERROR(
+          cuda::Gemm(blas, wb + o.w, true, o.out, {wb + o.a, r}, {wb + o.b, o.out}, o.in, o.out, r, config.lora_alpha / r, 1));
+    }
   return Status::Ok();
 }
 
-Status CudaModel::Impl::LoraInputGrad(int64_t l, Linear i, int64_t in, void* dx, bool dx_bf16) {
+Status CudaModel::Impl::LoraForward(int64_t l, Linear i, const bf16* x) {
   const int64_t r = config.lora_rank;
+  const LoraOffsets& o = layer_off[l].lora[i];
+  if (r == 0 || !o.b_t) return Status::Ok();  // x A only feeds dB
+  return cuda::Gemm(blas, acts[l].xa[i], true, r, {x, o.in}, {wb + o.a, r}, B * T, r, o.in, 1, 0);
+}
+
+Status CudaModel::Impl::LoraBackward(int64_t l, Linear i, const bf16* x, const bf16* dy) {
+  const int64_t r = config.lora_rank, BT = B * T;
+  const LoraOffsets& o = layer_off[l].lora[i];
   if (r == 0) return Status::Ok();
-  return cuda::Gemm(blas, dx, dx_bf16, in, {dxa, r}, {wb + layer_off[l].lora[i].a, r, true}, B * T, in, r, 1, 1);
+  const float scale = config.lora_alpha / r;
+  if (o.b_t)
+    SCION_RETURN_IF_ERROR(
+        cuda::Gemm(blas, g + o.b, false, o.out, {acts[l].xa[i], r, true}, {dy, o.out}, r, o.out, BT, scale, 1));
+  if (!o.a_t) return Status::Ok();
+  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, dxa, true, r, {dy, o.out}, {wb + o.b, o.out, true}, BT, r, o.out, scale, 0));
+  return cuda::Gemm(blas, g + o.a, false, r, {x, o.in, true}, {dxa, r}, o.in, r, BT, 1, 1);
 }
 
 Status CudaModel::Impl::AttnBranchForward(int64_t l) {
@@ -402,7 +417,7 @@ Status CudaModel::Impl::AttnBranchForward(int64_t l) {
   LayerActs& a = acts[l];
   const LayerOffsets& o = layer_off[l];
   SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, 3 * C, {a.ln1, C}, {wb + o.attn_w, 3 * C}, BT, 3 * C, C, 1, 0));
-  SCION_RETURN_IF_ERROR(LoraForward(l, kQkv, a.ln1, C, 3 * C, scratch));
+  SCION_RETURN_IF_ERROR(LoraForward(l, kQkv, a.ln1));
   bf16* qkv[3] = {a.q, a.k, a.v};
   SCION_RETURN_IF_ERROR(cuda::RowsToHeads(stream, qkv, 3, scratch, nullptr, w + o.attn_b, B, T, H, D));
   if (Status s = MixerForward(l, {B, H, T, D}); !s.ok())
@@ -410,8 +425,8 @@ Status CudaModel::Impl::AttnBranchForward(int64_t l) {
                             s.ToString());
   const bf16* heads[1] = {a.o};
   SCION_RETURN_IF_ERROR(cuda::HeadsToRows(stream, a.atty, 1, heads, B, T, H, D));
-  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, C, {a.atty, C}, {wb + o.proj_w, C}, BT, C, C, 1, 0));
-  return LoraForward(l, kProj, a.atty, C, C, scratch);
+  SCION_RETURN_IF_ERROR(LoraForward(l, kProj, a.atty));
+  return cuda::Gemm(blas, scratch, false, C, {a.atty, C}, {wb + o.proj_w, C}, BT, C, C, 1, 0);
 }
 
 Status CudaModel::Impl::MlpBranchForward(int64_t l) {
@@ -419,10 +434,10 @@ Status CudaModel::Impl::MlpBranchForward(int64_t l) {
   LayerActs& a = acts[l];
   const LayerOffsets& o = layer_off[l];
   SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, Hm, {a.ln2, C}, {wb + o.fc_w, Hm}, BT, Hm, C, 1, 0));
-  SCION_RETURN_IF_ERROR(LoraForward(l, kFc, a.ln2, C, Hm, scratch));
+  SCION_RETURN_IF_ERROR(LoraForward(l, kFc, a.ln2));
   SCION_RETURN_IF_ERROR(cuda::BiasGelu(stream, a.fch, a.fch_gelu, scratch, w + o.fc_b, BT, Hm));
-  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, C, {a.fch_gelu, Hm}, {wb + o.mproj_w, C}, BT, C, Hm, 1, 0));
-  return LoraForward(l, kMproj, a.fch_gelu, Hm, C, scratch);
+  SCION_RETURN_IF_ERROR(LoraForward(l, kMproj, a.fch_gelu));
+  return cuda::Gemm(blas, scratch, false, C, {a.fch_gelu, Hm}, {wb + o.mproj_w, C}, BT, C, Hm, 1, 0);
 }
 
 Status CudaModel::Impl::AttnBranchBackward(int64_t l) {
@@ -434,8 +449,7 @@ Status CudaModel::Impl::AttnBranchBackward(int64_t l) {
   SCION_RETURN_IF_ERROR(cuda::ColumnSum(stream, G(o.proj_b, o.proj_b_t), dx, BT, C));
   bf16* datty = scratch_b;  // (BT, C)
   SCION_RETURN_IF_ERROR(cuda::Gemm(blas, datty, true, C, {dx_b, C}, {wb + o.proj_w, C, true}, BT, C, C, 1, 0));
-  SCION_RETURN_IF_ERROR(LoraBackward(l, kProj, a.atty, dx_b, C, C));
-  SCION_RETURN_IF_ERROR(LoraInputGrad(l, kProj, C, datty, true));
+  SCION_RETURN_IF_ERROR(LoraBackward(l, kProj, a.atty, dx_b));
   bf16* dheads[1] = {dout};
   SCION_RETURN_IF_ERROR(cuda::RowsToHeads(stream, dheads, 1, nullptr, datty, nullptr, B, T, H, D));
   for (bf16* p : {dq, dk, dv}) SCION_CUDA_TRY(cudaMemsetAsync(p, 0, sizeof(bf16) * BT * C, stream));
@@ -448,7 +462,7 @@ Status CudaModel::Impl::AttnBranchBackward(int64_t l) {
   SCION_RETURN_IF_ERROR(cuda::ColumnSum(stream, G(o.attn_b, o.attn_b_t), dqkv, BT, 3 * C));
   if (o.attn_w_t)
     SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + o.attn_w, false, 3 * C, {a.ln1, C, true}, {dqkv, 3 * C}, C, 3 * C, BT, 1, 1));
-  return LoraBackward(l, kQkv, a.ln1, dqkv, C, 3 * C);  // dxa stays for the caller's LoraInputGrad
+  return LoraBackward(l, kQkv, a.ln1, dqkv);
 }
 
 Status CudaModel::Impl::MlpBranchBackward(int64_t l) {
@@ -459,14 +473,13 @@ Status CudaModel::Impl::MlpBranchBackward(int64_t l) {
     SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + o.mproj_w, false, C, {a.fch_gelu, Hm, true}, {dx_b, C}, Hm, C, BT, 1, 1));
   SCION_RETURN_IF_ERROR(cuda::ColumnSum(stream, G(o.mproj_b, o.mproj_b_t), dx, BT, C));
   SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, Hm, {dx_b, C}, {wb + o.mproj_w, C, true}, BT, Hm, C, 1, 0));
-  SCION_RETURN_IF_ERROR(LoraBackward(l, kMproj, a.fch_gelu, dx_b, Hm, C));
-  SCION_RETURN_IF_ERROR(LoraInputGrad(l, kMproj, Hm, scratch, false));
+  SCION_RETURN_IF_ERROR(LoraBackward(l, kMproj, a.fch_gelu, dx_b));
   bf16* dfch = scratch_b;  // (BT, Hm)
   SCION_RETURN_IF_ERROR(cuda::GeluBackward(stream, dfch, scratch, a.fch, BT * Hm));
   SCION_RETURN_IF_ERROR(cuda::ColumnSum(stream, G(o.fc_b, o.fc_b_t), dfch, BT, Hm));
   if (o.fc_w_t)
     SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + o.fc_w, false, Hm, {a.ln2, C, true}, {dfch, Hm}, C, Hm, BT, 1, 1));
-  return LoraBackward(l, kFc, a.ln2, dfch, C, Hm);  // dxa stays for the caller's LoraInputGrad
+  return LoraBackward(l, kFc, a.ln2, dfch);
 }
 
 Status CudaModel::Impl::SublayerForward(int64_t l, SublayerKind kind, const float* x, int64_t Bn, int64_t Tn, float* y) {
@@ -595,14 +608,12 @@ Status CudaModel::Impl::Backward(float scale) {
     SCION_RETURN_IF_ERROR(MlpBranchBackward(l));
     const bf16* dfch = scratch_b;  // (BT, Hm)
     SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, C, {dfch, Hm}, {wb + o.fc_w, Hm, true}, BT, C, Hm, 1, 0));
-    SCION_RETURN_IF_ERROR(LoraInputGrad(l, kFc, C, scratch, false));
     SCION_RETURN_IF_ERROR(cuda::LayerNormBackward(st, dx, dx_b, G(o.ln2_w, o.ln2_t), G(o.ln2_b, o.ln2_t), scratch,
                                                   a.resid_mid, w + o.ln2_w, a.ln2_mean, a.ln2_rstd, BT, C));
     // Mixer branch; dx is now the gradient of resid_mid.
     SCION_RETURN_IF_ERROR(AttnBranchBackward(l));
     const bf16* dqkv = scratch_b;  // (BT, 3C)
     SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, C, {dqkv, 3 * C}, {wb + o.attn_w, 3 * C, true}, BT, C, 3 * C, 1, 0));
-    SCION_RETURN_IF_ERROR(LoraInputGrad(l, kQkv, C, scratch, false));
     SCION_RETURN_IF_ERROR(cuda::LayerNormBackward(st, dx, dx_b, G(o.ln1_w, o.ln1_t), G(o.ln1_b, o.ln1_t), scratch,
                                                   resid[l], w + o.ln1_w, a.ln1_mean, a.ln1_rstd, BT, C));
   }
@@ -644,6 +655,9 @@ Result<std::unique_ptr<CudaModel>> CudaModel::Create(const Model& host) {
   SCION_CUDA_TRY(cudaMemsetAsync(impl->head, 0, sizeof(bf16) * impl->Vp * c.n_embd, impl->stream));  // pad rows stay 0
   SCION_RETURN_IF_ERROR(impl->Alloc(&impl->g, P, &impl->allocs));
   SCION_RETURN_IF_ERROR(impl->Alloc(&impl->sumsq, 1, &impl->allocs));
+  int64_t hm = 0;
+  for (int64_t l = 0; l < c.n_layer(); ++l) hm = std::max(hm, c.MlpHidden(l));
+  SCION_RETURN_IF_ERROR(impl->Alloc(&impl->colsq, 3 * c.n_embd + hm, &impl->allocs));
   std::unique_ptr<CudaModel> m(new CudaModel(std::move(impl)));
   SCION_RETURN_IF_ERROR(m->Upload(host));
   SCION_RETURN_IF_ERROR(m->ZeroGrad());
@@ -656,6 +670,7 @@ Status CudaModel::Upload(const Model& host) {
   SCION_RETURN_IF_ERROR(I.Layout(host));
   SCION_CUDA_TRY(cudaMemcpyAsync(I.w, host.data(), sizeof(float) * I.P, cudaMemcpyHostToDevice, I.stream));
   SCION_RETURN_IF_ERROR(cuda::CastToBf16(I.stream, I.wb, I.w, I.P));
+  SCION_RETURN_IF_ERROR(I.MergeLora(true));
   SCION_RETURN_IF_ERROR(I.RefreshHead());
   SCION_CUDA_TRY(cudaStreamSynchronize(I.stream));
   return Status::Ok();
@@ -763,6 +778,28 @@ Status CudaModel::BranchActivations(int64_t layer, SublayerKind kind, std::vecto
   return Status::Ok();
 }
 
+Status CudaModel::LinearInputSquares(int64_t layer, std::array<std::vector<double>, 4>* sums) {
+  Impl& I = *impl_;
+  SCION_RETURN_IF_ERROR(I.LastForwardHas(layer, "LinearInputSquares"));
+  const LayerActs& a = I.acts[layer];
+  const int64_t C = I.config.n_embd, BT = I.B * I.T;
+  const bf16* x[kLinears] = {a.ln1, a.atty, a.ln2, a.fch_gelu};
+  const int64_t in[kLinears] = {C, C, C, I.config.MlpHidden(layer)};
+  const int64_t total = 3 * C + in[kMproj];  // the four sums side by side
+  SCION_CUDA_TRY(cudaMemsetAsync(I.colsq, 0, sizeof(float) * total, I.stream));
+  for (int i = 0, at = 0; i < kLinears; at += static_cast<int>(in[i]), ++i)
+    SCION_RETURN_IF_ERROR(cuda::ColumnSquareSum(I.stream, I.colsq + at, x[i], BT, in[i]));
+  std::vector<float> host(static_cast<size_t>(total));
+  SCION_CUDA_TRY(cudaMemcpyAsync(host.data(), I.colsq, sizeof(float) * total, cudaMemcpyDeviceToHost, I.stream));
+  SCION_CUDA_TRY(cudaStreamSynchronize(I.stream));
+  for (int i = 0, at = 0; i < kLinears; at += static_cast<int>(in[i]), ++i) {
+    std::vector<double>& sum = (*sums)[i];
+    sum.resize(static_cast<size_t>(in[i]), 0.0);
+    for (int64_t j = 0; j < in[i]; ++j) sum[j] += host[at + j];
+  }
+  return Status::Ok();
+}
+
 Result<std::vector<int32_t>> CudaModel::Argmax() const {
   const Impl& I = *impl_;
   const int64_t BT = I.B * I.T;
@@ -812,6 +849,7 @@ Status CudaModel::AdamWStep(const AdamWConfig& c, float lr) {
   a.max_norm = I.clip_norm;
   I.clip_norm = 0;
   SCION_RETURN_IF_ERROR(cuda::AdamW(I.stream, I.w, I.wb, I.m, I.v, I.g, I.sumsq, I.segs, I.nsegs, I.max_seg, a));
+  SCION_RETURN_IF_ERROR(I.MergeLora(false));
   return I.wte_t ? I.RefreshHead() : Status::Ok();
 }
 

@@ -6,13 +6,14 @@
 // the model's stream. Checkpoints stay one format: Upload takes a host Model's weights, Download
 // writes them back, and the host Model saves them as usual.
 //
-// Supported: every mixer kind and LoRA adapters (each adapted linear adds (alpha/r)·(x A) B by two
-// small GEMMs, and its backward four). Activation hooks and recompute (activation checkpointing)
+// Supported: every mixer kind and LoRA adapters (the GEMMs read each adapted linear's weight merged,
+// W + (alpha/r)·A·B, from the bf16 copy; x·A is kept for dB, and dA, dB take three small GEMMs). Activation hooks and recompute (activation checkpointing)
 // run on the CPU path only; Create refuses recompute by name.
 // Built without CUDA, or with no device, Create returns Unavailable and nothing else is callable.
 // Not thread-safe: one caller at a time; every call is ordered on the model's one stream.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -68,6 +69,11 @@ class CudaModel {
   // LayerNorm output the branch read, bf16-rounded) and its output y before the residual add (the
   // residual stream after the branch less before it): what grafting's stage 1 caches.
   Status BranchActivations(int64_t layer, SublayerKind kind, std::vector<float>* x, std::vector<float>* y) const;
+  // Σ x² per input column of block `layer`'s four linear layers (attn.c_attn, attn.c_proj, mlp.c_fc,
+  // mlp.c_proj, in that order) over the last Forward's B·T rows (the bf16 inputs their GEMMs read),
+  // added into (*sums)[i] (sized to that layer's input width on first use): the calibration statistics
+  // of output-aware quantization (jobs/lowra_quantize.h).
+  Status LinearInputSquares(int64_t layer, std::array<std::vector<double>, 4>* sums);
   // argmax over V of each (B, T) row of the last Forward's logits.
   Result<std::vector<int32_t>> Argmax() const;
   // The flat fp32 gradient buffer (num_params).

@@ -31,6 +31,7 @@ Status CudaModel::AttentionQKDevice(int64_t, const void**, const void**, void**)
 Status CudaModel::BranchActivations(int64_t, SublayerKind, std::vector<float>*, std::vector<float>*) const {
   return NoCuda();
 }
+Status CudaModel::LinearInputSquares(int64_t, std::array<std::vector<double>, 4>*) { return NoCuda(); }
 Result<std::vector<int32_t>> CudaModel::Argmax() const { return NoCuda(); }
 Result<std::vector<float>> CudaModel::Grad() const { return NoCuda(); }
 Result<float> CudaModel::ClipGradNorm(float) { return NoCuda(); }

@@ -12,6 +12,7 @@
 #include "jobs/job.h"
 #include "jobs/lowra_checkpoint.h"
 #include "jobs/lowra_quantize.h"
+#include "nn/cuda/model_cuda.h"
 #include "nn/data.h"
 #include "nn/safetensors.h"
 #include "nn/trainer.h"
@@ -115,6 +116,22 @@ TEST(LowraCheckpoint, CorruptFilesAreNamedErrors) {
     EXPECT_NE(r.status().message().find(c.expect), std::string::npos) << c.name << ": " << r.status().message();
   }
   fs::remove(path);
+}
+
+// Asked for the GPU where there is none (this build without CUDA, or no device), the statistics
+// come from the CPU and are the CPU's exactly, with the reason after "cpu: ".
+TEST(LowraQuantize, SecondMomentsFallBackToTheCpu) {
+  if (nn::CudaAvailable()) GTEST_SKIP() << "a CUDA device is present: the fallback path is not taken";
+  const auto batches = RandomBatches(2, 5);
+  auto m = nn::Model::Create(Small(), 3);
+  ASSERT_TRUE(m.ok());
+  std::string device;
+  auto gpu = InputSecondMoments(*m, batches, /*use_gpu=*/true, &device);
+  auto cpu = InputSecondMoments(*m, batches);
+  ASSERT_TRUE(gpu.ok() && cpu.ok());
+  EXPECT_EQ(device.rfind("cpu: ", 0), 0u) << device;
+  EXPECT_NE(device.find("CudaModel"), std::string::npos) << device;
+  EXPECT_EQ(*gpu, *cpu);
 }
 
 // Every quantized matrix gets E[x²] of its own input width (C for three, 4C for mlp.c_proj), all

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <string>
 #include <vector>
@@ -109,6 +110,11 @@ TEST(LowraKind, LossBeforeAndAfterOnText) {
   EXPECT_TRUE(std::isfinite(o.summary.at("loss_quantized")));
   EXPECT_NE(o.summary.at("loss_fp32"), o.summary.at("loss_quantized"));  // the weights did change
   EXPECT_TRUE(std::filesystem::exists(dir / "report.json"));
+  // No GPU held: the losses ran on the CPU, and the report says so.
+  EXPECT_EQ(o.summary.at("losses_on_gpu"), 0.0);
+  std::ifstream md(dir / "report.md");
+  const std::string report((std::istreambuf_iterator<char>(md)), std::istreambuf_iterator<char>());
+  EXPECT_NE(report.find("Held-out losses on the CPU (fp32)."), std::string::npos) << report;
   std::filesystem::remove_all(dir);
 }
 

@@ -8,6 +8,7 @@
 // per check with the measured error beside its tolerance; exit 1 on any failure, 0 when all pass
 // or when there is no device (SKIP). Also one block's attention or MLP branch alone
 // (CudaModel::SublayerForward/Backward, grafting's stage 1) against nn::Sublayer on the CPU.
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -248,6 +249,60 @@ void LoraChecks() {
   }
 }
 
+// Output-aware quantization's calibration on the device: Σ x² per input column of every block
+// linear (CudaModel::LinearInputSquares) against the same sums over the CPU model's activation
+// hooks. bf16 inputs square with a relative error of ~2⁻⁸; 2 % of each sum's largest column allows
+// that and the bf16 forward's drift, while a wrong input (another layer's, the pre-GELU hidden
+// state) or a missed row is far off.
+void CalibrationChecks() {
+  ModelConfig cfg = MixerConfig(MixerKind::kSoftmax);
+  cfg.layers[1].mlp_hidden = 96;  // a second MLP width
+  auto m = Model::Create(cfg, 7);
+  if (!m.ok()) return Fatal("calibration Model::Create", m.status());
+  const int64_t B = 2, T = 48, L = cfg.n_layer();
+  Rng rng(17);
+  std::vector<int32_t> tok(B * T);
+  constexpr HookPoint kPoints[4] = {HookPoint::kMixerInput, HookPoint::kProjInput, HookPoint::kMlpInput,
+                                    HookPoint::kMlpHidden};
+  std::vector<std::array<std::vector<double>, 4>> cpu(static_cast<size_t>(L)), gpu(static_cast<size_t>(L));
+  m->SetHook([&](int64_t l, HookPoint point, const float* x, int64_t b, int64_t t, int64_t c) {
+    for (int i = 0; i < 4; ++i) {
+      if (point != kPoints[i]) continue;
+      std::vector<double>& s = cpu[l][i];
+      s.resize(static_cast<size_t>(c), 0.0);
+      for (int64_t r = 0; r < b * t; ++r)
+        for (int64_t j = 0; j < c; ++j) s[j] += double(x[r * c + j]) * x[r * c + j];
+    }
+  });
+  auto made = CudaModel::Create(*m);
+  if (!made.ok()) return Fatal("calibration CudaModel::Create", made.status());
+  for (int batch = 0; batch < 2; ++batch) {  // sums add up over forwards
+    for (auto& x : tok) x = static_cast<int32_t>(rng.Next() % 80);
+    if (Status st = m->Forward(tok.data(), nullptr, B, T, nullptr); !st.ok()) return Fatal("calibration CPU Forward", st);
+    if (Status st = (*made)->Forward(tok.data(), nullptr, B, T, nullptr); !st.ok()) return Fatal("calibration Forward", st);
+    for (int64_t l = 0; l < L; ++l)
+      if (Status st = (*made)->LinearInputSquares(l, &gpu[l]); !st.ok()) return Fatal("LinearInputSquares", st);
+  }
+  m->SetHook(nullptr);
+  double worst = 0;
+  bool sizes = true;
+  for (int64_t l = 0; l < L; ++l)
+    for (int i = 0; i < 4; ++i) {
+      const std::vector<double>& c = cpu[l][i];
+      const std::vector<double>& g = gpu[l][i];
+      sizes = sizes && !c.empty() && c.size() == g.size();
+      if (c.size() != g.size()) continue;
+      double m_abs = 1e-30, d = 0;
+      for (size_t j = 0; j < c.size(); ++j) {
+        m_abs = std::max(m_abs, std::fabs(c[j]));
+        d = std::max(d, std::fabs(g[j] - c[j]));
+      }
+      worst = std::max(worst, d / m_abs);
+    }
+  Expect(sizes, "calibration: Σ x² of the 4 linears' inputs, widths as the CPU's", sizes ? 0 : 1, 0);
+  Expect(worst < 2e-2, "calibration: Σ x² per input column, worst max|Δ|/max|ref|", worst, 2e-2);
+}
+
 // Grafting's stage 1 on the device: block 1's branch alone against nn::Sublayer (fp32 CPU), per
 // mixer and for the MLP, same tolerances as the whole model (one bf16 rounding of the input, the
 // weights and each GEMM output; the gradients through the same roundings twice).
@@ -439,6 +494,7 @@ int main(int argc, char** argv) {
   GoldenChecks(argc > 1 ? argv[1] : SCION_NN_FIXTURES);
   MixerChecks();
   LoraChecks();
+  CalibrationChecks();
   SublayerChecks();
   TeacherActivationChecks();
   RefusalChecks();
