@@ -140,6 +140,13 @@ __global__ void LayerNormBackwardKernel(float* dx, bf16* dx_bf16, float* dw, flo
   }
 }
 
+// kVec consecutive bf16 values, aligned as a whole so that a load or store of them is one access
+// (kVec = 4: 8 bytes, 8: 16 bytes).
+template <int kVec>
+struct alignas(sizeof(bf16) * kVec) Bf16x {
+  bf16 v[kVec];
+};
+
 struct HeadPtrs { bf16* p[3]; };
 struct ConstHeadPtrs { const bf16* p[3]; };
 
@@ -160,21 +167,18 @@ __global__ void RowsToHeadsKernel(HeadPtrs heads, int parts, const float* rf, co
         const float4 f = *reinterpret_cast<const float4*>(rf + src + c);
         v[0] = f.x; v[1] = f.y; v[2] = f.z; v[3] = f.w;
       } else {
-        const uint2 u = *reinterpret_cast<const uint2*>(rb + src + c);
-        const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.x));
-        const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.y));
-        v[0] = lo.x; v[1] = lo.y; v[2] = hi.x; v[3] = hi.y;
+        const Bf16x<4> u = *reinterpret_cast<const Bf16x<4>*>(rb + src + c);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) v[j] = __bfloat162float(u.v[j]);
       }
     } else {
       v[0] = rf ? rf[src + c] : __bfloat162float(rb[src + c]);
     }
     const int h = c / D, d = c - h * D;
-    bf16 out[kVec];
+    Bf16x<kVec> out;
 #pragma unroll
-    for (int j = 0; j < kVec; ++j) out[j] = __float2bfloat16(bias ? v[j] + bias[part * C + c + j] : v[j]);
-    bf16* o = dst + static_cast<int64_t>(h) * T * D + d;
-    if constexpr (kVec == 4) *reinterpret_cast<uint2*>(o) = *reinterpret_cast<const uint2*>(out);
-    else o[0] = out[0];
+    for (int j = 0; j < kVec; ++j) out.v[j] = __float2bfloat16(bias ? v[j] + bias[part * C + c + j] : v[j]);
+    *reinterpret_cast<Bf16x<kVec>*>(dst + static_cast<int64_t>(h) * T * D + d) = out;
   }
 }
 
@@ -187,17 +191,10 @@ __global__ void HeadsToRowsKernel(bf16* rows, int parts, ConstHeadPtrs heads, in
   const bf16* src = heads.p[part] + (bt / T * H * T + bt % T) * D;
   for (int c = threadIdx.x * kVec; c < C; c += blockDim.x * kVec) {
     const int h = c / D, d = c - h * D;
-    const bf16* i = src + static_cast<int64_t>(h) * T * D + d;
-    if constexpr (kVec == 4) *reinterpret_cast<uint2*>(dst + c) = *reinterpret_cast<const uint2*>(i);
-    else dst[c] = i[0];
+    *reinterpret_cast<Bf16x<kVec>*>(dst + c) =
+        *reinterpret_cast<const Bf16x<kVec>*>(src + static_cast<int64_t>(h) * T * D + d);
   }
 }
-
-// kVec = 4: four consecutive elements a thread step (16-byte fp32 and 8-byte bf16 accesses).
-template <int kVec>
-struct Bf16x {
-  bf16 v[kVec];
-};
 
 // Block per row, kVec columns a thread step: h = pre + bias (bf16), g = GELU(h).
 template <int kVec>
