@@ -7,8 +7,8 @@
 # budget (LowRA levels, output-aware, RTN and NF baselines at the same budget and assignment, LoRA),
 # 3 one lowra job per fixed width (1, 2, 4 bits) for each of lloyd, rtn, nf levels, 4 the table and
 # the plot (scripts/lowra_plot.py). Runs on the CPU; with LOWRA_GPUS (e.g. 0) every job holds those
-# GPUs, as a worker's job does, so the held-out losses and the LoRA finetunes (and the teacher's
-# training) run there.
+# GPUs, as a worker's job does, so the calibration forwards, the held-out losses and the LoRA
+# finetunes (and the teacher's training) run there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
