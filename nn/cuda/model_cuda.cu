@@ -595,8 +595,14 @@ Status CudaModel::Impl::Backward(float scale) {
   SCION_RETURN_IF_ERROR(cuda::ClassifierBackward(st, logits, clf_lse, targets, BT, V, Vp, row_scale));
   // dlnf (BT, C) = dlogits · wte; dwte (V, C) += dlogitsᵀ · lnf.
   SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, C, {logits, Vp}, {head, C}, BT, C, Vp, 1, 0));
-  if (wte_t)
-    SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + wte, false, C, {logits, Vp, true}, {lnf, C}, V, C, BT, 1, 1));
+  if (wte_t) {  // rows [0, V64) on whole 64-row tiles, the last V − V64 apart: with M = V cuBLAS took an sm80 kernel
+    const int64_t V64 = V / 64 * 64;
+    if (V64 > 0)
+      SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + wte, false, C, {logits, Vp, true}, {lnf, C}, V64, C, BT, 1, 1));
+    if (V > V64)
+      SCION_RETURN_IF_ERROR(
+          cuda::Gemm(blas, g + wte + V64 * C, false, C, {logits + V64, Vp, true}, {lnf, C}, V - V64, C, BT, 1, 1));
+  }
   SCION_CUDA_TRY(cudaMemsetAsync(dx, 0, sizeof(float) * BT * C, st));
   SCION_RETURN_IF_ERROR(cuda::LayerNormBackward(st, dx, dx_b, G(lnf_w, lnf_t), G(lnf_b, lnf_t), scratch, resid[L],
                                                 w + lnf_w, lnf_mean, lnf_rstd, BT, C));
