@@ -110,27 +110,34 @@ __global__ void LayerNormBackwardKernel(float* dx, bf16* dx_bf16, float* dw, flo
   for (int64_t c = threadIdx.x; c < 2 * C; c += blockDim.x) shared[c] = 0;
   __syncthreads();
   const int lane = threadIdx.x % kWarp;
-  const int warps = blockDim.x / kWarp;
+  const int warps = blockDim.x / kWarp, n_cols = static_cast<int>(C);
+  const bool sums = dw || db;  // a frozen LayerNorm skips them
   for (int64_t row = blockIdx.x * static_cast<int64_t>(warps) + threadIdx.x / kWarp; row < BT;
        row += static_cast<int64_t>(gridDim.x) * warps) {
     const float mu = mean[row], rs = rstd[row];
     const float* g = dout + row * C;
     const float* x = inp + row * C;
+    float* dxr = dx + row * C;
+    bf16* dbr = dx_bf16 + row * C;
     float s1 = 0, s2 = 0;  // Σ dnorm, Σ dnorm·norm
-    for (int64_t c = lane; c < C; c += kWarp) {
+#pragma unroll 4
+    for (int c = lane; c < n_cols; c += kWarp) {
       const float n = (x[c] - mu) * rs, dn = g[c] * w[c];
       s1 += dn;
       s2 += dn * n;
     }
     s1 = WarpSum(s1) / static_cast<float>(C);
     s2 = WarpSum(s2) / static_cast<float>(C);
-    for (int64_t c = lane; c < C; c += kWarp) {
+#pragma unroll 4
+    for (int c = lane; c < n_cols; c += kWarp) {
       const float n = (x[c] - mu) * rs, dn = g[c] * w[c];
-      const float d = dx[row * C + c] + rs * (dn - s1 - n * s2);
-      dx[row * C + c] = d;
-      dx_bf16[row * C + c] = __float2bfloat16(d);
-      atomicAdd(&sdw[c], g[c] * n);
-      atomicAdd(&sdb[c], g[c]);
+      const float d = dxr[c] + rs * (dn - s1 - n * s2);
+      dxr[c] = d;
+      dbr[c] = __float2bfloat16(d);
+      if (sums) {
+        atomicAdd(&sdw[c], g[c] * n);
+        atomicAdd(&sdb[c], g[c]);
+      }
     }
   }
   __syncthreads();
