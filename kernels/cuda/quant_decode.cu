@@ -286,7 +286,7 @@ struct Ctx {
 // Consumer warp `warp` over the CTA's tiles of one segment (device width DB; kLut: M = 1, no
 // groups, 1-bit rows by table lookup or 4-bit rows by pair tables). `ring` is the stage ring's
 // position (shared across segments), `half` the partial-sum buffer of the next tile.
-template <int DB, bool kGrouped, bool kLut = false>
+template <int DB, bool kGrouped, bool kLut, bool kFull>
 __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment& seg, int chunks, int first_tile,
                                                int end_tile, const Crew& crew, const Ctx& cx, Ring& ring, int& half) {
   constexpr int kC = 16 / DB;  // blocks per chunk
@@ -380,19 +380,19 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
       // bytes a warp).
       const int cc = c0 + warp;
       uint4 cg = make_uint4(0, 0, 0, 0), ch = cg;
-      if (cc < chunks) {
+      if (kFull || cc < chunks) {
         const uint4* src = reinterpret_cast<const uint4*>(cx.stage + s * kStageBytes) + warp * 64 + lane;
         cg = src[0];
         ch = src[32];
       }
       __syncwarp();
       if (lane == 0) bulk::Arrive(&cx.empty[s]);  // the stage's reads of this warp are done
-      if (kLut && DB == 1 && cc < chunks) {
+      if (kLut && DB == 1 && (kFull || cc < chunks)) {
         const uint32_t wg[4] = {cg.x, cg.y, cg.z, cg.w}, wh[4] = {ch.x, ch.y, ch.z, ch.w};
         const uint32_t base = cx.lut + cc * kLutChunkBytes, tmask = 0x01010101u * (32 * t);
         dg += LutChunk(wg, base, tmask);
         dh += LutChunk(wh, base, tmask);
-      } else if (cc < chunks) {
+      } else if (kFull || cc < chunks) {
         const uint32_t wg[4] = {cg.x, cg.y, cg.z, cg.w}, wh[4] = {ch.x, ch.y, ch.z, ch.w};
         uint32_t xnext[kNT][4];
         load_x(cc * kC, xnext);
@@ -569,10 +569,22 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
     const DeviceQuantMatrix::Segment& seg = tb.seg[i];
     const int first = tb.first_tile[i], end = tb.first_tile[i + 1], chunks = tb.chunks[i];
     const Crew crew = CrewOf(tb, plan, i);
-    switch (DeviceBits(seg.bits)) {  // uniform across the CTA
-      case 1: ConsumeSegment<1, kGrouped, kLut>(seg, chunks, first, end, crew, cx, ring, half); break;
-      case 2: ConsumeSegment<2, kGrouped>(seg, chunks, first, end, crew, cx, ring, half); break;
-      default: ConsumeSegment<4, kGrouped, kPair>(seg, chunks, first, end, crew, cx, ring, half); break;
+    // Uniform across the CTA. Where every piece is whole (K a multiple of a piece's columns, as
+    // model widths are), the consumers skip the per-piece bounds on their chunk.
+    const bool full = chunks % kPieceChunks == 0;
+    switch (DeviceBits(seg.bits)) {
+      case 1:
+        if (full) ConsumeSegment<1, kGrouped, kLut, true>(seg, chunks, first, end, crew, cx, ring, half);
+        else ConsumeSegment<1, kGrouped, kLut, false>(seg, chunks, first, end, crew, cx, ring, half);
+        break;
+      case 2:
+        if (full) ConsumeSegment<2, kGrouped, false, true>(seg, chunks, first, end, crew, cx, ring, half);
+        else ConsumeSegment<2, kGrouped, false, false>(seg, chunks, first, end, crew, cx, ring, half);
+        break;
+      default:
+        if (full) ConsumeSegment<4, kGrouped, kPair, true>(seg, chunks, first, end, crew, cx, ring, half);
+        else ConsumeSegment<4, kGrouped, kPair, false>(seg, chunks, first, end, crew, cx, ring, half);
+        break;
     }
   }
 #else
