@@ -22,25 +22,29 @@ __device__ __forceinline__ void FenceBarrierInit() {
   asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
 }
 
-__device__ __forceinline__ void Arrive(uint64_t* bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(SharedAddr(bar)) : "memory");
+// The barrier functions also take a barrier's shared address (`SharedAddr`), which a loop can
+// compute once.
+__device__ __forceinline__ void Arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
 }
+__device__ __forceinline__ void Arrive(uint64_t* bar) { Arrive(SharedAddr(bar)); }
 // One arrival that also announces `bytes` of bulk copies the phase must wait for.
 __device__ __forceinline__ void ArriveExpectBytes(uint64_t* bar, uint32_t bytes) {
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(SharedAddr(bar)), "r"(bytes) : "memory");
 }
 // Blocks until the phase of parity `parity` has completed.
-__device__ __forceinline__ void Wait(uint64_t* bar, uint32_t parity) {
+__device__ __forceinline__ void Wait(uint32_t bar, uint32_t parity) {
   asm volatile(
       "{\n"
       ".reg .pred done;\n"
       "wait:\n"
       "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
       "@!done bra wait;\n"
-      "}\n" ::"r"(SharedAddr(bar)),
+      "}\n" ::"r"(bar),
       "r"(parity)
       : "memory");
 }
+__device__ __forceinline__ void Wait(uint64_t* bar, uint32_t parity) { Wait(SharedAddr(bar), parity); }
 
 // `bytes` (a multiple of 16; both addresses 16-byte aligned) from global `src` to shared `dst`,
 // completing on `bar`.

@@ -72,7 +72,10 @@ struct Ring {
   int s = 0;
   uint32_t phase = 0;
   __device__ void Advance() {
-    if (++s == kStages) {
+    if constexpr (kStages == 2) {  // two logic ops (the general form took five a piece)
+      phase ^= static_cast<uint32_t>(s);
+      s ^= 1;
+    } else if (++s == kStages) {
       s = 0;
       phase ^= 1u;
     }
@@ -266,6 +269,12 @@ __device__ __forceinline__ uint32_t PairLookup(uint32_t w, int k, uint32_t base)
   return v;
 }
 
+__device__ __forceinline__ uint4 LoadShared16(uint32_t addr) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
+  return v;
+}
+
 // What a consumer warp needs besides the segment.
 struct Ctx {
   const unsigned char* stage;
@@ -304,6 +313,11 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
       xr[nt][0] = v.x; xr[nt][1] = v.y; xr[nt][2] = v.z; xr[nt][3] = v.w;
     }
   };
+  // Shared addresses of the stage barriers and of this lane's codes in stage 0, once: a generic
+  // pointer's conversion in the piece loop cost a special-register read and three more instructions
+  // a piece.
+  const uint32_t full = bulk::SharedAddr(cx.full), empty = bulk::SharedAddr(cx.empty);
+  const uint32_t codes = bulk::SharedAddr(cx.stage) + (warp * 64 + lane) * 16;
   const int index = crew.Index();
   for (int lap = crew.FirstLap(first_tile); index >= 0 && crew.LapStart(lap) < end_tile; ++lap) {
     const int u = crew.Owned(lap, index);
@@ -332,7 +346,7 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
     float dg = 0.0f, dh = 0.0f;                                    // kLut: Σ d·x of rows g, g + 8
     for (int c0 = 0; c0 < chunks; c0 += kPieceChunks, ring.Advance()) {
       const int s = ring.s;
-      bulk::Wait(&cx.full[s], ring.phase);
+      bulk::Wait(full + 8 * s, ring.phase);
       if (c0 == 0) {  // the tile's metadata came with its first piece
         const unsigned char* m = cx.meta + s * kMetaBytes;
         out_row = reinterpret_cast<const int32_t*>(m + kLevelBytes + kScaleBytes)[out_r];
@@ -381,12 +395,12 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
       const int cc = c0 + warp;
       uint4 cg = make_uint4(0, 0, 0, 0), ch = cg;
       if (kFull || cc < chunks) {
-        const uint4* src = reinterpret_cast<const uint4*>(cx.stage + s * kStageBytes) + warp * 64 + lane;
-        cg = src[0];
-        ch = src[32];
+        const uint32_t src = codes + s * kStageBytes;
+        cg = LoadShared16(src);
+        ch = LoadShared16(src + 512);
       }
       __syncwarp();
-      if (lane == 0) bulk::Arrive(&cx.empty[s]);  // the stage's reads of this warp are done
+      if (lane == 0) bulk::Arrive(empty + 8 * s);  // the stage's reads of this warp are done
       if (kLut && DB == 1 && (kFull || cc < chunks)) {
         const uint32_t wg[4] = {cg.x, cg.y, cg.z, cg.w}, wh[4] = {ch.x, ch.y, ch.z, ch.w};
         const uint32_t base = cx.lut + cc * kLutChunkBytes, tmask = 0x01010101u * (32 * t);
