@@ -1,6 +1,7 @@
 // LowRA dequant-matmul workloads: y = x Ŵᵀ with Ŵ (8192, 8192) quantized by the real quantizer
 // (Lloyd-Max levels, per-channel widths from the exact knapsack) and bf16 activations.
-//   decode (M = 1, 2, 4, 8, 16): fixed 2-bit, mixed {1,2,4} at 1.5 and 1.15 bits, fixed 1-bit and 4-bit;
+//   decode (M = 1, 2, 4, 8, 16): fixed 2-bit (also with a scale per 128 weights), mixed {1,2,4} at 1.5
+//     and 1.15 bits, fixed 1-bit and 4-bit;
 //     4-bit also at K = 1024, 2048 and 4096 (where the pair tables' 64 KB build a tile weighs more)
 //   prefill (M = 1024): fixed 2-bit (dequantize + cuBLAS)
 // Keys are lowra_linear_M<m>_N<n>_K<k>, shared with the bf16 torch.nn.functional.linear peer in peers.py.
@@ -88,7 +89,8 @@ bool CacheIo(const std::string& path, bool save, Quantized& q) {
 }
 
 // Quantizing 8192² takes seconds: each configuration once per process (or per cache directory).
-Result<const Quantized*> Get(const std::string& name, std::vector<int> widths, double budget, int64_t cols) {
+Result<const Quantized*> Get(const std::string& name, std::vector<int> widths, double budget, int64_t cols,
+                             int group_size) {
   static std::map<std::string, std::unique_ptr<Quantized>> cache;
   static std::map<int64_t, std::vector<float>> weights;
   if (auto it = cache.find(name); it != cache.end()) return it->second.get();
@@ -104,6 +106,7 @@ Result<const Quantized*> Get(const std::string& name, std::vector<int> widths, d
   q::QuantConfig c;
   c.widths = std::move(widths);
   c.budget_bits = budget;
+  c.group_size = group_size;
   auto m = q::Quantize(w.data(), kN, cols, c);
   if (!m.ok()) return m.status();
   auto p = q::Pack(m.value());
@@ -119,8 +122,8 @@ Result<const Quantized*> Get(const std::string& name, std::vector<int> widths, d
 }
 
 Result<std::vector<Row>> Run(const std::string& name, std::vector<int> widths, double budget, int64_t m,
-                             cudaStream_t stream, int64_t cols = 8192) {
-  auto qm = Get(name, std::move(widths), budget, cols);
+                             cudaStream_t stream, int64_t cols = 8192, int group_size = 0) {
+  auto qm = Get(name, std::move(widths), budget, cols, group_size);
   if (!qm.ok()) return qm.status();
   const Quantized& quant = *qm.value();
   // A 2-bit 8192² matrix is 16 MiB and would sit in the 50 MiB L2 across repeated calls; the calls
@@ -164,6 +167,8 @@ SCION_BENCH_CASE([](std::vector<Workload>& w) {
   w.push_back({"lowra_mixed1.15b_M1", [](cudaStream_t s) { return Run("mixed1.15b", {1, 2, 4}, 1.15, 1, s); }});
   w.push_back({"lowra_1b_M1", [](cudaStream_t s) { return Run("1b", {1}, 1.0, 1, s); }});
   w.push_back({"lowra_4b_M1", [](cudaStream_t s) { return Run("4b", {4}, 4.0, 1, s); }});
+  // Per-block scales (128 weights a scale): the grouped decode instance.
+  w.push_back({"lowra_2b_g128_M1", [](cudaStream_t s) { return Run("2b_g128", {2}, 2.0, 1, s, 8192, 128); }});
   w.push_back({"lowra_4b_M1_K1024", [](cudaStream_t s) { return Run("4b_K1024", {4}, 4.0, 1, s, 1024); }});
   w.push_back({"lowra_4b_M1_K2048", [](cudaStream_t s) { return Run("4b_K2048", {4}, 4.0, 1, s, 2048); }});
   w.push_back({"lowra_4b_M1_K4096", [](cudaStream_t s) { return Run("4b_K4096", {4}, 4.0, 1, s, 4096); }});
