@@ -167,13 +167,15 @@ __device__ void Produce(const SegmentTable& tb, const Plan& plan, const Dims& d,
 // ℓ̄ = (ℓ₀ + ℓ₁)/2, δ = (ℓ₁ − ℓ₀)/2 and d = ±1 the code, so y = s·(ℓ̄·Σx + δ·Σ d·x). Σ d·x is read
 // four codes at a time: each nibble of a lane's code words indexes a 16-entry table of the ± sums
 // of the four x it multiplies, built once a CTA (BuildLut). A lookup is a byte permute, a shared
-// load and an add: about 0.9 instructions a weight against 2.35 for the MMA decode. The tables are
-// fp16, x scaled by a power of two so that the largest |x| is in [512, 1024): the four tables a
-// warp reads at once (lanes t = 0..3 of every quad) are then 128 contiguous bytes, and the lookups
-// never conflict. A word's eight lookups add in fp16 (|sum| < 2^15), then into fp32. The ±1 form
-// keeps the fp16 sums free of cancellation: with d ∈ {0, 1}, a positive mean in x would make
-// Σ d·x ≈ Σx / 2 and y the small difference of two large sums.
-constexpr int kLutTableBytes = 16 * 2;                 // one table: 16 fp16 sums
+// load and an integer add (three loads a three-input IADD3): about 0.75 instructions a weight
+// against 2.35 for the MMA decode. The table entries are int16: x scaled by a power of two so that
+// the largest |x| is in [2048, 4096), each ± sum of four rounded once (|entry| < 2^14, an error of
+// at most 2^-12 of max|x| per entry), and every sum after that exact in int32 (a row's 2048
+// lookups at K = 8192 stay below 2^25). The four tables a warp reads at once (lanes t = 0..3 of
+// every quad) are 128 contiguous bytes, so the lookups never conflict. The ±1 form keeps the
+// entries free of cancellation: with d ∈ {0, 1}, a positive mean in x would make Σ d·x ≈ Σx / 2
+// and y the small difference of two large sums.
+constexpr int kLutTableBytes = 16 * 2;                 // one table: 16 int16 sums
 constexpr int kLutChunkBytes = 128 * kLutTableBytes;   // a chunk's tables: 4 words × 4 bytes × 2 nibbles × 4 lanes
 constexpr int kLutRedBytes = kConsumers * 8;           // staging's per-warp Σx and max|x|
 
@@ -189,13 +191,16 @@ __device__ void BuildLut(const __nv_bfloat16* xs, int chunks, float scale, unsig
     const float a = scale * __bfloat162float(xs[k0]), b = scale * __bfloat162float(xs[k0 + 4]);
     const float c = scale * __bfloat162float(xs[k0 + 32]), d = scale * __bfloat162float(xs[k0 + 36]);
     const float lo[4] = {-a - b, a - b, b - a, a + b}, hi[4] = {-c - d, c - d, d - c, c + d};
+    // Two int16 entries, rounded to nearest by the 1.5·2^23 shift (|u| < 2^14: the low bits of the
+    // sum's mantissa are the integer; F2I runs on a slow pipe), packed by one byte permute.
+    auto pair = [](float u, float v) {
+      return Prmt(__float_as_uint(u + 12582912.0f), __float_as_uint(v + 12582912.0f), 0x5410u);
+    };
     uint32_t e[8];
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      const __half2 x01 = __floats2half2_rn(lo[0] + hi[j], lo[1] + hi[j]);
-      const __half2 x23 = __floats2half2_rn(lo[2] + hi[j], lo[3] + hi[j]);
-      e[2 * j] = *reinterpret_cast<const uint32_t*>(&x01);
-      e[2 * j + 1] = *reinterpret_cast<const uint32_t*>(&x23);
+      e[2 * j] = pair(lo[0] + hi[j], lo[1] + hi[j]);
+      e[2 * j + 1] = pair(lo[2] + hi[j], lo[3] + hi[j]);
     }
     auto* dst = reinterpret_cast<uint4*>(lut + tau * kLutTableBytes);
     dst[0] = make_uint4(e[0], e[1], e[2], e[3]);
@@ -206,24 +211,21 @@ __device__ void BuildLut(const __nv_bfloat16* xs, int chunks, float scale, unsig
 // Σ d·x (scaled) of one row's chunk from this lane's four code words. `base`: the shared address of
 // the chunk's tables (low byte zero); tmask: 32·t in every byte. The byte permute puts a nibble's
 // offset (2·code + 32·t) under base's upper bytes, and the table's place in the chunk is the load's
-// immediate, so a lookup is PRMT, LDS, HADD.
-__device__ __forceinline__ float LutChunk(const uint32_t (&wd)[4], uint32_t base, uint32_t tmask) {
-  float sum = 0.0f;
+// immediate, so a lookup is PRMT, LDS and a third of an IADD3.
+__device__ __forceinline__ int LutChunk(const uint32_t (&wd)[4], uint32_t base, uint32_t tmask) {
+  int sum = 0;
 #pragma unroll
   for (int w = 0; w < 4; ++w) {
     const uint32_t nib[2] = {((wd[w] << 1) & 0x1E1E1E1Eu) | tmask, ((wd[w] >> 3) & 0x1E1E1E1Eu) | tmask};
-    __half v[8];
+    int e[8];
 #pragma unroll
     for (int p = 0; p < 4; ++p)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const uint32_t addr = Prmt(nib[h], base, 0x7650u | p) + ((w * 4 + p) * 2 + h) * 4 * kLutTableBytes;
-        unsigned short e;
-        asm("ld.shared.u16 %0, [%1];" : "=h"(e) : "r"(addr));
-        v[2 * p + h] = __ushort_as_half(e);
+        asm("ld.shared.s16 %0, [%1];" : "=r"(e[2 * p + h]) : "r"(addr));
       }
-    sum += __half2float(__hadd(__hadd(__hadd(v[0], v[1]), __hadd(v[2], v[3])),
-                               __hadd(__hadd(v[4], v[5]), __hadd(v[6], v[7]))));
+    sum += (e[0] + e[1] + e[2]) + (e[3] + e[4] + e[5]) + (e[6] + e[7]);  // a tree: the loads' latency overlaps
   }
   return sum;
 }
@@ -343,7 +345,7 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
     uint32_t pg[2], ph[2];                // widths 1, 2: bf16 levels 0..3, two per register
     uint32_t lg[4], hg[4], lh[4], hh[4];  // width 4: byte planes of the 16 levels
     float mid_g = 0.0f, mid_h = 0.0f, del_g = 0.0f, del_h = 0.0f;  // kLut: ℓ̄ and δ of rows g, g + 8
-    float dg = 0.0f, dh = 0.0f;                                    // kLut: Σ d·x of rows g, g + 8
+    int dg = 0, dh = 0;                                            // kLut: Σ d·x of rows g, g + 8 (scaled)
     for (int c0 = 0; c0 < chunks; c0 += kPieceChunks, ring.Advance()) {
       const int s = ring.s;
       bulk::Wait(full + 8 * s, ring.phase);
@@ -454,8 +456,8 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
         dg += __shfl_xor_sync(0xffffffffu, dg, o);
         dh += __shfl_xor_sync(0xffffffffu, dh, o);
       }
-      acc[0][0][0] = del_g * dg * cx.unscale + (warp == 0 ? mid_g * cx.x_sum : 0.0f);
-      acc[0][0][2] = del_h * dh * cx.unscale + (warp == 0 ? mid_h * cx.x_sum : 0.0f);
+      acc[0][0][0] = del_g * static_cast<float>(dg) * cx.unscale + (warp == 0 ? mid_g * cx.x_sum : 0.0f);
+      acc[0][0][2] = del_h * static_cast<float>(dh) * cx.unscale + (warp == 0 ? mid_h * cx.x_sum : 0.0f);
     }
     // The tile's K reduction: each warp's d fragments, then one thread per output.
     float* part = cx.partial + half * (kConsumers * kNT * 4 * 32);
@@ -572,8 +574,8 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
     }
     int ex = 0;
     frexpf(x_max, &ex);  // max|x| = m·2^ex, m in [0.5, 1) (ex = 0 for 0)
-    unscale = ldexpf(1.0f, ex - 10);
-    BuildLut(xs, tb.chunks[tb.count - 1], ldexpf(1.0f, 10 - ex), lut);
+    unscale = ldexpf(1.0f, ex - 12);
+    BuildLut(xs, tb.chunks[tb.count - 1], ldexpf(1.0f, 12 - ex), lut);
     bulk::NamedSync(1, kConsumers * 32);
   }
   const Ctx cx{stage, meta, partial, full, empty, xs, lut_addr, lut, x_sum, unscale, y, d, plan, M};
