@@ -166,36 +166,38 @@ __device__ void Produce(const SegmentTable& tb, const Plan& plan, const Dims& d,
 // 1-bit rows at M = 1 by table lookup instead of tensor cores. A 1-bit row is ŵ = s·(ℓ̄ + δ·d) with
 // ℓ̄ = (ℓ₀ + ℓ₁)/2, δ = (ℓ₁ − ℓ₀)/2 and d = ±1 the code, so y = s·(ℓ̄·Σx + δ·Σ d·x). Σ d·x is read
 // four codes at a time: each nibble of a lane's code words indexes a 16-entry table of the ± sums
-// of the four x it multiplies, built once a CTA (BuildLut). A lookup is a byte permute, a shared
-// load and an integer add (three loads a three-input IADD3): about 0.75 instructions a weight
-// against 2.35 for the MMA decode. The table entries are int16: x scaled by a power of two so that
-// the largest |x| is in [2048, 4096), each ± sum of four rounded once (|entry| < 2^14, an error of
-// at most 2^-12 of max|x| per entry), and every sum after that exact in int32 (a row's 2048
-// lookups at K = 8192 stay below 2^25). The four tables a warp reads at once (lanes t = 0..3 of
-// every quad) are 128 contiguous bytes, so the lookups never conflict. The ±1 form keeps the
-// entries free of cancellation: with d ∈ {0, 1}, a positive mean in x would make Σ d·x ≈ Σx / 2
+// of the four x it multiplies, built by each warp for its own chunks (BuildLut). A lookup is a byte
+// permute, a shared load and a third of a three-input integer add: about 0.75 instructions a
+// weight against 2.35 for the MMA decode. The entries are int16: x scaled by a power of two (one a
+// warp) so that the largest |x| is in [2048, 4096), each ± sum of four rounded to an integer
+// (|entry| < 2^14, at most one unit, 2^-12 of max|x|, off), and every sum after that exact in int32
+// (a row's 2048 lookups at K = 8192 stay below 2^25). The four tables a warp reads at once (lanes
+// t = 0..3 of every quad) are 128 contiguous bytes, so the lookups never conflict. The ±1 form keeps
+// the entries free of cancellation: with d ∈ {0, 1}, a positive mean in x would make Σ d·x ≈ Σx / 2
 // and y the small difference of two large sums.
 constexpr int kLutTableBytes = 16 * 2;                 // one table: 16 int16 sums
 constexpr int kLutChunkBytes = 128 * kLutTableBytes;   // a chunk's tables: 4 words × 4 bytes × 2 nibbles × 4 lanes
-constexpr int kLutRedBytes = kConsumers * 8;           // staging's per-warp Σx and max|x|
 
 // Table (word w, byte p, nibble h, lane t) of chunk cc sits at byte
 // cc·kLutChunkBytes + (((w·4 + p)·2 + h)·4 + t)·kLutTableBytes; entry i is Σ_j ±x[k_j] (+ where bit j
 // of i is set), k_j = 32·(16·cc + 4w + 2h + j/2) + 8t + 4·(j mod 2) + p: the codes of that nibble
 // (kernels/quant_device_layout.h, width 1: bit 8p + q of the word is code 8t + 4e + p of block
 // 4w + q/2, e = q mod 2).
-__device__ void BuildLut(const __nv_bfloat16* xs, int chunks, float scale, unsigned char* lut) {
-  for (int tau = threadIdx.x; tau < chunks * 128; tau += kConsumers * 32) {
-    const int t = tau & 3, h = (tau >> 2) & 1, p = (tau >> 3) & 3, w = (tau >> 5) & 3, cc = tau >> 7;
+// Built by each consumer warp for its own chunks (the only ones its lookups read): lane l writes
+// tables τ = 128·cc + l + 32·i of chunk cc.
+__device__ void BuildLut(const __nv_bfloat16* xs, int cc, int lane, float scale, unsigned char* lut) {
+  for (int tau = 128 * cc + lane; tau < 128 * (cc + 1); tau += 32) {
+    const int t = tau & 3, h = (tau >> 2) & 1, p = (tau >> 3) & 3, w = (tau >> 5) & 3;
     const int k0 = 32 * (16 * cc + 4 * w + 2 * h) + 8 * t + p;
     const float a = scale * __bfloat162float(xs[k0]), b = scale * __bfloat162float(xs[k0 + 4]);
     const float c = scale * __bfloat162float(xs[k0 + 32]), d = scale * __bfloat162float(xs[k0 + 36]);
-    const float lo[4] = {-a - b, a - b, b - a, a + b}, hi[4] = {-c - d, c - d, d - c, c + d};
-    // Two int16 entries, rounded to nearest by the 1.5·2^23 shift (|u| < 2^14: the low bits of the
-    // sum's mantissa are the integer; F2I runs on a slow pipe), packed by one byte permute.
-    auto pair = [](float u, float v) {
-      return Prmt(__float_as_uint(u + 12582912.0f), __float_as_uint(v + 12582912.0f), 0x5410u);
-    };
+    // Entries as int16, rounded by the 1.5·2^23 shift: added to lo (its integer part rounded there,
+    // four adds for sixteen entries), the sum of lo and hi has the entry in its low mantissa bits
+    // (|entry| < 2^14; at most one unit off, 2^-12 of max|x|). F2I would run on a slow pipe.
+    constexpr float kShift = 12582912.0f;
+    const float lo[4] = {kShift + (-a - b), kShift + (a - b), kShift + (b - a), kShift + (a + b)};
+    const float hi[4] = {-c - d, c - d, d - c, c + d};
+    auto pair = [](float u, float v) { return Prmt(__float_as_uint(u), __float_as_uint(v), 0x5410u); };
     uint32_t e[8];
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
@@ -287,7 +289,7 @@ struct Ctx {
   const __nv_bfloat16* xs;  // x in shared memory (Plan::x_stride)
   uint32_t lut;             // kLut: the 1-bit tables' or the 4-bit pair tables' shared address
   unsigned char* lut_ptr;   // the same, as a pointer
-  float x_sum, unscale;     // with the tables: Σx, and 1 / the tables' scale
+  float x_sum, unscale;     // the 1-bit crew: Σx over this warp's columns, and 1 / its tables' scale
   __nv_bfloat16* y;
   Dims d;
   Plan plan;
@@ -456,8 +458,8 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
         dg += __shfl_xor_sync(0xffffffffu, dg, o);
         dh += __shfl_xor_sync(0xffffffffu, dh, o);
       }
-      acc[0][0][0] = del_g * static_cast<float>(dg) * cx.unscale + (warp == 0 ? mid_g * cx.x_sum : 0.0f);
-      acc[0][0][2] = del_h * static_cast<float>(dh) * cx.unscale + (warp == 0 ? mid_h * cx.x_sum : 0.0f);
+      acc[0][0][0] = del_g * static_cast<float>(dg) * cx.unscale + mid_g * cx.x_sum;  // this warp's columns
+      acc[0][0][2] = del_h * static_cast<float>(dh) * cx.unscale + mid_h * cx.x_sum;
     }
     // The tile's K reduction: each warp's d fragments, then one thread per output.
     float* part = cx.partial + half * (kConsumers * kNT * 4 * 32);
@@ -512,70 +514,73 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
   }
   const int cols = static_cast<int>(d.cols);
   cuda::DependencyWait();  // x and y are the previous kernel's to write until it has finished
-  // x (M rows, zero-padded to x_cols) once per CTA, while the codes stream in: four 8-column groups
-  // in flight a thread before their stores.
-  const int groups = plan.x_cols / 8, stride = kConsumers * 32;
-  float x_sum = 0.0f, x_max = 0.0f;  // kLut: this thread's share of Σx and max|x|
-  for (int n = 0; n < M; ++n) {
+  // Group j (8 columns from column 8j) of x's row n, zero past K.
+  auto load_group = [&](int n, int j) {
     const __nv_bfloat16* row = x + static_cast<int64_t>(n) * cols;
-    __nv_bfloat16* dst = xs + n * plan.x_stride;
-    for (int q0 = threadIdx.x; q0 < groups; q0 += 4 * stride) {
-      uint4 v[4];
+    j *= 8;
+    if (j >= cols) return make_uint4(0, 0, 0, 0);  // padding (and groups past x_cols: j ≥ x_cols ≥ cols)
+    // cols % 8 == 0: all 8 columns are in the row; through L2, since the previous kernel may have
+    // written them.
+    if (plan.vec) return __ldcg(reinterpret_cast<const uint4*>(row + j));
+    uint32_t h[8];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int j = (q0 + i * stride) * 8;
-        v[i] = make_uint4(0, 0, 0, 0);
-        if (j >= cols) continue;  // padding (and groups past x_cols: j ≥ x_cols ≥ cols)
-        if (plan.vec) {  // cols % 8 == 0: all 8 columns are in the row
-          v[i] = __ldcg(reinterpret_cast<const uint4*>(row + j));  // L2: the previous kernel may have written it
-        } else {
-          uint32_t h[8];
-#pragma unroll
-          for (int e = 0; e < 8; ++e) h[e] = j + e < cols ? __bfloat16_as_ushort(row[j + e]) : 0u;
-          v[i] = make_uint4(h[0] | h[1] << 16, h[2] | h[3] << 16, h[4] | h[5] << 16, h[6] | h[7] << 16);
-        }
-      }
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        if (q0 + i * stride < groups) *reinterpret_cast<uint4*>(dst + (q0 + i * stride) * 8) = v[i];
-        if constexpr (kLut) {
-          const auto* e = reinterpret_cast<const __nv_bfloat162*>(&v[i]);
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            const float2 f = __bfloat1622float2(e[j]);
-            x_sum += f.x + f.y;
-            x_max = fmaxf(x_max, fmaxf(fabsf(f.x), fabsf(f.y)));
-          }
-        }
-      }
-    }
-  }
+    for (int e = 0; e < 8; ++e) h[e] = j + e < cols ? __bfloat16_as_ushort(row[j + e]) : 0u;
+    return make_uint4(h[0] | h[1] << 16, h[2] | h[3] << 16, h[4] | h[5] << 16, h[6] | h[7] << 16);
+  };
   // The tables (after x, 256-byte aligned so that a lookup's byte permute can write the low byte of
-  // its address) and the per-warp sums that scale them, built while the first pieces stream in.
+  // its address).
   unsigned char* xs_end = reinterpret_cast<unsigned char*>(xs + M * plan.x_stride);
   const uint32_t lut_addr = (bulk::SharedAddr(xs_end) + 255u) & ~255u;
   unsigned char* lut = xs_end + (lut_addr - bulk::SharedAddr(xs_end));
-  auto* red = reinterpret_cast<float2*>(lut + plan.lut_bytes);
-  if constexpr (kLut) {
+  float x_sum = 0.0f, unscale = 1.0f;
+  if (kLut && static_cast<int>(blockIdx.x) >= plan.wide_ctas) {
+    // The 1-bit crew (M = 1): each warp stages the x of its own chunks (cc ≡ warp mod kConsumers,
+    // 512 columns each), scales it by its own power of two and builds their tables, with no
+    // barrier across warps: a warp starts its lookups when its own tables are built, while the
+    // first pieces stream in. Its Σx over those columns goes into its share of each row (ℓ̄·Σx).
+    const int chunks = tb.chunks[tb.count - 1];
+    float x_max = 0.0f;
+    for (int cc = warp; cc < chunks; cc += kConsumers) {
+      uint4 v[2];
+#pragma unroll
+      for (int i = 0; i < 2; ++i) v[i] = load_group(0, 64 * cc + lane + 32 * i);
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        *reinterpret_cast<uint4*>(xs + (64 * cc + lane + 32 * i) * 8) = v[i];
+        const auto* e = reinterpret_cast<const __nv_bfloat162*>(&v[i]);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const float2 f = __bfloat1622float2(e[j]);
+          x_sum += f.x + f.y;
+          x_max = fmaxf(x_max, fmaxf(fabsf(f.x), fabsf(f.y)));
+        }
+      }
+    }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
       x_sum += __shfl_xor_sync(0xffffffffu, x_sum, o);
       x_max = fmaxf(x_max, __shfl_xor_sync(0xffffffffu, x_max, o));
     }
-    if (lane == 0) red[warp] = make_float2(x_sum, x_max);
-  }
-  bulk::NamedSync(1, kConsumers * 32);
-  float unscale = 1.0f;
-  if (kLut && static_cast<int>(blockIdx.x) >= plan.wide_ctas) {  // Σx in warp order, the same in every CTA
-    x_sum = x_max = 0.0f;
-    for (int w = 0; w < kConsumers; ++w) {
-      x_sum += red[w].x;
-      x_max = fmaxf(x_max, red[w].y);
-    }
     int ex = 0;
     frexpf(x_max, &ex);  // max|x| = m·2^ex, m in [0.5, 1) (ex = 0 for 0)
     unscale = ldexpf(1.0f, ex - 12);
-    BuildLut(xs, tb.chunks[tb.count - 1], ldexpf(1.0f, 12 - ex), lut);
+    for (int cc = warp; cc < chunks; cc += kConsumers) BuildLut(xs, cc, lane, ldexpf(1.0f, 12 - ex), lut);
+    __syncwarp();
+  } else {
+    // x (M rows, zero-padded to x_cols) once per CTA, while the codes stream in: four 8-column
+    // groups in flight a thread before their stores.
+    const int groups = plan.x_cols / 8, stride = kConsumers * 32;
+    for (int n = 0; n < M; ++n) {
+      __nv_bfloat16* dst = xs + n * plan.x_stride;
+      for (int q0 = threadIdx.x; q0 < groups; q0 += 4 * stride) {
+        uint4 v[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) v[i] = load_group(n, q0 + i * stride);
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          if (q0 + i * stride < groups) *reinterpret_cast<uint4*>(dst + (q0 + i * stride) * 8) = v[i];
+      }
+    }
     bulk::NamedSync(1, kConsumers * 32);
   }
   const Ctx cx{stage, meta, partial, full, empty, xs, lut_addr, lut, x_sum, unscale, y, d, plan, M};
@@ -632,7 +637,7 @@ Status Launch(const SegmentTable& t, Dims d, const __nv_bfloat16* x, int M, __nv
   });
   SCION_RETURN_IF_ERROR(Check(attr, "cudaFuncSetAttribute"));
   const int bytes = kBarBytes + kStages * (kStageBytes + kMetaBytes) + kPartialBytes + M * plan.x_stride * 2 +
-                    (kLut || kPair ? 256 + plan.lut_bytes + kLutRedBytes : 0);
+                    (kLut || kPair ? 256 + plan.lut_bytes : 0);
   return Check(cuda::LaunchDependent(kernel, dim3(grid), dim3(kThreads), bytes, stream, t, d, x, M, y, plan),
                "DecodeKernel");
 }
@@ -687,7 +692,7 @@ Status LaunchQuantDecode(const DeviceQuantMatrix& w, const void* x, int M, void*
   // Dealt over the whole grid, a CTA held one or two 1-bit tiles and the 1-bit tables made 1.5 bits
   // slower (0.0139 → 0.0156 ms; "Two crews").
   const bool m1 = M == 1 && w.groups == 1;
-  const int64_t lut_fixed = fixed + x_bytes + kStages * per_stage + 256 + kLutRedBytes;
+  const int64_t lut_fixed = fixed + x_bytes + kStages * per_stage + 256;
   const int lut1_bytes = static_cast<int>(DeviceChunks(w.blocks, 1)) * kLutChunkBytes;
   const bool pair =
       m1 && DeviceBits(t.seg[0].bits) == 4 && w.cols >= kPairMinCols && lut_fixed + kPairBytes <= smem_cta;
