@@ -304,7 +304,8 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
                                                int end_tile, const Crew& crew, const Ctx& cx, Ring& ring, int& half) {
   constexpr int kC = 16 / DB;  // blocks per chunk
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  const int M = cx.M, blocks = static_cast<int>(cx.d.blocks);
+  const int M = cx.M;
+  const int groups = static_cast<int>(cx.d.groups), group_blocks = cx.d.group_size / 32;  // kGrouped
   // This lane's x row of n-tile nt in shared memory (rows ≥ M only feed output columns that are
   // never written; the staged copy is zero past K, so the zero codes padding a chunk add nothing).
   const __nv_bfloat16* xl[kNT];
@@ -328,6 +329,8 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
     if (u < first_tile || u >= end_tile) continue;
     const int64_t tile = u - first_tile;
     const int64_t rg = tile * kTileRows + g, rh = rg + 8;
+    const uint16_t* scales_g = kGrouped ? seg.scales + rg * groups : nullptr;  // rows g, g + 8's group scales
+    const uint16_t* scales_h = kGrouped ? seg.scales + rh * groups : nullptr;
     const bool vg = rg < seg.count, vh = rh < seg.count;
     // The output row this thread writes in the tile's reduction, and the row scales (both from the
     // tile's metadata with its first piece).
@@ -414,6 +417,12 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
         const uint32_t wg[4] = {cg.x, cg.y, cg.z, cg.w}, wh[4] = {ch.x, ch.y, ch.z, ch.w};
         uint32_t xnext[kNT][4];
         load_x(cc * kC, xnext);
+        // Grouped: the chunk's first block's group, and how many blocks of it are left.
+        int grp = 0, left = 0;
+        if constexpr (kGrouped) {
+          grp = cc * kC / group_blocks;
+          left = group_blocks - (cc * kC - grp * group_blocks);
+        }
 #pragma unroll
         for (int bc = 0; bc < kC; ++bc) {
           const int blk = cc * kC + bc;
@@ -435,10 +444,16 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
             for (int nt = 0; nt < kNT; ++nt)
               Mma(kGrouped ? tmp[e][nt] : acc[e][nt], a[0], a[1], a[2], a[3], xr[nt][2 * e], xr[nt][2 * e + 1]);
           }
-          if constexpr (kGrouped) {  // a block lies in one group (group sizes are multiples of 32)
-            const int64_t grp = static_cast<int64_t>(min(blk, blocks - 1)) * 32 / cx.d.group_size;  // padding: tmp is 0
-            const float sg = vg ? __half2float(__ushort_as_half(seg.scales[rg * cx.d.groups + grp])) : 0.0f;
-            const float sh = vh ? __half2float(__ushort_as_half(seg.scales[rh * cx.d.groups + grp])) : 0.0f;
+          // Grouped: the sums of a group's blocks (group sizes are multiples of 32) take its scale
+          // when the group ends, or the chunk does (the warp's next chunk is kPieceChunks on).
+          if (kGrouped && (--left == 0 || bc == kC - 1)) {
+            const int gi = min(grp, groups - 1);  // past the last block (zero x): any scale
+            const float sg = vg ? __half2float(__ushort_as_half(scales_g[gi])) : 0.0f;
+            const float sh = vh ? __half2float(__ushort_as_half(scales_h[gi])) : 0.0f;
+            if (left == 0) {
+              ++grp;
+              left = group_blocks;
+            }
 #pragma unroll
             for (int nt = 0; nt < kNT; ++nt) {
               acc[0][nt][0] = fmaf(sg, tmp[0][nt][0] + tmp[1][nt][0], acc[0][nt][0]);
