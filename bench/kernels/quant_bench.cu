@@ -1,6 +1,6 @@
 // LowRA dequant-matmul workloads: y = x Ŵᵀ with Ŵ (8192, 8192) quantized by the real quantizer
 // (Lloyd-Max levels, per-channel widths from the exact knapsack) and bf16 activations.
-//   decode (M = 1, 2, 4, 8, 16): fixed 2-bit (also with a scale per 128 weights), mixed {1,2,4} at 1.5
+//   decode (M = 1, 2, 4, 8, 16): fixed 2-bit (also with a scale per 128 weights at M = 1, 8), mixed {1,2,4} at 1.5
 //     and 1.15 bits, fixed 1-bit and 4-bit;
 //     4-bit also at K = 1024, 2048 and 4096 (where the pair tables' 64 KB build a tile weighs more)
 //   prefill (M = 1024): fixed 2-bit (dequantize + cuBLAS)
@@ -176,6 +176,7 @@ SCION_BENCH_CASE([](std::vector<Workload>& w) {
   w.push_back({"lowra_2b_M4", [](cudaStream_t s) { return Run("2b", {2}, 2.0, 4, s); }});
   w.push_back({"lowra_mixed1.5b_M4", [](cudaStream_t s) { return Run("mixed1.5b", {1, 2, 4}, 1.5, 4, s); }});
   w.push_back({"lowra_2b_M8", [](cudaStream_t s) { return Run("2b", {2}, 2.0, 8, s); }});
+  w.push_back({"lowra_2b_g128_M8", [](cudaStream_t s) { return Run("2b_g128", {2}, 2.0, 8, s, 8192, 128); }});
   w.push_back({"lowra_mixed1.5b_M8", [](cudaStream_t s) { return Run("mixed1.5b", {1, 2, 4}, 1.5, 8, s); }});
   w.push_back({"lowra_2b_M16", [](cudaStream_t s) { return Run("2b", {2}, 2.0, 16, s); }});
   w.push_back({"lowra_2b_M1024", [](cudaStream_t s) { return Run("2b", {2}, 2.0, 1024, s); }});

@@ -103,7 +103,7 @@ __device__ __forceinline__ void DecodeTile(const DeviceQuantMatrix::Segment& seg
   for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
     for (int c = 0; c < 4; ++c) acc[nt][c] = tmp[nt][c] = 0.0f;
-  const int cols = static_cast<int>(d.cols), blocks = static_cast<int>(d.blocks);
+  const int cols = static_cast<int>(d.cols);
   const __nv_bfloat16* xl[NT];  // lane's x row (n = 8nt + g) at its run's column
   bool live[NT];
 #pragma unroll
@@ -150,6 +150,28 @@ __device__ __forceinline__ void DecodeTile(const DeviceQuantMatrix::Segment& seg
       }
     }
   };
+  // Grouped: a group's blocks (group sizes are multiples of 32) are summed in tmp and take its scale
+  // once, when the group ends or the warp's range does; `left` counts the group's blocks to come.
+  const int groups = static_cast<int>(d.groups), group_blocks = d.group_size / 32;
+  int grp = 0, left = 0;
+  if constexpr (kGrouped) {
+    grp = c_begin * kC / group_blocks;
+    left = group_blocks - (c_begin * kC - grp * group_blocks);
+  }
+  auto scale_group = [&] {
+    const int gi = min(grp, groups - 1);  // past the last block (zero x): any scale
+    const float sg = vg ? __half2float(__ushort_as_half(seg.scales[rg * groups + gi])) : 0.0f;
+    const float sh = vh ? __half2float(__ushort_as_half(seg.scales[rh * groups + gi])) : 0.0f;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      acc[nt][0] = fmaf(sg, tmp[nt][0], acc[nt][0]);
+      acc[nt][1] = fmaf(sg, tmp[nt][1], acc[nt][1]);
+      acc[nt][2] = fmaf(sh, tmp[nt][2], acc[nt][2]);
+      acc[nt][3] = fmaf(sh, tmp[nt][3], acc[nt][3]);
+#pragma unroll
+      for (int k = 0; k < 4; ++k) tmp[nt][k] = 0.0f;
+    }
+  };
   for (int c = c_begin; c < c_end; c += kPrefetch) {
 #pragma unroll
     for (int s = 0; s < kPrefetch; ++s) {
@@ -176,23 +198,15 @@ __device__ __forceinline__ void DecodeTile(const DeviceQuantMatrix::Segment& seg
           for (int nt = 0; nt < NT; ++nt)
             Mma(kGrouped ? tmp[nt] : acc[nt], a[0], a[1], a[2], a[3], xr[nt][2 * e], xr[nt][2 * e + 1]);
         }
-        if constexpr (kGrouped) {  // a block lies in one group (group sizes are multiples of 32)
-          const int64_t grp = static_cast<int64_t>(min(blk, blocks - 1)) * 32 / d.group_size;  // padding: tmp is 0
-          const float sg = vg ? __half2float(__ushort_as_half(seg.scales[rg * d.groups + grp])) : 0.0f;
-          const float sh = vh ? __half2float(__ushort_as_half(seg.scales[rh * d.groups + grp])) : 0.0f;
-#pragma unroll
-          for (int nt = 0; nt < NT; ++nt) {
-            acc[nt][0] = fmaf(sg, tmp[nt][0], acc[nt][0]);
-            acc[nt][1] = fmaf(sg, tmp[nt][1], acc[nt][1]);
-            acc[nt][2] = fmaf(sh, tmp[nt][2], acc[nt][2]);
-            acc[nt][3] = fmaf(sh, tmp[nt][3], acc[nt][3]);
-#pragma unroll
-            for (int k = 0; k < 4; ++k) tmp[nt][k] = 0.0f;
-          }
+        if (kGrouped && --left == 0) {
+          scale_group();
+          ++grp;
+          left = group_blocks;
         }
       }
     }
   }
+  if constexpr (kGrouped) scale_group();  // the range's last, partial group
   asm volatile("" ::"r"(touched));  // keeps the L1 warm-up loads
   if constexpr (!kGrouped) {
 #pragma unroll
