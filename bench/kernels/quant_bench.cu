@@ -1,7 +1,7 @@
 // LowRA dequant-matmul workloads: y = x Ŵᵀ with Ŵ (8192, 8192) quantized by the real quantizer
 // (Lloyd-Max levels, per-channel widths from the exact knapsack) and bf16 activations.
-//   decode (M = 1, 2, 4, 8, 16): fixed 2-bit (also with a scale per 128 weights at M = 1, 8), mixed {1,2,4} at 1.5
-//     and 1.15 bits, fixed 1-bit and 4-bit;
+//   decode (M = 1, 2, 4, 8, 16): fixed 2-bit (also with a scale per 128 weights at M = 1 and 8),
+//     mixed {1,2,4} at 1.5 and 1.15 bits, fixed 1-bit and 4-bit;
 //     4-bit also at K = 1024, 2048 and 4096 (where the pair tables' 64 KB build a tile weighs more)
 //   prefill (M = 1024): fixed 2-bit (dequantize + cuBLAS)
 // Keys are lowra_linear_M<m>_N<n>_K<k>, shared with the bf16 torch.nn.functional.linear peer in peers.py.
