@@ -168,14 +168,14 @@ __device__ void Produce(const SegmentTable& tb, const Plan& plan, const Dims& d,
 // four codes at a time: each nibble of a lane's code words indexes a 16-entry table of the ± sums
 // of the four x it multiplies, built by each warp for its own chunks (BuildLut). A lookup is a byte
 // permute, a shared load and a third of a three-input integer add: about 0.75 instructions a
-// weight against 2.35 for the MMA decode. The entries are int16: x scaled by a power of two (one a
-// warp) so that the largest |x| is in [2048, 4096), each ± sum of four rounded to an integer
-// (|entry| < 2^14, at most one unit, 2^-12 of max|x|, off), and every sum after that exact in int32
-// (a row's 2048 lookups at K = 8192 stay below 2^25). The four tables a warp reads at once (lanes
-// t = 0..3 of every quad) are 128 contiguous bytes, so the lookups never conflict. The ±1 form keeps
-// the entries free of cancellation: with d ∈ {0, 1}, a positive mean in x would make Σ d·x ≈ Σx / 2
-// and y the small difference of two large sums.
-constexpr int kLutTableBytes = 16 * 2;                 // one table: 16 int16 sums
+// weight against 2.35 for the MMA decode. The entries are integers: x scaled by a power of two (one
+// a warp) so that the largest |x| is in [2048, 4096) and rounded, each entry the ± sum of four
+// (|entry| ≤ 2^14, stored + 2^14 in 16 bits; at most two units, 2^-11 of max|x|, off), and every
+// sum after that exact in int32 (a row's 2048 lookups at K = 8192 stay below 2^25). The four tables
+// a warp reads at once (lanes t = 0..3 of every quad) are 128 contiguous bytes, so the lookups never
+// conflict. The ±1 form keeps the entries free of cancellation: with d ∈ {0, 1}, a positive mean in
+// x would make Σ d·x ≈ Σx / 2 and y the small difference of two large sums.
+constexpr int kLutTableBytes = 16 * 2;                 // one table: 16 sums in 16 bits
 constexpr int kLutChunkBytes = 128 * kLutTableBytes;   // a chunk's tables: 4 words × 4 bytes × 2 nibbles × 4 lanes
 
 // Table (word w, byte p, nibble h, lane t) of chunk cc sits at byte
@@ -189,20 +189,23 @@ __device__ void BuildLut(const __nv_bfloat16* xs, int cc, int lane, float scale,
   for (int tau = 128 * cc + lane; tau < 128 * (cc + 1); tau += 32) {
     const int t = tau & 3, h = (tau >> 2) & 1, p = (tau >> 3) & 3, w = (tau >> 5) & 3;
     const int k0 = 32 * (16 * cc + 4 * w + 2 * h) + 8 * t + p;
-    const float a = scale * __bfloat162float(xs[k0]), b = scale * __bfloat162float(xs[k0 + 4]);
-    const float c = scale * __bfloat162float(xs[k0 + 32]), d = scale * __bfloat162float(xs[k0 + 36]);
-    // Entries as int16, rounded by the 1.5·2^23 shift: added to lo (its integer part rounded there,
-    // four adds for sixteen entries), the sum of lo and hi has the entry in its low mantissa bits
-    // (|entry| < 2^14; at most one unit off, 2^-12 of max|x|). F2I would run on a slow pipe.
-    constexpr float kShift = 12582912.0f;
-    const float lo[4] = {kShift + (-a - b), kShift + (a - b), kShift + (b - a), kShift + (a + b)};
-    const float hi[4] = {-c - d, c - d, d - c, c + d};
-    auto pair = [](float u, float v) { return Prmt(__float_as_uint(u), __float_as_uint(v), 0x5410u); };
+    // Each scaled x rounded to an integer (|x| ≤ 2^12) by the 1.5·2^23 shift (F2I would run on a
+    // slow pipe): its float's bits are the shift's plus the integer.
+    auto q = [&](int k) { return __float_as_uint(fmaf(__bfloat162float(xs[k]), scale, 12582912.0f)); };
+    constexpr uint32_t kShiftBits = 0x4B400000u;
+    const uint32_t a = q(k0), b = q(k0 + 4), c = q(k0 + 32), d = q(k0 + 36);
+    const uint32_t ab = a + b - 2 * kShiftBits, a_b = a - b;  // two's complement
+    const uint32_t cd = c + d - 2 * kShiftBits, c_d = c - d;
+    // Entries in 16-bit halves, biased by 2^14: lo (±a ± b) and hi (±c ± d) each plus 2^13 lie in
+    // [0, 2^14], so adding hi to both halves of a packed lo pair carries nothing between them.
+    const uint32_t lo01 = (8192u - ab) + ((8192u + a_b) << 16);  // entries 4j, 4j + 1: −a − b, a − b
+    const uint32_t lo23 = (8192u - a_b) + ((8192u + ab) << 16);  // entries 4j + 2, 4j + 3: b − a, a + b
+    const uint32_t hi[4] = {8192u - cd, 8192u + c_d, 8192u - c_d, 8192u + cd};  // j: −c − d, c − d, d − c, c + d
     uint32_t e[8];
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      e[2 * j] = pair(lo[0] + hi[j], lo[1] + hi[j]);
-      e[2 * j + 1] = pair(lo[2] + hi[j], lo[3] + hi[j]);
+      e[2 * j] = lo01 + hi[j] * 0x10001u;
+      e[2 * j + 1] = lo23 + hi[j] * 0x10001u;
     }
     auto* dst = reinterpret_cast<uint4*>(lut + tau * kLutTableBytes);
     dst[0] = make_uint4(e[0], e[1], e[2], e[3]);
@@ -225,9 +228,10 @@ __device__ __forceinline__ int LutChunk(const uint32_t (&wd)[4], uint32_t base, 
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const uint32_t addr = Prmt(nib[h], base, 0x7650u | p) + ((w * 4 + p) * 2 + h) * 4 * kLutTableBytes;
-        asm("ld.shared.s16 %0, [%1];" : "=r"(e[2 * p + h]) : "r"(addr));
+        asm("ld.shared.u16 %0, [%1];" : "=r"(e[2 * p + h]) : "r"(addr));
       }
-    sum += (e[0] + e[1] + e[2]) + (e[3] + e[4] + e[5]) + (e[6] + e[7]);  // a tree: the loads' latency overlaps
+    // A tree (the loads' latency overlaps), less the eight entries' bias.
+    sum += (e[0] + e[1] + e[2]) + (e[3] + e[4] + e[5]) + (e[6] + e[7] - 8 * (1 << 14));
   }
   return sum;
 }
