@@ -200,16 +200,16 @@ __device__ void BuildLut(const __nv_bfloat16* xs, int cc, int lane, float scale,
     // [0, 2^14], so adding hi to both halves of a packed lo pair carries nothing between them.
     const uint32_t lo01 = (8192u - ab) + ((8192u + a_b) << 16);  // entries 4j, 4j + 1: −a − b, a − b
     const uint32_t lo23 = (8192u - a_b) + ((8192u + ab) << 16);  // entries 4j + 2, 4j + 3: b − a, a + b
-    const uint32_t hi[4] = {8192u - cd, 8192u + c_d, 8192u - c_d, 8192u + cd};  // j: −c − d, c − d, d − c, c + d
-    uint32_t e[8];
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      e[2 * j] = lo01 + hi[j] * 0x10001u;
-      e[2 * j + 1] = lo23 + hi[j] * 0x10001u;
-    }
+    // hi for j = 0..3: −c − d, c − d, d − c, c + d. A table is 32 bytes, entries 0–7 then 8–15
+    // (j = 0, 1 then 2, 3); lanes with bit 2 set store their second half first, so that each of
+    // the two 16-byte stores of eight lanes covers all 32 banks (in one order, 2-way conflicts).
+    const bool second = lane & 4;
+    const uint32_t x = second ? c_d : cd, y = second ? cd : c_d;
+    const uint32_t h0 = (8192u - x) * 0x10001u, h1 = (8192u + y) * 0x10001u;  // this store's j
+    const uint32_t h2 = (8192u - y) * 0x10001u, h3 = (8192u + x) * 0x10001u;  // the other half's
     auto* dst = reinterpret_cast<uint4*>(lut + tau * kLutTableBytes);
-    dst[0] = make_uint4(e[0], e[1], e[2], e[3]);
-    dst[1] = make_uint4(e[4], e[5], e[6], e[7]);
+    dst[second] = make_uint4(lo01 + h0, lo23 + h0, lo01 + h1, lo23 + h1);
+    dst[!second] = make_uint4(lo01 + h2, lo23 + h2, lo01 + h3, lo23 + h3);
   }
 }
 
