@@ -3,9 +3,9 @@
 //   y (M, rows) bf16 = x (M, cols) bf16 · Ŵᵀ, fp32 accumulation.
 //   M ≤ 16 (decode): 16-row tiles on bf16 tensor cores; codes (reordered at upload, see
 //   quant_device_layout.h) are decoded into MMA fragments in registers (the levels are stored
-//   bf16-exact) and Ŵ is never written. At M = 1 the 1-bit rows are read by table lookup instead
-//   where their tiles are enough to pay for the tables, and long 4-bit rows by tables of level
-//   pairs (docs/LOWRA.md).
+//   bf16-exact) and Ŵ is never written. At M = 1 the 1-bit rows go by binary (AND-popcount)
+//   tensor-core products with x's bit planes instead, where their tiles are enough to pay for the
+//   planes, and long 4-bit rows by tables of level pairs (docs/LOWRA.md).
 //   M > 16 (prefill): Ŵ is dequantized into a bf16 workspace and cuBLAS runs the GEMM.
 #pragma once
 

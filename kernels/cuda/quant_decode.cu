@@ -12,10 +12,10 @@
 // Tiles are dealt over the CTAs in one list, widest segment first, boustrophedon (lap 0 forwards,
 // lap 1 backwards, …), so every CTA gets the same share of each width, a CTA that took a wide tile
 // in one lap takes a narrow one in the next, and none waits for a second wave. At M = 1, 1-bit rows
-// go by table lookup (BuildLut) and long 4-bit rows by pair tables (BuildPairs) instead of the
-// decode into fragments; where a mixed matrix's 1-bit tiles go by lookup, they and the wider tiles
-// are dealt over two crews of CTAs (CrewOf), so that a CTA that builds the tables has several tiles
-// to use them on.
+// go by binary products with x's bit planes (BuildPlanes) and long 4-bit rows by pair tables
+// (BuildPairs) instead of the decode into fragments; where a mixed matrix's 1-bit tiles go by
+// planes, they and the wider tiles are dealt over two crews of CTAs (CrewOf), so that a CTA that
+// builds the planes has several tiles to use them on.
 // Two CTAs rather than one of 16 consumers: one CTA's tile-end barrier and start overlap the other's
 // decode (mixed 1.5 bits 0.0172 → 0.0159 ms, 4-bit 0.0222 → 0.0211; 2-bit 0.0155 → 0.0157, within
 // noise).
@@ -96,8 +96,8 @@ struct Plan {
   int x_stride;  // x's row stride in shared memory (elements)
   int x_cols;    // columns staged: K rounded up to the widest chunk (zeros past K)
   bool vec;      // x rows are 16-byte aligned runs (cols % 8 == 0, x aligned): staged with 16-byte loads
-  int lut_bytes; // kLut: the 1-bit tables' size (kLutChunkBytes a chunk); kPair: kPairBytes
-  int wide_ctas; // kLut on a mixed matrix: CTAs [0, wide_ctas) take the wider segments, the rest the 1-bit one
+  int lut_bytes; // kPlanes: the 1-bit planes' size (kPlaneChunkBytes a chunk); kPair: kPairBytes
+  int wide_ctas; // kPlanes on a mixed matrix: CTAs [0, wide_ctas) take the wider segments, the rest the 1-bit one
 };
 
 constexpr int kNT = 1;  // MMA n-tiles: x rows 0..7 (M ≤ 8; larger M goes to quant_decode_tile.cu)
@@ -163,77 +163,95 @@ __device__ void Produce(const SegmentTable& tb, const Plan& plan, const Dims& d,
   }
 }
 
-// 1-bit rows at M = 1 by table lookup instead of tensor cores. A 1-bit row is ŵ = s·(ℓ̄ + δ·d) with
-// ℓ̄ = (ℓ₀ + ℓ₁)/2, δ = (ℓ₁ − ℓ₀)/2 and d = ±1 the code, so y = s·(ℓ̄·Σx + δ·Σ d·x). Σ d·x is read
-// four codes at a time: each nibble of a lane's code words indexes a 16-entry table of the ± sums
-// of the four x it multiplies, built by each warp for its own chunks (BuildLut). A lookup is a byte
-// permute, a shared load and a third of a three-input integer add: about 0.75 instructions a
-// weight against 2.35 for the MMA decode. The entries are integers: x scaled by a power of two (one
-// a warp) so that the largest |x| is in [2048, 4096) and rounded, each entry the ± sum of four
-// (|entry| ≤ 2^14, stored + 2^14 in 16 bits; at most two units, 2^-11 of max|x|, off), and every
-// sum after that exact in int32 (a row's 2048 lookups at K = 8192 stay below 2^25). The four tables
-// a warp reads at once (lanes t = 0..3 of every quad) are 128 contiguous bytes, so the lookups never
-// conflict. The ±1 form keeps the entries free of cancellation: with d ∈ {0, 1}, a positive mean in
-// x would make Σ d·x ≈ Σx / 2 and y the small difference of two large sums.
-constexpr int kLutTableBytes = 16 * 2;                 // one table: 16 sums in 16 bits
-constexpr int kLutChunkBytes = 128 * kLutTableBytes;   // a chunk's tables: 4 words × 4 bytes × 2 nibbles × 4 lanes
+__device__ __forceinline__ uint4 LoadShared16(uint32_t addr) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
+  return v;
+}
 
-// Table (word w, byte p, nibble h, lane t) of chunk cc sits at byte
-// cc·kLutChunkBytes + (((w·4 + p)·2 + h)·4 + t)·kLutTableBytes; entry i is Σ_j ±x[k_j] (+ where bit j
-// of i is set), k_j = 32·(16·cc + 4w + 2h + j/2) + 8t + 4·(j mod 2) + p: the codes of that nibble
-// (kernels/quant_device_layout.h, width 1: bit 8p + q of the word is code 8t + 4e + p of block
-// 4w + q/2, e = q mod 2).
-// Built by each consumer warp for its own chunks (the only ones its lookups read): lane l writes
-// tables τ = 128·cc + l + 32·i of chunk cc.
-__device__ void BuildLut(const __nv_bfloat16* xs, int cc, int lane, float scale, unsigned char* lut) {
-  for (int tau = 128 * cc + lane; tau < 128 * (cc + 1); tau += 32) {
-    const int t = tau & 3, h = (tau >> 2) & 1, p = (tau >> 3) & 3, w = (tau >> 5) & 3;
-    const int k0 = 32 * (16 * cc + 4 * w + 2 * h) + 8 * t + p;
-    // Each scaled x rounded to an integer (|x| ≤ 2^12) by the 1.5·2^23 shift (F2I would run on a
-    // slow pipe): its float's bits are the shift's plus the integer.
-    auto q = [&](int k) { return __float_as_uint(fmaf(__bfloat162float(xs[k]), scale, 12582912.0f)); };
-    constexpr uint32_t kShiftBits = 0x4B400000u;
-    const uint32_t a = q(k0), b = q(k0 + 4), c = q(k0 + 32), d = q(k0 + 36);
-    const uint32_t ab = a + b - 2 * kShiftBits, a_b = a - b;  // two's complement
-    const uint32_t cd = c + d - 2 * kShiftBits, c_d = c - d;
-    // Entries in 16-bit halves, biased by 2^14: lo (±a ± b) and hi (±c ± d) each plus 2^13 lie in
-    // [0, 2^14], so adding hi to both halves of a packed lo pair carries nothing between them.
-    const uint32_t lo01 = (8192u - ab) + ((8192u + a_b) << 16);  // entries 4j, 4j + 1: −a − b, a − b
-    const uint32_t lo23 = (8192u - a_b) + ((8192u + ab) << 16);  // entries 4j + 2, 4j + 3: b − a, a + b
-    // hi for j = 0..3: −c − d, c − d, d − c, c + d. A table is 32 bytes, entries 0–7 then 8–15
-    // (j = 0, 1 then 2, 3); lanes with bit 2 set store their second half first, so that each of
-    // the two 16-byte stores of eight lanes covers all 32 banks (in one order, 2-way conflicts).
-    const bool second = lane & 4;
-    const uint32_t x = second ? c_d : cd, y = second ? cd : c_d;
-    const uint32_t h0 = (8192u - x) * 0x10001u, h1 = (8192u + y) * 0x10001u;  // this store's j
-    const uint32_t h2 = (8192u - y) * 0x10001u, h3 = (8192u + x) * 0x10001u;  // the other half's
-    auto* dst = reinterpret_cast<uint4*>(lut + tau * kLutTableBytes);
-    dst[second] = make_uint4(lo01 + h0, lo23 + h0, lo01 + h1, lo23 + h1);
-    dst[!second] = make_uint4(lo01 + h2, lo23 + h2, lo01 + h3, lo23 + h3);
+// 1-bit rows at M = 1 by binary tensor-core products instead of bf16 MMAs. A 1-bit row is
+// ŵ = s·(ℓ₀ + (ℓ₁ − ℓ₀)·d) with d ∈ {0, 1} the code, so y = s·(ℓ₀·Σx + (ℓ₁ − ℓ₀)·Σ d·x). Σ d·x
+// comes from the codes as they are, by AND-popcount MMAs (BMMA, m16n8k256, as fast as the bf16
+// MMA): x is scaled by a power of two (one a warp) so that the largest |x| is in [2^14, 2^15),
+// rounded to 16-bit integers x̃ (at most half a unit, 2^-16 of max|x|, off) and cut into its 16 bit
+// planes; column n of the B operand is plane n (8 + n in a second product), so the popcounts of
+// codes & plane n, weighted 2^n (−2^15 for the sign plane), sum to Σ d·x̃, exact in integers. The
+// planes depend on x alone: each warp builds those of its own chunks once (BuildPlanes, 1 KB a
+// chunk), and a chunk of a 16-row tile then costs four BMMAs and two 16-byte loads of planes. The
+// integer tables this replaces took 64 shared loads a chunk and row pair, and a 4 KB table build
+// (docs/PERF.md, "Binary products for the 1-bit rows").
+constexpr int kPlaneChunkBytes = 1024;  // a chunk's planes: 16 planes × 16 words of 32 columns
+
+// The B words of chunk cc. A chunk's codes cover, for each lane slot t of a quad and word w of
+// its four, 32 columns: bit j = 8p + q of the word is column col(t, w, j) =
+// 32·(16·cc + 4w + q/2) + 8t + 4·(q mod 2) + p (kernels/quant_device_layout.h, width 1). In the
+// BMMA of k step s (words 2s, 2s + 1 of every row) lane (g, t) holds, as b0 and b1, plane n = g
+// (8p + g in product p) of the columns of words 2s and 2s + 1 of slot t, bit j for column
+// col(t, w, j), the same order as the codes' bits, so a0..a3 are the code words themselves.
+// Lane (g, t) reads its eight words for step s as one 16-byte unit (p, r: word 2s + r of product p)
+// at unit s·32 + 4g + (t ^ g/2): a quarter-warp's eight units then cover the 32 banks, and so do
+// the 32 words a transposed block stores.
+__device__ __forceinline__ uint32_t PlaneUnit(int s, int g, int t) { return (s * 32 + 4 * g + (t ^ (g >> 1))) * 16; }
+
+// 32×32 bit transposes across the warp, eight at once (their shuffles' latencies overlap): bit c
+// of lane l's v[i] becomes bit l of lane c's. Five rounds of the block swap (bit c of lane l with
+// bit c ^ j of lane l ^ j, for l's bit j clear and c's set), each a shuffle and a merge a word: a
+// byte permute for j = 16, 8, a funnel rotate and a three-input logic op below.
+__device__ __forceinline__ void Transpose32x8(uint32_t (&v)[8], int lane) {
+  constexpr uint32_t kLow[5] = {0x0000FFFFu, 0x00FF00FFu, 0x0F0F0F0Fu, 0x33333333u, 0x55555555u};
+  constexpr uint32_t kSel[2][2] = {{0x5410u, 0x3276u}, {0x6240u, 0x3715u}};  // [j = 16, 8][up]
+#pragma unroll
+  for (int i = 0; i < 5; ++i) {
+    const int j = 16 >> i;
+    const bool up = lane & j;
+    const uint32_t keep = up ? ~kLow[i] : kLow[i];  // the columns this lane keeps
+    const int rot = up ? 32 - j : j;                // brings the partner's other half in place
+    uint32_t y[8];
+#pragma unroll
+    for (int b = 0; b < 8; ++b) y[b] = __shfl_xor_sync(0xffffffffu, v[b], j);
+#pragma unroll
+    for (int b = 0; b < 8; ++b)
+      v[b] = i < 2 ? Prmt(v[b], y[b], up ? kSel[i][1] : kSel[i][0])
+                   : (v[b] & keep) | (__funnelshift_l(y[b], y[b], rot) & ~keep);
   }
 }
 
-// Σ d·x (scaled) of one row's chunk from this lane's four code words. `base`: the shared address of
-// the chunk's tables (low byte zero); tmask: 32·t in every byte. The byte permute puts a nibble's
-// offset (2·code + 32·t) under base's upper bytes, and the table's place in the chunk is the load's
-// immediate, so a lookup is PRMT, LDS and a third of an IADD3.
-__device__ __forceinline__ int LutChunk(const uint32_t (&wd)[4], uint32_t base, uint32_t tmask) {
-  int sum = 0;
+// Chunk cc's planes from x in shared memory, scaled by `scale`. Lane l gathers column col(t, w, l)
+// of each (t, w), packs words 2s and 2s + 1 as the halves of one register, and a transpose gives
+// lane n plane n mod 16 of word 2s + n/16.
+__device__ void BuildPlanes(const __nv_bfloat16* xs, int cc, int lane, float scale, unsigned char* planes) {
+  const int q = lane % 8;
+  const __nv_bfloat16* xl = xs + 512 * cc + 32 * (q / 2) + 4 * (q % 2) + lane / 8;
+  // x̃ by the 1.5·2^23 shift (F2I would run on a slow pipe): the float's low 16 bits are x̃'s
+  // two's complement.
+  auto round = [&](int w, int t) {
+    return __float_as_uint(fmaf(__bfloat162float(xl[128 * w + 8 * t]), scale, 12582912.0f));
+  };
+  uint32_t v[8];  // block 2t + s: words 2s, 2s + 1 of slot t
 #pragma unroll
-  for (int w = 0; w < 4; ++w) {
-    const uint32_t nib[2] = {((wd[w] << 1) & 0x1E1E1E1Eu) | tmask, ((wd[w] >> 3) & 0x1E1E1E1Eu) | tmask};
-    int e[8];
+  for (int b = 0; b < 8; ++b) v[b] = Prmt(round(2 * (b % 2), b / 2), round(2 * (b % 2) + 1, b / 2), 0x5410u);
+  Transpose32x8(v, lane);
+  const int n = lane % 16, g = n % 8, p = n / 8, r = lane / 16;
+  unsigned char* dst = planes + cc * kPlaneChunkBytes + (2 * p + r) * 4;
 #pragma unroll
-    for (int p = 0; p < 4; ++p)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const uint32_t addr = Prmt(nib[h], base, 0x7650u | p) + ((w * 4 + p) * 2 + h) * 4 * kLutTableBytes;
-        asm("ld.shared.u16 %0, [%1];" : "=r"(e[2 * p + h]) : "r"(addr));
-      }
-    // A tree (the loads' latency overlaps), less the eight entries' bias.
-    sum += (e[0] + e[1] + e[2]) + (e[3] + e[4] + e[5]) + (e[6] + e[7] - 8 * (1 << 14));
-  }
-  return sum;
+  for (int b = 0; b < 8; ++b) *reinterpret_cast<uint32_t*>(dst + PlaneUnit(b % 2, g, b / 2)) = v[b];
+}
+
+// Σ d·x̃ of rows g, g + 8 over one chunk, into the BMMA accumulators acc[p] (columns: planes
+// 8p + 2t, 8p + 2t + 1 of rows g, then g + 8). `unit`: this lane's first plane unit of the chunk.
+__device__ __forceinline__ void PlaneChunk(const uint4& cg, const uint4& ch, uint32_t unit, int (&acc)[2][4]) {
+  auto bmma = [](int (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32.and.popc {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  };
+  const uint4 b0 = LoadShared16(unit), b1 = LoadShared16(unit + 512);
+  bmma(acc[0], cg.x, ch.x, cg.y, ch.y, b0.x, b0.y);
+  bmma(acc[1], cg.x, ch.x, cg.y, ch.y, b0.z, b0.w);
+  bmma(acc[0], cg.z, ch.z, cg.w, ch.w, b1.x, b1.y);
+  bmma(acc[1], cg.z, ch.z, cg.w, ch.w, b1.z, b1.w);
 }
 
 // 4-bit rows at M = 1 by pair tables instead of byte-permute decoding. An MMA register of a 4-bit
@@ -277,12 +295,6 @@ __device__ __forceinline__ uint32_t PairLookup(uint32_t w, int k, uint32_t base)
   return v;
 }
 
-__device__ __forceinline__ uint4 LoadShared16(uint32_t addr) {
-  uint4 v;
-  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
-  return v;
-}
-
 // What a consumer warp needs besides the segment.
 struct Ctx {
   const unsigned char* stage;
@@ -291,9 +303,9 @@ struct Ctx {
   uint64_t* full;
   uint64_t* empty;
   const __nv_bfloat16* xs;  // x in shared memory (Plan::x_stride)
-  uint32_t lut;             // kLut: the 1-bit tables' or the 4-bit pair tables' shared address
+  uint32_t lut;             // kLut: the 1-bit planes' or the 4-bit pair tables' shared address
   unsigned char* lut_ptr;   // the same, as a pointer
-  float x_sum, unscale;     // the 1-bit crew: Σx over this warp's columns, and 1 / its tables' scale
+  float x_sum, unscale;     // the 1-bit crew: Σx over this warp's columns, and 1 / its planes' scale
   __nv_bfloat16* y;
   Dims d;
   Plan plan;
@@ -301,8 +313,9 @@ struct Ctx {
 };
 
 // Consumer warp `warp` over the CTA's tiles of one segment (device width DB; kLut: M = 1, no
-// groups, 1-bit rows by table lookup or 4-bit rows by pair tables). `ring` is the stage ring's
-// position (shared across segments), `half` the partial-sum buffer of the next tile.
+// groups, from shared-memory tables: 1-bit rows by x's bit planes, 4-bit rows by pair tables).
+// `ring` is the stage ring's position (shared across segments), `half` the partial-sum buffer of
+// the next tile.
 template <int DB, bool kGrouped, bool kLut, bool kFull>
 __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment& seg, int chunks, int first_tile,
                                                int end_tile, const Crew& crew, const Ctx& cx, Ring& ring, int& half) {
@@ -353,8 +366,8 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
         for (int c = 0; c < 4; ++c) acc[e][nt][c] = tmp[e][nt][c] = 0.0f;
     uint32_t pg[2], ph[2];                // widths 1, 2: bf16 levels 0..3, two per register
     uint32_t lg[4], hg[4], lh[4], hh[4];  // width 4: byte planes of the 16 levels
-    float mid_g = 0.0f, mid_h = 0.0f, del_g = 0.0f, del_h = 0.0f;  // kLut: ℓ̄ and δ of rows g, g + 8
-    int dg = 0, dh = 0;                                            // kLut: Σ d·x of rows g, g + 8 (scaled)
+    float lev0_g = 0.0f, lev0_h = 0.0f, span_g = 0.0f, span_h = 0.0f;  // kLut: ℓ₀, ℓ₁ − ℓ₀ of rows g, g + 8
+    int bacc[2][4] = {};  // kLut, 1-bit: the BMMA sums (PlaneChunk)
     for (int c0 = 0; c0 < chunks; c0 += kPieceChunks, ring.Advance()) {
       const int s = ring.s;
       bulk::Wait(full + 8 * s, ring.phase);
@@ -374,8 +387,8 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
         } else if constexpr (kLut) {  // fp32 from the fp16 levels (padded rows have zero levels)
           const float2 fg = __half22float2(*reinterpret_cast<const __half2*>(lev_g));
           const float2 fh = __half22float2(*reinterpret_cast<const __half2*>(lev_h));
-          mid_g = 0.5f * (fg.x + fg.y); del_g = 0.5f * (fg.y - fg.x);
-          mid_h = 0.5f * (fh.x + fh.y); del_h = 0.5f * (fh.y - fh.x);
+          lev0_g = fg.x; span_g = fg.y - fg.x;
+          lev0_h = fh.x; span_h = fh.y - fh.x;
         } else if constexpr (DB <= 2) {
           uint2 a = *reinterpret_cast<const uint2*>(lev_g), b = *reinterpret_cast<const uint2*>(lev_h);
           if (!vg) a = make_uint2(0, 0);
@@ -413,10 +426,7 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
       __syncwarp();
       if (lane == 0) bulk::Arrive(empty + 8 * s);  // the stage's reads of this warp are done
       if (kLut && DB == 1 && (kFull || cc < chunks)) {
-        const uint32_t wg[4] = {cg.x, cg.y, cg.z, cg.w}, wh[4] = {ch.x, ch.y, ch.z, ch.w};
-        const uint32_t base = cx.lut + cc * kLutChunkBytes, tmask = 0x01010101u * (32 * t);
-        dg += LutChunk(wg, base, tmask);
-        dh += LutChunk(wh, base, tmask);
+        PlaneChunk(cg, ch, cx.lut + cc * kPlaneChunkBytes + PlaneUnit(0, g, t), bacc);
       } else if (kFull || cc < chunks) {
         const uint32_t wg[4] = {cg.x, cg.y, cg.z, cg.w}, wh[4] = {ch.x, ch.y, ch.z, ch.w};
         uint32_t xnext[kNT][4];
@@ -471,14 +481,22 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
         }
       }
     }
-    if constexpr (kLut && DB == 1) {  // the quad's four runs, then the row's affine part once (warp 0)
+    if constexpr (kLut && DB == 1) {  // this warp's columns of rows g, g + 8
+      // Planes 2t, 2t + 1 (lo) and 8 + 2t, 9 + 2t (hi, plane 15 the sign) weighted and summed over the
+      // quad, exact in int32, then Σ d·x̃ rounded once.
+      auto row = [&](int c, float lev0, float span) {
+        int lo = (bacc[0][c] << 2 * t) + (bacc[0][c + 1] << (2 * t + 1));
+        int hi = (bacc[1][c] << 2 * t) + ((t == 3 ? -bacc[1][c + 1] : bacc[1][c + 1]) << (2 * t + 1));
 #pragma unroll
-      for (int o = 1; o < 4; o <<= 1) {
-        dg += __shfl_xor_sync(0xffffffffu, dg, o);
-        dh += __shfl_xor_sync(0xffffffffu, dh, o);
-      }
-      acc[0][0][0] = del_g * static_cast<float>(dg) * cx.unscale + mid_g * cx.x_sum;  // this warp's columns
-      acc[0][0][2] = del_h * static_cast<float>(dh) * cx.unscale + mid_h * cx.x_sum;
+        for (int o = 1; o < 4; o <<= 1) {
+          lo += __shfl_xor_sync(0xffffffffu, lo, o);
+          hi += __shfl_xor_sync(0xffffffffu, hi, o);
+        }
+        const float dx = static_cast<float>(256 * static_cast<int64_t>(hi) + lo) * cx.unscale;
+        return fmaf(span, dx, lev0 * cx.x_sum);
+      };
+      acc[0][0][0] = row(0, lev0_g, span_g);
+      acc[0][0][2] = row(2, lev0_h, span_h);
     }
     // The tile's K reduction: each warp's d fragments, then one thread per output.
     float* part = cx.partial + half * (kConsumers * kNT * 4 * 32);
@@ -500,12 +518,12 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
   }
 }
 
-// y[n, seg.rows[r]] for n < M ≤ 8·kNT and the CTA's tiles of every segment. kLut, kPair: M = 1, one
-// scale a row; kLut: the 1-bit segment by table lookup (the tables beside x; see BuildLut) in the
-// CTAs that hold it; kPair: the 4-bit segment by pair tables (in the same space; BuildPairs). The
-// instances are separate: with both paths behind a run-time switch in one kernel, a 1-bit matrix,
-// which never runs the pair path, went from 0.0086–0.0087 to 0.0088 ms.
-template <bool kGrouped, bool kLut, bool kPair>
+// y[n, seg.rows[r]] for n < M ≤ 8·kNT and the CTA's tiles of every segment. kPlanes, kPair: M = 1,
+// one scale a row; kPlanes: the 1-bit segment by binary products (the planes beside x;
+// BuildPlanes) in the CTAs that hold it; kPair: the 4-bit segment by pair tables (in the same
+// space; BuildPairs). The instances are separate: with both paths behind a run-time switch in one
+// kernel, a 1-bit matrix, which never runs the pair path, went from 0.0086–0.0087 to 0.0088 ms.
+template <bool kGrouped, bool kPlanes, bool kPair>
 __global__ void __launch_bounds__(kThreads, kCtasPerSm)
     DecodeKernel(SegmentTable tb, Dims d, const __nv_bfloat16* __restrict__ x, int M, __nv_bfloat16* __restrict__ y,
                  Plan plan) {
@@ -546,16 +564,15 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
     for (int e = 0; e < 8; ++e) h[e] = j + e < cols ? __bfloat16_as_ushort(row[j + e]) : 0u;
     return make_uint4(h[0] | h[1] << 16, h[2] | h[3] << 16, h[4] | h[5] << 16, h[6] | h[7] << 16);
   };
-  // The tables (after x, 256-byte aligned so that a lookup's byte permute can write the low byte of
-  // its address).
+  // The 1-bit planes or the pair tables (after x, 256-byte aligned).
   unsigned char* xs_end = reinterpret_cast<unsigned char*>(xs + M * plan.x_stride);
   const uint32_t lut_addr = (bulk::SharedAddr(xs_end) + 255u) & ~255u;
   unsigned char* lut = xs_end + (lut_addr - bulk::SharedAddr(xs_end));
   float x_sum = 0.0f, unscale = 1.0f;
-  if (kLut && static_cast<int>(blockIdx.x) >= plan.wide_ctas) {
+  if (kPlanes && static_cast<int>(blockIdx.x) >= plan.wide_ctas) {
     // The 1-bit crew (M = 1): each warp stages the x of its own chunks (cc ≡ warp mod kConsumers,
-    // 512 columns each), scales it by its own power of two and builds their tables, with no
-    // barrier across warps: a warp starts its lookups when its own tables are built, while the
+    // 512 columns each), scales it by its own power of two and builds their planes, with no
+    // barrier across warps: a warp starts its products when its own planes are built, while the
     // first pieces stream in. Its Σx over those columns goes into its share of each row (ℓ̄·Σx).
     const int chunks = tb.chunks[tb.count - 1];
     float x_max = 0.0f;
@@ -582,9 +599,10 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
     }
     int ex = 0;
     frexpf(x_max, &ex);  // max|x| = m·2^ex, m in [0.5, 1) (ex = 0 for 0)
-    unscale = ldexpf(1.0f, ex - 12);
-    for (int cc = warp; cc < chunks; cc += kConsumers) BuildLut(xs, cc, lane, ldexpf(1.0f, 12 - ex), lut);
-    __syncwarp();
+    const int e = min(15 - ex, 126);  // 2^e stays finite (max|x| < 2^-111 loses precision, not values)
+    unscale = ldexpf(1.0f, -e);
+    __syncwarp();  // the staged x, read across lanes
+    for (int cc = warp; cc < chunks; cc += kConsumers) BuildPlanes(xs, cc, lane, ldexpf(1.0f, e), lut);
   } else {
     // x (M rows, zero-padded to x_cols) once per CTA, while the codes stream in: four 8-column
     // groups in flight a thread before their stores.
@@ -614,8 +632,8 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
     const bool full = chunks % kPieceChunks == 0;
     switch (DeviceBits(seg.bits)) {
       case 1:
-        if (full) ConsumeSegment<1, kGrouped, kLut, true>(seg, chunks, first, end, crew, cx, ring, half);
-        else ConsumeSegment<1, kGrouped, kLut, false>(seg, chunks, first, end, crew, cx, ring, half);
+        if (full) ConsumeSegment<1, kGrouped, kPlanes, true>(seg, chunks, first, end, crew, cx, ring, half);
+        else ConsumeSegment<1, kGrouped, kPlanes, false>(seg, chunks, first, end, crew, cx, ring, half);
         break;
       case 2:
         if (full) ConsumeSegment<2, kGrouped, false, true>(seg, chunks, first, end, crew, cx, ring, half);
@@ -645,10 +663,10 @@ bool StagedBuilt() {
   return built;
 }
 
-template <bool kGrouped, bool kLut = false, bool kPair = false>
+template <bool kGrouped, bool kPlanes = false, bool kPair = false>
 Status Launch(const SegmentTable& t, Dims d, const __nv_bfloat16* x, int M, __nv_bfloat16* y, const Plan& plan,
               int grid, int smem_limit, cudaStream_t stream) {
-  auto* kernel = DecodeKernel<kGrouped, kLut, kPair>;
+  auto* kernel = DecodeKernel<kGrouped, kPlanes, kPair>;
   static std::once_flag once;  // the opt-in above 48 KB, once per kernel and process
   static cudaError_t attr = cudaSuccess;
   std::call_once(once, [&] {
@@ -656,7 +674,7 @@ Status Launch(const SegmentTable& t, Dims d, const __nv_bfloat16* x, int M, __nv
   });
   SCION_RETURN_IF_ERROR(Check(attr, "cudaFuncSetAttribute"));
   const int bytes = kBarBytes + kStages * (kStageBytes + kMetaBytes) + kPartialBytes + M * plan.x_stride * 2 +
-                    (kLut || kPair ? 256 + plan.lut_bytes : 0);
+                    (kPlanes || kPair ? 256 + plan.lut_bytes : 0);
   return Check(cuda::LaunchDependent(kernel, dim3(grid), dim3(kThreads), bytes, stream, t, d, x, M, y, plan),
                "DecodeKernel");
 }
@@ -696,10 +714,10 @@ Status LaunchQuantDecode(const DeviceQuantMatrix& w, const void* x, int M, void*
     return LaunchQuantDecodeTiles(w, x, M, y, stream);
   }
   const int grid = std::min(sms * kCtasPerSm, t.first_tile[t.count]);
-  // Lookup paths at M = 1 (ungrouped), where their tables fit beside x and the ring:
-  // - 1-bit rows by lookup tables (64 KB at K = 8192, BuildLut);
+  // Table paths at M = 1 (ungrouped), where their tables fit beside x and the ring:
+  // - 1-bit rows by binary products with x's bit planes (16 KB at K = 8192, BuildPlanes);
   // - 4-bit rows by pair tables (64 KB, BuildPairs) where the rows are long enough to pay for them.
-  // Building the 1-bit tables costs a CTA about what the lookups save on one 1-bit tile, so on a
+  // Building the planes costs a CTA more than the products save on one 1-bit tile, so on a
   // mixed matrix the 1-bit tiles go to a crew of CTAs of their own, two or more each, and the wider
   // tiles to the others (the pair tables, built per tile, take the same space in those). Sizing the
   // wide crew (mixed 1.5 bits: 44 four-bit, 126 two-bit and 342 one-bit tiles; docs/PERF.md):
@@ -708,13 +726,16 @@ Status LaunchQuantDecode(const DeviceQuantMatrix& w, const void* x, int M, void*
   // - without them (K < 2048), about one widest tile's pieces a CTA plus a tenth, so that the
   //   boustrophedon deal gives each CTA one 4-bit tile or two 2-bit ones: 118 CTAs, 0.0119 ms (flat
   //   from 110 to 145; 100: 0.0133, a CTA takes a 4-bit and a 2-bit tile).
-  // Dealt over the whole grid, a CTA held one or two 1-bit tiles and the 1-bit tables made 1.5 bits
-  // slower (0.0139 → 0.0156 ms; "Two crews").
+  // Dealt over the whole grid, a CTA held one or two 1-bit tiles and the 1-bit tables (as they were
+  // then) made 1.5 bits slower (0.0139 → 0.0156 ms; "Two crews"). The sizes were measured with
+  // those tables; with the planes, 170 is still the best wide crew at 1.5 bits of 100–200 CTAs
+  // (0.0098 ms; 140–160 and 180–200: 0.0105–0.0115), and 1.15 bits is slower at each of them than
+  // with this rule's (0.0085; 100: 0.0087, 120–200: 0.0091–0.0118).
   const bool m1 = M == 1 && w.groups == 1;
-  const int64_t lut_fixed = fixed + x_bytes + kStages * per_stage + 256;
-  const int lut1_bytes = static_cast<int>(DeviceChunks(w.blocks, 1)) * kLutChunkBytes;
+  const int64_t table_fixed = fixed + x_bytes + kStages * per_stage + 256;
+  const int plane_bytes = static_cast<int>(DeviceChunks(w.blocks, 1)) * kPlaneChunkBytes;
   const bool pair =
-      m1 && DeviceBits(t.seg[0].bits) == 4 && w.cols >= kPairMinCols && lut_fixed + kPairBytes <= smem_cta;
+      m1 && DeviceBits(t.seg[0].bits) == 4 && w.cols >= kPairMinCols && table_fixed + kPairBytes <= smem_cta;
   const int one_bit_tiles = t.seg[t.count - 1].bits == 1 ? t.first_tile[t.count] - t.first_tile[t.count - 1] : 0;
   const int wide_tiles = t.first_tile[t.count] - one_bit_tiles;
   int64_t wide_pieces = 0;
@@ -725,17 +746,17 @@ Status LaunchQuantDecode(const DeviceQuantMatrix& w, const void* x, int M, void*
   int wide_ctas = static_cast<int>(std::max<int64_t>((11 * wide_pieces + 10 * widest - 1) / (10 * widest),
                                                      grid - one_bit_tiles / 2));
   if (pair) wide_ctas = std::max(wide_ctas, std::min(wide_tiles, grid - (one_bit_tiles + 3) / 4));
-  const bool lut =
-      m1 && one_bit_tiles > 0 && (wide_pieces == 0 || wide_ctas < grid) && lut_fixed + lut1_bytes <= smem_cta;
-  plan.lut_bytes = std::max(lut ? lut1_bytes : 0, pair ? kPairBytes : 0);
-  plan.wide_ctas = lut && wide_pieces > 0 ? wide_ctas : 0;
+  const bool planes =
+      m1 && one_bit_tiles > 0 && (wide_pieces == 0 || wide_ctas < grid) && table_fixed + plane_bytes <= smem_cta;
+  plan.lut_bytes = std::max(planes ? plane_bytes : 0, pair ? kPairBytes : 0);
+  plan.wide_ctas = planes && wide_pieces > 0 ? wide_ctas : 0;
   const Dims d{w.cols, w.blocks, w.groups, w.group_size, w.rows};
   const auto* xb = static_cast<const __nv_bfloat16*>(x);
   auto* yb = static_cast<__nv_bfloat16*>(y);
   auto s = static_cast<cudaStream_t>(stream);
   if (d.groups > 1) return Launch<true>(t, d, xb, M, yb, plan, grid, smem_limit, s);
-  if (lut && pair) return Launch<false, true, true>(t, d, xb, M, yb, plan, grid, smem_limit, s);
-  if (lut) return Launch<false, true>(t, d, xb, M, yb, plan, grid, smem_limit, s);
+  if (planes && pair) return Launch<false, true, true>(t, d, xb, M, yb, plan, grid, smem_limit, s);
+  if (planes) return Launch<false, true>(t, d, xb, M, yb, plan, grid, smem_limit, s);
   if (pair) return Launch<false, false, true>(t, d, xb, M, yb, plan, grid, smem_limit, s);
   return Launch<false>(t, d, xb, M, yb, plan, grid, smem_limit, s);
 }

@@ -124,7 +124,8 @@ std::vector<Outcome> CpuVsF64(const Spec& s, std::vector<int64_t> ms) {
 std::vector<float> Head(const std::vector<float>& v, size_t n) { return {v.begin(), v.begin() + static_cast<long>(n)}; }
 
 // x_mean: added to every activation (random signs make every decode's sums small; a common offset
-// makes Σx large and Σ over the 1-bit codes ≈ Σx / 2, where a lookup of unsigned sums would cancel).
+// makes Σx large and Σ over the 1-bit codes ≈ Σx / 2, so that the M = 1 path's ℓ₀·Σx and
+// (ℓ₁ − ℓ₀)·Σ d·x are large and cancel).
 std::vector<Outcome> CudaVsCpu(const Spec& s, std::vector<int64_t> ms, float x_mean = 0.0f) {
   if (!HaveCudaDevice()) return {Skipped("no CUDA device")};
   std::mt19937_64 rng(Seed() ^ std::hash<std::string>{}(s.Name() + "cuda"));
@@ -339,9 +340,9 @@ SCION_CHECK([](std::vector<Case>& cases) {
     // use the stored weights exactly (the GEMM of a grouped matrix is held to the looser bound).
     cases.push_back({"quant_matmul", s.Name(), "cuda-vs-cpu x mean 4", [s] { return CudaVsCpu(s, {1, 2, 4, 5, 16, 17, 64}, 4.0f); }});
   }
-  // The M = 1 lookup paths against the MMAs of M = 2 (and 4) on the same matrix, with and without a
+  // The M = 1 table paths against the MMAs of M = 2 (and 4) on the same matrix, with and without a
   // common offset in x (offset Ms second):
-  // - 1-bit matrices with more tiles than CTAs, by table lookup;
+  // - 1-bit matrices with more tiles than CTAs, by binary products with x's bit planes;
   // - mixed matrices with enough 1-bit tiles that at M = 1 those go to CTAs of their own and the
   //   wider tiles to the rest of the grid, with K ≥ 2048 the 4-bit tiles by pair tables;
   // - a 4-bit matrix by pair tables.
