@@ -368,8 +368,24 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
     uint32_t lg[4], hg[4], lh[4], hh[4];  // width 4: byte planes of the 16 levels
     float lev0_g = 0.0f, lev0_h = 0.0f, span_g = 0.0f, span_h = 0.0f;  // kLut: ℓ₀, ℓ₁ − ℓ₀ of rows g, g + 8
     int bacc[2][4] = {};  // kLut, 1-bit: the BMMA sums (PlaneChunk)
+    // Grouped: the group of the block being decoded, the blocks of it left in this chunk, and its
+    // scales, each loaded a group ahead of its use (the chunk's first one before its piece's wait),
+    // so that no flush waits on L2.
+    int grp = 0, left = 0;
+    float sg = 0.0f, sh = 0.0f;
+    auto load_scales = [&] {
+      const int gi = min(grp, groups - 1);  // past the last block (zero x): any scale
+      sg = vg ? __half2float(__ushort_as_half(scales_g[gi])) : 0.0f;
+      sh = vh ? __half2float(__ushort_as_half(scales_h[gi])) : 0.0f;
+    };
     for (int c0 = 0; c0 < chunks; c0 += kPieceChunks, ring.Advance()) {
       const int s = ring.s;
+      if constexpr (kGrouped) {
+        const int first_blk = (c0 + warp) * kC;
+        grp = first_blk / group_blocks;
+        left = group_blocks - (first_blk - grp * group_blocks);
+        load_scales();
+      }
       bulk::Wait(full + 8 * s, ring.phase);
       if (c0 == 0) {  // the tile's metadata came with its first piece
         const unsigned char* m = cx.meta + s * kMetaBytes;
@@ -431,12 +447,6 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
         const uint32_t wg[4] = {cg.x, cg.y, cg.z, cg.w}, wh[4] = {ch.x, ch.y, ch.z, ch.w};
         uint32_t xnext[kNT][4];
         load_x(cc * kC, xnext);
-        // Grouped: the chunk's first block's group, and how many blocks of it are left.
-        int grp = 0, left = 0;
-        if constexpr (kGrouped) {
-          grp = cc * kC / group_blocks;
-          left = group_blocks - (cc * kC - grp * group_blocks);
-        }
 #pragma unroll
         for (int bc = 0; bc < kC; ++bc) {
           const int blk = cc * kC + bc;
@@ -461,13 +471,6 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
           // Grouped: the sums of a group's blocks (group sizes are multiples of 32) take its scale
           // when the group ends, or the chunk does (the warp's next chunk is kPieceChunks on).
           if (kGrouped && (--left == 0 || bc == kC - 1)) {
-            const int gi = min(grp, groups - 1);  // past the last block (zero x): any scale
-            const float sg = vg ? __half2float(__ushort_as_half(scales_g[gi])) : 0.0f;
-            const float sh = vh ? __half2float(__ushort_as_half(scales_h[gi])) : 0.0f;
-            if (left == 0) {
-              ++grp;
-              left = group_blocks;
-            }
 #pragma unroll
             for (int nt = 0; nt < kNT; ++nt) {
               acc[0][nt][0] = fmaf(sg, tmp[0][nt][0] + tmp[1][nt][0], acc[0][nt][0]);
@@ -476,6 +479,11 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
               acc[0][nt][3] = fmaf(sh, tmp[0][nt][3] + tmp[1][nt][3], acc[0][nt][3]);
 #pragma unroll
               for (int c = 0; c < 4; ++c) tmp[0][nt][c] = tmp[1][nt][c] = 0.0f;
+            }
+            if (left == 0 && bc < kC - 1) {  // the next group starts in this chunk
+              ++grp;
+              left = group_blocks;
+              load_scales();
             }
           }
         }

@@ -152,16 +152,21 @@ __device__ __forceinline__ void DecodeTile(const DeviceQuantMatrix::Segment& seg
   };
   // Grouped: a group's blocks (group sizes are multiples of 32) are summed in tmp and take its scale
   // once, when the group ends or the warp's range does; `left` counts the group's blocks to come.
+  // Its scales are loaded when the previous group ends, a group ahead of their use.
   const int groups = static_cast<int>(d.groups), group_blocks = d.group_size / 32;
   int grp = 0, left = 0;
+  float sg = 0.0f, sh = 0.0f;
+  auto load_scales = [&] {
+    const int gi = min(grp, groups - 1);  // past the last block (zero x): any scale
+    sg = vg ? __half2float(__ushort_as_half(seg.scales[rg * groups + gi])) : 0.0f;
+    sh = vh ? __half2float(__ushort_as_half(seg.scales[rh * groups + gi])) : 0.0f;
+  };
   if constexpr (kGrouped) {
     grp = c_begin * kC / group_blocks;
     left = group_blocks - (c_begin * kC - grp * group_blocks);
+    load_scales();
   }
   auto scale_group = [&] {
-    const int gi = min(grp, groups - 1);  // past the last block (zero x): any scale
-    const float sg = vg ? __half2float(__ushort_as_half(seg.scales[rg * groups + gi])) : 0.0f;
-    const float sh = vh ? __half2float(__ushort_as_half(seg.scales[rh * groups + gi])) : 0.0f;
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
       acc[nt][0] = fmaf(sg, tmp[nt][0], acc[nt][0]);
@@ -202,6 +207,7 @@ __device__ __forceinline__ void DecodeTile(const DeviceQuantMatrix::Segment& seg
           scale_group();
           ++grp;
           left = group_blocks;
+          load_scales();
         }
       }
     }

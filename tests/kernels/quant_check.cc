@@ -125,8 +125,9 @@ std::vector<float> Head(const std::vector<float>& v, size_t n) { return {v.begin
 
 // x_mean: added to every activation (random signs make every decode's sums small; a common offset
 // makes Σx large and Σ over the 1-bit codes ≈ Σx / 2, so that the M = 1 path's ℓ₀·Σx and
-// (ℓ₁ − ℓ₀)·Σ d·x are large and cancel).
-std::vector<Outcome> CudaVsCpu(const Spec& s, std::vector<int64_t> ms, float x_mean = 0.0f) {
+// (ℓ₁ − ℓ₀)·Σ d·x are large and cancel). x_scale: multiplies every activation first (the M = 1 path
+// scales x by a power of two of its own).
+std::vector<Outcome> CudaVsCpu(const Spec& s, std::vector<int64_t> ms, float x_mean = 0.0f, float x_scale = 1.0f) {
   if (!HaveCudaDevice()) return {Skipped("no CUDA device")};
   std::mt19937_64 rng(Seed() ^ std::hash<std::string>{}(s.Name() + "cuda"));
   auto p = Build(s, rng);
@@ -151,7 +152,7 @@ std::vector<Outcome> CudaVsCpu(const Spec& s, std::vector<int64_t> ms, float x_m
   }
   for (int64_t m : ms) {
     auto x = Random(static_cast<size_t>(m * s.cols), rng);
-    for (float& v : x) v += x_mean;
+    for (float& v : x) v = v * x_scale + x_mean;
     x = RoundBF16(x);
     std::vector<float> y_cpu(static_cast<size_t>(m * s.rows));
     if (Status st = q::QuantMatmulCpu(p.value(), x.data(), m, y_cpu.data()); !st.ok()) return {Failed("cpu", st.ToString())};
@@ -358,6 +359,13 @@ SCION_CHECK([](std::vector<Case>& cases) {
   for (const auto& [s, offset_ms] : lookup) {
     cases.push_back({"quant_matmul", s.Name(), "cuda-vs-cpu", [s] { return CudaVsCpu(s, {1, 2}); }});
     cases.push_back({"quant_matmul", s.Name(), "cuda-vs-cpu x mean 4", [s, ms = offset_ms] { return CudaVsCpu(s, ms, 4.0f); }});
+  }
+  // Activations far from 1 (2^±100), where the 1-bit path's power-of-two scale of x must neither
+  // overflow nor lose precision.
+  for (const float x_scale : {0x1p-100f, 0x1p100f}) {
+    const Spec s = lookup[3].first;  // mixed, both crews
+    cases.push_back({"quant_matmul", s.Name(), "cuda-vs-cpu x·2^" + std::to_string(std::ilogb(x_scale)),
+                     [s, x_scale] { return CudaVsCpu(s, {1, 4}, 0.0f, x_scale); }});
   }
   for (const Spec& s : std::vector<Spec>{{2048, 2048, 0, {1, 2, 4}, 1.5}, {4096, 4096, 0, {2}, 2.0}}) {
     cases.push_back({"quant_matmul", s.Name(), "chain", [s] { return Chain(s, {1, 4, 5}); }});
