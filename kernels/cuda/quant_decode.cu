@@ -322,7 +322,7 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
   constexpr int kC = 16 / DB;  // blocks per chunk
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int M = cx.M;
-  const int groups = static_cast<int>(cx.d.groups), group_blocks = cx.d.group_size / 32;  // kGrouped
+  const int groups = static_cast<int>(cx.d.groups);
   // This lane's x row of n-tile nt in shared memory (rows ≥ M only feed output columns that are
   // never written; the staged copy is zero past K, so the zero codes padding a chunk add nothing).
   const __nv_bfloat16* xl[kNT];
@@ -346,8 +346,6 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
     if (u < first_tile || u >= end_tile) continue;
     const int64_t tile = u - first_tile;
     const int64_t rg = tile * kTileRows + g, rh = rg + 8;
-    const uint16_t* scales_g = kGrouped ? seg.scales + rg * groups : nullptr;  // rows g, g + 8's group scales
-    const uint16_t* scales_h = kGrouped ? seg.scales + rh * groups : nullptr;
     const bool vg = rg < seg.count, vh = rh < seg.count;
     // The output row this thread writes in the tile's reduction, and the row scales (both from the
     // tile's metadata with its first piece).
@@ -368,24 +366,11 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
     uint32_t lg[4], hg[4], lh[4], hh[4];  // width 4: byte planes of the 16 levels
     float lev0_g = 0.0f, lev0_h = 0.0f, span_g = 0.0f, span_h = 0.0f;  // kLut: ℓ₀, ℓ₁ − ℓ₀ of rows g, g + 8
     int bacc[2][4] = {};  // kLut, 1-bit: the BMMA sums (PlaneChunk)
-    // Grouped: the group of the block being decoded, the blocks of it left in this chunk, and its
-    // scales, each loaded a group ahead of its use (the chunk's first one before its piece's wait),
-    // so that no flush waits on L2.
-    int grp = 0, left = 0;
-    float sg = 0.0f, sh = 0.0f;
-    auto load_scales = [&] {
-      const int gi = min(grp, groups - 1);  // past the last block (zero x): any scale
-      sg = vg ? __half2float(__ushort_as_half(scales_g[gi])) : 0.0f;
-      sh = vh ? __half2float(__ushort_as_half(scales_h[gi])) : 0.0f;
-    };
+    // Grouped: the cursor enters each chunk's first group before the wait for its piece.
+    GroupCursor gc{seg.scales + rg * groups, vg, vh, groups, cx.d.group_size / 32};
     for (int c0 = 0; c0 < chunks; c0 += kPieceChunks, ring.Advance()) {
       const int s = ring.s;
-      if constexpr (kGrouped) {
-        const int first_blk = (c0 + warp) * kC;
-        grp = first_blk / group_blocks;
-        left = group_blocks - (first_blk - grp * group_blocks);
-        load_scales();
-      }
+      if constexpr (kGrouped) gc.Start((c0 + warp) * kC);
       bulk::Wait(full + 8 * s, ring.phase);
       if (c0 == 0) {  // the tile's metadata came with its first piece
         const unsigned char* m = cx.meta + s * kMetaBytes;
@@ -470,21 +455,17 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
           }
           // Grouped: the sums of a group's blocks (group sizes are multiples of 32) take its scale
           // when the group ends, or the chunk does (the warp's next chunk is kPieceChunks on).
-          if (kGrouped && (--left == 0 || bc == kC - 1)) {
+          if (kGrouped && (--gc.left == 0 || bc == kC - 1)) {
 #pragma unroll
             for (int nt = 0; nt < kNT; ++nt) {
-              acc[0][nt][0] = fmaf(sg, tmp[0][nt][0] + tmp[1][nt][0], acc[0][nt][0]);
-              acc[0][nt][1] = fmaf(sg, tmp[0][nt][1] + tmp[1][nt][1], acc[0][nt][1]);
-              acc[0][nt][2] = fmaf(sh, tmp[0][nt][2] + tmp[1][nt][2], acc[0][nt][2]);
-              acc[0][nt][3] = fmaf(sh, tmp[0][nt][3] + tmp[1][nt][3], acc[0][nt][3]);
+              acc[0][nt][0] = fmaf(gc.sg, tmp[0][nt][0] + tmp[1][nt][0], acc[0][nt][0]);
+              acc[0][nt][1] = fmaf(gc.sg, tmp[0][nt][1] + tmp[1][nt][1], acc[0][nt][1]);
+              acc[0][nt][2] = fmaf(gc.sh, tmp[0][nt][2] + tmp[1][nt][2], acc[0][nt][2]);
+              acc[0][nt][3] = fmaf(gc.sh, tmp[0][nt][3] + tmp[1][nt][3], acc[0][nt][3]);
 #pragma unroll
               for (int c = 0; c < 4; ++c) tmp[0][nt][c] = tmp[1][nt][c] = 0.0f;
             }
-            if (left == 0 && bc < kC - 1) {  // the next group starts in this chunk
-              ++grp;
-              left = group_blocks;
-              load_scales();
-            }
+            if (gc.left == 0 && bc < kC - 1) gc.Next();  // the next group starts in this chunk
           }
         }
       }

@@ -18,6 +18,35 @@ struct Dims {
   int64_t out_rows;  // y's row stride (all rows of the matrix)
 };
 
+// Grouped rows (a scale per group of group_blocks 32-column blocks): the group of the block being
+// decoded, how many of its blocks are still to come, and the scales of the lane's two rows for it,
+// loaded as the group is entered, a group ahead of the flush that uses them. `scales`: row g's
+// scales, row g + 8's 8·groups further (read only where `vg`, `vh`: rows past the matrix have none).
+struct GroupCursor {
+  const uint16_t* scales;
+  bool vg, vh;
+  int groups, group_blocks;
+  int grp = 0, left = 0;
+  float sg = 0.0f, sh = 0.0f;
+
+  __device__ void Load() {
+    const int gi = min(grp, groups - 1);  // past the last block (zero x): any scale
+    sg = vg ? __half2float(__ushort_as_half(scales[gi])) : 0.0f;
+    sh = vh ? __half2float(__ushort_as_half(scales[8 * groups + gi])) : 0.0f;
+  }
+  // Enters the group of block `blk`.
+  __device__ void Start(int blk) {
+    grp = blk / group_blocks;
+    left = group_blocks - (blk - grp * group_blocks);
+    Load();
+  }
+  __device__ void Next() {
+    ++grp;
+    left = group_blocks;
+    Load();
+  }
+};
+
 // bf16 bits of an fp16 level: exact for the quantizer's levels, which it stores with at most 8
 // significant bits (kernels/quant.cc, RoundLevel); others round to nearest even (≤ 2⁻⁸ relative).
 __device__ __forceinline__ uint32_t LevelBf16(uint16_t h) {

@@ -151,28 +151,17 @@ __device__ __forceinline__ void DecodeTile(const DeviceQuantMatrix::Segment& seg
     }
   };
   // Grouped: a group's blocks (group sizes are multiples of 32) are summed in tmp and take its scale
-  // once, when the group ends or the warp's range does; `left` counts the group's blocks to come.
-  // Its scales are loaded when the previous group ends, a group ahead of their use.
-  const int groups = static_cast<int>(d.groups), group_blocks = d.group_size / 32;
-  int grp = 0, left = 0;
-  float sg = 0.0f, sh = 0.0f;
-  auto load_scales = [&] {
-    const int gi = min(grp, groups - 1);  // past the last block (zero x): any scale
-    sg = vg ? __half2float(__ushort_as_half(seg.scales[rg * groups + gi])) : 0.0f;
-    sh = vh ? __half2float(__ushort_as_half(seg.scales[rh * groups + gi])) : 0.0f;
-  };
-  if constexpr (kGrouped) {
-    grp = c_begin * kC / group_blocks;
-    left = group_blocks - (c_begin * kC - grp * group_blocks);
-    load_scales();
-  }
+  // once, when the group ends or the warp's range does.
+  const int groups = static_cast<int>(d.groups);
+  GroupCursor gc{seg.scales + rg * groups, vg, vh, groups, d.group_size / 32};
+  if constexpr (kGrouped) gc.Start(c_begin * kC);
   auto scale_group = [&] {
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
-      acc[nt][0] = fmaf(sg, tmp[nt][0], acc[nt][0]);
-      acc[nt][1] = fmaf(sg, tmp[nt][1], acc[nt][1]);
-      acc[nt][2] = fmaf(sh, tmp[nt][2], acc[nt][2]);
-      acc[nt][3] = fmaf(sh, tmp[nt][3], acc[nt][3]);
+      acc[nt][0] = fmaf(gc.sg, tmp[nt][0], acc[nt][0]);
+      acc[nt][1] = fmaf(gc.sg, tmp[nt][1], acc[nt][1]);
+      acc[nt][2] = fmaf(gc.sh, tmp[nt][2], acc[nt][2]);
+      acc[nt][3] = fmaf(gc.sh, tmp[nt][3], acc[nt][3]);
 #pragma unroll
       for (int k = 0; k < 4; ++k) tmp[nt][k] = 0.0f;
     }
@@ -203,11 +192,9 @@ __device__ __forceinline__ void DecodeTile(const DeviceQuantMatrix::Segment& seg
           for (int nt = 0; nt < NT; ++nt)
             Mma(kGrouped ? tmp[nt] : acc[nt], a[0], a[1], a[2], a[3], xr[nt][2 * e], xr[nt][2 * e + 1]);
         }
-        if (kGrouped && --left == 0) {
+        if (kGrouped && --gc.left == 0) {
           scale_group();
-          ++grp;
-          left = group_blocks;
-          load_scales();
+          gc.Next();
         }
       }
     }
