@@ -315,11 +315,13 @@ struct Ctx {
 // Consumer warp `warp` over the CTA's tiles of one segment (device width DB; kLut: M = 1, no
 // groups, from shared-memory tables: 1-bit rows by x's bit planes, 4-bit rows by pair tables).
 // `ring` is the stage ring's position (shared across segments), `half` the partial-sum buffer of
-// the next tile.
-template <int DB, bool kGrouped, bool kLut, bool kFull>
+// the next tile. kGB (grouped): the blocks in a group where that is a power of two the kernel was
+// built for (the flushes then sit at fixed blocks of a chunk), 0 where the cursor counts them.
+template <int DB, bool kGrouped, bool kLut, bool kFull, int kGB = 0>
 __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment& seg, int chunks, int first_tile,
                                                int end_tile, const Crew& crew, const Ctx& cx, Ring& ring, int& half) {
-  constexpr int kC = 16 / DB;  // blocks per chunk
+  constexpr int kC = 16 / DB;                        // blocks per chunk
+  constexpr int kF = kGB < kC ? kGB : kC;             // kGB > 0: blocks from one flush to the next
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int M = cx.M;
   const int groups = static_cast<int>(cx.d.groups);
@@ -370,7 +372,8 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
     GroupCursor gc{seg.scales + rg * groups, vg, vh, groups, cx.d.group_size / 32};
     for (int c0 = 0; c0 < chunks; c0 += kPieceChunks, ring.Advance()) {
       const int s = ring.s;
-      if constexpr (kGrouped) gc.Start((c0 + warp) * kC);
+      if constexpr (kGrouped && kGB > 0) gc.Enter((c0 + warp) * kC / kGB);
+      else if constexpr (kGrouped) gc.Start((c0 + warp) * kC);
       bulk::Wait(full + 8 * s, ring.phase);
       if (c0 == 0) {  // the tile's metadata came with its first piece
         const unsigned char* m = cx.meta + s * kMetaBytes;
@@ -455,7 +458,7 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
           }
           // Grouped: the sums of a group's blocks (group sizes are multiples of 32) take its scale
           // when the group ends, or the chunk does (the warp's next chunk is kPieceChunks on).
-          if (kGrouped && (--gc.left == 0 || bc == kC - 1)) {
+          if (kGrouped && (kGB > 0 ? (bc + 1) % kF == 0 : --gc.left == 0 || bc == kC - 1)) {
 #pragma unroll
             for (int nt = 0; nt < kNT; ++nt) {
               acc[0][nt][0] = fmaf(gc.sg, tmp[0][nt][0] + tmp[1][nt][0], acc[0][nt][0]);
@@ -465,7 +468,11 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
 #pragma unroll
               for (int c = 0; c < 4; ++c) tmp[0][nt][c] = tmp[1][nt][c] = 0.0f;
             }
-            if (gc.left == 0 && bc < kC - 1) gc.Next();  // the next group starts in this chunk
+            if constexpr (kGB > 0) {
+              if (bc < kC - 1) gc.Enter((cc * kC + bc + 1) / kGB);
+            } else if (gc.left == 0 && bc < kC - 1) {
+              gc.Next();  // the next group starts in this chunk
+            }
           }
         }
       }
@@ -512,7 +519,8 @@ __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment&
 // BuildPlanes) in the CTAs that hold it; kPair: the 4-bit segment by pair tables (in the same
 // space; BuildPairs). The instances are separate: with both paths behind a run-time switch in one
 // kernel, a 1-bit matrix, which never runs the pair path, went from 0.0086–0.0087 to 0.0088 ms.
-template <bool kGrouped, bool kPlanes, bool kPair>
+// kGB: see ConsumeSegment.
+template <bool kGrouped, bool kPlanes, bool kPair, int kGB>
 __global__ void __launch_bounds__(kThreads, kCtasPerSm)
     DecodeKernel(SegmentTable tb, Dims d, const __nv_bfloat16* __restrict__ x, int M, __nv_bfloat16* __restrict__ y,
                  Plan plan) {
@@ -621,16 +629,16 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
     const bool full = chunks % kPieceChunks == 0;
     switch (DeviceBits(seg.bits)) {
       case 1:
-        if (full) ConsumeSegment<1, kGrouped, kPlanes, true>(seg, chunks, first, end, crew, cx, ring, half);
-        else ConsumeSegment<1, kGrouped, kPlanes, false>(seg, chunks, first, end, crew, cx, ring, half);
+        if (full) ConsumeSegment<1, kGrouped, kPlanes, true, kGB>(seg, chunks, first, end, crew, cx, ring, half);
+        else ConsumeSegment<1, kGrouped, kPlanes, false, kGB>(seg, chunks, first, end, crew, cx, ring, half);
         break;
       case 2:
-        if (full) ConsumeSegment<2, kGrouped, false, true>(seg, chunks, first, end, crew, cx, ring, half);
-        else ConsumeSegment<2, kGrouped, false, false>(seg, chunks, first, end, crew, cx, ring, half);
+        if (full) ConsumeSegment<2, kGrouped, false, true, kGB>(seg, chunks, first, end, crew, cx, ring, half);
+        else ConsumeSegment<2, kGrouped, false, false, kGB>(seg, chunks, first, end, crew, cx, ring, half);
         break;
       default:
-        if (full) ConsumeSegment<4, kGrouped, kPair, true>(seg, chunks, first, end, crew, cx, ring, half);
-        else ConsumeSegment<4, kGrouped, kPair, false>(seg, chunks, first, end, crew, cx, ring, half);
+        if (full) ConsumeSegment<4, kGrouped, kPair, true, kGB>(seg, chunks, first, end, crew, cx, ring, half);
+        else ConsumeSegment<4, kGrouped, kPair, false, kGB>(seg, chunks, first, end, crew, cx, ring, half);
         break;
     }
   }
@@ -648,14 +656,14 @@ Status Check(cudaError_t e, const char* what) {
 // targets compiles its body to a trap; the tile kernel serves those).
 bool StagedBuilt() {
   static const bool built =
-      cuda::BinaryVersion(reinterpret_cast<const void*>(&DecodeKernel<false, false, false>)) >= 90;
+      cuda::BinaryVersion(reinterpret_cast<const void*>(&DecodeKernel<false, false, false, 0>)) >= 90;
   return built;
 }
 
-template <bool kGrouped, bool kPlanes = false, bool kPair = false>
+template <bool kGrouped, bool kPlanes = false, bool kPair = false, int kGB = 0>
 Status Launch(const SegmentTable& t, Dims d, const __nv_bfloat16* x, int M, __nv_bfloat16* y, const Plan& plan,
               int grid, int smem_limit, cudaStream_t stream) {
-  auto* kernel = DecodeKernel<kGrouped, kPlanes, kPair>;
+  auto* kernel = DecodeKernel<kGrouped, kPlanes, kPair, kGB>;
   static std::once_flag once;  // the opt-in above 48 KB, once per kernel and process
   static cudaError_t attr = cudaSuccess;
   std::call_once(once, [&] {
@@ -743,7 +751,14 @@ Status LaunchQuantDecode(const DeviceQuantMatrix& w, const void* x, int M, void*
   const auto* xb = static_cast<const __nv_bfloat16*>(x);
   auto* yb = static_cast<__nv_bfloat16*>(y);
   auto s = static_cast<cudaStream_t>(stream);
-  if (d.groups > 1) return Launch<true>(t, d, xb, M, yb, plan, grid, smem_limit, s);
+  if (d.groups > 1) {  // groups of 64, 128 and 256 weights with the flushes at fixed blocks
+    switch (d.group_size) {
+      case 64: return Launch<true, false, false, 2>(t, d, xb, M, yb, plan, grid, smem_limit, s);
+      case 128: return Launch<true, false, false, 4>(t, d, xb, M, yb, plan, grid, smem_limit, s);
+      case 256: return Launch<true, false, false, 8>(t, d, xb, M, yb, plan, grid, smem_limit, s);
+      default: return Launch<true>(t, d, xb, M, yb, plan, grid, smem_limit, s);
+    }
+  }
   if (planes && pair) return Launch<false, true, true>(t, d, xb, M, yb, plan, grid, smem_limit, s);
   if (planes) return Launch<false, true>(t, d, xb, M, yb, plan, grid, smem_limit, s);
   if (pair) return Launch<false, false, true>(t, d, xb, M, yb, plan, grid, smem_limit, s);

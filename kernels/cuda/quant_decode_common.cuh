@@ -45,6 +45,11 @@ struct GroupCursor {
     left = group_blocks;
     Load();
   }
+  // Enters group `group` (where the caller knows the group boundaries and keeps no count).
+  __device__ void Enter(int group) {
+    grp = group;
+    Load();
+  }
 };
 
 // bf16 bits of an fp16 level: exact for the quantizer's levels, which it stores with at most 8

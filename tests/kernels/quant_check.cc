@@ -333,6 +333,8 @@ SCION_CHECK([](std::vector<Case>& cases) {
       {50, 8192, 0, {1, 2, 4}, 1.5},      // long K: 8 warps per tile, several chunks each, prefetch ring
       {300, 2080, 64, {1, 2, 3, 4}, 2.2}, // last chunk partly padding; 3-bit rows widened; many tiles
       {17, 40, 0, {2}, 2.0},              // K % 32 ≠ 0 on the 16-byte activation path; one tile + 1 row
+      {70, 1000, 128, {1, 2, 4}, 1.5},    // groups of 128 (fixed flushes at M ≤ 4), the last one partial
+      {45, 2080, 256, {1, 2, 4}, 2.0},    // groups of 256: a 4-bit chunk is half a group
   };
   for (const Spec& s : specs) {
     cases.push_back({"quant_matmul", s.Name(), "cpu-vs-f64", [s] { return CpuVsF64(s, {1, 3, 17}); }});
