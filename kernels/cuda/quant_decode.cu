@@ -320,8 +320,8 @@ struct Ctx {
 template <int DB, bool kGrouped, bool kLut, bool kFull, int kGB = 0>
 __device__ __forceinline__ void ConsumeSegment(const DeviceQuantMatrix::Segment& seg, int chunks, int first_tile,
                                                int end_tile, const Crew& crew, const Ctx& cx, Ring& ring, int& half) {
-  constexpr int kC = 16 / DB;                        // blocks per chunk
-  constexpr int kF = kGB < kC ? kGB : kC;             // kGB > 0: blocks from one flush to the next
+  constexpr int kC = 16 / DB;                             // blocks per chunk
+  constexpr int kF = kGB == 0 ? 1 : kGB < kC ? kGB : kC;  // kGB > 0: blocks from one flush to the next
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int M = cx.M;
   const int groups = static_cast<int>(cx.d.groups);
@@ -570,7 +570,7 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
     // The 1-bit crew (M = 1): each warp stages the x of its own chunks (cc ≡ warp mod kConsumers,
     // 512 columns each), scales it by its own power of two and builds their planes, with no
     // barrier across warps: a warp starts its products when its own planes are built, while the
-    // first pieces stream in. Its Σx over those columns goes into its share of each row (ℓ̄·Σx).
+    // first pieces stream in. Its Σx over those columns goes into its share of each row (ℓ₀·Σx).
     const int chunks = tb.chunks[tb.count - 1];
     float x_max = 0.0f;
     for (int cc = warp; cc < chunks; cc += kConsumers) {
