@@ -100,7 +100,98 @@ __global__ void ResidualLayerNormKernel(float* out, bf16* ln, float* mean_out, f
   if (lane == 0) { mean_out[row] = mean; rstd_out[row] = rstd; }
 }
 
-// Warps take rows; each block sums its rows' dw, db in shared memory, then adds them once.
+// kVec consecutive bf16 values, aligned as a whole so that a load or store of them is one access
+// (kVec = 4: 8 bytes, 8: 16 bytes).
+template <int kVec>
+struct alignas(sizeof(bf16) * kVec) Bf16x {
+  bf16 v[kVec];
+};
+
+// A thread owns 4 consecutive columns (C % 4 == 0, C <= 4 · kLnMaxThreads) and the block walks
+// rows kLnRows at a time: the thread's dw, db sums stay in registers for the whole kernel (one
+// global atomic per column a block at the end), and each row's two sums over its columns are a warp
+// reduction plus one shared round a batch. The rows' loads are all issued before their first use.
+constexpr int kLnRows = 4, kLnMaxThreads = 512;
+__global__ void __launch_bounds__(kLnMaxThreads)
+    LayerNormBackwardColsKernel(float* dx, bf16* dx_bf16, float* dw, float* db, const float* dout, const float* inp,
+                                const float* w, const float* mean, const float* rstd, int64_t BT, int C) {
+  __shared__ float2 part[2][kLnRows][32];  // [batch parity][row][warp]: the warp's Σ dnorm, Σ dnorm·norm
+  const int warps = blockDim.x / kWarp, warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+  const int col = 4 * threadIdx.x;
+  const bool mine = col < C;
+  const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
+  const float4 wv = mine ? *reinterpret_cast<const float4*>(w + col) : zero;
+  float4 sdw = zero, sdb = zero;
+  const float inv_c = 1.0f / static_cast<float>(C);
+  int parity = 0;
+  for (int64_t row0 = blockIdx.x * static_cast<int64_t>(kLnRows); row0 < BT;
+       row0 += static_cast<int64_t>(gridDim.x) * kLnRows, parity ^= 1) {
+    float4 x[kLnRows], g[kLnRows], d[kLnRows];
+    float mu[kLnRows], rs[kLnRows];
+#pragma unroll
+    for (int r = 0; r < kLnRows; ++r) {
+      const int64_t row = row0 + r, at = row * C + col;
+      const bool ok = mine && row < BT;
+      x[r] = ok ? *reinterpret_cast<const float4*>(inp + at) : zero;
+      g[r] = ok ? *reinterpret_cast<const float4*>(dout + at) : zero;
+      d[r] = ok ? *reinterpret_cast<const float4*>(dx + at) : zero;
+      mu[r] = row < BT ? mean[row] : 0.f;
+      rs[r] = row < BT ? rstd[row] : 0.f;
+    }
+    float4* n = x;  // x becomes the normalised row in place; dnorm = g·w is recomputed where needed
+    auto dnorm = [&](int r) { return make_float4(g[r].x * wv.x, g[r].y * wv.y, g[r].z * wv.z, g[r].w * wv.w); };
+#pragma unroll
+    for (int r = 0; r < kLnRows; ++r) {
+      n[r] = make_float4((x[r].x - mu[r]) * rs[r], (x[r].y - mu[r]) * rs[r], (x[r].z - mu[r]) * rs[r],
+                         (x[r].w - mu[r]) * rs[r]);
+      const float4 dn = dnorm(r);
+      const float s1 = WarpSum(dn.x + dn.y + dn.z + dn.w);
+      const float s2 = WarpSum(dn.x * n[r].x + dn.y * n[r].y + dn.z * n[r].z + dn.w * n[r].w);
+      if (lane == 0) part[parity][r][warp] = make_float2(s1, s2);
+    }
+    // The other parity's slots were last read before this barrier's predecessor: no second barrier.
+    __syncthreads();
+#pragma unroll
+    for (int r = 0; r < kLnRows; ++r) {
+      const int64_t row = row0 + r;
+      float s1 = 0.f, s2 = 0.f;
+      for (int i = 0; i < warps; ++i) {
+        const float2 p = part[parity][r][i];
+        s1 += p.x;
+        s2 += p.y;
+      }
+      s1 *= inv_c;
+      s2 *= inv_c;
+      if (!mine || row >= BT) continue;
+      const float4 dn = dnorm(r);
+      const float4 o = make_float4(d[r].x + rs[r] * (dn.x - s1 - n[r].x * s2),
+                                   d[r].y + rs[r] * (dn.y - s1 - n[r].y * s2),
+                                   d[r].z + rs[r] * (dn.z - s1 - n[r].z * s2),
+                                   d[r].w + rs[r] * (dn.w - s1 - n[r].w * s2));
+      const int64_t at = row * C + col;
+      *reinterpret_cast<float4*>(dx + at) = o;
+      Bf16x<4> b;
+      b.v[0] = __float2bfloat16(o.x);
+      b.v[1] = __float2bfloat16(o.y);
+      b.v[2] = __float2bfloat16(o.z);
+      b.v[3] = __float2bfloat16(o.w);
+      *reinterpret_cast<Bf16x<4>*>(dx_bf16 + at) = b;
+      sdw.x += g[r].x * n[r].x, sdw.y += g[r].y * n[r].y, sdw.z += g[r].z * n[r].z, sdw.w += g[r].w * n[r].w;
+      sdb.x += g[r].x, sdb.y += g[r].y, sdb.z += g[r].z, sdb.w += g[r].w;
+    }
+  }
+  if (!mine) return;
+  if (dw) {
+    atomicAdd(dw + col, sdw.x), atomicAdd(dw + col + 1, sdw.y);
+    atomicAdd(dw + col + 2, sdw.z), atomicAdd(dw + col + 3, sdw.w);
+  }
+  if (db) {
+    atomicAdd(db + col, sdb.x), atomicAdd(db + col + 1, sdb.y);
+    atomicAdd(db + col + 2, sdb.z), atomicAdd(db + col + 3, sdb.w);
+  }
+}
+
+// Other C: warps take rows; each block sums its rows' dw, db in shared memory, then adds them once.
 __global__ void LayerNormBackwardKernel(float* dx, bf16* dx_bf16, float* dw, float* db, const float* dout,
                                         const float* inp, const float* w, const float* mean, const float* rstd,
                                         int64_t BT, int64_t C) {
@@ -146,13 +237,6 @@ __global__ void LayerNormBackwardKernel(float* dx, bf16* dx_bf16, float* dw, flo
     if (db) atomicAdd(&db[c], sdb[c]);
   }
 }
-
-// kVec consecutive bf16 values, aligned as a whole so that a load or store of them is one access
-// (kVec = 4: 8 bytes, 8: 16 bytes).
-template <int kVec>
-struct alignas(sizeof(bf16) * kVec) Bf16x {
-  bf16 v[kVec];
-};
 
 struct HeadPtrs { bf16* p[3]; };
 struct ConstHeadPtrs { const bf16* p[3]; };
@@ -430,6 +514,22 @@ Status ResidualLayerNorm(cudaStream_t s, float* resid_out, bf16* ln, float* mean
 Status LayerNormBackward(cudaStream_t s, float* dx, bf16* dx_bf16, float* dw, float* db, const float* dout,
                          const float* inp, const float* w, const float* mean, const float* rstd, int64_t BT,
                          int64_t C) {
+  // The column kernel where its float4 accesses are aligned; as many blocks as fit at once.
+  auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  if (C % 4 == 0 && C / 4 <= kLnMaxThreads && aligned(dx) && aligned(dx_bf16) && aligned(dout) && aligned(inp) &&
+      aligned(w)) {
+    const int threads = static_cast<int>((C / 4 + kWarp - 1) / kWarp * kWarp);
+    int per_sm = 0, sms = 0, dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, LayerNormBackwardColsKernel, threads, 0) != cudaSuccess)
+      return LastError("LayerNormBackward (occupancy)");
+    const int64_t resident = int64_t{sms} * std::max(per_sm, 1);
+    const auto blocks = static_cast<unsigned>(std::min<int64_t>(Blocks(BT, kLnRows), resident));
+    LayerNormBackwardColsKernel<<<blocks, threads, 0, s>>>(dx, dx_bf16, dw, db, dout, inp, w, mean, rstd, BT,
+                                                           static_cast<int>(C));
+    return LastError("LayerNormBackward");
+  }
   constexpr int kThreads = 512;
   const size_t smem = sizeof(float) * 2 * static_cast<size_t>(C);
   if (smem > 48 * 1024) return Status::Unimplemented("LayerNormBackward: C = " + std::to_string(C) + " exceeds 6144");

@@ -7,7 +7,8 @@
 // against the CPU path for a model of each mixer and for LoRA adapters. Prints one line
 // per check with the measured error beside its tolerance; exit 1 on any failure, 0 when all pass
 // or when there is no device (SKIP). Also one block's attention or MLP branch alone
-// (CudaModel::SublayerForward/Backward, grafting's stage 1) against nn::Sublayer on the CPU.
+// (CudaModel::SublayerForward/Backward, grafting's stage 1) against nn::Sublayer on the CPU, and
+// the layer kernels alone against nn/ops.cc (layer_check.cu).
 #include <array>
 #include <cmath>
 #include <cstdio>
@@ -483,6 +484,11 @@ void RefusalChecks() {
 }
 
 }  // namespace
+
+#if SCION_NN_LAYER_CHECKS
+int LayerChecks();  // layer_check.cu: the layer kernels alone; returns its failures
+#endif
+
 }  // namespace scion::nn
 
 int main(int argc, char** argv) {
@@ -498,6 +504,9 @@ int main(int argc, char** argv) {
   SublayerChecks();
   TeacherActivationChecks();
   RefusalChecks();
+#if SCION_NN_LAYER_CHECKS
+  failures += LayerChecks();
+#endif
   std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "OK", failures);
   return failures ? 1 : 0;
 }
