@@ -241,49 +241,80 @@ __global__ void LayerNormBackwardKernel(float* dx, bf16* dx_bf16, float* dw, flo
 struct HeadPtrs { bf16* p[3]; };
 struct ConstHeadPtrs { const bf16* p[3]; };
 
-// Block per row bt of one part (blockIdx.y), kVec consecutive columns a thread step (kVec divides D,
-// so they sit in one head): rows (B, T, parts·C) -> heads[part] (B, H, T, D). The row's b and t
-// are divided out once a block; per-element 64-bit divisions made these 4× slower than their bytes.
+// kLayoutRows rows bt of one part (blockIdx.y) a block, kVec consecutive columns a thread step
+// (kVec divides D, so they sit in one head): rows (B, T, parts·C) <-> heads[part] (B, H, T, D).
+// Several 16-byte pieces a thread, all loaded before they are stored: one row a block and 8 bytes
+// a thread left too few bytes in flight (1.3–1.7 TB/s). Indices are 32-bit (B·T·C < 2^31, checked
+// by the launchers): per-element 64-bit divisions made these 4× slower than their bytes.
+constexpr int kLayoutRows = 4, kLayoutThreads = 128, kLayoutUnroll = 4;
 template <int kVec>
-__global__ void RowsToHeadsKernel(HeadPtrs heads, int parts, const float* rf, const bf16* rb, const float* bias,
-                                  int T, int H, int D) {
-  const int64_t bt = blockIdx.x;
-  const int part = blockIdx.y, C = H * D;
-  const int64_t src = (bt * parts + part) * C;
-  bf16* dst = heads.p[part] + (bt / T * H * T + bt % T) * D;  // + (h·T)·D + d
-  for (int c = threadIdx.x * kVec; c < C; c += blockDim.x * kVec) {
-    float v[kVec];
-    if constexpr (kVec == 4) {
-      if (rf) {
-        const float4 f = *reinterpret_cast<const float4*>(rf + src + c);
-        v[0] = f.x; v[1] = f.y; v[2] = f.z; v[3] = f.w;
-      } else {
-        const Bf16x<4> u = *reinterpret_cast<const Bf16x<4>*>(rb + src + c);
+__global__ void __launch_bounds__(kLayoutThreads) RowsToHeadsKernel(HeadPtrs heads, int parts, const float* rf,
+                                                                    const bf16* rb, const float* bias, int BT,
+                                                                    int T, int H, int D) {
+  const int part = blockIdx.y, C = H * D, per_row = C / kVec, bt0 = blockIdx.x * kLayoutRows;
+  const int n = min(kLayoutRows, BT - bt0) * per_row;
+  bf16* const dst = heads.p[part];
+  for (int i0 = threadIdx.x; i0 < n; i0 += kLayoutThreads * kLayoutUnroll) {
+    float v[kLayoutUnroll][kVec];
 #pragma unroll
-        for (int j = 0; j < 4; ++j) v[j] = __bfloat162float(u.v[j]);
+    for (int u = 0; u < kLayoutUnroll; ++u) {
+      const int i = i0 + u * kLayoutThreads;
+      if (i >= n) break;
+      const int r = i / per_row, c = (i - r * per_row) * kVec;
+      const int src = ((bt0 + r) * parts + part) * C + c;
+#pragma unroll
+      for (int j = 0; j < kVec; j += 4) {
+        if constexpr (kVec >= 4) {
+          if (rf) {
+            const float4 f = *reinterpret_cast<const float4*>(rf + src + j);
+            v[u][j] = f.x, v[u][j + 1] = f.y, v[u][j + 2] = f.z, v[u][j + 3] = f.w;
+          } else {
+            const Bf16x<4> b = *reinterpret_cast<const Bf16x<4>*>(rb + src + j);
+            for (int k = 0; k < 4; ++k) v[u][j + k] = __bfloat162float(b.v[k]);
+          }
+        } else {
+          v[u][0] = rf ? rf[src] : __bfloat162float(rb[src]);
+        }
       }
-    } else {
-      v[0] = rf ? rf[src + c] : __bfloat162float(rb[src + c]);
     }
-    const int h = c / D, d = c - h * D;
-    Bf16x<kVec> out;
 #pragma unroll
-    for (int j = 0; j < kVec; ++j) out.v[j] = __float2bfloat16(bias ? v[j] + bias[part * C + c + j] : v[j]);
-    *reinterpret_cast<Bf16x<kVec>*>(dst + static_cast<int64_t>(h) * T * D + d) = out;
+    for (int u = 0; u < kLayoutUnroll; ++u) {
+      const int i = i0 + u * kLayoutThreads;
+      if (i >= n) break;
+      const int r = i / per_row, c = (i - r * per_row) * kVec, bt = bt0 + r, h = c / D;
+      Bf16x<kVec> out;
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) out.v[j] = __float2bfloat16(bias ? v[u][j] + bias[part * C + c + j] : v[u][j]);
+      const int64_t at = (static_cast<int64_t>(bt / T * H + h) * T + bt % T) * D + (c - h * D);
+      *reinterpret_cast<Bf16x<kVec>*>(dst + at) = out;
+    }
   }
 }
 
 // The inverse, without bias: heads[part] (B, H, T, D) -> rows (B, T, parts·C), same blocks.
 template <int kVec>
-__global__ void HeadsToRowsKernel(bf16* rows, int parts, ConstHeadPtrs heads, int T, int H, int D) {
-  const int64_t bt = blockIdx.x;
-  const int part = blockIdx.y, C = H * D;
-  bf16* dst = rows + (bt * parts + part) * C;
-  const bf16* src = heads.p[part] + (bt / T * H * T + bt % T) * D;
-  for (int c = threadIdx.x * kVec; c < C; c += blockDim.x * kVec) {
-    const int h = c / D, d = c - h * D;
-    *reinterpret_cast<Bf16x<kVec>*>(dst + c) =
-        *reinterpret_cast<const Bf16x<kVec>*>(src + static_cast<int64_t>(h) * T * D + d);
+__global__ void __launch_bounds__(kLayoutThreads) HeadsToRowsKernel(bf16* rows, int parts, ConstHeadPtrs heads, int BT,
+                                                                    int T, int H, int D) {
+  const int part = blockIdx.y, C = H * D, per_row = C / kVec, bt0 = blockIdx.x * kLayoutRows;
+  const int n = min(kLayoutRows, BT - bt0) * per_row;
+  const bf16* const src = heads.p[part];
+  for (int i0 = threadIdx.x; i0 < n; i0 += kLayoutThreads * kLayoutUnroll) {
+    Bf16x<kVec> v[kLayoutUnroll];
+#pragma unroll
+    for (int u = 0; u < kLayoutUnroll; ++u) {
+      const int i = i0 + u * kLayoutThreads;
+      if (i >= n) break;
+      const int r = i / per_row, c = (i - r * per_row) * kVec, bt = bt0 + r, h = c / D;
+      v[u] = *reinterpret_cast<const Bf16x<kVec>*>(src + (static_cast<int64_t>(bt / T * H + h) * T + bt % T) * D +
+                                                   (c - h * D));
+    }
+#pragma unroll
+    for (int u = 0; u < kLayoutUnroll; ++u) {
+      const int i = i0 + u * kLayoutThreads;
+      if (i >= n) break;
+      const int r = i / per_row, c = (i - r * per_row) * kVec;
+      *reinterpret_cast<Bf16x<kVec>*>(rows + ((bt0 + r) * parts + part) * C + c) = v[u];
+    }
   }
 }
 
@@ -553,27 +584,30 @@ bool Vec8(const bf16* logits, int64_t ld) { return ld % 8 == 0 && reinterpret_ca
 
 Status RowsToHeads(cudaStream_t s, bf16* const* heads, int parts, const float* rows_f32, const bf16* rows_bf16,
                    const float* bias, int64_t B, int64_t T, int64_t H, int64_t D) {
+  if (B * T * parts * H * D >= (int64_t{1} << 31)) return Status::Unimplemented("RowsToHeads: 2^31 elements or more");
   HeadPtrs p{};
   for (int i = 0; i < parts; ++i) p.p[i] = heads[i];
-  const dim3 grid(static_cast<unsigned>(B * T), parts);
-  const int t = static_cast<int>(T), h = static_cast<int>(H), d = static_cast<int>(D);
-  if (Vec4(D, {rows_f32}, {rows_bf16, p.p[0], p.p[1], p.p[2]}))
-    RowsToHeadsKernel<4><<<grid, 128, 0, s>>>(p, parts, rows_f32, rows_bf16, bias, t, h, d);
+  const dim3 grid(static_cast<unsigned>((B * T + kLayoutRows - 1) / kLayoutRows), parts);
+  const int bt = static_cast<int>(B * T), t = static_cast<int>(T), h = static_cast<int>(H), d = static_cast<int>(D);
+  const bool heads16 = Vec8(p.p[0], D) && Vec8(p.p[1], D) && Vec8(p.p[2], D);
+  if (heads16 && Vec4(D, {rows_f32}, {}) && Vec8(rows_bf16, D))
+    RowsToHeadsKernel<8><<<grid, kLayoutThreads, 0, s>>>(p, parts, rows_f32, rows_bf16, bias, bt, t, h, d);
   else
-    RowsToHeadsKernel<1><<<grid, 128, 0, s>>>(p, parts, rows_f32, rows_bf16, bias, t, h, d);
+    RowsToHeadsKernel<1><<<grid, kLayoutThreads, 0, s>>>(p, parts, rows_f32, rows_bf16, bias, bt, t, h, d);
   return LastError("RowsToHeads");
 }
 
 Status HeadsToRows(cudaStream_t s, bf16* rows, int parts, const bf16* const* heads, int64_t B, int64_t T, int64_t H,
                    int64_t D) {
+  if (B * T * parts * H * D >= (int64_t{1} << 31)) return Status::Unimplemented("HeadsToRows: 2^31 elements or more");
   ConstHeadPtrs p{};
   for (int i = 0; i < parts; ++i) p.p[i] = heads[i];
-  const dim3 grid(static_cast<unsigned>(B * T), parts);
-  const int t = static_cast<int>(T), h = static_cast<int>(H), d = static_cast<int>(D);
-  if (Vec4(D, {}, {rows, p.p[0], p.p[1], p.p[2]}))
-    HeadsToRowsKernel<4><<<grid, 128, 0, s>>>(rows, parts, p, t, h, d);
+  const dim3 grid(static_cast<unsigned>((B * T + kLayoutRows - 1) / kLayoutRows), parts);
+  const int bt = static_cast<int>(B * T), t = static_cast<int>(T), h = static_cast<int>(H), d = static_cast<int>(D);
+  if (Vec8(rows, D) && Vec8(p.p[0], D) && Vec8(p.p[1], D) && Vec8(p.p[2], D))  // 16-byte pieces
+    HeadsToRowsKernel<8><<<grid, kLayoutThreads, 0, s>>>(rows, parts, p, bt, t, h, d);
   else
-    HeadsToRowsKernel<1><<<grid, 128, 0, s>>>(rows, parts, p, t, h, d);
+    HeadsToRowsKernel<1><<<grid, kLayoutThreads, 0, s>>>(rows, parts, p, bt, t, h, d);
   return LastError("HeadsToRows");
 }
 

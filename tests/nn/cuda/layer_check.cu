@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "nn/cuda/layers.cuh"
@@ -111,8 +112,82 @@ int LayerNormBackwardChecks() {
   return failures;
 }
 
+// rows (B, T, parts·C) fp32 + bias or bf16 -> heads[part] (B, H, T, D) bf16, and back: a
+// permutation (plus one bf16 rounding the CPU does the same way), so the results must be exact.
+// Shapes cover the 16-byte kernel (D % 8 == 0; B·T not a multiple of its 4-row blocks) and the
+// element kernel (D = 12); outputs are poisoned with NaN first.
+int LayoutChecks() {
+  struct Case {
+    int64_t B, T, H, D;
+  };
+  int failures = 0;
+  Rng rng(7);
+  for (const Case& c : {Case{2, 37, 3, 16}, Case{1, 1024, 12, 64}, Case{3, 5, 2, 12}}) {
+    const int64_t C = c.H * c.D, BT = c.B * c.T, n = BT * C;
+    for (const int parts : {3, 1}) {
+      const bool f32 = parts == 3;  // the forward's split of the fused qkv (fp32 + bias); the backward's bf16 rows
+      std::vector<float> rows(static_cast<size_t>(n * parts)), bias(static_cast<size_t>(C * parts));
+      for (float& v : rows) v = static_cast<float>(rng.Normal());
+      for (float& v : bias) v = static_cast<float>(rng.Normal());
+      std::vector<cuda::bf16> rows_b(rows.size());
+      for (size_t i = 0; i < rows.size(); ++i) rows_b[i] = __float2bfloat16(rows[i]);
+      // Expected heads, computed on the host.
+      std::vector<cuda::bf16> want(static_cast<size_t>(n * parts));
+      for (int64_t bt = 0; bt < BT; ++bt)
+        for (int p = 0; p < parts; ++p)
+          for (int64_t col = 0; col < C; ++col) {
+            const size_t src = static_cast<size_t>((bt * parts + p) * C + col);
+            const float v = f32 ? rows[src] + bias[p * C + col] : __bfloat162float(rows_b[src]);
+            const int64_t b = bt / c.T, t = bt % c.T, h = col / c.D, d = col % c.D;
+            want[static_cast<size_t>(p * n + ((b * c.H + h) * c.T + t) * c.D + d)] = __float2bfloat16(v);
+          }
+      float* d_rows = f32 ? ToDevice(rows) : nullptr;
+      float* d_bias = f32 ? ToDevice(bias) : nullptr;
+      cuda::bf16* d_rows_b = f32 ? nullptr : ToDevice(rows_b);
+      cuda::bf16 *d_heads = nullptr, *d_back = nullptr;
+      cudaMalloc(&d_heads, want.size() * sizeof(cuda::bf16));
+      cudaMalloc(&d_back, want.size() * sizeof(cuda::bf16));
+      cudaMemset(d_heads, 0xff, want.size() * sizeof(cuda::bf16));
+      cudaMemset(d_back, 0xff, want.size() * sizeof(cuda::bf16));
+      cuda::bf16* heads[3] = {d_heads, parts > 1 ? d_heads + n : nullptr, parts > 2 ? d_heads + 2 * n : nullptr};
+      const Status split = cuda::RowsToHeads(nullptr, heads, parts, d_rows, d_rows_b, d_bias, c.B, c.T, c.H, c.D);
+      const Status st = split.ok() ? cuda::HeadsToRows(nullptr, d_back, parts, heads, c.B, c.T, c.H, c.D) : split;
+      const bool synced = cudaDeviceSynchronize() == cudaSuccess;
+      const std::string name = std::string(f32 ? "RowsToHeads fp32+bias, parts 3" : "RowsToHeads bf16, parts 1") +
+                               " B " + std::to_string(c.B) + " T " + std::to_string(c.T) + " H " +
+                               std::to_string(c.H) + " D " + std::to_string(c.D);
+      if (!st.ok() || !synced) {
+        std::printf("FAIL  %s: %s\n", name.c_str(), st.ok() ? "device error" : st.ToString().c_str());
+        ++failures;
+      } else {
+        const std::vector<cuda::bf16> got = ToHost(d_heads, want.size()), back = ToHost(d_back, want.size());
+        size_t wrong = 0, wrong_back = 0;
+        for (size_t i = 0; i < want.size(); ++i) {
+          uint16_t g, w, bk, r;
+          std::memcpy(&g, &got[i], 2), std::memcpy(&w, &want[i], 2), std::memcpy(&bk, &back[i], 2);
+          wrong += g != w;
+          // Back to rows: the heads' values in the rows' order.
+          const int64_t bt = static_cast<int64_t>(i) / (parts * C), p = static_cast<int64_t>(i) / C % parts;
+          const int64_t col = static_cast<int64_t>(i) % C, b = bt / c.T, t = bt % c.T, h = col / c.D, d = col % c.D;
+          std::memcpy(&r, &want[static_cast<size_t>(p * n + ((b * c.H + h) * c.T + t) * c.D + d)], 2);
+          wrong_back += bk != r;
+        }
+        for (const auto& [what, count] : {std::pair{"heads", wrong}, std::pair{"HeadsToRows back", wrong_back}}) {
+          std::printf("%s  %-58s %zu of %zu elements differ\n", count ? "FAIL" : "PASS", (name + ": " + what).c_str(),
+                      count, want.size());
+          failures += count != 0;
+        }
+      }
+      for (void* p : {static_cast<void*>(d_rows), static_cast<void*>(d_bias), static_cast<void*>(d_rows_b),
+                      static_cast<void*>(d_heads), static_cast<void*>(d_back)})
+        cudaFree(p);
+    }
+  }
+  return failures;
+}
+
 }  // namespace
 
-int LayerChecks() { return LayerNormBackwardChecks(); }
+int LayerChecks() { return LayerNormBackwardChecks() + LayoutChecks(); }
 
 }  // namespace scion::nn
