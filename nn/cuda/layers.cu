@@ -107,6 +107,62 @@ struct alignas(sizeof(bf16) * kVec) Bf16x {
   bf16 v[kVec];
 };
 
+// The same with 4 consecutive columns a lane step (C % 4 == 0, C <= 128 · kResidVecs, 16-byte
+// aligned rows): the row stays in registers between the sum, the variance and the output, and its
+// loads are all issued before the first store (out may alias resid).
+constexpr int kResidVecs = 8;
+__global__ void ResidualLayerNormVecKernel(float* out, bf16* ln, float* mean_out, float* rstd_out, const float* resid,
+                                           const float* delta, const float* bias, const float* w, const float* b,
+                                           int64_t BT, int C) {
+  const int64_t row = blockIdx.x * static_cast<int64_t>(blockDim.x / kWarp) + threadIdx.x / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  if (row >= BT) return;
+  auto at = [&](int k) { return 4 * lane + 128 * k; };
+  auto load4 = [](const float* p) { return *reinterpret_cast<const float4*>(p); };
+  float4 v[kResidVecs];
+#pragma unroll
+  for (int k = 0; k < kResidVecs; ++k) {
+    if (at(k) >= C) break;
+    v[k] = load4(resid + row * C + at(k));
+    if (delta) {
+      const float4 d = load4(delta + row * C + at(k));
+      v[k].x += d.x, v[k].y += d.y, v[k].z += d.z, v[k].w += d.w;
+    }
+    if (bias) {
+      const float4 d = load4(bias + at(k));
+      v[k].x += d.x, v[k].y += d.y, v[k].z += d.z, v[k].w += d.w;
+    }
+  }
+  float sum = 0;
+#pragma unroll
+  for (int k = 0; k < kResidVecs; ++k) {
+    if (at(k) >= C) break;
+    *reinterpret_cast<float4*>(out + row * C + at(k)) = v[k];
+    sum += v[k].x + v[k].y + v[k].z + v[k].w;
+  }
+  const float mean = WarpSum(sum) / static_cast<float>(C);
+  float var = 0;
+#pragma unroll
+  for (int k = 0; k < kResidVecs; ++k) {
+    if (at(k) >= C) break;
+    const float4 d = make_float4(v[k].x - mean, v[k].y - mean, v[k].z - mean, v[k].w - mean);
+    var += d.x * d.x + d.y * d.y + d.z * d.z + d.w * d.w;
+  }
+  const float rstd = rsqrtf(WarpSum(var) / static_cast<float>(C) + 1e-5f);
+#pragma unroll
+  for (int k = 0; k < kResidVecs; ++k) {
+    if (at(k) >= C) break;
+    const float4 wv = load4(w + at(k)), bv = load4(b + at(k));
+    Bf16x<4> o;
+    o.v[0] = __float2bfloat16((v[k].x - mean) * rstd * wv.x + bv.x);
+    o.v[1] = __float2bfloat16((v[k].y - mean) * rstd * wv.y + bv.y);
+    o.v[2] = __float2bfloat16((v[k].z - mean) * rstd * wv.z + bv.z);
+    o.v[3] = __float2bfloat16((v[k].w - mean) * rstd * wv.w + bv.w);
+    *reinterpret_cast<Bf16x<4>*>(ln + row * C + at(k)) = o;
+  }
+  if (lane == 0) mean_out[row] = mean, rstd_out[row] = rstd;
+}
+
 // A thread owns 4 consecutive columns (C % 4 == 0, C <= 4 · kLnMaxThreads) and the block walks
 // rows kLnRows at a time: the thread's dw, db sums stay in registers for the whole kernel (one
 // global atomic per column a block at the end), and each row's two sums over its columns are a warp
@@ -533,12 +589,31 @@ Status EncoderBackward(cudaStream_t s, float* dwte, float* dwpe, const float* dx
   return LastError("EncoderBackward");
 }
 
+namespace {
+// Whether every pointer allows kVec = 4 (16-byte fp32 / 8-byte bf16 runs) and `extent` (a head's
+// width, a row, a length) splits into them.
+bool Vec4(int64_t extent, std::initializer_list<const void*> f32, std::initializer_list<const void*> b16) {
+  bool ok = extent % 4 == 0;
+  for (const void* p : f32) ok = ok && reinterpret_cast<uintptr_t>(p) % 16 == 0;
+  for (const void* p : b16) ok = ok && reinterpret_cast<uintptr_t>(p) % 8 == 0;
+  return ok;
+}
+// Whether a bf16 matrix of row length ld splits into 16-byte runs of 8 (the logits: CudaModel pads
+// them to 64 columns; the head layouts).
+bool Vec8(const bf16* logits, int64_t ld) { return ld % 8 == 0 && reinterpret_cast<uintptr_t>(logits) % 16 == 0; }
+}  // namespace
+
 Status ResidualLayerNorm(cudaStream_t s, float* resid_out, bf16* ln, float* mean, float* rstd, const float* resid,
                          const float* delta, const float* bias, const float* w, const float* b, int64_t BT,
                          int64_t C) {
   constexpr int kRowsPerBlock = 8;
-  ResidualLayerNormKernel<<<Blocks(BT, kRowsPerBlock), kRowsPerBlock * kWarp, 0, s>>>(resid_out, ln, mean, rstd, resid,
-                                                                                       delta, bias, w, b, BT, C);
+  const unsigned blocks = Blocks(BT, kRowsPerBlock);
+  if (C <= 128 * kResidVecs && Vec4(C, {resid_out, resid, delta, bias, w, b}, {ln}))
+    ResidualLayerNormVecKernel<<<blocks, kRowsPerBlock * kWarp, 0, s>>>(resid_out, ln, mean, rstd, resid, delta, bias,
+                                                                        w, b, BT, static_cast<int>(C));
+  else
+    ResidualLayerNormKernel<<<blocks, kRowsPerBlock * kWarp, 0, s>>>(resid_out, ln, mean, rstd, resid, delta, bias, w,
+                                                                     b, BT, C);
   return LastError("ResidualLayerNorm");
 }
 
@@ -546,9 +621,7 @@ Status LayerNormBackward(cudaStream_t s, float* dx, bf16* dx_bf16, float* dw, fl
                          const float* inp, const float* w, const float* mean, const float* rstd, int64_t BT,
                          int64_t C) {
   // The column kernel where its float4 accesses are aligned; as many blocks as fit at once.
-  auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  if (C % 4 == 0 && C / 4 <= kLnMaxThreads && aligned(dx) && aligned(dx_bf16) && aligned(dout) && aligned(inp) &&
-      aligned(w)) {
+  if (C / 4 <= kLnMaxThreads && Vec4(C, {dx, dout, inp, w}, {dx_bf16})) {
     const int threads = static_cast<int>((C / 4 + kWarp - 1) / kWarp * kWarp);
     int per_sm = 0, sms = 0, dev = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
@@ -569,18 +642,6 @@ Status LayerNormBackward(cudaStream_t s, float* dx, bf16* dx_bf16, float* dw, fl
   return LastError("LayerNormBackward");
 }
 
-namespace {
-// Whether every pointer allows kVec = 4 (16-byte fp32 / 8-byte bf16 runs) and `extent` (a head's
-// width, a row, a length) splits into them.
-bool Vec4(int64_t extent, std::initializer_list<const void*> f32, std::initializer_list<const void*> b16) {
-  bool ok = extent % 4 == 0;
-  for (const void* p : f32) ok = ok && reinterpret_cast<uintptr_t>(p) % 16 == 0;
-  for (const void* p : b16) ok = ok && reinterpret_cast<uintptr_t>(p) % 8 == 0;
-  return ok;
-}
-// 8 logits a thread where the rows are 16-byte runs (CudaModel pads them to 64 columns).
-bool Vec8(const bf16* logits, int64_t ld) { return ld % 8 == 0 && reinterpret_cast<uintptr_t>(logits) % 16 == 0; }
-}  // namespace
 
 Status RowsToHeads(cudaStream_t s, bf16* const* heads, int parts, const float* rows_f32, const bf16* rows_bf16,
                    const float* bias, int64_t B, int64_t T, int64_t H, int64_t D) {

@@ -1,5 +1,5 @@
 // scion-nn-check's layer-kernel checks: nn/cuda/layers.cu's kernels alone against nn/ops.cc's CPU
-// formulas on fresh random inputs, at tight fp32 tolerances (the model checks beside them carry
+// formulas (or a loop here) on fresh random inputs, at tight fp32 tolerances (the model checks beside them carry
 // bf16 GEMM error and cannot see a small slip in one kernel). Built only with CUDA.
 #include <cuda_runtime.h>
 
@@ -186,8 +186,116 @@ int LayoutChecks() {
   return failures;
 }
 
+// out = resid + delta + bias (in place or not; delta, bias optional), ln = bf16(LN(out)·w + b), mean,
+// rstd: the vector kernel (C % 4 == 0, C <= 1024) and the row kernel (C odd, C = 2048).
+int ResidualLayerNormChecks() {
+  struct Case {
+    int64_t BT, C;
+    bool delta, bias, in_place;
+  };
+  int failures = 0;
+  Rng rng(11);
+  for (const Case& c : {Case{300, 768, true, true, true}, Case{37, 100, true, false, false},
+                        Case{21, 99, true, true, false}, Case{16, 2048, false, true, true},
+                        Case{5, 1024, false, false, false}}) {
+    const size_t n = static_cast<size_t>(c.BT * c.C);
+    std::vector<float> resid(n), delta(n), bias(c.C), w(c.C), b(c.C);
+    for (float& v : resid) v = static_cast<float>(1.0 + 3.0 * rng.Normal());
+    for (float& v : delta) v = static_cast<float>(rng.Normal());
+    for (float& v : bias) v = static_cast<float>(rng.Normal());
+    for (float& v : w) v = static_cast<float>(1.0 + 0.3 * rng.Normal());
+    for (float& v : b) v = static_cast<float>(0.3 * rng.Normal());
+    std::vector<float> sum(n), ln_ref(n), mean_ref(c.BT), rstd_ref(c.BT);
+    for (size_t i = 0; i < n; ++i)
+      sum[i] = resid[i] + (c.delta ? delta[i] : 0.f) + (c.bias ? bias[i % c.C] : 0.f);
+    LayerNormForward(ln_ref.data(), mean_ref.data(), rstd_ref.data(), sum.data(), w.data(), b.data(), c.BT, c.C);
+    float *d_resid = ToDevice(resid), *d_delta = c.delta ? ToDevice(delta) : nullptr;
+    float *d_bias = c.bias ? ToDevice(bias) : nullptr, *d_w = ToDevice(w), *d_b = ToDevice(b);
+    float *d_out = d_resid, *d_mean = nullptr, *d_rstd = nullptr;
+    if (!c.in_place) cudaMalloc(&d_out, n * sizeof(float));
+    cudaMalloc(&d_mean, c.BT * sizeof(float));
+    cudaMalloc(&d_rstd, c.BT * sizeof(float));
+    cuda::bf16* d_ln = nullptr;
+    cudaMalloc(&d_ln, n * sizeof(cuda::bf16));
+    cudaMemset(d_ln, 0xff, n * sizeof(cuda::bf16));
+    const Status st = cuda::ResidualLayerNorm(nullptr, d_out, d_ln, d_mean, d_rstd, d_resid, d_delta, d_bias, d_w, d_b,
+                                              c.BT, c.C);
+    const bool synced = cudaDeviceSynchronize() == cudaSuccess;
+    const std::string name = "ResidualLayerNorm BT " + std::to_string(c.BT) + " C " + std::to_string(c.C) +
+                             (c.delta ? " +delta" : "") + (c.bias ? " +bias" : "") + (c.in_place ? " in place" : "");
+    if (!st.ok() || !synced) {
+      std::printf("FAIL  %s: %s\n", name.c_str(), st.ok() ? "device error" : st.ToString().c_str());
+      ++failures;
+    } else {
+      const std::vector<cuda::bf16> got_ln = ToHost(d_ln, n);
+      std::vector<float> ln(n);
+      for (size_t i = 0; i < n; ++i) ln[i] = __bfloat162float(got_ln[i]);
+      // out and the statistics in fp32 (sums in another order: ~1e-6); ln rounded once to bf16 (2^-8).
+      const struct { const char* what; double err, tol; } checks[] = {
+          {"out", RelErr(ToHost(d_out, n), sum), 1e-5},
+          {"mean", RelErr(ToHost(d_mean, c.BT), mean_ref), 1e-4},
+          {"rstd", RelErr(ToHost(d_rstd, c.BT), rstd_ref), 1e-4},
+          {"ln (bf16)", RelErr(ln, ln_ref), 1e-2},
+      };
+      for (const auto& k : checks) {
+        const bool ok = k.err < k.tol;
+        std::printf("%s  %-58s %.3g (tolerance %.3g)\n", ok ? "PASS" : "FAIL", (name + ": " + k.what).c_str(), k.err,
+                    k.tol);
+        failures += !ok;
+      }
+    }
+    for (void* p : {static_cast<void*>(d_resid), static_cast<void*>(d_delta), static_cast<void*>(d_bias),
+                    static_cast<void*>(d_w), static_cast<void*>(d_b), c.in_place ? nullptr : static_cast<void*>(d_out),
+                    static_cast<void*>(d_mean), static_cast<void*>(d_rstd), static_cast<void*>(d_ln)})
+      cudaFree(p);
+  }
+  return failures;
+}
+
+// db += Σ_rows dy and out += Σ_rows x² by columns, fp32 and bf16 rows; rows not a multiple of the
+// kernel's 128-row chunks, columns not a multiple of its 256-thread blocks.
+int ColumnSumChecks() {
+  int failures = 0;
+  Rng rng(13);
+  for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{1000, 768}, {37, 2304}, {50, 99}, {9, 100}}) {
+    const size_t n = static_cast<size_t>(rows * cols);
+    std::vector<float> x(n), init(cols);
+    for (float& v : x) v = static_cast<float>(rng.Normal());
+    for (float& v : init) v = static_cast<float>(rng.Normal());
+    std::vector<cuda::bf16> xb(n);
+    for (size_t i = 0; i < n; ++i) xb[i] = __float2bfloat16(x[i]);
+    for (const int kind : {0, 1, 2}) {  // fp32 sum, bf16 sum, bf16 sum of squares
+      std::vector<float> want = init;
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) {
+          const float v = kind == 0 ? x[r * cols + c] : __bfloat162float(xb[r * cols + c]);
+          want[c] += kind == 2 ? v * v : v;
+        }
+      float* d_out = ToDevice(init);
+      float* d_x = kind == 0 ? ToDevice(x) : nullptr;
+      cuda::bf16* d_xb = kind == 0 ? nullptr : ToDevice(xb);
+      const Status st = kind == 0   ? cuda::ColumnSum(nullptr, d_out, d_x, rows, cols)
+                        : kind == 1 ? cuda::ColumnSum(nullptr, d_out, d_xb, rows, cols)
+                                    : cuda::ColumnSquareSum(nullptr, d_out, d_xb, rows, cols);
+      const bool synced = cudaDeviceSynchronize() == cudaSuccess;
+      const std::string name = std::string(kind == 0 ? "ColumnSum fp32" : kind == 1 ? "ColumnSum bf16"
+                                                                                   : "ColumnSquareSum bf16") +
+                               " rows " + std::to_string(rows) + " cols " + std::to_string(cols);
+      const double err = st.ok() && synced ? RelErr(ToHost(d_out, cols), want) : INFINITY;
+      // fp32 sums of up to 1000 terms in another order: ~1e-6 of the scale.
+      const bool ok = err < 1e-4;
+      std::printf("%s  %-58s %.3g (tolerance %.3g)\n", ok ? "PASS" : "FAIL", name.c_str(), err, 1e-4);
+      failures += !ok;
+      for (void* p : {static_cast<void*>(d_out), static_cast<void*>(d_x), static_cast<void*>(d_xb)}) cudaFree(p);
+    }
+  }
+  return failures;
+}
+
 }  // namespace
 
-int LayerChecks() { return LayerNormBackwardChecks() + LayoutChecks(); }
+int LayerChecks() {
+  return LayerNormBackwardChecks() + ResidualLayerNormChecks() + ColumnSumChecks() + LayoutChecks();
+}
 
 }  // namespace scion::nn
