@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <initializer_list>
 #include <string>
 #include <utility>
 #include <vector>
@@ -41,6 +42,29 @@ std::vector<T> ToHost(const T* d, size_t n) {
   std::vector<T> h(n);
   cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost);
   return h;
+}
+
+struct Check {
+  const char* what;
+  double err, tol;
+};
+// One line per check, as the model checks print them; returns the failures.
+int Report(const std::string& name, std::initializer_list<Check> checks) {
+  int failures = 0;
+  for (const Check& k : checks) {
+    const bool ok = k.err < k.tol;
+    std::printf("%s  %-58s %.3g (tolerance %.3g)\n", ok ? "PASS" : "FAIL", (name + ": " + k.what).c_str(), k.err,
+                k.tol);
+    failures += !ok;
+  }
+  return failures;
+}
+int LaunchFailed(const std::string& name, const Status& st) {
+  std::printf("FAIL  %s: %s\n", name.c_str(), st.ok() ? "device error" : st.ToString().c_str());
+  return 1;
+}
+void FreeAll(std::initializer_list<const void*> ps) {
+  for (const void* p : ps) cudaFree(const_cast<void*>(p));
 }
 
 // dx += ∂LN, dx_bf16 = bf16(dx), dw, db += (or frozen: null). Shapes cover the column kernel (C a
@@ -79,8 +103,7 @@ int LayerNormBackwardChecks() {
     const std::string name = "LayerNormBackward BT " + std::to_string(c.BT) + " C " + std::to_string(c.C) +
                              (c.frozen ? " frozen" : "");
     if (!st.ok() || !synced) {
-      std::printf("FAIL  %s: %s\n", name.c_str(), st.ok() ? "device error" : st.ToString().c_str());
-      ++failures;
+      failures += LaunchFailed(name, st);
     } else {
       const std::vector<float> got_dx = ToHost(d_dx, n), got_dw = ToHost(d_dw, c.C), got_db = ToHost(d_db, c.C);
       const std::vector<cuda::bf16> got_b = ToHost(d_dxb, n);
@@ -91,23 +114,12 @@ int LayerNormBackwardChecks() {
       }
       // fp32 against fp32 with the row sums in another order: ~1e-6 of the scale; a wrong term
       // (a missing mean, a row of the batch skipped) is O(1). bf16: one rounding step, 2^-8.
-      const struct { const char* what; double err, tol; } checks[] = {
-          {"dx", RelErr(got_dx, dx_ref), 1e-4},
-          {"dx bf16", RelErr(got_bf, ref_bf), 1e-2},
-          {"dw", RelErr(got_dw, dw_ref), 1e-4},
-          {"db", RelErr(got_db, db_ref), 1e-4},
-      };
-      for (const auto& k : checks) {
-        const bool ok = k.err < k.tol;
-        std::printf("%s  %-58s %.3g (tolerance %.3g)\n", ok ? "PASS" : "FAIL", (name + ": " + k.what).c_str(), k.err,
-                    k.tol);
-        failures += !ok;
-      }
+      failures += Report(name, {{"dx", RelErr(got_dx, dx_ref), 1e-4},
+                                {"dx bf16", RelErr(got_bf, ref_bf), 1e-2},
+                                {"dw", RelErr(got_dw, dw_ref), 1e-4},
+                                {"db", RelErr(got_db, db_ref), 1e-4}});
     }
-    for (void* p : {static_cast<void*>(d_dx), static_cast<void*>(d_dw), static_cast<void*>(d_db),
-                    static_cast<void*>(d_dout), static_cast<void*>(d_x), static_cast<void*>(d_w),
-                    static_cast<void*>(d_mean), static_cast<void*>(d_rstd), static_cast<void*>(d_dxb)})
-      cudaFree(p);
+    FreeAll({d_dx, d_dw, d_db, d_dout, d_x, d_w, d_mean, d_rstd, d_dxb});
   }
   return failures;
 }
@@ -157,8 +169,7 @@ int LayoutChecks() {
                                " B " + std::to_string(c.B) + " T " + std::to_string(c.T) + " H " +
                                std::to_string(c.H) + " D " + std::to_string(c.D);
       if (!st.ok() || !synced) {
-        std::printf("FAIL  %s: %s\n", name.c_str(), st.ok() ? "device error" : st.ToString().c_str());
-        ++failures;
+        failures += LaunchFailed(name, st);
       } else {
         const std::vector<cuda::bf16> got = ToHost(d_heads, want.size()), back = ToHost(d_back, want.size());
         size_t wrong = 0, wrong_back = 0;
@@ -178,9 +189,7 @@ int LayoutChecks() {
           failures += count != 0;
         }
       }
-      for (void* p : {static_cast<void*>(d_rows), static_cast<void*>(d_bias), static_cast<void*>(d_rows_b),
-                      static_cast<void*>(d_heads), static_cast<void*>(d_back)})
-        cudaFree(p);
+      FreeAll({d_rows, d_bias, d_rows_b, d_heads, d_back});
     }
   }
   return failures;
@@ -224,30 +233,18 @@ int ResidualLayerNormChecks() {
     const std::string name = "ResidualLayerNorm BT " + std::to_string(c.BT) + " C " + std::to_string(c.C) +
                              (c.delta ? " +delta" : "") + (c.bias ? " +bias" : "") + (c.in_place ? " in place" : "");
     if (!st.ok() || !synced) {
-      std::printf("FAIL  %s: %s\n", name.c_str(), st.ok() ? "device error" : st.ToString().c_str());
-      ++failures;
+      failures += LaunchFailed(name, st);
     } else {
       const std::vector<cuda::bf16> got_ln = ToHost(d_ln, n);
       std::vector<float> ln(n);
       for (size_t i = 0; i < n; ++i) ln[i] = __bfloat162float(got_ln[i]);
       // out and the statistics in fp32 (sums in another order: ~1e-6); ln rounded once to bf16 (2^-8).
-      const struct { const char* what; double err, tol; } checks[] = {
-          {"out", RelErr(ToHost(d_out, n), sum), 1e-5},
-          {"mean", RelErr(ToHost(d_mean, c.BT), mean_ref), 1e-4},
-          {"rstd", RelErr(ToHost(d_rstd, c.BT), rstd_ref), 1e-4},
-          {"ln (bf16)", RelErr(ln, ln_ref), 1e-2},
-      };
-      for (const auto& k : checks) {
-        const bool ok = k.err < k.tol;
-        std::printf("%s  %-58s %.3g (tolerance %.3g)\n", ok ? "PASS" : "FAIL", (name + ": " + k.what).c_str(), k.err,
-                    k.tol);
-        failures += !ok;
-      }
+      failures += Report(name, {{"out", RelErr(ToHost(d_out, n), sum), 1e-5},
+                                {"mean", RelErr(ToHost(d_mean, c.BT), mean_ref), 1e-4},
+                                {"rstd", RelErr(ToHost(d_rstd, c.BT), rstd_ref), 1e-4},
+                                {"ln (bf16)", RelErr(ln, ln_ref), 1e-2}});
     }
-    for (void* p : {static_cast<void*>(d_resid), static_cast<void*>(d_delta), static_cast<void*>(d_bias),
-                    static_cast<void*>(d_w), static_cast<void*>(d_b), c.in_place ? nullptr : static_cast<void*>(d_out),
-                    static_cast<void*>(d_mean), static_cast<void*>(d_rstd), static_cast<void*>(d_ln)})
-      cudaFree(p);
+    FreeAll({d_resid, d_delta, d_bias, d_w, d_b, c.in_place ? nullptr : d_out, d_mean, d_rstd, d_ln});
   }
   return failures;
 }
@@ -283,10 +280,8 @@ int ColumnSumChecks() {
                                " rows " + std::to_string(rows) + " cols " + std::to_string(cols);
       const double err = st.ok() && synced ? RelErr(ToHost(d_out, cols), want) : INFINITY;
       // fp32 sums of up to 1000 terms in another order: ~1e-6 of the scale.
-      const bool ok = err < 1e-4;
-      std::printf("%s  %-58s %.3g (tolerance %.3g)\n", ok ? "PASS" : "FAIL", name.c_str(), err, 1e-4);
-      failures += !ok;
-      for (void* p : {static_cast<void*>(d_out), static_cast<void*>(d_x), static_cast<void*>(d_xb)}) cudaFree(p);
+      failures += Report(name, {{"sums", err, 1e-4}});
+      FreeAll({d_out, d_x, d_xb});
     }
   }
   return failures;
