@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <type_traits>
 
 namespace scion::nn::cuda {
 
@@ -374,18 +375,32 @@ __global__ void __launch_bounds__(kLayoutThreads) HeadsToRowsKernel(bf16* rows, 
   }
 }
 
-// Block per row, kVec columns a thread step: h = pre + bias (bf16), g = GELU(h).
+// One value, or kVec = 4 consecutive ones (16-byte fp32 or 8-byte bf16 loads), as fp32.
+__device__ __forceinline__ float Load(const float* p) { return *p; }
+__device__ __forceinline__ float Load(const bf16* p) { return __bfloat162float(*p); }
 template <int kVec>
-__global__ void BiasGeluKernel(bf16* h, bf16* g, const float* pre, const float* bias, int cols) {
+__device__ __forceinline__ void LoadVec(const float* p, float (&v)[kVec]) {
+  if constexpr (kVec == 4) {
+    const float4 f = *reinterpret_cast<const float4*>(p);
+    v[0] = f.x, v[1] = f.y, v[2] = f.z, v[3] = f.w;
+  } else {
+    v[0] = *p;
+  }
+}
+template <int kVec>
+__device__ __forceinline__ void LoadVec(const bf16* p, float (&v)[kVec]) {
+  const Bf16x<kVec> b = *reinterpret_cast<const Bf16x<kVec>*>(p);
+#pragma unroll
+  for (int j = 0; j < kVec; ++j) v[j] = __bfloat162float(b.v[j]);
+}
+
+// Block per row, kVec columns a thread step: h = pre + bias (bf16), g = GELU(h); pre fp32 or bf16.
+template <int kVec, typename T>
+__global__ void BiasGeluKernel(bf16* h, bf16* g, const T* pre, const float* bias, int cols) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * cols;
   for (int c = threadIdx.x * kVec; c < cols; c += blockDim.x * kVec) {
     float x[kVec];
-    if constexpr (kVec == 4) {
-      const float4 f = *reinterpret_cast<const float4*>(pre + r + c);
-      x[0] = f.x; x[1] = f.y; x[2] = f.z; x[3] = f.w;
-    } else {
-      x[0] = pre[r + c];
-    }
+    LoadVec<kVec>(pre + r + c, x);
     Bf16x<kVec> hv, gv;
 #pragma unroll
     for (int j = 0; j < kVec; ++j) {
@@ -397,26 +412,19 @@ __global__ void BiasGeluKernel(bf16* h, bf16* g, const float* pre, const float* 
   }
 }
 
-template <int kVec>
-__global__ void GeluBackwardKernel(bf16* dh, const float* dg, const bf16* h, int64_t n) {
+// dh = GELU'(h) · dg; dg fp32 or bf16.
+template <int kVec, typename T>
+__global__ void GeluBackwardKernel(bf16* dh, const T* dg, const bf16* h, int64_t n) {
   const int64_t i = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) * kVec;
   if (i >= n) return;
   float d[kVec];
-  if constexpr (kVec == 4) {
-    const float4 f = *reinterpret_cast<const float4*>(dg + i);
-    d[0] = f.x; d[1] = f.y; d[2] = f.z; d[3] = f.w;
-  } else {
-    d[0] = dg[i];
-  }
+  LoadVec<kVec>(dg + i, d);
   const Bf16x<kVec> hv = *reinterpret_cast<const Bf16x<kVec>*>(h + i);
   Bf16x<kVec> out;
 #pragma unroll
   for (int j = 0; j < kVec; ++j) out.v[j] = __float2bfloat16(GeluTanhGrad(__bfloat162float(hv.v[j])) * d[j]);
   *reinterpret_cast<Bf16x<kVec>*>(dh + i) = out;
 }
-
-__device__ __forceinline__ float Load(const float* p) { return *p; }
-__device__ __forceinline__ float Load(const bf16* p) { return __bfloat162float(*p); }
 
 // Thread per column, blockIdx.y per chunk of rows; one atomic per (column, chunk). kSquare: Σ x².
 template <typename T, bool kSquare = false>
@@ -672,21 +680,39 @@ Status HeadsToRows(cudaStream_t s, bf16* rows, int parts, const bf16* const* hea
   return LastError("HeadsToRows");
 }
 
-Status BiasGelu(cudaStream_t s, bf16* h, bf16* g, const float* pre, const float* bias, int64_t rows, int64_t cols) {
+namespace {
+template <typename T>
+Status BiasGeluT(cudaStream_t s, bf16* h, bf16* g, const T* pre, const float* bias, int64_t rows, int64_t cols) {
   const int c = static_cast<int>(cols);
-  if (Vec4(cols, {pre}, {h, g}))
+  const bool f32 = std::is_same_v<T, float>;
+  if (Vec4(cols, {f32 ? pre : nullptr}, {f32 ? nullptr : pre, h, g}))
     BiasGeluKernel<4><<<static_cast<unsigned>(rows), 256, 0, s>>>(h, g, pre, bias, c);
   else
     BiasGeluKernel<1><<<static_cast<unsigned>(rows), 256, 0, s>>>(h, g, pre, bias, c);
   return LastError("BiasGelu");
 }
-
-Status GeluBackward(cudaStream_t s, bf16* dh, const float* dg, const bf16* h, int64_t n) {
-  if (Vec4(n, {dg}, {dh, h}))
+template <typename T>
+Status GeluBackwardT(cudaStream_t s, bf16* dh, const T* dg, const bf16* h, int64_t n) {
+  const bool f32 = std::is_same_v<T, float>;
+  if (Vec4(n, {f32 ? dg : nullptr}, {f32 ? nullptr : dg, dh, h}))
     GeluBackwardKernel<4><<<Blocks(n / 4, 256), 256, 0, s>>>(dh, dg, h, n);
   else
     GeluBackwardKernel<1><<<Blocks(n, 256), 256, 0, s>>>(dh, dg, h, n);
   return LastError("GeluBackward");
+}
+}  // namespace
+
+Status BiasGelu(cudaStream_t s, bf16* h, bf16* g, const float* pre, const float* bias, int64_t rows, int64_t cols) {
+  return BiasGeluT(s, h, g, pre, bias, rows, cols);
+}
+Status BiasGelu(cudaStream_t s, bf16* h, bf16* g, const bf16* pre, const float* bias, int64_t rows, int64_t cols) {
+  return BiasGeluT(s, h, g, pre, bias, rows, cols);
+}
+Status GeluBackward(cudaStream_t s, bf16* dh, const float* dg, const bf16* h, int64_t n) {
+  return GeluBackwardT(s, dh, dg, h, n);
+}
+Status GeluBackward(cudaStream_t s, bf16* dh, const bf16* dg, const bf16* h, int64_t n) {
+  return GeluBackwardT(s, dh, dg, h, n);
 }
 
 template <typename T, bool kSquare = false>

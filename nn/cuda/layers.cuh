@@ -52,8 +52,10 @@ Status HeadsToRows(cudaStream_t s, bf16* rows, int parts, const bf16* const* hea
 
 // h (n/cols, cols) bf16 = pre + bias; g = GELU-tanh(h).
 Status BiasGelu(cudaStream_t s, bf16* h, bf16* g, const float* pre, const float* bias, int64_t rows, int64_t cols);
+Status BiasGelu(cudaStream_t s, bf16* h, bf16* g, const bf16* pre, const float* bias, int64_t rows, int64_t cols);
 // dh (rows, cols) bf16 = GELU'(h) · dg.
 Status GeluBackward(cudaStream_t s, bf16* dh, const float* dg, const bf16* h, int64_t n);
+Status GeluBackward(cudaStream_t s, bf16* dh, const bf16* dg, const bf16* h, int64_t n);
 
 // db (cols) += Σ_rows dy (rows, cols); dy bf16 or fp32.
 Status ColumnSum(cudaStream_t s, float* db, const bf16* dy, int64_t rows, int64_t cols);

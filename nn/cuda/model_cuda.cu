@@ -115,7 +115,7 @@ struct CudaModel::Impl {
   float *lnf_mean = nullptr, *lnf_rstd = nullptr;
   bf16* logits = nullptr;                 // (BT, Vp); the backward overwrites it with dlogits
   float *clf_lse = nullptr, *clf_loss = nullptr;  // (BT)
-  float* scratch = nullptr;               // (BT, max(3C, Hm)) fp32 GEMM outputs
+  float* scratch = nullptr;               // (BT, max(3C, Hm)) GEMM outputs: fp32 (C wide) or bf16
   bf16* scratch_b = nullptr;              // (BT, max(3C, Hm)) bf16 backward intermediates
   float* dx = nullptr;                    // (BT, C) gradient of the residual stream
   bf16* dx_b = nullptr;                   // (BT, C) its bf16 copy for the GEMMs
@@ -416,10 +416,12 @@ Status CudaModel::Impl::AttnBranchForward(int64_t l) {
   const int64_t C = config.n_embd, H = config.n_head, D = config.head_dim(), BT = B * T;
   LayerActs& a = acts[l];
   const LayerOffsets& o = layer_off[l];
-  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, 3 * C, {a.ln1, C}, {wb + o.attn_w, 3 * C}, BT, 3 * C, C, 1, 0));
+  // q, k, v rows in bf16 (the bias added when they go to heads): half the bytes of fp32 rows.
+  bf16* qkv_rows = reinterpret_cast<bf16*>(scratch);
+  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, qkv_rows, true, 3 * C, {a.ln1, C}, {wb + o.attn_w, 3 * C}, BT, 3 * C, C, 1, 0));
   SCION_RETURN_IF_ERROR(LoraForward(l, kQkv, a.ln1));
   bf16* qkv[3] = {a.q, a.k, a.v};
-  SCION_RETURN_IF_ERROR(cuda::RowsToHeads(stream, qkv, 3, scratch, nullptr, w + o.attn_b, B, T, H, D));
+  SCION_RETURN_IF_ERROR(cuda::RowsToHeads(stream, qkv, 3, nullptr, qkv_rows, w + o.attn_b, B, T, H, D));
   if (Status s = MixerForward(l, {B, H, T, D}); !s.ok())
     return Status::Internal("layer " + std::to_string(l) + " mixer " + MixerName(config.layers[l].mixer) + ": " +
                             s.ToString());
@@ -433,9 +435,10 @@ Status CudaModel::Impl::MlpBranchForward(int64_t l) {
   const int64_t C = config.n_embd, Hm = config.MlpHidden(l), BT = B * T;
   LayerActs& a = acts[l];
   const LayerOffsets& o = layer_off[l];
-  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, Hm, {a.ln2, C}, {wb + o.fc_w, Hm}, BT, Hm, C, 1, 0));
+  bf16* pre = reinterpret_cast<bf16*>(scratch);  // bf16 like the qkv rows above
+  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, pre, true, Hm, {a.ln2, C}, {wb + o.fc_w, Hm}, BT, Hm, C, 1, 0));
   SCION_RETURN_IF_ERROR(LoraForward(l, kFc, a.ln2));
-  SCION_RETURN_IF_ERROR(cuda::BiasGelu(stream, a.fch, a.fch_gelu, scratch, w + o.fc_b, BT, Hm));
+  SCION_RETURN_IF_ERROR(cuda::BiasGelu(stream, a.fch, a.fch_gelu, pre, w + o.fc_b, BT, Hm));
   SCION_RETURN_IF_ERROR(LoraForward(l, kMproj, a.fch_gelu));
   return cuda::Gemm(blas, scratch, false, C, {a.fch_gelu, Hm}, {wb + o.mproj_w, C}, BT, C, Hm, 1, 0);
 }
@@ -472,10 +475,11 @@ Status CudaModel::Impl::MlpBranchBackward(int64_t l) {
   if (o.mproj_w_t)
     SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + o.mproj_w, false, C, {a.fch_gelu, Hm, true}, {dx_b, C}, Hm, C, BT, 1, 1));
   SCION_RETURN_IF_ERROR(cuda::ColumnSum(stream, G(o.mproj_b, o.mproj_b_t), dx, BT, C));
-  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, Hm, {dx_b, C}, {wb + o.mproj_w, C, true}, BT, Hm, C, 1, 0));
+  bf16* dg = reinterpret_cast<bf16*>(scratch);  // the gradient at GELU's output, bf16 like dfch
+  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, dg, true, Hm, {dx_b, C}, {wb + o.mproj_w, C, true}, BT, Hm, C, 1, 0));
   SCION_RETURN_IF_ERROR(LoraBackward(l, kMproj, a.fch_gelu, dx_b));
   bf16* dfch = scratch_b;  // (BT, Hm)
-  SCION_RETURN_IF_ERROR(cuda::GeluBackward(stream, dfch, scratch, a.fch, BT * Hm));
+  SCION_RETURN_IF_ERROR(cuda::GeluBackward(stream, dfch, dg, a.fch, BT * Hm));
   SCION_RETURN_IF_ERROR(cuda::ColumnSum(stream, G(o.fc_b, o.fc_b_t), dfch, BT, Hm));
   if (o.fc_w_t)
     SCION_RETURN_IF_ERROR(cuda::Gemm(blas, g + o.fc_w, false, Hm, {a.ln2, C, true}, {dfch, Hm}, C, Hm, BT, 1, 1));

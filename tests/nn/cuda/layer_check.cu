@@ -3,6 +3,7 @@
 // bf16 GEMM error and cannot see a small slip in one kernel). Built only with CUDA.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -287,10 +288,76 @@ int ColumnSumChecks() {
   return failures;
 }
 
+// h = bf16(pre + bias), g = bf16(GELU(h)) and dh = bf16(GELU'(h)·dg), with pre and dg given as fp32
+// or as bf16 (the GEMMs' bf16 outputs): against nn/ops.cc's GELU on the same h, and the two input
+// types against each other on values bf16 holds exactly (they must agree bit for bit). Vector and
+// element paths (cols 3072 and 99).
+int GeluChecks() {
+  int failures = 0;
+  Rng rng(17);
+  for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{64, 3072}, {7, 99}}) {
+    const size_t n = static_cast<size_t>(rows * cols);
+    std::vector<cuda::bf16> pre_b(n), dg_b(n);
+    std::vector<float> pre(n), dg(n), bias(cols);
+    for (size_t i = 0; i < n; ++i) {
+      pre_b[i] = __float2bfloat16(static_cast<float>(2.0 * rng.Normal()));
+      dg_b[i] = __float2bfloat16(static_cast<float>(rng.Normal()));
+      pre[i] = __bfloat162float(pre_b[i]), dg[i] = __bfloat162float(dg_b[i]);
+    }
+    for (float& v : bias) v = static_cast<float>(0.5 * rng.Normal());
+    // CPU: the same roundings (h to bf16 first), GELU and its derivative in fp32.
+    std::vector<float> h(n), g_ref(n), dh_ref(n);
+    for (size_t i = 0; i < n; ++i) h[i] = __bfloat162float(__float2bfloat16(pre[i] + bias[i % cols]));
+    GeluForward(g_ref.data(), h.data(), static_cast<int64_t>(n));
+    std::fill(dh_ref.begin(), dh_ref.end(), 0.f);
+    GeluBackward(dh_ref.data(), h.data(), dg.data(), static_cast<int64_t>(n));
+    float *d_pre = ToDevice(pre), *d_dg = ToDevice(dg), *d_bias = ToDevice(bias);
+    cuda::bf16 *d_pre_b = ToDevice(pre_b), *d_dg_b = ToDevice(dg_b);
+    std::vector<cuda::bf16> out[2][3];  // [input type][h, g, dh]
+    std::string failed;
+    for (int bf = 0; bf < 2; ++bf) {
+      cuda::bf16 *d_h = nullptr, *d_g = nullptr, *d_dh = nullptr;
+      for (cuda::bf16** p : {&d_h, &d_g, &d_dh}) {
+        cudaMalloc(p, n * sizeof(cuda::bf16));
+        cudaMemset(*p, 0xff, n * sizeof(cuda::bf16));
+      }
+      const Status fwd = bf ? cuda::BiasGelu(nullptr, d_h, d_g, d_pre_b, d_bias, rows, cols)
+                            : cuda::BiasGelu(nullptr, d_h, d_g, d_pre, d_bias, rows, cols);
+      const Status bwd = !fwd.ok() ? fwd
+                         : bf      ? cuda::GeluBackward(nullptr, d_dh, d_dg_b, d_h, static_cast<int64_t>(n))
+                                   : cuda::GeluBackward(nullptr, d_dh, d_dg, d_h, static_cast<int64_t>(n));
+      if (!bwd.ok() || cudaDeviceSynchronize() != cudaSuccess) failed = bwd.ok() ? "device error" : bwd.ToString();
+      out[bf][0] = ToHost(d_h, n), out[bf][1] = ToHost(d_g, n), out[bf][2] = ToHost(d_dh, n);
+      FreeAll({d_h, d_g, d_dh});
+    }
+    const std::string name = "BiasGelu, GeluBackward rows " + std::to_string(rows) + " cols " + std::to_string(cols);
+    if (!failed.empty()) {
+      failures += LaunchFailed(name, Status::Internal(failed));
+    } else {
+      auto widen = [](const std::vector<cuda::bf16>& v) {
+        std::vector<float> f(v.size());
+        for (size_t i = 0; i < v.size(); ++i) f[i] = __bfloat162float(v[i]);
+        return f;
+      };
+      size_t differ = 0;
+      for (int k = 0; k < 3; ++k)
+        differ += std::memcmp(out[0][k].data(), out[1][k].data(), n * sizeof(cuda::bf16)) != 0;
+      // h: exact (the same rounding); g and dh: one bf16 rounding of an fp32 value (2^-8), and
+      // tanhf on the device against std::tanh.
+      failures += Report(name, {{"h", RelErr(widen(out[1][0]), h), 1e-6},
+                                {"GELU (bf16)", RelErr(widen(out[1][1]), g_ref), 1e-2},
+                                {"dh (bf16)", RelErr(widen(out[1][2]), dh_ref), 1e-2},
+                                {"fp32 and bf16 inputs: outputs that differ", static_cast<double>(differ), 0.5}});
+    }
+    FreeAll({d_pre, d_dg, d_bias, d_pre_b, d_dg_b});
+  }
+  return failures;
+}
+
 }  // namespace
 
 int LayerChecks() {
-  return LayerNormBackwardChecks() + ResidualLayerNormChecks() + ColumnSumChecks() + LayoutChecks();
+  return LayerNormBackwardChecks() + ResidualLayerNormChecks() + ColumnSumChecks() + LayoutChecks() + GeluChecks();
 }
 
 }  // namespace scion::nn
