@@ -108,6 +108,25 @@ struct alignas(sizeof(bf16) * kVec) Bf16x {
   bf16 v[kVec];
 };
 
+// One value, or kVec = 4 consecutive ones (16-byte fp32 or 8-byte bf16 loads), as fp32.
+__device__ __forceinline__ float Load(const float* p) { return *p; }
+__device__ __forceinline__ float Load(const bf16* p) { return __bfloat162float(*p); }
+template <int kVec>
+__device__ __forceinline__ void LoadVec(const float* p, float (&v)[kVec]) {
+  if constexpr (kVec == 4) {
+    const float4 f = *reinterpret_cast<const float4*>(p);
+    v[0] = f.x, v[1] = f.y, v[2] = f.z, v[3] = f.w;
+  } else {
+    v[0] = *p;
+  }
+}
+template <int kVec>
+__device__ __forceinline__ void LoadVec(const bf16* p, float (&v)[kVec]) {
+  const Bf16x<kVec> b = *reinterpret_cast<const Bf16x<kVec>*>(p);
+#pragma unroll
+  for (int j = 0; j < kVec; ++j) v[j] = __bfloat162float(b.v[j]);
+}
+
 // The same with 4 consecutive columns a lane step (C % 4 == 0, C <= 128 · kResidVecs, 16-byte
 // aligned rows): the row stays in registers between the sum, the variance and the output, and its
 // loads are all issued before the first store (out may alias resid).
@@ -169,8 +188,9 @@ __global__ void ResidualLayerNormVecKernel(float* out, bf16* ln, float* mean_out
 // global atomic per column a block at the end), and each row's two sums over its columns are a warp
 // reduction plus one shared round a batch. The rows' loads are all issued before their first use.
 constexpr int kLnRows = 4, kLnMaxThreads = 512;
+template <typename TD>
 __global__ void __launch_bounds__(kLnMaxThreads)
-    LayerNormBackwardColsKernel(float* dx, bf16* dx_bf16, float* dw, float* db, const float* dout, const float* inp,
+    LayerNormBackwardColsKernel(float* dx, bf16* dx_bf16, float* dw, float* db, const TD* dout, const float* inp,
                                 const float* w, const float* mean, const float* rstd, int64_t BT, int C) {
   __shared__ float2 part[2][kLnRows][32];  // [batch parity][row][warp]: the warp's Σ dnorm, Σ dnorm·norm
   const int warps = blockDim.x / kWarp, warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
@@ -190,7 +210,12 @@ __global__ void __launch_bounds__(kLnMaxThreads)
       const int64_t row = row0 + r, at = row * C + col;
       const bool ok = mine && row < BT;
       x[r] = ok ? *reinterpret_cast<const float4*>(inp + at) : zero;
-      g[r] = ok ? *reinterpret_cast<const float4*>(dout + at) : zero;
+      g[r] = zero;
+      if (ok) {
+        float v[4];
+        LoadVec<4>(dout + at, v);
+        g[r] = make_float4(v[0], v[1], v[2], v[3]);
+      }
       d[r] = ok ? *reinterpret_cast<const float4*>(dx + at) : zero;
       mu[r] = row < BT ? mean[row] : 0.f;
       rs[r] = row < BT ? rstd[row] : 0.f;
@@ -249,7 +274,8 @@ __global__ void __launch_bounds__(kLnMaxThreads)
 }
 
 // Other C: warps take rows; each block sums its rows' dw, db in shared memory, then adds them once.
-__global__ void LayerNormBackwardKernel(float* dx, bf16* dx_bf16, float* dw, float* db, const float* dout,
+template <typename TD>
+__global__ void LayerNormBackwardKernel(float* dx, bf16* dx_bf16, float* dw, float* db, const TD* dout,
                                         const float* inp, const float* w, const float* mean, const float* rstd,
                                         int64_t BT, int64_t C) {
   extern __shared__ float shared[];  // dw (C), db (C)
@@ -263,14 +289,14 @@ __global__ void LayerNormBackwardKernel(float* dx, bf16* dx_bf16, float* dw, flo
   for (int64_t row = blockIdx.x * static_cast<int64_t>(warps) + threadIdx.x / kWarp; row < BT;
        row += static_cast<int64_t>(gridDim.x) * warps) {
     const float mu = mean[row], rs = rstd[row];
-    const float* g = dout + row * C;
+    const TD* gr = dout + row * C;
     const float* x = inp + row * C;
     float* dxr = dx + row * C;
     bf16* dbr = dx_bf16 + row * C;
     float s1 = 0, s2 = 0;  // Σ dnorm, Σ dnorm·norm
 #pragma unroll 4
     for (int c = lane; c < n_cols; c += kWarp) {
-      const float n = (x[c] - mu) * rs, dn = g[c] * w[c];
+      const float gc = Load(gr + c), n = (x[c] - mu) * rs, dn = gc * w[c];
       s1 += dn;
       s2 += dn * n;
     }
@@ -278,13 +304,13 @@ __global__ void LayerNormBackwardKernel(float* dx, bf16* dx_bf16, float* dw, flo
     s2 = WarpSum(s2) / static_cast<float>(C);
 #pragma unroll 4
     for (int c = lane; c < n_cols; c += kWarp) {
-      const float n = (x[c] - mu) * rs, dn = g[c] * w[c];
+      const float gc = Load(gr + c), n = (x[c] - mu) * rs, dn = gc * w[c];
       const float d = dxr[c] + rs * (dn - s1 - n * s2);
       dxr[c] = d;
       dbr[c] = __float2bfloat16(d);
       if (sums) {
-        atomicAdd(&sdw[c], g[c] * n);
-        atomicAdd(&sdb[c], g[c]);
+        atomicAdd(&sdw[c], gc * n);
+        atomicAdd(&sdb[c], gc);
       }
     }
   }
@@ -373,25 +399,6 @@ __global__ void __launch_bounds__(kLayoutThreads) HeadsToRowsKernel(bf16* rows, 
       *reinterpret_cast<Bf16x<kVec>*>(rows + ((bt0 + r) * parts + part) * C + c) = v[u];
     }
   }
-}
-
-// One value, or kVec = 4 consecutive ones (16-byte fp32 or 8-byte bf16 loads), as fp32.
-__device__ __forceinline__ float Load(const float* p) { return *p; }
-__device__ __forceinline__ float Load(const bf16* p) { return __bfloat162float(*p); }
-template <int kVec>
-__device__ __forceinline__ void LoadVec(const float* p, float (&v)[kVec]) {
-  if constexpr (kVec == 4) {
-    const float4 f = *reinterpret_cast<const float4*>(p);
-    v[0] = f.x, v[1] = f.y, v[2] = f.z, v[3] = f.w;
-  } else {
-    v[0] = *p;
-  }
-}
-template <int kVec>
-__device__ __forceinline__ void LoadVec(const bf16* p, float (&v)[kVec]) {
-  const Bf16x<kVec> b = *reinterpret_cast<const Bf16x<kVec>*>(p);
-#pragma unroll
-  for (int j = 0; j < kVec; ++j) v[j] = __bfloat162float(b.v[j]);
 }
 
 // Block per row, kVec columns a thread step: h = pre + bias (bf16), g = GELU(h); pre fp32 or bf16.
@@ -625,31 +632,48 @@ Status ResidualLayerNorm(cudaStream_t s, float* resid_out, bf16* ln, float* mean
   return LastError("ResidualLayerNorm");
 }
 
-Status LayerNormBackward(cudaStream_t s, float* dx, bf16* dx_bf16, float* dw, float* db, const float* dout,
-                         const float* inp, const float* w, const float* mean, const float* rstd, int64_t BT,
-                         int64_t C) {
+namespace {
+template <typename TD>
+Status LayerNormBackwardT(cudaStream_t s, float* dx, bf16* dx_bf16, float* dw, float* db, const TD* dout,
+                          const float* inp, const float* w, const float* mean, const float* rstd, int64_t BT,
+                          int64_t C) {
   // The column kernel where its float4 accesses are aligned; as many blocks as fit at once.
-  if (C / 4 <= kLnMaxThreads && Vec4(C, {dx, dout, inp, w}, {dx_bf16})) {
+  const bool f32 = std::is_same_v<TD, float>;
+  const void* dout_f32 = f32 ? dout : nullptr;
+  const void* dout_b16 = f32 ? nullptr : dout;
+  if (C / 4 <= kLnMaxThreads && Vec4(C, {dx, dout_f32, inp, w}, {dx_bf16, dout_b16})) {
     const int threads = static_cast<int>((C / 4 + kWarp - 1) / kWarp * kWarp);
     int per_sm = 0, sms = 0, dev = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, LayerNormBackwardColsKernel, threads, 0) != cudaSuccess)
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, LayerNormBackwardColsKernel<TD>, threads, 0) !=
+            cudaSuccess)
       return LastError("LayerNormBackward (occupancy)");
     const int64_t resident = int64_t{sms} * std::max(per_sm, 1);
     const auto blocks = static_cast<unsigned>(std::min<int64_t>(Blocks(BT, kLnRows), resident));
-    LayerNormBackwardColsKernel<<<blocks, threads, 0, s>>>(dx, dx_bf16, dw, db, dout, inp, w, mean, rstd, BT,
-                                                           static_cast<int>(C));
+    LayerNormBackwardColsKernel<TD><<<blocks, threads, 0, s>>>(dx, dx_bf16, dw, db, dout, inp, w, mean, rstd, BT,
+                                                               static_cast<int>(C));
     return LastError("LayerNormBackward");
   }
   constexpr int kThreads = 512;
   const size_t smem = sizeof(float) * 2 * static_cast<size_t>(C);
   if (smem > 48 * 1024) return Status::Unimplemented("LayerNormBackward: C = " + std::to_string(C) + " exceeds 6144");
   const unsigned blocks = std::min<unsigned>(Blocks(BT, kThreads / kWarp), 264);
-  LayerNormBackwardKernel<<<blocks, kThreads, smem, s>>>(dx, dx_bf16, dw, db, dout, inp, w, mean, rstd, BT, C);
+  LayerNormBackwardKernel<TD><<<blocks, kThreads, smem, s>>>(dx, dx_bf16, dw, db, dout, inp, w, mean, rstd, BT, C);
   return LastError("LayerNormBackward");
 }
+}  // namespace
 
+Status LayerNormBackward(cudaStream_t s, float* dx, bf16* dx_bf16, float* dw, float* db, const float* dout,
+                         const float* inp, const float* w, const float* mean, const float* rstd, int64_t BT,
+                         int64_t C) {
+  return LayerNormBackwardT(s, dx, dx_bf16, dw, db, dout, inp, w, mean, rstd, BT, C);
+}
+Status LayerNormBackward(cudaStream_t s, float* dx, bf16* dx_bf16, float* dw, float* db, const bf16* dout,
+                         const float* inp, const float* w, const float* mean, const float* rstd, int64_t BT,
+                         int64_t C) {
+  return LayerNormBackwardT(s, dx, dx_bf16, dw, db, dout, inp, w, mean, rstd, BT, C);
+}
 
 Status RowsToHeads(cudaStream_t s, bf16* const* heads, int parts, const float* rows_f32, const bf16* rows_bf16,
                    const float* bias, int64_t B, int64_t T, int64_t H, int64_t D) {

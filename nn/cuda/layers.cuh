@@ -39,8 +39,10 @@ Status EncoderBackward(cudaStream_t s, float* dwte, float* dwpe, const float* dx
 // LN(resid_out)·w + b; mean, rstd (BT). resid_out may equal resid.
 Status ResidualLayerNorm(cudaStream_t s, float* resid_out, bf16* ln, float* mean, float* rstd, const float* resid,
                          const float* delta, const float* bias, const float* w, const float* b, int64_t BT, int64_t C);
-// dx (BT, C) += ∂LN/∂x · dout; dx_bf16 = bf16(dx); dw, db (C) += (may be null: frozen).
+// dx (BT, C) += ∂LN/∂x · dout (fp32 or bf16); dx_bf16 = bf16(dx); dw, db (C) += (may be null: frozen).
 Status LayerNormBackward(cudaStream_t s, float* dx, bf16* dx_bf16, float* dw, float* db, const float* dout,
+                         const float* inp, const float* w, const float* mean, const float* rstd, int64_t BT, int64_t C);
+Status LayerNormBackward(cudaStream_t s, float* dx, bf16* dx_bf16, float* dw, float* db, const bf16* dout,
                          const float* inp, const float* w, const float* mean, const float* rstd, int64_t BT, int64_t C);
 
 // Row layout (B, T, parts·C) + bias <-> per-part head layout (B, H, T, D) bf16, part p of a row at

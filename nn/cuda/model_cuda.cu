@@ -598,7 +598,8 @@ Status CudaModel::Impl::Backward(float scale) {
   const float row_scale = count > 0 ? scale / static_cast<float>(count) : 0.0f;
   SCION_RETURN_IF_ERROR(cuda::ClassifierBackward(st, logits, clf_lse, targets, BT, V, Vp, row_scale));
   // dlnf (BT, C) = dlogits · wte; dwte (V, C) += dlogitsᵀ · lnf.
-  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, C, {logits, Vp}, {head, C}, BT, C, Vp, 1, 0));
+  bf16* dln = reinterpret_cast<bf16*>(scratch);  // each LayerNorm's output gradient, bf16 like dqkv, dfch
+  SCION_RETURN_IF_ERROR(cuda::Gemm(blas, dln, true, C, {logits, Vp}, {head, C}, BT, C, Vp, 1, 0));
   if (wte_t) {  // rows [0, V64) on whole 64-row tiles, the last V − V64 apart: with M = V cuBLAS took an sm80 kernel
     const int64_t V64 = V / 64 * 64;
     if (V64 > 0)
@@ -608,7 +609,7 @@ Status CudaModel::Impl::Backward(float scale) {
           cuda::Gemm(blas, g + wte + V64 * C, false, C, {logits + V64, Vp, true}, {lnf, C}, V - V64, C, BT, 1, 1));
   }
   SCION_CUDA_TRY(cudaMemsetAsync(dx, 0, sizeof(float) * BT * C, st));
-  SCION_RETURN_IF_ERROR(cuda::LayerNormBackward(st, dx, dx_b, G(lnf_w, lnf_t), G(lnf_b, lnf_t), scratch, resid[L],
+  SCION_RETURN_IF_ERROR(cuda::LayerNormBackward(st, dx, dx_b, G(lnf_w, lnf_t), G(lnf_b, lnf_t), dln, resid[L],
                                                 w + lnf_w, lnf_mean, lnf_rstd, BT, C));
   for (int64_t l = L - 1; l >= 0; --l) {
     LayerActs& a = acts[l];
@@ -617,14 +618,14 @@ Status CudaModel::Impl::Backward(float scale) {
     // MLP branch; dx is the gradient of the block output.
     SCION_RETURN_IF_ERROR(MlpBranchBackward(l));
     const bf16* dfch = scratch_b;  // (BT, Hm)
-    SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, C, {dfch, Hm}, {wb + o.fc_w, Hm, true}, BT, C, Hm, 1, 0));
-    SCION_RETURN_IF_ERROR(cuda::LayerNormBackward(st, dx, dx_b, G(o.ln2_w, o.ln2_t), G(o.ln2_b, o.ln2_t), scratch,
+    SCION_RETURN_IF_ERROR(cuda::Gemm(blas, dln, true, C, {dfch, Hm}, {wb + o.fc_w, Hm, true}, BT, C, Hm, 1, 0));
+    SCION_RETURN_IF_ERROR(cuda::LayerNormBackward(st, dx, dx_b, G(o.ln2_w, o.ln2_t), G(o.ln2_b, o.ln2_t), dln,
                                                   a.resid_mid, w + o.ln2_w, a.ln2_mean, a.ln2_rstd, BT, C));
     // Mixer branch; dx is now the gradient of resid_mid.
     SCION_RETURN_IF_ERROR(AttnBranchBackward(l));
     const bf16* dqkv = scratch_b;  // (BT, 3C)
-    SCION_RETURN_IF_ERROR(cuda::Gemm(blas, scratch, false, C, {dqkv, 3 * C}, {wb + o.attn_w, 3 * C, true}, BT, C, 3 * C, 1, 0));
-    SCION_RETURN_IF_ERROR(cuda::LayerNormBackward(st, dx, dx_b, G(o.ln1_w, o.ln1_t), G(o.ln1_b, o.ln1_t), scratch,
+    SCION_RETURN_IF_ERROR(cuda::Gemm(blas, dln, true, C, {dqkv, 3 * C}, {wb + o.attn_w, 3 * C, true}, BT, C, 3 * C, 1, 0));
+    SCION_RETURN_IF_ERROR(cuda::LayerNormBackward(st, dx, dx_b, G(o.ln1_w, o.ln1_t), G(o.ln1_b, o.ln1_t), dln,
                                                   resid[l], w + o.ln1_w, a.ln1_mean, a.ln1_rstd, BT, C));
   }
   return cuda::EncoderBackward(st, G(wte, wte_t), G(wpe, wpe_t), dx, tokens, B, T, C);

@@ -68,22 +68,27 @@ void FreeAll(std::initializer_list<const void*> ps) {
   for (const void* p : ps) cudaFree(const_cast<void*>(p));
 }
 
-// dx += ∂LN, dx_bf16 = bf16(dx), dw, db += (or frozen: null). Shapes cover the column kernel (C a
-// multiple of 4, rows not a multiple of its 8-row batches, a partial last warp) and the row kernel
-// (C odd).
+// dx += ∂LN, dx_bf16 = bf16(dx), dw, db += (or frozen: null), dout fp32 or bf16. Shapes cover the
+// column kernel (C a multiple of 4, rows not a multiple of its 4-row batches, a partial last warp)
+// and the row kernel (C odd).
 int LayerNormBackwardChecks() {
   struct Case {
     int64_t BT, C;
-    bool frozen;
+    bool frozen, bf16_dout;
   };
   int failures = 0;
   Rng rng(20261124);
-  for (const Case& c : {Case{1000, 768, false}, Case{37, 100, false}, Case{53, 99, false}, Case{64, 768, true},
-                        Case{9, 2048, false}}) {
+  for (const Case& c : {Case{1000, 768, false, false}, Case{37, 100, false, false}, Case{53, 99, false, false},
+                        Case{64, 768, true, false}, Case{9, 2048, false, false}, Case{1000, 768, false, true},
+                        Case{53, 99, false, true}}) {
     const size_t n = static_cast<size_t>(c.BT * c.C);
     std::vector<float> x(n), dout(n), dx(n), w(c.C), b(c.C), dw(c.C), db(c.C), out(n), mean(c.BT), rstd(c.BT);
     for (float& v : x) v = static_cast<float>(0.5 + 2.0 * rng.Normal());
-    for (float& v : dout) v = static_cast<float>(rng.Normal());
+    std::vector<cuda::bf16> dout_b(n);
+    for (size_t i = 0; i < n; ++i) {  // bf16 dout: the reference takes the same rounded values
+      dout_b[i] = __float2bfloat16(static_cast<float>(rng.Normal()));
+      dout[i] = c.bf16_dout ? __bfloat162float(dout_b[i]) : static_cast<float>(rng.Normal());
+    }
     for (float& v : dx) v = static_cast<float>(rng.Normal());
     for (float& v : w) v = static_cast<float>(1.0 + 0.3 * rng.Normal());
     for (float& v : dw) v = static_cast<float>(rng.Normal());
@@ -94,15 +99,22 @@ int LayerNormBackwardChecks() {
                       dout.data(), x.data(), w.data(), mean.data(), rstd.data(), c.BT, c.C);
 
     float *d_dx = ToDevice(dx), *d_dw = ToDevice(dw), *d_db = ToDevice(db), *d_dout = ToDevice(dout);
+    cuda::bf16* d_dout_b = ToDevice(dout_b);
     float *d_x = ToDevice(x), *d_w = ToDevice(w), *d_mean = ToDevice(mean), *d_rstd = ToDevice(rstd);
     cuda::bf16* d_dxb = nullptr;
     cudaMalloc(&d_dxb, n * sizeof(cuda::bf16));
     cudaMemset(d_dxb, 0xff, n * sizeof(cuda::bf16));  // NaN: an element left unwritten fails
-    const Status st = cuda::LayerNormBackward(nullptr, d_dx, d_dxb, c.frozen ? nullptr : d_dw,
-                                              c.frozen ? nullptr : d_db, d_dout, d_x, d_w, d_mean, d_rstd, c.BT, c.C);
+    float* const dw_or_null = c.frozen ? nullptr : d_dw;
+    float* const db_or_null = c.frozen ? nullptr : d_db;
+    const Status st =
+        c.bf16_dout
+            ? cuda::LayerNormBackward(nullptr, d_dx, d_dxb, dw_or_null, db_or_null, d_dout_b, d_x, d_w, d_mean, d_rstd,
+                                      c.BT, c.C)
+            : cuda::LayerNormBackward(nullptr, d_dx, d_dxb, dw_or_null, db_or_null, d_dout, d_x, d_w, d_mean, d_rstd,
+                                      c.BT, c.C);
     const bool synced = cudaDeviceSynchronize() == cudaSuccess;
     const std::string name = "LayerNormBackward BT " + std::to_string(c.BT) + " C " + std::to_string(c.C) +
-                             (c.frozen ? " frozen" : "");
+                             (c.frozen ? " frozen" : "") + (c.bf16_dout ? " bf16 dout" : "");
     if (!st.ok() || !synced) {
       failures += LaunchFailed(name, st);
     } else {
@@ -120,7 +132,7 @@ int LayerNormBackwardChecks() {
                                 {"dw", RelErr(got_dw, dw_ref), 1e-4},
                                 {"db", RelErr(got_db, db_ref), 1e-4}});
     }
-    FreeAll({d_dx, d_dw, d_db, d_dout, d_x, d_w, d_mean, d_rstd, d_dxb});
+    FreeAll({d_dx, d_dw, d_db, d_dout, d_dout_b, d_x, d_w, d_mean, d_rstd, d_dxb});
   }
   return failures;
 }
