@@ -108,16 +108,21 @@ struct alignas(sizeof(bf16) * kVec) Bf16x {
   bf16 v[kVec];
 };
 
-// One value, or kVec = 4 consecutive ones (16-byte fp32 or 8-byte bf16 loads), as fp32.
+// One value, or kVec consecutive ones (fp32 by 16-byte loads where kVec % 4 == 0; bf16 as one
+// kVec-wide load), as fp32.
 __device__ __forceinline__ float Load(const float* p) { return *p; }
 __device__ __forceinline__ float Load(const bf16* p) { return __bfloat162float(*p); }
 template <int kVec>
 __device__ __forceinline__ void LoadVec(const float* p, float (&v)[kVec]) {
-  if constexpr (kVec == 4) {
-    const float4 f = *reinterpret_cast<const float4*>(p);
-    v[0] = f.x, v[1] = f.y, v[2] = f.z, v[3] = f.w;
+  if constexpr (kVec % 4 == 0) {
+#pragma unroll
+    for (int j = 0; j < kVec; j += 4) {
+      const float4 f = *reinterpret_cast<const float4*>(p + j);
+      v[j] = f.x, v[j + 1] = f.y, v[j + 2] = f.z, v[j + 3] = f.w;
+    }
   } else {
-    v[0] = *p;
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) v[j] = p[j];
   }
 }
 template <int kVec>
@@ -127,8 +132,8 @@ __device__ __forceinline__ void LoadVec(const bf16* p, float (&v)[kVec]) {
   for (int j = 0; j < kVec; ++j) v[j] = __bfloat162float(b.v[j]);
 }
 
-// The same with 4 consecutive columns a lane step (C % 4 == 0, C <= 128 · kResidVecs, 16-byte
-// aligned rows): the row stays in registers between the sum, the variance and the output, and its
+// ResidualLayerNorm with 4 consecutive columns a lane step (C % 4 == 0, C <= 128 · kResidVecs,
+// 16-byte aligned rows): the row stays in registers between the sum, the variance and the output, and its
 // loads are all issued before the first store (out may alias resid).
 constexpr int kResidVecs = 8;
 __global__ void ResidualLayerNormVecKernel(float* out, bf16* ln, float* mean_out, float* rstd_out, const float* resid,
@@ -210,12 +215,9 @@ __global__ void __launch_bounds__(kLnMaxThreads)
       const int64_t row = row0 + r, at = row * C + col;
       const bool ok = mine && row < BT;
       x[r] = ok ? *reinterpret_cast<const float4*>(inp + at) : zero;
-      g[r] = zero;
-      if (ok) {
-        float v[4];
-        LoadVec<4>(dout + at, v);
-        g[r] = make_float4(v[0], v[1], v[2], v[3]);
-      }
+      float gv[4] = {0.f, 0.f, 0.f, 0.f};
+      if (ok) LoadVec<4>(dout + at, gv);
+      g[r] = make_float4(gv[0], gv[1], gv[2], gv[3]);
       d[r] = ok ? *reinterpret_cast<const float4*>(dx + at) : zero;
       mu[r] = row < BT ? mean[row] : 0.f;
       rs[r] = row < BT ? rstd[row] : 0.f;
@@ -345,20 +347,10 @@ __global__ void __launch_bounds__(kLayoutThreads) RowsToHeadsKernel(HeadPtrs hea
       if (i >= n) break;
       const int r = i / per_row, c = (i - r * per_row) * kVec;
       const int src = ((bt0 + r) * parts + part) * C + c;
-#pragma unroll
-      for (int j = 0; j < kVec; j += 4) {
-        if constexpr (kVec >= 4) {
-          if (rf) {
-            const float4 f = *reinterpret_cast<const float4*>(rf + src + j);
-            v[u][j] = f.x, v[u][j + 1] = f.y, v[u][j + 2] = f.z, v[u][j + 3] = f.w;
-          } else {
-            const Bf16x<4> b = *reinterpret_cast<const Bf16x<4>*>(rb + src + j);
-            for (int k = 0; k < 4; ++k) v[u][j + k] = __bfloat162float(b.v[k]);
-          }
-        } else {
-          v[u][0] = rf ? rf[src] : __bfloat162float(rb[src]);
-        }
-      }
+      if (rf)
+        LoadVec<kVec>(rf + src, v[u]);
+      else
+        LoadVec<kVec>(rb + src, v[u]);
     }
 #pragma unroll
     for (int u = 0; u < kLayoutUnroll; ++u) {
