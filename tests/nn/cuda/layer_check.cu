@@ -1,6 +1,6 @@
 // scion-nn-check's layer-kernel checks: nn/cuda/layers.cu's kernels alone against nn/ops.cc's CPU
-// formulas (or a loop here) on fresh random inputs, at tight fp32 tolerances (the model checks beside them carry
-// bf16 GEMM error and cannot see a small slip in one kernel). Built only with CUDA.
+// formulas (or a loop here) on fresh random inputs, at tight fp32 tolerances (the model checks
+// beside them carry bf16 GEMM error and cannot see a small slip in one kernel). Built only with CUDA.
 #include <cuda_runtime.h>
 
 #include <algorithm>
