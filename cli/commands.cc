@@ -50,6 +50,83 @@ int Fail(std::ostream& err, const Status& s) {
   return ExitFor(s);
 }
 
+// Follows a job to its end; a job that did not succeed gets one line with its reason on `err`.
+int FollowToEnd(Client& client, int64_t id, bool logs, std::ostream& out, std::ostream& err, Terminal term) {
+  auto state = FollowJob(client, id, logs, /*progress=*/true, out, term);
+  if (!state.ok()) return Fail(err, state.status());
+  if (*state == "succeeded") return kExitOk;
+  auto shown = client.Call("show", {{"job_id", id}});
+  std::string reason = shown.ok() ? Field((*shown)["job"], "reason") : "-";
+  err << "scion: job " << id << " " << *state << (reason != "-" ? ": " + reason : "") << "\n";
+  return kExitFailed;
+}
+
+// A file name for an artifact: its name with path separators and leading dots made harmless, so
+// that nothing is written outside the folder.
+std::string SafeFileName(std::string name) {
+  for (char& c : name)
+    if (c == '/' || c == '\\') c = '_';
+  while (!name.empty() && name[0] == '.') name[0] = '_';
+  return name.empty() ? "_" : name;
+}
+
+Status WriteFile(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f << text;
+  f.close();
+  if (!f) return Status::IoError("export: cannot write " + path.string());
+  return Status::Ok();
+}
+
+// `export`: the jobs' comparison (jobs.csv, jobs.json) and, per job, its record (job.json: state,
+// attempts, events, summary), metric history (metrics.csv) and log (log.txt), with --artifacts
+// its artifacts too; everything read before anything is written, one job at a time.
+int Export(Client& client, const std::vector<int64_t>& ids, const std::filesystem::path& dir, bool artifacts,
+           std::ostream& out, std::ostream& err) {
+  auto compared = client.Call("compare", {{"job_ids", ids}});
+  if (!compared.ok()) return Fail(err, compared.status());
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Fail(err, Status::IoError("export: cannot create " + dir.string() + ": " + ec.message()));
+  Status s = WriteFile(dir / "jobs.csv", CompareCsv((*compared)["jobs"]));
+  if (s.ok()) s = WriteFile(dir / "jobs.json", (*compared)["jobs"].dump(2) + "\n");
+  if (!s.ok()) return Fail(err, s);
+  size_t files = 2;
+  for (int64_t id : ids) {
+    auto shown = client.Call("show", {{"job_id", id}});
+    if (!shown.ok()) return Fail(err, shown.status());
+    shown->erase("id");
+    shown->erase("ok");
+    auto metrics = AllPages(client, "metrics", {{"job_id", id}}, "metrics");
+    if (!metrics.ok()) return Fail(err, metrics.status());
+    auto lines = AllPages(client, "logs", {{"job_id", id}}, "lines");
+    if (!lines.ok()) return Fail(err, lines.status());
+    std::string log;
+    for (const auto& l : *lines) log += l.value("line", "") + "\n";
+    const auto job_dir = dir / std::to_string(id);
+    std::filesystem::create_directories(job_dir, ec);
+    if (ec) return Fail(err, Status::IoError("export: cannot create " + job_dir.string() + ": " + ec.message()));
+    s = WriteFile(job_dir / "job.json", shown->dump(2) + "\n");
+    if (s.ok()) s = WriteFile(job_dir / "metrics.csv", RenderCsv(MetricHeader(), MetricRows(*metrics, false)));
+    if (s.ok()) s = WriteFile(job_dir / "log.txt", log);
+    if (!s.ok()) return Fail(err, s);
+    files += 3;
+    if (!artifacts) continue;
+    auto listed = client.Call("artifacts", {{"job_id", id}});
+    if (!listed.ok()) return Fail(err, listed.status());
+    if ((*listed)["artifacts"].empty()) continue;
+    std::filesystem::create_directories(job_dir / "artifacts", ec);
+    if (ec) return Fail(err, Status::IoError("export: cannot create " + (job_dir / "artifacts").string()));
+    for (const auto& a : (*listed)["artifacts"]) {
+      s = DownloadArtifact(client, a.value("sha256", ""), job_dir / "artifacts" / SafeFileName(a.value("name", "")));
+      if (!s.ok()) return Fail(err, s);
+      ++files;
+    }
+  }
+  out << dir.string() << ": " << files << " files for " << ids.size() << " job(s)\n";
+  return kExitOk;
+}
+
 }  // namespace
 
 Status ReadNew(Client& client, const std::string& op, nlohmann::json fields, const char* key, int64_t* after_seq,
@@ -82,7 +159,7 @@ int RunCommand(const Invocation& inv, Client& client, std::istream& in, std::ost
   const std::string& cmd = inv.command;
   std::vector<int64_t> ids;
   const bool takes_ids = cmd == "show" || cmd == "logs" || cmd == "metrics" || cmd == "cancel" ||
-                         cmd == "retry" || cmd == "compare";
+                         cmd == "retry" || cmd == "compare" || cmd == "watch" || cmd == "export";
   if (takes_ids) {
     for (const auto& p : inv.positional) {
       auto id = ParseJobId(p);
@@ -104,14 +181,21 @@ int RunCommand(const Invocation& inv, Client& client, std::istream& in, std::ost
       return kExitOk;
     }
     err << "submitted job " << id << "\n";
-    auto state = FollowJob(client, id, /*logs=*/true, /*progress=*/true, out, term);
-    if (!state.ok()) return Fail(err, state.status());
-    if (*state == "succeeded") return kExitOk;
-    auto shown = client.Call("show", {{"job_id", id}});
-    std::string reason = shown.ok() ? Field((*shown)["job"], "reason") : "-";
-    err << "scion: job " << id << " " << *state << (reason != "-" ? ": " + reason : "") << "\n";
-    return kExitFailed;
+    return FollowToEnd(client, id, /*logs=*/true, out, err, term);
   }
+
+  if (cmd == "watch") {  // one job after another: a job that ended already shows its last line at once
+    int rc = kExitOk;
+    for (int64_t id : ids) {
+      const int r = FollowToEnd(client, id, inv.Flag("logs"), out, err, term);
+      if (r == kExitUnreachable || r == kExitUsage) return r;
+      if (r != kExitOk) rc = r;
+    }
+    return rc;
+  }
+
+  if (cmd == "export")
+    return Export(client, ids, inv.Value("out", "scion-export"), inv.Flag("artifacts"), out, err);
 
   if (cmd == "ls") {
     nlohmann::json q = nlohmann::json::object();
@@ -199,23 +283,7 @@ int RunCommand(const Invocation& inv, Client& client, std::istream& in, std::ost
     if (inv.json) {
       out << jobs.dump(2) << "\n";
     } else if (inv.Flag("csv")) {
-      // One row per job, one column per metric: the shape spreadsheets and pandas expect.
-      std::set<std::string> names;
-      for (const auto& j : jobs)
-        if (j.contains("summary") && j["summary"].is_object())
-          for (const auto& [k, v] : j["summary"].items()) names.insert(k);
-      Row header = {"job_id", "name", "kind", "state"};
-      header.insert(header.end(), names.begin(), names.end());
-      std::vector<Row> rows;
-      for (const auto& j : jobs) {
-        Row row = {Field(j, "job_id"), Field(j, "name"), Field(j, "kind"), Field(j, "state")};
-        for (const auto& n : names) {
-          const auto& s = j.contains("summary") ? j["summary"] : nlohmann::json();
-          row.push_back(s.is_object() && s.contains(n) && s[n].is_number() ? nlohmann::json(s[n]).dump() : "");
-        }
-        rows.push_back(std::move(row));
-      }
-      out << RenderCsv(header, rows);
+      out << CompareCsv(jobs);
     } else {
       out << CompareTable(jobs);
     }

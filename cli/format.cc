@@ -191,6 +191,24 @@ std::string CompareTable(const nlohmann::json& jobs) {
   return RenderTable(header, rows);
 }
 
+std::string CompareCsv(const nlohmann::json& jobs) {
+  std::set<std::string> names;
+  for (const auto& j : jobs)
+    if (j.contains("summary") && j["summary"].is_object())
+      for (const auto& [k, v] : j["summary"].items()) names.insert(k);
+  Row header = {"job_id", "name", "kind", "state"};
+  header.insert(header.end(), names.begin(), names.end());
+  std::vector<Row> rows;
+  for (const auto& j : jobs) {
+    Row row = {Field(j, "job_id"), Field(j, "name"), Field(j, "kind"), Field(j, "state")};
+    const auto& s = j.contains("summary") ? j["summary"] : nlohmann::json();
+    for (const auto& n : names)
+      row.push_back(s.is_object() && s.contains(n) && s[n].is_number() ? nlohmann::json(s[n]).dump() : "");
+    rows.push_back(std::move(row));
+  }
+  return RenderCsv(header, rows);
+}
+
 Row MetricHeader() { return {"SEQ", "ATTEMPT", "STEP", "NAME", "VALUE", "TIME"}; }
 
 std::vector<Row> MetricRows(const nlohmann::json& metrics, bool human) {

@@ -42,6 +42,9 @@ std::string WorkersTable(const nlohmann::json& workers, double now);
 // The `compare` table: one row per metric name (union over the jobs, sorted), one column per job;
 // a missing metric is "-". The first rows give each job's name and state.
 std::string CompareTable(const nlohmann::json& jobs);
+// The same as CSV, transposed: one row per job (job_id, name, kind, state, then one column per
+// metric name, sorted), the shape spreadsheets and pandas expect; a missing metric is empty.
+std::string CompareCsv(const nlohmann::json& jobs);
 // Metrics as rows: SEQ ATTEMPT STEP NAME VALUE TIME (CSV uses raw numbers, the table human forms).
 std::vector<Row> MetricRows(const nlohmann::json& metrics, bool human);
 Row MetricHeader();

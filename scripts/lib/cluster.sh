@@ -80,17 +80,13 @@ cluster_start() {
 }
 
 wait_jobs() {
-  local id state
-  for id in "$@"; do
-    while true; do
-      state=$(scion show "$id" -o json | python3 -c 'import json, sys; print(json.load(sys.stdin)["job"]["state"])')
-      case $state in
-        succeeded) break ;;
-        failed | cancelled) echo "job $id $state:" >&2; scion logs "$id" | tail -5 >&2; return 1 ;;
-      esac
-      sleep 1
-    done
+  local id
+  scion watch "$@" >/dev/null 2>&1 && return 0
+  for id in "$@"; do  # each job that did not succeed: its reason and last log lines
+    scion watch "$id" >/dev/null && continue
+    scion logs "$id" | tail -5 >&2
   done
+  return 1
 }
 
 wait_named() {

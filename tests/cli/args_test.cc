@@ -35,6 +35,16 @@ TEST(Args, ParsesCommandsOptionsAndPositionals) {
   ASSERT_TRUE(inv.ok());
   EXPECT_EQ(inv->positional.size(), 3u);
 
+  inv = ParseArgs({"export", "4", "5", "--out", "results", "--artifacts"}, "");
+  ASSERT_TRUE(inv.ok()) << inv.status().ToString();
+  EXPECT_EQ(inv->Value("out"), "results");
+  EXPECT_TRUE(inv->Flag("artifacts"));
+  EXPECT_EQ(inv->positional.size(), 2u);
+
+  inv = ParseArgs({"watch", "7", "--logs"}, "");
+  ASSERT_TRUE(inv.ok()) << inv.status().ToString();
+  EXPECT_TRUE(inv->Flag("logs"));
+
   inv = ParseArgs({"--help"}, "");
   ASSERT_TRUE(inv.ok());
   EXPECT_TRUE(inv->help);
@@ -59,6 +69,8 @@ TEST(Args, UsageErrorsNameTheArgument) {
       {{"artifacts", "push", "x"}, "unknown command 'artifacts push'"},
       {{"submit", "--wait=yes", "x"}, "option --wait: takes no value"},
       {{"artifacts", "ls", "--job", "0"}, "--job: '0' is not a positive integer"},
+      {{"watch"}, "watch: missing argument"},
+      {{"export", "3", "--logs"}, "option --logs: not accepted by 'export'"},
   };
   for (const auto& c : cases) {
     auto inv = ParseArgs(c.args, "");
@@ -80,7 +92,7 @@ TEST(Args, JobIds) {
 TEST(Args, UsageListsEveryCommand) {
   std::string u = Usage();
   for (const char* c : {"submit", "ls", "show", "logs", "metrics", "cancel", "retry", "workers", "artifacts ls",
-                        "artifacts get", "artifacts put", "compare"})
+                        "artifacts get", "artifacts put", "compare", "watch", "export"})
     EXPECT_NE(u.find(std::string("  ") + c + " "), std::string::npos) << c;
   EXPECT_EQ(Usage("show").rfind("usage: scion show <job>", 0), 0u);
 }

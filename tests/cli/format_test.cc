@@ -97,6 +97,13 @@ TEST(Format, CompareTableUnionsMetricNames) {
             "state   succeeded  failed\n"
             "acc     0.9        -\n"
             "loss    0.5        0.75\n");
+  // CSV: a row per job, empty where a job lacks a metric or it is not a number; names quoted.
+  jobs[1]["summary"]["acc"] = "n/a";
+  jobs[1]["name"] = "b,2";
+  EXPECT_EQ(CompareCsv(jobs),
+            "job_id,name,kind,state,acc,loss\n"
+            "1,a,-,succeeded,0.9,0.5\n"
+            "2,\"b,2\",-,failed,,0.75\n");
 }
 
 TEST(Format, WorkersTable) {

@@ -1,5 +1,7 @@
 // The `scion` binary against a live coordinator: exit codes, tables, JSON and CSV outputs.
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include "tests/integration/fixture.h"
@@ -103,6 +105,67 @@ TEST_F(CliTest, SubmitWaitExitCodeIsTheOutcomeAndCompareShowsSummaries) {
   Ran missing = Scion({"show", "999999"});
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_EQ(std::count(missing.output.begin(), missing.output.end(), '\n'), 0) << "stdout stays empty on error";
+}
+
+std::string ReadAll(const std::filesystem::path& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+TEST_F(CliTest, WatchFollowsRunningJobsAndExportWritesTheirRecords) {
+  Start(1);
+  ASSERT_FALSE(HasFailure());
+  // A job still running when `watch` starts, one that fails, and one with an artifact.
+  nlohmann::json slow = ShellJob("slow", "sleep 1; echo \"SCION_METRIC {\\\"step\\\": 1, \\\"name\\\": \\\"acc\\\", "
+                                         "\\\"value\\\": 0.5}\"; echo slow done");
+  nlohmann::json bad = ShellJob("bad", "echo about to fail; exit 3");
+  bad["max_attempts"] = 1;
+  nlohmann::json art = ShellJob("art", "printf 'a,b\\n1,2\\n' > \"$SCION_OUTPUT_DIR/table.csv\"");
+  art["outputs"] = {"table.csv"};
+  std::vector<std::string> ids;
+  for (const auto& spec : {slow, bad, art}) {
+    Ran r = Scion({"submit", "-"}, spec.dump());
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    ids.push_back(r.output.substr(0, r.output.find('\n')));
+  }
+
+  Ran ok = Scion({"watch", ids[0], ids[2], "--logs"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_NE(ok.output.find("slow done"), std::string::npos) << "--logs streams the log: " << ok.output;
+  EXPECT_NE(ok.output.find("acc=0.5"), std::string::npos) << "progress shows the newest metric: " << ok.output;
+  Ran all = Scion({"watch", ids[0], ids[1], ids[2]});
+  EXPECT_EQ(all.exit_code, 1) << "one job failed: " << all.output;
+  Ran why = RunCapture({scion_, "--addr", cluster_->client_addr(), "watch", ids[1]}, "", /*merge_stderr=*/true);
+  EXPECT_NE(why.output.find("job " + ids[1] + " failed"), std::string::npos) << why.output;
+  EXPECT_EQ(Scion({"watch", "999999"}).exit_code, 1);
+
+  const std::filesystem::path dir = cluster_->root() + "/export";
+  Ran ex = Scion({"export", ids[0], ids[1], ids[2], "--out", dir.string(), "--artifacts"});
+  ASSERT_EQ(ex.exit_code, 0) << ex.output;
+  EXPECT_EQ(ex.output, dir.string() + ": 12 files for 3 job(s)\n");
+  const std::string csv = ReadAll(dir / "jobs.csv");
+  // Metric columns are the union of the summaries (a command job's exit code among them).
+  EXPECT_EQ(csv.rfind("job_id,name,kind,state,acc,exit_code\n" + ids[0] + ",slow,command,succeeded,0.5,0.0\n", 0), 0u)
+      << csv;
+  EXPECT_NE(csv.find("\n" + ids[1] + ",bad,command,failed,,\n"), std::string::npos) << csv;
+  auto jobs = nlohmann::json::parse(ReadAll(dir / "jobs.json"), nullptr, false);
+  ASSERT_TRUE(jobs.is_array());
+  EXPECT_EQ(jobs.size(), 3u);
+  auto record = nlohmann::json::parse(ReadAll(dir / ids[1] / "job.json"), nullptr, false);
+  ASSERT_TRUE(record.is_object()) << ReadAll(dir / ids[1] / "job.json");
+  EXPECT_EQ(record["job"]["state"], "failed");
+  EXPECT_TRUE(record["events"].is_array() && !record["events"].empty()) << record.dump();
+  EXPECT_EQ(ReadAll(dir / ids[1] / "log.txt"), "about to fail\n");
+  const std::string metrics = ReadAll(dir / ids[0] / "metrics.csv");
+  EXPECT_EQ(metrics.rfind("SEQ,ATTEMPT,STEP,NAME,VALUE,TIME\n", 0), 0u) << metrics;
+  EXPECT_NE(metrics.find(",1,acc,0.5,"), std::string::npos) << metrics;
+  EXPECT_EQ(ReadAll(dir / ids[2] / "artifacts" / "table.csv"), "a,b\n1,2\n");
+
+  Ran missing = Scion({"export", "999999", "--out", (dir / "none").string()});
+  EXPECT_EQ(missing.exit_code, 1) << missing.output;
+  EXPECT_FALSE(std::filesystem::exists(dir / "none")) << "nothing is written when a job is unknown";
 }
 
 }  // namespace
