@@ -78,17 +78,22 @@ Status WriteFile(const std::filesystem::path& path, const std::string& text) {
   return Status::Ok();
 }
 
+Status MakeDir(const std::filesystem::path& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  return ec ? Status::IoError("export: cannot create " + dir.string() + ": " + ec.message()) : Status::Ok();
+}
+
 // `export`: the jobs' comparison (jobs.csv, jobs.json) and, per job, its record (job.json: state,
 // attempts, events, summary), metric history (metrics.csv) and log (log.txt), with --artifacts
-// its artifacts too; everything read before anything is written, one job at a time.
+// its artifacts too. The comparison is read first, so an unknown job stops it before anything is
+// written.
 int Export(Client& client, const std::vector<int64_t>& ids, const std::filesystem::path& dir, bool artifacts,
            std::ostream& out, std::ostream& err) {
   auto compared = client.Call("compare", {{"job_ids", ids}});
   if (!compared.ok()) return Fail(err, compared.status());
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return Fail(err, Status::IoError("export: cannot create " + dir.string() + ": " + ec.message()));
-  Status s = WriteFile(dir / "jobs.csv", CompareCsv((*compared)["jobs"]));
+  Status s = MakeDir(dir);
+  if (s.ok()) s = WriteFile(dir / "jobs.csv", CompareCsv((*compared)["jobs"]));
   if (s.ok()) s = WriteFile(dir / "jobs.json", (*compared)["jobs"].dump(2) + "\n");
   if (!s.ok()) return Fail(err, s);
   size_t files = 2;
@@ -104,9 +109,8 @@ int Export(Client& client, const std::vector<int64_t>& ids, const std::filesyste
     std::string log;
     for (const auto& l : *lines) log += l.value("line", "") + "\n";
     const auto job_dir = dir / std::to_string(id);
-    std::filesystem::create_directories(job_dir, ec);
-    if (ec) return Fail(err, Status::IoError("export: cannot create " + job_dir.string() + ": " + ec.message()));
-    s = WriteFile(job_dir / "job.json", shown->dump(2) + "\n");
+    s = MakeDir(job_dir);
+    if (s.ok()) s = WriteFile(job_dir / "job.json", shown->dump(2) + "\n");
     if (s.ok()) s = WriteFile(job_dir / "metrics.csv", RenderCsv(MetricHeader(), MetricRows(*metrics, false)));
     if (s.ok()) s = WriteFile(job_dir / "log.txt", log);
     if (!s.ok()) return Fail(err, s);
@@ -114,11 +118,10 @@ int Export(Client& client, const std::vector<int64_t>& ids, const std::filesyste
     if (!artifacts) continue;
     auto listed = client.Call("artifacts", {{"job_id", id}});
     if (!listed.ok()) return Fail(err, listed.status());
-    if ((*listed)["artifacts"].empty()) continue;
-    std::filesystem::create_directories(job_dir / "artifacts", ec);
-    if (ec) return Fail(err, Status::IoError("export: cannot create " + (job_dir / "artifacts").string()));
     for (const auto& a : (*listed)["artifacts"]) {
-      s = DownloadArtifact(client, a.value("sha256", ""), job_dir / "artifacts" / SafeFileName(a.value("name", "")));
+      s = MakeDir(job_dir / "artifacts");
+      const auto path = job_dir / "artifacts" / SafeFileName(a.value("name", ""));
+      if (s.ok()) s = DownloadArtifact(client, a.value("sha256", ""), path);
       if (!s.ok()) return Fail(err, s);
       ++files;
     }
