@@ -113,6 +113,7 @@ __global__ void __launch_bounds__(kThreads, 1) DistillQueryKernel(DistillArgs a,
         if (j <= row0 + r && j < N) e += __expf(s.af[r * kLda + c] * a.scale - m_new);
       }
       for (int o = 16; o > 0; o >>= 1) e += __shfl_xor_sync(0xffffffffu, e, o);
+      __syncwarp();  // every lane has read st[r] (racecheck cannot see the shuffles order it)
       if (lane == 0 && m_new > -INFINITY) {
         st[kChunk + r] = st[kChunk + r] * __expf(st[r] - m_new) + e;
         st[r] = m_new;

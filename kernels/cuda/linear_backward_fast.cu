@@ -95,16 +95,18 @@ __global__ void __launch_bounds__(kThreads, 1) PhiKernel(PhiArgs a, SmemPlan p) 
   }
 }
 
-// Shared memory of PhiKernel and PhiBackKernel: raw rows, φ, ∂φ (fp32), ∂u, u, the warps' stages,
-// row scalars and one side's weights; nothing of the state.
-SmemPlan PlanPhiSmem(const Geometry& g) {
+// Shared memory of PhiKernel and PhiBackKernel: raw rows, φ, u, the warps' stages, row scalars
+// and one side's weights, and for the backward ∂φ (fp32) and ∂u; nothing of the state.
+SmemPlan PlanPhiSmem(const Geometry& g, bool backward) {
   SmemPlan p;
   int off = 0;
   auto take = [&](int bytes) { const int at = off; off += Align128(bytes); return at; };
   p.qr = take(kChunk * g.ldx * 2);
   p.phq = take(kChunk * g.ldf * 2);
-  p.dphi = take(kChunk * std::max(std::max(g.ldp, g.ldo), kLda) * 4);
-  p.ub = take(kChunk * (g.F + 8) * 2);
+  if (backward) {
+    p.dphi = take(kChunk * std::max(std::max(g.ldp, g.ldo), kLda) * 4);
+    p.ub = take(kChunk * (g.F + 8) * 2);
+  }
   p.af = take(kChunk * kLda * 4);
   p.stage = take(kWarps * 256 * 4);
   p.rows = take(4 * kChunk * 4);
@@ -125,7 +127,7 @@ struct PhiBackArgs {
 };
 
 // φ's backward for a run of chunks of one (b, h) and one side (blockIdx.z: 0 queries, 1 keys).
-__global__ void __launch_bounds__(kThreads, 1) PhiBackKernel(PhiBackArgs a, SmemPlan p) {
+__global__ void __launch_bounds__(kThreads, 2) PhiBackKernel(PhiBackArgs a, SmemPlan p) {
   extern __shared__ __align__(128) unsigned char smem[];
   const Buffers s = Carve(smem, p);
   const Geometry& g = a.g;
@@ -136,16 +138,22 @@ __global__ void __launch_bounds__(kThreads, 1) PhiBackKernel(PhiBackArgs a, Smem
   WeightGrad dw;
 #pragma unroll
   for (int i = 0; i < kMaxWeightTilesPerWarp; ++i) wmma::fill_fragment(dw[i], 0.0f);
+  // Only the softmax and Performer maps' backward reads φ itself.
+  const auto kind = static_cast<FeatureMapKind>(g.kind);
+  const bool reads_phi = !g.taylor && !g.taylor_proj &&
+                         (kind == FeatureMapKind::kHedgehog || kind == FeatureMapKind::kHedgehogExp ||
+                          kind == FeatureMapKind::kPerformer);
   const int c_begin = blockIdx.x * a.chunks_per_block, c_end = min(g.nchunks, c_begin + a.chunks_per_block);
   for (int c = c_begin; c < c_end; ++c) {
     const int row0 = c * kChunk, valid = min(kChunk, N - row0);
     __syncthreads();
     LoadChunk(s.qr, a.x[side] + seq, row0, N, D, g.ldx);
-    LoadChunk(s.phq, a.phi[side] + fseq, row0, N, Fp, g.ldf);
-    for (int i = threadIdx.x; i < kChunk * Fp; i += kThreads) {
-      const int r = i / Fp, col = i % Fp;
-      s.dphi[r * g.ldp + col] = r < valid ? __bfloat162float(a.dphi[side][fseq + static_cast<size_t>(row0 + r) * Fp + col]) : 0.0f;
-    }
+    if (reads_phi) LoadChunk(s.phq, a.phi[side] + fseq, row0, N, Fp, g.ldf);
+    ForChunkPieces(a.dphi[side] + fseq, row0, N, Fp, [&](int r, int c, const uint4& piece) {
+      const bf16* h = reinterpret_cast<const bf16*>(&piece);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) s.dphi[r * g.ldp + 8 * c + e] = __bfloat162float(h[e]);
+    });
     __syncthreads();
     PhiBackward(g, s, s.qr, s.wq, s.phq, a.dx[side] + seq, row0, valid, dw);
   }
@@ -351,7 +359,7 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
 }
 
 bool PhiSupported(const Geometry& g) {
-  return g.F * g.D <= kMaxWeightTilesPerWarp * kWarps * 256 && PlanPhiSmem(g).total <= 200 * 1024;
+  return g.F * g.D <= kMaxWeightTilesPerWarp * kWarps * 256 && PlanPhiSmem(g, true).total <= 200 * 1024;
 }
 
 Status PhiToGlobal(cudaStream_t stream, int BH, const void* q, const void* k, const FeatureMap& fm, const Geometry& g,
@@ -359,7 +367,7 @@ Status PhiToGlobal(cudaStream_t stream, int BH, const void* q, const void* k, co
   if (PhiWgmmaSupported(g, q, k))
     return PhiWgmma({static_cast<const bf16*>(q), static_cast<const bf16*>(k)}, {phq, phk},
                     {fm.wq, fm.wk ? fm.wk : fm.wq}, g, BH, stream);
-  const SmemPlan plan = PlanPhiSmem(g);
+  const SmemPlan plan = PlanPhiSmem(g, false);
   PhiArgs pa{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)}, {phq, phk}, {fm.wq, fm.wk ? fm.wk : fm.wq}, g};
   SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(&PhiKernel), plan.total));
   PhiKernel<<<dim3(g.nchunks, BH, 2), kThreads, plan.total, stream>>>(pa, plan);
@@ -369,7 +377,7 @@ Status PhiToGlobal(cudaStream_t stream, int BH, const void* q, const void* k, co
 Status PhiBackFromGlobal(cudaStream_t stream, int BH, const void* q, const void* k, const FeatureMap& fm,
                          const Geometry& g, const bf16* phq, const bf16* phk, const bf16* dphq, const bf16* dphk,
                          void* dq, void* dk, float* dwq, float* dwk) {
-  const SmemPlan plan = PlanPhiSmem(g);
+  const SmemPlan plan = PlanPhiSmem(g, true);
   const bool learned = HasLearnedWeights(fm);
   if (PhiBackFastSupported(g)) {
     const PhiBackIo io{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)},

@@ -61,14 +61,26 @@ struct Geometry {
 __host__ __device__ inline int TaylorProjFeatures(int F) { return 1 + F + F * (F + 1) / 2; }
 // Column of pair (a, b), a <= b.
 __device__ inline int TaylorPairColumn(int a, int b, int F) { return 1 + F + a * F - a * (a - 1) / 2 + (b - a); }
-// Column c of φ(u) for one row u (F fp32 values); 0 past the features.
-__device__ inline float TaylorProjPhi(const float* u, int c, int F) {
-  if (c == 0) return 1.0f;
-  if (c <= F) return u[c - 1] * rsqrtf(sqrtf(static_cast<float>(F)));
-  int t = c - 1 - F, a = 0;
-  for (; a < F && t >= F - a; ++a) t -= F - a;
-  if (a == F) return 0.0f;
-  return u[a] * u[a + t] * (t == 0 ? rsqrtf(2.0f * F) : rsqrtf(static_cast<float>(F)));
+// Column c of φ(u) as scale · u[a] · u[b], where a or b of −1 stands for a factor 1: the constant,
+// a linear column (b = −1), a pair, or zero past the features (scale 0). The pair (a, b) comes in
+// closed form: the block's pair t starts row a at t = a(2F + 1 − a)/2, so a is that quadratic's
+// root rounded down (one step of correction for the float square root).
+struct TaylorColumn {
+  int a = -1, b = -1;
+  float scale = 0;
+};
+__device__ inline TaylorColumn TaylorProjColumn(int c, int F) {
+  if (c == 0) return {-1, -1, 1.0f};
+  if (c <= F) return {c - 1, -1, rsqrtf(sqrtf(static_cast<float>(F)))};
+  const int t = c - 1 - F;
+  if (t >= F * (F + 1) / 2) return {};
+  const float m = static_cast<float>(2 * F + 1);
+  int a = static_cast<int>((m - sqrtf(m * m - 8.0f * static_cast<float>(t))) * 0.5f);
+  auto start = [F](int row) { return row * (2 * F + 1 - row) / 2; };
+  if (start(a) > t) --a;
+  else if (a + 1 < F && start(a + 1) <= t) ++a;
+  const int b = a + t - start(a);
+  return {a, b, a == b ? rsqrtf(2.0f * F) : rsqrtf(static_cast<float>(F))};
 }
 
 // The student's pair weight from a tile's product φq·φk: the product itself, or Taylor-2's
@@ -151,27 +163,55 @@ inline SmemPlan PlanSmem(const Geometry& g, bool backward, bool keys_only = fals
   return p;
 }
 
+// Rows [row0, row0 + 64) of a (N, cols) bf16 matrix, 16 bytes a piece (cols a multiple of 8), with
+// rows past N as zeros: `put(r, c, piece)` stores piece c of row r. Each thread issues kBatch loads
+// before it stores any, so a chunk waits for a few memory latencies, not one per piece.
+template <typename Put>
+__device__ inline void ForChunkPieces(const bf16* src, int row0, int N, int cols, Put put) {
+  constexpr int kBatch = 4;
+  const int per_row = cols / 8, total = kChunk * per_row;
+  for (int base = threadIdx.x; base < total; base += kBatch * kThreads) {
+    uint4 piece[kBatch];
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      const int i = base + j * kThreads, r = i / per_row;
+      piece[j] = make_uint4(0, 0, 0, 0);
+      if (i < total && row0 + r < N)
+        piece[j] = reinterpret_cast<const uint4*>(src + static_cast<size_t>(row0 + r) * cols)[i % per_row];
+    }
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      const int i = base + j * kThreads;
+      if (i < total) put(i / per_row, i % per_row, piece[j]);
+    }
+  }
+}
+
 // Copies rows [row0, row0 + 64) of a (N, D) bf16 matrix into smem (row stride ld), zero rows
 // past N.
 __device__ inline void LoadChunk(bf16* dst, const bf16* src, int row0, int N, int D, int ld) {
-  const int vec_per_row = D / 8;
-  for (int i = threadIdx.x; i < kChunk * vec_per_row; i += kThreads) {
-    const int r = i / vec_per_row, c = i % vec_per_row;
-    uint4 val = make_uint4(0, 0, 0, 0);
-    if (row0 + r < N) val = reinterpret_cast<const uint4*>(src + static_cast<size_t>(row0 + r) * D)[c];
-    reinterpret_cast<uint4*>(dst + r * ld)[c] = val;
-  }
+  ForChunkPieces(src, row0, N, D,
+                 [&](int r, int c, const uint4& piece) { reinterpret_cast<uint4*>(dst + r * ld)[c] = piece; });
 }
 
 // Head weights (fp32 global, (rows, cols)) -> smem as two bf16 tiles with row stride ld: the
 // rounded value and the rounding remainder, so x·W_hi + x·W_lo keeps ~16 bits of W (the exp
 // variant's argmax and Performer's exponent are sensitive to W's rounding).
 __device__ inline void LoadWeights(bf16* dst, const float* src, int rows, int cols, int ld) {
-  for (int i = threadIdx.x; i < rows * cols; i += kThreads) {
-    const int r = i / cols, c = i % cols;
-    const bf16 hi = __float2bfloat16(src[i]);
-    dst[r * ld + c] = hi;
-    dst[rows * ld + r * ld + c] = __float2bfloat16(src[i] - __bfloat162float(hi));
+  constexpr int kBatch = 4;  // loads in flight a thread, as in ForChunkPieces
+  const int n = rows * cols;
+  for (int base = threadIdx.x; base < n; base += kBatch * kThreads) {
+    float v[kBatch];
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) v[j] = base + j * kThreads < n ? src[base + j * kThreads] : 0.0f;
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      const int i = base + j * kThreads, r = i / cols, c = i % cols;
+      if (i >= n) break;
+      const bf16 hi = __float2bfloat16(v[j]);
+      dst[r * ld + c] = hi;
+      dst[rows * ld + r * ld + c] = __float2bfloat16(v[j] - __bfloat162float(hi));
+    }
   }
 }
 
@@ -228,10 +268,14 @@ __device__ inline void ComputePhi(const Geometry& g, const bf16* x, const bf16* 
   if (g.taylor || g.taylor_proj) {  // φ = u = x W, or Taylor-2's features of it
     ProjectRows(g, x, w, u);
     __syncthreads();
-    for (int i = threadIdx.x; i < kChunk * Fp; i += kThreads) {
-      const int r = i / Fp, c = i % Fp;
-      const float val = g.taylor ? (c < F ? u[r * kLda + c] : 0.0f) : TaylorProjPhi(u + r * kLda, c, F);
-      phi[r * ldf + c] = __float2bfloat16(r < zero_from ? val : 0.0f);
+    // A column a thread: its factors are found once, then read from every row.
+    for (int c = threadIdx.x; c < Fp; c += kThreads) {
+      const TaylorColumn col = g.taylor ? TaylorColumn{c < F ? c : -1, -1, c < F ? 1.0f : 0.0f} : TaylorProjColumn(c, F);
+      for (int r = 0; r < kChunk; ++r) {
+        const float* ur = u + r * kLda;
+        const float val = col.scale * (col.a >= 0 ? ur[col.a] : 1.0f) * (col.b >= 0 ? ur[col.b] : 1.0f);
+        phi[r * ldf + c] = __float2bfloat16(r < zero_from ? val : 0.0f);
+      }
     }
   } else if (kind == FeatureMapKind::kHedgehog || kind == FeatureMapKind::kHedgehogExp ||
              kind == FeatureMapKind::kPerformer) {
