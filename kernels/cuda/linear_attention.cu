@@ -160,6 +160,11 @@ Status LinearAttentionForward(const Launch& l, AttnDims d, const void* q, const 
   SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(&LinearForwardKernel), plan.total));
   auto stream = static_cast<cudaStream_t>(l.stream);
   const int BH = static_cast<int>(d.B * d.H);
+  // Where the sequences alone fill every resident block, a state pass would only add its reads.
+  if (causal && BH >= ResidentBlocks(reinterpret_cast<const void*>(&LinearForwardKernel), kThreads, plan.total)) {
+    g.seg_chunks = g.nchunks;
+    g.nseg = 1;
+  }
   const bool need_states = !causal || g.nseg > 1;
   ScratchStates scratch;
   if (need_states) {
