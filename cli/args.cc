@@ -27,7 +27,7 @@ const std::vector<CommandSpec>& Commands() {
       {"show", "show <job> [-o json]   one job: state, attempts, events, summary", {}, {}, 1, 1},
       {"logs", "logs <job> [-f]   a job's log lines (-f: follow until it ends)", {}, {"follow"}, 1, 1},
       {"metrics", "metrics <job> [--name N] [--csv | -o json]   a job's metric history", {"name"}, {"csv"}, 1, 1},
-      {"watch", "watch <job>... [--logs]   follow jobs until they end (--logs: their log lines too); exit 0 if all succeeded",
+      {"watch", "watch <job>... [--logs]   follow jobs side by side until they end (--logs: their log lines too); exit 0 if all succeeded",
        {}, {"logs"}, 1, kMany},
       {"cancel", "cancel <job>...   cancel queued or running jobs", {}, {}, 1, kMany},
       {"retry", "retry <job>   resubmit a failed or cancelled job; prints the new id", {}, {}, 1, 1},

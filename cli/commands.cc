@@ -50,15 +50,21 @@ int Fail(std::ostream& err, const Status& s) {
   return ExitFor(s);
 }
 
-// Follows a job to its end; a job that did not succeed gets one line with its reason on `err`.
-int FollowToEnd(Client& client, int64_t id, bool logs, std::ostream& out, std::ostream& err, Terminal term) {
-  auto state = FollowJob(client, id, logs, /*progress=*/true, out, term);
-  if (!state.ok()) return Fail(err, state.status());
-  if (*state == "succeeded") return kExitOk;
-  auto shown = client.Call("show", {{"job_id", id}});
-  std::string reason = shown.ok() ? Field((*shown)["job"], "reason") : "-";
-  err << "scion: job " << id << " " << *state << (reason != "-" ? ": " + reason : "") << "\n";
-  return kExitFailed;
+// Follows jobs to their end; each job that did not succeed gets one line with its reason on `err`.
+int FollowToEnd(Client& client, const std::vector<int64_t>& ids, bool logs, std::ostream& out, std::ostream& err,
+                Terminal term) {
+  auto states = FollowJobs(client, ids, logs, /*progress=*/true, out, term);
+  if (!states.ok()) return Fail(err, states.status());
+  int rc = kExitOk;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const std::string& state = (*states)[i];
+    if (state == "succeeded") continue;
+    auto shown = client.Call("show", {{"job_id", ids[i]}});
+    std::string reason = shown.ok() ? Field((*shown)["job"], "reason") : "-";
+    err << "scion: job " << ids[i] << " " << state << (reason != "-" ? ": " + reason : "") << "\n";
+    rc = kExitFailed;
+  }
+  return rc;
 }
 
 // A file name for an artifact: its name with path separators and leading dots made harmless, so
@@ -184,18 +190,10 @@ int RunCommand(const Invocation& inv, Client& client, std::istream& in, std::ost
       return kExitOk;
     }
     err << "submitted job " << id << "\n";
-    return FollowToEnd(client, id, /*logs=*/true, out, err, term);
+    return FollowToEnd(client, {id}, /*logs=*/true, out, err, term);
   }
 
-  if (cmd == "watch") {  // one job after another: a job that ended already shows its last line at once
-    int rc = kExitOk;
-    for (int64_t id : ids) {
-      const int r = FollowToEnd(client, id, inv.Flag("logs"), out, err, term);
-      if (r == kExitUnreachable || r == kExitUsage) return r;
-      if (r != kExitOk) rc = r;
-    }
-    return rc;
-  }
+  if (cmd == "watch") return FollowToEnd(client, ids, inv.Flag("logs"), out, err, term);
 
   if (cmd == "export")
     return Export(client, ids, inv.Value("out", "scion-export"), inv.Flag("artifacts"), out, err);
@@ -227,8 +225,8 @@ int RunCommand(const Invocation& inv, Client& client, std::istream& in, std::ost
 
   if (cmd == "logs") {
     if (inv.Flag("follow")) {
-      auto state = FollowJob(client, ids[0], /*logs=*/true, /*progress=*/false, out, term);
-      return state.ok() ? kExitOk : Fail(err, state.status());
+      auto states = FollowJobs(client, {ids[0]}, /*logs=*/true, /*progress=*/false, out, term);
+      return states.ok() ? kExitOk : Fail(err, states.status());
     }
     auto lines = AllPages(client, "logs", {{"job_id", ids[0]}}, "lines");
     if (!lines.ok()) return Fail(err, lines.status());

@@ -16,18 +16,19 @@ enum ExitCode : int { kExitOk = 0, kExitFailed = 1, kExitUsage = 2, kExitUnreach
 int ExitFor(const Status& s);
 
 struct Terminal {
-  bool is_tty = false;  // stdout is a terminal: draw one updating progress line
+  bool is_tty = false;  // stdout is a terminal: draw the progress lines in place
 };
 
 // Runs the parsed invocation (not help). `in` is read for `submit -`.
 int RunCommand(const Invocation& inv, Client& client, std::istream& in, std::ostream& out, std::ostream& err,
                Terminal term);
 
-// Follows a job until it ends: prints its log lines as they arrive (when `logs`) and a progress
-// line (updated in place on a terminal, one line per change otherwise, when `progress`). Returns
-// the job's final state, or the Status that stopped the follow.
-Result<std::string> FollowJob(Client& client, int64_t job_id, bool logs, bool progress, std::ostream& out,
-                              Terminal term);
+// Follows jobs, side by side, until all have ended: prints their log lines as they arrive (when
+// `logs`; prefixed by the job when there are several) and a progress line a job (updated in place on
+// a terminal, one line per change otherwise, when `progress`). Returns each job's final state, in
+// the order of `ids`, or the Status that stopped the follow (an unknown job stops it at the start).
+Result<std::vector<std::string>> FollowJobs(Client& client, const std::vector<int64_t>& ids, bool logs, bool progress,
+                                            std::ostream& out, Terminal term);
 
 // Reads every item of a paged op (logs: "lines", metrics: "metrics") after *after_seq, page by page,
 // calling `each` per item and advancing *after_seq. Stops at an empty page or one without progress.

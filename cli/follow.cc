@@ -1,4 +1,5 @@
-// Following a running job: `submit --wait` and `logs -f`.
+// Following running jobs, side by side: `submit --wait`, `watch` and `logs -f`.
+#include <algorithm>
 #include <chrono>
 #include <set>
 #include <thread>
@@ -18,64 +19,92 @@ bool IsTerminal(const std::string& state) {
   return kEnd.count(state) > 0;
 }
 
-// How long one `wait` long poll may block: short enough to stream logs and progress promptly.
+// How long one round of polls takes at least, and one `wait` long poll may block: short enough to
+// stream logs and progress promptly.
 constexpr std::chrono::milliseconds kPollSlice{500};
+
+// What has been read of one job so far.
+struct Follower {
+  int64_t id = 0;
+  int64_t log_seq = 0, metric_seq = 0;
+  nlohmann::json job = nlohmann::json::object();
+  nlohmann::json latest = nlohmann::json::object();  // newest value of each metric
+  std::string last_key;  // plain output: the line last printed, without its elapsed time
+  std::string state;     // set once the job has ended
+};
 
 }  // namespace
 
-Result<std::string> FollowJob(Client& client, int64_t job_id, bool logs, bool progress, std::ostream& out,
-                              Terminal term) {
-  int64_t log_seq = 0, metric_seq = 0;
-  nlohmann::json latest = nlohmann::json::object();
-  std::string last_key;
-  bool line_drawn = false;  // a progress line sits on the terminal without a newline
-  auto clear_line = [&] {
-    if (line_drawn) out << "\r\x1b[K";
-    line_drawn = false;
+Result<std::vector<std::string>> FollowJobs(Client& client, const std::vector<int64_t>& ids, bool logs, bool progress,
+                                            std::ostream& out, Terminal term) {
+  std::vector<Follower> jobs;
+  for (int64_t id : ids) {  // every job must exist before any is followed
+    auto shown = client.Call("show", {{"job_id", id}});
+    if (!shown.ok()) return shown.status();
+    Follower f;
+    f.id = id;
+    jobs.push_back(std::move(f));
+  }
+  const bool several = jobs.size() > 1;
+  size_t drawn = 0;  // terminal: the progress lines below the cursor's line, redrawn each round
+  auto clear_lines = [&] {
+    if (drawn) out << "\x1b[" << drawn << "F\x1b[J";
+    drawn = 0;
   };
   while (true) {
-    const auto poll_start = std::chrono::steady_clock::now();
-    // Wait first: when it returns terminal, the logs/metrics read after it are complete.
-    auto waited = client.Call("wait", {{"job_id", job_id}, {"timeout_ms", kPollSlice.count()}}, kPollSlice);
-    if (!waited.ok()) return waited.status();
-    const nlohmann::json job = waited->contains("job") ? (*waited)["job"] : nlohmann::json::object();
-    const std::string state = job.value("state", "");
-
-    if (logs) {
-      Status s = ReadNew(client, "logs", {{"job_id", job_id}}, "lines", &log_seq, [&](const nlohmann::json& l) {
-        clear_line();
-        out << l.value("line", "") << "\n";
-      });
-      if (!s.ok()) return s;
-    }
-    if (progress) {
-      Status s = ReadNew(client, "metrics", {{"job_id", job_id}}, "metrics", &metric_seq, [&](const nlohmann::json& m) {
-        if (m.contains("name") && m["name"].is_string())
-          latest[m["name"].get<std::string>()] = {{"step", m.value("step", int64_t{0})}, {"value", m["value"]}};
-      });
-      if (!s.ok()) return s;
-      std::string line = ProgressLine(job, latest, Now());
-      if (term.is_tty) {
-        clear_line();
-        out << line << std::flush;
-        line_drawn = true;
-      } else {
-        // Plain output: a line only when something other than the elapsed time changed.
-        nlohmann::json untimed = job;
-        untimed.erase("started");
-        std::string key = ProgressLine(untimed, latest, 0);
-        if (key != last_key || IsTerminal(state)) out << line << "\n" << std::flush;
-        last_key = key;
+    const auto round_start = std::chrono::steady_clock::now();
+    size_t open = 0;
+    for (const Follower& f : jobs) open += f.state.empty();
+    for (Follower& f : jobs) {
+      if (!f.state.empty()) continue;
+      // Wait first: when it returns terminal, the logs and metrics read after it are complete. One
+      // open job long-polls; with several each answers at once and the round sleeps instead.
+      const auto timeout = open == 1 ? kPollSlice : std::chrono::milliseconds{0};
+      auto waited = client.Call("wait", {{"job_id", f.id}, {"timeout_ms", timeout.count()}}, kPollSlice);
+      if (!waited.ok()) return waited.status();
+      if (waited->contains("job")) f.job = (*waited)["job"];
+      const std::string state = f.job.value("state", "");
+      if (logs) {
+        const std::string prefix = several ? "[job " + std::to_string(f.id) + "] " : "";
+        Status s = ReadNew(client, "logs", {{"job_id", f.id}}, "lines", &f.log_seq, [&](const nlohmann::json& l) {
+          clear_lines();
+          out << prefix << l.value("line", "") << "\n";
+        });
+        if (!s.ok()) return s;
       }
+      if (progress) {
+        Status s = ReadNew(client, "metrics", {{"job_id", f.id}}, "metrics", &f.metric_seq,
+                           [&](const nlohmann::json& m) {
+                             if (m.contains("name") && m["name"].is_string())
+                               f.latest[m["name"].get<std::string>()] = {{"step", m.value("step", int64_t{0})},
+                                                                         {"value", m["value"]}};
+                           });
+        if (!s.ok()) return s;
+        if (!term.is_tty) {  // plain output: a line only when something other than the elapsed time changed
+          nlohmann::json untimed = f.job;
+          untimed.erase("started");
+          std::string key = ProgressLine(untimed, f.latest, 0);
+          if (key != f.last_key || IsTerminal(state)) out << ProgressLine(f.job, f.latest, Now()) << "\n";
+          f.last_key = std::move(key);
+        }
+      }
+      if (IsTerminal(state)) f.state = state;
+    }
+    if (progress && term.is_tty) {  // one line a job, updated in place
+      clear_lines();
+      for (const Follower& f : jobs) out << ProgressLine(f.job, f.latest, Now()) << "\n";
+      drawn = jobs.size();
     }
     out.flush();
-    if (IsTerminal(state)) {
-      if (line_drawn) out << "\n";
-      return state;
+    if (std::all_of(jobs.begin(), jobs.end(), [](const Follower& f) { return !f.state.empty(); })) {
+      std::vector<std::string> states;
+      for (const Follower& f : jobs) states.push_back(f.state);
+      return states;
     }
-    // The wait op long-polls; should a reply come back at once, do not spin on the coordinator.
-    auto spent = std::chrono::steady_clock::now() - poll_start;
-    if (spent < kPollSlice / 2) std::this_thread::sleep_for(kPollSlice / 2 - spent);
+    // Do not spin on the coordinator: a round takes a slice, or half of one after a long poll.
+    const auto spent = std::chrono::steady_clock::now() - round_start;
+    const auto floor = open > 1 ? kPollSlice : kPollSlice / 2;
+    if (spent < floor) std::this_thread::sleep_for(floor - spent);
   }
 }
 

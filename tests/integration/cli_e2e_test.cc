@@ -131,6 +131,25 @@ TEST_F(CliTest, WatchFollowsRunningJobsAndExportWritesTheirRecords) {
     ids.push_back(r.output.substr(0, r.output.find('\n')));
   }
 
+  // Side by side: a job that ended already is reported at once, not after the one still running,
+  // and with several jobs each log line says whose it is.
+  Ran quick = Scion({"submit", "-"}, ShellJob("quick", "echo quick done").dump());
+  ASSERT_EQ(quick.exit_code, 0) << quick.output;
+  const std::string quick_id = quick.output.substr(0, quick.output.find('\n'));
+  ASSERT_EQ(Scion({"watch", quick_id}).exit_code, 0);
+  Ran later = Scion({"submit", "-"}, ShellJob("later", "sleep 2; echo later done").dump());
+  ASSERT_EQ(later.exit_code, 0) << later.output;
+  const std::string later_id = later.output.substr(0, later.output.find('\n'));
+  Ran both = Scion({"watch", later_id, quick_id, "--logs"});
+  EXPECT_EQ(both.exit_code, 0) << both.output;
+  const size_t quick_end = both.output.find("job " + quick_id + " succeeded");
+  const size_t later_end = both.output.find("job " + later_id + " succeeded");
+  ASSERT_NE(quick_end, std::string::npos) << both.output;
+  ASSERT_NE(later_end, std::string::npos) << both.output;
+  EXPECT_LT(quick_end, later_end) << "the ended job is not held back by the running one: " << both.output;
+  EXPECT_NE(both.output.find("[job " + later_id + "] later done\n"), std::string::npos) << both.output;
+  EXPECT_NE(both.output.find("[job " + quick_id + "] quick done\n"), std::string::npos) << both.output;
+
   Ran ok = Scion({"watch", ids[0], ids[2], "--logs"});
   EXPECT_EQ(ok.exit_code, 0) << ok.output;
   EXPECT_NE(ok.output.find("slow done"), std::string::npos) << "--logs streams the log: " << ok.output;
