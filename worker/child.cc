@@ -115,26 +115,31 @@ void SignalGroup(pid_t pgid, int signo) {
 
 bool GroupAlive(pid_t pgid) { return pgid > 0 && (::kill(-pgid, 0) == 0 || errno == EPERM); }
 
-std::string FindJobBinary(const std::string& configured) {
-  if (!configured.empty()) return configured;
+Result<std::string> FindJobBinary(const std::string& configured) {
+  namespace fs = std::filesystem;
   std::error_code ec;
-  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!configured.empty()) {  // absolute now: jobs start in their own work folders
+    const fs::path path = fs::absolute(configured, ec);
+    if (ec || ::access(path.c_str(), X_OK) != 0 || fs::is_directory(path, ec))
+      return Status::InvalidArgument("--job-binary: " + configured + " is not an executable file");
+    return path.lexically_normal().string();
+  }
+  auto self = fs::read_symlink("/proc/self/exe", ec);
   if (!ec) {
     for (auto candidate : {self.parent_path() / "scion-job", self.parent_path().parent_path() / "jobs" / "scion-job"}) {
-      if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
+      if (::access(candidate.c_str(), X_OK) == 0) return candidate.lexically_normal().string();
     }
   }
   const char* path = std::getenv("PATH");
   std::string_view dirs = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
   while (!dirs.empty()) {
     size_t colon = dirs.find(':');
-    std::string dir(dirs.substr(0, colon));
-    std::string candidate = (dir.empty() ? "." : dir) + "/scion-job";
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    const fs::path candidate = fs::absolute(fs::path(dirs.substr(0, colon)) / "scion-job", ec);
+    if (!ec && ::access(candidate.c_str(), X_OK) == 0) return candidate.lexically_normal().string();
     if (colon == std::string_view::npos) break;
     dirs.remove_prefix(colon + 1);
   }
-  return "scion-job";
+  return Status::NotFound("scion-job: not beside scion-worker (or in ../jobs/ of it) nor on PATH; give --job-binary");
 }
 
 }  // namespace scion::worker

@@ -38,8 +38,9 @@ void SignalGroup(pid_t pgid, int signo);
 // True while any process of the group is alive.
 bool GroupAlive(pid_t pgid);
 
-// Where scion-job is: `configured` when set, else beside this executable (or ../jobs/ of it, the
-// build tree layout), else "scion-job" from PATH.
-std::string FindJobBinary(const std::string& configured);
+// Where scion-job is, as an absolute path: `configured` when set (an error when it is not an
+// executable file), else beside this executable (or ../jobs/ of it, the build tree layout), else
+// on PATH (NotFound when nowhere).
+Result<std::string> FindJobBinary(const std::string& configured);
 
 }  // namespace scion::worker

@@ -52,7 +52,9 @@ Status Worker::Init() {
   ::gethostname(host, sizeof host - 1);
   hostname_ = host;
   cpu_cores_ = CpuCores();
-  job_binary_ = FindJobBinary(config_.job_binary);
+  auto job_binary = FindJobBinary(config_.job_binary);
+  if (!job_binary.ok()) return job_binary.status();
+  job_binary_ = *job_binary;
   for (const jobs::Kind& k : jobs::AllKinds()) features_.push_back(k.name);
 
   auto devices = Devices::Discover({config_.gpus, config_.fake_gpus});

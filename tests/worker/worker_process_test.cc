@@ -226,6 +226,28 @@ TEST_F(WorkerProcessTest, CrashOfTheRunnerItselfIsReported) {
   EXPECT_EQ(result["reason"], "killed by signal 6 (SIGABRT)") << result;
 }
 
+TEST_F(WorkerProcessTest, RelativeJobBinaryRunsJobsFromTheirOwnFolders) {
+  // Jobs start in their work folders, so the path given relative to where the worker started must
+  // be resolved before any job runs.
+  const std::string relative = fs::relative(SCION_JOB_BIN, fs::current_path()).string();
+  ASSERT_NE(relative.front(), '/');
+  StartWorker({"--job-binary", relative});
+  Assign(40, Command({"true"}));
+  json result = WaitResult(40);
+  EXPECT_EQ(result["outcome"], "succeeded") << result;
+}
+
+TEST_F(WorkerProcessTest, MissingJobBinaryStopsTheWorkerAtStart) {
+  // Not a worker that registers and then fails every job it is given.
+  WorkerProcess worker(dir_, {"--coordinator", coord_.endpoint(), "--id", "w1", "--job-binary", dir_ + "/no-such-runner"});
+  auto status = worker.Wait(10s);
+  ASSERT_TRUE(status.has_value()) << "the worker kept running: " << worker.Log();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) != 0) << *status;
+  EXPECT_NE(worker.Log().find("--job-binary: " + dir_ + "/no-such-runner is not an executable file"), std::string::npos)
+      << worker.Log();
+  EXPECT_FALSE(coord_.WaitFor(Command::kReady, 200ms).has_value()) << "it never registered";
+}
+
 TEST_F(WorkerProcessTest, CancelKillsTheWholeGroupEvenWhenTermIsIgnored) {
   StartWorker();
   // The shell and its background sleep ignore SIGTERM: only the SIGKILL after the grace ends them.
