@@ -276,7 +276,7 @@ std::string JobDetail(const nlohmann::json& reply, double now) {
 
 std::string ProgressLine(const nlohmann::json& job, const nlohmann::json& latest, double now) {
   std::string out = "job " + Field(job, "id") + " " + Field(job, "state");
-  if (job.contains("progress") && job["progress"].is_number())
+  if (Field(job, "state") == "running" && job.contains("progress") && job["progress"].is_number())  // as in `ls`
     out += "  " + std::to_string(static_cast<int>(std::lround(job["progress"].get<double>() * 100))) + "%";
   int64_t step = -1;
   std::string metrics;

@@ -131,6 +131,9 @@ TEST(Format, ProgressLine) {
   EXPECT_EQ(ProgressLine(job, latest, 162), "job 42 running  37%  loss=0.123 (step 80)  1m02s");
   nlohmann::json queued = {{"id", 43}, {"state", "queued"}};
   EXPECT_EQ(ProgressLine(queued, nlohmann::json::object(), 0), "job 43 queued");
+  // A job that ended shows no percentage: a kind that never reports progress would read "0%".
+  nlohmann::json done = {{"id", 44}, {"state", "succeeded"}, {"progress", 0.0}, {"started", 100.0}, {"ended", 103.0}};
+  EXPECT_EQ(ProgressLine(done, latest, 200), "job 44 succeeded  loss=0.123 (step 80)  3s");
 }
 
 TEST(Format, JobDetailListsSections) {
