@@ -10,6 +10,9 @@
 //   rounded scores' row sums + φq·z in fp32 -> o                         [barrier]
 //   S += φkᵀ v, z += Σ φk (z as the product with a ones column)
 // Loads are cp.async: v one chunk ahead, q and k issued as soon as φ has read the previous ones.
+// Projected Taylor-2 (BASED's d′ = 16: 153 features, a 160 × 64 state) has its own instantiation:
+// three state tiles a warp, u = x W on the tensor cores into the warp's own rows of x, then φ(u)
+// a column a lane.
 // Matrix products are mma.sync m16n8k16 (kernels/cuda/mma.cuh). The same kernel with kStatesOnly
 // sums each segment's state for the segment scan (linear_state.cu). For the backward it also
 // writes φq and φk, and in place of o the rows GE = [dy/den, −(dy·y)/den, 0…] and V1 = [v, 1, 0…]
@@ -36,6 +39,10 @@ using regs::StorePair;
 
 constexpr int kFastThreads = regs::kThreads;
 constexpr int kMaxFTiles = 8;  // u = x W of up to F = 64 features, 8 n-tiles of 8
+constexpr int kTaylorF = 16;   // projected Taylor-2's width here (BASED's d′)
+constexpr int kLdu = kTaylorF + 4;  // fp32 row stride of u, written over the warp's own rows of x
+// State tiles a warp: 64·MTiles rows; projected Taylor-2's 160 features need three at D = 64.
+constexpr int StateTiles(int d, bool taylor) { return taylor && regs::MTiles(d) < 3 ? 3 : regs::MTiles(d); }
 
 struct FastPlan {
   int xq = 0, xk = 0, v0 = 0, v1 = 0, phq = 0, phk = 0, sb = 0, z = 0, wq = 0, wk = 0, total = 0;
@@ -97,13 +104,44 @@ __device__ void LoadWeightsFast(bf16* dst, const float* src, int rows, int cols,
 // φ of the warp's 16 rows (16w..16w+15) of x (smem, ld ldx) into phi (smem, ld ldf); rows at
 // or past zero_from get φ = 0 (keys past N must not enter the state). Warp-local: the caller
 // synchronises before other warps read phi.
-template <int kD>
-__device__ void PhiRowsFast(const Geometry& g, const bf16* x, const bf16* w, bool lo, bf16* phi, int row0,
+// Projected Taylor-2 writes u over the warp's rows of x (`x` is not const for it).
+template <int kD, bool kTaylor>
+__device__ void PhiRowsFast(const Geometry& g, bf16* x, const bf16* w, bool lo, bf16* phi, int row0,
                             int zero_from) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, t = lane % 4;
   const int ldx = g.ldx, ldf = g.ldf, F = g.F;
   const int r_lo = 16 * warp + gq, r_hi = r_lo + 8;
   const auto kind = static_cast<FeatureMapKind>(g.kind);
+  if constexpr (kTaylor) {
+    float u[2][4] = {};  // u = x W, F = 16: two n-tiles of 8
+#pragma unroll
+    for (int kk = 0; kk < kD / 16; ++kk) {
+      uint32_t a[4], b[4];
+      LoadA(a, x, ldx, 16 * warp, kk * 16, lane);
+      LoadBkn(b, w, g.ldw, kk * 16, 0, lane);
+      Mma(u[0], a, b[0], b[1]);
+      Mma(u[1], a, b[2], b[3]);
+    }
+    __syncwarp();  // every lane's fragments of x are read before u overwrites them
+    float* us = reinterpret_cast<float*>(x + 16 * warp * ldx);  // 16 × kLdu fp32 in 16 rows of x
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+      const int c = nt * 8 + 2 * t;
+      *reinterpret_cast<float2*>(us + gq * kLdu + c) = make_float2(u[nt][0], u[nt][1]);
+      *reinterpret_cast<float2*>(us + (gq + 8) * kLdu + c) = make_float2(u[nt][2], u[nt][3]);
+    }
+    __syncwarp();
+    for (int c = lane; c < g.Fp; c += 32) {  // a column a lane: its factors found once
+      const TaylorColumn col = TaylorProjColumn(c, kTaylorF);
+#pragma unroll 4
+      for (int r = 0; r < 16; ++r) {
+        const float* ur = us + r * kLdu;
+        const float val = col.scale * (col.a >= 0 ? ur[col.a] : 1.0f) * (col.b >= 0 ? ur[col.b] : 1.0f);
+        phi[(16 * warp + r) * ldf + c] = __float2bfloat16(16 * warp + r < zero_from ? val : 0.0f);
+      }
+    }
+    return;
+  }
   if (kind == FeatureMapKind::kHedgehog || kind == FeatureMapKind::kHedgehogExp ||
       kind == FeatureMapKind::kPerformer) {
     const bool performer = kind == FeatureMapKind::kPerformer;
@@ -204,10 +242,10 @@ __device__ void PhiRowsFast(const Geometry& g, const bf16* x, const bf16* w, boo
   }
 }
 
-template <int kD, bool kStatesOnly>
+template <int kD, bool kStatesOnly, bool kTaylor>
 __global__ void __launch_bounds__(kFastThreads) FastLinearKernel(FastArgs a) {
   extern __shared__ __align__(128) unsigned char smem[];
-  constexpr int kMT = regs::MTiles(kD), kNT = kD / 8;
+  constexpr int kMT = StateTiles(kD, kTaylor), kNT = kD / 8;
   const Geometry& g = a.g;
   const FastPlan& p = a.p;
   const int N = g.N, Fp = g.Fp, ldx = g.ldx, ldf = g.ldf, FT = Fp / 16;
@@ -288,8 +326,8 @@ __global__ void __launch_bounds__(kFastThreads) FastLinearKernel(FastArgs a) {
         dy[nt][1] = r_hi < valid ? *reinterpret_cast<const uint32_t*>(src + r_hi * kD + col) : 0u;
       }
     }
-    if (keys) PhiRowsFast<kD>(g, xk, wk, p.lo, phk, row0, valid);
-    if (!kStatesOnly) PhiRowsFast<kD>(g, xq, wq, p.lo, phq, row0, kChunk);
+    if (keys) PhiRowsFast<kD, kTaylor>(g, xk, wk, p.lo, phk, row0, valid);
+    if (!kStatesOnly) PhiRowsFast<kD, kTaylor>(g, xq, wq, p.lo, phq, row0, kChunk);
     __syncthreads();  // φk complete; the raw q, k rows are no longer read
     if (!kStatesOnly && a.extras.phq) {
       // The warp's own rows of φq and φk, 16 bytes a lane, for the backward.
@@ -428,32 +466,48 @@ __global__ void __launch_bounds__(kFastThreads) FastLinearKernel(FastArgs a) {
   }
 }
 
-template <int kD>
+template <int kD, bool kTaylor>
 Status LaunchFast(FastArgs a, int BH, bool states_only, cudaStream_t stream) {
-  const void* kernel = states_only ? reinterpret_cast<const void*>(&FastLinearKernel<kD, true>)
-                                   : reinterpret_cast<const void*>(&FastLinearKernel<kD, false>);
+  const void* kernel = states_only ? reinterpret_cast<const void*>(&FastLinearKernel<kD, true, kTaylor>)
+                                   : reinterpret_cast<const void*>(&FastLinearKernel<kD, false, kTaylor>);
   SCION_RETURN_IF_ERROR(AllowSmem(kernel, a.p.total));
   const dim3 grid(a.g.nseg, BH);
-  if (states_only) FastLinearKernel<kD, true><<<grid, kFastThreads, a.p.total, stream>>>(a);
-  else FastLinearKernel<kD, false><<<grid, kFastThreads, a.p.total, stream>>>(a);
+  if (states_only) FastLinearKernel<kD, true, kTaylor><<<grid, kFastThreads, a.p.total, stream>>>(a);
+  else FastLinearKernel<kD, false, kTaylor><<<grid, kFastThreads, a.p.total, stream>>>(a);
   return CheckLaunch("LinearAttentionForward");
 }
 
 Status Dispatch(const FastArgs& a, int BH, bool states_only, cudaStream_t stream) {
-  switch (a.g.D) {
-    case 16: return LaunchFast<16>(a, BH, states_only, stream);
-    case 32: return LaunchFast<32>(a, BH, states_only, stream);
-    case 64: return LaunchFast<64>(a, BH, states_only, stream);
-    default: return LaunchFast<128>(a, BH, states_only, stream);
+  if (a.g.taylor_proj) {  // FastForwardSupported: D = 32 or 64
+    if (a.g.D == 32) return LaunchFast<32, true>(a, BH, states_only, stream);
+    return LaunchFast<64, true>(a, BH, states_only, stream);
   }
+  switch (a.g.D) {
+    case 16: return LaunchFast<16, false>(a, BH, states_only, stream);
+    case 32: return LaunchFast<32, false>(a, BH, states_only, stream);
+    case 64: return LaunchFast<64, false>(a, BH, states_only, stream);
+    default: return LaunchFast<128, false>(a, BH, states_only, stream);
+  }
+}
+
+// The main pass's kernel, for its residency.
+const void* MainKernel(const Geometry& g) {
+  if (g.taylor_proj)
+    return g.D == 32 ? reinterpret_cast<const void*>(&FastLinearKernel<32, false, true>)
+                     : reinterpret_cast<const void*>(&FastLinearKernel<64, false, true>);
+  return g.D == 16   ? reinterpret_cast<const void*>(&FastLinearKernel<16, false, false>)
+         : g.D == 32 ? reinterpret_cast<const void*>(&FastLinearKernel<32, false, false>)
+         : g.D == 64 ? reinterpret_cast<const void*>(&FastLinearKernel<64, false, false>)
+                     : reinterpret_cast<const void*>(&FastLinearKernel<128, false, false>);
 }
 
 }  // namespace
 
 bool FastForwardSupported(const Geometry& g) {
-  if (g.taylor_proj) return false;  // its features come from ComputePhi (the shared-memory kernels)
   if (g.D != 16 && g.D != 32 && g.D != 64 && g.D != 128) return false;
-  if (g.Fp > 16 * regs::kWarps * regs::MTiles(g.D)) return false;
+  // Projected Taylor-2 at d′ = 16 only, where u fits in the warp's rows of x (D ≥ 32).
+  if (g.taylor_proj && (g.F != kTaylorF || g.D == 16 || g.D == 128)) return false;
+  if (g.Fp > 16 * regs::kWarps * StateTiles(g.D, g.taylor_proj)) return false;
   return PlanFast(g).total <= 200 * 1024;
 }
 
@@ -464,10 +518,7 @@ Status FastForward(const Launch& l, AttnDims d, const void* q, const void* k, co
   if (WgmmaForwardSupported(g)) return WgmmaForward(stream, BH, q, k, v, o, den, fm, g, extras);
   // Segments only where B·H alone leaves SMs idle (two blocks fit per SM at D = 64, Fp = 128):
   // each extra segment costs a pass over k and v for its starting state.
-  const void* main_kernel = g.D == 16   ? reinterpret_cast<const void*>(&FastLinearKernel<16, false>)
-                            : g.D == 32 ? reinterpret_cast<const void*>(&FastLinearKernel<32, false>)
-                            : g.D == 64 ? reinterpret_cast<const void*>(&FastLinearKernel<64, false>)
-                                        : reinterpret_cast<const void*>(&FastLinearKernel<128, false>);
+  const void* main_kernel = MainKernel(g);
   SCION_RETURN_IF_ERROR(AllowSmem(main_kernel, PlanFast(g).total));
   const int nseg = SegmentCount(BH, g.nchunks, ResidentBlocks(main_kernel, kFastThreads, PlanFast(g).total));
   g.seg_chunks = (g.nchunks + nseg - 1) / nseg;

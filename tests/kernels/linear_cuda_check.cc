@@ -221,12 +221,23 @@ void RegisterLinearCudaCases(std::vector<Case>& cases) {
                        [=] { return DistillFromHostVsCpu(FeatureMapKind::kTaylor2, d, F); }});
     }
   // Taylor-2 with its learned projection as explicit features (BASED's d' = 16): D = 64 (the
-  // 160 × 64 state), 32 and 96, causal and not, forward and backward (dq, dk through ∂u, and dW).
+  // 160 × 64 state) and 32 on the register-resident forward, 96 on the shared-memory one, causal and
+  // not, forward and backward (dq, dk through ∂u, and dW), the backward also from the forward again;
+  // and B·H = 272 heads, enough that the forward runs without segments.
   for (const AttnDims d : {AttnDims{1, 2, 1000, 64}, AttnDims{2, 3, 77, 32}, AttnDims{1, 2, 203, 96}})
-    for (bool causal : {true, false})
+    for (bool causal : {true, false}) {
+      const std::string shape = Shape(d, "taylor2-proj F16", causal);
       for (bool backward : {false, true})
-        cases.push_back({backward ? "linear_bwd" : "linear_fwd", Shape(d, "taylor2-proj F16", causal), "cuda-vs-cpu",
+        cases.push_back({backward ? "linear_bwd" : "linear_fwd", shape, "cuda-vs-cpu",
                          [=] { return CudaVsCpu(FeatureMapKind::kTaylor2, d, 16, causal, backward); }});
+      cases.push_back({"linear_bwd", shape + " forward again", "cuda-vs-cpu",
+                       [=] { return CudaVsCpu(FeatureMapKind::kTaylor2, d, 16, causal, true, false, false); }});
+    }
+  {
+    const AttnDims d{2, 136, 130, 64};
+    cases.push_back({"linear_fwd", Shape(d, "taylor2-proj F16", true), "cuda-vs-cpu",
+                     [=] { return CudaVsCpu(FeatureMapKind::kTaylor2, d, 16, true, false); }});
+  }
   // The fp32 entry points, forward and backward, causal and not.
   for (bool causal : {true, false})
     for (bool backward : {false, true}) {
