@@ -367,6 +367,7 @@ Status PhiToGlobal(cudaStream_t stream, int BH, const void* q, const void* k, co
   if (PhiWgmmaSupported(g, q, k))
     return PhiWgmma({static_cast<const bf16*>(q), static_cast<const bf16*>(k)}, {phq, phk},
                     {fm.wq, fm.wk ? fm.wk : fm.wq}, g, BH, stream);
+  if (FastPhiSupported(g)) return FastPhiToGlobal(stream, BH, q, k, fm, g, phq, phk);
   const SmemPlan plan = PlanPhiSmem(g, false);
   PhiArgs pa{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)}, {phq, phk}, {fm.wq, fm.wk ? fm.wk : fm.wq}, g};
   SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(&PhiKernel), plan.total));
@@ -379,14 +380,13 @@ Status PhiBackFromGlobal(cudaStream_t stream, int BH, const void* q, const void*
                          void* dq, void* dk, float* dwq, float* dwk) {
   const SmemPlan plan = PlanPhiSmem(g, true);
   const bool learned = HasLearnedWeights(fm);
-  if (PhiBackFastSupported(g)) {
-    const PhiBackIo io{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)},
-                       {dphq, dphk},
-                       {static_cast<bf16*>(dq), static_cast<bf16*>(dk)},
-                       {fm.wq, fm.wk ? fm.wk : fm.wq},
-                       {learned ? dwq : nullptr, learned ? dwk : nullptr}};
-    return PhiBackFast(io, g, BH, stream);
-  }
+  const PhiBackIo io{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)},
+                     {dphq, dphk},
+                     {static_cast<bf16*>(dq), static_cast<bf16*>(dk)},
+                     {fm.wq, fm.wk ? fm.wk : fm.wq},
+                     {learned ? dwq : nullptr, learned ? dwk : nullptr}};
+  if (FastPhiSupported(g)) return TaylorPhiBack(io, g, BH, stream);
+  if (PhiBackFastSupported(g)) return PhiBackFast(io, g, BH, stream);
   PhiBackArgs a{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)},
                 {phq, phk},
                 {dphq, dphk},

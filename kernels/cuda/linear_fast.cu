@@ -12,7 +12,8 @@
 // Loads are cp.async: v one chunk ahead, q and k issued as soon as φ has read the previous ones.
 // Projected Taylor-2 (BASED's d′ = 16: 153 features, a 160 × 64 state) has its own instantiation:
 // three state tiles a warp, u = x W on the tensor cores into the warp's own rows of x, then φ(u)
-// a column a lane.
+// a column a lane. The same code writes its φ for the backward (FastPhiKernel), and its φ
+// backward (TaylorPhiBackKernel) recomputes u the same way.
 // Matrix products are mma.sync m16n8k16 (kernels/cuda/mma.cuh). The same kernel with kStatesOnly
 // sums each segment's state for the segment scan (linear_state.cu). For the backward it also
 // writes φq and φk, and in place of o the rows GE = [dy/den, −(dy·y)/den, 0…] and V1 = [v, 1, 0…]
@@ -29,6 +30,7 @@ namespace scion::kernels::cuda::linear {
 namespace {
 
 using mma::LoadA;
+using mma::LoadAT;
 using mma::LoadBkn;
 using mma::LoadBnk;
 using mma::Mma;
@@ -104,6 +106,30 @@ __device__ void LoadWeightsFast(bf16* dst, const float* src, int rows, int cols,
 // φ of the warp's 16 rows (16w..16w+15) of x (smem, ld ldx) into phi (smem, ld ldf); rows at
 // or past zero_from get φ = 0 (keys past N must not enter the state). Warp-local: the caller
 // synchronises before other warps read phi.
+// Projected Taylor-2: u = x W (F = 16) of the warp's 16 rows on the tensor cores, to `us` (16 rows of
+// stride kLdu, fp32). `us` may lie over those rows of x: every lane's fragments are read first.
+template <int kD>
+__device__ __forceinline__ void TaylorProject(const bf16* x, int ldx, const bf16* w, int ldw, float* us) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, t = lane % 4;
+  float u[2][4] = {};
+#pragma unroll
+  for (int kk = 0; kk < kD / 16; ++kk) {
+    uint32_t a[4], b[4];
+    LoadA(a, x, ldx, 16 * warp, kk * 16, lane);
+    LoadBkn(b, w, ldw, kk * 16, 0, lane);
+    Mma(u[0], a, b[0], b[1]);
+    Mma(u[1], a, b[2], b[3]);
+  }
+  __syncwarp();
+#pragma unroll
+  for (int nt = 0; nt < 2; ++nt) {
+    const int c = nt * 8 + 2 * t;
+    *reinterpret_cast<float2*>(us + gq * kLdu + c) = make_float2(u[nt][0], u[nt][1]);
+    *reinterpret_cast<float2*>(us + (gq + 8) * kLdu + c) = make_float2(u[nt][2], u[nt][3]);
+  }
+  __syncwarp();
+}
+
 // Projected Taylor-2 writes u over the warp's rows of x (`x` is not const for it).
 template <int kD, bool kTaylor>
 __device__ void PhiRowsFast(const Geometry& g, bf16* x, const bf16* w, bool lo, bf16* phi, int row0,
@@ -113,24 +139,8 @@ __device__ void PhiRowsFast(const Geometry& g, bf16* x, const bf16* w, bool lo, 
   const int r_lo = 16 * warp + gq, r_hi = r_lo + 8;
   const auto kind = static_cast<FeatureMapKind>(g.kind);
   if constexpr (kTaylor) {
-    float u[2][4] = {};  // u = x W, F = 16: two n-tiles of 8
-#pragma unroll
-    for (int kk = 0; kk < kD / 16; ++kk) {
-      uint32_t a[4], b[4];
-      LoadA(a, x, ldx, 16 * warp, kk * 16, lane);
-      LoadBkn(b, w, g.ldw, kk * 16, 0, lane);
-      Mma(u[0], a, b[0], b[1]);
-      Mma(u[1], a, b[2], b[3]);
-    }
-    __syncwarp();  // every lane's fragments of x are read before u overwrites them
     float* us = reinterpret_cast<float*>(x + 16 * warp * ldx);  // 16 × kLdu fp32 in 16 rows of x
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
-      const int c = nt * 8 + 2 * t;
-      *reinterpret_cast<float2*>(us + gq * kLdu + c) = make_float2(u[nt][0], u[nt][1]);
-      *reinterpret_cast<float2*>(us + (gq + 8) * kLdu + c) = make_float2(u[nt][2], u[nt][3]);
-    }
-    __syncwarp();
+    TaylorProject<kD>(x, ldx, w, g.ldw, us);
     for (int c = lane; c < g.Fp; c += 32) {  // a column a lane: its factors found once
       const TaylorColumn col = TaylorProjColumn(c, kTaylorF);
 #pragma unroll 4
@@ -501,6 +511,142 @@ const void* MainKernel(const Geometry& g) {
                      : reinterpret_cast<const void*>(&FastLinearKernel<128, false, false>);
 }
 
+// φ alone to global memory, a block a (chunk, sequence, side): what the backward reads where the
+// forward's o and den are given. Projected Taylor-2 only (FastPhiSupported), on PhiRowsFast.
+struct FastPhiArgs {
+  const bf16* x[2];
+  bf16* phi[2];
+  const float* w[2];
+  Geometry g;
+  int w_off, phi_off;  // shared memory: x, then the weights, then φ
+};
+
+template <int kD>
+__global__ void __launch_bounds__(kFastThreads) FastPhiKernel(FastPhiArgs a) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  const Geometry& g = a.g;
+  const int side = blockIdx.z, bh = blockIdx.y, row0 = blockIdx.x * kChunk, valid = min(kChunk, g.N - row0);
+  bf16* x = reinterpret_cast<bf16*>(smem);
+  bf16* w = reinterpret_cast<bf16*>(smem + a.w_off);
+  bf16* phi = reinterpret_cast<bf16*>(smem + a.phi_off);
+  regs::IssueRows(x, g.ldx, a.x[side] + static_cast<size_t>(bh) * g.N * kD, kD, kD, row0, g.N);
+  mma::CpAsyncCommit();
+  LoadWeightsFast(w, a.w[side] + static_cast<size_t>(bh % g.H) * g.F * kD, g.w_rows, g.F, g.ldw, false);
+  mma::CpAsyncWait<0>();
+  __syncthreads();
+  PhiRowsFast<kD, true>(g, x, w, false, phi, row0, valid);
+  __syncwarp();  // a warp stores the rows it wrote, 16 bytes a lane
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, vec = g.Fp / 8;
+  bf16* out = a.phi[side] + (static_cast<size_t>(bh) * g.N + row0) * g.Fp;
+  for (int i = lane; i < 16 * vec; i += 32) {
+    const int r = 16 * warp + i / vec, col = (i % vec) * 8;
+    if (r < valid) *reinterpret_cast<uint4*>(out + r * g.Fp + col) = *reinterpret_cast<const uint4*>(phi + r * g.ldf + col);
+  }
+}
+
+// φ's backward for projected Taylor-2, a run of chunks of one sequence and side (0 queries, 1 keys)
+// a block: u = x W again, then per row
+//   ∂u_a = ∂φ_{1+a} / F^¼ + Σ_b c_ab (1 + [a = b]) u_b ∂φ_{pair(a, b)}     (c_ab the pair's scale)
+// by CUDA cores, dx = ∂u Wᵀ and dW += xᵀ ∂u on the tensor cores, dW in registers until the block
+// ends (one atomic add an element a block).
+struct TaylorBackArgs {
+  PhiBackIo io;
+  Geometry g;
+  int chunks_per_block;
+  int w_off, dphi_off, u_off, du_off;  // shared memory: x first
+};
+constexpr int kLdd = kTaylorF + 8;  // bf16 row stride of ∂u
+
+template <int kD>
+__global__ void __launch_bounds__(kFastThreads) TaylorPhiBackKernel(TaylorBackArgs a) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  constexpr int F = kTaylorF;
+  const Geometry& g = a.g;
+  const int side = blockIdx.z, bh = blockIdx.y, head = bh % g.H;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, t = lane % 4;
+  bf16* x = reinterpret_cast<bf16*>(smem);
+  bf16* w = reinterpret_cast<bf16*>(smem + a.w_off);
+  bf16* dphi = reinterpret_cast<bf16*>(smem + a.dphi_off);
+  float* us = reinterpret_cast<float*>(smem + a.u_off) + warp * 16 * kLdu;
+  bf16* du = reinterpret_cast<bf16*>(smem + a.du_off);
+  const size_t seq = static_cast<size_t>(bh) * g.N * kD, fseq = static_cast<size_t>(bh) * g.N * g.Fp;
+  LoadWeightsFast(w, a.io.w[side] + static_cast<size_t>(head) * F * kD, g.w_rows, F, g.ldw, false);
+  const float lin = rsqrtf(sqrtf(static_cast<float>(F))), pair = rsqrtf(static_cast<float>(F)),
+              square = 2.0f * rsqrtf(2.0f * F);
+  float dw[2][4] = {};  // dW rows 16·warp .. +15 (warps past D/16 hold none), all F columns
+  const int c_begin = blockIdx.x * a.chunks_per_block, c_end = min(g.nchunks, c_begin + a.chunks_per_block);
+  for (int c = c_begin; c < c_end; ++c) {
+    const int row0 = c * kChunk, valid = min(kChunk, g.N - row0);
+    __syncthreads();  // the last chunk's x, ∂φ and ∂u are read (rows past N load as zeros)
+    regs::IssueRows(x, g.ldx, a.io.x[side] + seq, kD, kD, row0, g.N);
+    regs::IssueRows(dphi, g.ldf, a.io.dphi[side] + fseq, g.Fp, g.Fp, row0, g.N);
+    mma::CpAsyncCommit();
+    mma::CpAsyncWait<0>();
+    __syncthreads();
+    TaylorProject<kD>(x, g.ldx, w, g.ldw, us);
+    {  // ∂u: two lanes a row of the warp's 16, eight features each
+      const int r = lane / 2, a0 = 8 * (lane % 2);
+      const float* ur = us + r * kLdu;
+      const bf16* dr = dphi + (16 * warp + r) * g.ldf;
+      float acc[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) acc[i] = lin * __bfloat162float(dr[1 + a0 + i]);
+#pragma unroll 4
+      for (int b = 0; b < F; ++b) {
+        const float ub = ur[b];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          const int fa = a0 + i;
+          const int col = TaylorPairColumn(min(fa, b), max(fa, b), F);
+          acc[i] += (fa == b ? square : pair) * ub * __bfloat162float(dr[col]);
+        }
+      }
+      bf16* out = du + (16 * warp + r) * kLdd + a0;
+#pragma unroll
+      for (int i = 0; i < 8; i += 2) regs::StorePair(out + i, acc[i], acc[i + 1]);
+    }
+    __syncthreads();  // every row's ∂u, for dW
+    {  // dx = ∂u Wᵀ of the warp's rows
+      uint32_t af[4];
+      LoadA(af, du, kLdd, 16 * warp, 0, lane);
+      bf16* dx = a.io.dx[side] + seq + static_cast<size_t>(row0) * kD;
+      const int r_lo = 16 * warp + gq, r_hi = r_lo + 8;
+#pragma unroll
+      for (int np = 0; np < kD / 16; ++np) {
+        uint32_t b[4];
+        LoadBnk(b, w, g.ldw, np * 16, 0, lane);
+        float o[2][4] = {};
+        Mma(o[0], af, b[0], b[1]);
+        Mma(o[1], af, b[2], b[3]);
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int col = np * 16 + h * 8 + 2 * t;
+          if (r_lo < valid) regs::StorePair(dx + r_lo * kD + col, o[h][0], o[h][1]);
+          if (r_hi < valid) regs::StorePair(dx + r_hi * kD + col, o[h][2], o[h][3]);
+        }
+      }
+    }
+    if (16 * warp < kD) {  // dW rows 16·warp.. += xᵀ ∂u over the chunk's rows
+#pragma unroll
+      for (int kk = 0; kk < kChunk / 16; ++kk) {
+        uint32_t at[4], b[4];
+        LoadAT(at, x, g.ldx, 16 * warp, kk * 16, lane);
+        LoadBkn(b, du, kLdd, kk * 16, 0, lane);
+        Mma(dw[0], at, b[0], b[1]);
+        Mma(dw[1], at, b[2], b[3]);
+      }
+    }
+  }
+  if (a.io.dw[side] && 16 * warp < kD) {
+    float* dst = a.io.dw[side] + static_cast<size_t>(head) * kD * F;
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        atomicAdd(dst + (16 * warp + gq + (e >> 1) * 8) * F + nt * 8 + 2 * t + (e & 1), dw[nt][e]);
+  }
+}
+
 }  // namespace
 
 bool FastForwardSupported(const Geometry& g) {
@@ -509,6 +655,43 @@ bool FastForwardSupported(const Geometry& g) {
   if (g.taylor_proj && (g.F != kTaylorF || g.D == 16 || g.D == 128)) return false;
   if (g.Fp > 16 * regs::kWarps * StateTiles(g.D, g.taylor_proj)) return false;
   return PlanFast(g).total <= 200 * 1024;
+}
+
+bool FastPhiSupported(const Geometry& g) { return g.taylor_proj && g.F == kTaylorF && (g.D == 32 || g.D == 64); }
+
+Status FastPhiToGlobal(cudaStream_t stream, int BH, const void* q, const void* k, const FeatureMap& fm,
+                       const Geometry& g, bf16* phq, bf16* phk) {
+  const int w_off = Align128(kChunk * g.ldx * 2), phi_off = w_off + Align128(g.w_rows * g.ldw * 2);
+  const int smem = phi_off + kChunk * g.ldf * 2;
+  const FastPhiArgs a{{static_cast<const bf16*>(q), static_cast<const bf16*>(k)},
+                      {phq, phk},
+                      {fm.wq, fm.wk ? fm.wk : fm.wq},
+                      g,
+                      w_off,
+                      phi_off};
+  const dim3 grid(g.nchunks, BH, 2);
+  if (g.D == 32) FastPhiKernel<32><<<grid, kFastThreads, smem, stream>>>(a);
+  else FastPhiKernel<64><<<grid, kFastThreads, smem, stream>>>(a);
+  return CheckLaunch("feature map");
+}
+
+Status TaylorPhiBack(const PhiBackIo& io, const Geometry& g, int BH, cudaStream_t stream) {
+  TaylorBackArgs a{io, g};
+  a.w_off = Align128(kChunk * g.ldx * 2);
+  a.dphi_off = a.w_off + Align128(g.w_rows * g.ldw * 2);
+  a.u_off = a.dphi_off + Align128(kChunk * g.ldf * 2);
+  a.du_off = a.u_off + Align128(regs::kWarps * 16 * kLdu * 4);
+  const int smem = a.du_off + kChunk * kLdd * 2;
+  const void* kernel = g.D == 32 ? reinterpret_cast<const void*>(&TaylorPhiBackKernel<32>)
+                                 : reinterpret_cast<const void*>(&TaylorPhiBackKernel<64>);
+  // Blocks for every resident slot once, each a run of one sequence's chunks.
+  const int slots = ResidentBlocks(kernel, kFastThreads, smem) * SmCount();
+  const int per = std::max(1, (slots + 2 * BH - 1) / (2 * BH));
+  a.chunks_per_block = (g.nchunks + std::min(g.nchunks, per) - 1) / std::min(g.nchunks, per);
+  const dim3 grid((g.nchunks + a.chunks_per_block - 1) / a.chunks_per_block, BH, 2);
+  if (g.D == 32) TaylorPhiBackKernel<32><<<grid, kFastThreads, smem, stream>>>(a);
+  else TaylorPhiBackKernel<64><<<grid, kFastThreads, smem, stream>>>(a);
+  return CheckLaunch("feature map backward");
 }
 
 Status FastForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o, float* den,

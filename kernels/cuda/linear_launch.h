@@ -163,6 +163,11 @@ struct ForwardExtras {
 bool FastForwardSupported(const Geometry& g);
 Status FastForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o, float* den,
                    const FeatureMap& fm, Geometry g, const ForwardExtras* extras = nullptr);
+// φq, φk (B·H, N, Fp) to global memory on the same φ code, for projected Taylor-2 at d′ = 16 and
+// D = 32 or 64 (FastPhiSupported); PhiToGlobal takes it there.
+bool FastPhiSupported(const Geometry& g);
+Status FastPhiToGlobal(cudaStream_t stream, int BH, const void* q, const void* k, const FeatureMap& fm,
+                       const Geometry& g, bf16* phq, bf16* phk);
 
 // The causal Hedgehog forward at D = 64, F = 64 on Hopper warpgroup MMA (linear_wgmma.cu), where
 // the build has sm_90a code; FastForward takes it, extras included (the backward's recomputation).
@@ -227,6 +232,8 @@ struct PhiBackIo {
 };
 bool PhiBackFastSupported(const Geometry& g);
 Status PhiBackFast(const PhiBackIo& io, const Geometry& g, int BH, cudaStream_t stream);
+// The same for projected Taylor-2 where FastPhiSupported (linear_fast.cu); dx must be given.
+Status TaylorPhiBack(const PhiBackIo& io, const Geometry& g, int BH, cudaStream_t stream);
 // The same for the Hedgehog map at D = 64, F = 64 on Hopper warpgroup MMA (linear_phi_back_wgmma.cu),
 // where the build has sm_90a code; PhiBackFast takes it.
 bool PhiBackWgmmaSupported(const Geometry& g);
