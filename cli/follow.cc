@@ -31,6 +31,7 @@ struct Follower {
   nlohmann::json latest = nlohmann::json::object();  // newest value of each metric
   std::string last_key;  // plain output: the line last printed, without its elapsed time
   std::string state;     // set once the job has ended
+  bool final_shown = false;  // terminal: its last line printed above the lines still redrawn
 };
 
 }  // namespace
@@ -46,7 +47,7 @@ Result<std::vector<std::string>> FollowJobs(Client& client, const std::vector<in
     jobs.push_back(std::move(f));
   }
   const bool several = jobs.size() > 1;
-  size_t drawn = 0;  // terminal: the progress lines below the cursor's line, redrawn each round
+  size_t drawn = 0;  // terminal: the progress lines of running jobs, redrawn each round
   auto clear_lines = [&] {
     if (drawn) out << "\x1b[" << drawn << "F\x1b[J";
     drawn = 0;
@@ -90,10 +91,18 @@ Result<std::vector<std::string>> FollowJobs(Client& client, const std::vector<in
       }
       if (IsTerminal(state)) f.state = state;
     }
-    if (progress && term.is_tty) {  // one line a job, updated in place
+    if (progress && term.is_tty) {  // one line a running job, updated in place; an ended job's stays
       clear_lines();
-      for (const Follower& f : jobs) out << ProgressLine(f.job, f.latest, Now()) << "\n";
-      drawn = jobs.size();
+      for (Follower& f : jobs)
+        if (!f.state.empty() && !f.final_shown) {
+          out << ProgressLine(f.job, f.latest, Now()) << "\n";
+          f.final_shown = true;
+        }
+      for (const Follower& f : jobs)
+        if (f.state.empty()) {
+          out << ProgressLine(f.job, f.latest, Now()) << "\n";
+          ++drawn;
+        }
     }
     out.flush();
     if (std::all_of(jobs.begin(), jobs.end(), [](const Follower& f) { return !f.state.empty(); })) {
