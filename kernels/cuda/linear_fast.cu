@@ -103,9 +103,6 @@ __device__ void LoadWeightsFast(bf16* dst, const float* src, int rows, int cols,
   }
 }
 
-// φ of the warp's 16 rows (16w..16w+15) of x (smem, ld ldx) into phi (smem, ld ldf); rows at
-// or past zero_from get φ = 0 (keys past N must not enter the state). Warp-local: the caller
-// synchronises before other warps read phi.
 // Projected Taylor-2: u = x W (F = 16) of the warp's 16 rows on the tensor cores, to `us` (16 rows of
 // stride kLdu, fp32). `us` may lie over those rows of x: every lane's fragments are read first.
 template <int kD>
@@ -130,7 +127,10 @@ __device__ __forceinline__ void TaylorProject(const bf16* x, int ldx, const bf16
   __syncwarp();
 }
 
-// Projected Taylor-2 writes u over the warp's rows of x (`x` is not const for it).
+// φ of the warp's 16 rows (16w..16w+15) of x (smem, ld ldx) into phi (smem, ld ldf); rows at
+// or past zero_from get φ = 0 (keys past N must not enter the state). Warp-local: the caller
+// synchronises before other warps read phi. Projected Taylor-2 (kTaylor) writes u over the warp's
+// rows of x, so `x` is not const.
 template <int kD, bool kTaylor>
 __device__ void PhiRowsFast(const Geometry& g, bf16* x, const bf16* w, bool lo, bf16* phi, int row0,
                             int zero_from) {
@@ -686,8 +686,8 @@ Status TaylorPhiBack(const PhiBackIo& io, const Geometry& g, int BH, cudaStream_
                                  : reinterpret_cast<const void*>(&TaylorPhiBackKernel<64>);
   // Blocks for every resident slot once, each a run of one sequence's chunks.
   const int slots = ResidentBlocks(kernel, kFastThreads, smem) * SmCount();
-  const int per = std::max(1, (slots + 2 * BH - 1) / (2 * BH));
-  a.chunks_per_block = (g.nchunks + std::min(g.nchunks, per) - 1) / std::min(g.nchunks, per);
+  const int blocks = std::min(g.nchunks, std::max(1, (slots + 2 * BH - 1) / (2 * BH)));  // a sequence and side
+  a.chunks_per_block = (g.nchunks + blocks - 1) / blocks;
   const dim3 grid((g.nchunks + a.chunks_per_block - 1) / a.chunks_per_block, BH, 2);
   if (g.D == 32) TaylorPhiBackKernel<32><<<grid, kFastThreads, smem, stream>>>(a);
   else TaylorPhiBackKernel<64><<<grid, kFastThreads, smem, stream>>>(a);
