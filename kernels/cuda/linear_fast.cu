@@ -127,6 +127,16 @@ __device__ __forceinline__ void TaylorProject(const bf16* x, int ldx, const bf16
   __syncwarp();
 }
 
+// The warp's 16 rows (16w..16w+15) of a chunk's φ tile (smem, ld ldf) to the chunk's rows of dst
+// (row stride Fp), 16 bytes a lane; rows at or past `valid` are not stored.
+__device__ __forceinline__ void StoreWarpRows(bf16* dst, const bf16* phi, int ldf, int Fp, int valid) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, vec = Fp / 8;
+  for (int i = lane; i < 16 * vec; i += 32) {
+    const int r = 16 * warp + i / vec, col = (i % vec) * 8;
+    if (r < valid) *reinterpret_cast<uint4*>(dst + r * Fp + col) = *reinterpret_cast<const uint4*>(phi + r * ldf + col);
+  }
+}
+
 // φ of the warp's 16 rows (16w..16w+15) of x (smem, ld ldx) into phi (smem, ld ldf); rows at
 // or past zero_from get φ = 0 (keys past N must not enter the state). Warp-local: the caller
 // synchronises before other warps read phi. Projected Taylor-2 (kTaylor) writes u over the warp's
@@ -339,17 +349,10 @@ __global__ void __launch_bounds__(kFastThreads) FastLinearKernel(FastArgs a) {
     if (keys) PhiRowsFast<kD, kTaylor>(g, xk, wk, p.lo, phk, row0, valid);
     if (!kStatesOnly) PhiRowsFast<kD, kTaylor>(g, xq, wq, p.lo, phq, row0, kChunk);
     __syncthreads();  // φk complete; the raw q, k rows are no longer read
-    if (!kStatesOnly && a.extras.phq) {
-      // The warp's own rows of φq and φk, 16 bytes a lane, for the backward.
-      const int vec = Fp / 8;
-      const size_t fseq = static_cast<size_t>(bh) * N * Fp;
-      for (int i = lane; i < 16 * vec; i += 32) {
-        const int r = 16 * warp + i / vec, col = (i % vec) * 8;
-        if (r >= valid) continue;
-        const size_t at = fseq + static_cast<size_t>(row0 + r) * Fp + col;
-        *reinterpret_cast<uint4*>(a.extras.phq + at) = *reinterpret_cast<const uint4*>(phq + r * ldf + col);
-        *reinterpret_cast<uint4*>(a.extras.phk + at) = *reinterpret_cast<const uint4*>(phk + r * ldf + col);
-      }
+    if (!kStatesOnly && a.extras.phq) {  // for the backward
+      const size_t at = (static_cast<size_t>(bh) * N + row0) * Fp;
+      StoreWarpRows(a.extras.phq + at, phq, ldf, Fp, valid);
+      StoreWarpRows(a.extras.phk + at, phk, ldf, Fp, valid);
     }
     if (c + 1 < c_end) {
       if (!kStatesOnly) regs::IssueRows(xq, ldx, a.q + seq, kD, kD, row0 + kChunk, N);
@@ -535,13 +538,8 @@ __global__ void __launch_bounds__(kFastThreads) FastPhiKernel(FastPhiArgs a) {
   mma::CpAsyncWait<0>();
   __syncthreads();
   PhiRowsFast<kD, true>(g, x, w, false, phi, row0, valid);
-  __syncwarp();  // a warp stores the rows it wrote, 16 bytes a lane
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, vec = g.Fp / 8;
-  bf16* out = a.phi[side] + (static_cast<size_t>(bh) * g.N + row0) * g.Fp;
-  for (int i = lane; i < 16 * vec; i += 32) {
-    const int r = 16 * warp + i / vec, col = (i % vec) * 8;
-    if (r < valid) *reinterpret_cast<uint4*>(out + r * g.Fp + col) = *reinterpret_cast<const uint4*>(phi + r * g.ldf + col);
-  }
+  __syncwarp();  // a warp stores the rows it wrote
+  StoreWarpRows(a.phi[side] + (static_cast<size_t>(bh) * g.N + row0) * g.Fp, phi, g.ldf, g.Fp, valid);
 }
 
 // φ's backward for projected Taylor-2, a run of chunks of one sequence and side (0 queries, 1 keys)
