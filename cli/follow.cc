@@ -23,6 +23,9 @@ bool IsTerminal(const std::string& state) {
 // stream logs and progress promptly.
 constexpr std::chrono::milliseconds kPollSlice{500};
 
+// Terminal: at most this many lines of jobs not ended are redrawn (more would scroll off the screen).
+constexpr size_t kMaxDrawn = 20;
+
 // What has been read of one job so far.
 struct Follower {
   int64_t id = 0;
@@ -98,11 +101,18 @@ Result<std::vector<std::string>> FollowJobs(Client& client, const std::vector<in
           out << ProgressLine(f.job, f.latest, Now()) << "\n";
           f.final_shown = true;
         }
-      for (const Follower& f : jobs)
-        if (f.state.empty()) {
+      size_t running = 0;
+      for (const Follower& f : jobs) {
+        if (!f.state.empty()) continue;
+        if (++running <= kMaxDrawn) {
           out << ProgressLine(f.job, f.latest, Now()) << "\n";
           ++drawn;
         }
+      }
+      if (running > kMaxDrawn) {
+        out << "... and " << running - kMaxDrawn << " more not ended\n";
+        ++drawn;
+      }
     }
     out.flush();
     if (std::all_of(jobs.begin(), jobs.end(), [](const Follower& f) { return !f.state.empty(); })) {
