@@ -647,15 +647,15 @@ __global__ void __launch_bounds__(kFastThreads) TaylorPhiBackKernel(TaylorBackAr
 
 }  // namespace
 
+// Projected Taylor-2 at d′ = 16 only, where u fits in the warp's rows of x (D = 32 or 64).
+bool FastPhiSupported(const Geometry& g) { return g.taylor_proj && g.F == kTaylorF && (g.D == 32 || g.D == 64); }
+
 bool FastForwardSupported(const Geometry& g) {
   if (g.D != 16 && g.D != 32 && g.D != 64 && g.D != 128) return false;
-  // Projected Taylor-2 at d′ = 16 only, where u fits in the warp's rows of x (D ≥ 32).
-  if (g.taylor_proj && (g.F != kTaylorF || g.D == 16 || g.D == 128)) return false;
+  if (g.taylor_proj && !FastPhiSupported(g)) return false;
   if (g.Fp > 16 * regs::kWarps * StateTiles(g.D, g.taylor_proj)) return false;
   return PlanFast(g).total <= 200 * 1024;
 }
-
-bool FastPhiSupported(const Geometry& g) { return g.taylor_proj && g.F == kTaylorF && (g.D == 32 || g.D == 64); }
 
 Status FastPhiToGlobal(cudaStream_t stream, int BH, const void* q, const void* k, const FeatureMap& fm,
                        const Geometry& g, bf16* phq, bf16* phk) {
