@@ -11,12 +11,17 @@
 // kernel form) run on the job's GPU when it holds one, else, or for a map the CUDA kernel does not
 // take (feature width > 128), on the CPU; the log says which. The task metric is evaluated on the
 // GPU too where the model runs there.
+// stage1.rows "scored" (default "all") trains the model's last layer, when converted, on the rows
+// whose next token the task scores (target not ignored, e.g. MQAR's queries), each example's rows
+// weighted equally: that layer's output at a row reaches only that row's prediction, so rows the
+// task ignores cannot matter. Earlier layers feed every later row and keep all rows. The stage1_*
+// metrics are of this objective; the report's fidelity is over all rows either way.
 // Stage 2 (optional): the whole converted model finetunes on the task loss (the shared train loop,
 // metrics prefixed "stage2_").
 //
 // params: layers ("all"), feature_map ("hedgehog"), feature_dim (hedgehog/performer F, 0: the head
 //   dim; taylor2's learned projection width d', 0: 16 as BASED, at most 64), data {as train},
-//   stage1 {steps, lr, batch_size, seq_len, warmup, grad_clip, log_every, checkpoint_every},
+//   stage1 {steps, lr, batch_size, seq_len, warmup, grad_clip, log_every, checkpoint_every, rows},
 //   stage2 {steps, lr, batch_size, seq_len, warmup, weight_decay, log_every, eval_every,
 //   checkpoint_every} (absent or steps 0: no finetune), eval_batches, spearman_rows, speed
 //   {seq_lens, batch_size, iters}, seed.
@@ -38,6 +43,7 @@
 #include "kernels/attention.h"
 #include "kernels/feature_map.h"
 #include "nn/checkpoint.h"
+#include "nn/data.h"
 #include "nn/cuda/model_cuda.h"
 #include "nn/optim.h"
 #include "nn/safetensors.h"
@@ -61,6 +67,7 @@ struct Stage1 {
   float grad_clip = 1.0f;
   int64_t log_every = 10;
   int64_t checkpoint_every = 50;
+  bool scored_rows = false;  // rows: "scored" (the last layer on the task's scored rows) or "all"
 };
 
 struct HedgehogParams {
@@ -114,7 +121,7 @@ Result<HedgehogParams> ReadHedgehogParams(const json& p) {
   // FieldReader keeps a reference: the blocks must outlive it.
   const json stage1 = p.value("stage1", json::object()), stage2 = p.value("stage2", json::object());
   FieldReader s1(stage1, "params.stage1");
-  s1.OnlyKeys({"steps", "lr", "batch_size", "seq_len", "warmup", "grad_clip", "log_every", "checkpoint_every"});
+  s1.OnlyKeys({"steps", "lr", "batch_size", "seq_len", "warmup", "grad_clip", "log_every", "checkpoint_every", "rows"});
   Stage1& a = h.stage1;
   a.steps = s1.Int("steps", a.steps, 0, int64_t{1} << 40);
   a.lr = static_cast<float>(s1.Number("lr", a.lr, 0, 10));
@@ -124,7 +131,11 @@ Result<HedgehogParams> ReadHedgehogParams(const json& p) {
   a.grad_clip = static_cast<float>(s1.Number("grad_clip", a.grad_clip, 0, 1e6));
   a.log_every = s1.Int("log_every", a.log_every, 1, int64_t{1} << 40);
   a.checkpoint_every = s1.Int("checkpoint_every", a.checkpoint_every, 1, int64_t{1} << 40);
+  const std::string rows = s1.String("rows", "all");
   SCION_RETURN_IF_ERROR(s1.status());
+  if (rows != "all" && rows != "scored")
+    return Status::InvalidArgument("params.stage1.rows: \"all\" or \"scored\", got \"" + rows + "\"");
+  a.scored_rows = rows == "scored";
 
   FieldReader s2(stage2, "params.stage2");
   s2.OnlyKeys({"steps", "lr", "batch_size", "seq_len", "warmup", "weight_decay", "log_every", "eval_every",
@@ -273,7 +284,8 @@ struct DistillDevice {
   // Layer `layer`'s distillation loss on the last TeacherForward's q, k: on the GPU reading them
   // where the teacher's forward left them (or copied in from the CPU's), else on the CPU.
   Status Run(const nn::Model& teacher, int64_t layer, kernels::AttnDims d, const kernels::FeatureMap& fm, float scale,
-             float eps, float* loss, float* dwq, float* dwk, const kernels::AttentionStats& stats) {
+             float eps, float* loss, float* dwq, float* dwk, const kernels::AttentionStats& stats,
+             const float* row_weight) {
     LayerQK qk;
     if (gpu) {
       Status st = Status::Ok();
@@ -281,17 +293,19 @@ struct DistillDevice {
         const void *q = nullptr, *k = nullptr;
         void* stream = nullptr;
         SCION_RETURN_IF_ERROR(teacher_dev->AttentionQKDevice(layer, &q, &k, &stream));
-        st = kernels::DistillLossDeviceQK(d, q, k, stream, fm, scale, eps, loss, dwq, dwk, stats);
+        st = kernels::DistillLossDeviceQK(d, q, k, stream, fm, scale, eps, loss, dwq, dwk, stats, row_weight);
       } else {
         SCION_RETURN_IF_ERROR(HostQK(teacher, layer, &qk));
-        st = kernels::DistillLossFromHost(d, qk.q.data(), qk.k.data(), fm, scale, eps, loss, dwq, dwk, stats);
+        st = kernels::DistillLossFromHost(d, qk.q.data(), qk.k.data(), fm, scale, eps, loss, dwq, dwk, stats,
+                                          row_weight);
       }
       if (st.code() != Status::Code::kUnavailable && st.code() != Status::Code::kUnimplemented) return st;
       gpu = false;
       if (reporter) reporter->Log("stage1: distillation on the CPU: " + st.message());
     }
     if (qk.q.empty()) SCION_RETURN_IF_ERROR(HostQK(teacher, layer, &qk));
-    return kernels::DistillLoss(kernels::Launch{}, d, qk.q.data(), qk.k.data(), fm, scale, eps, loss, dwq, dwk, stats);
+    return kernels::DistillLoss(kernels::Launch{}, d, qk.q.data(), qk.k.data(), fm, scale, eps, loss, dwq, dwk, stats,
+                                row_weight);
   }
 };
 
@@ -299,29 +313,52 @@ struct DistillTotals {
   double loss = 0;               // Σ over layers of the mean (over rows b, h) CE
   double kl = 0;                 // mean over layers of the mean KL
   std::vector<double> layer_kl;  // per converted layer
+  int64_t scored_examples = 0;   // examples with a scored row (measured: HeadFidelity::kl_scored)
 };
 
+// Row weights (B, T) for kernels::DistillLoss that average each example's loss over the rows whose
+// target the task scores (T / count on those, 0 elsewhere; an example without one weighs nothing).
+std::vector<float> ScoredRowWeights(const nn::TokenBatch& batch) {
+  std::vector<float> w(batch.targets.size(), 0.0f);
+  for (int64_t b = 0; b < batch.B; ++b) {
+    const int32_t* t = batch.targets.data() + b * batch.T;
+    const auto count = std::count_if(t, t + batch.T, [](int32_t x) { return x != nn::kIgnoreTarget; });
+    for (int64_t i = 0; i < batch.T; ++i)
+      if (t[i] != nn::kIgnoreTarget) w[static_cast<size_t>(b * batch.T + i)] = static_cast<float>(batch.T) / count;
+  }
+  return w;
+}
+
 // One batch of distillation: the loss and stats; when `grad`, ∂(Σ_layers mean_bh CE)/∂W is added to
-// the student's gradient buffer for the learnable maps.
+// the student's gradient buffer for the learnable maps. `scored_rows`: the model's last layer on the
+// rows the task scores (Stage1::scored_rows). With `heads`, adds this batch's fidelity to them
+// (kl_scored: the mean over the examples with a scored row, the batch counted in scored_examples).
 Result<DistillTotals> DistillBatch(nn::Model& teacher, nn::Model& student, const std::vector<int64_t>& layers,
                                    const nn::TokenBatch& batch, bool grad, std::vector<HeadFidelity>* heads,
-                                   DistillDevice& device) {
+                                   DistillDevice& device, bool scored_rows = false) {
   const nn::ModelConfig& c = teacher.config();
   const int64_t B = batch.B, T = batch.T, H = c.n_head, D = c.head_dim();
+  const std::vector<float> scored = scored_rows || heads ? ScoredRowWeights(batch) : std::vector<float>();
+  std::vector<bool> has_scored(static_cast<size_t>(B), false);
+  for (size_t i = 0; i < scored.size(); ++i)
+    if (scored[i] > 0) has_scored[i / static_cast<size_t>(T)] = true;
   SCION_RETURN_IF_ERROR(device.TeacherForward(teacher, layers, batch.inputs.data(), B, T));
   const kernels::AttnDims dims{B, H, T, D};
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   DistillTotals tot;
+  tot.scored_examples = std::count(has_scored.begin(), has_scored.end(), true);
   std::vector<float> loss(static_cast<size_t>(B * H)), kl(loss.size()), ht(loss.size()), hs(loss.size());
+  std::vector<float> kl_scored(heads ? loss.size() : 0), scratch(kl_scored.size());
   for (size_t li = 0; li < layers.size(); ++li) {
     const int64_t l = layers[li];
     const kernels::FeatureMap fm = FeatureMapOf(student, l);
     const MapTensors t = MapOf(student, l);
     const bool learn = grad && t.wq && t.wq->trainable && kernels::HasLearnedWeights(fm);
     std::vector<float> dwq(learn ? static_cast<size_t>(t.wq->numel) : 0, 0.0f), dwk(dwq.size(), 0.0f);
+    const bool on_scored = scored_rows && l == c.n_layer() - 1;
     SCION_RETURN_IF_ERROR(device.Run(teacher, l, dims, fm, scale, c.layers[static_cast<size_t>(l)].eps, loss.data(),
                                      learn ? dwq.data() : nullptr, learn ? dwk.data() : nullptr,
-                                     {kl.data(), ht.data(), hs.data()}));
+                                     {kl.data(), ht.data(), hs.data()}, on_scored ? scored.data() : nullptr));
     if (learn) {
       // The objective averages over the B·H rows of `loss`; the kernel's gradient is of their sum.
       const float inv = 1.0f / static_cast<float>(B * H);
@@ -334,6 +371,10 @@ Result<DistillTotals> DistillBatch(nn::Model& teacher, nn::Model& student, const
     tot.loss += layer_loss / static_cast<double>(B * H);
     tot.layer_kl.push_back(layer_kl / static_cast<double>(B * H));
     tot.kl += tot.layer_kl.back() / static_cast<double>(layers.size());
+    if (heads && tot.scored_examples > 0)
+      SCION_RETURN_IF_ERROR(device.Run(teacher, l, dims, fm, scale, c.layers[static_cast<size_t>(l)].eps,
+                                       scratch.data(), nullptr, nullptr, {kl_scored.data(), nullptr, nullptr},
+                                       scored.data()));
     if (heads) {
       for (int64_t h = 0; h < H; ++h) {
         HeadFidelity& f = (*heads)[li * H + h];
@@ -343,6 +384,7 @@ Result<DistillTotals> DistillBatch(nn::Model& teacher, nn::Model& student, const
           f.kl += kl[i] / static_cast<double>(B);
           f.teacher_entropy += ht[i] / static_cast<double>(B);
           f.student_entropy += hs[i] / static_cast<double>(B);
+          if (has_scored[static_cast<size_t>(b)]) f.kl_scored += kl_scored[i] / static_cast<double>(tot.scored_examples);
         }
       }
     }
@@ -386,13 +428,15 @@ Result<std::vector<HeadFidelity>> MeasureFidelity(nn::Model& teacher, nn::Model&
   std::vector<double> rho_sum(heads.size(), 0.0);
   std::vector<int64_t> rho_n(heads.size(), 0);
   for (size_t li = 0; li < layers.size(); ++li)
-    for (int64_t h = 0; h < H; ++h) { heads[li * H + h].layer = layers[li]; heads[li * H + h].head = h; }
+    for (int64_t h = 0; h < H; ++h) heads[li * H + h] = {.layer = layers[li], .head = h, .kl_scored = 0};
   const int64_t B = hp.stage1.batch_size;
+  int64_t scored_batches = 0;
   for (int64_t i = 0; i < hp.eval_batches; ++i) {
     auto batch = DataBatch(data, true, i, B, T, hp.seed);
     if (!batch.ok()) return batch.status();
     auto d = DistillBatch(teacher, student, layers, *batch, false, &heads, device);
     if (!d.ok()) return d.status();
+    scored_batches += d->scored_examples > 0;
     SCION_RETURN_IF_ERROR(device.TeacherForward(teacher, layers, batch->inputs.data(), 1, T));  // example 0 alone
     for (size_t li = 0; li < layers.size(); ++li) {
       LayerQK qk;
@@ -412,6 +456,7 @@ Result<std::vector<HeadFidelity>> MeasureFidelity(nn::Model& teacher, nn::Model&
     heads[i].teacher_entropy /= n;
     heads[i].student_entropy /= n;
     heads[i].spearman = rho_n[i] ? rho_sum[i] / static_cast<double>(rho_n[i]) : NAN;
+    heads[i].kl_scored = scored_batches ? heads[i].kl_scored / static_cast<double>(scored_batches) : NAN;
   }
   return heads;
 }
@@ -440,7 +485,7 @@ Result<Stage1Result> RunStage1(nn::Model& teacher, nn::Model& student, const std
     auto batch = DataBatch(data, false, step, s.batch_size, T, hp.seed);
     if (!batch.ok()) return batch.status();
     student.ZeroGrad();
-    auto d = DistillBatch(teacher, student, layers, *batch, true, nullptr, device);
+    auto d = DistillBatch(teacher, student, layers, *batch, true, nullptr, device, s.scored_rows);
     if (!d.ok()) return d.status();
     if (!std::isfinite(d->loss)) return Status::Internal("stage1: loss became non-finite at step " + std::to_string(step));
     nn::ClipGradNorm(student, s.grad_clip);

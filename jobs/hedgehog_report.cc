@@ -61,14 +61,15 @@ HeadFidelity MeanFidelity(const std::vector<HeadFidelity>& heads) {
   HeadFidelity m;
   m.layer = m.head = -1;
   if (heads.empty()) return m;
-  double rho = 0;
-  int64_t rho_n = 0;
+  double rho = 0, kls = 0;
+  int64_t rho_n = 0, kls_n = 0;
   for (const HeadFidelity& h : heads) {
     m.ce += h.ce;
     m.kl += h.kl;
     m.teacher_entropy += h.teacher_entropy;
     m.student_entropy += h.student_entropy;
     if (std::isfinite(h.spearman)) { rho += h.spearman; ++rho_n; }
+    if (std::isfinite(h.kl_scored)) { kls += h.kl_scored; ++kls_n; }
   }
   const double n = static_cast<double>(heads.size());
   m.ce /= n;
@@ -76,6 +77,7 @@ HeadFidelity MeanFidelity(const std::vector<HeadFidelity>& heads) {
   m.teacher_entropy /= n;
   m.student_entropy /= n;
   m.spearman = rho_n ? rho / static_cast<double>(rho_n) : NAN;
+  m.kl_scored = kls_n ? kls / static_cast<double>(kls_n) : NAN;
   return m;
 }
 
@@ -88,6 +90,7 @@ std::map<std::string, double> ReportSummary(const HedgehogReport& r) {
   const HeadFidelity mean = MeanFidelity(r.heads);
   s["attention_ce"] = mean.ce;
   s["attention_kl"] = mean.kl;
+  if (std::isfinite(mean.kl_scored)) s["attention_kl_scored"] = mean.kl_scored;
   s["teacher_entropy"] = mean.teacher_entropy;
   s["student_entropy"] = mean.student_entropy;
   if (std::isfinite(mean.spearman)) s["spearman_rho"] = mean.spearman;
@@ -99,6 +102,7 @@ std::map<std::string, double> ReportSummary(const HedgehogReport& r) {
       if (h.layer == l) of_layer.push_back(h);
     const HeadFidelity lm = MeanFidelity(of_layer);
     s["kl_layer" + std::to_string(l)] = lm.kl;
+    if (std::isfinite(lm.kl_scored)) s["kl_scored_layer" + std::to_string(l)] = lm.kl_scored;
     s["student_entropy_layer" + std::to_string(l)] = lm.student_entropy;
   }
   AddSpeedSummary(r.teacher_speed, "teacher", &s);
@@ -110,6 +114,7 @@ json ReportJson(const HedgehogReport& r) {
   json heads = json::array();
   for (const HeadFidelity& h : r.heads)
     heads.push_back({{"layer", h.layer}, {"head", h.head}, {"ce", Num(h.ce)}, {"kl", Num(h.kl)},
+                     {"kl_scored", Num(h.kl_scored)},
                      {"teacher_entropy", Num(h.teacher_entropy)}, {"student_entropy", Num(h.student_entropy)},
                      {"spearman", Num(h.spearman)}});
   auto speed = [](const std::vector<SpeedPoint>& pts) {
@@ -134,7 +139,8 @@ json ReportJson(const HedgehogReport& r) {
             {"converted", Num(r.converted_metric)},
             {"finetuned", Num(r.finetuned_metric)}}},
           {"mean",
-           {{"ce", Num(mean.ce)}, {"kl", Num(mean.kl)}, {"teacher_entropy", Num(mean.teacher_entropy)},
+           {{"ce", Num(mean.ce)}, {"kl", Num(mean.kl)}, {"kl_scored", Num(mean.kl_scored)},
+            {"teacher_entropy", Num(mean.teacher_entropy)},
             {"student_entropy", Num(mean.student_entropy)}, {"spearman", Num(mean.spearman)}}},
           {"heads", heads},
           {"speed", {{"teacher", speed(r.teacher_speed)}, {"converted", speed(r.converted_speed)}}}};
@@ -150,14 +156,15 @@ std::string ReportMarkdown(const HedgehogReport& r) {
      << "| teacher | converted (stage 1) | finetuned (stage 2) |\n|---|---|---|\n"
      << "| " << Fmt(r.teacher_metric) << " | " << Fmt(r.converted_metric) << " | " << Fmt(r.finetuned_metric)
      << " |\n\n## Attention fidelity per layer and head\n\n"
-     << "CE and KL in nats per row (teacher softmax weights a vs linear weights â); entropies are mean "
-        "row entropies (lower is spikier); ρ is Spearman's rank correlation of q·k with â over sampled rows.\n\n"
-     << "| layer | head | CE | KL | H(teacher) | H(student) | ρ |\n|---|---|---|---|---|---|---|\n";
+     << "CE and KL in nats per row (teacher softmax weights a vs linear weights â); KL (scored) over the rows "
+        "whose target the task scores; entropies are mean row entropies (lower is spikier); ρ is Spearman's "
+        "rank correlation of q·k with â over sampled rows.\n\n"
+     << "| layer | head | CE | KL | KL (scored) | H(teacher) | H(student) | ρ |\n|---|---|---|---|---|---|---|---|\n";
   for (const HeadFidelity& h : r.heads)
-    md << "| " << h.layer << " | " << h.head << " | " << Fmt(h.ce) << " | " << Fmt(h.kl) << " | "
-       << Fmt(h.teacher_entropy) << " | " << Fmt(h.student_entropy) << " | " << Fmt(h.spearman, "%.3f") << " |\n";
+    md << "| " << h.layer << " | " << h.head << " | " << Fmt(h.ce) << " | " << Fmt(h.kl) << " | " << Fmt(h.kl_scored)
+       << " | " << Fmt(h.teacher_entropy) << " | " << Fmt(h.student_entropy) << " | " << Fmt(h.spearman, "%.3f") << " |\n";
   const HeadFidelity m = MeanFidelity(r.heads);
-  md << "| mean | | " << Fmt(m.ce) << " | " << Fmt(m.kl) << " | " << Fmt(m.teacher_entropy) << " | "
+  md << "| mean | | " << Fmt(m.ce) << " | " << Fmt(m.kl) << " | " << Fmt(m.kl_scored) << " | " << Fmt(m.teacher_entropy) << " | "
      << Fmt(m.student_entropy) << " | " << Fmt(m.spearman, "%.3f") << " |\n";
   if (!r.teacher_speed.empty()) md << "\n" << SpeedMarkdown(r.teacher_speed, r.converted_speed, "teacher", "converted");
   md << "\nPlot: fidelity.svg (per-head KL and entropies).\n";

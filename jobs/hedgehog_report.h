@@ -27,6 +27,7 @@ struct HeadFidelity {
   int64_t head = 0;
   double ce = 0;               // mean row cross-entropy −Σ_j a_ij log â_ij (nats)
   double kl = 0;               // mean row KL(a || â) = ce − teacher_entropy
+  double kl_scored = NAN;      // the same over the rows whose target the task scores (MQAR: the queries)
   double teacher_entropy = 0;  // mean row entropy of the softmax weights (spikiness: lower is spikier)
   double student_entropy = 0;  // mean row entropy of the linear-attention weights
   double spearman = NAN;       // mean over sampled rows of Spearman ρ(q_i·k_j, â_ij), j ≤ i
@@ -46,12 +47,13 @@ struct HedgehogReport {
   std::vector<SpeedPoint> teacher_speed, converted_speed;
 };
 
-// Means over every head: ce, kl, teacher_entropy, student_entropy, spearman (NaN entries skipped).
+// Means over every head: ce, kl, kl_scored, teacher_entropy, student_entropy, spearman (NaN entries
+// skipped).
 HeadFidelity MeanFidelity(const std::vector<HeadFidelity>& heads);
 
 // The flat summary a job outcome carries: task metrics (teacher_/converted_/finetuned_<metric>),
-// fidelity means (attention_ce, attention_kl, teacher_entropy, student_entropy, spearman_rho),
-// per-layer kl_layer<L> / student_entropy_layer<L>, speed (<which>_tokens_per_s_n<N>,
+// fidelity means (attention_ce, attention_kl, attention_kl_scored, teacher_entropy, student_entropy,
+// spearman_rho), per-layer kl_layer<L> / kl_scored_layer<L> / student_entropy_layer<L>, speed (<which>_tokens_per_s_n<N>,
 // <which>_peak_memory_bytes_n<N>, as the eval and graft kinds).
 std::map<std::string, double> ReportSummary(const HedgehogReport& r);
 nlohmann::json ReportJson(const HedgehogReport& r);

@@ -106,6 +106,9 @@ Status HybridAttentionBackward(const Launch& l, AttnDims d, const void* q, const
 // loss (B, H) fp32 = -Σ_i Σ_{j<=i} a_ij log â_ij / N, a = causal softmax(q kᵀ·scale),
 // â_ij = φ(q_i)·φ(k_j) / Σ_{m<=i} φ(q_i)·φ(k_m). Blockwise: N×N never stored in global memory.
 // dwq, dwk: gradient of Σ loss w.r.t. the map parameters (accumulated into; may be null).
+// row_weight (B, N), optional, on the same side as q: row i of example b enters the loss, its
+// gradient and the statistics with weight w_bi in place of 1 (still divided by N), so N/count on
+// a subset of `count` rows and 0 elsewhere averages over that subset. Null: every row weight 1.
 struct AttentionStats {
   float* kl = nullptr;               // (B, H) mean over rows of KL(a || â)
   float* teacher_entropy = nullptr;  // (B, H) mean row entropy of a
@@ -113,17 +116,19 @@ struct AttentionStats {
 };
 Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, const FeatureMap& fm,
                    float scale, float eps, float* loss, float* dwq, float* dwk,
-                   const AttentionStats& stats);
+                   const AttentionStats& stats, const float* row_weight = nullptr);
 // The same on the current CUDA device for a caller whose arrays all live in host memory (q, k fp32;
 // fm's weights, loss, dwq, dwk and stats on the host): copies them in, runs the CUDA kernel (bf16
 // q, k, fp32 accumulation), copies the outputs back. What a CPU-side training loop without CUDA
 // headers calls (the hedgehog job's stage 1). Unavailable without CUDA or a device.
 Status DistillLossFromHost(AttnDims d, const float* q, const float* k, const FeatureMap& fm, float scale,
-                           float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats);
+                           float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats,
+                           const float* row_weight = nullptr);
 // The same with q, k already on the current device as bf16 (B, H, N, D), read on `stream` (a
 // CudaModel's forward buffers, so no copy of them either way); fm's weights and the outputs on the
-// host as above.
+// host as above (row_weight too).
 Status DistillLossDeviceQK(AttnDims d, const void* q, const void* k, void* stream, const FeatureMap& fm, float scale,
-                           float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats);
+                           float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats,
+                           const float* row_weight = nullptr);
 
 }  // namespace scion::kernels

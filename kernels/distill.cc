@@ -7,6 +7,7 @@
 //   A_ij = φ(q_i)·φ(k_j), L_i = Σ_{j<=i} A_ij + eps, â_ij = A_ij / L_i   (the layer's own weights)
 //   loss = (1/N) Σ_i CE_i, CE_i = −Σ_j a_ij log â_ij = log L_i − Σ_j a_ij log A_ij  (Σ_j a_ij = 1)
 //   ∂loss/∂A_ij = (1/N) (1/L_i − a_ij / A_ij)
+// With row weights w_i (kernels/attention.h), every row's terms are multiplied by w_i.
 // Maps that can output exact zeros (relu, cosFormer) would make log A_ij = −∞; log uses
 // max(A_ij, kMinWeight) and that clamped region contributes no gradient.
 // Taylor-2 runs in kernel form: A_ij = 1 + t + t²/2 with t = u_i·u_j / √n on its n-wide inputs
@@ -39,13 +40,13 @@ std::vector<float> Transposed(const float* x, int64_t rows, int64_t cols) {
 
 Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, const FeatureMap& fm,
                    float scale, float eps, float* loss, float* dwq, float* dwk,
-                   const AttentionStats& stats) {
+                   const AttentionStats& stats, const float* row_weight) {
   SCION_RETURN_IF_ERROR(ValidateLinearCall("DistillLoss", l, d, fm, eps));
   if (!q || !k || !loss) return Status::InvalidArgument("DistillLoss: q, k, loss must be non-null");
   if (!std::isfinite(scale)) return Status::InvalidArgument("DistillLoss: scale must be finite");
   if (l.backend == Backend::kCuda) {
 #if SCION_WITH_CUDA
-    return cuda::DistillLoss(l, d, q, k, fm, scale, eps, loss, dwq, dwk, stats);
+    return cuda::DistillLoss(l, d, q, k, fm, scale, eps, loss, dwq, dwk, stats, row_weight);
 #else
     return Status::Unavailable("DistillLoss: built without CUDA");
 #endif
@@ -60,6 +61,7 @@ Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, co
     const size_t off = static_cast<size_t>(bh * N * D);
     const float* qh = static_cast<const float*>(q) + off;
     const float* kh = static_cast<const float*>(k) + off;
+    const float* rw = row_weight ? row_weight + bh / d.H * N : nullptr;
     const FeatureRows qrows{N, D, N, 0, bh % d.H, true};
     FeatureRows krows = qrows;
     krows.is_query = false;
@@ -79,6 +81,8 @@ Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, co
     std::vector<double> e(s.size());
     double ce_sum = 0, kl_sum = 0, ht_sum = 0, hs_sum = 0;
     for (int64_t i = 0; i < N; ++i) {
+      const double w = rw ? rw[i] : 1.0;
+      if (w == 0) continue;  // no share in the loss, its gradient or the statistics
       const int64_t n = i + 1;  // keys j <= i
       std::fill(s.begin(), s.begin() + n, 0.0f);
       for (int64_t x = 0; x < D; ++x) {
@@ -114,7 +118,7 @@ Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, co
         ht -= a * s[j];
         const double ahat = A[j] / lin;
         if (A[j] > 0) hs -= ahat * (log_A - log_lin);
-        if (want_grad) dA[j] = static_cast<float>((1.0 / lin - (A[j] > kMinWeight ? a / A[j] : 0.0)) / N) * dA_dp[j];
+        if (want_grad) dA[j] = static_cast<float>(w * (1.0 / lin - (A[j] > kMinWeight ? a / A[j] : 0.0)) / N) * dA_dp[j];
       }
       if (want_grad) {
         float* gq = &dpq[static_cast<size_t>(i * Fp)];
@@ -129,10 +133,10 @@ Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, co
           for (int64_t j = 0; j < n; ++j) gk[j] += dA[j] * pf;
         }
       }
-      ce_sum += ce;
-      ht_sum += ht;
-      hs_sum += hs;
-      kl_sum += ce - ht;  // KL(a || â) = CE − H(a)
+      ce_sum += w * ce;
+      ht_sum += w * ht;
+      hs_sum += w * hs;
+      kl_sum += w * (ce - ht);  // KL(a || â) = CE − H(a)
     }
     loss[bh] = static_cast<float>(ce_sum / N);
     if (stats.kl) stats.kl[bh] = static_cast<float>(kl_sum / N);
@@ -153,22 +157,25 @@ Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, co
 }
 
 Status DistillLossFromHost(AttnDims d, const float* q, const float* k, const FeatureMap& fm, float scale, float eps,
-                           float* loss, float* dwq, float* dwk, const AttentionStats& stats) {
+                           float* loss, float* dwq, float* dwk, const AttentionStats& stats,
+                           const float* row_weight) {
 #if SCION_WITH_CUDA
-  return cuda::DistillLossFromHost(d, q, k, fm, scale, eps, loss, dwq, dwk, stats);
+  return cuda::DistillLossFromHost(d, q, k, fm, scale, eps, loss, dwq, dwk, stats, row_weight);
 #else
-  (void)d, (void)q, (void)k, (void)fm, (void)scale, (void)eps, (void)loss, (void)dwq, (void)dwk, (void)stats;
+  (void)d, (void)q, (void)k, (void)fm, (void)scale, (void)eps, (void)loss, (void)dwq, (void)dwk, (void)stats,
+      (void)row_weight;
   return Status::Unavailable("DistillLossFromHost: built without CUDA (SCION_CUDA=OFF)");
 #endif
 }
 
 Status DistillLossDeviceQK(AttnDims d, const void* q, const void* k, void* stream, const FeatureMap& fm, float scale,
-                           float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats) {
+                           float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats,
+                           const float* row_weight) {
 #if SCION_WITH_CUDA
-  return cuda::DistillLossDeviceQK(d, q, k, stream, fm, scale, eps, loss, dwq, dwk, stats);
+  return cuda::DistillLossDeviceQK(d, q, k, stream, fm, scale, eps, loss, dwq, dwk, stats, row_weight);
 #else
   (void)d, (void)q, (void)k, (void)stream, (void)fm, (void)scale, (void)eps, (void)loss, (void)dwq, (void)dwk,
-      (void)stats;
+      (void)stats, (void)row_weight;
   return Status::Unavailable("DistillLossDeviceQK: built without CUDA (SCION_CUDA=OFF)");
 #endif
 }

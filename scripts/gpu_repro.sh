@@ -42,7 +42,7 @@ mqar() {
   export MQ_TRAIN_KV=${MQ_TRAIN_KV-}  # every training batch at kv = 16
   export HH_STEPS=${HH_STEPS:-1000} HH_LR=${HH_LR:-3e-2} HH_BATCH=${HH_BATCH:-32} HH_EVAL_BATCHES=${HH_EVAL_BATCHES:-16}
   export HH_GPU_MAPS=${HH_GPU_MAPS-hedgehog taylor2 hedgehog_exp elu relu performer cosformer}
-  export HH_CPU_STEPS=${HH_CPU_STEPS:-$HH_STEPS}
+  export HH_CPU_STEPS=${HH_CPU_STEPS:-$HH_STEPS} HH_ROWS=${HH_ROWS:-all scored}  # both objectives, one teacher
   export SCION_HH_CPU_SLOTS=${SCION_HH_CPU_SLOTS:-7} SCION_THREADS=${SCION_MQAR_THREADS:-8}
   SCION_HH_DATA=$out/mqar scripts/hedgehog_mqar.sh >"$out/mqar.log" 2>&1
   echo "mqar: exit $?" >>"$out/mqar.log"

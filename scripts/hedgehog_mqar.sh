@@ -12,7 +12,9 @@
 # teacher continues from: Zoology trains on a mix of lengths), HH_STEPS, HH_LR, HH_BATCH,
 # HH_EVAL_BATCHES (stage 1 and the evaluation), HH_MAPS (the feature maps converted; default all
 # seven), HH_FEATURE_DIM (the job's feature_dim for the maps that take one; default theirs), HH_LAYERS
-# (the layers each conversion replaces, the job's `layers` as JSON, e.g. [1]; default both), HH_GPU_MAPS (the maps whose conversion job holds a
+# (the layers each conversion replaces, the job's `layers` as JSON, e.g. [1]; default both), HH_ROWS
+# (stage1.rows, one conversion of each map per word: "scored" trains the last layer on the query
+# rows, its jobs named mqar-<map>-scored; default "all"), HH_GPU_MAPS (the maps whose conversion job holds a
 # GPU: its stage 1, teacher forward and distillation, runs there; default none), HH_CPU_STEPS
 # (stage-1 steps of the learned maps converted on the CPU; default HH_STEPS), SCION_HH_CPU_SLOTS
 # (conversions run at once),
@@ -33,7 +35,7 @@ steps=${MQ_STEPS:-1500} lr=${MQ_LR:-3e-3} batch=${MQ_BATCH:-32} warmup=${MQ_WARM
 eval_every=${MQ_EVAL_EVERY:-250} gpus=${MQ_GPUS:-0} warm=${MQ_WARM:-} train_kv=${MQ_TRAIN_KV-4 8}
 hh_steps=${HH_STEPS:-200} hh_lr=${HH_LR:-3e-2} hh_batch=${HH_BATCH:-16} hh_eval=${HH_EVAL_BATCHES:-8}
 hh_gpu_maps=" ${HH_GPU_MAPS:-} " hh_cpu_steps=${HH_CPU_STEPS:-$hh_steps} scratch_maps=${MQ_SCRATCH_MAPS:-}
-hh_fdim=${HH_FEATURE_DIM:-0} hh_layers=${HH_LAYERS:-}
+hh_fdim=${HH_FEATURE_DIM:-0} hh_layers=${HH_LAYERS:-} hh_rows=${HH_ROWS:-all}
 hh_maps=${HH_MAPS:-hedgehog taylor2 hedgehog_exp elu relu performer cosformer}
 
 source scripts/lib/cluster.sh
@@ -75,16 +77,17 @@ teacher=$(teacher_spec mqar-teacher "$L" "$KV" "$steps" "$start" | scion submit 
 echo "teacher: job $teacher"
 ids=()
 # The table's softmax row is the teacher's, from every job's teacher_ metrics.
+for rows in $hh_rows; do
 for map in $hh_maps; do
   gpu=0 map_steps=$hh_cpu_steps
   if [[ "$hh_gpu_maps" == *" $map "* ]]; then gpu=1 map_steps=$hh_steps; fi
   ids+=("$(python3 -c 'import json, sys
-map, teacher, L, KV, steps, lr, B, evals, gpu, fdim, layers = sys.argv[1:]
-spec = {"kind": "hedgehog", "name": "mqar-" + map, "after": [int(teacher)],
+map, teacher, L, KV, steps, lr, B, evals, gpu, fdim, layers, rows = sys.argv[1:]
+spec = {"kind": "hedgehog", "name": "mqar-" + map + ("" if rows == "all" else "-" + rows), "after": [int(teacher)],
   "inputs": {"teacher": "job:%s/model" % teacher},
   "params": {"feature_map": map, "data": {"kind": "mqar", "num_kv": int(KV), "seq_len": int(L)},
              "eval_batches": int(evals),
-             "stage1": {"steps": int(steps), "lr": float(lr), "batch_size": int(B), "log_every": 10},
+             "stage1": {"steps": int(steps), "lr": float(lr), "batch_size": int(B), "log_every": 10, "rows": rows},
              "speed": {"seq_lens": [int(L)], "batch_size": 4, "iters": 2}}}
 if int(fdim) and map in ("hedgehog", "hedgehog_exp", "performer", "taylor2"):
   spec["params"]["feature_dim"] = int(fdim)
@@ -93,7 +96,8 @@ if layers:
 if int(gpu):
   spec["resources"] = {"gpus": 1}
 print(json.dumps(spec))' \
-    "$map" "$teacher" "$L" "$KV" "$map_steps" "$hh_lr" "$hh_batch" "$hh_eval" "$gpu" "$hh_fdim" "$hh_layers" | scion submit -)")
+    "$map" "$teacher" "$L" "$KV" "$map_steps" "$hh_lr" "$hh_batch" "$hh_eval" "$gpu" "$hh_fdim" "$hh_layers" "$rows" | scion submit -)")
+done
 done
 echo "conversions: jobs ${ids[*]}"
 scratch=()
@@ -116,13 +120,14 @@ def get(j, k):
     v = s.get(k)
     return "–" if v is None else ("%.3f" % v)
 first = jobs[0]
-print("| feature map | MQAR accuracy | attention KL | entropy (student) | entropy (teacher) | Spearman ρ | stage-1 steps |")
-print("|---|---|---|---|---|---|---|")
-print("| softmax (teacher) | %s | 0 | %s | %s | 1 | – |" % (get(first, "teacher_mqar_accuracy"), get(first, "teacher_entropy"), get(first, "teacher_entropy")))
+print("| feature map | MQAR accuracy | attention KL | KL, query rows | entropy (student) | entropy (teacher) | Spearman ρ | stage-1 steps |")
+print("|---|---|---|---|---|---|---|---|")
+print("| softmax (teacher) | %s | 0 | 0 | %s | %s | 1 | – |" % (get(first, "teacher_mqar_accuracy"), get(first, "teacher_entropy"), get(first, "teacher_entropy")))
 for j in jobs:
     name = j.get("name", "").replace("mqar-", "")
-    print("| %s | %s | %s | %s | %s | %s | %s |" % (name, get(j, "converted_mqar_accuracy"), get(j, "attention_kl"),
-          get(j, "student_entropy"), get(j, "teacher_entropy"), get(j, "spearman_rho"), get(j, "stage1_steps")))' \
+    print("| %s | %s | %s | %s | %s | %s | %s | %s |" % (name, get(j, "converted_mqar_accuracy"), get(j, "attention_kl"),
+          get(j, "attention_kl_scored"), get(j, "student_entropy"), get(j, "teacher_entropy"), get(j, "spearman_rho"),
+          get(j, "stage1_steps")))' \
   | tee "$out/table.md"
 if ((${#scratch[@]})); then
   echo "trained from scratch (the teacher's recipe, both layers linear attention):"

@@ -10,9 +10,10 @@
 // --init X scales every freshly initialised weight matrix and embedding (not LayerNorm, not biases).
 // --kvmax N > kv: training steps cycle through kv, 2kv, 4kv, ... up to N pairs (denser queries per
 // example, as Zoology trains on several kv at once); evaluation stays at --kv.
-//                 [--switch N --L0 N --kv0 N] [--target X]
+//                 [--switch N --L0 N --kv0 N] [--target X] [--save DIR]
 // --switch N: the first N steps train on the shorter task (L0, kv0) (a curriculum, as Zoology's mix of
 // lengths); evaluation is always on (L, kv). --target X: stop once the held-out accuracy reaches X.
+// --save DIR: write the trained model there as a checkpoint folder (config.json + model.safetensors).
 #include <chrono>
 #include <ctime>
 #include <cstdio>
@@ -22,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "nn/checkpoint.h"
 #include "nn/data.h"
 #include "nn/engine.h"
 
@@ -35,8 +37,10 @@ int main(int argc, char** argv) {
                                      {"mix", 0}, {"curL", 0}, {"curN", 0},
                                      {"switch", 0}, {"L0", 64}, {"kv0", 4}, {"target", 2}};
   bool gpu = false;
+  std::string save;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--gpu")) { gpu = true; continue; }
+    if (!std::strcmp(argv[i], "--save") && i + 1 < argc) { save = argv[++i]; continue; }
     if (std::strncmp(argv[i], "--", 2) || i + 1 >= argc || !o.count(argv[i] + 2)) {
       std::fprintf(stderr, "unknown or incomplete flag %s\n", argv[i]);
       return 2;
@@ -106,6 +110,10 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
       if (a.ok() && *a >= o["target"]) break;
     }
+  }
+  if (!save.empty()) {
+    if (auto st = engine->Sync(); !st.ok()) { std::fprintf(stderr, "%s\n", st.ToString().c_str()); return 1; }
+    if (auto st = SaveModel(*m, save); !st.ok()) { std::fprintf(stderr, "%s\n", st.ToString().c_str()); return 1; }
   }
   return 0;
 }

@@ -10,6 +10,9 @@
 # installed in place of the teacher's attention for the accuracy. On the GPU machine:
 #   python3 bench/nn/taylor_probe.py --teacher-steps 14000 --save teacher.pt --steps 1000
 #   python3 bench/nn/taylor_probe.py --load teacher.pt --steps 1000,3000
+# --scion DIR loads a Scion checkpoint folder of the same shape instead (GPT-2 tensor names and
+# layouts, tanh GELU), e.g. one written by `scion-nn-mqar --save DIR`. --query-rows 1 trains layer
+# 1's maps on the rows that predict a value only (the rows MQAR scores) instead of every row.
 import argparse, math, time
 import torch
 import torch.nn as nn
@@ -19,7 +22,10 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--teacher-steps", type=int, default=14000)
 ap.add_argument("--load", default="")
 ap.add_argument("--save", default="")
+ap.add_argument("--scion", default="")
 ap.add_argument("--steps", default="1000")  # stage-1 budgets, comma-separated
+ap.add_argument("--maps", default="hedgehog,taylor2,taylor2-affine,taylor2-64-affine")
+ap.add_argument("--query-rows", default="")  # layers distilled on the query rows alone, e.g. "1"
 a = ap.parse_args()
 
 torch.manual_seed(0)
@@ -47,6 +53,7 @@ class Block(nn.Module):
         self.ln1, self.ln2 = nn.LayerNorm(C), nn.LayerNorm(C)
         self.qkv, self.proj = nn.Linear(C, 3 * C), nn.Linear(C, C)
         self.fc, self.out = nn.Linear(C, MLP), nn.Linear(MLP, C)
+        self.gelu = "tanh" if a.scion else "none"  # Scion's GELU is GPT-2's tanh form
         self.student = None  # a map's (q, k) -> causal weights, or None for softmax
 
     def qk(self, x):
@@ -59,7 +66,7 @@ class Block(nn.Module):
         else:
             y = self.student(q, k) @ v
         x = x + self.proj(y.transpose(1, 2).reshape(x.shape[0], L, C))
-        return x + self.out(F.gelu(self.fc(self.ln2(x))))
+        return x + self.out(F.gelu(self.fc(self.ln2(x)), approximate=self.gelu))
 
 
 class GPT(nn.Module):
@@ -104,6 +111,22 @@ held = [mqar(32) for _ in range(4)]  # 128 examples, 2048 queries
 teacher = GPT().to(dev)
 if a.load:
     teacher.load_state_dict(torch.load(a.load))
+elif a.scion:
+    from safetensors.torch import load_file
+    w = load_file(f"{a.scion}/model.safetensors", device=dev)
+    names = {"emb.weight": "wte.weight", "pos": "wpe.weight", "lnf.weight": "ln_f.weight", "lnf.bias": "ln_f.bias"}
+    for i in range(2):
+        for ours, gpt2 in (("ln1", "ln_1"), ("ln2", "ln_2"), ("qkv", "attn.c_attn"), ("proj", "attn.c_proj"),
+                           ("fc", "mlp.c_fc"), ("out", "mlp.c_proj")):
+            for p in ("weight", "bias"):
+                names[f"blocks.{i}.{ours}.{p}"] = f"h.{i}.{gpt2}.{p}"
+    state = {}
+    for ours, gpt2 in names.items():
+        t = w["transformer." + gpt2]
+        conv1d = gpt2.endswith("weight") and t.dim() == 2 and gpt2.startswith("h.")  # stored [in, out]
+        state[ours] = t.t().contiguous() if conv1d else t
+    state["head.weight"] = state["emb.weight"]
+    teacher.load_state_dict(state)
 else:
     opt, warm, t0 = torch.optim.AdamW(teacher.parameters(), lr=1e-3, weight_decay=0.1), 500, time.time()
     for step in range(1, a.teacher_steps + 1):
@@ -175,14 +198,23 @@ def entropy(w):
     return -(w * w.clamp_min(1e-30).log()).sum(-1).mean().item()
 
 
+query_rows = {int(x) for x in a.query_rows.split(",") if x}
+
+
 def distill(student, layer, steps):
     student = student.to(dev)
     opt = torch.optim.AdamW(student.parameters(), lr=3e-2, weight_decay=0.0)
     for _ in range(steps):
         with torch.no_grad():
-            q, k = teacher.qks(mqar(32)[0])[layer]
+            t, lab = mqar(32)
+            q, k = teacher.qks(t)[layer]
             target = softmax_weights(q, k)
-        loss = -(target * student(q, k).clamp_min(1e-30).log()).sum(-1).mean()
+        ce = -(target * student(q, k).clamp_min(1e-30).log()).sum(-1)  # [B, H, L]
+        if layer in query_rows:
+            rows = (lab != -100).unsqueeze(1).expand_as(ce)
+            loss = ce[rows].mean()
+        else:
+            loss = ce.mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -193,10 +225,12 @@ def report(name, students):
     cols = []
     with torch.no_grad():
         qks = teacher.qks(held[0][0])
+        rows = (held[0][1] != -100).unsqueeze(1).expand(-1, H, -1)
         for layer, student in students.items():
             target, w = softmax_weights(*qks[layer]), student(*qks[layer])
-            kl = (target * (target.clamp_min(1e-30).log() - w.clamp_min(1e-30).log())).sum(-1).mean().item()
-            cols.append(f"layer {layer}: KL {kl:.3f}, entropy {entropy(w):.3f} / {entropy(target):.3f}")
+            kl = (target * (target.clamp_min(1e-30).log() - w.clamp_min(1e-30).log())).sum(-1)
+            cols.append(f"layer {layer}: KL {kl.mean().item():.3f} (query rows {kl[rows].mean().item():.3f}), "
+                        f"entropy {entropy(w):.3f} / {entropy(target):.3f}")
             teacher.blocks[layer].student = student
         acc = accuracy(teacher, held)
         for b in teacher.blocks:
@@ -205,10 +239,17 @@ def report(name, students):
 
 
 print(f"teacher accuracy {accuracy(teacher, held):.3f}")
-maps = {"hedgehog": Hedgehog, "taylor2 d'=16": lambda: Taylor2(16, False),
-        "taylor2 d'=16 affine": lambda: Taylor2(16, True), "taylor2 d'=64 affine": lambda: Taylor2(64, True)}
+for layer in range(2):
+    with torch.no_grad():
+        target = softmax_weights(*teacher.qks(held[0][0])[layer])
+        rows = (held[0][1] != -100).unsqueeze(1).expand(-1, H, -1)
+        print(f"teacher layer {layer}: entropy {entropy(target):.3f}, on query rows "
+              f"{entropy(target[rows]):.3f}")
+maps = {"hedgehog": Hedgehog, "taylor2": lambda: Taylor2(16, False),
+        "taylor2-affine": lambda: Taylor2(16, True), "taylor2-64-affine": lambda: Taylor2(64, True)}
 for steps in (int(s) for s in a.steps.split(",")):
-    for name, make in maps.items():
+    for name in a.maps.split(","):
+        make = maps[name]
         s0, s1 = distill(make(), 0, steps), distill(make(), 1, steps)
         report(f"{name}, {steps} steps, layer 0", {0: s0})
         report(f"{name}, {steps} steps, layer 1", {1: s1})

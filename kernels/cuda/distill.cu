@@ -2,7 +2,8 @@
 // tiles: no N×N matrix ever reaches global memory. Definitions as kernels/distill.cc:
 //   a_ij = softmax_j(q_i·k_j·scale) (causal), A_ij = φq_i·φk_j, L_i = Σ_{j<=i} A_ij + eps,
 //   (projected Taylor-2 in kernel form: φ = u = x W, A_ij = 1 + t + t²/2, t = u_i·u_j/√F),
-//   loss = (1/N) Σ_i [log L_i − Σ_j a_ij log max(A_ij, 1e-30)], ∂loss/∂A_ij = (1/L_i − a_ij/A_ij)/N.
+//   loss = (1/N) Σ_i w_i [log L_i − Σ_j a_ij log max(A_ij, 1e-30)], ∂loss/∂A_ij = w_i (1/L_i − a_ij/A_ij)/N,
+//   w_i the row's weight (1 without row weights).
 // Query kernel: per 64-row query block, pass 1 over key blocks for the teacher's online
 // max/sum and L_i; pass 2 for the loss, the statistics and ∂φq = ∂A φK (→ dWq); it saves lse and
 // L per row. Key kernel: per key block over later query blocks, ∂φk = ∂Aᵀ φQ (→ dWk).
@@ -28,6 +29,7 @@ struct DistillArgs {
   float *dwq, *dwk;
   float *loss, *kl, *teacher_entropy, *student_entropy;  // (B·H), accumulated (zeroed first)
   float *lse, *lin;                                      // (B·H, N): teacher lse, student L
+  const float* row_w;                                    // (B, N) or null (every row 1)
   Geometry g;
   float scale;
 };
@@ -47,6 +49,12 @@ __device__ void TileScores(const Buffers& s, const Geometry& g, float* a_out) {
     wmma::store_matrix_sync(a_out + tm * 16 * kLda + tn * 16, acc, kLda, wmma::mem_row_major);
   }
   __syncthreads();
+}
+
+// Row `row` of sequence bh's weight in the loss (0 past the end).
+__device__ float RowWeight(const DistillArgs& a, int bh, int row) {
+  if (row >= a.g.N) return 0.0f;
+  return a.row_w ? a.row_w[static_cast<size_t>(bh / a.g.H) * a.g.N + row] : 1.0f;
 }
 
 __device__ void LoadPhiBlock(const DistillArgs& a, const Buffers& s, bool query, int block, size_t seq) {
@@ -81,7 +89,8 @@ __device__ void FinishWeightGrad(const Geometry& g, const Buffers& s, AccFrag (&
 __global__ void __launch_bounds__(kThreads, 1) DistillQueryKernel(DistillArgs a, SmemPlan p) {
   extern __shared__ __align__(128) unsigned char smem[];
   const Buffers s = Carve(smem, p);
-  float* st = reinterpret_cast<float*>(smem + p.stats);  // rows: max, sum, L, Σa·logA, Σa·s, H(â)
+  // rows: max, sum, L, Σa·logA, Σa·s, H(â), the row's weight
+  float* st = reinterpret_cast<float*>(smem + p.stats);
   const Geometry& g = a.g;
   const int D = g.D, Fp = g.Fp, N = g.N;
   const int qb = blockIdx.x, bh = blockIdx.y, head = bh % g.H;
@@ -90,7 +99,8 @@ __global__ void __launch_bounds__(kThreads, 1) DistillQueryKernel(DistillArgs a,
   const size_t seq = static_cast<size_t>(bh) * N * D;
   float* a_tile = s.dphi;  // (64, 64) fp32 student weights during the passes
   LoadMapWeights(g, a.wq, a.wk, head, s.wq, s.wk);
-  for (int i = threadIdx.x; i < 8 * kChunk; i += kThreads) st[i] = i < kChunk ? -INFINITY : 0.0f;
+  for (int i = threadIdx.x; i < 8 * kChunk; i += kThreads)
+    st[i] = i < kChunk ? -INFINITY : i / kChunk == 6 ? RowWeight(a, bh, row0 + i % kChunk) : 0.0f;
   LoadPhiBlock(a, s, true, qb, seq);
   // Pass 1: teacher max/sum (online) and the student normaliser.
   for (int kb = 0; kb <= qb; ++kb) {
@@ -140,7 +150,7 @@ __global__ void __launch_bounds__(kThreads, 1) DistillQueryKernel(DistillArgs a,
     LoadPhiBlock(a, s, false, kb, seq);
     TileScores(s, g, a_tile);
     for (int r = warp; r < kChunk; r += kWarps) {
-      const float lse = st[r], L = st[2 * kChunk + r], log_l = __logf(L);
+      const float lse = st[r], L = st[2 * kChunk + r], log_l = __logf(L), row_scale = st[6 * kChunk + r] * inv_n;
       float alog = 0, as = 0, hs = 0;
       for (int c = lane; c < kChunk; c += 32) {
         const int j = kb * kChunk + c;
@@ -151,7 +161,7 @@ __global__ void __launch_bounds__(kThreads, 1) DistillQueryKernel(DistillArgs a,
           alog += t * log_w;
           as += t * sc;
           if (w > 0) hs -= (w / L) * (log_w - log_l);
-          grad = (1.0f / L - (w > kMinWeight ? t / w : 0.0f)) * inv_n * PairSlope(g, raw);
+          grad = (1.0f / L - (w > kMinWeight ? t / w : 0.0f)) * row_scale * PairSlope(g, raw);
         }
         s.ab[r * kLdc + c] = __float2bfloat16(grad);
       }
@@ -176,12 +186,14 @@ __global__ void __launch_bounds__(kThreads, 1) DistillQueryKernel(DistillArgs a,
   if (warp == 0) {
     float ce = 0, kl = 0, ht = 0, hs = 0;
     for (int r = lane; r < valid; r += 32) {
+      const float w = st[6 * kChunk + r];
+      if (w == 0.0f) continue;  // as the CPU: no share, whatever the row's terms
       const float row_ce = __logf(st[2 * kChunk + r]) - st[3 * kChunk + r];
       const float row_ht = st[r] - st[4 * kChunk + r];
-      ce += row_ce;
-      ht += row_ht;
-      kl += row_ce - row_ht;
-      hs += st[5 * kChunk + r];
+      ce += w * row_ce;
+      ht += w * row_ht;
+      kl += w * (row_ce - row_ht);
+      hs += w * st[5 * kChunk + r];
     }
     for (int o = 16; o > 0; o >>= 1) {
       ce += __shfl_xor_sync(0xffffffffu, ce, o);
@@ -203,7 +215,7 @@ __global__ void __launch_bounds__(kThreads, 1) DistillQueryKernel(DistillArgs a,
 __global__ void __launch_bounds__(kThreads, 1) DistillKeyKernel(DistillArgs a, SmemPlan p) {
   extern __shared__ __align__(128) unsigned char smem[];
   const Buffers s = Carve(smem, p);
-  float* st = reinterpret_cast<float*>(smem + p.stats);  // rows: lse, L of the query block
+  float* st = reinterpret_cast<float*>(smem + p.stats);  // rows: lse, L, weight of the query block
   const Geometry& g = a.g;
   const int D = g.D, Fp = g.Fp, N = g.N;
   const int kb = blockIdx.x, bh = blockIdx.y, head = bh % g.H;
@@ -225,6 +237,7 @@ __global__ void __launch_bounds__(kThreads, 1) DistillKeyKernel(DistillArgs a, S
       const bool live = row0 + r < N;
       st[r] = live ? a.lse[static_cast<size_t>(bh) * N + row0 + r] : 0.0f;
       st[kChunk + r] = live ? a.lin[static_cast<size_t>(bh) * N + row0 + r] : 1.0f;
+      st[2 * kChunk + r] = RowWeight(a, bh, row0 + r) * inv_n;
     }
     TileScores(s, g, a_tile);
     for (int r = warp; r < kChunk; r += kWarps)
@@ -234,7 +247,7 @@ __global__ void __launch_bounds__(kThreads, 1) DistillKeyKernel(DistillArgs a, S
         if (j <= i && i < N && j < N) {
           const float raw = a_tile[r * kLda + c], w = PairWeight(g, raw);
           const float t = __expf(s.af[r * kLda + c] * a.scale - st[r]);
-          grad = (1.0f / st[kChunk + r] - (w > kMinWeight ? t / w : 0.0f)) * inv_n * PairSlope(g, raw);
+          grad = (1.0f / st[kChunk + r] - (w > kMinWeight ? t / w : 0.0f)) * st[2 * kChunk + r] * PairSlope(g, raw);
         }
         s.ab[r * kLdc + c] = __float2bfloat16(grad);
       }
@@ -257,9 +270,10 @@ __global__ void __launch_bounds__(kThreads, 1) DistillKeyKernel(DistillArgs a, S
 }  // namespace linear
 
 Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, const FeatureMap& fm, float scale,
-                   float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats) {
+                   float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats,
+                   const float* row_weight) {
   using namespace linear;
-  if (l.dtype == DType::kF32) return DistillF32(l, d, q, k, fm, scale, eps, loss, dwq, dwk, stats);
+  if (l.dtype == DType::kF32) return DistillF32(l, d, q, k, fm, scale, eps, loss, dwq, dwk, stats, row_weight);
   Geometry g;
   SCION_RETURN_IF_ERROR(MakeGeometry("DistillLoss", l, d, fm, true, eps, &g, /*taylor_kernel_form=*/true));
   if (4 * (g.Fp / 16) > kMaxPhiTilesPerWarp * kWarps)
@@ -277,7 +291,7 @@ Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, co
   const bool learned = HasLearnedWeights(fm);
   const DistillArgs a{static_cast<const bf16*>(q), static_cast<const bf16*>(k), fm.wq, fm.wk,
                       learned ? dwq : nullptr, learned ? dwk : nullptr, loss, stats.kl, stats.teacher_entropy,
-                      stats.student_entropy, rows, rows + static_cast<size_t>(BH) * d.N, g, scale};
+                      stats.student_entropy, rows, rows + static_cast<size_t>(BH) * d.N, row_weight, g, scale};
   const int blocks = static_cast<int>((d.N + kChunk - 1) / kChunk);
   DistillQueryKernel<<<dim3(blocks, BH), kThreads, plan.total, stream>>>(a, plan);
   if (a.dwk) DistillKeyKernel<<<dim3(blocks, BH), kThreads, plan.total, stream>>>(a, plan);
@@ -302,20 +316,21 @@ Status NeedDevice(const std::string& op, AttnDims d, const void* q, const void* 
 // outputs live on the host: copies those in and out around the call, in stream order.
 Status WithHostArrays(const std::string& op, AttnDims d, const void* q, const void* k, DType dtype,
                       cudaStream_t stream, const FeatureMap& fm, float scale, float eps, float* loss, float* dwq,
-                      float* dwk, const AttentionStats& stats) {
+                      float* dwk, const AttentionStats& stats, const float* row_weight) {
   const size_t bh = static_cast<size_t>(d.B * d.H);
   // Every map weight tensor (Hedgehog / projected Taylor-2 (H, D, F), Performer Ω (H, F, D)).
   const size_t w = fm.wq ? static_cast<size_t>(d.H * d.D * fm.F) : 0;
   const bool grad = HasLearnedWeights(fm) && w > 0;
-  // One allocation, in floats: wq, wk | dwq, dwk | loss, kl, teacher_entropy, student_entropy.
-  const size_t total = 2 * w + (grad ? 2 * w : 0) + 4 * bh;
+  // One allocation, in floats: wq, wk | dwq, dwk | loss, kl, teacher_entropy, student_entropy | row weights.
+  const size_t rows = row_weight ? static_cast<size_t>(d.B * d.N) : 0;
+  const size_t total = 2 * w + (grad ? 2 * w : 0) + 4 * bh + rows;
   float* base = nullptr;
   if (cudaMallocAsync(reinterpret_cast<void**>(&base), total * sizeof(float), stream) != cudaSuccess) {
     cudaGetLastError();
     return Status::Unavailable(op + ": out of device memory");
   }
   float *dwq_in = base, *dwk_in = dwq_in + w, *ddwq = dwk_in + w, *ddwk = ddwq + (grad ? w : 0),
-        *dloss = ddwk + (grad ? w : 0), *dkl = dloss + bh, *dht = dkl + bh, *dhs = dht + bh;
+        *dloss = ddwk + (grad ? w : 0), *dkl = dloss + bh, *dht = dkl + bh, *dhs = dht + bh, *drows = dhs + bh;
   auto up = [stream](float* dst, const float* src, size_t n) {
     return n == 0 || cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyHostToDevice, stream) == cudaSuccess;
   };
@@ -329,12 +344,13 @@ Status WithHostArrays(const std::string& op, AttnDims d, const void* q, const vo
   auto run = [&]() -> Status {
     // dwq, dwk accumulate (the op's contract): the device copies start from the host values.
     if (!up(dwq_in, fm.wq, fm.wq ? w : 0) || !up(dwk_in, fm.wk, fm.wk ? w : 0) ||
-        (grad && dwq && !up(ddwq, dwq, w)) || (grad && dwk && !up(ddwk, dwk, w)))
+        (grad && dwq && !up(ddwq, dwq, w)) || (grad && dwk && !up(ddwk, dwk, w)) || !up(drows, row_weight, rows))
       return Status::Internal(op + ": copy to the device: " + cudaGetErrorString(cudaGetLastError()));
     SCION_RETURN_IF_ERROR(kernels::DistillLoss(Launch{Backend::kCuda, dtype, stream}, d, q, k, dfm, scale, eps, dloss,
                                                grad && dwq ? ddwq : nullptr, grad && dwk ? ddwk : nullptr,
                                                {stats.kl ? dkl : nullptr, stats.teacher_entropy ? dht : nullptr,
-                                                stats.student_entropy ? dhs : nullptr}));
+                                                stats.student_entropy ? dhs : nullptr},
+                                               row_weight ? drows : nullptr));
     if (!down(loss, dloss, bh) || !down(stats.kl, dkl, bh) || !down(stats.teacher_entropy, dht, bh) ||
         !down(stats.student_entropy, dhs, bh) || (grad && !down(dwq, ddwq, w)) || (grad && !down(dwk, ddwk, w)))
       return Status::Internal(op + ": " + cudaGetErrorString(cudaGetLastError()));
@@ -350,7 +366,7 @@ Status WithHostArrays(const std::string& op, AttnDims d, const void* q, const vo
 }  // namespace
 
 Status DistillLossFromHost(AttnDims d, const float* q, const float* k, const FeatureMap& fm, float scale, float eps,
-                           float* loss, float* dwq, float* dwk, const AttentionStats& stats) {
+                           float* loss, float* dwq, float* dwk, const AttentionStats& stats, const float* row_weight) {
   const std::string op = "DistillLossFromHost";
   SCION_RETURN_IF_ERROR(NeedDevice(op, d, q, k, loss));
   const size_t qk = static_cast<size_t>(d.B * d.H * d.N * d.D);
@@ -364,17 +380,18 @@ Status DistillLossFromHost(AttnDims d, const float* q, const float* k, const Fea
       cudaMemcpy(dq, q, qk * sizeof(float), cudaMemcpyHostToDevice) != cudaSuccess ||
               cudaMemcpy(dk, k, qk * sizeof(float), cudaMemcpyHostToDevice) != cudaSuccess
           ? Status::Internal(op + ": copy to the device: " + cudaGetErrorString(cudaGetLastError()))
-          : WithHostArrays(op, d, dq, dk, DType::kF32, nullptr, fm, scale, eps, loss, dwq, dwk, stats);
+          : WithHostArrays(op, d, dq, dk, DType::kF32, nullptr, fm, scale, eps, loss, dwq, dwk, stats, row_weight);
   cudaFree(dq);
   return st;
 }
 
 Status DistillLossDeviceQK(AttnDims d, const void* q, const void* k, void* stream, const FeatureMap& fm, float scale,
-                           float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats) {
+                           float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats,
+                           const float* row_weight) {
   const std::string op = "DistillLossDeviceQK";
   SCION_RETURN_IF_ERROR(NeedDevice(op, d, q, k, loss));
   return WithHostArrays(op, d, q, k, DType::kBF16, static_cast<cudaStream_t>(stream), fm, scale, eps, loss, dwq, dwk,
-                        stats);
+                        stats, row_weight);
 }
 
 }  // namespace scion::kernels::cuda

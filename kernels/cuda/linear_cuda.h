@@ -16,12 +16,14 @@ Status LinearAttentionBackward(const Launch& l, AttnDims d, const void* q, const
                                float eps);
 
 Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, const FeatureMap& fm, float scale,
-                   float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats);
+                   float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats,
+                   const float* row_weight);
 // kernels::DistillLossFromHost's and DistillLossDeviceQK's copies around kernels::DistillLoss (distill.cu).
 Status DistillLossFromHost(AttnDims d, const float* q, const float* k, const FeatureMap& fm, float scale, float eps,
-                           float* loss, float* dwq, float* dwk, const AttentionStats& stats);
+                           float* loss, float* dwq, float* dwk, const AttentionStats& stats, const float* row_weight);
 Status DistillLossDeviceQK(AttnDims d, const void* q, const void* k, void* stream, const FeatureMap& fm, float scale,
-                           float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats);
+                           float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats,
+                           const float* row_weight);
 
 // Hybrid attention (hybrid_attention.cu): the sliding-window softmax and lagged linear products.
 Status HybridAttentionForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,

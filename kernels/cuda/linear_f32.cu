@@ -98,13 +98,15 @@ Status BackwardF32(const Launch& l, AttnDims d, const void* q, const void* k, co
 }
 
 Status DistillF32(const Launch& l, AttnDims d, const void* q, const void* k, const FeatureMap& fm, float scale,
-                  float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats) {
+                  float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats,
+                  const float* row_weight) {
   const size_t n = static_cast<size_t>(d.B * d.H * d.N * d.D);
   Scratch s;
   s.stream = static_cast<cudaStream_t>(l.stream);
   SCION_RETURN_IF_ERROR(s.Take(n, 2, "DistillLoss"));
   Narrow({q, k}, s, n);
-  SCION_RETURN_IF_ERROR(cuda::DistillLoss(AsBF16(l), d, s.parts[0], s.parts[1], fm, scale, eps, loss, dwq, dwk, stats));
+  SCION_RETURN_IF_ERROR(cuda::DistillLoss(AsBF16(l), d, s.parts[0], s.parts[1], fm, scale, eps, loss, dwq, dwk, stats,
+                                         row_weight));
   return CheckLaunch("DistillLoss");
 }
 

@@ -290,7 +290,8 @@ Status BackwardF32(const Launch& l, AttnDims d, const void* q, const void* k, co
                    const float* den, const void* dout, void* dq, void* dk, void* dv, const FeatureMap& fm,
                    float* dwq, float* dwk, bool causal, float eps);
 Status DistillF32(const Launch& l, AttnDims d, const void* q, const void* k, const FeatureMap& fm, float scale,
-                  float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats);
+                  float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats,
+                  const float* row_weight);
 
 Status HybridForwardF32(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,
                         int64_t window, const FeatureMap& fm, float scale, float eps);

@@ -251,40 +251,46 @@ std::vector<Outcome> HybridLargeScores() {
 
 // ---- distillation ---------------------------------------------------------------------------
 
-std::vector<Outcome> DistillVsF64(FeatureMapKind kind, AttnDims d, int64_t F = 0) {
+// weighted: with row weights (kernels/attention.h), a third of the rows left out.
+std::vector<Outcome> DistillVsF64(FeatureMapKind kind, AttnDims d, int64_t F = 0, bool weighted = false) {
   std::mt19937_64 rng(Seed() ^ (static_cast<uint64_t>(kind) * 15485863));
   const MapSetup m = MakeMap(kind, d.H, d.D, rng, F);
   const Inputs in = MakeInputs(d, rng);
+  const std::vector<float> rows = weighted ? RowWeights(d, rng) : std::vector<float>();
   const size_t bh = static_cast<size_t>(d.B * d.H);
   std::vector<float> loss = Poisoned(bh), kl = Poisoned(bh), ht = Poisoned(bh), hs = Poisoned(bh);
   const float scale = 1.0f / std::sqrt(static_cast<float>(d.D)), eps = 1e-6f;
   const Status st = kernels::DistillLoss(Launch{}, d, in.q.data(), in.k.data(), m.fm, scale, eps, loss.data(),
-                                         nullptr, nullptr, {kl.data(), ht.data(), hs.data()});
+                                         nullptr, nullptr, {kl.data(), ht.data(), hs.data()},
+                                         weighted ? rows.data() : nullptr);
   if (!st.ok()) return {Failed("loss", st.ToString())};
   for (auto* b : {&loss, &kl, &ht, &hs}) {
     if (!SentinelsIntact(*b, bh)) return {Failed("loss/stats", "sentinel overwritten")};
     b->resize(bh);
   }
-  const DistillRef ref = DistillReference(m, d, in.q, in.k, scale, eps);
+  const DistillRef ref = DistillReference(m, d, in.q, in.k, scale, eps, weighted ? &rows : nullptr);
   return {Compare("loss rel-L2 vs f64", loss, ref.loss, kCpuVsF64Tol),
           Compare("KL rel-L2 vs f64", kl, ref.kl, 1e-3),  // a difference of two O(1) sums: 10x looser
           Compare("teacher entropy vs f64", ht, ref.teacher_entropy, kCpuVsF64Tol),
           Compare("student entropy vs f64", hs, ref.student_entropy, kCpuVsF64Tol)};
 }
 
-std::vector<Outcome> DistillGradFd(FeatureMapKind kind, AttnDims d, int64_t F = 0) {
+std::vector<Outcome> DistillGradFd(FeatureMapKind kind, AttnDims d, int64_t F = 0, bool weighted = false) {
   std::mt19937_64 rng(Seed() ^ (static_cast<uint64_t>(kind) * 2147483647));
   MapSetup m = MakeMap(kind, d.H, d.D, rng, F);
   Inputs in = MakeInputs(d, rng);
   SeparateExtremes(m, in.d, in.q, in.k, rng);
+  const std::vector<float> rows = weighted ? RowWeights(d, rng) : std::vector<float>();
+  const float* rw = weighted ? rows.data() : nullptr;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d.D)), eps = 1e-6f;
   std::vector<float> loss(static_cast<size_t>(d.B * d.H)), dwq(m.wq.size(), 0.0f), dwk(m.wk.size(), 0.0f);
   const Status st = kernels::DistillLoss(Launch{}, d, in.q.data(), in.k.data(), m.fm, scale, eps, loss.data(),
-                                         dwq.data(), dwk.data(), {});
+                                         dwq.data(), dwk.data(), {}, rw);
   if (!st.ok()) return {Failed("dW", st.ToString())};
   auto total = [&] {
     std::vector<float> l(loss.size());
-    if (!kernels::DistillLoss(Launch{}, d, in.q.data(), in.k.data(), m.fm, scale, eps, l.data(), nullptr, nullptr, {})
+    if (!kernels::DistillLoss(Launch{}, d, in.q.data(), in.k.data(), m.fm, scale, eps, l.data(), nullptr, nullptr, {},
+                              rw)
              .ok())
       return NAN * 1.0;
     return Sum(l, std::vector<float>(l.size(), 1.0f));
@@ -392,6 +398,10 @@ void RegisterLinearCases(std::vector<Case>& cases) {
     cases.push_back({"hybrid_bwd", Shape(g, "taylor2-proj F4 w5"), "fd-grad", [=] { return HybridBackwardFd(t2, g, 5, 4); }});
     cases.push_back({"distill", Shape(d, "taylor2-proj F6"), "cpu-vs-f64", [=] { return DistillVsF64(t2, d, 6); }});
     cases.push_back({"distill", Shape(g, "taylor2-proj F4"), "fd-grad", [=] { return DistillGradFd(t2, g, 4); }});
+    cases.push_back({"distill", Shape(d, "taylor2-proj F6 row weights"), "cpu-vs-f64",
+                     [=] { return DistillVsF64(t2, d, 6, true); }});
+    cases.push_back({"distill", Shape(g, "taylor2-proj F4 row weights"), "fd-grad",
+                     [=] { return DistillGradFd(t2, g, 4, true); }});
   }
   for (FeatureMapKind kind : {FeatureMapKind::kHedgehog, FeatureMapKind::kHedgehogExp, FeatureMapKind::kPerformer,
                               FeatureMapKind::kTaylor2}) {
@@ -401,6 +411,13 @@ void RegisterLinearCases(std::vector<Case>& cases) {
   for (FeatureMapKind kind : {FeatureMapKind::kHedgehog, FeatureMapKind::kHedgehogExp}) {
     const AttnDims g{2, 2, 17, 8};
     cases.push_back({"distill", Shape(g, MapName(kind)), "fd-grad", [=] { return DistillGradFd(kind, g); }});
+    cases.push_back({"distill", Shape(g, MapName(kind)) + " row weights", "fd-grad",
+                     [=] { return DistillGradFd(kind, g, 0, true); }});
+  }
+  for (FeatureMapKind kind : {FeatureMapKind::kHedgehog, FeatureMapKind::kEluPlus1}) {
+    const AttnDims d{2, 2, 29, 8};
+    cases.push_back({"distill", Shape(d, MapName(kind)) + " row weights", "cpu-vs-f64",
+                     [=] { return DistillVsF64(kind, d, 0, true); }});
   }
   cases.push_back({"performer_omega", "H2 F40 D16", "helper", OmegaChecks});
   cases.push_back({"linear_args", "bad arguments", "errors", ErrorChecks});

@@ -91,17 +91,18 @@ std::vector<Outcome> CudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F, bool 
 constexpr double kDistillTol = 5e-3;
 
 // A distillation case: bf16-representable q, k, a map, and the CPU op's outputs on them, its dW
-// accumulated onto `dw0` (the value the CUDA side's dW buffers start from).
+// accumulated onto `dw0` (the value the CUDA side's dW buffers start from); with row weights when
+// `rows` is not empty.
 struct DistillCase {
   MapSetup m;
-  std::vector<float> q, k;
+  std::vector<float> q, k, rows;
   float scale = 0, eps = 1e-6f;
   bool learned = false;
   size_t bh = 0, wn = 0;
   std::vector<float> loss, kl, ht, hs, dwq, dwk;  // the CPU reference
   Status cpu;
 };
-DistillCase MakeDistillCase(FeatureMapKind kind, AttnDims d, int64_t F, uint64_t salt, float dw0) {
+DistillCase MakeDistillCase(FeatureMapKind kind, AttnDims d, int64_t F, uint64_t salt, float dw0, bool weighted) {
   std::mt19937_64 rng(Seed() ^ (static_cast<uint64_t>(kind) * salt + d.N));
   DistillCase c;
   c.m = MakeMap(kind, d.H, d.D, rng, F);
@@ -111,6 +112,7 @@ DistillCase MakeDistillCase(FeatureMapKind kind, AttnDims d, int64_t F, uint64_t
   SeparateExtremes(c.m, d, c.q, c.k, rng);
   c.q = RoundBF16(c.q);
   c.k = RoundBF16(c.k);
+  if (weighted) c.rows = RowWeights(d, rng);
   c.scale = 1.0f / std::sqrt(static_cast<float>(d.D));
   c.learned = kernels::HasLearnedWeights(c.m.fm);
   c.bh = static_cast<size_t>(d.B * d.H);
@@ -119,7 +121,7 @@ DistillCase MakeDistillCase(FeatureMapKind kind, AttnDims d, int64_t F, uint64_t
   c.dwq.assign(c.wn, dw0), c.dwk.assign(c.wn, dw0);
   c.cpu = kernels::DistillLoss({}, d, c.q.data(), c.k.data(), c.m.fm, c.scale, c.eps, c.loss.data(),
                                c.learned ? c.dwq.data() : nullptr, c.learned ? c.dwk.data() : nullptr,
-                               {c.kl.data(), c.ht.data(), c.hs.data()});
+                               {c.kl.data(), c.ht.data(), c.hs.data()}, c.rows.empty() ? nullptr : c.rows.data());
   return c;
 }
 
@@ -128,20 +130,21 @@ constexpr const char* kDistillOutputs[] = {"loss rel-L2 vs CPU", "KL rel-L2 vs C
                                            "student entropy vs CPU", "dWq rel-L2 vs CPU", "dWk rel-L2 vs CPU"};
 constexpr double kDistillBounds[] = {kDistillTol, 10 * kDistillTol, kDistillTol, kDistillTol, kBackwardTol, kBackwardTol};
 
-std::vector<Outcome> DistillCudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F) {
+std::vector<Outcome> DistillCudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F, bool weighted = false) {
   if (!HaveCudaDevice()) return {Skipped("no CUDA device")};
-  const DistillCase c = MakeDistillCase(kind, d, F, 7777, 0.0f);
+  const DistillCase c = MakeDistillCase(kind, d, F, 7777, 0.0f, weighted);
   if (!c.cpu.ok()) return {Outcome{false, 0, 0, "loss", "CPU reference failed: " + c.cpu.ToString()}};
   DeviceBuffer wq, wk;
   const kernels::FeatureMap dfm = DeviceMap(c.m, wq, wk);
   DeviceBuffer dq_in = DeviceBuffer::Upload(c.q, Precision::kBF16), dk_in = DeviceBuffer::Upload(c.k, Precision::kBF16);
+  DeviceBuffer rows = weighted ? DeviceBuffer::Upload(c.rows, Precision::kF32) : DeviceBuffer();
   std::vector<DeviceBuffer> outs;
   for (int i = 0; i < 4; ++i) outs.push_back(DeviceBuffer::Poisoned(c.bh, Precision::kF32));
   for (int i = 0; i < 2; ++i) outs.push_back(DeviceBuffer::Upload(std::vector<float>(c.wn, 0.0f), Precision::kF32));
   kernels::Launch cuda{kernels::Backend::kCuda, kernels::DType::kBF16, nullptr};
   const Status st = kernels::DistillLoss(cuda, d, dq_in.get(), dk_in.get(), dfm, c.scale, c.eps, outs[0].f32(),
                                          c.learned ? outs[4].f32() : nullptr, c.learned ? outs[5].f32() : nullptr,
-                                         {outs[1].f32(), outs[2].f32(), outs[3].f32()});
+                                         {outs[1].f32(), outs[2].f32(), outs[3].f32()}, weighted ? rows.f32() : nullptr);
   if (st.code() == Status::Code::kUnimplemented) return {Skipped("unsupported: " + st.message())};
   if (!st.ok()) return {Outcome{false, 0, 0, "loss", st.ToString()}};
   DeviceSync();
@@ -154,15 +157,16 @@ std::vector<Outcome> DistillCudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F
 
 // The host-memory entry (what the hedgehog job calls): outputs poisoned with NaN, dW starting at a
 // non-zero value to show it accumulates.
-std::vector<Outcome> DistillFromHostVsCpu(FeatureMapKind kind, AttnDims d, int64_t F) {
+std::vector<Outcome> DistillFromHostVsCpu(FeatureMapKind kind, AttnDims d, int64_t F, bool weighted = false) {
   if (!HaveCudaDevice()) return {Skipped("no CUDA device")};
-  const DistillCase c = MakeDistillCase(kind, d, F, 911, 0.5f);
+  const DistillCase c = MakeDistillCase(kind, d, F, 911, 0.5f, weighted);
   if (!c.cpu.ok()) return {Outcome{false, 0, 0, "loss", "CPU reference failed: " + c.cpu.ToString()}};
   std::vector<std::vector<float>> got(4, std::vector<float>(c.bh, NAN));
   got.resize(6, std::vector<float>(c.wn, 0.5f));
   const Status st = kernels::DistillLossFromHost(d, c.q.data(), c.k.data(), c.m.fm, c.scale, c.eps, got[0].data(),
                                                  c.learned ? got[4].data() : nullptr, c.learned ? got[5].data() : nullptr,
-                                                 {got[1].data(), got[2].data(), got[3].data()});
+                                                 {got[1].data(), got[2].data(), got[3].data()},
+                                                 weighted ? c.rows.data() : nullptr);
   if (!st.ok()) return {Outcome{false, 0, 0, "loss", st.ToString()}};
   const std::vector<float>* ref[] = {&c.loss, &c.kl, &c.ht, &c.hs, &c.dwq, &c.dwk};
   std::vector<Outcome> out;
@@ -210,6 +214,10 @@ void RegisterLinearCudaCases(std::vector<Case>& cases) {
     const AttnDims d{2, 3, 77, 64};
     cases.push_back({"distill", Shape(d, MapName(kind), true) + " from host", "cuda-vs-cpu",
                      [=] { return DistillFromHostVsCpu(kind, d, 64); }});
+    cases.push_back({"distill", Shape(d, MapName(kind), true) + " row weights", "cuda-vs-cpu",
+                     [=] { return DistillCudaVsCpu(kind, d, 64, true); }});
+    cases.push_back({"distill", Shape(d, MapName(kind), true) + " row weights from host", "cuda-vs-cpu",
+                     [=] { return DistillFromHostVsCpu(kind, d, 64, true); }});
   }
   // Taylor-2 with its learned projection, in kernel form (d' = 16, BASED's width; and 32).
   for (const AttnDims d : {AttnDims{1, 2, 203, 64}, AttnDims{2, 3, 77, 32}})
@@ -219,6 +227,8 @@ void RegisterLinearCudaCases(std::vector<Case>& cases) {
                        [=] { return DistillCudaVsCpu(FeatureMapKind::kTaylor2, d, F); }});
       cases.push_back({"distill", Shape(d, map.c_str(), true) + " from host", "cuda-vs-cpu",
                        [=] { return DistillFromHostVsCpu(FeatureMapKind::kTaylor2, d, F); }});
+      cases.push_back({"distill", Shape(d, map.c_str(), true) + " row weights", "cuda-vs-cpu",
+                       [=] { return DistillCudaVsCpu(FeatureMapKind::kTaylor2, d, F, true); }});
     }
   // Taylor-2 with its learned projection as explicit features (BASED's d' = 16): D = 64 (the
   // 160 × 64 state) and 32 on the register-resident forward, 96 on the shared-memory one, causal and

@@ -238,14 +238,25 @@ struct DistillRef {
   std::vector<double> loss, kl, teacher_entropy, student_entropy;  // (B, H)
 };
 
+// Distillation row weights (B, N): about a third exactly 0 (rows left out), the rest in [0.25, 3).
+inline std::vector<float> RowWeights(kernels::AttnDims d, std::mt19937_64& rng) {
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  std::vector<float> w(static_cast<size_t>(d.B * d.N));
+  for (float& x : w) x = u(rng) < 0.33f ? 0.0f : 0.25f + 2.75f * u(rng);
+  return w;
+}
+
+// row_weight (B, N), optional: each row's terms times its weight (kernels::DistillLoss's contract).
 inline DistillRef DistillReference(const MapSetup& m, kernels::AttnDims d, const std::vector<float>& q,
-                                   const std::vector<float>& k, double scale, double eps) {
+                                   const std::vector<float>& k, double scale, double eps,
+                                   const std::vector<float>* row_weight = nullptr) {
   const int64_t N = d.N, D = d.D;
   DistillRef r;
   for (int64_t bh = 0; bh < d.B * d.H; ++bh) {
     const float *qh = q.data() + bh * N * D, *kh = k.data() + bh * N * D;
     double ce = 0, kl = 0, ht = 0, hs = 0;
     for (int64_t i = 0; i < N; ++i) {
+      const double w = row_weight ? (*row_weight)[static_cast<size_t>(bh / d.H * N + i)] : 1.0;
       const std::vector<double> pq = PhiRef(m, qh + i * D, D, i, N, bh % d.H, true);
       std::vector<double> s(i + 1), A(i + 1);
       double smax = -INFINITY, sum = 0, lin = eps;
@@ -258,10 +269,10 @@ inline DistillRef DistillReference(const MapSetup& m, kernels::AttnDims d, const
       for (int64_t j = 0; j <= i; ++j) sum += std::exp(s[j] - smax);
       for (int64_t j = 0; j <= i; ++j) {
         const double a = std::exp(s[j] - smax) / sum, ah = A[j] / lin;
-        ce -= a * std::log(ah);
-        ht -= a * std::log(a);
-        kl += a * (std::log(a) - std::log(ah));
-        hs -= ah * std::log(ah);
+        ce -= w * a * std::log(ah);
+        ht -= w * a * std::log(a);
+        kl += w * a * (std::log(a) - std::log(ah));
+        hs -= w * ah * std::log(ah);
       }
     }
     r.loss.push_back(ce / N);

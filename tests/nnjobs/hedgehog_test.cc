@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -119,6 +120,7 @@ TEST(HedgehogValidation, SubmitErrorsNameTheField) {
       {{{"data", data}, {"stage1", {{"steps", -1}}}}, "params.stage1.steps", "must be in"},
       {{{"data", data}, {"stage1", {{"lr", "high"}}}}, "params.stage1.lr", "number"},
       {{{"data", data}, {"stage1", {{"stepz", 3}}}}, "params.stage1.stepz", "unknown field"},
+      {{{"data", data}, {"stage1", {{"rows", "queries"}}}}, "params.stage1.rows", "\"all\" or \"scored\""},
       {{{"data", data}, {"stage2", {{"batch_size", 0}}}}, "params.stage2.batch_size", "must be in"},
       {{{"data", data}, {"speed", {{"seq_lens", json::array()}}}}, "params.speed.seq_lens", "non-empty"},
       {{{"data", data}, {"teacher", "job:1/model"}}, "params.teacher", "unknown field"},
@@ -133,7 +135,9 @@ TEST(HedgehogValidation, SubmitErrorsNameTheField) {
     EXPECT_TRUE(k->validate({{"data", data}, {"feature_map", map}}).ok()) << map;
   EXPECT_TRUE(k->validate({{"data", data}, {"layers", "odd"}, {"feature_dim", 32}, {"stage2", {{"steps", 5}}}}).ok());
   EXPECT_TRUE(k->validate({{"data", data}, {"feature_map", "taylor2"}, {"feature_dim", 16}}).ok());
+  EXPECT_TRUE(k->validate({{"data", data}, {"stage1", {{"rows", "scored"}}}}).ok());
 }
+
 
 TEST(HedgehogValidation, RunErrorsNameTheFieldOrInput) {
   const Kind* k = FindKind("hedgehog");
@@ -206,7 +210,8 @@ TEST_F(HedgehogKindTest, HedgehogKeepsMoreRecallAndLowerKlThanElu) {
   EXPECT_EQ(h.summary.at("stage1_steps"), 60);
   EXPECT_EQ(e.summary.at("stage1_steps"), 0);  // elu+1 has nothing to train
   EXPECT_LT(rh.last.at("stage1_kl"), 10.0);
-  for (const char* key : {"teacher_tokens_per_s_n32", "converted_tokens_per_s_n32", "kl_layer0", "kl_layer1", "spearman_rho"})
+  for (const char* key : {"teacher_tokens_per_s_n32", "converted_tokens_per_s_n32", "kl_layer0", "kl_layer1", "spearman_rho",
+                          "attention_kl_scored", "kl_scored_layer1"})
     EXPECT_TRUE(h.summary.count(key)) << key;
 
   // Artifacts: the converted model loads with linear attention in both layers; the report parses.
@@ -220,6 +225,35 @@ TEST_F(HedgehogKindTest, HedgehogKeepsMoreRecallAndLowerKlThanElu) {
   EXPECT_EQ(rep.at("speed").at("converted").size(), 2u);
   EXPECT_EQ(rep.at("speed").at("converted").at(0).at("device"), "cpu");  // this job holds no GPU
   EXPECT_EQ(h.summary.at("converted_speed_on_gpu"), 0);
+}
+
+// stage1.rows "scored" changes only the model's last layer: converting layer 0 alone gives the same
+// run as "all"; converting layer 1 (the last) trains on MQAR's query rows, a different objective:
+// each run ends closer to the teacher on the rows it trained on (the report's KL over all rows and
+// its KL over the scored rows) than the other run does.
+TEST_F(HedgehogKindTest, ScoredRowsChangeOnlyTheLastLayersObjective) {
+  auto run = [&](int64_t layer, const char* rows) {
+    json p = Stage1Params("hedgehog", 20);
+    p["layers"] = json::array({layer});
+    p["stage1"]["rows"] = rows;
+    StopRecorder r;
+    Context c;
+    c.workdir = Fresh(std::string("rows_") + rows + std::to_string(layer));
+    c.reporter = &r;
+    const Outcome o = Convert(p, c, teacher_);
+    EXPECT_TRUE(o.status.ok()) << o.status.message();
+    std::map<std::string, double> s = o.summary;
+    s["stage1_loss"] = r.last.at("stage1_loss");
+    return s;
+  };
+  const auto all0 = run(0, "all"), scored0 = run(0, "scored"), all1 = run(1, "all"), scored1 = run(1, "scored");
+  EXPECT_EQ(all0, scored0);
+  EXPECT_NE(all1.at("stage1_loss"), scored1.at("stage1_loss"));
+  EXPECT_LT(all1.at("attention_kl"), scored1.at("attention_kl"));
+  EXPECT_LT(scored1.at("attention_kl_scored"), all1.at("attention_kl_scored"));
+  std::printf("KL all rows / scored rows: trained on all %.4g / %.4g, on the scored %.4g / %.4g\n",
+              all1.at("attention_kl"), all1.at("attention_kl_scored"), scored1.at("attention_kl"),
+              scored1.at("attention_kl_scored"));
 }
 
 // Stop in stage 1, then in stage 2, then finish: the same numbers as one uninterrupted run. The
