@@ -57,42 +57,55 @@ Result<std::vector<std::string>> FollowJobs(Client& client, const std::vector<in
   };
   while (true) {
     const auto round_start = std::chrono::steady_clock::now();
-    size_t open = 0;
-    for (const Follower& f : jobs) open += f.state.empty();
-    for (Follower& f : jobs) {
-      if (!f.state.empty()) continue;
-      // Wait first: when it returns terminal, the logs and metrics read after it are complete. One
-      // open job long-polls; with several each answers at once and the round sleeps instead.
-      const auto timeout = open == 1 ? kPollSlice : std::chrono::milliseconds{0};
-      auto waited = client.Call("wait", {{"job_id", f.id}, {"timeout_ms", timeout.count()}}, kPollSlice);
+    std::vector<Follower*> open;
+    nlohmann::json asked = nlohmann::json::array();
+    for (Follower& f : jobs)
+      if (f.state.empty()) {
+        open.push_back(&f);
+        asked.push_back({{"job_id", f.id}, {"log_seq", f.log_seq}, {"metric_seq", f.metric_seq}});
+      }
+    // One open job long-polls first, so that its end is seen at once; with several the round sleeps.
+    if (open.size() == 1) {
+      auto waited = client.Call("wait", {{"job_id", open[0]->id}, {"timeout_ms", kPollSlice.count()}}, kPollSlice);
       if (!waited.ok()) return waited.status();
-      if (waited->contains("job")) f.job = (*waited)["job"];
+    }
+    // One request for every open job: its state, then its lines and metrics since the last round.
+    auto got = client.Call("follow", {{"jobs", asked}, {"logs", logs}, {"metrics", progress}});
+    if (!got.ok()) return got.status();
+    const nlohmann::json& replies = (*got)["jobs"];
+    const size_t page = (*got).value("page", size_t{0});
+    if (!replies.is_array() || replies.size() != open.size())
+      return Status::Internal("follow: the coordinator answered for " + std::to_string(replies.size()) + " of " +
+                              std::to_string(open.size()) + " jobs");
+    for (size_t i = 0; i < open.size(); ++i) {
+      Follower& f = *open[i];
+      const nlohmann::json& r = replies[i];
+      if (r.contains("job")) f.job = r["job"];
       const std::string state = f.job.value("state", "");
-      if (logs) {
-        const std::string prefix = several ? "[job " + std::to_string(f.id) + "] " : "";
-        Status s = ReadNew(client, "logs", {{"job_id", f.id}}, "lines", &f.log_seq, [&](const nlohmann::json& l) {
-          clear_lines();
-          out << prefix << l.value("line", "") << "\n";
-        });
-        if (!s.ok()) return s;
+      const nlohmann::json lines = r.value("lines", nlohmann::json::array()),
+                           points = r.value("metrics", nlohmann::json::array());
+      const std::string prefix = several ? "[job " + std::to_string(f.id) + "] " : "";
+      for (const nlohmann::json& l : lines) {
+        clear_lines();
+        out << prefix << l.value("line", "") << "\n";
+        f.log_seq = std::max(f.log_seq, l.value("seq", f.log_seq));
       }
-      if (progress) {
-        Status s = ReadNew(client, "metrics", {{"job_id", f.id}}, "metrics", &f.metric_seq,
-                           [&](const nlohmann::json& m) {
-                             if (m.contains("name") && m["name"].is_string())
-                               f.latest[m["name"].get<std::string>()] = {{"step", m.value("step", int64_t{0})},
-                                                                         {"value", m["value"]}};
-                           });
-        if (!s.ok()) return s;
-        if (!term.is_tty) {  // plain output: a line only when something other than the elapsed time changed
-          nlohmann::json untimed = f.job;
-          untimed.erase("started");
-          std::string key = ProgressLine(untimed, f.latest, 0);
-          if (key != f.last_key || IsTerminal(state)) out << ProgressLine(f.job, f.latest, Now()) << "\n";
-          f.last_key = std::move(key);
-        }
+      for (const nlohmann::json& m : points) {
+        if (m.contains("name") && m["name"].is_string())
+          f.latest[m["name"].get<std::string>()] = {{"step", m.value("step", int64_t{0})}, {"value", m["value"]}};
+        f.metric_seq = std::max(f.metric_seq, m.value("seq", f.metric_seq));
       }
-      if (IsTerminal(state)) f.state = state;
+      // The state was read before the pages: a terminal job has ended once its pages are not full.
+      const bool full = page > 0 && (lines.size() >= page || points.size() >= page);
+      const bool ended = IsTerminal(state) && !full;
+      if (progress && !term.is_tty) {  // plain output: a line only when something other than the elapsed time changed
+        nlohmann::json untimed = f.job;
+        untimed.erase("started");
+        std::string key = ProgressLine(untimed, f.latest, 0);
+        if (key != f.last_key || ended) out << ProgressLine(f.job, f.latest, Now()) << "\n";
+        f.last_key = std::move(key);
+      }
+      if (ended) f.state = state;
     }
     if (progress && term.is_tty) {  // one line a running job, updated in place; an ended job's stays
       clear_lines();
@@ -122,7 +135,7 @@ Result<std::vector<std::string>> FollowJobs(Client& client, const std::vector<in
     }
     // Do not spin on the coordinator: a round takes a slice, or half of one after a long poll.
     const auto spent = std::chrono::steady_clock::now() - round_start;
-    const auto floor = open > 1 ? kPollSlice : kPollSlice / 2;
+    const auto floor = open.size() > 1 ? kPollSlice : kPollSlice / 2;
     if (spent < floor) std::this_thread::sleep_for(floor - spent);
   }
 }

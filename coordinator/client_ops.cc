@@ -12,6 +12,8 @@ using nlohmann::json;
 constexpr int64_t kDefaultListLimit = 100;
 constexpr int64_t kMaxListLimit = 10000;
 constexpr int64_t kMaxWaitMs = 24LL * 3600 * 1000;
+constexpr size_t kMaxFollowJobs = 1000;  // jobs in one `follow` request
+constexpr int64_t kFollowPage = 1000;    // log lines, and metric points, per job and reply
 
 Result<int64_t> RequiredJobId(const json& req) {
   auto id = IntField(req, "job_id");
@@ -59,6 +61,7 @@ Result<json> Coordinator::ClientOp(const std::string& identity, const json& req,
   if (*op == "submit") return OpSubmit(req);
   if (*op == "ls") return OpLs(req);
   if (*op == "show") return OpShow(req);
+  if (*op == "follow") return OpFollow(req);
   if (*op == "cancel") return OpCancel(req);
   if (*op == "retry") return OpRetry(req);
   if (*op == "workers") return OpWorkers();
@@ -117,8 +120,8 @@ Result<json> Coordinator::ClientOp(const std::string& identity, const json& req,
     return json::object();
   }
   return Status::InvalidArgument("op: unknown operation '" + *op +
-                                 "' (known: submit, ls, show, logs, metrics, cancel, retry, workers, "
-                                 "artifacts, compare, wait)");
+                                 "' (known: submit, ls, show, logs, metrics, follow, cancel, retry, "
+                                 "workers, artifacts, compare, wait)");
 }
 
 Result<json> Coordinator::OpSubmit(const json& req) {
@@ -174,6 +177,46 @@ Result<json> Coordinator::OpShow(const json& req) {
   auto attempts = store_->Attempts(*id);
   if (!attempts.ok()) return attempts.status();
   return json{{"job", JobJson(*job)}, {"events", std::move(*events)}, {"attempts", std::move(*attempts)}};
+}
+
+// Many jobs' state and new log lines and metrics in one reply, for clients that follow them. The job
+// is read before its pages, so a terminal state comes with every line and point it will ever have
+// (up to a page each: a full page means more follow).
+Result<json> Coordinator::OpFollow(const json& req) {
+  const auto jobs = req.find("jobs");
+  if (jobs == req.end() || !jobs->is_array() || jobs->empty() || jobs->size() > kMaxFollowJobs)
+    return Status::InvalidArgument("jobs: required array of 1 to " + std::to_string(kMaxFollowJobs) +
+                                   " {job_id, log_seq?, metric_seq?}");
+  for (const char* key : {"logs", "metrics"})
+    if (req.contains(key) && !BoolField(req, key)) return Status::InvalidArgument(std::string(key) + ": must be a boolean");
+  const bool logs = BoolField(req, "logs").value_or(true), metrics = BoolField(req, "metrics").value_or(true);
+  json out = json::array();
+  for (size_t i = 0; i < jobs->size(); ++i) {
+    const json& e = (*jobs)[i];
+    const std::string at = "jobs[" + std::to_string(i) + "]";
+    if (!e.is_object()) return Status::InvalidArgument(at + ": must be an object {job_id, log_seq?, metric_seq?}");
+    auto id = RequiredJobId(e);
+    if (!id.ok()) return Status::InvalidArgument(at + "." + id.status().message());
+    Job* job = FindJob(*id);
+    if (!job) return Status::NotFound(at + ".job_id: no job " + std::to_string(*id));
+    auto log_seq = Cursor(e, "log_seq");
+    if (!log_seq.ok()) return Status::InvalidArgument(at + "." + log_seq.status().message());
+    auto metric_seq = Cursor(e, "metric_seq");
+    if (!metric_seq.ok()) return Status::InvalidArgument(at + "." + metric_seq.status().message());
+    json one = {{"job", JobJson(*job)}};
+    if (logs) {
+      auto lines = store_->Logs(*id, *log_seq, kFollowPage);
+      if (!lines.ok()) return lines.status();
+      one["lines"] = std::move(*lines);
+    }
+    if (metrics) {
+      auto points = store_->Metrics(*id, *metric_seq, "", kFollowPage);
+      if (!points.ok()) return points.status();
+      one["metrics"] = std::move(*points);
+    }
+    out.push_back(std::move(one));
+  }
+  return json{{"jobs", std::move(out)}, {"page", kFollowPage}};
 }
 
 Result<json> Coordinator::OpCancel(const json& req) {

@@ -138,6 +138,7 @@ class Coordinator {
   Result<nlohmann::json> OpSubmit(const nlohmann::json& req);
   Result<nlohmann::json> OpLs(const nlohmann::json& req);
   Result<nlohmann::json> OpShow(const nlohmann::json& req);
+  Result<nlohmann::json> OpFollow(const nlohmann::json& req);
   Result<nlohmann::json> OpCancel(const nlohmann::json& req);
   Result<nlohmann::json> OpRetry(const nlohmann::json& req);
   Result<nlohmann::json> OpWorkers();

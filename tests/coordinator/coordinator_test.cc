@@ -115,6 +115,23 @@ TEST_F(CoordinatorTest, JobRunsToSuccessAndEveryTransitionIsRecorded) {
   json metrics = client_->Request({{"op", "metrics"}, {"job_id", id}, {"name", "loss"}});
   ASSERT_EQ(metrics["metrics"].size(), 1u);
   EXPECT_EQ(metrics["metrics"][0]["value"], 2.5);
+  // follow: the state with the lines and points after each cursor, jobs in the request's order.
+  const int64_t other = Submit({{"kind", "test"}, {"name", "second"}});
+  json follow = client_->Request({{"op", "follow"},
+                                  {"jobs", {{{"job_id", other}}, {{"job_id", id}, {"log_seq", logs["lines"][0]["seq"]}}}}});
+  ASSERT_TRUE(follow.value("ok", false)) << follow.dump();
+  ASSERT_EQ(follow["jobs"].size(), 2u);
+  EXPECT_EQ(follow["jobs"][0]["job"]["name"], "second");  // assigned to the idle worker by now, or queued
+  EXPECT_EQ(follow["jobs"][0]["lines"].size(), 0u);
+  EXPECT_EQ(follow["jobs"][1]["job"]["state"], "succeeded");
+  ASSERT_EQ(follow["jobs"][1]["lines"].size(), 1u);
+  EXPECT_EQ(follow["jobs"][1]["lines"][0]["line"], "world");
+  ASSERT_EQ(follow["jobs"][1]["metrics"].size(), 1u);
+  EXPECT_EQ(follow["jobs"][1]["metrics"][0]["value"], 2.5);
+  EXPECT_EQ(follow["page"], 1000);
+  json states_only = client_->Request({{"op", "follow"}, {"jobs", {{{"job_id", id}}}}, {"logs", false}, {"metrics", false}});
+  EXPECT_FALSE(states_only["jobs"][0].contains("lines"));
+  EXPECT_FALSE(states_only["jobs"][0].contains("metrics"));
   json ls = client_->Request({{"op", "ls"}, {"state", "succeeded"}});
   ASSERT_EQ(ls["jobs"].size(), 1u);
   EXPECT_EQ(ls["jobs"][0]["name"], "first");
@@ -421,6 +438,12 @@ TEST_F(CoordinatorTest, ClientErrorsNameTheField) {
       {{{"op", "ls"}, {"limit", 0}}, "limit: must be an integer >= 1"},
       {{{"op", "wait"}, {"job_id", 1}, {"timeout_ms", -5}}, "job_id: no job 1"},
       {{{"op", "compare"}, {"job_ids", "1,2"}}, "job_ids: must be an array"},
+      {{{"op", "follow"}}, "jobs: required array of 1 to 1000"},
+      {{{"op", "follow"}, {"jobs", json::array()}}, "jobs: required array of 1 to 1000"},
+      {{{"op", "follow"}, {"jobs", {7}}}, "jobs[0]: must be an object"},
+      {{{"op", "follow"}, {"jobs", {{{"log_seq", 1}}}}}, "jobs[0].job_id: must be a positive integer"},
+      {{{"op", "follow"}, {"jobs", {{{"job_id", 77}}}}}, "jobs[0].job_id: no job 77"},
+      {{{"op", "follow"}, {"jobs", {{{"job_id", 1}}}}, {"logs", "yes"}}, "logs: must be a boolean"},
   };
   for (const Case& c : cases) {
     json reply = client_->Request(c.request);

@@ -150,6 +150,24 @@ TEST_F(CliTest, WatchFollowsRunningJobsAndExportWritesTheirRecords) {
   EXPECT_NE(both.output.find("[job " + later_id + "] later done\n"), std::string::npos) << both.output;
   EXPECT_NE(both.output.find("[job " + quick_id + "] quick done\n"), std::string::npos) << both.output;
 
+  // More log lines than one page of the coordinator's `follow` (1000): every line, once, in order,
+  // before the job counts as ended; alone (`logs -f`) and beside another job (`watch`).
+  Ran many = Scion({"submit", "-"}, ShellJob("many", "seq 1 2500").dump());
+  ASSERT_EQ(many.exit_code, 0) << many.output;
+  const std::string many_id = many.output.substr(0, many.output.find('\n'));
+  std::string want;
+  for (int i = 1; i <= 2500; ++i) want += std::to_string(i) + "\n";
+  Ran alone = Scion({"logs", many_id, "-f"});
+  EXPECT_EQ(alone.exit_code, 0);
+  EXPECT_EQ(alone.output, want);
+  Ran beside = Scion({"watch", many_id, quick_id, "--logs"});
+  EXPECT_EQ(beside.exit_code, 0);
+  std::string tagged;
+  std::istringstream lines(beside.output);
+  for (std::string l; std::getline(lines, l);)
+    if (l.rfind("[job " + many_id + "] ", 0) == 0) tagged += l.substr(l.find("] ") + 2) + "\n";
+  EXPECT_EQ(tagged, want);
+
   Ran ok = Scion({"watch", ids[0], ids[2], "--logs"});
   EXPECT_EQ(ok.exit_code, 0) << ok.output;
   EXPECT_NE(ok.output.find("slow done"), std::string::npos) << "--logs streams the log: " << ok.output;
