@@ -1,5 +1,7 @@
 // Client operations (docs/PROTOCOL.md, "Client operations"): one REQUEST, one REPLY; `wait` is a
 // long poll answered later from the loop, never by blocking it.
+#include <algorithm>
+
 #include "common/log.h"
 #include "coordinator/body.h"
 #include "coordinator/coordinator.h"
@@ -13,7 +15,9 @@ constexpr int64_t kDefaultListLimit = 100;
 constexpr int64_t kMaxListLimit = 10000;
 constexpr int64_t kMaxWaitMs = 24LL * 3600 * 1000;
 constexpr size_t kMaxFollowJobs = 1000;  // jobs in one `follow` request
-constexpr int64_t kFollowPage = 1000;    // log lines, and metric points, per job and reply
+// Log lines, and metric points, per job in one `follow` reply: 1000, or a share of 20000 when many
+// jobs are followed (at least 10), so that one reply stays bounded.
+constexpr int64_t kFollowPage = 1000, kFollowBudget = 20000, kFollowMinPage = 10;
 
 Result<int64_t> RequiredJobId(const json& req) {
   auto id = IntField(req, "job_id");
@@ -190,6 +194,8 @@ Result<json> Coordinator::OpFollow(const json& req) {
   for (const char* key : {"logs", "metrics"})
     if (req.contains(key) && !BoolField(req, key)) return Status::InvalidArgument(std::string(key) + ": must be a boolean");
   const bool logs = BoolField(req, "logs").value_or(true), metrics = BoolField(req, "metrics").value_or(true);
+  const int64_t page =
+      std::clamp(kFollowBudget / static_cast<int64_t>(jobs->size()), kFollowMinPage, kFollowPage);
   json out = json::array();
   for (size_t i = 0; i < jobs->size(); ++i) {
     const json& e = (*jobs)[i];
@@ -205,18 +211,18 @@ Result<json> Coordinator::OpFollow(const json& req) {
     if (!metric_seq.ok()) return Status::InvalidArgument(at + "." + metric_seq.status().message());
     json one = {{"job", JobJson(*job)}};
     if (logs) {
-      auto lines = store_->Logs(*id, *log_seq, kFollowPage);
+      auto lines = store_->Logs(*id, *log_seq, page);
       if (!lines.ok()) return lines.status();
       one["lines"] = std::move(*lines);
     }
     if (metrics) {
-      auto points = store_->Metrics(*id, *metric_seq, "", kFollowPage);
+      auto points = store_->Metrics(*id, *metric_seq, "", page);
       if (!points.ok()) return points.status();
       one["metrics"] = std::move(*points);
     }
     out.push_back(std::move(one));
   }
-  return json{{"jobs", std::move(out)}, {"page", kFollowPage}};
+  return json{{"jobs", std::move(out)}, {"page", page}};
 }
 
 Result<json> Coordinator::OpCancel(const json& req) {

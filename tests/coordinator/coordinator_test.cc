@@ -129,6 +129,9 @@ TEST_F(CoordinatorTest, JobRunsToSuccessAndEveryTransitionIsRecorded) {
   ASSERT_EQ(follow["jobs"][1]["metrics"].size(), 1u);
   EXPECT_EQ(follow["jobs"][1]["metrics"][0]["value"], 2.5);
   EXPECT_EQ(follow["page"], 1000);
+  json hundred = json::array();
+  for (int i = 0; i < 100; ++i) hundred.push_back({{"job_id", id}});
+  EXPECT_EQ(client_->Request({{"op", "follow"}, {"jobs", hundred}})["page"], 200);  // one reply stays bounded
   json states_only = client_->Request({{"op", "follow"}, {"jobs", {{{"job_id", id}}}}, {"logs", false}, {"metrics", false}});
   EXPECT_FALSE(states_only["jobs"][0].contains("lines"));
   EXPECT_FALSE(states_only["jobs"][0].contains("metrics"));
