@@ -3,7 +3,10 @@
 # laid out as SCION_BIN_DIR expects (scripts/lib/cluster.sh), stripped, with the shared libraries
 # they load that a bare machine may lack (ZeroMQ and its transports, prometheus-cpp, SQLite, ...)
 # in <out>/lib. For a machine that cannot build the control plane but has a glibc at least as new
-# as the building one's: run there with LD_LIBRARY_PATH=<out>/lib SCION_BIN_DIR=<out>.
+# as the building one's: run there with LD_LIBRARY_PATH=<out>/lib SCION_BIN_DIR=<out>. The CUDA
+# toolkit's cuBLAS is the target's own (the daemons load it with dlopen; an extra binary that links
+# it, such as scion-kernel-check, needs the toolkit's library folder on LD_LIBRARY_PATH there):
+# copying it would add half a gigabyte.
 #
 #   scripts/bundle_bins.sh <build dir> <out dir> [extra binary...]   (extras go to <out>/extra/)
 set -euo pipefail
@@ -28,7 +31,7 @@ strip --strip-unneeded "${copied[@]}"
 
 # Libraries every Linux with a GPU driver has (glibc, the C++ runtime, the driver's own): taking
 # them along would shadow the target's and can break it. Everything else travels.
-system='^(linux-vdso\.so|ld-linux-x86-64\.so|libc\.so|libm\.so|libdl\.so|librt\.so|libpthread\.so|libresolv\.so|libutil\.so|libstdc\+\+\.so|libgcc_s\.so|libcuda\.so|libnvidia-)'
+system='^(linux-vdso\.so|ld-linux-x86-64\.so|libc\.so|libm\.so|libdl\.so|librt\.so|libpthread\.so|libresolv\.so|libutil\.so|libstdc\+\+\.so|libgcc_s\.so|libcuda\.so|libnvidia-|libcublas(Lt)?\.so)'
 for f in "${copied[@]}"; do
   ldd "$f" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}'
 done | sort -u | while read -r name path; do
