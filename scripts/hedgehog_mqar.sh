@@ -14,7 +14,7 @@
 # seven), HH_FEATURE_DIM (the job's feature_dim for the maps that take one; default theirs), HH_LAYERS
 # (the layers each conversion replaces, the job's `layers` as JSON, e.g. [1]; default both), HH_ROWS
 # (stage1.rows, one conversion of each map per word: "scored" trains the last layer on the query
-# rows, its jobs named mqar-<map>-scored; default "all"), HH_GPU_MAPS (the maps whose conversion job holds a
+# rows, its jobs named mqar-<map>-scored, for the maps that train; default "all"), HH_GPU_MAPS (the maps whose conversion job holds a
 # GPU: its stage 1, teacher forward and distillation, runs there; default none), HH_CPU_STEPS
 # (stage-1 steps of the learned maps converted on the CPU; default HH_STEPS), SCION_HH_CPU_SLOTS
 # (conversions run at once),
@@ -79,6 +79,8 @@ ids=()
 # The table's softmax row is the teacher's, from every job's teacher_ metrics.
 for rows in $hh_rows; do
 for map in $hh_maps; do
+  # Only the learned maps train: the others' conversion is the same whatever the rows.
+  [[ $rows == all || " hedgehog hedgehog_exp taylor2 " == *" $map "* ]] || continue
   gpu=0 map_steps=$hh_cpu_steps
   if [[ "$hh_gpu_maps" == *" $map "* ]]; then gpu=1 map_steps=$hh_steps; fi
   ids+=("$(python3 -c 'import json, sys
