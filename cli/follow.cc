@@ -26,6 +26,9 @@ constexpr std::chrono::milliseconds kPollSlice{500};
 // Terminal: at most this many lines of jobs not ended are redrawn (more would scroll off the screen).
 constexpr size_t kMaxDrawn = 20;
 
+// Jobs in one `follow` request (the coordinator takes up to 1000).
+constexpr size_t kFollowBatch = 1000;
+
 // What has been read of one job so far.
 struct Follower {
   int64_t id = 0;
@@ -58,54 +61,57 @@ Result<std::vector<std::string>> FollowJobs(Client& client, const std::vector<in
   while (true) {
     const auto round_start = std::chrono::steady_clock::now();
     std::vector<Follower*> open;
-    nlohmann::json asked = nlohmann::json::array();
     for (Follower& f : jobs)
-      if (f.state.empty()) {
-        open.push_back(&f);
-        asked.push_back({{"job_id", f.id}, {"log_seq", f.log_seq}, {"metric_seq", f.metric_seq}});
-      }
+      if (f.state.empty()) open.push_back(&f);
     // One open job long-polls first, so that its end is seen at once; with several the round sleeps.
     if (open.size() == 1) {
       auto waited = client.Call("wait", {{"job_id", open[0]->id}, {"timeout_ms", kPollSlice.count()}}, kPollSlice);
       if (!waited.ok()) return waited.status();
     }
-    // One request for every open job: its state, then its lines and metrics since the last round.
-    auto got = client.Call("follow", {{"jobs", asked}, {"logs", logs}, {"metrics", progress}});
-    if (!got.ok()) return got.status();
-    const nlohmann::json& replies = (*got)["jobs"];
-    const size_t page = (*got).value("page", size_t{0});
-    if (!replies.is_array() || replies.size() != open.size())
-      return Status::Internal("follow: the coordinator answered for " + std::to_string(replies.size()) + " of " +
-                              std::to_string(open.size()) + " jobs");
-    for (size_t i = 0; i < open.size(); ++i) {
-      Follower& f = *open[i];
-      const nlohmann::json& r = replies[i];
-      if (r.contains("job")) f.job = r["job"];
-      const std::string state = f.job.value("state", "");
-      const nlohmann::json lines = r.value("lines", nlohmann::json::array()),
-                           points = r.value("metrics", nlohmann::json::array());
-      const std::string prefix = several ? "[job " + std::to_string(f.id) + "] " : "";
-      for (const nlohmann::json& l : lines) {
-        clear_lines();
-        out << prefix << l.value("line", "") << "\n";
-        f.log_seq = std::max(f.log_seq, l.value("seq", f.log_seq));
+    // One request for up to kFollowBatch open jobs: each one's state, then its lines and metrics
+    // since the last round.
+    for (size_t first = 0; first < open.size(); first += kFollowBatch) {
+      const size_t count = std::min(kFollowBatch, open.size() - first);
+      nlohmann::json asked = nlohmann::json::array();
+      for (size_t i = first; i < first + count; ++i)
+        asked.push_back({{"job_id", open[i]->id}, {"log_seq", open[i]->log_seq}, {"metric_seq", open[i]->metric_seq}});
+      auto got = client.Call("follow", {{"jobs", asked}, {"logs", logs}, {"metrics", progress}});
+      if (!got.ok()) return got.status();
+      const nlohmann::json& replies = (*got)["jobs"];
+      const size_t page = (*got).value("page", size_t{0});
+      if (!replies.is_array() || replies.size() != count)
+        return Status::Internal("follow: the coordinator answered for " + std::to_string(replies.size()) + " of " +
+                                std::to_string(count) + " jobs");
+      for (size_t i = 0; i < count; ++i) {
+        Follower& f = *open[first + i];
+        const nlohmann::json& r = replies[i];
+        if (r.contains("job")) f.job = r["job"];
+        const std::string state = f.job.value("state", "");
+        const nlohmann::json lines = r.value("lines", nlohmann::json::array()),
+                             points = r.value("metrics", nlohmann::json::array());
+        const std::string prefix = several ? "[job " + std::to_string(f.id) + "] " : "";
+        for (const nlohmann::json& l : lines) {
+          clear_lines();
+          out << prefix << l.value("line", "") << "\n";
+          f.log_seq = std::max(f.log_seq, l.value("seq", f.log_seq));
+        }
+        for (const nlohmann::json& m : points) {
+          if (m.contains("name") && m["name"].is_string())
+            f.latest[m["name"].get<std::string>()] = {{"step", m.value("step", int64_t{0})}, {"value", m["value"]}};
+          f.metric_seq = std::max(f.metric_seq, m.value("seq", f.metric_seq));
+        }
+        // The state was read before the pages: a terminal job has ended once its pages are not full.
+        const bool full = page > 0 && (lines.size() >= page || points.size() >= page);
+        const bool ended = IsTerminal(state) && !full;
+        if (progress && !term.is_tty) {  // plain output: a line only when something other than the elapsed time changed
+          nlohmann::json untimed = f.job;
+          untimed.erase("started");
+          std::string key = ProgressLine(untimed, f.latest, 0);
+          if (key != f.last_key || ended) out << ProgressLine(f.job, f.latest, Now()) << "\n";
+          f.last_key = std::move(key);
+        }
+        if (ended) f.state = state;
       }
-      for (const nlohmann::json& m : points) {
-        if (m.contains("name") && m["name"].is_string())
-          f.latest[m["name"].get<std::string>()] = {{"step", m.value("step", int64_t{0})}, {"value", m["value"]}};
-        f.metric_seq = std::max(f.metric_seq, m.value("seq", f.metric_seq));
-      }
-      // The state was read before the pages: a terminal job has ended once its pages are not full.
-      const bool full = page > 0 && (lines.size() >= page || points.size() >= page);
-      const bool ended = IsTerminal(state) && !full;
-      if (progress && !term.is_tty) {  // plain output: a line only when something other than the elapsed time changed
-        nlohmann::json untimed = f.job;
-        untimed.erase("started");
-        std::string key = ProgressLine(untimed, f.latest, 0);
-        if (key != f.last_key || ended) out << ProgressLine(f.job, f.latest, Now()) << "\n";
-        f.last_key = std::move(key);
-      }
-      if (ended) f.state = state;
     }
     if (progress && term.is_tty) {  // one line a running job, updated in place; an ended job's stays
       clear_lines();

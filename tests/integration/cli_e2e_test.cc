@@ -168,6 +168,15 @@ TEST_F(CliTest, WatchFollowsRunningJobsAndExportWritesTheirRecords) {
     if (l.rfind("[job " + many_id + "] ", 0) == 0) tagged += l.substr(l.find("] ") + 2) + "\n";
   EXPECT_EQ(tagged, want);
 
+  // More jobs than one `follow` request takes (1000): the same ended job 1001 times, one line each.
+  std::vector<std::string> crowd = {"watch"};
+  crowd.insert(crowd.end(), 1001, quick_id);
+  Ran crowded = Scion(crowd);
+  EXPECT_EQ(crowded.exit_code, 0);
+  size_t ended = 0;
+  for (size_t at = 0; (at = crowded.output.find("job " + quick_id + " succeeded", at)) != std::string::npos; ++at) ++ended;
+  EXPECT_EQ(ended, 1001u);
+
   Ran ok = Scion({"watch", ids[0], ids[2], "--logs"});
   EXPECT_EQ(ok.exit_code, 0) << ok.output;
   EXPECT_NE(ok.output.find("slow done"), std::string::npos) << "--logs streams the log: " << ok.output;
