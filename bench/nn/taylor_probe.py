@@ -201,6 +201,11 @@ def entropy(w):
 query_rows = {int(x) for x in a.query_rows.split(",") if x}
 
 
+def scored(lab):
+    """The (B, H, L) mask of the rows whose next token MQAR scores (its queries), from labels (B, L)."""
+    return (lab != -100).unsqueeze(1).expand(-1, H, -1)
+
+
 def distill(student, layer, steps):
     student = student.to(dev)
     opt = torch.optim.AdamW(student.parameters(), lr=3e-2, weight_decay=0.0)
@@ -210,11 +215,7 @@ def distill(student, layer, steps):
             q, k = teacher.qks(t)[layer]
             target = softmax_weights(q, k)
         ce = -(target * student(q, k).clamp_min(1e-30).log()).sum(-1)  # [B, H, L]
-        if layer in query_rows:
-            rows = (lab != -100).unsqueeze(1).expand_as(ce)
-            loss = ce[rows].mean()
-        else:
-            loss = ce.mean()
+        loss = ce[scored(lab)].mean() if layer in query_rows else ce.mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -225,7 +226,7 @@ def report(name, students):
     cols = []
     with torch.no_grad():
         qks = teacher.qks(held[0][0])
-        rows = (held[0][1] != -100).unsqueeze(1).expand(-1, H, -1)
+        rows = scored(held[0][1])
         for layer, student in students.items():
             target, w = softmax_weights(*qks[layer]), student(*qks[layer])
             kl = (target * (target.clamp_min(1e-30).log() - w.clamp_min(1e-30).log())).sum(-1)
@@ -242,9 +243,8 @@ print(f"teacher accuracy {accuracy(teacher, held):.3f}")
 for layer in range(2):
     with torch.no_grad():
         target = softmax_weights(*teacher.qks(held[0][0])[layer])
-        rows = (held[0][1] != -100).unsqueeze(1).expand(-1, H, -1)
         print(f"teacher layer {layer}: entropy {entropy(target):.3f}, on query rows "
-              f"{entropy(target[rows]):.3f}")
+              f"{entropy(target[scored(held[0][1])]):.3f}")
 maps = {"hedgehog": Hedgehog, "taylor2": lambda: Taylor2(16, False),
         "taylor2-affine": lambda: Taylor2(16, True), "taylor2-64-affine": lambda: Taylor2(64, True)}
 for steps in (int(s) for s in a.steps.split(",")):
