@@ -13,6 +13,10 @@
 # --scion DIR loads a Scion checkpoint folder of the same shape instead (GPT-2 tensor names and
 # layouts, tanh GELU), e.g. one written by `scion-nn-mqar --save DIR`. --query-rows 1 trains layer
 # 1's maps on the rows that predict a value only (the rows MQAR scores) instead of every row.
+# --objective task trains each layer's maps on the task's own loss instead (the whole model's
+# cross-entropy on the scored rows, everything but the maps frozen): what attention distillation
+# stands in for, so a yardstick for any stage-1 objective of that map and layer (an optimiser's
+# result, not a proven optimum). --vocab sets MQAR's V (a loaded teacher must match).
 import argparse, math, time
 import torch
 import torch.nn as nn
@@ -26,11 +30,13 @@ ap.add_argument("--scion", default="")
 ap.add_argument("--steps", default="1000")  # stage-1 budgets, comma-separated
 ap.add_argument("--maps", default="hedgehog,taylor2,taylor2-affine,taylor2-64-affine")
 ap.add_argument("--query-rows", default="")  # layers distilled on the query rows alone, e.g. "1"
+ap.add_argument("--objective", default="kl", choices=["kl", "task"])
+ap.add_argument("--vocab", type=int, default=8192)
 a = ap.parse_args()
 
 torch.manual_seed(0)
 dev = "cuda"
-V, L, KV, C, H, HD, MLP = 8192, 256, 16, 256, 4, 64, 512
+V, L, KV, C, H, HD, MLP = a.vocab, 256, 16, 256, 4, 64, 512
 gen = torch.Generator().manual_seed(1)
 
 
@@ -210,12 +216,17 @@ def distill(student, layer, steps):
     student = student.to(dev)
     opt = torch.optim.AdamW(student.parameters(), lr=3e-2, weight_decay=0.0)
     for _ in range(steps):
-        with torch.no_grad():
-            t, lab = mqar(32)
-            q, k = teacher.qks(t)[layer]
-            target = softmax_weights(q, k)
-        ce = -(target * student(q, k).clamp_min(1e-30).log()).sum(-1)  # [B, H, L]
-        loss = ce[scored(lab)].mean() if layer in query_rows else ce.mean()
+        t, lab = mqar(32)
+        if a.objective == "task":  # the map in place, the frozen model's loss on the scored rows
+            teacher.blocks[layer].student = student
+            loss = F.cross_entropy(teacher(t).view(-1, V), lab.reshape(-1), ignore_index=-100)
+            teacher.blocks[layer].student = None
+        else:
+            with torch.no_grad():
+                q, k = teacher.qks(t)[layer]
+                target = softmax_weights(q, k)
+            ce = -(target * student(q, k).clamp_min(1e-30).log()).sum(-1)  # [B, H, L]
+            loss = ce[scored(lab)].mean() if layer in query_rows else ce.mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
