@@ -29,7 +29,8 @@
 // metrics: stage1_loss, stage1_kl, stage1_kl_layer<L>, stage1_lr every log_every steps; stage2_*.
 // Checkpoints: ctx.checkpoint_dir/hedgehog-stage1.safetensors (feature maps, their AdamW moments,
 // the step in its metadata, one atomic file) and ctx.checkpoint_dir/stage2/ (the train loop's).
-// Output: artifact "model" (the converted checkpoint) and the report (hedgehog_report.h).
+// Output: artifact "model" (the converted checkpoint) and the report (hedgehog_report.h), which
+// also gives the task metric with each converted layer alone converted where there are several.
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -581,6 +582,19 @@ Outcome RunHedgehog(const json& spec, Context& ctx) {
     const HeadFidelity m = MeanFidelity(rep.heads);
     ctx.reporter->Metric(rep.stage1_steps, "attention_kl", m.kl);
     ctx.reporter->Metric(rep.stage1_steps, std::string("converted_") + rep.task_metric, rep.converted_metric);
+  }
+  // Each converted layer alone: the student with every other layer back to the teacher's softmax
+  // (its weights are the teacher's; only the maps differ, and Edited keeps this layer's).
+  for (const int64_t l : layers->size() > 1 ? *layers : std::vector<int64_t>{}) {
+    nn::ModelConfig alone = tc;
+    alone.layers[static_cast<size_t>(l)] = sc.layers[static_cast<size_t>(l)];
+    auto m = student.Edited(alone, hp.seed);
+    if (!m.ok()) return {m.status(), {}};
+    auto metric = EvaluateTask(*m, *data, hp.eval_batches, hp.stage1.batch_size, T, hp.seed, ctx);
+    if (!metric.ok()) return {metric.status(), {}};
+    rep.alone_metric.push_back(*metric);
+    if (ctx.reporter)
+      ctx.reporter->Metric(rep.stage1_steps, "converted_" + rep.task_metric + "_layer" + std::to_string(l), *metric);
   }
 
   if (hp.stage2.train.steps > 0) {

@@ -87,6 +87,8 @@ std::map<std::string, double> ReportSummary(const HedgehogReport& r) {
   s["teacher_" + t] = r.teacher_metric;
   s["converted_" + t] = r.converted_metric;
   if (std::isfinite(r.finetuned_metric)) s["finetuned_" + t] = r.finetuned_metric;
+  for (size_t i = 0; i < r.alone_metric.size(); ++i)
+    s["converted_" + t + "_layer" + std::to_string(r.layers[i])] = r.alone_metric[i];
   const HeadFidelity mean = MeanFidelity(r.heads);
   s["attention_ce"] = mean.ce;
   s["attention_kl"] = mean.kl;
@@ -127,6 +129,9 @@ json ReportJson(const HedgehogReport& r) {
                    {"device_bytes", p.device_bytes}});
     return a;
   };
+  json alone = json::array();
+  for (size_t i = 0; i < r.alone_metric.size(); ++i)
+    alone.push_back({{"layer", r.layers[i]}, {"converted", Num(r.alone_metric[i])}});
   const HeadFidelity mean = MeanFidelity(r.heads);
   return {{"feature_map", r.feature_map},
           {"feature_dim", r.feature_dim},
@@ -137,7 +142,8 @@ json ReportJson(const HedgehogReport& r) {
            {{"metric", r.task_metric},
             {"teacher", Num(r.teacher_metric)},
             {"converted", Num(r.converted_metric)},
-            {"finetuned", Num(r.finetuned_metric)}}},
+            {"finetuned", Num(r.finetuned_metric)},
+            {"layer_alone", alone}}},
           {"mean",
            {{"ce", Num(mean.ce)}, {"kl", Num(mean.kl)}, {"kl_scored", Num(mean.kl_scored)},
             {"teacher_entropy", Num(mean.teacher_entropy)},
@@ -155,7 +161,14 @@ std::string ReportMarkdown(const HedgehogReport& r) {
      << "## Task (" << r.task_metric << ")\n\n"
      << "| teacher | converted (stage 1) | finetuned (stage 2) |\n|---|---|---|\n"
      << "| " << Fmt(r.teacher_metric) << " | " << Fmt(r.converted_metric) << " | " << Fmt(r.finetuned_metric)
-     << " |\n\n## Attention fidelity per layer and head\n\n"
+     << " |\n\n";
+  if (!r.alone_metric.empty()) {
+    md << "Each converted layer alone (the others the teacher's softmax), after stage 1:\n\n| layer | "
+       << r.task_metric << " |\n|---|---|\n";
+    for (size_t i = 0; i < r.alone_metric.size(); ++i) md << "| " << r.layers[i] << " | " << Fmt(r.alone_metric[i]) << " |\n";
+    md << "\n";
+  }
+  md << "## Attention fidelity per layer and head\n\n"
      << "CE and KL in nats per row (teacher softmax weights a vs linear weights â); KL (scored) over the rows "
         "whose target the task scores; entropies are mean row entropies (lower is spikier); ρ is Spearman's "
         "rank correlation of q·k with â over sampled rows.\n\n"

@@ -43,6 +43,10 @@ struct HedgehogReport {
   double teacher_metric = NAN;
   double converted_metric = NAN;         // after stage 1, before any finetune
   double finetuned_metric = NAN;         // after stage 2 (NaN without one)
+  // Where more than one layer is converted: the task metric with each converted layer alone
+  // converted after stage 1 (the others the teacher's softmax), in the order of `layers`; which
+  // layer the task loses, where the mean attention KL can hide it.
+  std::vector<double> alone_metric;
   std::vector<HeadFidelity> heads;       // layer-major
   std::vector<SpeedPoint> teacher_speed, converted_speed;
 };
@@ -51,7 +55,8 @@ struct HedgehogReport {
 // skipped).
 HeadFidelity MeanFidelity(const std::vector<HeadFidelity>& heads);
 
-// The flat summary a job outcome carries: task metrics (teacher_/converted_/finetuned_<metric>),
+// The flat summary a job outcome carries: task metrics (teacher_/converted_/finetuned_<metric>,
+// converted_<metric>_layer<L> for each layer alone),
 // fidelity means (attention_ce, attention_kl, attention_kl_scored, teacher_entropy, student_entropy,
 // spearman_rho), per-layer kl_layer<L> / kl_scored_layer<L> / student_entropy_layer<L>, speed (<which>_tokens_per_s_n<N>,
 // <which>_peak_memory_bytes_n<N>, as the eval and graft kinds).

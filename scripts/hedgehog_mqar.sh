@@ -121,15 +121,17 @@ def get(j, k):
     s = j.get("summary", j.get("metrics", {}))
     v = s.get(k)
     return "–" if v is None else ("%.3f" % v)
+def alone(j):  # the accuracy with each converted layer alone converted, where there are several
+    return " / ".join(get(j, "converted_mqar_accuracy_layer%d" % l) for l in range(2))
 first = jobs[0]
-print("| feature map | MQAR accuracy | attention KL | KL, query rows | entropy (student) | entropy (teacher) | Spearman ρ | stage-1 steps |")
-print("|---|---|---|---|---|---|---|---|")
-print("| softmax (teacher) | %s | 0 | 0 | %s | %s | 1 | – |" % (get(first, "teacher_mqar_accuracy"), get(first, "teacher_entropy"), get(first, "teacher_entropy")))
+print("| feature map | MQAR accuracy | layer 0 / layer 1 alone | attention KL | KL, query rows | entropy (student) | entropy (teacher) | Spearman ρ | stage-1 steps |")
+print("|---|---|---|---|---|---|---|---|---|")
+print("| softmax (teacher) | %s | – | 0 | 0 | %s | %s | 1 | – |" % (get(first, "teacher_mqar_accuracy"), get(first, "teacher_entropy"), get(first, "teacher_entropy")))
 for j in jobs:
     name = j.get("name", "").replace("mqar-", "")
-    print("| %s | %s | %s | %s | %s | %s | %s | %s |" % (name, get(j, "converted_mqar_accuracy"), get(j, "attention_kl"),
-          get(j, "attention_kl_scored"), get(j, "student_entropy"), get(j, "teacher_entropy"), get(j, "spearman_rho"),
-          get(j, "stage1_steps")))' \
+    print("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (name, get(j, "converted_mqar_accuracy"), alone(j),
+          get(j, "attention_kl"), get(j, "attention_kl_scored"), get(j, "student_entropy"), get(j, "teacher_entropy"),
+          get(j, "spearman_rho"), get(j, "stage1_steps")))' \
   | tee "$out/table.md"
 if ((${#scratch[@]})); then
   echo "trained from scratch (the teacher's recipe, both layers linear attention):"

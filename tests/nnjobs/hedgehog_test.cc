@@ -256,6 +256,37 @@ TEST_F(HedgehogKindTest, ScoredRowsChangeOnlyTheLastLayersObjective) {
               scored1.at("attention_kl_scored"));
 }
 
+// A conversion of several layers also reports the task metric with each layer alone converted: for
+// elu+1 (nothing to train, so nothing depends on the other layer) exactly what a job converting that
+// layer alone reports as its converted metric; a one-layer job reports no such entry.
+TEST_F(HedgehogKindTest, EachLayerAloneMatchesAJobConvertingOnlyIt) {
+  auto run = [&](const char* name, const json& layers) {
+    json p = Stage1Params("elu", 0);
+    p["layers"] = layers;
+    StopRecorder r;
+    Context c;
+    c.workdir = Fresh(std::string("alone_") + name);
+    c.reporter = &r;
+    const Outcome o = Convert(p, c, teacher_);
+    EXPECT_TRUE(o.status.ok()) << o.status.message();
+    return std::make_pair(o.summary, r.artifacts);
+  };
+  const auto [both, artifacts] = run("both", "all");
+  const auto first = run("first", json::array({0})).first, second = run("second", json::array({1})).first;
+  ASSERT_TRUE(both.count("converted_mqar_accuracy_layer0") && both.count("converted_mqar_accuracy_layer1"));
+  EXPECT_EQ(both.at("converted_mqar_accuracy_layer0"), first.at("converted_mqar_accuracy"));
+  EXPECT_EQ(both.at("converted_mqar_accuracy_layer1"), second.at("converted_mqar_accuracy"));
+  EXPECT_FALSE(first.count("converted_mqar_accuracy_layer0"));
+  std::printf("elu+1: both layers %.3f, layer 0 alone %.3f, layer 1 alone %.3f (teacher %.3f)\n",
+              both.at("converted_mqar_accuracy"), first.at("converted_mqar_accuracy"),
+              second.at("converted_mqar_accuracy"), teacher_accuracy_);
+  std::ifstream in(artifacts.at("report_json"));
+  const json alone = json::parse(in).at("task").at("layer_alone");
+  ASSERT_EQ(alone.size(), 2u);
+  EXPECT_EQ(alone.at(1).at("layer"), 1);
+  EXPECT_EQ(alone.at(1).at("converted").get<double>(), second.at("converted_mqar_accuracy"));
+}
+
 // Stop in stage 1, then in stage 2, then finish: the same numbers as one uninterrupted run. The
 // teacher needs no training for this (a freshly initialised softmax model).
 TEST(HedgehogResume, StopAndResumeGiveTheSameResult) {
