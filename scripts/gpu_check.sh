@@ -28,6 +28,7 @@ if has build; then
   { has check || has memcheck || has initcheck || has bench; } && targets+=(scion-kernel-check scion-kernel-bench)
   has nn && targets+=(scion-nn-check scion-nn-bench)
   has nncheck && targets+=(scion-nn-check)
+  ((${#targets[@]})) || targets=(scion-kernel-check scion-kernel-bench)  # STAGES="build" alone: the kernel binaries
   if ! cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DSCION_CONTROL_PLANE=OFF -DSCION_TESTS=OFF \
          -DSCION_CUDA=ON -DSCION_CUDA_ARCHS=90a >"$out/build.log" 2>&1 ||
      ! cmake --build "$build" -j"${JOBS:-16}" --target "${targets[@]}" >>"$out/build.log" 2>&1; then
