@@ -2,8 +2,9 @@
 # MQAR recall after conversion (Hedgehog Table 2, Zoology) as Scion jobs on a local cluster: one
 # coordinator and one worker start, a `train` job trains a 2-layer softmax teacher on MQAR, then
 # one `hedgehog` job per feature map converts both layers (stage 1 only, the same budget) against
-# job:<teacher>/model. Prints the table (accuracy, attention KL, entropies, Spearman ρ per map) and
-# writes it to $out/table.md; the jobs' reports stay in the coordinator's artifact store.
+# job:<teacher>/model. Prints the table (accuracy, also with each layer alone converted, attention
+# KL, entropies, Spearman ρ per map) and writes it to $out/table.md; the jobs' reports stay in the
+# coordinator's artifact store.
 #
 # Knobs (environment): MQ_L, MQ_KV, MQ_VOCAB, MQ_WIDTH, MQ_HEADS, MQ_STEPS, MQ_LR, MQ_BATCH,
 # MQ_WARMUP, MQ_WD, MQ_EVAL_EVERY, MQ_TRAIN_KV (the teacher; MQ_TRAIN_KV="4 8": each training batch
