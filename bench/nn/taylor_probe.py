@@ -11,8 +11,9 @@
 #   python3 bench/nn/taylor_probe.py --teacher-steps 14000 --save teacher.pt --steps 1000
 #   python3 bench/nn/taylor_probe.py --load teacher.pt --steps 1000,3000
 # --scion DIR loads a Scion checkpoint folder of the same shape instead (GPT-2 tensor names and
-# layouts, tanh GELU), e.g. one written by `scion-nn-mqar --save DIR`. --query-rows 1 trains layer
-# 1's maps on the rows that predict a value only (the rows MQAR scores) instead of every row.
+# layouts, tanh GELU): one written by `scion-nn-mqar --save DIR`, or a `train` job's model artifact
+# saved as DIR/model.safetensors (`scion artifacts get job:<id>/model --out ...`). --query-rows 1
+# trains layer 1's maps on the rows that predict a value only (the rows MQAR scores), not every row.
 # --objective task trains each layer's maps on the task's own loss instead (the whole model's
 # cross-entropy on the scored rows, everything but the maps frozen): what attention distillation
 # stands in for, so a yardstick for any stage-1 objective of that map and layer (an optimiser's
