@@ -585,9 +585,11 @@ Outcome RunHedgehog(const json& spec, Context& ctx) {
   }
   // Each converted layer alone: the student with every other layer back to the teacher's softmax
   // (its weights are the teacher's; only the maps differ, and Edited keeps this layer's).
-  for (const int64_t l : layers->size() > 1 ? *layers : std::vector<int64_t>{}) {
+  const bool several = layers->size() > 1;
+  for (size_t i = 0; several && i < layers->size(); ++i) {
+    const size_t l = static_cast<size_t>((*layers)[i]);
     nn::ModelConfig alone = tc;
-    alone.layers[static_cast<size_t>(l)] = sc.layers[static_cast<size_t>(l)];
+    alone.layers[l] = sc.layers[l];
     auto m = student.Edited(alone, hp.seed);
     if (!m.ok()) return {m.status(), {}};
     auto metric = EvaluateTask(*m, *data, hp.eval_batches, hp.stage1.batch_size, T, hp.seed, ctx);
