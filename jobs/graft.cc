@@ -17,7 +17,9 @@
 // Stage 2: end-to-end finetune of the whole grafted model (metrics "stage2_*").
 // Checkpoints: <checkpoint_dir>/graft/stage1 (after every sublayer) and /stage2 (the train loop's).
 // Outputs: artifact "model" (the grafted weights), report.md / report.json ("report",
-// "report_json") and stage1.svg ("plot", validation MSE curves).
+// "report_json") and stage1.svg ("plot", validation MSE curves). With several replaced sublayers
+// the report also gives the task metric after stage 1 with each alone replaced
+// (l<L>_<attn|mlp>_alone_<metric>).
 #include <chrono>
 #include <cmath>
 #include <ctime>
@@ -52,6 +54,7 @@ struct Stage1State {
   double gpu_s = 0;  // wall time of the sublayers trained on the job's GPU
   int64_t cache_tokens = 0, sublayer_tokens = 0;
   std::vector<UnitResult> results;
+  std::vector<double> alone;  // complete, with several units: the task metric with each unit alone grafted
 };
 
 json ToJson(const Stage1State& s) {
@@ -65,7 +68,8 @@ json ToJson(const Stage1State& s) {
   }
   return {{"units_done", s.units_done}, {"teacher_metric", s.teacher_metric}, {"complete", s.complete},
           {"stage1_metric", s.stage1_metric}, {"cpu_s", s.cpu_s}, {"wall_s", s.wall_s}, {"gpu_s", s.gpu_s},
-          {"cache_tokens", s.cache_tokens}, {"sublayer_tokens", s.sublayer_tokens}, {"units", units}};
+          {"cache_tokens", s.cache_tokens}, {"sublayer_tokens", s.sublayer_tokens}, {"units", units},
+          {"alone", s.alone}};
 }
 
 Result<Stage1State> FromJson(const std::string& text, const std::string& where) {
@@ -82,6 +86,7 @@ Result<Stage1State> FromJson(const std::string& text, const std::string& where) 
     s.gpu_s = j.value("gpu_s", 0.0);  // states saved before GPU stage 1 have none
     s.cache_tokens = j.at("cache_tokens").get<int64_t>();
     s.sublayer_tokens = j.at("sublayer_tokens").get<int64_t>();
+    s.alone = j.value("alone", std::vector<double>{});  // states saved before it have none
     for (const json& u : j.at("units")) {
       UnitResult r;
       r.layer = u.at("layer").get<int64_t>();
@@ -142,6 +147,26 @@ Status FreshOperators(nn::Model& m, const std::vector<GraftUnit>& units, uint64_
   return Status::Ok();
 }
 
+// The teacher with unit u alone replaced: that sublayer's spec and weights from the grafted model.
+Result<nn::Model> AloneGrafted(const nn::Model& teacher, const nn::Model& grafted, const GraftUnit& u, uint64_t seed) {
+  nn::ModelConfig c = teacher.config();
+  nn::LayerSpec& spec = c.layers[static_cast<size_t>(u.layer)];
+  const nn::LayerSpec& grafted_spec = grafted.config().layers[static_cast<size_t>(u.layer)];
+  if (u.kind == nn::SublayerKind::kMlp) {
+    spec.mlp_hidden = grafted_spec.mlp_hidden;
+  } else {
+    const int64_t mlp_hidden = spec.mlp_hidden;
+    spec = grafted_spec;
+    spec.mlp_hidden = mlp_hidden;
+  }
+  auto m = teacher.Edited(c, seed);
+  if (!m.ok()) return m.status();
+  auto sub = nn::Sublayer::FromModel(grafted, u.layer, u.kind);
+  if (!sub.ok()) return sub.status();
+  SCION_RETURN_IF_ERROR(sub->CopyInto(*m));
+  return m;
+}
+
 // Speed of the teacher and the grafted model (params.speed) in alternating rounds, keeping each
 // length's fastest round per model: a round that other processes interrupt reads slow, and
 // alternating lets both models see the same machine. Each round builds fresh engines, so each
@@ -171,8 +196,9 @@ std::string Fmt(double v, int precision = 4) {
 }
 
 Status WriteReports(const Context& ctx, const std::map<std::string, double>& summary, const Stage1State& s1,
-                    const std::string& metric, const std::vector<SpeedPoint>& teacher_speed,
-                    const std::vector<SpeedPoint>& grafted_speed, const std::string& what) {
+                    const std::vector<GraftUnit>& units, const std::string& metric,
+                    const std::vector<SpeedPoint>& teacher_speed, const std::vector<SpeedPoint>& grafted_speed,
+                    const std::string& what) {
   if (ctx.workdir.empty()) return Status::Ok();
   auto get = [&](const std::string& k) { auto it = summary.find(k); return it == summary.end() ? NAN : it->second; };
   std::ostringstream md;
@@ -188,6 +214,14 @@ Status WriteReports(const Context& ctx, const std::map<std::string, double>& sum
     md << "\n";
   } else {
     md << "Stage 1 skipped (init random).\n\n";
+  }
+  if (!s1.alone.empty()) {
+    md << "## Each replaced sublayer alone (the rest the teacher's), after stage 1\n\n| layer | sublayer | operator | "
+       << metric << " |\n|---|---|---|---|\n";
+    for (size_t i = 0; i < s1.alone.size() && i < units.size(); ++i)
+      md << "| " << units[i].layer << " | " << nn::SublayerName(units[i].kind) << " | " << units[i].op << " | "
+         << Fmt(s1.alone[i]) << " |\n";
+    md << "\n";
   }
   md << "## Compute\n\n| quantity | value |\n|---|---|\n";
   for (const char* k : {"teacher_tokens", "stage1_tokens", "stage1_sublayer_tokens", "stage2_tokens", "tokens_fraction",
@@ -317,6 +351,13 @@ Outcome RunGraft(const json& spec, Context& ctx) {
     auto e = EvaluateTask(g, d, p.eval_batches, B_eval, T2, p.seed, ctx);
     if (!e.ok()) return {e.status(), {}};
     s1.stage1_metric = *e;
+    for (size_t i = 0; plan->units.size() > 1 && i < plan->units.size(); ++i) {
+      auto alone = AloneGrafted(teacher, g, plan->units[i], p.seed);
+      if (!alone.ok()) return {alone.status(), {}};
+      auto a = EvaluateTask(*alone, d, p.eval_batches, B_eval, T2, p.seed, ctx);
+      if (!a.ok()) return {a.status(), {}};
+      s1.alone.push_back(*a);
+    }
     s1.complete = true;
     if (Status st = SaveStage1(s1_dir, g, s1); !st.ok()) return {st, {}};
   }
@@ -350,6 +391,10 @@ Outcome RunGraft(const json& spec, Context& ctx) {
   sum["stage1_" + metric] = s1.stage1_metric;
   sum["stage2_" + metric] = stage2_metric;
   sum["stage2_rel_gap"] = s1.teacher_metric != 0 ? (stage2_metric - s1.teacher_metric) / std::fabs(s1.teacher_metric) : 0;
+  for (size_t i = 0; i < s1.alone.size(); ++i) {
+    const GraftUnit& u = plan->units[i];
+    sum["l" + std::to_string(u.layer) + "_" + nn::SublayerName(u.kind) + "_alone_" + metric] = s1.alone[i];
+  }
   for (const UnitResult& r : s1.results) {
     const std::string k = "l" + std::to_string(r.layer) + "_" + r.kind;
     sum[k + "_mse_init"] = r.mse_init;
@@ -390,7 +435,7 @@ Outcome RunGraft(const json& spec, Context& ctx) {
   std::string what = p.op.empty() ? "per-layer operators" : p.op;
   if (p.mlp_ratio > 0) what += ", MLP ratio " + Fmt(p.mlp_ratio);
   what += std::string(" on ") + std::to_string(plan->units.size()) + " sublayers, init " + (p.random_init ? "random" : "distilled");
-  if (Status st = WriteReports(ctx, sum, s1, metric, tp, gs, what); !st.ok()) return {st, sum};
+  if (Status st = WriteReports(ctx, sum, s1, plan->units, metric, tp, gs, what); !st.ok()) return {st, sum};
   if (ctx.reporter) ctx.reporter->Progress(1.0);
   return out;
 }

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <string>
 #include <vector>
@@ -323,6 +325,33 @@ TEST_F(GraftEndToEnd, StopInStage1ResumesAfterTheLastFinishedSublayer) {
   EXPECT_EQ(r2.metrics.count("stage1_l1_attn_val_mse"), 0u);  // layer 1 is not trained again
   EXPECT_GT(r2.metrics["stage1_l3_attn_val_mse"].size(), 2u);
   EXPECT_GT(second.summary.at("l1_attn_mse_init"), 0);         // its result came from the first attempt
+}
+
+// With several replaced sublayers the report gives the task metric with each alone replaced: for a
+// sublayer whose stage 1 does not depend on the others (its own cache rows and seed), exactly the
+// stage-1 metric of a job that replaces it alone. A one-sublayer job reports no such key.
+TEST_F(GraftEndToEnd, EachSublayerAloneMatchesAJobReplacingOnlyIt) {
+  json both = Params("sliding:8", "distilled", 0), first = both;
+  first["layers"] = json::array({1});
+  Recorder rb, rf;
+  Outcome b = Run(both, rb);
+  ASSERT_TRUE(b.status.ok()) << b.status.ToString();
+  std::ifstream in(rb.artifacts.at("report"));  // read before the next job reuses the work folder
+  const std::string md((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(md.find("Each replaced sublayer alone"), std::string::npos);
+  Outcome f = Run(first, rf);
+  ASSERT_TRUE(f.status.ok()) << f.status.ToString();
+  ASSERT_TRUE(b.summary.count("l1_attn_alone_val_loss") && b.summary.count("l3_attn_alone_val_loss"));
+  EXPECT_EQ(b.summary.at("l1_attn_alone_val_loss"), f.summary.at("stage1_val_loss"));
+  EXPECT_EQ(f.summary.count("l1_attn_alone_val_loss"), 0u);
+  // Neither alone is the teacher or the whole graft: each has its own sublayer replaced.
+  for (const char* k : {"l1_attn_alone_val_loss", "l3_attn_alone_val_loss"}) {
+    EXPECT_NE(b.summary.at(k), b.summary.at("teacher_val_loss")) << k;
+    EXPECT_NE(b.summary.at(k), b.summary.at("stage1_val_loss")) << k;
+  }
+  std::printf("val_loss teacher %.4f | both grafted %.4f | layer 1 alone %.4f, layer 3 alone %.4f\n",
+              b.summary.at("teacher_val_loss"), b.summary.at("stage1_val_loss"), b.summary.at("l1_attn_alone_val_loss"),
+              b.summary.at("l3_attn_alone_val_loss"));
 }
 
 TEST_F(GraftEndToEnd, MlpRatioSwapRegressesTheNewMlp) {
