@@ -354,6 +354,25 @@ TEST_F(GraftEndToEnd, EachSublayerAloneMatchesAJobReplacingOnlyIt) {
               b.summary.at("l3_attn_alone_val_loss"));
 }
 
+// The same for resized MLPs: the teacher with one layer's MLP at the new width and its stage-1
+// weights.
+TEST_F(GraftEndToEnd, EachMlpAloneMatchesAJobReplacingOnlyIt) {
+  json both = Params("self", "distilled", 0);
+  both.erase("operator");
+  both["mlp_ratio"] = 1;
+  both["layers"] = json::array({0, 2});
+  json first = both;
+  first["layers"] = json::array({2});
+  Recorder rb, rf;
+  Outcome b = Run(both, rb);
+  ASSERT_TRUE(b.status.ok()) << b.status.ToString();
+  Outcome f = Run(first, rf);
+  ASSERT_TRUE(f.status.ok()) << f.status.ToString();
+  ASSERT_TRUE(b.summary.count("l0_mlp_alone_val_loss") && b.summary.count("l2_mlp_alone_val_loss"));
+  EXPECT_EQ(b.summary.at("l2_mlp_alone_val_loss"), f.summary.at("stage1_val_loss"));
+  EXPECT_NE(b.summary.at("l2_mlp_alone_val_loss"), b.summary.at("stage1_val_loss"));
+}
+
 TEST_F(GraftEndToEnd, MlpRatioSwapRegressesTheNewMlp) {
   json p = Params("self", "distilled", 0);
   p.erase("operator");
