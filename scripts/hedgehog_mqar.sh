@@ -7,7 +7,7 @@
 # coordinator's artifact store.
 #
 # Knobs (environment): MQ_L, MQ_KV, MQ_VOCAB, MQ_WIDTH, MQ_HEADS, MQ_STEPS, MQ_LR, MQ_BATCH,
-# MQ_WARMUP, MQ_WD, MQ_EVAL_EVERY, MQ_TRAIN_KV (the teacher; MQ_TRAIN_KV="4 8": each training batch
+# MQ_WARMUP, MQ_WD, MQ_EVAL_EVERY, MQ_SEED, MQ_TRAIN_KV (the teacher; MQ_TRAIN_KV="4 8": each training batch
 # split over these kv, the data's train_kv; empty: all at MQ_KV), MQ_GPUS (GPUs for the teacher's train jobs; 0: CPU),
 # MQ_WARM="L0 KV0 STEPS" (a first train job on the shorter task, MQAR L0/kv0 for STEPS steps, that the
 # teacher continues from: Zoology trains on a mix of lengths), HH_STEPS, HH_LR, HH_BATCH,
@@ -33,7 +33,7 @@ port=${SCION_HH_PORT:-15655}   # worker socket; client = +1, metrics = +2 and +3
 # a CPU: one head, kv 4 and 8 mixed in every batch, long warmup, strong weight decay).
 L=${MQ_L:-32} KV=${MQ_KV:-4} V=${MQ_VOCAB:-32} C=${MQ_WIDTH:-32} H=${MQ_HEADS:-1}
 steps=${MQ_STEPS:-1500} lr=${MQ_LR:-3e-3} batch=${MQ_BATCH:-32} warmup=${MQ_WARMUP:-500} wd=${MQ_WD:-0.5}
-eval_every=${MQ_EVAL_EVERY:-250} gpus=${MQ_GPUS:-0} warm=${MQ_WARM:-} train_kv=${MQ_TRAIN_KV-4 8}
+eval_every=${MQ_EVAL_EVERY:-250} seed=${MQ_SEED:-1} gpus=${MQ_GPUS:-0} warm=${MQ_WARM:-} train_kv=${MQ_TRAIN_KV-4 8}
 hh_steps=${HH_STEPS:-200} hh_lr=${HH_LR:-3e-2} hh_batch=${HH_BATCH:-16} hh_eval=${HH_EVAL_BATCHES:-8}
 hh_gpu_maps=" ${HH_GPU_MAPS:-} " hh_cpu_steps=${HH_CPU_STEPS:-$hh_steps} scratch_maps=${MQ_SCRATCH_MAPS:-}
 hh_fdim=${HH_FEATURE_DIM:-0} hh_layers=${HH_LAYERS:-} hh_rows=${HH_ROWS:-all}
@@ -48,14 +48,14 @@ cluster_start "$out" "$port" hedgehog-mqar ${SCION_HH_CPU_SLOTS:+--cpu-slots="$S
 # MIXER_MAP set, both layers are linear attention under that feature map instead of softmax.
 teacher_spec() {  # name, MQAR L, kv, steps, job to continue from (or "")
   python3 -c 'import json, os, sys
-name, L, KV, steps, start, n_pos, V, C, H, lr, B, warmup, wd, every, gpus, train_kv = sys.argv[1:]
+name, L, KV, steps, start, n_pos, V, C, H, lr, B, warmup, wd, every, seed, gpus, train_kv = sys.argv[1:]
 data = {"kind": "mqar", "num_kv": int(KV), "seq_len": int(L)}
 if train_kv.split():
   data["train_kv"] = [int(k) for k in train_kv.split()]
 spec = {"kind": "train", "name": name, "params": {
   "data": data,
   "steps": int(steps), "batch_size": int(B), "lr": float(lr), "warmup": int(warmup), "weight_decay": float(wd),
-  "log_every": 50, "eval_every": int(every), "eval_batches": 8, "checkpoint_every": int(every)}}
+  "log_every": 50, "eval_every": int(every), "eval_batches": 8, "checkpoint_every": int(every), "seed": int(seed)}}
 if start:
   spec["after"] = [int(start)]
   spec["inputs"] = {"model": "job:%s/model" % start}
@@ -66,7 +66,7 @@ else:
     spec["params"]["model"]["scion_layers"] = [{"mixer": "linear", "feature_map": os.environ["MIXER_MAP"]}] * 2
 if int(gpus) > 0:
   spec["resources"] = {"gpus": int(gpus)}
-print(json.dumps(spec))' "$@" "$L" "$V" "$C" "$H" "$lr" "$batch" "$warmup" "$wd" "$eval_every" "$gpus" "$train_kv"
+print(json.dumps(spec))' "$@" "$L" "$V" "$C" "$H" "$lr" "$batch" "$warmup" "$wd" "$eval_every" "$seed" "$gpus" "$train_kv"
 }
 start=""
 if [ -n "$warm" ]; then
