@@ -9,6 +9,7 @@
 # SCION_GRAFT_CORPUS: a prepared copy of the corpus (a machine without the Debian package);
 # SCION_GRAFT_GPUS=1: every job asks for a GPU (train, both graft stages and eval run there);
 # SCION_GRAFT_NPOS: the teacher's n_positions (the longest length graft_speed.sh can time);
+# SCION_GRAFT_SEED: the seed of the teacher and of every graft job (default 1);
 # SCION_BIN_DIR: prebuilt binaries (scripts/lib/cluster.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ root=$(pwd)
 teacher_steps=${SCION_GRAFT_TEACHER_STEPS:-900}
 stage2_steps=${SCION_GRAFT_STAGE2_STEPS:-30}
 n_positions=${SCION_GRAFT_NPOS:-512}
+seed=${SCION_GRAFT_SEED:-1}
 source scripts/lib/graft_env.sh
 log() { printf '\n== %s\n' "$*"; }
 
@@ -42,8 +44,8 @@ print(json.dumps({"kind": "train", "name": "graft-teacher", "resources": json.lo
   "model": {"vocab_size": 256, "n_positions": int(sys.argv[4]), "n_embd": 64, "n_layer": 6, "n_head": 4, "n_inner": 256},
   "data": {"kind": "text", "path": sys.argv[1]},
   "steps": int(sys.argv[2]), "batch_size": 8, "seq_len": 128, "lr": 3e-3, "warmup": 40,
-  "log_every": 20, "eval_every": 100, "eval_batches": 8, "checkpoint_every": 100}}))' "$corpus" "$teacher_steps" \
-  "$resources" "$n_positions" \
+  "log_every": 20, "eval_every": 100, "eval_batches": 8, "checkpoint_every": 100,
+  "seed": int(sys.argv[5])}}))' "$corpus" "$teacher_steps" "$resources" "$n_positions" "$seed" \
   | scion submit -)
 echo "teacher job $teacher"
 
@@ -53,12 +55,12 @@ p = {"layers": "odd", "init": "distilled", "data": {"kind": "text", "path": sys.
      "stage1": {"samples": 48, "steps": 100, "batch_size": 8, "lr": 5e-4, "loss": "l1", "eval_every": 20},
      "stage2": {"steps": int(sys.argv[5]), "lr": 1e-3, "batch_size": 8, "seq_len": 128, "warmup": 2,
                 "log_every": 2, "eval_every": 1000},
-     "speed": {"seq_lens": [128, 256, 512], "batch_size": 2, "iters": 2}}
+     "speed": {"seq_lens": [128, 256, 512], "batch_size": 2, "iters": 2}, "seed": int(sys.argv[7])}
 p.update(json.loads(sys.argv[2]))
 print(json.dumps({"kind": "graft", "name": sys.argv[1], "after": [int(sys.argv[4])],
                   "resources": json.loads(sys.argv[6]),
                   "inputs": {"teacher": "job:%s/model" % sys.argv[4]}, "params": p}))' \
-    "$1" "$2" "$corpus" "$teacher" "$stage2_steps" "$resources"
+    "$1" "$2" "$corpus" "$teacher" "$stage2_steps" "$resources" "$seed"
 }
 ids=()
 submit() { ids+=("$(graft_spec "$1" "$2" | scion submit -)"); echo "$1: job ${ids[-1]}"; }
