@@ -48,7 +48,8 @@ mqar() {
   export HH_GPU_MAPS=${HH_GPU_MAPS-hedgehog taylor2 hedgehog_exp elu relu performer cosformer}
   export HH_CPU_STEPS=${HH_CPU_STEPS:-$HH_STEPS} HH_ROWS=${HH_ROWS:-all scored}  # both objectives, one teacher
   export SCION_HH_CPU_SLOTS=${SCION_HH_CPU_SLOTS:-7} SCION_THREADS=${SCION_MQAR_THREADS:-8}
-  local seeds=(${MQ_SEEDS:-1}) i name
+  local seeds i name
+  read -ra seeds <<<"${MQ_SEEDS:-1}"
   for i in "${!seeds[@]}"; do
     name=mqar
     ((${#seeds[@]} == 1)) || name=mqar-seed${seeds[i]}
