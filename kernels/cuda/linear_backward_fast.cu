@@ -289,6 +289,48 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
     scan.causal = true;
     return ScanSegments(sums.states, sums.zs, scan, BH, reverse, on, true);
   };
+  // The one-walk products (linear_product_walk.cu) where they apply: φk (with its sums where the
+  // sequences are split) on the side stream, φq, GE and the query sums on this one, then the walk
+  // and φ's backward.
+  WalkArgs walk{phq, phk, ge, vb, dphq, dphk, static_cast<bf16*>(dv)};
+  auto aligned16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  if (!forward_again && dv_rides && PhiWgmmaSupported(g, q, k) && aligned16(dout) && aligned16(o) &&
+      ProductWalkSupported(walk)) {
+    int nseg = 1, seg_chunks = 1;
+    ProductWalkSegments(BH, N, &nseg, &seg_chunks);
+    auto take_sums = [&](PhiSums* sums, bool queries, const float** states, const float** zs, int* subs,
+                         int* nsub) -> Status {
+      sums->seg_chunks = seg_chunks;
+      sums->subs = PhiSumsPerSegment(BH, nseg, queries);
+      const size_t n = static_cast<size_t>(nseg) * sums->subs;
+      SCION_RETURN_IF_ERROR(pool.Take(&sums->states, BH * n * 128 * 64));
+      SCION_RETURN_IF_ERROR(pool.Take(&sums->zs, BH * n * 128));
+      *states = sums->states;
+      *zs = sums->zs;
+      *subs = sums->subs;
+      *nsub = static_cast<int>(n);
+      return Status::Ok();
+    };
+    SCION_RETURN_IF_ERROR(
+        take_sums(&query_sums, true, &walk.query_states, &walk.query_zs, &walk.query_subs, &walk.query_nsub));
+    if (nseg > 1)
+      SCION_RETURN_IF_ERROR(take_sums(&key_sums, false, &walk.key_states, &walk.key_zs, &walk.key_subs, &walk.key_nsub));
+    SCION_RETURN_IF_ERROR(fork());
+    SCION_RETURN_IF_ERROR(join([&]() -> Status {
+      SCION_RETURN_IF_ERROR(PhiWgmma(x2, phi2, w2, g, BH, side.stream, 1, 1, nseg > 1 ? &key_sums : nullptr));
+      if (nseg > 1) SCION_RETURN_IF_ERROR(scan_sums(key_sums, walk.key_nsub, false, side.stream));
+      SCION_RETURN_IF_ERROR(PhiWgmma(x2, phi2, w2, g, BH, stream, 0, 1, &query_sums));
+      Geometry scan{};  // the query sums' inclusive suffix: each segment's state at its start
+      scan.Fp = 128;
+      scan.D = 64;
+      scan.nseg = walk.query_nsub;
+      scan.causal = true;
+      return ScanSegments(query_sums.states, query_sums.zs, scan, BH, true, stream, false, true);
+    }()));
+    SCION_RETURN_IF_ERROR(ProductWalk(walk, BH, N, nseg, seg_chunks, stream));
+    SCION_RETURN_IF_ERROR(PhiBackFromGlobal(stream, BH, q, k, fm, g, phq, phk, dphq, dphk, dq, dk, dwq, dwk));
+    return CheckLaunch("LinearAttentionBackward");
+  }
   if (!forward_again && v_in_products && PhiWgmmaSupported(g, q, k)) {
     SCION_RETURN_IF_ERROR(plan_sums(dphq_args, false, &key_sums, &prefix));
     auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };  // dy, y by cp.async

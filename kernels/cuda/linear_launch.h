@@ -144,9 +144,10 @@ Status SegmentStates(const StateArgs& a, int BH, bool reverse, cudaStream_t stre
 // In place over states (B·H, nseg, Fp, D) and zs (B·H, nseg, Fp; skipped where null, as for the
 // products, which keep no z): causal -> the exclusive prefix over segments (suffix when reverse);
 // else every segment gets the total. without_last: the last segment in scan order has no state
-// written (a causal prefix never needs it) and is not read.
+// written (a causal prefix never needs it) and is not read. inclusive: each segment's own sum is
+// included (causal only).
 Status ScanSegments(float* states, float* zs, const Geometry& g, int BH, bool reverse, cudaStream_t stream,
-                    bool without_last = false);
+                    bool without_last = false, bool inclusive = false);
 
 // The register-resident forward (linear_fast.cu): D in {16, 32, 64, 128} with the state Fp·D
 // within its register budget; other shapes take the shared-memory kernel in linear_attention.cu.
@@ -212,6 +213,23 @@ Status ProductWgmma(const ProductArgs& x, int BH, int N, bool reverse, cudaStrea
 void ProductWgmmaSegments(const ProductArgs& x, int BH, int N, bool reverse, int* nseg, int* seg_chunks);
 Status CausalProduct(const ProductArgs& x, int BH, int N, bool causal, bool reverse, cudaStream_t stream,
                      const ProductPrefix* prefix = nullptr);
+
+// The three products of the Hedgehog backward at D = 64, F = 64 in one forward walk
+// (linear_product_walk.cu, sm_90a): dφQ, dφK (B·H, N, 128) and dV (B·H, N, 64) from φq, φk (B·H, N,
+// 128), GE (B·H, N, 80) and v. Each segment's states: the key side's sums Σ φkᵀ [v, 1] after
+// ScanSegments (exclusive, forward; null where there is one segment) and the query side's
+// Σ φqᵀ [g, e] after ScanSegments (inclusive, reverse), both read at index segment · subs.
+struct WalkArgs {
+  const bf16 *phq, *phk, *ge, *v;
+  bf16 *dphq, *dphk, *dv;
+  const float *key_states = nullptr, *key_zs = nullptr;
+  int key_subs = 0, key_nsub = 0;
+  const float *query_states = nullptr, *query_zs = nullptr;
+  int query_subs = 0, query_nsub = 0;
+};
+bool ProductWalkSupported(const WalkArgs& w);
+void ProductWalkSegments(int BH, int N, int* nseg, int* seg_chunks);
+Status ProductWalk(const WalkArgs& w, int BH, int N, int nseg, int seg_chunks, cudaStream_t stream);
 
 // The backward from products (linear_backward_fast.cu), where the products and φ's kernels fit. o and
 // den (both or neither): the forward's y and normaliser, which spare computing the forward again.

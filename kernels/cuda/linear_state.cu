@@ -73,7 +73,7 @@ __global__ void __launch_bounds__(kThreads, 2) SegmentStateKernel(StateArgs a, S
 // for both: causal -> exclusive prefix over segments (suffix when reverse); else every segment
 // gets the total.
 __global__ void SegmentScanKernel(float* states, float* zs, int nseg, int present, int elems, int zelems, bool causal,
-                                  bool reverse) {
+                                  bool reverse, bool inclusive) {
   int e = blockIdx.x * blockDim.x + threadIdx.x;
   float* x = states;
   if (e >= elems) {
@@ -94,7 +94,7 @@ __global__ void SegmentScanKernel(float* states, float* zs, int nseg, int presen
     for (int j = 0; j < kBatch; ++j) v[j] = i0 + j < present ? at(i0 + j) : 0.0f;
 #pragma unroll
     for (int j = 0; j < kBatch; ++j) {
-      if (causal && i0 + j < nseg) at(i0 + j) = run;
+      if (causal && i0 + j < nseg) at(i0 + j) = inclusive ? run + v[j] : run;
       run += v[j];
     }
   }
@@ -112,10 +112,10 @@ Status SegmentStates(const StateArgs& a, int BH, bool reverse, cudaStream_t stre
 }
 
 Status ScanSegments(float* states, float* zs, const Geometry& g, int BH, bool reverse, cudaStream_t stream,
-                    bool without_last) {
+                    bool without_last, bool inclusive) {
   const int elems = g.Fp * g.D, zelems = zs ? g.Fp : 0, present = without_last ? g.nseg - 1 : g.nseg;
   SegmentScanKernel<<<dim3((elems + zelems + 255) / 256, BH), 256, 0, stream>>>(states, zs, g.nseg, present, elems,
-                                                                                zelems, g.causal, reverse);
+                                                                                zelems, g.causal, reverse, inclusive);
   return CheckLaunch("linear attention segment states");
 }
 
