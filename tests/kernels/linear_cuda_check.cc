@@ -255,10 +255,13 @@ void RegisterLinearCudaCases(std::vector<Case>& cases) {
       cases.push_back({backward ? "linear_bwd" : "linear_fwd", Shape(d, "hedgehog", causal) + " fp32", "cuda-vs-cpu",
                        [=] { return CudaVsCpu(FeatureMapKind::kHedgehog, d, 64, causal, backward, true); }});
     }
-  // Many heads (one segment each) and one long head (many segments) on the forward's split.
+  // Many heads (one segment each) and one long head (many segments) on the forward's split and
+  // the backward's (its one-walk products: without key sums where a sequence is one segment, and
+  // with 65 segments of one chunk each, the last one partial).
   for (const AttnDims d : {AttnDims{3, 61, 130, 64}, AttnDims{1, 1, 4099, 64}})
-    cases.push_back({"linear_fwd", Shape(d, "hedgehog", true), "cuda-vs-cpu",
-                     [=] { return CudaVsCpu(FeatureMapKind::kHedgehog, d, 64, true, false); }});
+    for (bool backward : {false, true})
+      cases.push_back({backward ? "linear_bwd" : "linear_fwd", Shape(d, "hedgehog", true), "cuda-vs-cpu",
+                       [=] { return CudaVsCpu(FeatureMapKind::kHedgehog, d, 64, true, backward); }});
   // φ's register backward for the Hedgehog maps: the exp variant at every D it takes, F other
   // than D (fewer and more features than columns), and enough heads and chunks that a block
   // walks several chunks and several blocks add into one head's dW.
