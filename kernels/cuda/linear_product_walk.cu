@@ -267,14 +267,7 @@ __global__ void __launch_bounds__(kWalkThreads, 1) ProductWalkKernel(WalkKernelA
       wgmma::Commit();
       wgmma::Wait<0>();
       wgmma::FenceRegs(sc);
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk)
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          const int base = 4 * (2 * kk + (r >> 1)) + 2 * (r & 1);
-          const int row = r_lo + 8 * (r & 1), key = 16 * kk + 8 * (r >> 1) + 2 * t;
-          pa[kk][r] = mma::PackBF16(key >= row ? sc[base] : 0.f, key + 1 >= row ? sc[base + 1] : 0.f);
-        }
+      wgmma::CausalFragments<true>(sc, pa, r_lo, t);
 #pragma unroll
       for (int j = 0; j < 32; ++j) o[j] = 0.f;
 #pragma unroll

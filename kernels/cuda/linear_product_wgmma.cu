@@ -166,15 +166,7 @@ __global__ void __launch_bounds__(PwLayout<kGroups, kO2>::kThreads, 3 - kGroups)
     uint32_t pa[4][4], pa2[4][4];
     // Keys j <= i (reverse: j >= i) of the chunk, rounded to bf16.
     auto mask = [&](const float (&s)[32], uint32_t (&p)[4][4]) {
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk)
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          const int base = 4 * (2 * kk + (r >> 1)) + 2 * (r & 1);
-          const int row = r_lo + 8 * (r & 1), key = 16 * kk + 8 * (r >> 1) + 2 * t;
-          const bool k0 = kReverse ? key >= row : key <= row, k1 = kReverse ? key + 1 >= row : key + 1 <= row;
-          p[kk][r] = mma::PackBF16(k0 ? s[base] : 0.f, k1 ? s[base + 1] : 0.f);
-        }
+      wgmma::CausalFragments<kReverse>(s, p, r_lo, t);
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) wgmma::FenceRegs(p[kk]);
     };

@@ -107,6 +107,22 @@ __device__ __forceinline__ uint32_t FragOf(const float (&x)[32], int kk, int r) 
   return mma::PackBF16(x[base], x[base + 1]);
 }
 
+// A chunk's 64 × 64 scores s (rows r_lo and r_lo + 8 of the warp, t = lane % 4) as the A fragments
+// of the next product, rounded to bf16: the pairs with key <= row kept (kUpper: key >= row), the
+// rest zero.
+template <bool kUpper>
+__device__ __forceinline__ void CausalFragments(const float (&s)[32], uint32_t (&p)[4][4], int r_lo, int t) {
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int base = 4 * (2 * kk + (r >> 1)) + 2 * (r & 1);
+      const int row = r_lo + 8 * (r & 1), key = 16 * kk + 8 * (r >> 1) + 2 * t;
+      const bool k0 = kUpper ? key >= row : key <= row, k1 = kUpper ? key + 1 >= row : key + 1 <= row;
+      p[kk][r] = mma::PackBF16(k0 ? s[base] : 0.f, k1 ? s[base + 1] : 0.f);
+    }
+}
+
 __device__ __forceinline__ void Fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void Commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int kPending>
