@@ -280,21 +280,22 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
     *given = {sums->states, sums->zs, sums->subs, static_cast<int>(nsub)};
     return Status::Ok();
   };
-  // The scan of one side's sums into states at the segment boundaries.
-  auto scan_sums = [&](const PhiSums& sums, int nsub, bool reverse, cudaStream_t on) {
+  // The scan of one side's sums into states at the segment boundaries (inclusive: each block's own
+  // sum included, so every block's sum is read).
+  auto scan_sums = [&](const PhiSums& sums, int nsub, bool reverse, cudaStream_t on, bool inclusive = false) {
     Geometry scan{};
     scan.Fp = 128;
     scan.D = 64;
     scan.nseg = nsub;
     scan.causal = true;
-    return ScanSegments(sums.states, sums.zs, scan, BH, reverse, on, true);
+    return ScanSegments(sums.states, sums.zs, scan, BH, reverse, on, !inclusive, inclusive);
   };
+  auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };  // dy, y by cp.async
   // The one-walk products (linear_product_walk.cu) where they apply: φk (with its sums where the
   // sequences are split) on the side stream, φq, GE and the query sums on this one, then the walk
   // and φ's backward.
   WalkArgs walk{phq, phk, ge, vb, dphq, dphk, static_cast<bf16*>(dv)};
-  auto aligned16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  if (!forward_again && dv_rides && PhiWgmmaSupported(g, q, k) && aligned16(dout) && aligned16(o) &&
+  if (!forward_again && dv_rides && PhiWgmmaSupported(g, q, k) && aligned(dout) && aligned(o) &&
       ProductWalkSupported(walk)) {
     int nseg = 1, seg_chunks = 1;
     ProductWalkSegments(BH, N, &nseg, &seg_chunks);
@@ -320,12 +321,7 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
       SCION_RETURN_IF_ERROR(PhiWgmma(x2, phi2, w2, g, BH, side.stream, 1, 1, nseg > 1 ? &key_sums : nullptr));
       if (nseg > 1) SCION_RETURN_IF_ERROR(scan_sums(key_sums, walk.key_nsub, false, side.stream));
       SCION_RETURN_IF_ERROR(PhiWgmma(x2, phi2, w2, g, BH, stream, 0, 1, &query_sums));
-      Geometry scan{};  // the query sums' inclusive suffix: each segment's state at its start
-      scan.Fp = 128;
-      scan.D = 64;
-      scan.nseg = walk.query_nsub;
-      scan.causal = true;
-      return ScanSegments(query_sums.states, query_sums.zs, scan, BH, true, stream, false, true);
+      return scan_sums(query_sums, walk.query_nsub, true, stream, true);  // each segment's suffix at its start
     }()));
     SCION_RETURN_IF_ERROR(ProductWalk(walk, BH, N, nseg, seg_chunks, stream));
     SCION_RETURN_IF_ERROR(PhiBackFromGlobal(stream, BH, q, k, fm, g, phq, phk, dphq, dphk, dq, dk, dwq, dwk));
@@ -333,7 +329,6 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
   }
   if (!forward_again && v_in_products && PhiWgmmaSupported(g, q, k)) {
     SCION_RETURN_IF_ERROR(plan_sums(dphq_args, false, &key_sums, &prefix));
-    auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };  // dy, y by cp.async
     if (dv_rides && aligned(dout) && aligned(o)) SCION_RETURN_IF_ERROR(plan_sums(dphk_args, true, &query_sums, &suffix));
   }
   if (!forward_again) {
