@@ -294,7 +294,7 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
   // The one-walk products (linear_product_walk.cu) where they apply: φk (with its sums where the
   // sequences are split) on the side stream, φq, GE and the query sums on this one, then the walk
   // and φ's backward.
-  WalkArgs walk{phq, phk, ge, vb, dphq, dphk, static_cast<bf16*>(dv)};
+  WalkArgs walk{phq, phk, static_cast<const bf16*>(dout), vb, nullptr, dphq, dphk, static_cast<bf16*>(dv)};
   if (!forward_again && dv_rides && PhiWgmmaSupported(g, q, k) && aligned(dout) && aligned(o) &&
       ProductWalkSupported(walk)) {
     int nseg = 1, seg_chunks = 1;
@@ -314,6 +314,9 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
     };
     SCION_RETURN_IF_ERROR(
         take_sums(&query_sums, true, &walk.query_states, &walk.query_zs, &walk.query_subs, &walk.query_nsub));
+    SCION_RETURN_IF_ERROR(pool.Take(&query_sums.ge_rows, rows * 4));  // {1/den, e} a row in place of GE
+    query_sums.ge = nullptr;
+    walk.ge_rows = query_sums.ge_rows;
     if (nseg > 1)
       SCION_RETURN_IF_ERROR(take_sums(&key_sums, false, &walk.key_states, &walk.key_zs, &walk.key_subs, &walk.key_nsub));
     SCION_RETURN_IF_ERROR(fork());

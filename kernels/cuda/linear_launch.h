@@ -216,11 +216,12 @@ Status CausalProduct(const ProductArgs& x, int BH, int N, bool causal, bool reve
 
 // The three products of the Hedgehog backward at D = 64, F = 64 in one forward walk
 // (linear_product_walk.cu, sm_90a): dφQ, dφK (B·H, N, 128) and dV (B·H, N, 64) from φq, φk (B·H, N,
-// 128), GE (B·H, N, 80) and v. Each segment's states: the key side's sums Σ φkᵀ [v, 1] after
+// 128), v, and GE as dy with the query sums' per-row {1/den, e}. Each segment's states: the key side's sums Σ φkᵀ [v, 1] after
 // ScanSegments (exclusive, forward; null where there is one segment) and the query side's
 // Σ φqᵀ [g, e] after ScanSegments (inclusive, reverse), both read at index segment · subs.
 struct WalkArgs {
-  const bf16 *phq, *phk, *ge, *v;
+  const bf16 *phq, *phk, *dy, *v;
+  const float* ge_rows;  // PhiSums::ge_rows
   bf16 *dphq, *dphk, *dv;
   const float *key_states = nullptr, *key_zs = nullptr;
   int key_subs = 0, key_nsub = 0;
@@ -279,6 +280,9 @@ struct PhiSums {
   const bf16* y = nullptr;
   const float* den = nullptr;
   bf16* ge = nullptr;
+  // In place of GE (ProductWalk's input): per row {1/den, e, 0, 0} (B·H, N, 4) fp32, e rounded to
+  // bf16 as GE holds it; the walk forms g = dy / den from dy itself.
+  float* ge_rows = nullptr;
 };
 Status PhiWgmma(const bf16* const (&x)[2], bf16* const (&phi)[2], const float* const (&w)[2], const Geometry& g, int BH,
                 cudaStream_t stream, int first_side = 0, int sides = 2, const PhiSums* sums = nullptr);

@@ -191,10 +191,12 @@ constexpr int PhiWgSmem(int mode) { return PhiWgTiles(mode) * kTile * 2 + 1024 +
 // The query side's GE rows of chunk c from its dy (tile dy, overwritten with g) and y tiles:
 // g = dy / den, e = −(dy·y) / den, as PrepKernel computes them (linear_backward_fast.cu). Two
 // threads a row, 32 columns each; e also goes to the 8 rows of the e tile (every column of the
-// z sum's n = 8 the same). GE rows (stride kE: [g, e, 0…]) to global memory for the products.
+// z sum's n = 8 the same). GE rows (stride kE: [g, e, 0…]) to global memory for the products, or
+// where rows is given, only {1/den, e, 0, 0} a row.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 constexpr int kE = kD + 16;
-__device__ __forceinline__ void GeRows(bf16* dy, const bf16* y, bf16* e_tile, bf16* ge, float den, int valid, int tid) {
+__device__ __forceinline__ void GeRows(bf16* dy, const bf16* y, bf16* e_tile, bf16* ge, float4* rows, float den, int valid,
+                                       int tid) {
   const int r = tid >> 1, h = tid & 1;
   const float inv = r < valid ? 1.f / den : 0.f;
   uint4 gv[4];
@@ -219,6 +221,10 @@ __device__ __forceinline__ void GeRows(bf16* dy, const bf16* y, bf16* e_tile, bf
 #pragma unroll
   for (int n = 4 * h; n < 4 * h + 4; ++n) e_tile[wgmma::Sw128(n, r)] = e;
   if (r >= valid) return;
+  if (rows) {
+    if (h == 0) rows[r] = make_float4(inv, __bfloat162float(e), 0.f, 0.f);
+    return;
+  }
   bf16* row = ge + static_cast<size_t>(r) * kE;
 #pragma unroll
   for (int j = 0; j < 4; ++j) *reinterpret_cast<uint4*>(row + 32 * h + 8 * j) = gv[j];
@@ -290,7 +296,8 @@ __global__ void __launch_bounds__(kPbwThreads, kMode == kPhiOnly ? 3 : 2) PhiWgm
     hh::ProjectTile(u, tile(kPhX0 + par), tile(kPhWt));
     wgmma::Commit();
     if (kQueries)  // while the projection runs
-      GeRows(tile(kPhA0 + par), tile(kPhB0 + par), small, a.sums.ge + (seq + row0) * kE, den, valid, tid);
+      GeRows(tile(kPhA0 + par), tile(kPhB0 + par), small, a.sums.ge ? a.sums.ge + (seq + row0) * kE : nullptr,
+             a.sums.ge_rows ? reinterpret_cast<float4*>(a.sums.ge_rows) + seq + row0 : nullptr, den, valid, tid);
     wgmma::Wait<0>();
     wgmma::FenceRegs(u);
     float p[32], n[32];
@@ -369,7 +376,7 @@ Status PhiWgmma(const bf16* const (&x)[2], bf16* const (&phi)[2], const float* c
   SCION_RETURN_IF_ERROR(AllowSmem(kernel, smem));
   if (sums) {
     if (sides != 1 || first_side != (mode == kKeySums ? 1 : 0) ||
-        (mode == kQuerySums && !(sums->dy && sums->y && sums->den && sums->ge)))
+        (mode == kQuerySums && !(sums->dy && sums->y && sums->den && (sums->ge || sums->ge_rows))))
       return Status::Internal("φ sums: the key side's with v, or the query side's with dy, y, den and GE");
     a.sums = *sums;
     a.seg_chunks = sums->seg_chunks;

@@ -1,7 +1,8 @@
 // The linear-attention backward's three products for the Hedgehog map at D = 64, F = 64 (feature
-// rows of 128, GE rows [g, e, 0…] of 80) in one forward walk over each segment's chunks, on Hopper
-// warpgroup MMA: φq, φk, GE and v are read once, where the two products of
-// linear_product_wgmma.cu read v, GE and φk twice. Per chunk c, with P = mask(g vᵀ + e) over the
+// rows of 128) in one forward walk over each segment's chunks, on Hopper warpgroup MMA: φq, φk, v
+// and dy are read once, where the two products of linear_product_wgmma.cu read v, GE and φk twice.
+// GE = [g, e] is not read either: g = dy / den is formed in shared memory from dy and the query
+// sums' per-row {1/den, e}. Per chunk c, with P = mask(g vᵀ + e) over the
 // chunk's pairs j <= i:
 //   dφQ = P φk + g Sv + e ⊗ z,   Sv = Σ_{j<c} vⱼᵀ φkⱼ, z = Σ_{j<c} φkⱼ      (the prefix before c)
 //   dφK = Pᵀ φq + v Rg + 1 ⊗ Re,  Rg = Σ_{i>c} gᵢᵀ φqᵢ, Re = Σ_{i>c} eᵢ φqᵢ  (the suffix after c)
@@ -12,8 +13,9 @@
 // One block of three warpgroups per (b·h, segment). Warpgroup 0 writes P to shared memory, then
 // computes dV. Warpgroup 1 computes dφQ with Sv in accumulators (both 64-feature slices) and z in
 // shared memory, then adds the chunk to them. Warpgroup 2 computes dφK from Rg's bf16 copy and Re,
-// then takes the next chunk's share off them: it loads g, e and φq itself (the others load v and
-// φk), so it can wait for the next chunk's rows alone, and Rg's copy alternates between two tiles.
+// then takes the next chunk's share off them: it loads dy, {1/den, e} and φq itself (the others
+// load v and φk), so it can wait for the next chunk's rows alone and turn dy into g before anyone
+// reads it; Rg's copy alternates between two tiles.
 // Operands are double-buffered (cp.async); three block barriers a chunk.
 #include <string>
 
@@ -27,15 +29,14 @@ namespace scion::kernels::cuda::linear {
 namespace {
 
 constexpr int kTile = 64 * 64;
-constexpr int kE = 80;  // GE's row stride
 constexpr int kWalkThreads = 384;
 // Shared tiles: two buffers of a chunk's operands (g, v, φq's and φk's two slices), then P, the
 // bf16 copies of Sv and of Rg (a tile per slice; Rg's two copies alternate by chunk), and the
-// output staging tiles (dφQ's two slices, dφK's two, dV). After them: each buffer's e column (for
-// each of 64 rows the 16-byte piece of GE that holds it), z and Re (128 fp32 each).
+// output staging tiles (dφQ's two slices, dφK's two, dV). After them: each buffer's {1/den, e, 0, 0}
+// rows (64 float4), z and Re (128 fp32 each).
 enum : int { kG, kV, kQ0, kQ1, kK0, kK1, kBuffer };
 constexpr int kP = 2 * kBuffer, kSv = kP + 1, kRg = kSv + 2, kStage = kRg + 4, kTiles = kStage + 5;
-constexpr int kWalkSmem = kTiles * kTile * 2 + 2 * 64 * 8 * 2 + 2 * 128 * 4 + 1024;
+constexpr int kWalkSmem = kTiles * kTile * 2 + 2 * 64 * 16 + 2 * 128 * 4 + 1024;
 
 struct WalkKernelArgs {
   WalkArgs w;
@@ -56,15 +57,14 @@ __device__ __forceinline__ void LoadTile(bf16* tile, const bf16* g, int64_t row0
 
 __device__ __forceinline__ float Bf(bf16 x) { return __bfloat162float(x); }
 
-// Σ_r w_r · tile[r][col] over a swizzled tile's 64 rows (w_r = 1 where weights is null; weights
-// are the e column, stride 8): independent loads and four partial sums, so the loop is not one
-// dependent chain.
-__device__ __forceinline__ float ColumnSum(const bf16* tile, int col, const bf16* weights) {
+// Σ_r w_r · tile[r][col] over a swizzled tile's 64 rows (w_r = 1 where rows is null, else rows[r].y,
+// e): independent loads and four partial sums, so the loop is not one dependent chain.
+__device__ __forceinline__ float ColumnSum(const bf16* tile, int col, const float4* rows) {
   float acc[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
   for (int r = 0; r < 64; ++r) {
     const float x = Bf(tile[wgmma::Sw128(r, col)]);
-    acc[r & 3] += weights ? Bf(weights[r * 8]) * x : x;
+    acc[r & 3] += rows ? rows[r].y * x : x;
   }
   return (acc[0] + acc[1]) + (acc[2] + acc[3]);
 }
@@ -74,8 +74,8 @@ __global__ void __launch_bounds__(kWalkThreads, 1) ProductWalkKernel(WalkKernelA
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* tiles = wgmma::AlignTiles(smem_raw);
   auto tile = [&](int i) { return tiles + i * kTile; };
-  bf16* e_rows = tiles + kTiles * kTile;  // [buffer][row][8]: GE columns 64..71
-  float* z = reinterpret_cast<float*>(e_rows + 2 * 64 * 8);
+  float4* e_rows = reinterpret_cast<float4*>(tiles + kTiles * kTile);  // [buffer][row]: {1/den, e, 0, 0}
+  float* z = reinterpret_cast<float*>(e_rows + 2 * 64);
   float* re = z + 128;
   const WalkArgs& w = a.w;
   const int tid = threadIdx.x, group = tid >> 7, gt = tid & 127, warp = gt >> 5, lane = tid & 31, t = lane & 3;
@@ -85,20 +85,21 @@ __global__ void __launch_bounds__(kWalkThreads, 1) ProductWalkKernel(WalkKernelA
   if (first > last) return;
   const int count = last - first + 1;
   const size_t seq = static_cast<size_t>(bh) * N;
-  const bf16 *phq = w.phq + seq * 128, *phk = w.phk + seq * 128, *ge = w.ge + seq * kE, *v = w.v + seq * 64;
+  const bf16 *phq = w.phq + seq * 128, *phk = w.phk + seq * 128, *dy = w.dy + seq * 64, *v = w.v + seq * 64;
+  const float4* ge_rows = reinterpret_cast<const float4*>(w.ge_rows) + seq;
 
-  // Chunk first + i into buffer i % 2: warpgroup 2 loads the rows it needs a chunk early (g, e and
-  // φq, for the suffix's update), the other two v and φk.
+  // Chunk first + i into buffer i % 2: warpgroup 2 loads the rows it needs a chunk early (dy,
+  // {1/den, e} and φq, for the suffix's update), the other two v and φk.
   auto load = [&](int i) {
     const int64_t row0 = static_cast<int64_t>(first + i) * 64;
     bf16* b = tile((i & 1) * kBuffer);
     if (group == 2) {
-      LoadTile(b + kG * kTile, ge, row0, N, kE, 0, gt, 128);
+      LoadTile(b + kG * kTile, dy, row0, N, 64, 0, gt, 128);
       LoadTile(b + kQ0 * kTile, phq, row0, N, 128, 0, gt, 128);
       LoadTile(b + kQ1 * kTile, phq, row0, N, 128, 64, gt, 128);
       if (gt < 64) {
         const bool valid = row0 + gt < N;
-        mma::CpAsync16(e_rows + ((i & 1) * 64 + gt) * 8, ge + (valid ? (row0 + gt) * kE + 64 : 0), valid);
+        mma::CpAsync16(e_rows + (i & 1) * 64 + gt, ge_rows + (valid ? row0 + gt : 0), valid);
       }
     } else {
       LoadTile(b + kV * kTile, v, row0, N, 64, 0, tid, 256);
@@ -108,13 +109,31 @@ __global__ void __launch_bounds__(kWalkThreads, 1) ProductWalkKernel(WalkKernelA
     mma::CpAsyncCommit();
   };
   load(0);
-  // Warpgroup 2 brings Rg and Re from the suffix before chunk i to the suffix after it, with chunk
-  // i's rows (its own loads, landed), and writes Rg's copy for chunk i.
+  // Warpgroup 2 turns chunk i's dy into g = dy / den (rounded to bf16 as GE holds it), then brings
+  // Rg and Re from the suffix before chunk i to the suffix after it, with chunk i's rows (its own
+  // loads, landed), and writes Rg's copy for chunk i.
   auto suffix_update = [&](int i, float (&rg)[2][32]) {
     mma::CpAsyncWait<0>();
-    wgmma::FenceProxyAsync();
     mma::NamedSync(3, 128);  // the group's loads of chunk i, and every warp past Re and the copy it replaces
-    const bf16* b = tile((i & 1) * kBuffer);
+    bf16* b = tile((i & 1) * kBuffer);
+    const float4* rows = e_rows + (i & 1) * 64;
+    {  // two threads a row, 32 columns each
+      const int r = gt >> 1, h = gt & 1;
+      const float inv = rows[r].x;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        uint4* at = reinterpret_cast<uint4*>(b + kG * kTile + r * 64 + ((((4 * h + j) ^ r) & 7) << 3));
+        uint32_t x[4] = {at->x, at->y, at->z, at->w};
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          const float2 d = mma::Unpack(x[k]);
+          x[k] = mma::PackBF16(d.x * inv, d.y * inv);
+        }
+        *at = make_uint4(x[0], x[1], x[2], x[3]);
+      }
+    }
+    wgmma::FenceProxyAsync();
+    mma::NamedSync(3, 128);  // g is whole
     wgmma::FenceRegs(rg[0]);
     wgmma::FenceRegs(rg[1]);
     wgmma::Fence();
@@ -125,7 +144,7 @@ __global__ void __launch_bounds__(kWalkThreads, 1) ProductWalkKernel(WalkKernelA
         wgmma::MmaSS_m64n64_TT<true, -1>(rg[s], wgmma::Desc(b + kG * kTile + kk * 16 * 64),
                                          wgmma::Desc(b + (kQ0 + s) * kTile + kk * 16 * 64));
     wgmma::Commit();
-    re[gt] -= ColumnSum(b + (kQ0 + (gt >> 6)) * kTile, gt & 63, e_rows + (i & 1) * 64 * 8);  // feature gt
+    re[gt] -= ColumnSum(b + (kQ0 + (gt >> 6)) * kTile, gt & 63, rows);  // feature gt
     wgmma::Wait<0>();
     wgmma::FenceRegs(rg[0]);
     wgmma::FenceRegs(rg[1]);
@@ -166,7 +185,7 @@ __global__ void __launch_bounds__(kWalkThreads, 1) ProductWalkKernel(WalkKernelA
 
   for (int i = 0; i < count; ++i) {
     const int row0 = (first + i) * 64, valid = min(64, N - row0), buf = (i & 1) * kBuffer;
-    const bf16* er = e_rows + (i & 1) * 64 * 8;
+    const float4* er = e_rows + (i & 1) * 64;
     // The other buffer was last read by chunk i − 1, before its closing barrier.
     if (i + 1 < count) {
       load(i + 1);
@@ -178,7 +197,7 @@ __global__ void __launch_bounds__(kWalkThreads, 1) ProductWalkKernel(WalkKernelA
     __syncthreads();  // the chunk's rows, and the state copies of the chunk before
     auto op = [&](int k) { return tile(buf + k); };
     const bf16* rg = tile(kRg + 2 * (i & 1));  // Rg after this chunk, both slices
-    const float e_lo = Bf(er[r_lo * 8]), e_hi = Bf(er[(r_lo + 8) * 8]);
+    const float e_lo = er[r_lo].y, e_hi = er[r_lo + 8].y;
     if (group == 0) {  // P = mask(g vᵀ + e), rounded to bf16 as the products take it
       float sc[32];
       wgmma::Fence();
@@ -300,7 +319,7 @@ __global__ void __launch_bounds__(kWalkThreads, 1) ProductWalkKernel(WalkKernelA
 bool ProductWalkSupported(const WalkArgs& w) {
   static const bool built = BinaryVersion(reinterpret_cast<const void*>(&ProductWalkKernel)) == 90;
   auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  return built && aligned(w.phq) && aligned(w.phk) && aligned(w.ge) && aligned(w.v) && aligned(w.dphq) &&
+  return built && aligned(w.phq) && aligned(w.phk) && aligned(w.dy) && aligned(w.ge_rows) && aligned(w.v) && aligned(w.dphq) &&
          aligned(w.dphk) && aligned(w.dv);
 }
 
