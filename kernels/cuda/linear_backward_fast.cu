@@ -217,13 +217,84 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
   const int BH = static_cast<int>(d.B * d.H), D = g.D, Fp = g.Fp, E = D + 16;
   const size_t rows = static_cast<size_t>(BH) * d.N;
   const auto* vb = static_cast<const bf16*>(v);
+  const int N = static_cast<int>(d.N);
+  SideStream side;
+  SCION_RETURN_IF_ERROR(GetSideStream(&side));
+  auto fork = [&]() -> Status {  // the side stream waits for everything enqueued on the caller's so far
+    if (cudaEventRecord(side.fork, stream) != cudaSuccess || cudaStreamWaitEvent(side.stream, side.fork, 0) != cudaSuccess)
+      return Status::Internal("LinearAttentionBackward (CUDA): fork to the side stream failed");
+    return Status::Ok();
+  };
+  // The caller's stream waits for the side stream: after every fork, whatever happened, so that
+  // nothing of this call runs on past its return (the scratch is freed on the caller's stream).
+  auto join = [&](Status st) -> Status {
+    if (cudaEventRecord(side.join, side.stream) != cudaSuccess || cudaStreamWaitEvent(stream, side.join, 0) != cudaSuccess)
+      return Status::Internal("LinearAttentionBackward (CUDA): join of the side stream failed");
+    return st;
+  };
+  // The scan of one side's sums into states at the segment boundaries (inclusive: each block's own
+  // sum included, so every block's sum is read).
+  auto scan_sums = [&](const PhiSums& sums, int nsub, bool reverse, cudaStream_t on, bool inclusive = false) {
+    Geometry scan{};
+    scan.Fp = 128;
+    scan.D = 64;
+    scan.nseg = nsub;
+    scan.causal = true;
+    return ScanSegments(sums.states, sums.zs, scan, BH, reverse, on, !inclusive, inclusive);
+  };
+  // The one-walk products (linear_product_walk.cu) where they apply: the key side's sums (where the
+  // sequences are split) on the side stream, the query side's sums and {1/den, e} rows on this one,
+  // then the walk, which maps φ itself, and φ's backward. No φ, GE or V1 in memory.
+  const bf16* const x2[2] = {static_cast<const bf16*>(q), static_cast<const bf16*>(k)};
+  const float* const w2[2] = {fm.wq, fm.wk ? fm.wk : fm.wq};
+  auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };  // dy, y by cp.async
+  WalkArgs walk{x2[0], x2[1], static_cast<const bf16*>(dout), vb, w2[0], w2[1], nullptr, nullptr, nullptr, static_cast<bf16*>(dv)};
+  if (o != nullptr && g.causal && PhiWgmmaSupported(g, q, k) && aligned(dout) && aligned(o) && ProductWalkSupported(walk)) {
+    SCION_RETURN_IF_ERROR(pool.Take(&walk.dphq, rows * Fp));
+    SCION_RETURN_IF_ERROR(pool.Take(&walk.dphk, rows * Fp));
+    int nseg = 1, seg_chunks = 1;
+    ProductWalkSegments(BH, N, &nseg, &seg_chunks);
+    PhiSums key_sums{vb, nullptr, nullptr, 0, 0};
+    PhiSums query_sums{nullptr, nullptr, nullptr, 0, 0, static_cast<const bf16*>(dout), static_cast<const bf16*>(o), den};
+    auto take_sums = [&](PhiSums* sums, bool queries, const float** states, const float** zs, int* subs,
+                         int* nsub) -> Status {
+      sums->seg_chunks = seg_chunks;
+      sums->subs = PhiSumsPerSegment(BH, nseg, queries);
+      const size_t n = static_cast<size_t>(nseg) * sums->subs;
+      SCION_RETURN_IF_ERROR(pool.Take(&sums->states, BH * n * 128 * 64));
+      SCION_RETURN_IF_ERROR(pool.Take(&sums->zs, BH * n * 128));
+      *states = sums->states;
+      *zs = sums->zs;
+      *subs = sums->subs;
+      *nsub = static_cast<int>(n);
+      return Status::Ok();
+    };
+    SCION_RETURN_IF_ERROR(
+        take_sums(&query_sums, true, &walk.query_states, &walk.query_zs, &walk.query_subs, &walk.query_nsub));
+    SCION_RETURN_IF_ERROR(pool.Take(&query_sums.ge_rows, rows * 4));  // {1/den, e} a row in place of GE
+    walk.ge_rows = query_sums.ge_rows;
+    if (nseg > 1)
+      SCION_RETURN_IF_ERROR(take_sums(&key_sums, false, &walk.key_states, &walk.key_zs, &walk.key_subs, &walk.key_nsub));
+    bf16* const no_phi[2] = {nullptr, nullptr};
+    SCION_RETURN_IF_ERROR(fork());
+    SCION_RETURN_IF_ERROR(join([&]() -> Status {
+      if (nseg > 1) {
+        SCION_RETURN_IF_ERROR(PhiWgmma(x2, no_phi, w2, g, BH, side.stream, 1, 1, &key_sums));
+        SCION_RETURN_IF_ERROR(scan_sums(key_sums, walk.key_nsub, false, side.stream));
+      }
+      SCION_RETURN_IF_ERROR(PhiWgmma(x2, no_phi, w2, g, BH, stream, 0, 1, &query_sums));
+      return scan_sums(query_sums, walk.query_nsub, true, stream, true);  // each segment's suffix at its start
+    }()));
+    SCION_RETURN_IF_ERROR(ProductWalk(walk, BH, static_cast<int>(d.H), N, nseg, seg_chunks, stream));
+    SCION_RETURN_IF_ERROR(PhiBackFromGlobal(stream, BH, q, k, fm, g, nullptr, nullptr, walk.dphq, walk.dphk, dq, dk, dwq, dwk));
+    return CheckLaunch("LinearAttentionBackward");
+  }
   bf16 *phq, *phk, *ge, *v1 = nullptr, *dphq, *dphk;
   SCION_RETURN_IF_ERROR(pool.Take(&phq, rows * Fp));
   SCION_RETURN_IF_ERROR(pool.Take(&phk, rows * Fp));
   SCION_RETURN_IF_ERROR(pool.Take(&dphq, rows * Fp));
   SCION_RETURN_IF_ERROR(pool.Take(&dphk, rows * Fp));
   SCION_RETURN_IF_ERROR(pool.Take(&ge, rows * E));
-  const int N = static_cast<int>(d.N);
   const unsigned row_blocks = static_cast<unsigned>((rows + 7) / 8);
   // The dφQ and dφK products. On the wgmma path they take V1 = [v, 1, 0…] as v and a constant ones
   // column (no V1 in memory), and dV rides dφK (both walk V1, GE and φq backwards; dV's state is
@@ -244,27 +315,11 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
   if (dv_rides) dphk_args = with_dv;
   const int group = PrepGroup(D);
   const unsigned prep_blocks = static_cast<unsigned>((rows + 256 / group - 1) / (256 / group));
-  SideStream side;
-  SCION_RETURN_IF_ERROR(GetSideStream(&side));
-  auto fork = [&]() -> Status {  // the side stream waits for everything enqueued on the caller's so far
-    if (cudaEventRecord(side.fork, stream) != cudaSuccess || cudaStreamWaitEvent(side.stream, side.fork, 0) != cudaSuccess)
-      return Status::Internal("LinearAttentionBackward (CUDA): fork to the side stream failed");
-    return Status::Ok();
-  };
-  // The caller's stream waits for the side stream: after every fork, whatever happened, so that
-  // nothing of this call runs on past its return (the scratch is freed on the caller's stream).
-  auto join = [&](Status st) -> Status {
-    if (cudaEventRecord(side.join, side.stream) != cudaSuccess || cudaStreamWaitEvent(stream, side.join, 0) != cudaSuccess)
-      return Status::Internal("LinearAttentionBackward (CUDA): join of the side stream failed");
-    return st;
-  };
   // Where the sequences are split into segments, the products' states at segment boundaries come
   // from the φ kernels instead of state passes: the key side's sums φkᵀ [v, 1] per block as it
   // writes φk (dφQ's prefix states), the query side's φqᵀ [g, e] as it writes φq and GE (the dφK
   // and dV product's suffix states).
-  const bf16* const x2[2] = {static_cast<const bf16*>(q), static_cast<const bf16*>(k)};
   bf16* const phi2[2] = {phq, phk};
-  const float* const w2[2] = {fm.wq, fm.wk ? fm.wk : fm.wq};
   PhiSums key_sums{vb, nullptr, nullptr, 0, 0};
   PhiSums query_sums{nullptr, nullptr, nullptr, 0, 0, static_cast<const bf16*>(dout), static_cast<const bf16*>(o), den, ge};
   ProductPrefix prefix{nullptr, nullptr, 0, 0}, suffix{nullptr, nullptr, 0, 0};
@@ -280,56 +335,6 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
     *given = {sums->states, sums->zs, sums->subs, static_cast<int>(nsub)};
     return Status::Ok();
   };
-  // The scan of one side's sums into states at the segment boundaries (inclusive: each block's own
-  // sum included, so every block's sum is read).
-  auto scan_sums = [&](const PhiSums& sums, int nsub, bool reverse, cudaStream_t on, bool inclusive = false) {
-    Geometry scan{};
-    scan.Fp = 128;
-    scan.D = 64;
-    scan.nseg = nsub;
-    scan.causal = true;
-    return ScanSegments(sums.states, sums.zs, scan, BH, reverse, on, !inclusive, inclusive);
-  };
-  auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };  // dy, y by cp.async
-  // The one-walk products (linear_product_walk.cu) where they apply: φk (with its sums where the
-  // sequences are split) on the side stream, φq, GE and the query sums on this one, then the walk
-  // and φ's backward.
-  WalkArgs walk{phq, phk, static_cast<const bf16*>(dout), vb, nullptr, dphq, dphk, static_cast<bf16*>(dv)};
-  if (!forward_again && dv_rides && PhiWgmmaSupported(g, q, k) && aligned(dout) && aligned(o) &&
-      ProductWalkSupported(walk)) {
-    int nseg = 1, seg_chunks = 1;
-    ProductWalkSegments(BH, N, &nseg, &seg_chunks);
-    auto take_sums = [&](PhiSums* sums, bool queries, const float** states, const float** zs, int* subs,
-                         int* nsub) -> Status {
-      sums->seg_chunks = seg_chunks;
-      sums->subs = PhiSumsPerSegment(BH, nseg, queries);
-      const size_t n = static_cast<size_t>(nseg) * sums->subs;
-      SCION_RETURN_IF_ERROR(pool.Take(&sums->states, BH * n * 128 * 64));
-      SCION_RETURN_IF_ERROR(pool.Take(&sums->zs, BH * n * 128));
-      *states = sums->states;
-      *zs = sums->zs;
-      *subs = sums->subs;
-      *nsub = static_cast<int>(n);
-      return Status::Ok();
-    };
-    SCION_RETURN_IF_ERROR(
-        take_sums(&query_sums, true, &walk.query_states, &walk.query_zs, &walk.query_subs, &walk.query_nsub));
-    SCION_RETURN_IF_ERROR(pool.Take(&query_sums.ge_rows, rows * 4));  // {1/den, e} a row in place of GE
-    query_sums.ge = nullptr;
-    walk.ge_rows = query_sums.ge_rows;
-    if (nseg > 1)
-      SCION_RETURN_IF_ERROR(take_sums(&key_sums, false, &walk.key_states, &walk.key_zs, &walk.key_subs, &walk.key_nsub));
-    SCION_RETURN_IF_ERROR(fork());
-    SCION_RETURN_IF_ERROR(join([&]() -> Status {
-      SCION_RETURN_IF_ERROR(PhiWgmma(x2, phi2, w2, g, BH, side.stream, 1, 1, nseg > 1 ? &key_sums : nullptr));
-      if (nseg > 1) SCION_RETURN_IF_ERROR(scan_sums(key_sums, walk.key_nsub, false, side.stream));
-      SCION_RETURN_IF_ERROR(PhiWgmma(x2, phi2, w2, g, BH, stream, 0, 1, &query_sums));
-      return scan_sums(query_sums, walk.query_nsub, true, stream, true);  // each segment's suffix at its start
-    }()));
-    SCION_RETURN_IF_ERROR(ProductWalk(walk, BH, N, nseg, seg_chunks, stream));
-    SCION_RETURN_IF_ERROR(PhiBackFromGlobal(stream, BH, q, k, fm, g, phq, phk, dphq, dphk, dq, dk, dwq, dwk));
-    return CheckLaunch("LinearAttentionBackward");
-  }
   if (!forward_again && v_in_products && PhiWgmmaSupported(g, q, k)) {
     SCION_RETURN_IF_ERROR(plan_sums(dphq_args, false, &key_sums, &prefix));
     if (dv_rides && aligned(dout) && aligned(o)) SCION_RETURN_IF_ERROR(plan_sums(dphk_args, true, &query_sums, &suffix));

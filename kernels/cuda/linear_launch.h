@@ -215,12 +215,13 @@ Status CausalProduct(const ProductArgs& x, int BH, int N, bool causal, bool reve
                      const ProductPrefix* prefix = nullptr);
 
 // The three products of the Hedgehog backward at D = 64, F = 64 in one forward walk
-// (linear_product_walk.cu, sm_90a): dφQ, dφK (B·H, N, 128) and dV (B·H, N, 64) from φq, φk (B·H, N,
-// 128), v, and GE as dy with the query sums' per-row {1/den, e}. Each segment's states: the key side's sums Σ φkᵀ [v, 1] after
+// (linear_product_walk.cu, sm_90a): dφQ, dφK (B·H, N, 128) and dV (B·H, N, 64) from q, k (φ mapped
+// there), v, and GE as dy with the query sums' per-row {1/den, e}. Each segment's states: the key side's sums Σ φkᵀ [v, 1] after
 // ScanSegments (exclusive, forward; null where there is one segment) and the query side's
 // Σ φqᵀ [g, e] after ScanSegments (inclusive, reverse), both read at index segment · subs.
 struct WalkArgs {
-  const bf16 *phq, *phk, *dy, *v;
+  const bf16 *q, *k, *dy, *v;
+  const float *wq, *wk;  // the Hedgehog map's weights (H, D, F); wk null: wq for both sides
   const float* ge_rows;  // PhiSums::ge_rows
   bf16 *dphq, *dphk, *dv;
   const float *key_states = nullptr, *key_zs = nullptr;
@@ -230,7 +231,7 @@ struct WalkArgs {
 };
 bool ProductWalkSupported(const WalkArgs& w);
 void ProductWalkSegments(int BH, int N, int* nseg, int* seg_chunks);
-Status ProductWalk(const WalkArgs& w, int BH, int N, int nseg, int seg_chunks, cudaStream_t stream);
+Status ProductWalk(const WalkArgs& w, int BH, int H, int N, int nseg, int seg_chunks, cudaStream_t stream);
 
 // The backward from products (linear_backward_fast.cu), where the products and φ's kernels fit. o and
 // den (both or neither): the forward's y and normaliser, which spare computing the forward again.
@@ -270,7 +271,8 @@ Status PhiBackWgmma(const PhiBackIo& io, const Geometry& g, int BH, cudaStream_t
 //     (B·H, N, 80) for the products, and sums S[f][d] = Σ φq_f g_d, z_f = Σ φq_f e; their
 //     exclusive suffix (ScanSegments, reverse) at block p · subs + subs − 1 is the state after
 //     segment p, what the reverse dφK product's state pass would compute.
-// Either is given to its product as a ProductPrefix.
+// Either is given to its product as a ProductPrefix. phi[side] may be null with sums: then only the
+// sums (and the query side's GE or rows) are written.
 struct PhiSums {
   const bf16* v;
   float* states;

@@ -250,7 +250,7 @@ __global__ void __launch_bounds__(kPbwThreads, kMode == kPhiOnly ? 3 : 2) PhiWgm
   if (!kSums && first >= end) return;  // with sums, an empty block still writes its zero sum
   const size_t seq = static_cast<size_t>(bh) * N;
   const bf16* x = (side ? a.x[1] : a.x[0]) + seq * kD;
-  bf16* phi = (side ? a.phi[1] : a.phi[0]) + seq * 2 * kF;
+  bf16* phi = side ? a.phi[1] : a.phi[0];  // null with sums: the sums alone
   const float* w = (side ? a.w[1] : a.w[0]) + static_cast<size_t>(head) * kD * kF;
   // The rows summed against φ: v (keys) or dy (queries, turned into g in place).
   const bf16* rows_a = kSums ? (kQueries ? a.sums.dy : a.sums.v) + seq * kD : nullptr;
@@ -315,9 +315,11 @@ __global__ void __launch_bounds__(kPbwThreads, kMode == kPhiOnly ? 3 : 2) PhiWgm
       hh::AccumulateState(sa, sb, za, zb, tile(kPhStageP), tile(kPhStageN), tile(kPhA0 + par), small);
       wgmma::Commit();
     }
-    bf16* out = phi + static_cast<size_t>(row0) * 2 * kF;
-    wgmma::CopyTileRows(out, 2 * kF, tile(kPhStageP), warp, lane, valid);
-    wgmma::CopyTileRows(out + kF, 2 * kF, tile(kPhStageN), warp, lane, valid);
+    if (!kSums || phi) {
+      bf16* out = phi + (seq + row0) * 2 * kF;
+      wgmma::CopyTileRows(out, 2 * kF, tile(kPhStageP), warp, lane, valid);
+      wgmma::CopyTileRows(out + kF, 2 * kF, tile(kPhStageN), warp, lane, valid);
+    }
     if (kSums) {
       wgmma::Wait<0>();
       wgmma::FenceRegs(sa);

@@ -1,9 +1,10 @@
 // The linear-attention backward's three products for the Hedgehog map at D = 64, F = 64 (feature
-// rows of 128) in one forward walk over each segment's chunks, on Hopper warpgroup MMA: φq, φk, v
+// rows of 128) in one forward walk over each segment's chunks, on Hopper warpgroup MMA: q, k, v
 // and dy are read once, where the two products of linear_product_wgmma.cu read v, GE and φk twice.
-// GE = [g, e] is not read either: g = dy / den is formed in shared memory from dy and the query
-// sums' per-row {1/den, e}. Per chunk c, with P = mask(g vᵀ + e) over the
-// chunk's pairs j <= i:
+// Neither φ nor GE = [g, e] comes from memory: φq and φk are mapped here from q and k (u = x W and
+// the softmax in registers, as the forward and the φ kernels compute them, bit for bit), and
+// g = dy / den is formed in shared memory from dy and the query sums' per-row {1/den, e}. Per
+// chunk c, with P = mask(g vᵀ + e) over the chunk's pairs j <= i:
 //   dφQ = P φk + g Sv + e ⊗ z,   Sv = Σ_{j<c} vⱼᵀ φkⱼ, z = Σ_{j<c} φkⱼ      (the prefix before c)
 //   dφK = Pᵀ φq + v Rg + 1 ⊗ Re,  Rg = Σ_{i>c} gᵢᵀ φqᵢ, Re = Σ_{i>c} eᵢ φqᵢ  (the suffix after c)
 //   dV  = Q g + φk Rgᵀ,           Q[j][i] = φkⱼ·φqᵢ for the chunk's i >= j.
@@ -11,16 +12,19 @@
 // sums, scanned from the end) and loses each chunk's share before that chunk uses it.
 //
 // One block of three warpgroups per (b·h, segment). Warpgroup 0 writes P to shared memory, then
-// computes dV. Warpgroup 1 computes dφQ with Sv in accumulators (both 64-feature slices) and z in
-// shared memory, then adds the chunk to them. Warpgroup 2 computes dφK from Rg's bf16 copy and Re,
-// then takes the next chunk's share off them: it loads dy, {1/den, e} and φq itself (the others
-// load v and φk), so it can wait for the next chunk's rows alone and turn dy into g before anyone
-// reads it; Rg's copy alternates between two tiles.
-// Operands are double-buffered (cp.async); three block barriers a chunk.
+// computes dV; while it writes P, warpgroups 1 and 2 map the next chunk's k and q (their own loads,
+// a chunk ahead). Warpgroup 1 computes dφQ with Sv in accumulators (both 64-feature slices) and z
+// in shared memory, then adds the chunk to them. Warpgroup 2 computes dφK from Rg's bf16 copy and
+// Re, then takes the next chunk's share off them: it loads dy and {1/den, e} itself and maps φq,
+// so it can wait for the next chunk's rows alone and turn dy into g before anyone reads it; Rg's
+// copy alternates between two tiles.
+// Operands are double-buffered (cp.async; φ written by warpgroups 1 and 2); three block barriers a chunk.
 #include <string>
+#include <type_traits>
 
 #include "kernels/cuda/binary_version.h"
 #include "kernels/cuda/linear_launch.h"
+#include "kernels/cuda/linear_wgmma.cuh"
 #include "kernels/cuda/mma.cuh"
 #include "kernels/cuda/wgmma.cuh"
 
@@ -30,17 +34,19 @@ namespace {
 
 constexpr int kTile = 64 * 64;
 constexpr int kWalkThreads = 384;
-// Shared tiles: two buffers of a chunk's operands (g, v, φq's and φk's two slices), then P, the
-// bf16 copies of Sv and of Rg (a tile per slice; Rg's two copies alternate by chunk), and the
-// output staging tiles (dφQ's two slices, dφK's two, dV). After them: each buffer's {1/den, e, 0, 0}
-// rows (64 float4), z and Re (128 fp32 each).
+// Shared tiles: two buffers of a chunk's operands (g, v, φq's and φk's two slices), the raw q and
+// k rows of the next chunk to map and Wqᵀ, Wkᵀ, then P, the bf16 copies of Sv and of Rg (a tile
+// per slice; Rg's two copies alternate by chunk), and the output staging tiles (dφQ's slices one
+// after the other in one, dφK's two, dV). After them: each buffer's {1/den, e, 0, 0} rows (64
+// float4), z and Re (128 fp32 each).
 enum : int { kG, kV, kQ0, kQ1, kK0, kK1, kBuffer };
-constexpr int kP = 2 * kBuffer, kSv = kP + 1, kRg = kSv + 2, kStage = kRg + 4, kTiles = kStage + 5;
+constexpr int kXq = 2 * kBuffer, kXk = kXq + 1, kWq = kXk + 1, kWk = kWq + 1, kP = kWk + 1, kSv = kP + 1,
+              kRg = kSv + 2, kStage = kRg + 4, kTiles = kStage + 4;
 constexpr int kWalkSmem = kTiles * kTile * 2 + 2 * 64 * 16 + 2 * 128 * 4 + 1024;
 
 struct WalkKernelArgs {
   WalkArgs w;
-  int N, nchunks, seg_chunks;
+  int N, H, nchunks, seg_chunks;
 };
 
 // Columns [col0, col0 + 64) of rows [row0, row0 + 64) of a (n, ld) bf16 matrix into a swizzled
@@ -85,35 +91,72 @@ __global__ void __launch_bounds__(kWalkThreads, 1) ProductWalkKernel(WalkKernelA
   if (first > last) return;
   const int count = last - first + 1;
   const size_t seq = static_cast<size_t>(bh) * N;
-  const bf16 *phq = w.phq + seq * 128, *phk = w.phk + seq * 128, *dy = w.dy + seq * 64, *v = w.v + seq * 64;
+  const bf16 *q = w.q + seq * 64, *k = w.k + seq * 64, *dy = w.dy + seq * 64, *v = w.v + seq * 64;
   const float4* ge_rows = reinterpret_cast<const float4*>(w.ge_rows) + seq;
 
-  // Chunk first + i into buffer i % 2: warpgroup 2 loads the rows it needs a chunk early (dy,
-  // {1/den, e} and φq, for the suffix's update), the other two v and φk.
+  // Each warpgroup's loads, in commit order (one group per call, empty past the segment, so that
+  // the waits below count the same every chunk):
+  //   warpgroup 1: v of chunk i + 1 (top of chunk i), k of chunk i + 2 (after mapping chunk i + 1);
+  //   warpgroup 2: dy and {1/den, e} of chunk i + 1 (top of chunk i), q of chunk i + 2 (likewise).
+  // Warpgroup 0 loads nothing.
   auto load = [&](int i) {
     const int64_t row0 = static_cast<int64_t>(first + i) * 64;
     bf16* b = tile((i & 1) * kBuffer);
-    if (group == 2) {
+    if (i < count && group == 2) {
       LoadTile(b + kG * kTile, dy, row0, N, 64, 0, gt, 128);
-      LoadTile(b + kQ0 * kTile, phq, row0, N, 128, 0, gt, 128);
-      LoadTile(b + kQ1 * kTile, phq, row0, N, 128, 64, gt, 128);
       if (gt < 64) {
         const bool valid = row0 + gt < N;
         mma::CpAsync16(e_rows + (i & 1) * 64 + gt, ge_rows + (valid ? row0 + gt : 0), valid);
       }
-    } else {
-      LoadTile(b + kV * kTile, v, row0, N, 64, 0, tid, 256);
-      LoadTile(b + kK0 * kTile, phk, row0, N, 128, 0, tid, 256);
-      LoadTile(b + kK1 * kTile, phk, row0, N, 128, 64, tid, 256);
+    } else if (i < count && group == 1) {
+      LoadTile(b + kV * kTile, v, row0, N, 64, 0, gt, 128);
     }
     mma::CpAsyncCommit();
   };
-  load(0);
+  auto load_x = [&](int i) {  // the raw rows warpgroup 1 (k) or 2 (q) maps next
+    if (i < count)
+      LoadTile(tile(group == 1 ? kXk : kXq), group == 1 ? k : q, static_cast<int64_t>(first + i) * 64, N, 64, 0, gt, 128);
+    mma::CpAsyncCommit();
+  };
+  // Warpgroup 1 or 2: φk or φq of chunk i into buffer i % 2 from the raw rows (the group's
+  // loads so far landed, but for the newest `kPending`), then the raw rows of chunk i + 1 in flight.
+  // One half of φ at a time (the registers: warpgroups 1 and 2 hold their states throughout).
+  auto map = [&](int i, auto pending) {
+    const bool keys = group == 1;
+    bf16* b = tile((i & 1) * kBuffer + (keys ? kK0 : kQ0));
+    const int valid = N - (first + i) * 64;  // rows past N map to 0
+    mma::CpAsyncWait<decltype(pending)::value>();
+    wgmma::FenceProxyAsync();
+    mma::NamedSync(group + 1, 128);  // the raw rows (and Wᵀ) whole
+    float u[32], x[32];
+    wgmma::Fence();
+    hh::ProjectTile(u, tile(keys ? kXk : kXq), tile(keys ? kWk : kWq));
+    wgmma::Commit();
+    wgmma::Wait<0>();
+    wgmma::FenceRegs(u);
+    mma::NamedSync(group + 1, 128);  // every warp's projection is past the raw rows
+    load_x(i + 1);
+    hh::HedgehogHalf<false>(u, x, r_lo < valid, r_lo + 8 < valid);
+    wgmma::StoreRows(b, x, warp, lane);
+    hh::HedgehogHalf<true>(u, x, r_lo < valid, r_lo + 8 < valid);
+    wgmma::StoreRows(b + kTile, x, warp, lane);
+  };
+  using Pending0 = std::integral_constant<int, 0>;
+  using Pending1 = std::integral_constant<int, 1>;
+  if (group > 0) {
+    load(0);
+    load_x(0);
+    const size_t woff = static_cast<size_t>(bh % a.H) * 64 * 64;  // W is (D, F) a head; the tile holds Wᵀ
+    const float* wsrc = (group == 1 && w.wk ? w.wk : w.wq) + woff;
+    bf16* wt = tile(group == 1 ? kWk : kWq);
+    for (int i = gt; i < 64 * 64; i += 128) wt[wgmma::Sw128(i % 64, i / 64)] = __float2bfloat16(wsrc[i]);
+    map(0, Pending0{});
+  }
   // Warpgroup 2 turns chunk i's dy into g = dy / den (rounded to bf16 as GE holds it), then brings
   // Rg and Re from the suffix before chunk i to the suffix after it, with chunk i's rows (its own
   // loads, landed), and writes Rg's copy for chunk i.
   auto suffix_update = [&](int i, float (&rg)[2][32]) {
-    mma::CpAsyncWait<0>();
+    mma::CpAsyncWait<1>();  // all but the raw q rows of chunk i + 1
     mma::NamedSync(3, 128);  // the group's loads of chunk i, and every warp past Re and the copy it replaces
     bf16* b = tile((i & 1) * kBuffer);
     const float4* rows = e_rows + (i & 1) * 64;
@@ -133,7 +176,7 @@ __global__ void __launch_bounds__(kWalkThreads, 1) ProductWalkKernel(WalkKernelA
       }
     }
     wgmma::FenceProxyAsync();
-    mma::NamedSync(3, 128);  // g is whole
+    mma::NamedSync(3, 128);  // g (and this group's φq of chunk i) whole
     wgmma::FenceRegs(rg[0]);
     wgmma::FenceRegs(rg[1]);
     wgmma::Fence();
@@ -187,14 +230,10 @@ __global__ void __launch_bounds__(kWalkThreads, 1) ProductWalkKernel(WalkKernelA
     const int row0 = (first + i) * 64, valid = min(64, N - row0), buf = (i & 1) * kBuffer;
     const float4* er = e_rows + (i & 1) * 64;
     // The other buffer was last read by chunk i − 1, before its closing barrier.
-    if (i + 1 < count) {
-      load(i + 1);
-      mma::CpAsyncWait<1>();
-    } else {
-      mma::CpAsyncWait<0>();
-    }
+    if (group > 0) load(i + 1);
+    if (group == 1) mma::CpAsyncWait<2>();  // v of this chunk (the raw k rows of the next and v of the next pending)
     wgmma::FenceProxyAsync();
-    __syncthreads();  // the chunk's rows, and the state copies of the chunk before
+    __syncthreads();  // the chunk's rows and φ, and the state copies of the chunk before
     auto op = [&](int k) { return tile(buf + k); };
     const bf16* rg = tile(kRg + 2 * (i & 1));  // Rg after this chunk, both slices
     const float e_lo = er[r_lo].y, e_hi = er[r_lo + 8].y;
@@ -214,6 +253,8 @@ __global__ void __launch_bounds__(kWalkThreads, 1) ProductWalkKernel(WalkKernelA
         sc[j] = key <= row ? sc[j] + (hi ? e_hi : e_lo) : 0.f;
       }
       wgmma::StoreRows(tile(kP), sc, warp, lane);
+    } else if (i + 1 < count) {  // meanwhile the next chunk's φk (warpgroup 1) or φq (warpgroup 2)
+      map(i + 1, Pending1{});
     }
     wgmma::FenceProxyAsync();
     __syncthreads();  // P
@@ -235,7 +276,8 @@ __global__ void __launch_bounds__(kWalkThreads, 1) ProductWalkKernel(WalkKernelA
 #pragma unroll
         for (int j = 0; j < 32; ++j)
           o[j] += (((j >> 1) & 1) ? e_hi : e_lo) * z[64 * s + 8 * (j >> 2) + 2 * t + (j & 1)];
-        wgmma::StoreTileRows(w.dphq + (seq + row0) * 128 + 64 * s, 128, o, tile(kStage + s), warp, lane, valid, 2);
+        if (s == 1) mma::NamedSync(2, 128);  // every warp is past the first slice's copy out of the stage
+        wgmma::StoreTileRows(w.dphq + (seq + row0) * 128 + 64 * s, 128, o, tile(kStage), warp, lane, valid, 2);
       }
       // Sv, z += this chunk's share, for the next chunk.
       wgmma::FenceRegs(st[0]);
@@ -271,7 +313,7 @@ __global__ void __launch_bounds__(kWalkThreads, 1) ProductWalkKernel(WalkKernelA
         wgmma::FenceRegs(o);
 #pragma unroll
         for (int j = 0; j < 32; ++j) o[j] += re[64 * s + 8 * (j >> 2) + 2 * t + (j & 1)];
-        wgmma::StoreTileRows(w.dphk + (seq + row0) * 128 + 64 * s, 128, o, tile(kStage + 2 + s), warp, lane, valid, 3);
+        wgmma::StoreTileRows(w.dphk + (seq + row0) * 128 + 64 * s, 128, o, tile(kStage + 1 + s), warp, lane, valid, 3);
       }
       if (i + 1 < count) suffix_update(i + 1, st);
     } else {  // dV = Q g + φk Rgᵀ, Q[j][i] = φkⱼ·φqᵢ for i >= j
@@ -304,7 +346,7 @@ __global__ void __launch_bounds__(kWalkThreads, 1) ProductWalkKernel(WalkKernelA
       wgmma::FenceRegs(o);
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) wgmma::FenceRegs(pa[kk]);
-      wgmma::StoreTileRows(w.dv + (seq + row0) * 64, 64, o, tile(kStage + 4), warp, lane, valid, 1);
+      wgmma::StoreTileRows(w.dv + (seq + row0) * 64, 64, o, tile(kStage + 3), warp, lane, valid, 1);
     }
     wgmma::FenceProxyAsync();  // the new Sv copy, read by the next chunk's products
     __syncthreads();           // every warpgroup is past this chunk's tiles, P and Rg copy
@@ -319,7 +361,7 @@ __global__ void __launch_bounds__(kWalkThreads, 1) ProductWalkKernel(WalkKernelA
 bool ProductWalkSupported(const WalkArgs& w) {
   static const bool built = BinaryVersion(reinterpret_cast<const void*>(&ProductWalkKernel)) == 90;
   auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  return built && aligned(w.phq) && aligned(w.phk) && aligned(w.dy) && aligned(w.ge_rows) && aligned(w.v) && aligned(w.dphq) &&
+  return built && aligned(w.q) && aligned(w.k) && aligned(w.dy) && aligned(w.ge_rows) && aligned(w.v) && aligned(w.dphq) &&
          aligned(w.dphk) && aligned(w.dv);
 }
 
@@ -333,10 +375,10 @@ void ProductWalkSegments(int BH, int N, int* nseg, int* seg_chunks) {
   *nseg = (nchunks + *seg_chunks - 1) / *seg_chunks;
 }
 
-Status ProductWalk(const WalkArgs& w, int BH, int N, int nseg, int seg_chunks, cudaStream_t stream) {
+Status ProductWalk(const WalkArgs& w, int BH, int H, int N, int nseg, int seg_chunks, cudaStream_t stream) {
   const void* kernel = reinterpret_cast<const void*>(&ProductWalkKernel);
   SCION_RETURN_IF_ERROR(AllowSmem(kernel, kWalkSmem));
-  const WalkKernelArgs a{w, N, (N + kChunk - 1) / kChunk, seg_chunks};
+  const WalkKernelArgs a{w, N, H, (N + kChunk - 1) / kChunk, seg_chunks};
   ProductWalkKernel<<<dim3(static_cast<unsigned>(nseg), static_cast<unsigned>(BH)), kWalkThreads, kWalkSmem, stream>>>(a);
   return CheckLaunch("linear attention backward products (one walk)");
 }

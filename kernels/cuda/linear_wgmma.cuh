@@ -52,6 +52,30 @@ __device__ __forceinline__ void HedgehogRows(const float (&u)[32], float (&pos)[
   }
 }
 
+// One half of HedgehogRows, with the same arithmetic (so the same bits): x = softmax(u), or with
+// kNeg softmax(−u). For callers short of registers; HedgehogRows' single pass over u is faster in
+// the forward (4 % there, measured).
+template <bool kNeg>
+__device__ __forceinline__ void HedgehogHalf(const float (&u)[32], float (&x)[32], bool live_lo, bool live_hi) {
+  float m[2] = {kNeg ? INFINITY : -INFINITY, kNeg ? INFINITY : -INFINITY};
+#pragma unroll
+  for (int i = 0; i < 32; ++i) m[(i >> 1) & 1] = kNeg ? fminf(m[(i >> 1) & 1], u[i]) : fmaxf(m[(i >> 1) & 1], u[i]);
+  float sum[2] = {0.f, 0.f};
+#pragma unroll
+  for (int h = 0; h < 2; ++h) m[h] = kNeg ? QuadMin(m[h]) : QuadMax(m[h]);
+#pragma unroll
+  for (int i = 0; i < 32; ++i) {
+    const int h = (i >> 1) & 1;
+    x[i] = mma::Exp2(kNeg ? fmaf(-u[i], mma::kLog2e, m[h] * mma::kLog2e) : fmaf(u[i], mma::kLog2e, -m[h] * mma::kLog2e));
+    sum[h] += x[i];
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) sum[h] = QuadSum(sum[h]);
+  const float inv[2] = {live_lo ? 1.f / sum[0] : 0.f, live_hi ? 1.f / sum[1] : 0.f};
+#pragma unroll
+  for (int i = 0; i < 32; ++i) x[i] *= inv[(i >> 1) & 1];
+}
+
 // u = X W over the 64 columns of D (X, Wᵀ: swizzled tiles, both K-major).
 __device__ __forceinline__ void ProjectTile(float (&u)[32], const bf16* x, const bf16* wt) {
   wgmma::MmaSS_m64n64_NT<false>(u, wgmma::Desc(x), wgmma::Desc(wt));
