@@ -57,12 +57,7 @@ __global__ void __launch_bounds__(kPbwThreads, 2) PhiBackWgmmaKernel(PbwArgs a) 
   const bf16* dphi = of(a.io.dphi) + static_cast<size_t>(bh) * N * 2 * kF;
   bf16* dx = of(a.io.dx) ? of(a.io.dx) + static_cast<size_t>(bh) * N * kD : nullptr;
   const float* w = of(a.io.w) + static_cast<size_t>(head) * kD * kF;
-  for (int i = tid; i < kD * kF; i += kPbwThreads) {  // W is (D, F)
-    const int d = i / kF, f = i % kF;
-    const bf16 v = __float2bfloat16(w[i]);
-    tile(kWt)[wgmma::Sw128(f, d)] = v;
-    tile(kW)[wgmma::Sw128(d, f)] = v;
-  }
+  hh::LoadWeights<kPbwThreads>(tile(kWt), tile(kW), w, tid);
   float dw[32];  // dW rows d = r_lo (+8), columns f: the accumulator layout
 #pragma unroll
   for (int i = 0; i < 32; ++i) dw[i] = 0.f;
@@ -268,7 +263,7 @@ __global__ void __launch_bounds__(kPbwThreads, kMode == kPhiOnly ? 3 : 2) PhiWgm
     load(first);
     den_next = den_of(first);
   }
-  for (int i = tid; i < kD * kF; i += kPbwThreads) tile(kPhWt)[wgmma::Sw128(i % kF, i / kF)] = __float2bfloat16(w[i]);  // W is (D, F)
+  hh::LoadWeights<kPbwThreads>(tile(kPhWt), nullptr, w, tid);
   float sa[32], sb[32], za[4], zb[4];
   if (kSums) {
     if (!kQueries)

@@ -146,10 +146,8 @@ __global__ void __launch_bounds__(kWalkThreads, 1) ProductWalkKernel(WalkKernelA
   if (group > 0) {
     load(0);
     load_x(0);
-    const size_t woff = static_cast<size_t>(bh % a.H) * 64 * 64;  // W is (D, F) a head; the tile holds Wᵀ
-    const float* wsrc = (group == 1 && w.wk ? w.wk : w.wq) + woff;
-    bf16* wt = tile(group == 1 ? kWk : kWq);
-    for (int i = gt; i < 64 * 64; i += 128) wt[wgmma::Sw128(i % 64, i / 64)] = __float2bfloat16(wsrc[i]);
+    const size_t woff = static_cast<size_t>(bh % a.H) * 64 * 64;  // W is (D, F) a head
+    hh::LoadWeights<128>(tile(group == 1 ? kWk : kWq), nullptr, (group == 1 && w.wk ? w.wk : w.wq) + woff, gt);
     map(0, Pending0{});
   }
   // Warpgroup 2 turns chunk i's dy into g = dy / den (rounded to bf16 as GE holds it), then brings

@@ -101,11 +101,8 @@ __global__ void __launch_bounds__(kWgThreads, 2) HedgehogWgmmaKernel(WgArgs a) {
   // Wᵀ (F rows of D) in bf16: W is (D, F) per head.
   const size_t woff = static_cast<size_t>(head) * kWgD * kWgF;
   const float* wk = a.wk ? a.wk : a.wq;
-  for (int i = tid; i < kWgD * kWgF; i += kWgThreads) {
-    const int d = i / kWgF, f = i % kWgF;
-    if (!kStatesOnly) tile(kWq)[wgmma::Sw128(f, d)] = __float2bfloat16(a.wq[woff + i]);
-    tile(kWk)[wgmma::Sw128(f, d)] = __float2bfloat16(wk[woff + i]);
-  }
+  if (!kStatesOnly) hh::LoadWeights<kWgThreads>(tile(kWq), nullptr, a.wq + woff, tid);
+  hh::LoadWeights<kWgThreads>(tile(kWk), nullptr, wk + woff, tid);
   for (int i = tid; i < 3 * 512; i += kWgThreads) ones[i] = __float2bfloat16(i < 512 ? 1.f : 0.f);
   // S in two accumulators: feature rows 0..63 (sa) and 64..127 (sb); z likewise (za, zb: the
   // product φkᵀ 1 over 8 columns, each column the same z of rows r_lo and r_lo + 8).

@@ -76,6 +76,25 @@ __device__ __forceinline__ void HedgehogHalf(const float (&u)[32], float (&x)[32
   for (int i = 0; i < 32; ++i) x[i] *= inv[(i >> 1) & 1];
 }
 
+// One head's W (D × F fp32, row-major) into a swizzled bf16 tile of Wᵀ (F rows of D) and, where
+// `w_rows` is given, one of W itself (D rows of F), by kThreads threads. Every load of a thread is
+// issued before its first store: element by element, each would wait out its own round trip (which
+// was a tenth of the φ kernels' samples).
+template <int kThreads>
+__device__ __forceinline__ void LoadWeights(bf16* wt, bf16* w_rows, const float* w, int tid) {
+  constexpr int kPer = kD * kF / kThreads;
+  float x[kPer];
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) x[j] = w[tid + j * kThreads];
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int i = tid + j * kThreads, d = i / kF, f = i % kF;
+    const bf16 v = __float2bfloat16(x[j]);
+    wt[wgmma::Sw128(f, d)] = v;
+    if (w_rows) w_rows[wgmma::Sw128(d, f)] = v;
+  }
+}
+
 // u = X W over the 64 columns of D (X, Wᵀ: swizzled tiles, both K-major).
 __device__ __forceinline__ void ProjectTile(float (&u)[32], const bf16* x, const bf16* wt) {
   wgmma::MmaSS_m64n64_NT<false>(u, wgmma::Desc(x), wgmma::Desc(wt));
