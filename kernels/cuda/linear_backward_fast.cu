@@ -283,6 +283,7 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
         SCION_RETURN_IF_ERROR(scan_sums(key_sums, walk.key_nsub, false, side.stream));
       }
       SCION_RETURN_IF_ERROR(PhiWgmma(x2, no_phi, w2, g, BH, stream, 0, 1, &query_sums));
+      if (walk.query_nsub == 1) return Status::Ok();  // one block's sum is its own inclusive suffix
       return scan_sums(query_sums, walk.query_nsub, true, stream, true);  // each segment's suffix at its start
     }()));
     SCION_RETURN_IF_ERROR(ProductWalk(walk, BH, static_cast<int>(d.H), N, nseg, seg_chunks, stream));

@@ -256,9 +256,10 @@ void RegisterLinearCudaCases(std::vector<Case>& cases) {
                        [=] { return CudaVsCpu(FeatureMapKind::kHedgehog, d, 64, causal, backward, true); }});
     }
   // Many heads (one segment each) and one long head (many segments) on the forward's split and
-  // the backward's (its one-walk products: without key sums where a sequence is one segment, and
-  // with 65 segments of one chunk each, the last one partial).
-  for (const AttnDims d : {AttnDims{3, 61, 130, 64}, AttnDims{1, 1, 4099, 64}})
+  // the backward's (its one-walk products: without key sums where a sequence is one segment, with
+  // 244 heads also one query sums block a segment and so no scan, and with 65 segments of one
+  // chunk each, the last one partial).
+  for (const AttnDims d : {AttnDims{3, 61, 130, 64}, AttnDims{4, 61, 130, 64}, AttnDims{1, 1, 4099, 64}})
     for (bool backward : {false, true})
       cases.push_back({backward ? "linear_bwd" : "linear_fwd", Shape(d, "hedgehog", true), "cuda-vs-cpu",
                        [=] { return CudaVsCpu(FeatureMapKind::kHedgehog, d, 64, true, backward); }});
