@@ -10,7 +10,8 @@
 // states), else by the forward again writing them instead of y; the products; φ's backward per
 // side (dq, dk and dW) from ∂φ: linear_phi_back.cu for the Hedgehog maps, else the shared-memory
 // helpers of linear_grad.cuh. Where the products cannot take v with a ones column, V1 = [v, 1, 0…]
-// too.
+// too. The causal Hedgehog map at D = F = 64 on sm_90a, given the forward's y and den, takes the
+// one-walk path first (linear_product_walk.cu): no φ, GE or V1 in memory, only the sums.
 #include <string>
 
 #include "kernels/cuda/linear_common.cuh"
