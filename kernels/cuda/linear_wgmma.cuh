@@ -53,8 +53,8 @@ __device__ __forceinline__ void HedgehogRows(const float (&u)[32], float (&pos)[
 }
 
 // One half of HedgehogRows, with the same arithmetic (so the same bits): x = softmax(u), or with
-// kNeg softmax(−u). For callers short of registers; HedgehogRows' single pass over u is faster in
-// the forward (4 % there, measured).
+// kNeg softmax(−u). For callers short of registers; the forward keeps HedgehogRows' single pass
+// over u (it ran 4 % slower with HedgehogRows as two halves, one A/B call on the H100).
 template <bool kNeg>
 __device__ __forceinline__ void HedgehogHalf(const float (&u)[32], float (&x)[32], bool live_lo, bool live_hi) {
   float m[2] = {kNeg ? INFINITY : -INFINITY, kNeg ? INFINITY : -INFINITY};
@@ -78,8 +78,8 @@ __device__ __forceinline__ void HedgehogHalf(const float (&u)[32], float (&x)[32
 
 // One head's W (D × F fp32, row-major) into a swizzled bf16 tile of Wᵀ (F rows of D) and, where
 // `w_rows` is given, one of W itself (D rows of F), by kThreads threads. Every load of a thread is
-// issued before its first store: element by element, each would wait out its own round trip (which
-// was a tenth of the φ kernels' samples).
+// issued before its first store, not a load-convert-store chain per element (that chain held a
+// tenth of the φ kernels' stall samples, though taking it away changed no kernel's time).
 template <int kThreads>
 __device__ __forceinline__ void LoadWeights(bf16* wt, bf16* w_rows, const float* w, int tid) {
   constexpr int kPer = kD * kF / kThreads;
