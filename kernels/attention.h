@@ -78,17 +78,24 @@ Status LinearAttentionCudaSupport(AttnDims d, const FeatureMap& fm);
 
 // y_i = φ(q_i)ᵀ S_i / den_i, den_i = φ(q_i)ᵀ z_i + eps, S_i = Σ_{j<=i} φ(k_j) v_jᵀ,
 // z_i = Σ_{j<=i} φ(k_j) (sums over all j when !causal). Chunked algorithm on CUDA. den (B, H, N)
-// fp32, may be null: saved for the backward as softmax attention saves lse.
+// fp32, may be null: saved for the backward as softmax attention saves lse. key_states, may be
+// null: LinearAttentionKeyStateFloats(...) fp32 on the op's device, where the forward keeps the
+// states (S, z) it computes at the starts of the segments it splits sequences into, for the backward.
 Status LinearAttentionForward(const Launch& l, AttnDims d, const void* q, const void* k,
                               const void* v, void* o, float* den, const FeatureMap& fm, bool causal,
-                              float eps);
+                              float eps, float* key_states = nullptr);
+// How many floats the forward keeps in key_states for this call: 0 where it keeps none (the CPU,
+// fp32, maps and shapes off the CUDA Hedgehog D = F = 64 kernels, sequences not split), and then
+// key_states may be null.
+int64_t LinearAttentionKeyStateFloats(const Launch& l, AttnDims d, const FeatureMap& fm, bool causal);
 // o and den: the forward's outputs, both or neither. Given, the backward takes y and den from them
-// instead of computing the forward again. dwq, dwk (same shape as wq, wk, fp32, accumulated into:
-// callers zero them) for learnable maps; may be null otherwise.
+// instead of computing the forward again. key_states (with o and den, or null): what the forward
+// kept there, which spares the backward computing those states again. dwq, dwk (same shape as wq,
+// wk, fp32, accumulated into: callers zero them) for learnable maps; may be null otherwise.
 Status LinearAttentionBackward(const Launch& l, AttnDims d, const void* q, const void* k,
                                const void* v, const void* o, const float* den, const void* dout,
                                void* dq, void* dk, void* dv, const FeatureMap& fm, float* dwq,
-                               float* dwk, bool causal, float eps);
+                               float* dwk, bool causal, float eps, const float* key_states = nullptr);
 
 // ---- 5: hybrid: softmax over the last `window` tokens + linear attention over the rest --------
 // y_i = (Σ_{i-w<j<=i} exp(q_i·k_j·scale) v_j + Σ_{j<=i-w} φ(q_i)·φ(k_j) v_j)

@@ -58,14 +58,22 @@ Status LinearAttentionCudaSupport(AttnDims d, const FeatureMap& fm) {
 #endif
 }
 
+int64_t LinearAttentionKeyStateFloats(const Launch& l, AttnDims d, const FeatureMap& fm, bool causal) {
+#if SCION_WITH_CUDA
+  if (l.backend == Backend::kCuda) return cuda::LinearAttentionKeyStateFloats(l, d, fm, causal);
+#endif
+  (void)l, (void)d, (void)fm, (void)causal;
+  return 0;
+}
+
 Status LinearAttentionForward(const Launch& l, AttnDims d, const void* q, const void* k,
                               const void* v, void* o, float* den, const FeatureMap& fm, bool causal,
-                              float eps) {
+                              float eps, float* key_states) {
   SCION_RETURN_IF_ERROR(ValidateLinearCall("LinearAttentionForward", l, d, fm, eps));
   if (!q || !k || !v || !o) return Status::InvalidArgument("LinearAttentionForward: q, k, v, o must be non-null");
   if (l.backend == Backend::kCuda) {
 #if SCION_WITH_CUDA
-    return cuda::LinearAttentionForward(l, d, q, k, v, o, den, fm, causal, eps);
+    return cuda::LinearAttentionForward(l, d, q, k, v, o, den, fm, causal, eps, key_states);
 #else
     return Status::Unavailable("LinearAttentionForward: built without CUDA");
 #endif
@@ -92,15 +100,17 @@ Status LinearAttentionForward(const Launch& l, AttnDims d, const void* q, const 
 Status LinearAttentionBackward(const Launch& l, AttnDims d, const void* q, const void* k,
                                const void* v, const void* o, const float* den, const void* dout,
                                void* dq, void* dk, void* dv, const FeatureMap& fm, float* dwq,
-                               float* dwk, bool causal, float eps) {
+                               float* dwk, bool causal, float eps, const float* key_states) {
   SCION_RETURN_IF_ERROR(ValidateLinearCall("LinearAttentionBackward", l, d, fm, eps));
   if (!q || !k || !v || !dout || !dq || !dk || !dv)
     return Status::InvalidArgument("LinearAttentionBackward: q, k, v, dout, dq, dk, dv must be non-null");
   if ((o == nullptr) != (den == nullptr))
     return Status::InvalidArgument("LinearAttentionBackward: o and den are given together or not at all");
+  if (key_states && !o) return Status::InvalidArgument("LinearAttentionBackward: key_states come with o and den");
   if (l.backend == Backend::kCuda) {
 #if SCION_WITH_CUDA
-    return cuda::LinearAttentionBackward(l, d, q, k, v, o, den, dout, dq, dk, dv, fm, dwq, dwk, causal, eps);
+    return cuda::LinearAttentionBackward(l, d, q, k, v, o, den, dout, dq, dk, dv, fm, dwq, dwk, causal, eps,
+                                         key_states);
 #else
     return Status::Unavailable("LinearAttentionBackward: built without CUDA");
 #endif

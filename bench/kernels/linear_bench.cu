@@ -42,15 +42,22 @@ Result<std::vector<Row>> Run(int64_t n, bool backward, bool taylor, cudaStream_t
   const kernels::FeatureMap& fm = maps.fm;
   DeviceArray &dwq = maps.dwq, &dwk = maps.dwk;
   const float eps = 1e-6f;
-  DeviceArray den;  // the normaliser, saved for the backward as training saves it
+  // The normaliser and the segment states the forward keeps, saved for the backward as training
+  // saves them.
+  const kernels::Launch bf16{kernels::Backend::kCuda, kernels::DType::kBF16, stream};
+  const int64_t kept_floats = kernels::LinearAttentionKeyStateFloats(bf16, d, fm, true);
+  DeviceArray den, kept;
   SCION_RETURN_IF_ERROR(AllocBytes(&den, sizeof(float) * d.B * d.H * d.N));
-  float* den_ptr = static_cast<float*>(den.ptr);
+  if (kept_floats > 0) SCION_RETURN_IF_ERROR(AllocBytes(&kept, sizeof(float) * kept_floats));
+  float *den_ptr = static_cast<float*>(den.ptr), *kept_ptr = static_cast<float*>(kept.ptr);
   auto call = [&](cudaStream_t s) -> Status {
     const kernels::Launch l{kernels::Backend::kCuda, kernels::DType::kBF16, s};
-    SCION_RETURN_IF_ERROR(kernels::LinearAttentionForward(l, d, q.ptr, k.ptr, v.ptr, o.ptr, den_ptr, fm, true, eps));
+    SCION_RETURN_IF_ERROR(
+        kernels::LinearAttentionForward(l, d, q.ptr, k.ptr, v.ptr, o.ptr, den_ptr, fm, true, eps, kept_ptr));
     if (!backward) return Status::Ok();
     return kernels::LinearAttentionBackward(l, d, q.ptr, k.ptr, v.ptr, o.ptr, den_ptr, dout.ptr, dq.ptr, dk.ptr, dv.ptr,
-                                            fm, static_cast<float*>(dwq.ptr), static_cast<float*>(dwk.ptr), true, eps);
+                                            fm, static_cast<float*>(dwq.ptr), static_cast<float*>(dwk.ptr), true, eps,
+                                            kept_ptr);
   };
   auto ms = TimeMs(call, stream);
   if (!ms.ok()) return ms.status();

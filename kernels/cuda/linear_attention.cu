@@ -149,12 +149,27 @@ Status LinearAttentionSupport(AttnDims d, const FeatureMap& fm) {
   return linear::MakeGeometry("LinearAttentionForward", {Backend::kCuda, DType::kBF16, nullptr}, d, fm, true, 1e-6f, &g);
 }
 
+int64_t LinearAttentionKeyStateFloats(const Launch& l, AttnDims d, const FeatureMap& fm, bool causal) {
+  using namespace linear;
+  Geometry g;
+  if (l.dtype != DType::kBF16 || !MakeGeometry("LinearAttentionForward", l, d, fm, causal, 1e-6f, &g).ok() ||
+      !WgmmaForwardSupported(g))
+    return 0;
+  const int BH = static_cast<int>(d.B * d.H);
+  int nseg = 1, seg_chunks = 1;
+  WgmmaForwardSegments(BH, g.nchunks, &nseg, &seg_chunks);
+  return nseg > 1 ? static_cast<int64_t>(BH) * nseg * (128 * 64 + 128) : 0;
+}
+
 Status LinearAttentionForward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, void* o,
-                              float* den, const FeatureMap& fm, bool causal, float eps) {
+                              float* den, const FeatureMap& fm, bool causal, float eps, float* key_states) {
   using namespace linear;
   if (l.dtype == DType::kF32) return ForwardF32(l, d, q, k, v, o, den, fm, causal, eps);
   Geometry g;
   SCION_RETURN_IF_ERROR(MakeGeometry("LinearAttentionForward", l, d, fm, causal, eps, &g));
+  if (key_states && WgmmaForwardSupported(g))  // LinearAttentionKeyStateFloats: only this kernel keeps them
+    return WgmmaForward(static_cast<cudaStream_t>(l.stream), static_cast<int>(d.B * d.H), q, k, v, o, den, fm, g,
+                        nullptr, key_states);
   if (FastForwardSupported(g)) return FastForward(l, d, q, k, v, o, den, fm, g);
   const SmemPlan plan = PlanSmem(g, false);
   SCION_RETURN_IF_ERROR(AllowSmem(reinterpret_cast<const void*>(&LinearForwardKernel), plan.total));

@@ -253,12 +253,14 @@ __global__ void __launch_bounds__(kThreads, 1) KeySweepKernel(BwdArgs a, SmemPla
 
 Status LinearAttentionBackward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v,
                                const void* o, const float* den, const void* dout, void* dq, void* dk, void* dv,
-                               const FeatureMap& fm, float* dwq, float* dwk, bool causal, float eps) {
+                               const FeatureMap& fm, float* dwq, float* dwk, bool causal, float eps,
+                               const float* key_states) {
   using namespace linear;
   if (l.dtype == DType::kF32) return BackwardF32(l, d, q, k, v, o, den, dout, dq, dk, dv, fm, dwq, dwk, causal, eps);
   Geometry g;
   SCION_RETURN_IF_ERROR(MakeGeometry("LinearAttentionBackward", l, d, fm, causal, eps, &g));
-  if (FastBackwardSupported(g)) return FastBackward(l, d, q, k, v, o, den, dout, dq, dk, dv, fm, dwq, dwk, g);
+  if (FastBackwardSupported(g))
+    return FastBackward(l, d, q, k, v, o, den, dout, dq, dk, dv, fm, dwq, dwk, g, key_states);
   // The sweeps below compute y and den with the state they need anyway: o and den are not used.
   if (g.F * g.D > kMaxWeightTilesPerWarp * kWarps * 256)
     return Status::Unimplemented("LinearAttentionBackward (CUDA): D·F too large for the weight gradient tiles");

@@ -212,7 +212,7 @@ bool FastBackwardSupported(const Geometry& g) {
 
 Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, const void* o,
                     const float* den, const void* dout, void* dq, void* dk, void* dv, const FeatureMap& fm, float* dwq,
-                    float* dwk, const Geometry& g) {
+                    float* dwk, const Geometry& g, const float* key_states) {
   Pool pool{static_cast<cudaStream_t>(l.stream), {}};
   cudaStream_t stream = pool.stream;
   const int BH = static_cast<int>(d.B * d.H), D = g.D, Fp = g.Fp, E = D + 16;
@@ -244,8 +244,9 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
     return ScanSegments(sums.states, sums.zs, scan, BH, reverse, on, !inclusive, inclusive);
   };
   // The one-walk products (linear_product_walk.cu) where they apply: the key side's sums (where the
-  // sequences are split) on the side stream, the query side's sums and {1/den, e} rows on this one,
-  // then the walk, which maps φ itself, and φ's backward. No φ, GE or V1 in memory.
+  // sequences are split and the forward kept no states) on the side stream, the query side's sums
+  // and {1/den, e} rows on this one, then the walk, which maps φ itself, and φ's backward. No φ, GE
+  // or V1 in memory.
   const bf16* const x2[2] = {static_cast<const bf16*>(q), static_cast<const bf16*>(k)};
   const float* const w2[2] = {fm.wq, fm.wk ? fm.wk : fm.wq};
   auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };  // dy, y by cp.async
@@ -255,6 +256,19 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
     SCION_RETURN_IF_ERROR(pool.Take(&walk.dphk, rows * Fp));
     int nseg = 1, seg_chunks = 1;
     ProductWalkSegments(BH, N, &nseg, &seg_chunks);
+    // Where the forward kept its states, each walk segment is a run of whole forward segments, and
+    // the forward's state at the run's start is the key side's prefix there: no key sums.
+    int fwd_nseg = 1, fwd_seg_chunks = 1;
+    if (key_states) WgmmaForwardSegments(BH, g.nchunks, &fwd_nseg, &fwd_seg_chunks);
+    const bool kept = key_states && fwd_nseg > 1 && nseg > 1;
+    if (kept) {
+      walk.key_subs = (fwd_nseg + nseg - 1) / nseg;
+      seg_chunks = walk.key_subs * fwd_seg_chunks;
+      nseg = (g.nchunks + seg_chunks - 1) / seg_chunks;
+      walk.key_nsub = fwd_nseg;
+      walk.key_states = key_states;
+      walk.key_zs = key_states + static_cast<size_t>(BH) * fwd_nseg * 128 * 64;
+    }
     PhiSums key_sums{vb, nullptr, nullptr, 0, 0};
     PhiSums query_sums{nullptr, nullptr, nullptr, 0, 0, static_cast<const bf16*>(dout), static_cast<const bf16*>(o), den};
     auto take_sums = [&](PhiSums* sums, bool queries, const float** states, const float** zs, int* subs,
@@ -274,12 +288,12 @@ Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, c
         take_sums(&query_sums, true, &walk.query_states, &walk.query_zs, &walk.query_subs, &walk.query_nsub));
     SCION_RETURN_IF_ERROR(pool.Take(&query_sums.ge_rows, rows * 4));  // {1/den, e} a row in place of GE
     walk.ge_rows = query_sums.ge_rows;
-    if (nseg > 1)
+    if (nseg > 1 && !kept)
       SCION_RETURN_IF_ERROR(take_sums(&key_sums, false, &walk.key_states, &walk.key_zs, &walk.key_subs, &walk.key_nsub));
     bf16* const no_phi[2] = {nullptr, nullptr};
     SCION_RETURN_IF_ERROR(fork());
     SCION_RETURN_IF_ERROR(join([&]() -> Status {
-      if (nseg > 1) {
+      if (nseg > 1 && !kept) {
         SCION_RETURN_IF_ERROR(PhiWgmma(x2, no_phi, w2, g, BH, side.stream, 1, 1, &key_sums));
         SCION_RETURN_IF_ERROR(scan_sums(key_sums, walk.key_nsub, false, side.stream));
       }

@@ -9,11 +9,13 @@ namespace scion::kernels::cuda {
 
 Status LinearAttentionSupport(AttnDims d, const FeatureMap& fm);
 Status LinearAttentionForward(const Launch& l, AttnDims d, const void* q, const void* k,
-                              const void* v, void* o, float* den, const FeatureMap& fm, bool causal, float eps);
+                              const void* v, void* o, float* den, const FeatureMap& fm, bool causal, float eps,
+                              float* key_states);
+int64_t LinearAttentionKeyStateFloats(const Launch& l, AttnDims d, const FeatureMap& fm, bool causal);
 Status LinearAttentionBackward(const Launch& l, AttnDims d, const void* q, const void* k,
                                const void* v, const void* o, const float* den, const void* dout, void* dq,
                                void* dk, void* dv, const FeatureMap& fm, float* dwq, float* dwk, bool causal,
-                               float eps);
+                               float eps, const float* key_states);
 
 Status DistillLoss(const Launch& l, AttnDims d, const void* q, const void* k, const FeatureMap& fm, float scale,
                    float eps, float* loss, float* dwq, float* dwk, const AttentionStats& stats,

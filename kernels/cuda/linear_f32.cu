@@ -76,7 +76,7 @@ Status ForwardF32(const Launch& l, AttnDims d, const void* q, const void* k, con
   SCION_RETURN_IF_ERROR(s.Take(n, 4, "LinearAttentionForward"));
   Narrow({q, k, v}, s, n);
   SCION_RETURN_IF_ERROR(cuda::LinearAttentionForward(AsBF16(l), d, s.parts[0], s.parts[1], s.parts[2], s.parts[3],
-                                                     den, fm, causal, eps));
+                                                     den, fm, causal, eps, nullptr));
   Widen(s, 3, {o}, n);
   return CheckLaunch("LinearAttentionForward");
 }
@@ -92,7 +92,7 @@ Status BackwardF32(const Launch& l, AttnDims d, const void* q, const void* k, co
   if (o) Narrow({o}, s, n, 7);
   SCION_RETURN_IF_ERROR(cuda::LinearAttentionBackward(AsBF16(l), d, s.parts[0], s.parts[1], s.parts[2],
                                                       o ? s.parts[7] : nullptr, den, s.parts[3], s.parts[4],
-                                                      s.parts[5], s.parts[6], fm, dwq, dwk, causal, eps));
+                                                      s.parts[5], s.parts[6], fm, dwq, dwk, causal, eps, nullptr));
   Widen(s, 4, {dq, dk, dv}, n);
   return CheckLaunch("LinearAttentionBackward");
 }

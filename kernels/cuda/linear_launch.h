@@ -172,9 +172,14 @@ Status FastPhiToGlobal(cudaStream_t stream, int BH, const void* q, const void* k
 
 // The causal Hedgehog forward at D = 64, F = 64 on Hopper warpgroup MMA (linear_wgmma.cu), where
 // the build has sm_90a code; FastForward takes it, extras included (the backward's recomputation).
+// key_states, where given and the sequences are split into segments: the states (S, z) at each
+// segment's start kept there, (B·H, nseg, 128, 64) then (B·H, nseg, 128) fp32, in place of scratch.
 bool WgmmaForwardSupported(const Geometry& g);
 Status WgmmaForward(cudaStream_t stream, int BH, const void* q, const void* k, const void* v, void* o, float* den,
-                    const FeatureMap& fm, Geometry g, const ForwardExtras* extras = nullptr);
+                    const FeatureMap& fm, Geometry g, const ForwardExtras* extras = nullptr,
+                    float* key_states = nullptr);
+// WgmmaForward's split of each sequence: nseg segments of seg_chunks chunks.
+void WgmmaForwardSegments(int BH, int nchunks, int* nseg, int* seg_chunks);
 
 // O = the chunked product Σ_j (A_i·B_j) C_j over j <= i (reverse: j >= i; all j when not causal),
 // linear_product.cu. A, B (B·H, N, K) and C (B·H, N, ldc_g; the first Dc columns), O (B·H, N,
@@ -238,7 +243,7 @@ Status ProductWalk(const WalkArgs& w, int BH, int H, int N, int nseg, int seg_ch
 bool FastBackwardSupported(const Geometry& g);
 Status FastBackward(const Launch& l, AttnDims d, const void* q, const void* k, const void* v, const void* o,
                     const float* den, const void* dout, void* dq, void* dk, void* dv, const FeatureMap& fm, float* dwq,
-                    float* dwk, const Geometry& g);
+                    float* dwk, const Geometry& g, const float* key_states = nullptr);
 
 // φ's backward for the Hedgehog maps (linear_phi_back.cu): ∂φ (B·H, N, Fp) bf16 -> dx (B·H, N, D)
 // bf16 (skipped where null) and dW (H, D, F) fp32 accumulated into (skipped where null), φ

@@ -360,27 +360,38 @@ bool WgmmaForwardSupported(const Geometry& g) {
          WgmmaBuilt();
 }
 
+void WgmmaForwardSegments(int BH, int nchunks, int* nseg, int* seg_chunks) {
+  const void* kernel = reinterpret_cast<const void*>(&HedgehogWgmmaKernel<false>);
+  int slots = SmCount();
+  if (AllowSmem(kernel, kWgSmem).ok()) slots = ResidentBlocks(kernel, kWgThreads, kWgSmem);
+  const int n = SegmentCount(BH, nchunks, slots);
+  *seg_chunks = (nchunks + n - 1) / n;
+  *nseg = (nchunks + *seg_chunks - 1) / *seg_chunks;
+}
+
 Status WgmmaForward(cudaStream_t stream, int BH, const void* q, const void* k, const void* v, void* o, float* den,
-                    const FeatureMap& fm, Geometry g, const ForwardExtras* extras) {
+                    const FeatureMap& fm, Geometry g, const ForwardExtras* extras, float* key_states) {
   for (const void* kernel : {reinterpret_cast<const void*>(&HedgehogWgmmaKernel<false>),
                              reinterpret_cast<const void*>(&HedgehogWgmmaKernel<false, true>),
                              reinterpret_cast<const void*>(&HedgehogWgmmaKernel<true>)})
     SCION_RETURN_IF_ERROR(AllowSmem(kernel, kWgSmem));
-  const int slots = ResidentBlocks(reinterpret_cast<const void*>(&HedgehogWgmmaKernel<false>), kWgThreads, kWgSmem);
-  const int nseg = SegmentCount(BH, g.nchunks, slots);
-  g.seg_chunks = (g.nchunks + nseg - 1) / nseg;
-  g.nseg = (g.nchunks + g.seg_chunks - 1) / g.seg_chunks;
+  WgmmaForwardSegments(BH, g.nchunks, &g.nseg, &g.seg_chunks);
   WgArgs a{static_cast<const bf16*>(q), static_cast<const bf16*>(k), static_cast<const bf16*>(v), static_cast<bf16*>(o),
            den, fm.wq, fm.wk, nullptr, nullptr, g.N, g.H, g.nchunks, g.seg_chunks, g.nseg, g.eps, g.nseg > 1,
            extras ? *extras : ForwardExtras{}};
   if (g.nseg == 1) return Launch(a, BH, 1, false, stream);
   ScratchStates scratch;
-  SCION_RETURN_IF_ERROR(scratch.Allocate(g, BH, stream));
-  a.states = scratch.states;
-  a.zs = scratch.zs;
+  if (key_states) {
+    a.states = key_states;
+    a.zs = key_states + static_cast<size_t>(BH) * g.nseg * 128 * kWgD;
+  } else {
+    SCION_RETURN_IF_ERROR(scratch.Allocate(g, BH, stream));
+    a.states = scratch.states;
+    a.zs = scratch.zs;
+  }
   auto passes = [&]() -> Status {  // segment sums (not the last one's), exclusive prefixes, main pass
     SCION_RETURN_IF_ERROR(Launch(a, BH, g.nseg - 1, true, stream));
-    SCION_RETURN_IF_ERROR(ScanSegments(scratch.states, scratch.zs, g, BH, false, stream, true));
+    SCION_RETURN_IF_ERROR(ScanSegments(a.states, a.zs, g, BH, false, stream, true));
     return Launch(a, BH, g.nseg, false, stream);
   };
   const Status st = passes();

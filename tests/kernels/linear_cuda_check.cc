@@ -25,8 +25,10 @@ constexpr double kBackwardTol = kLinearBackwardTol;
 // values and the bf16 tolerances apply). The forward writes den too; the backward takes the CUDA
 // forward's o and den (saved) or computes the forward again; the CPU reference always computes it
 // again.
+// saved: the backward takes the forward's o and den; keep_states: the forward keeps its segment
+// states too (there must be some to keep) and the backward takes them.
 std::vector<Outcome> CudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F, bool causal, bool backward,
-                               bool f32 = false, bool saved = true) {
+                               bool f32 = false, bool saved = true, bool keep_states = false) {
   if (!HaveCudaDevice()) return {Skipped("no CUDA device")};
   std::mt19937_64 rng(Seed() ^ (static_cast<uint64_t>(kind) * 1000003 + d.D * 31 + d.N + causal));
   const MapSetup m = MakeMap(kind, d.H, d.D, rng, F);
@@ -45,12 +47,17 @@ std::vector<Outcome> CudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F, bool 
                dv_in = DeviceBuffer::Upload(v, prec);
   kernels::Launch cuda{kernels::Backend::kCuda, f32 ? kernels::DType::kF32 : kernels::DType::kBF16, nullptr};
   const size_t rows = static_cast<size_t>(d.B * d.H * d.N);
-  DeviceBuffer o, den;
+  DeviceBuffer o, den, kept;
+  if (keep_states) {
+    const int64_t floats = kernels::LinearAttentionKeyStateFloats(cuda, d, dfm, causal);
+    if (floats == 0) return {Outcome{false, 0, 0, "key states", "the forward keeps no states for this shape"}};
+    kept = DeviceBuffer::Poisoned(static_cast<size_t>(floats), Precision::kF32);
+  }
   if (!backward || saved) {
     o = DeviceBuffer::Poisoned(n, prec);
     den = DeviceBuffer::Poisoned(rows, Precision::kF32);
     const Status st = kernels::LinearAttentionForward(cuda, d, dq_in.get(), dk_in.get(), dv_in.get(), o.get(),
-                                                      den.f32(), dfm, causal, eps);
+                                                      den.f32(), dfm, causal, eps, keep_states ? kept.f32() : nullptr);
     if (st.code() == Status::Code::kUnimplemented) return {Skipped("unsupported: " + st.message())};
     if (!st.ok()) return {Outcome{false, 0, 0, "o", st.ToString()}};
     DeviceSync();
@@ -73,7 +80,7 @@ std::vector<Outcome> CudaVsCpu(FeatureMapKind kind, AttnDims d, int64_t F, bool 
   const Status st = kernels::LinearAttentionBackward(cuda, d, dq_in.get(), dk_in.get(), dv_in.get(), o.get(),
                                                      den.f32(), ddout.get(), gq.get(), gk.get(), gv.get(), dfm,
                                                      learned ? gwq.f32() : nullptr, learned ? gwk.f32() : nullptr,
-                                                     causal, eps);
+                                                     causal, eps, keep_states ? kept.f32() : nullptr);
   if (st.code() == Status::Code::kUnimplemented) return {Skipped("unsupported: " + st.message())};
   if (!st.ok()) return {Outcome{false, 0, 0, "grads", st.ToString()}};
   DeviceSync();
@@ -263,6 +270,13 @@ void RegisterLinearCudaCases(std::vector<Case>& cases) {
     for (bool backward : {false, true})
       cases.push_back({backward ? "linear_bwd" : "linear_fwd", Shape(d, "hedgehog", true), "cuda-vs-cpu",
                        [=] { return CudaVsCpu(FeatureMapKind::kHedgehog, d, 64, true, backward); }});
+  // The forward keeping its segment states and the backward taking them: 65 one-chunk segments
+  // (the walk's the same), and 32 heads of 16 chunks (the forward's 8 segments two to a walk
+  // segment).
+  for (const AttnDims d : {AttnDims{1, 1, 4099, 64}, AttnDims{2, 16, 1000, 64}})
+    for (bool backward : {false, true})
+      cases.push_back({backward ? "linear_bwd" : "linear_fwd", Shape(d, "hedgehog", true) + " key states",
+                       "cuda-vs-cpu", [=] { return CudaVsCpu(FeatureMapKind::kHedgehog, d, 64, true, backward, false, true, true); }});
   // φ's register backward for the Hedgehog maps: the exp variant at every D it takes, F other
   // than D (fewer and more features than columns), and enough heads and chunks that a block
   // walks several chunks and several blocks add into one head's dW.
