@@ -232,7 +232,30 @@ std::optional<std::string> Cluster::MissingBinaries() {
   return std::nullopt;
 }
 
+namespace {
+
+// Whether a daemon's log says it could not bind a port: FreeLoopbackPort's port was free a moment
+// before, and another process on the machine (a parallel test) may have taken it since.
+bool LostAPort(const std::string& log) {
+  return log.find("cannot listen on") != std::string::npos || log.find("Address already in use") != std::string::npos;
+}
+
+}  // namespace
+
+// On a first start that lost a port, fresh ports and another try (a restart keeps its ports: the
+// workers reconnect to them).
 Status Cluster::StartCoordinator() {
+  const bool first = coordinator_ == nullptr;
+  for (int attempt = 1;; ++attempt) {
+    const Status st = SpawnCoordinator();
+    if (st.ok() || !first || attempt == 3 || !coordinator_ || !LostAPort(coordinator_->Log())) return st;
+    worker_port_ = FreeLoopbackPort();
+    client_port_ = FreeLoopbackPort();
+    coord_metrics_port_ = FreeLoopbackPort();
+  }
+}
+
+Status Cluster::SpawnCoordinator() {
   if (coordinator_) {
     if (coordinator_->Running()) return Status::FailedPrecondition("coordinator already running");
     old_logs_.push_back(coordinator_->Log());
@@ -271,6 +294,15 @@ Status Cluster::StopCoordinator() {
 }
 
 Status Cluster::StartWorker(const std::string& id, milliseconds ready_within) {
+  const bool first = !workers_.count(id);
+  for (int attempt = 1;; ++attempt) {
+    const Status st = SpawnWorker(id, ready_within);
+    if (st.ok() || !first || attempt == 3 || !workers_.count(id) || !LostAPort(workers_.at(id)->Log())) return st;
+    worker_metrics_ports_[id] = FreeLoopbackPort();
+  }
+}
+
+Status Cluster::SpawnWorker(const std::string& id, milliseconds ready_within) {
   if (auto it = workers_.find(id); it != workers_.end()) {
     if (it->second->Running()) return Status::FailedPrecondition("worker " + id + " already running");
     old_logs_.push_back(it->second->Log());

@@ -102,7 +102,10 @@ class Cluster {
   // The binaries this cluster needs, or a skip message naming the first one missing.
   static std::optional<std::string> MissingBinaries();
 
-  Status StartCoordinator();           // same ports and data dir on every start (restart)
+  // Same ports and data dir on every restart. A first start whose port was taken by another
+  // process since FreeLoopbackPort picked it (the daemon says so in its log) takes fresh ports and
+  // tries again, twice at most; so does a worker's first start.
+  Status StartCoordinator();
   void KillCoordinator();              // kill -9
   Status StopCoordinator();            // SIGTERM; error when it does not exit in 10 s
   // Starts worker `id` (data dir <root>/worker-<id>) and waits until the coordinator lists it ready.
@@ -129,6 +132,9 @@ class Cluster {
   std::string Logs() const;
 
  private:
+  Status SpawnCoordinator();
+  Status SpawnWorker(const std::string& id, milliseconds ready_within);
+
   ClusterOptions options_;
   TempDir root_;
   int worker_port_, client_port_, coord_metrics_port_;
