@@ -55,6 +55,9 @@ struct LayerActs {
   float *ln1_mean = nullptr, *ln1_rstd = nullptr, *ln2_mean = nullptr, *ln2_rstd = nullptr;  // (BT)
   bf16 *q = nullptr, *k = nullptr, *v = nullptr, *o = nullptr;  // (B, H, T, D)
   float* lse = nullptr;                           // (B, H, T) softmax statistics, or linear attention's den
+  float* key_states = nullptr;                    // linear attention's segment states, where the forward keeps them
+  int64_t key_state_floats = 0;                   // key_states' size
+  bool key_states_kept = false;                   // by this step's forward
   bf16* atty = nullptr;                           // (BT, C) mixer output, heads merged
   bf16 *fch = nullptr, *fch_gelu = nullptr;       // (BT, Hm) pre-activation (with bias), GELU output
   bf16* xa[kLinears] = {};                        // (BT, r) LoRA x·A of each linear layer
@@ -330,9 +333,19 @@ Status CudaModel::Impl::MixerForward(int64_t l, kernels::AttnDims d) {
   LayerActs& a = acts[l];
   const kernels::Launch launch{kernels::Backend::kCuda, kernels::DType::kBF16, stream};
   const float scale = 1.0f / std::sqrt(static_cast<float>(d.D));
-  if (s.mixer == MixerKind::kLinear)
-    return kernels::LinearAttentionForward(launch, d, a.q, a.k, a.v, a.o, a.lse, Map(s, layer_off[l], w, d.D), true,
-                                           s.eps);
+  if (s.mixer == MixerKind::kLinear) {
+    // The segment states the forward computes, kept for the backward (the buffer grows with the
+    // shape, like the activations, and goes with them).
+    const kernels::FeatureMap fm = Map(s, layer_off[l], w, d.D);
+    const int64_t kept = kernels::LinearAttentionKeyStateFloats(launch, d, fm, true);
+    if (kept > a.key_state_floats) {
+      SCION_RETURN_IF_ERROR(Alloc(&a.key_states, kept, &act_allocs));
+      a.key_state_floats = kept;
+    }
+    a.key_states_kept = kept > 0;
+    return kernels::LinearAttentionForward(launch, d, a.q, a.k, a.v, a.o, a.lse, fm, true, s.eps,
+                                           a.key_states_kept ? a.key_states : nullptr);
+  }
   if (s.mixer == MixerKind::kHybrid)
     return kernels::HybridAttentionForward(launch, d, a.q, a.k, a.v, a.o, s.window, Map(s, layer_off[l], w, d.D), scale,
                                            s.eps);
@@ -365,7 +378,7 @@ Status CudaModel::Impl::MixerBackward(int64_t l, kernels::AttnDims d) {
     float* dwq = o.maps_t ? g + o.fq : nullptr;
     float* dwk = o.maps_t ? g + o.fk : nullptr;
     return kernels::LinearAttentionBackward(launch, d, a.q, a.k, a.v, a.o, a.lse, dout, dq, dk, dv, Map(s, o, w, d.D),
-                                            dwq, dwk, true, s.eps);
+                                            dwq, dwk, true, s.eps, a.key_states_kept ? a.key_states : nullptr);
   }
   if (s.mixer == MixerKind::kHybrid) {
     float* dwq = o.maps_t ? g + o.fq : nullptr;

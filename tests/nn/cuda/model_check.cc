@@ -216,6 +216,26 @@ void MixerChecks() {
     CompareModel(std::string(c.name) + " vs CPU path", *m, tok, tgt, B, T, CpuReference(*m, tok, tgt, B, T, ac, 1.0f),
                  ac, 1.0f);
   }
+  // Head width 64 with 64 features, on the Hopper kernels where the build has them: four chunks a
+  // sequence split into segments, so the forward keeps its segment states for the backward.
+  {
+    ModelConfig cfg = ModelConfig::Gpt2(/*vocab=*/80, /*context=*/256, /*n_layer=*/2, /*n_head=*/2, /*n_embd=*/128);
+    for (LayerSpec& s : cfg.layers) {
+      s.mixer = MixerKind::kLinear;
+      s.feature_map = kernels::FeatureMapKind::kHedgehog;
+      s.feature_dim = 64;
+    }
+    auto m = Model::Create(cfg, 7);
+    if (!m.ok()) return Fatal("hedgehog linear, head width 64: Model::Create", m.status());
+    const int64_t B = 1, T = 256;
+    Rng rng(13);
+    std::vector<int32_t> tok(B * T), tgt(B * T);
+    for (auto& x : tok) x = static_cast<int32_t>(rng.Next() % 80);
+    for (auto& x : tgt) x = static_cast<int32_t>(rng.Next() % 80);
+    const AdamWConfig ac{1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f};
+    CompareModel("hedgehog linear, head width 64, T 256 vs CPU path", *m, tok, tgt, B, T,
+                 CpuReference(*m, tok, tgt, B, T, ac, 1.0f), ac, 1.0f);
+  }
 }
 
 // LoRA adapters on every block linear, against the CPU path: B drawn non-zero (its default zero
