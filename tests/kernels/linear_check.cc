@@ -348,6 +348,10 @@ std::vector<Outcome> ErrorChecks() {
   cases.push_back({"den", kernels::LinearAttentionBackward({}, d, x.data(), x.data(), x.data(), o.data(), nullptr,
                                                           x.data(), o.data(), o.data(), o.data(), ok_map, nullptr,
                                                           nullptr, true, 1e-6f)});
+  const std::vector<float> kept(64, 0.0f);
+  cases.push_back({"key_states", kernels::LinearAttentionBackward({}, d, x.data(), x.data(), x.data(), nullptr, nullptr,
+                                                                 x.data(), o.data(), o.data(), o.data(), ok_map, nullptr,
+                                                                 nullptr, true, 1e-6f, kept.data())});
   cases.push_back({"window", kernels::HybridAttentionForward({}, d, x.data(), x.data(), x.data(), o.data(), 0, ok_map, 1.0f, 1e-6f)});
   cases.push_back({"non-null", kernels::DistillLoss({}, d, x.data(), x.data(), ok_map, 1.0f, 1e-6f, nullptr, nullptr, nullptr, {})});
   std::vector<Outcome> out;
@@ -358,6 +362,12 @@ std::vector<Outcome> ErrorChecks() {
     else if (b.st.message().find(b.field) == std::string::npos) r.failure = "message lacks field: " + b.st.message();
     out.push_back(r);
   }
+  // The CPU keeps no segment states: the size is 0, so callers pass none.
+  Outcome cpu_kept;
+  cpu_kept.what = "LinearAttentionKeyStateFloats on the CPU";
+  const int64_t cpu_floats = kernels::LinearAttentionKeyStateFloats({}, {1, 2, 512, 64}, ok_map, true);
+  if (cpu_floats != 0) cpu_kept.failure = "got " + std::to_string(cpu_floats) + ", want 0";
+  out.push_back(cpu_kept);
   return out;
 }
 
